@@ -1,0 +1,51 @@
+// The client's heartbeat (zproto's policy: the client pings, the server expires silent clients; never the
+// other way round). Every interval, if nothing has been heard from the server for an interval, the client
+// is "idle" and sends HUGZ; if nothing has been heard for the whole timeout, the server is "lost".
+
+export interface HeartbeatOptions {
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  readonly now?: () => number;
+}
+
+export class Heartbeat {
+  #lastHeard: number;
+  #timer: NodeJS.Timeout | undefined;
+  readonly #now: () => number;
+
+  constructor(
+    readonly options: HeartbeatOptions,
+    private readonly onIdle: () => void,
+    private readonly onLost: () => void,
+  ) {
+    this.#now = options.now ?? Date.now;
+    this.#lastHeard = this.#now();
+  }
+
+  /** Something arrived from the server (or a new socket was opened): the silence starts again. */
+  heard(): void {
+    this.#lastHeard = this.#now();
+  }
+
+  start(): void {
+    this.heard();
+    this.#timer ??= setInterval(() => this.tick(), this.options.intervalMs);
+    this.#timer.unref?.();
+  }
+
+  stop(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** One beat (called by the timer; public so tests can drive it). */
+  tick(): void {
+    const silent = this.#now() - this.#lastHeard;
+    if (silent >= this.options.timeoutMs) {
+      this.heard(); // the next "lost" comes a whole timeout later, not on every beat
+      this.onLost();
+    } else if (silent >= this.options.intervalMs - 5) {
+      this.onIdle();
+    }
+  }
+}

@@ -1,0 +1,79 @@
+// The client's dialogue with its server, as a table. Read it top to bottom; the actions are in client.ts
+// under the same names. Transcribed from zeromq/filemq's fmq_client.xml, with the reference's defects
+// fixed (see ../../README.md#how-it-works):
+//  - the client never stops for good: RTFM (the server forgot us, or restarted), a silent server, or a
+//    server that never answers OHAI all lead back to "connecting" on a fresh socket, and every
+//    subscription is replayed once the new session is open;
+//  - subscribe is accepted in every state, as often as the caller likes (the reference hung on a second one);
+//  - credit is counted for every chunk received, wanted or not, so client and server never disagree.
+
+import type { Table } from "../fsm/engine.js";
+import type { MessageName } from "../protocol/messages.js";
+
+export type ClientState = "start" | "connecting" | "connected";
+
+export type ClientEvent =
+  | MessageName
+  /** API: start talking to the server. */
+  | "connect"
+  /** API: subscribe to a path (also replayed from the list when a session opens). */
+  | "subscribe"
+  /** API: say goodbye and stop. */
+  | "close"
+  /** The heartbeat timer: nothing heard from the server for one heartbeat interval. */
+  | "expired"
+  /** The heartbeat timer: nothing heard for the whole timeout. */
+  | "server lost"
+  /** The server sent bytes that do not decode. */
+  | "malformed";
+
+export type ClientAction =
+  | "open socket and send OHAI"
+  | "start session"
+  | "send every subscription"
+  | "store subscription"
+  | "send ICANHAZ"
+  | "confirm subscription"
+  | "refuse subscription"
+  | "grant credit"
+  | "process the chunk"
+  | "send HUGZ"
+  | "report disconnection"
+  | "report protocol error"
+  | "send KTHXBAI and stop";
+
+export const clientMachine: Table<ClientState, ClientEvent, ClientAction> = {
+  initial: "start",
+  states: {
+    start: {
+      connect: { do: ["open socket and send OHAI"], next: "connecting" },
+      subscribe: { do: ["store subscription"] },
+    },
+    // OHAI is on its way (queued by the socket until the TCP connection exists).
+    connecting: {
+      OHAI_OK: { do: ["start session", "send every subscription"], next: "connected" },
+      subscribe: { do: ["store subscription"] },
+      // No answer yet: the server may simply not be up. Keep the OHAI queued; give up on this socket
+      // only after the whole timeout.
+      expired: { do: [] },
+    },
+    connected: {
+      subscribe: { do: ["store subscription", "send ICANHAZ"] },
+      ICANHAZ_OK: { do: ["confirm subscription", "grant credit"] },
+      SRSLY: { do: ["refuse subscription"] },
+      CHEEZBURGER: { do: ["process the chunk", "grant credit"] },
+      // Idle for a heartbeat interval: HUGZ, so the server answers and does not expire us.
+      expired: { do: ["send HUGZ"] },
+    },
+  },
+  defaults: {
+    HUGZ_OK: { do: [] },
+    // The server does not know us (it restarted, or expired us) or we confused it: start again.
+    RTFM: { do: ["report disconnection", "open socket and send OHAI"], next: "connecting" },
+    "server lost": { do: ["report disconnection", "open socket and send OHAI"], next: "connecting" },
+    close: { do: ["send KTHXBAI and stop"] },
+    malformed: { do: ["report protocol error"] },
+    // A message that makes no sense now: say so, carry on (nothing was written for it).
+    "*": { do: ["report protocol error"] },
+  },
+};

@@ -1,0 +1,188 @@
+// A small table-driven state machine engine, after zproto's generated engines (s_client_execute).
+//
+// A machine is a table: state -> event -> { do: [action names], next?: state }. A "defaults" superstate
+// holds behaviour shared by every state (an unexpected message -> RTFM, expiry). Actions are plain named
+// functions; they steer the machine only by calling next() (handle this event after my actions) or
+// raise() (skip my remaining actions, handle this event now). Nothing outside the engine switches on the
+// current state. Each engine owns one event queue and runs to completion: one event (and the internal
+// events its actions raise) is finished before the next queued event starts, even when actions await I/O.
+
+/** One row of a table: the actions to run, in order, and the state to move to afterwards. */
+export interface Transition<S extends string, A extends string> {
+  readonly do: readonly A[];
+  readonly next?: S;
+}
+
+export type StateRow<S extends string, E extends string, A extends string> = {
+  readonly [K in E | "*"]?: Transition<S, A>;
+};
+
+/**
+ * A machine: its states, plus `defaults`, consulted when a state has no row for an event.
+ * Lookup order: state[event], defaults[event], state["*"], defaults["*"]. The wildcard only matches
+ * events for which `isWildcardEvent` is true (protocol messages), never internal events.
+ */
+export interface Table<S extends string, E extends string, A extends string> {
+  readonly initial: S;
+  readonly states: { readonly [K in S]: StateRow<S, E, A> };
+  readonly defaults: StateRow<S, E, A>;
+}
+
+export type Actions<A extends string, Arg> = {
+  readonly [K in A]: (arg: Arg) => void | Promise<void>;
+};
+
+export interface EngineOptions<S extends string, E extends string, A extends string> {
+  /** Which events the "*" rows may catch (typically: every protocol message, no internal event). */
+  readonly isWildcardEvent?: (event: E) => boolean;
+  /** Called for every step: the state, the event, and then each action or the new state. */
+  readonly trace?: (line: string) => void;
+  /** An action threw: the engine stops that event's actions and reports here; it never rethrows. */
+  readonly onActionError?: (error: unknown, state: S, event: E, action: A) => void;
+}
+
+interface Queued<E, Arg> {
+  readonly event: E;
+  readonly arg: Arg;
+}
+
+export const STOPPED = "(stopped)";
+
+export class Engine<S extends string, E extends string, A extends string, Arg = unknown> {
+  #state: S | typeof STOPPED;
+  readonly #queue: Queued<E, Arg>[] = [];
+  #running = false;
+  /** Set by next(): handled after the current event's actions, before anything queued. */
+  #nextEvent: Queued<E, Arg> | undefined;
+  /** Set by raise(): cuts the current event's remaining actions short. */
+  #exception: Queued<E, Arg> | undefined;
+  #idle: (() => void)[] = [];
+
+  constructor(
+    readonly table: Table<S, E, A>,
+    readonly actions: Actions<A, Arg>,
+    readonly options: EngineOptions<S, E, A> = {},
+  ) {
+    this.#state = table.initial;
+  }
+
+  get state(): S | typeof STOPPED {
+    return this.#state;
+  }
+
+  get stopped(): boolean {
+    return this.#state === STOPPED;
+  }
+
+  /** Events waiting in the queue (not counting the one being handled). */
+  get pending(): number {
+    return this.#queue.length;
+  }
+
+  /**
+   * Queue an event from outside (a received message, a timer, an API call).
+   * With `coalesce`, the event is dropped if an identical event is already waiting (e.g. "dispatch").
+   */
+  post(event: E, arg: Arg, opts: { coalesce?: boolean } = {}): void {
+    if (this.stopped) return;
+    if (opts.coalesce && this.#queue.some((q) => q.event === event)) return;
+    this.#queue.push({ event, arg });
+    if (!this.#running) void this.#run();
+  }
+
+  /** From an action: once this event's actions are done (and its `next` state taken), handle `event`. */
+  next(event: E, arg: Arg): void {
+    this.#nextEvent = { event, arg };
+  }
+
+  /** From an action: skip the remaining actions of this event and handle `event` in the current state. */
+  raise(event: E, arg: Arg): void {
+    this.#exception = { event, arg };
+  }
+
+  /** Stop for good: drop the queue, run nothing more. Safe to call from an action. */
+  stop(): void {
+    this.#state = STOPPED;
+    this.#queue.length = 0;
+    this.#nextEvent = undefined;
+    this.#exception = undefined;
+  }
+
+  /** Resolves when the queue is empty and nothing is running (for tests and orderly shutdown). */
+  idle(): Promise<void> {
+    if (!this.#running) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  async #run(): Promise<void> {
+    this.#running = true;
+    try {
+      let item = this.#queue.shift();
+      while (item !== undefined && !this.stopped) {
+        await this.#handle(item);
+        // Internal events come first: they continue the dialogue the last event started.
+        item = this.#exception ?? this.#nextEvent ?? this.#queue.shift();
+        this.#exception = undefined;
+        this.#nextEvent = undefined;
+      }
+    } finally {
+      this.#running = false;
+      const waiters = this.#idle;
+      this.#idle = [];
+      for (const resolve of waiters) resolve();
+    }
+  }
+
+  #lookup(state: S, event: E): Transition<S, A> | undefined {
+    const row = this.table.states[state];
+    const own = row[event] ?? this.table.defaults[event];
+    if (own) return own;
+    if (this.options.isWildcardEvent?.(event) === false) return undefined;
+    return row["*"] ?? this.table.defaults["*"];
+  }
+
+  async #handle({ event, arg }: Queued<E, Arg>): Promise<void> {
+    const state = this.#state;
+    if (state === STOPPED) return;
+    const transition = this.#lookup(state, event);
+    const trace = this.options.trace;
+    trace?.(`${state}: ${event}`);
+    if (!transition) {
+      trace?.(`    (no transition: ignored)`);
+      return;
+    }
+    for (const action of transition.do) {
+      trace?.(`    $ ${action}`);
+      try {
+        const result = this.actions[action](arg);
+        if (result !== undefined) await result;
+      } catch (error) {
+        this.options.onActionError?.(error, state, event, action);
+        return;
+      }
+      if (this.stopped) return;
+      if (this.#exception) {
+        // Unlike zproto's engine_set_next_event, which let the remaining actions run (the root of the
+        // reference server's credit livelock), an exception really does cut the action list short.
+        this.#nextEvent = undefined;
+        return;
+      }
+    }
+    if (transition.next !== undefined && !this.stopped) {
+      trace?.(`    > ${transition.next}`);
+      this.#state = transition.next;
+    }
+  }
+}
+
+/** A Mermaid state diagram of a table, for documentation. */
+export function toMermaid<S extends string, E extends string, A extends string>(table: Table<S, E, A>): string {
+  const lines = ["stateDiagram-v2", `    [*] --> ${table.initial}`];
+  for (const [state, row] of Object.entries(table.states) as [S, StateRow<S, E, A>][]) {
+    for (const [event, t] of Object.entries(row) as [string, Transition<S, A> | undefined][]) {
+      if (!t) continue;
+      lines.push(`    ${state} --> ${t.next ?? state}: ${event === "*" ? "any" : event}`);
+    }
+  }
+  return lines.join("\n");
+}

@@ -1,0 +1,146 @@
+// A mount publishes one local directory under a virtual path (its alias). It keeps the catalogue of the
+// directory's stable files and reports each file that becomes stable (new or changed) and each file that
+// goes away. It knows nothing of the protocol or of clients.
+
+import { EventEmitter } from "node:events";
+import { realpath, stat } from "node:fs/promises";
+import type { Stats } from "node:fs";
+import path from "node:path";
+import { watch, type FSWatcher } from "chokidar";
+import { isUnpublished, joinVirtual, normaliseVirtualPath } from "../paths.js";
+import { StabilityTracker } from "./stability.js";
+
+export interface PublishedFile {
+  /** Path relative to the mount's directory, "/" separators. */
+  readonly relative: string;
+  /** Virtual path on the wire: alias + "/" + relative. */
+  readonly vpath: string;
+  /** Absolute path of the file on disk. */
+  readonly absolute: string;
+  readonly size: number;
+  readonly mtimeMs: number;
+}
+
+export interface MountEvents {
+  /** A file became stable: new, or changed since it was last reported. */
+  changed: [file: PublishedFile];
+  /** A file that had been reported is gone. */
+  deleted: [vpath: string];
+  error: [error: Error];
+}
+
+export interface MountOptions {
+  /** Quiet period before a file is shipped, in ms. */
+  readonly stableMs: number;
+}
+
+export class MountError extends Error {
+  override name = "MountError";
+}
+
+export class Mount extends EventEmitter<MountEvents> {
+  /** The catalogue: stable files by virtual path. */
+  readonly files = new Map<string, PublishedFile>();
+  readonly #tracker: StabilityTracker;
+  #watcher: FSWatcher | undefined;
+
+  private constructor(
+    readonly alias: string,
+    /** The real path of the published directory (symlinks resolved once, at publish time). */
+    readonly root: string,
+    options: MountOptions,
+  ) {
+    super();
+    this.#tracker = new StabilityTracker(
+      { stableMs: options.stableMs },
+      (relative, absolute, sighting) => void this.#publish(relative, absolute, sighting.size, sighting.mtimeMs),
+      (relative) => path.join(this.root, relative),
+    );
+  }
+
+  /** Check the directory and the alias; nothing is watched until start(). */
+  static async open(directory: string, alias: string, options: MountOptions): Promise<Mount> {
+    const normalised = normaliseVirtualPath(alias);
+    if (normalised === undefined) throw new MountError(`invalid alias "${alias}": must start with "/" and contain no "." or ".." segments`);
+    let root: string;
+    try {
+      root = await realpath(directory);
+      if (!(await stat(root)).isDirectory()) throw new MountError(`not a directory: ${directory}`);
+    } catch (error) {
+      if (error instanceof MountError) throw error;
+      const code = (error as NodeJS.ErrnoException).code;
+      throw new MountError(code === "ENOENT" ? `no such directory: ${directory}` : `cannot publish ${directory}: ${code ?? String(error)}`);
+    }
+    return new Mount(normalised, root, options);
+  }
+
+  /** Watch the directory; resolves once the initial scan is done (its files still wait to be stable). */
+  start(): Promise<void> {
+    const watcher = watch(this.root, {
+      persistent: true,
+      ignoreInitial: false,
+      followSymlinks: false,
+      alwaysStat: true,
+      awaitWriteFinish: false,
+      ignored: (absolute: string) => {
+        const relative = this.#relative(absolute);
+        return relative !== "" && isUnpublished(relative);
+      },
+    });
+    this.#watcher = watcher;
+    const seen = (absolute: string, stats?: Stats) => {
+      const relative = this.#relative(absolute);
+      if (stats && !stats.isFile() && !stats.isSymbolicLink()) return;
+      this.#tracker.saw(relative, { size: stats?.size ?? -1, mtimeMs: stats?.mtimeMs ?? -1 });
+    };
+    watcher.on("add", seen);
+    watcher.on("change", seen);
+    watcher.on("unlink", (absolute) => this.#gone(this.#relative(absolute)));
+    watcher.on("unlinkDir", (absolute) => {
+      const prefix = this.#relative(absolute) + "/";
+      this.#tracker.forgetWhere((relative) => relative.startsWith(prefix));
+      for (const file of [...this.files.values()]) if (file.relative.startsWith(prefix)) this.#gone(file.relative);
+    });
+    watcher.on("error", (error) => this.emit("error", error instanceof Error ? error : new Error(String(error))));
+    return new Promise((resolve) => watcher.once("ready", () => resolve()));
+  }
+
+  async close(): Promise<void> {
+    this.#tracker.close();
+    await this.#watcher?.close();
+    this.#watcher = undefined;
+  }
+
+  /** Files waiting for their quiet period. */
+  get unstable(): number {
+    return this.#tracker.size;
+  }
+
+  #relative(absolute: string): string {
+    return path.relative(this.root, absolute).split(path.sep).join("/");
+  }
+
+  #gone(relative: string): void {
+    this.#tracker.forget(relative);
+    const vpath = joinVirtual(this.alias, relative);
+    if (this.files.delete(vpath)) this.emit("deleted", vpath);
+  }
+
+  async #publish(relative: string, absolute: string, size: number, mtimeMs: number): Promise<void> {
+    // Never serve outside the mount: a symlink (or a path through one) must resolve inside the root.
+    let real: string;
+    try {
+      real = await realpath(absolute);
+    } catch {
+      return;
+    }
+    if (real !== this.root && !real.startsWith(this.root + path.sep)) {
+      this.emit("error", new MountError(`not published: ${relative} leads outside ${this.root}`));
+      return;
+    }
+    const vpath = joinVirtual(this.alias, relative);
+    const file: PublishedFile = { relative, vpath, absolute: real, size, mtimeMs };
+    this.files.set(vpath, file);
+    this.emit("changed", file);
+  }
+}

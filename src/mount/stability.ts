@@ -1,0 +1,126 @@
+// A file is shipped only once it is stable: its size and mtime have not changed for `stableMs`.
+// chokidar reports a file about 2 ms after it is created, long before its writer closes it, and its own
+// awaitWriteFinish does not apply to the initial scan; so every sighting, initial or live, comes here.
+
+import { stat } from "node:fs/promises";
+
+export interface Sighting {
+  readonly size: number;
+  readonly mtimeMs: number;
+}
+
+interface Pending extends Sighting {
+  /** When we last saw the file change (or first saw it). */
+  readonly seenAt: number;
+  /** Not before this time is it worth looking again. */
+  readonly checkAt: number;
+}
+
+export interface StabilityOptions {
+  readonly stableMs: number;
+  /** How many stat() calls one sweep may have in flight. */
+  readonly concurrency?: number;
+  readonly now?: () => number;
+}
+
+/**
+ * Holds files that changed recently and reports each one when it has stopped changing.
+ * One sweep timer for all files (not a timer per file): 10,000 files found at start cost one interval.
+ */
+export class StabilityTracker {
+  readonly #pending = new Map<string, Pending>();
+  readonly #stableMs: number;
+  readonly #concurrency: number;
+  readonly #now: () => number;
+  #timer: NodeJS.Timeout | undefined;
+  #sweeping = false;
+
+  constructor(
+    options: StabilityOptions,
+    private readonly onStable: (key: string, absolute: string, sighting: Sighting) => void,
+    private readonly toAbsolute: (key: string) => string,
+  ) {
+    this.#stableMs = options.stableMs;
+    this.#concurrency = options.concurrency ?? 64;
+    this.#now = options.now ?? Date.now;
+  }
+
+  get size(): number {
+    return this.#pending.size;
+  }
+
+  /** The file was seen (created, written, found by the scan): start or restart its quiet period. */
+  saw(key: string, sighting: Sighting): void {
+    const now = this.#now();
+    // A file untouched for stableMs already (found at start, mtime in the past) needs only a second look;
+    // a file with a recent or future mtime waits the full quiet period from now.
+    const age = now - sighting.mtimeMs;
+    const wait = age >= this.#stableMs && age < 365 * 86_400_000 ? 0 : this.#stableMs;
+    this.#pending.set(key, { ...sighting, seenAt: now, checkAt: now + wait });
+    this.#arm();
+  }
+
+  forget(key: string): void {
+    this.#pending.delete(key);
+  }
+
+  /** Forget every pending key for which `test` is true (a deleted directory). */
+  forgetWhere(test: (key: string) => boolean): void {
+    for (const key of this.#pending.keys()) if (test(key)) this.#pending.delete(key);
+  }
+
+  close(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    this.#pending.clear();
+  }
+
+  #arm(): void {
+    if (this.#timer) return;
+    const interval = Math.min(250, Math.max(10, Math.floor(this.#stableMs / 5)));
+    this.#timer = setInterval(() => void this.#sweep(), interval);
+  }
+
+  async #sweep(): Promise<void> {
+    if (this.#sweeping) return;
+    this.#sweeping = true;
+    try {
+      const now = this.#now();
+      const due = [...this.#pending].filter(([, p]) => p.checkAt <= now);
+      for (let i = 0; i < due.length; i += this.#concurrency) {
+        await Promise.all(due.slice(i, i + this.#concurrency).map(([key, p]) => this.#check(key, p)));
+      }
+      if (this.#pending.size === 0 && this.#timer) {
+        clearInterval(this.#timer);
+        this.#timer = undefined;
+      }
+    } finally {
+      this.#sweeping = false;
+    }
+  }
+
+  async #check(key: string, before: Pending): Promise<void> {
+    const absolute = this.toAbsolute(key);
+    let now: Sighting;
+    try {
+      const s = await stat(absolute);
+      if (!s.isFile()) {
+        this.#pending.delete(key);
+        return;
+      }
+      now = { size: s.size, mtimeMs: s.mtimeMs };
+    } catch {
+      // Gone (the watcher will report the unlink) or unreadable: nothing to ship.
+      this.#pending.delete(key);
+      return;
+    }
+    // Another sighting may have replaced this entry while we were in stat().
+    if (this.#pending.get(key) !== before) return;
+    if (now.size === before.size && now.mtimeMs === before.mtimeMs) {
+      this.#pending.delete(key);
+      this.onStable(key, absolute, now);
+    } else {
+      this.saw(key, now);
+    }
+  }
+}

@@ -1,0 +1,87 @@
+// Virtual paths: the names files have on the wire ("/logs/app/x.txt"), and the rules that keep them
+// inside a mount on the server and inside the inbox on the client. Every name from the wire is hostile
+// until one of these functions has said otherwise.
+
+/** Suffix of the client's partial files. The server never publishes them; the client never accepts such a name. */
+export const PARTIAL_SUFFIX = ".fmq-part";
+
+/** Linux NAME_MAX and a generous PATH_MAX for relative names. */
+const MAX_SEGMENT_BYTES = 255;
+const MAX_RELATIVE_BYTES = 4096;
+
+/**
+ * Normalise a subscription or mount alias: must start with "/", "/" separators, no empty, "." or ".."
+ * segments, no NUL or backslash. A trailing "/" is dropped ("/sub/" is "/sub"). Returns undefined if invalid.
+ */
+export function normaliseVirtualPath(path: string): string | undefined {
+  if (!path.startsWith("/")) return undefined;
+  if (path === "/") return "/";
+  const trimmed = path.endsWith("/") ? path.slice(0, -1) : path;
+  const segments = trimmed.slice(1).split("/");
+  if (!segments.every(isSafeSegment)) return undefined;
+  if (Buffer.byteLength(trimmed) > MAX_RELATIVE_BYTES) return undefined;
+  return trimmed;
+}
+
+/** Path-boundary match: "/sub" covers "/sub" and "/sub/x", never "/subway". "/" covers everything. */
+export function covers(prefix: string, vpath: string): boolean {
+  if (prefix === "/") return true;
+  return vpath === prefix || (vpath.startsWith(prefix) && vpath.charCodeAt(prefix.length) === 0x2f);
+}
+
+/** Two virtual paths overlap if either covers the other (a subscription that can receive files of a mount). */
+export function overlaps(a: string, b: string): boolean {
+  return covers(a, b) || covers(b, a);
+}
+
+/** The virtual path of a file published under `alias` at `relative` ("a/b.txt"). */
+export function joinVirtual(alias: string, relative: string): string {
+  return alias === "/" ? `/${relative}` : `${alias}/${relative}`;
+}
+
+/**
+ * The part of `vpath` below `prefix` ("/sub", "/sub/a/b" -> "a/b"), or undefined if `prefix` does not
+ * cover it. A file equal to the prefix itself lands under its own base name.
+ */
+export function relativeTo(prefix: string, vpath: string): string | undefined {
+  if (!covers(prefix, vpath)) return undefined;
+  if (prefix === "/") return vpath.slice(1);
+  if (vpath === prefix) return vpath.slice(vpath.lastIndexOf("/") + 1);
+  return vpath.slice(prefix.length + 1);
+}
+
+function isSafeSegment(segment: string): boolean {
+  return (
+    segment.length > 0 &&
+    segment !== "." &&
+    segment !== ".." &&
+    !segment.includes("\0") &&
+    !segment.includes("\\") &&
+    Buffer.byteLength(segment) <= MAX_SEGMENT_BYTES
+  );
+}
+
+/**
+ * Why a relative name received from the wire may not be written under the inbox, or undefined if it may.
+ * Refused: empty, absolute, "." or ".." segments, empty segments ("a//b"), NUL, backslash, over-long
+ * names, and names that would collide with our own partial files.
+ */
+export function unsafeRelativeReason(relative: string): string | undefined {
+  if (relative.length === 0) return "empty name";
+  if (relative.startsWith("/")) return "absolute name";
+  if (relative.includes("\0")) return "NUL in name";
+  if (relative.includes("\\")) return "backslash in name";
+  if (Buffer.byteLength(relative) > MAX_RELATIVE_BYTES) return "name too long";
+  for (const segment of relative.split("/")) {
+    if (segment === "" ) return "empty path segment";
+    if (segment === "." || segment === "..") return `"${segment}" segment`;
+    if (Buffer.byteLength(segment) > MAX_SEGMENT_BYTES) return "path segment too long";
+  }
+  if (relative.endsWith(PARTIAL_SUFFIX)) return "reserved name";
+  return undefined;
+}
+
+/** Hidden files and directories (".x") and our partial files are never published. */
+export function isUnpublished(relative: string): boolean {
+  return relative.split("/").some((segment) => segment.startsWith(".")) || relative.endsWith(PARTIAL_SUFFIX);
+}

@@ -1,0 +1,221 @@
+// One client as the server sees it: its subscriptions, credit, queue of files to send, and the file being
+// sent. The dialogue itself is the table in machine.ts; this file holds the actions it names.
+
+import { Engine, type Actions } from "../fsm/engine.js";
+import { SendCredit } from "../flow/credit.js";
+import { encode } from "../protocol/codec.js";
+import { Operation, type Icanhaz, type Message, type Nom } from "../protocol/messages.js";
+import type { DecodeError } from "../protocol/errors.js";
+import { covers, normaliseVirtualPath } from "../paths.js";
+import type { PublishedFile } from "../mount/mount.js";
+import { FileCursor } from "./file-cursor.js";
+import { serverMachine, type ServerAction, type ServerEvent, type ServerState } from "./machine.js";
+
+/** What a connection needs from the server around it (a narrow interface, so tests can fake it). */
+export interface ConnectionHost {
+  readonly chunkSize: number;
+  readonly readAhead: number;
+  /** Most messages queued for one client before its dispatching waits (bounds memory per client). */
+  readonly maxQueuedMessages: number;
+  readonly maxSubscriptions: number;
+  /** Every published file under `path` (for a new subscription). */
+  filesUnder(path: string): Iterable<PublishedFile>;
+  /** Does `path` overlap any mount? */
+  serves(path: string): boolean;
+  send(key: string, routingId: Buffer, frame: Buffer): void;
+  /** Resolves when fewer than `limit` messages wait for this client. */
+  below(key: string, limit: number): Promise<void>;
+  forget(key: string): void;
+  /** A file (or a delete) went out to this client in full. */
+  sent(key: string, vpath: string, operation: "create" | "delete", size: number): void;
+  trace?: (line: string) => void;
+  warn(message: string): void;
+}
+
+type Patch = { readonly op: "create"; readonly file: PublishedFile } | { readonly op: "delete"; readonly vpath: string };
+
+/** The argument an event carries: the message that caused it, or an error, or nothing. */
+export type EventArg = Message | DecodeError | string | undefined;
+
+export class Connection {
+  readonly engine: Engine<ServerState, ServerEvent, ServerAction, EventArg>;
+  /** Last time anything arrived from this client (for expiry). */
+  lastHeard = Date.now();
+
+  readonly #subscriptions = new Set<string>();
+  readonly #credit = new SendCredit();
+  /** Files waiting to go, in order, one entry per virtual path (a newer change replaces a queued one). */
+  readonly #queue = new Map<string, Patch>();
+  #cursor: FileCursor | undefined;
+  #sequence = 0n;
+
+  constructor(
+    readonly key: string,
+    readonly routingId: Buffer,
+    private readonly host: ConnectionHost,
+  ) {
+    const actions: Actions<ServerAction, EventArg> = {
+      "start session": () => this.#startSession(),
+      "send OHAI-OK": () => this.#send({ id: "OHAI_OK" }),
+      "store subscription": (arg) => this.#storeSubscription(arg as Icanhaz),
+      "send ICANHAZ-OK": () => this.#send({ id: "ICANHAZ_OK" }),
+      "queue files already published": (arg) => this.#queueExisting((arg as Icanhaz).path),
+      "store credit": (arg) => this.#credit.grant((arg as Nom).credit),
+      "check for client data": () => this.#checkForClientData(),
+      "send next chunk": () => this.#sendNextChunk(),
+      "send HUGZ-OK": () => this.#send({ id: "HUGZ_OK" }),
+      "send SRSLY": (arg) => this.#send({ id: "SRSLY", reason: reasonOf(arg) }),
+      "send RTFM": (arg) => this.#send({ id: "RTFM", reason: reasonOf(arg) }),
+      terminate: () => this.#terminate(),
+    };
+    this.engine = new Engine(serverMachine, actions, {
+      isWildcardEvent: (event) => event === event.toUpperCase(),
+      ...(host.trace ? { trace: (line: string) => host.trace?.(`${key} ${line}`) } : {}),
+      onActionError: (error, state, event, action) => {
+        host.warn(`client ${key}: "${action}" failed on ${event} in ${state}: ${String(error)}`);
+        this.engine.post("malformed", `internal error: ${String(error)}`);
+      },
+    });
+  }
+
+  /** Does this client want the file at `vpath`? */
+  wants(vpath: string): boolean {
+    for (const path of this.#subscriptions) if (covers(path, vpath)) return true;
+    return false;
+  }
+
+  /** A mount reported a file for this client: queue it (replacing a queued older change) and wake the machine. */
+  queue(patch: Patch): void {
+    const vpath = patch.op === "create" ? patch.file.vpath : patch.vpath;
+    this.#queue.delete(vpath);
+    this.#queue.set(vpath, patch);
+    this.engine.post("dispatch", undefined, { coalesce: true });
+  }
+
+  /** Files waiting (not counting the one being sent). */
+  get queued(): number {
+    return this.#queue.size;
+  }
+
+  async close(): Promise<void> {
+    this.engine.stop();
+    await this.#closeCursor();
+  }
+
+  // --- actions -------------------------------------------------------------------------------------
+
+  #startSession(): void {
+    // OHAI is "start again" whatever came before: nothing of an earlier session survives it.
+    this.#subscriptions.clear();
+    this.#queue.clear();
+    this.#credit.reset();
+    this.#sequence = 0n;
+    void this.#closeCursor();
+  }
+
+  #storeSubscription(message: Icanhaz): void {
+    const path = normaliseVirtualPath(message.path);
+    if (path === undefined) return this.engine.raise("refused", `invalid path "${message.path.slice(0, 200)}"`);
+    if (!this.host.serves(path)) return this.engine.raise("refused", `no such path: ${path}`);
+    if (!this.#subscriptions.has(path) && this.#subscriptions.size >= this.host.maxSubscriptions) {
+      return this.engine.raise("refused", `too many subscriptions (limit ${this.host.maxSubscriptions})`);
+    }
+    this.#subscriptions.add(path);
+  }
+
+  #queueExisting(rawPath: string): void {
+    const path = normaliseVirtualPath(rawPath);
+    if (path === undefined) return;
+    for (const file of this.host.filesUnder(path)) {
+      if (!this.#queue.has(file.vpath)) this.#queue.set(file.vpath, { op: "create", file });
+    }
+  }
+
+  #checkForClientData(): void {
+    if (this.#cursor === undefined && this.#queue.size === 0) this.engine.next("finished", undefined);
+    else this.engine.next("send chunk", undefined);
+  }
+
+  async #sendNextChunk(): Promise<void> {
+    // Bound what one client can hold in our memory: wait while its outgoing queue is long.
+    await this.host.below(this.key, this.host.maxQueuedMessages);
+    if (this.engine.stopped) return;
+    if (this.#cursor === undefined) {
+      const patch = this.#takePatch();
+      if (patch === undefined) return;
+      if (patch.op === "delete") {
+        this.#sendFrame(
+          encode({ id: "CHEEZBURGER", sequence: 0n, operation: Operation.DELETE, filename: patch.vpath, offset: 0n, eof: 0, headers: new Map(), chunk: new Uint8Array(0) }),
+        );
+        this.host.sent(this.key, patch.vpath, "delete", 0);
+        return;
+      }
+      try {
+        this.#cursor = await FileCursor.open(patch.file.absolute, patch.file.vpath, this.host.chunkSize, this.host.readAhead);
+      } catch (error) {
+        // Gone or unreadable since it was published: skip it (a delete follows if it is gone).
+        this.host.warn(`cannot send ${patch.file.vpath}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+        return;
+      }
+    }
+    const cursor = this.#cursor;
+    let chunk;
+    try {
+      chunk = await cursor.next(this.#credit.available);
+    } catch (error) {
+      this.host.warn(`reading ${cursor.vpath} failed: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+      await this.#closeCursor();
+      return;
+    }
+    if (this.engine.stopped) return;
+    if (chunk === undefined) return this.engine.raise("no credit", undefined);
+    this.#credit.spend(chunk.bytes);
+    this.#sendFrame(chunk.frame);
+    if (chunk.eof) {
+      // "Every file ends with an empty chunk with eof=1": the reference client finishes on the empty chunk.
+      this.host.sent(this.key, cursor.vpath, "create", cursor.size);
+      await this.#closeCursor();
+    }
+  }
+
+  #terminate(): void {
+    this.engine.stop();
+    void this.#closeCursor();
+    this.host.forget(this.key);
+  }
+
+  // --- helpers -------------------------------------------------------------------------------------
+
+  #takePatch(): Patch | undefined {
+    for (const [vpath, patch] of this.#queue) {
+      this.#queue.delete(vpath);
+      return patch;
+    }
+    return undefined;
+  }
+
+  #sendFrame(frame: Buffer): void {
+    FileCursor.stamp(frame, this.#sequence++);
+    this.host.send(this.key, this.routingId, frame);
+  }
+
+  #send(message: Message): void {
+    this.host.send(this.key, this.routingId, encode(message));
+  }
+
+  async #closeCursor(): Promise<void> {
+    const cursor = this.#cursor;
+    this.#cursor = undefined;
+    await cursor?.close();
+  }
+}
+
+/** A reason for SRSLY/RTFM: a 1-octet-length string on the wire, so at most 255 bytes. */
+function reasonOf(arg: EventArg): string {
+  let text = "";
+  if (typeof arg === "string") text = arg;
+  else if (arg instanceof Error) text = arg.message;
+  else if (arg && "id" in arg) text = `unexpected ${arg.id}`;
+  const bytes = Buffer.from(text);
+  return bytes.length <= 255 ? text : bytes.subarray(0, 252).toString().replace(/\uFFFD$/, "") + "...";
+}

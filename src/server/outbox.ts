@@ -1,0 +1,142 @@
+// The server's single writer. zeromq.js allows one send in flight per socket (a second throws EBUSY), so
+// every message for every client goes through this one loop. Each client has its own queue, served in
+// turn, so a client whose pipe is full (EAGAIN with ROUTER_MANDATORY and a zero send timeout) is skipped
+// and retried while the others carry on: a slow client never slows the rest.
+
+import type { Router } from "zeromq";
+
+interface PeerQueue {
+  readonly routingId: Buffer;
+  readonly frames: Buffer[];
+  /** Retry not before this time (the peer's pipe was full). */
+  blockedUntil: number;
+  /** Wakes a producer waiting for this queue to shrink. */
+  drained: (() => void)[];
+}
+
+const RETRY_MS = 2;
+/** Messages sent to one peer before turning to the next one. */
+const BURST = 16;
+
+export class Outbox {
+  readonly #peers = new Map<string, PeerQueue>();
+  #wake: (() => void) | undefined;
+  #closed = false;
+  readonly #loop: Promise<void>;
+
+  constructor(
+    private readonly socket: Router,
+    /** The peer is gone (EHOSTUNREACH): its queue was dropped. */
+    private readonly onUnreachable: (key: string) => void,
+  ) {
+    this.#loop = this.#run();
+  }
+
+  /** Queue one single-frame message for a peer. */
+  send(key: string, routingId: Buffer, frame: Buffer): void {
+    if (this.#closed) return;
+    let peer = this.#peers.get(key);
+    if (!peer) {
+      peer = { routingId, frames: [], blockedUntil: 0, drained: [] };
+      this.#peers.set(key, peer);
+    }
+    peer.frames.push(frame);
+    this.#wake?.();
+  }
+
+  /** Messages waiting for this peer. */
+  queued(key: string): number {
+    return this.#peers.get(key)?.frames.length ?? 0;
+  }
+
+  /** Resolves once fewer than `limit` messages wait for this peer (or the peer is forgotten). */
+  below(key: string, limit: number): Promise<void> {
+    const peer = this.#peers.get(key);
+    if (!peer || peer.frames.length < limit) return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = () => {
+        if (!this.#peers.has(key) || peer.frames.length < limit) resolve();
+        else peer.drained.push(check);
+      };
+      peer.drained.push(check);
+    });
+  }
+
+  /** Drop everything queued for a peer (it said KTHXBAI, expired, or broke the protocol). */
+  forget(key: string): void {
+    const peer = this.#peers.get(key);
+    if (!peer) return;
+    this.#peers.delete(key);
+    for (const wake of peer.drained.splice(0)) wake();
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const key of [...this.#peers.keys()]) this.forget(key);
+    this.#wake?.();
+    await this.#loop;
+  }
+
+  async #run(): Promise<void> {
+    while (!this.#closed) {
+      let sent = 0;
+      let soonest = Infinity;
+      for (const [key, peer] of this.#peers) {
+        if (peer.frames.length === 0) continue;
+        const now = Date.now();
+        if (peer.blockedUntil > now) {
+          soonest = Math.min(soonest, peer.blockedUntil);
+          continue;
+        }
+        for (let n = 0; n < BURST && peer.frames.length > 0 && !this.#closed; n++) {
+          const outcome = await this.#sendOne(peer);
+          if (outcome === "blocked") {
+            peer.blockedUntil = Date.now() + RETRY_MS;
+            soonest = Math.min(soonest, peer.blockedUntil);
+            break;
+          }
+          if (outcome === "gone") {
+            this.forget(key);
+            this.onUnreachable(key);
+            break;
+          }
+          sent++;
+        }
+        if (peer.frames.length === 0) this.#idle(key, peer);
+        else for (const wake of peer.drained.splice(0)) wake();
+      }
+      if (sent > 0) continue;
+      await new Promise<void>((resolve) => {
+        this.#wake = resolve;
+        if (soonest !== Infinity) setTimeout(resolve, Math.max(0, soonest - Date.now()));
+      });
+      this.#wake = undefined;
+    }
+  }
+
+  #idle(key: string, peer: PeerQueue): void {
+    for (const wake of peer.drained.splice(0)) wake();
+    // Keep the map small: an empty queue is recreated on the next send.
+    if (peer.frames.length === 0 && peer.drained.length === 0) this.#peers.delete(key);
+  }
+
+  async #sendOne(peer: PeerQueue): Promise<"sent" | "blocked" | "gone"> {
+    const frame = peer.frames[0]!;
+    try {
+      await this.socket.send([peer.routingId, frame]);
+      peer.frames.shift();
+      return "sent";
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      if (code === "EAGAIN") return "blocked";
+      if (code === "EHOSTUNREACH") return "gone";
+      if (this.socket.closed) {
+        this.#closed = true;
+        return "gone";
+      }
+      // Anything else is unexpected for one peer; drop that message rather than wedge the loop.
+      peer.frames.shift();
+      return "sent";
+    }
+  }
+}

@@ -1,0 +1,239 @@
+// The FileMQ server: one ROUTER socket, one reader loop, one writer (the outbox), one state machine per
+// routing id, and the mounts that feed them files. Nothing a peer sends can stop it: a message that does
+// not decode is discarded or answered RTFM for that peer alone.
+
+import { EventEmitter } from "node:events";
+import { Router } from "zeromq";
+import { decodeFrames } from "../protocol/codec.js";
+import { encode } from "../protocol/codec.js";
+import { covers, overlaps } from "../paths.js";
+import { Mount, type PublishedFile } from "../mount/mount.js";
+import { Connection, type ConnectionHost } from "./connection.js";
+import { Outbox } from "./outbox.js";
+
+export interface ServerOptions {
+  /** Payload bytes per CHEEZBURGER. 1 MiB: the bare zeromq.js pipe here was fastest at 1-4 MiB. */
+  readonly chunkSize?: number;
+  /** Chunks read ahead of the one being sent, per file. */
+  readonly readAhead?: number;
+  /** A file is shipped once its size and mtime have not changed for this long (ms). */
+  readonly stableMs?: number;
+  /** A client silent this long (ms) is forgotten. Our client sends HUGZ every second when idle. */
+  readonly expiryMs?: number;
+  /** Most clients at once; more are answered RTFM. */
+  readonly maxClients?: number;
+  readonly maxSubscriptions?: number;
+  /** Most messages waiting in our memory for one client. */
+  readonly maxQueuedMessages?: number;
+  /** Largest message we accept from a client (libzmq drops the connection beyond it). */
+  readonly maxMessageSize?: number;
+  /** Print every state machine step. */
+  readonly trace?: (line: string) => void;
+}
+
+export const serverDefaults = {
+  chunkSize: 1024 * 1024,
+  readAhead: 2,
+  stableMs: 150,
+  expiryMs: 60_000,
+  maxClients: 10_000,
+  maxSubscriptions: 256,
+  maxQueuedMessages: 64,
+  maxMessageSize: 16 * 1024 * 1024,
+} as const;
+
+export interface SentEvent {
+  readonly client: string;
+  readonly path: string;
+  readonly operation: "create" | "delete";
+  readonly size: number;
+}
+
+export interface ServerEvents {
+  /** A client opened a session (its first OHAI). */
+  connected: [client: string];
+  /** A client's state was dropped (KTHXBAI, expiry, protocol error, gone). */
+  disconnected: [client: string];
+  /** A mount has a new or changed stable file. */
+  published: [file: PublishedFile];
+  /** A file (all of it) or a delete went out to one client. */
+  sent: [event: SentEvent];
+  /** Something went wrong that did not stop the server (a mount error, a malformed message). */
+  warning: [message: string];
+}
+
+export class ServerError extends Error {
+  override name = "ServerError";
+}
+
+export class Server extends EventEmitter<ServerEvents> {
+  readonly options: Required<Omit<ServerOptions, "trace">> & Pick<ServerOptions, "trace">;
+  readonly mounts: Mount[] = [];
+  readonly #router: Router;
+  readonly #outbox: Outbox;
+  readonly #connections = new Map<string, Connection>();
+  readonly #host: ConnectionHost;
+  #expiryTimer: NodeJS.Timeout | undefined;
+  #reading: Promise<void> | undefined;
+  #closed = false;
+
+  constructor(options: ServerOptions = {}) {
+    super();
+    this.options = { ...serverDefaults, ...options };
+    verify(this.options);
+    this.#router = new Router({
+      // Sends to a client whose pipe is full fail at once (EAGAIN) instead of silently dropping (the
+      // default) or blocking the one writer for everybody; a gone client fails with EHOSTUNREACH.
+      mandatory: true,
+      sendTimeout: 0,
+      linger: 0,
+      maxMessageSize: this.options.maxMessageSize,
+    });
+    this.#outbox = new Outbox(this.#router, (key) => this.#connections.get(key)?.engine.post("expired", undefined));
+    const server = this;
+    this.#host = {
+      chunkSize: this.options.chunkSize,
+      readAhead: this.options.readAhead,
+      maxQueuedMessages: this.options.maxQueuedMessages,
+      maxSubscriptions: this.options.maxSubscriptions,
+      filesUnder: (path) => server.#filesUnder(path),
+      serves: (path) => server.mounts.some((m) => overlaps(m.alias, path)),
+      send: (key, routingId, frame) => server.#outbox.send(key, routingId, frame),
+      below: (key, limit) => server.#outbox.below(key, limit),
+      forget: (key) => server.#forget(key),
+      sent: (client, path, operation, size) => server.emit("sent", { client, path, operation, size }),
+      warn: (message) => server.emit("warning", message),
+      ...(this.options.trace ? { trace: this.options.trace } : {}),
+    };
+  }
+
+  /**
+   * Publish `directory` under the virtual path `alias`. Resolves once the directory is watched; files
+   * already there are shipped as soon as each is stable. Throws MountError for a missing directory.
+   */
+  async publish(directory: string, alias = "/"): Promise<Mount> {
+    const mount = await Mount.open(directory, alias, { stableMs: this.options.stableMs });
+    mount.on("changed", (file) => {
+      this.emit("published", file);
+      for (const connection of this.#connections.values()) {
+        if (connection.wants(file.vpath)) connection.queue({ op: "create", file });
+      }
+    });
+    mount.on("deleted", (vpath) => {
+      for (const connection of this.#connections.values()) {
+        if (connection.wants(vpath)) connection.queue({ op: "delete", vpath });
+      }
+    });
+    mount.on("error", (error) => this.emit("warning", error.message));
+    await mount.start();
+    this.mounts.push(mount);
+    return mount;
+  }
+
+  /** Bind to an endpoint ("tcp://*:5670", "tcp://127.0.0.1:*", "ipc://...", "inproc://..."); returns the bound endpoint. */
+  async bind(endpoint: string): Promise<string> {
+    try {
+      await this.#router.bind(endpoint);
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      const why = code === "EADDRINUSE" ? "address already in use" : (error as Error).message;
+      throw new ServerError(`cannot bind ${endpoint}: ${why}`);
+    }
+    this.#reading ??= this.#read();
+    this.#expiryTimer ??= setInterval(() => this.#expire(), Math.min(1000, this.options.expiryMs / 4)).unref();
+    return this.#router.lastEndpoint ?? endpoint;
+  }
+
+  /** Clients with a session. */
+  get clients(): number {
+    return this.#connections.size;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#expiryTimer) clearInterval(this.#expiryTimer);
+    await Promise.all([...this.#connections.values()].map((c) => c.close()));
+    this.#connections.clear();
+    await Promise.all(this.mounts.map((m) => m.close()));
+    this.#router.close();
+    await this.#outbox.close();
+    await this.#reading;
+  }
+
+  async #read(): Promise<void> {
+    try {
+      for await (const [routingId, ...frames] of this.#router) {
+        if (routingId === undefined) continue;
+        this.#receive(routingId, frames);
+      }
+    } catch (error) {
+      if (!this.#closed) this.emit("warning", `receive loop ended: ${String(error)}`);
+    }
+  }
+
+  #receive(routingId: Buffer, frames: Buffer[]): void {
+    const key = routingId.toString("hex");
+    const result = decodeFrames(frames);
+    let connection = this.#connections.get(key);
+    if (!result.ok) {
+      // 35/FILEMQ: a message with a bad signature SHALL be silently discarded; other garbage gets RTFM.
+      if (result.error.reply === "discard") return;
+      this.emit("warning", `client ${key}: ${result.error.message}`);
+      if (connection) connection.engine.post("malformed", result.error);
+      else this.#outbox.send(key, routingId, encode({ id: "RTFM", reason: result.error.message.slice(0, 200) }));
+      return;
+    }
+    if (!connection) {
+      if (this.#connections.size >= this.options.maxClients) {
+        this.#outbox.send(key, routingId, encode({ id: "RTFM", reason: "server full" }));
+        return;
+      }
+      connection = new Connection(key, routingId, this.#host);
+      this.#connections.set(key, connection);
+      if (result.message.id === "OHAI") this.emit("connected", key);
+    }
+    connection.lastHeard = Date.now();
+    connection.engine.post(result.message.id, result.message);
+  }
+
+  #forget(key: string): void {
+    const connection = this.#connections.get(key);
+    if (!connection) return;
+    this.#connections.delete(key);
+    // Let an RTFM already queued go out; drop the rest once the engine is stopped.
+    setTimeout(() => {
+      if (!this.#connections.has(key)) this.#outbox.forget(key);
+    }, 1000).unref();
+    this.emit("disconnected", key);
+  }
+
+  #expire(): void {
+    const deadline = Date.now() - this.options.expiryMs;
+    for (const connection of this.#connections.values()) {
+      if (connection.lastHeard < deadline) connection.engine.post("expired", undefined);
+    }
+  }
+
+  *#filesUnder(path: string): Iterable<PublishedFile> {
+    for (const mount of this.mounts) {
+      if (!overlaps(mount.alias, path)) continue;
+      for (const file of mount.files.values()) if (covers(path, file.vpath)) yield file;
+    }
+  }
+}
+
+function verify(o: Required<Omit<ServerOptions, "trace">>): void {
+  const positive = (name: string, value: number) => {
+    if (!Number.isInteger(value) || value <= 0) throw new ServerError(`${name} must be a positive integer, got ${value}`);
+  };
+  positive("chunk size", o.chunkSize);
+  if (o.chunkSize > 64 * 1024 * 1024) throw new ServerError(`chunk size must be at most 64 MiB, got ${o.chunkSize}`);
+  if (!Number.isInteger(o.readAhead) || o.readAhead < 0) throw new ServerError(`read-ahead must be >= 0, got ${o.readAhead}`);
+  if (!Number.isFinite(o.stableMs) || o.stableMs < 0) throw new ServerError(`stability threshold must be >= 0 ms, got ${o.stableMs}`);
+  positive("expiry", o.expiryMs);
+  positive("max clients", o.maxClients);
+  positive("max subscriptions", o.maxSubscriptions);
+  positive("max queued messages", o.maxQueuedMessages);
+  positive("max message size", o.maxMessageSize);
+}
