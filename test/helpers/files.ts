@@ -1,0 +1,49 @@
+// Real files with known content, and hashes of whole trees to compare byte for byte.
+import { createHash, randomBytes } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { mkdir, open, readdir, writeFile } from "node:fs/promises";
+import path from "node:path";
+
+export async function sha256File(file: string): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest("hex");
+}
+
+/** relative path -> sha256 of every regular file under `root` (hidden files included, so leftovers show). */
+export async function treeHashes(root: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  const walk = async (dir: string): Promise<void> => {
+    for (const entry of await readdir(dir, { withFileTypes: true })) {
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory()) await walk(full);
+      else if (entry.isFile()) out.set(path.relative(root, full).split(path.sep).join("/"), await sha256File(full));
+    }
+  };
+  await walk(root);
+  return new Map([...out].sort(([a], [b]) => (a < b ? -1 : 1)));
+}
+
+export async function writeTree(root: string, files: Record<string, string | Buffer>): Promise<void> {
+  for (const [relative, content] of Object.entries(files)) {
+    const full = path.join(root, relative);
+    await mkdir(path.dirname(full), { recursive: true });
+    await writeFile(full, content);
+  }
+}
+
+/** A file of `size` random bytes, written in 1 MiB pieces (no giant buffer). */
+export async function writeRandomFile(file: string, size: number): Promise<void> {
+  await mkdir(path.dirname(file), { recursive: true });
+  const handle = await open(file, "w");
+  try {
+    for (let done = 0; done < size; ) {
+      const n = Math.min(1024 * 1024, size - done);
+      await handle.write(randomBytes(n), 0, n, done);
+      done += n;
+    }
+  } finally {
+    await handle.close();
+  }
+}
+

@@ -1,0 +1,32 @@
+// Run the built `fmq` CLI as a real process.
+import { spawn, type ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import readline from "node:readline";
+
+export const FMQ = fileURLToPath(new URL("../../dist/cli/fmq.js", import.meta.url));
+
+export interface Running {
+  readonly child: ChildProcess;
+  /** Every JSON line printed so far on stdout. */
+  readonly events: Record<string, unknown>[];
+  readonly stderr: string[];
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+export function fmq(args: string[], cwd?: string): Running {
+  const child = spawn(process.execPath, [FMQ, ...args], { cwd, stdio: ["ignore", "pipe", "pipe"] });
+  const events: Record<string, unknown>[] = [];
+  const stderr: string[] = [];
+  readline.createInterface({ input: child.stdout! }).on("line", (line) => {
+    try {
+      events.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      events.push({ event: "(text)", line });
+    }
+  });
+  readline.createInterface({ input: child.stderr! }).on("line", (line) => stderr.push(line));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on("exit", (code, signal) => resolve({ code, signal })),
+  );
+  return { child, events, stderr, exited };
+}
