@@ -1,0 +1,194 @@
+// End to end in one process: a real Server and real Clients over TCP on 127.0.0.1, real files in temp
+// directories, every result compared byte for byte (sha256 of every file, hidden leftovers included).
+
+import { mkdir, rm, unlink, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { context } from "zeromq";
+import { Client, Server, type ClientOptions, type ServerOptions } from "../../src/index.js";
+import { tempDir } from "../helpers/tmp.js";
+import { treeHashes, writeRandomFile, writeTree } from "../helpers/files.js";
+import { waitFor } from "../helpers/wait.js";
+import { tcpEndpoint } from "../helpers/net.js";
+
+context.blocky = false;
+
+const closers: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close();
+});
+
+async function startServer(dir: string, opts: ServerOptions & { endpoint?: string; alias?: string } = {}) {
+  const server = new Server({ stableMs: 50, ...opts });
+  closers.push(() => server.close());
+  await server.publish(dir, opts.alias ?? "/");
+  const endpoint = await server.bind(opts.endpoint ?? (await tcpEndpoint()));
+  return { server, endpoint };
+}
+
+async function startClient(endpoint: string, inbox: string, paths: string[] = ["/"], opts: Partial<ClientOptions> = {}) {
+  const client = new Client({ endpoint, inbox, heartbeatMs: 200, ...opts });
+  closers.push(() => client.close());
+  const delivered: { path: string; size: number }[] = [];
+  const deleted: string[] = [];
+  const errors: string[] = [];
+  client.on("delivered", (e) => delivered.push({ path: e.path, size: e.size }));
+  client.on("deleted", (e) => deleted.push(e.path));
+  client.on("error", (e) => errors.push(e.message));
+  for (const p of paths) await client.subscribe(p);
+  client.connect();
+  return { client, delivered, deleted, errors };
+}
+
+/** Wait until the inbox holds exactly the expected files (by content), nothing more, nothing partial. */
+async function expectMirror(inbox: string, expected: Map<string, string> | (() => Promise<Map<string, string>>), timeoutMs = 20_000) {
+  const want = typeof expected === "function" ? expected : async () => expected;
+  let last = new Map<string, string>();
+  let target = new Map<string, string>();
+  try {
+    await waitFor(async () => {
+      target = await want();
+      last = await treeHashes(inbox);
+      return JSON.stringify([...last]) === JSON.stringify([...target]);
+    }, `inbox ${inbox} to mirror the source`, timeoutMs, 25);
+  } catch (error) {
+    expect([...last.keys()]).toEqual([...target.keys()]);
+    throw error;
+  }
+}
+
+describe("transfer", () => {
+  it("transfer - a late joiner receives a nested tree with empty and binary files", async () => {
+    const src = await tempDir();
+    const inbox = await tempDir();
+    await writeTree(src, {
+      "top.txt": "hello\n",
+      "empty.txt": "",
+      "a/b/c/deep.txt": "deep\n",
+      "a/b/binary.bin": Buffer.from([0, 1, 2, 255, 254, 0, 0, 10, 13]),
+      "a/sibling.txt": "x".repeat(70_000),
+    });
+    await writeRandomFile(path.join(src, "a/random.bin"), 3 * 1024 * 1024 + 17);
+    const { endpoint } = await startServer(src);
+    await startClient(endpoint, inbox);
+    await expectMirror(inbox, await treeHashes(src));
+  });
+
+  it("transfer - live creates, a shorter rewrite and deletes reach the inbox", async () => {
+    const src = await tempDir();
+    const inbox = await tempDir();
+    const { endpoint } = await startServer(src);
+    const sub = await startClient(endpoint, inbox);
+    await waitFor(() => sub.client.state === "connected", "connected");
+    await writeTree(src, { "live/one.txt": "hello world\n", "two.txt": "2" });
+    await expectMirror(inbox, () => treeHashes(src));
+    // A shorter new version fully replaces the old one (the reference left "bye\no world\n").
+    await writeFile(path.join(src, "live/one.txt"), "bye\n");
+    await expectMirror(inbox, () => treeHashes(src));
+    await unlink(path.join(src, "two.txt"));
+    await expectMirror(inbox, () => treeHashes(src));
+    expect(sub.deleted).toContain("two.txt");
+  });
+
+  it("transfer - a 100 MiB file arrives byte for byte", async () => {
+    const src = await tempDir();
+    const inbox = await tempDir();
+    await writeRandomFile(path.join(src, "big.bin"), 100 * 1024 * 1024);
+    const { endpoint } = await startServer(src);
+    const sub = await startClient(endpoint, inbox);
+    await expectMirror(inbox, await treeHashes(src), 60_000);
+    expect(sub.delivered).toEqual([{ path: "big.bin", size: 100 * 1024 * 1024 }]);
+  }, 90_000);
+
+  it("transfer - 2,000 small files published at once all arrive (the reference livelocks here)", async () => {
+    const src = await tempDir();
+    const inbox = await tempDir();
+    const { endpoint } = await startServer(src);
+    const sub = await startClient(endpoint, inbox);
+    await waitFor(() => sub.client.state === "connected", "connected");
+    const files: Record<string, Buffer> = {};
+    for (let i = 0; i < 2000; i++) files[`d${i % 20}/f${i}.bin`] = Buffer.alloc(4096, i % 251);
+    // One 10 MB file among them: the reference stalls when small files leave credit below a chunk.
+    await writeRandomFile(path.join(src, "mixed/big.bin"), 10_000_000);
+    await writeTree(src, files);
+    await waitFor(() => sub.delivered.length >= 2001, "2,001 deliveries", 60_000, 50);
+    await expectMirror(inbox, await treeHashes(src));
+    expect(sub.delivered.length).toBe(2001);
+    expect(sub.errors).toEqual([]);
+  }, 90_000);
+
+  it("transfer - subscribers receive only their own paths: /sub never gets /subway", async () => {
+    const src = await tempDir();
+    await writeTree(src, { "sub/a.txt": "a", "sub/deeper/b.txt": "b", "subway/s.txt": "s", "other/o.txt": "o", "root.txt": "r" });
+    const { endpoint } = await startServer(src);
+    const inboxSub = await tempDir();
+    const inboxOther = await tempDir();
+    const inboxBoth = await tempDir();
+    await startClient(endpoint, inboxSub, ["/sub"]);
+    await startClient(endpoint, inboxOther, ["/other"]);
+    const both = await startClient(endpoint, inboxBoth, ["/subway", "/other"]);
+    await expectMirror(inboxSub, new Map([...(await treeHashes(path.join(src, "sub")))]));
+    await expectMirror(inboxOther, await treeHashes(path.join(src, "other")));
+    // Two subscriptions in one inbox: each file relative to its own subscription.
+    await expectMirror(inboxBoth, new Map([...(await treeHashes(path.join(src, "other"))), ...(await treeHashes(path.join(src, "subway")))].sort(([a], [b]) => (a < b ? -1 : 1))));
+    // Live files go to the right subscriber only.
+    await writeTree(src, { "subway/late.txt": "late", "sub/late2.txt": "late2" });
+    await expectMirror(inboxSub, () => treeHashes(path.join(src, "sub")));
+    await waitFor(() => both.delivered.some((d) => d.path === "late.txt"), "late.txt at the /subway subscriber");
+  });
+
+  it("transfer - a mount under an alias is served under its virtual path", async () => {
+    const src = await tempDir();
+    const inbox = await tempDir();
+    await writeTree(src, { "x.log": "x", "app/y.log": "y" });
+    const { endpoint } = await startServer(src, { alias: "/logs" });
+    await startClient(endpoint, inbox, ["/logs/app"]);
+    await expectMirror(inbox, await treeHashes(path.join(src, "app")));
+  });
+
+  it("transfer - server restart mid-stream: the client carries on and completes the file", async () => {
+    const src = await tempDir();
+    const inbox = await tempDir();
+    await writeRandomFile(path.join(src, "big.bin"), 200 * 1024 * 1024);
+    const endpoint = await tcpEndpoint();
+    const first = await startServer(src, { endpoint });
+    // A small window slows the first transfer enough to interrupt it.
+    const sub = await startClient(endpoint, inbox, ["/"], { window: 2 * 1024 * 1024, slice: 1024 * 1024, heartbeatMs: 100 });
+    const partial = path.join(inbox, ".big.bin.fmq-part");
+    await waitFor(async () => {
+      const { size } = await import("node:fs/promises").then((fs) => fs.stat(partial)).catch(() => ({ size: 0 }));
+      return size > 0;
+    }, "a partial file", 20_000, 2);
+    await first.server.close();
+    expect(sub.delivered).toEqual([]);
+    const second = new Server({ stableMs: 50 });
+    closers.push(() => second.close());
+    await second.publish(src);
+    await second.bind(endpoint);
+    await expectMirror(inbox, await treeHashes(src), 60_000);
+    expect(sub.delivered.map((d) => d.path)).toEqual(["big.bin"]);
+  }, 90_000);
+
+  it("transfer - a client that starts before the server connects once it is up", async () => {
+    const src = await tempDir();
+    const inbox = await tempDir();
+    await writeTree(src, { "early.txt": "early bird" });
+    const endpoint = await tcpEndpoint();
+    const sub = await startClient(endpoint, inbox, ["/"], { heartbeatMs: 100 });
+    await startServer(src, { endpoint });
+    await expectMirror(inbox, await treeHashes(src));
+    expect(sub.delivered.map((d) => d.path)).toEqual(["early.txt"]);
+  });
+
+  it("transfer - deleting a directory deletes its files on the subscriber", async () => {
+    const src = await tempDir();
+    const inbox = await tempDir();
+    await writeTree(src, { "keep.txt": "k", "gone/a.txt": "a", "gone/b/c.txt": "c" });
+    const { endpoint } = await startServer(src);
+    await startClient(endpoint, inbox);
+    await expectMirror(inbox, await treeHashes(src));
+    await rm(path.join(src, "gone"), { recursive: true });
+    await expectMirror(inbox, () => treeHashes(src));
+    await mkdir(path.join(src, "gone"));
+  });
+});

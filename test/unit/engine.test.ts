@@ -1,0 +1,404 @@
+import { describe, it, expect } from "vitest";
+
+import { Engine, STOPPED, toMermaid, type Actions, type EngineOptions, type Table } from "../../src/fsm/engine.js";
+
+// A small made-up machine: protocol-like events are upper case (the wildcard may catch them),
+// internal events are lower case (it may not).
+type S = "idle" | "busy" | "done";
+type E = "GO" | "PING" | "ZAP" | "SPECIAL" | "FAIL" | "SLOW" | "NEXT" | "RAISE" | "STOPME" | "inner" | "oops" | "tick" | "lonely";
+type A =
+  | "a"
+  | "b"
+  | "c"
+  | "pong"
+  | "state pong"
+  | "wild"
+  | "state wild"
+  | "special"
+  | "throw"
+  | "reject"
+  | "slow"
+  | "post ping and next inner"
+  | "raise oops"
+  | "next then raise"
+  | "stop"
+  | "inner"
+  | "oops"
+  | "tick";
+
+const table: Table<S, E, A> = {
+  initial: "idle",
+  states: {
+    idle: {
+      GO: { do: ["a", "b"], next: "busy" },
+      NEXT: { do: ["post ping and next inner", "b"], next: "busy" },
+      RAISE: { do: ["a", "raise oops", "b"], next: "done" },
+      SPECIAL: { do: ["special"] },
+      FAIL: { do: ["a", "throw", "b"], next: "done" },
+      SLOW: { do: ["slow", "a"], next: "busy" },
+      STOPME: { do: ["a", "stop", "b"], next: "done" },
+      oops: { do: ["oops"] },
+    },
+    busy: {
+      GO: { do: ["c"], next: "idle" },
+      // A state's own row beats the defaults for the same event.
+      PING: { do: ["state pong"] },
+      FAIL: { do: ["reject", "b"], next: "done" },
+      RAISE: { do: ["next then raise", "b"], next: "done" },
+      inner: { do: ["inner"], next: "done" },
+      tick: { do: ["tick"] },
+      // A state's own wildcard beats the defaults' wildcard.
+      "*": { do: ["state wild"] },
+    },
+    done: {
+      GO: { do: ["a"], next: "idle" },
+      oops: { do: ["oops"], next: "idle" },
+    },
+  },
+  defaults: {
+    PING: { do: ["pong"] },
+    // The defaults' own row for an event beats the state's wildcard.
+    SPECIAL: { do: ["special"] },
+    tick: { do: ["tick"] },
+    "*": { do: ["wild"] },
+  },
+};
+
+interface Harness {
+  engine: Engine<S, E, A, string>;
+  log: string[];
+  errors: { error: unknown; state: S; event: E; action: A }[];
+  trace: string[];
+  /** Resolves the pending "slow" action. */
+  release: () => void;
+}
+
+function harness(options: Partial<EngineOptions<S, E, A>> = {}): Harness {
+  const log: string[] = [];
+  const errors: Harness["errors"] = [];
+  const trace: string[] = [];
+  let release = () => {};
+  const h: Harness = {
+    engine: undefined as unknown as Engine<S, E, A, string>,
+    log,
+    errors,
+    trace,
+    release: () => release(),
+  };
+  const record = (name: string) => (arg: string) => {
+    log.push(`${name}(${arg})`);
+  };
+  const actions: Actions<A, string> = {
+    a: record("a"),
+    b: record("b"),
+    c: record("c"),
+    pong: record("pong"),
+    "state pong": record("state pong"),
+    wild: record("wild"),
+    "state wild": record("state wild"),
+    special: record("special"),
+    inner: record("inner"),
+    oops: record("oops"),
+    tick: record("tick"),
+    throw: () => {
+      log.push("throw");
+      throw new Error("boom");
+    },
+    reject: async () => {
+      log.push("reject");
+      await Promise.resolve();
+      throw new Error("async boom");
+    },
+    slow: async (arg) => {
+      log.push(`slow start(${arg})`);
+      await new Promise<void>((resolve) => (release = resolve));
+      log.push(`slow end(${arg})`);
+    },
+    "post ping and next inner": (arg) => {
+      log.push(`post+next(${arg})`);
+      h.engine.post("PING", "queued");
+      h.engine.next("inner", "from next");
+    },
+    "raise oops": (arg) => {
+      log.push(`raise(${arg})`);
+      h.engine.raise("oops", "raised");
+    },
+    "next then raise": () => {
+      log.push("next then raise");
+      h.engine.next("inner", "from next");
+      h.engine.raise("oops", "raised");
+    },
+    stop: () => {
+      log.push("stop");
+      h.engine.stop();
+    },
+  };
+  h.engine = new Engine(table, actions, {
+    isWildcardEvent: (event) => event === event.toUpperCase(),
+    trace: (line) => trace.push(line),
+    onActionError: (error, state, event, action) => errors.push({ error, state, event, action }),
+    ...options,
+  });
+  return h;
+}
+
+describe("engine", () => {
+  it("engine - starts in the table's initial state, idle with nothing pending", async () => {
+    const { engine } = harness();
+    expect(engine.state).toBe("idle");
+    expect(engine.stopped).toBe(false);
+    expect(engine.pending).toBe(0);
+    await expect(engine.idle()).resolves.toBeUndefined();
+  });
+
+  it("engine - runs a row's actions in order with the event's argument, then takes its next state", async () => {
+    const { engine, log } = harness();
+    engine.post("GO", "x");
+    await engine.idle();
+    expect(log).toEqual(["a(x)", "b(x)"]);
+    expect(engine.state).toBe("busy");
+    engine.post("GO", "y");
+    await engine.idle();
+    expect(log).toEqual(["a(x)", "b(x)", "c(y)"]);
+    expect(engine.state).toBe("idle");
+  });
+
+  it("engine - a row without next keeps the state", async () => {
+    const { engine, log } = harness();
+    engine.post("SPECIAL", "s");
+    await engine.idle();
+    expect(log).toEqual(["special(s)"]);
+    expect(engine.state).toBe("idle");
+  });
+
+  it("engine - defaults: used when the state has no row; the state's own row wins over them", async () => {
+    const { engine, log } = harness();
+    engine.post("PING", "1"); // idle has no PING: defaults
+    await engine.idle();
+    expect(log).toEqual(["pong(1)"]);
+    expect(engine.state).toBe("idle");
+
+    engine.post("GO", "go");
+    engine.post("PING", "2"); // busy has its own PING
+    await engine.idle();
+    expect(log.slice(-1)).toEqual(["state pong(2)"]);
+    expect(engine.state).toBe("busy");
+  });
+
+  it("engine - defaults also apply to internal events that have an explicit row", async () => {
+    const { engine, log } = harness();
+    engine.post("tick", "t"); // idle has no tick; defaults has
+    await engine.idle();
+    expect(log).toEqual(["tick(t)"]);
+  });
+
+  it("engine - wildcard: catches wildcard events only; lookup order state, defaults, state *, defaults *", async () => {
+    const { engine, log, trace } = harness();
+    // idle: no ZAP, no defaults ZAP, no idle "*": defaults "*".
+    engine.post("ZAP", "1");
+    await engine.idle();
+    expect(log).toEqual(["wild(1)"]);
+
+    // An internal event with no row anywhere is not caught by any "*": ignored.
+    engine.post("lonely", "2");
+    await engine.idle();
+    expect(log).toEqual(["wild(1)"]);
+    expect(trace).toContain("    (no transition: ignored)");
+    expect(engine.state).toBe("idle");
+
+    engine.post("GO", "go");
+    await engine.idle();
+    log.length = 0;
+    // busy: the state's own "*" beats the defaults' "*".
+    engine.post("ZAP", "3");
+    // busy: the defaults' SPECIAL row beats the state's "*".
+    engine.post("SPECIAL", "4");
+    // busy: an internal event still is not caught by the state's "*".
+    engine.post("oops", "5");
+    await engine.idle();
+    expect(log).toEqual(["state wild(3)", "special(4)"]);
+    expect(engine.state).toBe("busy");
+  });
+
+  it("engine - without isWildcardEvent, the wildcard catches every event", async () => {
+    const { engine, log } = harness({ isWildcardEvent: undefined });
+    engine.post("lonely", "1");
+    await engine.idle();
+    expect(log).toEqual(["wild(1)"]);
+  });
+
+  it("engine - next(): handled after the remaining actions and the state change, before queued events", async () => {
+    const { engine, log } = harness();
+    engine.post("NEXT", "n");
+    await engine.idle();
+    // The action posted PING (queued) and set next(inner): b still runs, the state moves to busy,
+    // then inner is handled in busy (-> done), and only then the queued PING (in done: defaults).
+    expect(log).toEqual(["post+next(n)", "b(n)", "inner(from next)", "pong(queued)"]);
+    expect(engine.state).toBe("done");
+  });
+
+  it("engine - raise(): cuts the remaining actions short, skips next, handles the event in the current state", async () => {
+    const { engine, log } = harness();
+    engine.post("RAISE", "r");
+    await engine.idle();
+    // b is not run; the row's next (done) is not taken: oops is handled in idle, which stays idle.
+    expect(log).toEqual(["a(r)", "raise(r)", "oops(raised)"]);
+    expect(engine.state).toBe("idle");
+  });
+
+  it("engine - raise() wins over a next() set earlier in the same event", async () => {
+    const { engine, log } = harness();
+    engine.post("GO", "go");
+    await engine.idle();
+    log.length = 0;
+    engine.post("RAISE", "r"); // busy: next(inner) then raise(oops), then b
+    await engine.idle();
+    // busy has no oops row and oops is internal: ignored; inner (the next) must not run either.
+    expect(log).toEqual(["next then raise"]);
+    expect(engine.state).toBe("busy");
+  });
+
+  it("engine - runs to completion: a second event waits until the first one's async actions finish", async () => {
+    const h = harness();
+    const { engine, log } = h;
+    engine.post("SLOW", "1");
+    engine.post("PING", "2");
+    expect(log).toEqual(["slow start(1)"]);
+    expect(engine.pending).toBe(1);
+    // Let plenty of microtasks and a macrotask pass: PING must still wait.
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(log).toEqual(["slow start(1)"]);
+    expect(engine.state).toBe("idle");
+    let idle = false;
+    const whenIdle = engine.idle().then(() => (idle = true));
+    await Promise.resolve();
+    expect(idle).toBe(false);
+    h.release();
+    await whenIdle;
+    expect(log).toEqual(["slow start(1)", "slow end(1)", "a(1)", "state pong(2)"]);
+    expect(engine.state).toBe("busy");
+    expect(engine.pending).toBe(0);
+  });
+
+  it("engine - post with coalesce drops an event identical to one already waiting", async () => {
+    const h = harness();
+    const { engine, log } = h;
+    engine.post("SLOW", "s");
+    engine.post("tick", "1", { coalesce: true });
+    engine.post("tick", "2", { coalesce: true });
+    engine.post("tick", "3", { coalesce: true });
+    expect(engine.pending).toBe(1);
+    engine.post("PING", "p", { coalesce: true }); // a different event is not coalesced
+    engine.post("tick", "4"); // without coalesce, queued anyway
+    expect(engine.pending).toBe(3);
+    h.release();
+    await engine.idle();
+    expect(log).toEqual(["slow start(s)", "slow end(s)", "a(s)", "tick(1)", "state pong(p)", "tick(4)"]);
+  });
+
+  it("engine - coalesce only looks at the queue, not at the event being handled", async () => {
+    const h = harness();
+    const { engine, log } = h;
+    engine.post("SLOW", "s");
+    engine.post("SLOW", "t", { coalesce: true }); // queue empty: kept
+    expect(engine.pending).toBe(1);
+    h.release();
+    await new Promise((resolve) => setImmediate(resolve));
+    // SLOW(t) in busy: caught by busy's "*".
+    await engine.idle();
+    expect(log).toEqual(["slow start(s)", "slow end(s)", "a(s)", "state wild(t)"]);
+  });
+
+  it("engine - stop() drops the queue, runs nothing more, ignores later posts", async () => {
+    const h = harness();
+    const { engine, log } = h;
+    engine.post("SLOW", "s");
+    engine.post("PING", "p");
+    engine.post("GO", "g");
+    expect(engine.pending).toBe(2);
+    engine.stop();
+    expect(engine.stopped).toBe(true);
+    expect(engine.state).toBe(STOPPED);
+    expect(engine.pending).toBe(0);
+    h.release();
+    await engine.idle();
+    // The action in flight finishes, but nothing after it runs: not its remaining actions, not its next.
+    expect(log).toEqual(["slow start(s)", "slow end(s)"]);
+    expect(engine.state).toBe(STOPPED);
+    engine.post("PING", "late");
+    expect(engine.pending).toBe(0);
+    await engine.idle();
+    expect(log).toEqual(["slow start(s)", "slow end(s)"]);
+  });
+
+  it("engine - stop() from an action skips the remaining actions and the next state", async () => {
+    const { engine, log } = harness();
+    engine.post("STOPME", "x");
+    engine.post("PING", "after");
+    await engine.idle();
+    expect(log).toEqual(["a(x)", "stop"]);
+    expect(engine.state).toBe(STOPPED);
+    expect(engine.pending).toBe(0);
+  });
+
+  it("engine - a throwing action is reported to onActionError; the event stops there; the engine carries on", async () => {
+    const { engine, log, errors } = harness();
+    engine.post("FAIL", "f");
+    engine.post("PING", "p");
+    await engine.idle();
+    expect(log).toEqual(["a(f)", "throw", "pong(p)"]);
+    expect(engine.state).toBe("idle"); // FAIL's next (done) not taken
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({ state: "idle", event: "FAIL", action: "throw" });
+    expect((errors[0]!.error as Error).message).toBe("boom");
+
+    // A rejected async action, likewise.
+    engine.post("GO", "g");
+    engine.post("FAIL", "f2");
+    engine.post("GO", "g2");
+    await engine.idle();
+    expect(errors).toHaveLength(2);
+    expect(errors[1]).toMatchObject({ state: "busy", event: "FAIL", action: "reject" });
+    expect((errors[1]!.error as Error).message).toBe("async boom");
+    expect(log.slice(-4)).toEqual(["a(g)", "b(g)", "reject", "c(g2)"]);
+    expect(engine.state).toBe("idle");
+  });
+
+  it("engine - a throwing action without onActionError does not reject or stop the engine", async () => {
+    const { engine, log } = harness({ onActionError: undefined });
+    engine.post("FAIL", "f");
+    engine.post("PING", "p");
+    await engine.idle();
+    expect(log).toEqual(["a(f)", "throw", "pong(p)"]);
+    expect(engine.stopped).toBe(false);
+  });
+
+  it("engine - trace reports the state, the event, each action and the new state", async () => {
+    const { engine, trace } = harness();
+    engine.post("GO", "x");
+    await engine.idle();
+    expect(trace).toEqual(["idle: GO", "    $ a", "    $ b", "    > busy"]);
+  });
+
+  it("engine - idle() resolves for every waiter once the queue drains", async () => {
+    const h = harness();
+    h.engine.post("SLOW", "s");
+    const waiters = [h.engine.idle(), h.engine.idle(), h.engine.idle()];
+    h.release();
+    await expect(Promise.all(waiters)).resolves.toHaveLength(3);
+    expect(h.engine.pending).toBe(0);
+  });
+
+  it("engine - toMermaid draws every state and transition", () => {
+    const text = toMermaid(table);
+    const lines = text.split("\n");
+    expect(lines[0]).toBe("stateDiagram-v2");
+    expect(lines).toContain("    [*] --> idle");
+    expect(lines).toContain("    idle --> busy: GO");
+    expect(lines).toContain("    busy --> idle: GO");
+    expect(lines).toContain("    idle --> idle: SPECIAL"); // no next: a self-loop
+    expect(lines).toContain("    busy --> busy: any"); // "*" is drawn as "any"
+    expect(lines).toContain("    busy --> done: inner");
+    for (const state of ["idle", "busy", "done"]) expect(text).toContain(state);
+  });
+});
