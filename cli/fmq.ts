@@ -71,6 +71,7 @@ program
       fail(error);
     }
     client.connect();
+    out.event({ event: "connecting", endpoint: opts.connect, inbox: opts.inbox }, `connecting to ${opts.connect}, inbox ${opts.inbox}`);
   });
 
 program

@@ -1,0 +1,155 @@
+// The fmq command line as users run it: real `fmq` processes (the built dist/cli/fmq.js), real files,
+// real signals. Flags and JSON events are a contract; these tests pin them.
+
+import { writeFile, unlink } from "node:fs/promises";
+import path from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { fmq, type Running } from "../helpers/fmq.js";
+import { tempDir } from "../helpers/tmp.js";
+import { treeHashes, writeRandomFile, writeTree } from "../helpers/files.js";
+import { waitFor } from "../helpers/wait.js";
+import { freePort } from "../helpers/net.js";
+
+const running: Running[] = [];
+afterEach(async () => {
+  for (const r of running.splice(0)) {
+    if (r.child.exitCode === null && r.child.signalCode === null) {
+      r.child.kill("SIGKILL");
+      await r.exited;
+    }
+  }
+});
+
+function start(args: string[]): Running {
+  const r = fmq(args);
+  running.push(r);
+  return r;
+}
+
+const has = (r: Running, event: string, test: (e: Record<string, unknown>) => boolean = () => true) =>
+  r.events.find((e) => e.event === event && test(e));
+
+describe("cli", () => {
+  it("cli - publish and subscribe in two processes mirror a tree, live changes and deletes included", async () => {
+    const src = await tempDir();
+    const inbox = path.join(await tempDir(), "inbox");
+    await writeTree(src, { "a.txt": "alpha\n", "sub/b.bin": Buffer.from([0, 1, 2, 3]), "sub/deep/c.txt": "" });
+    await writeRandomFile(path.join(src, "sub/big.bin"), 5 * 1024 * 1024 + 3);
+    const port = await freePort();
+    const pub = start(["publish", src, "--bind", `tcp://127.0.0.1:${port}`, "--json", "--stable-ms", "50"]);
+    await waitFor(() => has(pub, "ready"), "publisher ready");
+    expect(has(pub, "ready")).toMatchObject({ event: "ready", endpoint: `tcp://127.0.0.1:${port}` });
+
+    const sub = start(["subscribe", "/", "--connect", `tcp://127.0.0.1:${port}`, "--inbox", inbox, "--json"]);
+    await waitFor(() => sub.events.filter((e) => e.event === "delivered").length === 4, "4 deliveries");
+    expect(await treeHashes(inbox)).toEqual(await treeHashes(src));
+    expect(has(sub, "connected")).toBeDefined();
+    expect(has(sub, "subscribed")).toEqual({ event: "subscribed", path: "/" });
+    expect(has(sub, "delivered", (e) => e.path === "sub/big.bin")).toEqual({ event: "delivered", path: "sub/big.bin", size: 5 * 1024 * 1024 + 3 });
+
+    await writeFile(path.join(src, "live.txt"), "live\n");
+    await waitFor(() => has(sub, "delivered", (e) => e.path === "live.txt"), "live.txt delivered");
+    await unlink(path.join(src, "a.txt"));
+    await waitFor(() => has(sub, "deleted", (e) => e.path === "a.txt"), "a.txt deleted");
+    expect(await treeHashes(inbox)).toEqual(await treeHashes(src));
+    expect(sub.stderr).toEqual([]);
+  });
+
+  it("cli - subscribe to /sub puts the server's /sub/x.txt at <inbox>/x.txt, and never /subway", async () => {
+    const src = await tempDir();
+    const inbox = path.join(await tempDir(), "in");
+    await writeTree(src, { "sub/x.txt": "x", "sub/y/z.txt": "z", "subway/no.txt": "no" });
+    const port = await freePort();
+    const pub = start(["publish", src, "--bind", `tcp://127.0.0.1:${port}`, "--json", "--stable-ms", "50"]);
+    await waitFor(() => has(pub, "ready"), "publisher ready");
+    const sub = start(["subscribe", "/sub", "--connect", `tcp://127.0.0.1:${port}`, "--inbox", inbox, "--json"]);
+    await waitFor(() => sub.events.filter((e) => e.event === "delivered").length === 2, "2 deliveries");
+    expect(await treeHashes(inbox)).toEqual(await treeHashes(path.join(src, "sub")));
+  });
+
+  it("cli - human output is one line per delivered file", async () => {
+    const src = await tempDir();
+    const dst = path.join(await tempDir(), "dst");
+    await writeTree(src, { "one.txt": "1", "two/three.txt": "23" });
+    const track = start(["track", src, dst, "--once", "--stable-ms", "50"]);
+    const { code } = await track.exited;
+    expect(code).toBe(0);
+    const lines = track.events.map((e) => e.line as string);
+    expect(lines).toContain("delivered one.txt (1 bytes)");
+    expect(lines).toContain("delivered two/three.txt (2 bytes)");
+    expect(await treeHashes(dst)).toEqual(await treeHashes(src));
+  });
+
+  it("cli - track --json --once mirrors and reports synced", async () => {
+    const src = await tempDir();
+    const dst = path.join(await tempDir(), "dst");
+    await writeRandomFile(path.join(src, "r.bin"), 1_000_001);
+    const track = start(["track", src, dst, "--once", "--json"]);
+    expect((await track.exited).code).toBe(0);
+    expect(has(track, "synced")).toMatchObject({ event: "synced", files: 1, bytes: 1_000_001 });
+    expect(await treeHashes(dst)).toEqual(await treeHashes(src));
+  });
+
+  it("cli - SIGTERM and SIGINT stop publish and subscribe within a second", async () => {
+    const src = await tempDir();
+    await writeRandomFile(path.join(src, "big.bin"), 64 * 1024 * 1024);
+    const port = await freePort();
+    const pub = start(["publish", src, "--bind", `tcp://127.0.0.1:${port}`, "--json", "--stable-ms", "50"]);
+    await waitFor(() => has(pub, "ready"), "publisher ready");
+    const sub = start(["subscribe", "/", "--connect", `tcp://127.0.0.1:${port}`, "--inbox", await tempDir(), "--json", "--window", "1M"]);
+    await waitFor(() => has(sub, "subscribed"), "subscribed");
+    for (const [r, signal] of [[sub, "SIGINT"], [pub, "SIGTERM"]] as const) {
+      const t0 = Date.now();
+      r.child.kill(signal);
+      const { code } = await r.exited;
+      expect(Date.now() - t0).toBeLessThan(1500);
+      expect(code).toBe(0);
+    }
+  });
+
+  it("cli - a subscriber with nothing to talk to also stops at once on SIGTERM", async () => {
+    const port = await freePort();
+    const sub = start(["subscribe", "/", "--connect", `tcp://127.0.0.1:${port}`, "--inbox", await tempDir(), "--json"]);
+    await waitFor(() => has(sub, "connecting"), "connecting");
+    const t0 = Date.now();
+    sub.child.kill("SIGTERM");
+    const { code } = await sub.exited;
+    expect(Date.now() - t0).toBeLessThan(1500);
+    expect(code).toBe(0);
+  });
+
+  const failures: [string, () => Promise<string[]>, RegExp][] = [
+    ["a missing directory", async () => ["publish", path.join(await tempDir(), "nope"), "--bind", `tcp://127.0.0.1:${await freePort()}`], /^fmq: no such directory: /],
+    ["a file instead of a directory", async () => {
+      const dir = await tempDir();
+      await writeFile(path.join(dir, "f"), "x");
+      return ["publish", path.join(dir, "f"), "--bind", `tcp://127.0.0.1:${await freePort()}`];
+    }, /^fmq: not a directory: /],
+    ["an unknown flag", async () => ["publish", ".", "--bogus"], /unknown option '--bogus'/],
+    ["a missing argument", async () => ["subscribe"], /missing required argument 'path'/],
+    ["an unknown command", async () => ["publsh", "."], /unknown command 'publsh'/],
+    ["a bad size", async () => ["publish", ".", "--chunk-size", "lots"], /not a size: "lots"/],
+    ["a bad endpoint", async () => ["publish", await tempDir(), "--bind", "nonsense"], /^fmq: cannot bind nonsense: /],
+    ["a relative subscription path", async () => ["subscribe", "sub", "--inbox", await tempDir()], /^fmq: invalid path "sub"/],
+    ["an alias with ..", async () => ["publish", await tempDir(), "--alias", "/a/../b", "--bind", `tcp://127.0.0.1:${await freePort()}`], /^fmq: invalid alias "\/a\/..\/b"/],
+  ];
+  for (const [what, args, message] of failures) {
+    it(`cli - ${what} is one clear line on stderr and a non-zero exit`, async () => {
+      const r = start(await args());
+      const { code } = await r.exited;
+      expect(code).not.toBe(0);
+      expect(r.stderr).toHaveLength(1);
+      expect(r.stderr[0]).toMatch(message);
+    });
+  }
+
+  it("cli - an endpoint already in use is one clear line and a non-zero exit", async () => {
+    const port = await freePort();
+    const first = start(["publish", await tempDir(), "--bind", `tcp://127.0.0.1:${port}`, "--json"]);
+    await waitFor(() => has(first, "ready"), "first publisher ready");
+    const second = start(["publish", await tempDir(), "--bind", `tcp://127.0.0.1:${port}`, "--json"]);
+    const { code } = await second.exited;
+    expect(code).toBe(1);
+    expect(second.stderr).toEqual([`fmq: cannot bind tcp://127.0.0.1:${port}: address already in use`]);
+  });
+});

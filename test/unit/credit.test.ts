@@ -1,0 +1,173 @@
+import { describe, it, expect } from "vitest";
+import fc from "fast-check";
+
+import { ReceiveWindow, SendCredit } from "../../src/flow/credit.js";
+
+const U64_MAX = 2n ** 64n - 1n;
+
+describe("SendCredit", () => {
+  it("credit - starts at zero and allows nothing", () => {
+    const credit = new SendCredit();
+    expect(credit.available).toBe(0);
+    expect(credit.allow(1_000_000)).toBe(0);
+  });
+
+  it("credit - NOM grants add up", () => {
+    const credit = new SendCredit();
+    credit.grant(1000n);
+    credit.grant(4000n);
+    expect(credit.available).toBe(5000);
+    credit.grant(0n);
+    expect(credit.available).toBe(5000);
+  });
+
+  it("credit - a grant of 2^64-1 is clamped, and stays clamped when more is granted", () => {
+    const credit = new SendCredit();
+    credit.grant(U64_MAX);
+    expect(credit.available).toBe(Number.MAX_SAFE_INTEGER);
+    expect(Number.isSafeInteger(credit.available)).toBe(true);
+    credit.grant(U64_MAX);
+    credit.grant(12345n);
+    expect(credit.available).toBe(Number.MAX_SAFE_INTEGER);
+    credit.spend(1_000_000);
+    expect(credit.available).toBe(Number.MAX_SAFE_INTEGER - 1_000_000);
+    credit.grant(BigInt(Number.MAX_SAFE_INTEGER));
+    expect(credit.available).toBe(Number.MAX_SAFE_INTEGER);
+  });
+
+  it("credit - allow never exceeds the credit or the wanted size", () => {
+    const credit = new SendCredit();
+    credit.grant(1000n);
+    expect(credit.allow(4096)).toBe(1000);
+    expect(credit.allow(10)).toBe(10);
+    expect(credit.allow(0)).toBe(0);
+  });
+
+  it("credit - spend lowers the credit and refuses to overspend", () => {
+    const credit = new SendCredit();
+    credit.grant(1000n);
+    credit.spend(600);
+    expect(credit.available).toBe(400);
+    expect(() => credit.spend(401)).toThrow(RangeError);
+    expect(credit.available).toBe(400);
+    credit.spend(400);
+    expect(credit.available).toBe(0);
+    credit.spend(0);
+    expect(() => credit.spend(1)).toThrow(RangeError);
+  });
+
+  it("credit - reset drops all credit", () => {
+    const credit = new SendCredit();
+    credit.grant(U64_MAX);
+    credit.reset();
+    expect(credit.available).toBe(0);
+  });
+
+  it("credit - a sender that only spends what allow() gives never sends more than was granted (property)", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.oneof(fc.record({ grant: fc.bigInt({ min: 0n, max: 10_000_000n }) }), fc.record({ want: fc.nat(3_000_000) })), {
+          maxLength: 60,
+        }),
+        (steps) => {
+          const credit = new SendCredit();
+          let granted = 0;
+          let sent = 0;
+          for (const step of steps) {
+            if ("grant" in step) {
+              credit.grant(step.grant);
+              granted += Number(step.grant);
+            } else {
+              const n = credit.allow(step.want);
+              expect(n).toBeLessThanOrEqual(step.want);
+              expect(n).toBeLessThanOrEqual(credit.available);
+              credit.spend(n);
+              sent += n;
+            }
+            expect(sent).toBeLessThanOrEqual(granted);
+            expect(credit.available).toBe(granted - sent);
+            expect(credit.available).toBeGreaterThanOrEqual(0);
+          }
+        },
+      ),
+    );
+  });
+});
+
+describe("ReceiveWindow", () => {
+  it("credit - window: refuses a slice of 0 or a window smaller than a slice", () => {
+    expect(() => new ReceiveWindow(10, 0)).toThrow(RangeError);
+    expect(() => new ReceiveWindow(10, -1)).toThrow(RangeError);
+    expect(() => new ReceiveWindow(5, 10)).toThrow(RangeError);
+    expect(() => new ReceiveWindow(10, 10)).not.toThrow();
+  });
+
+  it("credit - window: the first refill grants the window in whole slices", () => {
+    const w = new ReceiveWindow(10, 3);
+    expect(w.refill()).toBe(9);
+    expect(w.outstanding).toBe(9);
+    expect(w.refill()).toBe(0);
+    const exact = new ReceiveWindow(16 * 1024 * 1024, 1024 * 1024);
+    expect(exact.refill()).toBe(16 * 1024 * 1024);
+  });
+
+  it("credit - window: refills only once a whole slice is missing, and in whole slices", () => {
+    const w = new ReceiveWindow(1000, 100);
+    expect(w.refill()).toBe(1000);
+    w.received(99);
+    expect(w.outstanding).toBe(901);
+    expect(w.refill()).toBe(0);
+    w.received(1);
+    expect(w.refill()).toBe(100);
+    expect(w.outstanding).toBe(1000);
+    w.received(350);
+    expect(w.refill()).toBe(300);
+    expect(w.outstanding).toBe(950);
+  });
+
+  it("credit - window: bytes beyond what was granted are ignored (outstanding never negative)", () => {
+    const w = new ReceiveWindow(1000, 100);
+    w.refill();
+    w.received(5000);
+    expect(w.outstanding).toBe(0);
+    expect(w.refill()).toBe(1000);
+    expect(w.outstanding).toBe(1000);
+  });
+
+  it("credit - window: reset forgets what was outstanding", () => {
+    const w = new ReceiveWindow(1000, 100);
+    w.refill();
+    w.received(10);
+    w.reset();
+    expect(w.outstanding).toBe(0);
+    expect(w.refill()).toBe(1000);
+  });
+
+  it("credit - window: never more than the window outstanding, grants are whole slices (property)", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 1000 }),
+        fc.integer({ min: 1, max: 20 }),
+        fc.array(fc.oneof(fc.constant("refill" as const), fc.nat(3000)), { maxLength: 80 }),
+        (slice, slices, steps) => {
+          const window = slice * slices + (slice > 1 ? slice - 1 : 0);
+          const w = new ReceiveWindow(window, slice);
+          for (const step of steps) {
+            if (step === "refill") {
+              const before = w.outstanding;
+              const grant = w.refill();
+              expect(grant % slice).toBe(0);
+              expect(w.outstanding).toBe(before + grant);
+              // After a refill less than a slice is missing.
+              expect(window - w.outstanding).toBeLessThan(slice);
+            } else {
+              w.received(step);
+            }
+            expect(w.outstanding).toBeGreaterThanOrEqual(0);
+            expect(w.outstanding).toBeLessThanOrEqual(window);
+          }
+        },
+      ),
+    );
+  });
+});
