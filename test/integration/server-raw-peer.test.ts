@@ -1,0 +1,725 @@
+// A real Server driven by a "scripted raw peer": a bare zeromq Dealer that sends encoded frames (or raw
+// bytes) and decodes whatever comes back, so every step of the server's dialogue can be checked exactly.
+
+import { createHash, randomBytes } from "node:crypto";
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { Dealer } from "zeromq";
+
+import { ReceiveWindow } from "../../src/flow/credit.js";
+import { decodeFrames, encode } from "../../src/protocol/codec.js";
+import type { DecodeError } from "../../src/protocol/errors.js";
+import { Operation, type Cheezburger, type Message, type MessageName } from "../../src/protocol/messages.js";
+import { Server, type ServerOptions } from "../../src/server/server.js";
+import { sha256File, writeRandomFile, writeTree } from "../helpers/files.js";
+import { tcpEndpoint } from "../helpers/net.js";
+import { tempDir } from "../helpers/tmp.js";
+import { nextEvent, waitFor } from "../helpers/wait.js";
+
+const DEADLINE = 10_000;
+
+type MessageOf<N extends MessageName> = Extract<Message, { id: N }>;
+
+const sha256 = (data: Uint8Array): string => createHash("sha256").update(data).digest("hex");
+
+function describeMessage(m: Message): string {
+  if (m.id === "CHEEZBURGER") {
+    return `CHEEZBURGER(seq ${m.sequence}, op ${m.operation}, ${m.filename} @${m.offset}, ${m.chunk.length} bytes, eof ${m.eof})`;
+  }
+  if (m.id === "RTFM" || m.id === "SRSLY") return `${m.id}(${m.reason})`;
+  return m.id;
+}
+
+/** A bare DEALER speaking FILEMQ frame by frame. A background loop decodes everything that arrives. */
+class RawPeer {
+  readonly socket: Dealer;
+  /** Received and not yet consumed by next()/expect(). */
+  readonly #inbox: Message[] = [];
+  /** Every CHEEZBURGER received, in order (chunks copied). */
+  readonly cheezburgers: Cheezburger[] = [];
+  /** Replies that did not decode (the server must never send any). */
+  readonly undecodable: DecodeError[] = [];
+  /** NOM credit sent in this session, and payload bytes received in it. */
+  granted = 0;
+  received = 0;
+  #wake: (() => void) | undefined;
+  readonly #loop: Promise<void>;
+
+  constructor(readonly endpoint: string) {
+    this.socket = new Dealer({ linger: 0 });
+    this.socket.connect(endpoint);
+    this.#loop = this.#read();
+  }
+
+  async #read(): Promise<void> {
+    try {
+      for await (const frames of this.socket) {
+        const result = decodeFrames(frames);
+        if (!result.ok) {
+          this.undecodable.push(result.error);
+        } else {
+          let message = result.message;
+          if (message.id === "CHEEZBURGER") {
+            message = { ...message, chunk: Uint8Array.from(message.chunk) };
+            this.cheezburgers.push(message);
+            this.received += message.chunk.length;
+          }
+          this.#inbox.push(message);
+        }
+        this.#wake?.();
+      }
+    } catch {
+      // closed
+    }
+  }
+
+  async send(message: Message): Promise<void> {
+    if (message.id === "OHAI") {
+      this.granted = 0;
+      this.received = 0;
+    }
+    if (message.id === "NOM") this.granted += Number(message.credit);
+    await this.socket.send(encode(message));
+  }
+
+  async sendRaw(frames: Buffer | Buffer[]): Promise<void> {
+    await this.socket.send(frames);
+  }
+
+  ohai(): Promise<void> {
+    return this.send({ id: "OHAI", protocol: "FILEMQ", version: 2 });
+  }
+
+  icanhaz(path: string): Promise<void> {
+    return this.send({ id: "ICANHAZ", path, options: new Map(), cache: new Map() });
+  }
+
+  nom(credit: number | bigint): Promise<void> {
+    return this.send({ id: "NOM", credit: BigInt(credit), sequence: 0n });
+  }
+
+  /** The next message, or undefined if none arrives within `timeoutMs`. */
+  async next(timeoutMs = DEADLINE): Promise<Message | undefined> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const message = this.#inbox.shift();
+      if (message !== undefined) return message;
+      const left = deadline - Date.now();
+      if (left <= 0) return undefined;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.#wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.#wake = undefined;
+    }
+  }
+
+  /** The next message, which must be `id`. */
+  async expect<N extends MessageName>(id: N, timeoutMs = DEADLINE): Promise<MessageOf<N>> {
+    const message = await this.next(timeoutMs);
+    if (message === undefined) throw new Error(`expected ${id}, nothing arrived within ${timeoutMs} ms`);
+    if (message.id !== id) throw new Error(`expected ${id}, got ${describeMessage(message)}`);
+    return message as MessageOf<N>;
+  }
+
+  /** Bounded "nothing more arrives" check: no message may come within `ms`. */
+  async expectSilence(ms: number): Promise<void> {
+    const message = await this.next(ms);
+    if (message !== undefined) throw new Error(`expected nothing, got ${describeMessage(message)}`);
+  }
+
+  /** Handshake: OHAI -> OHAI-OK. */
+  async open(): Promise<void> {
+    await this.ohai();
+    await this.expect("OHAI_OK");
+  }
+
+  async close(): Promise<void> {
+    this.socket.close();
+    this.#wake?.();
+    await this.#loop;
+  }
+}
+
+/** Reassembles files from CHEEZBURGERs, checking everything the protocol promises along the way. */
+class Assembly {
+  /** vpath -> sha256 of the completed file. */
+  readonly completed = new Map<string, string>();
+  readonly deleted: string[] = [];
+  readonly #parts = new Map<string, Buffer[]>();
+  readonly #offsets = new Map<string, number>();
+  #sequence = 0n;
+
+  constructor(private readonly peer: RawPeer) {}
+
+  /** Take one CHEEZBURGER; returns the vpath of a file it completed (or deleted), if any. */
+  take(m: Cheezburger): string | undefined {
+    expect(m.sequence, `sequence of ${describeMessage(m)}`).toBe(this.#sequence);
+    this.#sequence++;
+    // The server never sends more payload than the client granted.
+    expect(this.peer.received, "payload received vs credit granted").toBeLessThanOrEqual(this.peer.granted);
+    if (m.operation === Operation.DELETE) {
+      this.deleted.push(m.filename);
+      return m.filename;
+    }
+    expect(m.operation).toBe(Operation.CREATE);
+    // A file is sent once: no chunk of a completed file comes again.
+    expect(this.completed.has(m.filename), `${m.filename} sent again`).toBe(false);
+    const at = this.#offsets.get(m.filename) ?? 0;
+    // Chunks at strictly increasing, contiguous offsets (nothing repeated, nothing skipped).
+    expect(m.offset, `offset of ${describeMessage(m)}`).toBe(BigInt(at));
+    if (m.eof === 1) {
+      // The file ends with one empty chunk with eof=1 at offset = size.
+      expect(m.chunk.length).toBe(0);
+      const data = Buffer.concat(this.#parts.get(m.filename) ?? []);
+      this.#parts.delete(m.filename);
+      this.#offsets.delete(m.filename);
+      this.completed.set(m.filename, sha256(data));
+      return m.filename;
+    }
+    expect(m.eof).toBe(0);
+    expect(m.chunk.length, `data chunk of ${m.filename}`).toBeGreaterThan(0);
+    const parts = this.#parts.get(m.filename) ?? [];
+    parts.push(Buffer.from(m.chunk));
+    this.#parts.set(m.filename, parts);
+    this.#offsets.set(m.filename, at + m.chunk.length);
+    return undefined;
+  }
+
+  /** Receive until `count` files are complete; `onChunk` may grant more credit. */
+  async receiveFiles(count: number, onChunk: (m: Cheezburger) => Promise<void> | void = () => {}): Promise<void> {
+    while (this.completed.size < count) {
+      const m = await this.peer.expect("CHEEZBURGER");
+      this.take(m);
+      await onChunk(m);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const servers: Server[] = [];
+const peers: RawPeer[] = [];
+
+afterEach(async () => {
+  for (const peer of peers.splice(0)) await peer.close();
+  for (const server of servers.splice(0)) await server.close();
+});
+
+interface Setup {
+  server: Server;
+  endpoint: string;
+  dir: string;
+  warnings: string[];
+}
+
+async function startServer(options: ServerOptions = {}, publish: { alias?: string; files?: Record<string, string | Buffer> } = {}): Promise<Setup> {
+  const dir = await tempDir("fmq-raw-");
+  if (publish.files) await writeTree(dir, publish.files);
+  const server = new Server({ stableMs: 50, ...options });
+  servers.push(server);
+  const warnings: string[] = [];
+  server.on("warning", (w) => warnings.push(w));
+  await server.publish(dir, publish.alias ?? "/");
+  const endpoint = await server.bind(await tcpEndpoint());
+  return { server, endpoint, dir, warnings };
+}
+
+function peer(endpoint: string): RawPeer {
+  const p = new RawPeer(endpoint);
+  peers.push(p);
+  return p;
+}
+
+/** Resolves once the server's mounts hold `count` stable files. */
+async function published(server: Server, count: number): Promise<void> {
+  await waitFor(() => server.mounts.reduce((n, m) => n + m.files.size, 0) >= count, `${count} published files`, DEADLINE);
+}
+
+function hashesOf(files: Record<string, string | Buffer>, alias = ""): Map<string, string> {
+  return new Map(Object.entries(files).map(([rel, content]) => [`${alias}/${rel}`, sha256(Buffer.from(content))]));
+}
+
+const sortedEntries = (m: Map<string, string>) => [...m].sort(([a], [b]) => (a < b ? -1 : 1));
+
+// ---------------------------------------------------------------------------------------------
+
+describe("server with a scripted raw peer", () => {
+  it("server - OHAI -> OHAI-OK; HUGZ -> HUGZ-OK; KTHXBAI then NOM -> RTFM (forgotten)", async () => {
+    const { server, endpoint } = await startServer();
+    const p = peer(endpoint);
+    const connected = nextEvent(server, "connected", () => true, DEADLINE);
+    await p.ohai();
+    await p.expect("OHAI_OK");
+    await connected;
+    expect(server.clients).toBe(1);
+    await p.send({ id: "HUGZ" });
+    await p.expect("HUGZ_OK");
+    await p.send({ id: "HUGZ" });
+    await p.expect("HUGZ_OK");
+
+    const disconnected = nextEvent(server, "disconnected", () => true, DEADLINE);
+    await p.send({ id: "KTHXBAI" });
+    await disconnected;
+    expect(server.clients).toBe(0);
+    // KTHXBAI itself is not answered: the next thing to come back is the RTFM for the NOM.
+    await p.nom(1000);
+    const rtfm = await p.expect("RTFM");
+    expect(rtfm.reason).toMatch(/NOM/);
+    // And a fresh OHAI on the same socket starts over.
+    await p.open();
+    expect(p.undecodable).toEqual([]);
+  });
+
+  it("server - NOM, HUGZ or ICANHAZ before OHAI -> RTFM", async () => {
+    const { server, endpoint } = await startServer();
+    const p = peer(endpoint);
+    await p.nom(1000);
+    expect((await p.expect("RTFM")).reason).toMatch(/NOM/);
+    await p.send({ id: "HUGZ" });
+    expect((await p.expect("RTFM")).reason).toMatch(/HUGZ/);
+    await p.icanhaz("/");
+    expect((await p.expect("RTFM")).reason).toMatch(/ICANHAZ/);
+    await p.send({ id: "KTHXBAI" });
+    expect((await p.expect("RTFM")).reason).toMatch(/KTHXBAI/);
+    // Nothing of those attempts is kept; OHAI still opens a session.
+    await p.open();
+    await p.send({ id: "HUGZ" });
+    await p.expect("HUGZ_OK");
+    expect(server.clients).toBe(1);
+  });
+
+  it("server - OHAI-OK, CHEEZBURGER, SRSLY (and other server messages) sent by a client -> RTFM", async () => {
+    const { server, endpoint } = await startServer();
+    const p = peer(endpoint);
+    const serverMessages: Message[] = [
+      { id: "OHAI_OK" },
+      {
+        id: "CHEEZBURGER",
+        sequence: 0n,
+        operation: Operation.CREATE,
+        filename: "/evil.txt",
+        offset: 0n,
+        eof: 0,
+        headers: new Map(),
+        chunk: Buffer.from("pwned"),
+      },
+      { id: "SRSLY", reason: "no" },
+      { id: "RTFM", reason: "no" },
+      { id: "ICANHAZ_OK" },
+      { id: "HUGZ_OK" },
+    ];
+    for (const message of serverMessages) {
+      // In a session: RTFM, and the session is gone (HUGZ afterwards is RTFM too).
+      await p.open();
+      await p.send(message);
+      const rtfm = await p.expect("RTFM");
+      expect(rtfm.reason, message.id).toContain(message.id);
+      await waitFor(() => server.clients === 0, "session forgotten", DEADLINE);
+      await p.send({ id: "HUGZ" });
+      await p.expect("RTFM");
+      // Before any session: RTFM as well.
+      await p.send(message);
+      await p.expect("RTFM");
+    }
+    await p.open();
+  });
+
+  it("server - malformed input: bad signature ignored, other garbage -> RTFM, server keeps serving", async () => {
+    const content = randomBytes(300_000);
+    const { server, endpoint, warnings } = await startServer({ chunkSize: 64 * 1024 }, { files: { "keep/file.bin": content } });
+    const p = peer(endpoint);
+    const ohai = encode({ id: "OHAI", protocol: "FILEMQ", version: 2 });
+
+    // Wrong signature (AA A2) on a body that would otherwise be a valid OHAI: silently discarded.
+    const badSignature = Buffer.from(ohai);
+    badSignature[1] = 0xa2;
+    await p.sendRaw(badSignature);
+    await p.sendRaw(Buffer.from("GET / HTTP/1.1\r\n\r\n"));
+    // A valid OHAI on the same socket works, and its OHAI-OK is the first thing to come back; the HUGZ-OK
+    // right after it shows no second OHAI-OK (or RTFM) is pending for the discarded frames.
+    await p.open();
+    await p.send({ id: "HUGZ" });
+    await p.expect("HUGZ_OK");
+    // In a session too: a bad signature is dropped and the session survives.
+    await p.sendRaw(badSignature);
+    await p.send({ id: "HUGZ" });
+    await p.expect("HUGZ_OK");
+    expect(server.clients).toBe(1);
+
+    const garbage: [string, Buffer | Buffer[]][] = [
+      // OHAI announcing a 6-byte protocol string but carrying 3 bytes.
+      ["truncated", Buffer.concat([Buffer.from([0xaa, 0xa3, 0x01, 0x06]), Buffer.from("FIL")])],
+      ["truncated NOM", Buffer.from([0xaa, 0xa3, 0x07, 0, 0, 0])],
+      ["header only", Buffer.from([0xaa, 0xa3])],
+      ["unknown id 2 (ORLY)", Buffer.from([0xaa, 0xa3, 0x02])],
+      ["unknown id 200", Buffer.from([0xaa, 0xa3, 200, 1, 2, 3])],
+      ["OHAI version 1", Buffer.concat([Buffer.from([0xaa, 0xa3, 0x01, 0x06]), Buffer.from("FILEMQ"), Buffer.from([0x00, 0x01])])],
+      ["OHAI protocol FILEMX", Buffer.concat([Buffer.from([0xaa, 0xa3, 0x01, 0x06]), Buffer.from("FILEMX"), Buffer.from([0x00, 0x02])])],
+      ["two-frame message", [encode({ id: "HUGZ" }), encode({ id: "HUGZ" })]],
+      ["two-frame OHAI", [ohai, ohai]],
+      ["empty frame", Buffer.alloc(0)],
+      ["path not UTF-8", Buffer.concat([Buffer.from([0xaa, 0xa3, 0x05, 0, 0, 0, 2, 0xff, 0xfe]), Buffer.alloc(8)])],
+    ];
+    for (const [what, frames] of garbage) {
+      // Inside a session: RTFM and the session is dropped.
+      await p.open();
+      await p.sendRaw(frames);
+      expect((await p.expect("RTFM")).reason, what).not.toBe("");
+      // Outside a session: RTFM too. Exactly one RTFM per message: the OHAI-OK comes next.
+      await p.sendRaw(frames);
+      await p.expect("RTFM");
+      await p.open();
+      await p.send({ id: "HUGZ" });
+      await p.expect("HUGZ_OK");
+      await p.send({ id: "KTHXBAI" });
+    }
+    expect(warnings.length).toBeGreaterThan(0);
+    expect(p.undecodable).toEqual([]);
+
+    // After all that, a second, well-behaved client gets the published file intact.
+    await published(server, 1);
+    const good = peer(endpoint);
+    await good.open();
+    await good.icanhaz("/");
+    await good.expect("ICANHAZ_OK");
+    await good.nom(1_000_000);
+    const files = new Assembly(good);
+    await files.receiveFiles(1);
+    expect(files.completed.get("/keep/file.bin")).toBe(sha256(content));
+    // And the first socket can still open a session.
+    await p.open();
+  });
+
+  it("server - ICANHAZ with an invalid path or a path matching no mount -> SRSLY, session stays usable", async () => {
+    const { endpoint } = await startServer({}, { alias: "/data" });
+    const p = peer(endpoint);
+    await p.open();
+    for (const bad of ["x", "/a/../b", "", "//", "/a\\b", "/other", "/dat", "/database"]) {
+      await p.icanhaz(bad);
+      const srsly = await p.expect("SRSLY");
+      expect(srsly.reason, JSON.stringify(bad)).not.toBe("");
+      await p.send({ id: "HUGZ" });
+      await p.expect("HUGZ_OK");
+    }
+    // A path that overlaps the mount is fine: above it, at it, below it.
+    for (const good of ["/", "/data", "/data/", "/data/sub/deeper"]) {
+      await p.icanhaz(good);
+      await p.expect("ICANHAZ_OK");
+    }
+    await p.send({ id: "HUGZ" });
+    await p.expect("HUGZ_OK");
+  });
+
+  it("server - late joiner: files already present (nested, empty, binary) all arrive, chunked correctly", async () => {
+    const binary = randomBytes(200_000);
+    binary[0] = 0;
+    binary[1] = 0xff;
+    const files: Record<string, string | Buffer> = {
+      "top.txt": "hello, top\n",
+      "a/b/c/deep.txt": "deep down\n".repeat(1000),
+      "a/sibling.txt": "sibling",
+      "empty.txt": "",
+      "bin/blob.bin": binary,
+      "bin/exact.bin": randomBytes(3 * 16 * 1024), // a multiple of the chunk size
+    };
+    const { server, endpoint } = await startServer({ chunkSize: 16 * 1024 }, { files });
+    await published(server, Object.keys(files).length);
+
+    const p = peer(endpoint);
+    await p.open();
+    await p.icanhaz("/");
+    await p.expect("ICANHAZ_OK");
+    await p.nom(10_000_000);
+    const assembly = new Assembly(p);
+    await assembly.receiveFiles(Object.keys(files).length);
+    expect(sortedEntries(assembly.completed)).toEqual(sortedEntries(hashesOf(files)));
+
+    // Every file: data chunks at increasing offsets, then one empty eof chunk at offset = size.
+    for (const [rel, content] of Object.entries(files)) {
+      const chunks = p.cheezburgers.filter((c) => c.filename === `/${rel}`);
+      const size = Buffer.byteLength(content);
+      const data = chunks.slice(0, -1);
+      expect(data.every((c) => c.eof === 0 && c.chunk.length > 0 && c.chunk.length <= 16 * 1024)).toBe(true);
+      expect(data.length).toBe(Math.ceil(size / (16 * 1024)));
+      const last = chunks.at(-1)!;
+      expect(last.eof).toBe(1);
+      expect(last.chunk.length).toBe(0);
+      expect(last.offset).toBe(BigInt(size));
+    }
+    // Sequence numbers: 0, 1, 2, ... over the whole session.
+    expect(p.cheezburgers.map((c) => c.sequence)).toEqual(p.cheezburgers.map((_, i) => BigInt(i)));
+  });
+
+  it("server - credit is respected: 1000 bytes granted, 1000 bytes sent, then nothing until more credit", async () => {
+    const content = randomBytes(5000);
+    const { server, endpoint } = await startServer({}, { files: { "five.bin": content } });
+    await published(server, 1);
+    const p = peer(endpoint);
+    await p.open();
+    await p.icanhaz("/");
+    await p.expect("ICANHAZ_OK");
+    const assembly = new Assembly(p);
+
+    await p.nom(1000);
+    let got = 0;
+    while (got < 1000) {
+      const m = await p.expect("CHEEZBURGER");
+      assembly.take(m);
+      expect(m.eof).toBe(0);
+      got += m.chunk.length;
+      expect(got).toBeLessThanOrEqual(1000);
+    }
+    expect(got).toBe(1000);
+    // Credit spent: nothing more may come (bounded check).
+    await p.expectSilence(300);
+    // The session is alive and idle.
+    await p.send({ id: "HUGZ" });
+    await p.expect("HUGZ_OK");
+
+    await p.nom(4000);
+    await assembly.receiveFiles(1);
+    expect(assembly.completed.get("/five.bin")).toBe(sha256(content));
+    expect(p.received).toBe(5000);
+    expect(p.granted).toBe(5000);
+    // Data chunks [0, 1000) then [1000, 5000); the eof chunk cost nothing.
+    const data = p.cheezburgers.filter((c) => c.eof === 0);
+    expect(data.reduce((n, c) => n + c.chunk.length, 0)).toBe(5000);
+  });
+
+  it("server - credit: a chunk never exceeds the credit; small grants split chunks rather than stall", async () => {
+    const content = randomBytes(10_000);
+    const { server, endpoint } = await startServer({ chunkSize: 4096 }, { files: { "ten.bin": content } });
+    await published(server, 1);
+    const p = peer(endpoint);
+    await p.open();
+    await p.icanhaz("/");
+    await p.expect("ICANHAZ_OK");
+    const assembly = new Assembly(p);
+    // Odd grants that never line up with the chunk size.
+    const grants = [1, 700, 3000, 5000, 1299];
+    for (const grant of grants) {
+      await p.nom(grant);
+      const target = p.granted;
+      while (p.received < target || p.cheezburgers.length === 0) {
+        const m = await p.expect("CHEEZBURGER");
+        assembly.take(m);
+        expect(m.chunk.length).toBeLessThanOrEqual(Math.min(grant, 4096));
+      }
+      expect(p.received).toBe(target);
+    }
+    // 10,000 bytes granted in all: the eof chunk follows.
+    await assembly.receiveFiles(1);
+    expect(assembly.completed.get("/ten.bin")).toBe(sha256(content));
+  });
+
+  it("server - no credit livelock: a 4096-byte and a 10,000,000-byte file, granted like the C client", async () => {
+    const { server, endpoint, dir } = await startServer({ chunkSize: 1_000_000 });
+    await writeRandomFile(path.join(dir, "a-small.bin"), 4096);
+    await writeRandomFile(path.join(dir, "b-big.bin"), 10_000_000);
+    const expected = new Map([
+      ["/a-small.bin", await sha256File(path.join(dir, "a-small.bin"))],
+      ["/b-big.bin", await sha256File(path.join(dir, "b-big.bin"))],
+    ]);
+    await published(server, 2);
+
+    const p = peer(endpoint);
+    await p.open();
+    await p.icanhaz("/");
+    await p.expect("ICANHAZ_OK");
+    await p.nom(5_000_000);
+    let sinceNom = 0;
+    const assembly = new Assembly(p);
+    await assembly.receiveFiles(2, async (m) => {
+      sinceNom += m.chunk.length;
+      while (sinceNom >= 1_000_000) {
+        sinceNom -= 1_000_000;
+        await p.nom(1_000_000);
+      }
+    });
+    expect(sortedEntries(assembly.completed)).toEqual(sortedEntries(expected));
+    // No chunk repeated: offsets strictly increasing per file (Assembly also checks contiguity).
+    for (const vpath of expected.keys()) {
+      const offsets = p.cheezburgers.filter((c) => c.filename === vpath).map((c) => c.offset);
+      for (let i = 1; i < offsets.length; i++) expect(offsets[i]! > offsets[i - 1]!).toBe(true);
+    }
+    expect(p.received).toBe(10_004_096);
+    expect(p.cheezburgers.every((c) => c.chunk.length <= 1_000_000)).toBe(true);
+  });
+
+  it("server - 2000 small files written in one go before publish all arrive intact", async () => {
+    const dir = await tempDir("fmq-raw-many-");
+    const expected = new Map<string, string>();
+    const names = Array.from({ length: 2000 }, (_, i) => `d${i % 10}/f${String(i).padStart(4, "0")}.bin`);
+    for (let i = 0; i < names.length; i += 200) {
+      await Promise.all(
+        names.slice(i, i + 200).map(async (name) => {
+          const data = randomBytes(4096);
+          expected.set(`/${name}`, sha256(data));
+          await mkdir(path.dirname(path.join(dir, name)), { recursive: true });
+          await writeFile(path.join(dir, name), data);
+        }),
+      );
+    }
+    const server = new Server({ stableMs: 50 });
+    servers.push(server);
+    await server.publish(dir);
+    const endpoint = await server.bind(await tcpEndpoint());
+
+    const p = peer(endpoint);
+    await p.open();
+    await p.icanhaz("/");
+    await p.expect("ICANHAZ_OK");
+    const window = new ReceiveWindow(16 * 1024 * 1024, 1024 * 1024);
+    await p.nom(window.refill());
+    const assembly = new Assembly(p);
+    await assembly.receiveFiles(2000, async (m) => {
+      window.received(m.chunk.length);
+      const more = window.refill();
+      if (more > 0) await p.nom(more);
+    });
+    expect(assembly.completed.size).toBe(2000);
+    expect(sortedEntries(assembly.completed)).toEqual(sortedEntries(expected));
+    expect(p.received).toBe(2000 * 4096);
+  });
+
+  it("server - subscription boundaries: ICANHAZ /sub gets /sub/a.txt, never /subway/b.txt", async () => {
+    const files = { "sub/a.txt": "in sub", "subway/b.txt": "in subway", "sub.txt": "beside sub" };
+    const { server, endpoint } = await startServer({}, { files });
+    await published(server, 3);
+    const p = peer(endpoint);
+    await p.open();
+    await p.icanhaz("/sub");
+    await p.expect("ICANHAZ_OK");
+    await p.nom(1_000_000);
+    const assembly = new Assembly(p);
+    await assembly.receiveFiles(1);
+    expect([...assembly.completed.keys()]).toEqual(["/sub/a.txt"]);
+    expect(assembly.completed.get("/sub/a.txt")).toBe(sha256(Buffer.from("in sub")));
+    // Credit is plenty and the client is served to completion before its HUGZ is handled: had
+    // /subway/b.txt or /sub.txt been queued, their chunks would come before this HUGZ-OK.
+    await p.send({ id: "HUGZ" });
+    await p.expect("HUGZ_OK");
+
+    // The barrier above is meaningful: subscribing to /subway does bring its file.
+    await p.icanhaz("/subway");
+    await p.expect("ICANHAZ_OK");
+    await assembly.receiveFiles(2);
+    expect(assembly.completed.has("/subway/b.txt")).toBe(true);
+    await p.send({ id: "HUGZ" });
+    await p.expect("HUGZ_OK");
+    expect(p.cheezburgers.some((c) => c.filename === "/sub.txt")).toBe(false);
+  });
+
+  it("server - subscription under an alias: only matching files, full virtual names", async () => {
+    const files = { "x/one.txt": "one", "y/two.txt": "two" };
+    const { server, endpoint } = await startServer({}, { alias: "/data", files });
+    await published(server, 2);
+    const p = peer(endpoint);
+    await p.open();
+    await p.icanhaz("/data/x/");
+    await p.expect("ICANHAZ_OK");
+    await p.nom(1000);
+    const assembly = new Assembly(p);
+    await assembly.receiveFiles(1);
+    expect([...assembly.completed.keys()]).toEqual(["/data/x/one.txt"]);
+    await p.send({ id: "HUGZ" });
+    await p.expect("HUGZ_OK");
+  });
+
+  it("server - a file written after ICANHAZ arrives; deleting it sends a CHEEZBURGER with operation 2", async () => {
+    const { server, endpoint, dir } = await startServer();
+    const p = peer(endpoint);
+    await p.open();
+    await p.icanhaz("/");
+    await p.expect("ICANHAZ_OK");
+    await p.nom(1_000_000);
+    // Nothing published yet: nothing comes before the HUGZ-OK.
+    await p.send({ id: "HUGZ" });
+    await p.expect("HUGZ_OK");
+
+    const content = randomBytes(70_000);
+    await mkdir(path.join(dir, "new"), { recursive: true });
+    await writeFile(path.join(dir, "new/late.bin"), content);
+    const assembly = new Assembly(p);
+    await assembly.receiveFiles(1);
+    expect(assembly.completed.get("/new/late.bin")).toBe(sha256(content));
+
+    await rm(path.join(dir, "new/late.bin"));
+    const del = await p.expect("CHEEZBURGER");
+    assembly.take(del);
+    expect(del.operation).toBe(Operation.DELETE);
+    expect(del.filename).toBe("/new/late.bin");
+    expect(del.chunk.length).toBe(0);
+    // A delete costs no credit.
+    expect(p.received).toBe(70_000);
+    expect(server.mounts[0]!.files.size).toBe(0);
+  });
+
+  it("server - OHAI again mid-session starts a fresh session: subscriptions, credit and sequence reset", async () => {
+    const first = "first file";
+    const { server, endpoint, dir } = await startServer({}, { files: { "first.txt": first } });
+    await published(server, 1);
+    const p = peer(endpoint);
+    await p.open();
+    await p.icanhaz("/");
+    await p.expect("ICANHAZ_OK");
+    await p.nom(10_000_000); // far more than needed: plenty would be left over
+    const before = new Assembly(p);
+    await before.receiveFiles(1);
+    expect(p.cheezburgers.map((c) => c.sequence)).toEqual([0n, 1n]);
+
+    // OHAI again: a fresh session on the same socket.
+    await p.ohai();
+    await p.expect("OHAI_OK");
+    p.cheezburgers.length = 0;
+    expect(server.clients).toBe(1);
+
+    // Subscriptions were dropped: a new file is not sent, even though credit was granted again.
+    const second = randomBytes(5000);
+    const publishedSecond = nextEvent(server, "published", (file) => file.vpath === "/second.bin", DEADLINE);
+    await writeFile(path.join(dir, "second.bin"), second);
+    await publishedSecond;
+    await p.send({ id: "HUGZ" });
+    await p.expect("HUGZ_OK");
+
+    // Credit was reset: subscribing again queues both files, but no data chunk may go before a NOM.
+    await p.icanhaz("/");
+    await p.expect("ICANHAZ_OK");
+    await p.send({ id: "HUGZ" });
+    await p.expect("HUGZ_OK");
+    expect(p.cheezburgers).toEqual([]);
+
+    await p.nom(1_000_000);
+    const after = new Assembly(p); // checks that sequence numbers start again from 0
+    await after.receiveFiles(2);
+    expect(sortedEntries(after.completed)).toEqual(
+      sortedEntries(new Map([["/first.txt", sha256(Buffer.from(first))], ["/second.bin", sha256(second)]])),
+    );
+  });
+
+  it("server - expiry: a silent client is forgotten, its next HUGZ gets RTFM", async () => {
+    const { server, endpoint } = await startServer({ expiryMs: 300 });
+    const p = peer(endpoint);
+    const started = Date.now();
+    await p.open();
+    await p.send({ id: "HUGZ" });
+    await p.expect("HUGZ_OK");
+    const forgotten = nextEvent(server, "disconnected", () => true, DEADLINE);
+    // A talkative client is not expired meanwhile: another peer keeps talking past the expiry.
+    const talker = peer(endpoint);
+    await talker.open();
+    await forgotten;
+    expect(Date.now() - started).toBeGreaterThanOrEqual(300);
+    expect(server.clients).toBe(1);
+    await p.send({ id: "HUGZ" });
+    await p.expect("RTFM");
+    // The other one only now expires too, unless it talks; it is still known right after talking.
+    await talker.send({ id: "HUGZ" });
+    await talker.expect("HUGZ_OK");
+  });
+});
