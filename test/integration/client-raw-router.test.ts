@@ -486,6 +486,9 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     await nextDelivery(h, "/sub/marker.txt");
 
     expect(h.deleted).toHaveLength(1);
+    // Deletes cost no credit, stale chunk or not: client and router still agree.
+    await waitFor(() => r.outstanding(rid) > 15 * MiB, "the window topped up", SOON, 5);
+    expect(r.outstanding(rid)).toBeLessThanOrEqual(16 * MiB);
     const after = await snapshot(root);
     delete after["inbox/marker.txt"];
     expect(after).toEqual(before);
@@ -532,7 +535,7 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
       let sent = 0;
       for (const name of hostile) {
         const n = h.errors.length;
-        const data = Buffer.from(`pwned by ${JSON.stringify(name)} `.repeat(40)).subarray(0, 1800);
+        const data = Buffer.from(`pwned by ${JSON.stringify(name)} `.repeat(100)).subarray(0, 2500);
         await r.sendFile(rid, name, data, { chunkSize: 700 });
         sent += data.length;
         const errors = await errorsAfter(h, n);
@@ -544,7 +547,7 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
       await r.sendFile(rid, `${p}/ok/fine.bin`, good, { chunkSize: 700 });
       await nextDelivery(h, `${p}/ok/fine.bin`);
       expect(await sha256File(path.join(inbox, "ok", "fine.bin"))).toBe(sha256(good));
-      expect(sent).toBeGreaterThan(5 * window);
+      expect(sent).toBeGreaterThan(8 * window);
       expect(r.granted(rid)).toBeGreaterThanOrEqual(sent + good.length);
       await waitFor(() => r.outstanding(rid) > window - slice, "the window topped up", SOON, 5);
       expect(r.outstanding(rid)).toBeLessThanOrEqual(window);
@@ -559,7 +562,10 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     });
   }
 
-  it("client - a symlink swapped in for an inbox directory already used this session is not followed", async () => {
+  // CLIENT BUG (see the report): Inbox caches the directories it has checked for the whole session
+  // (src/client/inbox.ts, #resolve: `if (this.#checked.has(dir)) continue;`), so a directory replaced by a
+  // symlink after its first use is followed: the file is written outside the inbox.
+  it.fails("client - a symlink swapped in for an inbox directory already used this session is not followed", async () => {
     const r = await router();
     const root = await tempDir();
     const inbox = path.join(root, "inbox");
@@ -581,6 +587,77 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     await nextDelivery(h, "/marker.txt");
     expect(await readdir(sibling)).toEqual([]);
     expect(h.errors.length).toBeGreaterThan(n);
+  });
+
+  it("client - a symlink at the final name is replaced, never written through; a symlink at the partial name is refused", async () => {
+    const r = await router();
+    const root = await tempDir();
+    const inbox = path.join(root, "inbox");
+    const sibling = path.join(root, "sibling");
+    await mkdir(inbox);
+    await mkdir(sibling);
+    await writeFile(path.join(sibling, "precious.txt"), "precious");
+    await writeFile(path.join(sibling, "other.txt"), "other");
+    await symlink(path.join(sibling, "precious.txt"), path.join(inbox, "target.txt"));
+    await symlink(path.join(sibling, "other.txt"), path.join(inbox, ".trap.txt.fmq-part"));
+    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
+    await h.client.subscribe("/");
+    const rid = await openSession(r, h, 1);
+
+    await r.sendFile(rid, "/target.txt", Buffer.from("new content"));
+    await nextDelivery(h, "/target.txt");
+    expect((await lstat(path.join(inbox, "target.txt"))).isFile()).toBe(true);
+    expect(await readFile(path.join(inbox, "target.txt"), "utf8")).toBe("new content");
+
+    const n = h.errors.length;
+    await r.sendFile(rid, "/trap.txt", Buffer.from("through the partial"));
+    await errorsAfter(h, n);
+    await r.sendFile(rid, "/marker.txt", Buffer.from("m"));
+    await nextDelivery(h, "/marker.txt");
+    expect(h.delivered.map((d) => d.vpath)).toEqual(["/target.txt", "/marker.txt"]);
+    expect(await exists(path.join(inbox, "trap.txt"))).toBe(false);
+    expect(await readFile(path.join(sibling, "precious.txt"), "utf8")).toBe("precious");
+    expect(await readFile(path.join(sibling, "other.txt"), "utf8")).toBe("other");
+    expect((await readdir(sibling)).sort()).toEqual(["other.txt", "precious.txt"]);
+  });
+
+  it("client - the most specific subscription wins, with its own inbox", async () => {
+    const r = await router();
+    const root = await tempDir();
+    const outer = path.join(root, "outer");
+    const inner = path.join(root, "inner");
+    const h = makeClient({ endpoint: r.endpoint, inbox: path.join(root, "inbox"), heartbeatMs: 100, timeoutMs: 10_000 });
+    await h.client.subscribe("/sub", outer);
+    await h.client.subscribe("/sub/deep", inner);
+    const rid = await openSession(r, h, 2);
+
+    await r.sendFile(rid, "/sub/deep/f.txt", Buffer.from("inner"));
+    await r.sendFile(rid, "/sub/deeper/f.txt", Buffer.from("outer"));
+    await nextDelivery(h, "/sub/deep/f.txt");
+    await nextDelivery(h, "/sub/deeper/f.txt");
+    expect(await readFile(path.join(inner, "f.txt"), "utf8")).toBe("inner");
+    expect(await readFile(path.join(outer, "deeper", "f.txt"), "utf8")).toBe("outer");
+    expect(await readdir(outer)).toEqual(["deeper"]);
+    expect(h.errors).toEqual([]);
+  });
+
+  it("client - a chunk at an unexpected offset abandons the file: no final file, no partial left", async () => {
+    const r = await router();
+    const root = await tempDir();
+    const inbox = path.join(root, "inbox");
+    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
+    await h.client.subscribe("/");
+    const rid = await openSession(r, h, 1);
+
+    const n = h.errors.length;
+    await r.chunk(rid, { filename: "/gap.bin", offset: 0, data: randomBytes(1000) });
+    await r.chunk(rid, { filename: "/gap.bin", offset: 2000, data: randomBytes(1000) });
+    await r.chunk(rid, { filename: "/gap.bin", offset: 3000, eof: 1 });
+    await errorsAfter(h, n);
+    await r.sendFile(rid, "/marker.txt", Buffer.from("m"));
+    await nextDelivery(h, "/marker.txt");
+    expect(h.delivered.map((d) => d.vpath)).toEqual(["/marker.txt"]);
+    expect(await readdir(inbox)).toEqual(["marker.txt"]);
   });
 
   it("client - a name that collides with a directory in the inbox is refused, the directory survives", async () => {

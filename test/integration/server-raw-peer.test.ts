@@ -11,6 +11,7 @@ import { ReceiveWindow } from "../../src/flow/credit.js";
 import { decodeFrames, encode } from "../../src/protocol/codec.js";
 import type { DecodeError } from "../../src/protocol/errors.js";
 import { Operation, type Cheezburger, type Message, type MessageName } from "../../src/protocol/messages.js";
+import type { PublishedFile } from "../../src/mount/mount.js";
 import { Server, type ServerOptions } from "../../src/server/server.js";
 import { sha256File, writeRandomFile, writeTree } from "../helpers/files.js";
 import { tcpEndpoint } from "../helpers/net.js";
@@ -697,7 +698,7 @@ describe("server with a scripted raw peer", () => {
 
     // Subscriptions were dropped: a new file is not sent, even though credit was granted again.
     const second = randomBytes(5000);
-    const publishedSecond = nextEvent(server, "published", (file) => file.vpath === "/second.bin", DEADLINE);
+    const publishedSecond = nextEvent<[PublishedFile]>(server, "published", (file) => file.vpath === "/second.bin", DEADLINE);
     await writeFile(path.join(dir, "second.bin"), second);
     await publishedSecond;
     await p.send({ id: "HUGZ" });
