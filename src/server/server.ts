@@ -38,7 +38,7 @@ export const serverDefaults = {
   expiryMs: 60_000,
   maxClients: 10_000,
   maxSubscriptions: 256,
-  maxQueuedMessages: 64,
+  maxQueuedMessages: 16,
   maxMessageSize: 16 * 1024 * 1024,
 } as const;
 
@@ -86,6 +86,8 @@ export class Server extends EventEmitter<ServerEvents> {
       // default) or blocking the one writer for everybody; a gone client fails with EHOSTUNREACH.
       mandatory: true,
       sendTimeout: 0,
+      // With maxQueuedMessages, bounds what one client that stops reading can make us hold.
+      sendHighWaterMark: 64,
       linger: 0,
       maxMessageSize: this.options.maxMessageSize,
     });

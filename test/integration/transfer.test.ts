@@ -4,8 +4,8 @@
 import { mkdir, rm, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { context } from "zeromq";
-import { Client, Server, type ClientOptions, type ServerOptions } from "../../src/index.js";
+import { context, Dealer } from "zeromq";
+import { Client, Server, encode, type ClientOptions, type ServerOptions } from "../../src/index.js";
 import { tempDir } from "../helpers/tmp.js";
 import { treeHashes, writeRandomFile, writeTree } from "../helpers/files.js";
 import { waitFor } from "../helpers/wait.js";
@@ -167,6 +167,25 @@ describe("transfer", () => {
     await second.bind(endpoint);
     await expectMirror(inbox, await treeHashes(src), 60_000);
     expect(sub.delivered.map((d) => d.path)).toEqual(["big.bin"]);
+  }, 90_000);
+
+  it("transfer - a client that grants credit and never reads does not slow the others", async () => {
+    const src = await tempDir();
+    const inbox = await tempDir();
+    await writeRandomFile(path.join(src, "big.bin"), 64 * 1024 * 1024);
+    const { server, endpoint } = await startServer(src);
+    // The stuck peer: subscribes, grants 1 GiB of credit, and never reads another message.
+    const stuck = new Dealer({ linger: 0, receiveHighWaterMark: 4 });
+    closers.push(async () => stuck.close());
+    stuck.connect(endpoint);
+    await stuck.send(encode({ id: "OHAI", protocol: "FILEMQ", version: 2 }));
+    await stuck.send(encode({ id: "ICANHAZ", path: "/", options: new Map(), cache: new Map() }));
+    await stuck.send(encode({ id: "NOM", credit: 1n << 30n, sequence: 0n }));
+    await waitFor(() => server.clients === 1, "the stuck client's session");
+    const sub = await startClient(endpoint, inbox);
+    await expectMirror(inbox, await treeHashes(src), 60_000);
+    expect(sub.delivered).toEqual([{ path: "big.bin", size: 64 * 1024 * 1024 }]);
+    expect(server.clients).toBe(2);
   }, 90_000);
 
   it("transfer - a client that starts before the server connects once it is up", async () => {
