@@ -214,7 +214,6 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#failedOpens = 0;
     this.#window.reset();
     this.#awaitingReply = [];
-    for (const sub of this.#subscriptions.values()) sub.inbox.recheck();
     // A file half received in the last session will be sent again from the start.
     await this.#dropCurrent();
     this.emit("connected");

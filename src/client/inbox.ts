@@ -56,20 +56,12 @@ export class IncomingFile {
 }
 
 export class Inbox {
-  /** Directories already checked (exist, are real directories inside the inbox) in this session. */
-  readonly #checked = new Set<string>();
-
   private constructor(readonly root: string) {}
 
   /** Create the inbox if needed and fix its real path. */
   static async open(directory: string): Promise<Inbox> {
     await mkdir(directory, { recursive: true });
     return new Inbox(await realpath(directory));
-  }
-
-  /** Forget which directories were checked (a new session: someone may have changed the tree). */
-  recheck(): void {
-    this.#checked.clear();
   }
 
   /** Start receiving `relative` (a name from the wire, already stripped of the subscription path). */
@@ -103,7 +95,7 @@ export class Inbox {
     let dir = this.root;
     for (const segment of segments.slice(0, -1)) {
       dir = path.join(dir, segment);
-      if (this.#checked.has(dir)) continue;
+      // Checked for every file, never cached: a directory checked a moment ago may be a symlink now.
       const stats = await lstat(dir).catch(() => undefined);
       if (!stats) {
         if (opts.create === false) return path.join(this.root, relative);
@@ -117,7 +109,6 @@ export class Inbox {
       } else if (!stats.isDirectory()) {
         throw new InboxError(`refused "${printable(relative)}": ${segment} is a file, not a directory`, relative);
       }
-      this.#checked.add(dir);
     }
     return path.join(dir, segments[segments.length - 1]!);
   }
