@@ -8,11 +8,14 @@ import { Dealer } from "zeromq";
 import { Engine, type Actions } from "../fsm/engine.js";
 import { ReceiveWindow } from "../flow/credit.js";
 import { decodeFrames, encode } from "../protocol/codec.js";
-import { PROTOCOL_NAME, PROTOCOL_VERSION, Operation, type Cheezburger, type ClientMessage, type Message, type Srsly } from "../protocol/messages.js";
+import { PROTOCOL_NAME, PROTOCOL_VERSION, Operation, type Cheezburger, type ClientMessage, type Dictionary, type Message, type Srsly } from "../protocol/messages.js";
+import { Capability, Header, SubscribeOption, formatCacheEntry, type CacheEntry } from "../protocol/extensions.js";
+import { BLOCK_SIZE } from "../digest/blocks.js";
 import type { DecodeError } from "../protocol/errors.js";
 import { covers, normaliseVirtualPath, relativeTo } from "../paths.js";
 import { Heartbeat } from "./heartbeat.js";
-import { Inbox, InboxError, type IncomingFile } from "./inbox.js";
+import { Inbox, InboxError, RESUME_MIN_SIZE, type IncomingFile } from "./inbox.js";
+import type { PartialFile } from "./manifest.js";
 import { clientMachine, type ClientAction, type ClientEvent, type ClientState } from "./machine.js";
 
 export interface ClientOptions {
@@ -28,6 +31,8 @@ export interface ClientOptions {
   readonly heartbeatMs?: number;
   /** Start a new session after this much silence (ms). Default 5 heartbeats. */
   readonly timeoutMs?: number;
+  /** fsync each file and its directory before reporting it delivered. Default off (like rsync). */
+  readonly fsync?: boolean;
   /** Print every state machine step. */
   readonly trace?: (line: string) => void;
 }
@@ -36,6 +41,7 @@ export const clientDefaults = {
   window: 16 * 1024 * 1024,
   slice: 1024 * 1024,
   heartbeatMs: 1000,
+  fsync: false,
 } as const;
 
 export interface DeliveredEvent {
@@ -89,7 +95,7 @@ export class Client extends EventEmitter<ClientEvents> {
   readonly #window: ReceiveWindow;
   readonly #subscriptions = new Map<string, Subscription>();
   /** ICANHAZ sent and not yet answered, in order (the server answers each with ICANHAZ-OK or SRSLY). */
-  #awaitingReply: string[] = [];
+  #awaitingReply: { path: string; refetch: boolean }[] = [];
   #socket: Dealer | undefined;
   #outgoing: { socket: Dealer; frame: Buffer }[] = [];
   #sending = false;
@@ -111,19 +117,19 @@ export class Client extends EventEmitter<ClientEvents> {
     const actions: Actions<ClientAction, EventArg> = {
       "open socket and send OHAI": () => this.#openSocket(),
       "start session": () => this.#startSession(),
-      "send every subscription": () => {
-        for (const path of this.#subscriptions.keys()) this.#sendIcanhaz(path);
+      "send every subscription": async () => {
+        for (const path of this.#subscriptions.keys()) await this.#sendIcanhaz(path);
       },
       "store subscription": (arg) => this.#storeSubscription(arg as string),
       "send ICANHAZ": (arg) => this.#sendIcanhaz(arg as string),
       "confirm subscription": () => {
-        const path = this.#awaitingReply.shift();
-        if (path !== undefined) this.emit("subscribed", path);
+        const request = this.#awaitingReply.shift();
+        if (request && !request.refetch) this.emit("subscribed", request.path);
       },
       "refuse subscription": (arg) => {
-        const path = this.#awaitingReply.shift();
-        if (path !== undefined) this.#subscriptions.delete(path);
-        this.#report(new ClientError(`subscription to ${path ?? "?"} refused: ${(arg as Srsly).reason || "no reason given"}`));
+        const request = this.#awaitingReply.shift();
+        if (request && !request.refetch) this.#subscriptions.delete(request.path);
+        this.#report(new ClientError(`subscription to ${request?.path ?? "?"} refused: ${(arg as Srsly).reason || "no reason given"}`));
       },
       "grant credit": () => {
         const grant = this.#window.refill();
@@ -162,7 +168,7 @@ export class Client extends EventEmitter<ClientEvents> {
   async subscribe(path: string, inbox?: string): Promise<void> {
     const normalised = normaliseVirtualPath(path);
     if (normalised === undefined) throw new ClientError(`invalid path "${path}": must start with "/" and contain no "." or ".." segments`);
-    const box = inbox === undefined ? await this.#inbox() : await Inbox.open(inbox);
+    const box = inbox === undefined ? await this.#inbox() : await Inbox.open(inbox, { fsync: this.options.fsync });
     this.#subscriptions.set(normalised, { path: normalised, inbox: box });
     this.#engine.post("subscribe", normalised);
   }
@@ -184,8 +190,8 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#engine.stop();
     this.#socket = undefined;
     socket?.close();
-    await this.#current?.file.abandon();
-    this.#current = undefined;
+    await this.#dropCurrent();
+    await Promise.all([...new Set([...this.#subscriptions.values()].map((s) => s.inbox))].map((inbox) => inbox.manifest.save()));
   }
 
   // --- actions -------------------------------------------------------------------------------------
@@ -214,7 +220,7 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#failedOpens = 0;
     this.#window.reset();
     this.#awaitingReply = [];
-    // A file half received in the last session will be sent again from the start.
+    // A file half received in the last session: kept if it can be resumed, else dropped.
     await this.#dropCurrent();
     this.emit("connected");
   }
@@ -224,9 +230,42 @@ export class Client extends EventEmitter<ClientEvents> {
     if (!this.#subscriptions.has(path)) throw new ClientError(`unknown subscription ${path}`);
   }
 
-  #sendIcanhaz(path: string): void {
-    this.#awaitingReply.push(path);
-    this.#send({ id: "ICANHAZ", path, options: new Map(), cache: new Map() });
+  /**
+   * ICANHAZ with what we hold under the path (RESYNC), so the server sends only what we lack, resumes our
+   * partial files, and tells us of deletes we missed. `refetch`: ask again for one file, from scratch.
+   */
+  async #sendIcanhaz(path: string, refetch = false): Promise<void> {
+    const cache: Dictionary = new Map();
+    const inbox = refetch ? undefined : this.#subscriptions.get(path)?.inbox;
+    if (inbox) {
+      const entries = new Map<string, CacheEntry>();
+      for (const [relative, held] of inbox.manifest.files) {
+        const name = relativeTo(path, held.vpath);
+        if (name === undefined || !(await inbox.stillHeld(relative, held.size))) continue;
+        entries.set(name, {
+          size: held.size,
+          ...(held.mtime !== undefined ? { mtime: held.mtime } : {}),
+          ...(held.hash !== undefined ? { hash: held.hash } : {}),
+          ...(held.blocks !== undefined ? { blocks: Buffer.from(held.blocks, "hex") } : {}),
+        });
+      }
+      for (const [relative, partial] of inbox.manifest.partials) {
+        const name = relativeTo(path, partial.vpath);
+        const length = name === undefined ? 0 : await inbox.partialLength(relative);
+        if (name === undefined || length < BLOCK_SIZE) continue;
+        entries.set(name, { ...entries.get(name), partial: { length, size: partial.size, mtime: partial.mtime } });
+      }
+      for (const [name, entry] of entries) {
+        // Cache keys are 1-octet-length strings; a longer name is simply sent again in full.
+        if (Buffer.byteLength(name) <= 255) cache.set(name, formatCacheEntry(entry));
+      }
+    }
+    this.#awaitingReply.push({ path, refetch });
+    const options: Dictionary = new Map([
+      [SubscribeOption.RESYNC, "1"],
+      [SubscribeOption.CAPABILITIES, `${Capability.VERIFY},${Capability.DELTA}`],
+    ]);
+    this.#send({ id: "ICANHAZ", path, options, cache });
   }
 
   async #processChunk(message: Cheezburger): Promise<void> {
@@ -236,39 +275,73 @@ export class Client extends EventEmitter<ClientEvents> {
     const target = this.#route(message.filename);
     if (typeof target === "string") return this.#report(new InboxError(target, message.filename));
     const { sub, relative } = target;
+    const vpath = message.filename;
     try {
       if (message.operation === Operation.DELETE) {
-        if (this.#current?.vpath === message.filename) await this.#dropCurrent();
-        if (await sub.inbox.remove(relative)) this.emit("deleted", { path: relative, vpath: message.filename });
+        if (this.#current?.vpath === vpath) await this.#dropCurrent(false);
+        if (await sub.inbox.remove(relative)) this.emit("deleted", { path: relative, vpath });
         return;
       }
       if (message.operation !== Operation.CREATE) throw new InboxError(`unknown operation ${message.operation}`, relative);
       const offset = Number(message.offset);
       if (!Number.isSafeInteger(offset)) throw new InboxError(`offset ${message.offset} out of range`, relative);
+      const identity = identityOf(message.headers, vpath);
+      const base = message.headers.get(Header.BASE);
+      const last = message.chunk.length === 0 || message.eof === 1;
+      // A new transfer begins with our identity headers on its first data chunk, or at offset 0.
+      const begins = (identity !== undefined && !last) || base !== undefined || (offset === 0 && message.chunk.length > 0);
       let current = this.#current;
-      if (current && (current.vpath !== message.filename || offset === 0)) {
-        // The server moved on to another file (or restarted this one): the old partial is incomplete.
-        if (current.vpath !== message.filename) this.#report(new InboxError(`${current.file.relative}: incomplete, server moved on`, current.file.relative));
+      if (current && (current.vpath !== vpath || begins)) {
+        // The server moved on to another file (or started this one again): the old one is incomplete.
+        if (current.vpath !== vpath) this.#report(new InboxError(`${current.file.relative}: incomplete, server moved on`, current.file.relative));
         await this.#dropCurrent();
         current = undefined;
       }
       if (!current) {
-        if (offset !== 0) throw new InboxError(`${relative}: chunk at offset ${offset} without the start of the file`, relative);
-        current = { vpath: message.filename, file: await sub.inbox.create(relative) };
+        current = { vpath, file: await sub.inbox.create(relative, vpath, offset, identity, base) };
         this.#current = current;
       }
       if (message.chunk.length > 0) await current.file.write(message.chunk, offset);
       // The reference client finishes a file on an empty chunk; the spec's signal is eof=1. Accept either.
-      if (message.chunk.length === 0 || message.eof === 1) {
-        this.#current = undefined;
-        await current.file.finish();
-        this.emit("delivered", { path: relative, vpath: message.filename, file: current.file.finalPath, size: current.file.received });
-      }
+      if (last) await this.#complete(current, message, sub.inbox);
     } catch (error) {
-      if (this.#current?.vpath === message.filename) await this.#dropCurrent();
+      if (this.#current?.vpath === vpath) await this.#dropCurrent(false);
       const code = (error as NodeJS.ErrnoException).code;
       this.#report(error instanceof InboxError ? error : new InboxError(`${relative}: ${code ?? String(error)}`, relative));
     }
+  }
+
+  /** The last chunk arrived: verify, rename into place, record, report; or discard and ask again. */
+  async #complete(current: { vpath: string; file: IncomingFile }, message: Cheezburger, inbox: Inbox): Promise<void> {
+    this.#current = undefined;
+    const { file } = current;
+    if (message.headers.get(Header.STATUS) === "changed") {
+      // The file changed while the server read it: what we have may mix two versions. The new version follows.
+      await file.abandon();
+      inbox.manifest.partialDropped(file.relative);
+      return;
+    }
+    const expected = message.headers.get(Header.HASH);
+    const fingerprint = expected !== undefined || file.identity ? await file.fingerprint() : undefined;
+    if (expected !== undefined && fingerprint?.hash !== expected) {
+      await file.abandon();
+      inbox.manifest.partialDropped(file.relative);
+      this.#report(new InboxError(`${file.relative}: content does not match the server's hash; fetching it again`, file.relative));
+      await this.#sendIcanhaz(current.vpath, true);
+      return;
+    }
+    await file.finish();
+    const size = file.mode === "delta" ? (file.identity?.size ?? file.received) : file.length;
+    const mtime = file.identity?.mtime;
+    const blocks = fingerprint && fingerprint.blocks.length > 8 && fingerprint.blocks.length <= 8 * 4096 ? fingerprint.blocks.toString("hex") : undefined;
+    inbox.manifest.delivered(file.relative, {
+      vpath: current.vpath,
+      size,
+      ...(mtime !== undefined ? { mtime } : {}),
+      ...(fingerprint ? { hash: fingerprint.hash } : {}),
+      ...(blocks !== undefined ? { blocks } : {}),
+    });
+    this.emit("delivered", { path: file.relative, vpath: current.vpath, file: file.finalPath, size });
   }
 
   #goodbye(): void {
@@ -290,14 +363,18 @@ export class Client extends EventEmitter<ClientEvents> {
     return { sub: best, relative };
   }
 
-  async #dropCurrent(): Promise<void> {
+  /** Stop receiving the current file: keep its partial file if it can be resumed later, else remove it. */
+  async #dropCurrent(keep = true): Promise<void> {
     const current = this.#current;
     this.#current = undefined;
-    await current?.file.abandon();
+    if (!current) return;
+    const { file } = current;
+    if (keep && file.mode === "sequential" && file.identity && file.identity.size >= RESUME_MIN_SIZE) await file.suspend();
+    else await file.abandon();
   }
 
   #inbox(): Promise<Inbox> {
-    this.#defaultInbox ??= Inbox.open(this.options.inbox);
+    this.#defaultInbox ??= Inbox.open(this.options.inbox, { fsync: this.options.fsync });
     return this.#defaultInbox;
   }
 
@@ -340,4 +417,12 @@ export class Client extends EventEmitter<ClientEvents> {
       // The socket was closed under us: a new session has its own reader.
     }
   }
+}
+
+/** The server's identity headers (our extension) on a chunk, if present and sane. */
+function identityOf(headers: Dictionary, vpath: string): PartialFile | undefined {
+  const size = Number(headers.get(Header.SIZE));
+  const mtime = Number(headers.get(Header.MTIME));
+  if (!headers.has(Header.SIZE) || !Number.isSafeInteger(size) || size < 0 || !Number.isFinite(mtime)) return undefined;
+  return { vpath, size, mtime };
 }

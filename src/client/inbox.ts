@@ -1,13 +1,16 @@
-// Where received files land. Every file is written into a partial file beside its final name and renamed
-// into place only when complete, so no reader ever sees a partial file at the final path, and a shorter
-// new version fully replaces the old one. Nothing is written, deleted or followed outside the inbox:
-// every name is checked (paths.ts), and every directory on the way is checked not to be a symlink.
+// Where received files land. Every file is written into a partial file in the inbox's private state
+// directory (<inbox>/.fmq/partial/) and renamed into place only when complete and verified, so no reader
+// ever sees a partial file at the final path, and a shorter new version fully replaces the old one.
+// Nothing is written, deleted or followed outside the inbox: every name is checked (paths.ts), and every
+// directory on the way is checked not to be a symlink, for every file.
 
 import { createHash } from "node:crypto";
 import { constants } from "node:fs";
-import { lstat, mkdir, open, realpath, rename, unlink, type FileHandle } from "node:fs/promises";
+import { copyFile, lstat, mkdir, open, readdir, realpath, rename, unlink, type FileHandle } from "node:fs/promises";
 import path from "node:path";
-import { PARTIAL_SUFFIX, unsafeRelativeReason } from "../paths.js";
+import { unsafeRelativeReason } from "../paths.js";
+import { BLOCK_SIZE, BlockHasher, fingerprintFile, hashPrefix, xxh, type Fingerprint } from "../digest/blocks.js";
+import { Manifest, STATE_DIR, type PartialFile } from "./manifest.js";
 
 export class InboxError extends Error {
   override name = "InboxError";
@@ -20,32 +23,80 @@ export class InboxError extends Error {
   }
 }
 
+/** Files at least this big are worth resuming (their partial is recorded in the manifest). */
+export const RESUME_MIN_SIZE = 2 * BLOCK_SIZE;
+
+/** How a file's bytes arrive: in order from 0, in order from a resumed offset, or as changed blocks. */
+type Mode = "sequential" | "delta";
+
 /** A file being received. */
 export class IncomingFile {
-  /** Payload bytes written so far; the next chunk must start here. */
+  /** Payload bytes written in this transfer. */
   received = 0;
+  /** In sequential mode, the next chunk must start here. */
+  #next: number;
 
   constructor(
     readonly relative: string,
+    readonly vpath: string,
     readonly finalPath: string,
     readonly partialPath: string,
     private readonly handle: FileHandle,
-  ) {}
+    readonly mode: Mode,
+    /** Hashes the file in order as it arrives (sequential mode), prefix included when resumed. */
+    private readonly hasher: BlockHasher | undefined,
+    start: number,
+    /** The version on the server (from our headers), if the server told us. */
+    readonly identity: PartialFile | undefined,
+    private readonly fsync: boolean,
+  ) {
+    this.#next = start;
+  }
+
+  /** The file's size so far (sequential mode). */
+  get length(): number {
+    return this.#next;
+  }
 
   async write(chunk: Uint8Array, offset: number): Promise<void> {
-    if (offset !== this.received) throw new InboxError(`chunk at offset ${offset}, expected ${this.received}`, this.relative);
+    if (this.mode === "sequential" && offset !== this.#next) {
+      throw new InboxError(`chunk at offset ${offset}, expected ${this.#next}`, this.relative);
+    }
+    if (this.mode === "delta" && this.identity && offset + chunk.length > this.identity.size) {
+      throw new InboxError(`chunk beyond the end of the file`, this.relative);
+    }
     let done = 0;
     while (done < chunk.length) {
       const { bytesWritten } = await this.handle.write(chunk, done, chunk.length - done, offset + done);
       done += bytesWritten;
     }
+    this.hasher?.update(chunk);
     this.received += chunk.length;
+    if (this.mode === "sequential") this.#next += chunk.length;
   }
 
-  /** Complete: close and rename into place (atomically replacing any older version). */
+  /** The fingerprint of what was assembled: hashed as it arrived, or (delta) read back from disk. */
+  async fingerprint(): Promise<Fingerprint> {
+    if (this.hasher) return this.hasher.finish();
+    await this.handle.sync().catch(() => undefined);
+    return fingerprintFile(this.partialPath);
+  }
+
+  /** Complete: (fsync), close, rename into place atomically, (fsync the directory). */
   async finish(): Promise<void> {
+    if (this.mode === "delta" && this.identity) await this.handle.truncate(this.identity.size);
+    if (this.fsync) await this.handle.sync();
     await this.handle.close();
     await rename(this.partialPath, this.finalPath);
+    if (this.fsync) {
+      const dir = await open(path.dirname(this.finalPath), "r");
+      await dir.sync().finally(() => dir.close());
+    }
+  }
+
+  /** Stop writing but keep the partial file (it can be resumed). */
+  async suspend(): Promise<void> {
+    await this.handle.close().catch(() => undefined);
   }
 
   /** Incomplete and not coming back: close and remove the partial file. */
@@ -55,36 +106,111 @@ export class IncomingFile {
   }
 }
 
-export class Inbox {
-  private constructor(readonly root: string) {}
+export interface InboxOptions {
+  /** fsync each file and its directory before reporting it delivered. */
+  readonly fsync?: boolean;
+}
 
-  /** Create the inbox if needed and fix its real path. */
-  static async open(directory: string): Promise<Inbox> {
+export class Inbox {
+  private constructor(
+    readonly root: string,
+    readonly manifest: Manifest,
+    private readonly partialDir: string,
+    private readonly options: InboxOptions,
+  ) {}
+
+  /** Create the inbox if needed, fix its real path, load its manifest, clear stale partial files. */
+  static async open(directory: string, options: InboxOptions = {}): Promise<Inbox> {
     await mkdir(directory, { recursive: true });
-    return new Inbox(await realpath(directory));
+    const root = await realpath(directory);
+    const stateDir = path.join(root, STATE_DIR);
+    const partialDir = path.join(stateDir, "partial");
+    for (const dir of [stateDir, partialDir]) {
+      await mkdir(dir).catch((error: NodeJS.ErrnoException) => {
+        if (error.code !== "EEXIST") throw error;
+      });
+      const stats = await lstat(dir);
+      if (!stats.isDirectory()) throw new InboxError(`${dir} is not a directory (a symlink?)`);
+    }
+    const manifest = await Manifest.load(stateDir);
+    const inbox = new Inbox(root, manifest, partialDir, options);
+    await inbox.#sweepPartials();
+    return inbox;
   }
 
-  /** Start receiving `relative` (a name from the wire, already stripped of the subscription path). */
-  async create(relative: string): Promise<IncomingFile> {
+  /**
+   * Start receiving `relative` (a name from the wire, already stripped of the subscription path).
+   * `offset` is where the first chunk starts: 0 for a new file; more to resume a partial of the same
+   * version (`identity`); `base` (a tree hash) for a delta on top of the delivered version.
+   */
+  async create(relative: string, vpath: string, offset: number, identity: PartialFile | undefined, base: string | undefined): Promise<IncomingFile> {
     const finalPath = await this.#resolve(relative);
     const existing = await lstat(finalPath).catch(() => undefined);
     if (existing?.isDirectory()) throw new InboxError(`${relative}: a directory has that name`, relative);
-    const partialPath = path.join(path.dirname(finalPath), partialName(path.basename(finalPath)));
+    const partialPath = path.join(this.partialDir, partialName(relative));
     const partial = await lstat(partialPath).catch(() => undefined);
     if (partial && !partial.isFile()) throw new InboxError(`${relative}: partial file is not a regular file`, relative);
-    // "w": a fresh, empty partial file; O_NOFOLLOW refuses a symlink planted at the partial name.
+    const xx = await xxh();
+    const fsync = this.options.fsync === true;
+
+    if (base !== undefined) {
+      // Delta: start from the version we delivered, if it is the one the server has in mind.
+      const held = this.manifest.files.get(relative);
+      if (!held || held.hash !== base || !existing?.isFile()) throw new InboxError(`${relative}: delta against a version we do not hold`, relative);
+      await copyFile(finalPath, partialPath);
+      const handle = await open(partialPath, constants.O_RDWR | constants.O_NOFOLLOW);
+      return new IncomingFile(relative, vpath, finalPath, partialPath, handle, "delta", undefined, 0, identity, fsync);
+    }
+
+    if (offset > 0) {
+      // Resume: only a partial of this very version, holding at least up to `offset`.
+      const known = this.manifest.partials.get(relative);
+      const same = known && identity && known.vpath === vpath && known.size === identity.size && known.mtime === identity.mtime;
+      if (!same || !partial || partial.size < offset) throw new InboxError(`${relative}: cannot resume at ${offset}: no matching partial file`, relative);
+      const handle = await open(partialPath, constants.O_RDWR | constants.O_NOFOLLOW);
+      try {
+        await handle.truncate(offset);
+        const hasher = new BlockHasher(xx);
+        await hashPrefix(handle, hasher, offset);
+        return new IncomingFile(relative, vpath, finalPath, partialPath, handle, "sequential", hasher, offset, identity, fsync);
+      } catch (error) {
+        await handle.close();
+        throw error;
+      }
+    }
+
+    // O_NOFOLLOW refuses a symlink planted at the partial name; O_TRUNC starts empty.
     const handle = await open(partialPath, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
-    return new IncomingFile(relative, finalPath, partialPath, handle);
+    if (identity && identity.size >= RESUME_MIN_SIZE) await this.manifest.partialStarted(relative, identity);
+    else this.manifest.partialDropped(relative);
+    return new IncomingFile(relative, vpath, finalPath, partialPath, handle, "sequential", new BlockHasher(xx), 0, identity, fsync);
   }
 
-  /** Apply a delete. Returns false if there was nothing to delete. Only regular files are removed. */
+  /** Apply a delete: only a regular file that we delivered ourselves. Returns false if nothing was deleted. */
   async remove(relative: string): Promise<boolean> {
+    const held = this.manifest.files.get(relative);
     const finalPath = await this.#resolve(relative, { create: false });
+    if (!held) return false;
     const existing = await lstat(finalPath).catch(() => undefined);
+    this.manifest.removed(relative);
     if (!existing) return false;
     if (!existing.isFile()) throw new InboxError(`${relative}: not a regular file, not deleted`, relative);
     await unlink(finalPath);
     return true;
+  }
+
+  /** Does the file we delivered still look as we left it (size)? Only then is it claimed in a cache. */
+  async stillHeld(relative: string, size: number): Promise<boolean> {
+    const reason = unsafeRelativeReason(relative);
+    if (reason) return false;
+    const stats = await lstat(path.join(this.root, relative)).catch(() => undefined);
+    return stats !== undefined && stats.isFile() && stats.size === size;
+  }
+
+  /** Bytes held in the partial file of `relative`, if any. */
+  async partialLength(relative: string): Promise<number> {
+    const stats = await lstat(path.join(this.partialDir, partialName(relative))).catch(() => undefined);
+    return stats?.isFile() ? stats.size : 0;
   }
 
   /** The absolute path for `relative`, after checking the name and every directory on the way. */
@@ -92,6 +218,7 @@ export class Inbox {
     const reason = unsafeRelativeReason(relative);
     if (reason) throw new InboxError(`refused "${printable(relative)}": ${reason}`, relative);
     const segments = relative.split("/");
+    if (segments[0] === STATE_DIR) throw new InboxError(`refused "${printable(relative)}": reserved name`, relative);
     let dir = this.root;
     for (const segment of segments.slice(0, -1)) {
       dir = path.join(dir, segment);
@@ -112,14 +239,21 @@ export class Inbox {
     }
     return path.join(dir, segments[segments.length - 1]!);
   }
+
+  /** Remove partial files the manifest does not know (left by a crash); they cannot be resumed. */
+  async #sweepPartials(): Promise<void> {
+    const keep = new Set([...this.manifest.partials.keys()].map(partialName));
+    for (const name of await readdir(this.partialDir).catch(() => [] as string[])) {
+      if (!keep.has(name)) await unlink(path.join(this.partialDir, name)).catch(() => undefined);
+    }
+  }
 }
 
-/** The partial file's name: hidden, with our suffix, short enough for NAME_MAX even for a 255-byte name. */
-export function partialName(base: string): string {
-  const name = `.${base}${PARTIAL_SUFFIX}`;
-  if (Buffer.byteLength(name) <= 255) return name;
-  return `.${createHash("sha1").update(base).digest("hex")}${PARTIAL_SUFFIX}`;
+/** A partial file's name: fixed length, whatever the file's name (no NAME_MAX trouble, no collisions). */
+export function partialName(relative: string): string {
+  return createHash("sha1").update(relative).digest("hex") + ".fmq-part";
 }
+
 
 function printable(name: string): string {
   // eslint-disable-next-line no-control-regex

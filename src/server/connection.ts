@@ -5,10 +5,13 @@ import { Engine, type Actions } from "../fsm/engine.js";
 import { SendCredit } from "../flow/credit.js";
 import { encode } from "../protocol/codec.js";
 import { Operation, type Icanhaz, type Message, type Nom } from "../protocol/messages.js";
+import { Capability, SubscribeOption, isSha1Digest, parseCacheEntry } from "../protocol/extensions.js";
 import type { DecodeError } from "../protocol/errors.js";
-import { covers, normaliseVirtualPath } from "../paths.js";
+import { covers, joinVirtual, normaliseVirtualPath, relativeTo, unsafeRelativeReason } from "../paths.js";
 import type { PublishedFile } from "../mount/mount.js";
-import { FileCursor } from "./file-cursor.js";
+import { BLOCK_SIZE, changedBlocks } from "../digest/blocks.js";
+import { FileCursor, type TransferPlan } from "./file-cursor.js";
+import type { Fingerprints } from "./fingerprints.js";
 import { serverMachine, type ServerAction, type ServerEvent, type ServerState } from "./machine.js";
 
 /** What a connection needs from the server around it (a narrow interface, so tests can fake it). */
@@ -20,6 +23,9 @@ export interface ConnectionHost {
   readonly maxSubscriptions: number;
   /** Every published file under `path` (for a new subscription). */
   filesUnder(path: string): Iterable<PublishedFile>;
+  /** The published file at `vpath`, if any. */
+  file(vpath: string): PublishedFile | undefined;
+  readonly fingerprints: Fingerprints;
   /** Does `path` overlap any mount? */
   serves(path: string): boolean;
   send(key: string, routingId: Buffer, frame: Buffer): void;
@@ -32,7 +38,17 @@ export interface ConnectionHost {
   warn(message: string): void;
 }
 
-type Patch = { readonly op: "create"; readonly file: PublishedFile } | { readonly op: "delete"; readonly vpath: string };
+type Patch =
+  | { readonly op: "create"; readonly file: PublishedFile; readonly resumeAt?: number }
+  | { readonly op: "delete"; readonly vpath: string };
+
+/** What we know the client holds of a file: from its cache (ICANHAZ), or because we sent it. */
+interface Holding {
+  readonly size?: number;
+  readonly mtime?: number;
+  readonly hash?: string;
+  readonly blocks?: Buffer;
+}
 
 /** The argument an event carries: the message that caused it, or an error, or nothing. */
 export type EventArg = Message | DecodeError | string | undefined;
@@ -48,6 +64,10 @@ export class Connection {
   readonly #queue = new Map<string, Patch>();
   #cursor: FileCursor | undefined;
   #sequence = 0n;
+  /** Extensions the client said it understands (ICANHAZ option X-FMQ-Caps). */
+  #caps = new Set<string>();
+  /** What the client holds, by virtual path: lets unchanged files be skipped and changed ones sent as blocks. */
+  readonly #holdings = new Map<string, Holding>();
 
   constructor(
     readonly key: string,
@@ -59,7 +79,7 @@ export class Connection {
       "send OHAI-OK": () => this.#send({ id: "OHAI_OK" }),
       "store subscription": (arg) => this.#storeSubscription(arg as Icanhaz),
       "send ICANHAZ-OK": () => this.#send({ id: "ICANHAZ_OK" }),
-      "queue files already published": (arg) => this.#queueExisting((arg as Icanhaz).path),
+      "queue files already published": (arg) => this.#queueExisting(arg as Icanhaz),
       "store credit": (arg) => this.#credit.grant((arg as Nom).credit),
       "check for client data": () => this.#checkForClientData(),
       "send next chunk": () => this.#sendNextChunk(),
@@ -110,6 +130,8 @@ export class Connection {
     this.#queue.clear();
     this.#credit.reset();
     this.#sequence = 0n;
+    this.#caps = new Set();
+    this.#holdings.clear();
     void this.#closeCursor();
   }
 
@@ -121,14 +143,69 @@ export class Connection {
       return this.engine.raise("refused", `too many subscriptions (limit ${this.host.maxSubscriptions})`);
     }
     this.#subscriptions.add(path);
+    const caps = message.options.get(SubscribeOption.CAPABILITIES);
+    if (caps !== undefined) this.#caps = new Set(caps.split(",").map((c) => c.trim()));
   }
 
-  #queueExisting(rawPath: string): void {
-    const path = normaliseVirtualPath(rawPath);
+  /**
+   * A new subscription gets what is already published under its path (the late joiner), except what its
+   * cache shows it holds already (RFC 35 RESYNC: filename -> SHA-1; or our size/mtime/hash entries), and a
+   * delete for every cached file that is gone from the server (deletes missed while away). A partial file
+   * of the current version is resumed where it stopped.
+   */
+  async #queueExisting(message: Icanhaz): Promise<void> {
+    const path = normaliseVirtualPath(message.path);
     if (path === undefined) return;
-    for (const file of this.host.filesUnder(path)) {
-      if (!this.#queue.has(file.vpath)) this.#queue.set(file.vpath, { op: "create", file });
+    const cache = new Map<string, string>();
+    for (const [name, value] of message.cache) {
+      // Cache keys are names relative to the subscription path; hostile until checked.
+      const relative = name.startsWith("/") ? relativeTo(path, name) : name;
+      if (relative === undefined || unsafeRelativeReason(relative)) continue;
+      cache.set(joinVirtual(path, relative), value);
     }
+    for (const file of this.host.filesUnder(path)) {
+      const value = cache.get(file.vpath);
+      cache.delete(file.vpath);
+      const patch = await this.#planFor(file, value);
+      if (patch && !this.#queue.has(file.vpath)) this.#queue.set(file.vpath, patch);
+    }
+    // What remains in the cache is held by the client and gone from the server.
+    for (const vpath of cache.keys()) {
+      this.#holdings.delete(vpath);
+      if (!this.#queue.has(vpath)) this.#queue.set(vpath, { op: "delete", vpath });
+    }
+  }
+
+  /** What to send of `file` to a client whose cache says `value` (undefined: send it all). */
+  async #planFor(file: PublishedFile, value: string | undefined): Promise<Patch | undefined> {
+    if (value === undefined) return { op: "create", file };
+    if (isSha1Digest(value)) {
+      const digest = await this.host.fingerprints.sha1(file.absolute).catch(() => undefined);
+      return digest === value.toUpperCase() ? undefined : { op: "create", file };
+    }
+    const entry = parseCacheEntry(value);
+    if (!entry) return { op: "create", file };
+    if (entry.size !== undefined) this.#holdings.set(file.vpath, entry);
+    // rsync's quick check: same size and mtime is the same file.
+    if (entry.size === file.size && entry.mtime === file.mtimeMs) return undefined;
+    const partial = entry.partial;
+    if (partial && partial.size === file.size && partial.mtime === file.mtimeMs && partial.length > 0) {
+      return { op: "create", file, resumeAt: partial.length };
+    }
+    return { op: "create", file };
+  }
+
+  /** Resume, delta, or whole: decided when the file's turn comes, with the file as it is then. */
+  async #transferPlan(patch: Patch & { op: "create" }): Promise<TransferPlan> {
+    if (patch.resumeAt !== undefined) return { start: patch.resumeAt };
+    const held = this.#holdings.get(patch.file.vpath);
+    if (!this.#caps.has(Capability.DELTA) || !held?.blocks || held.hash === undefined || patch.file.size <= BLOCK_SIZE) return {};
+    const now = await this.host.fingerprints.fingerprint(patch.file.absolute).catch(() => undefined);
+    if (!now) return {};
+    const blocks = changedBlocks(now.fingerprint.blocks, held.blocks);
+    // Worth it only if most of the file is unchanged (a block hash is 8 bytes).
+    if (blocks.length * 2 > now.fingerprint.blocks.length / 8) return {};
+    return { delta: { blocks, base: held.hash, fingerprint: now.fingerprint } };
   }
 
   #checkForClientData(): void {
@@ -147,11 +224,13 @@ export class Connection {
         this.#sendFrame(
           encode({ id: "CHEEZBURGER", sequence: 0n, operation: Operation.DELETE, filename: patch.vpath, offset: 0n, eof: 0, headers: new Map(), chunk: new Uint8Array(0) }),
         );
+        this.#holdings.delete(patch.vpath);
         this.host.sent(this.key, patch.vpath, "delete", 0);
         return;
       }
       try {
-        this.#cursor = await FileCursor.open(patch.file.absolute, patch.file.vpath, this.host.chunkSize, this.host.readAhead);
+        const options = { chunkSize: this.host.chunkSize, readAhead: this.host.readAhead, extensions: this.#caps.has(Capability.VERIFY) };
+        this.#cursor = await FileCursor.open(patch.file.absolute, patch.file.vpath, options, await this.#transferPlan(patch));
       } catch (error) {
         // Gone or unreadable since it was published: skip it (a delete follows if it is gone).
         this.host.warn(`cannot send ${patch.file.vpath}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
@@ -173,7 +252,13 @@ export class Connection {
     this.#sendFrame(chunk.frame);
     if (chunk.eof) {
       // "Every file ends with an empty chunk with eof=1": the reference client finishes on the empty chunk.
-      this.host.sent(this.key, cursor.vpath, "create", cursor.size);
+      const { fingerprint, identity } = cursor;
+      if (fingerprint && !cursor.changed) {
+        this.#holdings.set(cursor.vpath, { size: identity.size, mtime: identity.mtimeMs, hash: fingerprint.hash, blocks: fingerprint.blocks });
+        const file = this.host.file(cursor.vpath);
+        if (file) this.host.fingerprints.remember(file.absolute, identity, fingerprint);
+      }
+      this.host.sent(this.key, cursor.vpath, "create", cursor.sent);
       await this.#closeCursor();
     }
   }

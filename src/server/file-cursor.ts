@@ -1,14 +1,20 @@
 // Reads one file for one client as ready-to-send CHEEZBURGER frames. Each read lands straight in the frame
 // that will go on the wire (no copy), and `readAhead` reads are kept in flight so the disk works while the
 // socket sends. Frames are built with sequence 0; the sender stamps the real sequence just before sending.
+//
+// A transfer covers the whole file, or the rest of it from a block-aligned offset (resume), or only some
+// blocks (delta). The first chunk carries the file's identity (size, mtime) and the last, empty, eof=1
+// chunk its tree hash, or "changed" if the file was modified while we read it.
 
 import { open, type FileHandle } from "node:fs/promises";
 import { cheezburgerFrame } from "../protocol/codec.js";
-import { Operation } from "../protocol/messages.js";
+import { Header } from "../protocol/extensions.js";
+import { Operation, type Dictionary } from "../protocol/messages.js";
+import { BLOCK_SIZE, BlockHasher, hashPrefix, xxh, type Fingerprint } from "../digest/blocks.js";
 
 /** CHEEZBURGER's sequence sits right after the 2-byte signature and the 1-byte id. */
 const SEQUENCE_OFFSET = 3;
-const NO_HEADERS = new Map<string, string>();
+const NO_HEADERS: Dictionary = new Map();
 
 export interface ChunkFrame {
   readonly frame: Buffer;
@@ -16,6 +22,26 @@ export interface ChunkFrame {
   readonly bytes: number;
   /** This is the final, empty, eof=1 chunk. */
   readonly eof: boolean;
+}
+
+/** What the file looked like when the transfer began. */
+export interface Identity {
+  readonly size: number;
+  readonly mtimeMs: number;
+}
+
+export interface TransferPlan {
+  /** Resume: start at this offset (rounded down to a block). */
+  readonly start?: number;
+  /** Delta: send only these blocks, on top of the receiver's version whose tree hash is `base`. */
+  readonly delta?: { readonly blocks: readonly number[]; readonly base: string; readonly fingerprint: Fingerprint };
+}
+
+export interface CursorOptions {
+  readonly chunkSize: number;
+  readonly readAhead: number;
+  /** Add our extension headers (identity, tree hash). Off for a plain v2 peer. */
+  readonly extensions: boolean;
 }
 
 interface Prefetched {
@@ -26,55 +52,77 @@ interface Prefetched {
   readonly frame: Buffer;
   readonly chunkOffset: number;
   readonly read: Promise<number>;
+  hashed: boolean;
 }
+
+type Range = readonly [start: number, end: number];
 
 export class FileCursor {
   /** Offset of the next payload byte to send. */
   #offset: number;
   #ahead: Prefetched[] = [];
-  /** Where reads have got to (prefetches included). */
+  /** The byte ranges to send, in order; [#range] is the current one. */
+  #ranges: Range[];
+  #range = 0;
+  /** Where reads have got to: range [#readRange], offset #readOffset (ahead of what is sent). */
+  #readRange = 0;
   #readOffset: number;
   /** The file's size when opened, lowered if a read comes back short (the file shrank). */
   #limit: number;
+  #first = true;
   #closed = false;
+  #delivered = 0;
 
   private constructor(
     private readonly handle: FileHandle,
     readonly vpath: string,
-    private readonly chunkSize: number,
-    private readonly readAhead: number,
-    size: number,
-    start: number,
+    readonly identity: Identity,
+    private readonly options: CursorOptions,
+    ranges: Range[],
+    /** Hashes what is sent, in order (full and resumed transfers); a delta knows its fingerprint already. */
+    private readonly hasher: BlockHasher | undefined,
+    private readonly plan: TransferPlan,
   ) {
-    this.#offset = start;
-    this.#readOffset = start;
-    this.#limit = size;
+    this.#ranges = ranges;
+    this.#offset = ranges[0]?.[0] ?? identity.size;
+    this.#readOffset = this.#offset;
+    this.#limit = identity.size;
   }
 
-  /** Opens the file and fixes its size: the bytes sent are those of the file as it is now. */
-  static async open(absolute: string, vpath: string, chunkSize: number, readAhead: number, start = 0): Promise<FileCursor> {
+  /** Opens the file and fixes its identity: the bytes sent are those of the file as it is now. */
+  static async open(absolute: string, vpath: string, options: CursorOptions, plan: TransferPlan = {}): Promise<FileCursor> {
     const handle = await open(absolute, "r");
     try {
-      const { size } = await handle.stat();
-      return new FileCursor(handle, vpath, chunkSize, readAhead, size, Math.min(start, size));
+      const stats = await handle.stat();
+      const identity = { size: stats.size, mtimeMs: stats.mtimeMs };
+      let ranges: Range[];
+      let hasher: BlockHasher | undefined;
+      if (plan.delta) {
+        ranges = mergeBlocks(plan.delta.blocks, identity.size);
+      } else {
+        const start = Math.min(Math.floor((plan.start ?? 0) / BLOCK_SIZE) * BLOCK_SIZE, identity.size);
+        ranges = [[start, identity.size]];
+        if (options.extensions) {
+          hasher = new BlockHasher(await xxh());
+          // Resumed: hash the part the client already holds, so the tree hash covers the whole file.
+          if (start > 0) await hashPrefix(handle, hasher, start);
+        }
+      }
+      return new FileCursor(handle, vpath, identity, options, ranges, hasher, plan);
     } catch (error) {
       await handle.close();
       throw error;
     }
   }
 
-  get offset(): number {
-    return this.#offset;
+  /** Payload bytes handed out so far. */
+  get sent(): number {
+    return this.#delivered;
   }
 
   /** The file's size as this cursor sends it. */
   get size(): number {
     return this.#limit;
-  }
-
-  /** Every payload byte has been handed out: only the eof chunk remains. */
-  get atEnd(): boolean {
-    return this.#offset >= this.#limit;
   }
 
   /**
@@ -90,27 +138,39 @@ export class FileCursor {
     if (got < head.want) this.#shrunk(head.offset + got);
     // (#shrunk has already dropped an empty read: its offset is the new end)
     if (got === 0) return this.#eofFrame();
+    if (!head.hashed) {
+      this.hasher?.update(head.frame.subarray(head.chunkOffset, head.chunkOffset + got));
+      head.hashed = true;
+    }
     if (credit <= 0) return undefined;
     const skip = this.#offset - head.offset; // payload of this read already sent (a split chunk)
     const bytes = Math.min(got - skip, credit);
     let frame: Buffer;
-    if (skip === 0 && bytes === got) {
+    if (skip === 0 && bytes === got && !this.#first) {
       // The common case: the whole read goes out in the very frame it was read into.
       this.#ahead.shift();
       frame = got === head.want ? head.frame : head.frame.subarray(0, head.chunkOffset + got);
       if (got < head.want) frame.writeUInt32BE(got, head.chunkOffset - 4);
     } else {
-      // Credit is short: send a fresh copy of just the part that fits, keep the rest for later.
-      const part = cheezburgerFrame(this.#fields(this.#offset), bytes);
+      // The first chunk (it carries headers) or a split chunk: a fresh frame with just what fits.
+      const part = cheezburgerFrame(this.#fields(this.#offset, this.#first ? this.#firstHeaders() : NO_HEADERS), bytes);
       const from = head.chunkOffset + skip;
       head.frame.copy(part.frame, part.chunkOffset, from, from + bytes);
       frame = part.frame;
       if (skip + bytes === got) this.#ahead.shift();
     }
+    this.#first = false;
     this.#offset += bytes;
+    this.#delivered += bytes;
+    if (this.#offset >= this.#currentEnd()) this.#nextRange();
     this.#fill();
     return { frame, bytes, eof: false };
   }
+
+  /** The file's fingerprint, once the eof frame has been built (full and resumed transfers; delta: the known one). */
+  fingerprint: Fingerprint | undefined;
+  /** The file changed while it was being read: the eof frame said so, and the receiver drops it. */
+  changed = false;
 
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -121,13 +181,53 @@ export class FileCursor {
     await this.handle.close().catch(() => undefined);
   }
 
-  #fields(offset: number) {
-    return { sequence: 0n, operation: Operation.CREATE, filename: this.vpath, offset: BigInt(offset), eof: 0, headers: NO_HEADERS };
+  #fields(offset: number, headers: Dictionary) {
+    return { sequence: 0n, operation: Operation.CREATE, filename: this.vpath, offset: BigInt(offset), eof: 0, headers };
   }
 
-  #eofFrame(): ChunkFrame {
-    const { frame } = cheezburgerFrame({ ...this.#fields(this.#offset), eof: 1 }, 0);
+  #firstHeaders(): Dictionary {
+    if (!this.options.extensions) return NO_HEADERS;
+    const headers: Dictionary = new Map([
+      [Header.SIZE, String(this.identity.size)],
+      [Header.MTIME, String(this.identity.mtimeMs)],
+    ]);
+    if (this.plan.delta) headers.set(Header.BASE, this.plan.delta.base);
+    return headers;
+  }
+
+  async #eofFrame(): Promise<ChunkFrame> {
+    let headers = NO_HEADERS;
+    if (this.options.extensions) {
+      // Did the file change under us? Then what we sent may mix two versions: say so.
+      const now = await this.handle.stat().catch(() => undefined);
+      this.changed = !now || now.size !== this.identity.size || now.mtimeMs !== this.identity.mtimeMs || this.#limit !== this.identity.size;
+      this.fingerprint = this.plan.delta?.fingerprint ?? this.hasher?.finish();
+      headers = new Map([
+        [Header.SIZE, String(this.#limit)],
+        [Header.MTIME, String(this.identity.mtimeMs)],
+      ]);
+      if (this.changed) headers.set(Header.STATUS, "changed");
+      else if (this.fingerprint) headers.set(Header.HASH, this.fingerprint.hash);
+      if (this.#first && this.plan.delta) headers.set(Header.BASE, this.plan.delta.base);
+    }
+    // An empty file (or an empty delta) has no first data chunk: its eof chunk carries the identity.
+    const { frame } = cheezburgerFrame({ ...this.#fields(this.#limit, headers), eof: 1 }, 0);
     return { frame, bytes: 0, eof: true };
+  }
+
+  #currentEnd(): number {
+    const range = this.#ranges[this.#range];
+    return range ? Math.min(range[1], this.#limit) : this.#limit;
+  }
+
+  #nextRange(): void {
+    this.#range++;
+    const range = this.#ranges[this.#range];
+    if (range && range[0] < this.#limit) {
+      this.#offset = range[0];
+    } else {
+      this.#ranges = this.#ranges.slice(0, this.#range);
+    }
   }
 
   /** The file ended early (it shrank while we sent it): send what was read, then end. */
@@ -140,16 +240,27 @@ export class FileCursor {
     this.#readOffset = Math.min(this.#readOffset, this.#limit);
   }
 
-  /** Keep up to 1 + readAhead reads in flight, never past the end. */
+  /** Keep up to 1 + readAhead reads in flight, range after range, never past the end. */
   #fill(): void {
-    while (!this.#closed && this.#readOffset < this.#limit && this.#ahead.length < 1 + this.readAhead) {
+    while (!this.#closed && this.#ahead.length < 1 + this.options.readAhead) {
+      const current = this.#ranges[this.#readRange];
+      if (!current) return;
+      const end = Math.min(current[1], this.#limit);
+      if (this.#readOffset >= end) {
+        // Read ahead into the next range.
+        const following = this.#ranges[this.#readRange + 1];
+        if (!following || following[0] >= this.#limit) return;
+        this.#readRange++;
+        this.#readOffset = following[0];
+        continue;
+      }
       const offset = this.#readOffset;
-      const want = Math.min(this.chunkSize, this.#limit - offset);
-      const { frame, chunkOffset } = cheezburgerFrame(this.#fields(offset), want);
+      const want = Math.min(this.options.chunkSize, end - offset);
+      const { frame, chunkOffset } = cheezburgerFrame(this.#fields(offset, NO_HEADERS), want);
       const read = this.handle.read(frame, chunkOffset, want, offset).then((r) => r.bytesRead);
       // A failed read is reported when its chunk is due; never leave a rejection unhandled meanwhile.
       read.catch(() => undefined);
-      this.#ahead.push({ offset, want, frame, chunkOffset, read });
+      this.#ahead.push({ offset, want, frame, chunkOffset, read, hashed: false });
       this.#readOffset += want;
     }
   }
@@ -159,3 +270,18 @@ export class FileCursor {
     frame.writeBigUInt64BE(sequence, SEQUENCE_OFFSET);
   }
 }
+
+/** Block indexes -> byte ranges, adjacent blocks merged. */
+function mergeBlocks(blocks: readonly number[], size: number): Range[] {
+  const ranges: [number, number][] = [];
+  for (const block of [...blocks].sort((a, b) => a - b)) {
+    const start = block * BLOCK_SIZE;
+    if (start >= size) continue;
+    const end = Math.min(size, start + BLOCK_SIZE);
+    const last = ranges[ranges.length - 1];
+    if (last && last[1] === start) last[1] = end;
+    else ranges.push([start, end]);
+  }
+  return ranges;
+}
+

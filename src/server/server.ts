@@ -10,6 +10,7 @@ import { covers, overlaps } from "../paths.js";
 import { Mount, type PublishedFile } from "../mount/mount.js";
 import { Connection, type ConnectionHost } from "./connection.js";
 import { Outbox } from "./outbox.js";
+import { Fingerprints } from "./fingerprints.js";
 
 export interface ServerOptions {
   /** Payload bytes per CHEEZBURGER. 1 MiB: the bare zeromq.js pipe here was fastest at 1-4 MiB. */
@@ -99,6 +100,14 @@ export class Server extends EventEmitter<ServerEvents> {
       maxQueuedMessages: this.options.maxQueuedMessages,
       maxSubscriptions: this.options.maxSubscriptions,
       filesUnder: (path) => server.#filesUnder(path),
+      file: (vpath) => {
+        for (const mount of server.mounts) {
+          const file = mount.files.get(vpath);
+          if (file) return file;
+        }
+        return undefined;
+      },
+      fingerprints: new Fingerprints(),
       serves: (path) => server.mounts.some((m) => overlaps(m.alias, path)),
       send: (key, routingId, frame) => server.#outbox.send(key, routingId, frame),
       below: (key, limit) => server.#outbox.below(key, limit),

@@ -10,12 +10,16 @@ export async function sha256File(file: string): Promise<string> {
   return hash.digest("hex");
 }
 
-/** relative path -> sha256 of every regular file under `root` (hidden files included, so leftovers show). */
+/**
+ * relative path -> sha256 of every regular file under `root` (hidden files included, so leftovers show),
+ * except the client's own state directory at the top (<inbox>/.fmq: manifest and partial files).
+ */
 export async function treeHashes(root: string): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   const walk = async (dir: string): Promise<void> => {
     for (const entry of await readdir(dir, { withFileTypes: true })) {
       const full = path.join(dir, entry.name);
+      if (dir === root && entry.name === ".fmq" && entry.isDirectory()) continue;
       if (entry.isDirectory()) await walk(full);
       else if (entry.isFile()) out.set(path.relative(root, full).split(path.sep).join("/"), await sha256File(full));
     }

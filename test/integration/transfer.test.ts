@@ -10,6 +10,7 @@ import { tempDir } from "../helpers/tmp.js";
 import { treeHashes, writeRandomFile, writeTree } from "../helpers/files.js";
 import { waitFor } from "../helpers/wait.js";
 import { tcpEndpoint } from "../helpers/net.js";
+import { partialName } from "../../src/client/inbox.js";
 
 context.blocky = false;
 
@@ -154,7 +155,7 @@ describe("transfer", () => {
     const first = await startServer(src, { endpoint });
     // A small window slows the first transfer enough to interrupt it.
     const sub = await startClient(endpoint, inbox, ["/"], { window: 2 * 1024 * 1024, slice: 1024 * 1024, heartbeatMs: 100 });
-    const partial = path.join(inbox, ".big.bin.fmq-part");
+    const partial = path.join(inbox, ".fmq", "partial", partialName("big.bin"));
     await waitFor(async () => {
       const { size } = await import("node:fs/promises").then((fs) => fs.stat(partial)).catch(() => ({ size: 0 }));
       return size > 0;

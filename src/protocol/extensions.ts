@@ -1,0 +1,101 @@
+// fmq's extensions to FILEMQ v2. They live only in dictionaries (ICANHAZ options and cache, CHEEZBURGER
+// headers), which a plain v2 peer ignores, so every extension degrades to plain FILEMQ: a reference
+// client gets whole files, a reference server gets caches it does not understand and sends everything.
+// The README's protocol section lists them; this module imports nothing.
+
+/** ICANHAZ options. */
+export const SubscribeOption = {
+  /** RFC 35: "the server SHALL send the whole content of the path, except files listed in the cache". */
+  RESYNC: "RESYNC",
+  /** Ours: the client understands the headers below and can take a changed file as changed blocks. */
+  CAPABILITIES: "X-FMQ-Caps",
+} as const;
+
+/** Values of X-FMQ-Caps, comma-separated. */
+export const Capability = {
+  /** Verify files against X-FMQ-XXH64T; accept resumed transfers. */
+  VERIFY: "verify",
+  /** Accept a changed file as its changed blocks on top of the version it holds (X-FMQ-Base). */
+  DELTA: "delta",
+} as const;
+
+/** CHEEZBURGER headers, on the first chunk of a transfer and on the final (eof) chunk. */
+export const Header = {
+  /** The file's size on the server when the transfer began (decimal). */
+  SIZE: "X-FMQ-Size",
+  /** The file's mtime on the server, in ms since the epoch (decimal, may have a fraction). */
+  MTIME: "X-FMQ-Mtime",
+  /** On the eof chunk: the file's tree hash (XXH64 of its 1 MiB blocks' XXH64s), 16 hex digits. */
+  HASH: "X-FMQ-XXH64T",
+  /** On the first chunk of a delta: the tree hash of the version the chunks apply to. */
+  BASE: "X-FMQ-Base",
+  /** On the eof chunk: "changed" if the file changed while it was sent; the receiver discards it. */
+  STATUS: "X-FMQ-Status",
+} as const;
+
+/**
+ * A cache entry (ICANHAZ cache value) from our client, keyed by the file's name relative to the
+ * subscription path. RFC 35 puts a SHA-1 there (40 uppercase hex); ours starts with "fmq1;" and carries
+ * fields separated by ";": size, mtime, hash (tree hash), blocks (hex block hashes, for delta), and for a
+ * partial file of a newer version: partial (bytes held), psize, pmtime (that version's identity).
+ */
+export const CACHE_PREFIX = "fmq1;";
+
+export interface CacheEntry {
+  /** The complete version held (absent when only a partial is held). */
+  readonly size?: number;
+  readonly mtime?: number;
+  readonly hash?: string;
+  /** Block hashes of the complete version, 8 bytes each. */
+  readonly blocks?: Buffer;
+  /** A partial file: bytes held, and the identity of the version they belong to. */
+  readonly partial?: { readonly length: number; readonly size: number; readonly mtime: number };
+}
+
+export function formatCacheEntry(entry: CacheEntry): string {
+  const fields: string[] = [];
+  if (entry.size !== undefined) fields.push(`size=${entry.size}`);
+  if (entry.mtime !== undefined) fields.push(`mtime=${entry.mtime}`);
+  if (entry.hash !== undefined) fields.push(`hash=${entry.hash}`);
+  if (entry.blocks !== undefined && entry.blocks.length > 0) fields.push(`blocks=${entry.blocks.toString("hex")}`);
+  if (entry.partial) fields.push(`partial=${entry.partial.length}`, `psize=${entry.partial.size}`, `pmtime=${entry.partial.mtime}`);
+  return CACHE_PREFIX + fields.join(";");
+}
+
+/** Parse one of our cache values; undefined for anything else (a SHA-1, garbage). Hostile input: be strict. */
+export function parseCacheEntry(value: string): CacheEntry | undefined {
+  if (!value.startsWith(CACHE_PREFIX)) return undefined;
+  const fields = new Map<string, string>();
+  for (const field of value.slice(CACHE_PREFIX.length).split(";")) {
+    const eq = field.indexOf("=");
+    if (eq <= 0) continue;
+    fields.set(field.slice(0, eq), field.slice(eq + 1));
+  }
+  const num = (key: string): number | undefined => {
+    const text = fields.get(key);
+    if (text === undefined || !/^\d+(\.\d+)?$/.test(text)) return undefined;
+    const n = Number(text);
+    return Number.isFinite(n) && n <= Number.MAX_SAFE_INTEGER ? n : undefined;
+  };
+  const hash = fields.get("hash");
+  const blocksHex = fields.get("blocks");
+  const size = num("size");
+  const mtime = num("mtime");
+  const partialLength = num("partial");
+  const psize = num("psize");
+  const pmtime = num("pmtime");
+  return {
+    ...(size !== undefined ? { size } : {}),
+    ...(mtime !== undefined ? { mtime } : {}),
+    ...(hash !== undefined && /^[0-9a-f]{16}$/.test(hash) ? { hash } : {}),
+    ...(blocksHex !== undefined && /^([0-9a-f]{16})+$/.test(blocksHex) ? { blocks: Buffer.from(blocksHex, "hex") } : {}),
+    ...(partialLength !== undefined && psize !== undefined && pmtime !== undefined && partialLength <= psize
+      ? { partial: { length: partialLength, size: psize, mtime: pmtime } }
+      : {}),
+  };
+}
+
+/** RFC 35's cache digest: SHA-1 of the content, 40 uppercase hex digits (CZMQ zfile_digest). */
+export function isSha1Digest(value: string): boolean {
+  return /^[0-9A-Fa-f]{40}$/.test(value);
+}
