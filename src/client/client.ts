@@ -14,7 +14,7 @@ import { BLOCK_SIZE } from "../digest/blocks.js";
 import type { DecodeError } from "../protocol/errors.js";
 import { covers, normaliseVirtualPath, relativeTo } from "../paths.js";
 import { Heartbeat } from "./heartbeat.js";
-import { Inbox, InboxError, RESUME_MIN_SIZE, type IncomingFile } from "./inbox.js";
+import { Inbox, InboxError, RESUME_MIN_SIZE, RefetchError, type IncomingFile } from "./inbox.js";
 import type { PartialFile } from "./manifest.js";
 import { clientMachine, type ClientAction, type ClientEvent, type ClientState } from "./machine.js";
 
@@ -52,6 +52,8 @@ export interface DeliveredEvent {
   /** Absolute path of the delivered file. */
   readonly file: string;
   readonly size: number;
+  /** File bytes received over the network for it (less than size when resumed or sent as changed blocks). */
+  readonly received: number;
 }
 
 export interface DeletedEvent {
@@ -308,6 +310,7 @@ export class Client extends EventEmitter<ClientEvents> {
       if (this.#current?.vpath === vpath) await this.#dropCurrent(false);
       const code = (error as NodeJS.ErrnoException).code;
       this.#report(error instanceof InboxError ? error : new InboxError(`${relative}: ${code ?? String(error)}`, relative));
+      if (error instanceof RefetchError) await this.#sendIcanhaz(vpath, true);
     }
   }
 
@@ -341,7 +344,7 @@ export class Client extends EventEmitter<ClientEvents> {
       ...(fingerprint ? { hash: fingerprint.hash } : {}),
       ...(blocks !== undefined ? { blocks } : {}),
     });
-    this.emit("delivered", { path: file.relative, vpath: current.vpath, file: file.finalPath, size });
+    this.emit("delivered", { path: file.relative, vpath: current.vpath, file: file.finalPath, size, received: file.received });
   }
 
   #goodbye(): void {

@@ -23,6 +23,11 @@ export class InboxError extends Error {
   }
 }
 
+/** The server sent a resumed or delta transfer we cannot apply: the file must be fetched again whole. */
+export class RefetchError extends InboxError {
+  override name = "RefetchError";
+}
+
 /** Files at least this big are worth resuming (their partial is recorded in the manifest). */
 export const RESUME_MIN_SIZE = 2 * BLOCK_SIZE;
 
@@ -156,7 +161,7 @@ export class Inbox {
     if (base !== undefined) {
       // Delta: start from the version we delivered, if it is the one the server has in mind.
       const held = this.manifest.files.get(relative);
-      if (!held || held.hash !== base || !existing?.isFile()) throw new InboxError(`${relative}: delta against a version we do not hold`, relative);
+      if (!held || held.hash !== base || !existing?.isFile()) throw new RefetchError(`${relative}: delta against a version we do not hold; fetching it whole`, relative);
       await copyFile(finalPath, partialPath);
       const handle = await open(partialPath, constants.O_RDWR | constants.O_NOFOLLOW);
       return new IncomingFile(relative, vpath, finalPath, partialPath, handle, "delta", undefined, 0, identity, fsync);
@@ -166,7 +171,7 @@ export class Inbox {
       // Resume: only a partial of this very version, holding at least up to `offset`.
       const known = this.manifest.partials.get(relative);
       const same = known && identity && known.vpath === vpath && known.size === identity.size && known.mtime === identity.mtime;
-      if (!same || !partial || partial.size < offset) throw new InboxError(`${relative}: cannot resume at ${offset}: no matching partial file`, relative);
+      if (!same || !partial || partial.size < offset) throw new RefetchError(`${relative}: cannot resume at ${offset}: no matching partial file; fetching it whole`, relative);
       const handle = await open(partialPath, constants.O_RDWR | constants.O_NOFOLLOW);
       try {
         await handle.truncate(offset);

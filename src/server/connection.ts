@@ -178,6 +178,8 @@ export class Connection {
 
   /** What to send of `file` to a client whose cache says `value` (undefined: send it all). */
   async #planFor(file: PublishedFile, value: string | undefined): Promise<Patch | undefined> {
+    // The cache is the client's word on what it holds under this path: not listed, not held.
+    this.#holdings.delete(file.vpath);
     if (value === undefined) return { op: "create", file };
     if (isSha1Digest(value)) {
       const digest = await this.host.fingerprints.sha1(file.absolute).catch(() => undefined);
