@@ -57,11 +57,19 @@ program
   .option("--inbox <dir>", "directory files land in", "./inbox")
   .addOption(sizeOption("--window <bytes>", "credit window: most bytes in flight", clientDefaults.window))
   .addOption(msOption("--heartbeat-ms <ms>", "HUGZ after this much silence", clientDefaults.heartbeatMs))
+  .option("--fsync", "fsync each file and its directory before reporting it delivered")
   .option("--json", "one JSON object per line on stdout")
   .option("--trace", "print every state machine step on stderr")
-  .action(async (path: string, opts: { connect: string; inbox: string; window: number; heartbeatMs: number; json?: boolean; trace?: boolean }) => {
+  .action(async (path: string, opts: { connect: string; inbox: string; window: number; heartbeatMs: number; fsync?: boolean; json?: boolean; trace?: boolean }) => {
     const out = new Output(opts.json === true);
-    const client = new Client({ endpoint: opts.connect, inbox: opts.inbox, window: opts.window, heartbeatMs: opts.heartbeatMs, ...traceOption(opts.trace) });
+    const client = new Client({
+      endpoint: opts.connect,
+      inbox: opts.inbox,
+      window: opts.window,
+      heartbeatMs: opts.heartbeatMs,
+      fsync: opts.fsync === true,
+      ...traceOption(opts.trace),
+    });
     wireClient(client, out);
     onSignal(() => client.close());
     try {
@@ -110,7 +118,7 @@ program
         });
         // Done when the mount has no file left to settle and every published file has arrived.
         const timer = setInterval(() => {
-          if (mount.unstable > 0) return;
+          if (mount.unstable > 0 || delivered.size < mount.files.size) return;
           for (const vpath of mount.files.keys()) if (!delivered.has(vpath)) return;
           clearInterval(timer);
           const seconds = (Date.now() - started) / 1000;
@@ -134,7 +142,12 @@ await program.parseAsync().catch(fail);
 function wireClient(client: Client, out: Output): void {
   client.on("connected", () => out.event({ event: "connected" }, "connected"));
   client.on("subscribed", (path) => out.event({ event: "subscribed", path }, `subscribed to ${path}`));
-  client.on("delivered", (e) => out.event({ event: "delivered", path: e.path, size: e.size }, `delivered ${e.path} (${e.size} bytes)`));
+  client.on("delivered", (e) =>
+    out.event(
+      { event: "delivered", path: e.path, size: e.size, received: e.received },
+      `delivered ${e.path} (${e.size} bytes${e.received !== e.size ? `, ${e.received} received` : ""})`,
+    ),
+  );
   client.on("deleted", (e) => out.event({ event: "deleted", path: e.path }, `deleted ${e.path}`));
   client.on("disconnected", (reason) => out.event({ event: "disconnected", reason }, `disconnected: ${reason}; reconnecting`));
   client.on("error", (error) => out.error(error.message));

@@ -92,7 +92,11 @@ export class IncomingFile {
     if (this.mode === "delta" && this.identity) await this.handle.truncate(this.identity.size);
     if (this.fsync) await this.handle.sync();
     await this.handle.close();
-    await rename(this.partialPath, this.finalPath);
+    await rename(this.partialPath, this.finalPath).catch(async (error: NodeJS.ErrnoException) => {
+      await unlink(this.partialPath).catch(() => undefined);
+      const directory = error.code === "EISDIR" || error.code === "ENOTEMPTY" || error.code === "EEXIST";
+      throw new InboxError(directory ? `${this.relative}: a directory has that name` : `${this.relative}: ${error.code ?? error.message}`, this.relative);
+    });
     if (this.fsync) {
       const dir = await open(path.dirname(this.finalPath), "r");
       await dir.sync().finally(() => dir.close());
@@ -150,17 +154,14 @@ export class Inbox {
    */
   async create(relative: string, vpath: string, offset: number, identity: PartialFile | undefined, base: string | undefined): Promise<IncomingFile> {
     const finalPath = await this.#resolve(relative);
-    const existing = await lstat(finalPath).catch(() => undefined);
-    if (existing?.isDirectory()) throw new InboxError(`${relative}: a directory has that name`, relative);
     const partialPath = path.join(this.partialDir, partialName(relative));
-    const partial = await lstat(partialPath).catch(() => undefined);
-    if (partial && !partial.isFile()) throw new InboxError(`${relative}: partial file is not a regular file`, relative);
     const xx = await xxh();
     const fsync = this.options.fsync === true;
 
     if (base !== undefined) {
       // Delta: start from the version we delivered, if it is the one the server has in mind.
       const held = this.manifest.files.get(relative);
+      const existing = await lstat(finalPath).catch(() => undefined);
       if (!held || held.hash !== base || !existing?.isFile()) throw new RefetchError(`${relative}: delta against a version we do not hold; fetching it whole`, relative);
       await copyFile(finalPath, partialPath);
       const handle = await open(partialPath, constants.O_RDWR | constants.O_NOFOLLOW);
@@ -171,7 +172,8 @@ export class Inbox {
       // Resume: only a partial of this very version, holding at least up to `offset`.
       const known = this.manifest.partials.get(relative);
       const same = known && identity && known.vpath === vpath && known.size === identity.size && known.mtime === identity.mtime;
-      if (!same || !partial || partial.size < offset) throw new RefetchError(`${relative}: cannot resume at ${offset}: no matching partial file; fetching it whole`, relative);
+      const partial = await lstat(partialPath).catch(() => undefined);
+      if (!same || !partial?.isFile() || partial.size < offset) throw new RefetchError(`${relative}: cannot resume at ${offset}: no matching partial file; fetching it whole`, relative);
       const handle = await open(partialPath, constants.O_RDWR | constants.O_NOFOLLOW);
       try {
         await handle.truncate(offset);

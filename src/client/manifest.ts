@@ -36,12 +36,14 @@ interface Stored {
 export const STATE_DIR = ".fmq";
 
 const SAVE_DELAY_MS = 200;
+const MAX_SAVE_DELAY_MS = 5000;
 
 export class Manifest {
   readonly files: Map<string, Delivered>;
   readonly partials: Map<string, PartialFile>;
   #timer: NodeJS.Timeout | undefined;
   #saving: Promise<void> = Promise.resolve();
+  #lastSaveMs = 0;
 
   private constructor(
     private readonly file: string,
@@ -87,10 +89,11 @@ export class Manifest {
   }
 
   saveSoon(): void {
+    // A big manifest costs more to write: save less often, so a flood of small files is not slowed by it.
     this.#timer ??= setTimeout(() => {
       this.#timer = undefined;
       void this.save();
-    }, SAVE_DELAY_MS);
+    }, Math.min(MAX_SAVE_DELAY_MS, Math.max(SAVE_DELAY_MS, 20 * this.#lastSaveMs)));
   }
 
   /** Write now (temp file + rename: never a torn manifest). Saves are serialised. */
@@ -99,12 +102,14 @@ export class Manifest {
     this.#timer = undefined;
     const data: Stored = { version: 1, files: Object.fromEntries(this.files), partials: Object.fromEntries(this.partials) };
     this.#saving = this.#saving.then(async () => {
+      const started = Date.now();
       const temp = `${this.file}.tmp`;
       await mkdir(path.dirname(this.file), { recursive: true });
       const existing = await lstat(temp).catch(() => undefined);
       if (existing && !existing.isFile()) throw new Error(`${temp} is not a regular file`);
       await writeFile(temp, JSON.stringify(data));
       await rename(temp, this.file);
+      this.#lastSaveMs = Date.now() - started;
     }).catch(() => undefined);
     return this.#saving;
   }
