@@ -102,6 +102,8 @@ export class Client extends EventEmitter<ClientEvents> {
   #outgoing: { socket: Dealer; frame: Buffer }[] = [];
   #sending = false;
   #current: { vpath: string; file: IncomingFile } | undefined;
+  /** A transfer we refused (and asked for again whole): its remaining chunks are ignored. */
+  #refused: string | undefined;
   #failedOpens = 0;
   #defaultInbox: Promise<Inbox> | undefined;
   #closed = false;
@@ -292,6 +294,11 @@ export class Client extends EventEmitter<ClientEvents> {
       const last = message.chunk.length === 0 || message.eof === 1;
       // A new transfer begins with our identity headers on its first data chunk, or at offset 0.
       const begins = (identity !== undefined && !last) || base !== undefined || (offset === 0 && message.chunk.length > 0);
+      if (this.#refused !== undefined && (this.#refused !== vpath || begins)) this.#refused = undefined;
+      if (this.#refused === vpath) {
+        if (last) this.#refused = undefined;
+        return;
+      }
       let current = this.#current;
       if (current && (current.vpath !== vpath || begins)) {
         // The server moved on to another file (or started this one again): the old one is incomplete.
@@ -310,7 +317,10 @@ export class Client extends EventEmitter<ClientEvents> {
       if (this.#current?.vpath === vpath) await this.#dropCurrent(false);
       const code = (error as NodeJS.ErrnoException).code;
       this.#report(error instanceof InboxError ? error : new InboxError(`${relative}: ${code ?? String(error)}`, relative));
-      if (error instanceof RefetchError) await this.#sendIcanhaz(vpath, true);
+      if (error instanceof RefetchError) {
+        this.#refused = vpath;
+        await this.#sendIcanhaz(vpath, true);
+      }
     }
   }
 

@@ -196,8 +196,8 @@ export class Inbox {
   /** Apply a delete: only a regular file that we delivered ourselves. Returns false if nothing was deleted. */
   async remove(relative: string): Promise<boolean> {
     const held = this.manifest.files.get(relative);
-    const finalPath = await this.#resolve(relative, { create: false });
     if (!held) return false;
+    const finalPath = await this.#resolve(relative, { create: false });
     const existing = await lstat(finalPath).catch(() => undefined);
     this.manifest.removed(relative);
     if (!existing) return false;

@@ -57,6 +57,8 @@ export class Connection {
   readonly engine: Engine<ServerState, ServerEvent, ServerAction, EventArg>;
   /** Last time anything arrived from this client (for expiry). */
   lastHeard = Date.now();
+  /** "expired" was posted and nothing has arrived since. */
+  expiryPosted = false;
 
   readonly #subscriptions = new Set<string>();
   readonly #credit = new SendCredit();

@@ -205,6 +205,7 @@ export class Server extends EventEmitter<ServerEvents> {
       if (result.message.id === "OHAI") this.emit("connected", key);
     }
     connection.lastHeard = Date.now();
+    connection.expiryPosted = false;
     connection.engine.post(result.message.id, result.message);
   }
 
@@ -221,8 +222,17 @@ export class Server extends EventEmitter<ServerEvents> {
 
   #expire(): void {
     const deadline = Date.now() - this.options.expiryMs;
-    for (const connection of this.#connections.values()) {
-      if (connection.lastHeard < deadline) connection.engine.post("expired", undefined);
+    for (const connection of [...this.#connections.values()]) {
+      if (connection.lastHeard >= deadline) continue;
+      if (connection.expiryPosted) {
+        // Still here a sweep later: its machine is stuck (waiting on a client that stopped reading), so
+        // the "expired" event never got its turn. Forget it from outside the machine.
+        void connection.close();
+        this.#forget(connection.key);
+      } else {
+        connection.expiryPosted = true;
+        connection.engine.post("expired", undefined, { coalesce: true });
+      }
     }
   }
 

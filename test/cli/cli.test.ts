@@ -45,7 +45,7 @@ describe("cli", () => {
     expect(await treeHashes(inbox)).toEqual(await treeHashes(src));
     expect(has(sub, "connected")).toBeDefined();
     expect(has(sub, "subscribed")).toEqual({ event: "subscribed", path: "/" });
-    expect(has(sub, "delivered", (e) => e.path === "sub/big.bin")).toEqual({ event: "delivered", path: "sub/big.bin", size: 5 * 1024 * 1024 + 3 });
+    expect(has(sub, "delivered", (e) => e.path === "sub/big.bin")).toEqual({ event: "delivered", path: "sub/big.bin", size: 5 * 1024 * 1024 + 3, received: 5 * 1024 * 1024 + 3 });
 
     await writeFile(path.join(src, "live.txt"), "live\n");
     await waitFor(() => has(sub, "delivered", (e) => e.path === "live.txt"), "live.txt delivered");

@@ -52,7 +52,7 @@ const table: Table<S, E, A> = {
     },
     done: {
       GO: { do: ["a"], next: "idle" },
-      oops: { do: ["oops"], next: "idle" },
+      oops: { do: ["oops"] },
     },
   },
   defaults: {
