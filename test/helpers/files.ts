@@ -16,12 +16,20 @@ export async function sha256File(file: string): Promise<string> {
  */
 export async function treeHashes(root: string): Promise<Map<string, string>> {
   const out = new Map<string, string>();
+  // The tree may change while we walk it (a subscriber deleting files): what vanishes is simply absent.
+  const gone = (error: NodeJS.ErrnoException) => {
+    if (error.code === "ENOENT") return undefined;
+    throw error;
+  };
   const walk = async (dir: string): Promise<void> => {
-    for (const entry of await readdir(dir, { withFileTypes: true })) {
+    for (const entry of (await readdir(dir, { withFileTypes: true }).catch(gone)) ?? []) {
       const full = path.join(dir, entry.name);
       if (dir === root && entry.name === ".fmq" && entry.isDirectory()) continue;
       if (entry.isDirectory()) await walk(full);
-      else if (entry.isFile()) out.set(path.relative(root, full).split(path.sep).join("/"), await sha256File(full));
+      else if (entry.isFile()) {
+        const hash = await sha256File(full).catch(gone);
+        if (hash !== undefined) out.set(path.relative(root, full).split(path.sep).join("/"), hash);
+      }
     }
   };
   await walk(root);
