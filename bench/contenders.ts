@@ -1,0 +1,301 @@
+// The contenders, each as "copy this source into K destinations and time it":
+//  - fmq: a real `fmq publish` and K real `fmq subscribe` processes;
+//  - the raw zeromq.js credit pipe (raw-pipe.ts), one server and K clients;
+//  - cp, and rsync pushing to a daemon on 127.0.0.1, K of them at once.
+// Each returns a Run without verification; the workload checks the bytes.
+
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Proc, CpuMeter, freePort, now, sleep, timeCommands, waitForPort, type ProcSample } from "./measure.js";
+import type { ProcessCost, Run } from "./types.js";
+
+export const FMQ_CLI = fileURLToPath(new URL("../cli/fmq.js", import.meta.url));
+export const RAW_PIPE = fileURLToPath(new URL("./raw-pipe.js", import.meta.url));
+
+export interface Transfer {
+  /** A file or a directory (published as /). */
+  readonly src: string;
+  /** One destination directory per receiver (created fresh). */
+  readonly dsts: readonly string[];
+  /** Files each receiver must get. */
+  readonly files: number;
+  /** Bytes each receiver must get. */
+  readonly bytes: number;
+  readonly timeoutMs: number;
+}
+
+// --- fmq and the raw pipe: a server process and K client processes ----------------------------------
+
+interface Pipeline {
+  readonly contender: string;
+  readonly rep: number;
+  /** Spawns the server and resolves once it is ready to serve. */
+  readonly startServer: () => Promise<{ server: Proc; extra: Record<string, unknown> }>;
+  /** Spawns receiver k. */
+  readonly startClient: (k: number) => Proc;
+  /** The receiver's line that starts the clock (fmq: "subscribed"; raw: "open"). */
+  readonly startEvent: string;
+  /** The receiver's line for one finished file (fmq: "delivered"; raw: "done"). */
+  readonly doneEvent: string;
+  readonly transfer: Transfer;
+}
+
+async function runPipeline(p: Pipeline): Promise<Run> {
+  const { transfer } = p;
+  const procs: Proc[] = [];
+  const steal = CpuMeter.start();
+  try {
+    for (const dst of transfer.dsts) {
+      await rm(dst, { recursive: true, force: true });
+      await mkdir(dst, { recursive: true });
+    }
+    const { server, extra } = await p.startServer();
+    procs.push(server);
+    let serverAtStart: ProcSample | undefined;
+    const clients: {
+      proc: Proc;
+      started?: number;
+      ended?: number;
+      delivered: number;
+      atStart?: ProcSample;
+      atEnd?: ProcSample;
+      done: Promise<void>;
+    }[] = [];
+    const spawnedAt = now();
+    for (let k = 0; k < transfer.dsts.length; k++) {
+      const proc = p.startClient(k);
+      procs.push(proc);
+      let finish!: () => void;
+      const client: (typeof clients)[number] = { proc, delivered: 0, done: new Promise<void>((resolve) => (finish = resolve)) };
+      // CPU is sampled the moment the line arrives: the timed part only, startup excluded.
+      proc.onLine((line) => {
+        if (!line) return;
+        if (line.data.event === p.startEvent && client.started === undefined) {
+          client.started = line.t;
+          client.atStart = proc.sample();
+          serverAtStart ??= server.sample();
+        } else if (line.data.event === p.doneEvent && ++client.delivered === transfer.files) {
+          client.ended = line.t;
+          client.atEnd = proc.sample();
+          finish();
+        }
+      });
+      clients.push(client);
+    }
+    // Wait for every receiver to finish, failing at once if any process dies.
+    const died = (proc: Proc) => proc.waitFor(() => false, 2 ** 31 - 1, `${transfer.files} × ${p.doneEvent}`);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const got = clients.map((c) => c.delivered).join(", ");
+        reject(new Error(`timed out after ${(transfer.timeoutMs / 1000).toFixed(0)} s: receivers had ${got} of ${transfer.files} files`));
+      }, transfer.timeoutMs);
+    });
+    try {
+      await Promise.race([Promise.all(clients.map((c) => c.done)), timeout, ...procs.map(died)]);
+    } finally {
+      clearTimeout(timer);
+    }
+    const serverAtEnd = server.sample();
+    const stopped = await Promise.all(procs.map((proc) => proc.stop()));
+    const errors = procs.flatMap((proc) => proc.errors().map((e) => `${proc.name}: ${e}`));
+
+    const t0 = Math.min(...clients.map((c) => c.started!));
+    const t1 = Math.max(...clients.map((c) => c.ended!));
+    // Peak RSS over each process's life (read just before stopping it); CPU over the timed part only.
+    const cpu = (a: ProcSample | undefined, b: ProcSample | undefined) => (b?.cpuSeconds ?? NaN) - (a?.cpuSeconds ?? NaN);
+    const serverCost: ProcessCost = { peakRssMiB: stopped[0]?.peakRssMiB ?? NaN, cpuSeconds: cpu(serverAtStart, serverAtEnd) };
+    const clientCosts: ProcessCost[] = clients.map((c, k) => ({ peakRssMiB: stopped[k + 1]?.peakRssMiB ?? NaN, cpuSeconds: cpu(c.atStart, c.atEnd) }));
+    const run: Run = {
+      contender: p.contender,
+      rep: p.rep,
+      ok: errors.length === 0,
+      ...(errors.length ? { error: errors.slice(0, 3).join("; ") } : {}),
+      seconds: (t1 - t0) / 1000,
+      wallSeconds: (t1 - spawnedAt) / 1000,
+      bytes: transfer.bytes * clients.length,
+      files: transfer.files * clients.length,
+      stealPct: steal.stop().stealPct,
+      server: serverCost,
+      clients: clientCosts,
+      extra: {
+        ...extra,
+        /** When each receiver's clock started and ended, seconds after the first start. */
+        startedAfterS: clients.map((c) => (c.started! - t0) / 1000),
+        endedAfterS: clients.map((c) => (c.ended! - t0) / 1000),
+        /** Each receiver's own start → end. */
+        ownSeconds: clients.map((c) => (c.ended! - c.started!) / 1000),
+      },
+    };
+    return run;
+  } catch (error) {
+    await Promise.all(procs.map((proc) => proc.stop()));
+    return failedRun(p.contender, p.rep, error, steal.stop().stealPct);
+  }
+}
+
+export function failedRun(contender: string, rep: number, error: unknown, stealPct = NaN): Run {
+  return {
+    contender,
+    rep,
+    ok: false,
+    error: error instanceof Error ? error.message : String(error),
+    seconds: NaN,
+    wallSeconds: NaN,
+    bytes: 0,
+    files: 0,
+    stealPct,
+  };
+}
+
+export interface FmqSettings {
+  /** The CLI to run (dist/cli/fmq.js). */
+  readonly cli: string;
+  readonly chunkSize: number;
+  readonly window: number;
+  readonly stableMs: number;
+  /**
+   * How long to let the publisher settle after "ready" before subscribing: the initial files must be
+   * stable (in its catalogue) or the timing would include their quiet period. The CLI does not say
+   * when that is done, so this is a sleep sized to the tree.
+   */
+  readonly settleMs: number;
+}
+
+/** fmq: `fmq publish <src dir>` and K × `fmq subscribe / --inbox <dst>`. */
+export function runFmq(contender: string, rep: number, transfer: Transfer, s: FmqSettings): Promise<Run> {
+  let endpoint = "";
+  return runPipeline({
+    contender,
+    rep,
+    transfer,
+    startEvent: "subscribed",
+    doneEvent: "delivered",
+    startServer: async () => {
+      endpoint = `tcp://127.0.0.1:${await freePort()}`;
+      const args = ["publish", transfer.src, "--bind", endpoint, "--json", "--chunk-size", String(s.chunkSize), "--stable-ms", String(s.stableMs)];
+      const server = Proc.node("fmq publish", s.cli, args);
+      const ready = await server.waitFor((d) => d.event === "ready", 120_000, '"ready"');
+      await sleep(s.settleMs);
+      return { server, extra: { publisherStartupS: (ready.t - server.spawnedAt) / 1000, settleMs: s.settleMs } };
+    },
+    startClient: (k) =>
+      Proc.node(`fmq subscribe #${k}`, s.cli, ["subscribe", "/", "--connect", endpoint, "--inbox", transfer.dsts[k]!, "--json", "--window", String(s.window)]),
+  });
+}
+
+/** The raw pipe: one file, one server, K clients each writing dst/<name>. */
+export function runRawPipe(contender: string, rep: number, transfer: Transfer, chunkSize: number, window: number): Promise<Run> {
+  let endpoint = "";
+  return runPipeline({
+    contender,
+    rep,
+    transfer,
+    startEvent: "open",
+    doneEvent: "done",
+    startServer: async () => {
+      endpoint = `tcp://127.0.0.1:${await freePort()}`;
+      const server = Proc.node("raw-pipe server", RAW_PIPE, ["server", "--file", transfer.src, "--bind", endpoint, "--chunk", String(chunkSize), "--read-ahead", "2"]);
+      await server.waitFor((d) => d.event === "ready", 30_000, '"ready"');
+      return { server, extra: {} };
+    },
+    startClient: (k) =>
+      Proc.node(`raw-pipe client #${k}`, RAW_PIPE, [
+        "client",
+        "--connect",
+        endpoint,
+        "--out",
+        path.join(transfer.dsts[k]!, path.basename(transfer.src)),
+        "--window",
+        String(window),
+      ]),
+  });
+}
+
+// --- cp and rsync: K commands at once -------------------------------------------------------------------
+
+async function runCommands(contender: string, rep: number, transfer: Transfer, createDst: boolean, command: (dst: string) => string[]): Promise<Run> {
+  const steal = CpuMeter.start();
+  try {
+    for (const dst of transfer.dsts) {
+      await rm(dst, { recursive: true, force: true });
+      await mkdir(createDst ? dst : path.dirname(dst), { recursive: true });
+    }
+    const each = await timeCommands(transfer.dsts.map(command), transfer.timeoutMs);
+    const seconds = Math.max(...each);
+    return {
+      contender,
+      rep,
+      ok: true,
+      seconds,
+      wallSeconds: seconds,
+      bytes: transfer.bytes * transfer.dsts.length,
+      files: transfer.files * transfer.dsts.length,
+      stealPct: steal.stop().stealPct,
+      extra: { endedAfterS: each, ownSeconds: each },
+    };
+  } catch (error) {
+    return failedRun(contender, rep, error, steal.stop().stealPct);
+  }
+}
+
+/** `cp src dst/` for a file, `cp -r src dst` for a directory (dst then is the copy). */
+export function runCp(contender: string, rep: number, transfer: Transfer, isDirectory: boolean): Promise<Run> {
+  return runCommands(contender, rep, transfer, !isDirectory, (dst) => (isDirectory ? ["cp", "-r", transfer.src, dst] : ["cp", transfer.src, dst + "/"]));
+}
+
+/**
+ * An rsync daemon on 127.0.0.1 with one writable module, `dst`, at `root`. Each push is
+ * `rsync -a --whole-file <src> rsync://127.0.0.1:<port>/dst/<name>/`.
+ */
+export class RsyncDaemon {
+  private constructor(
+    readonly root: string,
+    readonly port: number,
+    private readonly proc: Proc,
+  ) {}
+
+  static async start(dir: string): Promise<RsyncDaemon> {
+    const root = path.join(dir, "module");
+    await mkdir(root, { recursive: true });
+    const port = await freePort();
+    const conf = path.join(dir, "rsyncd.conf");
+    const uid = process.getuid?.() ?? 0;
+    const gid = process.getgid?.() ?? 0;
+    await writeFile(
+      conf,
+      [
+        `pid file = ${path.join(dir, "rsyncd.pid")}`,
+        "use chroot = no",
+        `uid = ${uid}`,
+        `gid = ${gid}`,
+        `log file = ${path.join(dir, "rsyncd.log")}`,
+        "[dst]",
+        `  path = ${root}`,
+        "  read only = false",
+        "",
+      ].join("\n"),
+    );
+    const proc = new Proc("rsync --daemon", "rsync", ["--daemon", "--no-detach", `--config=${conf}`, `--port=${port}`, "--address=127.0.0.1"]);
+    await waitForPort(port, 10_000);
+    return new RsyncDaemon(root, port, proc);
+  }
+
+  /** Where a push named `name` lands on disk. */
+  local(name: string): string {
+    return path.join(this.root, name);
+  }
+
+  run(contender: string, rep: number, transfer: Transfer, isDirectory: boolean): Promise<Run> {
+    // dsts are paths under this.root; the module path is the part below it.
+    return runCommands(contender, rep, transfer, true, (dst) => {
+      const name = path.relative(this.root, dst);
+      return ["rsync", "-a", "--whole-file", isDirectory ? transfer.src + "/" : transfer.src, `rsync://127.0.0.1:${this.port}/dst/${name}/`];
+    });
+  }
+
+  async stop(): Promise<void> {
+    await this.proc.stop();
+  }
+}

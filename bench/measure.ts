@@ -1,0 +1,357 @@
+// Measuring tools: child processes whose JSON lines are time-stamped on arrival, their peak RSS and CPU
+// from /proc, hypervisor steal from /proc/stat, free ports, and cleanup of everything on exit.
+
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import net from "node:net";
+import { performance } from "node:perf_hooks";
+import readline from "node:readline";
+import { setTimeout as sleep } from "node:timers/promises";
+
+export { sleep };
+
+/** Milliseconds on the bench's clock. */
+export const now = (): number => performance.now();
+
+// --- every child we start is killed when we exit, however we exit ---------------------------------
+
+const live = new Set<ChildProcess>();
+const exitHooks: (() => void)[] = [];
+
+/** Run `hook` (synchronously) when the bench exits, normally or not. */
+export function onExit(hook: () => void): void {
+  exitHooks.push(hook);
+}
+
+function killAll(): void {
+  for (const child of live) {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+  live.clear();
+  for (const hook of exitHooks.splice(0)) {
+    try {
+      hook();
+    } catch {
+      // best effort
+    }
+  }
+}
+
+process.on("exit", killAll);
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+  process.on(signal, () => {
+    process.stderr.write(`\nbench: ${signal}, stopping every child process\n`);
+    killAll();
+    process.exit(130);
+  });
+}
+
+export function track(child: ChildProcess): ChildProcess {
+  live.add(child);
+  child.on("exit", () => live.delete(child));
+  return child;
+}
+
+// --- /proc ------------------------------------------------------------------------------------------
+
+const CLK_TCK = (() => {
+  const out = spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" });
+  const value = Number(out.stdout?.trim());
+  return Number.isFinite(value) && value > 0 ? value : 100;
+})();
+
+export interface ProcSample {
+  readonly peakRssMiB: number;
+  /** user + system CPU seconds so far. */
+  readonly cpuSeconds: number;
+}
+
+/** Peak RSS (VmHWM) and CPU time of a live process, or undefined if it is gone. */
+export function sampleProcess(pid: number | undefined): ProcSample | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    const hwm = /^VmHWM:\s+(\d+)\s+kB/m.exec(status);
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after "(comm)": state is field 3, utime 14, stime 15.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return { peakRssMiB: hwm ? Number(hwm[1]) / 1024 : NaN, cpuSeconds: ticks / CLK_TCK };
+  } catch {
+    return undefined;
+  }
+}
+
+/** What the machine's CPUs did between start() and stop(), as % of all CPU time (every core). */
+export interface CpuShare {
+  /** Hypervisor steal: time our VM wanted to run and could not. */
+  readonly stealPct: number;
+  /** Busy (user, nice, system, irq, softirq), whoever it was. */
+  readonly busyPct: number;
+}
+
+export class CpuMeter {
+  #start = readCpuLine();
+
+  static start(): CpuMeter {
+    return new CpuMeter();
+  }
+
+  stop(): CpuShare {
+    const end = readCpuLine();
+    const total = end.total - this.#start.total;
+    if (total <= 0) return { stealPct: 0, busyPct: 0 };
+    return { stealPct: (100 * (end.steal - this.#start.steal)) / total, busyPct: (100 * (end.busy - this.#start.busy)) / total };
+  }
+}
+
+/** CPU used by other processes right now (% of all cores), measured over `ms` while we are idle. */
+export async function backgroundLoad(ms: number): Promise<number> {
+  const meter = CpuMeter.start();
+  await sleep(ms);
+  return meter.stop().busyPct;
+}
+
+function readCpuLine(): { steal: number; busy: number; total: number } {
+  try {
+    const line = readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "";
+    // cpu user nice system idle iowait irq softirq steal guest guest_nice (guest is inside user)
+    const v = line.trim().split(/\s+/).slice(1, 9).map(Number);
+    const at = (i: number) => v[i] ?? 0;
+    return { steal: at(7), busy: at(0) + at(1) + at(2) + at(5) + at(6), total: v.reduce((a, b) => a + b, 0) };
+  } catch {
+    return { steal: 0, busy: 0, total: 0 };
+  }
+}
+
+// --- processes that print one JSON object per line --------------------------------------------------
+
+export interface Line {
+  /** Arrival time on the bench clock (ms). */
+  readonly t: number;
+  readonly data: Record<string, unknown>;
+}
+
+export class ProcError extends Error {
+  override name = "ProcError";
+}
+
+/**
+ * A child process (node running a script of ours or the fmq CLI) whose stdout lines are parsed as JSON
+ * and stamped with their arrival time. Waiters fail at once if the process exits.
+ */
+export class Proc {
+  readonly lines: Line[] = [];
+  readonly stderr: string[] = [];
+  readonly child: ChildProcess;
+  readonly spawnedAt: number;
+  exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  readonly #listeners = new Set<(line: Line | undefined) => void>();
+  readonly #exit: Promise<void>;
+
+  constructor(
+    readonly name: string,
+    command: string,
+    args: readonly string[],
+  ) {
+    this.spawnedAt = now();
+    this.child = track(spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] }));
+    readline.createInterface({ input: this.child.stdout! }).on("line", (text) => {
+      let data: Record<string, unknown>;
+      try {
+        data = JSON.parse(text) as Record<string, unknown>;
+      } catch {
+        data = { event: "(text)", text };
+      }
+      const line = { t: now(), data };
+      this.lines.push(line);
+      for (const listener of [...this.#listeners]) listener(line);
+    });
+    readline.createInterface({ input: this.child.stderr! }).on("line", (text) => {
+      if (this.stderr.length < 200) this.stderr.push(text);
+    });
+    this.#exit = new Promise((resolve) => {
+      this.child.on("exit", (code, signal) => {
+        this.exited = { code, signal };
+        for (const listener of [...this.#listeners]) listener(undefined);
+        resolve();
+      });
+      this.child.on("error", (error) => {
+        this.stderr.push(String(error));
+      });
+    });
+  }
+
+  /** node <script> args... */
+  static node(name: string, script: string, args: readonly string[]): Proc {
+    return new Proc(name, process.execPath, [script, ...args]);
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  /** Called for every line as it arrives (and with undefined when the process exits). */
+  onLine(listener: (line: Line | undefined) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** The `n`-th line (1-based, counting from the start) for which `test` holds. */
+  waitFor(test: (data: Record<string, unknown>) => boolean, timeoutMs: number, what: string, n = 1): Promise<Line> {
+    return new Promise((resolve, reject) => {
+      let seen = 0;
+      for (const line of this.lines) {
+        if (test(line.data) && ++seen === n) return resolve(line);
+      }
+      const timer = setTimeout(() => {
+        stop();
+        reject(new ProcError(`${this.name}: no ${what} after ${(timeoutMs / 1000).toFixed(0)} s (saw ${seen})${this.#tail()}`));
+      }, timeoutMs);
+      const stop = this.onLine((line) => {
+        if (line === undefined) {
+          stop();
+          clearTimeout(timer);
+          reject(new ProcError(`${this.name} exited (${this.exited?.code ?? this.exited?.signal}) before ${what}${this.#tail()}`));
+        } else if (test(line.data) && ++seen === n) {
+          stop();
+          clearTimeout(timer);
+          resolve(line);
+        }
+      });
+      if (this.exited) {
+        stop();
+        clearTimeout(timer);
+        reject(new ProcError(`${this.name} exited (${this.exited.code ?? this.exited.signal}) before ${what}${this.#tail()}`));
+      }
+    });
+  }
+
+  /** Lines reporting an error (fmq's {"event":"error"}). */
+  errors(): string[] {
+    return this.lines.filter((l) => l.data.event === "error").map((l) => String(l.data.message));
+  }
+
+  sample(): ProcSample | undefined {
+    return sampleProcess(this.pid);
+  }
+
+  /** Read its peak RSS and CPU, then SIGTERM it and wait for it to go (SIGKILL after 3 s). */
+  async stop(): Promise<ProcSample | undefined> {
+    const last = this.sample();
+    if (!this.exited) {
+      this.child.kill("SIGTERM");
+      const killer = setTimeout(() => this.child.kill("SIGKILL"), 3000);
+      await this.#exit;
+      clearTimeout(killer);
+    }
+    return last;
+  }
+
+  #tail(): string {
+    const err = this.stderr.slice(-3).join(" | ");
+    return err ? `; stderr: ${err}` : "";
+  }
+}
+
+// --- plain commands (cp, rsync) -------------------------------------------------------------------
+
+/** Run commands concurrently; resolves with the seconds from start to each one's exit. */
+export async function timeCommands(commands: readonly (readonly string[])[], timeoutMs: number): Promise<number[]> {
+  const start = now();
+  return Promise.all(
+    commands.map(
+      ([command, ...args]) =>
+        new Promise<number>((resolve, reject) => {
+          const child = track(spawn(command!, args, { stdio: ["ignore", "ignore", "pipe"] }));
+          let stderr = "";
+          child.stderr!.on("data", (d: Buffer) => {
+            stderr = (stderr + d.toString()).slice(-2000);
+          });
+          const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+          child.on("error", (error) => reject(error));
+          child.on("exit", (code, signal) => {
+            clearTimeout(timer);
+            if (code === 0) resolve((now() - start) / 1000);
+            else reject(new Error(`${command} ${args.join(" ")}: exit ${code ?? signal}: ${stderr.trim().split("\n").slice(-2).join(" | ")}`));
+          });
+        }),
+    ),
+  );
+}
+
+/** Is `command` on PATH? */
+export function installed(command: string, versionFlag = "--version"): string | undefined {
+  const out = spawnSync(command, [versionFlag], { encoding: "utf8" });
+  if (out.error || out.status !== 0) return undefined;
+  return (out.stdout || out.stderr).split("\n")[0]?.trim();
+}
+
+/**
+ * Flush dirty pages so one contender's writeback does not land in the next one's timing, then measure
+ * for a moment what everything else on the machine is using: returns that CPU use, % of all cores.
+ */
+export async function settle(): Promise<number> {
+  spawnSync("sync");
+  await sleep(50);
+  return backgroundLoad(300);
+}
+
+// --- ports ----------------------------------------------------------------------------------------------
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves once something accepts TCP connections on 127.0.0.1:port. */
+export async function waitForPort(port: number, timeoutMs: number): Promise<void> {
+  const deadline = now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, "127.0.0.1");
+      socket.once("connect", () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once("error", () => resolve(false));
+    });
+    if (ok) return;
+    if (now() > deadline) throw new Error(`nothing listening on 127.0.0.1:${port} after ${timeoutMs} ms`);
+    await sleep(50);
+  }
+}
+
+// --- statistics ---------------------------------------------------------------------------------------
+
+export function median(values: readonly number[]): number {
+  return percentile(values, 50);
+}
+
+/** Nearest-rank percentile (p in 0..100); NaN for no values. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  if (p === 50 && sorted.length % 2 === 0) {
+    return ((sorted[sorted.length / 2 - 1] ?? NaN) + (sorted[sorted.length / 2] ?? NaN)) / 2;
+  }
+  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
+  return sorted[rank - 1] ?? NaN;
+}
+
+/** MB/s with MB = 10^6 bytes, as the baselines document uses. */
+export function mbps(bytes: number, seconds: number): number {
+  return seconds > 0 ? bytes / 1e6 / seconds : NaN;
+}

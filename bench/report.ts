@@ -1,0 +1,252 @@
+// Turning runs into what a reader sees: summaries per contender with ratios to the baselines measured
+// in the same bench run (paired by repetition), a markdown report, and an SVG bar chart of throughput.
+
+import { mbps, median } from "./measure.js";
+import { CP, FMQ, RAW, RSYNC, type Run, type WorkloadResult } from "./types.js";
+
+const BASELINES = [RAW, CP, RSYNC] as const;
+const ORDER = [RAW, FMQ, CP, RSYNC];
+
+export interface Summary {
+  readonly contender: string;
+  readonly n: number;
+  readonly failed: number;
+  readonly seconds: { median: number; min: number; max: number };
+  readonly mbps: number;
+  readonly filesPerSecond: number;
+  readonly wallSeconds: number;
+  /** baseline's time / this contender's time, per repetition, median: > 1 = faster than the baseline. */
+  readonly speedVs: Partial<Record<(typeof BASELINES)[number], number>>;
+  readonly peakRssMiB?: { server: number; client: number };
+  readonly cpuSeconds?: { server: number; clients: number };
+  readonly stealPct: number;
+  readonly loadPct: number;
+  /** Fan-out: receivers' end times after the first start (median over reps of min and max), start spread. */
+  readonly fastestS?: number;
+  readonly slowestS?: number;
+  readonly slowestOwnMBps?: number;
+  readonly startSpreadS?: number;
+}
+
+export function summarise(workload: WorkloadResult): Summary[] {
+  const names = [...new Set(workload.runs.map((r) => r.contender))].sort((a, b) => rank(a) - rank(b));
+  return names.map((name) => {
+    const all = workload.runs.filter((r) => r.contender === name);
+    const ok = all.filter((r) => r.ok);
+    const seconds = ok.map((r) => r.seconds);
+    const bytes = ok[0]?.bytes ?? 0;
+    const files = ok[0]?.files ?? 0;
+    const speedVs: Summary["speedVs"] = {};
+    for (const baseline of BASELINES) {
+      const ratios = ok.flatMap((r) => {
+        const b = workload.runs.find((x) => x.contender === baseline && x.rep === r.rep && x.ok);
+        return b ? [b.seconds / r.seconds] : [];
+      });
+      if (ratios.length) speedVs[baseline] = median(ratios);
+    }
+    const withProcs = ok.filter((r) => r.server && r.clients?.length);
+    const ext = (key: string) => ok.map((r) => r.extra?.[key]).filter((v): v is number[] => Array.isArray(v));
+    const ends = ext("endedAfterS");
+    const starts = ext("startedAfterS");
+    const own = ext("ownSeconds");
+    const perReceiver = ok[0] && ends[0] ? ok[0].bytes / ends[0].length : 0;
+    return {
+      contender: name,
+      n: ok.length,
+      failed: all.length - ok.length,
+      seconds: { median: median(seconds), min: Math.min(...seconds), max: Math.max(...seconds) },
+      mbps: mbps(bytes, median(seconds)),
+      filesPerSecond: files / median(seconds),
+      wallSeconds: median(ok.map((r) => r.wallSeconds)),
+      speedVs,
+      ...(withProcs.length
+        ? {
+            peakRssMiB: {
+              server: Math.max(...withProcs.map((r) => r.server!.peakRssMiB)),
+              client: Math.max(...withProcs.flatMap((r) => r.clients!.map((c) => c.peakRssMiB))),
+            },
+            cpuSeconds: {
+              server: median(withProcs.map((r) => r.server!.cpuSeconds)),
+              clients: median(withProcs.map((r) => r.clients!.reduce((sum, c) => sum + c.cpuSeconds, 0))),
+            },
+          }
+        : {}),
+      stealPct: median(ok.map((r) => r.stealPct)),
+      loadPct: median(ok.flatMap((r) => (r.loadPct === undefined ? [] : [r.loadPct]))),
+      ...(ends.length
+        ? {
+            fastestS: median(ends.map((e) => Math.min(...e))),
+            slowestS: median(ends.map((e) => Math.max(...e))),
+            slowestOwnMBps: median(own.map((o) => mbps(perReceiver, Math.max(...o)))),
+            startSpreadS: starts.length ? median(starts.map((s) => Math.max(...s))) : 0,
+          }
+        : {}),
+    };
+  });
+}
+
+function rank(name: string): number {
+  const i = ORDER.indexOf(name);
+  return i < 0 ? ORDER.length : i;
+}
+
+// --- markdown ---------------------------------------------------------------------------------------------
+
+export interface ReportInput {
+  readonly startedAt: string;
+  readonly durationS: number;
+  readonly command: string;
+  readonly machine: Record<string, string | number>;
+  readonly stealPct: number;
+  readonly loadAtStartPct: number;
+  readonly workloads: readonly WorkloadResult[];
+  readonly notes: readonly string[];
+  readonly failures: readonly string[];
+}
+
+const f = (value: number | undefined, digits = 0): string => (value === undefined || !Number.isFinite(value) ? "–" : value.toFixed(digits));
+const ratio = (value: number | undefined): string => (value === undefined || !Number.isFinite(value) ? "–" : value.toFixed(2));
+
+export function markdown(input: ReportInput, rsyncMissing: string | undefined): string {
+  const out: string[] = [];
+  out.push(`# fmq benchmark`, "");
+  out.push(`${input.startedAt}, ${input.durationS.toFixed(0)} s in all: \`${input.command}\``, "");
+  out.push(
+    `Machine: ${Object.entries(input.machine)
+      .map(([k, v]) => `${k} ${v}`)
+      .join("; ")}. Hypervisor steal over the whole bench ${input.stealPct.toFixed(1)} %; other processes' CPU use at the start ${input.loadAtStartPct.toFixed(0)} % of all cores.`,
+    "",
+  );
+
+  const throughput = input.workloads.filter((w) => !w.skipped && w.runs.length);
+  if (throughput.length) {
+    out.push("## Throughput", "");
+    out.push(
+      "Time = the timed part: fmq from the subscriber's `subscribed` line to its last `delivered` line (the publisher is already up); " +
+        "raw pipe from the client's first request to its last write; cp and rsync the whole command. " +
+        "Wall = from spawning the receiving process(es), Node start-up included. " +
+        "*speed vs X* = X's time ÷ this time, paired by repetition, median (> 1: faster than X). " +
+        "Peak RSS = VmHWM, max over runs; CPU = user+sys seconds during the timed part, median (clients summed). MB = 10^6 bytes.",
+      "",
+    );
+    out.push("| workload | contender | time s, median [min–max] (n) | MB/s | files/s | wall s | speed vs raw pipe | vs cp | vs rsync | peak RSS MiB server / client | CPU s server / clients | steal % / other load % |");
+    out.push("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for (const w of throughput) {
+      for (const s of summarise(w)) {
+        const time = s.n ? `${f(s.seconds.median, 3)} [${f(s.seconds.min, 3)}–${f(s.seconds.max, 3)}] (${s.n})` : "–";
+        const failed = s.failed ? ` **${s.failed} failed**` : "";
+        out.push(
+          `| ${w.id} ${w.title} | ${s.contender} | ${time}${failed} | ${f(s.mbps)} | ${w.id === "2" ? f(s.filesPerSecond) : "–"} | ${f(s.wallSeconds, 2)} | ${ratio(s.speedVs[RAW])} | ${ratio(s.speedVs[CP])} | ${rsyncMissing ? "n/a" : ratio(s.speedVs[RSYNC])} | ${s.peakRssMiB ? `${f(s.peakRssMiB.server)} / ${f(s.peakRssMiB.client)}` : "–"} | ${s.cpuSeconds ? `${f(s.cpuSeconds.server, 2)} / ${f(s.cpuSeconds.clients, 2)}` : "–"} | ${f(s.stealPct, 1)} / ${f(s.loadPct)} |`,
+        );
+      }
+    }
+    out.push("");
+  }
+
+  const fanout = throughput.filter((w) => w.id.startsWith("4"));
+  if (fanout.length) {
+    out.push("## Fan-out detail", "");
+    out.push(
+      "Aggregate = K × size ÷ (last receiver done − first receiver started). Fastest / slowest = when the first and the last receiver finished, after the first one started. " +
+        "Start spread = how long after the first receiver the last one started (K processes starting at once on 2 cores). Slowest own MB/s = size ÷ the slowest receiver's own start → done.",
+      "",
+    );
+    out.push("| receivers | contender | aggregate MB/s | fastest s | slowest s | slowest own MB/s | start spread s | peak RSS MiB server / max client |");
+    out.push("|---|---|---|---|---|---|---|---|");
+    for (const w of fanout) {
+      for (const s of summarise(w)) {
+        out.push(
+          `| ${String(w.params.receivers)} | ${s.contender} | ${f(s.mbps)} | ${f(s.fastestS, 3)} | ${f(s.slowestS, 3)} | ${f(s.slowestOwnMBps)} | ${f(s.startSpreadS, 3)} | ${s.peakRssMiB ? `${f(s.peakRssMiB.server)} / ${f(s.peakRssMiB.client)}` : "–"} |`,
+        );
+      }
+    }
+    out.push("");
+  }
+
+  const latency = input.workloads.filter((w) => w.latency?.length);
+  for (const w of latency) {
+    out.push(`## ${w.id} ${w.title}`, "");
+    out.push("| contender | n | p50 ms | p90 ms | p99 ms | max ms | write → sent p50 ms | sent → delivered p50 ms |");
+    out.push("|---|---|---|---|---|---|---|---|");
+    for (const l of w.latency ?? []) {
+      const failed = l.ok ? "" : ` **failed: ${l.error ?? "?"}**`;
+      out.push(`| ${l.contender}${failed} | ${l.n} | ${f(l.p50, 1)} | ${f(l.p90, 1)} | ${f(l.p99, 1)} | ${f(l.max, 1)} | ${f(l.toSentP50, 1)} | ${f(l.sentToDeliveredP50, 1)} |`);
+    }
+    out.push("");
+  }
+
+  const notes = [...input.notes, ...input.workloads.flatMap((w) => (w.skipped ? [`Workload ${w.id} (${w.title}): skipped, ${w.skipped}.`] : w.notes.map((n) => `Workload ${w.id}: ${n}`)))];
+  if (rsyncMissing) notes.unshift(rsyncMissing);
+  if (notes.length) out.push("## Notes", "", ...notes.map((n) => `- ${n}`), "");
+  if (input.failures.length) out.push("## FAILURES", "", ...input.failures.map((n) => `- ${n}`), "");
+  return out.join("\n");
+}
+
+// --- SVG ---------------------------------------------------------------------------------------------------
+
+interface Bar {
+  readonly label: string;
+  readonly value: number;
+  readonly lo: number;
+  readonly hi: number;
+}
+
+/** Horizontal bars of MB/s (median, with the min–max range as a whisker), one group per workload. */
+export function svgChart(workloads: readonly WorkloadResult[]): string | undefined {
+  const groups = workloads
+    .filter((w) => !w.skipped && w.runs.length && (w.id === "1" || w.id.startsWith("4")))
+    .map((w) => ({
+      title: w.id === "1" ? `1 · one ${mib(Number(w.params.size))} file` : `4 · fan-out to ${String(w.params.receivers)}, ${mib(Number(w.params.size))} each (aggregate)`,
+      bars: summarise(w)
+        .filter((s) => s.n > 0)
+        .map((s): Bar => {
+          const bytes = w.runs.find((r) => r.contender === s.contender && r.ok)?.bytes ?? 0;
+          return { label: s.contender, value: s.mbps, lo: mbps(bytes, s.seconds.max), hi: mbps(bytes, s.seconds.min) };
+        }),
+    }))
+    .filter((g) => g.bars.length);
+  if (!groups.length) return undefined;
+  const width = 760;
+  const left = 170;
+  const right = 90;
+  const barH = 18;
+  const gap = 6;
+  const max = Math.max(...groups.flatMap((g) => g.bars.map((b) => b.hi)), 1);
+  const scale = (v: number) => ((width - left - right) * v) / max;
+  const colour: Record<string, string> = { [FMQ]: "#d9480f", [RAW]: "#495057", [CP]: "#1c7ed6", [RSYNC]: "#2f9e44" };
+  const parts: string[] = [];
+  let y = 40;
+  for (const g of groups) {
+    parts.push(`<text x="10" y="${y}" font-weight="bold">${esc(g.title)}</text>`);
+    y += 10;
+    for (const b of g.bars) {
+      const w = Math.max(1, scale(b.value));
+      parts.push(`<text x="${left - 8}" y="${y + barH - 5}" text-anchor="end">${esc(b.label)}</text>`);
+      parts.push(`<rect x="${left}" y="${y}" width="${w.toFixed(1)}" height="${barH}" fill="${colour[b.label] ?? "#868e96"}"/>`);
+      if (b.hi > b.lo) {
+        const mid = y + barH / 2;
+        parts.push(`<line x1="${(left + scale(b.lo)).toFixed(1)}" y1="${mid}" x2="${(left + scale(b.hi)).toFixed(1)}" y2="${mid}" stroke="#000" stroke-width="1.5"/>`);
+      }
+      parts.push(`<text x="${(left + Math.max(w, scale(b.hi)) + 6).toFixed(1)}" y="${y + barH - 5}">${b.value.toFixed(0)} MB/s</text>`);
+      y += barH + gap;
+    }
+    y += 22;
+  }
+  const height = y;
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
+    `<rect width="100%" height="100%" fill="#fff"/>`,
+    `<text x="10" y="20" font-size="14">Throughput, MB/s (median; line = min–max over repetitions; higher is better)</text>`,
+    ...parts,
+    `</svg>`,
+    "",
+  ].join("\n");
+}
+
+function mib(bytes: number): string {
+  return bytes >= 1024 ** 3 ? `${+(bytes / 1024 ** 3).toFixed(2)} GiB` : `${+(bytes / 1024 ** 2).toFixed(1)} MiB`;
+}
+
+function esc(text: string): string {
+  return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}

@@ -1,0 +1,56 @@
+// Workload 2: a fresh tree of many small files (default 10,000 × 4 KiB, 100 per directory), mirrored
+// once. The raw pipe moves one file only, so it has no row here: cp -r and rsync are the baselines.
+
+import { mkdir, rm } from "node:fs/promises";
+import path from "node:path";
+import { runCp, runFmq, type Transfer } from "../contenders.js";
+import { FMQ_STATE, verifyTree, writeRandomTree } from "../data.js";
+import { CP, FMQ, RSYNC, type WorkloadResult } from "../types.js";
+import { repeat, timeoutFor, type Contender, type Context } from "./common.js";
+
+export async function manyFiles(ctx: Context): Promise<WorkloadResult> {
+  const { config } = ctx;
+  const { files, fileSize } = config;
+  const dir = path.join(config.tmp, "w2");
+  const src = path.join(dir, "src");
+  ctx.log(`[2] writing ${files} random files of ${fileSize} bytes`);
+  const expected = await writeRandomTree(src, files, fileSize);
+  // Read it once: a warm cache for everyone, and a check of what we wrote.
+  const wrongSource = await verifyTree(src, expected);
+  if (wrongSource) throw new Error(`source tree: ${wrongSource}`);
+
+  const transfer = (to: string): Transfer => ({ src, dsts: [to], files, bytes: files * fileSize, timeoutMs: timeoutFor(files * fileSize, files) });
+  const out = path.join(dir, "out");
+  await mkdir(out, { recursive: true });
+  const contenders: Contender[] = [];
+
+  const fmq = path.join(out, "fmq");
+  // After "ready" the publisher still stats every file once before it is in the catalogue.
+  const settleMs = config.stableMs + 500 + Math.ceil(files * 0.2);
+  contenders.push({
+    name: FMQ,
+    dsts: [fmq],
+    verify: () => verifyTree(fmq, expected, FMQ_STATE),
+    run: (rep) => runFmq(FMQ, rep, transfer(fmq), { cli: config.fmqCli, chunkSize: config.chunkSize, window: config.window, stableMs: config.stableMs, settleMs }),
+  });
+  const cp = path.join(out, "cp");
+  contenders.push({ name: CP, dsts: [cp], verify: () => verifyTree(cp, expected), run: (rep) => runCp(CP, rep, transfer(cp), true) });
+  const rsync = ctx.rsync;
+  if (rsync) {
+    const to = rsync.local("w2");
+    contenders.push({ name: RSYNC, dsts: [to], verify: () => verifyTree(to, expected), run: (rep) => rsync.run(RSYNC, rep, transfer(to), true) });
+  }
+
+  const runs = await repeat("2", contenders, ctx);
+  await rm(dir, { recursive: true, force: true });
+  return {
+    id: "2",
+    title: `${files} × ${fileSize} B files`,
+    params: { files, fileSize, perDirectory: 100, publisherSettleMs: settleMs },
+    runs,
+    notes: [
+      `fmq is timed from "subscribed" after the publisher has had ${settleMs} ms past "ready" to take every file into its catalogue (its scan and start-up are not timed; see publisherStartupS in the JSON).`,
+      "The raw zeromq.js pipe moves one file; it has no figure here.",
+    ],
+  };
+}

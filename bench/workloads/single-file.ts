@@ -1,0 +1,58 @@
+// Workloads 1 and 4: one big file from one publisher to K receivers (K = 1: "one 1 GiB file";
+// K = 1, 4, 16: fan-out). Every contender delivers the same file to K destinations at once.
+
+import { mkdir, rm } from "node:fs/promises";
+import path from "node:path";
+import { runCp, runFmq, runRawPipe, type Transfer } from "../contenders.js";
+import { FMQ_STATE, sha256File, verifyTree, writeRandomFile, type Skip, type TreeHashes } from "../data.js";
+import { CP, FMQ, RAW, RSYNC, type WorkloadResult } from "../types.js";
+import { repeat, timeoutFor, type Contender, type Context } from "./common.js";
+
+const NAME = "big.bin";
+
+export async function singleFile(id: string, title: string, size: number, receivers: number, ctx: Context): Promise<WorkloadResult> {
+  const { config } = ctx;
+  const dir = path.join(config.tmp, `w${id.replace(/\W/g, "-")}`);
+  const srcDir = path.join(dir, "src");
+  const src = path.join(srcDir, NAME);
+  ctx.log(`[${id}] writing ${size} random bytes`);
+  const hash = await writeRandomFile(src, size);
+  // The same warm page cache for every contender: read the source once (and check what we wrote).
+  if ((await sha256File(src)) !== hash) throw new Error(`${src}: sha256 changed after writing`);
+  const expected: TreeHashes = new Map([[NAME, hash]]);
+
+  const dsts = (who: string, root = path.join(dir, "out")) => Array.from({ length: receivers }, (_, k) => path.join(root, who, `r${k}`));
+  const transfer = (src: string, to: string[]): Transfer => ({ src, dsts: to, files: 1, bytes: size, timeoutMs: timeoutFor(size * receivers, receivers) });
+  const verifyAll = (to: string[], skip?: Skip) => async () => {
+    for (const dst of to) {
+      const wrong = await verifyTree(dst, expected, skip);
+      if (wrong) return wrong;
+    }
+    return undefined;
+  };
+
+  const contenders: Contender[] = [];
+  const raw = dsts("raw");
+  contenders.push({ name: RAW, dsts: raw, verify: verifyAll(raw), run: (rep) => runRawPipe(RAW, rep, transfer(src, raw), config.chunkSize, config.window) });
+  const fmq = dsts("fmq");
+  contenders.push({
+    name: FMQ,
+    dsts: fmq,
+    verify: verifyAll(fmq, FMQ_STATE),
+    run: (rep) =>
+      runFmq(FMQ, rep, transfer(srcDir, fmq), { cli: config.fmqCli, chunkSize: config.chunkSize, window: config.window, stableMs: config.stableMs, settleMs: config.stableMs + 400 }),
+  });
+  const cp = dsts("cp");
+  contenders.push({ name: CP, dsts: cp, verify: verifyAll(cp), run: (rep) => runCp(CP, rep, transfer(src, cp), false) });
+  const notes: string[] = [];
+  const rsync = ctx.rsync;
+  if (rsync) {
+    const to = dsts(`w${id.replace(/\W/g, "-")}`, rsync.root);
+    contenders.push({ name: RSYNC, dsts: to, verify: verifyAll(to), run: (rep) => rsync.run(RSYNC, rep, transfer(src, to), false) });
+  }
+
+  await mkdir(path.join(dir, "out"), { recursive: true });
+  const runs = await repeat(id, contenders, ctx);
+  await rm(dir, { recursive: true, force: true });
+  return { id, title, params: { size, receivers, chunkSize: config.chunkSize, window: config.window }, runs, notes };
+}
