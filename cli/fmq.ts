@@ -46,6 +46,12 @@ program
         e.operation === "create" ? `sent ${e.path} (${e.size} bytes) to ${e.client}` : `sent delete of ${e.path} to ${e.client}`,
       ),
     );
+    server.on("published", (file) => {
+      if (out.json) out.event({ event: "published", path: file.vpath, size: file.size }, "");
+    });
+    server.on("caught-up", (client) => {
+      if (out.json) out.event({ event: "caught-up", client }, "");
+    });
     server.on("warning", (message) => out.warning(message));
   });
 

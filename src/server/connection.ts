@@ -32,6 +32,8 @@ export interface ConnectionHost {
   /** Resolves when fewer than `limit` messages wait for this client. */
   below(key: string, limit: number): Promise<void>;
   forget(key: string): void;
+  /** Nothing is left to send this client: it has everything it subscribed to. */
+  caughtUp(key: string): void;
   /** A file (or a delete) went out to this client in full. */
   sent(key: string, vpath: string, operation: "create" | "delete", size: number): void;
   trace?: (line: string) => void;
@@ -85,6 +87,7 @@ export class Connection {
       "store credit": (arg) => this.#credit.grant((arg as Nom).credit),
       "check for client data": () => this.#checkForClientData(),
       "send next chunk": () => this.#sendNextChunk(),
+      "report caught up": () => this.host.caughtUp(this.key),
       "send HUGZ-OK": () => this.#send({ id: "HUGZ_OK" }),
       "send SRSLY": (arg) => this.#send({ id: "SRSLY", reason: reasonOf(arg) }),
       "send RTFM": (arg) => this.#send({ id: "RTFM", reason: reasonOf(arg) }),

@@ -40,6 +40,7 @@ export type ServerAction =
   | "store credit"
   | "check for client data"
   | "send next chunk"
+  | "report caught up"
   | "send HUGZ-OK"
   | "send SRSLY"
   | "send RTFM"
@@ -66,7 +67,7 @@ export const serverMachine: Table<ServerState, ServerEvent, ServerAction> = {
     dispatching: {
       "send chunk": { do: ["send next chunk", "check for client data"] },
       "no credit": { do: [], next: "ready" },
-      finished: { do: [], next: "ready" },
+      finished: { do: ["report caught up"], next: "ready" },
       dispatch: { do: [] },
     },
   },

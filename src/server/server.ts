@@ -59,6 +59,8 @@ export interface ServerEvents {
   published: [file: PublishedFile];
   /** A file (all of it) or a delete went out to one client. */
   sent: [event: SentEvent];
+  /** Nothing is left to send to this client (after its subscription, or after the latest changes). */
+  "caught-up": [client: string];
   /** Something went wrong that did not stop the server (a mount error, a malformed message). */
   warning: [message: string];
 }
@@ -113,6 +115,7 @@ export class Server extends EventEmitter<ServerEvents> {
       below: (key, limit) => server.#outbox.below(key, limit),
       forget: (key) => server.#forget(key),
       sent: (client, path, operation, size) => server.emit("sent", { client, path, operation, size }),
+      caughtUp: (client) => server.emit("caught-up", client),
       warn: (message) => server.emit("warning", message),
       ...(this.options.trace ? { trace: this.options.trace } : {}),
     };
