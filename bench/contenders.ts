@@ -7,7 +7,7 @@
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { Proc, CpuMeter, freePort, now, sleep, timeCommands, waitForPort, type ProcSample } from "./measure.js";
+import { Proc, CpuMeter, freePort, now, timeCommands, waitForPort, type ProcSample } from "./measure.js";
 import type { ProcessCost, Run } from "./types.js";
 
 export const FMQ_CLI = fileURLToPath(new URL("../cli/fmq.js", import.meta.url));
@@ -155,12 +155,6 @@ export interface FmqSettings {
   readonly chunkSize: number;
   readonly window: number;
   readonly stableMs: number;
-  /**
-   * How long to let the publisher settle after "ready" before subscribing: the initial files must be
-   * stable (in its catalogue) or the timing would include their quiet period. The CLI does not say
-   * when that is done, so this is a sleep sized to the tree.
-   */
-  readonly settleMs: number;
 }
 
 /** fmq: `fmq publish <src dir>` and K × `fmq subscribe / --inbox <dst>`. */
@@ -177,8 +171,10 @@ export function runFmq(contender: string, rep: number, transfer: Transfer, s: Fm
       const args = ["publish", transfer.src, "--bind", endpoint, "--json", "--chunk-size", String(s.chunkSize), "--stable-ms", String(s.stableMs)];
       const server = Proc.node("fmq publish", s.cli, args);
       const ready = await server.waitFor((d) => d.event === "ready", 120_000, '"ready"');
-      await sleep(s.settleMs);
-      return { server, extra: { publisherStartupS: (ready.t - server.spawnedAt) / 1000, settleMs: s.settleMs } };
+      // The initial files must be stable (in the publisher's catalogue) before the clock starts, or the
+      // timing would include their quiet period: wait for a "published" line per file.
+      const settled = await server.waitFor((d) => d.event === "published", transfer.timeoutMs, '"published" for every file', transfer.files);
+      return { server, extra: { publisherStartupS: (ready.t - server.spawnedAt) / 1000, publisherSettledS: (settled.t - server.spawnedAt) / 1000 } };
     },
     startClient: (k) =>
       Proc.node(`fmq subscribe #${k}`, s.cli, ["subscribe", "/", "--connect", endpoint, "--inbox", transfer.dsts[k]!, "--json", "--window", String(s.window)]),

@@ -40,7 +40,7 @@ export async function singleFile(id: string, title: string, size: number, receiv
     dsts: fmq,
     verify: verifyAll(fmq, FMQ_STATE),
     run: (rep) =>
-      runFmq(FMQ, rep, transfer(srcDir, fmq), { cli: config.fmqCli, chunkSize: config.chunkSize, window: config.window, stableMs: config.stableMs, settleMs: config.stableMs + 400 }),
+      runFmq(FMQ, rep, transfer(srcDir, fmq), { cli: config.fmqCli, chunkSize: config.chunkSize, window: config.window, stableMs: config.stableMs }),
   });
   const cp = dsts("cp");
   contenders.push({ name: CP, dsts: cp, verify: verifyAll(cp), run: (rep) => runCp(CP, rep, transfer(src, cp), false) });
