@@ -1,0 +1,157 @@
+// CURVE key files. `<name>.pub` holds the public key: one line, 40 Z85 characters (a CZMQ zcert
+// `public-key = "..."` line is read too). `<name>.key` holds both keys, mode 0600:
+//
+//     # fmq CURVE secret key: keep it private
+//     public-key = "<40 Z85 characters>"
+//     secret-key = "<40 Z85 characters>"
+//
+// The public key is stored beside the secret one for people and tools (zeromq.js cannot derive it); we
+// check that the two belong together (X25519, node:crypto), so a hand-edited file cannot pair a secret
+// key with someone else's public key.
+
+import { createPrivateKey, createPublicKey } from "node:crypto";
+import { readFile, readdir, stat, writeFile, chmod } from "node:fs/promises";
+import path from "node:path";
+import { curveKeyPair } from "zeromq";
+import { isZ85Key, z85Decode, z85Encode } from "./z85.js";
+
+export interface KeyPair {
+  /** Z85, 40 characters. */
+  readonly publicKey: string;
+  /** Z85, 40 characters. */
+  readonly secretKey: string;
+}
+
+export class KeyError extends Error {
+  override name = "KeyError";
+}
+
+/** A new CURVE key pair (libzmq's generator). */
+export function generateKeyPair(): KeyPair {
+  return curveKeyPair();
+}
+
+/** The public key that belongs to a Z85 secret key (Curve25519 scalar multiplication of the base point). */
+export function publicKeyOf(secretKey: string): string {
+  const secret = z85Decode(secretKey);
+  // A PKCS#8 wrapper around the 32 raw bytes of an X25519 private key.
+  const der = Buffer.concat([Buffer.from("302e020100300506032b656e04220420", "hex"), secret]);
+  const jwk = createPublicKey(createPrivateKey({ key: der, format: "der", type: "pkcs8" })).export({ format: "jwk" });
+  return z85Encode(Buffer.from(jwk.x ?? "", "base64url"));
+}
+
+/**
+ * Write `<basename>.pub` (mode 0644) and `<basename>.key` (mode 0600). Refuses to replace existing files
+ * unless `overwrite`. Returns the two paths.
+ */
+export async function writeKeyFiles(basename: string, pair: KeyPair, overwrite = false): Promise<{ publicFile: string; secretFile: string }> {
+  const publicFile = `${basename}.pub`;
+  const secretFile = `${basename}.key`;
+  const flag = overwrite ? "w" : "wx";
+  const exists = (error: unknown, file: string): never => {
+    if ((error as NodeJS.ErrnoException).code === "EEXIST") throw new KeyError(`${file} exists; use --force to replace it`);
+    throw new KeyError(`cannot write ${file}: ${(error as Error).message}`);
+  };
+  const secretText =
+    "# fmq CURVE secret key: keep it private (mode 0600). Give the .pub file to the other side.\n" +
+    `public-key = "${pair.publicKey}"\n` +
+    `secret-key = "${pair.secretKey}"\n`;
+  // Secret first, created with mode 0600 from the start (never briefly readable by others).
+  await writeFile(secretFile, secretText, { mode: 0o600, flag }).catch((e: unknown) => exists(e, secretFile));
+  await chmod(secretFile, 0o600);
+  await writeFile(publicFile, pair.publicKey + "\n", { mode: 0o644, flag }).catch((e: unknown) => exists(e, publicFile));
+  return { publicFile, secretFile };
+}
+
+/** Read a `.pub` file: its public key(s). A file may list several, one per line ("#" starts a comment). */
+export async function readPublicKeys(file: string): Promise<string[]> {
+  const text = await readFile(file, "utf8").catch((error: unknown) => {
+    throw new KeyError(`cannot read public key file ${file}: ${describe(error)}`);
+  });
+  const keys: string[] = [];
+  for (const [index, raw] of text.split(/\r?\n/).entries()) {
+    const line = raw.trim();
+    if (line === "" || line.startsWith("#")) continue;
+    if (isZ85Key(line)) {
+      keys.push(line);
+      continue;
+    }
+    const assigned = /^([\w-]+)\s*=\s*"?([^"]*)"?$/.exec(line);
+    // CZMQ zcert files: section names ("metadata", "curve") and other properties are skipped.
+    if ((!assigned && /^[a-z]+$/.test(line)) || (assigned && assigned[1] !== "public-key")) continue;
+    const key = assigned ? assigned[2]!.trim() : line;
+    if (!isZ85Key(key)) throw new KeyError(`${file}:${index + 1}: not a CURVE public key (40 Z85 characters)`);
+    keys.push(key);
+  }
+  if (keys.length === 0) throw new KeyError(`${file}: no public key in it`);
+  return keys;
+}
+
+/** Read the one public key of a `.pub` file (e.g. the server's key, for a client). */
+export async function readPublicKey(file: string): Promise<string> {
+  const keys = await readPublicKeys(file);
+  if (keys.length > 1) throw new KeyError(`${file}: holds ${keys.length} keys, expected one`);
+  return keys[0]!;
+}
+
+/**
+ * Read a `.key` file: the secret key and its public key. The file must not be readable or writable by
+ * group or others (like ssh), must hold a valid secret key, and its public key (if present) must match.
+ */
+export async function readSecretKeyFile(file: string): Promise<KeyPair> {
+  const info = await stat(file).catch((error: unknown) => {
+    throw new KeyError(`cannot read secret key file ${file}: ${describe(error)}`);
+  });
+  if (!info.isFile()) throw new KeyError(`${file} is not a file`);
+  if (process.platform !== "win32" && (info.mode & 0o077) !== 0) {
+    const mode = (info.mode & 0o777).toString(8).padStart(4, "0");
+    throw new KeyError(`${file} is accessible by others (mode ${mode}); run: chmod 600 ${file}`);
+  }
+  const text = await readFile(file, "utf8");
+  let secretKey: string | undefined;
+  let publicKey: string | undefined;
+  for (const [index, raw] of text.split(/\r?\n/).entries()) {
+    const line = raw.trim();
+    if (line === "" || line.startsWith("#")) continue;
+    const assigned = /^([\w-]+)\s*=\s*"?([^"]*)"?$/.exec(line);
+    if (!assigned) {
+      if (/^[a-z]+$/.test(line)) continue; // a CZMQ zcert section name ("metadata", "curve")
+      throw new KeyError(`${file}:${index + 1}: expected public-key = "..." or secret-key = "..."`);
+    }
+    const [, name, value] = assigned as unknown as [string, string, string];
+    if (name !== "public-key" && name !== "secret-key") continue;
+    if (!isZ85Key(value.trim())) throw new KeyError(`${file}:${index + 1}: ${name} is not a CURVE key (40 Z85 characters)`);
+    if (name === "secret-key") secretKey = value.trim();
+    else publicKey = value.trim();
+  }
+  if (secretKey === undefined) {
+    const hint = publicKey !== undefined ? " (is this a .pub file?)" : "";
+    throw new KeyError(`${file}: no secret-key in it${hint}`);
+  }
+  const derived = publicKeyOf(secretKey);
+  if (publicKey !== undefined && publicKey !== derived) throw new KeyError(`${file}: its public-key does not belong to its secret-key`);
+  return { publicKey: derived, secretKey };
+}
+
+/**
+ * The public keys of an allow-list: a `.pub` file (one or more keys), or a directory whose `*.pub` files
+ * are read (not recursively). Returns the keys and the files they came from.
+ */
+export async function readAllowList(location: string): Promise<string[]> {
+  const info = await stat(location).catch((error: unknown) => {
+    throw new KeyError(`cannot read allow-list ${location}: ${describe(error)}`);
+  });
+  if (!info.isDirectory()) return readPublicKeys(location);
+  const names = (await readdir(location)).filter((name) => name.endsWith(".pub") && !name.startsWith(".")).sort();
+  const keys: string[] = [];
+  for (const name of names) keys.push(...(await readPublicKeys(path.join(location, name))));
+  if (keys.length === 0) throw new KeyError(`allow-list ${location}: no .pub files in it`);
+  return keys;
+}
+
+function describe(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === "ENOENT") return "no such file";
+  if (code === "EACCES") return "permission denied";
+  return (error as Error).message;
+}
