@@ -5,8 +5,8 @@
 // directory on the way is checked not to be a symlink, for every file.
 
 import { createHash } from "node:crypto";
-import { constants } from "node:fs";
-import { copyFile, lstat, mkdir, open, readdir, realpath, rename, unlink, type FileHandle } from "node:fs/promises";
+import { closeSync, constants, fsyncSync, lstatSync, mkdirSync, openSync, renameSync, writevSync } from "node:fs";
+import { copyFile, lstat, mkdir, open, readdir, realpath, unlink, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { unsafeRelativeReason } from "../paths.js";
 import { BLOCK_SIZE, BlockHasher, fingerprintFile, hashPrefix, xxh, type Fingerprint } from "../digest/blocks.js";
@@ -31,6 +31,13 @@ export class RefetchError extends InboxError {
 /** Files at least this big are worth resuming (their partial is recorded in the manifest). */
 export const RESUME_MIN_SIZE = 2 * BLOCK_SIZE;
 
+/**
+ * Files up to this size are held in memory until complete and then written with synchronous calls: a
+ * few syscalls of microseconds each, instead of a thread-pool round trip per call (open, write, close,
+ * rename), which is what limits a flood of small files. Bounded: one file at a time, at most this much.
+ */
+export const SMALL_FILE = 256 * 1024;
+
 /** How a file's bytes arrive: in order from 0, in order from a resumed offset, or as changed blocks. */
 type Mode = "sequential" | "delta";
 
@@ -40,13 +47,17 @@ export class IncomingFile {
   received = 0;
   /** In sequential mode, the next chunk must start here. */
   #next: number;
+  /** A small file's bytes, held until it is complete (no partial file on disk until then). */
+  #held: Uint8Array[] | undefined;
+  #heldBytes = 0;
 
   constructor(
     readonly relative: string,
     readonly vpath: string,
     readonly finalPath: string,
     readonly partialPath: string,
-    private readonly handle: FileHandle,
+    /** Undefined while a small file is held in memory. */
+    private handle: FileHandle | undefined,
     readonly mode: Mode,
     /** Hashes the file in order as it arrives (sequential mode), prefix included when resumed. */
     private readonly hasher: BlockHasher | undefined,
@@ -56,6 +67,7 @@ export class IncomingFile {
     private readonly fsync: boolean,
   ) {
     this.#next = start;
+    if (!handle) this.#held = [];
   }
 
   /** The file's size so far (sequential mode). */
@@ -70,10 +82,17 @@ export class IncomingFile {
     if (this.mode === "delta" && this.identity && offset + chunk.length > this.identity.size) {
       throw new InboxError(`chunk beyond the end of the file`, this.relative);
     }
-    let done = 0;
-    while (done < chunk.length) {
-      const { bytesWritten } = await this.handle.write(chunk, done, chunk.length - done, offset + done);
-      done += bytesWritten;
+    if (this.#held && this.#heldBytes + chunk.length <= SMALL_FILE) {
+      // The chunk is a view into the received message: keeping it costs no copy.
+      this.#held.push(chunk);
+      this.#heldBytes += chunk.length;
+    } else {
+      const handle = this.handle ?? (await this.#spill());
+      let done = 0;
+      while (done < chunk.length) {
+        const { bytesWritten } = await handle.write(chunk, done, chunk.length - done, offset + done);
+        done += bytesWritten;
+      }
     }
     this.hasher?.update(chunk);
     this.received += chunk.length;
@@ -83,20 +102,28 @@ export class IncomingFile {
   /** The fingerprint of what was assembled: hashed as it arrived, or (delta) read back from disk. */
   async fingerprint(): Promise<Fingerprint> {
     if (this.hasher) return this.hasher.finish();
-    await this.handle.sync().catch(() => undefined);
+    await this.handle?.sync().catch(() => undefined);
     return fingerprintFile(this.partialPath);
   }
 
   /** Complete: (fsync), close, rename into place atomically, (fsync the directory). */
   async finish(): Promise<void> {
-    if (this.mode === "delta" && this.identity) await this.handle.truncate(this.identity.size);
-    if (this.fsync) await this.handle.sync();
-    await this.handle.close();
-    await rename(this.partialPath, this.finalPath).catch(async (error: NodeJS.ErrnoException) => {
+    try {
+      if (this.#held) {
+        this.#writeHeld();
+      } else if (this.handle) {
+        if (this.mode === "delta" && this.identity) await this.handle.truncate(this.identity.size);
+        if (this.fsync) await this.handle.sync();
+        await this.handle.close();
+        this.handle = undefined;
+      }
+      renameSync(this.partialPath, this.finalPath);
+    } catch (error) {
       await unlink(this.partialPath).catch(() => undefined);
-      const directory = error.code === "EISDIR" || error.code === "ENOTEMPTY" || error.code === "EEXIST";
-      throw new InboxError(directory ? `${this.relative}: a directory has that name` : `${this.relative}: ${error.code ?? error.message}`, this.relative);
-    });
+      const code = (error as NodeJS.ErrnoException).code;
+      const directory = code === "EISDIR" || code === "ENOTEMPTY" || code === "EEXIST";
+      throw new InboxError(directory ? `${this.relative}: a directory has that name` : `${this.relative}: ${code ?? String(error)}`, this.relative);
+    }
     if (this.fsync) {
       const dir = await open(path.dirname(this.finalPath), "r");
       await dir.sync().finally(() => dir.close());
@@ -105,13 +132,46 @@ export class IncomingFile {
 
   /** Stop writing but keep the partial file (it can be resumed). */
   async suspend(): Promise<void> {
-    await this.handle.close().catch(() => undefined);
+    await this.handle?.close().catch(() => undefined);
+    this.handle = undefined;
   }
 
   /** Incomplete and not coming back: close and remove the partial file. */
   async abandon(): Promise<void> {
-    await this.handle.close().catch(() => undefined);
+    this.#held = undefined;
+    await this.handle?.close().catch(() => undefined);
+    this.handle = undefined;
     await unlink(this.partialPath).catch(() => undefined);
+  }
+
+  /** The held small file: one open, one gathered write, close (fsync if asked). O_NOFOLLOW: never through a planted link. */
+  #writeHeld(): void {
+    const fd = openSync(this.partialPath, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
+    try {
+      let written = 0;
+      while (written < this.#heldBytes) {
+        const pieces = this.#held!;
+        const n = writevSync(fd, written === 0 ? pieces : [Buffer.concat(pieces).subarray(written)]);
+        written += n;
+      }
+      if (this.fsync) fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    this.#held = undefined;
+  }
+
+  /** A held file grew past SMALL_FILE: move it to a partial file on disk. */
+  async #spill(): Promise<FileHandle> {
+    const handle = await open(this.partialPath, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
+    this.handle = handle;
+    let at = 0;
+    for (const piece of this.#held ?? []) {
+      await handle.write(piece, 0, piece.length, at);
+      at += piece.length;
+    }
+    this.#held = undefined;
+    return handle;
   }
 }
 
@@ -186,10 +246,12 @@ export class Inbox {
       }
     }
 
+    // A small (or not yet known) size starts in memory; a big file gets its partial file at once.
     // O_NOFOLLOW refuses a symlink planted at the partial name; O_TRUNC starts empty.
-    const handle = await open(partialPath, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
+    const small = !identity || identity.size <= SMALL_FILE;
+    const handle = small ? undefined : await open(partialPath, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
     if (identity && identity.size >= RESUME_MIN_SIZE) await this.manifest.partialStarted(relative, identity);
-    else this.manifest.partialDropped(relative);
+    else if (this.manifest.partials.has(relative)) this.manifest.partialDropped(relative);
     return new IncomingFile(relative, vpath, finalPath, partialPath, handle, "sequential", new BlockHasher(xx), 0, identity, fsync);
   }
 
@@ -230,13 +292,16 @@ export class Inbox {
     for (const segment of segments.slice(0, -1)) {
       dir = path.join(dir, segment);
       // Checked for every file, never cached: a directory checked a moment ago may be a symlink now.
-      const stats = await lstat(dir).catch(() => undefined);
+      // Synchronous: an lstat is microseconds, a thread-pool round trip is not (one per segment per file).
+      const stats = lstatSync(dir, { throwIfNoEntry: false });
       if (!stats) {
         if (opts.create === false) return path.join(this.root, relative);
-        await mkdir(dir).catch((error: NodeJS.ErrnoException) => {
-          if (error.code !== "EEXIST") throw error;
-        });
-        const made = await lstat(dir);
+        try {
+          mkdirSync(dir);
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+        }
+        const made = lstatSync(dir);
         if (!made.isDirectory()) throw new InboxError(`refused "${printable(relative)}": ${segment} is not a directory`, relative);
       } else if (stats.isSymbolicLink()) {
         throw new InboxError(`refused "${printable(relative)}": leads through a symlink`, relative);

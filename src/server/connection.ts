@@ -237,7 +237,7 @@ export class Connection {
       }
       try {
         const options = { chunkSize: this.host.chunkSize, readAhead: this.host.readAhead, extensions: this.#caps.has(Capability.VERIFY) };
-        this.#cursor = await FileCursor.open(patch.file.absolute, patch.file.vpath, options, await this.#transferPlan(patch));
+        this.#cursor = await FileCursor.open(patch.file.absolute, patch.file.vpath, options, await this.#transferPlan(patch), patch.file.size);
       } catch (error) {
         // Gone or unreadable since it was published: skip it (a delete follows if it is gone).
         this.host.warn(`cannot send ${patch.file.vpath}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);

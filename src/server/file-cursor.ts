@@ -6,6 +6,7 @@
 // blocks (delta). The first chunk carries the file's identity (size, mtime) and the last, empty, eof=1
 // chunk its tree hash, or "changed" if the file was modified while we read it.
 
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { cheezburgerFrame } from "../protocol/codec.js";
 import { Header } from "../protocol/extensions.js";
@@ -15,6 +16,13 @@ import { BLOCK_SIZE, BlockHasher, hashPrefix, xxh, type Fingerprint } from "../d
 /** CHEEZBURGER's sequence sits right after the 2-byte signature and the 1-byte id. */
 const SEQUENCE_OFFSET = 3;
 const NO_HEADERS: Dictionary = new Map();
+
+/**
+ * Files up to this size are read whole with synchronous calls when their turn comes (open, fstat, read,
+ * fstat, close: microseconds each) rather than a thread-pool round trip per call, which is what limits a
+ * flood of small files.
+ */
+const SMALL_FILE = 256 * 1024;
 
 export interface ChunkFrame {
   readonly frame: Buffer;
@@ -73,8 +81,12 @@ export class FileCursor {
   #closed = false;
   #delivered = 0;
 
+  /** A small file read whole at open: its identity right after the read (to tell if it changed meanwhile). */
+  #afterRead: Identity | undefined;
+
   private constructor(
-    private readonly handle: FileHandle,
+    /** Undefined for a small file read whole at open. */
+    private readonly handle: FileHandle | undefined,
     readonly vpath: string,
     readonly identity: Identity,
     private readonly options: CursorOptions,
@@ -90,7 +102,11 @@ export class FileCursor {
   }
 
   /** Opens the file and fixes its identity: the bytes sent are those of the file as it is now. */
-  static async open(absolute: string, vpath: string, options: CursorOptions, plan: TransferPlan = {}): Promise<FileCursor> {
+  static async open(absolute: string, vpath: string, options: CursorOptions, plan: TransferPlan = {}, expectedSize = Infinity): Promise<FileCursor> {
+    if (expectedSize <= Math.min(SMALL_FILE, options.chunkSize) && !plan.delta && !plan.start) {
+      const small = await FileCursor.#openSmall(absolute, vpath, options, plan);
+      if (small) return small;
+    }
     const handle = await open(absolute, "r");
     try {
       const stats = await handle.stat();
@@ -112,6 +128,33 @@ export class FileCursor {
     } catch (error) {
       await handle.close();
       throw error;
+    }
+  }
+
+  /** Read a small file whole, synchronously; undefined if it turns out not to be small after all. */
+  static async #openSmall(absolute: string, vpath: string, options: CursorOptions, plan: TransferPlan): Promise<FileCursor | undefined> {
+    const hasher = options.extensions ? new BlockHasher(await xxh()) : undefined;
+    const fd = openSync(absolute, "r");
+    try {
+      const before = fstatSync(fd);
+      if (!before.isFile() || before.size > Math.min(SMALL_FILE, options.chunkSize)) return undefined;
+      const identity = { size: before.size, mtimeMs: before.mtimeMs };
+      const cursor = new FileCursor(undefined, vpath, identity, options, [[0, identity.size]], hasher, plan);
+      const { frame, chunkOffset } = cheezburgerFrame(cursor.#fields(0, NO_HEADERS), identity.size);
+      let got = 0;
+      while (got < identity.size) {
+        const n = readSync(fd, frame, chunkOffset + got, identity.size - got, got);
+        if (n === 0) break;
+        got += n;
+      }
+      const after = fstatSync(fd);
+      cursor.#afterRead = { size: after.size, mtimeMs: after.mtimeMs };
+      if (got > 0) cursor.#ahead.push({ offset: 0, want: identity.size, frame, chunkOffset, read: Promise.resolve(got), hashed: false });
+      else cursor.#limit = 0;
+      cursor.#readOffset = identity.size;
+      return cursor;
+    } finally {
+      closeSync(fd);
     }
   }
 
@@ -178,7 +221,7 @@ export class FileCursor {
     // Let reads in flight finish before closing the descriptor under them.
     await Promise.allSettled(this.#ahead.map((p) => p.read));
     this.#ahead = [];
-    await this.handle.close().catch(() => undefined);
+    await this.handle?.close().catch(() => undefined);
   }
 
   #fields(offset: number, headers: Dictionary) {
@@ -199,7 +242,7 @@ export class FileCursor {
     let headers = NO_HEADERS;
     if (this.options.extensions) {
       // Did the file change under us? Then what we sent may mix two versions: say so.
-      const now = await this.handle.stat().catch(() => undefined);
+      const now = this.handle ? await this.handle.stat().catch(() => undefined) : this.#afterRead;
       this.changed = !now || now.size !== this.identity.size || now.mtimeMs !== this.identity.mtimeMs || this.#limit !== this.identity.size;
       this.fingerprint = this.plan.delta?.fingerprint ?? this.hasher?.finish();
       headers = new Map([
@@ -242,7 +285,7 @@ export class FileCursor {
 
   /** Keep up to 1 + readAhead reads in flight, range after range, never past the end. */
   #fill(): void {
-    while (!this.#closed && this.#ahead.length < 1 + this.options.readAhead) {
+    while (this.handle && !this.#closed && this.#ahead.length < 1 + this.options.readAhead) {
       const current = this.#ranges[this.#readRange];
       if (!current) return;
       const end = Math.min(current[1], this.#limit);

@@ -468,11 +468,11 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     await h.client.subscribe("/b", other);
     const rid = await openSession(r, h, 2);
 
-    // Several data chunks, no end yet.
-    const data = randomBytes(5000);
+    // Several data chunks, no end yet (bigger than SMALL_FILE: small files are held in memory, not on disk).
+    const data = randomBytes(300_000);
     const finalPath = path.join(inbox, "x", "deep", "y.bin");
     const partialPath = partialOf(inbox, "x/deep/y.bin");
-    await r.sendFile(rid, "/sub/x/deep/y.bin", data, { chunkSize: 1200, ending: "none" });
+    await r.sendFile(rid, "/sub/x/deep/y.bin", data, { chunkSize: 64 * 1024 + 7, ending: "none" });
     await waitFor(async () => (await stat(partialPath).catch(() => undefined))?.size === data.length, "all data in the partial file", SOON, 5);
     expect(await exists(finalPath)).toBe(false);
     // Nothing beside the final name either (partials live in the state directory).
@@ -911,9 +911,9 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     await r.sendFile(rid1, "/a/dir/kept.bin", kept);
     await nextDelivery(h, "/a/dir/kept.bin");
     // Half a file (too small to resume), then the server forgets us: the partial must not survive nor be finished later.
-    await r.sendFile(rid1, "/a/half.bin", randomBytes(3000), { ending: "none" });
+    await r.sendFile(rid1, "/a/half.bin", randomBytes(300_000), { ending: "none" });
     const halfPartial = partialOf(path.join(root, "inbox-a"), "half.bin");
-    await waitFor(async () => (await stat(halfPartial).catch(() => undefined))?.size === 3000, "the partial file", SOON, 5);
+    await waitFor(async () => (await stat(halfPartial).catch(() => undefined))?.size === 300_000, "the partial file", SOON, 5);
 
     await r.send(rid1, { id: "RTFM", reason: "who are you" });
     await waitFor(() => h.disconnected.length === 1, "disconnected", SOON, 5);
@@ -1115,7 +1115,7 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     await h.client.subscribe("/");
     const rid = await openSession(r, h, 1);
 
-    const a = randomBytes(3000);
+    const a = randomBytes(300_000);
     await r.sendFile(rid, "/A.bin", a, { ending: "none" });
     const partialA = partialOf(inbox, "A.bin");
     await waitFor(async () => (await stat(partialA).catch(() => undefined))?.size === a.length, "A's partial file", SOON, 5);
@@ -1235,7 +1235,7 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     const rid = await openSession(r, h, 1);
 
     // Small, and big enough to be resumable (its partial is in the manifest): both are dropped.
-    for (const [name, size] of [["c.bin", 5000], ["c-big.bin", 2 * MiB + 10]] as const) {
+    for (const [name, size] of [["c.bin", 300_000], ["c-big.bin", 2 * MiB + 10]] as const) {
       const mixed = randomBytes(size);
       await r.sendFile(rid, `/${name}`, mixed, { chunkSize: 256 * 1024, headers: identityHeaders(size, 1_700_000_000_000), ending: "none" });
       await waitFor(async () => (await stat(partialOf(inbox, name)).catch(() => undefined))?.size === size, `${name}'s partial file`, SOON, 5);
