@@ -4,6 +4,7 @@
 // message of the old session can confuse the new one.
 
 import { EventEmitter } from "node:events";
+import { resolve } from "node:path";
 import { Dealer } from "zeromq";
 import { Engine, type Actions } from "../fsm/engine.js";
 import { ReceiveWindow } from "../flow/credit.js";
@@ -105,7 +106,7 @@ export class Client extends EventEmitter<ClientEvents> {
   /** A transfer we refused (and asked for again whole): its remaining chunks are ignored. */
   #refused: string | undefined;
   #failedOpens = 0;
-  #defaultInbox: Promise<Inbox> | undefined;
+  readonly #inboxes = new Map<string, Promise<Inbox>>();
   #closed = false;
 
   constructor(options: ClientOptions) {
@@ -172,7 +173,7 @@ export class Client extends EventEmitter<ClientEvents> {
   async subscribe(path: string, inbox?: string): Promise<void> {
     const normalised = normaliseVirtualPath(path);
     if (normalised === undefined) throw new ClientError(`invalid path "${path}": must start with "/" and contain no "." or ".." segments`);
-    const box = inbox === undefined ? await this.#inbox() : await Inbox.open(inbox, { fsync: this.options.fsync });
+    const box = await this.#inbox(inbox ?? this.options.inbox);
     this.#subscriptions.set(normalised, { path: normalised, inbox: box });
     this.#engine.post("subscribe", normalised);
   }
@@ -195,7 +196,7 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#socket = undefined;
     socket?.close();
     await this.#dropCurrent();
-    await Promise.all([...new Set([...this.#subscriptions.values()].map((s) => s.inbox))].map((inbox) => inbox.manifest.save()));
+    for (const inbox of new Set([...this.#subscriptions.values()].map((s) => s.inbox))) inbox.manifest.close();
   }
 
   // --- actions -------------------------------------------------------------------------------------
@@ -386,9 +387,16 @@ export class Client extends EventEmitter<ClientEvents> {
     else await file.abandon();
   }
 
-  #inbox(): Promise<Inbox> {
-    this.#defaultInbox ??= Inbox.open(this.options.inbox, { fsync: this.options.fsync });
-    return this.#defaultInbox;
+  /** One Inbox (and so one manifest) per directory, however many subscriptions share it. */
+  #inbox(directory: string): Promise<Inbox> {
+    const key = resolve(directory);
+    let inbox = this.#inboxes.get(key);
+    if (!inbox) {
+      inbox = Inbox.open(directory, { fsync: this.options.fsync });
+      inbox.catch(() => this.#inboxes.delete(key));
+      this.#inboxes.set(key, inbox);
+    }
+    return inbox;
   }
 
   #report(error: Error): void {

@@ -250,7 +250,7 @@ export class Inbox {
     // O_NOFOLLOW refuses a symlink planted at the partial name; O_TRUNC starts empty.
     const small = !identity || identity.size <= SMALL_FILE;
     const handle = small ? undefined : await open(partialPath, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
-    if (identity && identity.size >= RESUME_MIN_SIZE) await this.manifest.partialStarted(relative, identity);
+    if (identity && identity.size >= RESUME_MIN_SIZE) this.manifest.partialStarted(relative, identity);
     else if (this.manifest.partials.has(relative)) this.manifest.partialDropped(relative);
     return new IncomingFile(relative, vpath, finalPath, partialPath, handle, "sequential", new BlockHasher(xx), 0, identity, fsync);
   }

@@ -1,10 +1,16 @@
 // What the client has delivered into an inbox, and which partial files it can resume. Kept in
-// <inbox>/.fmq/manifest.json (hidden, so never published if someone publishes the inbox). The manifest is
-// what lets a returning client tell the server what it holds (so unchanged files are not sent again), learn
-// about deletes it missed, and delete only files it delivered itself: a file a person put in the inbox is
-// never in the manifest, so it is never touched.
+// <inbox>/.fmq/ (hidden, so never published if someone publishes the inbox). The manifest is what lets a
+// returning client tell the server what it holds (so unchanged files are not sent again), learn about
+// deletes it missed, and delete only files it delivered itself: a file a person put in the inbox is never
+// in the manifest, so it is never touched.
+//
+// Two files: manifest.json, a snapshot, and journal.jsonl, one line per change since the snapshot,
+// appended with a synchronous write as each change happens. A kill -9 loses nothing that was delivered:
+// loading replays the journal over the snapshot. The journal is folded into a new snapshot once it is
+// long, and on close.
 
-import { mkdir, readFile, rename, writeFile, lstat } from "node:fs/promises";
+import { closeSync, constants, ftruncateSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from "node:fs";
+import { lstat } from "node:fs/promises";
 import path from "node:path";
 
 /** A delivered file, as the server described it. */
@@ -32,85 +38,136 @@ interface Stored {
   readonly partials: Record<string, PartialFile>;
 }
 
+/** One journal line. */
+type Change =
+  | { readonly op: "delivered"; readonly name: string; readonly entry: Delivered }
+  | { readonly op: "removed"; readonly name: string }
+  | { readonly op: "partial"; readonly name: string; readonly entry: PartialFile }
+  | { readonly op: "unpartial"; readonly name: string };
+
 /** The client's own directory inside an inbox. */
 export const STATE_DIR = ".fmq";
 
-const SAVE_DELAY_MS = 200;
-const MAX_SAVE_DELAY_MS = 5000;
+/** Fold the journal into a snapshot after this many lines. */
+const JOURNAL_LIMIT = 20_000;
 
 export class Manifest {
-  readonly files: Map<string, Delivered>;
-  readonly partials: Map<string, PartialFile>;
-  #timer: NodeJS.Timeout | undefined;
-  #saving: Promise<void> = Promise.resolve();
-  #lastSaveMs = 0;
+  readonly files = new Map<string, Delivered>();
+  readonly partials = new Map<string, PartialFile>();
+  #journal: number | undefined;
+  #journalLines = 0;
 
-  private constructor(
-    private readonly file: string,
-    stored: Stored,
-  ) {
-    this.files = new Map(Object.entries(stored.files));
-    this.partials = new Map(Object.entries(stored.partials));
-  }
+  private constructor(private readonly dir: string) {}
 
-  /** Load (or start) the manifest of the inbox whose state directory is `stateDir`. */
+  /** Load (or start) the manifest kept in the state directory `stateDir`. */
   static async load(stateDir: string): Promise<Manifest> {
-    const file = path.join(stateDir, "manifest.json");
-    let stored: Stored = { version: 1, files: {}, partials: {} };
+    const manifest = new Manifest(stateDir);
     try {
-      const parsed = JSON.parse(await readFile(file, "utf8")) as Stored;
-      if (parsed.version === 1 && typeof parsed.files === "object" && typeof parsed.partials === "object") stored = parsed;
+      const stored = JSON.parse(readFileSync(manifest.#snapshotPath, "utf8")) as Stored;
+      if (stored.version === 1 && typeof stored.files === "object" && typeof stored.partials === "object") {
+        for (const [name, entry] of Object.entries(stored.files)) manifest.files.set(name, entry);
+        for (const [name, entry] of Object.entries(stored.partials)) manifest.partials.set(name, entry);
+      }
     } catch {
       // Missing or unreadable: start empty. The worst outcome is files sent again, never files lost.
     }
-    return new Manifest(file, stored);
+    let lines: string[] = [];
+    try {
+      lines = readFileSync(manifest.#journalPath, "utf8").split("\n");
+    } catch {
+      // No journal yet.
+    }
+    for (const line of lines) {
+      if (line.length === 0) continue;
+      try {
+        manifest.#apply(JSON.parse(line) as Change);
+        manifest.#journalLines++;
+      } catch {
+        // A torn last line (killed mid-append): ignore it.
+      }
+    }
+    const existing = await lstat(manifest.#journalPath).catch(() => undefined);
+    if (existing && !existing.isFile()) throw new Error(`${manifest.#journalPath} is not a regular file`);
+    manifest.#journal = openSync(manifest.#journalPath, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW, 0o644);
+    return manifest;
   }
 
-  delivered(relative: string, entry: Delivered): void {
-    this.files.set(relative, entry);
-    this.partials.delete(relative);
-    this.saveSoon();
+  get #snapshotPath(): string {
+    return path.join(this.dir, "manifest.json");
   }
 
-  removed(relative: string): void {
-    this.files.delete(relative);
-    this.partials.delete(relative);
-    this.saveSoon();
+  get #journalPath(): string {
+    return path.join(this.dir, "journal.jsonl");
   }
 
-  /** A resumable partial was started: saved at once, so a crash right after still finds it. */
-  async partialStarted(relative: string, partial: PartialFile): Promise<void> {
-    this.partials.set(relative, partial);
-    await this.save();
+  delivered(name: string, entry: Delivered): void {
+    this.#record({ op: "delivered", name, entry });
   }
 
-  partialDropped(relative: string): void {
-    if (this.partials.delete(relative)) this.saveSoon();
+  removed(name: string): void {
+    this.#record({ op: "removed", name });
   }
 
-  saveSoon(): void {
-    // A big manifest costs more to write: save less often, so a flood of small files is not slowed by it.
-    this.#timer ??= setTimeout(() => {
-      this.#timer = undefined;
-      void this.save();
-    }, Math.min(MAX_SAVE_DELAY_MS, Math.max(SAVE_DELAY_MS, 20 * this.#lastSaveMs)));
+  /** A resumable partial was started: recorded before its first byte is written. */
+  partialStarted(name: string, entry: PartialFile): void {
+    this.#record({ op: "partial", name, entry });
   }
 
-  /** Write now (temp file + rename: never a torn manifest). Saves are serialised. */
-  save(): Promise<void> {
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = undefined;
-    const data: Stored = { version: 1, files: Object.fromEntries(this.files), partials: Object.fromEntries(this.partials) };
-    this.#saving = this.#saving.then(async () => {
-      const started = Date.now();
-      const temp = `${this.file}.tmp`;
-      await mkdir(path.dirname(this.file), { recursive: true });
-      const existing = await lstat(temp).catch(() => undefined);
+  partialDropped(name: string): void {
+    if (this.partials.has(name)) this.#record({ op: "unpartial", name });
+  }
+
+  /**
+   * Write a snapshot now (temp file + rename: never a torn manifest) and empty the journal. Synchronous,
+   * so no change can slip in between the snapshot and the truncation; it runs once per JOURNAL_LIMIT
+   * changes and on close (a 10,000-file manifest is about 1.5 MB: milliseconds).
+   */
+  save(): void {
+    try {
+      mkdirSync(this.dir, { recursive: true });
+      const temp = `${this.#snapshotPath}.tmp`;
+      const existing = lstatSync(temp, { throwIfNoEntry: false });
       if (existing && !existing.isFile()) throw new Error(`${temp} is not a regular file`);
-      await writeFile(temp, JSON.stringify(data));
-      await rename(temp, this.file);
-      this.#lastSaveMs = Date.now() - started;
-    }).catch(() => undefined);
-    return this.#saving;
+      const data: Stored = { version: 1, files: Object.fromEntries(this.files), partials: Object.fromEntries(this.partials) };
+      writeFileSync(temp, JSON.stringify(data));
+      renameSync(temp, this.#snapshotPath);
+      if (this.#journal !== undefined) ftruncateSync(this.#journal, 0);
+      this.#journalLines = 0;
+    } catch {
+      // The journal still holds every change: nothing is lost, the next save tries again.
+    }
+  }
+
+  /** Snapshot and stop journaling (the client is closing). */
+  close(): void {
+    this.save();
+    if (this.#journal !== undefined) closeSync(this.#journal);
+    this.#journal = undefined;
+  }
+
+  #record(change: Change): void {
+    this.#apply(change);
+    if (this.#journal === undefined) return;
+    writeSync(this.#journal, JSON.stringify(change) + "\n");
+    if (++this.#journalLines >= JOURNAL_LIMIT) this.save();
+  }
+
+  #apply(change: Change): void {
+    switch (change.op) {
+      case "delivered":
+        this.files.set(change.name, change.entry);
+        this.partials.delete(change.name);
+        break;
+      case "removed":
+        this.files.delete(change.name);
+        this.partials.delete(change.name);
+        break;
+      case "partial":
+        this.partials.set(change.name, change.entry);
+        break;
+      case "unpartial":
+        this.partials.delete(change.name);
+        break;
+    }
   }
 }

@@ -312,12 +312,28 @@ interface StoredManifest {
   partials: Record<string, { vpath: string; size: number; mtime: number }>;
 }
 
+/** The manifest as a restarted client would load it: the snapshot, then the journal replayed over it. */
 async function readManifest(inbox: string): Promise<StoredManifest | undefined> {
   const text = await readFile(path.join(inbox, ".fmq", "manifest.json"), "utf8").catch(() => undefined);
-  return text === undefined ? undefined : (JSON.parse(text) as StoredManifest);
+  const journal = await readFile(path.join(inbox, ".fmq", "journal.jsonl"), "utf8").catch(() => undefined);
+  if (text === undefined && journal === undefined) return undefined;
+  const m: StoredManifest = text === undefined ? { version: 1, files: {}, partials: {} } : (JSON.parse(text) as StoredManifest);
+  for (const line of (journal ?? "").split("\n")) {
+    if (!line) continue;
+    const change = JSON.parse(line) as { op: string; name: string; entry?: never };
+    if (change.op === "delivered") {
+      m.files[change.name] = change.entry!;
+      delete m.partials[change.name];
+    } else if (change.op === "removed") {
+      delete m.files[change.name];
+      delete m.partials[change.name];
+    } else if (change.op === "partial") m.partials[change.name] = change.entry!;
+    else if (change.op === "unpartial") delete m.partials[change.name];
+  }
+  return m;
 }
 
-/** Waits until the manifest on disk satisfies `test` (it is saved shortly after a change). */
+/** Waits until the manifest on disk satisfies `test` (journaled as each change happens). */
 async function manifestWhere(inbox: string, test: (m: StoredManifest) => boolean, what: string): Promise<StoredManifest> {
   return waitFor(async () => {
     const m = await readManifest(inbox);
@@ -325,9 +341,10 @@ async function manifestWhere(inbox: string, test: (m: StoredManifest) => boolean
   }, `the manifest of ${path.basename(inbox)}: ${what}`, SOON, 10);
 }
 
-/** The state directory holds only the manifest and an empty partial directory. */
+/** The state directory holds only the manifest (snapshot and journal) and an empty partial directory. */
 async function expectCleanState(inbox: string): Promise<void> {
-  expect((await readdir(path.join(inbox, ".fmq"))).filter((n) => n !== "manifest.json.tmp").sort()).toEqual(["manifest.json", "partial"]);
+  const names = (await readdir(path.join(inbox, ".fmq"))).filter((n) => n !== "manifest.json.tmp" && n !== "manifest.json").sort();
+  expect(names).toEqual(["journal.jsonl", "partial"]);
   expect(await readdir(path.join(inbox, ".fmq", "partial"))).toEqual([]);
 }
 
@@ -711,7 +728,7 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
       const m = await manifestWhere(inbox, (m) => "ok/fine.bin" in m.files, "ok/fine.bin");
       expect(Object.keys(m.files)).toEqual(["ok/fine.bin"]);
       await expectCleanState(inbox);
-      expect(await readFile(path.join(inbox, ".fmq", "manifest.json"), "utf8")).not.toContain("pwned");
+      expect(JSON.stringify(await readManifest(inbox))).not.toContain("pwned");
       for (const [k, v] of Object.entries(before)) expect(after[k], k).toBe(v);
       expect(await readdir(sibling)).toEqual(["precious.txt"]);
       expect(await exists(path.join(root, "..", "escape.txt"))).toBe(false);
