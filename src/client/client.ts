@@ -18,6 +18,7 @@ import { Heartbeat } from "./heartbeat.js";
 import { Inbox, InboxError, RESUME_MIN_SIZE, RefetchError, type IncomingFile } from "./inbox.js";
 import type { PartialFile } from "./manifest.js";
 import { clientMachine, type ClientAction, type ClientEvent, type ClientState } from "./machine.js";
+import { HandshakeWatcher, dealerSecurityOptions, type ClientSecurity } from "../security/client-socket.js";
 
 export interface ClientOptions {
   /** Server endpoint, e.g. "tcp://127.0.0.1:5670". */
@@ -36,6 +37,8 @@ export interface ClientOptions {
   readonly fsync?: boolean;
   /** Print every state machine step. */
   readonly trace?: (line: string) => void;
+  /** CURVE or PLAIN credentials (default: none). */
+  readonly security?: ClientSecurity;
 }
 
 export const clientDefaults = {
@@ -92,9 +95,10 @@ export class ClientError extends Error {
 }
 
 export class Client extends EventEmitter<ClientEvents> {
-  readonly options: Required<Omit<ClientOptions, "trace">> & Pick<ClientOptions, "trace">;
+  readonly options: Required<Omit<ClientOptions, "trace" | "security">> & Pick<ClientOptions, "trace" | "security">;
   readonly #engine: Engine<ClientState, ClientEvent, ClientAction, EventArg>;
   readonly #heartbeat: Heartbeat;
+  readonly #handshakes: HandshakeWatcher;
   readonly #window: ReceiveWindow;
   readonly #subscriptions = new Map<string, Subscription>();
   /** ICANHAZ sent and not yet answered, in order (the server answers each with ICANHAZ-OK or SRSLY). */
@@ -114,6 +118,7 @@ export class Client extends EventEmitter<ClientEvents> {
     const heartbeatMs = options.heartbeatMs ?? clientDefaults.heartbeatMs;
     this.options = { ...clientDefaults, timeoutMs: heartbeatMs * 5, ...options };
     this.#window = new ReceiveWindow(this.options.window, this.options.slice);
+    this.#handshakes = new HandshakeWatcher(this.options.security, (message) => this.#report(new ClientError(message)));
     this.#heartbeat = new Heartbeat(
       { intervalMs: this.options.heartbeatMs, timeoutMs: this.options.timeoutMs },
       () => this.#engine.post("expired", undefined),
@@ -209,7 +214,8 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#socket?.close();
     this.#outgoing = [];
     this.#awaitingReply = [];
-    const socket = new Dealer({ linger: 0, receiveHighWaterMark: 10_000 });
+    const socket = new Dealer({ linger: 0, receiveHighWaterMark: 10_000, ...dealerSecurityOptions(this.options.security) });
+    this.#handshakes.watch(socket);
     this.#socket = socket;
     try {
       socket.connect(this.options.endpoint);

@@ -28,6 +28,8 @@ export interface ConnectionHost {
   readonly fingerprints: Fingerprints;
   /** Does `path` overlap any mount? */
   serves(path: string): boolean;
+  /** May this client read `path` (per-mount access)? Absent: yes. */
+  mayRead?(key: string, path: string): boolean;
   send(key: string, routingId: Buffer, frame: Buffer): void;
   /** Resolves when fewer than `limit` messages wait for this client. */
   below(key: string, limit: number): Promise<void>;
@@ -144,6 +146,7 @@ export class Connection {
     const path = normaliseVirtualPath(message.path);
     if (path === undefined) return this.engine.raise("refused", `invalid path "${message.path.slice(0, 200)}"`);
     if (!this.host.serves(path)) return this.engine.raise("refused", `no such path: ${path}`);
+    if (this.host.mayRead?.(this.key, path) === false) return this.engine.raise("refused", `access denied: ${path}`);
     if (!this.#subscriptions.has(path) && this.#subscriptions.size >= this.host.maxSubscriptions) {
       return this.engine.raise("refused", `too many subscriptions (limit ${this.host.maxSubscriptions})`);
     }

@@ -28,7 +28,7 @@ export type ServerEvent =
   | "expired"
   /** The client sent bytes that do not decode. */
   | "malformed"
-  /** Raised by "store subscription": the path is invalid or matches no mount. */
+  /** Raised by "store subscription": the path is invalid, matches no mount, or the client may not read it. */
   | "refused";
 
 export type ServerAction =

@@ -11,6 +11,7 @@ import { Mount, type PublishedFile } from "../mount/mount.js";
 import { Connection, type ConnectionHost } from "./connection.js";
 import { Outbox } from "./outbox.js";
 import { Fingerprints } from "./fingerprints.js";
+import { ServerSecurity, type ServerSecurityOptions } from "../security/server-security.js";
 
 export interface ServerOptions {
   /** Payload bytes per CHEEZBURGER. 1 MiB: the bare zeromq.js pipe here was fastest at 1-4 MiB. */
@@ -28,6 +29,12 @@ export interface ServerOptions {
   readonly maxQueuedMessages?: number;
   /** Largest message we accept from a client (libzmq drops the connection beyond it). */
   readonly maxMessageSize?: number;
+  /** Most messages from one client waiting to be handled; a client that sends more is dropped (RTFM). */
+  readonly maxPendingMessages?: number;
+  /** Most replies waiting for one client that does not read them; beyond this it is dropped. */
+  readonly maxOutgoingMessages?: number;
+  /** CURVE or PLAIN, and who may read what (default: none, anyone reads everything). */
+  readonly security?: ServerSecurityOptions;
   /** Print every state machine step. */
   readonly trace?: (line: string) => void;
 }
@@ -41,6 +48,8 @@ export const serverDefaults = {
   maxSubscriptions: 256,
   maxQueuedMessages: 16,
   maxMessageSize: 16 * 1024 * 1024,
+  maxPendingMessages: 256,
+  maxOutgoingMessages: 512,
 } as const;
 
 export interface SentEvent {
@@ -70,12 +79,13 @@ export class ServerError extends Error {
 }
 
 export class Server extends EventEmitter<ServerEvents> {
-  readonly options: Required<Omit<ServerOptions, "trace">> & Pick<ServerOptions, "trace">;
+  readonly options: Required<Omit<ServerOptions, "trace" | "security">> & Pick<ServerOptions, "trace" | "security">;
   readonly mounts: Mount[] = [];
   readonly #router: Router;
   readonly #outbox: Outbox;
   readonly #connections = new Map<string, Connection>();
   readonly #host: ConnectionHost;
+  readonly #security: ServerSecurity | undefined;
   #expiryTimer: NodeJS.Timeout | undefined;
   #reading: Promise<void> | undefined;
   #closed = false;
@@ -84,6 +94,7 @@ export class Server extends EventEmitter<ServerEvents> {
     super();
     this.options = { ...serverDefaults, ...options };
     verify(this.options);
+    this.#security = options.security ? new ServerSecurity(options.security, (message) => this.emit("warning", message)) : undefined;
     this.#router = new Router({
       // Sends to a client whose pipe is full fail at once (EAGAIN) instead of silently dropping (the
       // default) or blocking the one writer for everybody; a gone client fails with EHOSTUNREACH.
@@ -93,6 +104,7 @@ export class Server extends EventEmitter<ServerEvents> {
       sendHighWaterMark: 64,
       linger: 0,
       maxMessageSize: this.options.maxMessageSize,
+      ...this.#security?.socketOptions(),
     });
     this.#outbox = new Outbox(this.#router, (key) => this.#connections.get(key)?.engine.post("expired", undefined));
     const server = this;
@@ -111,7 +123,8 @@ export class Server extends EventEmitter<ServerEvents> {
       },
       fingerprints: new Fingerprints(),
       serves: (path) => server.mounts.some((m) => overlaps(m.alias, path)),
-      send: (key, routingId, frame) => server.#outbox.send(key, routingId, frame),
+      send: (key, routingId, frame) => server.#send(key, routingId, frame),
+      mayRead: (key, path) => server.#security?.mayRead(key, path) ?? true,
       below: (key, limit) => server.#outbox.below(key, limit),
       forget: (key) => server.#forget(key),
       sent: (client, path, operation, size) => server.emit("sent", { client, path, operation, size }),
@@ -146,6 +159,8 @@ export class Server extends EventEmitter<ServerEvents> {
 
   /** Bind to an endpoint ("tcp://*:5670", "tcp://127.0.0.1:*", "ipc://...", "inproc://..."); returns the bound endpoint. */
   async bind(endpoint: string): Promise<string> {
+    // The ZAP handler must be there before the first handshake.
+    await this.#security?.start();
     try {
       await this.#router.bind(endpoint);
     } catch (error) {
@@ -156,6 +171,16 @@ export class Server extends EventEmitter<ServerEvents> {
     this.#reading ??= this.#read();
     this.#expiryTimer ??= setInterval(() => this.#expire(), Math.min(1000, this.options.expiryMs / 4)).unref();
     return this.#router.lastEndpoint ?? endpoint;
+  }
+
+  /** The server's CURVE public key (Z85), when it uses CURVE. */
+  get publicKey(): string | undefined {
+    return this.#security?.publicKey;
+  }
+
+  /** The user a client logged in as, when the server knows it ("anonymous" without security). */
+  userOf(client: string): string | undefined {
+    return this.#security ? this.#security.userOf(client) : "anonymous";
   }
 
   /** Clients with a session. */
@@ -171,6 +196,7 @@ export class Server extends EventEmitter<ServerEvents> {
     this.#connections.clear();
     await Promise.all(this.mounts.map((m) => m.close()));
     this.#router.close();
+    this.#security?.stop();
     await this.#outbox.close();
     await this.#reading;
   }
@@ -179,7 +205,12 @@ export class Server extends EventEmitter<ServerEvents> {
     try {
       for await (const [routingId, ...frames] of this.#router) {
         if (routingId === undefined) continue;
-        this.#receive(routingId, frames);
+        try {
+          this.#receive(routingId, frames);
+        } catch (error) {
+          // Never let one message end the loop for everyone.
+          this.emit("warning", `client ${routingId.toString("hex")}: ${String(error)}`);
+        }
       }
     } catch (error) {
       if (!this.#closed) this.emit("warning", `receive loop ended: ${String(error)}`);
@@ -195,21 +226,41 @@ export class Server extends EventEmitter<ServerEvents> {
       if (result.error.reply === "discard") return;
       this.emit("warning", `client ${key}: ${result.error.message}`);
       if (connection) connection.engine.post("malformed", result.error);
-      else this.#outbox.send(key, routingId, encode({ id: "RTFM", reason: result.error.message.slice(0, 200) }));
+      else this.#send(key, routingId, encode({ id: "RTFM", reason: result.error.message.slice(0, 200) }));
       return;
     }
     if (!connection) {
       if (this.#connections.size >= this.options.maxClients) {
-        this.#outbox.send(key, routingId, encode({ id: "RTFM", reason: "server full" }));
+        this.#send(key, routingId, encode({ id: "RTFM", reason: "server full" }));
         return;
       }
       connection = new Connection(key, routingId, this.#host);
       this.#connections.set(key, connection);
       if (result.message.id === "OHAI") this.emit("connected", key);
     }
+    if (connection.engine.pending >= this.options.maxPendingMessages) {
+      // Sending faster than we handle (e.g. while we wait for it to read): a flood, not a client.
+      this.emit("warning", `client ${key}: more than ${this.options.maxPendingMessages} messages waiting; dropped`);
+      void connection.close();
+      this.#forget(key);
+      this.#send(key, routingId, encode({ id: "RTFM", reason: "too many messages" }));
+      return;
+    }
     connection.lastHeard = Date.now();
     connection.expiryPosted = false;
     connection.engine.post(result.message.id, result.message);
+  }
+
+  /** Queue a message for a client, unless it has stopped reading: then it is dropped with its queue. */
+  #send(key: string, routingId: Buffer, frame: Buffer): void {
+    if (this.#outbox.queued(key) < this.options.maxOutgoingMessages) return this.#outbox.send(key, routingId, frame);
+    const connection = this.#connections.get(key);
+    if (connection) {
+      this.emit("warning", `client ${key}: ${this.options.maxOutgoingMessages} messages waiting and it does not read them; dropped`);
+      void connection.close();
+      this.#forget(key);
+    }
+    this.#outbox.forget(key);
   }
 
   #forget(key: string): void {
@@ -247,7 +298,7 @@ export class Server extends EventEmitter<ServerEvents> {
   }
 }
 
-function verify(o: Required<Omit<ServerOptions, "trace">>): void {
+function verify(o: Required<Omit<ServerOptions, "trace" | "security">>): void {
   const positive = (name: string, value: number) => {
     if (!Number.isInteger(value) || value <= 0) throw new ServerError(`${name} must be a positive integer, got ${value}`);
   };
@@ -260,4 +311,6 @@ function verify(o: Required<Omit<ServerOptions, "trace">>): void {
   positive("max subscriptions", o.maxSubscriptions);
   positive("max queued messages", o.maxQueuedMessages);
   positive("max message size", o.maxMessageSize);
+  positive("max pending messages", o.maxPendingMessages);
+  positive("max outgoing messages", o.maxOutgoingMessages);
 }

@@ -1,0 +1,166 @@
+// Who may connect and what each may read. A policy is plain data (from the config file or the CLI);
+// the ZAP handler (zap.ts) asks it to judge each handshake, and the server asks it before storing a
+// subscription.
+//
+// Principals: each PLAIN account; each allow-listed CURVE key (reads everything); and "anonymous"
+// (NULL clients, CURVE clients with an unlisted key when anonymous CURVE is allowed, PLAIN user
+// "anonymous" with any password). A connection whose principal is unknown to the server (zeromq.js gives
+// no per-message metadata, so a CURVE connection, or a PLAIN client that does not tell us its routing id,
+// cannot be tied to its login) may read only what every principal that could have logged in may read.
+
+import { randomBytes, scrypt as scryptCallback, timingSafeEqual, createHash, type ScryptOptions } from "node:crypto";
+import { covers } from "../paths.js";
+import { z85Decode } from "./z85.js";
+
+export type Mechanism = "null" | "curve" | "plain";
+
+export interface Account {
+  readonly user: string;
+  /** "scrypt$N$r$p$salt$hash" (see hashPassword) ... */
+  readonly passwordHash?: string;
+  /** ... or the password itself (a config file readable only by the server's user). */
+  readonly password?: string;
+  /** Virtual paths this account may read (and everything below them). Undefined: everything. */
+  readonly mounts?: readonly string[];
+}
+
+export interface AccessPolicy {
+  readonly mechanism: Mechanism;
+  /** CURVE: client public keys (Z85) that are admitted; they read everything. */
+  readonly allow?: readonly string[];
+  /** PLAIN: the accounts. */
+  readonly accounts?: readonly Account[];
+  /**
+   * Admit clients that are not listed: NULL clients (mechanism "null"), CURVE clients with any key,
+   * PLAIN user "anonymous" with any password. Default: true for "null", and for "curve" without an
+   * allow-list; false otherwise.
+   */
+  readonly anonymous?: boolean;
+  /** What anonymous clients may read. Undefined: everything. */
+  readonly anonymousMounts?: readonly string[];
+}
+
+/** PLAIN user name our client sends: `user#routing-id`, so the server can tie the login to the session. */
+export const USER_SESSION_SEPARATOR = "#";
+export const ANONYMOUS = "anonymous";
+
+export type Verdict = { readonly ok: true; readonly user: string; readonly session?: string } | { readonly ok: false; readonly reason: string };
+
+/** scrypt cost: N=2^14, r=8 (16 MiB, ~40 ms), like the OWASP minimum. Stored in the hash, so it can change. */
+const SCRYPT = { N: 16384, r: 8, p: 1, keylen: 32 } as const;
+
+function scrypt(password: string, salt: Buffer, keylen: number, options: ScryptOptions): Promise<Buffer> {
+  return new Promise((resolve, reject) =>
+    scryptCallback(password, salt, keylen, { ...options, maxmem: 256 * options.N! * options.r! }, (error, key) => (error ? reject(error) : resolve(key))),
+  );
+}
+
+/** "scrypt$16384$8$1$<salt, base64>$<hash, base64>" for a config file. */
+export async function hashPassword(password: string): Promise<string> {
+  const salt = randomBytes(16);
+  const key = await scrypt(password, salt, SCRYPT.keylen, SCRYPT);
+  return `scrypt$${SCRYPT.N}$${SCRYPT.r}$${SCRYPT.p}$${salt.toString("base64")}$${key.toString("base64")}`;
+}
+
+/** Why a stored hash is unusable, or undefined if it is fine. */
+export function passwordHashProblem(hash: string): string | undefined {
+  const parts = hash.split("$");
+  if (parts.length !== 6 || parts[0] !== "scrypt") return 'expected "scrypt$N$r$p$salt$hash" (make one with: fmq passwd)';
+  const [N, r, p] = parts.slice(1, 4).map(Number) as [number, number, number];
+  if (!Number.isInteger(N) || N < 2 || (N & (N - 1)) !== 0 || N > 2 ** 20) return "scrypt N must be a power of 2 up to 2^20";
+  if (!Number.isInteger(r) || r < 1 || r > 32 || !Number.isInteger(p) || p < 1 || p > 16) return "scrypt r or p out of range";
+  if (Buffer.from(parts[4]!, "base64").length < 8 || Buffer.from(parts[5]!, "base64").length < 16) return "salt or hash too short";
+  return undefined;
+}
+
+async function verifyHash(password: string, hash: string): Promise<boolean> {
+  const [, N, r, p, salt, expected] = hash.split("$") as [string, string, string, string, string, string];
+  const want = Buffer.from(expected, "base64");
+  const got = await scrypt(password, Buffer.from(salt, "base64"), want.length, { N: Number(N), r: Number(r), p: Number(p) });
+  return timingSafeEqual(got, want);
+}
+
+const digest = (text: string): Buffer => createHash("sha256").update(text).digest();
+
+/** A policy, ready to judge handshakes and subscriptions. */
+export class Access {
+  readonly mechanism: Mechanism;
+  readonly anonymous: boolean;
+  readonly #accounts = new Map<string, Account>();
+  /** Allow-listed CURVE keys, as hex of the 32 binary bytes (what ZAP hands us). */
+  readonly #allowed = new Set<string>();
+  /** Passwords that verified before (sha256 of user NUL password): reconnections skip scrypt. */
+  readonly #verified = new Map<string, Buffer>();
+  readonly #anonymousMounts: readonly string[] | undefined;
+
+  constructor(readonly policy: AccessPolicy) {
+    this.mechanism = policy.mechanism;
+    for (const key of policy.allow ?? []) this.#allowed.add(z85Decode(key).toString("hex"));
+    for (const account of policy.accounts ?? []) this.#accounts.set(account.user, account);
+    const listed = this.#allowed.size > 0 || this.#accounts.size > 0;
+    this.anonymous = policy.anonymous ?? (policy.mechanism === "null" || (policy.mechanism === "curve" && !listed));
+    this.#anonymousMounts = policy.anonymousMounts;
+  }
+
+  /** Judge a ZAP request: mechanism "NULL", "PLAIN" or "CURVE", and its credentials frames. */
+  async judge(mechanism: string, credentials: readonly Buffer[]): Promise<Verdict> {
+    if (mechanism === "CURVE") {
+      if (this.mechanism !== "curve") return { ok: false, reason: "CURVE not expected" };
+      const key = credentials[0];
+      if (!key || key.length !== 32) return { ok: false, reason: "malformed CURVE key" };
+      if (this.#allowed.has(key.toString("hex"))) return { ok: true, user: `curve:${key.toString("hex")}` };
+      return this.anonymous ? { ok: true, user: ANONYMOUS } : { ok: false, reason: "client key not in the allow-list" };
+    }
+    if (mechanism === "PLAIN") {
+      if (this.mechanism !== "plain") return { ok: false, reason: "PLAIN not expected" };
+      return this.#login(credentials[0]?.toString() ?? "", credentials[1]?.toString() ?? "");
+    }
+    if (mechanism === "NULL") return this.anonymous ? { ok: true, user: ANONYMOUS } : { ok: false, reason: "anonymous access is off" };
+    return { ok: false, reason: `unsupported mechanism ${mechanism.slice(0, 20)}` };
+  }
+
+  async #login(name: string, password: string): Promise<Verdict> {
+    // Our client says "user#routing-id"; other clients just "user".
+    const at = name.lastIndexOf(USER_SESSION_SEPARATOR);
+    const user = at >= 0 ? name.slice(0, at) : name;
+    const session = at >= 0 && at < name.length - 1 ? name.slice(at + 1) : undefined;
+    const ok = (u: string): Verdict => (session !== undefined ? { ok: true, user: u, session } : { ok: true, user: u });
+    const account = this.#accounts.get(user);
+    if (!account) {
+      if (user === ANONYMOUS && this.anonymous) return ok(ANONYMOUS);
+      return { ok: false, reason: `unknown user "${user.slice(0, 64)}"` };
+    }
+    const token = digest(`${user}\0${password}`);
+    const known = this.#verified.get(user);
+    if (known && timingSafeEqual(known, token)) return ok(user);
+    let good: boolean;
+    if (account.passwordHash !== undefined) good = await verifyHash(password, account.passwordHash);
+    else good = account.password !== undefined && timingSafeEqual(digest(account.password), digest(password));
+    if (!good) return { ok: false, reason: `wrong password for "${user.slice(0, 64)}"` };
+    this.#verified.set(user, token);
+    return ok(user);
+  }
+
+  /** May `user` (a principal from judge(); undefined: not known for this connection) read `path`? */
+  mayRead(user: string | undefined, path: string): boolean {
+    if (user !== undefined) return this.#paths(user).some((allowed) => covers(allowed, path));
+    // Unknown: only what every principal that could have logged in may read.
+    return this.#principals().every((principal) => this.#paths(principal).some((allowed) => covers(allowed, path)));
+  }
+
+  #paths(user: string): readonly string[] {
+    if (user === ANONYMOUS) return this.#anonymousMounts ?? ["/"];
+    const account = this.#accounts.get(user);
+    if (account) return account.mounts ?? ["/"];
+    if (user.startsWith("curve:")) return ["/"];
+    return [];
+  }
+
+  #principals(): string[] {
+    const principals: string[] = [];
+    if (this.anonymous) principals.push(ANONYMOUS);
+    if (this.mechanism === "plain") principals.push(...this.#accounts.keys());
+    if (this.mechanism === "curve" && this.#allowed.size > 0) principals.push("curve:");
+    return principals;
+  }
+}

@@ -1,0 +1,290 @@
+// CURVE and PLAIN end to end, over TCP on 127.0.0.1: who gets in, what they may read, and that nothing
+// readable crosses the wire under CURVE (a recording proxy sits between client and server).
+
+import { createHash } from "node:crypto";
+import path from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { curveKeyPair } from "zeromq";
+import { Client, type ClientOptions } from "../../src/client/client.js";
+import { Server } from "../../src/server/server.js";
+import type { ServerSecurityOptions } from "../../src/security/server-security.js";
+import { hashPassword } from "../../src/security/policy.js";
+import { sha256File, treeHashes, writeRandomFile, writeTree } from "../helpers/files.js";
+import { freePort } from "../helpers/net.js";
+import { RawPeer, RecordingProxy } from "../helpers/raw-peer.js";
+import { tempDir } from "../helpers/tmp.js";
+import { waitFor } from "../helpers/wait.js";
+
+const DEADLINE = 10_000;
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+interface Setup {
+  server: Server;
+  endpoint: string;
+  port: number;
+  root: string;
+  warnings: string[];
+}
+
+/** A server publishing each `mounts` entry (alias -> files) from its own directory. */
+async function startServer(security: ServerSecurityOptions | undefined, mounts: Record<string, Record<string, string | Buffer>>): Promise<Setup> {
+  const root = await tempDir("fmq-sec-");
+  const server = new Server({ stableMs: 30, ...(security ? { security } : {}) });
+  cleanups.push(() => server.close());
+  const warnings: string[] = [];
+  server.on("warning", (w) => warnings.push(w));
+  for (const [alias, files] of Object.entries(mounts)) {
+    const dir = path.join(root, alias === "/" ? "root" : alias.slice(1));
+    await writeTree(dir, files);
+    await server.publish(dir, alias);
+  }
+  const port = await freePort();
+  const endpoint = await server.bind(`tcp://127.0.0.1:${port}`);
+  return { server, endpoint, port, root, warnings };
+}
+
+interface Watched {
+  client: Client;
+  inbox: string;
+  errors: string[];
+  delivered: string[];
+}
+
+async function startClient(endpoint: string, options: Partial<ClientOptions> = {}, paths: string[] = ["/"]): Promise<Watched> {
+  const inbox = await tempDir("fmq-sec-in-");
+  const client = new Client({ endpoint, inbox, heartbeatMs: 200, ...options });
+  cleanups.push(() => client.close());
+  const errors: string[] = [];
+  const delivered: string[] = [];
+  client.on("error", (e) => errors.push(e.message));
+  client.on("delivered", (e) => delivered.push(e.vpath));
+  for (const p of paths) await client.subscribe(p, path.join(inbox, p === "/" ? "" : p.slice(1)));
+  client.connect();
+  return { client, inbox, errors, delivered };
+}
+
+function rawPeer(endpoint: string, options: ConstructorParameters<typeof RawPeer>[1] = {}): RawPeer {
+  const peer = new RawPeer(endpoint, options);
+  cleanups.push(() => peer.close());
+  return peer;
+}
+
+const MARKER = "FMQ-PLAINTEXT-MARKER-7d1c2a";
+
+describe("CURVE", () => {
+  it("security - CURVE with the right key delivers, byte for byte; no plaintext byte of the file crosses the wire", async () => {
+    const serverKeys = curveKeyPair();
+    const clientKeys = curveKeyPair();
+    const text = Buffer.from(`${MARKER}\n`.repeat(5000));
+    const setup = await startServer(
+      { policy: { mechanism: "curve", allow: [clientKeys.publicKey] }, curveSecretKey: serverKeys.secretKey },
+      { "/": { "marker.txt": text, "docs/a.md": `# ${MARKER}\n` } },
+    );
+    await writeRandomFile(path.join(setup.root, "root/big.bin"), 3 * 1024 * 1024 + 17);
+    expect(setup.server.publicKey).toBe(serverKeys.publicKey);
+    const { proxy, endpoint } = await RecordingProxy.start(setup.port);
+    cleanups.push(() => proxy.close());
+    const c = await startClient(endpoint, {
+      security: { curve: { serverKey: serverKeys.publicKey, publicKey: clientKeys.publicKey, secretKey: clientKeys.secretKey } },
+    });
+    await waitFor(() => c.delivered.length === 3, "3 files over CURVE", DEADLINE);
+    expect(await treeHashes(c.inbox)).toEqual(await treeHashes(path.join(setup.root, "root")));
+    expect(c.errors).toEqual([]);
+    // The proxy saw the whole transfer (more bytes than the files), and not one copy of the marker.
+    expect(proxy.total).toBeGreaterThan(3 * 1024 * 1024 + text.length);
+    expect(proxy.saw(Buffer.from(MARKER))).toBe(false);
+    expect(proxy.saw(Buffer.from("marker.txt"))).toBe(false);
+    expect(proxy.saw(Buffer.from("FILEMQ"))).toBe(false);
+  });
+
+  it("security - control: without CURVE the same proxy does see the marker (the check above can fail)", async () => {
+    const setup = await startServer(undefined, { "/": { "marker.txt": `${MARKER}\n` } });
+    const { proxy, endpoint } = await RecordingProxy.start(setup.port);
+    cleanups.push(() => proxy.close());
+    const c = await startClient(endpoint);
+    await waitFor(() => c.delivered.length === 1, "1 file in clear", DEADLINE);
+    expect(proxy.saw(Buffer.from(MARKER))).toBe(true);
+  });
+
+  it("security - an unlisted client key gets nothing and a clear error; the server says why", async () => {
+    const serverKeys = curveKeyPair();
+    const listed = curveKeyPair();
+    const stranger = curveKeyPair();
+    const setup = await startServer({ policy: { mechanism: "curve", allow: [listed.publicKey] }, curveSecretKey: serverKeys.secretKey }, { "/": { "secret.txt": MARKER } });
+    const c = await startClient(setup.endpoint, {
+      security: { curve: { serverKey: serverKeys.publicKey, publicKey: stranger.publicKey, secretKey: stranger.secretKey } },
+    });
+    await waitFor(() => c.errors.length > 0, "an error", DEADLINE);
+    expect(c.errors[0]).toBe("authentication failed: the server refused our CURVE key (not in its allow-list?)");
+    await waitFor(() => setup.warnings.some((w) => /refused CURVE handshake from 127\.0\.0\.1: client key not in the allow-list/.test(w)), "server warning");
+    expect(c.delivered).toEqual([]);
+    expect(setup.server.clients).toBe(0);
+    // The error is said once, not once per retry.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(c.errors).toHaveLength(1);
+  });
+
+  it("security - the wrong server key: refused, with an error that names --curve-server", async () => {
+    const serverKeys = curveKeyPair();
+    const clientKeys = curveKeyPair();
+    const setup = await startServer({ policy: { mechanism: "curve", allow: [clientKeys.publicKey] }, curveSecretKey: serverKeys.secretKey }, { "/": { "secret.txt": MARKER } });
+    const c = await startClient(setup.endpoint, {
+      security: { curve: { serverKey: curveKeyPair().publicKey, publicKey: clientKeys.publicKey, secretKey: clientKeys.secretKey } },
+    });
+    await waitFor(() => c.errors.length > 0, "an error", DEADLINE);
+    expect(c.errors[0]).toMatch(/^handshake failed \(.*\): the server did not accept our CURVE handshake: is --curve-server the server's public key/);
+    expect(c.delivered).toEqual([]);
+    expect(setup.server.clients).toBe(0);
+  });
+
+  it("security - a plaintext client is refused by a CURVE server, with a hint", async () => {
+    const serverKeys = curveKeyPair();
+    const setup = await startServer({ policy: { mechanism: "curve" }, curveSecretKey: serverKeys.secretKey }, { "/": { "secret.txt": MARKER } });
+    const c = await startClient(setup.endpoint);
+    await waitFor(() => c.errors.length > 0, "an error", DEADLINE);
+    expect(c.errors[0]).toMatch(/^handshake failed: .*; the server may require CURVE \(--curve-server, --curve-secret\) or PLAIN/);
+    // A raw plaintext peer gets nothing either.
+    const peer = rawPeer(setup.endpoint);
+    await peer.send({ id: "OHAI", protocol: "FILEMQ", version: 2 });
+    await expect(peer.expect("OHAI_OK", 500)).rejects.toThrow(/nothing arrived/);
+    expect(c.delivered).toEqual([]);
+    expect(setup.server.clients).toBe(0);
+  });
+
+  it("security - CURVE without an allow-list admits any key (encrypted, server authenticated)", async () => {
+    const serverKeys = curveKeyPair();
+    const anyone = curveKeyPair();
+    const setup = await startServer({ policy: { mechanism: "curve" }, curveSecretKey: serverKeys.secretKey }, { "/": { "a.txt": "a" } });
+    const c = await startClient(setup.endpoint, { security: { curve: { serverKey: serverKeys.publicKey, publicKey: anyone.publicKey, secretKey: anyone.secretKey } } });
+    await waitFor(() => c.delivered.length === 1, "delivered", DEADLINE);
+  });
+
+  it("security - two CURVE servers in one process, each with its own allow-list (one shared ZAP handler)", async () => {
+    const [k1, k2, c1, c2] = [curveKeyPair(), curveKeyPair(), curveKeyPair(), curveKeyPair()];
+    const s1 = await startServer({ policy: { mechanism: "curve", allow: [c1.publicKey] }, curveSecretKey: k1.secretKey }, { "/": { "one.txt": "1" } });
+    const s2 = await startServer({ policy: { mechanism: "curve", allow: [c2.publicKey] }, curveSecretKey: k2.secretKey }, { "/": { "two.txt": "2" } });
+    const ok1 = await startClient(s1.endpoint, { security: { curve: { serverKey: k1.publicKey, ...c1 } } });
+    const ok2 = await startClient(s2.endpoint, { security: { curve: { serverKey: k2.publicKey, ...c2 } } });
+    const no = await startClient(s2.endpoint, { security: { curve: { serverKey: k2.publicKey, ...c1 } } });
+    await waitFor(() => ok1.delivered.length === 1 && ok2.delivered.length === 1 && no.errors.length > 0, "both delivered, one refused", DEADLINE);
+    expect(no.delivered).toEqual([]);
+    // Closing one server leaves the other's authentication in place.
+    await s1.server.close();
+    const late = await startClient(s2.endpoint, { security: { curve: { serverKey: k2.publicKey, ...c1 } } });
+    const good = await startClient(s2.endpoint, { security: { curve: { serverKey: k2.publicKey, ...c2 } } });
+    await waitFor(() => late.errors.length > 0 && good.delivered.length === 1, "refused and delivered after the other server closed", DEADLINE);
+    expect(late.delivered).toEqual([]);
+  });
+});
+
+describe("PLAIN", () => {
+  const mounts = {
+    "/public": { "notice.txt": "for everyone\n" },
+    "/alice": { "a.txt": "alice's\n", "deep/b.txt": "more\n" },
+    "/bob": { "bob.txt": `${MARKER}\n` },
+  };
+  const policy = async (anonymous: boolean) => ({
+    mechanism: "plain" as const,
+    accounts: [
+      { user: "alice", passwordHash: await hashPassword("wonderland"), mounts: ["/public", "/alice"] },
+      { user: "bob", password: "builder", mounts: ["/public", "/bob"] },
+    ],
+    anonymous,
+    anonymousMounts: ["/public"],
+  });
+
+  it("security - a good password delivers only the permitted mounts; others are refused (SRSLY: access denied)", async () => {
+    const setup = await startServer({ policy: await policy(false) }, mounts);
+    const c = await startClient(setup.endpoint, { security: { plain: { username: "alice", password: "wonderland" } } }, ["/alice", "/public", "/bob"]);
+    await waitFor(() => c.delivered.length === 3, "alice's 3 files", DEADLINE);
+    await waitFor(() => c.errors.length > 0, "the refusal of /bob", DEADLINE);
+    expect(c.errors).toEqual(["subscription to /bob refused: access denied: /bob"]);
+    expect(c.delivered.sort()).toEqual(["/alice/a.txt", "/alice/deep/b.txt", "/public/notice.txt"]);
+    // "/" covers /bob: refused too.
+    await c.client.subscribe("/", path.join(c.inbox, "everything"));
+    await waitFor(() => c.errors.length === 2, "the refusal of /", DEADLINE);
+    expect(c.errors[1]).toBe("subscription to / refused: access denied: /");
+    expect(await sha256File(path.join(c.inbox, "alice/a.txt"))).toBe(createHash("sha256").update("alice's\n").digest("hex"));
+    const bob = await startClient(setup.endpoint, { security: { plain: { username: "bob", password: "builder" } } }, ["/bob"]);
+    await waitFor(() => bob.delivered.length === 1, "bob's file", DEADLINE);
+  });
+
+  it("security - a bad password or an unknown user is refused: nothing delivered, a clear error", async () => {
+    const setup = await startServer({ policy: await policy(false) }, mounts);
+    const bad = await startClient(setup.endpoint, { security: { plain: { username: "alice", password: "looking-glass" } } }, ["/public"]);
+    const unknown = await startClient(setup.endpoint, { security: { plain: { username: "mallory", password: "x" } } }, ["/public"]);
+    await waitFor(() => bad.errors.length > 0 && unknown.errors.length > 0, "two errors", DEADLINE);
+    expect(bad.errors[0]).toBe('authentication failed: the server refused user "alice" (wrong user name or password?)');
+    expect(unknown.errors[0]).toBe('authentication failed: the server refused user "mallory" (wrong user name or password?)');
+    await waitFor(() => setup.warnings.some((w) => w.includes('wrong password for "alice"')) && setup.warnings.some((w) => w.includes('unknown user "mallory"')), "server warnings");
+    expect(bad.delivered).toEqual([]);
+    expect(unknown.delivered).toEqual([]);
+    expect(setup.server.clients).toBe(0);
+  });
+
+  it("security - ICANHAZ for a forbidden path gets SRSLY on the wire (RFC 35), and the session goes on", async () => {
+    const setup = await startServer({ policy: await policy(false) }, mounts);
+    const routingId = "fmq-raw-alice-1";
+    const peer = rawPeer(setup.endpoint, { routingId, plainUsername: `alice#${routingId}`, plainPassword: "wonderland" });
+    await peer.send({ id: "OHAI", protocol: "FILEMQ", version: 2 });
+    await peer.expect("OHAI_OK");
+    await peer.send({ id: "ICANHAZ", path: "/bob", options: new Map(), cache: new Map() });
+    expect((await peer.expect("SRSLY")).reason).toBe("access denied: /bob");
+    await peer.send({ id: "ICANHAZ", path: "/alice", options: new Map(), cache: new Map() });
+    await peer.expect("ICANHAZ_OK");
+    await peer.send({ id: "NOM", credit: 1_000_000n, sequence: 0n });
+    const first = await peer.expect("CHEEZBURGER");
+    expect(first.filename.startsWith("/alice/")).toBe(true);
+  });
+
+  it("security - a PLAIN client that does not tell its routing id reads only what every account may read", async () => {
+    const setup = await startServer({ policy: await policy(false) }, mounts);
+    const peer = rawPeer(setup.endpoint, { plainUsername: "alice", plainPassword: "wonderland" });
+    await peer.send({ id: "OHAI", protocol: "FILEMQ", version: 2 });
+    await peer.expect("OHAI_OK");
+    await peer.send({ id: "ICANHAZ", path: "/alice", options: new Map(), cache: new Map() });
+    expect((await peer.expect("SRSLY")).reason).toBe("access denied: /alice");
+    await peer.send({ id: "ICANHAZ", path: "/public", options: new Map(), cache: new Map() });
+    await peer.expect("ICANHAZ_OK");
+  });
+
+  it("security - a routing id claimed by one user cannot be taken over by another", async () => {
+    const setup = await startServer({ policy: await policy(false) }, mounts);
+    const routingId = "fmq-shared-id";
+    const alice = rawPeer(setup.endpoint, { routingId, plainUsername: `alice#${routingId}`, plainPassword: "wonderland" });
+    await alice.send({ id: "OHAI", protocol: "FILEMQ", version: 2 });
+    await alice.expect("OHAI_OK");
+    const bob = rawPeer(setup.endpoint, { routingId, plainUsername: `bob#${routingId}`, plainPassword: "builder" });
+    await bob.send({ id: "OHAI", protocol: "FILEMQ", version: 2 });
+    await expect(bob.expect("OHAI_OK", 500)).rejects.toThrow(/nothing arrived/);
+    await waitFor(() => setup.warnings.some((w) => w.includes("routing id already bound to another user")), "refusal");
+    // Alice keeps her own access.
+    await alice.send({ id: "ICANHAZ", path: "/alice", options: new Map(), cache: new Map() });
+    await alice.expect("ICANHAZ_OK");
+  });
+
+  it("security - anonymous access: off refuses user anonymous; on, anonymous reads only its mounts", async () => {
+    const off = await startServer({ policy: await policy(false) }, mounts);
+    const refused = await startClient(off.endpoint, { security: { plain: { username: "anonymous", password: "-" } } }, ["/public"]);
+    await waitFor(() => refused.errors.length > 0, "refused", DEADLINE);
+    expect(refused.errors[0]).toMatch(/^authentication failed/);
+
+    const on = await startServer({ policy: await policy(true) }, mounts);
+    const anon = await startClient(on.endpoint, { security: { plain: { username: "anonymous", password: "anything" } } }, ["/public", "/alice"]);
+    await waitFor(() => anon.delivered.length === 1 && anon.errors.length === 1, "public delivered, /alice refused", DEADLINE);
+    expect(anon.delivered).toEqual(["/public/notice.txt"]);
+    expect(anon.errors).toEqual(["subscription to /alice refused: access denied: /alice"]);
+  });
+});
+
+describe("access without ZMTP security", () => {
+  it("security - anonymous mounts limit what NULL clients may read", async () => {
+    const setup = await startServer({ policy: { mechanism: "null", anonymousMounts: ["/public"] } }, { "/public": { "p.txt": "p" }, "/private": { "q.txt": "q" } });
+    const c = await startClient(setup.endpoint, {}, ["/public", "/private"]);
+    await waitFor(() => c.delivered.length === 1 && c.errors.length === 1, "one delivered, one refused", DEADLINE);
+    expect(c.errors).toEqual(["subscription to /private refused: access denied: /private"]);
+  });
+});
