@@ -10,7 +10,7 @@ import type { DecodeError } from "../protocol/errors.js";
 import { covers, joinVirtual, normaliseVirtualPath, relativeTo, unsafeRelativeReason } from "../paths.js";
 import type { PublishedFile } from "../mount/mount.js";
 import { BLOCK_SIZE, changedBlocks } from "../digest/blocks.js";
-import { FileCursor, type TransferPlan } from "./file-cursor.js";
+import { FileChangedError, FileCursor, sameIdentity, type TransferPlan } from "./file-cursor.js";
 import type { Fingerprints } from "./fingerprints.js";
 import { serverMachine, type ServerAction, type ServerEvent, type ServerState } from "./machine.js";
 
@@ -211,7 +211,7 @@ export class Connection {
     const held = this.#holdings.get(patch.file.vpath);
     if (!this.#caps.has(Capability.DELTA) || !held?.blocks || held.hash === undefined || patch.file.size <= BLOCK_SIZE) return {};
     const now = await this.host.fingerprints.fingerprint(patch.file.absolute).catch(() => undefined);
-    if (!now) return {};
+    if (!now || !sameIdentity(now.identity, patch.file)) return {};
     const blocks = changedBlocks(now.fingerprint.blocks, held.blocks);
     // Worth it only if most of the file is unchanged (a block hash is 8 bytes).
     if (blocks.length * 2 > now.fingerprint.blocks.length / 8) return {};
@@ -240,10 +240,11 @@ export class Connection {
       }
       try {
         const options = { chunkSize: this.host.chunkSize, readAhead: this.host.readAhead, extensions: this.#caps.has(Capability.VERIFY) };
-        this.#cursor = await FileCursor.open(patch.file.absolute, patch.file.vpath, options, await this.#transferPlan(patch), patch.file.size);
+        this.#cursor = await FileCursor.open(patch.file.absolute, patch.file.vpath, options, await this.#transferPlan(patch), patch.file);
       } catch (error) {
-        // Gone or unreadable since it was published: skip it (a delete follows if it is gone).
-        this.host.warn(`cannot send ${patch.file.vpath}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+        // Changed since it was published (it is being written again: the mount publishes it again once
+        // stable), gone (a delete follows), or unreadable: skip it.
+        if (!(error instanceof FileChangedError)) this.host.warn(`cannot send ${patch.file.vpath}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
         return;
       }
     }

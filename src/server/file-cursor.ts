@@ -102,15 +102,21 @@ export class FileCursor {
   }
 
   /** Opens the file and fixes its identity: the bytes sent are those of the file as it is now. */
-  static async open(absolute: string, vpath: string, options: CursorOptions, plan: TransferPlan = {}, expectedSize = Infinity): Promise<FileCursor> {
-    if (expectedSize <= Math.min(SMALL_FILE, options.chunkSize) && !plan.delta && !plan.start) {
-      const small = await FileCursor.#openSmall(absolute, vpath, options, plan);
+  /**
+   * Opens the file and fixes its identity: the bytes sent are those of the file as it is now. With
+   * `published` (the identity the file had when it was found stable), a file that has changed since is
+   * not sent (FileChangedError): it is being written again, and will be published again once stable.
+   */
+  static async open(absolute: string, vpath: string, options: CursorOptions, plan: TransferPlan = {}, published?: Identity): Promise<FileCursor> {
+    if (published && published.size <= Math.min(SMALL_FILE, options.chunkSize) && !plan.delta && !plan.start) {
+      const small = await FileCursor.#openSmall(absolute, vpath, options, plan, published);
       if (small) return small;
     }
     const handle = await open(absolute, "r");
     try {
       const stats = await handle.stat();
       const identity = { size: stats.size, mtimeMs: stats.mtimeMs };
+      if (published && !sameIdentity(identity, published)) throw new FileChangedError(vpath);
       let ranges: Range[];
       let hasher: BlockHasher | undefined;
       if (plan.delta) {
@@ -132,13 +138,14 @@ export class FileCursor {
   }
 
   /** Read a small file whole, synchronously; undefined if it turns out not to be small after all. */
-  static async #openSmall(absolute: string, vpath: string, options: CursorOptions, plan: TransferPlan): Promise<FileCursor | undefined> {
+  static async #openSmall(absolute: string, vpath: string, options: CursorOptions, plan: TransferPlan, published: Identity): Promise<FileCursor | undefined> {
     const hasher = options.extensions ? new BlockHasher(await xxh()) : undefined;
     const fd = openSync(absolute, "r");
     try {
       const before = fstatSync(fd);
-      if (!before.isFile() || before.size > Math.min(SMALL_FILE, options.chunkSize)) return undefined;
       const identity = { size: before.size, mtimeMs: before.mtimeMs };
+      if (!sameIdentity(identity, published)) throw new FileChangedError(vpath);
+      if (!before.isFile()) return undefined;
       const cursor = new FileCursor(undefined, vpath, identity, options, [[0, identity.size]], hasher, plan);
       const { frame, chunkOffset } = cheezburgerFrame(cursor.#fields(0, NO_HEADERS), identity.size);
       let got = 0;
@@ -312,6 +319,18 @@ export class FileCursor {
   static stamp(frame: Buffer, sequence: bigint): void {
     frame.writeBigUInt64BE(sequence, SEQUENCE_OFFSET);
   }
+}
+
+/** The file is not in the state it was published in: it is being written again. */
+export class FileChangedError extends Error {
+  override name = "FileChangedError";
+  constructor(readonly vpath: string) {
+    super(`${vpath} changed since it was published`);
+  }
+}
+
+export function sameIdentity(a: Identity, b: Identity): boolean {
+  return a.size === b.size && a.mtimeMs === b.mtimeMs;
 }
 
 /** Block indexes -> byte ranges, adjacent blocks merged. */
