@@ -78,7 +78,7 @@ export async function readPublicKeys(file: string): Promise<string[]> {
     }
     const assigned = /^([\w-]+)\s*=\s*"?([^"]*)"?$/.exec(line);
     // CZMQ zcert files: section names ("metadata", "curve") and other properties are skipped.
-    if ((!assigned && /^[a-z]+$/.test(line)) || (assigned && assigned[1] !== "public-key")) continue;
+    if ((!assigned && /^(metadata|curve)$/.test(line)) || (assigned && assigned[1] !== "public-key")) continue;
     const key = assigned ? assigned[2]!.trim() : line;
     if (!isZ85Key(key)) throw new KeyError(`${file}:${index + 1}: not a CURVE public key (40 Z85 characters)`);
     keys.push(key);
@@ -115,7 +115,7 @@ export async function readSecretKeyFile(file: string): Promise<KeyPair> {
     if (line === "" || line.startsWith("#")) continue;
     const assigned = /^([\w-]+)\s*=\s*"?([^"]*)"?$/.exec(line);
     if (!assigned) {
-      if (/^[a-z]+$/.test(line)) continue; // a CZMQ zcert section name ("metadata", "curve")
+      if (/^(metadata|curve)$/.test(line)) continue; // a CZMQ zcert section name ("metadata", "curve")
       throw new KeyError(`${file}:${index + 1}: expected public-key = "..." or secret-key = "..."`);
     }
     const [, name, value] = assigned as unknown as [string, string, string];

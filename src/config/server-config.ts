@@ -1,0 +1,436 @@
+// The server's config file: TOML, for people to edit. Binds, mounts, security, limits. Every bad key or
+// value is one line, "<file>:<line>: <what is wrong>", found before anything is bound. Command-line
+// flags override the file (see resolveServerSettings). Paths in the file are relative to the file.
+//
+//     bind = "tcp://*:5670"                # or a list
+//     chunk-size = "1M"
+//     stable-ms = 150
+//
+//     [[mount]]
+//     directory = "outbox"
+//     alias = "/"
+//
+//     [security]
+//     mechanism = "curve"                  # "null" (default), "curve" or "plain"
+//     curve-secret = "keys/server.key"
+//     allow = ["keys/clients"]             # .pub files or directories of them
+//     anonymous = false
+//     anonymous-mounts = ["/public"]
+//
+//     [[account]]                          # PLAIN
+//     user = "alice"
+//     password-hash = "scrypt$..."         # from `fmq passwd`; or password = "..."
+//     mounts = ["/logs"]
+//
+//     [limits]
+//     max-clients = 10000
+
+import { readFile, stat } from "node:fs/promises";
+import path from "node:path";
+import { parse, TomlError } from "smol-toml";
+import { normaliseVirtualPath, overlaps } from "../paths.js";
+import type { ServerOptions } from "../server/server.js";
+import type { Account, AccessPolicy, Mechanism } from "../security/policy.js";
+import { passwordHashProblem, USER_SESSION_SEPARATOR } from "../security/policy.js";
+import { KeyError, readAllowList, readSecretKeyFile } from "../security/keys.js";
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** Where a value came from, for error messages: "server.toml:12", or "--allow". */
+type Origin = string;
+
+export interface MountConfig {
+  readonly directory: string;
+  readonly alias: string;
+  readonly origin: Origin;
+}
+
+export interface SecurityConfig {
+  readonly mechanism: Mechanism;
+  readonly curveSecret?: { readonly file: string; readonly origin: Origin };
+  readonly allow?: { readonly location: string; readonly origin: Origin }[];
+  readonly anonymous?: boolean;
+  readonly anonymousMounts?: readonly string[];
+  readonly accounts: readonly Account[];
+  readonly origin: Origin;
+}
+
+export type LimitOptions = Pick<
+  ServerOptions,
+  "maxClients" | "maxSubscriptions" | "maxMessageSize" | "maxPendingMessages" | "maxOutgoingMessages" | "maxQueuedMessages" | "expiryMs"
+>;
+
+export interface ServerConfig {
+  readonly file: string;
+  readonly binds: readonly string[];
+  readonly mounts: readonly MountConfig[];
+  readonly chunkSize?: number;
+  readonly stableMs?: number;
+  readonly limits: LimitOptions;
+  readonly security?: SecurityConfig;
+}
+
+const LIMITS: Record<string, { option: keyof LimitOptions; size?: boolean }> = {
+  "max-clients": { option: "maxClients" },
+  "max-subscriptions": { option: "maxSubscriptions" },
+  "max-message-size": { option: "maxMessageSize", size: true },
+  "max-pending-messages": { option: "maxPendingMessages" },
+  "max-outgoing-messages": { option: "maxOutgoingMessages" },
+  "max-queued-messages": { option: "maxQueuedMessages" },
+  "expiry-ms": { option: "expiryMs" },
+};
+
+const TOP_KEYS = ["bind", "chunk-size", "stable-ms", "mount", "security", "account", "limits"];
+const MOUNT_KEYS = ["directory", "alias"];
+const SECURITY_KEYS = ["mechanism", "curve-secret", "allow", "anonymous", "anonymous-mounts"];
+const ACCOUNT_KEYS = ["user", "password", "password-hash", "mounts"];
+
+/** Read and check a config file. Throws ConfigError ("<file>:<line>: ...") on the first problem. */
+export async function loadServerConfig(file: string): Promise<ServerConfig> {
+  const text = await readFile(file, "utf8").catch((error: unknown) => {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new ConfigError(`cannot read config file ${file}: ${code === "ENOENT" ? "no such file" : (error as Error).message}`);
+  });
+  return parseServerConfig(text, file);
+}
+
+/** Check a config file's text (`file` names it in errors and anchors its relative paths). */
+export function parseServerConfig(text: string, file: string): ServerConfig {
+  let data: Record<string, unknown>;
+  try {
+    data = parse(text) as Record<string, unknown>;
+  } catch (error) {
+    if (error instanceof TomlError) {
+      const what = error.message.split("\n")[0]!.replace(/^Invalid TOML document: /, "");
+      throw new ConfigError(`${file}:${error.line}: invalid TOML: ${what}`);
+    }
+    throw new ConfigError(`${file}: invalid TOML: ${(error as Error).message}`);
+  }
+  const lines = locate(text);
+  const base = path.dirname(path.resolve(file));
+  const at = (...keys: (string | number)[]): Origin => {
+    // The line of the most specific key we can find: the key itself, else its table.
+    for (let n = keys.length; n > 0; n--) {
+      const line = lines.get(keys.slice(0, n).join("."));
+      if (line !== undefined) return `${file}:${line}`;
+    }
+    return `${file}:1`;
+  };
+  const fail = (keys: (string | number)[], message: string): never => {
+    throw new ConfigError(`${at(...keys)}: ${message}`);
+  };
+  const unknownKeys = (table: Record<string, unknown>, allowed: string[], keys: (string | number)[], what: string) => {
+    for (const key of Object.keys(table)) {
+      if (!allowed.includes(key)) fail([...keys, key], `unknown key "${key}" in ${what} (expected one of: ${allowed.join(", ")})`);
+    }
+  };
+  const resolvePath = (p: string) => path.resolve(base, p);
+
+  unknownKeys(data, TOP_KEYS, [], "the config file");
+
+  // bind
+  let binds: string[] = [];
+  if (data.bind !== undefined) {
+    const list = typeof data.bind === "string" ? [data.bind] : data.bind;
+    if (!Array.isArray(list) || list.length === 0) fail(["bind"], `bind must be an endpoint or a list of endpoints, e.g. "tcp://*:5670"`);
+    binds = (list as unknown[]).map((e) => {
+      if (typeof e !== "string" || !/^(tcp|ipc|inproc):\/\/./.test(e)) fail(["bind"], `bind: not an endpoint: ${JSON.stringify(e)} (expected tcp://host:port, ipc://path or inproc://name)`);
+      return e as string;
+    });
+  }
+  const chunkSize = data["chunk-size"] === undefined ? undefined : sizeOf(data["chunk-size"], () => fail(["chunk-size"], `chunk-size must be a size like 1M or 1048576, got ${show(data["chunk-size"])}`));
+  if (chunkSize !== undefined && chunkSize > 64 * 1024 * 1024) fail(["chunk-size"], "chunk-size must be at most 64M");
+  const stableMs = data["stable-ms"] === undefined ? undefined : count(data["stable-ms"], true, () => fail(["stable-ms"], `stable-ms must be a number of milliseconds (>= 0), got ${show(data["stable-ms"])}`));
+
+  // [[mount]]
+  const mounts: MountConfig[] = [];
+  if (data.mount !== undefined) {
+    if (!isTableArray(data.mount)) fail(["mount"], "mount must be written [[mount]] (a list of tables with directory and alias)");
+    for (const [i, m] of (data.mount as Record<string, unknown>[]).entries()) {
+      unknownKeys(m, MOUNT_KEYS, ["mount", i], "[[mount]]");
+      if (typeof m.directory !== "string" || m.directory === "") fail(["mount", i, "directory"], `[[mount]] needs directory = "<path>"`);
+      const alias = m.alias === undefined ? "/" : typeof m.alias === "string" ? normaliseVirtualPath(m.alias) : undefined;
+      if (alias === undefined) fail(["mount", i, "alias"], `alias must be a virtual path like "/" or "/logs", got ${show(m.alias)}`);
+      if (mounts.some((other) => other.alias === alias)) fail(["mount", i, "alias"], `alias ${alias} is used by two mounts`);
+      mounts.push({ directory: resolvePath(m.directory as string), alias: alias!, origin: at("mount", i, "directory") });
+    }
+  }
+
+  // [limits]
+  const limits: Record<string, number> = {};
+  if (data.limits !== undefined) {
+    if (!isTable(data.limits)) fail(["limits"], "limits must be a table: [limits]");
+    const table = data.limits as Record<string, unknown>;
+    unknownKeys(table, Object.keys(LIMITS), ["limits"], "[limits]");
+    for (const [key, value] of Object.entries(table)) {
+      const spec = LIMITS[key]!;
+      const bad = () => fail(["limits", key], `${key} must be a positive ${spec.size ? "size like 16M" : "integer"}, got ${show(value)}`);
+      const n = spec.size ? sizeOf(value, bad) : count(value, false, bad);
+      limits[spec.option] = n;
+    }
+  }
+
+  // [[account]]
+  const accounts: Account[] = [];
+  if (data.account !== undefined) {
+    if (!isTableArray(data.account)) fail(["account"], "account must be written [[account]] (a list of tables with user, password-hash, mounts)");
+    for (const [i, a] of (data.account as Record<string, unknown>[]).entries()) {
+      unknownKeys(a, ACCOUNT_KEYS, ["account", i], "[[account]]");
+      const user = a.user;
+      if (typeof user !== "string" || user === "" || user.length > 200 || /[\s#]/.test(user)) {
+        fail(["account", i, "user"], `[[account]] needs user = "<name>" (no spaces, no "${USER_SESSION_SEPARATOR}")`);
+      }
+      if (user === "anonymous") fail(["account", i, "user"], `"anonymous" is not an account: use anonymous = true in [security]`);
+      if (accounts.some((other) => other.user === user)) fail(["account", i, "user"], `user "${user as string}" is listed twice`);
+      const hash = a["password-hash"];
+      const password = a.password;
+      if ((hash === undefined) === (password === undefined)) fail(["account", i], `account "${user as string}" needs exactly one of password-hash or password`);
+      if (hash !== undefined) {
+        const problem = typeof hash === "string" ? passwordHashProblem(hash) : "must be a string";
+        if (problem) fail(["account", i, "password-hash"], `password-hash of "${user as string}": ${problem}`);
+      }
+      if (password !== undefined && (typeof password !== "string" || password === "")) fail(["account", i, "password"], `password of "${user as string}" must be a non-empty string`);
+      const mountList = a.mounts === undefined ? undefined : virtualPaths(a.mounts, () => fail(["account", i, "mounts"], `mounts must be a list of virtual paths like ["/logs"], got ${show(a.mounts)}`));
+      if (mountList && mounts.length > 0) {
+        for (const p of mountList) if (!mounts.some((m) => overlaps(m.alias, p))) fail(["account", i, "mounts"], `${p} (for "${user as string}") matches no mount`);
+      }
+      accounts.push({
+        user: user as string,
+        ...(hash !== undefined ? { passwordHash: hash as string } : { password: password as string }),
+        ...(mountList ? { mounts: mountList } : {}),
+      });
+    }
+  }
+
+  // [security]
+  let security: SecurityConfig | undefined;
+  if (data.security !== undefined || accounts.length > 0) {
+    const table = (data.security ?? {}) as Record<string, unknown>;
+    if (!isTable(table)) fail(["security"], "security must be a table: [security]");
+    unknownKeys(table, SECURITY_KEYS, ["security"], "[security]");
+    const mechanism = table.mechanism ?? (accounts.length > 0 ? "plain" : "null");
+    if (mechanism !== "null" && mechanism !== "curve" && mechanism !== "plain") fail(["security", "mechanism"], `mechanism must be "null", "curve" or "plain", got ${show(mechanism)}`);
+    const curveSecret = table["curve-secret"];
+    if (curveSecret !== undefined && (typeof curveSecret !== "string" || curveSecret === "")) fail(["security", "curve-secret"], "curve-secret must be the path of the server's .key file");
+    if (curveSecret !== undefined && mechanism !== "curve") fail(["security", "curve-secret"], `curve-secret needs mechanism = "curve"`);
+    let allow: { location: string; origin: Origin }[] | undefined;
+    if (table.allow !== undefined) {
+      const list = typeof table.allow === "string" ? [table.allow] : table.allow;
+      if (!Array.isArray(list) || list.some((e) => typeof e !== "string" || e === "")) fail(["security", "allow"], "allow must be a .pub file or directory, or a list of them");
+      if (mechanism !== "curve") fail(["security", "allow"], `allow needs mechanism = "curve"`);
+      allow = (list as string[]).map((location) => ({ location: resolvePath(location), origin: at("security", "allow") }));
+    }
+    const anonymous = table.anonymous;
+    if (anonymous !== undefined && typeof anonymous !== "boolean") fail(["security", "anonymous"], `anonymous must be true or false, got ${show(anonymous)}`);
+    if (anonymous === false && mechanism === "null") fail(["security", "anonymous"], `anonymous = false needs mechanism = "curve" or "plain" (with "null" nobody could connect)`);
+    const anonymousMounts =
+      table["anonymous-mounts"] === undefined
+        ? undefined
+        : virtualPaths(table["anonymous-mounts"], () => fail(["security", "anonymous-mounts"], `anonymous-mounts must be a list of virtual paths like ["/public"], got ${show(table["anonymous-mounts"])}`));
+    if (accounts.length > 0 && mechanism !== "plain") fail(["account", 0], `[[account]] needs mechanism = "plain" in [security]`);
+    if (mechanism === "plain" && accounts.length === 0 && anonymous !== true) fail(["security", "mechanism"], `mechanism "plain" with no [[account]] and anonymous off: nobody could log in`);
+    security = {
+      mechanism: mechanism as Mechanism,
+      ...(typeof curveSecret === "string" ? { curveSecret: { file: resolvePath(curveSecret), origin: at("security", "curve-secret") } } : {}),
+      ...(allow ? { allow } : {}),
+      ...(anonymous !== undefined ? { anonymous: anonymous as boolean } : {}),
+      ...(anonymousMounts ? { anonymousMounts } : {}),
+      accounts,
+      origin: at("security", "mechanism"),
+    };
+  }
+
+  return {
+    file,
+    binds,
+    mounts,
+    ...(chunkSize !== undefined ? { chunkSize } : {}),
+    ...(stableMs !== undefined ? { stableMs } : {}),
+    limits: limits as LimitOptions,
+    ...(security ? { security } : {}),
+  };
+}
+
+/** What the command line says, each only if given (it wins over the file). */
+export interface PublishFlags {
+  readonly directory?: string;
+  readonly alias?: string;
+  readonly bind?: string;
+  readonly chunkSize?: number;
+  readonly stableMs?: number;
+  readonly curveSecret?: string;
+  readonly allow?: readonly string[];
+}
+
+export interface ServerSettings {
+  readonly binds: readonly string[];
+  readonly mounts: readonly { readonly directory: string; readonly alias: string }[];
+  readonly options: ServerOptions;
+}
+
+export const DEFAULT_BIND = "tcp://*:5670";
+
+/**
+ * Merge a config file (if any) and the flags, read the key files and check the directories. Throws
+ * ConfigError with the origin of the bad value.
+ */
+export async function resolveServerSettings(config: ServerConfig | undefined, flags: PublishFlags): Promise<ServerSettings> {
+  const fromFlags: MountConfig[] = flags.directory !== undefined ? [{ directory: path.resolve(flags.directory), alias: normaliseVirtualPath(flags.alias ?? "/") ?? fail("--alias", `not a virtual path: "${flags.alias}"`), origin: "<dir>" }] : [];
+  const mounts = fromFlags.length > 0 ? fromFlags : (config?.mounts ?? []);
+  if (mounts.length === 0) throw new ConfigError(config ? `${config.file}: no [[mount]] and no directory given: nothing to publish` : "no directory to publish");
+  for (const mount of mounts) {
+    const info = await stat(mount.directory).catch(() => undefined);
+    if (!info?.isDirectory()) fail(mount.origin, `${mount.directory} is not a directory`);
+  }
+  const binds = flags.bind !== undefined ? [flags.bind] : config?.binds.length ? config.binds : [DEFAULT_BIND];
+
+  let security = config?.security;
+  if (flags.curveSecret !== undefined || flags.allow !== undefined) {
+    const base: SecurityConfig = security ?? { mechanism: "curve", accounts: [], origin: "--curve-secret" };
+    if (base.mechanism === "plain") fail(flags.curveSecret !== undefined ? "--curve-secret" : "--allow", `conflicts with mechanism "plain" in ${config?.file}`);
+    security = {
+      ...base,
+      mechanism: "curve",
+      ...(flags.curveSecret !== undefined ? { curveSecret: { file: path.resolve(flags.curveSecret), origin: "--curve-secret" } } : {}),
+      ...(flags.allow !== undefined ? { allow: flags.allow.map((location) => ({ location: path.resolve(location), origin: "--allow" })) } : {}),
+    };
+  }
+
+  let serverSecurity: ServerOptions["security"];
+  if (security && (security.mechanism !== "null" || security.anonymousMounts !== undefined)) {
+    if (security.mechanism === "curve" && !security.curveSecret) fail(security.allow?.[0]?.origin ?? security.origin, "CURVE needs the server's secret key: --curve-secret <file.key> (or curve-secret in [security])");
+    const keys = security.curveSecret ? await readSecretKeyFile(security.curveSecret.file).catch((error: unknown) => fail(security!.curveSecret!.origin, keyMessage(error))) : undefined;
+    let allow: string[] | undefined;
+    for (const entry of security.allow ?? []) {
+      const listed = await readAllowList(entry.location).catch((error: unknown) => fail(entry.origin, keyMessage(error)));
+      allow = [...(allow ?? []), ...listed];
+    }
+    const policy: AccessPolicy = {
+      mechanism: security.mechanism,
+      ...(allow ? { allow } : {}),
+      accounts: security.accounts,
+      ...(security.anonymous !== undefined ? { anonymous: security.anonymous } : {}),
+      ...(security.anonymousMounts ? { anonymousMounts: security.anonymousMounts } : {}),
+    };
+    serverSecurity = { policy, ...(keys ? { curveSecretKey: keys.secretKey } : {}) };
+  }
+
+  const options: ServerOptions = {
+    ...config?.limits,
+    ...(config?.chunkSize !== undefined ? { chunkSize: config.chunkSize } : {}),
+    ...(config?.stableMs !== undefined ? { stableMs: config.stableMs } : {}),
+    ...(flags.chunkSize !== undefined ? { chunkSize: flags.chunkSize } : {}),
+    ...(flags.stableMs !== undefined ? { stableMs: flags.stableMs } : {}),
+    ...(serverSecurity ? { security: serverSecurity } : {}),
+  };
+  return { binds, mounts: mounts.map(({ directory, alias }) => ({ directory, alias })), options };
+}
+
+// --- helpers -------------------------------------------------------------------------------------
+
+function fail(origin: Origin, message: string): never {
+  throw new ConfigError(`${origin}: ${message}`);
+}
+
+function keyMessage(error: unknown): string {
+  return error instanceof KeyError ? error.message : String(error);
+}
+
+function show(value: unknown): string {
+  if (value === undefined) return "nothing";
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 60 ? text.slice(0, 57) + "..." : text;
+}
+
+function isTable(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value) && !(value instanceof Date);
+}
+
+function isTableArray(value: unknown): value is Record<string, unknown>[] {
+  return Array.isArray(value) && value.every(isTable);
+}
+
+/** A count: a non-negative (or positive) integer. */
+function count(value: unknown, zeroOk: boolean, bad: () => never): number {
+  if (typeof value === "bigint") value = Number(value);
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < (zeroOk ? 0 : 1)) bad();
+  return value as number;
+}
+
+/** A size: a positive integer of bytes, or "256k", "1M", "1MiB", "2G" (binary multiples). */
+function sizeOf(value: unknown, bad: () => never): number {
+  if (typeof value === "number" || typeof value === "bigint") return count(value, false, bad);
+  if (typeof value !== "string") bad();
+  const match = /^(\d+)\s*([kmg]?)(i?b)?$/i.exec((value as string).trim());
+  if (!match) bad();
+  const unit = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[match![2]!.toLowerCase() as "" | "k" | "m" | "g"];
+  const n = Number(match![1]) * unit;
+  if (!Number.isSafeInteger(n) || n <= 0) bad();
+  return n;
+}
+
+function virtualPaths(value: unknown, bad: () => never): string[] {
+  if (!Array.isArray(value)) bad();
+  return (value as unknown[]).map((p) => (typeof p === "string" ? normaliseVirtualPath(p) : undefined) ?? bad());
+}
+
+/**
+ * Line numbers of keys and tables in TOML text, by dotted path ("security.mechanism", "mount.1.alias",
+ * "account.0"). smol-toml gives values, not positions, so this scans lines the way TOML is usually
+ * written: [table], [[array]], key = value, dotted and quoted keys. Good enough to point at a line.
+ */
+function locate(text: string): Map<string, number> {
+  const lines = new Map<string, number>();
+  const counters = new Map<string, number>();
+  let table: string[] = [];
+  let inMultiline: '"""' | "'''" | undefined;
+  for (const [index, raw] of text.split(/\r?\n/).entries()) {
+    const line = raw.trim();
+    const number = index + 1;
+    if (inMultiline) {
+      if (line.includes(inMultiline)) inMultiline = undefined;
+      continue;
+    }
+    if (line === "" || line.startsWith("#")) continue;
+    const arrayTable = /^\[\[\s*([^\]]+?)\s*\]\]/.exec(line);
+    if (arrayTable) {
+      const name = splitKey(arrayTable[1]!).join(".");
+      const n = counters.get(name) ?? 0;
+      counters.set(name, n + 1);
+      table = [...name.split("."), String(n)];
+      if (!lines.has(name)) lines.set(name, number);
+      lines.set(table.join("."), number);
+      continue;
+    }
+    const plainTable = /^\[\s*([^\]]+?)\s*\]/.exec(line);
+    if (plainTable) {
+      table = splitKey(plainTable[1]!);
+      lines.set(table.join("."), number);
+      continue;
+    }
+    const assignment = /^((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*=(.*)$/.exec(line);
+    if (assignment) {
+      const keys = splitKey(assignment[1]!);
+      for (let n = 1; n <= keys.length; n++) {
+        const key = [...table, ...keys.slice(0, n)].join(".");
+        if (!lines.has(key)) lines.set(key, number);
+      }
+      const value = assignment[2]!;
+      for (const quote of ['"""', "'''"] as const) {
+        const at = value.indexOf(quote);
+        if (at >= 0 && value.indexOf(quote, at + 3) < 0) inMultiline = quote;
+      }
+    }
+  }
+  return lines;
+}
+
+function splitKey(key: string): string[] {
+  const parts: string[] = [];
+  const re = /\s*(?:"([^"]*)"|'([^']*)'|([A-Za-z0-9_-]+))\s*(?:\.|$)/gy;
+  let match: RegExpExecArray | null;
+  while ((match = re.exec(key)) !== null && match[0] !== "") parts.push(match[1] ?? match[2] ?? match[3]!);
+  return parts;
+}

@@ -1,0 +1,178 @@
+// The server config file: a good file becomes settings; each bad key or value is one line naming the
+// file and the line; flags override the file.
+
+import { mkdir, writeFile, chmod } from "node:fs/promises";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { curveKeyPair } from "zeromq";
+import { ConfigError, loadServerConfig, parseServerConfig, resolveServerSettings } from "../../src/config/server-config.js";
+import { writeKeyFiles } from "../../src/security/keys.js";
+import { hashPassword } from "../../src/security/policy.js";
+import { tempDir } from "../helpers/tmp.js";
+
+const F = "/etc/fmq/server.toml";
+
+/** The one-line error for `text`. */
+function errorOf(text: string): string {
+  try {
+    parseServerConfig(text, F);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    const message = (error as Error).message;
+    expect(message.split("\n")).toHaveLength(1);
+    return message;
+  }
+  throw new Error("expected an error");
+}
+
+describe("config", () => {
+  it("config - a full file parses into binds, mounts, limits, security and accounts", async () => {
+    const hash = await hashPassword("pw");
+    const config = parseServerConfig(
+      `# fmq server
+bind = ["tcp://*:5670", "ipc:///tmp/fmq.sock"]
+chunk-size = "256k"
+stable-ms = 0
+
+[[mount]]
+directory = "outbox"
+
+[[mount]]
+directory = "/srv/logs"
+alias = "/logs/"
+
+[security]
+mechanism = "plain"
+anonymous = true
+anonymous-mounts = ["/logs/public"]
+
+[[account]]
+user = "alice"
+password-hash = "${hash}"
+mounts = ["/logs"]
+
+[[account]]
+user = "bob"
+password = "builder"
+
+[limits]
+max-clients = 50
+max-message-size = "1M"
+expiry-ms = 30000
+`,
+      F,
+    );
+    expect(config.binds).toEqual(["tcp://*:5670", "ipc:///tmp/fmq.sock"]);
+    expect(config.chunkSize).toBe(256 * 1024);
+    expect(config.stableMs).toBe(0);
+    expect(config.mounts.map(({ directory, alias }) => ({ directory, alias }))).toEqual([
+      { directory: "/etc/fmq/outbox", alias: "/" },
+      { directory: "/srv/logs", alias: "/logs" },
+    ]);
+    expect(config.limits).toEqual({ maxClients: 50, maxMessageSize: 1024 * 1024, expiryMs: 30000 });
+    expect(config.security).toMatchObject({
+      mechanism: "plain",
+      anonymous: true,
+      anonymousMounts: ["/logs/public"],
+      accounts: [
+        { user: "alice", passwordHash: hash, mounts: ["/logs"] },
+        { user: "bob", password: "builder" },
+      ],
+    });
+  });
+
+  it("config - an empty file is fine (everything from flags and defaults)", () => {
+    expect(parseServerConfig("", F)).toEqual({ file: F, binds: [], mounts: [], limits: {} });
+  });
+
+  it("config - every bad key or value is one line with the file and the line", () => {
+    const cases: [string, string][] = [
+      [`bind = "tcp://*:5670"\nbnid = "x"\n`, `${F}:2: unknown key "bnid" in the config file (expected one of: bind, chunk-size, stable-ms, mount, security, account, limits)`],
+      [`bind = 5670\n`, `${F}:1: bind must be an endpoint or a list of endpoints, e.g. "tcp://*:5670"`],
+      [`\nbind = ["tcp://*:1", "localhost:2"]\n`, `${F}:2: bind: not an endpoint: "localhost:2" (expected tcp://host:port, ipc://path or inproc://name)`],
+      [`chunk-size = "lots"\n`, `${F}:1: chunk-size must be a size like 1M or 1048576, got "lots"`],
+      [`chunk-size = "1G"\n`, `${F}:1: chunk-size must be at most 64M`],
+      [`stable-ms = -5\n`, `${F}:1: stable-ms must be a number of milliseconds (>= 0), got -5`],
+      [`[[mount]]\ndirectory = "a"\n\n[[mount]]\nalias = "/b"\n`, `${F}:4: [[mount]] needs directory = "<path>"`],
+      [`[[mount]]\ndirectory = "a"\nalias = "b"\n`, `${F}:3: alias must be a virtual path like "/" or "/logs", got "b"`],
+      [`[[mount]]\ndirectory = "a"\n[[mount]]\ndirectory = "b"\n`, `${F}:3: alias / is used by two mounts`],
+      [`[[mount]]\ndirectory = "a"\nreadonly = true\n`, `${F}:3: unknown key "readonly" in [[mount]] (expected one of: directory, alias)`],
+      [`mount = "a"\n`, `${F}:1: mount must be written [[mount]] (a list of tables with directory and alias)`],
+      [`[security]\nmechanism = "tls"\n`, `${F}:2: mechanism must be "null", "curve" or "plain", got "tls"`],
+      [`[security]\nmechanism = "curve"\nanonymous = "no"\n`, `${F}:3: anonymous must be true or false, got "no"`],
+      [`[security]\nanonymous = false\n`, `${F}:2: anonymous = false needs mechanism = "curve" or "plain" (with "null" nobody could connect)`],
+      [`[security]\nmechanism = "plain"\nallow = "keys"\n`, `${F}:3: allow needs mechanism = "curve"`],
+      [`[security]\nmechanism = "plain"\n`, `${F}:2: mechanism "plain" with no [[account]] and anonymous off: nobody could log in`],
+      [`[security]\nmechanism = "curve"\ncurve_secret = "k"\n`, `${F}:3: unknown key "curve_secret" in [security] (expected one of: mechanism, curve-secret, allow, anonymous, anonymous-mounts)`],
+      [`[security]\nanonymous-mounts = ["public"]\n`, `${F}:2: anonymous-mounts must be a list of virtual paths like ["/public"], got ["public"]`],
+      [`[[account]]\nuser = "alice"\n`, `${F}:1: account "alice" needs exactly one of password-hash or password`],
+      [`[[account]]\nuser = "al ice"\npassword = "x"\n`, `${F}:2: [[account]] needs user = "<name>" (no spaces, no "#")`],
+      [`[[account]]\nuser = "a"\npassword = "x"\n[[account]]\nuser = "a"\npassword = "y"\n`, `${F}:5: user "a" is listed twice`],
+      [`[[account]]\nuser = "a"\npassword-hash = "md5$abc"\n`, `${F}:3: password-hash of "a": expected "scrypt$N$r$p$salt$hash" (make one with: fmq passwd)`],
+      [`[[account]]\nuser = "a"\npassword = "x"\nmounts = "/logs"\n`, `${F}:4: mounts must be a list of virtual paths like ["/logs"], got "/logs"`],
+      [`[[mount]]\ndirectory = "d"\nalias = "/logs"\n[[account]]\nuser = "a"\npassword = "x"\nmounts = ["/lgos"]\n`, `${F}:7: /lgos (for "a") matches no mount`],
+      [`[security]\nmechanism = "curve"\n[[account]]\nuser = "a"\npassword = "x"\n`, `${F}:3: [[account]] needs mechanism = "plain" in [security]`],
+      [`[limits]\nmax-clients = 0\n`, `${F}:2: max-clients must be a positive integer, got 0`],
+      [`[limits]\nmax-message-size = "big"\n`, `${F}:2: max-message-size must be a positive size like 16M, got "big"`],
+      [`[limits]\nmax-peers = 5\n`, `${F}:2: unknown key "max-peers" in [limits] (expected one of: max-clients, max-subscriptions, max-message-size, max-pending-messages, max-outgoing-messages, max-queued-messages, expiry-ms)`],
+      [`a = 1\nb = \n`, `${F}:2: invalid TOML: invalid value`],
+      [`[security\n`, `${F}:1: invalid TOML: illegal character in key`],
+      // Dotted keys and quoted keys are found too.
+      [`security.mechanism = "plain"\nsecurity."anonymous" = 3\n`, `${F}:2: anonymous must be true or false, got 3`],
+    ];
+    for (const [text, message] of cases) expect(errorOf(text), text).toBe(message);
+  });
+
+  it("config - a missing file is a clear error", async () => {
+    await expect(loadServerConfig("/nonexistent/fmq.toml")).rejects.toThrow("cannot read config file /nonexistent/fmq.toml: no such file");
+  });
+});
+
+describe("settings", () => {
+  it("settings - flags override the file; key files are read; errors name the line that named the file", async () => {
+    const dir = await tempDir();
+    await mkdir(path.join(dir, "outbox"));
+    await mkdir(path.join(dir, "other"));
+    await mkdir(path.join(dir, "clients"));
+    const server = curveKeyPair();
+    const client = curveKeyPair();
+    await writeKeyFiles(path.join(dir, "server"), server);
+    await writeKeyFiles(path.join(dir, "clients", "c1"), client);
+    const file = path.join(dir, "fmq.toml");
+    const text = `bind = "tcp://127.0.0.1:7000"\nstable-ms = 10\n\n[[mount]]\ndirectory = "outbox"\nalias = "/out"\n\n[security]\nmechanism = "curve"\ncurve-secret = "server.key"\nallow = "clients"\n\n[limits]\nmax-clients = 3\n`;
+    await writeFile(file, text);
+    const config = await loadServerConfig(file);
+
+    const plain = await resolveServerSettings(config, {});
+    expect(plain.binds).toEqual(["tcp://127.0.0.1:7000"]);
+    expect(plain.mounts).toEqual([{ directory: path.join(dir, "outbox"), alias: "/out" }]);
+    expect(plain.options).toMatchObject({ stableMs: 10, maxClients: 3, security: { curveSecretKey: server.secretKey, policy: { mechanism: "curve", allow: [client.publicKey] } } });
+
+    const overridden = await resolveServerSettings(config, { directory: path.join(dir, "other"), alias: "/o", bind: "tcp://127.0.0.1:7001", stableMs: 99, chunkSize: 4096 });
+    expect(overridden.binds).toEqual(["tcp://127.0.0.1:7001"]);
+    expect(overridden.mounts).toEqual([{ directory: path.join(dir, "other"), alias: "/o" }]);
+    expect(overridden.options).toMatchObject({ stableMs: 99, chunkSize: 4096, maxClients: 3 });
+
+    await chmod(path.join(dir, "server.key"), 0o640);
+    await expect(resolveServerSettings(config, {})).rejects.toThrow(`${file}:10: ${path.join(dir, "server.key")} is accessible by others (mode 0640)`);
+    await expect(resolveServerSettings(config, { curveSecret: path.join(dir, "nope.key") })).rejects.toThrow(/^--curve-secret: cannot read secret key file .*nope\.key: no such file$/);
+    await chmod(path.join(dir, "server.key"), 0o600);
+    await writeFile(path.join(dir, "clients", "bad.pub"), "xyz\n");
+    await expect(resolveServerSettings(config, {})).rejects.toThrow(`${file}:11: ${path.join(dir, "clients", "bad.pub")}:1: not a CURVE public key`);
+  });
+
+  it("settings - flags alone: --curve-secret turns CURVE on, --allow without it is an error, a missing directory is an error", async () => {
+    const dir = await tempDir();
+    const keys = curveKeyPair();
+    await writeKeyFiles(path.join(dir, "s"), keys);
+    const curve = await resolveServerSettings(undefined, { directory: dir, curveSecret: path.join(dir, "s.key") });
+    expect(curve.binds).toEqual(["tcp://*:5670"]);
+    expect(curve.options.security).toEqual({ policy: { mechanism: "curve", accounts: [] }, curveSecretKey: keys.secretKey });
+    await expect(resolveServerSettings(undefined, { directory: dir, allow: [path.join(dir, "s.pub")] })).rejects.toThrow(/^--allow: CURVE needs the server's secret key/);
+    await expect(resolveServerSettings(undefined, { directory: path.join(dir, "missing") })).rejects.toThrow(`<dir>: ${path.join(dir, "missing")} is not a directory`);
+    await expect(resolveServerSettings(undefined, {})).rejects.toThrow("no directory to publish");
+    const file = path.join(dir, "plain.toml");
+    await writeFile(file, `[[account]]\nuser = "a"\npassword = "x"\n`);
+    await expect(resolveServerSettings(await loadServerConfig(file), { directory: dir, curveSecret: path.join(dir, "s.key") })).rejects.toThrow(`--curve-secret: conflicts with mechanism "plain" in ${file}`);
+  });
+});
