@@ -6,6 +6,7 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { context } from "zeromq";
 import { Client, Server, serverDefaults, clientDefaults, type DeliveredEvent } from "../src/index.js";
 import { Output } from "./output.js";
+import { ProgressDisplay } from "./progress.js";
 
 // A CLI must never hang on exit waiting for queued messages (zeromq.js' default).
 context.blocky = false;
@@ -146,6 +147,9 @@ await program.parseAsync().catch(fail);
 // --- helpers -------------------------------------------------------------------------------------
 
 function wireClient(client: Client, out: Output): void {
+  const progress = new ProgressDisplay(() => client.progress, out);
+  client.once("connected", () => progress.start());
+  process.once("exit", () => progress.stop());
   client.on("connected", () => out.event({ event: "connected" }, "connected"));
   client.on("subscribed", (path) => out.event({ event: "subscribed", path }, `subscribed to ${path}`));
   client.on("delivered", (e) =>

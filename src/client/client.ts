@@ -60,6 +60,16 @@ export interface DeliveredEvent {
   readonly received: number;
 }
 
+/** What the client is doing now, for progress displays (read it as often as you like; it is cheap). */
+export interface ClientProgress {
+  /** The file being received, if any: its path in the inbox, bytes it has so far, and its size if known. */
+  readonly current?: { readonly path: string; readonly bytes: number; readonly size?: number };
+  /** Files delivered and deleted, and file bytes received over the wire, since the client started. */
+  readonly delivered: number;
+  readonly deleted: number;
+  readonly bytes: number;
+}
+
 export interface DeletedEvent {
   readonly path: string;
   readonly vpath: string;
@@ -107,6 +117,7 @@ export class Client extends EventEmitter<ClientEvents> {
   #outgoing: { socket: Dealer; frame: Buffer }[] = [];
   #sending = false;
   #current: { vpath: string; file: IncomingFile } | undefined;
+  #totals = { delivered: 0, deleted: 0, bytes: 0 };
   /** A transfer we refused (and asked for again whole): its remaining chunks are ignored. */
   #refused: string | undefined;
   #failedOpens = 0;
@@ -185,6 +196,16 @@ export class Client extends EventEmitter<ClientEvents> {
 
   get state(): string {
     return this.#engine.state;
+  }
+
+  get progress(): ClientProgress {
+    const current = this.#current?.file;
+    return {
+      ...this.#totals,
+      ...(current
+        ? { current: { path: current.relative, bytes: current.mode === "delta" ? current.received : current.length, ...(current.identity ? { size: current.identity.size } : {}) } }
+        : {}),
+    };
   }
 
   /** Say KTHXBAI (best effort), stop, and release everything. Resolves within about 100 ms. */
@@ -282,7 +303,10 @@ export class Client extends EventEmitter<ClientEvents> {
   async #processChunk(message: Cheezburger): Promise<void> {
     // Count credit for every chunk, wanted or not: otherwise client and server disagree and the
     // transfer stalls (the reference's credit divergence).
-    if (message.operation === Operation.CREATE) this.#window.received(message.chunk.length);
+    if (message.operation === Operation.CREATE) {
+      this.#window.received(message.chunk.length);
+      this.#totals.bytes += message.chunk.length;
+    }
     const target = this.#route(message.filename);
     if (typeof target === "string") return this.#report(new InboxError(target, message.filename));
     const { sub, relative } = target;
@@ -290,7 +314,10 @@ export class Client extends EventEmitter<ClientEvents> {
     try {
       if (message.operation === Operation.DELETE) {
         if (this.#current?.vpath === vpath) await this.#dropCurrent(false);
-        if (await sub.inbox.remove(relative)) this.emit("deleted", { path: relative, vpath });
+        if (await sub.inbox.remove(relative)) {
+          this.#totals.deleted++;
+          this.emit("deleted", { path: relative, vpath });
+        }
         return;
       }
       if (message.operation !== Operation.CREATE) throw new InboxError(`unknown operation ${message.operation}`, relative);
@@ -361,6 +388,7 @@ export class Client extends EventEmitter<ClientEvents> {
       ...(fingerprint ? { hash: fingerprint.hash } : {}),
       ...(blocks !== undefined ? { blocks } : {}),
     });
+    this.#totals.delivered++;
     this.emit("delivered", { path: file.relative, vpath: current.vpath, file: file.finalPath, size, received: file.received });
   }
 

@@ -1,0 +1,123 @@
+// Progress while data flows. On a terminal: a cli-progress bar for the file being received (bytes, rate,
+// ETA for big files) with the totals beside it, and the usual one line per delivered file printed above
+// it. With --json: a {"event":"progress"} line every second while anything moves. Otherwise (a pipe, a
+// log file): nothing more than the one line per file.
+
+import cliProgress from "cli-progress";
+import prettyBytes from "pretty-bytes";
+import type { ClientProgress } from "../src/index.js";
+import type { Output } from "./output.js";
+
+const TICK_MS = 250;
+const JSON_EVERY_MS = 1000;
+/** ETA only for files this big: for small ones it flickers and means nothing. */
+const ETA_MIN_SIZE = 8 * 1024 * 1024;
+
+export class ProgressDisplay {
+  #timer: NodeJS.Timeout | undefined;
+  #bars: cliProgress.MultiBar | undefined;
+  #bar: cliProgress.SingleBar | undefined;
+  #lastBytes = 0;
+  #lastAt = Date.now();
+  #lastJson = 0;
+  /** Bytes per second, smoothed. */
+  #rate = 0;
+
+  constructor(
+    private readonly read: () => ClientProgress,
+    private readonly out: Output,
+  ) {}
+
+  start(): void {
+    const tty = !this.out.json && process.stderr.isTTY === true;
+    if (!tty && !this.out.json) return;
+    if (tty) {
+      this.#bars = new cliProgress.MultiBar(
+        {
+          format: "{file} |{bar}| {percentage}% {done}/{size} {speed}/s{remaining} | {files} files, {received}",
+          barsize: 24,
+          hideCursor: true,
+          clearOnComplete: true,
+          stopOnComplete: false,
+          autopadding: true,
+          stream: process.stderr,
+          // Our own SIGINT/SIGTERM handling stops everything; the bar must not exit the process first.
+          gracefulExit: false,
+        },
+        cliProgress.Presets.shades_classic,
+      );
+      // Human lines (delivered, deleted...) go above the bar instead of through it.
+      this.out.through((line) => {
+        this.#bars?.log(line + "\n");
+        this.#bars?.update();
+      });
+    }
+    this.#timer = setInterval(() => this.#tick(), TICK_MS);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    this.#bars?.update();
+    this.#bars?.stop();
+    this.#bars = undefined;
+    this.#bar = undefined;
+    this.out.through(undefined);
+  }
+
+  #tick(): void {
+    const now = Date.now();
+    const progress = this.read();
+    const moved = progress.bytes - this.#lastBytes;
+    const seconds = Math.max(0.001, (now - this.#lastAt) / 1000);
+    this.#rate = this.#rate === 0 ? moved / seconds : 0.7 * this.#rate + 0.3 * (moved / seconds);
+    this.#lastBytes = progress.bytes;
+    this.#lastAt = now;
+    if (this.out.json) this.#json(progress, moved, now);
+    else this.#draw(progress);
+  }
+
+  #json(progress: ClientProgress, moved: number, now: number): void {
+    if (now - this.#lastJson < JSON_EVERY_MS || (moved === 0 && !progress.current)) return;
+    this.#lastJson = now;
+    this.out.event(
+      {
+        event: "progress",
+        ...(progress.current ? { path: progress.current.path, fileBytes: progress.current.bytes, ...(progress.current.size !== undefined ? { fileSize: progress.current.size } : {}) } : {}),
+        delivered: progress.delivered,
+        deleted: progress.deleted,
+        bytes: progress.bytes,
+        rate: Math.round(this.#rate),
+      },
+      "",
+    );
+  }
+
+  #draw(progress: ClientProgress): void {
+    const current = progress.current;
+    if (!current) {
+      if (this.#bar) {
+        this.#bars?.remove(this.#bar);
+        this.#bar = undefined;
+      }
+      return;
+    }
+    const size = current.size ?? Math.max(current.bytes, 1);
+    const remaining = current.size !== undefined && current.size >= ETA_MIN_SIZE && this.#rate > 0 ? ` ETA ${Math.ceil((current.size - current.bytes) / this.#rate)}s` : "";
+    const payload = {
+      file: current.path.length > 40 ? "…" + current.path.slice(-39) : current.path,
+      done: prettyBytes(current.bytes),
+      size: current.size !== undefined ? prettyBytes(current.size) : "?",
+      speed: prettyBytes(Math.max(0, this.#rate)),
+      remaining,
+      files: progress.delivered,
+      received: prettyBytes(progress.bytes),
+    };
+    if (!this.#bar) this.#bar = this.#bars?.create(size, current.bytes, payload);
+    else {
+      this.#bar.setTotal(size);
+      this.#bar.update(current.bytes, payload);
+    }
+  }
+}
