@@ -5,8 +5,13 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import { context } from "zeromq";
 import { Client, Server, serverDefaults, clientDefaults, type DeliveredEvent } from "../src/index.js";
+import { DEFAULT_BIND, loadServerConfig, resolveServerSettings, type PublishFlags } from "../src/config/server-config.js";
+import { generateKeyPair, writeKeyFiles } from "../src/security/keys.js";
+import { hashPassword } from "../src/security/policy.js";
+import { loadClientSecurity } from "../src/security/client-socket.js";
 import { Output } from "./output.js";
 import { ProgressDisplay } from "./progress.js";
+import prettyBytes from "pretty-bytes";
 
 // A CLI must never hang on exit waiting for queued messages (zeromq.js' default).
 context.blocky = false;
@@ -20,26 +25,69 @@ const program = new Command()
 program
   .command("publish")
   .description("publish a directory to subscribers")
-  .argument("<dir>", "directory to publish")
-  .option("--bind <endpoint>", "endpoint to bind", "tcp://*:5670")
+  .argument("[dir]", "directory to publish (default: the [[mount]]s of --config)")
+  .option("--config <file>", "server config file (TOML): binds, mounts, security, limits; flags override it")
+  .option("--bind <endpoint>", "endpoint to bind", DEFAULT_BIND)
   .option("--alias <vpath>", "virtual path the directory is published under", "/")
   .addOption(sizeOption("--chunk-size <bytes>", "payload bytes per chunk (e.g. 256k, 1M)", serverDefaults.chunkSize))
   .addOption(msOption("--stable-ms <ms>", "ship a file once unchanged for this long", serverDefaults.stableMs))
+  .option("--curve-secret <file>", "encrypt with CURVE: the server's key file (from fmq keygen)")
+  .option("--allow <file-or-dir>", "with CURVE, admit only these client keys: a .pub file or a directory of them (repeatable)", collect)
   .option("--json", "one JSON object per line on stdout")
   .option("--trace", "print every state machine step on stderr")
-  .action(async (dir: string, opts: { bind: string; alias: string; chunkSize: number; stableMs: number; json?: boolean; trace?: boolean }) => {
+  .action(async (dir: string | undefined, opts: PublishOptions, command: Command) => {
     const out = new Output(opts.json === true);
-    const server = new Server({ chunkSize: opts.chunkSize, stableMs: opts.stableMs, ...traceOption(opts.trace) });
+    const given = (name: string) => command.getOptionValueSource(name) === "cli";
+    if (dir === undefined && given("alias")) fail("--alias needs <dir>");
+    const flags: PublishFlags = {
+      ...(dir !== undefined ? { directory: dir, alias: opts.alias } : {}),
+      ...(given("bind") ? { bind: opts.bind } : {}),
+      ...(given("chunkSize") ? { chunkSize: opts.chunkSize } : {}),
+      ...(given("stableMs") ? { stableMs: opts.stableMs } : {}),
+      ...(opts.curveSecret !== undefined ? { curveSecret: opts.curveSecret } : {}),
+      ...(opts.allow !== undefined ? { allow: opts.allow } : {}),
+    };
+    // Everything is checked (config file, key files, directories) before anything binds.
+    let server: Server;
+    let settings: Awaited<ReturnType<typeof resolveServerSettings>>;
+    try {
+      if (dir === undefined && opts.config === undefined) throw new Error("give a directory to publish, or --config <file> with [[mount]]s");
+      settings = await resolveServerSettings(opts.config !== undefined ? await loadServerConfig(opts.config) : undefined, flags);
+      server = new Server({ ...settings.options, ...traceOption(opts.trace) });
+    } catch (error) {
+      fail(error);
+    }
     onSignal(() => server.close());
     try {
-      const mount = await server.publish(dir, opts.alias);
-      const endpoint = await server.bind(opts.bind);
-      out.event({ event: "ready", endpoint, directory: mount.root, alias: mount.alias }, `publishing ${mount.root} as ${mount.alias} on ${endpoint}`);
+      const mounts = [];
+      for (const m of settings.mounts) mounts.push(await server.publish(m.directory, m.alias));
+      const endpoints = [];
+      for (const b of settings.binds) endpoints.push(await server.bind(b));
+      const security = settings.options.security?.policy.mechanism ?? "null";
+      const [mount, endpoint] = [mounts[0]!, endpoints[0]!];
+      out.event(
+        {
+          event: "ready",
+          endpoint,
+          directory: mount.root,
+          alias: mount.alias,
+          ...(endpoints.length > 1 ? { endpoints } : {}),
+          ...(mounts.length > 1 ? { mounts: mounts.map((m) => ({ directory: m.root, alias: m.alias })) } : {}),
+          ...(security !== "null" ? { security } : {}),
+          ...(server.publicKey ? { publicKey: server.publicKey } : {}),
+        },
+        `publishing ${mounts.map((m) => `${m.root} as ${m.alias}`).join(", ")} on ${endpoints.join(", ")}` +
+          (security === "curve" ? ` (CURVE, server key ${server.publicKey})` : security === "plain" ? " (PLAIN)" : ""),
+      );
     } catch (error) {
       await server.close();
       fail(error);
     }
-    server.on("connected", (client) => out.event({ event: "connected", client }, `client ${client} connected`));
+    const userOf = (client: string) => (settings.options.security ? server.userOf(client) : undefined);
+    server.on("connected", (client) => {
+      const user = userOf(client);
+      out.event({ event: "connected", client, ...(user !== undefined ? { user } : {}) }, `client ${client} connected${user !== undefined ? ` as ${user}` : ""}`);
+    });
     server.on("disconnected", (client) => out.event({ event: "disconnected", client }, `client ${client} gone`));
     server.on("sent", (e) =>
       out.event(
@@ -54,6 +102,7 @@ program
       if (out.json) out.event({ event: "caught-up", client }, "");
     });
     server.on("warning", (message) => out.warning(message));
+    if (!out.json) reportServing(server, out);
   });
 
 program
@@ -65,11 +114,23 @@ program
   .addOption(sizeOption("--window <bytes>", "credit window: most bytes in flight", clientDefaults.window))
   .addOption(msOption("--heartbeat-ms <ms>", "HUGZ after this much silence", clientDefaults.heartbeatMs))
   .option("--fsync", "fsync each file and its directory before reporting it delivered")
+  .option("--curve-server <file>", "encrypt with CURVE: the server's public key file (.pub)")
+  .option("--curve-secret <file>", "with --curve-server: our key file (.key, from fmq keygen)")
+  .option("--user <name>", "log in with PLAIN as this user (password from --password-file or $FMQ_PASSWORD)")
+  .option("--password-file <file>", "with --user: a file whose first line is the password")
   .option("--json", "one JSON object per line on stdout")
   .option("--trace", "print every state machine step on stderr")
-  .action(async (path: string, opts: { connect: string; inbox: string; window: number; heartbeatMs: number; fsync?: boolean; json?: boolean; trace?: boolean }) => {
+  .action(async (path: string, opts: SubscribeOptions) => {
     const out = new Output(opts.json === true);
+    const security = await loadClientSecurity({
+      ...(opts.curveServer !== undefined ? { curveServer: opts.curveServer } : {}),
+      ...(opts.curveSecret !== undefined ? { curveSecret: opts.curveSecret } : {}),
+      ...(opts.user !== undefined ? { user: opts.user } : {}),
+      ...(opts.passwordFile !== undefined ? { passwordFile: opts.passwordFile } : {}),
+      ...(process.env.FMQ_PASSWORD !== undefined ? { password: process.env.FMQ_PASSWORD } : {}),
+    }).catch(fail);
     const client = new Client({
+      ...(security ? { security } : {}),
       endpoint: opts.connect,
       inbox: opts.inbox,
       window: opts.window,
@@ -142,6 +203,33 @@ program
     }
   });
 
+program
+  .command("keygen")
+  .description("make a CURVE key pair: <basename>.pub (give it out) and <basename>.key (keep it: mode 0600)")
+  .requiredOption("--out <basename>", "where to write, e.g. keys/server makes keys/server.pub and keys/server.key")
+  .option("--force", "replace existing key files")
+  .option("--json", "one JSON object per line on stdout")
+  .action(async (opts: { out: string; force?: boolean; json?: boolean }) => {
+    const out = new Output(opts.json === true);
+    const pair = generateKeyPair();
+    const files = await writeKeyFiles(opts.out, pair, opts.force === true).catch(fail);
+    out.event(
+      { event: "keygen", publicFile: files.publicFile, secretFile: files.secretFile, publicKey: pair.publicKey },
+      `wrote ${files.publicFile} (public key ${pair.publicKey}) and ${files.secretFile} (secret, mode 0600)`,
+    );
+  });
+
+program
+  .command("passwd")
+  .description('hash a password for an [[account]] of the server config: reads it from standard input, prints password-hash = "..."')
+  .action(async () => {
+    let text = "";
+    for await (const chunk of process.stdin) text += String(chunk);
+    const password = text.split(/\r?\n/)[0] ?? "";
+    if (password === "") fail("no password on standard input");
+    process.stdout.write(`password-hash = "${await hashPassword(password)}"\n`);
+  });
+
 await program.parseAsync().catch(fail);
 
 // --- helpers -------------------------------------------------------------------------------------
@@ -161,6 +249,55 @@ function wireClient(client: Client, out: Output): void {
   client.on("deleted", (e) => out.event({ event: "deleted", path: e.path }, `deleted ${e.path}`));
   client.on("disconnected", (reason) => out.event({ event: "disconnected", reason }, `disconnected: ${reason}; reconnecting`));
   client.on("error", (error) => out.error(error.message));
+}
+
+interface PublishOptions {
+  config?: string;
+  bind: string;
+  alias: string;
+  chunkSize: number;
+  stableMs: number;
+  curveSecret?: string;
+  allow?: string[];
+  json?: boolean;
+  trace?: boolean;
+}
+
+interface SubscribeOptions {
+  connect: string;
+  inbox: string;
+  window: number;
+  heartbeatMs: number;
+  fsync?: boolean;
+  curveServer?: string;
+  curveSecret?: string;
+  user?: string;
+  passwordFile?: string;
+  json?: boolean;
+  trace?: boolean;
+}
+
+/** For repeatable flags: every value, in order. */
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+/** Human mode: what the publisher serves (files, bytes, subscribers), a line whenever that changes (at most every 2 s). */
+function reportServing(server: Server, out: Output): void {
+  let last = "";
+  const timer = setInterval(() => {
+    let files = 0;
+    let bytes = 0;
+    for (const mount of server.mounts) {
+      files += mount.files.size;
+      for (const file of mount.files.values()) bytes += file.size;
+    }
+    const aliases = server.mounts.map((m) => m.alias).join(", ");
+    const line = `serving ${files.toLocaleString("en")} files (${prettyBytes(bytes)}) under ${aliases} to ${server.clients} subscriber${server.clients === 1 ? "" : "s"}`;
+    if (line !== last) out.event({ event: "serving", files, bytes, subscribers: server.clients }, line);
+    last = line;
+  }, 2000);
+  timer.unref();
 }
 
 function onSignal(close: () => Promise<void>): void {
