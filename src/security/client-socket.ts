@@ -2,8 +2,10 @@
 // (libzmq only retries, silently, so without this a client with the wrong key would just wait forever).
 
 import { randomBytes } from "node:crypto";
+import { readFile } from "node:fs/promises";
 import type { Dealer } from "zeromq";
 import { USER_SESSION_SEPARATOR } from "./policy.js";
+import { readPublicKey, readSecretKeyFile } from "./keys.js";
 
 export interface ClientSecurity {
   /** CURVE: the server's public key, and ours (all Z85). */
@@ -90,4 +92,44 @@ export class HandshakeWatcher {
     this.#reported = message;
     this.report(message);
   }
+}
+
+/** What `fmq subscribe` was given for security (file paths; the password from a file or the environment). */
+export interface ClientSecurityFlags {
+  readonly curveServer?: string;
+  readonly curveSecret?: string;
+  readonly user?: string;
+  readonly passwordFile?: string;
+  readonly password?: string;
+}
+
+/** Read key and password files into ClientSecurity; one-line errors that say which flag is wrong. */
+export async function loadClientSecurity(flags: ClientSecurityFlags): Promise<ClientSecurity | undefined> {
+  const curve = flags.curveServer !== undefined || flags.curveSecret !== undefined;
+  if (curve && flags.user !== undefined) throw new Error("choose CURVE (--curve-server, --curve-secret) or PLAIN (--user), not both");
+  if (curve) {
+    if (flags.curveServer === undefined) throw new Error("--curve-secret needs --curve-server <server.pub>: the server's public key");
+    if (flags.curveSecret === undefined) throw new Error("--curve-server needs --curve-secret <client.key>: our own key (make one with: fmq keygen --out <name>)");
+    const serverKey = await readPublicKey(flags.curveServer).catch((error: unknown) => {
+      throw new Error(`--curve-server: ${(error as Error).message}`);
+    });
+    const ours = await readSecretKeyFile(flags.curveSecret).catch((error: unknown) => {
+      throw new Error(`--curve-secret: ${(error as Error).message}`);
+    });
+    return { curve: { serverKey, publicKey: ours.publicKey, secretKey: ours.secretKey } };
+  }
+  if (flags.user !== undefined) {
+    if (flags.user === "" || flags.user.includes(USER_SESSION_SEPARATOR)) throw new Error(`--user must be non-empty and without "${USER_SESSION_SEPARATOR}"`);
+    let password = flags.password;
+    if (flags.passwordFile !== undefined) {
+      const text = await readFile(flags.passwordFile, "utf8").catch((error: unknown) => {
+        throw new Error(`--password-file: cannot read ${flags.passwordFile}: ${(error as Error).message}`);
+      });
+      password = text.split(/\r?\n/)[0];
+    }
+    if (password === undefined || password === "") throw new Error("--user needs a password: --password-file <file>, or FMQ_PASSWORD in the environment");
+    return { plain: { username: flags.user, password } };
+  }
+  if (flags.passwordFile !== undefined) throw new Error("--password-file needs --user <name>");
+  return undefined;
 }
