@@ -1,0 +1,176 @@
+// The security commands and flags as users run them: real `fmq` processes (dist/cli/fmq.js).
+
+import { spawnSync } from "node:child_process";
+import { readFile, stat, writeFile, chmod, mkdir } from "node:fs/promises";
+import path from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { FMQ, fmq, type Running } from "../helpers/fmq.js";
+import { tempDir } from "../helpers/tmp.js";
+import { treeHashes, writeTree } from "../helpers/files.js";
+import { waitFor } from "../helpers/wait.js";
+import { freePort } from "../helpers/net.js";
+
+const running: Running[] = [];
+afterEach(async () => {
+  for (const r of running.splice(0)) {
+    if (r.child.exitCode === null && r.child.signalCode === null) {
+      r.child.kill("SIGKILL");
+      await r.exited;
+    }
+  }
+});
+
+function start(args: string[], env: Record<string, string> = {}): Running {
+  const saved = { ...process.env };
+  Object.assign(process.env, env);
+  try {
+    const r = fmq(args);
+    running.push(r);
+    return r;
+  } finally {
+    for (const key of Object.keys(env)) {
+      if (saved[key] === undefined) delete process.env[key];
+      else process.env[key] = saved[key];
+    }
+  }
+}
+
+/** Run to completion (with standard input), for the short commands. */
+function run(args: string[], input = ""): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [FMQ, ...args], { input, encoding: "utf8", timeout: 15_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const has = (r: Running, event: string, test: (e: Record<string, unknown>) => boolean = () => true) => r.events.find((e) => e.event === event && test(e));
+
+async function keygen(basename: string): Promise<string> {
+  const r = run(["keygen", "--out", basename, "--json"]);
+  expect(r.code, r.stderr).toBe(0);
+  return (JSON.parse(r.stdout) as { publicKey: string }).publicKey;
+}
+
+describe("cli security", () => {
+  it("cli security - keygen writes <out>.pub (0644, the key and a newline) and <out>.key (0600), and never overwrites without --force", async () => {
+    const dir = await tempDir();
+    const base = path.join(dir, "keys", "server");
+    await mkdir(path.dirname(base));
+    const r = run(["keygen", "--out", base]);
+    expect(r.code).toBe(0);
+    const publicKey = (await readFile(`${base}.pub`, "utf8")).trimEnd();
+    expect(publicKey).toMatch(/^[0-9a-zA-Z.\-:+=^!/*?&<>()[\]{}@%$#]{40}$/);
+    expect(r.stdout).toBe(`wrote ${base}.pub (public key ${publicKey}) and ${base}.key (secret, mode 0600)\n`);
+    expect((await stat(`${base}.pub`)).mode & 0o777).toBe(0o644);
+    expect((await stat(`${base}.key`)).mode & 0o777).toBe(0o600);
+    const secret = await readFile(`${base}.key`, "utf8");
+    expect(secret).toContain(`public-key = "${publicKey}"`);
+    expect(secret).toMatch(/secret-key = "[^"]{40}"/);
+    const again = run(["keygen", "--out", base]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toBe(`fmq: ${base}.key exists; use --force to replace it\n`);
+    expect(await readFile(`${base}.key`, "utf8")).toBe(secret);
+    expect(run(["keygen", "--out", base, "--force"]).code).toBe(0);
+    expect(await readFile(`${base}.key`, "utf8")).not.toBe(secret);
+    expect(run(["keygen"]).stderr).toMatch(/required option '--out <basename>'/);
+  });
+
+  it("cli security - publish --curve-secret --allow and subscribe --curve-server --curve-secret deliver; an unlisted key gets a clear error at once", async () => {
+    const dir = await tempDir();
+    const src = path.join(dir, "outbox");
+    await writeTree(src, { "a.txt": "alpha\n", "sub/b.bin": Buffer.from([0, 1, 2, 255]) });
+    await mkdir(path.join(dir, "clients"));
+    await keygen(path.join(dir, "server"));
+    await keygen(path.join(dir, "clients", "c1"));
+    await keygen(path.join(dir, "stranger"));
+    const port = await freePort();
+    const endpoint = `tcp://127.0.0.1:${port}`;
+    const pub = start(["publish", src, "--bind", endpoint, "--curve-secret", path.join(dir, "server.key"), "--allow", path.join(dir, "clients"), "--json", "--stable-ms", "30"]);
+    await waitFor(() => has(pub, "ready"), "publisher ready");
+    expect(has(pub, "ready")).toMatchObject({ security: "curve", publicKey: (await readFile(path.join(dir, "server.pub"), "utf8")).trim() });
+
+    const inbox = path.join(dir, "inbox");
+    const sub = start(["subscribe", "/", "--connect", endpoint, "--inbox", inbox, "--curve-server", path.join(dir, "server.pub"), "--curve-secret", path.join(dir, "clients", "c1.key"), "--json"]);
+    await waitFor(() => sub.events.filter((e) => e.event === "delivered").length === 2, "2 deliveries over CURVE");
+    expect(await treeHashes(inbox)).toEqual(await treeHashes(src));
+    expect(sub.events.filter((e) => e.event === "error")).toEqual([]);
+
+    const t0 = Date.now();
+    const stranger = start(["subscribe", "/", "--connect", endpoint, "--inbox", path.join(dir, "no"), "--curve-server", path.join(dir, "server.pub"), "--curve-secret", path.join(dir, "stranger.key"), "--json"]);
+    await waitFor(() => has(stranger, "error"), "an error from the stranger", 5000);
+    expect(Date.now() - t0).toBeLessThan(3000);
+    expect(has(stranger, "error")).toEqual({ event: "error", message: "authentication failed: the server refused our CURVE key (not in its allow-list?)" });
+    await waitFor(() => has(pub, "warning", (e) => /refused CURVE handshake from 127\.0\.0\.1: client key not in the allow-list/.test(String(e.message))), "publisher warning");
+
+    // Human output: the same error on stderr.
+    const human = start(["subscribe", "/", "--connect", endpoint, "--inbox", path.join(dir, "no2"), "--curve-server", path.join(dir, "clients", "c1.pub"), "--curve-secret", path.join(dir, "clients", "c1.key")]);
+    await waitFor(() => human.stderr.find((l) => l.startsWith("error: handshake failed")), "an error on stderr", 5000);
+    expect(human.stderr.find((l) => l.startsWith("error: "))).toMatch(/is --curve-server the server's public key/);
+    expect(has(stranger, "delivered")).toBeUndefined();
+  });
+
+  it("cli security - bad key files, bad flags and bad config files: one line on stderr, exit 1, nothing bound", async () => {
+    const dir = await tempDir();
+    await keygen(path.join(dir, "server"));
+    const port = await freePort();
+    const bind = `tcp://127.0.0.1:${port}`;
+    const failing = async (args: string[], message: string | RegExp) => {
+      const r = start(args);
+      const { code } = await r.exited;
+      expect(code, args.join(" ")).toBe(1);
+      expect(r.stderr).toHaveLength(1);
+      if (typeof message === "string") expect(r.stderr[0]).toBe(message);
+      else expect(r.stderr[0]).toMatch(message);
+      expect(r.events.filter((e) => e.event === "ready")).toEqual([]);
+    };
+    await chmod(path.join(dir, "server.key"), 0o644);
+    const key = path.join(dir, "server.key");
+    await failing(["publish", dir, "--bind", bind, "--curve-secret", key, "--json"], `fmq: --curve-secret: ${key} is accessible by others (mode 0644); run: chmod 600 ${key}`);
+    await chmod(key, 0o600);
+    await failing(["publish", dir, "--bind", bind, "--curve-secret", path.join(dir, "server.pub")], /^fmq: --curve-secret: .*server\.pub.* (is accessible by others|no secret-key in it)/);
+    await failing(["publish", dir, "--bind", bind, "--allow", path.join(dir, "server.pub")], "fmq: --allow: CURVE needs the server's secret key: --curve-secret <file.key> (or curve-secret in [security])");
+    const config = path.join(dir, "fmq.toml");
+    await writeFile(config, `[[mount]]\ndirectory = "."\n\n[security]\nmechanism = "curve"\ncurve-secret = "server.key"\nanonymus = false\n`);
+    await failing(["publish", "--config", config, "--bind", bind], `fmq: ${config}:7: unknown key "anonymus" in [security] (expected one of: mechanism, curve-secret, allow, anonymous, anonymous-mounts)`);
+    await failing(["publish", "--bind", bind], "fmq: give a directory to publish, or --config <file> with [[mount]]s");
+    await failing(["subscribe", "/", "--curve-server", path.join(dir, "server.pub")], "fmq: --curve-server needs --curve-secret <client.key>: our own key (make one with: fmq keygen --out <name>)");
+    await failing(["subscribe", "/", "--user", "alice"], "fmq: --user needs a password: --password-file <file>, or FMQ_PASSWORD in the environment");
+    // Nothing was bound on the way.
+    const ok = start(["publish", dir, "--bind", bind, "--json"]);
+    await waitFor(() => has(ok, "ready"), "the port was still free");
+  });
+
+  it("cli security - PLAIN from a config file: fmq passwd, accounts with mounts, --password-file and FMQ_PASSWORD; a wrong password is refused", async () => {
+    const dir = await tempDir();
+    await writeTree(dir, { "logs/app.log": "log line\n", "builds/b1.tar": "tar\n" });
+    const hashed = run(["passwd"], "wonderland\n");
+    expect(hashed.code, hashed.stderr).toBe(0);
+    expect(hashed.stdout).toMatch(/^password-hash = "scrypt\$16384\$8\$1\$[^$]+\$[^$"]+"\n$/);
+    const port = await freePort();
+    const endpoint = `tcp://127.0.0.1:${port}`;
+    const config = path.join(dir, "fmq.toml");
+    await writeFile(
+      config,
+      `bind = "${endpoint}"\nstable-ms = 30\n\n[[mount]]\ndirectory = "logs"\nalias = "/logs"\n\n[[mount]]\ndirectory = "builds"\nalias = "/builds"\n\n` +
+        `[security]\nmechanism = "plain"\n\n[[account]]\nuser = "alice"\n${hashed.stdout}mounts = ["/logs"]\n`,
+    );
+    const pub = start(["publish", "--config", config, "--json"]);
+    await waitFor(() => has(pub, "ready"), "publisher ready");
+    expect(has(pub, "ready")).toMatchObject({ endpoint, security: "plain", mounts: [{ alias: "/logs" }, { alias: "/builds" }] });
+
+    const passwordFile = path.join(dir, "pw");
+    await writeFile(passwordFile, "wonderland\n", { mode: 0o600 });
+    const inbox = path.join(dir, "in");
+    const sub = start(["subscribe", "/logs", "--connect", endpoint, "--inbox", inbox, "--user", "alice", "--password-file", passwordFile, "--json"]);
+    await waitFor(() => has(sub, "delivered"), "alice's log");
+    expect(await readFile(path.join(inbox, "app.log"), "utf8")).toBe("log line\n");
+    await waitFor(() => has(pub, "connected", (e) => e.user === "alice"), "the publisher names the user");
+
+    const denied = start(["subscribe", "/builds", "--connect", endpoint, "--inbox", path.join(dir, "in2"), "--user", "alice", "--json"], { FMQ_PASSWORD: "wonderland" });
+    await waitFor(() => has(denied, "error"), "access denied");
+    expect(has(denied, "error")).toEqual({ event: "error", message: "subscription to /builds refused: access denied: /builds" });
+
+    const wrong = start(["subscribe", "/logs", "--connect", endpoint, "--inbox", path.join(dir, "in3"), "--user", "alice", "--json"], { FMQ_PASSWORD: "looking-glass" });
+    await waitFor(() => has(wrong, "error"), "refused");
+    expect(has(wrong, "error")).toEqual({ event: "error", message: 'authentication failed: the server refused user "alice" (wrong user name or password?)' });
+    expect(has(wrong, "delivered")).toBeUndefined();
+  });
+});
