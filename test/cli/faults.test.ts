@@ -3,8 +3,8 @@
 
 import { stat } from "node:fs/promises";
 import path from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
-import { fmq, type Running } from "../helpers/fmq.js";
+import { describe, expect, it } from "vitest";
+import { startFmq, type Running } from "../helpers/fmq.js";
 import { tempDir } from "../helpers/tmp.js";
 import { treeHashes, writeRandomFile, writeTree } from "../helpers/files.js";
 import { waitFor } from "../helpers/wait.js";
@@ -12,21 +12,7 @@ import { freePort } from "../helpers/net.js";
 import { partialName } from "../../src/client/inbox.js";
 import { BLOCK_SIZE } from "../../src/digest/blocks.js";
 
-const running: Running[] = [];
-afterEach(async () => {
-  for (const r of running.splice(0)) {
-    if (r.child.exitCode === null && r.child.signalCode === null) {
-      r.child.kill("SIGKILL");
-      await r.exited;
-    }
-  }
-});
-
-function start(args: string[]): Running {
-  const r = fmq(args);
-  running.push(r);
-  return r;
-}
+const start = (args: string[]): Running => startFmq(args);
 
 const MiB = 1024 * 1024;
 const WINDOW = "1M";

@@ -1,5 +1,6 @@
 // Run the built `fmq` CLI as a real process.
 import { spawn, type ChildProcess } from "node:child_process";
+import { afterEach } from "vitest";
 import { fileURLToPath } from "node:url";
 import readline from "node:readline";
 
@@ -13,8 +14,8 @@ export interface Running {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-export function fmq(args: string[], cwd?: string): Running {
-  const child = spawn(process.execPath, [FMQ, ...args], { cwd, stdio: ["ignore", "pipe", "pipe"] });
+export function fmq(args: string[], cwd?: string, env: Record<string, string> = {}): Running {
+  const child = spawn(process.execPath, [FMQ, ...args], { cwd, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   const events: Record<string, unknown>[] = [];
   const stderr: string[] = [];
   readline.createInterface({ input: child.stdout! }).on("line", (line) => {
@@ -29,4 +30,22 @@ export function fmq(args: string[], cwd?: string): Running {
     child.on("exit", (code, signal) => resolve({ code, signal })),
   );
   return { child, events, stderr, exited };
+}
+
+const running: Running[] = [];
+
+afterEach(async () => {
+  for (const r of running.splice(0)) {
+    if (r.child.exitCode === null && r.child.signalCode === null) {
+      r.child.kill("SIGKILL");
+      await r.exited;
+    }
+  }
+});
+
+/** Start `fmq` with these arguments; whatever is still running when the test ends is killed (SIGKILL). */
+export function startFmq(args: string[], env: Record<string, string> = {}): Running {
+  const r = fmq(args, undefined, env);
+  running.push(r);
+  return r;
 }
