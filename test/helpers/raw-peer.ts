@@ -11,6 +11,10 @@ type MessageOf<N extends MessageName> = Extract<Message, { id: N }>;
 export class RawPeer {
   readonly socket: Dealer;
   readonly received: Message[] = [];
+  /** Replies that did not decode (a server must never send one). */
+  undecodable = 0;
+  /** Messages received, kept or not. */
+  count = 0;
   #wake: (() => void) | undefined;
   readonly #loop: Promise<void>;
 
@@ -28,8 +32,10 @@ export class RawPeer {
   async #read(): Promise<void> {
     try {
       for await (const frames of this.socket) {
-        if (this.discard) continue;
+        this.count++;
         const result = decodeFrames(frames);
+        if (!result.ok) this.undecodable++;
+        if (this.discard) continue;
         if (result.ok) {
           const m = result.message;
           this.received.push(m.id === "CHEEZBURGER" ? { ...m, chunk: Uint8Array.from(m.chunk) } : m);
