@@ -228,6 +228,9 @@ export class Connection {
     await this.host.below(this.key, this.host.maxQueuedMessages);
     if (this.engine.stopped) return;
     if (this.#cursor === undefined) {
+      // No file is opened (nor read ahead) for a client that has granted no credit: idle clients cost little.
+      const first = this.#queue.values().next().value;
+      if (first?.op === "create" && first.file.size > 0 && this.#credit.available <= 0) return this.engine.raise("no credit", undefined);
       const patch = this.#takePatch();
       if (patch === undefined) return;
       if (patch.op === "delete") {

@@ -16,6 +16,8 @@ import { BLOCK_SIZE, BlockHasher, hashPrefix, xxh, type Fingerprint } from "../d
 /** CHEEZBURGER's sequence sits right after the 2-byte signature and the 1-byte id. */
 const SEQUENCE_OFFSET = 3;
 const NO_HEADERS: Dictionary = new Map();
+/** Smallest read ahead of a client with little credit. */
+const MIN_READ = 64 * 1024;
 
 /**
  * Files up to this size are read whole with synchronous calls when their turn comes (open, fstat, read,
@@ -181,7 +183,7 @@ export class FileCursor {
    * and never stalls while credit and data remain (the reference's livelock).
    */
   async next(credit: number): Promise<ChunkFrame | undefined> {
-    this.#fill();
+    this.#fill(credit);
     const head = this.#ahead[0];
     if (!head) return this.#eofFrame();
     const got = await head.read;
@@ -213,7 +215,7 @@ export class FileCursor {
     this.#offset += bytes;
     this.#delivered += bytes;
     if (this.#offset >= this.#currentEnd()) this.#nextRange();
-    this.#fill();
+    this.#fill(credit - bytes);
     return { frame, bytes, eof: false };
   }
 
@@ -290,9 +292,13 @@ export class FileCursor {
     this.#readOffset = Math.min(this.#readOffset, this.#limit);
   }
 
-  /** Keep up to 1 + readAhead reads in flight, range after range, never past the end. */
-  #fill(): void {
-    while (this.handle && !this.#closed && this.#ahead.length < 1 + this.options.readAhead) {
+  /**
+   * Keep up to 1 + readAhead reads in flight, range after range, never past the end; but no more than the
+   * client's `credit` needs (at least one read): a client that grants little cannot make us hold much.
+   */
+  #fill(credit: number): void {
+    const reads = Math.max(1, Math.min(1 + this.options.readAhead, Math.ceil(credit / this.options.chunkSize)));
+    while (this.handle && !this.#closed && this.#ahead.length < reads) {
       const current = this.#ranges[this.#readRange];
       if (!current) return;
       const end = Math.min(current[1], this.#limit);
@@ -305,7 +311,8 @@ export class FileCursor {
         continue;
       }
       const offset = this.#readOffset;
-      const want = Math.min(this.options.chunkSize, end - offset);
+      // A read is a chunk, or less for a client that granted less (but not tiny reads: 64 KiB at least).
+      const want = Math.min(this.options.chunkSize, end - offset, Math.max(credit, MIN_READ));
       const { frame, chunkOffset } = cheezburgerFrame(this.#fields(offset, NO_HEADERS), want);
       const read = this.handle.read(frame, chunkOffset, want, offset).then((r) => r.bytesRead);
       // A failed read is reported when its chunk is due; never leave a rejection unhandled meanwhile.
