@@ -277,10 +277,11 @@ export const DEFAULT_BIND = "tcp://*:5670";
  * ConfigError with the origin of the bad value.
  */
 export async function resolveServerSettings(config: ServerConfig | undefined, flags: PublishFlags): Promise<ServerSettings> {
-  const fromFlags: MountConfig[] = flags.directory !== undefined ? [{ directory: path.resolve(flags.directory), alias: normaliseVirtualPath(flags.alias ?? "/") ?? fail("--alias", `not a virtual path: "${flags.alias}"`), origin: "<dir>" }] : [];
+  // A directory from the command line is checked by Mount.open, with its own messages.
+  const fromFlags: MountConfig[] = flags.directory !== undefined ? [{ directory: flags.directory, alias: flags.alias ?? "/", origin: "<dir>" }] : [];
   const mounts = fromFlags.length > 0 ? fromFlags : (config?.mounts ?? []);
   if (mounts.length === 0) throw new ConfigError(config ? `${config.file}: no [[mount]] and no directory given: nothing to publish` : "no directory to publish");
-  for (const mount of mounts) {
+  for (const mount of fromFlags.length > 0 ? [] : mounts) {
     const info = await stat(mount.directory).catch(() => undefined);
     if (!info?.isDirectory()) fail(mount.origin, `${mount.directory} is not a directory`);
   }

@@ -26,6 +26,7 @@ export class ServerSecurity {
   readonly #sessions = new Map<string, string>();
   #release: (() => void) | undefined;
   #starting: Promise<void> | undefined;
+  #stopped = false;
 
   constructor(
     readonly options: ServerSecurityOptions,
@@ -58,12 +59,15 @@ export class ServerSecurity {
       sessions: this.#sessions,
       refused: (reason, mechanism, address) => this.refused(`refused ${mechanism} handshake from ${address}: ${reason}`),
     }).then((release) => {
-      this.#release = release;
+      // Stopped while registering: let go at once.
+      if (this.#stopped) release();
+      else this.#release = release;
     });
     return this.#starting;
   }
 
   stop(): void {
+    this.#stopped = true;
     this.#release?.();
     this.#release = undefined;
   }

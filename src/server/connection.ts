@@ -243,7 +243,10 @@ export class Connection {
       }
       try {
         const options = { chunkSize: this.host.chunkSize, readAhead: this.host.readAhead, extensions: this.#caps.has(Capability.VERIFY) };
-        this.#cursor = await FileCursor.open(patch.file.absolute, patch.file.vpath, options, await this.#transferPlan(patch), patch.file);
+        const opened = await FileCursor.open(patch.file.absolute, patch.file.vpath, options, await this.#transferPlan(patch), patch.file);
+        // Closed (dropped, expired) while the file was opening: nobody else will close it.
+        if (this.engine.stopped) return void (await opened.close());
+        this.#cursor = opened;
       } catch (error) {
         // Changed since it was published (it is being written again: the mount publishes it again once
         // stable), gone (a delete follows), or unreadable: skip it.

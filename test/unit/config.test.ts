@@ -169,7 +169,11 @@ describe("settings", () => {
     expect(curve.binds).toEqual(["tcp://*:5670"]);
     expect(curve.options.security).toEqual({ policy: { mechanism: "curve", accounts: [] }, curveSecretKey: keys.secretKey });
     await expect(resolveServerSettings(undefined, { directory: dir, allow: [path.join(dir, "s.pub")] })).rejects.toThrow(/^--allow: CURVE needs the server's secret key/);
-    await expect(resolveServerSettings(undefined, { directory: path.join(dir, "missing") })).rejects.toThrow(`<dir>: ${path.join(dir, "missing")} is not a directory`);
+    // A directory given on the command line is left to Mount.open (its messages are the CLI's contract).
+    expect((await resolveServerSettings(undefined, { directory: "rel/dir", alias: "/a/../b" })).mounts).toEqual([{ directory: "rel/dir", alias: "/a/../b" }]);
+    const missing = path.join(dir, "missing.toml");
+    await writeFile(missing, `[[mount]]\ndirectory = "missing"\n`);
+    await expect(resolveServerSettings(await loadServerConfig(missing), {})).rejects.toThrow(`${missing}:2: ${path.join(dir, "missing")} is not a directory`);
     await expect(resolveServerSettings(undefined, {})).rejects.toThrow("no directory to publish");
     const file = path.join(dir, "plain.toml");
     await writeFile(file, `[[account]]\nuser = "a"\npassword = "x"\n`);
