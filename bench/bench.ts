@@ -17,7 +17,7 @@ import { fileURLToPath } from "node:url";
 import { spawnSync } from "node:child_process";
 import { FMQ_CLI, RAW_PIPE, RsyncDaemon } from "./contenders.js";
 import { CpuMeter, backgroundLoad, installed, now, onExit } from "./measure.js";
-import { markdown, summarise, svgChart } from "./report.js";
+import { markdown, summarise, summariseResync, svgChart } from "./report.js";
 import type { BenchConfig, WorkloadResult } from "./types.js";
 import type { Context } from "./workloads/common.js";
 import { latency } from "./workloads/latency.js";
@@ -157,6 +157,7 @@ async function main(): Promise<number> {
   for (const w of workloads) {
     for (const r of w.runs) if (!r.ok) failures.push(`workload ${w.id} rep ${r.rep} ${r.contender}: ${r.error ?? "failed"}`);
     for (const l of w.latency ?? []) if (!l.ok) failures.push(`workload ${w.id} ${l.contender}: ${l.error ?? "failed"}`);
+    for (const s of w.resync?.samples ?? []) if (!s.ok) failures.push(`workload ${s.case} rep ${s.rep} ${s.contender}: ${s.error ?? "failed"}`);
   }
   // Sort for the report: 1, 2, 3, 4/..., 5.
   workloads.sort((a, b) => a.id.localeCompare(b.id, "en", { numeric: true }));
@@ -181,7 +182,7 @@ async function main(): Promise<number> {
   const md = markdown(input, rsyncMissing);
   const out = String(opts.out);
   await mkdir(out, { recursive: true });
-  const json = { ...input, config: { ...config, tmp: undefined }, summaries: Object.fromEntries(workloads.map((w) => [w.id, summarise(w)])) };
+  const json = { ...input, config: { ...config, tmp: undefined }, summaries: Object.fromEntries(workloads.map((w) => [w.id, w.resync ? summariseResync(w) : summarise(w)])) };
   await writeFile(path.join(out, "results.json"), JSON.stringify(json, (_, v: unknown) => (typeof v === "number" && !Number.isFinite(v) ? null : v), 2) + "\n");
   await writeFile(path.join(out, "results.md"), md);
   const svg = svgChart(workloads);

@@ -283,6 +283,11 @@ export class RsyncDaemon {
     return path.join(this.root, name);
   }
 
+  /** The daemon URL of the directory `name` in the module (what `local(name)` is on disk). */
+  url(name: string): string {
+    return `rsync://127.0.0.1:${this.port}/dst/${name}/`;
+  }
+
   run(contender: string, rep: number, transfer: Transfer, isDirectory: boolean): Promise<Run> {
     // dsts are paths under this.root; the module path is the part below it.
     return runCommands(contender, rep, transfer, true, (dst) => {

@@ -2,7 +2,7 @@
 // in the same bench run (paired by repetition), a markdown report, and an SVG bar chart of throughput.
 
 import { mbps, median } from "./measure.js";
-import { CP, FMQ, RAW, RSYNC, type Run, type WorkloadResult } from "./types.js";
+import { CP, FMQ, RAW, RSYNC, type ResyncSample, type Run, type WorkloadResult } from "./types.js";
 
 const BASELINES = [RAW, CP, RSYNC] as const;
 const ORDER = [RAW, FMQ, CP, RSYNC];
@@ -83,6 +83,104 @@ export function summarise(workload: WorkloadResult): Summary[] {
         : {}),
     };
   });
+}
+
+// --- workload 5: resync cases -------------------------------------------------------------------------------
+
+/** median [min–max] of one figure over a contender's good samples. */
+export interface Spread {
+  readonly median: number;
+  readonly min: number;
+  readonly max: number;
+}
+
+export interface ResyncSummary {
+  readonly case: string;
+  readonly contender: string;
+  readonly n: number;
+  readonly failed: number;
+  readonly seconds: Spread;
+  readonly alt?: { readonly label: string; readonly seconds: Spread };
+  readonly payloadBytes?: Spread;
+  readonly wireBytes?: Spread;
+  readonly receivedBytes?: Spread;
+  readonly missingBytes?: Spread;
+  /** 5c: received − missing, per sample. */
+  readonly resentBytes?: Spread;
+  readonly files?: Spread;
+  /** Per baseline label: baseline's time ÷ this time, paired by repetition, median (> 1: faster). */
+  readonly speedVs: Record<string, number>;
+  readonly stealPct: number;
+  readonly loadPct: number;
+}
+
+function spread(values: readonly number[]): Spread | undefined {
+  const finite = values.filter((v) => Number.isFinite(v));
+  if (!finite.length) return undefined;
+  return { median: median(finite), min: Math.min(...finite), max: Math.max(...finite) };
+}
+
+export function summariseResync(workload: WorkloadResult): ResyncSummary[] {
+  const resync = workload.resync;
+  if (!resync) return [];
+  const out: ResyncSummary[] = [];
+  for (const c of resync.cases) {
+    const mine = resync.samples.filter((s) => s.case === c.id);
+    const names = [...new Set(mine.map((s) => s.contender))].sort((a, b) => (a === FMQ ? -1 : b === FMQ ? 1 : 0));
+    for (const name of names) {
+      const all = mine.filter((s) => s.contender === name);
+      const ok = all.filter((s) => s.ok);
+      const figure = (get: (s: ResyncSample) => number | undefined) => {
+        const values = ok.flatMap((s) => {
+          const v = get(s);
+          return v === undefined ? [] : [v];
+        });
+        return values.length ? spread(values) : undefined;
+      };
+      const speedVs: Record<string, number> = {};
+      if (name === FMQ) {
+        for (const b of c.baselines) {
+          const ratios = ok.flatMap((s) => {
+            const base = mine.find((x) => x.contender === b.contender && x.rep === s.rep && x.ok);
+            return base ? [base.seconds / s.seconds] : [];
+          });
+          if (ratios.length) speedVs[b.label] = median(ratios);
+        }
+      }
+      const alt = ok.find((s) => s.alt)?.alt;
+      const optional = <K extends string>(key: K, value: Spread | undefined) => (value ? ({ [key]: value } as Record<K, Spread>) : {});
+      out.push({
+        case: c.id,
+        contender: name,
+        n: ok.length,
+        failed: all.length - ok.length,
+        seconds: spread(ok.map((s) => s.seconds)) ?? { median: NaN, min: NaN, max: NaN },
+        ...(alt ? { alt: { label: alt.label, seconds: figure((s) => s.alt?.seconds) ?? { median: NaN, min: NaN, max: NaN } } } : {}),
+        ...optional("payloadBytes", figure((s) => s.payloadBytes)),
+        ...optional("wireBytes", figure((s) => s.wireBytes)),
+        ...optional("receivedBytes", figure((s) => s.receivedBytes)),
+        ...optional("missingBytes", figure((s) => s.missingBytes)),
+        ...optional("resentBytes", figure((s) => (s.missingBytes === undefined || s.receivedBytes === undefined ? undefined : s.receivedBytes - s.missingBytes))),
+        ...optional("files", figure((s) => s.files)),
+        speedVs,
+        stealPct: median(ok.map((s) => s.stealPct)),
+        loadPct: median(ok.flatMap((s) => (s.loadPct === undefined ? [] : [s.loadPct]))),
+      });
+    }
+  }
+  return out;
+}
+
+/** 0, 512 B, 3.5 KiB, 2.01 MiB, 1 GiB. */
+export function bytesText(bytes: number): string {
+  if (!Number.isFinite(bytes)) return "–";
+  if (bytes === 0) return "0";
+  const sign = bytes < 0 ? "−" : "";
+  const b = Math.abs(bytes);
+  if (b >= 1024 ** 3) return `${sign}${+(b / 1024 ** 3).toFixed(2)} GiB`;
+  if (b >= 1024 ** 2) return `${sign}${+(b / 1024 ** 2).toFixed(2)} MiB`;
+  if (b >= 1024) return `${sign}${+(b / 1024).toFixed(1)} KiB`;
+  return `${sign}${b} B`;
 }
 
 function rank(name: string): number {
@@ -175,11 +273,51 @@ export function markdown(input: ReportInput, rsyncMissing: string | undefined): 
     out.push("");
   }
 
+  for (const w of input.workloads.filter((w) => w.resync)) out.push(...resyncMarkdown(w));
+
   const notes = [...input.notes, ...input.workloads.flatMap((w) => (w.skipped ? [`Workload ${w.id} (${w.title}): skipped, ${w.skipped}.`] : w.notes.map((n) => `Workload ${w.id}: ${n}`)))];
   if (rsyncMissing) notes.unshift(rsyncMissing);
   if (notes.length) out.push("## Notes", "", ...notes.map((n) => `- ${n}`), "");
   if (input.failures.length) out.push("## FAILURES", "", ...input.failures.map((n) => `- ${n}`), "");
   return out.join("\n");
+}
+
+function resyncMarkdown(w: WorkloadResult): string[] {
+  const cases = w.resync?.cases ?? [];
+  const out: string[] = [`## ${w.id} ${w.title}`, ""];
+  out.push(
+    "Time = fmq: as listed below the table, per case; rsync: the whole command (a push to the daemon on 127.0.0.1). " +
+      "*File bytes sent* = fmq: the publisher's `sent` sizes for that subscriber; rsync: `Literal data`. *Total sent* = rsync's `Total bytes sent` (file list, checksums, data). " +
+      "*Received* = the subscriber's `delivered` `received`. *Missing* (5c) = size − the partial file after the kill; *re-sent* = received − missing. " +
+      "*speed vs* = the baseline's time ÷ fmq's, paired by repetition, median (> 1: fmq faster). Figures are medians; [min–max] when they vary.",
+    "",
+  );
+  out.push("| case | contender | time s, median [min–max] (n) | other clock s | file bytes sent | total sent | received | missing → re-sent | files | speed vs rsync | steal % / other load % |");
+  out.push("|---|---|---|---|---|---|---|---|---|---|---|");
+  const bytes = (s: Spread | undefined) =>
+    s ? (bytesText(s.min) === bytesText(s.max) ? bytesText(s.median) : `${bytesText(s.median)} [${bytesText(s.min)}–${bytesText(s.max)}]`) : "–";
+  const num = (s: Spread | undefined) => (s ? (s.min === s.max ? f(s.median) : `${f(s.median)} [${f(s.min)}–${f(s.max)}]`) : "–");
+  let previous = "";
+  for (const s of summariseResync(w)) {
+    const c = cases.find((x) => x.id === s.case);
+    // The case's title on its first row only.
+    const title = s.case === previous ? "" : ` ${c?.title ?? ""}`;
+    previous = s.case;
+    const time = s.n ? `${f(s.seconds.median, 3)} [${f(s.seconds.min, 3)}–${f(s.seconds.max, 3)}] (${s.n})` : "–";
+    const failed = s.failed ? ` **${s.failed} failed**` : "";
+    const alt = s.alt ? `${f(s.alt.seconds.median, 3)} ${s.alt.label}` : "–";
+    const speed = Object.entries(s.speedVs)
+      .map(([label, value]) => `${ratio(value)} (${label})`)
+      .join(", ");
+    const resend = s.missingBytes ? `${bytes(s.missingBytes)} → ${bytes(s.resentBytes)}` : "–";
+    out.push(
+      `| ${s.case}${title} | ${s.contender} | ${time}${failed} | ${alt} | ${bytes(s.payloadBytes)} | ${bytes(s.wireBytes)} | ${bytes(s.receivedBytes)} | ${resend} | ${num(s.files)} | ${s.contender === FMQ ? speed || "–" : ""} | ${f(s.stealPct, 1)} / ${f(s.loadPct)} |`,
+    );
+  }
+  out.push("", "fmq's clock, per case:", "");
+  for (const c of cases) out.push(`- ${c.id}: ${c.timed}.`);
+  out.push("");
+  return out;
 }
 
 // --- SVG ---------------------------------------------------------------------------------------------------

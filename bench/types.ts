@@ -49,6 +49,47 @@ export interface LatencySummary {
   readonly error?: string;
 }
 
+/**
+ * Workload 5: one contender's figures in one case (5a, 5b...) and one repetition. What the clock spans is
+ * the case's `timed` (fmq) or the whole command (rsync).
+ */
+export interface ResyncSample {
+  readonly case: string;
+  readonly contender: string;
+  readonly rep: number;
+  /** Completed, and every file checked by sha256 against the source. */
+  ok: boolean;
+  error?: string;
+  /** The timed part, seconds. */
+  readonly seconds: number;
+  /** A second clock on the same run (fmq: from the subscriber's "subscribed" line, or write → "sent"). */
+  readonly alt?: { readonly label: string; readonly seconds: number };
+  /** File payload bytes sent: fmq = sum of the publisher's "sent" sizes; rsync = "Literal data". */
+  readonly payloadBytes?: number;
+  /** rsync: "Total bytes sent" (file list, checksums, literal data and protocol). */
+  readonly wireBytes?: number;
+  /** fmq: sum of the subscriber's "delivered" `received` (bytes that crossed the wire for its files). */
+  readonly receivedBytes?: number;
+  /** 5c: bytes the subscriber lacked when it (or its publisher) came back: size − partial file size. */
+  readonly missingBytes?: number;
+  /** Files delivered (fmq "delivered" lines) or transferred (rsync "Number of regular files transferred"). */
+  readonly files?: number;
+  readonly stealPct: number;
+  /** CPU used by other processes just before the run (% of all cores). */
+  loadPct?: number;
+  readonly extra?: Record<string, unknown>;
+}
+
+/** Workload 5: one case (a scenario), its contenders' rows come from the samples. */
+export interface ResyncCase {
+  readonly id: string;
+  readonly title: string;
+  /** What fmq's clock spans. */
+  readonly timed: string;
+  /** Baseline contenders (in this case) that fmq's time is compared with, and their short labels. */
+  readonly baselines: readonly { readonly contender: string; readonly label: string }[];
+}
+
 export interface WorkloadResult {
   readonly id: string;
   readonly title: string;
@@ -57,6 +98,8 @@ export interface WorkloadResult {
   readonly skipped?: string;
   readonly runs: Run[];
   readonly latency?: LatencySummary[];
+  /** Workload 5: its cases and every sample. */
+  readonly resync?: { readonly cases: readonly ResyncCase[]; readonly samples: ResyncSample[] };
   readonly notes: string[];
 }
 
