@@ -3,37 +3,14 @@
 import { spawnSync } from "node:child_process";
 import { readFile, stat, writeFile, chmod, mkdir } from "node:fs/promises";
 import path from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
-import { FMQ, fmq, type Running } from "../helpers/fmq.js";
+import { describe, expect, it } from "vitest";
+import { FMQ, startFmq, type Running } from "../helpers/fmq.js";
 import { tempDir } from "../helpers/tmp.js";
 import { treeHashes, writeTree } from "../helpers/files.js";
 import { waitFor } from "../helpers/wait.js";
 import { freePort } from "../helpers/net.js";
 
-const running: Running[] = [];
-afterEach(async () => {
-  for (const r of running.splice(0)) {
-    if (r.child.exitCode === null && r.child.signalCode === null) {
-      r.child.kill("SIGKILL");
-      await r.exited;
-    }
-  }
-});
-
-function start(args: string[], env: Record<string, string> = {}): Running {
-  const saved = { ...process.env };
-  Object.assign(process.env, env);
-  try {
-    const r = fmq(args);
-    running.push(r);
-    return r;
-  } finally {
-    for (const key of Object.keys(env)) {
-      if (saved[key] === undefined) delete process.env[key];
-      else process.env[key] = saved[key];
-    }
-  }
-}
+const start = (args: string[], env: Record<string, string> = {}): Running => startFmq(args, env);
 
 /** Run to completion (with standard input), for the short commands. */
 function run(args: string[], input = ""): { code: number | null; stdout: string; stderr: string } {
