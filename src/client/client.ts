@@ -273,7 +273,7 @@ export class Client extends EventEmitter<ClientEvents> {
       const entries = new Map<string, CacheEntry>();
       for (const [relative, held] of inbox.manifest.files) {
         const name = relativeTo(path, held.vpath);
-        if (name === undefined || !(await inbox.stillHeld(relative, held.size))) continue;
+        if (name === undefined || !inbox.stillHeld(relative, held.size)) continue;
         entries.set(name, {
           size: held.size,
           ...(held.mtime !== undefined ? { mtime: held.mtime } : {}),
