@@ -348,13 +348,17 @@ export class Client extends EventEmitter<ClientEvents> {
       // The reference client finishes a file on an empty chunk; the spec's signal is eof=1. Accept either.
       if (last) await this.#complete(current, message, sub.inbox);
     } catch (error) {
-      if (this.#current?.vpath === vpath) await this.#dropCurrent(false);
       const code = (error as NodeJS.ErrnoException).code;
-      this.#report(error instanceof InboxError ? error : new InboxError(`${relative}: ${code ?? String(error)}`, relative));
-      if (error instanceof RefetchError) {
-        this.#refused = vpath;
-        await this.#sendIcanhaz(vpath, true);
-      }
+      // Out of space: keep what was received (a big file resumes from it once there is room again).
+      const full = code === "ENOSPC" || code === "EDQUOT";
+      const held = this.#current?.vpath === vpath ? this.#current.file.length : 0;
+      const kept = this.#current?.vpath === vpath ? await this.#dropCurrent(full) : false;
+      // The rest of this transfer is ignored: one error per failed file, not one per chunk.
+      this.#refused = vpath;
+      let failure = error instanceof InboxError ? error : new InboxError(`${relative}: ${code ?? String(error)}`, relative);
+      if (full) failure = new InboxError(`${relative}: disk full (${code}); ${held} bytes received${kept ? ", kept to resume" : ""}`, relative);
+      this.#report(failure);
+      if (error instanceof RefetchError) await this.#sendIcanhaz(vpath, true);
     }
   }
 
@@ -412,13 +416,17 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   /** Stop receiving the current file: keep its partial file if it can be resumed later, else remove it. */
-  async #dropCurrent(keep = true): Promise<void> {
+  async #dropCurrent(keep = true): Promise<boolean> {
     const current = this.#current;
     this.#current = undefined;
-    if (!current) return;
+    if (!current) return false;
     const { file } = current;
-    if (keep && file.mode === "sequential" && file.identity && file.identity.size >= RESUME_MIN_SIZE) await file.suspend();
-    else await file.abandon();
+    if (keep && file.mode === "sequential" && file.identity && file.identity.size >= RESUME_MIN_SIZE) {
+      await file.suspend();
+      return true;
+    }
+    await file.abandon();
+    return false;
   }
 
   /** One Inbox (and so one manifest) per directory, however many subscriptions share it. */

@@ -86,15 +86,20 @@ export class IncomingFile {
       // The chunk is a view into the received message: keeping it costs no copy.
       this.#held.push(chunk);
       this.#heldBytes += chunk.length;
+      this.hasher?.update(chunk);
     } else {
       const handle = this.handle ?? (await this.#spill());
-      let done = 0;
+      // Start the write (a thread-pool thread copies the chunk into the page cache), hash the chunk on
+      // this thread meanwhile, then wait for the write: the two overlap instead of adding up.
+      const first = handle.write(chunk, 0, chunk.length, offset);
+      first.catch(() => undefined);
+      this.hasher?.update(chunk);
+      let done = (await first).bytesWritten;
       while (done < chunk.length) {
         const { bytesWritten } = await handle.write(chunk, done, chunk.length - done, offset + done);
         done += bytesWritten;
       }
     }
-    this.hasher?.update(chunk);
     this.received += chunk.length;
     if (this.mode === "sequential") this.#next += chunk.length;
   }

@@ -82,6 +82,8 @@ export class FileCursor {
   #first = true;
   #closed = false;
   #delivered = 0;
+  /** The most credit the client had at any chunk of this transfer. */
+  #peakCredit = 0;
 
   /** A small file read whole at open: its identity right after the read (to tell if it changed meanwhile). */
   #afterRead: Identity | undefined;
@@ -183,6 +185,7 @@ export class FileCursor {
    * and never stalls while credit and data remain (the reference's livelock).
    */
   async next(credit: number): Promise<ChunkFrame | undefined> {
+    this.#peakCredit = Math.max(this.#peakCredit, credit);
     this.#fill(credit);
     const head = this.#ahead[0];
     if (!head) return this.#eofFrame();
@@ -296,7 +299,11 @@ export class FileCursor {
    * Keep up to 1 + readAhead reads in flight, range after range, never past the end; but no more than the
    * client's `credit` needs (at least one read): a client that grants little cannot make us hold much.
    */
-  #fill(credit: number): void {
+  #fill(remaining: number): void {
+    // Size reads by the most credit this client has granted during the transfer, not by what is left
+    // at this instant (0 right after its window is used, every time): an active client keeps whole,
+    // chunk-aligned reads; a client that only ever grants a little gets little read ahead for it.
+    const credit = Math.max(remaining, this.#peakCredit);
     const reads = Math.max(1, Math.min(1 + this.options.readAhead, Math.ceil(credit / this.options.chunkSize)));
     while (this.handle && !this.#closed && this.#ahead.length < reads) {
       const current = this.#ranges[this.#readRange];
