@@ -4,7 +4,7 @@
 
 import { Command, InvalidArgumentError, Option } from "commander";
 import { context } from "zeromq";
-import { Client, Server, serverDefaults, clientDefaults, type DeliveredEvent } from "../src/index.js";
+import { Client, Server, serverDefaults, clientDefaults, type DeliveredEvent, type PublishedFile } from "../src/index.js";
 import { DEFAULT_BIND, loadServerConfig, resolveServerSettings, type PublishFlags } from "../src/config/server-config.js";
 import { generateKeyPair, writeKeyFiles } from "../src/security/keys.js";
 import { hashPassword } from "../src/security/policy.js";
@@ -58,6 +58,14 @@ program
       fail(error);
     }
     onSignal(() => server.close());
+    // Listen before publishing: files found at start can become stable before bind() returns. Their
+    // lines wait until "ready" is out, so "ready" always comes first.
+    let early: PublishedFile[] | undefined = [];
+    server.on("published", (file) => {
+      if (!out.json) return;
+      if (early) early.push(file);
+      else out.event({ event: "published", path: file.vpath, size: file.size }, "");
+    });
     try {
       const mounts = [];
       for (const m of settings.mounts) mounts.push(await server.publish(m.directory, m.alias));
@@ -83,6 +91,8 @@ program
       await server.close();
       fail(error);
     }
+    for (const file of early) out.event({ event: "published", path: file.vpath, size: file.size }, "");
+    early = undefined;
     const userOf = (client: string) => (settings.options.security ? server.userOf(client) : undefined);
     server.on("connected", (client) => {
       const user = userOf(client);
@@ -95,9 +105,6 @@ program
         e.operation === "create" ? `sent ${e.path} (${e.size} bytes) to ${e.client}` : `sent delete of ${e.path} to ${e.client}`,
       ),
     );
-    server.on("published", (file) => {
-      if (out.json) out.event({ event: "published", path: file.vpath, size: file.size }, "");
-    });
     server.on("caught-up", (client) => {
       if (out.json) out.event({ event: "caught-up", client }, "");
     });
