@@ -9,7 +9,7 @@ import { Dealer } from "zeromq";
 import { Engine, type Actions } from "../fsm/engine.js";
 import { ReceiveWindow } from "../flow/credit.js";
 import { decodeFrames, encode } from "../protocol/codec.js";
-import { PROTOCOL_NAME, PROTOCOL_VERSION, Operation, type Cheezburger, type ClientMessage, type Dictionary, type Message, type Srsly } from "../protocol/messages.js";
+import { PROTOCOL_NAME, PROTOCOL_VERSION, Operation, isMessageName, type Cheezburger, type ClientMessage, type Dictionary, type Message, type Srsly } from "../protocol/messages.js";
 import { Capability, Header, SubscribeOption, formatCacheEntry, type CacheEntry } from "../protocol/extensions.js";
 import { BLOCK_SIZE } from "../digest/blocks.js";
 import type { DecodeError } from "../protocol/errors.js";
@@ -169,7 +169,8 @@ export class Client extends EventEmitter<ClientEvents> {
       "send KTHXBAI and stop": () => this.#goodbye(),
     };
     this.#engine = new Engine(clientMachine, actions, {
-      isWildcardEvent: (event) => event === event.toUpperCase(),
+      // "*" catches unexpected protocol messages, never the machine's own internal events.
+      isWildcardEvent: isMessageName,
       ...(this.options.trace ? { trace: this.options.trace } : {}),
       onActionError: (error, _state, event, action) => this.#report(new ClientError(`"${action}" failed on ${event}: ${String(error)}`)),
     });

@@ -47,6 +47,11 @@ export const MessageId = {
   RTFM: 129,
 } as const;
 export type MessageName = keyof typeof MessageId;
+
+/** Is `name` one of the protocol's messages (as opposed to an internal event of a state machine)? */
+export function isMessageName(name: string): name is MessageName {
+  return Object.hasOwn(MessageId, name);
+}
 export type MessageIdValue = (typeof MessageId)[MessageName];
 
 /** Dictionaries (options, cache, headers): string keys (<= 255 bytes), longstr values. Order is not significant. */

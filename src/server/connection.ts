@@ -4,7 +4,7 @@
 import { Engine, type Actions } from "../fsm/engine.js";
 import { SendCredit } from "../flow/credit.js";
 import { encode } from "../protocol/codec.js";
-import { Operation, type Icanhaz, type Message, type Nom } from "../protocol/messages.js";
+import { Operation, isMessageName, type Icanhaz, type Message, type Nom } from "../protocol/messages.js";
 import { Capability, SubscribeOption, isSha1Digest, parseCacheEntry } from "../protocol/extensions.js";
 import type { DecodeError } from "../protocol/errors.js";
 import { covers, joinVirtual, normaliseVirtualPath, relativeTo, unsafeRelativeReason } from "../paths.js";
@@ -96,7 +96,8 @@ export class Connection {
       terminate: () => this.#terminate(),
     };
     this.engine = new Engine(serverMachine, actions, {
-      isWildcardEvent: (event) => event === event.toUpperCase(),
+      // "*" catches unexpected protocol messages, never the machine's own internal events.
+      isWildcardEvent: isMessageName,
       ...(host.trace ? { trace: (line: string) => host.trace?.(`${key} ${line}`) } : {}),
       onActionError: (error, state, event, action) => {
         host.warn(`client ${key}: "${action}" failed on ${event} in ${state}: ${String(error)}`);
