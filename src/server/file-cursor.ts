@@ -63,6 +63,8 @@ interface Prefetched {
   readonly chunkOffset: number;
   readonly read: Promise<number>;
   hashed: boolean;
+  /** The frame was built with the first chunk's headers (the transfer's first read). */
+  readonly headed: boolean;
 }
 
 type Range = readonly [start: number, end: number];
@@ -151,7 +153,7 @@ export class FileCursor {
       if (!sameIdentity(identity, published)) throw new FileChangedError(vpath);
       if (!before.isFile()) return undefined;
       const cursor = new FileCursor(undefined, vpath, identity, options, [[0, identity.size]], hasher, plan);
-      const { frame, chunkOffset } = cheezburgerFrame(cursor.#fields(0, NO_HEADERS), identity.size);
+      const { frame, chunkOffset } = cheezburgerFrame(cursor.#fields(0, cursor.#firstHeaders()), identity.size);
       let got = 0;
       while (got < identity.size) {
         const n = readSync(fd, frame, chunkOffset + got, identity.size - got, got);
@@ -160,7 +162,7 @@ export class FileCursor {
       }
       const after = fstatSync(fd);
       cursor.#afterRead = { size: after.size, mtimeMs: after.mtimeMs };
-      if (got > 0) cursor.#ahead.push({ offset: 0, want: identity.size, frame, chunkOffset, read: Promise.resolve(got), hashed: false });
+      if (got > 0) cursor.#ahead.push({ offset: 0, want: identity.size, frame, chunkOffset, read: Promise.resolve(got), hashed: false, headed: true });
       else cursor.#limit = 0;
       cursor.#readOffset = identity.size;
       return cursor;
@@ -201,13 +203,14 @@ export class FileCursor {
     const skip = this.#offset - head.offset; // payload of this read already sent (a split chunk)
     const bytes = Math.min(got - skip, credit);
     let frame: Buffer;
-    if (skip === 0 && bytes === got && !this.#first) {
-      // The common case: the whole read goes out in the very frame it was read into.
+    if (skip === 0 && bytes === got && head.headed === this.#first) {
+      // The common case: the whole read goes out in the very frame it was read into (the first read's
+      // frame was built with the first chunk's headers).
       this.#ahead.shift();
       frame = got === head.want ? head.frame : head.frame.subarray(0, head.chunkOffset + got);
       if (got < head.want) frame.writeUInt32BE(got, head.chunkOffset - 4);
     } else {
-      // The first chunk (it carries headers) or a split chunk: a fresh frame with just what fits.
+      // Credit is short (or a first chunk read without its headers): a fresh frame with just what fits.
       const part = cheezburgerFrame(this.#fields(this.#offset, this.#first ? this.#firstHeaders() : NO_HEADERS), bytes);
       const from = head.chunkOffset + skip;
       head.frame.copy(part.frame, part.chunkOffset, from, from + bytes);
@@ -320,11 +323,12 @@ export class FileCursor {
       const offset = this.#readOffset;
       // A read is a chunk, or less for a client that granted less (but not tiny reads: 64 KiB at least).
       const want = Math.min(this.options.chunkSize, end - offset, Math.max(credit, MIN_READ));
-      const { frame, chunkOffset } = cheezburgerFrame(this.#fields(offset, NO_HEADERS), want);
+      const headed = this.#first && this.#ahead.length === 0 && offset === this.#offset;
+      const { frame, chunkOffset } = cheezburgerFrame(this.#fields(offset, headed ? this.#firstHeaders() : NO_HEADERS), want);
       const read = this.handle.read(frame, chunkOffset, want, offset).then((r) => r.bytesRead);
       // A failed read is reported when its chunk is due; never leave a rejection unhandled meanwhile.
       read.catch(() => undefined);
-      this.#ahead.push({ offset, want, frame, chunkOffset, read, hashed: false });
+      this.#ahead.push({ offset, want, frame, chunkOffset, read, hashed: false, headed });
       this.#readOffset += want;
     }
   }
