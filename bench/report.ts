@@ -2,7 +2,7 @@
 // in the same bench run (paired by repetition), a markdown report, and an SVG bar chart of throughput.
 
 import { mbps, median } from "./measure.js";
-import { CP, FMQ, RAW, RSYNC, type ResyncSample, type Run, type WorkloadResult } from "./types.js";
+import { CP, FMQ, RAW, RSYNC, type ResyncSample, type WorkloadResult } from "./types.js";
 
 const BASELINES = [RAW, CP, RSYNC] as const;
 const ORDER = [RAW, FMQ, CP, RSYNC];

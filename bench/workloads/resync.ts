@@ -24,7 +24,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { spawn } from "node:child_process";
 import { readdirSync, statSync } from "node:fs";
-import { mkdir, open, rm } from "node:fs/promises";
+import { open, rm } from "node:fs/promises";
 import path from "node:path";
 import { FMQ_STATE, sha256File, verifyTree, writeRandomFile, writeRandomTree, type TreeHashes } from "../data.js";
 import { CpuMeter, Proc, freePort, now, settle, sleep, track } from "../measure.js";
