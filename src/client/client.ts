@@ -296,7 +296,7 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#awaitingReply.push({ path, refetch });
     const options: Dictionary = new Map([
       [SubscribeOption.RESYNC, "1"],
-      [SubscribeOption.CAPABILITIES, `${Capability.VERIFY},${Capability.DELTA}`],
+      [SubscribeOption.CAPABILITIES, [Capability.VERIFY, Capability.DELTA, Capability.SINGLE].join(",")],
     ]);
     this.#send({ id: "ICANHAZ", path, options, cache });
   }

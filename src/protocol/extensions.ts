@@ -17,6 +17,8 @@ export const Capability = {
   VERIFY: "verify",
   /** Accept a changed file as its changed blocks on top of the version it holds (X-FMQ-Base). */
   DELTA: "delta",
+  /** Take a file that fits in one chunk as one CHEEZBURGER: its data with eof=1 and the eof chunk's headers. */
+  SINGLE: "single",
 } as const;
 
 /** CHEEZBURGER headers, on the first chunk of a transfer and on the final (eof) chunk. */

@@ -11,7 +11,7 @@ import { covers, joinVirtual, normaliseVirtualPath, relativeTo, unsafeRelativeRe
 import type { PublishedFile } from "../mount/mount.js";
 import { BLOCK_SIZE, changedBlocks } from "../digest/blocks.js";
 import { FileChangedError, FileCursor, sameIdentity, type TransferPlan } from "./file-cursor.js";
-import type { Fingerprints } from "./fingerprints.js";
+import type { Fingerprints, Version } from "./fingerprints.js";
 import { serverMachine, type ServerAction, type ServerEvent, type ServerState } from "./machine.js";
 
 /** What a connection needs from the server around it (a narrow interface, so tests can fake it). */
@@ -41,6 +41,12 @@ export interface ConnectionHost {
   trace?: (line: string) => void;
   warn(message: string): void;
 }
+
+/**
+ * How long a transfer waits for a fingerprint being computed in the background before hashing the file
+ * itself as it reads: the connection answers nothing meanwhile, and its client gives up after 5 s.
+ */
+const KNOWN_WAIT_MS = 1500;
 
 type Patch =
   | { readonly op: "create"; readonly file: PublishedFile; readonly resumeAt?: number }
@@ -212,7 +218,7 @@ export class Connection {
     const held = this.#holdings.get(patch.file.vpath);
     if (!this.#caps.has(Capability.DELTA) || !held?.blocks || held.hash === undefined || patch.file.size <= BLOCK_SIZE) return {};
     const now = await this.host.fingerprints.fingerprint(patch.file.absolute).catch(() => undefined);
-    if (!now || !sameIdentity(now.identity, patch.file)) return {};
+    if (!now || !sameIdentity(now.version, patch.file)) return {};
     const blocks = changedBlocks(now.fingerprint.blocks, held.blocks);
     // Worth it only if most of the file is unchanged (a block hash is 8 bytes).
     if (blocks.length * 2 > now.fingerprint.blocks.length / 8) return {};
@@ -243,7 +249,13 @@ export class Connection {
         return;
       }
       try {
-        const options = { chunkSize: this.host.chunkSize, readAhead: this.host.readAhead, extensions: this.#caps.has(Capability.VERIFY) };
+        const options = {
+          chunkSize: this.host.chunkSize,
+          readAhead: this.host.readAhead,
+          extensions: this.#caps.has(Capability.VERIFY),
+          single: this.#caps.has(Capability.VERIFY) && this.#caps.has(Capability.SINGLE),
+          knownFingerprint: (absolute: string, version: Version) => this.host.fingerprints.known(absolute, version, KNOWN_WAIT_MS),
+        };
         const opened = await FileCursor.open(patch.file.absolute, patch.file.vpath, options, await this.#transferPlan(patch), patch.file);
         // Closed (dropped, expired) while the file was opening: nobody else will close it.
         if (this.engine.stopped) return void (await opened.close());
@@ -270,11 +282,11 @@ export class Connection {
     this.#sendFrame(chunk.frame);
     if (chunk.eof) {
       // "Every file ends with an empty chunk with eof=1": the reference client finishes on the empty chunk.
-      const { fingerprint, identity } = cursor;
+      const { fingerprint, identity, version } = cursor;
       if (fingerprint && !cursor.changed) {
         this.#holdings.set(cursor.vpath, { size: identity.size, mtime: identity.mtimeMs, hash: fingerprint.hash, blocks: fingerprint.blocks });
         const file = this.host.file(cursor.vpath);
-        if (file) this.host.fingerprints.remember(file.absolute, identity, fingerprint);
+        if (file && version) this.host.fingerprints.remember(file.absolute, version, fingerprint);
       }
       this.host.sent(this.key, cursor.vpath, "create", cursor.sent);
       await this.#closeCursor();

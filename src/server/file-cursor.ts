@@ -12,6 +12,7 @@ import { cheezburgerFrame } from "../protocol/codec.js";
 import { Header } from "../protocol/extensions.js";
 import { Operation, type Dictionary } from "../protocol/messages.js";
 import { BLOCK_SIZE, BlockHasher, hashPrefix, xxh, type Fingerprint } from "../digest/blocks.js";
+import { versionOfStats, type Version } from "./fingerprints.js";
 
 /** CHEEZBURGER's sequence sits right after the 2-byte signature and the 1-byte id. */
 const SEQUENCE_OFFSET = 3;
@@ -52,6 +53,13 @@ export interface CursorOptions {
   readonly readAhead: number;
   /** Add our extension headers (identity, tree hash). Off for a plain v2 peer. */
   readonly extensions: boolean;
+  /** The client takes a small file as one message (data, eof=1 and eof headers): capability "single". */
+  readonly single?: boolean;
+  /**
+   * The fingerprint of this version of the file if it is known (computed when it was published, or by
+   * an earlier transfer): then nothing is hashed on the way out. Undefined: hash as we read.
+   */
+  readonly knownFingerprint?: (absolute: string, version: Version) => Promise<Fingerprint | undefined>;
 }
 
 interface Prefetched {
@@ -97,9 +105,13 @@ export class FileCursor {
     readonly identity: Identity,
     private readonly options: CursorOptions,
     ranges: Range[],
-    /** Hashes what is sent, in order (full and resumed transfers); a delta knows its fingerprint already. */
+    /** Hashes what is sent, in order (full and resumed transfers) unless the fingerprint is known already. */
     private readonly hasher: BlockHasher | undefined,
     private readonly plan: TransferPlan,
+    /** The fingerprint of the version being sent, when known before the first byte (a delta's, a cached one). */
+    private readonly known?: Fingerprint,
+    /** The version opened (undefined for a small file read whole at open). */
+    readonly version?: Version,
   ) {
     this.#ranges = ranges;
     this.#offset = ranges[0]?.[0] ?? identity.size;
@@ -122,21 +134,27 @@ export class FileCursor {
     try {
       const stats = await handle.stat();
       const identity = { size: stats.size, mtimeMs: stats.mtimeMs };
+      const version = versionOfStats(stats);
       if (published && !sameIdentity(identity, published)) throw new FileChangedError(vpath);
       let ranges: Range[];
       let hasher: BlockHasher | undefined;
+      let known: Fingerprint | undefined;
       if (plan.delta) {
         ranges = mergeBlocks(plan.delta.blocks, identity.size);
+        known = plan.delta.fingerprint;
       } else {
         const start = Math.min(Math.floor((plan.start ?? 0) / BLOCK_SIZE) * BLOCK_SIZE, identity.size);
         ranges = [[start, identity.size]];
         if (options.extensions) {
-          hasher = new BlockHasher(await xxh());
-          // Resumed: hash the part the client already holds, so the tree hash covers the whole file.
-          if (start > 0) await hashPrefix(handle, hasher, start);
+          known = await options.knownFingerprint?.(absolute, version);
+          if (!known) {
+            hasher = new BlockHasher(await xxh());
+            // Resumed: hash the part the client already holds, so the tree hash covers the whole file.
+            if (start > 0) await hashPrefix(handle, hasher, start);
+          }
         }
       }
-      return new FileCursor(handle, vpath, identity, options, ranges, hasher, plan);
+      return new FileCursor(handle, vpath, identity, options, ranges, hasher, plan, known, version);
     } catch (error) {
       await handle.close();
       throw error;
@@ -200,6 +218,7 @@ export class FileCursor {
       head.hashed = true;
     }
     if (credit <= 0) return undefined;
+    if (this.options.single && !this.handle && this.#first && got === this.#limit && credit >= got) return this.#singleFrame(head, got);
     const skip = this.#offset - head.offset; // payload of this read already sent (a split chunk)
     const bytes = Math.min(got - skip, credit);
     let frame: Buffer;
@@ -225,7 +244,7 @@ export class FileCursor {
     return { frame, bytes, eof: false };
   }
 
-  /** The file's fingerprint, once the eof frame has been built (full and resumed transfers; delta: the known one). */
+  /** The file's fingerprint, once the eof frame has been built (hashed as sent, or known before). */
   fingerprint: Fingerprint | undefined;
   /** The file changed while it was being read: the eof frame said so, and the receiver drops it. */
   changed = false;
@@ -254,23 +273,43 @@ export class FileCursor {
   }
 
   async #eofFrame(): Promise<ChunkFrame> {
-    let headers = NO_HEADERS;
-    if (this.options.extensions) {
-      // Did the file change under us? Then what we sent may mix two versions: say so.
-      const now = this.handle ? await this.handle.stat().catch(() => undefined) : this.#afterRead;
-      this.changed = !now || now.size !== this.identity.size || now.mtimeMs !== this.identity.mtimeMs || this.#limit !== this.identity.size;
-      this.fingerprint = this.plan.delta?.fingerprint ?? this.hasher?.finish();
-      headers = new Map([
-        [Header.SIZE, String(this.#limit)],
-        [Header.MTIME, String(this.identity.mtimeMs)],
-      ]);
-      if (this.changed) headers.set(Header.STATUS, "changed");
-      else if (this.fingerprint) headers.set(Header.HASH, this.fingerprint.hash);
-      if (this.#first && this.plan.delta) headers.set(Header.BASE, this.plan.delta.base);
-    }
+    const now = this.options.extensions && this.handle ? await this.handle.stat().catch(() => undefined) : this.#afterRead;
     // An empty file (or an empty delta) has no first data chunk: its eof chunk carries the identity.
-    const { frame } = cheezburgerFrame({ ...this.#fields(this.#limit, headers), eof: 1 }, 0);
+    const { frame } = cheezburgerFrame({ ...this.#fields(this.#limit, this.#eofHeaders(now)), eof: 1 }, 0);
     return { frame, bytes: 0, eof: true };
+  }
+
+  /**
+   * A small file read whole, to a client that takes a file in one message (capability "single"): its
+   * data, eof=1 and the end-of-file headers in one CHEEZBURGER, instead of a data chunk and an empty
+   * eof chunk. Half the messages, which is what a flood of small files costs on both sides.
+   */
+  #singleFrame(head: Prefetched, got: number): ChunkFrame {
+    const single = cheezburgerFrame({ ...this.#fields(0, this.#eofHeaders(this.#afterRead)), eof: 1 }, got);
+    head.frame.copy(single.frame, single.chunkOffset, head.chunkOffset, head.chunkOffset + got);
+    this.#ahead.shift();
+    this.#first = false;
+    this.#offset = this.#delivered = got;
+    this.#ranges = [];
+    return { frame: single.frame, bytes: got, eof: true };
+  }
+
+  /** The eof chunk's headers (our extension), given the file's state now; notes whether it changed. */
+  #eofHeaders(now: Identity | { size: number; mtimeMs: number; ctimeMs: number } | undefined): Dictionary {
+    if (!this.options.extensions) return NO_HEADERS;
+    // Did the file change under us? Then what we sent may mix two versions: say so.
+    // A known fingerprint is trusted only for the very version it was computed from: ctime too.
+    const touched = this.version !== undefined && now !== undefined && "ctimeMs" in now && now.ctimeMs !== this.version.ctimeMs;
+    this.changed = !now || touched || now.size !== this.identity.size || now.mtimeMs !== this.identity.mtimeMs || this.#limit !== this.identity.size;
+    this.fingerprint = this.known ?? this.hasher?.finish();
+    const headers: Dictionary = new Map([
+      [Header.SIZE, String(this.#limit)],
+      [Header.MTIME, String(this.identity.mtimeMs)],
+    ]);
+    if (this.changed) headers.set(Header.STATUS, "changed");
+    else if (this.fingerprint) headers.set(Header.HASH, this.fingerprint.hash);
+    if (this.#first && this.plan.delta) headers.set(Header.BASE, this.plan.delta.base);
+    return headers;
   }
 
   #currentEnd(): number {

@@ -83,6 +83,7 @@ export class Server extends EventEmitter<ServerEvents> {
   readonly mounts: Mount[] = [];
   readonly #router: Router;
   readonly #outbox: Outbox;
+  readonly #fingerprints = new Fingerprints();
   readonly #connections = new Map<string, Connection>();
   readonly #host: ConnectionHost;
   readonly #security: ServerSecurity | undefined;
@@ -121,7 +122,7 @@ export class Server extends EventEmitter<ServerEvents> {
         }
         return undefined;
       },
-      fingerprints: new Fingerprints(),
+      fingerprints: this.#fingerprints,
       serves: (path) => server.mounts.some((m) => overlaps(m.alias, path)),
       send: (key, routingId, frame) => server.#send(key, routingId, frame),
       mayRead: (key, path) => server.#security?.mayRead(key, path) ?? true,
@@ -142,6 +143,8 @@ export class Server extends EventEmitter<ServerEvents> {
     const mount = await Mount.open(directory, alias, { stableMs: this.options.stableMs });
     mount.on("changed", (file) => {
       this.emit("published", file);
+      // Hash big files now, while nobody waits, rather than on every transfer's send path.
+      this.#fingerprints.prepare(file.absolute, file.size);
       for (const connection of this.#connections.values()) {
         if (connection.wants(file.vpath)) connection.queue({ op: "create", file });
       }
@@ -194,6 +197,7 @@ export class Server extends EventEmitter<ServerEvents> {
     if (this.#expiryTimer) clearInterval(this.#expiryTimer);
     await Promise.all([...this.#connections.values()].map((c) => c.close()));
     this.#connections.clear();
+    this.#fingerprints.close();
     await Promise.all(this.mounts.map((m) => m.close()));
     this.#router.close();
     this.#security?.stop();

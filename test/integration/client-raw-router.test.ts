@@ -378,7 +378,7 @@ function identityHeaders(size: number, mtime: number): Record<string, string> {
 /** The options every ICANHAZ of this client carries. */
 const ICANHAZ_OPTIONS = new Map([
   ["RESYNC", "1"],
-  ["X-FMQ-Caps", "verify,delta"],
+  ["X-FMQ-Caps", "verify,delta,single"],
 ]);
 
 async function exists(file: string): Promise<boolean> {

@@ -3,11 +3,12 @@
 
 import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
-import { mkdir, open, rm, writeFile } from "node:fs/promises";
+import { mkdir, open, rm, stat, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { Dealer } from "zeromq";
 
+import { fingerprintFile } from "../../src/digest/blocks.js";
 import { ReceiveWindow } from "../../src/flow/credit.js";
 import { decodeFrames, encode } from "../../src/protocol/codec.js";
 import type { DecodeError } from "../../src/protocol/errors.js";
@@ -857,4 +858,93 @@ describe("server with a scripted raw peer", () => {
     await nextEvent(server, "disconnected", () => true, 3000);
     expect(server.clients).toBe(0);
   });
+
+  // --- our extensions to a client that announces them ---------------------------------------------
+
+  /** ICANHAZ "/" with X-FMQ-Caps. */
+  async function subscribeWithCaps(p: RawPeer, caps: string): Promise<void> {
+    await p.send({ id: "ICANHAZ", path: "/", options: new Map([["X-FMQ-Caps", caps]]), cache: new Map() });
+    await p.expect("ICANHAZ_OK");
+  }
+
+  it("server - capability single: a file that fits one chunk comes as one CHEEZBURGER (data, eof=1, size, mtime, tree hash); without it, data then an empty eof chunk", async () => {
+    const content = randomBytes(5000);
+    const { server, endpoint, dir } = await startServer({}, { files: { "five.bin": content } });
+    await published(server, 1);
+    const expected = (await fingerprintFile(path.join(dir, "five.bin"))).hash;
+
+    const single = peer(endpoint);
+    await single.open();
+    await subscribeWithCaps(single, "verify,delta,single");
+    await single.nom(1_000_000);
+    const one = await single.expect("CHEEZBURGER");
+    expect(one.eof).toBe(1);
+    expect(one.offset).toBe(0n);
+    expect(sha256(one.chunk)).toBe(sha256(content));
+    expect(one.headers.get("X-FMQ-Size")).toBe("5000");
+    expect(one.headers.get("X-FMQ-XXH64T")).toBe(expected);
+    expect(one.headers.has("X-FMQ-Mtime")).toBe(true);
+    await single.expectSilence(200);
+
+    const plain = peer(endpoint);
+    await plain.open();
+    await subscribeWithCaps(plain, "verify,delta");
+    await plain.nom(1_000_000);
+    const data = await plain.expect("CHEEZBURGER");
+    expect([data.eof, data.chunk.length]).toEqual([0, 5000]);
+    const eof = await plain.expect("CHEEZBURGER");
+    expect([eof.eof, eof.chunk.length, eof.offset]).toEqual([1, 0, 5000n]);
+    expect(eof.headers.get("X-FMQ-XXH64T")).toBe(expected);
+
+    // Less credit than the file: split as usual (never held back waiting for credit for all of it).
+    const short = peer(endpoint);
+    await short.open();
+    await subscribeWithCaps(short, "verify,delta,single");
+    await short.nom(1000);
+    const first = await short.expect("CHEEZBURGER");
+    expect([first.eof, first.chunk.length]).toEqual([0, 1000]);
+    await short.nom(1_000_000);
+    const rest = await short.expect("CHEEZBURGER");
+    expect([rest.eof, rest.offset, rest.chunk.length]).toEqual([0, 1000n, 4000]);
+    const end = await short.expect("CHEEZBURGER");
+    expect([end.eof, end.chunk.length]).toEqual([1, 0]);
+    expect(end.headers.get("X-FMQ-XXH64T")).toBe(expected);
+  });
+
+  it("server - a big file rewritten in place with its size and mtime put back is sent with the new content's hash, not the one remembered", async () => {
+    const size = 3 * 1024 * 1024; // fingerprinted in the background when published (>= 1 MiB)
+    // A whole-second mtime, so that it can be put back exactly (utimes takes less than nanoseconds).
+    const mtime = new Date("2020-01-01T00:00:00Z");
+    const { server, endpoint, dir } = await startServer(
+      {},
+      { files: { "big.bin": randomBytes(size) }, prepare: (root) => utimes(path.join(root, "big.bin"), mtime, mtime) },
+    );
+    await published(server, 1);
+    const file = path.join(dir, "big.bin");
+    const receive = async (): Promise<{ data: Buffer; hash: string | undefined }> => {
+      const p = peer(endpoint);
+      await p.open();
+      await subscribeWithCaps(p, "verify,delta,single");
+      await p.nom(64 * 1024 * 1024);
+      const parts: Buffer[] = [];
+      for (;;) {
+        const m = await p.expect("CHEEZBURGER");
+        parts.push(Buffer.from(m.chunk));
+        if (m.eof === 1) return { data: Buffer.concat(parts), hash: m.headers.get("X-FMQ-XXH64T") };
+      }
+    };
+    const before = await receive();
+    expect(before.hash).toBe((await fingerprintFile(file)).hash);
+
+    // Same size, same mtime, other bytes: only the inode's ctime tells.
+    const replacement = randomBytes(size);
+    await writeFile(file, replacement);
+    await utimes(file, mtime, mtime);
+    expect((await stat(file)).mtimeMs).toBe(mtime.getTime());
+    const after = await receive();
+    expect(sha256(after.data)).toBe(sha256(replacement));
+    expect(after.hash).toBe((await fingerprintFile(file)).hash);
+    expect(after.hash).not.toBe(before.hash);
+  });
 });
+
