@@ -1,12 +1,12 @@
 // Workload 2: a fresh tree of many small files (default 10,000 × 4 KiB, 100 per directory), mirrored
 // once. The raw pipe moves one file only, so it has no row here: cp -r and rsync are the baselines.
 
-import { mkdir, rm } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { runCp, runFmq, type Transfer } from "../contenders.js";
 import { FMQ_STATE, verifyTree, writeRandomTree } from "../data.js";
 import { CP, FMQ, RSYNC, type WorkloadResult } from "../types.js";
-import { repeat, timeoutFor, type Contender, type Context } from "./common.js";
+import { repeat, setAside, timeoutFor, type Contender, type Context } from "./common.js";
 
 export async function manyFiles(ctx: Context): Promise<WorkloadResult> {
   const { config } = ctx;
@@ -28,19 +28,20 @@ export async function manyFiles(ctx: Context): Promise<WorkloadResult> {
   contenders.push({
     name: FMQ,
     dsts: [fmq],
+    manyFiles: true,
     verify: () => verifyTree(fmq, expected, FMQ_STATE),
     run: (rep) => runFmq(FMQ, rep, transfer(fmq), { cli: config.fmqCli, chunkSize: config.chunkSize, window: config.window, stableMs: config.stableMs }),
   });
   const cp = path.join(out, "cp");
-  contenders.push({ name: CP, dsts: [cp], verify: () => verifyTree(cp, expected), run: (rep) => runCp(CP, rep, transfer(cp), true) });
+  contenders.push({ name: CP, dsts: [cp], manyFiles: true, verify: () => verifyTree(cp, expected), run: (rep) => runCp(CP, rep, transfer(cp), true) });
   const rsync = ctx.rsync;
   if (rsync) {
     const to = rsync.local("w2");
-    contenders.push({ name: RSYNC, dsts: [to], verify: () => verifyTree(to, expected), run: (rep) => rsync.run(RSYNC, rep, transfer(to), true) });
+    contenders.push({ name: RSYNC, dsts: [to], manyFiles: true, verify: () => verifyTree(to, expected), run: (rep) => rsync.run(RSYNC, rep, transfer(to), true) });
   }
 
   const runs = await repeat("2", contenders, ctx);
-  await rm(dir, { recursive: true, force: true });
+  await setAside(dir, ctx);
   return {
     id: "2",
     title: `${files} × ${fileSize} B files`,

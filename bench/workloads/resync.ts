@@ -30,7 +30,7 @@ import { FMQ_STATE, sha256File, verifyTree, writeRandomFile, writeRandomTree, ty
 import { CpuMeter, Proc, freePort, now, settle, sleep, track } from "../measure.js";
 import { bytesText } from "../report.js";
 import { FMQ, type ResyncCase, type ResyncSample, type WorkloadResult } from "../types.js";
-import { timeoutFor, type Context } from "./common.js";
+import { setAside, timeoutFor, type Context } from "./common.js";
 
 const MiB = 1024 * 1024;
 const BIG = "big.bin";
@@ -156,7 +156,7 @@ async function unchangedTree(ctx: Context, dir: string, record: (s: ResyncSample
     for (const name of contenders) record(failed("5a", name, 0, error));
   } finally {
     await Promise.all(procs.map((p) => p.stop()));
-    if (ctx.rsync) await rm(ctx.rsync.local("w5a"), { recursive: true, force: true });
+    if (ctx.rsync) await setAside(ctx.rsync.local("w5a"), ctx);
   }
 }
 
