@@ -4,7 +4,7 @@
 // Nothing is written, deleted or followed outside the inbox: every name is checked (paths.ts), and every
 // directory on the way is checked not to be a symlink, for every file.
 
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { closeSync, constants, fsyncSync, lstatSync, mkdirSync, openSync, renameSync, writevSync } from "node:fs";
 import { copyFile, lstat, mkdir, open, readdir, realpath, unlink, type FileHandle } from "node:fs/promises";
 import path from "node:path";
@@ -331,7 +331,8 @@ export class Inbox {
 
 /** A partial file's name: fixed length, whatever the file's name (no NAME_MAX trouble, no collisions). */
 export function partialName(relative: string): string {
-  return createHash("sha1").update(relative).digest("hex") + ".fmq-part";
+  // crypto.hash: one call, a quarter of createHash's cost (this runs once per file received).
+  return hash("sha1", relative, "hex") + ".fmq-part";
 }
 
 
