@@ -155,6 +155,11 @@ export interface FmqSettings {
   readonly chunkSize: number;
   readonly window: number;
   readonly stableMs: number;
+  /**
+   * Untimed, before the timed subscriber: one subscriber receives everything into this directory, so
+   * the publisher has fingerprinted its files (as one that has been running a while would have).
+   */
+  readonly warmUpInbox?: string;
 }
 
 /** fmq: `fmq publish <src dir>` and K × `fmq subscribe / --inbox <dst>`. */
@@ -174,6 +179,16 @@ export function runFmq(contender: string, rep: number, transfer: Transfer, s: Fm
       // The initial files must be stable (in the publisher's catalogue) before the clock starts, or the
       // timing would include their quiet period: wait for a "published" line per file.
       const settled = await server.waitFor((d) => d.event === "published", transfer.timeoutMs, '"published" for every file', transfer.files);
+      if (s.warmUpInbox !== undefined) {
+        await rm(s.warmUpInbox, { recursive: true, force: true });
+        const warm = Proc.node("fmq subscribe (warm-up)", s.cli, ["subscribe", "/", "--connect", endpoint, "--inbox", s.warmUpInbox, "--json", "--window", String(s.window)]);
+        try {
+          await warm.waitFor((d) => d.event === "delivered", transfer.timeoutMs, '"delivered" for every file (warm-up)', transfer.files);
+        } finally {
+          await warm.stop();
+          await rm(s.warmUpInbox, { recursive: true, force: true });
+        }
+      }
       return { server, extra: { publisherStartupS: (ready.t - server.spawnedAt) / 1000, publisherSettledS: (settled.t - server.spawnedAt) / 1000 } };
     },
     startClient: (k) =>

@@ -126,5 +126,7 @@ export interface BenchConfig {
 /** Contender names, used for rows and ratios. */
 export const RAW = "raw zeromq.js pipe";
 export const FMQ = "fmq";
+/** fmq from a publisher that has sent the file before (it knows the file's fingerprint). */
+export const FMQ_WARM = "fmq, publisher warm";
 export const CP = "cp";
 export const RSYNC = "rsync daemon";

@@ -5,7 +5,7 @@ import { mkdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { runCp, runFmq, runRawPipe, type Transfer } from "../contenders.js";
 import { FMQ_STATE, sha256File, verifyTree, writeRandomFile, type Skip, type TreeHashes } from "../data.js";
-import { CP, FMQ, RAW, RSYNC, type WorkloadResult } from "../types.js";
+import { CP, FMQ, FMQ_WARM, RAW, RSYNC, type WorkloadResult } from "../types.js";
 import { repeat, timeoutFor, type Contender, type Context } from "./common.js";
 
 const NAME = "big.bin";
@@ -42,6 +42,19 @@ export async function singleFile(id: string, title: string, size: number, receiv
     run: (rep) =>
       runFmq(FMQ, rep, transfer(srcDir, fmq), { cli: config.fmqCli, chunkSize: config.chunkSize, window: config.window, stableMs: config.stableMs }),
   });
+  if (id === "1") {
+    // The same transfer from a publisher that has already sent the file once (to an untimed subscriber),
+    // so has its fingerprint: what every subscriber after the first gets.
+    const warm = dsts("fmq-warm");
+    const warmUpInbox = path.join(dir, "warm-up");
+    contenders.push({
+      name: FMQ_WARM,
+      dsts: warm,
+      verify: verifyAll(warm, FMQ_STATE),
+      run: (rep) =>
+        runFmq(FMQ_WARM, rep, transfer(srcDir, warm), { cli: config.fmqCli, chunkSize: config.chunkSize, window: config.window, stableMs: config.stableMs, warmUpInbox }),
+    });
+  }
   const cp = dsts("cp");
   contenders.push({ name: CP, dsts: cp, verify: verifyAll(cp), run: (rep) => runCp(CP, rep, transfer(src, cp), false) });
   const notes: string[] = [];
