@@ -1,0 +1,60 @@
+// Fingerprints: the tree hash of a file read from disk (in 4 MiB pieces, two reads in turn) must equal
+// the tree hash of the same bytes fed in any other way, and a file shorter than promised is an error.
+
+import { randomBytes } from "node:crypto";
+import { open, writeFile } from "node:fs/promises";
+import path from "node:path";
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { BLOCK_SIZE, BlockHasher, fingerprintFile, hashPrefix, xxh } from "../../src/digest/blocks.js";
+import { tempDir } from "../helpers/tmp.js";
+
+async function inMemory(data: Buffer, pieces: number[]): Promise<string> {
+  const hasher = new BlockHasher(await xxh());
+  let at = 0;
+  for (const piece of pieces) {
+    hasher.update(data.subarray(at, at + piece));
+    at += piece;
+  }
+  hasher.update(data.subarray(at));
+  return hasher.finish().hash;
+}
+
+describe("fingerprints", () => {
+  it("blocks - a file read from disk has the tree hash of its bytes fed in arbitrary pieces (sizes around blocks and reads)", async () => {
+    const dir = await tempDir("fmq-blocks-");
+    const sizes = [0, 1, BLOCK_SIZE - 1, BLOCK_SIZE, BLOCK_SIZE + 1, 4 * BLOCK_SIZE, 9 * BLOCK_SIZE + 12345];
+    for (const size of sizes) {
+      const data = randomBytes(size);
+      const file = path.join(dir, `f${size}`);
+      await writeFile(file, data);
+      const fromDisk = (await fingerprintFile(file)).hash;
+      expect(fromDisk, `size ${size}`).toBe(await inMemory(data, []));
+      // And the same for random piecewise feeding (as chunks arrive off the wire).
+      await fc.assert(
+        fc.asyncProperty(fc.array(fc.integer({ min: 0, max: 3 * BLOCK_SIZE }), { maxLength: 6 }), async (pieces) => {
+          expect(await inMemory(data, pieces)).toBe(fromDisk);
+        }),
+        { numRuns: 10 },
+      );
+    }
+  });
+
+  it("blocks - a prefix: hashing the first N bytes equals hashing those bytes; a file shorter than N is an error", async () => {
+    const dir = await tempDir("fmq-blocks-");
+    const data = randomBytes(6 * BLOCK_SIZE + 7);
+    const file = path.join(dir, "f");
+    await writeFile(file, data);
+    const handle = await open(file, "r");
+    try {
+      for (const length of [3 * BLOCK_SIZE, 5 * BLOCK_SIZE + 1, data.length]) {
+        const hasher = new BlockHasher(await xxh());
+        await hashPrefix(handle, hasher, length);
+        expect(hasher.finish().hash).toBe(await inMemory(data.subarray(0, length), []));
+      }
+      await expect(hashPrefix(handle, new BlockHasher(await xxh()), data.length + 1)).rejects.toThrow(/shorter/);
+    } finally {
+      await handle.close();
+    }
+  });
+});
