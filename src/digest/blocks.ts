@@ -84,12 +84,12 @@ export function fingerprintOf(xx: XXHashAPI, blocks: Buffer): Fingerprint {
 }
 
 /** Fingerprint the first `length` bytes of a file (all of it by default), reading block by block. */
-export async function fingerprintFile(file: string, length?: number): Promise<Fingerprint> {
+export async function fingerprintFile(file: string, length?: number, signal?: AbortSignal): Promise<Fingerprint> {
   const xx = await xxh();
   const hasher = new BlockHasher(xx);
   const handle = await open(file, "r");
   try {
-    await hashPrefix(handle, hasher, length ?? (await handle.stat()).size);
+    await hashPrefix(handle, hasher, length ?? (await handle.stat()).size, signal);
   } finally {
     await handle.close();
   }
@@ -101,7 +101,7 @@ export async function fingerprintFile(file: string, length?: number): Promise<Fi
  * take turns: the next piece is read (in the thread pool) while this one is hashed, so a pass costs about
  * the hashing alone rather than reading plus hashing (1 GiB: 0.52 s before, measured here).
  */
-export async function hashPrefix(handle: FileHandle, hasher: BlockHasher, length: number): Promise<void> {
+export async function hashPrefix(handle: FileHandle, hasher: BlockHasher, length: number, signal?: AbortSignal): Promise<void> {
   const size = Math.min(4 * BLOCK_SIZE, Math.max(length, 1));
   const buffers = [Buffer.allocUnsafe(size), Buffer.allocUnsafe(size)] as const;
   const readAt = (which: 0 | 1, at: number) => {
@@ -115,6 +115,7 @@ export async function hashPrefix(handle: FileHandle, hasher: BlockHasher, length
   try {
     while (pending) {
       const { bytesRead } = await pending;
+      signal?.throwIfAborted();
       if (bytesRead === 0) throw new Error(`file shorter than ${length} bytes`);
       const current = buffers[which];
       at += bytesRead;

@@ -40,6 +40,8 @@ export class Fingerprints {
   readonly #backlog = new Set<string>();
   #working = false;
   #closed = false;
+  /** Stops a fingerprint being computed when the server closes (a big file takes seconds). */
+  readonly #abort = new AbortController();
 
   constructor(private readonly max = 20_000) {}
 
@@ -71,6 +73,11 @@ export class Fingerprints {
     return fingerprint ? { version, fingerprint } : undefined;
   }
 
+  /** Is a fingerprint of this file being computed now? */
+  computing(absolute: string): boolean {
+    return this.#entries.get(absolute)?.pending !== undefined;
+  }
+
   /** Fingerprint a newly published file in the background (big files only; small ones cost nothing to hash as sent). */
   prepare(absolute: string, size: number): void {
     if (size < PREPARE_MIN_SIZE || this.#closed) return;
@@ -81,10 +88,11 @@ export class Fingerprints {
     void this.#work();
   }
 
-  /** Stop background work (what runs now finishes; nothing new starts). */
+  /** Stop background work: what is being hashed stops at its next read, nothing new starts. */
   close(): void {
     this.#closed = true;
     this.#backlog.clear();
+    this.#abort.abort();
   }
 
   /** RFC 35's digest: SHA-1 of the content, 40 uppercase hex (CZMQ zfile_digest). */
@@ -125,7 +133,7 @@ export class Fingerprints {
     const entry = this.#entry(absolute, version);
     const pending = (async () => {
       try {
-        const fingerprint = await fingerprintFile(absolute);
+        const fingerprint = await fingerprintFile(absolute, undefined, this.#abort.signal);
         const after = await versionOf(absolute);
         if (!sameVersion(version, after)) return undefined;
         entry.fingerprint = fingerprint;

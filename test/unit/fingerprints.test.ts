@@ -1,0 +1,57 @@
+// The server's fingerprint memory: a published big file is fingerprinted once in the background and
+// found again for exactly that version; another version is not trusted; closing stops a long hash.
+
+import { open, utimes, writeFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { fingerprintFile } from "../../src/digest/blocks.js";
+import { Fingerprints, PREPARE_MIN_SIZE, versionOf } from "../../src/server/fingerprints.js";
+import { tempDir } from "../helpers/tmp.js";
+import { waitFor } from "../helpers/wait.js";
+
+describe("fingerprints", () => {
+  it("fingerprints - prepare() hashes a big file in the background; known() finds it for that version only", async () => {
+    const dir = await tempDir("fmq-fp-");
+    const file = path.join(dir, "big.bin");
+    await writeFile(file, randomBytes(3 * PREPARE_MIN_SIZE));
+    const fingerprints = new Fingerprints();
+    try {
+      fingerprints.prepare(file, 3 * PREPARE_MIN_SIZE);
+      const version = await versionOf(file);
+      const known = await fingerprints.known(file, version, 10_000);
+      expect(known?.hash).toBe((await fingerprintFile(file)).hash);
+
+      // Rewritten with its size and mtime put back: another version (ctime), so not known.
+      const mtime = new Date(Math.floor(version.mtimeMs));
+      await writeFile(file, randomBytes(3 * PREPARE_MIN_SIZE));
+      await utimes(file, mtime, mtime);
+      expect(await fingerprints.known(file, await versionOf(file), 0)).toBeUndefined();
+
+      // Small files are left to the transfer (they are hashed as they are read, whole).
+      const small = path.join(dir, "small.txt");
+      await writeFile(small, "hello");
+      fingerprints.prepare(small, 5);
+      expect(await fingerprints.known(small, await versionOf(small), 0)).toBeUndefined();
+    } finally {
+      fingerprints.close();
+    }
+  });
+
+  it("fingerprints - close() stops a fingerprint being computed (a 16 GiB sparse file) at its next read", async () => {
+    const dir = await tempDir("fmq-fp-");
+    const file = path.join(dir, "huge.bin");
+    const handle = await open(file, "w");
+    await handle.truncate(16 * 1024 ** 3);
+    await handle.close();
+    const fingerprints = new Fingerprints();
+    fingerprints.prepare(file, 16 * 1024 ** 3);
+    const version = await versionOf(file);
+    await waitFor(() => fingerprints.computing(file), "the background hash to start", 5000);
+    const pending = fingerprints.known(file, version);
+    fingerprints.close();
+    // Hashing 16 GiB would take seconds; stopped, it gives up (undefined) at once.
+    const outcome = await Promise.race([pending, new Promise((resolve) => setTimeout(() => resolve("still hashing"), 2000))]);
+    expect(outcome).toBeUndefined();
+  });
+});
