@@ -42,12 +42,6 @@ export interface ConnectionHost {
   warn(message: string): void;
 }
 
-/**
- * How long a transfer waits for a fingerprint being computed in the background before hashing the file
- * itself as it reads: the connection answers nothing meanwhile, and its client gives up after 5 s.
- */
-const KNOWN_WAIT_MS = 1500;
-
 type Patch =
   | { readonly op: "create"; readonly file: PublishedFile; readonly resumeAt?: number }
   | { readonly op: "delete"; readonly vpath: string };
@@ -254,7 +248,7 @@ export class Connection {
           readAhead: this.host.readAhead,
           extensions: this.#caps.has(Capability.VERIFY),
           single: this.#caps.has(Capability.VERIFY) && this.#caps.has(Capability.SINGLE),
-          knownFingerprint: (absolute: string, version: Version) => this.host.fingerprints.known(absolute, version, KNOWN_WAIT_MS),
+          knownFingerprint: (absolute: string, version: Version) => this.host.fingerprints.lookup(absolute, version),
         };
         const opened = await FileCursor.open(patch.file.absolute, patch.file.vpath, options, await this.#transferPlan(patch), patch.file);
         // Closed (dropped, expired) while the file was opening: nobody else will close it.

@@ -57,9 +57,10 @@ export interface CursorOptions {
   readonly single?: boolean;
   /**
    * The fingerprint of this version of the file if it is known (computed when it was published, or by
-   * an earlier transfer): then nothing is hashed on the way out. Undefined: hash as we read.
+   * an earlier transfer), or a promise of it (being computed in the background now): then nothing is
+   * hashed on the way out, and the promise is awaited only for the last chunk. Undefined: hash as we read.
    */
-  readonly knownFingerprint?: (absolute: string, version: Version) => Promise<Fingerprint | undefined>;
+  readonly knownFingerprint?: (absolute: string, version: Version) => Fingerprint | Promise<Fingerprint | undefined> | undefined;
 }
 
 interface Prefetched {
@@ -108,8 +109,11 @@ export class FileCursor {
     /** Hashes what is sent, in order (full and resumed transfers) unless the fingerprint is known already. */
     private readonly hasher: BlockHasher | undefined,
     private readonly plan: TransferPlan,
-    /** The fingerprint of the version being sent, when known before the first byte (a delta's, a cached one). */
-    private readonly known?: Fingerprint,
+    /**
+     * The fingerprint of the version being sent, when known before the first byte (a delta's, a cached
+     * one), or coming (computed in the background meanwhile).
+     */
+    private known?: Fingerprint | Promise<Fingerprint | undefined>,
     /** The version opened (undefined for a small file read whole at open). */
     readonly version?: Version,
   ) {
@@ -138,7 +142,7 @@ export class FileCursor {
       if (published && !sameIdentity(identity, published)) throw new FileChangedError(vpath);
       let ranges: Range[];
       let hasher: BlockHasher | undefined;
-      let known: Fingerprint | undefined;
+      let known: Fingerprint | Promise<Fingerprint | undefined> | undefined;
       if (plan.delta) {
         ranges = mergeBlocks(plan.delta.blocks, identity.size);
         known = plan.delta.fingerprint;
@@ -146,7 +150,7 @@ export class FileCursor {
         const start = Math.min(Math.floor((plan.start ?? 0) / BLOCK_SIZE) * BLOCK_SIZE, identity.size);
         ranges = [[start, identity.size]];
         if (options.extensions) {
-          known = await options.knownFingerprint?.(absolute, version);
+          known = options.knownFingerprint?.(absolute, version);
           if (!known) {
             hasher = new BlockHasher(await xxh());
             // Resumed: hash the part the client already holds, so the tree hash covers the whole file.
@@ -273,6 +277,11 @@ export class FileCursor {
   }
 
   async #eofFrame(): Promise<ChunkFrame> {
+    if (this.options.extensions && this.known instanceof Promise) {
+      // The fingerprint computed in the background while we sent (it reads faster than we send, so it
+      // is normally there already); if that failed, hash what we sent now, before checking for changes.
+      this.known = (await this.known) ?? (await this.#hashWhole());
+    }
     const now = this.options.extensions && this.handle ? await this.handle.stat().catch(() => undefined) : this.#afterRead;
     // An empty file (or an empty delta) has no first data chunk: its eof chunk carries the identity.
     const { frame } = cheezburgerFrame({ ...this.#fields(this.#limit, this.#eofHeaders(now)), eof: 1 }, 0);
@@ -294,6 +303,16 @@ export class FileCursor {
     return { frame: single.frame, bytes: got, eof: true };
   }
 
+  /** The whole file's fingerprint, read again through our handle. */
+  async #hashWhole(): Promise<Fingerprint | undefined> {
+    if (!this.handle) return undefined;
+    const hasher = new BlockHasher(await xxh());
+    return hashPrefix(this.handle, hasher, this.identity.size).then(
+      () => hasher.finish(),
+      () => undefined,
+    );
+  }
+
   /** The eof chunk's headers (our extension), given the file's state now; notes whether it changed. */
   #eofHeaders(now: Identity | { size: number; mtimeMs: number; ctimeMs: number } | undefined): Dictionary {
     if (!this.options.extensions) return NO_HEADERS;
@@ -301,7 +320,7 @@ export class FileCursor {
     // A known fingerprint is trusted only for the very version it was computed from: ctime too.
     const touched = this.version !== undefined && now !== undefined && "ctimeMs" in now && now.ctimeMs !== this.version.ctimeMs;
     this.changed = !now || touched || now.size !== this.identity.size || now.mtimeMs !== this.identity.mtimeMs || this.#limit !== this.identity.size;
-    this.fingerprint = this.known ?? this.hasher?.finish();
+    this.fingerprint = (this.known instanceof Promise ? undefined : this.known) ?? this.hasher?.finish();
     const headers: Dictionary = new Map([
       [Header.SIZE, String(this.#limit)],
       [Header.MTIME, String(this.identity.mtimeMs)],

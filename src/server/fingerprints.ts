@@ -4,8 +4,9 @@
 //
 // Big files are fingerprinted in the background as soon as they are published (one at a time), so that
 // sending them costs no hashing: on two cores, hashing 1 GiB on the send path cost a third of the
-// transfer's time. A transfer that finds its file's fingerprint still being computed waits for it;
-// one that finds none hashes as it reads and leaves its result here. Bounded: oldest entries go first.
+// transfer's time. A transfer that finds its file's fingerprint still being computed sends at once and
+// takes the fingerprint for its last chunk; one that finds none hashes as it reads and leaves its result
+// here. Bounded: oldest entries go first.
 
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
@@ -62,6 +63,16 @@ export class Fingerprints {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), waitMs)));
     return Promise.race([entry.pending, timeout]).finally(() => clearTimeout(timer));
+  }
+
+  /**
+   * What is known of this version of the file, without waiting: its fingerprint, or the promise of the
+   * one being computed now, or undefined (then the caller hashes the file itself as it reads it).
+   */
+  lookup(absolute: string, version: Version): Fingerprint | Promise<Fingerprint | undefined> | undefined {
+    const entry = this.#entries.get(absolute);
+    if (!entry || !sameVersion(entry.version, version)) return undefined;
+    return entry.fingerprint ?? entry.pending;
   }
 
   /** The fingerprint of the file as it is now (computed if need be), or undefined if it changed while being hashed. */
