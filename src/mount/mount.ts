@@ -7,7 +7,7 @@ import { realpath, stat } from "node:fs/promises";
 import type { Stats } from "node:fs";
 import path from "node:path";
 import { watch, type FSWatcher } from "chokidar";
-import { isUnpublished, joinVirtual, normaliseVirtualPath } from "../paths.js";
+import { isUnpublished, joinVirtual, normaliseVirtualPath, relativeTo } from "../paths.js";
 import { StabilityTracker } from "./stability.js";
 
 export interface PublishedFile {
@@ -114,6 +114,12 @@ export class Mount extends EventEmitter<MountEvents> {
   /** Files waiting for their quiet period. */
   get unstable(): number {
     return this.#tracker.size;
+  }
+
+  /** Is the file at `vpath` seen but still waiting for its quiet period (not yet in `files`)? */
+  waiting(vpath: string): boolean {
+    const relative = relativeTo(this.alias, vpath);
+    return relative !== undefined && this.#tracker.has(relative);
   }
 
   #relative(absolute: string): string {

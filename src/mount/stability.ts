@@ -60,6 +60,11 @@ export class StabilityTracker {
     this.#arm();
   }
 
+  /** Is this file waiting for its quiet period? */
+  has(key: string): boolean {
+    return this.#pending.has(key);
+  }
+
   forget(key: string): void {
     this.#pending.delete(key);
   }

@@ -25,6 +25,8 @@ export interface ConnectionHost {
   filesUnder(path: string): Iterable<PublishedFile>;
   /** The published file at `vpath`, if any. */
   file(vpath: string): PublishedFile | undefined;
+  /** Is there a file at `vpath` that is not published yet, only waiting to be stable (a server starting)? */
+  waiting?(vpath: string): boolean;
   readonly fingerprints: Fingerprints;
   /** Does `path` overlap any mount? */
   serves(path: string): boolean;
@@ -74,6 +76,8 @@ export class Connection {
   #caps = new Set<string>();
   /** What the client holds, by virtual path: lets unchanged files be skipped and changed ones sent as blocks. */
   readonly #holdings = new Map<string, Holding>();
+  /** Cache entries (vpath -> value) of files the server has seen but not yet published. */
+  readonly #retained = new Map<string, string>();
 
   constructor(
     readonly key: string,
@@ -115,6 +119,15 @@ export class Connection {
   /** A mount reported a file for this client: queue it (replacing a queued older change) and wake the machine. */
   queue(patch: Patch): void {
     const vpath = patch.op === "create" ? patch.file.vpath : patch.vpath;
+    const retained = this.#retained.get(vpath);
+    if (retained !== undefined) {
+      // Published after the client told us what it holds of it: skip it, resume it, or send it all.
+      this.#retained.delete(vpath);
+      if (patch.op === "create") {
+        void this.#planFor(patch.file, retained).then((planned) => planned && this.queue(planned));
+        return;
+      }
+    }
     this.#queue.delete(vpath);
     this.#queue.set(vpath, patch);
     this.engine.post("dispatch", undefined, { coalesce: true });
@@ -140,6 +153,7 @@ export class Connection {
     this.#sequence = 0n;
     this.#caps = new Set();
     this.#holdings.clear();
+    this.#retained.clear();
     void this.#closeCursor();
   }
 
@@ -178,10 +192,13 @@ export class Connection {
       const patch = await this.#planFor(file, value);
       if (patch && !this.#queue.has(file.vpath)) this.#queue.set(file.vpath, patch);
     }
-    // What remains in the cache is held by the client and gone from the server.
-    for (const vpath of cache.keys()) {
+    // What remains in the cache is held by the client and gone from the server; unless the server has
+    // seen the file but not yet published it (it has just started): then the client's entry is kept and
+    // applied when the file is published, so a restarted publisher neither deletes nor re-sends it.
+    for (const [vpath, value] of cache) {
       this.#holdings.delete(vpath);
-      if (!this.#queue.has(vpath)) this.#queue.set(vpath, { op: "delete", vpath });
+      if (this.host.waiting?.(vpath)) this.#retained.set(vpath, value);
+      else if (!this.#queue.has(vpath)) this.#queue.set(vpath, { op: "delete", vpath });
     }
   }
 

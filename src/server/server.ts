@@ -122,6 +122,7 @@ export class Server extends EventEmitter<ServerEvents> {
         }
         return undefined;
       },
+      waiting: (vpath) => server.mounts.some((mount) => mount.waiting(vpath)),
       fingerprints: this.#fingerprints,
       serves: (path) => server.mounts.some((m) => overlaps(m.alias, path)),
       send: (key, routingId, frame) => server.#send(key, routingId, frame),

@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { Dealer } from "zeromq";
 
 import { fingerprintFile } from "../../src/digest/blocks.js";
+import { formatCacheEntry } from "../../src/protocol/extensions.js";
 import { ReceiveWindow } from "../../src/flow/credit.js";
 import { decodeFrames, encode } from "../../src/protocol/codec.js";
 import type { DecodeError } from "../../src/protocol/errors.js";
@@ -945,6 +946,48 @@ describe("server with a scripted raw peer", () => {
     expect(sha256(after.data)).toBe(sha256(replacement));
     expect(after.hash).toBe((await fingerprintFile(file)).hash);
     expect(after.hash).not.toBe(before.hash);
+  });
+
+  it("server - a publisher that has just started (files seen, not yet stable) neither deletes what a returning client holds nor re-sends it; a partial is resumed", async () => {
+    const mtime = new Date("2020-01-01T00:00:00Z");
+    const whole = randomBytes(3000);
+    const big = randomBytes(3 * 1024 * 1024);
+    const { server, endpoint, dir } = await startServer(
+      { stableMs: 1500 },
+      {
+        files: { "held.txt": whole, "big.bin": big },
+        prepare: async (root) => {
+          for (const name of ["held.txt", "big.bin"]) await utimes(path.join(root, name), mtime, mtime);
+        },
+      },
+    );
+    const p = peer(endpoint);
+    await p.open();
+    const cache = new Map([
+      ["held.txt", formatCacheEntry({ size: whole.length, mtime: mtime.getTime(), hash: (await fingerprintFile(path.join(dir, "held.txt"))).hash })],
+      ["big.bin", formatCacheEntry({ partial: { length: 1024 * 1024 + 10, size: big.length, mtime: mtime.getTime() } })],
+      ["gone.txt", formatCacheEntry({ size: 5, mtime: 1 })],
+    ]);
+    // Subscribed while both files are still in their quiet period (1.5 s).
+    expect(server.mounts[0]!.files.size).toBe(0);
+    await p.send({ id: "ICANHAZ", path: "/", options: new Map([["X-FMQ-Caps", "verify,delta,single"]]), cache });
+    await p.expect("ICANHAZ_OK");
+    await p.nom(64 * 1024 * 1024);
+    // Only the file that exists nowhere is deleted.
+    const deleted = await p.expect("CHEEZBURGER");
+    expect([deleted.operation, deleted.filename]).toEqual([Operation.DELETE, "/gone.txt"]);
+    await published(server, 2);
+    // Then the partial resumes from its last whole block; held.txt is not sent at all.
+    const first = await p.expect("CHEEZBURGER");
+    expect([first.filename, first.offset]).toEqual(["/big.bin", BigInt(1024 * 1024)]);
+    let received = first.chunk.length;
+    for (let last = first; last.eof === 0; ) {
+      last = await p.expect("CHEEZBURGER");
+      expect(last.filename).toBe("/big.bin");
+      received += last.chunk.length;
+    }
+    expect(received).toBe(2 * 1024 * 1024);
+    await p.expectSilence(300);
   });
 });
 
