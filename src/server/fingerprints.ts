@@ -52,20 +52,6 @@ export class Fingerprints {
   }
 
   /**
-   * The fingerprint of exactly this version of the file, if known or being computed now (then it waits
-   * for it, up to `waitMs`). Never starts hashing: a caller that gets undefined hashes the file itself.
-   */
-  async known(absolute: string, version: Version, waitMs = Infinity): Promise<Fingerprint | undefined> {
-    const entry = this.#entries.get(absolute);
-    if (!entry || !sameVersion(entry.version, version)) return undefined;
-    if (entry.fingerprint || !entry.pending) return entry.fingerprint;
-    if (waitMs === Infinity) return entry.pending;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), waitMs)));
-    return Promise.race([entry.pending, timeout]).finally(() => clearTimeout(timer));
-  }
-
-  /**
    * What is known of this version of the file, without waiting: its fingerprint, or the promise of the
    * one being computed now, or undefined (then the caller hashes the file itself as it reads it).
    */
@@ -73,6 +59,14 @@ export class Fingerprints {
     const entry = this.#entries.get(absolute);
     if (!entry || !sameVersion(entry.version, version)) return undefined;
     return entry.fingerprint ?? entry.pending;
+  }
+
+  /**
+   * The fingerprint of exactly this version of the file, if known or being computed now (then it waits
+   * for it). Never starts hashing.
+   */
+  async known(absolute: string, version: Version): Promise<Fingerprint | undefined> {
+    return this.lookup(absolute, version);
   }
 
   /** The fingerprint of the file as it is now (computed if need be), or undefined if it changed while being hashed. */

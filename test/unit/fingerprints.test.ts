@@ -19,20 +19,20 @@ describe("fingerprints", () => {
     try {
       fingerprints.prepare(file, 3 * PREPARE_MIN_SIZE);
       const version = await versionOf(file);
-      const known = await fingerprints.known(file, version, 10_000);
+      const known = await fingerprints.known(file, version);
       expect(known?.hash).toBe((await fingerprintFile(file)).hash);
 
       // Rewritten with its size and mtime put back: another version (ctime), so not known.
       const mtime = new Date(Math.floor(version.mtimeMs));
       await writeFile(file, randomBytes(3 * PREPARE_MIN_SIZE));
       await utimes(file, mtime, mtime);
-      expect(await fingerprints.known(file, await versionOf(file), 0)).toBeUndefined();
+      expect(await fingerprints.known(file, await versionOf(file))).toBeUndefined();
 
       // Small files are left to the transfer (they are hashed as they are read, whole).
       const small = path.join(dir, "small.txt");
       await writeFile(small, "hello");
       fingerprints.prepare(small, 5);
-      expect(await fingerprints.known(small, await versionOf(small), 0)).toBeUndefined();
+      expect(await fingerprints.known(small, await versionOf(small))).toBeUndefined();
     } finally {
       fingerprints.close();
     }
