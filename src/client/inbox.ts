@@ -8,7 +8,7 @@ import { hash } from "node:crypto";
 import { closeSync, constants, fsyncSync, lstatSync, mkdirSync, openSync, renameSync, writevSync } from "node:fs";
 import { copyFile, lstat, mkdir, open, readdir, realpath, unlink, type FileHandle } from "node:fs/promises";
 import path from "node:path";
-import { unsafeRelativeReason } from "../paths.js";
+import { PARTIAL_SUFFIX, unsafeRelativeReason } from "../paths.js";
 import { BLOCK_SIZE, BlockHasher, fingerprintFile, hashPrefix, xxh, type Fingerprint } from "../digest/blocks.js";
 import { Manifest, STATE_DIR, type PartialFile } from "./manifest.js";
 
@@ -86,14 +86,14 @@ export class IncomingFile {
       // The chunk is a view into the received message: keeping it costs no copy.
       this.#held.push(chunk);
       this.#heldBytes += chunk.length;
-      this.hasher?.update(chunk);
+      this.hasher?.update(chunk, true);
     } else {
       const handle = this.handle ?? (await this.#spill());
       // Start the write (a thread-pool thread copies the chunk into the page cache), hash the chunk on
       // this thread meanwhile, then wait for the write: the two overlap instead of adding up.
       const first = handle.write(chunk, 0, chunk.length, offset);
       first.catch(() => undefined);
-      this.hasher?.update(chunk);
+      this.hasher?.update(chunk, true);
       let done = (await first).bytesWritten;
       while (done < chunk.length) {
         const { bytesWritten } = await handle.write(chunk, done, chunk.length - done, offset + done);
@@ -219,9 +219,13 @@ export class Inbox {
    */
   async create(relative: string, vpath: string, offset: number, identity: PartialFile | undefined, base: string | undefined): Promise<IncomingFile> {
     const finalPath = await this.#resolve(relative);
-    const partialPath = path.join(this.partialDir, partialName(relative));
     const xx = await xxh();
     const fsync = this.options.fsync === true;
+
+    const small = base === undefined && offset === 0 && (!identity || identity.size <= SMALL_FILE);
+    // A small file is never resumed, so its partial (written only once it is complete) needs no stable
+    // name: a counter costs nothing, where the name's hash is a measurable part of a small file's cost.
+    const partialPath = path.join(this.partialDir, small ? `held-${process.pid}-${++heldFiles}${PARTIAL_SUFFIX}` : partialName(relative));
 
     if (base !== undefined) {
       // Delta: start from the version we delivered, if it is the one the server has in mind.
@@ -254,7 +258,6 @@ export class Inbox {
 
     // A small (or not yet known) size starts in memory; a big file gets its partial file at once.
     // O_NOFOLLOW refuses a symlink planted at the partial name; O_TRUNC starts empty.
-    const small = !identity || identity.size <= SMALL_FILE;
     const handle = small ? undefined : await open(partialPath, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
     if (identity && identity.size >= RESUME_MIN_SIZE) this.manifest.partialStarted(relative, identity);
     else if (this.manifest.partials.has(relative)) this.manifest.partialDropped(relative);
@@ -329,10 +332,13 @@ export class Inbox {
   }
 }
 
+/** Small files received by this process (their partial names). */
+let heldFiles = 0;
+
 /** A partial file's name: fixed length, whatever the file's name (no NAME_MAX trouble, no collisions). */
 export function partialName(relative: string): string {
   // crypto.hash: one call, a quarter of createHash's cost (this runs once per file received).
-  return hash("sha1", relative, "hex") + ".fmq-part";
+  return hash("sha1", relative, "hex") + PARTIAL_SUFFIX;
 }
 
 

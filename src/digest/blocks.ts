@@ -29,6 +29,8 @@ export class BlockHasher {
   readonly #hashes: bigint[] = [];
   #partial: ReturnType<XXHashAPI["create64"]> | undefined;
   #partialLength = 0;
+  /** A short first piece of a block, not hashed yet (see update). */
+  #waiting: Uint8Array | undefined;
   #length = 0;
 
   constructor(private readonly xx: XXHashAPI) {}
@@ -38,9 +40,26 @@ export class BlockHasher {
     return this.#length;
   }
 
-  update(data: Uint8Array): void {
+  /**
+   * Hash the next piece. `kept`: the caller never changes these bytes again (a frame sent or received),
+   * so a short first piece may be kept by reference until we know whether more follows: a small file
+   * is then one piece hashed in one call at finish(), a fraction of the cost of a streaming state
+   * (create64 + update + digest) per file. Reused read buffers must not pass `kept`.
+   */
+  update(data: Uint8Array, kept = false): void {
     let at = 0;
+    if (data.length === 0) return;
     this.#length += data.length;
+    if (this.#waiting) {
+      const waiting = this.#waiting;
+      this.#waiting = undefined;
+      this.#partial = this.xx.create64();
+      this.#partial.update(waiting);
+      this.#partialLength = waiting.length;
+    } else if (kept && !this.#partial && data.length < BLOCK_SIZE) {
+      this.#waiting = data;
+      return;
+    }
     // Finish a block begun by an earlier piece.
     if (this.#partial) {
       const take = Math.min(BLOCK_SIZE - this.#partialLength, data.length);
@@ -62,6 +81,10 @@ export class BlockHasher {
   }
 
   finish(): Fingerprint {
+    if (this.#waiting) {
+      this.#hashes.push(this.xx.h64Raw(this.#waiting));
+      this.#waiting = undefined;
+    }
     if (this.#partial) this.#closeBlock();
     return fingerprintOf(this.xx, blocksBuffer(this.#hashes));
   }

@@ -8,6 +8,7 @@
 
 import { isUtf8 } from "node:buffer";
 
+import { allocFrame } from "./frames.js";
 import { DecodeError, EncodeError } from "./errors.js";
 import type { DecodeErrorCode, EncodeErrorCode } from "./errors.js";
 import { MAX_LONGSTR, MAX_STRING, MessageId, PROTOCOL_NAME, PROTOCOL_VERSION, SIGNATURE } from "./messages.js";
@@ -169,7 +170,7 @@ export function cheezburgerHeaderLength(filename: string, headers: Dictionary): 
  * Allocates one CHEEZBURGER frame for a chunk of `chunkLength` bytes and writes everything but the
  * chunk data, so file data can be read straight into `frame.subarray(chunkOffset)` with no copy.
  *
- * The frame comes from Buffer.allocUnsafe: the caller MUST fill all `chunkLength` bytes at
+ * The frame is uninitialised memory (allocFrame): the caller MUST fill all `chunkLength` bytes at
  * `chunkOffset` before sending it, or stale memory goes on the wire. If fewer bytes are available
  * (the file shrank), build a new frame with the smaller length instead.
  */
@@ -180,7 +181,7 @@ export function cheezburgerFrame(
   // 35/FILEMQ: "chunk = number-4 *OCTET": the length must fit in 4 octets.
   checkUint(chunkLength, U32_MAX, "CHEEZBURGER.chunk length");
   const chunkOffset = cheezburgerHeaderLength(fields.filename, fields.headers);
-  const w = new Writer(Buffer.allocUnsafe(chunkOffset + chunkLength), MessageId.CHEEZBURGER);
+  const w = new Writer(allocFrame(chunkOffset + chunkLength), MessageId.CHEEZBURGER);
   w.u64(fields.sequence, "CHEEZBURGER.sequence");
   w.u8(fields.operation, "CHEEZBURGER.operation");
   w.longstr(fields.filename);

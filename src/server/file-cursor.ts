@@ -218,7 +218,7 @@ export class FileCursor {
     // (#shrunk has already dropped an empty read: its offset is the new end)
     if (got === 0) return this.#eofFrame();
     if (!head.hashed) {
-      this.hasher?.update(head.frame.subarray(head.chunkOffset, head.chunkOffset + got));
+      this.hasher?.update(head.frame.subarray(head.chunkOffset, head.chunkOffset + got), true);
       head.hashed = true;
     }
     if (credit <= 0) return undefined;
