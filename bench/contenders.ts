@@ -7,7 +7,7 @@
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { Proc, CpuMeter, freePort, now, timeCommands, waitForPort, type ProcSample } from "./measure.js";
+import { Proc, CpuMeter, freePort, now, reapedChildrenCpuSeconds, timeCommands, waitForPort, type ProcSample } from "./measure.js";
 import type { ProcessCost, Run } from "./types.js";
 
 export const FMQ_CLI = fileURLToPath(new URL("../cli/fmq.js", import.meta.url));
@@ -226,15 +226,33 @@ export function runRawPipe(contender: string, rep: number, transfer: Transfer, c
 
 // --- cp and rsync: K commands at once -------------------------------------------------------------------
 
-async function runCommands(contender: string, rep: number, transfer: Transfer, createDst: boolean, command: (dst: string) => string[]): Promise<Run> {
+/**
+ * Runs one command per destination at once. CPU: the commands' own (reaped by us), and with `serverPid`
+ * a daemon's (the children it forked and reaped for these connections): the same "server / clients"
+ * split as fmq's, so the table shows what each contender costs two cores, not only how long it took.
+ */
+async function runCommands(contender: string, rep: number, transfer: Transfer, createDst: boolean, command: (dst: string) => string[], serverPid?: number): Promise<Run> {
   const steal = CpuMeter.start();
   try {
     for (const dst of transfer.dsts) {
       await rm(dst, { recursive: true, force: true });
       await mkdir(createDst ? dst : path.dirname(dst), { recursive: true });
     }
+    const ownBefore = reapedChildrenCpuSeconds(process.pid);
+    const serverBefore = serverPid === undefined ? 0 : reapedChildrenCpuSeconds(serverPid);
     const each = await timeCommands(transfer.dsts.map(command), transfer.timeoutMs);
     const seconds = Math.max(...each);
+    const clientCpu = reapedChildrenCpuSeconds(process.pid) - ownBefore;
+    let serverCpu = 0;
+    if (serverPid !== undefined) {
+      // The daemon reaps its connection's process a moment after our command exits.
+      const deadline = now() + 2000;
+      do {
+        serverCpu = reapedChildrenCpuSeconds(serverPid) - serverBefore;
+        if (serverCpu > 0) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      } while (now() < deadline);
+    }
     return {
       contender,
       rep,
@@ -244,6 +262,8 @@ async function runCommands(contender: string, rep: number, transfer: Transfer, c
       bytes: transfer.bytes * transfer.dsts.length,
       files: transfer.files * transfer.dsts.length,
       stealPct: steal.stop().stealPct,
+      server: { peakRssMiB: NaN, cpuSeconds: serverCpu },
+      clients: [{ peakRssMiB: NaN, cpuSeconds: clientCpu }],
       extra: { endedAfterS: each, ownSeconds: each },
     };
   } catch (error) {
@@ -308,7 +328,7 @@ export class RsyncDaemon {
     return runCommands(contender, rep, transfer, true, (dst) => {
       const name = path.relative(this.root, dst);
       return ["rsync", "-a", "--whole-file", isDirectory ? transfer.src + "/" : transfer.src, `rsync://127.0.0.1:${this.port}/dst/${name}/`];
-    });
+    }, this.proc.child.pid);
   }
 
   async stop(): Promise<void> {

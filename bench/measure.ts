@@ -86,6 +86,21 @@ export function sampleProcess(pid: number | undefined): ProcSample | undefined {
   }
 }
 
+/**
+ * CPU seconds (user + system) of the children that `pid` has reaped so far: the cost of commands such
+ * as cp and rsync, which we cannot sample while they run (they are gone when we look). NaN if unreadable.
+ */
+export function reapedChildrenCpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after "(comm)": cutime is field 16, cstime 17.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[13]) + Number(fields[14])) / CLK_TCK;
+  } catch {
+    return NaN;
+  }
+}
+
 /** What the machine's CPUs did between start() and stop(), as % of all CPU time (every core). */
 export interface CpuShare {
   /** Hypervisor steal: time our VM wanted to run and could not. */
