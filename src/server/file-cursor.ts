@@ -74,7 +74,12 @@ interface Prefetched {
   hashed: boolean;
   /** The frame was built with the first chunk's headers (the transfer's first read). */
   readonly headed: boolean;
+  /** The frame was built as the whole-file message ("single"), its hash still to be filled in. */
+  readonly whole?: boolean;
 }
+
+/** Stands for the tree hash in a whole-file frame built before the data is read (same length: 16 hex). */
+const HASH_PLACEHOLDER = "0".repeat(16);
 
 type Range = readonly [start: number, end: number];
 
@@ -175,7 +180,12 @@ export class FileCursor {
       if (!sameIdentity(identity, published)) throw new FileChangedError(vpath);
       if (!before.isFile()) return undefined;
       const cursor = new FileCursor(undefined, vpath, identity, options, [[0, identity.size]], hasher, plan);
-      const { frame, chunkOffset } = cheezburgerFrame(cursor.#fields(0, cursor.#firstHeaders()), identity.size);
+      // For a client that takes a small file as one message, read straight into that message, laid out
+      // as it will most likely go (the hash is written in once known): one frame and no copy per file.
+      const whole = options.single === true && options.extensions;
+      const { frame, chunkOffset } = whole
+        ? cheezburgerFrame({ ...cursor.#fields(0, cursor.#wholeHeaders(identity.size, HASH_PLACEHOLDER)), eof: 1 }, identity.size)
+        : cheezburgerFrame(cursor.#fields(0, cursor.#firstHeaders()), identity.size);
       let got = 0;
       while (got < identity.size) {
         const n = readSync(fd, frame, chunkOffset + got, identity.size - got, got);
@@ -184,7 +194,7 @@ export class FileCursor {
       }
       const after = fstatSync(fd);
       cursor.#afterRead = { size: after.size, mtimeMs: after.mtimeMs };
-      if (got > 0) cursor.#ahead.push({ offset: 0, want: identity.size, frame, chunkOffset, read: Promise.resolve(got), hashed: false, headed: true });
+      if (got > 0) cursor.#ahead.push({ offset: 0, want: identity.size, frame, chunkOffset, read: Promise.resolve(got), hashed: false, headed: !whole, whole });
       else cursor.#limit = 0;
       cursor.#readOffset = identity.size;
       return cursor;
@@ -294,13 +304,25 @@ export class FileCursor {
    * eof chunk. Half the messages, which is what a flood of small files costs on both sides.
    */
   #singleFrame(head: Prefetched, got: number): ChunkFrame {
-    const single = cheezburgerFrame({ ...this.#fields(0, this.#eofHeaders(this.#afterRead)), eof: 1 }, got);
-    head.frame.copy(single.frame, single.chunkOffset, head.chunkOffset, head.chunkOffset + got);
+    const headers = this.#eofHeaders(this.#afterRead);
+    const hash = headers.get(Header.HASH);
+    let frame: Buffer;
+    if (head.whole && got === head.want && hash !== undefined && sameDictionary(headers, this.#wholeHeaders(this.#limit, hash))) {
+      // Read into the right layout: the hash (the dictionary's last value, just before the 4-octet
+      // chunk length) is all that is missing.
+      frame = head.frame;
+      frame.write(hash, head.chunkOffset - 4 - HASH_PLACEHOLDER.length, "latin1");
+    } else {
+      // Changed, shrunk, or read as a first chunk: build the message the headers call for.
+      const single = cheezburgerFrame({ ...this.#fields(0, headers), eof: 1 }, got);
+      head.frame.copy(single.frame, single.chunkOffset, head.chunkOffset, head.chunkOffset + got);
+      frame = single.frame;
+    }
     this.#ahead.shift();
     this.#first = false;
     this.#offset = this.#delivered = got;
     this.#ranges = [];
-    return { frame: single.frame, bytes: got, eof: true };
+    return { frame, bytes: got, eof: true };
   }
 
   /** The whole file's fingerprint, read again through our handle. */
@@ -311,6 +333,15 @@ export class FileCursor {
       () => hasher.finish(),
       () => undefined,
     );
+  }
+
+  /** The end-of-file headers of an unchanged whole file, in #eofHeaders' order. */
+  #wholeHeaders(size: number, hash: string): Dictionary {
+    return new Map([
+      [Header.SIZE, String(size)],
+      [Header.MTIME, String(this.identity.mtimeMs)],
+      [Header.HASH, hash],
+    ]);
   }
 
   /** The eof chunk's headers (our extension), given the file's state now; notes whether it changed. */
@@ -423,3 +454,14 @@ function mergeBlocks(blocks: readonly number[], size: number): Range[] {
   return ranges;
 }
 
+/** Same entries in the same order (the order decides the encoded layout). */
+function sameDictionary(a: Dictionary, b: Dictionary): boolean {
+  if (a.size !== b.size) return false;
+  const bs = [...b];
+  let i = 0;
+  for (const [key, value] of a) {
+    const [k, v] = bs[i++]!;
+    if (key !== k || value !== v) return false;
+  }
+  return true;
+}

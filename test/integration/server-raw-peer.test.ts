@@ -904,6 +904,9 @@ describe("server with a scripted raw peer", () => {
     await short.nom(1000);
     const first = await short.expect("CHEEZBURGER");
     expect([first.eof, first.chunk.length]).toEqual([0, 1000]);
+    expect(sha256(first.chunk)).toBe(sha256(content.subarray(0, 1000)));
+    // A first chunk's headers, not the whole-file message's the data was read into.
+    expect([first.headers.get("X-FMQ-Size"), first.headers.has("X-FMQ-XXH64T")]).toEqual(["5000", false]);
     await short.nom(1_000_000);
     const rest = await short.expect("CHEEZBURGER");
     expect([rest.eof, rest.offset, rest.chunk.length]).toEqual([0, 1000n, 4000]);
