@@ -4,7 +4,7 @@
 //  - cp, and rsync pushing to a daemon on 127.0.0.1, K of them at once.
 // Each returns a Run without verification; the workload checks the bytes.
 
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Proc, CpuMeter, freePort, now, reapedChildrenCpuSeconds, timeCommands, waitForPort, type ProcSample } from "./measure.js";
@@ -31,7 +31,7 @@ interface Pipeline {
   readonly contender: string;
   readonly rep: number;
   /** Spawns the server and resolves once it is ready to serve. */
-  readonly startServer: () => Promise<{ server: Proc; extra: Record<string, unknown> }>;
+  readonly startServer: () => Promise<{ server: Proc; extra: Record<string, unknown>; others?: Proc[] }>;
   /** Spawns receiver k. */
   readonly startClient: (k: number) => Proc;
   /** The receiver's line that starts the clock (fmq: "subscribed"; raw: "open"). */
@@ -44,14 +44,18 @@ interface Pipeline {
 async function runPipeline(p: Pipeline): Promise<Run> {
   const { transfer } = p;
   const procs: Proc[] = [];
+  /** Processes that are part of the setting but not timed (a stalled subscriber): stopped at the end. */
+  const untimed: Proc[] = [];
+  const stopUntimed = () => Promise.all(untimed.map((proc) => proc.resume().stop()));
   const steal = CpuMeter.start();
   try {
     for (const dst of transfer.dsts) {
       await rm(dst, { recursive: true, force: true });
       await mkdir(dst, { recursive: true });
     }
-    const { server, extra } = await p.startServer();
+    const { server, extra, others = [] } = await p.startServer();
     procs.push(server);
+    untimed.push(...others);
     let serverAtStart: ProcSample | undefined;
     const clients: {
       proc: Proc;
@@ -99,6 +103,7 @@ async function runPipeline(p: Pipeline): Promise<Run> {
     }
     const serverAtEnd = server.sample();
     const stopped = await Promise.all(procs.map((proc) => proc.stop()));
+    await stopUntimed();
     const errors = procs.flatMap((proc) => proc.errors().map((e) => `${proc.name}: ${e}`));
 
     const t0 = Math.min(...clients.map((c) => c.started!));
@@ -131,6 +136,7 @@ async function runPipeline(p: Pipeline): Promise<Run> {
     return run;
   } catch (error) {
     await Promise.all(procs.map((proc) => proc.stop()));
+    await stopUntimed();
     return failedRun(p.contender, p.rep, error, steal.stop().stealPct);
   }
 }
@@ -160,6 +166,12 @@ export interface FmqSettings {
    * the publisher has fingerprinted its files (as one that has been running a while would have).
    */
   readonly warmUpInbox?: string;
+  /**
+   * Untimed, before the timed subscribers: one more subscriber (inbox here, default window) that is
+   * frozen with SIGSTOP once it has received its first MiB, as if its machine hung with credit granted:
+   * the server's pipe to it fills and stays full while the timed subscribers run.
+   */
+  readonly stalledInbox?: string;
 }
 
 /** fmq: `fmq publish <src dir>` and K × `fmq subscribe / --inbox <dst>`. */
@@ -189,11 +201,40 @@ export function runFmq(contender: string, rep: number, transfer: Transfer, s: Fm
           await rm(s.warmUpInbox, { recursive: true, force: true });
         }
       }
-      return { server, extra: { publisherStartupS: (ready.t - server.spawnedAt) / 1000, publisherSettledS: (settled.t - server.spawnedAt) / 1000 } };
+      const others: Proc[] = [];
+      const extraStalled: Record<string, unknown> = {};
+      if (s.stalledInbox !== undefined) {
+        await rm(s.stalledInbox, { recursive: true, force: true });
+        const stalled = Proc.node("fmq subscribe (stalled)", s.cli, ["subscribe", "/", "--connect", endpoint, "--inbox", s.stalledInbox, "--json", "--window", String(s.window)]);
+        others.push(stalled);
+        const held = await pollUntil(() => partialBytes(s.stalledInbox!), (bytes) => bytes >= 1024 * 1024, transfer.timeoutMs, "the stalled subscriber's first MiB");
+        stalled.pause();
+        extraStalled.stalledAtBytes = held;
+      }
+      return { server, others, extra: { publisherStartupS: (ready.t - server.spawnedAt) / 1000, publisherSettledS: (settled.t - server.spawnedAt) / 1000, ...extraStalled } };
     },
     startClient: (k) =>
       Proc.node(`fmq subscribe #${k}`, s.cli, ["subscribe", "/", "--connect", endpoint, "--inbox", transfer.dsts[k]!, "--json", "--window", String(s.window)]),
   });
+}
+
+/** Bytes in an fmq inbox's partial files (what a subscriber holds of files still coming). */
+async function partialBytes(inbox: string): Promise<number> {
+  const dir = path.join(inbox, ".fmq", "partial");
+  let total = 0;
+  for (const name of await readdir(dir).catch(() => [] as string[])) total += (await stat(path.join(dir, name)).catch(() => undefined))?.size ?? 0;
+  return total;
+}
+
+/** Poll `read` every 2 ms until `done` holds (returns the value) or the deadline passes (throws). */
+async function pollUntil<T>(read: () => Promise<T>, done: (value: T) => boolean, timeoutMs: number, what: string): Promise<T> {
+  const deadline = now() + timeoutMs;
+  for (;;) {
+    const value = await read();
+    if (done(value)) return value;
+    if (now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
 }
 
 /** The raw pipe: one file, one server, K clients each writing dst/<name>. */

@@ -255,6 +255,18 @@ export class Proc {
     return sampleProcess(this.pid);
   }
 
+  /** Freeze it (SIGSTOP): it holds its sockets and reads nothing, like a hung machine. */
+  pause(): this {
+    if (!this.exited) this.child.kill("SIGSTOP");
+    return this;
+  }
+
+  /** Let a paused process run again (SIGCONT). */
+  resume(): this {
+    if (!this.exited) this.child.kill("SIGCONT");
+    return this;
+  }
+
   /** Read its peak RSS and CPU, then SIGTERM it and wait for it to go (SIGKILL after 3 s). */
   async stop(): Promise<ProcSample | undefined> {
     const last = this.sample();

@@ -128,5 +128,7 @@ export const RAW = "raw zeromq.js pipe";
 export const FMQ = "fmq";
 /** fmq from a publisher that has sent the file before (it knows the file's fingerprint). */
 export const FMQ_WARM = "fmq, publisher warm";
+/** fmq fan-out with one more subscriber, frozen (SIGSTOP) early in its transfer: do the others slow down? */
+export const FMQ_STALLED = "fmq, + 1 stalled subscriber";
 export const CP = "cp";
 export const RSYNC = "rsync daemon";

@@ -5,7 +5,7 @@ import { mkdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { runCp, runFmq, runRawPipe, type Transfer } from "../contenders.js";
 import { FMQ_STATE, sha256File, verifyTree, writeRandomFile, type Skip, type TreeHashes } from "../data.js";
-import { CP, FMQ, FMQ_WARM, RAW, RSYNC, type WorkloadResult } from "../types.js";
+import { CP, FMQ, FMQ_STALLED, FMQ_WARM, RAW, RSYNC, type WorkloadResult } from "../types.js";
 import { repeat, timeoutFor, type Contender, type Context } from "./common.js";
 
 const NAME = "big.bin";
@@ -32,6 +32,7 @@ export async function singleFile(id: string, title: string, size: number, receiv
   };
 
   const contenders: Contender[] = [];
+  const notes: string[] = [];
   const raw = dsts("raw");
   contenders.push({ name: RAW, dsts: raw, verify: verifyAll(raw), run: (rep) => runRawPipe(RAW, rep, transfer(src, raw), config.chunkSize, config.window) });
   const fmq = dsts("fmq");
@@ -55,9 +56,22 @@ export async function singleFile(id: string, title: string, size: number, receiv
         runFmq(FMQ_WARM, rep, transfer(srcDir, warm), { cli: config.fmqCli, chunkSize: config.chunkSize, window: config.window, stableMs: config.stableMs, warmUpInbox }),
     });
   }
+  if (id.startsWith("4")) {
+    // The same fan-out with one more subscriber that hangs early in its transfer: the others' figures
+    // beside the plain fmq row show whether one stuck subscriber slows the rest.
+    const stalledFor = dsts("fmq-stalled");
+    const stalledInbox = path.join(dir, "stalled");
+    contenders.push({
+      name: FMQ_STALLED,
+      dsts: stalledFor,
+      verify: verifyAll(stalledFor, FMQ_STATE),
+      run: (rep) =>
+        runFmq(FMQ_STALLED, rep, transfer(srcDir, stalledFor), { cli: config.fmqCli, chunkSize: config.chunkSize, window: config.window, stableMs: config.stableMs, stalledInbox }),
+    });
+    notes.push(`"${FMQ_STALLED}": K timed subscribers plus one started first and frozen with SIGSTOP once it held 1 MiB (its pipe fills and stays full); compare its row with "${FMQ}".`);
+  }
   const cp = dsts("cp");
   contenders.push({ name: CP, dsts: cp, verify: verifyAll(cp), run: (rep) => runCp(CP, rep, transfer(src, cp), false) });
-  const notes: string[] = [];
   const rsync = ctx.rsync;
   if (rsync) {
     const to = dsts(`w${id.replace(/\W/g, "-")}`, rsync.root);
