@@ -3,7 +3,7 @@
 
 import { mkdir, rm } from "node:fs/promises";
 import path from "node:path";
-import { runCp, runFmq, runRawPipe, type Transfer } from "../contenders.js";
+import { runCp, runFmq, runRawPipe, type FmqSettings, type Transfer } from "../contenders.js";
 import { FMQ_STATE, sha256File, verifyTree, writeRandomFile, type Skip, type TreeHashes } from "../data.js";
 import { CP, FMQ, FMQ_STALLED, FMQ_WARM, RAW, RSYNC, type WorkloadResult } from "../types.js";
 import { repeat, timeoutFor, type Contender, type Context } from "./common.js";
@@ -35,39 +35,22 @@ export async function singleFile(id: string, title: string, size: number, receiv
   const notes: string[] = [];
   const raw = dsts("raw");
   contenders.push({ name: RAW, dsts: raw, verify: verifyAll(raw), run: (rep) => runRawPipe(RAW, rep, transfer(src, raw), config.chunkSize, config.window) });
-  const fmq = dsts("fmq");
-  contenders.push({
-    name: FMQ,
-    dsts: fmq,
-    verify: verifyAll(fmq, FMQ_STATE),
-    run: (rep) =>
-      runFmq(FMQ, rep, transfer(srcDir, fmq), { cli: config.fmqCli, chunkSize: config.chunkSize, window: config.window, stableMs: config.stableMs }),
-  });
+  /** An fmq contender: the plain one, or one with an extra setting (see FmqSettings). */
+  const fmqContender = (name: string, who: string, extra: Partial<FmqSettings> = {}): Contender => {
+    const to = dsts(who);
+    const settings: FmqSettings = { cli: config.fmqCli, chunkSize: config.chunkSize, window: config.window, stableMs: config.stableMs, ...extra };
+    return { name, dsts: to, verify: verifyAll(to, FMQ_STATE), run: (rep) => runFmq(name, rep, transfer(srcDir, to), settings) };
+  };
+  contenders.push(fmqContender(FMQ, "fmq"));
   if (id === "1") {
     // The same transfer from a publisher that has already sent the file once (to an untimed subscriber),
     // so has its fingerprint: what every subscriber after the first gets.
-    const warm = dsts("fmq-warm");
-    const warmUpInbox = path.join(dir, "warm-up");
-    contenders.push({
-      name: FMQ_WARM,
-      dsts: warm,
-      verify: verifyAll(warm, FMQ_STATE),
-      run: (rep) =>
-        runFmq(FMQ_WARM, rep, transfer(srcDir, warm), { cli: config.fmqCli, chunkSize: config.chunkSize, window: config.window, stableMs: config.stableMs, warmUpInbox }),
-    });
+    contenders.push(fmqContender(FMQ_WARM, "fmq-warm", { warmUpInbox: path.join(dir, "warm-up") }));
   }
   if (id.startsWith("4")) {
     // The same fan-out with one more subscriber that hangs early in its transfer: the others' figures
     // beside the plain fmq row show whether one stuck subscriber slows the rest.
-    const stalledFor = dsts("fmq-stalled");
-    const stalledInbox = path.join(dir, "stalled");
-    contenders.push({
-      name: FMQ_STALLED,
-      dsts: stalledFor,
-      verify: verifyAll(stalledFor, FMQ_STATE),
-      run: (rep) =>
-        runFmq(FMQ_STALLED, rep, transfer(srcDir, stalledFor), { cli: config.fmqCli, chunkSize: config.chunkSize, window: config.window, stableMs: config.stableMs, stalledInbox }),
-    });
+    contenders.push(fmqContender(FMQ_STALLED, "fmq-stalled", { stalledInbox: path.join(dir, "stalled") }));
     notes.push(`"${FMQ_STALLED}": K timed subscribers plus one started first and frozen with SIGSTOP once it held 1 MiB (its pipe fills and stays full); compare its row with "${FMQ}".`);
   }
   const cp = dsts("cp");
