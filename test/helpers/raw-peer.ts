@@ -5,17 +5,17 @@ import { createServer, connect, type Server as NetServer, type Socket } from "no
 import { Dealer, type Context } from "zeromq";
 import { decodeFrames, encode } from "../../src/protocol/codec.js";
 import type { Message, MessageName } from "../../src/protocol/messages.js";
+import { Arrivals } from "./arrivals.js";
 
 type MessageOf<N extends MessageName> = Extract<Message, { id: N }>;
 
 export class RawPeer {
   readonly socket: Dealer;
-  readonly received: Message[] = [];
+  readonly #arrivals = new Arrivals<Message>();
   /** Replies that did not decode (a server must never send one). */
   undecodable = 0;
   /** Messages received, kept or not. */
   count = 0;
-  #wake: (() => void) | undefined;
   readonly #loop: Promise<void>;
 
   constructor(
@@ -38,9 +38,8 @@ export class RawPeer {
         if (this.discard) continue;
         if (result.ok) {
           const m = result.message;
-          this.received.push(m.id === "CHEEZBURGER" ? { ...m, chunk: Uint8Array.from(m.chunk) } : m);
+          this.#arrivals.push(m.id === "CHEEZBURGER" ? { ...m, chunk: Uint8Array.from(m.chunk) } : m);
         }
-        this.#wake?.();
       }
     } catch {
       // closed
@@ -57,24 +56,10 @@ export class RawPeer {
 
   /** The first received message (consumed) matching `id`, skipping nothing: anything else first is an error. */
   async expect<N extends MessageName>(id: N, timeoutMs = 10_000): Promise<MessageOf<N>> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const m = this.received.shift();
-      if (m !== undefined) {
-        if (m.id !== id) throw new Error(`expected ${id}, got ${m.id}${"reason" in m ? ` (${m.reason})` : ""}`);
-        return m as MessageOf<N>;
-      }
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`expected ${id}, nothing arrived within ${timeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.#wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.#wake = undefined;
-    }
+    const m = await this.#arrivals.next(timeoutMs);
+    if (m === undefined) throw new Error(`expected ${id}, nothing arrived within ${timeoutMs} ms`);
+    if (m.id !== id) throw new Error(`expected ${id}, got ${m.id}${"reason" in m ? ` (${m.reason})` : ""}`);
+    return m as MessageOf<N>;
   }
 
   /** Wait until a message `id` has arrived (others are skipped and dropped). */
@@ -91,7 +76,7 @@ export class RawPeer {
 
   async close(): Promise<void> {
     this.socket.close();
-    this.#wake?.();
+    this.#arrivals.interrupt();
     await this.#loop;
   }
 }

@@ -17,6 +17,7 @@ import { Operation, type Cheezburger, type Message, type MessageName } from "../
 import type { PublishedFile } from "../../src/mount/mount.js";
 import { Server, type ServerOptions } from "../../src/server/server.js";
 import { sha256File, writeRandomFile, writeTree } from "../helpers/files.js";
+import { Arrivals } from "../helpers/arrivals.js";
 import { tcpEndpoint } from "../helpers/net.js";
 import { tempDir } from "../helpers/tmp.js";
 import { nextEvent, waitFor } from "../helpers/wait.js";
@@ -39,7 +40,7 @@ function describeMessage(m: Message): string {
 class RawPeer {
   readonly socket: Dealer;
   /** Received and not yet consumed by next()/expect(). */
-  readonly #inbox: Message[] = [];
+  readonly #arrivals = new Arrivals<Message>();
   /** Every CHEEZBURGER received, in order (chunks copied). */
   readonly cheezburgers: Cheezburger[] = [];
   /** Replies that did not decode (the server must never send any). */
@@ -47,7 +48,6 @@ class RawPeer {
   /** NOM credit sent in this session, and payload bytes received in it. */
   granted = 0;
   received = 0;
-  #wake: (() => void) | undefined;
   readonly #loop: Promise<void>;
 
   constructor(readonly endpoint: string) {
@@ -69,9 +69,8 @@ class RawPeer {
             this.cheezburgers.push(message);
             this.received += message.chunk.length;
           }
-          this.#inbox.push(message);
+          this.#arrivals.push(message);
         }
-        this.#wake?.();
       }
     } catch {
       // closed
@@ -104,22 +103,8 @@ class RawPeer {
   }
 
   /** The next message, or undefined if none arrives within `timeoutMs`. */
-  async next(timeoutMs = DEADLINE): Promise<Message | undefined> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const message = this.#inbox.shift();
-      if (message !== undefined) return message;
-      const left = deadline - Date.now();
-      if (left <= 0) return undefined;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.#wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.#wake = undefined;
-    }
+  next(timeoutMs = DEADLINE): Promise<Message | undefined> {
+    return this.#arrivals.next(timeoutMs);
   }
 
   /** The next message, which must be `id`. */
@@ -144,7 +129,7 @@ class RawPeer {
 
   async close(): Promise<void> {
     this.socket.close();
-    this.#wake?.();
+    this.#arrivals.interrupt();
     await this.#loop;
   }
 }
