@@ -222,10 +222,12 @@ export class Inbox {
     const xx = await xxh();
     const fsync = this.options.fsync === true;
 
-    // A file the server says is small is never resumed, so its partial (written only once complete)
-    // needs no stable name: a counter costs nothing, where hashing the name is a measurable part of a
-    // small file's cost. (A file of unknown size may grow big and be resumed: it keeps the stable name.)
-    const knownSmall = base === undefined && offset === 0 && identity !== undefined && identity.size <= SMALL_FILE;
+    // A small (or not yet known) size starts in memory. A file the server says is small is never
+    // resumed, so its partial (written only once complete) needs no stable name: a counter costs
+    // nothing, where hashing the name is a measurable part of a small file's cost. (A file of unknown
+    // size may grow big and be resumed: it keeps the stable name.)
+    const small = !identity || identity.size <= SMALL_FILE;
+    const knownSmall = small && identity !== undefined && base === undefined && offset === 0;
     const partialPath = path.join(this.partialDir, knownSmall ? `held-${process.pid}-${++heldFiles}${PARTIAL_SUFFIX}` : partialName(relative));
 
     if (base !== undefined) {
@@ -257,9 +259,8 @@ export class Inbox {
       }
     }
 
-    // A small (or not yet known) size starts in memory; a big file gets its partial file at once.
-    // O_NOFOLLOW refuses a symlink planted at the partial name; O_TRUNC starts empty.
-    const small = !identity || identity.size <= SMALL_FILE;
+    // A big file gets its partial file at once. O_NOFOLLOW refuses a symlink planted at the partial
+    // name; O_TRUNC starts empty.
     const handle = small ? undefined : await open(partialPath, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
     if (identity && identity.size >= RESUME_MIN_SIZE) this.manifest.partialStarted(relative, identity);
     else if (this.manifest.partials.has(relative)) this.manifest.partialDropped(relative);

@@ -72,10 +72,11 @@ interface Prefetched {
   readonly chunkOffset: number;
   readonly read: Promise<number>;
   hashed: boolean;
-  /** The frame was built with the first chunk's headers (the transfer's first read). */
-  readonly headed: boolean;
-  /** The frame was built as the whole-file message ("single"), its hash still to be filled in. */
-  readonly whole?: boolean;
+  /**
+   * How the frame's headers were laid out when it was built: a plain data chunk, the transfer's first
+   * chunk (first-chunk headers), or the whole-file message ("single", its hash still to be written in).
+   */
+  readonly layout: "chunk" | "first" | "whole";
 }
 
 /** Stands for the tree hash in a whole-file frame built before the data is read (same length: 16 hex). */
@@ -184,7 +185,7 @@ export class FileCursor {
       // as it will most likely go (the hash is written in once known): one frame and no copy per file.
       const whole = options.single === true && options.extensions;
       const { frame, chunkOffset } = whole
-        ? cheezburgerFrame({ ...cursor.#fields(0, cursor.#wholeHeaders(identity.size, HASH_PLACEHOLDER)), eof: 1 }, identity.size)
+        ? cheezburgerFrame({ ...cursor.#fields(0, cursor.#endHeaders(identity.size, HASH_PLACEHOLDER)), eof: 1 }, identity.size)
         : cheezburgerFrame(cursor.#fields(0, cursor.#firstHeaders()), identity.size);
       let got = 0;
       while (got < identity.size) {
@@ -194,7 +195,7 @@ export class FileCursor {
       }
       const after = fstatSync(fd);
       cursor.#afterRead = { size: after.size, mtimeMs: after.mtimeMs };
-      if (got > 0) cursor.#ahead.push({ offset: 0, want: identity.size, frame, chunkOffset, read: Promise.resolve(got), hashed: false, headed: !whole, whole });
+      if (got > 0) cursor.#ahead.push({ offset: 0, want: identity.size, frame, chunkOffset, read: Promise.resolve(got), hashed: false, layout: whole ? "whole" : "first" });
       else cursor.#limit = 0;
       cursor.#readOffset = identity.size;
       return cursor;
@@ -236,7 +237,7 @@ export class FileCursor {
     const skip = this.#offset - head.offset; // payload of this read already sent (a split chunk)
     const bytes = Math.min(got - skip, credit);
     let frame: Buffer;
-    if (skip === 0 && bytes === got && head.headed === this.#first) {
+    if (skip === 0 && bytes === got && head.layout === (this.#first ? "first" : "chunk")) {
       // The common case: the whole read goes out in the very frame it was read into (the first read's
       // frame was built with the first chunk's headers).
       this.#ahead.shift();
@@ -307,9 +308,10 @@ export class FileCursor {
     const headers = this.#eofHeaders(this.#afterRead);
     const hash = headers.get(Header.HASH);
     let frame: Buffer;
-    if (head.whole && got === head.want && hash !== undefined && sameDictionary(headers, this.#wholeHeaders(this.#limit, hash))) {
-      // Read into the right layout: the hash (the dictionary's last value, just before the 4-octet
-      // chunk length) is all that is missing.
+    // Unchanged and read whole, the end headers are #endHeaders(size, hash), the layout the frame was
+    // built with: the hash (the dictionary's last value, just before the 4-octet chunk length) is all
+    // that is missing.
+    if (head.layout === "whole" && got === head.want && !this.changed && hash !== undefined) {
       frame = head.frame;
       frame.write(hash, head.chunkOffset - 4 - HASH_PLACEHOLDER.length, "latin1");
     } else {
@@ -335,13 +337,14 @@ export class FileCursor {
     );
   }
 
-  /** The end-of-file headers of an unchanged whole file, in #eofHeaders' order. */
-  #wholeHeaders(size: number, hash: string): Dictionary {
-    return new Map([
+  /** The end-of-file headers: size, mtime and (a file sent unchanged) its tree hash, in this order. */
+  #endHeaders(size: number, hash: string | undefined): Dictionary {
+    const headers: Dictionary = new Map([
       [Header.SIZE, String(size)],
       [Header.MTIME, String(this.identity.mtimeMs)],
-      [Header.HASH, hash],
     ]);
+    if (hash !== undefined) headers.set(Header.HASH, hash);
+    return headers;
   }
 
   /** The eof chunk's headers (our extension), given the file's state now; notes whether it changed. */
@@ -352,12 +355,8 @@ export class FileCursor {
     const touched = this.version !== undefined && now !== undefined && "ctimeMs" in now && now.ctimeMs !== this.version.ctimeMs;
     this.changed = !now || touched || now.size !== this.identity.size || now.mtimeMs !== this.identity.mtimeMs || this.#limit !== this.identity.size;
     this.fingerprint = (this.known instanceof Promise ? undefined : this.known) ?? this.hasher?.finish();
-    const headers: Dictionary = new Map([
-      [Header.SIZE, String(this.#limit)],
-      [Header.MTIME, String(this.identity.mtimeMs)],
-    ]);
+    const headers = this.#endHeaders(this.#limit, this.changed ? undefined : this.fingerprint?.hash);
     if (this.changed) headers.set(Header.STATUS, "changed");
-    else if (this.fingerprint) headers.set(Header.HASH, this.fingerprint.hash);
     if (this.#first && this.plan.delta) headers.set(Header.BASE, this.plan.delta.base);
     return headers;
   }
@@ -412,12 +411,12 @@ export class FileCursor {
       const offset = this.#readOffset;
       // A read is a chunk, or less for a client that granted less (but not tiny reads: 64 KiB at least).
       const want = Math.min(this.options.chunkSize, end - offset, Math.max(credit, MIN_READ));
-      const headed = this.#first && this.#ahead.length === 0 && offset === this.#offset;
-      const { frame, chunkOffset } = cheezburgerFrame(this.#fields(offset, headed ? this.#firstHeaders() : NO_HEADERS), want);
+      const first = this.#first && this.#ahead.length === 0 && offset === this.#offset;
+      const { frame, chunkOffset } = cheezburgerFrame(this.#fields(offset, first ? this.#firstHeaders() : NO_HEADERS), want);
       const read = this.handle.read(frame, chunkOffset, want, offset).then((r) => r.bytesRead);
       // A failed read is reported when its chunk is due; never leave a rejection unhandled meanwhile.
       read.catch(() => undefined);
-      this.#ahead.push({ offset, want, frame, chunkOffset, read, hashed: false, headed });
+      this.#ahead.push({ offset, want, frame, chunkOffset, read, hashed: false, layout: first ? "first" : "chunk" });
       this.#readOffset += want;
     }
   }
@@ -452,16 +451,4 @@ function mergeBlocks(blocks: readonly number[], size: number): Range[] {
     else ranges.push([start, end]);
   }
   return ranges;
-}
-
-/** Same entries in the same order (the order decides the encoded layout). */
-function sameDictionary(a: Dictionary, b: Dictionary): boolean {
-  if (a.size !== b.size) return false;
-  const bs = [...b];
-  let i = 0;
-  for (const [key, value] of a) {
-    const [k, v] = bs[i++]!;
-    if (key !== k || value !== v) return false;
-  }
-  return true;
 }
