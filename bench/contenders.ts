@@ -4,10 +4,12 @@
 //  - cp, and rsync pushing to a daemon on 127.0.0.1, K of them at once.
 // Each returns a Run without verification; the workload checks the bytes.
 
-import { mkdir, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Proc, CpuMeter, freePort, now, reapedChildrenCpuSeconds, timeCommands, waitForPort, type ProcSample } from "./measure.js";
+import { waitForPartial } from "./data.js";
 import type { ProcessCost, Run } from "./types.js";
 
 export const FMQ_CLI = fileURLToPath(new URL("../cli/fmq.js", import.meta.url));
@@ -207,7 +209,9 @@ export function runFmq(contender: string, rep: number, transfer: Transfer, s: Fm
         await rm(s.stalledInbox, { recursive: true, force: true });
         const stalled = Proc.node("fmq subscribe (stalled)", s.cli, ["subscribe", "/", "--connect", endpoint, "--inbox", s.stalledInbox, "--json", "--window", String(s.window)]);
         others.push(stalled);
-        const held = await pollUntil(() => partialBytes(s.stalledInbox!), (bytes) => bytes >= 1024 * 1024, transfer.timeoutMs, "the stalled subscriber's first MiB");
+        // The workloads that use it publish one file.
+        const file = (await readdir(transfer.src))[0]!;
+        const held = await waitForPartial(stalled, path.join(s.stalledInbox, ".fmq", "partial"), file, 1024 * 1024, transfer.timeoutMs);
         stalled.pause();
         extraStalled.stalledAtBytes = held;
       }
@@ -216,25 +220,6 @@ export function runFmq(contender: string, rep: number, transfer: Transfer, s: Fm
     startClient: (k) =>
       Proc.node(`fmq subscribe #${k}`, s.cli, ["subscribe", "/", "--connect", endpoint, "--inbox", transfer.dsts[k]!, "--json", "--window", String(s.window)]),
   });
-}
-
-/** Bytes in an fmq inbox's partial files (what a subscriber holds of files still coming). */
-async function partialBytes(inbox: string): Promise<number> {
-  const dir = path.join(inbox, ".fmq", "partial");
-  let total = 0;
-  for (const name of await readdir(dir).catch(() => [] as string[])) total += (await stat(path.join(dir, name)).catch(() => undefined))?.size ?? 0;
-  return total;
-}
-
-/** Poll `read` every 2 ms until `done` holds (returns the value) or the deadline passes (throws). */
-async function pollUntil<T>(read: () => Promise<T>, done: (value: T) => boolean, timeoutMs: number, what: string): Promise<T> {
-  const deadline = now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (done(value)) return value;
-    if (now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
 }
 
 /** The raw pipe: one file, one server, K clients each writing dst/<name>. */
@@ -291,7 +276,7 @@ async function runCommands(contender: string, rep: number, transfer: Transfer, c
       do {
         serverCpu = reapedChildrenCpuSeconds(serverPid) - serverBefore;
         if (serverCpu > 0) break;
-        await new Promise((resolve) => setTimeout(resolve, 20));
+        await sleep(20);
       } while (now() < deadline);
     }
     return {

@@ -2,8 +2,11 @@
 // the same bytes.
 
 import { createHash, randomBytes } from "node:crypto";
+import { readdirSync, statSync } from "node:fs";
 import { mkdir, open, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { now, type Proc } from "./measure.js";
 
 const MiB = 1024 * 1024;
 
@@ -113,4 +116,31 @@ export async function verifyTree(root: string, expected: TreeHashes, skip?: Skip
   if (missing.length + extra.length + wrong.length === 0) return undefined;
   const show = (what: string, list: string[]) => (list.length ? `${list.length} ${what} (${list.slice(0, 3).join(", ")})` : "");
   return [show("missing", missing), show("unexpected", extra), show("with a wrong sha256", wrong)].filter(Boolean).join("; ") + ` in ${root}`;
+}
+
+/** Size of the partial file of `file` (a name below the subscription) in an fmq `partialDir` (or of the
+ *  one *.fmq-part there), if any. The name is partialName() of src/client/inbox.ts. */
+export function partialSize(partialDir: string, file: string): number | undefined {
+  const stats = statSync(path.join(partialDir, createHash("sha1").update(file).digest("hex") + ".fmq-part"), { throwIfNoEntry: false });
+  if (stats) return stats.size;
+  let names: string[];
+  try {
+    names = readdirSync(partialDir).filter((n) => n.endsWith(".fmq-part"));
+  } catch {
+    return undefined;
+  }
+  return names.length === 1 ? statSync(path.join(partialDir, names[0]!), { throwIfNoEntry: false })?.size : undefined;
+}
+
+/** Poll the partial file's size every ms until it reaches `bytes`; returns the size seen. */
+export async function waitForPartial(sub: Proc, partialDir: string, file: string, bytes: number, timeoutMs: number): Promise<number> {
+  const deadline = now() + timeoutMs;
+  for (;;) {
+    const size = partialSize(partialDir, file);
+    if (size !== undefined && size >= bytes) return size;
+    if (sub.exited) throw new Error(`${sub.name} exited before its partial file reached ${bytes} bytes`);
+    if (sub.lines.some((l) => l.data.event === "delivered")) throw new Error(`the file was delivered before its partial file was seen at ${bytes} bytes`);
+    if (now() > deadline) throw new Error(`partial file below ${bytes} bytes after ${timeoutMs / 1000} s (${size ?? "none"})`);
+    await sleep(1);
+  }
 }

@@ -21,12 +21,11 @@
 //
 // Every file is checked by sha256 against the source after every run.
 
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { spawn } from "node:child_process";
-import { readdirSync, statSync } from "node:fs";
 import { open, rm } from "node:fs/promises";
 import path from "node:path";
-import { FMQ_STATE, sha256File, verifyTree, writeRandomFile, writeRandomTree, type TreeHashes } from "../data.js";
+import { FMQ_STATE, partialSize, sha256File, waitForPartial, verifyTree, writeRandomFile, writeRandomTree, type TreeHashes } from "../data.js";
 import { CpuMeter, Proc, freePort, now, settle, sleep, track } from "../measure.js";
 import { bytesText } from "../report.js";
 import { FMQ, type ResyncCase, type ResyncSample, type WorkloadResult } from "../types.js";
@@ -34,8 +33,6 @@ import { setAside, timeoutFor, type Context } from "./common.js";
 
 const MiB = 1024 * 1024;
 const BIG = "big.bin";
-/** What the inbox calls the partial file of BIG (partialName in src/client/inbox.ts). */
-const BIG_PARTIAL = createHash("sha1").update(BIG).digest("hex") + ".fmq-part";
 /** After caught-up, how long to keep listening for anything sent late before stopping the subscriber. */
 const LINGER_MS = 300;
 
@@ -387,12 +384,12 @@ async function killOnce(
     const first = startSubscriber(config.fmqCli, endpoint, inbox, MiB);
     procs.push(first);
     const partialDir = path.join(inbox, ".fmq", "partial");
-    const atKill = await waitForPartial(first, partialDir, size / 2, timeoutMs);
+    const atKill = await waitForPartial(first, partialDir, BIG, size / 2, timeoutMs);
     const killed = victim === "subscriber" ? first : pub;
     killed.child.kill("SIGKILL");
     await killed.stop();
     // The survivor may still write what was already on its way: wait for the partial file to stand still.
-    const partial = victim === "subscriber" ? partialSize(partialDir) : await stillPartial(partialDir, 300, 10_000);
+    const partial = victim === "subscriber" ? partialSize(partialDir, BIG) : await stillPartial(partialDir, 300, 10_000);
     if (partial === undefined) throw new Error("no partial file after the kill");
     const missing = size - partial;
 
@@ -454,40 +451,14 @@ async function killOnce(
   }
 }
 
-/** Poll the partial file's size every ms until it reaches `bytes`; returns the size seen. */
-async function waitForPartial(sub: Proc, partialDir: string, bytes: number, timeoutMs: number): Promise<number> {
-  const deadline = now() + timeoutMs;
-  for (;;) {
-    const size = partialSize(partialDir);
-    if (size !== undefined && size >= bytes) return size;
-    if (sub.exited) throw new Error(`${sub.name} exited before its partial file reached ${bytes} bytes`);
-    if (sub.lines.some((l) => l.data.event === "delivered")) throw new Error(`the file was delivered before its partial file was seen at ${bytes} bytes`);
-    if (now() > deadline) throw new Error(`partial file below ${bytes} bytes after ${timeoutMs / 1000} s (${size ?? "none"})`);
-    await sleep(1);
-  }
-}
-
-/** Size of the partial file of BIG in `partialDir` (or of the one *.fmq-part there), if any. */
-function partialSize(partialDir: string): number | undefined {
-  const stats = statSync(path.join(partialDir, BIG_PARTIAL), { throwIfNoEntry: false });
-  if (stats) return stats.size;
-  let names: string[];
-  try {
-    names = readdirSync(partialDir).filter((n) => n.endsWith(".fmq-part"));
-  } catch {
-    return undefined;
-  }
-  return names.length === 1 ? statSync(path.join(partialDir, names[0]!), { throwIfNoEntry: false })?.size : undefined;
-}
-
 /** The partial file's size once it has not changed for `quietMs`. */
 async function stillPartial(partialDir: string, quietMs: number, timeoutMs: number): Promise<number | undefined> {
   const deadline = now() + timeoutMs;
-  let last = partialSize(partialDir);
+  let last = partialSize(partialDir, BIG);
   let since = now();
   while (now() < deadline) {
     await sleep(20);
-    const size = partialSize(partialDir);
+    const size = partialSize(partialDir, BIG);
     if (size !== last) {
       last = size;
       since = now();
