@@ -23,7 +23,7 @@ import { treeHashes, writeRandomFile, writeTree } from "../helpers/files.js";
 import { freePort } from "../helpers/net.js";
 import { RawPeer } from "../helpers/raw-peer.js";
 import { tempDir } from "../helpers/tmp.js";
-import { waitFor } from "../helpers/wait.js";
+import { nextEvent, waitFor } from "../helpers/wait.js";
 
 const RUNS = Number(process.env.FMQ_FUZZ_RUNS ?? 1000);
 const PEERS = 6;
@@ -155,12 +155,23 @@ afterAll(async () => {
   for (const dir of [src, inbox]) if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-/** A brand-new peer gets OHAI-OK: the server is alive and serving. */
+/**
+ * A brand-new peer gets OHAI-OK: the server is alive and serving. It then says KTHXBAI and
+ * waits for the server to drop its session, so probes never count among the live sessions
+ * (a silent close would leave each one until expiry, 60 s).
+ */
+let probes = 0;
 async function probe(): Promise<void> {
-  const p = new RawPeer(endpoint);
+  const routingId = `probe-${++probes}`;
+  const p = new RawPeer(endpoint, { routingId });
+  const key = Buffer.from(routingId).toString("hex");
+  const gone = nextEvent<[string]>(server, "disconnected", (client) => client === key, 5000);
+  gone.catch(() => undefined); // awaited below; rejects only at its deadline
   try {
     await p.send({ id: "OHAI", protocol: "FILEMQ", version: 2 });
     await p.waitFor("OHAI_OK", 5000);
+    await p.send({ id: "KTHXBAI" });
+    await gone;
   } finally {
     await p.close();
   }
