@@ -31,6 +31,7 @@ program
   .option("--alias <vpath>", "virtual path the directory is published under", "/")
   .addOption(sizeOption("--chunk-size <bytes>", "payload bytes per chunk (e.g. 256k, 1M)", serverDefaults.chunkSize))
   .addOption(msOption("--stable-ms <ms>", "ship a file once unchanged for this long", serverDefaults.stableMs))
+  .option("--no-hash-ahead", "do not read big files at publish to fingerprint them; each transfer hashes what it sends")
   .option("--curve-secret <file>", "encrypt with CURVE: the server's key file (from fmq keygen)")
   .option("--allow <file-or-dir>", "with CURVE, admit only these client keys: a .pub file or a directory of them (repeatable)", collect)
   .option("--json", "one JSON object per line on stdout")
@@ -44,6 +45,7 @@ program
       ...(given("bind") ? { bind: opts.bind } : {}),
       ...(given("chunkSize") ? { chunkSize: opts.chunkSize } : {}),
       ...(given("stableMs") ? { stableMs: opts.stableMs } : {}),
+      ...(given("hashAhead") ? { hashAhead: opts.hashAhead } : {}),
       ...(opts.curveSecret !== undefined ? { curveSecret: opts.curveSecret } : {}),
       ...(opts.allow !== undefined ? { allow: opts.allow } : {}),
     };
@@ -264,6 +266,7 @@ interface PublishOptions {
   alias: string;
   chunkSize: number;
   stableMs: number;
+  hashAhead: boolean;
   curveSecret?: string;
   allow?: string[];
   json?: boolean;

@@ -5,6 +5,7 @@
 //     bind = "tcp://*:5670"                # or a list
 //     chunk-size = "1M"
 //     stable-ms = 150
+//     hash-ahead = true                    # fingerprint big files in the background when published
 //
 //     [[mount]]
 //     directory = "outbox"
@@ -68,6 +69,7 @@ export interface ServerConfig {
   readonly mounts: readonly MountConfig[];
   readonly chunkSize?: number;
   readonly stableMs?: number;
+  readonly hashAhead?: boolean;
   readonly limits: LimitOptions;
   readonly security?: SecurityConfig;
 }
@@ -82,7 +84,7 @@ const LIMITS: Record<string, { option: keyof LimitOptions; size?: boolean }> = {
   "expiry-ms": { option: "expiryMs" },
 };
 
-const TOP_KEYS = ["bind", "chunk-size", "stable-ms", "mount", "security", "account", "limits"];
+const TOP_KEYS = ["bind", "chunk-size", "stable-ms", "hash-ahead", "mount", "security", "account", "limits"];
 const MOUNT_KEYS = ["directory", "alias"];
 const SECURITY_KEYS = ["mechanism", "curve-secret", "allow", "anonymous", "anonymous-mounts"];
 const ACCOUNT_KEYS = ["user", "password", "password-hash", "mounts"];
@@ -143,6 +145,8 @@ export function parseServerConfig(text: string, file: string): ServerConfig {
   const chunkSize = data["chunk-size"] === undefined ? undefined : sizeOf(data["chunk-size"], () => fail(["chunk-size"], `chunk-size must be a size like 1M or 1048576, got ${show(data["chunk-size"])}`));
   if (chunkSize !== undefined && chunkSize > 64 * 1024 * 1024) fail(["chunk-size"], "chunk-size must be at most 64M");
   const stableMs = data["stable-ms"] === undefined ? undefined : count(data["stable-ms"], true, () => fail(["stable-ms"], `stable-ms must be a number of milliseconds (>= 0), got ${show(data["stable-ms"])}`));
+  const hashAhead = data["hash-ahead"];
+  if (hashAhead !== undefined && typeof hashAhead !== "boolean") return fail(["hash-ahead"], `hash-ahead must be true or false, got ${show(hashAhead)}`);
 
   // [[mount]]
   const mounts: MountConfig[] = [];
@@ -248,6 +252,7 @@ export function parseServerConfig(text: string, file: string): ServerConfig {
     mounts,
     ...(chunkSize !== undefined ? { chunkSize } : {}),
     ...(stableMs !== undefined ? { stableMs } : {}),
+    ...(hashAhead !== undefined ? { hashAhead } : {}),
     limits: limits as LimitOptions,
     ...(security ? { security } : {}),
   };
@@ -260,6 +265,7 @@ export interface PublishFlags {
   readonly bind?: string;
   readonly chunkSize?: number;
   readonly stableMs?: number;
+  readonly hashAhead?: boolean;
   readonly curveSecret?: string;
   readonly allow?: readonly string[];
 }
@@ -324,6 +330,8 @@ export async function resolveServerSettings(config: ServerConfig | undefined, fl
     ...(config?.stableMs !== undefined ? { stableMs: config.stableMs } : {}),
     ...(flags.chunkSize !== undefined ? { chunkSize: flags.chunkSize } : {}),
     ...(flags.stableMs !== undefined ? { stableMs: flags.stableMs } : {}),
+    ...(config?.hashAhead !== undefined ? { hashAhead: config.hashAhead } : {}),
+    ...(flags.hashAhead !== undefined ? { hashAhead: flags.hashAhead } : {}),
     ...(serverSecurity ? { security: serverSecurity } : {}),
   };
   return { binds, mounts: mounts.map(({ directory, alias }) => ({ directory, alias })), options };

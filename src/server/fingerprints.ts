@@ -40,6 +40,8 @@ export class Fingerprints {
   /** Files waiting to be fingerprinted in the background, in order. */
   readonly #backlog = new Set<string>();
   #working = false;
+  /** Background passes begun (tests and stats). */
+  passes = 0;
   #closed = false;
   /** Stops a fingerprint being computed when the server closes (a big file takes seconds). */
   readonly #abort = new AbortController();
@@ -120,6 +122,7 @@ export class Fingerprints {
       for (let next = this.#take(); next !== undefined && !this.#closed; next = this.#take()) {
         const version = await versionOf(next).catch(() => undefined);
         if (!version || (await this.known(next, version))) continue;
+        this.passes++;
         await this.#compute(next, version).catch(() => undefined);
       }
     } finally {

@@ -20,6 +20,11 @@ export interface ServerOptions {
   readonly readAhead?: number;
   /** A file is shipped once its size and mtime have not changed for this long (ms). */
   readonly stableMs?: number;
+  /**
+   * Fingerprint files of 1 MiB or more in the background as they are published, so that sending them
+   * costs no hashing (every file is read once more at publish). Off: each transfer hashes what it reads.
+   */
+  readonly hashAhead?: boolean;
   /** A client silent this long (ms) is forgotten. Our client sends HUGZ every second when idle. */
   readonly expiryMs?: number;
   /** Most clients at once; more are answered RTFM. */
@@ -43,6 +48,7 @@ export const serverDefaults = {
   chunkSize: 1024 * 1024,
   readAhead: 2,
   stableMs: 150,
+  hashAhead: true,
   expiryMs: 60_000,
   maxClients: 10_000,
   maxSubscriptions: 256,
@@ -145,7 +151,7 @@ export class Server extends EventEmitter<ServerEvents> {
     mount.on("changed", (file) => {
       this.emit("published", file);
       // Hash big files now, while nobody waits, rather than on every transfer's send path.
-      this.#fingerprints.prepare(file.absolute, file.size);
+      if (this.options.hashAhead) this.#fingerprints.prepare(file.absolute, file.size);
       for (const connection of this.#connections.values()) {
         if (connection.wants(file.vpath)) connection.queue({ op: "create", file });
       }
@@ -188,6 +194,11 @@ export class Server extends EventEmitter<ServerEvents> {
   }
 
   /** Clients with a session. */
+  /** Background fingerprint passes begun since the start (see hashAhead). */
+  get hashedAhead(): number {
+    return this.#fingerprints.passes;
+  }
+
   get clients(): number {
     return this.#connections.size;
   }

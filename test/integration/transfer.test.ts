@@ -101,6 +101,21 @@ describe("transfer", () => {
     expect(sub.delivered).toEqual([{ path: "big.bin", size: 100 * 1024 * 1024 }]);
   }, 90_000);
 
+  it("transfer - hashAhead off: big files are not read at publish, and still arrive intact (the transfer hashes what it sends)", async () => {
+    const src = await tempDir();
+    await writeRandomFile(path.join(src, "a.bin"), 3 * 1024 * 1024 + 7);
+    await writeRandomFile(path.join(src, "b.bin"), 2 * 1024 * 1024);
+    // On (the default), publishing reads them in the background: the count this test relies on moves.
+    const ahead = await startServer(src);
+    await waitFor(() => ahead.server.hashedAhead === 2, "two background fingerprints");
+    const { server, endpoint } = await startServer(src, { hashAhead: false });
+    const inbox = await tempDir();
+    const sub = await startClient(endpoint, inbox);
+    await expectMirror(inbox, await treeHashes(src), 30_000);
+    expect(server.hashedAhead).toBe(0);
+    expect(sub.errors).toEqual([]);
+  }, 60_000);
+
   it("transfer - 2,000 small files published at once all arrive (the reference livelocks here)", async () => {
     const src = await tempDir();
     const inbox = await tempDir();

@@ -33,6 +33,7 @@ describe("config", () => {
 bind = ["tcp://*:5670", "ipc:///tmp/fmq.sock"]
 chunk-size = "256k"
 stable-ms = 0
+hash-ahead = false
 
 [[mount]]
 directory = "outbox"
@@ -65,6 +66,7 @@ expiry-ms = 30000
     expect(config.binds).toEqual(["tcp://*:5670", "ipc:///tmp/fmq.sock"]);
     expect(config.chunkSize).toBe(256 * 1024);
     expect(config.stableMs).toBe(0);
+    expect(config.hashAhead).toBe(false);
     expect(config.mounts.map(({ directory, alias }) => ({ directory, alias }))).toEqual([
       { directory: "/etc/fmq/outbox", alias: "/" },
       { directory: "/srv/logs", alias: "/logs" },
@@ -87,12 +89,13 @@ expiry-ms = 30000
 
   it("config - every bad key or value is one line with the file and the line", () => {
     const cases: [string, string][] = [
-      [`bind = "tcp://*:5670"\nbnid = "x"\n`, `${F}:2: unknown key "bnid" in the config file (expected one of: bind, chunk-size, stable-ms, mount, security, account, limits)`],
+      [`bind = "tcp://*:5670"\nbnid = "x"\n`, `${F}:2: unknown key "bnid" in the config file (expected one of: bind, chunk-size, stable-ms, hash-ahead, mount, security, account, limits)`],
       [`bind = 5670\n`, `${F}:1: bind must be an endpoint or a list of endpoints, e.g. "tcp://*:5670"`],
       [`\nbind = ["tcp://*:1", "localhost:2"]\n`, `${F}:2: bind: not an endpoint: "localhost:2" (expected tcp://host:port, ipc://path or inproc://name)`],
       [`chunk-size = "lots"\n`, `${F}:1: chunk-size must be a size like 1M or 1048576, got "lots"`],
       [`chunk-size = "1G"\n`, `${F}:1: chunk-size must be at most 64M`],
       [`stable-ms = -5\n`, `${F}:1: stable-ms must be a number of milliseconds (>= 0), got -5`],
+      [`\nhash-ahead = "no"\n`, `${F}:2: hash-ahead must be true or false, got "no"`],
       [`[[mount]]\ndirectory = "a"\n\n[[mount]]\nalias = "/b"\n`, `${F}:4: [[mount]] needs directory = "<path>"`],
       [`[[mount]]\ndirectory = "a"\nalias = "b"\n`, `${F}:3: alias must be a virtual path like "/" or "/logs", got "b"`],
       [`[[mount]]\ndirectory = "a"\n[[mount]]\ndirectory = "b"\n`, `${F}:3: alias / is used by two mounts`],
@@ -139,26 +142,26 @@ describe("settings", () => {
     await writeKeyFiles(path.join(dir, "server"), server);
     await writeKeyFiles(path.join(dir, "clients", "c1"), client);
     const file = path.join(dir, "fmq.toml");
-    const text = `bind = "tcp://127.0.0.1:7000"\nstable-ms = 10\n\n[[mount]]\ndirectory = "outbox"\nalias = "/out"\n\n[security]\nmechanism = "curve"\ncurve-secret = "server.key"\nallow = "clients"\n\n[limits]\nmax-clients = 3\n`;
+    const text = `bind = "tcp://127.0.0.1:7000"\nstable-ms = 10\nhash-ahead = false\n\n[[mount]]\ndirectory = "outbox"\nalias = "/out"\n\n[security]\nmechanism = "curve"\ncurve-secret = "server.key"\nallow = "clients"\n\n[limits]\nmax-clients = 3\n`;
     await writeFile(file, text);
     const config = await loadServerConfig(file);
 
     const plain = await resolveServerSettings(config, {});
     expect(plain.binds).toEqual(["tcp://127.0.0.1:7000"]);
     expect(plain.mounts).toEqual([{ directory: path.join(dir, "outbox"), alias: "/out" }]);
-    expect(plain.options).toMatchObject({ stableMs: 10, maxClients: 3, security: { curveSecretKey: server.secretKey, policy: { mechanism: "curve", allow: [client.publicKey] } } });
+    expect(plain.options).toMatchObject({ stableMs: 10, hashAhead: false, maxClients: 3, security: { curveSecretKey: server.secretKey, policy: { mechanism: "curve", allow: [client.publicKey] } } });
 
-    const overridden = await resolveServerSettings(config, { directory: path.join(dir, "other"), alias: "/o", bind: "tcp://127.0.0.1:7001", stableMs: 99, chunkSize: 4096 });
+    const overridden = await resolveServerSettings(config, { directory: path.join(dir, "other"), alias: "/o", bind: "tcp://127.0.0.1:7001", stableMs: 99, chunkSize: 4096, hashAhead: true });
     expect(overridden.binds).toEqual(["tcp://127.0.0.1:7001"]);
     expect(overridden.mounts).toEqual([{ directory: path.join(dir, "other"), alias: "/o" }]);
-    expect(overridden.options).toMatchObject({ stableMs: 99, chunkSize: 4096, maxClients: 3 });
+    expect(overridden.options).toMatchObject({ stableMs: 99, chunkSize: 4096, hashAhead: true, maxClients: 3 });
 
     await chmod(path.join(dir, "server.key"), 0o640);
-    await expect(resolveServerSettings(config, {})).rejects.toThrow(`${file}:10: ${path.join(dir, "server.key")} is accessible by others (mode 0640)`);
+    await expect(resolveServerSettings(config, {})).rejects.toThrow(`${file}:11: ${path.join(dir, "server.key")} is accessible by others (mode 0640)`);
     await expect(resolveServerSettings(config, { curveSecret: path.join(dir, "nope.key") })).rejects.toThrow(/^--curve-secret: cannot read secret key file .*nope\.key: no such file$/);
     await chmod(path.join(dir, "server.key"), 0o600);
     await writeFile(path.join(dir, "clients", "bad.pub"), "xyz\n");
-    await expect(resolveServerSettings(config, {})).rejects.toThrow(`${file}:11: ${path.join(dir, "clients", "bad.pub")}:1: not a CURVE public key`);
+    await expect(resolveServerSettings(config, {})).rejects.toThrow(`${file}:12: ${path.join(dir, "clients", "bad.pub")}:1: not a CURVE public key`);
   });
 
   it("settings - flags alone: --curve-secret turns CURVE on, --allow without it is an error, a missing directory is an error", async () => {
