@@ -163,6 +163,8 @@ export interface FmqSettings {
   readonly chunkSize: number;
   readonly window: number;
   readonly stableMs: number;
+  /** More `fmq publish` flags. */
+  readonly publishFlags?: readonly string[];
   /**
    * Untimed, before the timed subscriber: one subscriber receives everything into this directory, so
    * the publisher has fingerprinted its files (as one that has been running a while would have).
@@ -187,7 +189,7 @@ export function runFmq(contender: string, rep: number, transfer: Transfer, s: Fm
     doneEvent: "delivered",
     startServer: async () => {
       endpoint = `tcp://127.0.0.1:${await freePort()}`;
-      const args = ["publish", transfer.src, "--bind", endpoint, "--json", "--chunk-size", String(s.chunkSize), "--stable-ms", String(s.stableMs)];
+      const args = ["publish", transfer.src, "--bind", endpoint, "--json", "--chunk-size", String(s.chunkSize), "--stable-ms", String(s.stableMs), ...(s.publishFlags ?? [])];
       const server = Proc.node("fmq publish", s.cli, args);
       const ready = await server.waitFor((d) => d.event === "ready", 120_000, '"ready"');
       // The initial files must be stable (in the publisher's catalogue) before the clock starts, or the

@@ -2,10 +2,10 @@
 // in the same bench run (paired by repetition), a markdown report, and an SVG bar chart of throughput.
 
 import { mbps, median } from "./measure.js";
-import { CP, FMQ, FMQ_STALLED, FMQ_WARM, RAW, RSYNC, type ResyncSample, type WorkloadResult } from "./types.js";
+import { CP, FMQ, FMQ_NO_AHEAD, FMQ_STALLED, FMQ_WARM, RAW, RSYNC, type ResyncSample, type WorkloadResult } from "./types.js";
 
 const BASELINES = [RAW, CP, RSYNC] as const;
-const ORDER = [RAW, FMQ, FMQ_WARM, FMQ_STALLED, CP, RSYNC];
+const ORDER = [RAW, FMQ, FMQ_WARM, FMQ_NO_AHEAD, FMQ_STALLED, CP, RSYNC];
 
 export interface Summary {
   readonly contender: string;
@@ -351,7 +351,7 @@ export function svgChart(workloads: readonly WorkloadResult[]): string | undefin
   const gap = 6;
   const max = Math.max(...groups.flatMap((g) => g.bars.map((b) => b.hi)), 1);
   const scale = (v: number) => ((width - left - right) * v) / max;
-  const colour: Record<string, string> = { [FMQ]: "#d9480f", [FMQ_WARM]: "#f08c00", [FMQ_STALLED]: "#e64980", [RAW]: "#495057", [CP]: "#1c7ed6", [RSYNC]: "#2f9e44" };
+  const colour: Record<string, string> = { [FMQ]: "#d9480f", [FMQ_WARM]: "#f08c00", [FMQ_NO_AHEAD]: "#ae3ec9", [FMQ_STALLED]: "#e64980", [RAW]: "#495057", [CP]: "#1c7ed6", [RSYNC]: "#2f9e44" };
   const parts: string[] = [];
   let y = 40;
   for (const g of groups) {

@@ -128,6 +128,8 @@ export const RAW = "raw zeromq.js pipe";
 export const FMQ = "fmq";
 /** fmq from a publisher that has sent the file before (it knows the file's fingerprint). */
 export const FMQ_WARM = "fmq, publisher warm";
+/** fmq from a publisher that does not fingerprint files at publish: the transfer hashes what it sends. */
+export const FMQ_NO_AHEAD = "fmq, --no-hash-ahead";
 /** fmq fan-out with one more subscriber, frozen (SIGSTOP) early in its transfer: do the others slow down? */
 export const FMQ_STALLED = "fmq, + 1 stalled subscriber";
 export const CP = "cp";

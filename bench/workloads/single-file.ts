@@ -5,7 +5,7 @@ import { mkdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { runCp, runFmq, runRawPipe, type FmqSettings, type Transfer } from "../contenders.js";
 import { FMQ_STATE, sha256File, verifyTree, writeRandomFile, type Skip, type TreeHashes } from "../data.js";
-import { CP, FMQ, FMQ_STALLED, FMQ_WARM, RAW, RSYNC, type WorkloadResult } from "../types.js";
+import { CP, FMQ, FMQ_NO_AHEAD, FMQ_STALLED, FMQ_WARM, RAW, RSYNC, type WorkloadResult } from "../types.js";
 import { repeat, timeoutFor, type Contender, type Context } from "./common.js";
 
 const NAME = "big.bin";
@@ -46,6 +46,8 @@ export async function singleFile(id: string, title: string, size: number, receiv
     // The same transfer from a publisher that has already sent the file once (to an untimed subscriber),
     // so has its fingerprint: what every subscriber after the first gets.
     contenders.push(fmqContender(FMQ_WARM, "fmq-warm", { warmUpInbox: path.join(dir, "warm-up") }));
+    // A first transfer with no background fingerprint pass: one read of the file instead of two.
+    contenders.push(fmqContender(FMQ_NO_AHEAD, "fmq-no-ahead", { publishFlags: ["--no-hash-ahead"] }));
   }
   if (id.startsWith("4")) {
     // The same fan-out with one more subscriber that hangs early in its transfer: the others' figures

@@ -265,7 +265,10 @@ export class Connection {
           readAhead: this.host.readAhead,
           extensions: this.#caps.has(Capability.VERIFY),
           single: this.#caps.has(Capability.VERIFY) && this.#caps.has(Capability.SINGLE),
-          knownFingerprint: (absolute: string, version: Version) => this.host.fingerprints.lookup(absolute, version),
+          // A whole-file transfer stops a background pass over its file and hashes as it reads; a resumed
+          // one waits for the pass (hashing the part it skips would read that part again).
+          knownFingerprint: (absolute: string, version: Version, whole: boolean) =>
+            whole ? this.host.fingerprints.forTransfer(absolute, version) : this.host.fingerprints.lookup(absolute, version),
         };
         const opened = await FileCursor.open(patch.file.absolute, patch.file.vpath, options, await this.#transferPlan(patch), patch.file);
         // Closed (dropped, expired) while the file was opening: nobody else will close it.

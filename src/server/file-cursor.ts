@@ -60,7 +60,8 @@ export interface CursorOptions {
    * an earlier transfer), or a promise of it (being computed in the background now): then nothing is
    * hashed on the way out, and the promise is awaited only for the last chunk. Undefined: hash as we read.
    */
-  readonly knownFingerprint?: (absolute: string, version: Version) => Fingerprint | Promise<Fingerprint | undefined> | undefined;
+  /** What is known of this version's fingerprint; `whole`: the transfer reads the whole file (it can hash it itself). */
+  readonly knownFingerprint?: (absolute: string, version: Version, whole: boolean) => Fingerprint | Promise<Fingerprint | undefined> | undefined;
 }
 
 interface Prefetched {
@@ -156,7 +157,7 @@ export class FileCursor {
         const start = Math.min(Math.floor((plan.start ?? 0) / BLOCK_SIZE) * BLOCK_SIZE, identity.size);
         ranges = [[start, identity.size]];
         if (options.extensions) {
-          known = options.knownFingerprint?.(absolute, version);
+          known = options.knownFingerprint?.(absolute, version, start === 0);
           if (!known) {
             hasher = new BlockHasher(await xxh());
             // Resumed: hash the part the client already holds, so the tree hash covers the whole file.

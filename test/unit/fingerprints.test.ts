@@ -54,4 +54,35 @@ describe("fingerprints", () => {
     const outcome = await Promise.race([pending, new Promise((resolve) => setTimeout(() => resolve("still hashing"), 2000))]);
     expect(outcome).toBeUndefined();
   });
+
+  it("fingerprints - a whole-file transfer stops a background pass (it hashes what it reads); a pass asked for by a resync is not stopped", async () => {
+    const dir = await tempDir("fmq-fp-");
+    const file = path.join(dir, "huge.bin");
+    const handle = await open(file, "w");
+    await handle.truncate(16 * 1024 ** 3);
+    await handle.close();
+    const version = await versionOf(file);
+    const fingerprints = new Fingerprints();
+    try {
+      fingerprints.prepare(file, 16 * 1024 ** 3);
+      await waitFor(() => fingerprints.computing(file), "the background hash to start", 5000);
+      // A resumed transfer waits for the pass: it gets the promise.
+      const waited = fingerprints.lookup(file, version);
+      expect(waited).toBeInstanceOf(Promise);
+      // A whole-file transfer gets nothing (it hashes as it reads) and the pass stops: 16 GiB would take seconds.
+      expect(fingerprints.forTransfer(file, version)).toBeUndefined();
+      const outcome = await Promise.race([waited, new Promise((resolve) => setTimeout(() => resolve("still hashing"), 2000))]);
+      expect(outcome).toBeUndefined();
+      await waitFor(() => !fingerprints.computing(file), "the pass to end", 5000);
+
+      // What the resync path computes (fingerprint()) is not a background pass: a transfer does not stop it.
+      const asked = fingerprints.fingerprint(file);
+      await waitFor(() => fingerprints.computing(file), "the resync's hash to start", 5000);
+      expect(fingerprints.forTransfer(file, version)).toBeInstanceOf(Promise);
+      const still = await Promise.race([asked.then(() => "ended"), new Promise((resolve) => setTimeout(() => resolve("still hashing"), 300))]);
+      expect(still).toBe("still hashing");
+    } finally {
+      fingerprints.close();
+    }
+  });
 });
