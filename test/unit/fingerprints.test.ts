@@ -10,6 +10,15 @@ import { Fingerprints, PREPARE_MIN_SIZE, versionOf } from "../../src/server/fing
 import { tempDir } from "../helpers/tmp.js";
 import { waitFor } from "../helpers/wait.js";
 
+/** A 16 GiB sparse file: hashing it takes seconds, so a pass over it is still running when we look. */
+async function hugeSparseFile(): Promise<string> {
+  const file = path.join(await tempDir("fmq-fp-"), "huge.bin");
+  const handle = await open(file, "w");
+  await handle.truncate(16 * 1024 ** 3);
+  await handle.close();
+  return file;
+}
+
 describe("fingerprints", () => {
   it("fingerprints - prepare() hashes a big file in the background; known() finds it for that version only", async () => {
     const dir = await tempDir("fmq-fp-");
@@ -39,11 +48,7 @@ describe("fingerprints", () => {
   });
 
   it("fingerprints - close() stops a fingerprint being computed (a 16 GiB sparse file) at its next read", async () => {
-    const dir = await tempDir("fmq-fp-");
-    const file = path.join(dir, "huge.bin");
-    const handle = await open(file, "w");
-    await handle.truncate(16 * 1024 ** 3);
-    await handle.close();
+    const file = await hugeSparseFile();
     const fingerprints = new Fingerprints();
     fingerprints.prepare(file, 16 * 1024 ** 3);
     const version = await versionOf(file);
@@ -56,11 +61,7 @@ describe("fingerprints", () => {
   });
 
   it("fingerprints - a whole-file transfer stops a background pass (it hashes what it reads); a pass asked for by a resync is not stopped", async () => {
-    const dir = await tempDir("fmq-fp-");
-    const file = path.join(dir, "huge.bin");
-    const handle = await open(file, "w");
-    await handle.truncate(16 * 1024 ** 3);
-    await handle.close();
+    const file = await hugeSparseFile();
     const version = await versionOf(file);
     const fingerprints = new Fingerprints();
     try {
