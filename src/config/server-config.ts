@@ -328,9 +328,9 @@ export async function resolveServerSettings(config: ServerConfig | undefined, fl
     ...config?.limits,
     ...(config?.chunkSize !== undefined ? { chunkSize: config.chunkSize } : {}),
     ...(config?.stableMs !== undefined ? { stableMs: config.stableMs } : {}),
+    ...(config?.hashAhead !== undefined ? { hashAhead: config.hashAhead } : {}),
     ...(flags.chunkSize !== undefined ? { chunkSize: flags.chunkSize } : {}),
     ...(flags.stableMs !== undefined ? { stableMs: flags.stableMs } : {}),
-    ...(config?.hashAhead !== undefined ? { hashAhead: config.hashAhead } : {}),
     ...(flags.hashAhead !== undefined ? { hashAhead: flags.hashAhead } : {}),
     ...(serverSecurity ? { security: serverSecurity } : {}),
   };

@@ -58,9 +58,9 @@ export interface CursorOptions {
   /**
    * The fingerprint of this version of the file if it is known (computed when it was published, or by
    * an earlier transfer), or a promise of it (being computed in the background now): then nothing is
-   * hashed on the way out, and the promise is awaited only for the last chunk. Undefined: hash as we read.
+   * hashed on the way out, and the promise is awaited only for the last chunk. Undefined: hash as we
+   * read. `whole`: this transfer reads the whole file, so it can hash it itself.
    */
-  /** What is known of this version's fingerprint; `whole`: the transfer reads the whole file (it can hash it itself). */
   readonly knownFingerprint?: (absolute: string, version: Version, whole: boolean) => Fingerprint | Promise<Fingerprint | undefined> | undefined;
 }
 

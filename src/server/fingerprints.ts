@@ -43,8 +43,7 @@ export class Fingerprints {
   /** Files waiting to be fingerprinted in the background, in order. */
   readonly #backlog = new Set<string>();
   #working = false;
-  /** Background passes begun (tests and stats). */
-  passes = 0;
+  #passes = 0;
   #closed = false;
   /** Stops a fingerprint being computed when the server closes (a big file takes seconds). */
   readonly #abort = new AbortController();
@@ -61,9 +60,8 @@ export class Fingerprints {
    * one being computed now, or undefined (then the caller hashes the file itself as it reads it).
    */
   lookup(absolute: string, version: Version): Fingerprint | Promise<Fingerprint | undefined> | undefined {
-    const entry = this.#entries.get(absolute);
-    if (!entry || !sameVersion(entry.version, version)) return undefined;
-    return entry.fingerprint ?? entry.pending;
+    const entry = this.#current(absolute, version);
+    return entry?.fingerprint ?? entry?.pending;
   }
 
   /**
@@ -73,14 +71,17 @@ export class Fingerprints {
    * both). What the transfer computes is remembered, so later ones find it here.
    */
   forTransfer(absolute: string, version: Version): Fingerprint | Promise<Fingerprint | undefined> | undefined {
-    const entry = this.#entries.get(absolute);
-    if (!entry || !sameVersion(entry.version, version)) return undefined;
-    if (entry.fingerprint) return entry.fingerprint;
-    if (entry.pass) {
+    const entry = this.#current(absolute, version);
+    if (entry?.pass && !entry.fingerprint) {
       entry.pass.abort();
       return undefined;
     }
-    return entry.pending;
+    return entry?.fingerprint ?? entry?.pending;
+  }
+
+  /** Background passes begun (tests and stats). */
+  get passes(): number {
+    return this.#passes;
   }
 
   /**
@@ -142,12 +143,18 @@ export class Fingerprints {
       for (let next = this.#take(); next !== undefined && !this.#closed; next = this.#take()) {
         const version = await versionOf(next).catch(() => undefined);
         if (!version || (await this.known(next, version))) continue;
-        this.passes++;
+        this.#passes++;
         await this.#compute(next, version, new AbortController()).catch(() => undefined);
       }
     } finally {
       this.#working = false;
     }
+  }
+
+  /** What is known of exactly this version of the file. */
+  #current(absolute: string, version: Version): Entry | undefined {
+    const entry = this.#entries.get(absolute);
+    return entry && sameVersion(entry.version, version) ? entry : undefined;
   }
 
   #take(): string | undefined {

@@ -193,12 +193,12 @@ export class Server extends EventEmitter<ServerEvents> {
     return this.#security ? this.#security.userOf(client) : "anonymous";
   }
 
-  /** Clients with a session. */
   /** Background fingerprint passes begun since the start (see hashAhead). */
   get hashedAhead(): number {
     return this.#fingerprints.passes;
   }
 
+  /** Clients with a session. */
   get clients(): number {
     return this.#connections.size;
   }
