@@ -8,7 +8,7 @@ import { resolve } from "node:path";
 import { Dealer } from "zeromq";
 import { Engine, type Actions } from "../fsm/engine.js";
 import { ReceiveWindow } from "../flow/credit.js";
-import { decodeFrames, encode } from "../protocol/codec.js";
+import { decodeBatch, encode } from "../protocol/codec.js";
 import { PROTOCOL_NAME, PROTOCOL_VERSION, Operation, isMessageName, type Cheezburger, type ClientMessage, type Dictionary, type Message, type Srsly } from "../protocol/messages.js";
 import { Capability, Header, SubscribeOption, formatCacheEntry, type CacheEntry } from "../protocol/extensions.js";
 import { BLOCK_SIZE } from "../digest/blocks.js";
@@ -296,7 +296,7 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#awaitingReply.push({ path, refetch });
     const options: Dictionary = new Map([
       [SubscribeOption.RESYNC, "1"],
-      [SubscribeOption.CAPABILITIES, [Capability.VERIFY, Capability.DELTA, Capability.SINGLE].join(",")],
+      [SubscribeOption.CAPABILITIES, [Capability.VERIFY, Capability.DELTA, Capability.SINGLE, Capability.BATCH].join(",")],
     ]);
     this.#send({ id: "ICANHAZ", path, options, cache });
   }
@@ -473,8 +473,9 @@ export class Client extends EventEmitter<ClientEvents> {
       for await (const frames of socket) {
         if (socket !== this.#socket) break;
         this.#heartbeat.heard();
-        const result = decodeFrames(frames);
-        if (result.ok) this.#engine.post(result.message.id, result.message);
+        // Several frames: a batch of small files (we said "batch"), each frame one CHEEZBURGER.
+        const result = decodeBatch(frames);
+        if (result.ok) for (const message of result.messages) this.#engine.post(message.id, message);
         else if (result.error.reply !== "discard") this.#engine.post("malformed", result.error);
       }
     } catch {

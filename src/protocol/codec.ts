@@ -475,3 +475,23 @@ export function decodeFrames(frames: readonly Uint8Array[]): DecodeResult {
   if (frames.length > 1) return failure("MULTI_FRAME", `${frames.length} frames, a FILEMQ command is exactly one`);
   return decode(first);
 }
+
+/**
+ * Decodes a batch (our extension, capability "batch"): a multipart message from the server whose every
+ * frame is a complete CHEEZBURGER. A single frame decodes as usual; in a batch, any frame that is not a
+ * CHEEZBURGER makes the whole message malformed (nothing of it is applied).
+ */
+export function decodeBatch(frames: readonly Uint8Array[]): { ok: true; messages: Message[] } | { ok: false; error: DecodeError } {
+  if (frames.length <= 1) {
+    const result = decodeFrames(frames);
+    return result.ok ? { ok: true, messages: [result.message] } : result;
+  }
+  const messages: Message[] = [];
+  for (const frame of frames) {
+    const result = decode(frame);
+    if (!result.ok) return result;
+    if (result.message.id !== "CHEEZBURGER") return { ok: false, error: new DecodeError("MULTI_FRAME", `${result.message.id} in a batch of ${frames.length} frames`) };
+    messages.push(result.message);
+  }
+  return { ok: true, messages };
+}

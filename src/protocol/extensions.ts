@@ -19,6 +19,11 @@ export const Capability = {
   DELTA: "delta",
   /** Take a file that fits in one chunk as one CHEEZBURGER: its data with eof=1 and the eof chunk's headers. */
   SINGLE: "single",
+  /**
+   * Take several such one-message files in one ZeroMQ message: a multipart message whose every frame is a
+   * complete CHEEZBURGER (with "single"). The costs of a flood of small files are per message, not per byte.
+   */
+  BATCH: "batch",
 } as const;
 
 /** CHEEZBURGER headers, on the first chunk of a transfer and on the final (eof) chunk. */

@@ -10,7 +10,7 @@ import type { DecodeError } from "../protocol/errors.js";
 import { covers, joinVirtual, normaliseVirtualPath, relativeTo, unsafeRelativeReason } from "../paths.js";
 import type { PublishedFile } from "../mount/mount.js";
 import { BLOCK_SIZE, changedBlocks } from "../digest/blocks.js";
-import { FileChangedError, FileCursor, sameIdentity, type TransferPlan } from "./file-cursor.js";
+import { FileChangedError, FileCursor, SMALL_FILE, sameIdentity, type CursorOptions, type TransferPlan } from "./file-cursor.js";
 import type { Fingerprints, Version } from "./fingerprints.js";
 import { serverMachine, type ServerAction, type ServerEvent, type ServerState } from "./machine.js";
 
@@ -32,7 +32,8 @@ export interface ConnectionHost {
   serves(path: string): boolean;
   /** May this client read `path` (per-mount access)? Absent: yes. */
   mayRead?(key: string, path: string): boolean;
-  send(key: string, routingId: Buffer, frame: Buffer): void;
+  /** Queue a message: one frame, or several as one ZeroMQ message (a batch, capability "batch"). */
+  send(key: string, routingId: Buffer, frame: Buffer | readonly Buffer[]): void;
   /** Resolves when fewer than `limit` messages wait for this client. */
   below(key: string, limit: number): Promise<void>;
   forget(key: string): void;
@@ -47,6 +48,12 @@ export interface ConnectionHost {
 type Patch =
   | { readonly op: "create"; readonly file: PublishedFile; readonly resumeAt?: number }
   | { readonly op: "delete"; readonly vpath: string };
+
+/**
+ * Most small files sent in one step (and, to a client that says "batch", in one ZeroMQ message); a step
+ * also stops at a chunk's worth of bytes, so a batch holds no more memory than a chunk.
+ */
+const SMALL_RUN_FILES = 64;
 
 /** What we know the client holds of a file: from its cache (ICANHAZ), or because we sent it. */
 interface Holding {
@@ -74,6 +81,8 @@ export class Connection {
   #sequence = 0n;
   /** Extensions the client said it understands (ICANHAZ option X-FMQ-Caps). */
   #caps = new Set<string>();
+  /** How files are read for this client (follows #caps). */
+  #cursorOptions: CursorOptions;
   /** What the client holds, by virtual path: lets unchanged files be skipped and changed ones sent as blocks. */
   readonly #holdings = new Map<string, Holding>();
   /** Cache entries (vpath -> value) of files the server has seen but not yet published. */
@@ -99,6 +108,7 @@ export class Connection {
       "send RTFM": (arg) => this.#send({ id: "RTFM", reason: reasonOf(arg) }),
       terminate: () => this.#terminate(),
     };
+    this.#cursorOptions = this.#optionsFor(this.#caps);
     this.engine = new Engine(serverMachine, actions, {
       // "*" catches unexpected protocol messages, never the machine's own internal events.
       isWildcardEvent: isMessageName,
@@ -151,7 +161,7 @@ export class Connection {
     this.#queue.clear();
     this.#credit.reset();
     this.#sequence = 0n;
-    this.#caps = new Set();
+    this.#setCaps(new Set());
     this.#holdings.clear();
     this.#retained.clear();
     void this.#closeCursor();
@@ -167,7 +177,7 @@ export class Connection {
     }
     this.#subscriptions.add(path);
     const caps = message.options.get(SubscribeOption.CAPABILITIES);
-    if (caps !== undefined) this.#caps = new Set(caps.split(",").map((c) => c.trim()));
+    if (caps !== undefined) this.#setCaps(new Set(caps.split(",").map((c) => c.trim())));
   }
 
   /**
@@ -249,6 +259,7 @@ export class Connection {
       // No file is opened (nor read ahead) for a client that has granted no credit: idle clients cost little.
       const first = this.#queue.values().next().value;
       if (first?.op === "create" && first.file.size > 0 && this.#credit.available <= 0) return this.engine.raise("no credit", undefined);
+      if (this.#fitsOneMessage(first)) return this.#sendSmallFiles();
       const patch = this.#takePatch();
       if (patch === undefined) return;
       if (patch.op === "delete") {
@@ -259,52 +270,122 @@ export class Connection {
         this.host.sent(this.key, patch.vpath, "delete", 0);
         return;
       }
-      try {
-        const options = {
-          chunkSize: this.host.chunkSize,
-          readAhead: this.host.readAhead,
-          extensions: this.#caps.has(Capability.VERIFY),
-          single: this.#caps.has(Capability.VERIFY) && this.#caps.has(Capability.SINGLE),
-          // A whole-file transfer stops a background pass over its file and hashes as it reads; a resumed
-          // one waits for the pass (hashing the part it skips would read that part again).
-          knownFingerprint: (absolute: string, version: Version, whole: boolean) =>
-            whole ? this.host.fingerprints.forTransfer(absolute, version) : this.host.fingerprints.lookup(absolute, version),
-        };
-        const opened = await FileCursor.open(patch.file.absolute, patch.file.vpath, options, await this.#transferPlan(patch), patch.file);
-        // Closed (dropped, expired) while the file was opening: nobody else will close it.
-        if (this.engine.stopped) return void (await opened.close());
-        this.#cursor = opened;
-      } catch (error) {
-        // Changed since it was published (it is being written again: the mount publishes it again once
-        // stable), gone (a delete follows), or unreadable: skip it.
-        if (!(error instanceof FileChangedError)) this.host.warn(`cannot send ${patch.file.vpath}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
-        return;
-      }
+      this.#cursor = await this.#openCursor(patch);
+      if (this.#cursor === undefined) return;
     }
     const cursor = this.#cursor;
-    let chunk;
-    try {
-      chunk = await cursor.next(this.#credit.available);
-    } catch (error) {
-      this.host.warn(`reading ${cursor.vpath} failed: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
-      await this.#closeCursor();
-      return;
-    }
-    if (this.engine.stopped) return;
+    const chunk = await this.#next(cursor);
+    if (this.engine.stopped || chunk === null) return;
     if (chunk === undefined) return this.engine.raise("no credit", undefined);
     this.#credit.spend(chunk.bytes);
     this.#sendFrame(chunk.frame);
     if (chunk.eof) {
       // "Every file ends with an empty chunk with eof=1": the reference client finishes on the empty chunk.
-      const { fingerprint, identity, version } = cursor;
-      if (fingerprint && !cursor.changed) {
-        this.#holdings.set(cursor.vpath, { size: identity.size, mtime: identity.mtimeMs, hash: fingerprint.hash, blocks: fingerprint.blocks });
-        const file = this.host.file(cursor.vpath);
-        if (file && version) this.host.fingerprints.remember(file.absolute, version, fingerprint);
-      }
-      this.host.sent(this.key, cursor.vpath, "create", cursor.sent);
+      this.#finished(cursor);
       await this.#closeCursor();
     }
+  }
+
+  /**
+   * Small files in a row, while the client's credit lasts: each read whole and sent as one message
+   * (capability "single"), up to SMALL_RUN_FILES files or a chunk's worth of bytes in one step; to a
+   * client that says "batch", all in one ZeroMQ message. A flood of small files costs per message and per
+   * step, not per byte: a run pays those once instead of once per file.
+   */
+  async #sendSmallFiles(): Promise<void> {
+    const frames: Buffer[] = [];
+    let bytes = 0;
+    let patch = this.#queue.values().next().value;
+    while (this.#fitsOneMessage(patch) && frames.length < SMALL_RUN_FILES && bytes + patch.file.size <= this.host.chunkSize) {
+      this.#queue.delete(patch.file.vpath);
+      const cursor = await this.#openCursor(patch);
+      if (this.engine.stopped) return void (await cursor?.close());
+      const chunk = cursor && (await this.#next(cursor));
+      if (this.engine.stopped) return void (await cursor?.close());
+      if (cursor && chunk) {
+        this.#credit.spend(chunk.bytes);
+        bytes += chunk.bytes;
+        frames.push(FileCursor.stamp(chunk.frame, this.#sequence++));
+        if (!chunk.eof) {
+          // Not one message after all (it is not a regular file, or it emptied): the usual steps finish it.
+          this.#cursor = cursor;
+          break;
+        }
+        this.#finished(cursor);
+        await cursor.close();
+      }
+      patch = this.#queue.values().next().value;
+    }
+    if (frames.length > 1 && this.#caps.has(Capability.BATCH)) this.host.send(this.key, this.routingId, frames);
+    else for (const frame of frames) this.host.send(this.key, this.routingId, frame);
+  }
+
+  /** Can this patch go as one message now: a small file, whole, to a client that says "single", with credit for all of it? */
+  #fitsOneMessage(patch: Patch | undefined): patch is Patch & { op: "create" } {
+    return (
+      patch?.op === "create" &&
+      patch.resumeAt === undefined &&
+      patch.file.size > 0 &&
+      patch.file.size <= Math.min(SMALL_FILE, this.host.chunkSize) &&
+      patch.file.size <= this.#credit.available &&
+      this.#cursorOptions.single === true
+    );
+  }
+
+  /** Open a file to send; undefined if it cannot go now (changed since it was published, gone, unreadable). */
+  async #openCursor(patch: Patch & { op: "create" }): Promise<FileCursor | undefined> {
+    try {
+      const opened = await FileCursor.open(patch.file.absolute, patch.file.vpath, this.#cursorOptions, await this.#transferPlan(patch), patch.file);
+      // Closed (dropped, expired) while the file was opening: nobody else will close it.
+      if (this.engine.stopped) return void (await opened.close());
+      return opened;
+    } catch (error) {
+      // Changed since it was published (it is being written again: the mount publishes it again once
+      // stable), gone (a delete follows), or unreadable: skip it.
+      if (!(error instanceof FileChangedError)) this.host.warn(`cannot send ${patch.file.vpath}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+      return undefined;
+    }
+  }
+
+  /** The cursor's next frame within our credit (undefined: no credit); null if reading failed (the cursor is dropped). */
+  async #next(cursor: FileCursor): Promise<Awaited<ReturnType<FileCursor["next"]>> | null> {
+    try {
+      return await cursor.next(this.#credit.available);
+    } catch (error) {
+      this.host.warn(`reading ${cursor.vpath} failed: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+      if (this.#cursor === cursor) await this.#closeCursor();
+      else await cursor.close();
+      return null;
+    }
+  }
+
+  /** A file went out whole: remember what the client now holds, and say so. */
+  #finished(cursor: FileCursor): void {
+    const { fingerprint, identity, version } = cursor;
+    if (fingerprint && !cursor.changed) {
+      this.#holdings.set(cursor.vpath, { size: identity.size, mtime: identity.mtimeMs, hash: fingerprint.hash, blocks: fingerprint.blocks });
+      const file = this.host.file(cursor.vpath);
+      if (file && version) this.host.fingerprints.remember(file.absolute, version, fingerprint);
+    }
+    this.host.sent(this.key, cursor.vpath, "create", cursor.sent);
+  }
+
+  #setCaps(caps: Set<string>): void {
+    this.#caps = caps;
+    this.#cursorOptions = this.#optionsFor(caps);
+  }
+
+  #optionsFor(caps: Set<string>): CursorOptions {
+    return {
+      chunkSize: this.host.chunkSize,
+      readAhead: this.host.readAhead,
+      extensions: caps.has(Capability.VERIFY),
+      single: caps.has(Capability.VERIFY) && caps.has(Capability.SINGLE),
+      // A whole-file transfer stops a background pass over its file and hashes as it reads; a resumed
+      // one waits for the pass (hashing the part it skips would read that part again).
+      knownFingerprint: (absolute: string, version: Version, whole: boolean) =>
+        whole ? this.host.fingerprints.forTransfer(absolute, version) : this.host.fingerprints.lookup(absolute, version),
+    };
   }
 
   #terminate(): void {
@@ -324,8 +405,7 @@ export class Connection {
   }
 
   #sendFrame(frame: Buffer): void {
-    FileCursor.stamp(frame, this.#sequence++);
-    this.host.send(this.key, this.routingId, frame);
+    this.host.send(this.key, this.routingId, FileCursor.stamp(frame, this.#sequence++));
   }
 
   #send(message: Message): void {

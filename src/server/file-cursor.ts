@@ -25,7 +25,7 @@ const MIN_READ = 64 * 1024;
  * fstat, close: microseconds each) rather than a thread-pool round trip per call, which is what limits a
  * flood of small files.
  */
-const SMALL_FILE = 256 * 1024;
+export const SMALL_FILE = 256 * 1024;
 
 export interface ChunkFrame {
   readonly frame: Buffer;
@@ -422,9 +422,10 @@ export class FileCursor {
     }
   }
 
-  /** Stamp the session's sequence number into a frame just before it is sent. */
-  static stamp(frame: Buffer, sequence: bigint): void {
+  /** Stamp the session's sequence number into a frame just before it is sent; returns the frame. */
+  static stamp(frame: Buffer, sequence: bigint): Buffer {
     frame.writeBigUInt64BE(sequence, SEQUENCE_OFFSET);
+    return frame;
   }
 }
 

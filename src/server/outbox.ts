@@ -7,7 +7,8 @@ import type { Router } from "zeromq";
 
 interface PeerQueue {
   readonly routingId: Buffer;
-  readonly frames: Buffer[];
+  /** Messages: one frame, or several complete FILEMQ messages in one ZeroMQ message (capability "batch"). */
+  readonly frames: (Buffer | readonly Buffer[])[];
   /** Retry not before this time (the peer's pipe was full). */
   blockedUntil: number;
   /** Wakes a producer waiting for this queue to shrink. */
@@ -32,8 +33,8 @@ export class Outbox {
     this.#loop = this.#run();
   }
 
-  /** Queue one single-frame message for a peer. */
-  send(key: string, routingId: Buffer, frame: Buffer): void {
+  /** Queue one message for a peer: one frame, or (a batch) several frames sent as one ZeroMQ message. */
+  send(key: string, routingId: Buffer, frame: Buffer | readonly Buffer[]): void {
     if (this.#closed) return;
     let peer = this.#peers.get(key);
     if (!peer) {
@@ -123,7 +124,7 @@ export class Outbox {
   async #sendOne(peer: PeerQueue): Promise<"sent" | "blocked" | "gone"> {
     const frame = peer.frames[0]!;
     try {
-      await this.socket.send([peer.routingId, frame]);
+      await this.socket.send(Buffer.isBuffer(frame) ? [peer.routingId, frame] : [peer.routingId, ...frame]);
       peer.frames.shift();
       return "sent";
     } catch (error) {

@@ -268,7 +268,7 @@ export class Server extends EventEmitter<ServerEvents> {
   }
 
   /** Queue a message for a client, unless it has stopped reading: then it is dropped with its queue. */
-  #send(key: string, routingId: Buffer, frame: Buffer): void {
+  #send(key: string, routingId: Buffer, frame: Buffer | readonly Buffer[]): void {
     if (this.#outbox.queued(key) < this.options.maxOutgoingMessages) return this.#outbox.send(key, routingId, frame);
     const connection = this.#connections.get(key);
     if (connection) {

@@ -378,7 +378,7 @@ function identityHeaders(size: number, mtime: number): Record<string, string> {
 /** The options every ICANHAZ of this client carries. */
 const ICANHAZ_OPTIONS = new Map([
   ["RESYNC", "1"],
-  ["X-FMQ-Caps", "verify,delta,single"],
+  ["X-FMQ-Caps", "verify,delta,single,batch"],
 ]);
 
 async function exists(file: string): Promise<boolean> {
@@ -1122,6 +1122,52 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     expect(r.log.filter((e) => e.message?.id === "OHAI")).toHaveLength(1);
     // No reply of any kind to the garbage (a client never sends RTFM).
     expect(r.log.filter((e) => e.message && !["OHAI", "ICANHAZ", "NOM", "HUGZ"].includes(e.message.id))).toEqual([]);
+  });
+
+  it("client - a batch (several whole-file CHEEZBURGERs in one ZeroMQ message) delivers each file byte-identical, checked against its tree hash; a batch holding anything else is refused whole", async () => {
+    const r = await router();
+    const root = await tempDir();
+    const inbox = path.join(root, "inbox");
+    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
+    await h.client.subscribe("/");
+    const rid = await openSession(r, h, 1);
+
+    let sequence = 0n;
+    const whole = async (name: string, data: Uint8Array, hash?: string) =>
+      encode({
+        id: "CHEEZBURGER",
+        sequence: sequence++,
+        operation: Operation.CREATE,
+        filename: name,
+        offset: 0n,
+        eof: 1,
+        headers: new Map(Object.entries({ ...identityHeaders(data.length, 1_700_000_000_000), "X-FMQ-XXH64T": hash ?? (await treeHash(data)) })),
+        chunk: data,
+      });
+    const files = Array.from({ length: 20 }, (_, i) => [`/batch/f${i}.bin`, randomBytes(100 + i * 97)] as const);
+    await r.sendRaw(rid, await Promise.all(files.map(([name, data]) => whole(name, data))));
+    for (const [name, data] of files) {
+      await nextDelivery(h, name);
+      expect(await sha256File(path.join(inbox, name))).toBe(sha256(data));
+    }
+    expect(h.errors).toEqual([]);
+
+    // One file of a batch with a wrong hash is refused (and fetched again); the others land.
+    const good = randomBytes(500);
+    const bad = randomBytes(600);
+    await r.sendRaw(rid, [await whole("/mixed/good.bin", good), await whole("/mixed/bad.bin", bad, "0123456789abcdef")]);
+    await nextDelivery(h, "/mixed/good.bin");
+    const [, refetch] = await r.next("ICANHAZ", { from: rid });
+    expect(refetch.path).toBe("/mixed/bad.bin");
+    expect(await exists(path.join(inbox, "mixed", "bad.bin"))).toBe(false);
+
+    // A batch with a frame that is not a CHEEZBURGER: malformed, and none of it is applied.
+    const n = h.errors.length;
+    await r.sendRaw(rid, [await whole("/refused/a.bin", randomBytes(300)), encode({ id: "HUGZ_OK" })]);
+    expect((await errorsAfter(h, n))[0]!.message).toMatch(/MULTI_FRAME/);
+    await quietFor(200);
+    expect(await exists(path.join(inbox, "refused"))).toBe(false);
+    expect(h.client.state).toBe("connected");
   });
 
   it("client - a partial file interrupted by another file is dropped (no final file, partial removed), the other is delivered", async () => {

@@ -11,7 +11,7 @@ import { Dealer } from "zeromq";
 import { fingerprintFile } from "../../src/digest/blocks.js";
 import { formatCacheEntry } from "../../src/protocol/extensions.js";
 import { ReceiveWindow } from "../../src/flow/credit.js";
-import { decodeFrames, encode } from "../../src/protocol/codec.js";
+import { decodeBatch, decodeFrames, encode } from "../../src/protocol/codec.js";
 import type { DecodeError } from "../../src/protocol/errors.js";
 import { Operation, type Cheezburger, type Message, type MessageName } from "../../src/protocol/messages.js";
 import type { PublishedFile } from "../../src/mount/mount.js";
@@ -45,6 +45,8 @@ class RawPeer {
   readonly cheezburgers: Cheezburger[] = [];
   /** Replies that did not decode (the server must never send any). */
   readonly undecodable: DecodeError[] = [];
+  /** Frames in each ZeroMQ message received (more than 1 only in a batch, capability "batch"). */
+  readonly framesPerMessage: number[] = [];
   /** NOM credit sent in this session, and payload bytes received in it. */
   granted = 0;
   received = 0;
@@ -59,11 +61,14 @@ class RawPeer {
   async #read(): Promise<void> {
     try {
       for await (const frames of this.socket) {
-        const result = decodeFrames(frames);
+        this.framesPerMessage.push(frames.length);
+        // One frame per message, except a batch of CHEEZBURGERs to a peer that said "batch".
+        const result = decodeBatch(frames);
         if (!result.ok) {
           this.undecodable.push(result.error);
-        } else {
-          let message = result.message;
+          continue;
+        }
+        for (let message of result.messages) {
           if (message.id === "CHEEZBURGER") {
             message = { ...message, chunk: Uint8Array.from(message.chunk) };
             this.cheezburgers.push(message);
@@ -898,6 +903,42 @@ describe("server with a scripted raw peer", () => {
     const end = await short.expect("CHEEZBURGER");
     expect([end.eof, end.chunk.length]).toEqual([1, 0]);
     expect(end.headers.get("X-FMQ-XXH64T")).toBe(expected);
+  });
+
+  it("server - capability batch: small files in a row come several to a ZeroMQ message (each frame a whole CHEEZBURGER, sequence in order), within the credit; without it, one per message", async () => {
+    const files: Record<string, Buffer> = {};
+    for (let i = 0; i < 100; i++) files[`d${i % 3}/f${i}.bin`] = randomBytes(3000);
+    const { server, endpoint, dir } = await startServer({}, { files });
+    await published(server, 100);
+
+    const batched = peer(endpoint);
+    await batched.open();
+    await subscribeWithCaps(batched, "verify,delta,single,batch");
+    // Credit for exactly 30 files: the 31st must wait for more, batch or not.
+    await batched.nom(30 * 3000);
+    for (let i = 0; i < 30; i++) await batched.expect("CHEEZBURGER");
+    await batched.expectSilence(200);
+    expect(batched.cheezburgers).toHaveLength(30);
+    await batched.nom(70 * 3000);
+    await waitFor(() => batched.cheezburgers.length >= 100, "100 files", DEADLINE, 5);
+    expect(batched.undecodable).toEqual([]);
+    expect(batched.cheezburgers.map((c) => c.sequence)).toEqual(Array.from({ length: 100 }, (_, i) => BigInt(i)));
+    for (const c of batched.cheezburgers) {
+      expect(c.eof).toBe(1);
+      const name = c.filename.slice(1);
+      expect(sha256(c.chunk), name).toBe(sha256(files[name]!));
+      expect(c.headers.get("X-FMQ-XXH64T"), name).toBe((await fingerprintFile(path.join(dir, name))).hash);
+    }
+    const sizes = batched.framesPerMessage.slice(2); // after OHAI-OK and ICANHAZ-OK
+    expect(Math.max(...sizes)).toBeGreaterThan(1);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(64);
+
+    const plain = peer(endpoint);
+    await plain.open();
+    await subscribeWithCaps(plain, "verify,delta,single");
+    await plain.nom(1_000_000);
+    await waitFor(() => plain.cheezburgers.length >= 100, "100 files", DEADLINE, 5);
+    expect(plain.framesPerMessage.every((n) => n === 1)).toBe(true);
   });
 
   it("server - a big file rewritten in place with its size and mtime put back is sent with the new content's hash, not the one remembered", async () => {
