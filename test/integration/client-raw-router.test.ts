@@ -257,6 +257,16 @@ async function openSession(r: RawRouter, h: Harness, subscriptions: number): Pro
   return rid;
 }
 
+/** A client on a fresh inbox, subscribed to "/", its session open (heartbeat 100 ms, timeout 10 s). */
+async function subscribedToRoot(): Promise<{ r: RawRouter; inbox: string; h: Harness; rid: Buffer }> {
+  const r = await router();
+  const inbox = path.join(await tempDir(), "inbox");
+  const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
+  await h.client.subscribe("/");
+  const rid = await openSession(r, h, 1);
+  return { r, inbox, h, rid };
+}
+
 /** Waits until `count` more errors than `before` were reported. */
 async function errorsAfter(h: Harness, before: number, count = 1): Promise<Error[]> {
   await waitFor(() => h.errors.length >= before + count, `${count} error(s) from the client`, SOON, 5);
@@ -535,12 +545,7 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
   });
 
   it("client - a shorter new version fully replaces the old one", async () => {
-    const r = await router();
-    const root = await tempDir();
-    const inbox = path.join(root, "inbox");
-    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
-    await h.client.subscribe("/");
-    const rid = await openSession(r, h, 1);
+    const { r, inbox, h, rid } = await subscribedToRoot();
 
     await r.sendFile(rid, "/hello.txt", Buffer.from("hello world\n"), { chunkSize: 5 });
     await waitFor(() => h.delivered.length === 1, "first version", SOON, 5);
@@ -556,12 +561,7 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
   });
 
   it("client - finishes a file on the reference's empty chunk with eof=0, on eof=1 on the last data chunk, and an empty file", async () => {
-    const r = await router();
-    const root = await tempDir();
-    const inbox = path.join(root, "inbox");
-    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
-    await h.client.subscribe("/");
-    const rid = await openSession(r, h, 1);
+    const { r, inbox, h, rid } = await subscribedToRoot();
 
     const one = randomBytes(2500);
     const two = randomBytes(2500);
@@ -864,12 +864,7 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
   });
 
   it("client - a chunk at an unexpected offset abandons the file: no final file, no partial left", async () => {
-    const r = await router();
-    const root = await tempDir();
-    const inbox = path.join(root, "inbox");
-    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
-    await h.client.subscribe("/");
-    const rid = await openSession(r, h, 1);
+    const { r, inbox, h, rid } = await subscribedToRoot();
 
     const n = h.errors.length;
     await r.chunk(rid, { filename: "/gap.bin", offset: 0, data: randomBytes(1000) });
@@ -1081,12 +1076,7 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
   });
 
   it("client - unexpected or malformed messages are reported and the client carries on; a wrong signature is silently ignored", async () => {
-    const r = await router();
-    const root = await tempDir();
-    const inbox = path.join(root, "inbox");
-    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
-    await h.client.subscribe("/");
-    const rid = await openSession(r, h, 1);
+    const { r, inbox, h, rid } = await subscribedToRoot();
 
     const cases: [string, Buffer[], RegExp][] = [
       ["NOM from the server", [encode({ id: "NOM", credit: 1000n, sequence: 0n })], /NOM/],
@@ -1125,12 +1115,7 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
   });
 
   it("client - a batch (several whole-file CHEEZBURGERs in one ZeroMQ message) delivers each file byte-identical, checked against its tree hash; a batch holding anything else is refused whole", async () => {
-    const r = await router();
-    const root = await tempDir();
-    const inbox = path.join(root, "inbox");
-    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
-    await h.client.subscribe("/");
-    const rid = await openSession(r, h, 1);
+    const { r, inbox, h, rid } = await subscribedToRoot();
 
     let sequence = 0n;
     const whole = async (name: string, data: Uint8Array, hash?: string) =>
@@ -1171,12 +1156,7 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
   });
 
   it("client - a partial file interrupted by another file is dropped (no final file, partial removed), the other is delivered", async () => {
-    const r = await router();
-    const root = await tempDir();
-    const inbox = path.join(root, "inbox");
-    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
-    await h.client.subscribe("/");
-    const rid = await openSession(r, h, 1);
+    const { r, inbox, h, rid } = await subscribedToRoot();
 
     const a = randomBytes(300_000);
     await r.sendFile(rid, "/A.bin", a, { ending: "none" });
@@ -1290,12 +1270,7 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
   });
 
   it('client - an eof chunk with X-FMQ-Status "changed": not delivered, partial removed, not refetched (the new version follows)', async () => {
-    const r = await router();
-    const root = await tempDir();
-    const inbox = path.join(root, "inbox");
-    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
-    await h.client.subscribe("/");
-    const rid = await openSession(r, h, 1);
+    const { r, inbox, h, rid } = await subscribedToRoot();
 
     // Small, and big enough to be resumable (its partial is in the manifest): both are dropped.
     for (const [name, size] of [["c.bin", 300_000], ["c-big.bin", 2 * MiB + 10]] as const) {
@@ -1422,12 +1397,7 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
   });
 
   it("client - a delta against a version the client does not hold is refused: an error, nothing delivered, one refetch", async () => {
-    const r = await router();
-    const root = await tempDir();
-    const inbox = path.join(root, "inbox");
-    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
-    await h.client.subscribe("/");
-    const rid = await openSession(r, h, 1);
+    const { r, inbox, h, rid } = await subscribedToRoot();
 
     // Changed blocks (here: bytes 0-999 and 2000-2999) on top of a version we never had.
     const n = h.errors.length;
