@@ -10,7 +10,7 @@ import type { DecodeError } from "../protocol/errors.js";
 import { covers, joinVirtual, normaliseVirtualPath, relativeTo, unsafeRelativeReason } from "../paths.js";
 import type { PublishedFile } from "../mount/mount.js";
 import { BLOCK_SIZE, changedBlocks } from "../digest/blocks.js";
-import { FileChangedError, FileCursor, SMALL_FILE, sameIdentity, type CursorOptions, type TransferPlan } from "./file-cursor.js";
+import { FileChangedError, FileCursor, readsWhole, sameIdentity, type CursorOptions, type TransferPlan } from "./file-cursor.js";
 import type { Fingerprints, Version } from "./fingerprints.js";
 import { serverMachine, type ServerAction, type ServerEvent, type ServerState } from "./machine.js";
 
@@ -299,7 +299,7 @@ export class Connection {
     while (this.#fitsOneMessage(patch) && frames.length < SMALL_RUN_FILES && bytes + patch.file.size <= this.host.chunkSize) {
       this.#queue.delete(patch.file.vpath);
       const cursor = await this.#openCursor(patch);
-      if (this.engine.stopped) return void (await cursor?.close());
+      if (this.engine.stopped) return; // (#openCursor closed it)
       const chunk = cursor && (await this.#next(cursor));
       if (this.engine.stopped) return void (await cursor?.close());
       if (cursor && chunk) {
@@ -326,7 +326,7 @@ export class Connection {
       patch?.op === "create" &&
       patch.resumeAt === undefined &&
       patch.file.size > 0 &&
-      patch.file.size <= Math.min(SMALL_FILE, this.host.chunkSize) &&
+      readsWhole(patch.file.size, this.host.chunkSize) &&
       patch.file.size <= this.#credit.available &&
       this.#cursorOptions.single === true
     );
@@ -353,8 +353,8 @@ export class Connection {
       return await cursor.next(this.#credit.available);
     } catch (error) {
       this.host.warn(`reading ${cursor.vpath} failed: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
-      if (this.#cursor === cursor) await this.#closeCursor();
-      else await cursor.close();
+      if (this.#cursor === cursor) this.#cursor = undefined;
+      await cursor.close();
       return null;
     }
   }

@@ -25,7 +25,12 @@ const MIN_READ = 64 * 1024;
  * fstat, close: microseconds each) rather than a thread-pool round trip per call, which is what limits a
  * flood of small files.
  */
-export const SMALL_FILE = 256 * 1024;
+const SMALL_FILE = 256 * 1024;
+
+/** Is a file of `size` read whole when it is opened (and so, to a client that says "single", sent as one message)? */
+export function readsWhole(size: number, chunkSize: number): boolean {
+  return size <= Math.min(SMALL_FILE, chunkSize);
+}
 
 export interface ChunkFrame {
   readonly frame: Buffer;
@@ -137,7 +142,7 @@ export class FileCursor {
    * not sent (FileChangedError): it is being written again, and will be published again once stable.
    */
   static async open(absolute: string, vpath: string, options: CursorOptions, plan: TransferPlan = {}, published?: Identity): Promise<FileCursor> {
-    if (published && published.size <= Math.min(SMALL_FILE, options.chunkSize) && !plan.delta && !plan.start) {
+    if (published && readsWhole(published.size, options.chunkSize) && !plan.delta && !plan.start) {
       const small = await FileCursor.#openSmall(absolute, vpath, options, plan, published);
       if (small) return small;
     }
