@@ -15,7 +15,7 @@ import { BLOCK_SIZE } from "../digest/blocks.js";
 import type { DecodeError } from "../protocol/errors.js";
 import { covers, normaliseVirtualPath, relativeTo } from "../paths.js";
 import { Heartbeat } from "./heartbeat.js";
-import { Inbox, InboxError, RESUME_MIN_SIZE, RefetchError, type IncomingFile } from "./inbox.js";
+import { Inbox, InboxError, RESUME_MIN_SIZE, RefetchError, SMALL_FILE, type IncomingFile } from "./inbox.js";
 import type { PartialFile } from "./manifest.js";
 import { clientMachine, type ClientAction, type ClientEvent, type ClientState } from "./machine.js";
 import { HandshakeWatcher, dealerSecurityOptions, type ClientSecurity } from "../security/client-socket.js";
@@ -301,7 +301,7 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#send({ id: "ICANHAZ", path, options, cache });
   }
 
-  async #processChunk(message: Cheezburger): Promise<void> {
+  #processChunk(message: Cheezburger): void | Promise<void> {
     // Count credit for every chunk, wanted or not: otherwise client and server disagree and the
     // transfer stalls (the reference's credit divergence).
     if (message.operation === Operation.CREATE) {
@@ -310,7 +310,45 @@ export class Client extends EventEmitter<ClientEvents> {
     }
     const target = this.#route(message.filename);
     if (typeof target === "string") return this.#report(new InboxError(target, message.filename));
-    const { sub, relative } = target;
+    // Between transfers, a whole small file takes the short synchronous path.
+    if (this.#current === undefined && this.#refused === undefined) {
+      const handled = this.#receiveWhole(message, target);
+      if (handled !== false) return handled;
+    }
+    return this.#applyChunk(message, target);
+  }
+
+  /**
+   * A file that came whole in one message (capability "single": eof=1 at offset 0, with our identity
+   * headers): verified, written, renamed and recorded without an IncomingFile or a single await, so a
+   * batch of small files is handled in one turn. Returns false when the message is anything else (a
+   * chunk of a bigger file, a delta, a file that changed while read, an inbox with fsync): the general
+   * path takes it.
+   */
+  #receiveWhole(message: Cheezburger, { sub, relative }: { sub: Subscription; relative: string }): false | undefined | Promise<void> {
+    if (message.operation !== Operation.CREATE || message.offset !== 0n || message.eof !== 1 || sub.inbox.fsyncs) return false;
+    const vpath = message.filename;
+    const identity = identityOf(message.headers, vpath);
+    if (identity === undefined || identity.size !== message.chunk.length || identity.size > SMALL_FILE) return false;
+    if (message.headers.has(Header.BASE) || message.headers.get(Header.STATUS) === "changed") return false;
+    let finalPath: string | undefined;
+    try {
+      finalPath = sub.inbox.receiveWhole(relative, vpath, message.chunk, identity, message.headers.get(Header.HASH));
+    } catch (error) {
+      this.#report(error instanceof InboxError ? error : new InboxError(`${relative}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, relative));
+      return undefined;
+    }
+    if (finalPath === undefined) {
+      this.#report(new InboxError(`${relative}: content does not match the server's hash; fetching it again`, relative));
+      return this.#sendIcanhaz(vpath, true);
+    }
+    this.#totals.delivered++;
+    this.emit("delivered", { path: relative, vpath, file: finalPath, size: identity.size, received: identity.size });
+    return undefined;
+  }
+
+  /** Any chunk: begin, continue or finish the current transfer, or apply a delete. */
+  async #applyChunk(message: Cheezburger, { sub, relative }: { sub: Subscription; relative: string }): Promise<void> {
     const vpath = message.filename;
     try {
       if (message.operation === Operation.DELETE) {

@@ -5,11 +5,12 @@
 // directory on the way is checked not to be a symlink, for every file.
 
 import { hash } from "node:crypto";
-import { closeSync, constants, fsyncSync, lstatSync, mkdirSync, openSync, renameSync, writevSync } from "node:fs";
+import { closeSync, constants, fsyncSync, lstatSync, mkdirSync, openSync, renameSync, unlinkSync, writevSync } from "node:fs";
 import { copyFile, lstat, mkdir, open, readdir, realpath, unlink, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { PARTIAL_SUFFIX, unsafeRelativeReason } from "../paths.js";
 import { BLOCK_SIZE, BlockHasher, fingerprintFile, hashPrefix, xxh, type Fingerprint } from "../digest/blocks.js";
+import type { XXHashAPI } from "xxhash-wasm";
 import { Manifest, STATE_DIR, type PartialFile } from "./manifest.js";
 
 export class InboxError extends Error {
@@ -115,20 +116,19 @@ export class IncomingFile {
   async finish(): Promise<void> {
     try {
       if (this.#held) {
-        this.#writeHeld();
+        writeWhole(this.partialPath, this.#held, this.#heldBytes, this.fsync);
+        this.#held = undefined;
       } else if (this.handle) {
         if (this.mode === "delta" && this.identity) await this.handle.truncate(this.identity.size);
         if (this.fsync) await this.handle.sync();
         await this.handle.close();
         this.handle = undefined;
       }
-      renameSync(this.partialPath, this.finalPath);
     } catch (error) {
       await unlink(this.partialPath).catch(() => undefined);
-      const code = (error as NodeJS.ErrnoException).code;
-      const directory = code === "EISDIR" || code === "ENOTEMPTY" || code === "EEXIST";
-      throw new InboxError(directory ? `${this.relative}: a directory has that name` : `${this.relative}: ${code ?? String(error)}`, this.relative);
+      throw deliveryError(error, this.relative);
     }
+    moveIntoPlace(this.partialPath, this.finalPath, this.relative);
     if (this.fsync) {
       const dir = await open(path.dirname(this.finalPath), "r");
       await dir.sync().finally(() => dir.close());
@@ -147,23 +147,6 @@ export class IncomingFile {
     await this.handle?.close().catch(() => undefined);
     this.handle = undefined;
     await unlink(this.partialPath).catch(() => undefined);
-  }
-
-  /** The held small file: one open, one gathered write, close (fsync if asked). O_NOFOLLOW: never through a planted link. */
-  #writeHeld(): void {
-    const fd = openSync(this.partialPath, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
-    try {
-      let written = 0;
-      while (written < this.#heldBytes) {
-        const pieces = this.#held!;
-        const n = writevSync(fd, written === 0 ? pieces : [Buffer.concat(pieces).subarray(written)]);
-        written += n;
-      }
-      if (this.fsync) fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    this.#held = undefined;
   }
 
   /** A held file grew past SMALL_FILE: move it to a partial file on disk. */
@@ -191,6 +174,7 @@ export class Inbox {
     readonly manifest: Manifest,
     private readonly partialDir: string,
     private readonly options: InboxOptions,
+    private readonly xx: XXHashAPI,
   ) {}
 
   /** Create the inbox if needed, fix its real path, load its manifest, clear stale partial files. */
@@ -207,7 +191,7 @@ export class Inbox {
       if (!stats.isDirectory()) throw new InboxError(`${dir} is not a directory (a symlink?)`);
     }
     const manifest = await Manifest.load(stateDir);
-    const inbox = new Inbox(root, manifest, partialDir, options);
+    const inbox = new Inbox(root, manifest, partialDir, options, await xxh());
     await inbox.#sweepPartials();
     return inbox;
   }
@@ -218,8 +202,8 @@ export class Inbox {
    * version (`identity`); `base` (a tree hash) for a delta on top of the delivered version.
    */
   async create(relative: string, vpath: string, offset: number, identity: PartialFile | undefined, base: string | undefined): Promise<IncomingFile> {
-    const finalPath = await this.#resolve(relative);
-    const xx = await xxh();
+    const finalPath = this.#resolve(relative);
+    const xx = this.xx;
     const fsync = this.options.fsync === true;
 
     // A small (or not yet known) size starts in memory. A file the server says is small is never
@@ -267,11 +251,46 @@ export class Inbox {
     return new IncomingFile(relative, vpath, finalPath, partialPath, handle, "sequential", new BlockHasher(xx), 0, identity, fsync);
   }
 
+  /**
+   * A whole small file in one message (capability "single"): checked, written, renamed into place and
+   * recorded in one synchronous call. A flood of small files then costs its system calls and little
+   * else: no IncomingFile, no promise, no thread-pool round trip per file. Returns where the file is,
+   * or undefined, having written nothing, if its content does not match `expectedHash`. Not with fsync
+   * (see `fsyncs`): those files take the asynchronous path, which does not hold up the event loop.
+   */
+  receiveWhole(relative: string, vpath: string, data: Uint8Array, identity: PartialFile, expectedHash: string | undefined): string | undefined {
+    const finalPath = this.#resolve(relative);
+    const hasher = new BlockHasher(this.xx);
+    hasher.update(data, true);
+    const { hash } = hasher.finish();
+    if (expectedHash !== undefined && hash !== expectedHash) return undefined;
+    const partialPath = path.join(this.partialDir, `held-${process.pid}-${++heldFiles}${PARTIAL_SUFFIX}`);
+    try {
+      writeWhole(partialPath, [data], data.length, false);
+    } catch (error) {
+      try {
+        unlinkSync(partialPath);
+      } catch {
+        // Never created.
+      }
+      throw deliveryError(error, relative);
+    }
+    moveIntoPlace(partialPath, finalPath, relative);
+    if (this.manifest.partials.has(relative)) this.manifest.partialDropped(relative);
+    this.manifest.delivered(relative, { vpath, size: identity.size, mtime: identity.mtime, hash });
+    return finalPath;
+  }
+
+  /** Every file and its directory is fsynced before it counts as delivered. */
+  get fsyncs(): boolean {
+    return this.options.fsync === true;
+  }
+
   /** Apply a delete: only a regular file that we delivered ourselves. Returns false if nothing was deleted. */
   async remove(relative: string): Promise<boolean> {
     const held = this.manifest.files.get(relative);
     if (!held) return false;
-    const finalPath = await this.#resolve(relative, { create: false });
+    const finalPath = this.#resolve(relative, { create: false });
     const existing = await lstat(finalPath).catch(() => undefined);
     this.manifest.removed(relative);
     if (!existing) return false;
@@ -297,7 +316,7 @@ export class Inbox {
   }
 
   /** The absolute path for `relative`, after checking the name and every directory on the way. */
-  async #resolve(relative: string, opts: { create?: boolean } = {}): Promise<string> {
+  #resolve(relative: string, opts: { create?: boolean } = {}): string {
     const reason = unsafeRelativeReason(relative);
     if (reason) throw new InboxError(`refused "${printable(relative)}": ${reason}`, relative);
     const segments = relative.split("/");
@@ -333,6 +352,42 @@ export class Inbox {
       if (!keep.has(name)) await unlink(path.join(this.partialDir, name)).catch(() => undefined);
     }
   }
+}
+
+/** A held small file: one open, one gathered write, close (fsync if asked). O_NOFOLLOW: never through a planted link. */
+function writeWhole(partialPath: string, pieces: readonly Uint8Array[], length: number, fsync: boolean): void {
+  const fd = openSync(partialPath, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
+  try {
+    let written = 0;
+    while (written < length) {
+      written += writevSync(fd, written === 0 ? pieces : [Buffer.concat(pieces).subarray(written)]);
+    }
+    if (fsync) fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The atomic step of every delivery: the complete partial file takes the final name (or is removed). */
+function moveIntoPlace(partialPath: string, finalPath: string, relative: string): void {
+  try {
+    renameSync(partialPath, finalPath);
+  } catch (error) {
+    try {
+      unlinkSync(partialPath);
+    } catch {
+      // Already gone: nothing to clean.
+    }
+    throw deliveryError(error, relative);
+  }
+}
+
+/** What a user is told when a file cannot be put in place. */
+function deliveryError(error: unknown, relative: string): InboxError {
+  if (error instanceof InboxError) return error;
+  const code = (error as NodeJS.ErrnoException).code;
+  const directory = code === "EISDIR" || code === "ENOTEMPTY" || code === "EEXIST";
+  return new InboxError(directory ? `${relative}: a directory has that name` : `${relative}: ${code ?? String(error)}`, relative);
 }
 
 /** Small files received by this process (their partial names). */
