@@ -385,6 +385,11 @@ function identityHeaders(size: number, mtime: number): Record<string, string> {
   return { "X-FMQ-Size": String(size), "X-FMQ-Mtime": String(mtime) };
 }
 
+/** sendFile options for a file sent whole as our server sends a small file: one CHEEZBURGER, identity headers, tree hash, eof=1. */
+async function asOneMessage(data: Uint8Array): Promise<{ chunkSize: number; ending: Ending; headers: Record<string, string>; eofHeaders: Record<string, string> }> {
+  return { chunkSize: Math.max(1, data.length), ending: "eof=1 on last data chunk", headers: identityHeaders(data.length, 1_700_000_000_000), eofHeaders: { "X-FMQ-XXH64T": await treeHash(data) } };
+}
+
 /** The options every ICANHAZ of this client carries. */
 const ICANHAZ_OPTIONS = new Map([
   ["RESYNC", "1"],
@@ -658,8 +663,10 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     expect(await readFile(outside, "utf8")).toBe("outside");
     expect(await readFile(path.join(elsewhere, "other.txt"), "utf8")).toBe("other");
   });
-  for (const sub of ["/", "/sub"] as const) {
-    it(`client - hostile names are refused, nothing is written outside the inbox, credit still flows (subscribed to "${sub}")`, async () => {
+  // "whole": each file as one CHEEZBURGER with our identity headers and eof=1, which the client takes by
+  // its short synchronous path (Inbox.receiveWhole); "chunked": several chunks, the general path.
+  for (const [sub, shape] of [["/", "chunked"], ["/sub", "chunked"], ["/", "whole"], ["/sub", "whole"]] as const) {
+    it(`client - hostile names are refused, nothing is written outside the inbox, credit still flows (subscribed to "${sub}", files ${shape})`, async () => {
       const r = await router();
       const root = await tempDir();
       const inbox = path.join(root, "inbox");
@@ -705,7 +712,7 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
       for (const name of hostile) {
         const n = h.errors.length;
         const data = Buffer.from(`pwned by ${JSON.stringify(name)} `.repeat(100)).subarray(0, 2500);
-        await r.sendFile(rid, name, data, { chunkSize: 700 });
+        await r.sendFile(rid, name, data, shape === "whole" ? await asOneMessage(data) : { chunkSize: 700 });
         sent += data.length;
         const errors = await errorsAfter(h, n);
         expect(errors.length, name).toBeGreaterThan(0);
@@ -713,7 +720,7 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
 
       // The client carried on: a normal file still arrives, and credit was counted for every refused chunk.
       const good = randomBytes(3000);
-      await r.sendFile(rid, `${p}/ok/fine.bin`, good, { chunkSize: 700 });
+      await r.sendFile(rid, `${p}/ok/fine.bin`, good, shape === "whole" ? await asOneMessage(good) : { chunkSize: 700 });
       await nextDelivery(h, `${p}/ok/fine.bin`);
       expect(await sha256File(path.join(inbox, "ok", "fine.bin"))).toBe(sha256(good));
       expect(sent).toBeGreaterThan(8 * window);
@@ -879,7 +886,7 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     expect(await readdir(path.join(inbox, ".fmq", "partial"))).toEqual([]);
   });
 
-  it("client - a name that collides with a directory in the inbox is refused, the directory survives", async () => {
+  for (const shape of ["chunked", "whole"] as const) it(`client - a name that collides with a directory in the inbox is refused, the directory survives (files ${shape})`, async () => {
     const r = await router();
     const root = await tempDir();
     const inbox = path.join(root, "inbox");
@@ -891,15 +898,16 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     const before = await snapshot(root, [inbox]);
 
     const n = h.errors.length;
-    await r.sendFile(rid, "/taken", Buffer.from("a file where a directory is"), { chunkSize: 10 });
+    const taken = Buffer.from("a file where a directory is");
+    await r.sendFile(rid, "/taken", taken, shape === "whole" ? await asOneMessage(taken) : { chunkSize: 10 });
     const errors = await errorsAfter(h, n);
-    expect(errors[0]!.message).toMatch(/taken/);
+    expect(errors[0]!.message).toMatch(/taken: a directory has that name/);
     // A file under a path whose directory part is an existing file is refused too.
     await writeFile(path.join(inbox, "plain"), "plain");
     const before2 = await snapshot(root, [inbox]);
     const m = h.errors.length;
-    await r.sendFile(rid, "/plain/inner.txt", Buffer.from("x"));
-    await errorsAfter(h, m);
+    await r.sendFile(rid, "/plain/inner.txt", Buffer.from("x"), shape === "whole" ? await asOneMessage(Buffer.from("x")) : {});
+    expect((await errorsAfter(h, m))[0]!.message).toMatch(/plain.*is a file, not a directory/);
     await r.sendFile(rid, "/marker.txt", Buffer.from("m"));
     await nextDelivery(h, "/marker.txt");
 
@@ -908,6 +916,7 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     delete after["inbox/marker.txt"];
     expect(after).toEqual(before2);
     expect(before2).toEqual({ ...before, "inbox/plain": `file ${sha256(Buffer.from("plain"))}` });
+    await expectCleanState(inbox);
   });
 
   it("client - RTFM: reports disconnected, reconnects on a NEW socket, OHAI again, then replays every ICANHAZ with what the inbox holds", async () => {
