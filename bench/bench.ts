@@ -17,6 +17,7 @@ import { fileURLToPath } from "node:url";
 import { spawnSync } from "node:child_process";
 import { FMQ_CLI, RAW_PIPE, RsyncDaemon } from "./contenders.js";
 import { CpuMeter, backgroundLoad, installed, now, onExit } from "./measure.js";
+import { probeFileSystem, probeWarning } from "./probe.js";
 import { markdown, summarise, summariseResync, svgChart } from "./report.js";
 import type { BenchConfig, WorkloadResult } from "./types.js";
 import type { Context } from "./workloads/common.js";
@@ -122,7 +123,15 @@ async function main(): Promise<number> {
   if (rsyncMissing) log(rsyncMissing);
   const rsync = rsyncVersion ? await RsyncDaemon.start(path.join(tmp, "rsync")) : undefined;
   const ctx: Context = { config, rsync, log };
-  const machine = { ...machineFacts(rsyncVersion, tmp), fmq: fmqVersion(fmqCli) };
+  const probe = probeFileSystem(path.join(tmp, "probe"));
+  const slowMachine = probeWarning(probe);
+  if (slowMachine) log(`warning: ${slowMachine}`);
+  const machine = {
+    ...machineFacts(rsyncVersion, tmp),
+    fmq: fmqVersion(fmqCli),
+    "new-file write MB/s": Math.round(probe.writeMBps),
+    "4 KiB file create µs": Math.round(probe.createUs),
+  };
   log(`machine: ${Object.entries(machine).map(([k, v]) => `${k} ${v}`).join("; ")}`);
   log(`config: ${JSON.stringify({ ...config, tmp: undefined })}`);
   const loadAtStart = await backgroundLoad(1000);
@@ -172,6 +181,7 @@ async function main(): Promise<number> {
     loadAtStartPct: loadAtStart,
     workloads,
     notes: [
+      ...(slowMachine ? [slowMachine] : []),
       ...(busy ? [busy] : []),
       "Every delivered file was checked by sha256 against its source; a run that failed the check counts as failed, not in the figures.",
       "Sources are written fresh with random bytes and read once before timing (warm page cache for everyone); the disk is synced before each run; destinations are new each run (no fsync by anyone).",

@@ -1,0 +1,65 @@
+// How fast this machine writes new files right now, measured before the workloads. Two traps were seen
+// on these VMs, each making every file-writing contender several times slower for a while:
+//  - a freshly booted VM: the host maps guest memory on first touch, so page-cache writes into memory
+//    never used since boot ran at 270 MB/s (2.8 GB/s once that memory had been touched);
+//  - minutes after a mass delete (a test suite, an earlier bench's cleanup), ext4 creates files slowly
+//    (recently_deleted() in inode allocation): 10,000 creates went from 0.45 s to 1.7 s.
+// The figures go in the report so a reader can tell a slow machine from a slow contender.
+
+import { closeSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import path from "node:path";
+import { now } from "./measure.js";
+
+export interface ProbeResult {
+  /** Writing a new 256 MiB file into the page cache, best of 2 (MB/s). */
+  readonly writeMBps: number;
+  /** Creating, writing (4 KiB) and closing one new file, best of 2 rounds of 2,000 (µs). */
+  readonly createUs: number;
+}
+
+/** Below these, the report warns that figures are depressed (healthy here: about 3,000 MB/s and 45 µs). */
+const SLOW_WRITE_MBPS = 1000;
+const SLOW_CREATE_US = 100;
+
+export function probeFileSystem(dir: string): ProbeResult {
+  mkdirSync(dir, { recursive: true });
+  const block = Buffer.alloc(1024 * 1024, 7);
+  let writeMBps = 0;
+  for (let round = 0; round < 2; round++) {
+    const file = path.join(dir, `write-${round}.bin`);
+    const start = now();
+    const fd = openSync(file, "w");
+    for (let i = 0; i < 256; i++) writeSync(fd, block);
+    closeSync(fd);
+    writeMBps = Math.max(writeMBps, (256 * 1024 * 1024) / 1e6 / ((now() - start) / 1000));
+    unlinkSync(file);
+  }
+  const small = block.subarray(0, 4096);
+  let createUs = Infinity;
+  for (let round = 0; round < 2; round++) {
+    const files = path.join(dir, `create-${round}`);
+    mkdirSync(files);
+    const start = now();
+    for (let i = 0; i < 2000; i++) {
+      const fd = openSync(path.join(files, `f${i}`), "w");
+      writeSync(fd, small);
+      closeSync(fd);
+    }
+    createUs = Math.min(createUs, ((now() - start) * 1000) / 2000);
+    // Set aside, not deleted: deleting them now would slow the creates of the workloads that follow.
+    renameSync(files, `${files}.done`);
+  }
+  return { writeMBps, createUs };
+}
+
+/** A note for the report when the probe found the machine slow, else undefined. */
+export function probeWarning(probe: ProbeResult): string | undefined {
+  const slow: string[] = [];
+  if (probe.writeMBps < SLOW_WRITE_MBPS) slow.push(`new data reached the page cache at ${probe.writeMBps.toFixed(0)} MB/s (about 3,000 when healthy)`);
+  if (probe.createUs > SLOW_CREATE_US) slow.push(`a 4 KiB file took ${probe.createUs.toFixed(0)} µs to create (about 45 when healthy)`);
+  if (slow.length === 0) return undefined;
+  return (
+    `The machine was slow to write files when the bench started: ${slow.join("; ")}. On a freshly booted VM the host maps guest memory on first touch; ` +
+    "for minutes after a mass delete ext4 creates files slowly. Every contender that writes is slowed, the one that writes most (cp) most of all: figures and ratios are not representative. Run again later."
+  );
+}
