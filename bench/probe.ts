@@ -1,7 +1,8 @@
 // How fast this machine writes new files right now, measured before the workloads. Two traps were seen
 // on these VMs, each making every file-writing contender several times slower for a while:
 //  - a freshly booted VM: the host maps guest memory on first touch, so page-cache writes into memory
-//    never used since boot ran at 270 MB/s (2.8 GB/s once that memory had been touched);
+//    never used since boot ran at 270 MB/s (2.8 GB/s once that memory had been touched); with free page
+//    reporting, memory the guest frees later goes back to the host and is as slow again;
 //  - minutes after a mass delete (a test suite, an earlier bench's cleanup), ext4 creates files slowly
 //    (recently_deleted() in inode allocation): 10,000 creates went from 0.45 s to 1.7 s.
 // The figures go in the report so a reader can tell a slow machine from a slow contender.

@@ -116,7 +116,7 @@ export class IncomingFile {
   async finish(): Promise<void> {
     try {
       if (this.#held) {
-        writeWhole(this.partialPath, this.#held, this.#heldBytes, this.fsync);
+        writeWhole(this.partialPath, this.#held, this.#heldBytes, this.fsync, this.relative);
         this.#held = undefined;
       } else if (this.handle) {
         if (this.mode === "delta" && this.identity) await this.handle.truncate(this.identity.size);
@@ -265,16 +265,7 @@ export class Inbox {
     const { hash } = hasher.finish();
     if (expectedHash !== undefined && hash !== expectedHash) return undefined;
     const partialPath = path.join(this.partialDir, `held-${process.pid}-${++heldFiles}${PARTIAL_SUFFIX}`);
-    try {
-      writeWhole(partialPath, [data], data.length, false);
-    } catch (error) {
-      try {
-        unlinkSync(partialPath);
-      } catch {
-        // Never created.
-      }
-      throw deliveryError(error, relative);
-    }
+    writeWhole(partialPath, [data], data.length, false, relative);
     moveIntoPlace(partialPath, finalPath, relative);
     if (this.manifest.partials.has(relative)) this.manifest.partialDropped(relative);
     this.manifest.delivered(relative, { vpath, size: identity.size, mtime: identity.mtime, hash });
@@ -354,17 +345,25 @@ export class Inbox {
   }
 }
 
-/** A held small file: one open, one gathered write, close (fsync if asked). O_NOFOLLOW: never through a planted link. */
-function writeWhole(partialPath: string, pieces: readonly Uint8Array[], length: number, fsync: boolean): void {
-  const fd = openSync(partialPath, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
+/**
+ * A small file held in memory, written to its partial file: one open, one gathered write, close (fsync
+ * if asked). O_NOFOLLOW: never through a planted link. On failure the partial file is removed.
+ */
+function writeWhole(partialPath: string, pieces: readonly Uint8Array[], length: number, fsync: boolean, relative: string): void {
   try {
-    let written = 0;
-    while (written < length) {
-      written += writevSync(fd, written === 0 ? pieces : [Buffer.concat(pieces).subarray(written)]);
+    const fd = openSync(partialPath, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
+    try {
+      let written = 0;
+      while (written < length) {
+        written += writevSync(fd, written === 0 ? pieces : [Buffer.concat(pieces).subarray(written)]);
+      }
+      if (fsync) fsyncSync(fd);
+    } finally {
+      closeSync(fd);
     }
-    if (fsync) fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+  } catch (error) {
+    removeQuietly(partialPath);
+    throw deliveryError(error, relative);
   }
 }
 
@@ -373,12 +372,16 @@ function moveIntoPlace(partialPath: string, finalPath: string, relative: string)
   try {
     renameSync(partialPath, finalPath);
   } catch (error) {
-    try {
-      unlinkSync(partialPath);
-    } catch {
-      // Already gone: nothing to clean.
-    }
+    removeQuietly(partialPath);
     throw deliveryError(error, relative);
+  }
+}
+
+function removeQuietly(file: string): void {
+  try {
+    unlinkSync(file);
+  } catch {
+    // Never created, or already gone.
   }
 }
 
