@@ -221,7 +221,12 @@ export class Client extends EventEmitter<ClientEvents> {
     }
     this.#engine.stop();
     this.#socket = undefined;
-    socket?.close();
+    if (socket && !socket.closed) {
+      // Closed with linger 0, a KTHXBAI still queued in libzmq was thrown away, and the server kept
+      // (and sent files to) a session nobody reads until it expired. A moment to flush it, in the background.
+      socket.linger = 100;
+      socket.close();
+    }
     await this.#dropCurrent();
     for (const inbox of new Set([...this.#subscriptions.values()].map((s) => s.inbox))) inbox.manifest.close();
   }

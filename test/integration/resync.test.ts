@@ -4,7 +4,7 @@
 
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { open, readFile, stat, unlink, writeFile } from "node:fs/promises";
+import { open, readFile, rename, stat, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { context, Dealer } from "zeromq";
@@ -91,12 +91,19 @@ describe("resync", () => {
     const pub = await startServer(src);
     const first = await startClient(pub.endpoint, inbox);
     await waitFor(() => first.delivered.length === 501, "501 files", 30_000, 20);
+    const gone: string[] = [];
+    pub.server.on("disconnected", (client) => gone.push(client));
     await first.close();
+    // Its KTHXBAI reached the server (which would otherwise keep the session for a minute, sending to it).
+    await waitFor(() => gone.length === 1, "the first session closed by KTHXBAI", 2000);
     const before = pub.sent.length;
     const second = await startClient(pub.endpoint, inbox);
     await waitFor(() => second.client.state === "connected", "connected");
-    // Nothing to send: a further change is the next thing to arrive.
-    await writeFile(path.join(src, "marker.txt"), "m");
+    // Nothing to send: a further change is the next thing to arrive. Written elsewhere and renamed in,
+    // so the publisher never sees it empty (under load it could publish the empty file first).
+    const staging = await tempDir();
+    await writeFile(path.join(staging, "marker.txt"), "m");
+    await rename(path.join(staging, "marker.txt"), path.join(src, "marker.txt"));
     await waitFor(() => second.delivered.length > 0, "the marker");
     expect(second.delivered.map((d) => d.path)).toEqual(["marker.txt"]);
     expect(pub.sent.slice(before).map((e) => e.path)).toEqual(["/marker.txt"]);
