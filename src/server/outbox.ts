@@ -11,11 +11,19 @@ interface PeerQueue {
   readonly frames: (Buffer | readonly Buffer[])[];
   /** Retry not before this time (the peer's pipe was full). */
   blockedUntil: number;
+  /** Wait before the next retry: doubles while the pipe stays full, back to the minimum once a send goes. */
+  backoffMs: number;
   /** Wakes a producer waiting for this queue to shrink. */
   drained: (() => void)[];
 }
 
+/**
+ * Retry a full peer after RETRY_MS, doubling up to MAX_RETRY_MS while it stays full: a peer that stopped
+ * reading (frozen, or hostile) costs a failed send every 50 ms, not 500 a second (each one a thrown
+ * error), however many such peers there are; one that was only briefly full resumes within 2-4 ms.
+ */
 const RETRY_MS = 2;
+const MAX_RETRY_MS = 50;
 /** Messages sent to one peer before turning to the next one. */
 const BURST = 16;
 
@@ -38,7 +46,7 @@ export class Outbox {
     if (this.#closed) return;
     let peer = this.#peers.get(key);
     if (!peer) {
-      peer = { routingId, frames: [], blockedUntil: 0, drained: [] };
+      peer = { routingId, frames: [], blockedUntil: 0, backoffMs: RETRY_MS, drained: [] };
       this.#peers.set(key, peer);
     }
     peer.frames.push(frame);
@@ -92,7 +100,8 @@ export class Outbox {
         for (let n = 0; n < BURST && peer.frames.length > 0 && !this.#closed; n++) {
           const outcome = await this.#sendOne(peer);
           if (outcome === "blocked") {
-            peer.blockedUntil = Date.now() + RETRY_MS;
+            peer.blockedUntil = Date.now() + peer.backoffMs;
+            peer.backoffMs = Math.min(MAX_RETRY_MS, peer.backoffMs * 2);
             soonest = Math.min(soonest, peer.blockedUntil);
             break;
           }
@@ -101,6 +110,7 @@ export class Outbox {
             this.onUnreachable(key);
             break;
           }
+          peer.backoffMs = RETRY_MS;
           sent++;
         }
         if (peer.frames.length === 0) this.#idle(key, peer);

@@ -1,0 +1,63 @@
+// The server's single writer against a stand-in socket whose pipes can be made full (EAGAIN, as a
+// ROUTER with ROUTER_MANDATORY and a zero send timeout reports it).
+
+import { describe, expect, it } from "vitest";
+import type { Router } from "zeromq";
+import { Outbox } from "../../src/server/outbox.js";
+import { waitFor } from "../helpers/wait.js";
+
+class FakeRouter {
+  closed = false;
+  /** Peers whose pipe is full. */
+  readonly full = new Set<string>();
+  /** Every send attempted, with when. */
+  readonly attempts: { peer: string; at: number }[] = [];
+  readonly delivered: string[] = [];
+
+  async send(frames: Buffer[]): Promise<void> {
+    const peer = frames[0]!.toString();
+    this.attempts.push({ peer, at: performance.now() });
+    if (this.full.has(peer)) throw Object.assign(new Error("Resource temporarily unavailable"), { code: "EAGAIN" });
+    this.delivered.push(peer);
+  }
+
+  gaps(peer: string): number[] {
+    const times = this.attempts.filter((a) => a.peer === peer).map((a) => a.at);
+    return times.slice(1).map((t, i) => t - times[i]!);
+  }
+}
+
+describe("outbox", () => {
+  it("outbox - a peer whose pipe stays full is retried less and less often (up to every 50 ms), the others are served meanwhile, and it resumes once it reads", async () => {
+    const socket = new FakeRouter();
+    const outbox = new Outbox(socket as unknown as Router, () => undefined);
+    try {
+      socket.full.add("stuck");
+      for (let i = 0; i < 5; i++) outbox.send("stuck", Buffer.from("stuck"), Buffer.from(`s${i}`));
+      for (let i = 0; i < 200; i++) outbox.send("busy", Buffer.from("busy"), Buffer.from(`b${i}`));
+
+      // Everything for the other peer goes while the stuck one stays full.
+      await waitFor(() => socket.delivered.filter((p) => p === "busy").length === 200, "the busy peer's 200 messages");
+      // Retries of the stuck peer back off: 2, 4, 8, 16, 32, then 50 ms (timers never fire early; a
+      // fixed 2 ms retry would make every gap about 2 ms and burn a failed send 500 times a second).
+      await waitFor(() => socket.gaps("stuck").length >= 8, "8 retries of the stuck peer", 5000);
+      const gaps = socket.gaps("stuck");
+      expect(gaps[0]).toBeGreaterThanOrEqual(1.5);
+      expect(gaps[4]).toBeGreaterThanOrEqual(30);
+      expect(Math.min(...gaps.slice(5, 8))).toBeGreaterThanOrEqual(45);
+      expect(socket.delivered).not.toContain("stuck");
+
+      // It reads again: its queue drains in order, and a new block starts again from a short retry.
+      socket.full.delete("stuck");
+      await waitFor(() => socket.delivered.filter((p) => p === "stuck").length === 5, "the stuck peer's 5 messages", 5000);
+      expect(outbox.queued("stuck")).toBe(0);
+      socket.full.add("stuck");
+      const before = socket.attempts.length;
+      outbox.send("stuck", Buffer.from("stuck"), Buffer.from("again"));
+      await waitFor(() => socket.attempts.length >= before + 2, "two attempts of the new message", 5000);
+      expect(socket.gaps("stuck").at(-1)).toBeLessThan(45);
+    } finally {
+      await outbox.close();
+    }
+  });
+});
