@@ -11,19 +11,21 @@ interface PeerQueue {
   readonly frames: (Buffer | readonly Buffer[])[];
   /** Retry not before this time (the peer's pipe was full). */
   blockedUntil: number;
-  /** Wait before the next retry: doubles while the pipe stays full, back to the minimum once a send goes. */
-  backoffMs: number;
+  /** When its pipe was first found full in the current stretch (0: not full). */
+  fullSince: number;
   /** Wakes a producer waiting for this queue to shrink. */
   drained: (() => void)[];
 }
 
 /**
- * Retry a full peer after RETRY_MS, doubling up to MAX_RETRY_MS while it stays full: a peer that stopped
- * reading (frozen, or hostile) costs a failed send every 50 ms, not 500 a second (each one a thrown
- * error), however many such peers there are; one that was only briefly full resumes within 2-4 ms.
+ * A full peer is retried every RETRY_MS: a client that reads, only slower than we send, gets its pipe
+ * topped up at once (64 small messages may drain in a few ms). One that has stayed full for FULL_MS has
+ * stopped reading (frozen, or hostile): it is retried every SLOW_RETRY_MS, so each such peer costs 20
+ * failed sends (thrown errors) a second instead of 500, however many there are.
  */
 const RETRY_MS = 2;
-const MAX_RETRY_MS = 50;
+const FULL_MS = 100;
+const SLOW_RETRY_MS = 50;
 /** Messages sent to one peer before turning to the next one. */
 const BURST = 16;
 
@@ -46,7 +48,7 @@ export class Outbox {
     if (this.#closed) return;
     let peer = this.#peers.get(key);
     if (!peer) {
-      peer = { routingId, frames: [], blockedUntil: 0, backoffMs: RETRY_MS, drained: [] };
+      peer = { routingId, frames: [], blockedUntil: 0, fullSince: 0, drained: [] };
       this.#peers.set(key, peer);
     }
     peer.frames.push(frame);
@@ -100,8 +102,9 @@ export class Outbox {
         for (let n = 0; n < BURST && peer.frames.length > 0 && !this.#closed; n++) {
           const outcome = await this.#sendOne(peer);
           if (outcome === "blocked") {
-            peer.blockedUntil = Date.now() + peer.backoffMs;
-            peer.backoffMs = Math.min(MAX_RETRY_MS, peer.backoffMs * 2);
+            const at = Date.now();
+            if (peer.fullSince === 0) peer.fullSince = at;
+            peer.blockedUntil = at + (at - peer.fullSince < FULL_MS ? RETRY_MS : SLOW_RETRY_MS);
             soonest = Math.min(soonest, peer.blockedUntil);
             break;
           }
@@ -110,7 +113,7 @@ export class Outbox {
             this.onUnreachable(key);
             break;
           }
-          peer.backoffMs = RETRY_MS;
+          peer.fullSince = 0;
           sent++;
         }
         if (peer.frames.length === 0) this.#idle(key, peer);
