@@ -212,7 +212,7 @@ export class Inbox {
     // size may grow big and be resumed: it keeps the stable name.)
     const small = !identity || identity.size <= SMALL_FILE;
     const knownSmall = small && identity !== undefined && base === undefined && offset === 0;
-    const partialPath = path.join(this.partialDir, knownSmall ? `held-${process.pid}-${++heldFiles}${PARTIAL_SUFFIX}` : partialName(relative));
+    const partialPath = knownSmall ? this.#heldPartialPath() : path.join(this.partialDir, partialName(relative));
 
     if (base !== undefined) {
       // Delta: start from the version we delivered, if it is the one the server has in mind.
@@ -264,10 +264,10 @@ export class Inbox {
     hasher.update(data, true);
     const { hash } = hasher.finish();
     if (expectedHash !== undefined && hash !== expectedHash) return undefined;
-    const partialPath = path.join(this.partialDir, `held-${process.pid}-${++heldFiles}${PARTIAL_SUFFIX}`);
+    const partialPath = this.#heldPartialPath();
     writeWhole(partialPath, [data], data.length, false, relative);
     moveIntoPlace(partialPath, finalPath, relative);
-    if (this.manifest.partials.has(relative)) this.manifest.partialDropped(relative);
+    // (Recording it delivered also forgets any resumable partial of an older, bigger version.)
     this.manifest.delivered(relative, { vpath, size: identity.size, mtime: identity.mtime, hash });
     return finalPath;
   }
@@ -334,6 +334,11 @@ export class Inbox {
       }
     }
     return path.join(dir, segments[segments.length - 1]!);
+  }
+
+  /** A partial file name for a small file that is never resumed: a counter, no hashing of the name. */
+  #heldPartialPath(): string {
+    return path.join(this.partialDir, `held-${process.pid}-${++heldFiles}${PARTIAL_SUFFIX}`);
   }
 
   /** Remove partial files the manifest does not know (left by a crash); they cannot be resumed. */

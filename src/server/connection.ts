@@ -257,7 +257,7 @@ export class Connection {
     if (this.engine.stopped) return;
     if (this.#cursor === undefined) {
       // No file is opened (nor read ahead) for a client that has granted no credit: idle clients cost little.
-      const first = this.#queue.values().next().value;
+      const first = this.#peekPatch();
       if (first?.op === "create" && first.file.size > 0 && this.#credit.available <= 0) return this.engine.raise("no credit", undefined);
       if (this.#fitsOneMessage(first)) return this.#sendSmallFiles();
       const patch = this.#takePatch();
@@ -295,7 +295,7 @@ export class Connection {
   async #sendSmallFiles(): Promise<void> {
     const frames: Buffer[] = [];
     let bytes = 0;
-    let patch = this.#queue.values().next().value;
+    let patch = this.#peekPatch();
     while (this.#fitsOneMessage(patch) && frames.length < SMALL_RUN_FILES && bytes + patch.file.size <= this.host.chunkSize) {
       this.#queue.delete(patch.file.vpath);
       const cursor = await this.#openCursor(patch);
@@ -314,7 +314,7 @@ export class Connection {
         this.#finished(cursor);
         await cursor.close();
       }
-      patch = this.#queue.values().next().value;
+      patch = this.#peekPatch();
     }
     if (frames.length > 1 && this.#caps.has(Capability.BATCH)) this.host.send(this.key, this.routingId, frames);
     else for (const frame of frames) this.host.send(this.key, this.routingId, frame);
@@ -395,6 +395,11 @@ export class Connection {
   }
 
   // --- helpers -------------------------------------------------------------------------------------
+
+  /** The next patch to send, left in the queue. */
+  #peekPatch(): Patch | undefined {
+    return this.#queue.values().next().value;
+  }
 
   #takePatch(): Patch | undefined {
     for (const [vpath, patch] of this.#queue) {
