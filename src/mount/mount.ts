@@ -111,9 +111,9 @@ export class Mount extends EventEmitter<MountEvents> {
     this.#watcher = undefined;
   }
 
-  /** Files waiting for their quiet period. */
+  /** Files waiting for their quiet period, or stable and still being checked before they are published. */
   get unstable(): number {
-    return this.#tracker.size;
+    return this.#tracker.size + this.#publishing;
   }
 
   /** Is the file at `vpath` seen but still waiting for its quiet period (not yet in `files`)? */
@@ -121,6 +121,9 @@ export class Mount extends EventEmitter<MountEvents> {
     const relative = relativeTo(this.alias, vpath);
     return relative !== undefined && this.#tracker.has(relative);
   }
+
+  /** Files between the tracker and `files` (their realpath is being checked). */
+  #publishing = 0;
 
   #relative(absolute: string): string {
     return path.relative(this.root, absolute).split(path.sep).join("/");
@@ -134,11 +137,15 @@ export class Mount extends EventEmitter<MountEvents> {
 
   async #publish(relative: string, absolute: string, size: number, mtimeMs: number): Promise<void> {
     // Never serve outside the mount: a symlink (or a path through one) must resolve inside the root.
+    // Counted as unstable meanwhile: it has left the tracker but is not in `files` yet.
     let real: string;
+    this.#publishing++;
     try {
       real = await realpath(absolute);
     } catch {
       return;
+    } finally {
+      this.#publishing--;
     }
     if (real !== this.root && !real.startsWith(this.root + path.sep)) {
       this.emit("error", new MountError(`not published: ${relative} leads outside ${this.root}`));
