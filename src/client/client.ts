@@ -166,6 +166,7 @@ export class Client extends EventEmitter<ClientEvents> {
         const what = arg instanceof Error ? arg.message : arg && typeof arg === "object" && "id" in arg ? `unexpected ${arg.id}` : String(arg);
         this.#report(new ClientError(`protocol error from server: ${what}`));
       },
+      "leave the session": () => this.#leave(),
       "send KTHXBAI and stop": () => this.#goodbye(),
     };
     this.#engine = new Engine(clientMachine, actions, {
@@ -438,6 +439,24 @@ export class Client extends EventEmitter<ClientEvents> {
     });
     this.#totals.delivered++;
     this.emit("delivered", { path: file.relative, vpath: current.vpath, file: file.finalPath, size, received: file.received });
+  }
+
+  /**
+   * A KTHXBAI on the socket we are about to replace, best effort: sent now if libzmq will take it at
+   * once (never waiting, never queued behind our writer), and given 100 ms of linger when the socket is
+   * closed. A server that is gone costs nothing; one that is alive drops the session at once.
+   */
+  #leave(): void {
+    const socket = this.#socket;
+    if (!socket || socket.closed) return;
+    socket.linger = 100;
+    if (this.#sending) return; // a send is in flight on it (zeromq.js allows one): it is stuck anyway
+    try {
+      socket.sendTimeout = 0;
+      socket.send(encode({ id: "KTHXBAI" })).catch(() => undefined);
+    } catch {
+      // EBUSY or closed: the server will expire the session instead.
+    }
   }
 
   #goodbye(): void {

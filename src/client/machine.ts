@@ -39,6 +39,7 @@ export type ClientAction =
   | "process the chunk"
   | "send HUGZ"
   | "report disconnection"
+  | "leave the session"
   | "report protocol error"
   | "send KTHXBAI and stop";
 
@@ -64,6 +65,10 @@ export const clientMachine: Table<ClientState, ClientEvent, ClientAction> = {
       CHEEZBURGER: { do: ["process the chunk", "grant credit"] },
       // Idle for a heartbeat interval: HUGZ, so the server answers and does not expire us.
       expired: { do: ["send HUGZ"] },
+      // Silent for the whole timeout: leave the session with a word before starting again. A server
+      // that is alive but slow (or whose replies were lost) would otherwise go on sending to a socket
+      // nobody reads until a send failed or it expired us.
+      "server lost": { do: ["report disconnection", "leave the session", "open socket and send OHAI"], next: "connecting" },
     },
   },
   defaults: {

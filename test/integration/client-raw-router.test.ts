@@ -977,7 +977,7 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     expect(r.log.slice(firstOfRid2).filter((e) => e.rid.equals(rid1))).toEqual([]);
   });
 
-  it("client - heartbeat: HUGZ at about heartbeatMs of silence; after timeoutMs of silence a new socket and a new OHAI", async () => {
+  it("client - heartbeat: HUGZ at about heartbeatMs of silence; after timeoutMs of silence KTHXBAI on the old socket, then a new socket and a new OHAI", async () => {
     const r = await router();
     const root = await tempDir();
     const h = makeClient({ endpoint: r.endpoint, inbox: path.join(root, "inbox"), heartbeatMs: 100, timeoutMs: 600 });
@@ -993,6 +993,9 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
 
     const [rid2, , ohaiAt] = await r.next("OHAI", { timeoutMs: 2000 });
     expect(rid2.equals(rid1)).toBe(false);
+    // The abandoned session was left with a word (a live but slow server stops sending to it).
+    const [byeFrom] = await r.next("KTHXBAI", { timeoutMs: 1000 });
+    expect(byeFrom.equals(rid1)).toBe(true);
     expect(ohaiAt - silentSince).toBeGreaterThanOrEqual(550);
     expect(ohaiAt - silentSince).toBeLessThan(1500);
     expect(h.disconnected).toHaveLength(1);
