@@ -17,7 +17,7 @@ import { fileURLToPath } from "node:url";
 import { spawnSync } from "node:child_process";
 import { FMQ_CLI, RAW_PIPE, RsyncDaemon } from "./contenders.js";
 import { CpuMeter, backgroundLoad, installed, now, onExit } from "./measure.js";
-import { probeFileSystem, probeWarning } from "./probe.js";
+import { probeUntilHealthy, probeWarning } from "./probe.js";
 import { markdown, summarise, summariseResync, svgChart } from "./report.js";
 import type { BenchConfig, WorkloadResult } from "./types.js";
 import type { Context } from "./workloads/common.js";
@@ -31,7 +31,7 @@ const WORKLOADS = ["1", "2", "3", "4", "5"] as const;
  *  metadata work slow for seconds after one; see performance-baselines.md §2). */
 const RUN_ORDER = ["2", "3", "1", "4", "5"] as const;
 
-const SMOKE = { size: "64M", files: "500", fileSize: "4k", latencyFiles: "10", fanout: "1,2", fanoutSize: "16M", reps: "1" };
+const SMOKE = { size: "64M", files: "500", fileSize: "4k", latencyFiles: "10", fanout: "1,2", fanoutSize: "16M", reps: "1", waitHealthy: "0" };
 
 const program = new Command()
   .name("bench")
@@ -51,7 +51,8 @@ const program = new Command()
   .addOption(new Option("--window <bytes>", "fmq --window and the raw pipe's window").default("16M"))
   .addOption(new Option("--stable-ms <ms>", "fmq publish --stable-ms for the throughput workloads").default("150"))
   .addOption(new Option("--fmq <cli.js>", "the fmq CLI to measure (e.g. another checkout's build)").default(FMQ_CLI))
-  .addOption(new Option("--tmp <dir>", "where test data goes (removed at the end)").default(os.tmpdir()));
+  .addOption(new Option("--tmp <dir>", "where test data goes (removed at the end)").default(os.tmpdir()))
+  .addOption(new Option("--wait-healthy <s>", "when the probe finds file creation slow (ext4's window after mass deletes), probe again every 30 s for up to this long before starting").default("330"));
 
 program.parse();
 const opts = program.opts<Record<string, string | boolean | undefined>>();
@@ -123,7 +124,7 @@ async function main(): Promise<number> {
   if (rsyncMissing) log(rsyncMissing);
   const rsync = rsyncVersion ? await RsyncDaemon.start(path.join(tmp, "rsync")) : undefined;
   const ctx: Context = { config, rsync, log };
-  const probe = probeFileSystem(path.join(tmp, "probe"));
+  const probe = await probeUntilHealthy(path.join(tmp, "probe"), count("waitHealthy"), log);
   const slowMachine = probeWarning(probe);
   if (slowMachine) log(`warning: ${slowMachine}`);
   const machine = {

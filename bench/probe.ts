@@ -55,6 +55,23 @@ export function probeFileSystem(dir: string): ProbeResult {
   return { writeMBps, createUs };
 }
 
+/**
+ * Probe; while file creation is slow, wait and probe again, for up to `waitSeconds`. The ext4 window
+ * after a mass delete ends by itself within about five minutes; memory the host has taken back does
+ * not come back by waiting, so slow writes alone are not waited for.
+ */
+export async function probeUntilHealthy(dir: string, waitSeconds: number, log: (line: string) => void): Promise<ProbeResult> {
+  const deadline = now() + waitSeconds * 1000;
+  for (let attempt = 1; ; attempt++) {
+    const probe = probeFileSystem(path.join(dir, String(attempt)));
+    if (probe.createUs <= SLOW_CREATE_US || now() + RETRY_MS > deadline) return probe;
+    log(`probe: creating a file takes ${probe.createUs.toFixed(0)} µs (about 45 when healthy); probing again in ${RETRY_MS / 1000} s (--wait-healthy ${waitSeconds})`);
+    await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+  }
+}
+
+const RETRY_MS = 30_000;
+
 /** A note for the report when the probe found the machine slow, else undefined. */
 export function probeWarning(probe: ProbeResult): string | undefined {
   const slow: string[] = [];
