@@ -55,6 +55,9 @@ export function probeFileSystem(dir: string): ProbeResult {
   return { writeMBps, createUs };
 }
 
+/** Between probes while file creation is slow. */
+const RETRY_MS = 30_000;
+
 /**
  * Probe; while file creation is slow, wait and probe again, for up to `waitSeconds`. The ext4 window
  * after a mass delete ends by itself within about five minutes; memory the host has taken back does
@@ -69,8 +72,6 @@ export async function probeUntilHealthy(dir: string, waitSeconds: number, log: (
     await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
   }
 }
-
-const RETRY_MS = 30_000;
 
 /** A note for the report when the probe found the machine slow, else undefined. */
 export function probeWarning(probe: ProbeResult): string | undefined {

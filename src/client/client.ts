@@ -167,7 +167,6 @@ export class Client extends EventEmitter<ClientEvents> {
         this.#report(new ClientError(`protocol error from server: ${what}`));
       },
       "leave the session": () => this.#leave(),
-      "send KTHXBAI and stop": () => this.#goodbye(),
     };
     this.#engine = new Engine(clientMachine, actions, {
       // "*" catches unexpected protocol messages, never the machine's own internal events.
@@ -210,24 +209,16 @@ export class Client extends EventEmitter<ClientEvents> {
     };
   }
 
-  /** Say KTHXBAI (best effort), stop, and release everything. Resolves within about 100 ms. */
+  /** Say KTHXBAI (best effort), stop, and release everything. Never waits on the server. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.#heartbeat.stop();
-    const socket = this.#socket;
-    if (socket && !socket.closed && this.#engine.state === "connected") {
-      // A parting KTHXBAI; never wait on it for long (the server may be gone).
-      await Promise.race([socket.send(encode({ id: "KTHXBAI" })).catch(() => undefined), new Promise((r) => setTimeout(r, 100))]);
-    }
+    if (this.#engine.state === "connected") this.#leave();
     this.#engine.stop();
+    // With the linger "leave the session" gave it, libzmq flushes the KTHXBAI in the background.
+    this.#socket?.close();
     this.#socket = undefined;
-    if (socket && !socket.closed) {
-      // Closed with linger 0, a KTHXBAI still queued in libzmq was thrown away, and the server kept
-      // (and sent files to) a session nobody reads until it expired. A moment to flush it, in the background.
-      socket.linger = 100;
-      socket.close();
-    }
     await this.#dropCurrent();
     for (const inbox of new Set([...this.#subscriptions.values()].map((s) => s.inbox))) inbox.manifest.close();
   }
@@ -442,9 +433,9 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   /**
-   * A KTHXBAI on the socket we are about to replace, best effort: sent now if libzmq will take it at
-   * once (never waiting, never queued behind our writer), and given 100 ms of linger when the socket is
-   * closed. A server that is gone costs nothing; one that is alive drops the session at once.
+   * A KTHXBAI on the socket we are about to replace or close, best effort: sent now if libzmq will take
+   * it at once (never waiting, never queued behind our writer), and given 100 ms of linger when the
+   * socket is closed. A server that is gone costs nothing; one that is alive drops the session at once.
    */
   #leave(): void {
     const socket = this.#socket;
@@ -457,11 +448,6 @@ export class Client extends EventEmitter<ClientEvents> {
     } catch {
       // EBUSY or closed: the server will expire the session instead.
     }
-  }
-
-  #goodbye(): void {
-    this.#send({ id: "KTHXBAI" });
-    this.#engine.stop();
   }
 
   // --- helpers -------------------------------------------------------------------------------------

@@ -6,6 +6,8 @@
 //    subscription is replayed once the new session is open;
 //  - subscribe is accepted in every state, as often as the caller likes (the reference hung on a second one);
 //  - credit is counted for every chunk received, wanted or not, so client and server never disagree.
+// Client.close() is not an event here: it must not wait behind the messages queued for the machine. It
+// takes the same "leave the session" step when connected, then stops the machine.
 
 import type { Table } from "../fsm/engine.js";
 import type { MessageName } from "../protocol/messages.js";
@@ -18,8 +20,6 @@ export type ClientEvent =
   | "connect"
   /** API: subscribe to a path (also replayed from the list when a session opens). */
   | "subscribe"
-  /** API: say goodbye and stop. */
-  | "close"
   /** The heartbeat timer: nothing heard from the server for one heartbeat interval. */
   | "expired"
   /** The heartbeat timer: nothing heard for the whole timeout. */
@@ -40,8 +40,7 @@ export type ClientAction =
   | "send HUGZ"
   | "report disconnection"
   | "leave the session"
-  | "report protocol error"
-  | "send KTHXBAI and stop";
+  | "report protocol error";
 
 export const clientMachine: Table<ClientState, ClientEvent, ClientAction> = {
   initial: "start",
@@ -76,7 +75,6 @@ export const clientMachine: Table<ClientState, ClientEvent, ClientAction> = {
     // The server does not know us (it restarted, or expired us) or we confused it: start again.
     RTFM: { do: ["report disconnection", "open socket and send OHAI"], next: "connecting" },
     "server lost": { do: ["report disconnection", "open socket and send OHAI"], next: "connecting" },
-    close: { do: ["send KTHXBAI and stop"] },
     malformed: { do: ["report protocol error"] },
     // A message that makes no sense now: say so, carry on (nothing was written for it).
     "*": { do: ["report protocol error"] },
