@@ -180,6 +180,8 @@ async function main(): Promise<number> {
     machine,
     stealPct: cpuShare.stealPct,
     loadAtStartPct: loadAtStart,
+    diskReadMiB: cpuShare.diskReadMiB,
+    cacheDrops: cpuShare.cacheDrops,
     workloads,
     notes: [
       ...(slowMachine ? [slowMachine] : []),

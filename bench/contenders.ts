@@ -114,6 +114,7 @@ async function runPipeline(p: Pipeline): Promise<Run> {
     const cpu = (a: ProcSample | undefined, b: ProcSample | undefined) => (b?.cpuSeconds ?? NaN) - (a?.cpuSeconds ?? NaN);
     const serverCost: ProcessCost = { peakRssMiB: stopped[0]?.peakRssMiB ?? NaN, cpuSeconds: cpu(serverAtStart, serverAtEnd) };
     const clientCosts: ProcessCost[] = clients.map((c, k) => ({ peakRssMiB: stopped[k + 1]?.peakRssMiB ?? NaN, cpuSeconds: cpu(c.atStart, c.atEnd) }));
+    const share = steal.stop();
     const run: Run = {
       contender: p.contender,
       rep: p.rep,
@@ -123,7 +124,9 @@ async function runPipeline(p: Pipeline): Promise<Run> {
       wallSeconds: (t1 - spawnedAt) / 1000,
       bytes: transfer.bytes * clients.length,
       files: transfer.files * clients.length,
-      stealPct: steal.stop().stealPct,
+      stealPct: share.stealPct,
+      diskReadMiB: share.diskReadMiB,
+      cacheDrops: share.cacheDrops,
       server: serverCost,
       clients: clientCosts,
       extra: {
@@ -281,6 +284,7 @@ async function runCommands(contender: string, rep: number, transfer: Transfer, c
         await sleep(20);
       } while (now() < deadline);
     }
+    const share = steal.stop();
     return {
       contender,
       rep,
@@ -289,7 +293,9 @@ async function runCommands(contender: string, rep: number, transfer: Transfer, c
       wallSeconds: seconds,
       bytes: transfer.bytes * transfer.dsts.length,
       files: transfer.files * transfer.dsts.length,
-      stealPct: steal.stop().stealPct,
+      stealPct: share.stealPct,
+      diskReadMiB: share.diskReadMiB,
+      cacheDrops: share.cacheDrops,
       server: { peakRssMiB: NaN, cpuSeconds: serverCpu },
       clients: [{ peakRssMiB: NaN, cpuSeconds: clientCpu }],
       extra: { endedAfterS: each, ownSeconds: each },

@@ -101,16 +101,27 @@ export function reapedChildrenCpuSeconds(pid: number): number {
   }
 }
 
-/** What the machine's CPUs did between start() and stop(), as % of all CPU time (every core). */
+/**
+ * What the machine did between start() and stop(): its CPUs, as % of all CPU time (every core), and its
+ * disk reads. Every contender reads sources that were warmed into the page cache, so a run that reads
+ * from disk was disturbed: seen here, the host dropped this VM's page cache during a session
+ * (/proc/vmstat drop_pagecache went to 1), and the publisher's reads of "warm" 4 KiB files then went to
+ * the virtio disk (perf: pread -> read_pages -> virtio_queue_rq), slowing that run by a fifth.
+ */
 export interface CpuShare {
   /** Hypervisor steal: time our VM wanted to run and could not. */
   readonly stealPct: number;
   /** Busy (user, nice, system, irq, softirq), whoever it was. */
   readonly busyPct: number;
+  /** Read from disk by anyone (/proc/vmstat pgpgin), MiB. */
+  readonly diskReadMiB: number;
+  /** Times the page cache was dropped (echo 1 or 3 > drop_caches, by anyone: here, the host's agent). */
+  readonly cacheDrops: number;
 }
 
 export class CpuMeter {
   #start = readCpuLine();
+  #vm = readVmstat();
 
   static start(): CpuMeter {
     return new CpuMeter();
@@ -118,9 +129,24 @@ export class CpuMeter {
 
   stop(): CpuShare {
     const end = readCpuLine();
+    const vm = readVmstat();
     const total = end.total - this.#start.total;
-    if (total <= 0) return { stealPct: 0, busyPct: 0 };
-    return { stealPct: (100 * (end.steal - this.#start.steal)) / total, busyPct: (100 * (end.busy - this.#start.busy)) / total };
+    const disk = { diskReadMiB: (vm.pgpginKiB - this.#vm.pgpginKiB) / 1024, cacheDrops: vm.drops - this.#vm.drops };
+    if (total <= 0) return { stealPct: 0, busyPct: 0, ...disk };
+    return { stealPct: (100 * (end.steal - this.#start.steal)) / total, busyPct: (100 * (end.busy - this.#start.busy)) / total, ...disk };
+  }
+}
+
+/** A run that read this much from disk is marked in the report (sources are meant to be in the page cache). */
+export const DISK_READ_NOTE_MIB = 16;
+
+function readVmstat(): { pgpginKiB: number; drops: number } {
+  try {
+    const text = readFileSync("/proc/vmstat", "utf8");
+    const get = (name: string) => Number(new RegExp(`^${name} (\\d+)$`, "m").exec(text)?.[1] ?? 0);
+    return { pgpginKiB: get("pgpgin"), drops: get("drop_pagecache") };
+  } catch {
+    return { pgpginKiB: 0, drops: 0 };
   }
 }
 

@@ -2,6 +2,7 @@
 // in the same bench run (paired by repetition), a markdown report, and an SVG bar chart of throughput.
 
 import { mbps, median } from "./measure.js";
+import { disturbance } from "./workloads/common.js";
 import { CP, FMQ, FMQ_NO_AHEAD, FMQ_STALLED, FMQ_WARM, RAW, RSYNC, type ResyncSample, type WorkloadResult } from "./types.js";
 
 const BASELINES = [RAW, CP, RSYNC] as const;
@@ -197,6 +198,10 @@ export interface ReportInput {
   readonly machine: Record<string, string | number>;
   readonly stealPct: number;
   readonly loadAtStartPct: number;
+  /** Read from disk over the whole bench (writes of new files read some metadata), MiB. */
+  readonly diskReadMiB: number;
+  /** Times the page cache was dropped during the bench (by the host's agent: nothing of ours does it). */
+  readonly cacheDrops: number;
   readonly workloads: readonly WorkloadResult[];
   readonly notes: readonly string[];
   readonly failures: readonly string[];
@@ -212,7 +217,7 @@ export function markdown(input: ReportInput, rsyncMissing: string | undefined): 
   out.push(
     `Machine: ${Object.entries(input.machine)
       .map(([k, v]) => `${k} ${v}`)
-      .join("; ")}. Hypervisor steal over the whole bench ${input.stealPct.toFixed(1)} %; other processes' CPU use at the start ${input.loadAtStartPct.toFixed(0)} % of all cores.`,
+      .join("; ")}. Hypervisor steal over the whole bench ${input.stealPct.toFixed(1)} %; other processes' CPU use at the start ${input.loadAtStartPct.toFixed(0)} % of all cores; read from disk ${input.diskReadMiB.toFixed(0)} MiB; page cache dropped ${input.cacheDrops} times.`,
     "",
   );
 
@@ -276,6 +281,9 @@ export function markdown(input: ReportInput, rsyncMissing: string | undefined): 
   for (const w of input.workloads.filter((w) => w.resync)) out.push(...resyncMarkdown(w));
 
   const notes = [...input.notes, ...input.workloads.flatMap((w) => (w.skipped ? [`Workload ${w.id} (${w.title}): skipped, ${w.skipped}.`] : w.notes.map((n) => `Workload ${w.id}: ${n}`)))];
+  const disturbed = input.workloads.flatMap((w) => w.runs.filter((r) => r.ok && disturbance(r)).map((r) => `${w.id} rep ${r.rep} ${r.contender}${disturbance(r)}`));
+  if (disturbed.length)
+    notes.push(`Runs that read from disk or saw the page cache dropped (their sources were no longer warm; discount them): ${disturbed.join("; ")}.`);
   if (rsyncMissing) notes.unshift(rsyncMissing);
   if (notes.length) out.push("## Notes", "", ...notes.map((n) => `- ${n}`), "");
   if (input.failures.length) out.push("## FAILURES", "", ...input.failures.map((n) => `- ${n}`), "");

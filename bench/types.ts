@@ -25,6 +25,10 @@ export interface Run {
   readonly stealPct: number;
   /** CPU used by other processes just before the run (% of all cores, measured while we were idle). */
   loadPct?: number;
+  /** Read from disk during the run, by anyone, MiB (sources are meant to be in the page cache). */
+  readonly diskReadMiB?: number;
+  /** Times the page cache was dropped during the run. */
+  readonly cacheDrops?: number;
   readonly server?: ProcessCost;
   readonly clients?: readonly ProcessCost[];
   /** Anything workload-specific (per-subscriber times, startup times...). */
