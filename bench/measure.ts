@@ -140,6 +140,11 @@ export class CpuMeter {
 /** A run that read this much from disk is marked in the report (sources are meant to be in the page cache). */
 export const DISK_READ_NOTE_MIB = 16;
 
+/** Times the page cache has been dropped since boot. */
+export function cacheDrops(): number {
+  return readVmstat().drops;
+}
+
 function readVmstat(): { pgpginKiB: number; drops: number } {
   try {
     const text = readFileSync("/proc/vmstat", "utf8");

@@ -4,7 +4,7 @@
 
 import { mkdir, rename, rm } from "node:fs/promises";
 import path from "node:path";
-import { DISK_READ_NOTE_MIB, mbps, settle } from "../measure.js";
+import { DISK_READ_NOTE_MIB, cacheDrops, mbps, settle } from "../measure.js";
 import type { RsyncDaemon } from "../contenders.js";
 import type { BenchConfig, Run } from "../types.js";
 
@@ -27,12 +27,23 @@ export interface Context {
   readonly log: (line: string) => void;
 }
 
-export async function repeat(label: string, contenders: readonly Contender[], ctx: Context): Promise<Run[]> {
+/**
+ * Run every contender `reps` times. `warm` reads the sources into the page cache again; it is called
+ * before a run if the page cache was dropped since the sources were last read (see CpuMeter), so that
+ * every contender still starts from a warm cache.
+ */
+export async function repeat(label: string, contenders: readonly Contender[], ctx: Context, warm?: () => Promise<void>): Promise<Run[]> {
   const runs: Run[] = [];
   const reps = ctx.config.reps;
+  let drops = cacheDrops();
   for (let rep = 1; rep <= reps; rep++) {
     const rotated = contenders.map((_, i) => contenders[(i + rep - 1) % contenders.length]!);
     for (const contender of rotated) {
+      if (warm && cacheDrops() !== drops) {
+        ctx.log(`[${label}] the page cache was dropped: reading the sources again`);
+        await warm();
+        drops = cacheDrops();
+      }
       const loadPct = await settle();
       const run = await contender.run(rep);
       run.loadPct = loadPct;

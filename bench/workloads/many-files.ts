@@ -40,7 +40,7 @@ export async function manyFiles(ctx: Context): Promise<WorkloadResult> {
     contenders.push({ name: RSYNC, dsts: [to], manyFiles: true, verify: () => verifyTree(to, expected), run: (rep) => rsync.run(RSYNC, rep, transfer(to), true) });
   }
 
-  const runs = await repeat("2", contenders, ctx);
+  const runs = await repeat("2", contenders, ctx, async () => void (await verifyTree(src, expected)));
   await setAside(dir, ctx);
   return {
     id: "2",

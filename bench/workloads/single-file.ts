@@ -64,7 +64,7 @@ export async function singleFile(id: string, title: string, size: number, receiv
   }
 
   await mkdir(path.join(dir, "out"), { recursive: true });
-  const runs = await repeat(id, contenders, ctx);
+  const runs = await repeat(id, contenders, ctx, async () => void (await sha256File(src)));
   await rm(dir, { recursive: true, force: true });
   return { id, title, params: { size, receivers, chunkSize: config.chunkSize, window: config.window }, runs, notes };
 }
