@@ -10,6 +10,12 @@ import { setTimeout as sleep } from "node:timers/promises";
 
 export { sleep };
 
+/**
+ * What cli/fmq (the `fmq` command) puts in GLIBC_TUNABLES: glibc keeps freed memory for the next
+ * message instead of returning it to the kernel (see that script). A test checks the two agree.
+ */
+export const FMQ_MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456";
+
 /** Milliseconds on the bench's clock. */
 export const now = (): number => performance.now();
 
@@ -203,9 +209,10 @@ export class Proc {
     readonly name: string,
     command: string,
     args: readonly string[],
+    env: NodeJS.ProcessEnv = process.env,
   ) {
     this.spawnedAt = now();
-    this.child = track(spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] }));
+    this.child = track(spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], env }));
     readline.createInterface({ input: this.child.stdout! }).on("line", (text) => {
       let data: Record<string, unknown>;
       try {
@@ -232,9 +239,13 @@ export class Proc {
     });
   }
 
-  /** node <script> args... */
+  /**
+   * node <script> args..., with the allocator settings the `fmq` command (cli/fmq) runs with: fmq as
+   * users run it, and the raw pipe on the same footing (the ceiling of our stack, allocator included).
+   */
   static node(name: string, script: string, args: readonly string[]): Proc {
-    return new Proc(name, process.execPath, [script, ...args]);
+    const tunables = [FMQ_MALLOC_TUNABLES, process.env.GLIBC_TUNABLES].filter(Boolean).join(":");
+    return new Proc(name, process.execPath, [script, ...args], { ...process.env, GLIBC_TUNABLES: tunables });
   }
 
   get pid(): number | undefined {

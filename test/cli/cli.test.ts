@@ -1,10 +1,11 @@
-// The fmq command line as users run it: real `fmq` processes (the built dist/cli/fmq.js), real files,
+// The fmq command line as users run it: real `fmq` processes (cli/fmq, which runs the built dist/cli/fmq.js), real files,
 // real signals. Flags and JSON events are a contract; these tests pin them.
 
-import { writeFile, unlink } from "node:fs/promises";
+import { mkdir, readFile, realpath, symlink, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { startFmq, type Running } from "../helpers/fmq.js";
+import { FMQ, FMQ_COMMAND, startFmq, type Running } from "../helpers/fmq.js";
+import { FMQ_MALLOC_TUNABLES } from "../../bench/measure.js";
 import { tempDir } from "../helpers/tmp.js";
 import { treeHashes, writeRandomFile, writeTree } from "../helpers/files.js";
 import { waitFor } from "../helpers/wait.js";
@@ -128,6 +129,23 @@ describe("cli", () => {
       expect(r.stderr[0]).toMatch(message);
     });
   }
+
+  it("cli - the fmq command (package.json bin) execs Node with its allocator settings, also reached through a symlink as in node_modules/.bin", async () => {
+    const bin = path.join(await tempDir(), "node_modules", ".bin");
+    await mkdir(bin, { recursive: true });
+    await symlink(path.relative(bin, FMQ_COMMAND), path.join(bin, "fmq"));
+    const port = await freePort();
+    const r = startFmq(["subscribe", "/", "--connect", `tcp://127.0.0.1:${port}`, "--inbox", await tempDir(), "--json"], { GLIBC_TUNABLES: "glibc.malloc.arena_max=4" }, path.join(bin, "fmq"));
+    await waitFor(() => has(r, "connecting"), "connecting");
+    // One process: the PID we started is Node running the built CLI (the script exec'd it).
+    const cmdline = (await readFile(`/proc/${r.child.pid}/cmdline`, "latin1")).split("\0");
+    expect(await realpath(cmdline[1]!)).toBe(await realpath(FMQ));
+    // glibc may cut the variable at its ":" separators in place; every setting is there, the caller's too.
+    const environ = await readFile(`/proc/${r.child.pid}/environ`, "latin1");
+    for (const setting of [...FMQ_MALLOC_TUNABLES.split(":"), "glibc.malloc.arena_max=4"]) expect(environ).toContain(setting);
+    r.child.kill("SIGTERM");
+    expect(await r.exited).toEqual({ code: 0, signal: null });
+  });
 
   it("cli - an endpoint already in use is one clear line and a non-zero exit", async () => {
     const port = await freePort();

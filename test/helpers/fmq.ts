@@ -4,7 +4,10 @@ import { afterEach } from "vitest";
 import { fileURLToPath } from "node:url";
 import readline from "node:readline";
 
+/** The built CLI (dist/cli/fmq.js). */
 export const FMQ = fileURLToPath(new URL("../../dist/cli/fmq.js", import.meta.url));
+/** The `fmq` command as installed (package.json "bin"): a shell script that sets allocator tunables and execs Node on FMQ. */
+export const FMQ_COMMAND = fileURLToPath(new URL("../../cli/fmq", import.meta.url));
 
 export interface Running {
   readonly child: ChildProcess;
@@ -14,8 +17,9 @@ export interface Running {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-export function fmq(args: string[], cwd?: string, env: Record<string, string> = {}): Running {
-  const child = spawn(process.execPath, [FMQ, ...args], { cwd, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+export function fmq(args: string[], cwd?: string, env: Record<string, string> = {}, command = FMQ_COMMAND): Running {
+  // Through the `fmq` command, as users run it (it execs Node: the PID, signals and exit status are Node's).
+  const child = spawn(command, args, { cwd, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   const events: Record<string, unknown>[] = [];
   const stderr: string[] = [];
   readline.createInterface({ input: child.stdout! }).on("line", (line) => {
@@ -44,8 +48,8 @@ afterEach(async () => {
 });
 
 /** Start `fmq` with these arguments; whatever is still running when the test ends is killed (SIGKILL). */
-export function startFmq(args: string[], env: Record<string, string> = {}): Running {
-  const r = fmq(args, undefined, env);
+export function startFmq(args: string[], env: Record<string, string> = {}, command = FMQ_COMMAND): Running {
+  const r = fmq(args, undefined, env, command);
   running.push(r);
   return r;
 }
