@@ -182,6 +182,7 @@ async function main(): Promise<number> {
     loadAtStartPct: loadAtStart,
     diskReadMiB: cpuShare.diskReadMiB,
     cacheDrops: cpuShare.cacheDrops,
+    reclaimMiB: cpuShare.reclaimMiB,
     workloads,
     notes: [
       ...(slowMachine ? [slowMachine] : []),

@@ -127,6 +127,7 @@ async function runPipeline(p: Pipeline): Promise<Run> {
       stealPct: share.stealPct,
       diskReadMiB: share.diskReadMiB,
       cacheDrops: share.cacheDrops,
+      reclaimMiB: share.reclaimMiB,
       server: serverCost,
       clients: clientCosts,
       extra: {
@@ -296,6 +297,7 @@ async function runCommands(contender: string, rep: number, transfer: Transfer, c
       stealPct: share.stealPct,
       diskReadMiB: share.diskReadMiB,
       cacheDrops: share.cacheDrops,
+      reclaimMiB: share.reclaimMiB,
       server: { peakRssMiB: NaN, cpuSeconds: serverCpu },
       clients: [{ peakRssMiB: NaN, cpuSeconds: clientCpu }],
       extra: { endedAfterS: each, ownSeconds: each },

@@ -123,6 +123,8 @@ export interface CpuShare {
   readonly diskReadMiB: number;
   /** Times the page cache was dropped (echo 1 or 3 > drop_caches, by anyone: here, the host's agent). */
   readonly cacheDrops: number;
+  /** Memory the kernel had to reclaim (pages scanned by kswapd or direct reclaim), MiB: RAM was full. */
+  readonly reclaimMiB: number;
 }
 
 export class CpuMeter {
@@ -137,7 +139,11 @@ export class CpuMeter {
     const end = readCpuLine();
     const vm = readVmstat();
     const total = end.total - this.#start.total;
-    const disk = { diskReadMiB: (vm.pgpginKiB - this.#vm.pgpginKiB) / 1024, cacheDrops: vm.drops - this.#vm.drops };
+    const disk = {
+      diskReadMiB: (vm.pgpginKiB - this.#vm.pgpginKiB) / 1024,
+      cacheDrops: vm.drops - this.#vm.drops,
+      reclaimMiB: ((vm.scannedPages - this.#vm.scannedPages) * 4096) / 2 ** 20,
+    };
     if (total <= 0) return { stealPct: 0, busyPct: 0, ...disk };
     return { stealPct: (100 * (end.steal - this.#start.steal)) / total, busyPct: (100 * (end.busy - this.#start.busy)) / total, ...disk };
   }
@@ -145,19 +151,25 @@ export class CpuMeter {
 
 /** A run that read this much from disk is marked in the report (sources are meant to be in the page cache). */
 export const DISK_READ_NOTE_MIB = 16;
+/**
+ * A run during which the kernel reclaimed this much is marked too: RAM was full of page cache (seen here
+ * when scratch files piled up beside the bench: kswapd reclaimed 26 GiB, and 16-subscriber fan-out took
+ * twice as long).
+ */
+export const RECLAIM_NOTE_MIB = 64;
 
 /** Times the page cache has been dropped since boot. */
 export function cacheDrops(): number {
   return readVmstat().drops;
 }
 
-function readVmstat(): { pgpginKiB: number; drops: number } {
+function readVmstat(): { pgpginKiB: number; drops: number; scannedPages: number } {
   try {
     const text = readFileSync("/proc/vmstat", "utf8");
     const get = (name: string) => Number(new RegExp(`^${name} (\\d+)$`, "m").exec(text)?.[1] ?? 0);
-    return { pgpginKiB: get("pgpgin"), drops: get("drop_pagecache") };
+    return { pgpginKiB: get("pgpgin"), drops: get("drop_pagecache"), scannedPages: get("pgscan_kswapd") + get("pgscan_direct") };
   } catch {
-    return { pgpginKiB: 0, drops: 0 };
+    return { pgpginKiB: 0, drops: 0, scannedPages: 0 };
   }
 }
 

@@ -202,6 +202,8 @@ export interface ReportInput {
   readonly diskReadMiB: number;
   /** Times the page cache was dropped during the bench (by the host's agent: nothing of ours does it). */
   readonly cacheDrops: number;
+  /** Memory the kernel reclaimed during the bench, MiB. */
+  readonly reclaimMiB: number;
   readonly workloads: readonly WorkloadResult[];
   readonly notes: readonly string[];
   readonly failures: readonly string[];
@@ -217,7 +219,7 @@ export function markdown(input: ReportInput, rsyncMissing: string | undefined): 
   out.push(
     `Machine: ${Object.entries(input.machine)
       .map(([k, v]) => `${k} ${v}`)
-      .join("; ")}. Hypervisor steal over the whole bench ${input.stealPct.toFixed(1)} %; other processes' CPU use at the start ${input.loadAtStartPct.toFixed(0)} % of all cores; read from disk ${input.diskReadMiB.toFixed(0)} MiB; page cache dropped ${input.cacheDrops} times.`,
+      .join("; ")}. Hypervisor steal over the whole bench ${input.stealPct.toFixed(1)} %; other processes' CPU use at the start ${input.loadAtStartPct.toFixed(0)} % of all cores; read from disk ${input.diskReadMiB.toFixed(0)} MiB; page cache dropped ${input.cacheDrops} times; memory reclaimed by the kernel ${input.reclaimMiB.toFixed(0)} MiB.`,
     "",
   );
 
@@ -283,7 +285,7 @@ export function markdown(input: ReportInput, rsyncMissing: string | undefined): 
   const notes = [...input.notes, ...input.workloads.flatMap((w) => (w.skipped ? [`Workload ${w.id} (${w.title}): skipped, ${w.skipped}.`] : w.notes.map((n) => `Workload ${w.id}: ${n}`)))];
   const disturbed = input.workloads.flatMap((w) => w.runs.filter((r) => r.ok && disturbance(r)).map((r) => `${w.id} rep ${r.rep} ${r.contender}${disturbance(r)}`));
   if (disturbed.length)
-    notes.push(`Runs that read from disk or saw the page cache dropped (their sources were no longer warm; discount them): ${disturbed.join("; ")}.`);
+    notes.push(`Runs that read from disk, saw the page cache dropped or the kernel reclaiming memory (not the quiet, warm-cache run they were meant to be; discount them): ${disturbed.join("; ")}.`);
   if (rsyncMissing) notes.unshift(rsyncMissing);
   if (notes.length) out.push("## Notes", "", ...notes.map((n) => `- ${n}`), "");
   if (input.failures.length) out.push("## FAILURES", "", ...input.failures.map((n) => `- ${n}`), "");

@@ -29,6 +29,8 @@ export interface Run {
   readonly diskReadMiB?: number;
   /** Times the page cache was dropped during the run. */
   readonly cacheDrops?: number;
+  /** Memory the kernel reclaimed during the run (RAM was full), MiB. */
+  readonly reclaimMiB?: number;
   readonly server?: ProcessCost;
   readonly clients?: readonly ProcessCost[];
   /** Anything workload-specific (per-subscriber times, startup times...). */

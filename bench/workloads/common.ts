@@ -4,7 +4,7 @@
 
 import { mkdir, rename, rm } from "node:fs/promises";
 import path from "node:path";
-import { DISK_READ_NOTE_MIB, cacheDrops, mbps, settle } from "../measure.js";
+import { DISK_READ_NOTE_MIB, RECLAIM_NOTE_MIB, cacheDrops, mbps, settle } from "../measure.js";
 import type { RsyncDaemon } from "../contenders.js";
 import type { BenchConfig, Run } from "../types.js";
 
@@ -92,11 +92,12 @@ function describe(label: string, reps: number, run: Run): string {
   return `${head} ${run.seconds.toFixed(3)} s, ${rate}${files} (wall ${run.wallSeconds.toFixed(2)} s, steal ${run.stealPct.toFixed(1)} %, others' load before ${loadPct(run)}${disturbance(run)}) verified`;
 }
 
-/** ", read 40 MiB from disk, page cache dropped" when the run was not the warm-cache run it meant to be. */
+/** ", read 40 MiB from disk, page cache dropped, ..." when the run was not the quiet, warm-cache run it meant to be. */
 export function disturbance(run: Run): string {
   const parts: string[] = [];
   if ((run.diskReadMiB ?? 0) >= DISK_READ_NOTE_MIB) parts.push(`read ${run.diskReadMiB!.toFixed(0)} MiB from disk`);
   if ((run.cacheDrops ?? 0) > 0) parts.push("page cache dropped");
+  if ((run.reclaimMiB ?? 0) >= RECLAIM_NOTE_MIB) parts.push(`kernel reclaimed ${run.reclaimMiB!.toFixed(0)} MiB (memory full)`);
   return parts.map((p) => `, ${p}`).join("");
 }
 
