@@ -180,9 +180,7 @@ async function main(): Promise<number> {
     machine,
     stealPct: cpuShare.stealPct,
     loadAtStartPct: loadAtStart,
-    diskReadMiB: cpuShare.diskReadMiB,
-    cacheDrops: cpuShare.cacheDrops,
-    reclaimMiB: cpuShare.reclaimMiB,
+    disturbance: cpuShare.disturbance,
     workloads,
     notes: [
       ...(slowMachine ? [slowMachine] : []),

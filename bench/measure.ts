@@ -119,7 +119,12 @@ export interface CpuShare {
   readonly stealPct: number;
   /** Busy (user, nice, system, irq, softirq), whoever it was. */
   readonly busyPct: number;
-  /** Read from disk by anyone (/proc/vmstat pgpgin), MiB. */
+  readonly disturbance: Disturbance;
+}
+
+/** What else the machine went through meanwhile, from /proc/vmstat. */
+export interface Disturbance {
+  /** Read from disk by anyone (pgpgin), MiB. */
   readonly diskReadMiB: number;
   /** Times the page cache was dropped (echo 1 or 3 > drop_caches, by anyone: here, the host's agent). */
   readonly cacheDrops: number;
@@ -139,13 +144,13 @@ export class CpuMeter {
     const end = readCpuLine();
     const vm = readVmstat();
     const total = end.total - this.#start.total;
-    const disk = {
+    const disturbance = {
       diskReadMiB: (vm.pgpginKiB - this.#vm.pgpginKiB) / 1024,
       cacheDrops: vm.drops - this.#vm.drops,
       reclaimMiB: ((vm.scannedPages - this.#vm.scannedPages) * 4096) / 2 ** 20,
     };
-    if (total <= 0) return { stealPct: 0, busyPct: 0, ...disk };
-    return { stealPct: (100 * (end.steal - this.#start.steal)) / total, busyPct: (100 * (end.busy - this.#start.busy)) / total, ...disk };
+    if (total <= 0) return { stealPct: 0, busyPct: 0, disturbance };
+    return { stealPct: (100 * (end.steal - this.#start.steal)) / total, busyPct: (100 * (end.busy - this.#start.busy)) / total, disturbance };
   }
 }
 

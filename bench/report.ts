@@ -1,7 +1,7 @@
 // Turning runs into what a reader sees: summaries per contender with ratios to the baselines measured
 // in the same bench run (paired by repetition), a markdown report, and an SVG bar chart of throughput.
 
-import { mbps, median } from "./measure.js";
+import { mbps, median, type Disturbance } from "./measure.js";
 import { disturbance } from "./workloads/common.js";
 import { CP, FMQ, FMQ_NO_AHEAD, FMQ_STALLED, FMQ_WARM, RAW, RSYNC, type ResyncSample, type WorkloadResult } from "./types.js";
 
@@ -198,12 +198,8 @@ export interface ReportInput {
   readonly machine: Record<string, string | number>;
   readonly stealPct: number;
   readonly loadAtStartPct: number;
-  /** Read from disk over the whole bench (writes of new files read some metadata), MiB. */
-  readonly diskReadMiB: number;
-  /** Times the page cache was dropped during the bench (by the host's agent: nothing of ours does it). */
-  readonly cacheDrops: number;
-  /** Memory the kernel reclaimed during the bench, MiB. */
-  readonly reclaimMiB: number;
+  /** Over the whole bench (writing new files reads some metadata from disk). */
+  readonly disturbance: Disturbance;
   readonly workloads: readonly WorkloadResult[];
   readonly notes: readonly string[];
   readonly failures: readonly string[];
@@ -219,7 +215,7 @@ export function markdown(input: ReportInput, rsyncMissing: string | undefined): 
   out.push(
     `Machine: ${Object.entries(input.machine)
       .map(([k, v]) => `${k} ${v}`)
-      .join("; ")}. Hypervisor steal over the whole bench ${input.stealPct.toFixed(1)} %; other processes' CPU use at the start ${input.loadAtStartPct.toFixed(0)} % of all cores; read from disk ${input.diskReadMiB.toFixed(0)} MiB; page cache dropped ${input.cacheDrops} times; memory reclaimed by the kernel ${input.reclaimMiB.toFixed(0)} MiB.`,
+      .join("; ")}. Hypervisor steal over the whole bench ${input.stealPct.toFixed(1)} %; other processes' CPU use at the start ${input.loadAtStartPct.toFixed(0)} % of all cores; read from disk ${input.disturbance.diskReadMiB.toFixed(0)} MiB; page cache dropped ${input.disturbance.cacheDrops} times; memory reclaimed by the kernel ${input.disturbance.reclaimMiB.toFixed(0)} MiB.`,
     "",
   );
 

@@ -1,5 +1,7 @@
 // The shapes every workload produces and the report consumes.
 
+import type { Disturbance } from "./measure.js";
+
 /** What one process cost: peak RSS over its life, CPU seconds during the timed part. */
 export interface ProcessCost {
   readonly peakRssMiB: number;
@@ -25,12 +27,8 @@ export interface Run {
   readonly stealPct: number;
   /** CPU used by other processes just before the run (% of all cores, measured while we were idle). */
   loadPct?: number;
-  /** Read from disk during the run, by anyone, MiB (sources are meant to be in the page cache). */
-  readonly diskReadMiB?: number;
-  /** Times the page cache was dropped during the run. */
-  readonly cacheDrops?: number;
-  /** Memory the kernel reclaimed during the run (RAM was full), MiB. */
-  readonly reclaimMiB?: number;
+  /** Disk reads, page-cache drops and memory reclaim during the run (sources are meant to stay in the page cache). */
+  readonly disturbance?: Disturbance;
   readonly server?: ProcessCost;
   readonly clients?: readonly ProcessCost[];
   /** Anything workload-specific (per-subscriber times, startup times...). */

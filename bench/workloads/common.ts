@@ -94,10 +94,12 @@ function describe(label: string, reps: number, run: Run): string {
 
 /** ", read 40 MiB from disk, page cache dropped, ..." when the run was not the quiet, warm-cache run it meant to be. */
 export function disturbance(run: Run): string {
+  const d = run.disturbance;
+  if (!d) return "";
   const parts: string[] = [];
-  if ((run.diskReadMiB ?? 0) >= DISK_READ_NOTE_MIB) parts.push(`read ${run.diskReadMiB!.toFixed(0)} MiB from disk`);
-  if ((run.cacheDrops ?? 0) > 0) parts.push("page cache dropped");
-  if ((run.reclaimMiB ?? 0) >= RECLAIM_NOTE_MIB) parts.push(`kernel reclaimed ${run.reclaimMiB!.toFixed(0)} MiB (memory full)`);
+  if (d.diskReadMiB >= DISK_READ_NOTE_MIB) parts.push(`read ${d.diskReadMiB.toFixed(0)} MiB from disk`);
+  if (d.cacheDrops > 0) parts.push("page cache dropped");
+  if (d.reclaimMiB >= RECLAIM_NOTE_MIB) parts.push(`kernel reclaimed ${d.reclaimMiB.toFixed(0)} MiB (memory full)`);
   return parts.map((p) => `, ${p}`).join("");
 }
 
