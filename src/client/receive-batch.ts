@@ -4,38 +4,20 @@
 // Measured here, 10,000 files of 4 KiB, 4 alternating pairs: the subscriber's I/O thread used 0.34-0.50
 // CPU-s with 8 KiB reads and 0.24-0.27 with 256 KiB, and its peak RSS was 140-152 MiB instead of 158-185,
 // on two cores that both ends share. Big messages are read straight into their buffers either way.
-//
-// The option is a libzmq DRAFT option (101): zeromq.js builds libzmq with its draft API but does not name
-// it, so we set it through the socket's generic integer setter. A build without it refuses (EINVAL); the
-// socket then simply keeps libzmq's default.
+// (A libzmq draft option: see ../zmq-draft.ts.)
 
 import type { Socket } from "zeromq";
-
-const ZMQ_IN_BATCH_SIZE = 101;
+import { DraftOption, draftOption, setDraftOption } from "../zmq-draft.js";
 
 /** What we ask libzmq to read from a connection at a time. */
 export const RECEIVE_BATCH_BYTES = 256 * 1024;
 
-interface IntegerOptions {
-  setInt32Option(option: number, value: number): void;
-  getInt32Option(option: number): number;
-}
-
 /** Set the socket's receive batch (before it connects); false if this libzmq does not have the option. */
 export function setReceiveBatch(socket: Socket, bytes = RECEIVE_BATCH_BYTES): boolean {
-  try {
-    (socket as unknown as IntegerOptions).setInt32Option(ZMQ_IN_BATCH_SIZE, bytes);
-    return true;
-  } catch {
-    return false;
-  }
+  return setDraftOption(socket, DraftOption.IN_BATCH_SIZE, bytes);
 }
 
 /** The socket's receive batch as libzmq has it (for tests); undefined without the option. */
 export function receiveBatch(socket: Socket): number | undefined {
-  try {
-    return (socket as unknown as IntegerOptions).getInt32Option(ZMQ_IN_BATCH_SIZE);
-  } catch {
-    return undefined;
-  }
+  return draftOption(socket, DraftOption.IN_BATCH_SIZE);
 }

@@ -60,7 +60,7 @@ export interface SecurityConfig {
 
 export type LimitOptions = Pick<
   ServerOptions,
-  "maxClients" | "maxSubscriptions" | "maxMessageSize" | "maxPendingMessages" | "maxOutgoingMessages" | "maxQueuedMessages" | "expiryMs"
+  "maxClients" | "maxSubscriptions" | "maxMessageSize" | "maxPendingMessages" | "maxOutgoingMessages" | "maxQueuedMessages" | "expiryMs" | "peerTimeoutMs"
 >;
 
 export interface ServerConfig {
@@ -82,6 +82,7 @@ const LIMITS: Record<string, { option: keyof LimitOptions; size?: boolean }> = {
   "max-outgoing-messages": { option: "maxOutgoingMessages" },
   "max-queued-messages": { option: "maxQueuedMessages" },
   "expiry-ms": { option: "expiryMs" },
+  "peer-timeout-ms": { option: "peerTimeoutMs" },
 };
 
 const TOP_KEYS = ["bind", "chunk-size", "stable-ms", "hash-ahead", "mount", "security", "account", "limits"];

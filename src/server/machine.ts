@@ -28,6 +28,11 @@ export type ServerEvent =
   | "expired"
   /** The client sent bytes that do not decode. */
   | "malformed"
+  /**
+   * An empty message: libzmq's notice that the connection closed (ROUTER_NOTIFY; the peer hung up, or
+   * stopped answering heartbeats), or a peer sending an empty message, which looks the same.
+   */
+  | "hung up"
   /** Raised by "store subscription": the path is invalid, matches no mount, or the client may not read it. */
   | "refused";
 
@@ -76,6 +81,8 @@ export const serverMachine: Table<ServerState, ServerEvent, ServerAction> = {
     refused: { do: ["send SRSLY"], next: "ready" },
     expired: { do: ["terminate"] },
     malformed: { do: ["send RTFM", "terminate"] },
+    // A gone peer's RTFM fails quietly (EHOSTUNREACH); a live one that sent an empty message reads it.
+    "hung up": { do: ["send RTFM", "terminate"] },
     // Any other message, in any state: the client is confused; tell it and forget it.
     "*": { do: ["send RTFM", "terminate"] },
   },

@@ -4,6 +4,7 @@
 
 import { EventEmitter } from "node:events";
 import { Router } from "zeromq";
+import { DraftOption, setDraftOption } from "../zmq-draft.js";
 import { decodeFrames } from "../protocol/codec.js";
 import { encode } from "../protocol/codec.js";
 import { covers, overlaps } from "../paths.js";
@@ -27,6 +28,14 @@ export interface ServerOptions {
   readonly hashAhead?: boolean;
   /** A client silent this long (ms) is forgotten. Our client sends HUGZ every second when idle. */
   readonly expiryMs?: number;
+  /**
+   * A connection that has sent nothing for this long (ms), not even libzmq's answer to a ZMTP PING, is
+   * closed by libzmq (ZMTP heartbeats, a PING every third of it). A peer frozen with its TCP connection
+   * open (SIGSTOP, a hung machine) otherwise keeps its pipe full of our chunks, and the kernel's socket
+   * buffers, for as long as it stays frozen: its kernel still acknowledges, so TCP never gives up. A live
+   * peer is never cut: its libzmq answers PINGs on its own I/O thread, however busy the program.
+   */
+  readonly peerTimeoutMs?: number;
   /** Most clients at once; more are answered RTFM. */
   readonly maxClients?: number;
   readonly maxSubscriptions?: number;
@@ -50,6 +59,7 @@ export const serverDefaults = {
   stableMs: 150,
   hashAhead: true,
   expiryMs: 60_000,
+  peerTimeoutMs: 15_000,
   maxClients: 10_000,
   maxSubscriptions: 256,
   maxQueuedMessages: 16,
@@ -57,6 +67,9 @@ export const serverDefaults = {
   maxPendingMessages: 256,
   maxOutgoingMessages: 512,
 } as const;
+
+/** ROUTER_NOTIFY's value for "tell us of disconnects" (not of connects). */
+const ZMQ_NOTIFY_DISCONNECT = 2;
 
 export interface SentEvent {
   readonly client: string;
@@ -110,9 +123,13 @@ export class Server extends EventEmitter<ServerEvents> {
       // With maxQueuedMessages, bounds what one client that stops reading can make us hold.
       sendHighWaterMark: 64,
       linger: 0,
+      heartbeatInterval: Math.max(1, Math.round(this.options.peerTimeoutMs / 3)),
+      heartbeatTimeout: this.options.peerTimeoutMs,
       maxMessageSize: this.options.maxMessageSize,
       ...this.#security?.socketOptions(),
     });
+    // A closed connection is forgotten at once (its file, read-ahead and queue freed), not at expiry.
+    setDraftOption(this.#router, DraftOption.ROUTER_NOTIFY, ZMQ_NOTIFY_DISCONNECT);
     this.#outbox = new Outbox(this.#router, (key) => this.#connections.get(key)?.engine.post("expired", undefined));
     const server = this;
     this.#host = {
@@ -235,6 +252,7 @@ export class Server extends EventEmitter<ServerEvents> {
 
   #receive(routingId: Buffer, frames: Buffer[]): void {
     const key = routingId.toString("hex");
+    if (frames.length === 1 && frames[0]!.length === 0) return this.#hungUp(key, routingId);
     const result = decodeFrames(frames);
     let connection = this.#connections.get(key);
     if (!result.ok) {
@@ -265,6 +283,13 @@ export class Server extends EventEmitter<ServerEvents> {
     connection.lastHeard = Date.now();
     connection.expiryPosted = false;
     connection.engine.post(result.message.id, result.message);
+  }
+
+  /** An empty message: the connection closed (see "hung up" in machine.ts), or a peer sent nothing. */
+  #hungUp(key: string, routingId: Buffer): void {
+    const connection = this.#connections.get(key);
+    if (connection) connection.engine.post("hung up", "empty message");
+    else this.#send(key, routingId, encode({ id: "RTFM", reason: "empty message" }));
   }
 
   /** Queue a message for a client, unless it has stopped reading: then it is dropped with its queue. */
@@ -323,6 +348,7 @@ function verify(o: Required<Omit<ServerOptions, "trace" | "security">>): void {
   if (!Number.isInteger(o.readAhead) || o.readAhead < 0) throw new ServerError(`read-ahead must be >= 0, got ${o.readAhead}`);
   if (!Number.isFinite(o.stableMs) || o.stableMs < 0) throw new ServerError(`stability threshold must be >= 0 ms, got ${o.stableMs}`);
   positive("expiry", o.expiryMs);
+  positive("peer timeout", o.peerTimeoutMs);
   positive("max clients", o.maxClients);
   positive("max subscriptions", o.maxSubscriptions);
   positive("max queued messages", o.maxQueuedMessages);

@@ -1,7 +1,7 @@
 // Faults with real processes and real signals: kill -9 either side mid-transfer, start it again, and
 // check the result byte for byte and how much was sent again.
 
-import { stat } from "node:fs/promises";
+import { readdir, readFile, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { startFmq, type Running } from "../helpers/fmq.js";
@@ -18,8 +18,8 @@ const MiB = 1024 * 1024;
 const WINDOW = "1M";
 const deliveries = (r: Running) => r.events.filter((e) => e.event === "delivered");
 
-async function publisher(src: string, port: number): Promise<Running> {
-  const pub = start(["publish", src, "--bind", `tcp://127.0.0.1:${port}`, "--json", "--stable-ms", "50"]);
+async function publisher(src: string, port: number, more: string[] = []): Promise<Running> {
+  const pub = start(["publish", src, "--bind", `tcp://127.0.0.1:${port}`, "--json", "--stable-ms", "50", ...more]);
   await waitFor(() => pub.events.some((e) => e.event === "ready"), "publisher ready");
   return pub;
 }
@@ -30,6 +30,13 @@ function subscriber(inbox: string, port: number): Running {
 
 async function partialSize(file: string): Promise<number> {
   return (await stat(file).catch(() => ({ size: 0 }))).size;
+}
+
+/** Is every thread of the process stopped (state T in /proc)? */
+async function allThreadsStopped(pid: number): Promise<boolean> {
+  const tasks = await readdir(`/proc/${pid}/task`);
+  const states = await Promise.all(tasks.map(async (t) => (await readFile(`/proc/${pid}/task/${t}/stat`, "utf8")).split(") ")[1]![0]));
+  return states.every((state) => state === "T");
 }
 
 async function kill9(r: Running): Promise<void> {
@@ -44,12 +51,15 @@ describe("faults", () => {
     const inbox = await tempDir();
     await writeRandomFile(path.join(src, "big.bin"), size);
     const port = await freePort();
-    await publisher(src, port);
+    const pub = await publisher(src, port);
     const partial = path.join(inbox, ".fmq", "partial", partialName("big.bin"));
     const first = subscriber(inbox, port);
     await waitFor(async () => (await partialSize(partial)) >= size * 0.3, "30% of the file", 30_000, 1);
     await kill9(first);
     expect(deliveries(first)).toEqual([]);
+    // libzmq tells the publisher the connection closed (ROUTER_NOTIFY): it forgets the client at once,
+    // not after 60 s of silence.
+    await waitFor(() => pub.events.some((e) => e.event === "disconnected"), "the publisher forgetting the killed subscriber", 5_000);
     const held = await partialSize(partial);
     expect(held).toBeGreaterThan(0);
     expect(held).toBeLessThan(size);
@@ -105,4 +115,38 @@ describe("faults", () => {
     expect(new Set(paths).size).toBe(paths.length);
     expect(paths.length).toBeLessThan(2000);
   }, 120_000);
+
+  it("faults - SIGSTOP the subscriber mid-file: the publisher closes its connection and drops its queue; after SIGCONT it resumes", async () => {
+    const size = 200 * MiB;
+    const src = await tempDir();
+    const inbox = await tempDir();
+    const etc = await tempDir();
+    await writeRandomFile(path.join(src, "big.bin"), size);
+    // A frozen peer's kernel still acknowledges TCP, so only ZMTP heartbeats notice it: 1 s here.
+    const config = path.join(etc, "server.toml");
+    await writeFile(config, "[limits]\npeer-timeout-ms = 1000\n");
+    const port = await freePort();
+    const pub = await publisher(src, port, ["--config", config]);
+    const partial = path.join(inbox, ".fmq", "partial", partialName("big.bin"));
+    const sub = subscriber(inbox, port);
+    await waitFor(async () => (await partialSize(partial)) >= size * 0.3, "30% of the file", 30_000, 1);
+    sub.child.kill("SIGSTOP");
+    const frozenAt = pub.events.length;
+    // The signal lands a moment later, and a write under way finishes first: wait until every thread is stopped.
+    await waitFor(() => allThreadsStopped(sub.child.pid!), "the subscriber stopped", 5_000, 5);
+    const heldAtStop = await partialSize(partial);
+    try {
+      // Well before the 60 s after which a silent client is forgotten anyway.
+      await waitFor(() => pub.events.slice(frozenAt).some((e) => e.event === "disconnected"), "the publisher dropping the frozen subscriber", 10_000);
+      expect(await partialSize(partial)).toBe(heldAtStop);
+    } finally {
+      sub.child.kill("SIGCONT");
+    }
+    await waitFor(() => deliveries(sub).length === 1, "the file delivered after the thaw", 60_000);
+    expect(await treeHashes(inbox)).toEqual(await treeHashes(src));
+    // The thawed subscriber started a new session and resumed: the file was not sent whole again.
+    const received = deliveries(sub)[0]!.received as number;
+    expect(received).toBeLessThan(size - heldAtStop + 2 * BLOCK_SIZE + 16 * MiB);
+    expect(sub.events.some((e) => e.event === "disconnected")).toBe(true);
+  }, 90_000);
 });

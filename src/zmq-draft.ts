@@ -1,0 +1,36 @@
+// libzmq DRAFT socket options. zeromq.js builds libzmq with its draft API but names only the stable
+// options; the drafts we use are set through the socket's generic integer setter. A libzmq built without
+// one refuses it (EINVAL): the setter then returns false and the socket keeps libzmq's default.
+
+import type { Socket } from "zeromq";
+
+export const DraftOption = {
+  /** ROUTER: deliver an empty message from a peer whose connection closed (ZMQ_NOTIFY_DISCONNECT = 2). */
+  ROUTER_NOTIFY: 97,
+  /** Bytes libzmq reads from a connection per recv() (8 KiB by default). */
+  IN_BATCH_SIZE: 101,
+} as const;
+
+interface IntegerOptions {
+  setInt32Option(option: number, value: number): void;
+  getInt32Option(option: number): number;
+}
+
+/** Set a draft option (before the socket binds or connects); false if this libzmq does not have it. */
+export function setDraftOption(socket: Socket, option: number, value: number): boolean {
+  try {
+    (socket as unknown as IntegerOptions).setInt32Option(option, value);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A draft option's value as libzmq has it (for tests); undefined without the option. */
+export function draftOption(socket: Socket, option: number): number | undefined {
+  try {
+    return (socket as unknown as IntegerOptions).getInt32Option(option);
+  } catch {
+    return undefined;
+  }
+}
