@@ -381,10 +381,9 @@ export class Connection {
       readAhead: this.host.readAhead,
       extensions: caps.has(Capability.VERIFY),
       single: caps.has(Capability.VERIFY) && caps.has(Capability.SINGLE),
-      // A whole-file transfer stops a background pass over its file and hashes as it reads; a resumed
-      // one waits for the pass (hashing the part it skips would read that part again).
-      knownFingerprint: (absolute: string, version: Version, whole: boolean) =>
-        whole ? this.host.fingerprints.forTransfer(absolute, version) : this.host.fingerprints.lookup(absolute, version),
+      // A transfer that finds the background pass still reading its file sends at once and takes the
+      // pass's result for its last chunk (the pass runs in a worker thread, faster than we send).
+      knownFingerprint: (absolute: string, version: Version) => this.host.fingerprints.lookup(absolute, version),
     };
   }
 

@@ -64,9 +64,9 @@ export interface CursorOptions {
    * The fingerprint of this version of the file if it is known (computed when it was published, or by
    * an earlier transfer), or a promise of it (being computed in the background now): then nothing is
    * hashed on the way out, and the promise is awaited only for the last chunk. Undefined: hash as we
-   * read. `whole`: this transfer reads the whole file, so it can hash it itself.
+   * read.
    */
-  readonly knownFingerprint?: (absolute: string, version: Version, whole: boolean) => Fingerprint | Promise<Fingerprint | undefined> | undefined;
+  readonly knownFingerprint?: (absolute: string, version: Version) => Fingerprint | Promise<Fingerprint | undefined> | undefined;
 }
 
 interface Prefetched {
@@ -162,7 +162,7 @@ export class FileCursor {
         const start = Math.min(Math.floor((plan.start ?? 0) / BLOCK_SIZE) * BLOCK_SIZE, identity.size);
         ranges = [[start, identity.size]];
         if (options.extensions) {
-          known = options.knownFingerprint?.(absolute, version, start === 0);
+          known = options.knownFingerprint?.(absolute, version);
           if (!known) {
             hasher = new BlockHasher(await xxh());
             // Resumed: hash the part the client already holds, so the tree hash covers the whole file.

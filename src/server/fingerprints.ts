@@ -2,17 +2,21 @@
 // asks with one), keyed by path and valid for one version of the file. A file sent to sixteen
 // subscribers, resumed, or compared for sixteen resyncs, is hashed once.
 //
-// Big files are fingerprinted in the background as soon as they are published (one at a time), so that
-// sending them costs no hashing: on two cores, hashing 1 GiB on the send path cost a third of the
-// transfer's time. A whole-file transfer that finds that background pass still reading stops it and
-// hashes as it reads (one read instead of two: see forTransfer); a resumed one sends at once and takes
-// the pass's fingerprint for its last chunk; one that finds none hashes as it reads and leaves its result
-// here. Bounded: oldest entries go first.
+// Big files are fingerprinted in the background as soon as they are published (one at a time, in a
+// worker thread: fingerprint-thread.ts), so that sending them costs no hashing: on two cores, hashing
+// 1 GiB on the send path cost a third of the transfer's time. A transfer that finds that pass still
+// reading sends at once and takes the pass's fingerprint for its last chunk (the pass reads faster than
+// we send). Until this stop a whole-file transfer stopped the pass and hashed as it read, because the
+// pass then ran on the main thread and the two together were slower still; measured with the worker,
+// 1 GiB sent right after it was published took 1.16 s instead of 1.51 (bench workload 1, 5 and 9
+// repetitions), 1.03 when the fingerprint was known. One that finds no fingerprint and no pass (hash-ahead
+// off, a small file) hashes as it reads and leaves its result here. Bounded: oldest entries go first.
 
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
-import { fingerprintFile, type Fingerprint } from "../digest/blocks.js";
+import type { Fingerprint } from "../digest/blocks.js";
+import { FingerprintThread } from "../digest/fingerprint-thread.js";
 
 /**
  * One version of a file. Size and mtime are what a writer would change; the inode and ctime catch what
@@ -30,8 +34,6 @@ interface Entry {
   fingerprint?: Fingerprint;
   /** Being computed now (undefined when it ends: the file changed while it was read, or failed). */
   pending?: Promise<Fingerprint | undefined>;
-  /** Stops the computation in progress when it is a background pass (see forTransfer). */
-  pass?: AbortController;
   sha1?: string;
 }
 
@@ -47,6 +49,8 @@ export class Fingerprints {
   #closed = false;
   /** Stops a fingerprint being computed when the server closes (a big file takes seconds). */
   readonly #abort = new AbortController();
+  /** Where fingerprints are computed: off the main thread, which is busy sending. */
+  readonly #thread = new FingerprintThread();
 
   constructor(private readonly max = 20_000) {}
 
@@ -61,21 +65,6 @@ export class Fingerprints {
    */
   lookup(absolute: string, version: Version): Fingerprint | Promise<Fingerprint | undefined> | undefined {
     const entry = this.#current(absolute, version);
-    return entry?.fingerprint ?? entry?.pending;
-  }
-
-  /**
-   * For a transfer about to read the whole file: its fingerprint if known. A background pass still
-   * reading it is stopped rather than waited for: the transfer hashes what it reads, one read of the
-   * file instead of two on the same cores (a first transfer right after publish took 1.7x as long with
-   * both). What the transfer computes is remembered, so later ones find it here.
-   */
-  forTransfer(absolute: string, version: Version): Fingerprint | Promise<Fingerprint | undefined> | undefined {
-    const entry = this.#current(absolute, version);
-    if (entry?.pass && !entry.fingerprint) {
-      entry.pass.abort();
-      return undefined;
-    }
     return entry?.fingerprint ?? entry?.pending;
   }
 
@@ -121,6 +110,7 @@ export class Fingerprints {
     this.#closed = true;
     this.#backlog.clear();
     this.#abort.abort();
+    void this.#thread.close();
   }
 
   /** RFC 35's digest: SHA-1 of the content, 40 uppercase hex (CZMQ zfile_digest). */
@@ -144,7 +134,7 @@ export class Fingerprints {
         const version = await versionOf(next).catch(() => undefined);
         if (!version || (await this.known(next, version))) continue;
         this.#passes++;
-        await this.#compute(next, version, new AbortController()).catch(() => undefined);
+        await this.#compute(next, version).catch(() => undefined);
       }
     } finally {
       this.#working = false;
@@ -163,16 +153,12 @@ export class Fingerprints {
     return next;
   }
 
-  /**
-   * Hash the file, visible to `known` meanwhile; kept only if the file did not change while it was read.
-   * With `pass` (a background pass), a transfer may stop it.
-   */
-  #compute(absolute: string, version: Version, pass?: AbortController): Promise<Fingerprint | undefined> {
+  /** Hash the file (in the worker thread), visible to `known` meanwhile; kept only if the file did not change while it was read. */
+  #compute(absolute: string, version: Version): Promise<Fingerprint | undefined> {
     const entry = this.#entry(absolute, version);
-    const signal = pass ? AbortSignal.any([this.#abort.signal, pass.signal]) : this.#abort.signal;
     const pending = (async () => {
       try {
-        const fingerprint = await fingerprintFile(absolute, undefined, signal);
+        const fingerprint = await this.#thread.fingerprint(absolute, this.#abort.signal);
         const after = await versionOf(absolute);
         if (!sameVersion(version, after)) return undefined;
         entry.fingerprint = fingerprint;
@@ -181,11 +167,9 @@ export class Fingerprints {
         return undefined;
       } finally {
         entry.pending = undefined;
-        entry.pass = undefined;
       }
     })();
     entry.pending = pending;
-    entry.pass = pass;
     return pending;
   }
 

@@ -1,0 +1,82 @@
+// The main thread's side of fingerprint-worker.ts: one worker, started on first use and unref'd (it never
+// keeps the process alive), fingerprinting files on request. If the worker cannot start (its compiled
+// file is missing), requests fail and the caller falls back to hashing on its own thread.
+
+import { Worker } from "node:worker_threads";
+import type { Fingerprint } from "./blocks.js";
+import type { WorkerReply, WorkerRequest } from "./fingerprint-worker.js";
+
+/**
+ * The compiled worker. Tests run the TypeScript sources (vitest) but Node 20 runs a worker only from
+ * JavaScript, so from src/ we use the build's copy (the test command builds first).
+ */
+function workerUrl(): URL {
+  const here = new URL(import.meta.url);
+  return here.pathname.endsWith(".ts") ? new URL("../../dist/src/digest/fingerprint-worker.js", here) : new URL("./fingerprint-worker.js", here);
+}
+
+interface Waiting {
+  readonly resolve: (fingerprint: Fingerprint) => void;
+  readonly reject: (error: Error) => void;
+}
+
+export class FingerprintThread {
+  #worker: Worker | undefined;
+  #nextId = 0;
+  readonly #waiting = new Map<number, Waiting>();
+  #closed = false;
+
+  /** Fingerprint the whole file in the worker; rejects if it fails, changes size under it, or `signal` aborts. */
+  fingerprint(file: string, signal?: AbortSignal): Promise<Fingerprint> {
+    if (this.#closed) return Promise.reject(new Error("closed"));
+    const worker = this.#start();
+    const id = ++this.#nextId;
+    return new Promise<Fingerprint>((resolve, reject) => {
+      const abort = () => this.#worker?.postMessage({ abort: id } satisfies WorkerRequest);
+      signal?.addEventListener("abort", abort, { once: true });
+      const settled = () => signal?.removeEventListener("abort", abort);
+      this.#waiting.set(id, {
+        resolve: (fingerprint) => (settled(), resolve(fingerprint)),
+        reject: (error) => (settled(), reject(error)),
+      });
+      worker.postMessage({ id, file } satisfies WorkerRequest);
+    });
+  }
+
+  /** Stop the worker; what is waiting fails. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#failAll(new Error("closed"));
+    await this.#worker?.terminate();
+    this.#worker = undefined;
+  }
+
+  #start(): Worker {
+    if (this.#worker) return this.#worker;
+    const worker = new Worker(workerUrl());
+    worker.unref();
+    worker.on("message", (reply: WorkerReply) => {
+      const waiting = this.#waiting.get(reply.id);
+      if (!waiting) return;
+      this.#waiting.delete(reply.id);
+      if ("error" in reply) waiting.reject(new Error(reply.error));
+      else waiting.resolve({ blocks: Buffer.from(reply.blocks), hash: reply.hash });
+    });
+    // A worker that fails to start or dies: everything waiting fails (callers hash themselves), and the
+    // next request starts a new one.
+    const lost = (error: Error) => {
+      if (this.#worker === worker) this.#worker = undefined;
+      this.#failAll(error);
+    };
+    worker.on("error", lost);
+    worker.on("exit", (code) => lost(new Error(`fingerprint worker exited (${code})`)));
+    this.#worker = worker;
+    return worker;
+  }
+
+  #failAll(error: Error): void {
+    const waiting = [...this.#waiting.values()];
+    this.#waiting.clear();
+    for (const w of waiting) w.reject(error);
+  }
+}

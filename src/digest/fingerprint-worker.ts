@@ -1,0 +1,33 @@
+// A worker thread that fingerprints files (block hashes and tree hash, blocks.ts) off the main thread.
+// The server's background pass runs here so that a transfer that starts while the pass is still reading
+// the file need not stop it and hash on its own thread (which slows the sending); it sends at once and
+// takes the pass's fingerprint for its last chunk. One request at a time, in order; an abort stops the
+// request at its next read.
+
+import { parentPort } from "node:worker_threads";
+import { fingerprintFile } from "./blocks.js";
+
+/** From the main thread: fingerprint `file`, or stop request `abort`. */
+export type WorkerRequest = { readonly id: number; readonly file: string } | { readonly abort: number };
+
+/** To the main thread: request `id`'s fingerprint (blocks as an ArrayBuffer), or why it failed. */
+export type WorkerReply = { readonly id: number; readonly blocks: ArrayBuffer; readonly hash: string } | { readonly id: number; readonly error: string };
+
+const running = new Map<number, AbortController>();
+
+parentPort?.on("message", (request: WorkerRequest) => {
+  if ("abort" in request) {
+    running.get(request.abort)?.abort();
+    return;
+  }
+  const controller = new AbortController();
+  running.set(request.id, controller);
+  fingerprintFile(request.file, undefined, controller.signal).then(
+    ({ blocks, hash }) => {
+      // Copied once into a buffer of its own, which is then moved, not copied, to the main thread.
+      const own = new Uint8Array(blocks).buffer;
+      parentPort!.postMessage({ id: request.id, blocks: own, hash } satisfies WorkerReply, [own]);
+    },
+    (error: unknown) => parentPort!.postMessage({ id: request.id, error: String(error) } satisfies WorkerReply),
+  ).finally(() => running.delete(request.id));
+});

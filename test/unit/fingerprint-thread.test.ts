@@ -1,0 +1,52 @@
+// The fingerprint worker: the same result as hashing on the main thread, the main thread left free
+// meanwhile, an abort that stops a long pass, and failures that reject without stopping the next request.
+
+import { open, writeFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import path from "node:path";
+import { performance } from "node:perf_hooks";
+import { describe, expect, it } from "vitest";
+import { fingerprintFile } from "../../src/digest/blocks.js";
+import { FingerprintThread } from "../../src/digest/fingerprint-thread.js";
+import { tempDir } from "../helpers/tmp.js";
+
+describe("fingerprint thread", () => {
+  it("fingerprint thread - gives what the main thread computes; a missing file fails that request only", async () => {
+    const dir = await tempDir("fmq-fpt-");
+    const file = path.join(dir, "data.bin");
+    await writeFile(file, randomBytes(5.5 * 1024 * 1024));
+    const thread = new FingerprintThread();
+    try {
+      await expect(thread.fingerprint(path.join(dir, "missing.bin"))).rejects.toThrow(/ENOENT/);
+      expect(await thread.fingerprint(file)).toEqual(await fingerprintFile(file));
+    } finally {
+      await thread.close();
+    }
+  });
+
+  it("fingerprint thread - the main thread's event loop stays idle while a 16 GiB file is hashed; an abort stops it", async () => {
+    const file = path.join(await tempDir("fmq-fpt-"), "huge.bin");
+    const handle = await open(file, "w");
+    await handle.truncate(16 * 1024 ** 3); // sparse: reads cost no disk, hashing takes seconds
+    await handle.close();
+    const thread = new FingerprintThread();
+    const controller = new AbortController();
+    try {
+      const pass = thread.fingerprint(file, controller.signal);
+      pass.catch(() => undefined);
+      await new Promise((resolve) => setTimeout(resolve, 200)); // started
+      const before = performance.eventLoopUtilization();
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const busy = performance.eventLoopUtilization(before).utilization;
+      // Measured: 0.0006-0.0009 with the worker; hashing on this thread (reads in the thread pool, the
+      // hashing here) kept the loop busy 0.13 of the time.
+      expect(busy).toBeLessThan(0.02);
+      const abortedAt = Date.now();
+      controller.abort();
+      await expect(pass).rejects.toThrow();
+      expect(Date.now() - abortedAt).toBeLessThan(2000);
+    } finally {
+      await thread.close();
+    }
+  });
+});
