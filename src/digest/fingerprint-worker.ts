@@ -1,8 +1,8 @@
 // A worker thread that fingerprints files (block hashes and tree hash, blocks.ts) off the main thread.
 // The server's background pass runs here so that a transfer that starts while the pass is still reading
 // the file need not stop it and hash on its own thread (which slows the sending); it sends at once and
-// takes the pass's fingerprint for its last chunk. One request at a time, in order; an abort stops the
-// request at its next read.
+// takes the pass's fingerprint for its last chunk. Requests run as they arrive (the server queues its
+// background passes one at a time); an abort stops a request at its next read.
 
 import { parentPort } from "node:worker_threads";
 import { fingerprintFile } from "./blocks.js";

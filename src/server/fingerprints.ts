@@ -6,11 +6,11 @@
 // worker thread: fingerprint-thread.ts), so that sending them costs no hashing: on two cores, hashing
 // 1 GiB on the send path cost a third of the transfer's time. A transfer that finds that pass still
 // reading sends at once and takes the pass's fingerprint for its last chunk (the pass reads faster than
-// we send). Until this stop a whole-file transfer stopped the pass and hashed as it read, because the
-// pass then ran on the main thread and the two together were slower still; measured with the worker,
-// 1 GiB sent right after it was published took 1.16 s instead of 1.51 (bench workload 1, 5 and 9
-// repetitions), 1.03 when the fingerprint was known. One that finds no fingerprint and no pass (hash-ahead
-// off, a small file) hashes as it reads and leaves its result here. Bounded: oldest entries go first.
+// we send). When the pass ran on the main thread, a transfer had to stop it and hash as it read instead
+// (the two on one thread were slower still); with the worker, 1 GiB sent right after it was published
+// took 1.16 s instead of 1.51 (bench workload 1, medians of 5 and 9 runs), 1.03 with the fingerprint
+// known. A transfer that finds no fingerprint and no pass (hash-ahead off, a small file) hashes as it
+// reads and leaves its result here. Bounded: oldest entries go first.
 
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
