@@ -47,9 +47,7 @@ export class Fingerprints {
   #working = false;
   #passes = 0;
   #closed = false;
-  /** Stops a fingerprint being computed when the server closes (a big file takes seconds). */
-  readonly #abort = new AbortController();
-  /** Where fingerprints are computed: off the main thread, which is busy sending. */
+  /** Where fingerprints are computed: off the main thread, which is busy sending. Closing it stops them. */
   readonly #thread = new FingerprintThread();
 
   constructor(private readonly max = 20_000) {}
@@ -109,7 +107,7 @@ export class Fingerprints {
   close(): void {
     this.#closed = true;
     this.#backlog.clear();
-    this.#abort.abort();
+    // Fails what is being computed at once (a big file takes seconds) and ends the worker.
     void this.#thread.close();
   }
 
@@ -158,7 +156,7 @@ export class Fingerprints {
     const entry = this.#entry(absolute, version);
     const pending = (async () => {
       try {
-        const fingerprint = await this.#thread.fingerprint(absolute, this.#abort.signal);
+        const fingerprint = await this.#thread.fingerprint(absolute);
         const after = await versionOf(absolute);
         if (!sameVersion(version, after)) return undefined;
         entry.fingerprint = fingerprint;
