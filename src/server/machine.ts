@@ -22,8 +22,13 @@ export type ServerEvent =
   | "send chunk"
   /** Raised by "send next chunk": data is due but the client has granted no credit. */
   | "no credit"
-  /** Raised by "check for client data": nothing is queued for this client. */
+  /** Raised by "check for client data": nothing is queued for this client, and it has not been told so. */
   | "finished"
+  /**
+   * Raised by "check for client data": nothing is queued, and the client was told it is caught up and
+   * has been sent nothing since (more credit, or a file that was then skipped): no second report.
+   */
+  | "still caught up"
   /** The client said nothing for the expiry period. */
   | "expired"
   /** The client sent bytes that do not decode. */
@@ -73,6 +78,7 @@ export const serverMachine: Table<ServerState, ServerEvent, ServerAction> = {
       "send chunk": { do: ["send next chunk", "check for client data"] },
       "no credit": { do: [], next: "ready" },
       finished: { do: ["report caught up"], next: "ready" },
+      "still caught up": { do: [], next: "ready" },
       dispatch: { do: [] },
     },
   },

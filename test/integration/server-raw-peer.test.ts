@@ -529,6 +529,38 @@ describe("server with a scripted raw peer", () => {
     expect(data.reduce((n, c) => n + c.chunk.length, 0)).toBe(5000);
   });
 
+  it("server - caught up is reported once each time the client's queue drains, not at every grant of credit that finds nothing to send", async () => {
+    const first = randomBytes(3000);
+    const { server, endpoint, dir } = await startServer({}, { files: { "first.bin": first } });
+    await published(server, 1);
+    const reports: string[] = [];
+    server.on("caught-up", (client) => reports.push(client));
+    const p = peer(endpoint);
+    await p.open();
+    await p.icanhaz("/");
+    await p.expect("ICANHAZ_OK");
+    const assembly = new Assembly(p);
+    await p.nom(1 << 20);
+    await assembly.receiveFiles(1);
+    await waitFor(() => reports.length === 1, "the first caught-up", DEADLINE);
+    // More credit, with nothing to send: each NOM makes the server look for data and find none.
+    for (let i = 0; i < 5; i++) await p.nom(1000);
+    // HUGZ after the NOMs: once HUGZ-OK is back, the server has handled every NOM before it.
+    await p.send({ id: "HUGZ" });
+    await p.expect("HUGZ_OK");
+    expect(reports).toHaveLength(1);
+    // A new file: sent, and its delivery drains the queue again, which is reported again.
+    const second = randomBytes(2000);
+    await writeFile(path.join(dir, "second.bin"), second);
+    await assembly.receiveFiles(2);
+    expect(assembly.completed.get("/second.bin")).toBe(sha256(second));
+    await waitFor(() => reports.length === 2, "the second caught-up", DEADLINE);
+    await p.nom(1000);
+    await p.send({ id: "HUGZ" });
+    await p.expect("HUGZ_OK");
+    expect(reports).toHaveLength(2);
+  });
+
   it("server - credit: a chunk never exceeds the credit; small grants split chunks rather than stall", async () => {
     const content = randomBytes(10_000);
     const { server, endpoint } = await startServer({ chunkSize: 4096 }, { files: { "ten.bin": content } });
