@@ -132,6 +132,7 @@ async function main(): Promise<number> {
     fmq: fmqVersion(fmqCli),
     "new-file write MB/s": Math.round(probe.writeMBps),
     "4 KiB file create µs": Math.round(probe.createUs),
+    "new process memory first / second write MB/s": `${Math.round(probe.memoryFirstTouchMBps)} / ${Math.round(probe.memorySecondTouchMBps)}`,
   };
   log(`machine: ${Object.entries(machine).map(([k, v]) => `${k} ${v}`).join("; ")}`);
   log(`config: ${JSON.stringify({ ...config, tmp: undefined })}`);

@@ -9,6 +9,7 @@
 //    took 0.75-1.1 ms instead of 45 µs for about five minutes after 10,000 deletes.
 // The figures go in the report so a reader can tell a slow machine from a slow contender.
 
+import { spawnSync } from "node:child_process";
 import { closeSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import path from "node:path";
 import { now } from "./measure.js";
@@ -18,6 +19,9 @@ export interface ProbeResult {
   readonly writeMBps: number;
   /** Creating, writing (4 KiB) and closing one new file, best of 2 rounds of 2,000 (µs). */
   readonly createUs: number;
+  /** A new process writing 64 MiB of memory it has just allocated, then writing it again (MB/s); NaN if it failed. */
+  readonly memoryFirstTouchMBps: number;
+  readonly memorySecondTouchMBps: number;
 }
 
 /** Below these, the report warns that figures are depressed (healthy here: about 3,000 MB/s and 45 µs). */
@@ -52,7 +56,33 @@ export function probeFileSystem(dir: string): ProbeResult {
     // Set aside, not deleted: deleting them now would slow the creates of the workloads that follow.
     renameSync(files, `${files}.done`);
   }
-  return { writeMBps, createUs };
+  return { writeMBps, createUs, ...probeMemory() };
+}
+
+/**
+ * What fresh memory costs a new process here. Every contender that is a new process (all of ours: the
+ * bench starts a publisher and subscribers per repetition) pays it for its buffers; on these VMs the
+ * first write to a page was measured at about 250 MB/s against 20+ GB/s for the second (a page fault
+ * the host must back), so a process that touches 50 MiB of new memory spends about 0.2 s doing so.
+ * Measured in a child so that the bench's own warm heap does not hide it.
+ */
+function probeMemory(): Pick<ProbeResult, "memoryFirstTouchMBps" | "memorySecondTouchMBps"> {
+  const script = `
+    const MiB = 1024 * 1024, n = 64, blocks = [];
+    let t = performance.now();
+    for (let i = 0; i < n; i++) blocks.push(Buffer.allocUnsafe(MiB).fill(1));
+    const first = performance.now() - t;
+    t = performance.now();
+    for (const b of blocks) b.fill(2);
+    const second = performance.now() - t;
+    console.log(JSON.stringify({ first: (n * MiB) / 1e6 / (first / 1000), second: (n * MiB) / 1e6 / (second / 1000) }));`;
+  const child = spawnSync(process.execPath, ["-e", script], { encoding: "utf8", timeout: 30_000 });
+  try {
+    const { first, second } = JSON.parse(child.stdout) as { first: number; second: number };
+    return { memoryFirstTouchMBps: first, memorySecondTouchMBps: second };
+  } catch {
+    return { memoryFirstTouchMBps: NaN, memorySecondTouchMBps: NaN };
+  }
 }
 
 /** Between probes while file creation is slow. */

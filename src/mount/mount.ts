@@ -113,17 +113,24 @@ export class Mount extends EventEmitter<MountEvents> {
 
   /** Files waiting for their quiet period, or stable and still being checked before they are published. */
   get unstable(): number {
-    return this.#tracker.size + this.#publishing;
+    return this.#tracker.size + [...this.#publishing.values()].reduce((n, count) => n + count, 0);
   }
 
-  /** Is the file at `vpath` seen but still waiting for its quiet period (not yet in `files`)? */
+  /**
+   * Is the file at `vpath` seen but not published yet: waiting for its quiet period, or stable and being
+   * checked? From the moment a file is seen until it is in `files` (or gone), this or `files` says it
+   * exists: the server takes a file a client holds that is in neither for deleted on this side.
+   */
   waiting(vpath: string): boolean {
     const relative = relativeTo(this.alias, vpath);
-    return relative !== undefined && this.#tracker.has(relative);
+    return relative !== undefined && (this.#tracker.has(relative) || this.#publishing.has(relative));
   }
 
-  /** Files between the tracker and `files` (their realpath is being checked). */
-  #publishing = 0;
+  /**
+   * Files between the tracker and `files` (their realpath is being checked): relative path -> checks in
+   * flight (a file that changes again meanwhile can be checked twice at once).
+   */
+  readonly #publishing = new Map<string, number>();
 
   #relative(absolute: string): string {
     return path.relative(this.root, absolute).split(path.sep).join("/");
@@ -139,13 +146,15 @@ export class Mount extends EventEmitter<MountEvents> {
     // Never serve outside the mount: a symlink (or a path through one) must resolve inside the root.
     // Counted as unstable meanwhile: it has left the tracker but is not in `files` yet.
     let real: string;
-    this.#publishing++;
+    this.#publishing.set(relative, (this.#publishing.get(relative) ?? 0) + 1);
     try {
       real = await realpath(absolute);
     } catch {
       return;
     } finally {
-      this.#publishing--;
+      const left = (this.#publishing.get(relative) ?? 1) - 1;
+      if (left > 0) this.#publishing.set(relative, left);
+      else this.#publishing.delete(relative);
     }
     if (real !== this.root && !real.startsWith(this.root + path.sep)) {
       this.emit("error", new MountError(`not published: ${relative} leads outside ${this.root}`));
@@ -153,6 +162,7 @@ export class Mount extends EventEmitter<MountEvents> {
     }
     const vpath = joinVirtual(this.alias, relative);
     const file: PublishedFile = { relative, vpath, absolute: real, size, mtimeMs };
+    // Out of #publishing (above) and into `files` with no await between: nobody sees it in neither.
     this.files.set(vpath, file);
     this.emit("changed", file);
   }

@@ -1,0 +1,43 @@
+// The mount's promise to the server: from the moment a file is seen until it is published (or gone), the
+// server can tell that it exists. A subscriber that comes back while a restarted publisher is still
+// settling sends what it holds; a file the server could not see at that instant would be taken for
+// deleted, and the subscriber's partial copy thrown away and the file sent again whole.
+
+import { writeFile } from "node:fs/promises";
+import path from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { Mount } from "../../src/mount/mount.js";
+import { tempDir } from "../helpers/tmp.js";
+
+const mounts: Mount[] = [];
+afterEach(async () => {
+  for (const mount of mounts.splice(0)) await mount.close();
+});
+
+describe("mount", () => {
+  it("mount - a file found at start is waiting or published at every moment until it is published (never neither)", async () => {
+    const dir = await tempDir("fmq-mount-");
+    // Old mtimes: found by the scan, each needs only a second look (no quiet period), then is published.
+    for (let i = 0; i < 20; i++) await writeFile(path.join(dir, `f${i}.bin`), `file ${i}`);
+    const mount = await Mount.open(dir, "/", { stableMs: 10 });
+    mounts.push(mount);
+    const vpaths = Array.from({ length: 20 }, (_, i) => `/f${i}.bin`);
+    await mount.start();
+    const gaps = new Set<string>();
+    // Look after every turn of the event loop (setImmediate runs after each poll phase, so between the
+    // steps of the publishing: the stability check's stat, and the realpath check after it).
+    await new Promise<void>((resolve, reject) => {
+      const deadline = Date.now() + 10_000;
+      const look = () => {
+        for (const vpath of vpaths) if (!mount.waiting(vpath) && !mount.files.has(vpath)) gaps.add(vpath);
+        if (vpaths.every((vpath) => mount.files.has(vpath))) return resolve();
+        if (Date.now() > deadline) return reject(new Error(`not all published within 10 s: ${mount.files.size} of 20`));
+        setImmediate(look);
+      };
+      look();
+    });
+    expect([...gaps]).toEqual([]);
+    // Published: no longer waiting.
+    for (const vpath of vpaths) expect(mount.waiting(vpath)).toBe(false);
+  });
+});
