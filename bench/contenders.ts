@@ -4,6 +4,7 @@
 //  - cp, and rsync pushing to a daemon on 127.0.0.1, K of them at once.
 // Each returns a Run without verification; the workload checks the bytes.
 
+import { closeSync, openSync, unlinkSync, writeSync } from "node:fs";
 import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import path from "node:path";
@@ -27,13 +28,43 @@ export interface Transfer {
   readonly timeoutMs: number;
 }
 
+// --- the same memory for everyone ------------------------------------------------------------------------
+
+/** At most this much is written and deleted before a run (see freeMemoryNow). */
+const MAX_FREED = 5 * 1024 ** 3;
+
+/**
+ * Write as many bytes as the run is about to write into the page cache (a scratch file beside its
+ * destinations), then delete them, right before the run's clock starts: every contender then writes
+ * into memory freed a moment ago. On these VMs (free page reporting) memory freed longer ago may have
+ * gone back to the host, and writing into it costs a fault the host must serve: a 1 GiB transfer of
+ * any contender took about 1 s or about 2.5 s depending on which memory it got. Without this, whoever
+ * started right after deleting its previous output (cp and rsync delete theirs just before their
+ * command; fmq and the pipe before starting a server) got the fast memory, and a run that kept 1 GiB
+ * of someone else's output until after its clock got the slow one every time (fmq with a warm-up
+ * subscriber: 3.13-3.66 s in 7 of 7 runs, against 1.17-2.86 for the same transfer without it).
+ */
+function freeMemoryNow(transfer: Transfer): void {
+  const dir = path.dirname(transfer.dsts[0]!);
+  const file = path.join(dir, `.freed-${process.pid}`);
+  const block = Buffer.alloc(1024 * 1024);
+  const total = Math.min(MAX_FREED, transfer.bytes * transfer.dsts.length);
+  const fd = openSync(file, "w");
+  try {
+    for (let written = 0; written < total; written += block.length) writeSync(fd, block);
+  } finally {
+    closeSync(fd);
+    unlinkSync(file);
+  }
+}
+
 // --- fmq and the raw pipe: a server process and K client processes ----------------------------------
 
 interface Pipeline {
   readonly contender: string;
   readonly rep: number;
   /** Spawns the server and resolves once it is ready to serve. */
-  readonly startServer: () => Promise<{ server: Proc; extra: Record<string, unknown>; others?: Proc[] }>;
+  readonly startServer: () => Promise<{ server: Proc; extra: Record<string, unknown>; others?: Proc[]; leftovers?: string[] }>;
   /** Spawns receiver k. */
   readonly startClient: (k: number) => Proc;
   /** The receiver's line that starts the clock (fmq: "subscribed"; raw: "open"). */
@@ -48,16 +79,23 @@ async function runPipeline(p: Pipeline): Promise<Run> {
   const procs: Proc[] = [];
   /** Processes that are part of the setting but not timed (a stalled subscriber): stopped at the end. */
   const untimed: Proc[] = [];
-  const stopUntimed = () => Promise.all(untimed.map((proc) => proc.resume().stop()));
+  /** Directories the setting wrote and the timed run must not see freed (see runFmq's warm-up): removed at the end. */
+  const leftovers: string[] = [];
+  const stopUntimed = async () => {
+    await Promise.all(untimed.map((proc) => proc.resume().stop()));
+    await Promise.all(leftovers.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
+  };
   const steal = CpuMeter.start();
   try {
     for (const dst of transfer.dsts) {
       await rm(dst, { recursive: true, force: true });
       await mkdir(dst, { recursive: true });
     }
-    const { server, extra, others = [] } = await p.startServer();
+    const { server, extra, others = [], leftovers: left = [] } = await p.startServer();
     procs.push(server);
     untimed.push(...others);
+    leftovers.push(...left);
+    freeMemoryNow(transfer);
     let serverAtStart: ProcSample | undefined;
     const clients: {
       proc: Proc;
@@ -197,6 +235,7 @@ export function runFmq(contender: string, rep: number, transfer: Transfer, s: Fm
       // The initial files must be stable (in the publisher's catalogue) before the clock starts, or the
       // timing would include their quiet period: wait for a "published" line per file.
       const settled = await server.waitFor((d) => d.event === "published", transfer.timeoutMs, '"published" for every file', transfer.files);
+      const leftovers: string[] = [];
       if (s.warmUpInbox !== undefined) {
         await rm(s.warmUpInbox, { recursive: true, force: true });
         const warm = Proc.node("fmq subscribe (warm-up)", s.cli, ["subscribe", "/", "--connect", endpoint, "--inbox", s.warmUpInbox, "--json", "--window", String(s.window)]);
@@ -204,8 +243,12 @@ export function runFmq(contender: string, rep: number, transfer: Transfer, s: Fm
           await warm.waitFor((d) => d.event === "delivered", transfer.timeoutMs, '"delivered" for every file (warm-up)', transfer.files);
         } finally {
           await warm.stop();
-          await rm(s.warmUpInbox, { recursive: true, force: true });
         }
+        // Its inbox is removed after the timed run, not now: on these VMs memory freed a moment ago is
+        // fast to write into (memory freed earlier may have gone back to the host), and deleting 1 GiB
+        // of page cache just before the timed subscriber writes 1 GiB gave this row alone that head
+        // start (1.07-1.39 s in 7 of 7 runs, when the plain row took 1.47-3.93).
+        leftovers.push(s.warmUpInbox);
       }
       const others: Proc[] = [];
       const extraStalled: Record<string, unknown> = {};
@@ -219,7 +262,7 @@ export function runFmq(contender: string, rep: number, transfer: Transfer, s: Fm
         stalled.pause();
         extraStalled.stalledAtBytes = held;
       }
-      return { server, others, extra: { publisherStartupS: (ready.t - server.spawnedAt) / 1000, publisherSettledS: (settled.t - server.spawnedAt) / 1000, ...extraStalled } };
+      return { server, others, leftovers, extra: { publisherStartupS: (ready.t - server.spawnedAt) / 1000, publisherSettledS: (settled.t - server.spawnedAt) / 1000, ...extraStalled } };
     },
     startClient: (k) =>
       Proc.node(`fmq subscribe #${k}`, s.cli, ["subscribe", "/", "--connect", endpoint, "--inbox", transfer.dsts[k]!, "--json", "--window", String(s.window)]),
@@ -268,6 +311,7 @@ async function runCommands(contender: string, rep: number, transfer: Transfer, c
       await rm(dst, { recursive: true, force: true });
       await mkdir(createDst ? dst : path.dirname(dst), { recursive: true });
     }
+    freeMemoryNow(transfer);
     const ownBefore = reapedChildrenCpuSeconds(process.pid);
     const serverBefore = serverPid === undefined ? 0 : reapedChildrenCpuSeconds(serverPid);
     const each = await timeCommands(transfer.dsts.map(command), transfer.timeoutMs);
