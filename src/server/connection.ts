@@ -87,11 +87,6 @@ export class Connection {
   readonly #holdings = new Map<string, Holding>();
   /** Cache entries (vpath -> value) of files the server has seen but not yet published. */
   readonly #retained = new Map<string, string>();
-  /**
-   * Something was subscribed or queued since the client was last reported caught up: the next time its
-   * queue is empty is worth a report (once, not at every grant of credit that finds nothing to send).
-   */
-  #reportDue = true;
 
   constructor(
     readonly key: string,
@@ -107,10 +102,7 @@ export class Connection {
       "store credit": (arg) => this.#credit.grant((arg as Nom).credit),
       "check for client data": () => this.#checkForClientData(),
       "send next chunk": () => this.#sendNextChunk(),
-      "report caught up": () => {
-        this.#reportDue = false;
-        this.host.caughtUp(this.key);
-      },
+      "report caught up": () => this.host.caughtUp(this.key),
       "send HUGZ-OK": () => this.#send({ id: "HUGZ_OK" }),
       "send SRSLY": (arg) => this.#send({ id: "SRSLY", reason: reasonOf(arg) }),
       "send RTFM": (arg) => this.#send({ id: "RTFM", reason: reasonOf(arg) }),
@@ -148,7 +140,6 @@ export class Connection {
     }
     this.#queue.delete(vpath);
     this.#queue.set(vpath, patch);
-    this.#reportDue = true;
     this.engine.post("dispatch", undefined, { coalesce: true });
   }
 
@@ -173,7 +164,6 @@ export class Connection {
     this.#setCaps(new Set());
     this.#holdings.clear();
     this.#retained.clear();
-    this.#reportDue = true;
     void this.#closeCursor();
   }
 
@@ -186,7 +176,6 @@ export class Connection {
       return this.engine.raise("refused", `too many subscriptions (limit ${this.host.maxSubscriptions})`);
     }
     this.#subscriptions.add(path);
-    this.#reportDue = true;
     const caps = message.options.get(SubscribeOption.CAPABILITIES);
     if (caps !== undefined) this.#setCaps(new Set(caps.split(",").map((c) => c.trim())));
   }
@@ -258,7 +247,7 @@ export class Connection {
   }
 
   #checkForClientData(): void {
-    if (this.#cursor === undefined && this.#queue.size === 0) this.engine.next(this.#reportDue ? "finished" : "still caught up", undefined);
+    if (this.#cursor === undefined && this.#queue.size === 0) this.engine.next("finished", undefined);
     else this.engine.next("send chunk", undefined);
   }
 

@@ -12,7 +12,7 @@
 import type { Table } from "../fsm/engine.js";
 import type { MessageName } from "../protocol/messages.js";
 
-export type ServerState = "start" | "ready" | "dispatching";
+export type ServerState = "start" | "ready" | "dispatching" | "caught up";
 
 export type ServerEvent =
   | MessageName
@@ -22,13 +22,8 @@ export type ServerEvent =
   | "send chunk"
   /** Raised by "send next chunk": data is due but the client has granted no credit. */
   | "no credit"
-  /** Raised by "check for client data": nothing is queued for this client, and it has not been told so. */
+  /** Raised by "check for client data": nothing is queued for this client. */
   | "finished"
-  /**
-   * Raised by "check for client data": nothing is queued, and the client was told it is caught up and
-   * has been sent nothing since (more credit, or a file that was then skipped): no second report.
-   */
-  | "still caught up"
   /** The client said nothing for the expiry period. */
   | "expired"
   /** The client sent bytes that do not decode. */
@@ -77,9 +72,18 @@ export const serverMachine: Table<ServerState, ServerEvent, ServerAction> = {
     dispatching: {
       "send chunk": { do: ["send next chunk", "check for client data"] },
       "no credit": { do: [], next: "ready" },
-      finished: { do: ["report caught up"], next: "ready" },
-      "still caught up": { do: [], next: "ready" },
+      finished: { do: ["report caught up"], next: "caught up" },
       dispatch: { do: [] },
+    },
+    // As "ready", with everything sent and said so: more credit alone finds nothing to send and is only
+    // stored (no second report); a mount's files (dispatch) or a new subscription wake it.
+    "caught up": {
+      OHAI: { do: ["start session", "send OHAI-OK"], next: "ready" },
+      ICANHAZ: { do: ["store subscription", "send ICANHAZ-OK", "queue files already published", "check for client data"], next: "dispatching" },
+      NOM: { do: ["store credit"] },
+      dispatch: { do: ["check for client data"], next: "dispatching" },
+      HUGZ: { do: ["send HUGZ-OK"] },
+      KTHXBAI: { do: ["terminate"] },
     },
   },
   defaults: {
