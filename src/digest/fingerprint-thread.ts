@@ -26,19 +26,13 @@ export class FingerprintThread {
   readonly #waiting = new Map<number, Waiting>();
   #closed = false;
 
-  /** Fingerprint the whole file in the worker; rejects if it fails, changes size under it, or `signal` aborts. */
-  fingerprint(file: string, signal?: AbortSignal): Promise<Fingerprint> {
+  /** Fingerprint the whole file in the worker; rejects if it fails or the thread is closed meanwhile. */
+  fingerprint(file: string): Promise<Fingerprint> {
     if (this.#closed) return Promise.reject(new Error("closed"));
     const worker = this.#start();
     const id = ++this.#nextId;
     return new Promise<Fingerprint>((resolve, reject) => {
-      const abort = () => this.#worker?.postMessage({ abort: id } satisfies WorkerRequest);
-      signal?.addEventListener("abort", abort, { once: true });
-      const settled = () => signal?.removeEventListener("abort", abort);
-      this.#waiting.set(id, {
-        resolve: (fingerprint) => (settled(), resolve(fingerprint)),
-        reject: (error) => (settled(), reject(error)),
-      });
+      this.#waiting.set(id, { resolve, reject });
       worker.postMessage({ id, file } satisfies WorkerRequest);
     });
   }

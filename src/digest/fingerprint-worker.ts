@@ -2,32 +2,27 @@
 // The server's background pass runs here so that a transfer that starts while the pass is still reading
 // the file need not stop it and hash on its own thread (which slows the sending); it sends at once and
 // takes the pass's fingerprint for its last chunk. Requests run as they arrive (the server queues its
-// background passes one at a time); an abort stops a request at its next read.
+// background passes one at a time); closing the thread (terminating the worker) stops them.
 
 import { parentPort } from "node:worker_threads";
 import { fingerprintFile } from "./blocks.js";
 
-/** From the main thread: fingerprint `file`, or stop request `abort`. */
-export type WorkerRequest = { readonly id: number; readonly file: string } | { readonly abort: number };
+/** From the main thread: fingerprint `file`. */
+export interface WorkerRequest {
+  readonly id: number;
+  readonly file: string;
+}
 
 /** To the main thread: request `id`'s fingerprint (blocks as an ArrayBuffer), or why it failed. */
 export type WorkerReply = { readonly id: number; readonly blocks: ArrayBuffer; readonly hash: string } | { readonly id: number; readonly error: string };
 
-const running = new Map<number, AbortController>();
-
 parentPort?.on("message", (request: WorkerRequest) => {
-  if ("abort" in request) {
-    running.get(request.abort)?.abort();
-    return;
-  }
-  const controller = new AbortController();
-  running.set(request.id, controller);
-  fingerprintFile(request.file, undefined, controller.signal).then(
+  fingerprintFile(request.file).then(
     ({ blocks, hash }) => {
       // Copied once into a buffer of its own, which is then moved, not copied, to the main thread.
       const own = new Uint8Array(blocks).buffer;
       parentPort!.postMessage({ id: request.id, blocks: own, hash } satisfies WorkerReply, [own]);
     },
     (error: unknown) => parentPort!.postMessage({ id: request.id, error: String(error) } satisfies WorkerReply),
-  ).finally(() => running.delete(request.id));
+  );
 });
