@@ -16,6 +16,22 @@ import prettyBytes from "pretty-bytes";
 // A CLI must never hang on exit waiting for queued messages (zeromq.js' default).
 context.blocky = false;
 
+/** What to do when stdout cannot be written: until a command says how it stops, exit. */
+let outputLost: (status: number) => void = (status) => process.exit(status);
+
+// Whoever read our output has gone (`fmq subscribe / --json | head -3`): stop quietly, as on a signal,
+// instead of dying of an unhandled EPIPE with a stack trace. Any other failure to write stdout (a full
+// disk under `> log`) is one line on stderr and a non-zero exit, also after a clean stop. Later writes
+// fail the same way and are ignored. A lost stderr is ignored: stdout may still be read.
+let stdoutFailed = false;
+process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+  if (stdoutFailed) return;
+  stdoutFailed = true;
+  if (error.code !== "EPIPE") process.stderr.write(`fmq: cannot write output: ${error.code ?? error.message}\n`);
+  outputLost(error.code === "EPIPE" ? 0 : 1);
+});
+process.stderr.on("error", () => undefined);
+
 const program = new Command()
   .name("fmq")
   .description("FileMQ: publish directories, subscribe to them, over ZeroMQ (35/FILEMQ v2)")
@@ -59,7 +75,7 @@ program
     } catch (error) {
       fail(error);
     }
-    onSignal(() => server.close());
+    onStop(() => server.close());
     // Listen before publishing: files found at start can become stable before bind() returns. Their
     // lines wait until "ready" is out, so "ready" always comes first.
     let early: PublishedFile[] | undefined = [];
@@ -148,7 +164,7 @@ program
       ...traceOption(opts.trace),
     });
     wireClient(client, out);
-    onSignal(() => client.close());
+    onStop(() => client.close());
     try {
       await client.subscribe(path);
     } catch (error) {
@@ -176,7 +192,7 @@ program
       await client.close();
       await server.close();
     };
-    onSignal(stop);
+    onStop(stop);
     server.on("warning", (message) => out.warning(message));
     try {
       const mount = await server.publish(src, "/");
@@ -310,17 +326,22 @@ function reportServing(server: Server, out: Output): void {
   timer.unref();
 }
 
-function onSignal(close: () => Promise<void>): void {
+/**
+ * How a long-running command stops: cleanly (its close: KTHXBAI, manifests saved), within a second,
+ * on SIGINT or SIGTERM (a second signal: at once), or when its output can no longer be written.
+ */
+function onStop(close: () => Promise<void>): void {
   let stopping = false;
-  const handler = () => {
-    if (stopping) process.exit(1);
+  const stop = (status: number) => {
+    if (stopping) return;
     stopping = true;
-    // Clean exit within a second, whatever is queued.
-    setTimeout(() => process.exit(0), 900).unref();
-    void close().finally(() => process.exit(0));
+    setTimeout(() => process.exit(status), 900).unref();
+    void close().finally(() => process.exit(status));
   };
-  process.on("SIGINT", handler);
-  process.on("SIGTERM", handler);
+  const signal = () => (stopping ? process.exit(1) : stop(0));
+  process.on("SIGINT", signal);
+  process.on("SIGTERM", signal);
+  outputLost = stop;
 }
 
 function fail(error: unknown): never {

@@ -1,7 +1,9 @@
 // The fmq command line as users run it: real `fmq` processes (cli/fmq, which runs the built dist/cli/fmq.js), real files,
 // real signals. Flags and JSON events are a contract; these tests pin them.
 
-import { mkdir, readFile, realpath, symlink, unlink, writeFile } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdir, open, readFile, realpath, symlink, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { FMQ, FMQ_COMMAND, startFmq, type Running } from "../helpers/fmq.js";
@@ -103,6 +105,46 @@ describe("cli", () => {
     const { code } = await sub.exited;
     expect(Date.now() - t0).toBeLessThan(1500);
     expect(code).toBe(0);
+  });
+
+  it("cli - publish and subscribe stop cleanly, with no stack trace, once nobody reads their output (| head)", async () => {
+    const src = await tempDir();
+    for (let i = 0; i < 20; i++) await writeRandomFile(path.join(src, `f${i}.bin`), 100_000);
+    const port = await freePort();
+    const pub = start(["publish", src, "--bind", `tcp://127.0.0.1:${port}`, "--json", "--stable-ms", "50"]);
+    await waitFor(() => has(pub, "ready"), "publisher ready");
+    const inbox = path.join(await tempDir(), "in");
+    const sub = start(["subscribe", "/", "--connect", `tcp://127.0.0.1:${port}`, "--inbox", inbox, "--json"]);
+    // Like `| head -1`: the reader goes away after the first line; connected, subscribed and deliveries follow.
+    await waitFor(() => has(sub, "connecting"), "first line");
+    sub.child.stdout!.destroy();
+    const subExit = await sub.exited;
+    expect(subExit).toEqual({ code: 0, signal: null });
+    expect(sub.stderr).toEqual([]);
+    // Stopped by its close, not killed: the manifest snapshot (written on close) is there.
+    await expect(readFile(path.join(inbox, ".fmq", "manifest.json"), "utf8")).resolves.toContain('"version":1');
+    // The publisher's reader goes away; its next line (a new subscriber connecting) finds the pipe closed.
+    pub.child.stdout!.destroy();
+    start(["subscribe", "/", "--connect", `tcp://127.0.0.1:${port}`, "--inbox", await tempDir(), "--json"]);
+    expect(await pub.exited).toEqual({ code: 0, signal: null });
+    expect(pub.stderr).toEqual([]);
+  });
+
+  it("cli - output that cannot be written (a full disk) is one line on stderr and a non-zero exit, not a crash", async () => {
+    const src = await tempDir();
+    await writeTree(src, { "a.txt": "a" });
+    const port = await freePort();
+    const pub = start(["publish", src, "--bind", `tcp://127.0.0.1:${port}`, "--json", "--stable-ms", "50"]);
+    await waitFor(() => has(pub, "ready"), "publisher ready");
+    // Every write to /dev/full fails with ENOSPC.
+    const full = await open("/dev/full", "w");
+    const child = spawn(FMQ_COMMAND, ["subscribe", "/", "--connect", `tcp://127.0.0.1:${port}`, "--inbox", await tempDir(), "--json"], { stdio: ["ignore", full.fd, "pipe"] });
+    await full.close();
+    let stderr = "";
+    child.stderr!.on("data", (data: Buffer) => (stderr += String(data)));
+    const [code] = (await once(child, "exit")) as [number | null];
+    expect(code).toBe(1);
+    expect(stderr).toBe("fmq: cannot write output: ENOSPC\n");
   });
 
   const failures: [string, () => Promise<string[]>, RegExp][] = [
