@@ -167,11 +167,11 @@ program
     onStop(() => client.close());
     try {
       await client.subscribe(path);
+      client.connect();
     } catch (error) {
       await client.close();
       fail(error);
     }
-    client.connect();
     out.event({ event: "connecting", endpoint: opts.connect, inbox: opts.inbox }, `connecting to ${opts.connect}, inbox ${opts.inbox}`);
   });
 

@@ -177,8 +177,13 @@ export class Client extends EventEmitter<ClientEvents> {
     });
   }
 
-  /** Start: connect and open a session. Subscriptions made before or after are sent once it is open. */
+  /**
+   * Start: connect and open a session. Subscriptions made before or after are sent once it is open.
+   * Throws at once if libzmq refuses the endpoint (bad syntax, unknown transport): no retry could help.
+   * (A server that is not there yet is no error: the client keeps trying.)
+   */
   connect(): this {
+    checkEndpoint(this.options.endpoint);
     this.#heartbeat.start();
     this.#engine.post("connect", undefined);
     return this;
@@ -532,6 +537,18 @@ export class Client extends EventEmitter<ClientEvents> {
     } catch {
       // The socket was closed under us: a new session has its own reader.
     }
+  }
+}
+
+/** Throws a ClientError if libzmq refuses to connect to `endpoint`, as found by a socket that is closed at once. */
+function checkEndpoint(endpoint: string): void {
+  const probe = new Dealer({ linger: 0 });
+  try {
+    probe.connect(endpoint);
+  } catch (error) {
+    throw new ClientError(`cannot connect to ${endpoint}: ${(error as Error).message}`);
+  } finally {
+    probe.close();
   }
 }
 

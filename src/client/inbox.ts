@@ -179,7 +179,10 @@ export class Inbox {
 
   /** Create the inbox if needed, fix its real path, load its manifest, clear stale partial files. */
   static async open(directory: string, options: InboxOptions = {}): Promise<Inbox> {
-    await mkdir(directory, { recursive: true });
+    await mkdir(directory, { recursive: true }).catch((error: NodeJS.ErrnoException) => {
+      const why = error.code === "EEXIST" || error.code === "ENOTDIR" ? "not a directory" : (error.code ?? String(error));
+      throw new InboxError(`cannot use ${directory} as an inbox: ${why}`);
+    });
     const root = await realpath(directory);
     const stateDir = path.join(root, STATE_DIR);
     const partialDir = path.join(stateDir, "partial");

@@ -160,6 +160,13 @@ describe("cli", () => {
     ["a bad size", async () => ["publish", ".", "--chunk-size", "lots"], /not a size: "lots"/],
     ["a bad endpoint", async () => ["publish", await tempDir(), "--bind", "nonsense"], /^fmq: cannot bind nonsense: /],
     ["a relative subscription path", async () => ["subscribe", "sub", "--inbox", await tempDir()], /^fmq: invalid path "sub"/],
+    ["a bad endpoint to connect to", async () => ["subscribe", "/", "--connect", "nonsense", "--inbox", await tempDir()], /^fmq: cannot connect to nonsense: /],
+    ["an unknown transport to connect to", async () => ["subscribe", "/", "--connect", "tcpx://127.0.0.1:1", "--inbox", await tempDir()], /^fmq: cannot connect to tcpx:\/\/127.0.0.1:1: /],
+    ["an inbox that is a file", async () => {
+      const dir = await tempDir();
+      await writeFile(path.join(dir, "f"), "x");
+      return ["subscribe", "/", "--inbox", path.join(dir, "f")];
+    }, /^fmq: cannot use .*f as an inbox: not a directory$/],
     ["an alias with ..", async () => ["publish", await tempDir(), "--alias", "/a/../b", "--bind", `tcp://127.0.0.1:${await freePort()}`], /^fmq: invalid alias "\/a\/..\/b"/],
   ];
   for (const [what, args, message] of failures) {
