@@ -19,6 +19,8 @@ export interface PublishedFile {
   readonly absolute: string;
   readonly size: number;
   readonly mtimeMs: number;
+  /** The mount's real root: the file must still be inside it when it is opened to be sent. */
+  readonly root: string;
 }
 
 export interface MountEvents {
@@ -161,7 +163,7 @@ export class Mount extends EventEmitter<MountEvents> {
       return;
     }
     const vpath = joinVirtual(this.alias, relative);
-    const file: PublishedFile = { relative, vpath, absolute: real, size, mtimeMs };
+    const file: PublishedFile = { relative, vpath, absolute: real, size, mtimeMs, root: this.root };
     // Out of #publishing (above) and into `files` with no await between: nobody sees it in neither.
     this.files.set(vpath, file);
     this.emit("changed", file);

@@ -10,6 +10,7 @@ import type { DecodeError } from "../protocol/errors.js";
 import { covers, joinVirtual, normaliseVirtualPath, relativeTo, unsafeRelativeReason } from "../paths.js";
 import type { PublishedFile } from "../mount/mount.js";
 import { BLOCK_SIZE, changedBlocks } from "../digest/blocks.js";
+import { OutsideMountError } from "./opened-inside.js";
 import { FileChangedError, FileCursor, readsWhole, sameIdentity, type CursorOptions, type TransferPlan } from "./file-cursor.js";
 import type { Fingerprints, Version } from "./fingerprints.js";
 import { serverMachine, type ServerAction, type ServerEvent, type ServerState } from "./machine.js";
@@ -341,8 +342,9 @@ export class Connection {
       return opened;
     } catch (error) {
       // Changed since it was published (it is being written again: the mount publishes it again once
-      // stable), gone (a delete follows), or unreadable: skip it.
-      if (!(error instanceof FileChangedError)) this.host.warn(`cannot send ${patch.file.vpath}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+      // stable), gone (a delete follows), unreadable, or now leading outside the mount: skip it.
+      if (error instanceof OutsideMountError) this.host.warn(error.message);
+      else if (!(error instanceof FileChangedError)) this.host.warn(`cannot send ${patch.file.vpath}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
       return undefined;
     }
   }

@@ -6,13 +6,14 @@
 // blocks (delta). The first chunk carries the file's identity (size, mtime) and the last, empty, eof=1
 // chunk its tree hash, or "changed" if the file was modified while we read it.
 
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { cheezburgerFrame } from "../protocol/codec.js";
 import { Header } from "../protocol/extensions.js";
 import { Operation, type Dictionary } from "../protocol/messages.js";
 import { BLOCK_SIZE, BlockHasher, hashPrefix, xxh, type Fingerprint } from "../digest/blocks.js";
 import { versionOfStats, type Version } from "./fingerprints.js";
+import { assertOpenedInside } from "./opened-inside.js";
 
 /** CHEEZBURGER's sequence sits right after the 2-byte signature and the 1-byte id. */
 const SEQUENCE_OFFSET = 3;
@@ -45,6 +46,18 @@ export interface Identity {
   readonly size: number;
   readonly mtimeMs: number;
 }
+
+/** What the mount published: the file's identity then, and the mount's real root it must still be inside. */
+export interface Published extends Identity {
+  readonly root: string;
+}
+
+/**
+ * How a file to send is opened. O_NONBLOCK: a file swapped for a FIFO since it was published must not
+ * block the open (forever, with no writer); it is refused as not a regular file. (Reads of a regular
+ * file ignore the flag.)
+ */
+const OPEN_FLAGS = constants.O_RDONLY | constants.O_NONBLOCK;
 
 export interface TransferPlan {
   /** Resume: start at this offset (rounded down to a block). */
@@ -135,20 +148,22 @@ export class FileCursor {
     this.#limit = identity.size;
   }
 
-  /** Opens the file and fixes its identity: the bytes sent are those of the file as it is now. */
   /**
    * Opens the file and fixes its identity: the bytes sent are those of the file as it is now. With
-   * `published` (the identity the file had when it was found stable), a file that has changed since is
-   * not sent (FileChangedError): it is being written again, and will be published again once stable.
+   * `published` (the identity the file had when it was found stable, and its mount), a file that has
+   * changed since is not sent (FileChangedError): it is being written again, and will be published again
+   * once stable; nor is one that now leads outside its mount (OutsideMountError).
    */
-  static async open(absolute: string, vpath: string, options: CursorOptions, plan: TransferPlan = {}, published?: Identity): Promise<FileCursor> {
+  static async open(absolute: string, vpath: string, options: CursorOptions, plan: TransferPlan = {}, published?: Published): Promise<FileCursor> {
     if (published && readsWhole(published.size, options.chunkSize) && !plan.delta && !plan.start) {
       const small = await FileCursor.#openSmall(absolute, vpath, options, plan, published);
       if (small) return small;
     }
-    const handle = await open(absolute, "r");
+    const handle = await open(absolute, OPEN_FLAGS);
     try {
+      if (published) assertOpenedInside(handle.fd, published.root, vpath);
       const stats = await handle.stat();
+      if (!stats.isFile()) throw new FileChangedError(vpath);
       const identity = { size: stats.size, mtimeMs: stats.mtimeMs };
       const version = versionOfStats(stats);
       if (published && !sameIdentity(identity, published)) throw new FileChangedError(vpath);
@@ -178,10 +193,11 @@ export class FileCursor {
   }
 
   /** Read a small file whole, synchronously; undefined if it turns out not to be small after all. */
-  static async #openSmall(absolute: string, vpath: string, options: CursorOptions, plan: TransferPlan, published: Identity): Promise<FileCursor | undefined> {
+  static async #openSmall(absolute: string, vpath: string, options: CursorOptions, plan: TransferPlan, published: Published): Promise<FileCursor | undefined> {
     const hasher = options.extensions ? new BlockHasher(await xxh()) : undefined;
-    const fd = openSync(absolute, "r");
+    const fd = openSync(absolute, OPEN_FLAGS);
     try {
+      assertOpenedInside(fd, published.root, vpath);
       const before = fstatSync(fd);
       const identity = { size: before.size, mtimeMs: before.mtimeMs };
       if (!sameIdentity(identity, published)) throw new FileChangedError(vpath);
