@@ -7,7 +7,7 @@ import { EventEmitter } from "node:events";
 import { resolve } from "node:path";
 import { Dealer } from "zeromq";
 import { Engine, type Actions } from "../fsm/engine.js";
-import { ReceiveWindow } from "../flow/credit.js";
+import { CREDIT_HEDGE, ReceiveWindow } from "../flow/credit.js";
 import { decodeBatch, encode } from "../protocol/codec.js";
 import { PROTOCOL_NAME, PROTOCOL_VERSION, Operation, isMessageName, type Cheezburger, type ClientMessage, type Dictionary, type Message, type Srsly } from "../protocol/messages.js";
 import { Capability, Header, SubscribeOption, formatCacheEntry, type CacheEntry } from "../protocol/extensions.js";
@@ -122,6 +122,8 @@ export class Client extends EventEmitter<ClientEvents> {
   /** A transfer we refused (and asked for again whole): its remaining chunks are ignored. */
   #refused: string | undefined;
   #failedOpens = 0;
+  /** This session's first NOM (with the hedge) has gone. */
+  #hedged = false;
   readonly #inboxes = new Map<string, Promise<Inbox>>();
   #closed = false;
 
@@ -155,7 +157,13 @@ export class Client extends EventEmitter<ClientEvents> {
       },
       "grant credit": () => {
         const grant = this.#window.refill();
-        if (grant > 0) this.#send({ id: "NOM", credit: BigInt(grant), sequence: 0n });
+        if (grant === 0) return;
+        // The session's first grant carries the hedge that keeps the C reference server out of its
+        // credit livelock (see CREDIT_HEDGE); our server takes it off. Flow control against the
+        // reference then rests on ZeroMQ's queues (our receive high-water mark).
+        const hedge = this.#hedged ? 0n : CREDIT_HEDGE;
+        this.#hedged = true;
+        this.#send({ id: "NOM", credit: BigInt(grant) + hedge, sequence: 0n });
       },
       "process the chunk": (arg) => this.#processChunk(arg as Cheezburger),
       "send HUGZ": () => this.#send({ id: "HUGZ" }),
@@ -239,7 +247,10 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#socket?.close();
     this.#outgoing = [];
     this.#awaitingReply = [];
-    const socket = new Dealer({ linger: 0, receiveHighWaterMark: 10_000, ...dealerSecurityOptions(this.options.security) });
+    // At most 256 messages wait in libzmq for us. Our server never has more in flight than the credit
+    // window; the C reference, given the hedge, sends as fast as it reads, and this bounds what a slower
+    // subscriber holds for it (about 256 MB of 1,000,000-byte chunks; beyond that, TCP pushes back).
+    const socket = new Dealer({ linger: 0, receiveHighWaterMark: 256, ...dealerSecurityOptions(this.options.security) });
     // Read 256 KiB per recv() instead of 8 KiB: a batch of small files costs libzmq's I/O thread less.
     setReceiveBatch(socket);
     this.#handshakes.watch(socket);
@@ -257,6 +268,7 @@ export class Client extends EventEmitter<ClientEvents> {
   async #startSession(): Promise<void> {
     this.#failedOpens = 0;
     this.#window.reset();
+    this.#hedged = false;
     this.#awaitingReply = [];
     // A file half received in the last session: kept if it can be resumed, else dropped.
     await this.#dropCurrent();
@@ -358,9 +370,12 @@ export class Client extends EventEmitter<ClientEvents> {
     try {
       if (message.operation === Operation.DELETE) {
         if (this.#current?.vpath === vpath) await this.#dropCurrent(false);
-        if (await sub.inbox.remove(relative)) {
+        const outcome = await sub.inbox.remove(relative);
+        if (outcome === "deleted") {
           this.#totals.deleted++;
           this.emit("deleted", { path: relative, vpath });
+        } else if (outcome === "kept") {
+          this.#report(new InboxError(`${relative}: deleted on the server, but changed in the inbox since it was delivered: kept`, relative));
         }
         return;
       }

@@ -280,17 +280,24 @@ export class Inbox {
     return this.options.fsync === true;
   }
 
-  /** Apply a delete: only a regular file that we delivered ourselves. Returns false if nothing was deleted. */
-  async remove(relative: string): Promise<boolean> {
+  /**
+   * Apply a delete: only to a regular file that we delivered ourselves and that nobody has changed since
+   * (same size, and the same content when we know its hash: a file is read once more to be deleted, which
+   * is rare, rather than stat'ed on every delivery). "kept": changed in the inbox since we delivered it,
+   * so no longer ours: left alone and forgotten. "absent": nothing of ours there.
+   */
+  async remove(relative: string): Promise<"deleted" | "absent" | "kept"> {
     const held = this.manifest.files.get(relative);
-    if (!held) return false;
+    if (!held) return "absent";
     const finalPath = this.#resolve(relative, { create: false });
     const existing = await lstat(finalPath).catch(() => undefined);
     this.manifest.removed(relative);
-    if (!existing) return false;
+    if (!existing) return "absent";
     if (!existing.isFile()) throw new InboxError(`${relative}: not a regular file, not deleted`, relative);
+    const same = existing.size === held.size && (held.hash === undefined || (await fingerprintFile(finalPath).catch(() => undefined))?.hash === held.hash);
+    if (!same) return "kept";
     await unlink(finalPath);
-    return true;
+    return "deleted";
   }
 
   /** Does the file we delivered still look as we left it (size)? Only then is it claimed in a cache. */

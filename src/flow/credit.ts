@@ -6,6 +6,16 @@
 /** Largest credit we track exactly; a NOM beyond it (2^64 - 1 from a hostile peer) is clamped. */
 const MAX_CREDIT = Number.MAX_SAFE_INTEGER;
 
+/**
+ * Credit of this much or more in one NOM is a hedge, not credit: our client adds it to the first grant
+ * of each session, and our server takes it off again. The C reference server livelocks (re-sending one
+ * chunk forever, reading nothing, until it runs out of memory) whenever its credit is above 0 but below
+ * its next chunk (1,000,000 bytes, or a file's short last chunk), and it spends all of its credit before
+ * it reads the next NOM: whatever the grants, a run of files longer than the credit gets it there. With
+ * a petabyte more it never runs short. No real client grants a petabyte at once.
+ */
+export const CREDIT_HEDGE = 2n ** 50n;
+
 /** The server's view of one client's credit. */
 export class SendCredit {
   #available = 0;
@@ -16,6 +26,7 @@ export class SendCredit {
 
   /** NOM: "the client SHALL send NOM ... the server MAY send this many more bytes". */
   grant(bytes: bigint): void {
+    if (bytes >= CREDIT_HEDGE) bytes -= CREDIT_HEDGE;
     const add = bytes > BigInt(MAX_CREDIT) ? MAX_CREDIT : Number(bytes);
     this.#available = Math.min(MAX_CREDIT, this.#available + add);
   }

@@ -10,6 +10,7 @@ import { context, Router } from "zeromq";
 import { Client, type ClientOptions, type DeletedEvent, type DeliveredEvent } from "../../src/client/client.js";
 import { partialName } from "../../src/client/inbox.js";
 import { BlockHasher, xxh } from "../../src/digest/blocks.js";
+import { CREDIT_HEDGE } from "../../src/flow/credit.js";
 import { decodeFrames, encode } from "../../src/protocol/codec.js";
 import type { DecodeError } from "../../src/protocol/errors.js";
 import { Operation, type Message, type ServerMessage } from "../../src/protocol/messages.js";
@@ -105,10 +106,10 @@ class RawRouter {
     return this.log.filter((r) => !r.consumed && r.message?.id === id && (!from || r.rid.equals(from)));
   }
 
-  /** Total NOM credit this routing id has granted. */
+  /** Total NOM credit this routing id has granted (the hedge on a session's first grant taken off, as our server does). */
   granted(rid: Buffer): number {
     let total = 0;
-    for (const r of this.log) if (r.message?.id === "NOM" && r.rid.equals(rid)) total += Number(r.message.credit);
+    for (const r of this.log) if (r.message?.id === "NOM" && r.rid.equals(rid)) total += Number(r.message.credit >= CREDIT_HEDGE ? r.message.credit - CREDIT_HEDGE : r.message.credit);
     return total;
   }
 
@@ -449,7 +450,8 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     await waitFor(() => h.subscribed.length === 2, "two subscribed events", SOON, 5);
     expect(h.subscribed).toEqual(["/a", "/b"]);
     const [, nom] = await r.next("NOM", { from: rid });
-    expect(nom.credit).toBe(BigInt(16 * MiB));
+    // The session's first grant: the window, plus the hedge against the C reference server's livelock.
+    expect(nom.credit).toBe(CREDIT_HEDGE + BigInt(16 * MiB));
     // The window is full: the second ICANHAZ-OK grants nothing more.
     await quietFor(200);
     expect(r.pending("NOM")).toEqual([]);
@@ -479,7 +481,7 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     most = Math.max(most, r.outstanding(rid));
 
     expect(most).toBeLessThanOrEqual(window);
-    const noms = r.log.filter((e) => e.message?.id === "NOM").map((e) => Number((e.message as MessageOf<"NOM">).credit));
+    const noms = r.log.filter((e) => e.message?.id === "NOM").map((e) => Number((e.message as MessageOf<"NOM">).credit % CREDIT_HEDGE));
     expect(noms.length).toBeGreaterThan(5);
     for (const credit of noms) {
       expect(credit).toBeGreaterThan(0);
@@ -488,6 +490,48 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     expect(r.granted(rid)).toBeGreaterThanOrEqual(data.length);
     expect(r.outstanding(rid)).toBeLessThanOrEqual(window);
     expect(await sha256File(path.join(root, "inbox", "big.bin"))).toBe(sha256(data));
+  });
+
+  it("client - against a server that spends all its credit before reading a NOM and livelocks at 0 < credit < next chunk (the C reference), a small file then 20 MB arrive: the hedge keeps it from running short", async () => {
+    const r = await router();
+    const root = await tempDir();
+    const h = makeClient({ endpoint: r.endpoint, inbox: path.join(root, "inbox"), heartbeatMs: 1000, timeoutMs: 10_000 });
+    await h.client.subscribe("/");
+    const rid = await openSession(r, h, 1);
+    // The reference's queue: 1,000,000-byte chunks (a file's last one shorter), each file ended by an empty eof=1 chunk.
+    const files: [string, Buffer][] = [["/small.bin", randomBytes(4096)], ["/big.bin", randomBytes(20_000_000)]];
+    const chunks: { filename: string; offset: number; data: Buffer }[] = [];
+    for (const [filename, data] of files) {
+      for (let offset = 0; offset < data.length; offset += 1_000_000) chunks.push({ filename, offset, data: data.subarray(offset, offset + 1_000_000) });
+      chunks.push({ filename, offset: data.length, data: Buffer.alloc(0) });
+    }
+    // As the reference: credit += every NOM read (no hedge taken off); NOMs are read only between runs,
+    // and a run goes on while credit lasts; credit above 0 but below the next chunk is its livelock.
+    const read = () => r.log.filter((e) => e.message?.id === "NOM" && e.rid.equals(rid)).reduce((n, e) => n + (e.message as MessageOf<"NOM">).credit, 0n);
+    let spent = 0n;
+    let sequence = 0n;
+    let livelock: string | undefined;
+    for (let i = 0; i < chunks.length && !livelock; ) {
+      if (read() === spent) await waitFor(() => read() > spent, "a NOM", SOON, 2);
+      let credit = read() - spent;
+      while (i < chunks.length && credit > 0n) {
+        const { filename, offset, data } = chunks[i]!;
+        if (BigInt(data.length) > credit) {
+          livelock = `${credit} credit left for a ${data.length}-byte chunk of ${filename} at ${offset}`;
+          break;
+        }
+        await r.send(rid, { id: "CHEEZBURGER", sequence: sequence++, operation: Operation.CREATE, filename, offset: BigInt(offset), eof: data.length === 0 ? 1 : 0, headers: new Map(), chunk: data });
+        credit -= BigInt(data.length);
+        spent += BigInt(data.length);
+        i++;
+      }
+    }
+    expect(livelock).toBeUndefined();
+    for (const [filename, data] of files) {
+      await nextDelivery(h, filename);
+      expect(await sha256File(path.join(root, "inbox", filename))).toBe(sha256(data));
+    }
+    expect(h.errors).toEqual([]);
   });
 
   it("client - a chunked file lands byte-identical, relative to its subscription, never partial at the final path", async () => {
@@ -582,6 +626,36 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     expect(h.delivered.map((d) => d.size)).toEqual([2500, 2500, 0]);
     expect(await listInbox(inbox)).toEqual(["empty-eof0.bin", "empty.txt", "last-eof1.bin"]);
     expect(h.errors).toEqual([]);
+  });
+
+  it("client - a delete spares a delivered file someone has changed in the inbox since (other content of the same size, or another size): kept, reported, forgotten", async () => {
+    const r = await router();
+    const root = await tempDir();
+    const inbox = path.join(root, "inbox");
+    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
+    await h.client.subscribe("/");
+    const rid = await openSession(r, h, 1);
+    // With our tree hash (content known), and from a plain server (size only).
+    for (const name of ["same-size.txt", "untouched.txt"]) await r.sendFile(rid, `/${name}`, Buffer.from(`delivered ${name}`), await asOneMessage(Buffer.from(`delivered ${name}`)));
+    await r.sendFile(rid, "/grown.txt", Buffer.from("delivered grown.txt"));
+    for (const name of ["same-size.txt", "untouched.txt", "grown.txt"]) await nextDelivery(h, `/${name}`);
+    await manifestWhere(inbox, (m) => ["same-size.txt", "untouched.txt", "grown.txt"].every((n) => n in m.files), "all three recorded");
+    const edited = "delivered SAME-SIZE.TXT";
+    expect(edited.length).toBe("delivered same-size.txt".length);
+    await writeFile(path.join(inbox, "same-size.txt"), edited);
+    await writeFile(path.join(inbox, "grown.txt"), "delivered grown.txt, and my notes");
+
+    const n = h.errors.length;
+    for (const name of ["same-size.txt", "grown.txt", "untouched.txt"]) await r.chunk(rid, { filename: `/${name}`, operation: Operation.DELETE });
+    await waitFor(() => h.deleted.length === 1, "untouched.txt deleted", SOON, 5);
+    expect(h.deleted).toEqual([{ path: "untouched.txt", vpath: "/untouched.txt" }]);
+    expect(await exists(path.join(inbox, "untouched.txt"))).toBe(false);
+    expect(await readFile(path.join(inbox, "same-size.txt"), "utf8")).toBe(edited);
+    expect(await readFile(path.join(inbox, "grown.txt"), "utf8")).toBe("delivered grown.txt, and my notes");
+    const errors = h.errors.slice(n).map((e) => e.message);
+    expect(errors).toEqual([expect.stringMatching(/^same-size\.txt: .*changed in the inbox.*kept$/), expect.stringMatching(/^grown\.txt: .*changed in the inbox.*kept$/)]);
+    // No longer ours: forgotten, so no later delete or resync touches them.
+    await manifestWhere(inbox, (m) => !("same-size.txt" in m.files) && !("grown.txt" in m.files) && !("untouched.txt" in m.files), "all three forgotten");
   });
 
   it("client - a delete removes a file it delivered and emits deleted; names it never delivered are left alone silently; a delivered name since replaced by a directory or symlink survives", async () => {
@@ -959,8 +1033,8 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     await r.send(rid2, { id: "ICANHAZ_OK" });
     await r.send(rid2, { id: "ICANHAZ_OK" });
     const [, nom] = await r.next("NOM", { from: rid2 });
-    // A new session starts from zero credit: the whole window again.
-    expect(nom.credit).toBe(8192n);
+    // A new session starts from zero credit: the whole window again (with the hedge: a new session).
+    expect(nom.credit).toBe(CREDIT_HEDGE + 8192n);
     await waitFor(() => h.subscribed.length === 4, "subscribed again", SOON, 5);
     expect(h.subscribed).toEqual(["/a", "/b", "/a", "/b"]);
     expect(await exists(halfPartial)).toBe(false);

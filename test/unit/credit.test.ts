@@ -1,7 +1,7 @@
 import { describe, it, expect } from "vitest";
 import fc from "fast-check";
 
-import { ReceiveWindow, SendCredit } from "../../src/flow/credit.js";
+import { CREDIT_HEDGE, ReceiveWindow, SendCredit } from "../../src/flow/credit.js";
 
 const U64_MAX = 2n ** 64n - 1n;
 
@@ -33,6 +33,16 @@ describe("SendCredit", () => {
     expect(credit.available).toBe(Number.MAX_SAFE_INTEGER - 1_000_000);
     credit.grant(BigInt(Number.MAX_SAFE_INTEGER));
     expect(credit.available).toBe(Number.MAX_SAFE_INTEGER);
+  });
+
+  it("credit - the hedge our client adds to a session's first grant (against the C reference's livelock) is taken off: only the window is credit", () => {
+    const credit = new SendCredit();
+    credit.grant(CREDIT_HEDGE + 16_777_216n);
+    expect(credit.available).toBe(16_777_216);
+    credit.grant(1_048_576n);
+    expect(credit.available).toBe(17_825_792);
+    credit.grant(CREDIT_HEDGE);
+    expect(credit.available).toBe(17_825_792);
   });
 
   it("credit - allow never exceeds the credit or the wanted size", () => {
