@@ -5,7 +5,7 @@
 // directory on the way is checked not to be a symlink, for every file.
 
 import { hash } from "node:crypto";
-import { closeSync, constants, fsyncSync, lstatSync, mkdirSync, openSync, renameSync, unlinkSync, writevSync } from "node:fs";
+import { closeSync, constants, fsyncSync, lstatSync, mkdirSync, openSync, renameSync, rmdirSync, unlinkSync, writevSync } from "node:fs";
 import { copyFile, lstat, mkdir, open, readdir, realpath, unlink, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { PARTIAL_SUFFIX, unsafeRelativeReason } from "../paths.js";
@@ -297,6 +297,9 @@ export class Inbox {
     const same = existing.size === held.size && (held.hash === undefined || (await fingerprintFile(finalPath).catch(() => undefined))?.hash === held.hash);
     if (!same) return "kept";
     await unlink(finalPath);
+    // A server directory deleted file by file leaves no empty directories behind here (where a file of
+    // that name may come next).
+    pruneEmptyParents(finalPath, this.root);
     return "deleted";
   }
 
@@ -385,10 +388,29 @@ function writeWhole(partialPath: string, pieces: readonly Uint8Array[], length: 
 /** The atomic step of every delivery: the complete partial file takes the final name (or is removed). */
 function moveIntoPlace(partialPath: string, finalPath: string, relative: string): void {
   try {
-    renameSync(partialPath, finalPath);
+    try {
+      renameSync(partialPath, finalPath);
+    } catch (error) {
+      // An empty directory by that name (left when the server's directory of that name went, file by
+      // file, before this file took its name) gives way; one with anything in it does not (rmdir fails).
+      if ((error as NodeJS.ErrnoException).code !== "EISDIR") throw error;
+      rmdirSync(finalPath);
+      renameSync(partialPath, finalPath);
+    }
   } catch (error) {
     removeQuietly(partialPath);
     throw deliveryError(error, relative);
+  }
+}
+
+/** Remove the directories above `file` that are now empty, up to (not including) `root`. */
+function pruneEmptyParents(file: string, root: string): void {
+  for (let dir = path.dirname(file); dir.startsWith(root + path.sep); dir = path.dirname(dir)) {
+    try {
+      rmdirSync(dir);
+    } catch {
+      return; // not empty (or not ours to remove): nor is anything above it
+    }
   }
 }
 

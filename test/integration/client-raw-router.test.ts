@@ -658,6 +658,31 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     await manifestWhere(inbox, (m) => !("same-size.txt" in m.files) && !("grown.txt" in m.files) && !("untouched.txt" in m.files), "all three forgotten");
   });
 
+  it("client - a server directory replaced by a file of its name: the deletes leave no empty directory, and the file arrives; an empty directory already there gives way, a non-empty one does not", async () => {
+    const r = await router();
+    const root = await tempDir();
+    const inbox = path.join(root, "inbox");
+    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
+    await h.client.subscribe("/");
+    const rid = await openSession(r, h, 1);
+    await r.sendFile(rid, "/x/y/z.txt", Buffer.from("in x/y"));
+    await nextDelivery(h, "/x/y/z.txt");
+    // On the server: rm -rf x; echo nowfile > x.
+    await r.chunk(rid, { filename: "/x/y/z.txt", operation: Operation.DELETE });
+    await waitFor(() => h.deleted.length === 1, "x/y/z.txt deleted", SOON, 5);
+    expect(await exists(path.join(inbox, "x"))).toBe(false);
+    await r.sendFile(rid, "/x", Buffer.from("nowfile"));
+    await nextDelivery(h, "/x");
+    expect(await readFile(path.join(inbox, "x"), "utf8")).toBe("nowfile");
+    // An empty directory by that name already in the inbox (left by an older client): it gives way.
+    await mkdir(path.join(inbox, "e"));
+    const e = Buffer.from("e is a file now");
+    await r.sendFile(rid, "/e", e, await asOneMessage(e));
+    await nextDelivery(h, "/e");
+    expect(await readFile(path.join(inbox, "e"), "utf8")).toBe("e is a file now");
+    expect(h.errors).toEqual([]);
+  });
+
   it("client - a delete removes a file it delivered and emits deleted; names it never delivered are left alone silently; a delivered name since replaced by a directory or symlink survives", async () => {
     const r = await router();
     const root = await tempDir();
@@ -678,6 +703,8 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     await waitFor(() => h.deleted.length === 1, "deleted", SOON, 5);
     expect(h.deleted[0]).toEqual({ path: "d/gone.txt", vpath: "/sub/d/gone.txt" });
     expect(await exists(path.join(inbox, "d", "gone.txt"))).toBe(false);
+    // Its directory, left empty, went with it.
+    expect(await exists(path.join(inbox, "d"))).toBe(false);
     await manifestWhere(inbox, (m) => !("d/gone.txt" in m.files), "d/gone.txt forgotten");
 
     // Delivered, then replaced by someone: by a directory, by a symlink to a file outside, and a
@@ -697,6 +724,7 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     await writeFile(path.join(inbox, "mine.txt"), "mine");
     await mkdir(path.join(inbox, "mydir"));
     await writeFile(path.join(inbox, "mydir", "mine.txt"), "mine too");
+    await mkdir(path.join(inbox, "d"));
     await writeFile(path.join(inbox, "d", "theirs.txt"), "theirs");
     const before = await snapshot(root, [inbox]);
 
