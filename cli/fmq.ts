@@ -3,8 +3,10 @@
 // else lives in src/. Commands and flags are a contract: scripts rely on them.
 
 import { Command, InvalidArgumentError, Option } from "commander";
+import { realpath } from "node:fs/promises";
+import { basename, dirname, isAbsolute, join as joinPath, relative as relativePath, resolve as resolvePath, sep } from "node:path";
 import { context } from "zeromq";
-import { Client, Server, serverDefaults, clientDefaults, type DeliveredEvent, type PublishedFile } from "../src/index.js";
+import { Client, InboxError, Server, serverDefaults, clientDefaults, type DeliveredEvent, type PublishedFile } from "../src/index.js";
 import { DEFAULT_BIND, loadServerConfig, resolveServerSettings, type PublishFlags } from "../src/config/server-config.js";
 import { generateKeyPair, writeKeyFiles } from "../src/security/keys.js";
 import { hashPassword } from "../src/security/policy.js";
@@ -181,11 +183,13 @@ program
   .argument("<src>", "directory to publish")
   .argument("<dst>", "directory to mirror it into")
   .addOption(msOption("--stable-ms <ms>", "ship a file once unchanged for this long", serverDefaults.stableMs))
-  .option("--once", "exit once every file present at start has been delivered")
+  .option("--once", "exit once every file present at start has been delivered (status 1 if any could not be)")
   .option("--json", "one JSON object per line on stdout")
   .option("--trace", "print every state machine step on stderr")
   .action(async (src: string, dst: string, opts: { stableMs: number; once?: boolean; json?: boolean; trace?: boolean }) => {
     const out = new Output(opts.json === true);
+    const loop = await copiesItself(src, dst);
+    if (loop) fail(loop);
     const server = new Server({ stableMs: opts.stableMs, ...traceOption(opts.trace) });
     const client = new Client({ endpoint: `inproc://fmq-track-${process.pid}`, inbox: dst, ...traceOption(opts.trace) });
     const stop = async () => {
@@ -205,21 +209,29 @@ program
         const started = Date.now();
         let bytes = 0;
         const delivered = new Set<string>();
+        // Files the subscriber refused or could not write (reported as errors): they will not arrive.
+        const failed = new Set<string>();
         client.on("delivered", (e: DeliveredEvent) => {
           delivered.add(e.vpath);
+          failed.delete(e.vpath);
           bytes += e.size;
         });
-        // Done when the mount has no file left to settle and every published file has arrived.
+        client.on("error", (error) => {
+          // (Names are relative to the subscription, "/", or already virtual paths.)
+          if (error instanceof InboxError && error.relative !== undefined) failed.add(error.relative.startsWith("/") ? error.relative : `/${error.relative}`);
+        });
+        // Done when the mount has no file left to settle and every published file has arrived or failed.
         const timer = setInterval(() => {
-          if (mount.unstable > 0 || delivered.size < mount.files.size) return;
-          for (const vpath of mount.files.keys()) if (!delivered.has(vpath)) return;
+          if (mount.unstable > 0) return;
+          for (const vpath of mount.files.keys()) if (!delivered.has(vpath) && !failed.has(vpath)) return;
           clearInterval(timer);
           const seconds = (Date.now() - started) / 1000;
+          const missing = [...mount.files.keys()].filter((vpath) => !delivered.has(vpath)).length;
           out.event(
-            { event: "synced", files: delivered.size, bytes, seconds },
-            `synced ${delivered.size} files, ${bytes} bytes in ${seconds.toFixed(2)} s`,
+            { event: "synced", files: delivered.size, bytes, seconds, ...(missing > 0 ? { failed: missing } : {}) },
+            `synced ${delivered.size} files, ${bytes} bytes in ${seconds.toFixed(2)} s` + (missing > 0 ? `; ${missing} could not be delivered` : ""),
           );
-          void stop().then(() => process.exit(0));
+          void stop().then(() => process.exit(missing > 0 ? 1 : 0));
         }, 20);
       }
     } catch (error) {
@@ -342,6 +354,27 @@ function onStop(close: () => Promise<void>): void {
   process.on("SIGINT", signal);
   process.on("SIGTERM", signal);
   outputLost = stop;
+}
+
+/**
+ * Why `track src dst` would copy its own copies forever (dst is src, or inside it where it would be
+ * published), or undefined. Inside a hidden directory of src is fine: hidden files are not published.
+ */
+async function copiesItself(src: string, dst: string): Promise<string | undefined> {
+  const real = async (p: string): Promise<string> => {
+    // dst may not exist yet: resolve what does, and keep the rest as written.
+    const absolute = resolvePath(p);
+    for (let head = absolute, tail = ""; ; tail = tail ? `${basename(head)}/${tail}` : basename(head), head = dirname(head)) {
+      const found = await realpath(head).catch(() => undefined);
+      if (found !== undefined) return tail ? joinPath(found, tail) : found;
+      if (dirname(head) === head) return absolute;
+    }
+  };
+  const [from, to] = [await real(src), await real(dst)];
+  const inside = relativePath(from, to);
+  if (inside.startsWith("..") || isAbsolute(inside)) return undefined;
+  if (inside.split(sep).some((segment) => segment.startsWith("."))) return undefined;
+  return inside === "" ? `<dst> is <src> (${from}): nothing to track` : `<dst> ${to} is inside <src> ${from}: track would copy its own copies forever`;
 }
 
 function fail(error: unknown): never {

@@ -79,6 +79,25 @@ describe("cli", () => {
     expect(await treeHashes(dst)).toEqual(await treeHashes(src));
   });
 
+  it("cli - track --once with a file the subscriber refuses: exits 1 once all else has arrived, saying how many could not be", async () => {
+    const src = await tempDir();
+    const dst = path.join(await tempDir(), "dst");
+    await writeTree(src, { "ok.txt": "ok", "back\\slash": "refused by the subscriber" });
+    const track = start(["track", src, dst, "--once", "--json", "--stable-ms", "50"]);
+    expect((await track.exited).code).toBe(1);
+    expect(has(track, "synced")).toMatchObject({ event: "synced", files: 1, failed: 1 });
+    expect(has(track, "error")).toMatchObject({ message: expect.stringMatching(/back\\slash.*backslash in name/) });
+    expect(await readFile(path.join(dst, "ok.txt"), "utf8")).toBe("ok");
+  });
+
+  it("cli - track into a hidden directory of its source is fine (hidden files are not published)", async () => {
+    const src = await tempDir();
+    await writeTree(src, { "a.txt": "a" });
+    const track = start(["track", src, path.join(src, ".mirror"), "--once", "--json", "--stable-ms", "50"]);
+    expect((await track.exited).code).toBe(0);
+    expect(await readFile(path.join(src, ".mirror", "a.txt"), "utf8")).toBe("a");
+  });
+
   it("cli - SIGTERM and SIGINT stop publish and subscribe within a second", async () => {
     const src = await tempDir();
     await writeRandomFile(path.join(src, "big.bin"), 64 * 1024 * 1024);
@@ -162,6 +181,15 @@ describe("cli", () => {
     ["a relative subscription path", async () => ["subscribe", "sub", "--inbox", await tempDir()], /^fmq: invalid path "sub"/],
     ["a bad endpoint to connect to", async () => ["subscribe", "/", "--connect", "nonsense", "--inbox", await tempDir()], /^fmq: cannot connect to nonsense: /],
     ["an unknown transport to connect to", async () => ["subscribe", "/", "--connect", "tcpx://127.0.0.1:1", "--inbox", await tempDir()], /^fmq: cannot connect to tcpx:\/\/127.0.0.1:1: /],
+    ["track into a directory inside its source", async () => {
+      const src = await tempDir();
+      await writeFile(path.join(src, "a.txt"), "a");
+      return ["track", src, path.join(src, "mirror")];
+    }, /^fmq: <dst> .*mirror is inside <src> .*: track would copy its own copies forever$/],
+    ["track into its own source", async () => {
+      const src = await tempDir();
+      return ["track", src, src];
+    }, /^fmq: <dst> is <src> /],
     ["an inbox that is a file", async () => {
       const dir = await tempDir();
       await writeFile(path.join(dir, "f"), "x");
