@@ -138,8 +138,8 @@ program
   .argument("<path>", "virtual path to subscribe to, e.g. / or /logs")
   .option("--connect <endpoint>", "server endpoint", "tcp://127.0.0.1:5670")
   .option("--inbox <dir>", "directory files land in", "./inbox")
-  .addOption(sizeOption("--window <bytes>", "credit window: most bytes in flight", clientDefaults.window))
-  .addOption(msOption("--heartbeat-ms <ms>", "HUGZ after this much silence", clientDefaults.heartbeatMs))
+  .addOption(sizeOption("--window <bytes>", "credit window: most bytes in flight (at least 1M)", clientDefaults.window, clientDefaults.slice))
+  .addOption(msOption("--heartbeat-ms <ms>", "HUGZ after this much silence (at least 100; the server is given up after 5 of them)", clientDefaults.heartbeatMs, 100, Math.floor((2 ** 31 - 1) / 5)))
   .option("--fsync", "fsync each file and its directory before reporting it delivered")
   .option("--curve-server <file>", "encrypt with CURVE: the server's public key file (.pub)")
   .option("--curve-secret <file>", "with --curve-server: our key file (.key, from fmq keygen)")
@@ -397,16 +397,26 @@ function parseSize(text: string): number {
   return value;
 }
 
-function sizeOption(flags: string, description: string, fallback: number): Option {
-  return new Option(flags, description).argParser(parseSize).default(fallback);
-}
-
-function msOption(flags: string, description: string, fallback: number): Option {
+function sizeOption(flags: string, description: string, fallback: number, least = 1): Option {
   return new Option(flags, description)
     .argParser((text: string) => {
-      const value = Number(text);
-      if (!Number.isInteger(value) || value < 0) throw new InvalidArgumentError(`not a number of milliseconds: "${text}"`);
+      const value = parseSize(text);
+      if (value < least) throw new InvalidArgumentError(`at least ${prettyBytes(least, { binary: true })} (${least} bytes)`);
       return value;
     })
     .default(fallback);
 }
+
+/** Milliseconds from `least` to `most` (by default what a Node timer can wait: about 24.8 days). */
+function msOption(flags: string, description: string, fallback: number, least = 0, most = 2 ** 31 - 1): Option {
+  // (2^31 - 1 ms is the longest delay setTimeout takes; a longer one fires at once, with a warning.)
+  return new Option(flags, description)
+    .argParser((text: string) => {
+      const value = Number(text);
+      if (!Number.isInteger(value) || value < 0) throw new InvalidArgumentError(`not a number of milliseconds: "${text}"`);
+      if (value < least || value > most) throw new InvalidArgumentError(`from ${least} to ${most} ms`);
+      return value;
+    })
+    .default(fallback);
+}
+

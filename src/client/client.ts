@@ -14,6 +14,7 @@ import { Capability, Header, SubscribeOption, formatCacheEntry, type CacheEntry 
 import { BLOCK_SIZE } from "../digest/blocks.js";
 import type { DecodeError } from "../protocol/errors.js";
 import { covers, normaliseVirtualPath, relativeTo } from "../paths.js";
+import { endpointProblem } from "../endpoint.js";
 import { Heartbeat } from "./heartbeat.js";
 import { setReceiveBatch } from "./receive-batch.js";
 import { Inbox, InboxError, RESUME_MIN_SIZE, RefetchError, SMALL_FILE, type IncomingFile } from "./inbox.js";
@@ -557,6 +558,8 @@ export class Client extends EventEmitter<ClientEvents> {
 
 /** Throws a ClientError if libzmq refuses to connect to `endpoint`, as found by a socket that is closed at once. */
 function checkEndpoint(endpoint: string): void {
+  const problem = endpointProblem(endpoint);
+  if (problem) throw new ClientError(`cannot connect to ${endpoint}: ${problem}`);
   const probe = new Dealer({ linger: 0 });
   try {
     probe.connect(endpoint);

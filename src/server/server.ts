@@ -13,6 +13,7 @@ import { Connection, type ConnectionHost } from "./connection.js";
 import { Outbox } from "./outbox.js";
 import { Fingerprints } from "./fingerprints.js";
 import { ServerSecurity, type ServerSecurityOptions } from "../security/server-security.js";
+import { endpointProblem } from "../endpoint.js";
 
 export interface ServerOptions {
   /** Payload bytes per CHEEZBURGER. 1 MiB: the bare zeromq.js pipe here was fastest at 1-4 MiB. */
@@ -188,6 +189,8 @@ export class Server extends EventEmitter<ServerEvents> {
   async bind(endpoint: string): Promise<string> {
     // The ZAP handler must be there before the first handshake.
     await this.#security?.start();
+    const problem = endpointProblem(endpoint);
+    if (problem) throw new ServerError(`cannot bind ${endpoint}: ${problem}`);
     try {
       await this.#router.bind(endpoint);
     } catch (error) {
