@@ -167,6 +167,8 @@ program
     });
     wireClient(client, out);
     onStop(() => client.close());
+    // Our one subscription refused (said on the error line): nothing is left to do.
+    client.on("refused", () => void client.close().finally(() => process.exit(1)));
     try {
       await client.subscribe(path);
       client.connect();

@@ -86,6 +86,8 @@ export interface ClientEvents {
   delivered: [event: DeliveredEvent];
   /** A file was deleted because the server deleted it. */
   deleted: [event: DeletedEvent];
+  /** The server refused a subscription (SRSLY: no such path, access denied...); it is dropped. */
+  refused: [path: string, reason: string];
   /** The session ended (RTFM, or the server fell silent); the client is already reconnecting. */
   disconnected: [reason: string];
   /** A file or message was refused or failed; the client carries on. Emitted only if listened to. */
@@ -153,8 +155,10 @@ export class Client extends EventEmitter<ClientEvents> {
       },
       "refuse subscription": (arg) => {
         const request = this.#awaitingReply.shift();
+        const reason = (arg as Srsly).reason || "no reason given";
         if (request && !request.refetch) this.#subscriptions.delete(request.path);
-        this.#report(new ClientError(`subscription to ${request?.path ?? "?"} refused: ${(arg as Srsly).reason || "no reason given"}`));
+        this.#report(new ClientError(`subscription to ${request?.path ?? "?"} refused: ${reason}`));
+        if (request && !request.refetch) this.emit("refused", request.path, reason);
       },
       "grant credit": () => {
         const grant = this.#window.refill();

@@ -98,6 +98,16 @@ describe("cli", () => {
     expect(await readFile(path.join(src, ".mirror", "a.txt"), "utf8")).toBe("a");
   });
 
+  it("cli - a subscription the server refuses (no such path) is an error line and exit 1, not a subscriber waiting for nothing", async () => {
+    const src = await tempDir();
+    const port = await freePort();
+    const pub = start(["publish", src, "--alias", "/pub", "--bind", `tcp://127.0.0.1:${port}`, "--json"]);
+    await waitFor(() => has(pub, "ready"), "publisher ready");
+    const sub = start(["subscribe", "/other", "--connect", `tcp://127.0.0.1:${port}`, "--inbox", await tempDir(), "--json"]);
+    expect((await sub.exited).code).toBe(1);
+    expect(has(sub, "error")).toMatchObject({ message: expect.stringMatching(/^subscription to \/other refused: /) });
+  });
+
   it("cli - SIGTERM and SIGINT stop publish and subscribe within a second", async () => {
     const src = await tempDir();
     await writeRandomFile(path.join(src, "big.bin"), 64 * 1024 * 1024);
