@@ -151,7 +151,7 @@ export class IncomingFile {
 
   /** A held file grew past SMALL_FILE: move it to a partial file on disk. */
   async #spill(): Promise<FileHandle> {
-    const handle = await open(this.partialPath, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
+    const handle = await openPartial(this.partialPath);
     this.handle = handle;
     let at = 0;
     for (const piece of this.#held ?? []) {
@@ -248,7 +248,7 @@ export class Inbox {
 
     // A big file gets its partial file at once. O_NOFOLLOW refuses a symlink planted at the partial
     // name; O_TRUNC starts empty.
-    const handle = small ? undefined : await open(partialPath, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
+    const handle = small ? undefined : await openPartial(partialPath);
     if (identity && identity.size >= RESUME_MIN_SIZE) this.manifest.partialStarted(relative, identity);
     else if (this.manifest.partials.has(relative)) this.manifest.partialDropped(relative);
     return new IncomingFile(relative, vpath, finalPath, partialPath, handle, "sequential", new BlockHasher(xx), 0, identity, fsync);
@@ -336,7 +336,12 @@ export class Inbox {
         try {
           mkdirSync(dir);
         } catch (error) {
-          if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+          const code = (error as NodeJS.ErrnoException).code;
+          if (code === "ENOENT" && !lstatSync(this.root, { throwIfNoEntry: false })) {
+            // The whole inbox was removed while we ran: made again, with its state directory.
+            restoreStateDirs(this.partialDir);
+            mkdirSync(dir);
+          } else if (code !== "EEXIST") throw error;
         }
         const made = lstatSync(dir);
         if (!made.isDirectory()) throw new InboxError(`refused "${printable(relative)}": ${segment} is not a directory`, relative);
@@ -369,7 +374,15 @@ export class Inbox {
  */
 function writeWhole(partialPath: string, pieces: readonly Uint8Array[], length: number, fsync: boolean, relative: string): void {
   try {
-    const fd = openSync(partialPath, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
+    const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW;
+    let fd: number;
+    try {
+      fd = openSync(partialPath, flags, 0o644);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+      restoreStateDirs(path.dirname(partialPath));
+      fd = openSync(partialPath, flags, 0o644);
+    }
     try {
       let written = 0;
       while (written < length) {
@@ -382,6 +395,29 @@ function writeWhole(partialPath: string, pieces: readonly Uint8Array[], length: 
   } catch (error) {
     removeQuietly(partialPath);
     throw deliveryError(error, relative);
+  }
+}
+
+/** A new partial file (truncated if there is one); the state directories are made again if they went. */
+async function openPartial(partialPath: string): Promise<FileHandle> {
+  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW;
+  try {
+    return await open(partialPath, flags, 0o644);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+    restoreStateDirs(path.dirname(partialPath));
+    return open(partialPath, flags, 0o644);
+  }
+}
+
+/**
+ * The inbox's state directory (or the whole inbox) was removed while we ran: make it again, and check
+ * it as open() does (a symlink put in its place is refused). The manifest notices on its own.
+ */
+function restoreStateDirs(partialDir: string): void {
+  mkdirSync(partialDir, { recursive: true });
+  for (const dir of [path.dirname(partialDir), partialDir]) {
+    if (!lstatSync(dir).isDirectory()) throw new InboxError(`${dir} is not a directory (a symlink?)`);
   }
 }
 

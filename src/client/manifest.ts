@@ -11,7 +11,7 @@
 // but unrecorded, and are sent again on the next subscription, never lost. The journal is folded into a
 // new snapshot once it is long, and on close.
 
-import { closeSync, constants, ftruncateSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, constants, fstatSync, ftruncateSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from "node:fs";
 import { lstat } from "node:fs/promises";
 import path from "node:path";
 
@@ -157,9 +157,24 @@ export class Manifest {
   flush(): void {
     this.#flushScheduled = false;
     if (this.#unwritten.length === 0 || this.#journal === undefined) return;
+    // The state directory was removed under us (rm -rf of the inbox or its .fmq): lines appended to the
+    // deleted journal would be lost. Start a new journal, then a snapshot of everything we know.
+    if (fstatSync(this.#journal).nlink === 0) return this.#reopen();
     const text = this.#unwritten;
     this.#unwritten = "";
     writeSync(this.#journal, text);
+  }
+
+  #reopen(): void {
+    try {
+      mkdirSync(this.dir, { recursive: true });
+      const journal = openSync(this.#journalPath, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW, 0o644);
+      closeSync(this.#journal!);
+      this.#journal = journal;
+    } catch {
+      return; // cannot be made now: the lines wait in memory for the next flush
+    }
+    this.save();
   }
 
   #record(change: Change): void {

@@ -683,6 +683,30 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     expect(h.errors).toEqual([]);
   });
 
+  for (const removed of [".fmq", "the whole inbox"] as const) it(`client - ${removed} removed while subscribed: made again at the next file, which arrives (small, whole or chunked, and big), and the manifest records them again`, async () => {
+    const r = await router();
+    const root = await tempDir();
+    const inbox = path.join(root, "inbox");
+    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
+    await h.client.subscribe("/");
+    const rid = await openSession(r, h, 1);
+    await r.sendFile(rid, "/before.txt", Buffer.from("before"));
+    await nextDelivery(h, "/before.txt");
+    await rm(removed === ".fmq" ? path.join(inbox, ".fmq") : inbox, { recursive: true });
+    const whole = Buffer.from("small, whole");
+    const small = randomBytes(10_000);
+    const big = randomBytes(3 * MiB + 5);
+    await r.sendFile(rid, "/after/whole.txt", whole, await asOneMessage(whole));
+    await r.sendFile(rid, "/after/small.bin", small, { chunkSize: 4096 });
+    await r.sendFile(rid, "/after/big.bin", big, { chunkSize: MiB, headers: identityHeaders(big.length, 1_700_000_000_000) });
+    for (const [name, data] of [["after/whole.txt", whole], ["after/small.bin", small], ["after/big.bin", big]] as const) {
+      await nextDelivery(h, `/${name}`).catch((e) => { throw new Error(`${e}: ${h.errors.map((x) => x.message).join(" | ")}`); });
+      expect(await sha256File(path.join(inbox, name))).toBe(sha256(data));
+    }
+    expect(h.errors).toEqual([]);
+    await manifestWhere(inbox, (m) => ["after/whole.txt", "after/small.bin", "after/big.bin"].every((n) => n in m.files), "recorded in a new manifest");
+  });
+
   it("client - a delete removes a file it delivered and emits deleted; names it never delivered are left alone silently; a delivered name since replaced by a directory or symlink survives", async () => {
     const r = await router();
     const root = await tempDir();
