@@ -94,6 +94,8 @@ export class Mount extends EventEmitter<MountEvents> {
       const relative = this.#relative(absolute);
       if (stats && !stats.isFile() && !stats.isSymbolicLink()) return;
       this.#tracker.saw(relative, { size: stats?.size ?? -1, mtimeMs: stats?.mtimeMs ?? -1 });
+      // Symlinks to this file change with it (the watcher sees only the file).
+      for (const link of this.#links.get(absolute) ?? []) this.recheck(joinVirtual(this.alias, link));
     };
     watcher.on("add", seen);
     watcher.on("change", seen);
@@ -134,6 +136,19 @@ export class Mount extends EventEmitter<MountEvents> {
    */
   readonly #publishing = new Map<string, number>();
 
+  /**
+   * Check the file at `vpath` again from the start (quiet period, real path), as if the watcher had seen
+   * it change: the server found it different from what was published when it opened it to send it.
+   */
+  recheck(vpath: string): void {
+    const relative = relativeTo(this.alias, vpath);
+    if (relative === undefined || relative === "") return;
+    this.#tracker.saw(relative, { size: -1, mtimeMs: -1 });
+  }
+
+  /** Published names that lead elsewhere in the mount (symlinks): real path -> those names. */
+  readonly #links = new Map<string, Set<string>>();
+
   #relative(absolute: string): string {
     return path.relative(this.root, absolute).split(path.sep).join("/");
   }
@@ -141,6 +156,12 @@ export class Mount extends EventEmitter<MountEvents> {
   #gone(relative: string): void {
     this.#tracker.forget(relative);
     const vpath = joinVirtual(this.alias, relative);
+    const file = this.files.get(vpath);
+    if (file && file.absolute !== path.join(this.root, relative)) {
+      const names = this.#links.get(file.absolute);
+      names?.delete(relative);
+      if (names?.size === 0) this.#links.delete(file.absolute);
+    }
     if (this.files.delete(vpath)) this.emit("deleted", vpath);
   }
 
@@ -161,6 +182,11 @@ export class Mount extends EventEmitter<MountEvents> {
     if (real !== this.root && !real.startsWith(this.root + path.sep)) {
       this.emit("error", new MountError(`not published: ${relative} leads outside ${this.root}`));
       return;
+    }
+    if (real !== absolute) {
+      let names = this.#links.get(real);
+      if (!names) this.#links.set(real, (names = new Set()));
+      names.add(relative);
     }
     const vpath = joinVirtual(this.alias, relative);
     const file: PublishedFile = { relative, vpath, absolute: real, size, mtimeMs, root: this.root };

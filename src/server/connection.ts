@@ -28,6 +28,8 @@ export interface ConnectionHost {
   file(vpath: string): PublishedFile | undefined;
   /** Is there a file at `vpath` that is not published yet, only waiting to be stable (a server starting)? */
   waiting?(vpath: string): boolean;
+  /** The file at `vpath` is not what was published (found when opened): have its mount check it again. */
+  recheck?(vpath: string): void;
   readonly fingerprints: Fingerprints;
   /** Does `path` overlap any mount? */
   serves(path: string): boolean;
@@ -345,6 +347,9 @@ export class Connection {
       // stable), gone (a delete follows), unreadable, or now leading outside the mount: skip it.
       if (error instanceof OutsideMountError) this.host.warn(error.message);
       else if (!(error instanceof FileChangedError)) this.host.warn(`cannot send ${patch.file.vpath}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+      // Normally the watcher has seen the change and the new version follows; this makes sure of it
+      // (a symlink's target changed, an event was missed).
+      else this.host.recheck?.(patch.file.vpath);
       return undefined;
     }
   }

@@ -147,6 +147,9 @@ export class Server extends EventEmitter<ServerEvents> {
         return undefined;
       },
       waiting: (vpath) => server.mounts.some((mount) => mount.waiting(vpath)),
+      recheck: (vpath) => {
+        for (const mount of server.mounts) if (mount.files.has(vpath)) mount.recheck(vpath);
+      },
       fingerprints: this.#fingerprints,
       serves: (path) => server.mounts.some((m) => overlaps(m.alias, path)),
       send: (key, routingId, frame) => server.#send(key, routingId, frame),

@@ -1,7 +1,8 @@
 // End to end in one process: a real Server and real Clients over TCP on 127.0.0.1, real files in temp
 // directories, every result compared byte for byte (sha256 of every file, hidden leftovers included).
 
-import { mkdir, rm, unlink, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { mkdir, rm, symlink, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { context, Dealer } from "zeromq";
@@ -13,6 +14,8 @@ import { tcpEndpoint } from "../helpers/net.js";
 import { partialName } from "../../src/client/inbox.js";
 
 context.blocky = false;
+
+const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
 
 const closers: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -89,6 +92,24 @@ describe("transfer", () => {
     await unlink(path.join(src, "two.txt"));
     await expectMirror(inbox, () => treeHashes(src));
     expect(sub.deleted).toContain("two.txt");
+  });
+
+  it("transfer - a symlink inside the mount follows its target: a change to the target reaches subscribers through the link too, and a later subscriber gets the link's new content", async () => {
+    const src = await tempDir();
+    await writeTree(src, { "real/t.txt": "version one\n" });
+    await symlink("real/t.txt", path.join(src, "link.txt"));
+    const { endpoint } = await startServer(src);
+    const inbox = path.join(await tempDir(), "in");
+    const first = await startClient(endpoint, inbox);
+    const mirror = (content: string) => new Map([["link.txt", sha256(content)], ["real/t.txt", sha256(content)]]);
+    await expectMirror(inbox, mirror("version one\n"));
+    // Rewritten in place (same inode): the watcher sees real/t.txt change, not the link.
+    await writeFile(path.join(src, "real/t.txt"), "version two, longer\n");
+    await expectMirror(inbox, mirror("version two, longer\n"));
+    const later = path.join(await tempDir(), "later");
+    await startClient(endpoint, later);
+    await expectMirror(later, mirror("version two, longer\n"));
+    expect(first.errors).toEqual([]);
   });
 
   it("transfer - a 100 MiB file arrives byte for byte", async () => {
