@@ -101,6 +101,7 @@ export class Mount extends EventEmitter<MountEvents> {
     watcher.on("change", seen);
     watcher.on("unlink", (absolute) => this.#gone(this.#relative(absolute)));
     watcher.on("unlinkDir", (absolute) => {
+      if (absolute === this.root) return void this.#lost(watcher);
       const prefix = this.#relative(absolute) + "/";
       this.#tracker.forgetWhere((relative) => relative.startsWith(prefix));
       for (const file of [...this.files.values()]) if (file.relative.startsWith(prefix)) this.#gone(file.relative);
@@ -110,9 +111,39 @@ export class Mount extends EventEmitter<MountEvents> {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#lookingForRoot);
     this.#tracker.close();
     await this.#watcher?.close();
     this.#watcher = undefined;
+  }
+
+  #closed = false;
+  /** While the published directory is gone: the timer that looks for it to come back. */
+  #lookingForRoot: NodeJS.Timeout | undefined;
+
+  /**
+   * The published directory itself was removed (its files go as deletes, reported by the watcher). Say
+   * so, and look for it every second: a directory made again at that path (rm -rf, then a fresh copy)
+   * is published again, from a new scan.
+   */
+  #lost(watcher: FSWatcher): void {
+    if (watcher !== this.#watcher || this.#lookingForRoot) return;
+    this.emit("error", new MountError(`${this.root} was removed: nothing is published from it until it is back`));
+    this.#lookingForRoot = setInterval(() => {
+      void stat(this.root).then(
+        async (stats) => {
+          if (!stats.isDirectory() || this.#closed || !this.#lookingForRoot) return;
+          clearInterval(this.#lookingForRoot);
+          this.#lookingForRoot = undefined;
+          await watcher.close();
+          if (this.#closed) return;
+          this.emit("error", new MountError(`${this.root} is back: publishing it again`));
+          await this.start();
+        },
+        () => undefined,
+      );
+    }, 1000);
   }
 
   /** Files waiting for their quiet period, or stable and still being checked before they are published. */

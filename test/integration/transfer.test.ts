@@ -112,6 +112,23 @@ describe("transfer", () => {
     expect(first.errors).toEqual([]);
   });
 
+  it("transfer - the published directory removed: a warning, its files deleted at subscribers; made again at that path, it is published again", async () => {
+    const src = path.join(await tempDir(), "pub");
+    await writeTree(src, { "a.txt": "a", "d/b.txt": "b" });
+    const { server, endpoint } = await startServer(src);
+    const warnings: string[] = [];
+    server.on("warning", (message) => warnings.push(message));
+    const inbox = path.join(await tempDir(), "in");
+    await startClient(endpoint, inbox);
+    await expectMirror(inbox, new Map([["a.txt", sha256("a")], ["d/b.txt", sha256("b")]]));
+    await rm(src, { recursive: true });
+    await waitFor(() => warnings.some((w) => / was removed: nothing is published from it until it is back$/.test(w)), "a warning", 5000);
+    await expectMirror(inbox, new Map());
+    await writeTree(src, { "c.txt": "c" });
+    await expectMirror(inbox, new Map([["c.txt", sha256("c")]]));
+    expect(warnings.some((w) => / is back: publishing it again$/.test(w))).toBe(true);
+  });
+
   it("transfer - a 100 MiB file arrives byte for byte", async () => {
     const src = await tempDir();
     const inbox = await tempDir();
