@@ -99,9 +99,25 @@ export class Mount extends EventEmitter<MountEvents> {
     };
     watcher.on("add", seen);
     watcher.on("change", seen);
-    watcher.on("unlink", (absolute) => this.#gone(this.#relative(absolute)));
+    // The watcher does not always report the published directory itself going (only what was in it):
+    // after anything goes, see whether the directory is still there.
+    let checkingRoot: NodeJS.Timeout | undefined;
+    const checkRoot = () => {
+      checkingRoot ??= setTimeout(() => {
+        checkingRoot = undefined;
+        void stat(this.root).then(
+          (stats) => stats.isDirectory() || this.#lost(watcher),
+          () => this.#lost(watcher),
+        );
+      }, 100);
+    };
+    watcher.on("unlink", (absolute) => {
+      this.#gone(this.#relative(absolute));
+      checkRoot();
+    });
     watcher.on("unlinkDir", (absolute) => {
-      if (absolute === this.root) return void this.#lost(watcher);
+      checkRoot();
+      if (absolute === this.root) return;
       const prefix = this.#relative(absolute) + "/";
       this.#tracker.forgetWhere((relative) => relative.startsWith(prefix));
       for (const file of [...this.files.values()]) if (file.relative.startsWith(prefix)) this.#gone(file.relative);
