@@ -3,7 +3,7 @@
 // goes away. It knows nothing of the protocol or of clients.
 
 import { EventEmitter } from "node:events";
-import { realpath, stat } from "node:fs/promises";
+import { lstat, readdir, realpath, stat } from "node:fs/promises";
 import type { Stats } from "node:fs";
 import path from "node:path";
 import { watch, type FSWatcher } from "chokidar";
@@ -92,11 +92,16 @@ export class Mount extends EventEmitter<MountEvents> {
     this.#watcher = watcher;
     const seen = (absolute: string, stats?: Stats) => {
       const relative = this.#relative(absolute);
+      if (relative.includes("\uFFFD")) this.#checkName(relative, absolute);
       if (stats && !stats.isFile() && !stats.isSymbolicLink()) return;
       this.#tracker.saw(relative, { size: stats?.size ?? -1, mtimeMs: stats?.mtimeMs ?? -1 });
       // Symlinks to this file change with it (the watcher sees only the file).
       for (const link of this.#links.get(absolute) ?? []) this.recheck(joinVirtual(this.alias, link));
     };
+    watcher.on("addDir", (absolute) => {
+      const relative = this.#relative(absolute);
+      if (relative.includes("\uFFFD")) this.#checkName(relative, absolute);
+    });
     watcher.on("add", seen);
     watcher.on("change", seen);
     // The watcher does not always report the published directory itself going (only what was in it):
@@ -123,7 +128,12 @@ export class Mount extends EventEmitter<MountEvents> {
       for (const file of [...this.files.values()]) if (file.relative.startsWith(prefix)) this.#gone(file.relative);
     });
     watcher.on("error", (error) => this.emit("error", error instanceof Error ? error : new Error(String(error))));
-    return new Promise((resolve) => watcher.once("ready", () => resolve()));
+    return new Promise((resolve) =>
+      watcher.once("ready", () => {
+        resolve();
+        void this.#findBadNames();
+      }),
+    );
   }
 
   async close(): Promise<void> {
@@ -191,6 +201,31 @@ export class Mount extends EventEmitter<MountEvents> {
     const relative = relativeTo(this.alias, vpath);
     if (relative === undefined || relative === "") return;
     this.#tracker.saw(relative, { size: -1, mtimeMs: -1 });
+  }
+
+  /**
+   * A name that is not valid UTF-8 reaches us with U+FFFD in place of its bad bytes, and no file has that
+   * name: it cannot be opened, so it cannot be published. Say so, once per name, rather than lose it (or
+   * a whole directory of files) without a word.
+   */
+  #checkName(relative: string, absolute: string): void {
+    if (this.#badNames.has(relative)) return;
+    void lstat(absolute).catch(() => {
+      if (this.#badNames.size >= 1000 || this.#badNames.has(relative)) return;
+      this.#badNames.add(relative);
+      this.emit("error", new MountError(`not published: "${relative}": its name is not valid UTF-8 (Node cannot open it); rename it`));
+    });
+  }
+
+  readonly #badNames = new Set<string>();
+
+  /** The watcher skips names it cannot stat without a word: look for the ones that are not UTF-8 once, after the scan. */
+  async #findBadNames(): Promise<void> {
+    const names = await readdir(this.root, { recursive: true }).catch(() => [] as string[]);
+    for (const name of names) {
+      const relative = name.split(path.sep).join("/");
+      if (relative.includes("\uFFFD") && !isUnpublished(relative)) this.#checkName(relative, path.join(this.root, name));
+    }
   }
 
   /** Published names that lead elsewhere in the mount (symlinks): real path -> those names. */

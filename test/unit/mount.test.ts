@@ -3,7 +3,8 @@
 // settling sends what it holds; a file the server could not see at that instant would be taken for
 // deleted, and the subscriber's partial copy thrown away and the file sent again whole.
 
-import { writeFile } from "node:fs/promises";
+import { mkdir, writeFile } from "node:fs/promises";
+import { waitFor } from "../helpers/wait.js";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { Mount } from "../../src/mount/mount.js";
@@ -39,5 +40,26 @@ describe("mount", () => {
     expect([...gaps]).toEqual([]);
     // Published: no longer waiting.
     for (const vpath of vpaths) expect(mount.waiting(vpath)).toBe(false);
+  });
+
+  it("mount - names that are not valid UTF-8 (a file, and a directory of files) are reported, not lost without a word; the rest is published", async () => {
+    const dir = await tempDir("fmq-mount-");
+    await writeFile(path.join(dir, "ok.txt"), "ok");
+    // Latin-1 names: Node reads them back with U+FFFD and cannot open them by that name.
+    const latin1 = (name: string) => Buffer.concat([Buffer.from(dir + "/"), Buffer.from(name, "latin1")]);
+    await writeFile(latin1("caf\xe9.txt"), "x");
+    await mkdir(latin1("d\xe9j\xe0"));
+    await writeFile(Buffer.concat([latin1("d\xe9j\xe0"), Buffer.from("/inner.txt")]), "y");
+    const mount = await Mount.open(dir, "/", { stableMs: 10 });
+    mounts.push(mount);
+    const errors: string[] = [];
+    mount.on("error", (error) => errors.push(error.message));
+    await mount.start();
+    await waitFor(() => mount.files.has("/ok.txt") && errors.length >= 2, "ok.txt published, two names reported", 5000);
+    expect(errors.sort()).toEqual([
+      'not published: "caf\uFFFD.txt": its name is not valid UTF-8 (Node cannot open it); rename it',
+      'not published: "d\uFFFDj\uFFFD": its name is not valid UTF-8 (Node cannot open it); rename it',
+    ]);
+    expect([...mount.files.keys()]).toEqual(["/ok.txt"]);
   });
 });
