@@ -101,6 +101,9 @@ interface Subscription {
 
 type EventArg = Message | DecodeError | string | undefined;
 
+/** Why an ICANHAZ goes out: a subscription, one file asked for again from scratch, or a subscription sent again. */
+type IcanhazKind = "subscribe" | "refetch" | "resync";
+
 /** Delay before opening socket number n of a run of failures (reset when a session opens). */
 const RECONNECT_BACKOFF_MS = [0, 100, 250, 500, 1000, 2000];
 
@@ -116,7 +119,11 @@ export class Client extends EventEmitter<ClientEvents> {
   readonly #window: ReceiveWindow;
   readonly #subscriptions = new Map<string, Subscription>();
   /** ICANHAZ sent and not yet answered, in order (the server answers each with ICANHAZ-OK or SRSLY). */
-  #awaitingReply: { path: string; refetch: boolean }[] = [];
+  #awaitingReply: { path: string; kind: IcanhazKind }[] = [];
+  /** Subscriptions to send again, with what we hold, after a disk-full failure: path -> timer. */
+  readonly #resyncs = new Map<string, NodeJS.Timeout>();
+  /** Disk-full failures since the last delivery (the next resync waits longer). */
+  #fullFailures = 0;
   #socket: Dealer | undefined;
   #outgoing: { socket: Dealer; frame: Buffer }[] = [];
   #sending = false;
@@ -151,14 +158,14 @@ export class Client extends EventEmitter<ClientEvents> {
       "send ICANHAZ": (arg) => this.#sendIcanhaz(arg as string),
       "confirm subscription": () => {
         const request = this.#awaitingReply.shift();
-        if (request && !request.refetch) this.emit("subscribed", request.path);
+        if (request?.kind === "subscribe") this.emit("subscribed", request.path);
       },
       "refuse subscription": (arg) => {
         const request = this.#awaitingReply.shift();
         const reason = (arg as Srsly).reason || "no reason given";
-        if (request && !request.refetch) this.#subscriptions.delete(request.path);
+        if (request && request.kind !== "refetch") this.#subscriptions.delete(request.path);
         this.#report(new ClientError(`subscription to ${request?.path ?? "?"} refused: ${reason}`));
-        if (request && !request.refetch) this.emit("refused", request.path, reason);
+        if (request && request.kind !== "refetch") this.emit("refused", request.path, reason);
       },
       "grant credit": () => {
         const grant = this.#window.refill();
@@ -232,6 +239,8 @@ export class Client extends EventEmitter<ClientEvents> {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    for (const timer of this.#resyncs.values()) clearTimeout(timer);
+    this.#resyncs.clear();
     this.#heartbeat.stop();
     if (this.#engine.state === "connected") this.#leave();
     this.#engine.stop();
@@ -287,9 +296,11 @@ export class Client extends EventEmitter<ClientEvents> {
 
   /**
    * ICANHAZ with what we hold under the path (RESYNC), so the server sends only what we lack, resumes our
-   * partial files, and tells us of deletes we missed. `refetch`: ask again for one file, from scratch.
+   * partial files, and tells us of deletes we missed. "refetch": ask again for one file, from scratch;
+   * "resync": a subscription sent again (after a failure), with no "subscribed" event.
    */
-  async #sendIcanhaz(path: string, refetch = false): Promise<void> {
+  async #sendIcanhaz(path: string, kind: IcanhazKind = "subscribe"): Promise<void> {
+    const refetch = kind === "refetch";
     const cache: Dictionary = new Map();
     const inbox = refetch ? undefined : this.#subscriptions.get(path)?.inbox;
     if (inbox) {
@@ -315,7 +326,7 @@ export class Client extends EventEmitter<ClientEvents> {
         if (Buffer.byteLength(name) <= 255) cache.set(name, formatCacheEntry(entry));
       }
     }
-    this.#awaitingReply.push({ path, refetch });
+    this.#awaitingReply.push({ path, kind });
     const options: Dictionary = new Map([
       [SubscribeOption.RESYNC, "1"],
       [SubscribeOption.CAPABILITIES, [Capability.VERIFY, Capability.DELTA, Capability.SINGLE, Capability.BATCH].join(",")],
@@ -357,14 +368,17 @@ export class Client extends EventEmitter<ClientEvents> {
     try {
       finalPath = sub.inbox.receiveWhole(relative, vpath, message.chunk, identity, message.headers.get(Header.HASH));
     } catch (error) {
-      this.#report(error instanceof InboxError ? error : new InboxError(`${relative}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, relative));
+      const code = (error as NodeJS.ErrnoException).code;
+      this.#report(error instanceof InboxError ? error : new InboxError(`${relative}: ${code ?? String(error)}`, relative));
+      if (code === "ENOSPC" || code === "EDQUOT") this.#resyncLater(sub.path);
       return undefined;
     }
     if (finalPath === undefined) {
       this.#report(new InboxError(`${relative}: content does not match the server's hash; fetching it again`, relative));
-      return this.#sendIcanhaz(vpath, true);
+      return this.#sendIcanhaz(vpath, "refetch");
     }
     this.#totals.delivered++;
+    this.#fullFailures = 0;
     this.emit("delivered", { path: relative, vpath, file: finalPath, size: identity.size, received: identity.size });
     return undefined;
   }
@@ -422,7 +436,8 @@ export class Client extends EventEmitter<ClientEvents> {
       let failure = error instanceof InboxError ? error : new InboxError(`${relative}: ${code ?? String(error)}`, relative);
       if (full) failure = new InboxError(`${relative}: disk full (${code}); ${held} bytes received${kept ? ", kept to resume" : ""}`, relative);
       this.#report(failure);
-      if (error instanceof RefetchError) await this.#sendIcanhaz(vpath, true);
+      if (error instanceof RefetchError) await this.#sendIcanhaz(vpath, "refetch");
+      if (full) this.#resyncLater(sub.path);
     }
   }
 
@@ -442,7 +457,7 @@ export class Client extends EventEmitter<ClientEvents> {
       await file.abandon();
       inbox.manifest.partialDropped(file.relative);
       this.#report(new InboxError(`${file.relative}: content does not match the server's hash; fetching it again`, file.relative));
-      await this.#sendIcanhaz(current.vpath, true);
+      await this.#sendIcanhaz(current.vpath, "refetch");
       return;
     }
     await file.finish();
@@ -457,7 +472,23 @@ export class Client extends EventEmitter<ClientEvents> {
       ...(blocks !== undefined ? { blocks } : {}),
     });
     this.#totals.delivered++;
+    this.#fullFailures = 0;
     this.emit("delivered", { path: file.relative, vpath: current.vpath, file: file.finalPath, size, received: file.received });
+  }
+
+  /**
+   * A file failed for want of space: send its subscription again later, with what we hold, so it (and
+   * any other that failed) comes once there is room, a big one resumed from its partial file. 5 s after
+   * the first failure, doubling up to a minute while they go on; a reconnection does the same at once.
+   */
+  #resyncLater(path: string): void {
+    if (this.#resyncs.has(path) || this.#closed) return;
+    const delay = Math.min(60_000, 5_000 * 2 ** Math.min(this.#fullFailures++, 4));
+    const timer = setTimeout(() => {
+      this.#resyncs.delete(path);
+      if (this.#engine.state === "connected" && this.#subscriptions.has(path)) void this.#sendIcanhaz(path, "resync");
+    }, delay);
+    this.#resyncs.set(path, timer);
   }
 
   /**

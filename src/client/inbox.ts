@@ -19,6 +19,8 @@ export class InboxError extends Error {
     message: string,
     /** The relative name involved, if any. */
     readonly relative?: string,
+    /** The system error behind it, if any (ENOSPC...). */
+    readonly code?: string,
   ) {
     super(message);
   }
@@ -463,7 +465,7 @@ function deliveryError(error: unknown, relative: string): InboxError {
   if (error instanceof InboxError) return error;
   const code = (error as NodeJS.ErrnoException).code;
   const directory = code === "EISDIR" || code === "ENOTEMPTY" || code === "EEXIST";
-  return new InboxError(directory ? `${relative}: a directory has that name` : `${relative}: ${code ?? String(error)}`, relative);
+  return new InboxError(directory ? `${relative}: a directory has that name` : `${relative}: ${code ?? String(error)}`, relative, code);
 }
 
 /** Small files received by this process (their partial names). */

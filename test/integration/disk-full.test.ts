@@ -10,7 +10,7 @@ import { context } from "zeromq";
 import { Client, Server } from "../../src/index.js";
 import { partialName } from "../../src/client/inbox.js";
 import { tempDir } from "../helpers/tmp.js";
-import { writeRandomFile } from "../helpers/files.js";
+import { sha256File, writeRandomFile } from "../helpers/files.js";
 import { waitFor } from "../helpers/wait.js";
 import { tcpEndpoint } from "../helpers/net.js";
 
@@ -76,5 +76,32 @@ describe("disk full", () => {
     expect(await readFile(path.join(inbox, "small.txt"), "utf8")).toBe("still here\n");
     expect(delivered).toEqual(["small.txt"]);
     expect(errors.filter((e) => /disk full/.test(e))).toHaveLength(1);
+  });
+
+  it("disk full - once there is room again, the file that failed arrives by itself (resumed from what was kept), with no restart", async (ctx) => {
+    const disk = await smallDisk(4 * MiB);
+    if (typeof disk !== "string") return ctx.skip(disk.skip);
+    const src = await tempDir();
+    await writeRandomFile(path.join(src, "big.bin"), 6 * MiB);
+    const server = new Server({ stableMs: 50 });
+    closers.push(() => server.close());
+    await server.publish(src);
+    const endpoint = await server.bind(await tcpEndpoint());
+    const inbox = path.join(disk, "inbox");
+    const client = new Client({ endpoint, inbox, heartbeatMs: 200 });
+    closers.push(() => client.close());
+    const errors: string[] = [];
+    const delivered: { path: string; received: number }[] = [];
+    client.on("error", (e) => errors.push(e.message));
+    client.on("delivered", (e) => delivered.push({ path: e.path, received: e.received }));
+    await client.subscribe("/");
+    client.connect();
+    await waitFor(() => errors.some((e) => /disk full/.test(e)), "the disk-full error");
+
+    execFileSync("mount", ["-o", "remount,size=16m", disk]);
+    // The subscription is sent again 5 s after the failure, with the partial file in its cache.
+    await waitFor(() => delivered.some((d) => d.path === "big.bin"), "big.bin delivered", 20_000);
+    expect(await sha256File(path.join(inbox, "big.bin"))).toBe(await sha256File(path.join(src, "big.bin")));
+    expect(delivered.find((d) => d.path === "big.bin")!.received).toBeLessThan(6 * MiB);
   });
 });
