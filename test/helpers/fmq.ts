@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { afterEach } from "vitest";
 import { fileURLToPath } from "node:url";
 import readline from "node:readline";
+import { beforeTempCleanup } from "./tmp.js";
 
 /** The built CLI (dist/cli/fmq.js). */
 export const FMQ = fileURLToPath(new URL("../../dist/cli/fmq.js", import.meta.url));
@@ -38,14 +39,17 @@ export function fmq(args: string[], cwd?: string, env: Record<string, string> = 
 
 const running: Running[] = [];
 
-afterEach(async () => {
+async function killAll(): Promise<void> {
   for (const r of running.splice(0)) {
     if (r.child.exitCode === null && r.child.signalCode === null) {
       r.child.kill("SIGKILL");
       await r.exited;
     }
   }
-});
+}
+afterEach(killAll);
+// Before the test's temp directories go (a live subscriber would make its inbox again).
+beforeTempCleanup(killAll);
 
 /** Start `fmq` with these arguments; whatever is still running when the test ends is killed (SIGKILL). */
 export function startFmq(args: string[], env: Record<string, string> = {}, command = FMQ_COMMAND): Running {
