@@ -215,7 +215,7 @@ export class Client extends EventEmitter<ClientEvents> {
    */
   async subscribe(path: string, inbox?: string): Promise<void> {
     const normalised = normaliseVirtualPath(path);
-    if (normalised === undefined) throw new ClientError(`invalid path "${path}": must start with "/" and contain no "." or ".." segments`);
+    if (normalised === undefined) throw new ClientError(`invalid path "${path}": must start with "/" and contain no empty, "." or ".." segments`);
     const box = await this.#inbox(inbox ?? this.options.inbox);
     this.#subscriptions.set(normalised, { path: normalised, inbox: box });
     this.#engine.post("subscribe", normalised);

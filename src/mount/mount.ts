@@ -63,7 +63,7 @@ export class Mount extends EventEmitter<MountEvents> {
   /** Check the directory and the alias; nothing is watched until start(). */
   static async open(directory: string, alias: string, options: MountOptions): Promise<Mount> {
     const normalised = normaliseVirtualPath(alias);
-    if (normalised === undefined) throw new MountError(`invalid alias "${alias}": must start with "/" and contain no "." or ".." segments`);
+    if (normalised === undefined) throw new MountError(`invalid alias "${alias}": must start with "/" and contain no empty, "." or ".." segments`);
     let root: string;
     try {
       root = await realpath(directory);
