@@ -232,6 +232,7 @@ export class Server extends EventEmitter<ServerEvents> {
     if (this.#expiryTimer) clearInterval(this.#expiryTimer);
     await Promise.all([...this.#connections.values()].map((c) => c.close()));
     this.#connections.clear();
+    this.#sessions.clear();
     this.#fingerprints.close();
     await Promise.all(this.mounts.map((m) => m.close()));
     this.#router.close();
@@ -276,7 +277,10 @@ export class Server extends EventEmitter<ServerEvents> {
       }
       connection = new Connection(key, routingId, this.#host);
       this.#connections.set(key, connection);
-      if (result.message.id === "OHAI") this.emit("connected", key);
+      if (result.message.id === "OHAI") {
+        this.#sessions.add(key);
+        this.emit("connected", key);
+      }
     }
     if (connection.engine.pending >= this.options.maxPendingMessages) {
       // Sending faster than we handle (e.g. while we wait for it to read): a flood, not a client.
@@ -318,8 +322,12 @@ export class Server extends EventEmitter<ServerEvents> {
     setTimeout(() => {
       if (!this.#connections.has(key)) this.#outbox.forget(key);
     }, 1000).unref();
-    this.emit("disconnected", key);
+    // Only a session that was reported opened is reported ended (not a peer answered RTFM at once).
+    if (this.#sessions.delete(key)) this.emit("disconnected", key);
   }
+
+  /** Clients reported "connected" and not yet "disconnected". */
+  readonly #sessions = new Set<string>();
 
   #expire(): void {
     const deadline = Date.now() - this.options.expiryMs;

@@ -281,8 +281,11 @@ describe("server with a scripted raw peer", () => {
     expect(p.undecodable).toEqual([]);
   });
 
-  it("server - NOM, HUGZ or ICANHAZ before OHAI -> RTFM", async () => {
+  it("server - NOM, HUGZ or ICANHAZ before OHAI -> RTFM, and no connected or disconnected event for such a peer", async () => {
     const { server, endpoint } = await startServer();
+    const events: string[] = [];
+    server.on("connected", () => events.push("connected"));
+    server.on("disconnected", () => events.push("disconnected"));
     const p = peer(endpoint);
     await p.nom(1000);
     expect((await p.expect("RTFM")).reason).toMatch(/NOM/);
@@ -292,11 +295,14 @@ describe("server with a scripted raw peer", () => {
     expect((await p.expect("RTFM")).reason).toMatch(/ICANHAZ/);
     await p.send({ id: "KTHXBAI" });
     expect((await p.expect("RTFM")).reason).toMatch(/KTHXBAI/);
+    // Never a session, so never reported as one that ended (the publisher printed "client ... gone" for it).
+    expect(events).toEqual([]);
     // Nothing of those attempts is kept; OHAI still opens a session.
     await p.open();
     await p.send({ id: "HUGZ" });
     await p.expect("HUGZ_OK");
     expect(server.clients).toBe(1);
+    expect(events).toEqual(["connected"]);
   });
 
   it("server - OHAI-OK, CHEEZBURGER, SRSLY (and other server messages) sent by a client -> RTFM", async () => {
