@@ -7,6 +7,7 @@ import { realpath } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join as joinPath, relative as relativePath, resolve as resolvePath, sep } from "node:path";
 import { context } from "zeromq";
 import { Client, InboxError, Server, serverDefaults, clientDefaults, type DeliveredEvent, type PublishedFile } from "../src/index.js";
+import { isUnpublished } from "../src/paths.js";
 import { DEFAULT_BIND, loadServerConfig, resolveServerSettings, type PublishFlags } from "../src/config/server-config.js";
 import { generateKeyPair, writeKeyFiles } from "../src/security/keys.js";
 import { hashPassword } from "../src/security/policy.js";
@@ -219,8 +220,8 @@ program
           bytes += e.size;
         });
         client.on("error", (error) => {
-          // (Names are relative to the subscription, "/", or already virtual paths.)
-          if (error instanceof InboxError && error.relative !== undefined) failed.add(error.relative.startsWith("/") ? error.relative : `/${error.relative}`);
+          // (Names are relative to the subscription, "/".)
+          if (error instanceof InboxError && error.relative !== undefined) failed.add(`/${error.relative}`);
         });
         // Done when the mount has no file left to settle and every published file has arrived or failed.
         const timer = setInterval(() => {
@@ -375,7 +376,7 @@ async function copiesItself(src: string, dst: string): Promise<string | undefine
   const [from, to] = [await real(src), await real(dst)];
   const inside = relativePath(from, to);
   if (inside.startsWith("..") || isAbsolute(inside)) return undefined;
-  if (inside.split(sep).some((segment) => segment.startsWith("."))) return undefined;
+  if (inside !== "" && isUnpublished(inside.split(sep).join("/"))) return undefined;
   return inside === "" ? `<dst> is <src> (${from}): nothing to track` : `<dst> ${to} is inside <src> ${from}: track would copy its own copies forever`;
 }
 

@@ -342,7 +342,8 @@ export class Client extends EventEmitter<ClientEvents> {
       this.#totals.bytes += message.chunk.length;
     }
     const target = this.#route(message.filename);
-    if (typeof target === "string") return this.#report(new InboxError(target, message.filename));
+    // (Not under any subscription: there is no name in an inbox to report.)
+    if (typeof target === "string") return this.#report(new InboxError(target));
     // Between transfers, a whole small file takes the short synchronous path.
     if (this.#current === undefined && this.#refused === undefined) {
       const handled = this.#receiveWhole(message, target);
@@ -370,7 +371,7 @@ export class Client extends EventEmitter<ClientEvents> {
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       this.#report(error instanceof InboxError ? error : new InboxError(`${relative}: ${code ?? String(error)}`, relative));
-      if (code === "ENOSPC" || code === "EDQUOT") this.#resyncLater(sub.path);
+      if (diskFull(code)) this.#resyncLater(sub.path);
       return undefined;
     }
     if (finalPath === undefined) {
@@ -428,7 +429,7 @@ export class Client extends EventEmitter<ClientEvents> {
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       // Out of space: keep what was received (a big file resumes from it once there is room again).
-      const full = code === "ENOSPC" || code === "EDQUOT";
+      const full = diskFull(code);
       const held = this.#current?.vpath === vpath ? this.#current.file.length : 0;
       const kept = this.#current?.vpath === vpath ? await this.#dropCurrent(full) : false;
       // The rest of this transfer is ignored: one error per failed file, not one per chunk.
@@ -589,6 +590,11 @@ export class Client extends EventEmitter<ClientEvents> {
       // The socket was closed under us: a new session has its own reader.
     }
   }
+}
+
+/** Out of space (or over quota): what was received is kept, and the file is asked for again later. */
+function diskFull(code: string | undefined): boolean {
+  return code === "ENOSPC" || code === "EDQUOT";
 }
 
 /** Throws a ClientError if libzmq refuses to connect to `endpoint`, as found by a socket that is closed at once. */

@@ -376,14 +376,13 @@ export class Inbox {
  */
 function writeWhole(partialPath: string, pieces: readonly Uint8Array[], length: number, fsync: boolean, relative: string): void {
   try {
-    const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW;
     let fd: number;
     try {
-      fd = openSync(partialPath, flags, 0o644);
+      fd = openSync(partialPath, NEW_PARTIAL, 0o644);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
       restoreStateDirs(path.dirname(partialPath));
-      fd = openSync(partialPath, flags, 0o644);
+      fd = openSync(partialPath, NEW_PARTIAL, 0o644);
     }
     try {
       let written = 0;
@@ -400,15 +399,17 @@ function writeWhole(partialPath: string, pieces: readonly Uint8Array[], length: 
   }
 }
 
-/** A new partial file (truncated if there is one); the state directories are made again if they went. */
+/** Opening a new partial file: empty (O_TRUNC), never through a symlink planted at its name (O_NOFOLLOW). */
+const NEW_PARTIAL = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW;
+
+/** A new partial file; the state directories are made again if they went. */
 async function openPartial(partialPath: string): Promise<FileHandle> {
-  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW;
   try {
-    return await open(partialPath, flags, 0o644);
+    return await open(partialPath, NEW_PARTIAL, 0o644);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
     restoreStateDirs(path.dirname(partialPath));
-    return open(partialPath, flags, 0o644);
+    return open(partialPath, NEW_PARTIAL, 0o644);
   }
 }
 

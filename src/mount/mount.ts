@@ -92,16 +92,11 @@ export class Mount extends EventEmitter<MountEvents> {
     this.#watcher = watcher;
     const seen = (absolute: string, stats?: Stats) => {
       const relative = this.#relative(absolute);
-      if (relative.includes("\uFFFD")) this.#checkName(relative, absolute);
       if (stats && !stats.isFile() && !stats.isSymbolicLink()) return;
       this.#tracker.saw(relative, { size: stats?.size ?? -1, mtimeMs: stats?.mtimeMs ?? -1 });
       // Symlinks to this file change with it (the watcher sees only the file).
       for (const link of this.#links.get(absolute) ?? []) this.recheck(joinVirtual(this.alias, link));
     };
-    watcher.on("addDir", (absolute) => {
-      const relative = this.#relative(absolute);
-      if (relative.includes("\uFFFD")) this.#checkName(relative, absolute);
-    });
     watcher.on("add", seen);
     watcher.on("change", seen);
     // The watcher does not always report the published directory itself going (only what was in it):
@@ -205,26 +200,19 @@ export class Mount extends EventEmitter<MountEvents> {
 
   /**
    * A name that is not valid UTF-8 reaches us with U+FFFD in place of its bad bytes, and no file has that
-   * name: it cannot be opened, so it cannot be published. Say so, once per name, rather than lose it (or
-   * a whole directory of files) without a word.
+   * name: it cannot be opened, so it cannot be published, and the watcher skips it without a word (then
+   * and later). Look for such names once, after the scan, and say so rather than lose them (or a whole
+   * directory of files) silently.
    */
-  #checkName(relative: string, absolute: string): void {
-    if (this.#badNames.has(relative)) return;
-    void lstat(absolute).catch(() => {
-      if (this.#badNames.size >= 1000 || this.#badNames.has(relative)) return;
-      this.#badNames.add(relative);
-      this.emit("error", new MountError(`not published: "${relative}": its name is not valid UTF-8 (Node cannot open it); rename it`));
-    });
-  }
-
-  readonly #badNames = new Set<string>();
-
-  /** The watcher skips names it cannot stat without a word: look for the ones that are not UTF-8 once, after the scan. */
   async #findBadNames(): Promise<void> {
     const names = await readdir(this.root, { recursive: true }).catch(() => [] as string[]);
+    let reported = 0;
     for (const name of names) {
       const relative = name.split(path.sep).join("/");
-      if (relative.includes("\uFFFD") && !isUnpublished(relative)) this.#checkName(relative, path.join(this.root, name));
+      if (!relative.includes("\uFFFD") || isUnpublished(relative)) continue;
+      if (await lstat(path.join(this.root, name)).then(() => true, () => false)) continue; // a real U+FFFD
+      if (++reported > 100) return void this.emit("error", new MountError("more names that are not valid UTF-8 were not published (first 100 above)"));
+      this.emit("error", new MountError(`not published: "${relative}": its name is not valid UTF-8 (Node cannot open it); rename it`));
     }
   }
 
