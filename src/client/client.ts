@@ -9,8 +9,8 @@ import { Dealer } from "zeromq";
 import { Engine, type Actions } from "../fsm/engine.js";
 import { CREDIT_HEDGE, ReceiveWindow } from "../flow/credit.js";
 import { decodeBatch, encode } from "../protocol/codec.js";
-import { PROTOCOL_NAME, PROTOCOL_VERSION, Operation, isMessageName, type Cheezburger, type ClientMessage, type Dictionary, type Message, type Srsly } from "../protocol/messages.js";
-import { Capability, Header, SubscribeOption, formatCacheEntry, type CacheEntry } from "../protocol/extensions.js";
+import { MAX_STRING, PROTOCOL_NAME, PROTOCOL_VERSION, Operation, isMessageName, type Cheezburger, type ClientMessage, type Dictionary, type Message, type Srsly } from "../protocol/messages.js";
+import { Capability, Header, LONG_NAME_KEY, SubscribeOption, formatCacheEntry, type CacheEntry } from "../protocol/extensions.js";
 import { BLOCK_SIZE } from "../digest/blocks.js";
 import type { DecodeError } from "../protocol/errors.js";
 import { covers, normaliseVirtualPath, relativeTo } from "../paths.js";
@@ -321,9 +321,11 @@ export class Client extends EventEmitter<ClientEvents> {
         if (name === undefined || length < BLOCK_SIZE) continue;
         entries.set(name, { ...entries.get(name), partial: { length, size: partial.size, mtime: partial.mtime } });
       }
+      let long = 0;
       for (const [name, entry] of entries) {
-        // Cache keys are 1-octet-length strings; a longer name is simply sent again in full.
-        if (Buffer.byteLength(name) <= 255) cache.set(name, formatCacheEntry(entry));
+        // Cache keys are 1-octet-length strings: a longer name goes in its entry, under a numbered key.
+        if (Buffer.byteLength(name) <= MAX_STRING) cache.set(name, formatCacheEntry(entry));
+        else cache.set(`${LONG_NAME_KEY}${long++}`, formatCacheEntry({ ...entry, name }));
       }
     }
     this.#awaitingReply.push({ path, kind });

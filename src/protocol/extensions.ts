@@ -1,7 +1,9 @@
 // fmq's extensions to FILEMQ v2. They live only in dictionaries (ICANHAZ options and cache, CHEEZBURGER
 // headers), which a plain v2 peer ignores, so every extension degrades to plain FILEMQ: a reference
 // client gets whole files, a reference server gets caches it does not understand and sends everything.
-// The README's protocol section lists them; this module imports nothing.
+// The README's protocol section lists them.
+
+import { isUtf8 } from "node:buffer";
 
 /** ICANHAZ options. */
 export const SubscribeOption = {
@@ -48,6 +50,13 @@ export const Header = {
  */
 export const CACHE_PREFIX = "fmq1;";
 
+/**
+ * Cache keys are 1-octet-length strings, so a name over 255 bytes cannot be one: its entry goes under a
+ * key of this prefix and a number (never a file's name: "//" is an empty segment), with the name in its
+ * value (field "name", hex of the UTF-8 bytes). A reference server finds no such file and ignores it.
+ */
+export const LONG_NAME_KEY = "X-FMQ-Long//";
+
 export interface CacheEntry {
   /** The complete version held (absent when only a partial is held). */
   readonly size?: number;
@@ -57,6 +66,8 @@ export interface CacheEntry {
   readonly blocks?: Buffer;
   /** A partial file: bytes held, and the identity of the version they belong to. */
   readonly partial?: { readonly length: number; readonly size: number; readonly mtime: number };
+  /** The file's name, when it is too long to be the entry's key (under LONG_NAME_KEY). */
+  readonly name?: string;
 }
 
 export function formatCacheEntry(entry: CacheEntry): string {
@@ -66,6 +77,7 @@ export function formatCacheEntry(entry: CacheEntry): string {
   if (entry.hash !== undefined) fields.push(`hash=${entry.hash}`);
   if (entry.blocks !== undefined && entry.blocks.length > 0) fields.push(`blocks=${entry.blocks.toString("hex")}`);
   if (entry.partial) fields.push(`partial=${entry.partial.length}`, `psize=${entry.partial.size}`, `pmtime=${entry.partial.mtime}`);
+  if (entry.name !== undefined) fields.push(`name=${Buffer.from(entry.name).toString("hex")}`);
   return CACHE_PREFIX + fields.join(";");
 }
 
@@ -91,6 +103,7 @@ export function parseCacheEntry(value: string): CacheEntry | undefined {
   const partialLength = num("partial");
   const psize = num("psize");
   const pmtime = num("pmtime");
+  const name = decodeName(fields.get("name"));
   return {
     ...(size !== undefined ? { size } : {}),
     ...(mtime !== undefined ? { mtime } : {}),
@@ -99,7 +112,15 @@ export function parseCacheEntry(value: string): CacheEntry | undefined {
     ...(partialLength !== undefined && psize !== undefined && pmtime !== undefined && partialLength <= psize
       ? { partial: { length: partialLength, size: psize, mtime: pmtime } }
       : {}),
+    ...(name !== undefined ? { name } : {}),
   };
+}
+
+/** A name sent as hex of its UTF-8 bytes; undefined unless that is exactly what it is. */
+function decodeName(hex: string | undefined): string | undefined {
+  if (hex === undefined || hex.length === 0 || !/^([0-9a-f]{2})+$/.test(hex)) return undefined;
+  const bytes = Buffer.from(hex, "hex");
+  return isUtf8(bytes) ? bytes.toString() : undefined;
 }
 
 /** RFC 35's cache digest: SHA-1 of the content, 40 uppercase hex digits (CZMQ zfile_digest). */

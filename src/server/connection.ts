@@ -5,7 +5,7 @@ import { Engine, type Actions } from "../fsm/engine.js";
 import { SendCredit } from "../flow/credit.js";
 import { encode } from "../protocol/codec.js";
 import { Operation, isMessageName, type Icanhaz, type Message, type Nom } from "../protocol/messages.js";
-import { Capability, SubscribeOption, isSha1Digest, parseCacheEntry } from "../protocol/extensions.js";
+import { Capability, LONG_NAME_KEY, SubscribeOption, isSha1Digest, parseCacheEntry } from "../protocol/extensions.js";
 import type { DecodeError } from "../protocol/errors.js";
 import { covers, joinVirtual, normaliseVirtualPath, relativeTo, unsafeRelativeReason } from "../paths.js";
 import type { PublishedFile } from "../mount/mount.js";
@@ -193,8 +193,11 @@ export class Connection {
     const path = normaliseVirtualPath(message.path);
     if (path === undefined) return;
     const cache = new Map<string, string>();
-    for (const [name, value] of message.cache) {
-      // Cache keys are names relative to the subscription path; hostile until checked.
+    for (const [key, value] of message.cache) {
+      // Cache keys are names relative to the subscription path, or (too long for a key) in the value;
+      // hostile until checked.
+      const name = key.startsWith(LONG_NAME_KEY) ? parseCacheEntry(value)?.name : key;
+      if (name === undefined) continue;
       const relative = name.startsWith("/") ? relativeTo(path, name) : name;
       if (relative === undefined || unsafeRelativeReason(relative)) continue;
       cache.set(joinVirtual(path, relative), value);

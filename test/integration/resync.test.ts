@@ -134,6 +134,29 @@ describe("resync", () => {
     expect([...(await treeHashes(inbox)).keys()]).toEqual(["dir/mine2.txt", "keep.txt", "mine.txt"]);
   });
 
+  it("resync - names over 255 bytes are listed in the cache too: not sent again, and a delete missed while away is applied", async () => {
+    const src = await tempDir();
+    const inbox = await tempDir();
+    // 2 + 200 + 1 + 100 bytes: each segment fits a filesystem name; the whole is too long for a cache key.
+    const kept = `${"k".repeat(200)}/${"a".repeat(100)}.txt`;
+    const gone = `${"g".repeat(200)}/${"b".repeat(100)}.txt`;
+    await writeTree(src, { [kept]: "kept", [gone]: "gone", "short.txt": "short" });
+    const pub = await startServer(src);
+    const first = await startClient(pub.endpoint, inbox);
+    await mirrored(inbox, src);
+    await first.close();
+    await unlink(path.join(src, gone));
+    await waitFor(() => pub.server.mounts[0]!.files.size === 2, "the delete seen by the server");
+    const before = pub.sent.length;
+    const second = await startClient(pub.endpoint, inbox);
+    await waitFor(() => second.deleted.length === 1, "the delete missed while away");
+    expect(second.deleted).toEqual([gone]);
+    await mirrored(inbox, src);
+    // The files held were not sent again (only the delete went out).
+    expect(pub.sent.slice(before).map((e) => [e.operation, e.path])).toEqual([["delete", `/${gone}`]]);
+    expect(second.delivered).toEqual([]);
+  });
+
   it("resync - a plain RFC 35 client's SHA-1 cache is honoured: matching files are not sent", async () => {
     const src = await tempDir();
     await writeTree(src, { "a.txt": "", "b.txt": "bee\n", "c.txt": "sea\n" });

@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { Dealer } from "zeromq";
 
 import { fingerprintFile } from "../../src/digest/blocks.js";
-import { formatCacheEntry } from "../../src/protocol/extensions.js";
+import { LONG_NAME_KEY, formatCacheEntry } from "../../src/protocol/extensions.js";
 import { ReceiveWindow } from "../../src/flow/credit.js";
 import { decodeBatch, decodeFrames, encode } from "../../src/protocol/codec.js";
 import type { DecodeError } from "../../src/protocol/errors.js";
@@ -1013,6 +1013,33 @@ describe("server with a scripted raw peer", () => {
     expect(sha256(after.data)).toBe(sha256(replacement));
     expect(after.hash).toBe((await fingerprintFile(file)).hash);
     expect(after.hash).not.toBe(before.hash);
+  });
+
+  it("server - a cache entry for a name over 255 bytes carries its name (hex) under a numbered key; a hostile or garbled one is ignored", async () => {
+    const { server, endpoint } = await startServer({}, { files: { "here.txt": "here" } });
+    await published(server, 1);
+    const long = `${"x".repeat(200)}/${"y".repeat(100)}.txt`;
+    const p = peer(endpoint);
+    await p.open();
+    const cache = new Map([
+      // Held by the client, gone from the server: a delete is due.
+      [`${LONG_NAME_KEY}0`, formatCacheEntry({ size: 5, mtime: 1, name: long })],
+      // Hostile: a name leading out of the path, an empty one, one not hex, one not UTF-8.
+      [`${LONG_NAME_KEY}1`, formatCacheEntry({ size: 5, mtime: 1, name: "../../etc/passwd" })],
+      [`${LONG_NAME_KEY}2`, "fmq1;size=5;name="],
+      [`${LONG_NAME_KEY}3`, "fmq1;size=5;name=zz"],
+      [`${LONG_NAME_KEY}4`, "fmq1;size=5;name=ff"],
+      [`${LONG_NAME_KEY}5`, "not ours"],
+    ]);
+    await p.send({ id: "ICANHAZ", path: "/", options: new Map([["X-FMQ-Caps", "verify,delta,single"]]), cache });
+    await p.expect("ICANHAZ_OK");
+    await p.nom(1024 * 1024);
+    const got = [await p.expect("CHEEZBURGER"), await p.expect("CHEEZBURGER")];
+    expect(got.map((m) => [m.operation, m.filename]).sort()).toEqual([
+      [Operation.CREATE, "/here.txt"],
+      [Operation.DELETE, `/${long}`],
+    ]);
+    await p.expectSilence(300);
   });
 
   it("server - a publisher that has just started (files seen, not yet stable) neither deletes what a returning client holds nor re-sends it; a partial is resumed", async () => {
