@@ -6,7 +6,7 @@
 
 import { hash } from "node:crypto";
 import { closeSync, constants, fsyncSync, lstatSync, mkdirSync, openSync, renameSync, rmdirSync, unlinkSync, writevSync } from "node:fs";
-import { copyFile, lstat, mkdir, open, readdir, realpath, unlink, type FileHandle } from "node:fs/promises";
+import { copyFile, lstat, mkdir, open, readdir, realpath, stat, unlink, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { PARTIAL_SUFFIX, unsafeRelativeReason } from "../paths.js";
 import { BLOCK_SIZE, BlockHasher, fingerprintFile, hashPrefix, xxh, type Fingerprint } from "../digest/blocks.js";
@@ -170,6 +170,28 @@ export interface InboxOptions {
   readonly fsync?: boolean;
 }
 
+/**
+ * `mkdir -p`, one level at a time. Node's own recursive mkdir never returns where a directory cannot be
+ * made and ENOENT comes back (it retries forever: `/proc/x/y`).
+ */
+async function makeDirectories(directory: string): Promise<void> {
+  const target = path.resolve(directory);
+  const levels: string[] = [];
+  for (let dir = target; ; dir = path.dirname(dir)) {
+    levels.unshift(dir);
+    if (path.dirname(dir) === dir) break;
+  }
+  for (const dir of levels) {
+    try {
+      await mkdir(dir);
+    } catch (error) {
+      // Already there as a directory (or a symlink to one, as with mkdir -p): go on. Otherwise stop here.
+      if ((await stat(dir).catch(() => undefined))?.isDirectory()) continue;
+      throw error;
+    }
+  }
+}
+
 export class Inbox {
   private constructor(
     readonly root: string,
@@ -181,8 +203,17 @@ export class Inbox {
 
   /** Create the inbox if needed, fix its real path, load its manifest, clear stale partial files. */
   static async open(directory: string, options: InboxOptions = {}): Promise<Inbox> {
-    await mkdir(directory, { recursive: true }).catch((error: NodeJS.ErrnoException) => {
-      const why = error.code === "EEXIST" || error.code === "ENOTDIR" ? "not a directory" : (error.code ?? String(error));
+    await makeDirectories(directory).catch((error: NodeJS.ErrnoException) => {
+      const why =
+        error.code === "EEXIST" || error.code === "ENOTDIR"
+          ? "not a directory"
+          : error.code === "ENOENT"
+            ? "no directory can be made there"
+            : error.code === "EACCES" || error.code === "EPERM"
+              ? "permission denied"
+              : error.code === "EROFS"
+                ? "read-only file system"
+                : (error.code ?? String(error));
       throw new InboxError(`cannot use ${directory} as an inbox: ${why}`);
     });
     const root = await realpath(directory);

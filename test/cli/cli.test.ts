@@ -210,6 +210,13 @@ describe("cli", () => {
       await writeFile(path.join(dir, "f"), "x");
       return ["subscribe", "/", "--inbox", path.join(dir, "f")];
     }, /^fmq: cannot use .*f as an inbox: not a directory$/],
+    // Node's own recursive mkdir never returned here (it retried ENOENT forever).
+    ["an inbox where no directory can be made", async () => ["subscribe", "/", "--inbox", "/proc/fmq-no/inbox"], /^fmq: cannot use \/proc\/fmq-no\/inbox as an inbox: no directory can be made there$/],
+    ["an inbox under a file", async () => {
+      const dir = await tempDir();
+      await writeFile(path.join(dir, "f"), "x");
+      return ["subscribe", "/", "--inbox", path.join(dir, "f", "inbox")];
+    }, /^fmq: cannot use .*f\/inbox as an inbox: not a directory$/],
     ["an alias with ..", async () => ["publish", await tempDir(), "--alias", "/a/../b", "--bind", `tcp://127.0.0.1:${await freePort()}`], /^fmq: invalid alias "\/a\/..\/b"/],
   ];
   for (const [what, args, message] of failures) {
