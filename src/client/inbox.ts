@@ -170,6 +170,16 @@ export interface InboxOptions {
   readonly fsync?: boolean;
 }
 
+/** Why an inbox directory could not be made, in words. */
+const WHY_NO_INBOX: Record<string, string> = {
+  EEXIST: "not a directory",
+  ENOTDIR: "not a directory",
+  ENOENT: "no directory can be made there",
+  EACCES: "permission denied",
+  EPERM: "permission denied",
+  EROFS: "read-only file system",
+};
+
 /**
  * `mkdir -p`, one level at a time. Node's own recursive mkdir never returns where a directory cannot be
  * made and ENOENT comes back (it retries forever: `/proc/x/y`).
@@ -204,16 +214,7 @@ export class Inbox {
   /** Create the inbox if needed, fix its real path, load its manifest, clear stale partial files. */
   static async open(directory: string, options: InboxOptions = {}): Promise<Inbox> {
     await makeDirectories(directory).catch((error: NodeJS.ErrnoException) => {
-      const why =
-        error.code === "EEXIST" || error.code === "ENOTDIR"
-          ? "not a directory"
-          : error.code === "ENOENT"
-            ? "no directory can be made there"
-            : error.code === "EACCES" || error.code === "EPERM"
-              ? "permission denied"
-              : error.code === "EROFS"
-                ? "read-only file system"
-                : (error.code ?? String(error));
+      const why = (error.code && WHY_NO_INBOX[error.code]) ?? error.code ?? String(error);
       throw new InboxError(`cannot use ${directory} as an inbox: ${why}`);
     });
     const root = await realpath(directory);
