@@ -110,6 +110,8 @@ export class IncomingFile {
   /** The fingerprint of what was assembled: hashed as it arrived, or (delta) read back from disk. */
   async fingerprint(): Promise<Fingerprint> {
     if (this.hasher) return this.hasher.finish();
+    // A delta onto a longer version: cut it to the new size first, or the old tail is hashed too.
+    if (this.mode === "delta" && this.identity && this.handle) await this.handle.truncate(this.identity.size);
     // Read back through the page cache: what we wrote is visible without any fsync.
     return fingerprintFile(this.partialPath);
   }

@@ -4,7 +4,7 @@
 
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { open, readFile, rename, stat, unlink, writeFile } from "node:fs/promises";
+import { open, readFile, rename, stat, truncate, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { context, Dealer } from "zeromq";
@@ -226,6 +226,24 @@ describe("resync", () => {
     await mirrored(inbox, src);
     expect(pub.bytes() - before).toBeLessThanOrEqual(2 * MiB);
   }, 60_000);
+
+  it("resync - a big file cut shorter in place arrives as a delta of nothing, verified, not fetched again whole", async () => {
+    const src = await tempDir();
+    const inbox = await tempDir();
+    const file = path.join(src, "big.bin");
+    await writeRandomFile(file, 40 * MiB);
+    const pub = await startServer(src);
+    const sub = await startClient(pub.endpoint, inbox);
+    await mirrored(inbox, src);
+    const before = pub.bytes();
+    await truncate(file, 30 * MiB);
+    await waitFor(() => sub.delivered.length === 2, "the shorter file", 30_000);
+    await mirrored(inbox, src);
+    expect(sub.delivered[1]).toMatchObject({ path: "big.bin", size: 30 * MiB });
+    // Every remaining block was held already: the old tail was cut, not hashed as part of the file.
+    expect(sub.errors).toEqual([]);
+    expect(pub.bytes() - before).toBe(0);
+  });
 
   it("resync - a corrupted partial file is detected and repaired, never delivered", async () => {
     const src = await tempDir();
