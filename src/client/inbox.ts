@@ -323,6 +323,11 @@ export class Inbox {
    * so no longer ours: left alone and forgotten. "absent": nothing of ours there.
    */
   async remove(relative: string): Promise<"deleted" | "absent" | "kept"> {
+    // A partial file of it (a newer version, or one never completed) will never be resumed now.
+    if (this.manifest.partials.has(relative)) {
+      this.manifest.partialDropped(relative);
+      await unlink(path.join(this.partialDir, partialName(relative))).catch(() => undefined);
+    }
     const held = this.manifest.files.get(relative);
     if (!held) return "absent";
     const finalPath = this.#resolve(relative, { create: false });

@@ -245,6 +245,25 @@ describe("resync", () => {
     expect(pub.bytes() - before).toBe(0);
   });
 
+  it("resync - the partial file of a file deleted on the server while the client was away is removed", async () => {
+    const src = await tempDir();
+    const inbox = await tempDir();
+    await writeRandomFile(path.join(src, "big.bin"), 64 * MiB);
+    await writeTree(src, { "small.txt": "small" });
+    const pub = await startServer(src);
+    const partial = path.join(inbox, ".fmq", "partial", partialName("big.bin"));
+    // A small window: the transfer is slow enough to be caught half way.
+    const sub = await startClient(pub.endpoint, inbox, { window: MiB, slice: MiB });
+    await waitFor(async () => (await stat(partial).catch(() => ({ size: 0 }))).size >= 4 * MiB, "4 MiB of partial file", 30_000, 1);
+    await sub.close();
+    await unlink(path.join(src, "big.bin"));
+    await waitFor(() => pub.server.mounts[0]!.files.size === 1, "the delete seen by the server");
+    const back = await startClient(pub.endpoint, inbox);
+    await waitFor(async () => (await stat(partial).catch(() => undefined)) === undefined, "the partial file removed");
+    await mirrored(inbox, src);
+    expect(back.errors).toEqual([]);
+  });
+
   it("resync - a corrupted partial file is detected and repaired, never delivered", async () => {
     const src = await tempDir();
     const inbox = await tempDir();
