@@ -82,6 +82,13 @@ program
     // Listen before publishing: files found at start can become stable before bind() returns. Their
     // lines wait until "ready" is out, so "ready" always comes first.
     let early: PublishedFile[] | undefined = [];
+    // Warnings too: the start scan reports what it cannot publish as soon as it is done (with --json they
+    // wait for "ready" as well; on a terminal they go to stderr at once).
+    let earlyWarnings: string[] | undefined = [];
+    server.on("warning", (message) => {
+      if (out.json && earlyWarnings) earlyWarnings.push(message);
+      else out.warning(message);
+    });
     server.on("published", (file) => {
       if (!out.json) return;
       if (early) early.push(file);
@@ -114,6 +121,8 @@ program
     }
     for (const file of early) out.event({ event: "published", path: file.vpath, size: file.size }, "");
     early = undefined;
+    for (const message of earlyWarnings) out.warning(message);
+    earlyWarnings = undefined;
     const userOf = (client: string) => (settings.options.security ? server.userOf(client) : undefined);
     server.on("connected", (client) => {
       const user = userOf(client);
@@ -129,7 +138,6 @@ program
     server.on("caught-up", (client) => {
       if (out.json) out.event({ event: "caught-up", client }, "");
     });
-    server.on("warning", (message) => out.warning(message));
     if (!out.json) reportServing(server, out);
   });
 

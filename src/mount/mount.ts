@@ -212,7 +212,8 @@ export class Mount extends EventEmitter<MountEvents> {
       if (!relative.includes("\uFFFD") || isUnpublished(relative)) continue;
       if (await lstat(path.join(this.root, name)).then(() => true, () => false)) continue; // a real U+FFFD
       if (++reported > 100) return void this.emit("error", new MountError("more names that are not valid UTF-8 were not published (first 100 above)"));
-      this.emit("error", new MountError(`not published: "${relative}": its name is not valid UTF-8 (Node cannot open it); rename it`));
+      // (Each bad byte shown as "?": the replacement character would only add to the confusion.)
+      this.emit("error", new MountError(`not published: "${relative.replaceAll("\uFFFD", "?")}": its name is not valid UTF-8 (Node cannot open it); rename it`));
     }
   }
 

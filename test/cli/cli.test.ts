@@ -56,6 +56,24 @@ describe("cli", () => {
     expect(await treeHashes(inbox)).toEqual(await treeHashes(path.join(src, "sub")));
   });
 
+  it("cli - what the start scan cannot publish is reported, after ready with --json and on stderr on a terminal", async () => {
+    const src = await tempDir();
+    await writeTree(src, { "ok.txt": "ok" });
+    // A Latin-1 name: not valid UTF-8 (Node's fs takes a Buffer path for it).
+    await writeFile(Buffer.concat([Buffer.from(src + "/caf"), Buffer.from([0xe9]), Buffer.from(".txt")]), "x");
+    const expected = 'not published: "caf?.txt": its name is not valid UTF-8 (Node cannot open it); rename it';
+    for (let run = 0; run < 3; run++) {
+      const json = start(["publish", src, "--bind", `tcp://127.0.0.1:${await freePort()}`, "--json", "--stable-ms", "50"]);
+      await waitFor(() => has(json, "warning"), "the warning (--json)");
+      expect(has(json, "warning")).toEqual({ event: "warning", message: expected });
+      expect(json.events.findIndex((e) => e.event === "ready")).toBeLessThan(json.events.findIndex((e) => e.event === "warning"));
+      json.child.kill("SIGTERM");
+      const human = start(["publish", src, "--bind", `tcp://127.0.0.1:${await freePort()}`, "--stable-ms", "50"]);
+      await waitFor(() => human.stderr.includes(`warning: ${expected}`), "the warning (human)");
+      human.child.kill("SIGTERM");
+    }
+  });
+
   it("cli - human output is one line per delivered file", async () => {
     const src = await tempDir();
     const dst = path.join(await tempDir(), "dst");
