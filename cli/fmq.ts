@@ -231,16 +231,27 @@ program
           // (Names are relative to the subscription, "/".)
           if (error instanceof InboxError && error.relative !== undefined) failed.add(`/${error.relative}`);
         });
-        // Done when the mount has no file left to settle and every published file has arrived or failed.
+        // The publisher could not send it (unreadable...): it will not arrive either.
+        server.on("unsent", (e) => failed.add(e.path));
+        // A file <dst> holds already as it is in <src> (an earlier run) is not sent again: it counts as done.
+        const held = (vpath: string, file: PublishedFile) => {
+          const mine = client.holds(vpath);
+          return mine !== undefined && mine.size === file.size && mine.mtime === file.mtimeMs;
+        };
+        // Done when the mount has no file left to settle and every published file has arrived, was held
+        // already, or failed.
         const timer = setInterval(() => {
-          if (mount.unstable > 0) return;
-          for (const vpath of mount.files.keys()) if (!delivered.has(vpath) && !failed.has(vpath)) return;
+          if (mount.unstable > 0 || client.state !== "connected") return;
+          for (const [vpath, file] of mount.files) if (!delivered.has(vpath) && !failed.has(vpath) && !held(vpath, file)) return;
           clearInterval(timer);
           const seconds = (Date.now() - started) / 1000;
-          const missing = [...mount.files.keys()].filter((vpath) => !delivered.has(vpath)).length;
+          const missing = [...mount.files.keys()].filter((vpath) => failed.has(vpath) && !delivered.has(vpath)).length;
+          const unchanged = [...mount.files].filter(([vpath, file]) => !delivered.has(vpath) && !failed.has(vpath) && held(vpath, file)).length;
           out.event(
-            { event: "synced", files: delivered.size, bytes, seconds, ...(missing > 0 ? { failed: missing } : {}) },
-            `synced ${delivered.size} files, ${bytes} bytes in ${seconds.toFixed(2)} s` + (missing > 0 ? `; ${missing} could not be delivered` : ""),
+            { event: "synced", files: delivered.size, bytes, seconds, ...(unchanged > 0 ? { unchanged } : {}), ...(missing > 0 ? { failed: missing } : {}) },
+            `synced ${delivered.size} files, ${bytes} bytes in ${seconds.toFixed(2)} s` +
+              (unchanged > 0 ? `; ${unchanged} held already` : "") +
+              (missing > 0 ? `; ${missing} could not be delivered` : ""),
           );
           void stop().then(() => process.exit(missing > 0 ? 1 : 0));
         }, 20);

@@ -225,6 +225,17 @@ export class Client extends EventEmitter<ClientEvents> {
     return this.#engine.state;
   }
 
+  /**
+   * What the inbox holds of the file the server calls `vpath`, as this client delivered it (its size and
+   * the server's mtime): undefined if it holds no such file. (A file held as delivered is not sent again.)
+   */
+  holds(vpath: string): { readonly size: number; readonly mtime?: number } | undefined {
+    const target = this.#route(vpath);
+    if (typeof target === "string") return undefined;
+    const held = target.sub.inbox.manifest.files.get(target.relative);
+    return held && held.vpath === vpath ? held : undefined;
+  }
+
   get progress(): ClientProgress {
     const current = this.#current?.file;
     return {

@@ -3,8 +3,8 @@
 // goes away. It knows nothing of the protocol or of clients.
 
 import { EventEmitter } from "node:events";
-import { lstat, readdir, realpath, stat } from "node:fs/promises";
-import type { Stats } from "node:fs";
+import { access, lstat, readdir, realpath, stat } from "node:fs/promises";
+import { constants, type Dirent, type Stats } from "node:fs";
 import path from "node:path";
 import { watch, type FSWatcher } from "chokidar";
 import { isUnpublished, joinVirtual, normaliseVirtualPath, relativeTo } from "../paths.js";
@@ -83,6 +83,10 @@ export class Mount extends EventEmitter<MountEvents> {
       ignoreInitial: false,
       followSymlinks: false,
       alwaysStat: true,
+      // Its own permission check reads the mode bits, not what we may do: a file without its owner's read
+      // bit (chmod 000) was skipped even when we could read it, and one published before it was chmod'ed
+      // was sent out as a delete. Such a file stays published; sending it says why it fails.
+      ignorePermissionErrors: true,
       awaitWriteFinish: false,
       ignored: (absolute: string) => {
         const relative = this.#relative(absolute);
@@ -112,21 +116,24 @@ export class Mount extends EventEmitter<MountEvents> {
       }, 100);
     };
     watcher.on("unlink", (absolute) => {
-      this.#gone(this.#relative(absolute));
       checkRoot();
+      void this.#reallyGone(absolute).then((gone) => gone && this.#gone(this.#relative(absolute)));
     });
     watcher.on("unlinkDir", (absolute) => {
       checkRoot();
       if (absolute === this.root) return;
-      const prefix = this.#relative(absolute) + "/";
-      this.#tracker.forgetWhere((relative) => relative.startsWith(prefix));
-      for (const file of [...this.files.values()]) if (file.relative.startsWith(prefix)) this.#gone(file.relative);
+      void this.#reallyGone(absolute).then((gone) => {
+        if (!gone) return;
+        const prefix = this.#relative(absolute) + "/";
+        this.#tracker.forgetWhere((relative) => relative.startsWith(prefix));
+        for (const file of [...this.files.values()]) if (file.relative.startsWith(prefix)) this.#gone(file.relative);
+      });
     });
     watcher.on("error", (error) => this.emit("error", error instanceof Error ? error : new Error(String(error))));
     return new Promise((resolve) =>
       watcher.once("ready", () => {
         resolve();
-        void this.#findBadNames();
+        void this.#reportUnpublishable();
       }),
     );
   }
@@ -134,6 +141,7 @@ export class Mount extends EventEmitter<MountEvents> {
   async close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#lookingForRoot);
+    clearInterval(this.#lookingInto);
     this.#tracker.close();
     await this.#watcher?.close();
     this.#watcher = undefined;
@@ -199,22 +207,97 @@ export class Mount extends EventEmitter<MountEvents> {
   }
 
   /**
-   * A name that is not valid UTF-8 reaches us with U+FFFD in place of its bad bytes, and no file has that
-   * name: it cannot be opened, so it cannot be published, and the watcher skips it without a word (then
-   * and later). Look for such names once, after the scan, and say so rather than lose them (or a whole
-   * directory of files) silently.
+   * The watcher says `absolute` went; is it gone? Not if it is there (again): its add follows. Nor if we
+   * may no longer look (a directory on the way chmod'ed 000): it is still on the server, only unreadable
+   * for now, so subscribers keep their copies (a delete would remove what the server still has); said
+   * once as a warning.
    */
-  async #findBadNames(): Promise<void> {
-    const names = await readdir(this.root, { recursive: true }).catch(() => [] as string[]);
-    let reported = 0;
-    for (const name of names) {
-      const relative = name.split(path.sep).join("/");
-      if (!relative.includes("\uFFFD") || isUnpublished(relative)) continue;
-      if (await lstat(path.join(this.root, name)).then(() => true, () => false)) continue; // a real U+FFFD
-      if (++reported > 100) return void this.emit("error", new MountError("more names that are not valid UTF-8 were not published (first 100 above)"));
-      // (Each bad byte shown as "?": the replacement character would only add to the confusion.)
-      this.emit("error", new MountError(`not published: "${relative.replaceAll("\uFFFD", "?")}": its name is not valid UTF-8 (Node cannot open it); rename it`));
+  /** Directories we could look into and may not any more (their files stay published), and their poll. */
+  readonly #unreadable = new Set<string>();
+  #lookingInto: NodeJS.Timeout | undefined;
+
+  async #reallyGone(absolute: string): Promise<boolean> {
+    try {
+      await lstat(absolute);
+      return false;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== "EACCES" && code !== "EPERM") return true;
+      // (What we cannot do is look into its directory: said once per directory, not once per file.)
+      const dir = path.dirname(absolute);
+      if (!this.#unreadable.has(dir)) {
+        this.#unreadable.add(dir);
+        this.emit("error", new MountError(`cannot look into ${this.#shown(dir)} any more (${code}): what is in it is not taken for deleted`));
+        this.#lookingInto ??= setInterval(() => void this.#lookIntoAgain(), 1000);
+      }
+      return false;
     }
+  }
+
+  /**
+   * The watcher stops watching a directory it cannot read, and nothing tells it when it may again: look
+   * every second, and once we may, have it scan the directory afresh (what changed meanwhile is published).
+   */
+  async #lookIntoAgain(): Promise<void> {
+    for (const dir of [...this.#unreadable]) {
+      const readable = await access(dir, constants.R_OK | constants.X_OK).then(() => true, () => false);
+      if (!readable || this.#closed || !this.#unreadable.delete(dir)) continue;
+      this.emit("error", new MountError(`can look into ${this.#shown(dir)} again: publishing what is in it`));
+      this.#watcher?.unwatch(dir);
+      this.#watcher?.add(dir);
+    }
+    if (this.#unreadable.size === 0 || this.#closed) {
+      clearInterval(this.#lookingInto);
+      this.#lookingInto = undefined;
+    }
+  }
+
+  /** A directory of the mount, as subscribers name it. */
+  #shown(dir: string): string {
+    return dir === this.root ? this.alias : joinVirtual(this.alias, this.#relative(dir));
+  }
+
+  /**
+   * What the watcher skips without a word, said once after the start scan (at most 100 lines):
+   * - a name that is not valid UTF-8 reaches us with U+FFFD in place of its bad bytes, and no file has
+   *   that name: it cannot be opened, so it cannot be published (nor a whole directory of files under it);
+   * - a directory we may not read (with ignorePermissionErrors the watcher says nothing of it).
+   * A file we may not read is published, and each attempt to send it says so.
+   */
+  async #reportUnpublishable(): Promise<void> {
+    let reported = 0;
+    const report = (message: string): boolean => {
+      if (++reported > 100) {
+        this.emit("error", new MountError("more names could not be published (first 100 above)"));
+        return false;
+      }
+      this.emit("error", new MountError(message));
+      return true;
+    };
+    const walk = async (dir: string, relativeDir: string): Promise<boolean> => {
+      let entries: Dirent[];
+      try {
+        entries = await readdir(dir, { withFileTypes: true });
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === "EACCES" || code === "EPERM") return report(`not published: "${relativeDir || "."}/" and what is in it: cannot read it (${code})`);
+        return true; // (gone meanwhile: the watcher says so)
+      }
+      for (const entry of entries) {
+        const relative = relativeDir === "" ? entry.name : `${relativeDir}/${entry.name}`;
+        if (isUnpublished(relative)) continue;
+        const absolute = path.join(dir, entry.name);
+        if (relative.includes("\uFFFD") && !(await lstat(absolute).then(() => true, () => false))) {
+          // (Each bad byte shown as "?": the replacement character would only add to the confusion.)
+          const shown = relative.replaceAll("\uFFFD", "?");
+          if (!report(`not published: "${shown}": its name is not valid UTF-8 (Node cannot open it); rename it`)) return false;
+          continue;
+        }
+        if (entry.isDirectory() && !(await walk(absolute, relative))) return false;
+      }
+      return true;
+    };
+    await walk(this.root, "");
   }
 
   /** Published names that lead elsewhere in the mount (symlinks): real path -> those names. */

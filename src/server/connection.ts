@@ -42,6 +42,8 @@ export interface ConnectionHost {
   forget(key: string): void;
   /** Nothing is left to send this client: it has everything it subscribed to. */
   caughtUp(key: string): void;
+  /** A file could not be sent to this client (unreadable, leads outside its mount, reading failed). */
+  unsent?(key: string, vpath: string, reason: string): void;
   /** A file (or a delete) went out to this client in full. */
   sent(key: string, vpath: string, operation: "create" | "delete", size: number): void;
   trace?: (line: string) => void;
@@ -348,11 +350,15 @@ export class Connection {
     } catch (error) {
       // Changed since it was published (it is being written again: the mount publishes it again once
       // stable), gone (a delete follows), unreadable, or now leading outside the mount: skip it.
-      if (error instanceof OutsideMountError) this.host.warn(error.message);
-      else if (!(error instanceof FileChangedError)) this.host.warn(`cannot send ${patch.file.vpath}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
-      // Normally the watcher has seen the change and the new version follows; this makes sure of it
-      // (a symlink's target changed, an event was missed).
-      else this.host.recheck?.(patch.file.vpath);
+      if (error instanceof FileChangedError) {
+        // Normally the watcher has seen the change and the new version follows; this makes sure of it
+        // (a symlink's target changed, an event was missed).
+        this.host.recheck?.(patch.file.vpath);
+      } else {
+        const reason = error instanceof OutsideMountError ? error.message : `cannot send ${patch.file.vpath}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`;
+        this.host.warn(reason);
+        this.host.unsent?.(this.key, patch.file.vpath, reason);
+      }
       return undefined;
     }
   }
@@ -362,7 +368,9 @@ export class Connection {
     try {
       return await cursor.next(this.#credit.available);
     } catch (error) {
-      this.host.warn(`reading ${cursor.vpath} failed: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+      const reason = `reading ${cursor.vpath} failed: ${(error as NodeJS.ErrnoException).code ?? String(error)}`;
+      this.host.warn(reason);
+      this.host.unsent?.(this.key, cursor.vpath, reason);
       if (this.#cursor === cursor) this.#cursor = undefined;
       await cursor.close();
       return null;

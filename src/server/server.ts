@@ -90,6 +90,8 @@ export interface ServerEvents {
   sent: [event: SentEvent];
   /** Nothing is left to send to this client (after its subscription, or after the latest changes). */
   "caught-up": [client: string];
+  /** A file could not be sent to a client (unreadable, leads outside its mount, reading failed); also a warning. */
+  unsent: [event: { client: string; path: string; reason: string }];
   /** Something went wrong that did not stop the server (a mount error, a malformed message). */
   warning: [message: string];
 }
@@ -158,6 +160,7 @@ export class Server extends EventEmitter<ServerEvents> {
       forget: (key) => server.#forget(key),
       sent: (client, path, operation, size) => server.emit("sent", { client, path, operation, size }),
       caughtUp: (client) => server.emit("caught-up", client),
+      unsent: (client, path, reason) => server.emit("unsent", { client, path, reason }),
       warn: (message) => server.emit("warning", message),
       ...(this.options.trace ? { trace: this.options.trace } : {}),
     };

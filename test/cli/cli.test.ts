@@ -1,10 +1,11 @@
 // The fmq command line as users run it: real `fmq` processes (cli/fmq, which runs the built dist/cli/fmq.js), real files,
 // real signals. Flags and JSON events are a contract; these tests pin them.
 
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { once } from "node:events";
-import { mkdir, open, readFile, realpath, symlink, unlink, writeFile } from "node:fs/promises";
+import { chmod, mkdir, open, readFile, realpath, symlink, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
+import readline from "node:readline";
 import { describe, expect, it } from "vitest";
 import { FMQ, FMQ_COMMAND, startFmq, type Running } from "../helpers/fmq.js";
 import { FMQ_MALLOC_TUNABLES } from "../../bench/measure.js";
@@ -97,6 +98,20 @@ describe("cli", () => {
     expect(await treeHashes(dst)).toEqual(await treeHashes(src));
   });
 
+  it("cli - track --once again into the same <dst>: what it holds already is not sent again, and it exits at once", async () => {
+    const src = await tempDir();
+    const dst = path.join(await tempDir(), "dst");
+    await writeTree(src, { "a.txt": "a", "d/b.txt": "b" });
+    const first = start(["track", src, dst, "--once", "--json", "--stable-ms", "50"]);
+    expect((await first.exited).code).toBe(0);
+    await writeTree(src, { "c.txt": "c" });
+    const second = start(["track", src, dst, "--once", "--json", "--stable-ms", "50"]);
+    expect((await second.exited).code).toBe(0);
+    expect(has(second, "synced")).toMatchObject({ files: 1, unchanged: 2 });
+    expect(second.events.filter((e) => e.event === "delivered").map((e) => e.path)).toEqual(["c.txt"]);
+    expect(await treeHashes(dst)).toEqual(await treeHashes(src));
+  });
+
   it("cli - track --once with a file the subscriber refuses: exits 1 once all else has arrived, saying how many could not be", async () => {
     const src = await tempDir();
     const dst = path.join(await tempDir(), "dst");
@@ -106,6 +121,64 @@ describe("cli", () => {
     expect(has(track, "synced")).toMatchObject({ event: "synced", files: 1, failed: 1 });
     expect(has(track, "error")).toMatchObject({ message: expect.stringMatching(/back\\slash.*backslash in name/) });
     expect(await readFile(path.join(dst, "ok.txt"), "utf8")).toBe("ok");
+  });
+
+  // Permissions mean nothing to root: as root, the command runs as nobody (if nobody may run it here).
+  const asUser = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+  const userCanRun = spawnSync(FMQ_COMMAND, ["--version"], { ...asUser }).status === 0;
+  it.skipIf(!userCanRun)("cli - track --once with a file and a directory it may not read: both reported, exit 1 with failed, the rest delivered", async () => {
+    const top = await tempDir();
+    await chmod(top, 0o777);
+    const src = path.join(top, "src");
+    await writeTree(src, { "ok.txt": "ok", "locked.txt": "locked", "closed/inside.txt": "inside" });
+    await chmod(src, 0o755);
+    await chmod(path.join(src, "locked.txt"), 0o000);
+    await chmod(path.join(src, "closed"), 0o000);
+    const dst = path.join(top, "dst");
+    const child = spawn(FMQ_COMMAND, ["track", src, dst, "--once", "--json", "--stable-ms", "50"], { ...asUser, stdio: ["ignore", "pipe", "pipe"] });
+    // (Not through startFmq, which cannot change user: killed here if it never exits.)
+    const deadline = setTimeout(() => child.kill("SIGKILL"), 20_000);
+    let stdout = "";
+    child.stdout.on("data", (data) => (stdout += String(data)));
+    const [code] = (await once(child, "close")) as [number | null];
+    clearTimeout(deadline);
+    const events = stdout.split("\n").filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>);
+    const warnings = events.filter((e) => e.event === "warning").map((e) => e.message);
+    expect(warnings).toContain('not published: "closed/" and what is in it: cannot read it (EACCES)');
+    expect(warnings).toContain("cannot send /locked.txt: EACCES");
+    expect(events.find((e) => e.event === "synced")).toMatchObject({ files: 1, failed: 1 });
+    expect(code).toBe(1);
+    expect(await readFile(path.join(dst, "ok.txt"), "utf8")).toBe("ok");
+  });
+
+  it.skipIf(!userCanRun)("cli - a published directory the publisher may no longer read (chmod 000) is not taken for deleted; once readable again, what changed in it is published", async () => {
+    const top = await tempDir();
+    await chmod(top, 0o777);
+    const src = path.join(top, "src");
+    await writeTree(src, { "a.txt": "a", "sub/b.txt": "b" });
+    for (const dir of [src, path.join(src, "sub")]) await chmod(dir, 0o777);
+    const port = await freePort();
+    const pub = spawn(FMQ_COMMAND, ["publish", src, "--bind", `tcp://127.0.0.1:${port}`, "--json", "--stable-ms", "50"], { ...asUser, stdio: ["ignore", "pipe", "pipe"] });
+    const pubEvents: Record<string, unknown>[] = [];
+    readline.createInterface({ input: pub.stdout }).on("line", (line) => pubEvents.push(JSON.parse(line) as Record<string, unknown>));
+    try {
+      await waitFor(() => pubEvents.some((e) => e.event === "ready"), "publisher ready");
+      const inbox = path.join(await tempDir(), "in");
+      const sub = start(["subscribe", "/", "--connect", `tcp://127.0.0.1:${port}`, "--inbox", inbox, "--json"]);
+      await waitFor(() => sub.events.filter((e) => e.event === "delivered").length === 2, "2 deliveries");
+      await chmod(path.join(src, "sub"), 0o000);
+      await waitFor(() => pubEvents.some((e) => e.event === "warning" && /^cannot look into \/sub any more \(EACCES\)/.test(String(e.message))), "the warning");
+      // A later file arrives; no delete came before it.
+      await writeFile(path.join(src, "c.txt"), "c");
+      await waitFor(() => has(sub, "delivered", (e) => e.path === "c.txt"), "c.txt");
+      await writeFile(path.join(src, "sub", "d.txt"), "d");
+      await chmod(path.join(src, "sub"), 0o777);
+      await waitFor(() => has(sub, "delivered", (e) => e.path === "sub/d.txt"), "sub/d.txt, once readable again", 10_000);
+      expect(sub.events.filter((e) => e.event === "deleted")).toEqual([]);
+      expect(await treeHashes(inbox)).toEqual(await treeHashes(src));
+    } finally {
+      pub.kill("SIGKILL");
+    }
   });
 
   it("cli - track into a hidden directory of its source is fine (hidden files are not published)", async () => {

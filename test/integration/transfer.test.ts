@@ -2,7 +2,7 @@
 // directories, every result compared byte for byte (sha256 of every file, hidden leftovers included).
 
 import { createHash } from "node:crypto";
-import { mkdir, rm, symlink, unlink, writeFile } from "node:fs/promises";
+import { chmod, mkdir, rm, symlink, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { context, Dealer } from "zeromq";
@@ -110,6 +110,20 @@ describe("transfer", () => {
     await startClient(endpoint, later);
     await expectMirror(later, mirror("version two, longer\n"));
     expect(first.errors).toEqual([]);
+  });
+
+  it("transfer - a published file chmod'ed 000 is not taken for deleted: subscribers keep their copy", async () => {
+    const src = await tempDir();
+    await writeTree(src, { "a.txt": "a" });
+    const { endpoint } = await startServer(src);
+    const inbox = path.join(await tempDir(), "in");
+    const sub = await startClient(endpoint, inbox);
+    await expectMirror(inbox, new Map([["a.txt", sha256("a")]]));
+    await chmod(path.join(src, "a.txt"), 0o000);
+    // A later file: by the time it arrives, the chmod has long been seen (a delete would have come first).
+    await writeFile(path.join(src, "b.txt"), "b");
+    await expectMirror(inbox, new Map([["a.txt", sha256("a")], ["b.txt", sha256("b")]]));
+    expect(sub.deleted).toEqual([]);
   });
 
   it("transfer - the published directory removed: a warning, its files deleted at subscribers; made again at that path, it is published again", async () => {
