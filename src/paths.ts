@@ -25,7 +25,8 @@ export function normaliseVirtualPath(path: string): string | undefined {
 
 /** Path-boundary match: "/sub" covers "/sub" and "/sub/x", never "/subway". "/" covers everything. */
 export function covers(prefix: string, vpath: string): boolean {
-  if (prefix === "/") return true;
+  // (A name from the wire that does not start with "/" is under no path at all, not even "/".)
+  if (prefix === "/") return vpath.startsWith("/");
   return vpath === prefix || (vpath.startsWith(prefix) && vpath.charCodeAt(prefix.length) === 0x2f);
 }
 

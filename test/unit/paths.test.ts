@@ -26,8 +26,13 @@ describe("paths", () => {
     expect(covers("/a/b", "/a/b/c/d")).toBe(true);
   });
 
-  it("paths - covers: \"/\" covers everything", () => {
+  it("paths - covers: \"/\" covers every virtual path, and a name without its leading \"/\" is under none", () => {
     for (const p of ["/", "/a", "/sub/x", "/subway/b.txt", "/.x"]) expect(covers("/", p)).toBe(true);
+    // (A hostile server's "noslash" was delivered as "oslash".)
+    for (const p of ["noslash", "", "a/b"]) {
+      expect(covers("/", p)).toBe(false);
+      expect(relativeTo("/", p)).toBeUndefined();
+    }
   });
 
   it("paths - covers never matches across a segment boundary (property)", () => {
