@@ -104,7 +104,7 @@ type EventArg = Message | DecodeError | string | undefined;
 /** Why an ICANHAZ goes out: a subscription, one file asked for again from scratch, or a subscription sent again. */
 type IcanhazKind = "subscribe" | "refetch" | "resync";
 
-/** Delay before opening socket number n of a run of failures (reset when a session opens). */
+/** Delay before opening socket number n of a run of failures (reset once a subscription is confirmed). */
 const RECONNECT_BACKOFF_MS = [0, 100, 250, 500, 1000, 2000];
 
 export class ClientError extends Error {
@@ -157,6 +157,9 @@ export class Client extends EventEmitter<ClientEvents> {
       "store subscription": (arg) => this.#storeSubscription(arg as string),
       "send ICANHAZ": (arg) => this.#sendIcanhaz(arg as string),
       "confirm subscription": () => {
+        // The session works: a failure now reconnects at once. (Not on OHAI-OK alone: a server that
+        // accepts every session and then answers RTFM had us reconnecting hundreds of times a second.)
+        this.#failedOpens = 0;
         const request = this.#awaitingReply.shift();
         if (request?.kind === "subscribe") this.emit("subscribed", request.path);
       },
@@ -291,7 +294,6 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   async #startSession(): Promise<void> {
-    this.#failedOpens = 0;
     this.#window.reset();
     this.#hedged = false;
     this.#awaitingReply = [];

@@ -1045,6 +1045,28 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     await expectCleanState(inbox);
   });
 
+  it("client - a server that accepts every session and then answers RTFM gets a backoff, not hundreds of sessions a second", async () => {
+    const r = await router();
+    const root = await tempDir();
+    const h = makeClient({ endpoint: r.endpoint, inbox: path.join(root, "inbox"), heartbeatMs: 100, timeoutMs: 10_000 });
+    await h.client.subscribe("/");
+    h.client.connect();
+    let sessions = 0;
+    const until = Date.now() + 2500;
+    while (Date.now() < until) {
+      const got = await r.receive(200).catch(() => undefined);
+      if (!got) continue;
+      const [rid, message] = got;
+      if (message.id === "OHAI") {
+        sessions++;
+        await r.send(rid, { id: "OHAI_OK" });
+      } else if (message.id === "ICANHAZ") await r.send(rid, { id: "RTFM", reason: "no" });
+    }
+    // Delays 0, 100, 250, 500, 1000 ms: at most 6 sessions in 2.5 s (there were hundreds).
+    expect(sessions).toBeGreaterThanOrEqual(3);
+    expect(sessions).toBeLessThanOrEqual(6);
+  });
+
   it("client - RTFM: reports disconnected, reconnects on a NEW socket, OHAI again, then replays every ICANHAZ with what the inbox holds", async () => {
     const r = await router();
     const root = await tempDir();
