@@ -11,7 +11,7 @@ import { CREDIT_HEDGE, ReceiveWindow } from "../flow/credit.js";
 import { decodeBatch, encode } from "../protocol/codec.js";
 import { MAX_STRING, PROTOCOL_NAME, PROTOCOL_VERSION, Operation, isMessageName, type Cheezburger, type ClientMessage, type Dictionary, type Message, type Srsly } from "../protocol/messages.js";
 import { Capability, Header, LONG_NAME_KEY, SubscribeOption, formatCacheEntry, type CacheEntry } from "../protocol/extensions.js";
-import { BLOCK_SIZE } from "../digest/blocks.js";
+import { BLOCK_SIZE, type Fingerprint } from "../digest/blocks.js";
 import type { DecodeError } from "../protocol/errors.js";
 import { covers, normaliseVirtualPath, relativeTo } from "../paths.js";
 import { endpointProblem } from "../endpoint.js";
@@ -468,7 +468,16 @@ export class Client extends EventEmitter<ClientEvents> {
       return;
     }
     const expected = message.headers.get(Header.HASH);
-    const fingerprint = expected !== undefined || file.identity ? await file.fingerprint() : undefined;
+    let fingerprint: Fingerprint | undefined;
+    try {
+      // A delta is a few blocks on top of what we hold: only the whole file's hash says the result is right.
+      if (file.mode === "delta" && expected === undefined) throw new RefetchError(`${file.relative}: a delta without the file's hash; fetching it whole`, file.relative);
+      fingerprint = expected !== undefined || file.identity ? await file.fingerprint() : undefined;
+    } catch (error) {
+      await file.abandon();
+      inbox.manifest.partialDropped(file.relative);
+      throw error;
+    }
     if (expected !== undefined && fingerprint?.hash !== expected) {
       await file.abandon();
       inbox.manifest.partialDropped(file.relative);

@@ -68,10 +68,16 @@ export class IncomingFile {
     /** The version on the server (from our headers), if the server told us. */
     readonly identity: PartialFile | undefined,
     private readonly fsync: boolean,
+    /** A delta: the size of the version it applies to (what lies beyond must all arrive, in order). */
+    baseSize = 0,
   ) {
     this.#next = start;
     if (!handle) this.#held = [];
+    this.#tail = Math.min(baseSize, identity?.size ?? baseSize);
   }
+
+  /** A delta: bytes from 0 up to here are held (the base's, then the new end as it arrives). */
+  #tail: number;
 
   /** The file's size so far (sequential mode). */
   get length(): number {
@@ -84,6 +90,12 @@ export class IncomingFile {
     }
     if (this.mode === "delta" && this.identity && offset + chunk.length > this.identity.size) {
       throw new InboxError(`chunk beyond the end of the file`, this.relative);
+    }
+    if (this.mode === "delta") {
+      // Past the base's end nothing is held: a gap there would be a hole of zeros in the delivered file
+      // (and a hostile server's 1 byte at offset 2^40 a sparse file we would then hash for hours).
+      if (offset > this.#tail) throw new RefetchError(`${this.relative}: delta leaves a gap at ${this.#tail}; fetching it whole`, this.relative);
+      this.#tail = Math.max(this.#tail, offset + chunk.length);
     }
     if (this.#held && this.#heldBytes + chunk.length <= SMALL_FILE) {
       // The chunk is a view into the received message: keeping it costs no copy.
@@ -110,6 +122,9 @@ export class IncomingFile {
   /** The fingerprint of what was assembled: hashed as it arrived, or (delta) read back from disk. */
   async fingerprint(): Promise<Fingerprint> {
     if (this.hasher) return this.hasher.finish();
+    if (this.mode === "delta" && this.identity && this.#tail < this.identity.size) {
+      throw new RefetchError(`${this.relative}: delta ends at ${this.#tail} of ${this.identity.size} bytes; fetching it whole`, this.relative);
+    }
     // A delta onto a longer version: cut it to the new size first, or the old tail is hashed too.
     if (this.mode === "delta" && this.identity && this.handle) await this.handle.truncate(this.identity.size);
     // Read back through the page cache: what we wrote is visible without any fsync.
@@ -261,7 +276,7 @@ export class Inbox {
       // A reflink where the filesystem has them (btrfs, xfs), else an in-kernel copy.
       await copyFile(finalPath, partialPath, constants.COPYFILE_FICLONE);
       const handle = await open(partialPath, constants.O_RDWR | constants.O_NOFOLLOW);
-      return new IncomingFile(relative, vpath, finalPath, partialPath, handle, "delta", undefined, 0, identity, fsync);
+      return new IncomingFile(relative, vpath, finalPath, partialPath, handle, "delta", undefined, 0, identity, fsync, existing.size);
     }
 
     if (offset > 0) {

@@ -1579,6 +1579,31 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     expect(icanhazFor(r, "/d.bin")).toHaveLength(1);
   });
 
+  it("client - a forged delta (1 byte far past the end of the version held, no hash) is refused at once: no huge sparse file, no hang", async () => {
+    const { r, inbox, h, rid } = await subscribedToRoot();
+    const data = randomBytes(3000);
+    await r.sendFile(rid, "/d.bin", data, await asOneMessage(data));
+    await nextDelivery(h, "/d.bin");
+    const held = await treeHash(data);
+    for (const withHash of [false, true]) {
+      const n = h.errors.length;
+      const size = 2 ** 40; // 1 TiB
+      await r.chunk(rid, { filename: "/d.bin", offset: size - 1, data: Buffer.from("x"), headers: { ...identityHeaders(size, 1_700_000_000_000), "X-FMQ-Base": held } });
+      await r.chunk(rid, { filename: "/d.bin", offset: size, eof: 1, headers: withHash ? { "X-FMQ-XXH64T": "0123456789abcdef" } : {} });
+      const [error] = await errorsAfter(h, n);
+      expect(error!.message).toMatch(/delta leaves a gap at 3000/);
+    }
+    // And a delta that covers the new end but says no hash is not delivered either.
+    const n = h.errors.length;
+    await r.chunk(rid, { filename: "/d.bin", offset: 3000, data: randomBytes(10), headers: { ...identityHeaders(3010, 1_700_000_000_000), "X-FMQ-Base": held } });
+    await r.chunk(rid, { filename: "/d.bin", offset: 3010, eof: 1 });
+    const [error] = await errorsAfter(h, n);
+    expect(error!.message).toMatch(/a delta without the file's hash/);
+    expect(h.delivered.map((d) => d.vpath)).toEqual(["/d.bin"]);
+    expect(createHash("sha256").update(await readFile(path.join(inbox, "d.bin"))).digest("hex")).toBe(createHash("sha256").update(data).digest("hex"));
+    expect(await readdir(path.join(inbox, ".fmq", "partial"))).toEqual([]);
+  });
+
   it("client - close() sends KTHXBAI when connected and resolves within a second", async () => {
     const r = await router();
     const root = await tempDir();

@@ -2,9 +2,9 @@
 // only what it lacks (RESYNC with our cache entries, or RFC 35's SHA-1s), learns of deletes it missed,
 // receives a changed big file as its changed blocks, never delivers a corrupt or mixed file.
 
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { open, readFile, rename, stat, truncate, unlink, writeFile } from "node:fs/promises";
+import { appendFile, open, readFile, rename, stat, truncate, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { context, Dealer } from "zeromq";
@@ -227,7 +227,7 @@ describe("resync", () => {
     expect(pub.bytes() - before).toBeLessThanOrEqual(2 * MiB);
   }, 60_000);
 
-  it("resync - a big file cut shorter in place arrives as a delta of nothing, verified, not fetched again whole", async () => {
+  it("resync - a big file cut shorter in place arrives as a delta of nothing, verified, not fetched again whole; grown at the end, as its new end", async () => {
     const src = await tempDir();
     const inbox = await tempDir();
     const file = path.join(src, "big.bin");
@@ -243,6 +243,14 @@ describe("resync", () => {
     // Every remaining block was held already: the old tail was cut, not hashed as part of the file.
     expect(sub.errors).toEqual([]);
     expect(pub.bytes() - before).toBe(0);
+    // Grown at the end instead: the new end arrives (with the last old block, which changed too).
+    const grown = pub.bytes();
+    await appendFile(file, randomBytes(MiB + 7));
+    await waitFor(() => sub.delivered.length === 3, "the longer file", 30_000);
+    await mirrored(inbox, src);
+    expect(sub.delivered[2]).toMatchObject({ path: "big.bin", size: 31 * MiB + 7 });
+    expect(sub.errors).toEqual([]);
+    expect(pub.bytes() - grown).toBeLessThanOrEqual(2 * MiB + 7);
   });
 
   it("resync - the partial file of a file deleted on the server while the client was away is removed", async () => {
