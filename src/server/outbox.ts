@@ -55,6 +55,11 @@ export class Outbox {
     this.#wake?.();
   }
 
+  /** Since when this peer's pipe has been full without a break (0: it is not). */
+  fullSince(key: string): number {
+    return this.#peers.get(key)?.fullSince ?? 0;
+  }
+
   /** Messages waiting for this peer. */
   queued(key: string): number {
     return this.#peers.get(key)?.frames.length ?? 0;

@@ -333,8 +333,19 @@ export class Server extends EventEmitter<ServerEvents> {
   readonly #sessions = new Set<string>();
 
   #expire(): void {
-    const deadline = Date.now() - this.options.expiryMs;
+    const now = Date.now();
+    const deadline = now - this.options.expiryMs;
     for (const connection of [...this.#connections.values()]) {
+      // Its pipe full for as long as a frozen peer is given (peer-timeout-ms): it has stopped reading, and
+      // what waits for it stays in our memory. Messages from it (a NOM now and then) do not keep it.
+      const fullSince = this.#outbox.fullSince(connection.key);
+      if (fullSince > 0 && now - fullSince > this.options.peerTimeoutMs) {
+        this.emit("warning", `client ${connection.key}: has not read for ${Math.round((now - fullSince) / 1000)} s; dropped`);
+        void connection.close();
+        this.#forget(connection.key);
+        this.#outbox.forget(connection.key);
+        continue;
+      }
       if (connection.lastHeard >= deadline) continue;
       if (connection.expiryPosted) {
         // Still here a sweep later: its machine is stuck (waiting on a client that stopped reading), so

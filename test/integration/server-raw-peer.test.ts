@@ -888,6 +888,39 @@ describe("server with a scripted raw peer", () => {
     expect(server.clients).toBe(0);
   });
 
+  it("server - a client that never reads but keeps talking (a NOM now and then) is dropped once its pipe has stayed full for peer-timeout-ms", async () => {
+    const { server, endpoint, warnings } = await startServer(
+      { expiryMs: 60_000, peerTimeoutMs: 1000 },
+      {
+        prepare: async (root) => {
+          const handle = await open(path.join(root, "big.bin"), "w");
+          await handle.truncate(256 * 1024 * 1024);
+          await handle.close();
+        },
+      },
+    );
+    await published(server, 1);
+    const hung = new Dealer({ linger: 0, receiveHighWaterMark: 1 });
+    sockets.push(hung);
+    hung.connect(endpoint);
+    await hung.send(encode({ id: "OHAI", protocol: "FILEMQ", version: 2 }));
+    await hung.send(encode({ id: "ICANHAZ", path: "/", options: new Map(), cache: new Map() }));
+    hung.receiveTimeout = DEADLINE;
+    for (const id of ["OHAI_OK", "ICANHAZ_OK"] as const) {
+      const result = decodeFrames(await hung.receive());
+      expect(result.ok && result.message.id).toBe(id);
+    }
+    await hung.send(encode({ id: "NOM", credit: 2n ** 40n, sequence: 0n }));
+    // Keeps the session alive by talking, never reads again.
+    const talking = setInterval(() => void hung.send(encode({ id: "NOM", credit: 1n, sequence: 0n })).catch(() => undefined), 100);
+    try {
+      await waitFor(() => warnings.some((w) => /has not read for \d+ s; dropped$/.test(w)), "the drop", 10_000);
+      await waitFor(() => server.clients === 0, "the client forgotten", 3000);
+    } finally {
+      clearInterval(talking);
+    }
+  });
+
   // --- our extensions to a client that announces them ---------------------------------------------
 
   /** ICANHAZ "/" with X-FMQ-Caps. */
