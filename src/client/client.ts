@@ -9,14 +9,15 @@ import { Dealer } from "zeromq";
 import { Engine, type Actions } from "../fsm/engine.js";
 import { CREDIT_HEDGE, ReceiveWindow } from "../flow/credit.js";
 import { decodeBatch, encode } from "../protocol/codec.js";
-import { MAX_STRING, PROTOCOL_NAME, PROTOCOL_VERSION, Operation, isMessageName, type Cheezburger, type ClientMessage, type Dictionary, type Message, type Srsly } from "../protocol/messages.js";
-import { Capability, Header, LONG_NAME_KEY, SubscribeOption, formatCacheEntry, type CacheEntry } from "../protocol/extensions.js";
+import { PROTOCOL_NAME, PROTOCOL_VERSION, Operation, isMessageName, type Cheezburger, type ClientMessage, type Dictionary, type Message, type Srsly } from "../protocol/messages.js";
+import { Capability, Header, SubscribeOption, type CacheEntry } from "../protocol/extensions.js";
 import { BLOCK_SIZE, type Fingerprint } from "../digest/blocks.js";
 import type { DecodeError } from "../protocol/errors.js";
 import { covers, normaliseVirtualPath, relativeTo } from "../paths.js";
 import { endpointProblem } from "../endpoint.js";
 import { Heartbeat } from "./heartbeat.js";
 import { setReceiveBatch } from "./receive-batch.js";
+import { buildCache } from "./cache.js";
 import { Inbox, InboxError, RESUME_MIN_SIZE, RefetchError, SMALL_FILE, type IncomingFile } from "./inbox.js";
 import type { PartialFile } from "./manifest.js";
 import { clientMachine, type ClientAction, type ClientEvent, type ClientState } from "./machine.js";
@@ -314,7 +315,7 @@ export class Client extends EventEmitter<ClientEvents> {
    */
   async #sendIcanhaz(path: string, kind: IcanhazKind = "subscribe"): Promise<void> {
     const refetch = kind === "refetch";
-    const cache: Dictionary = new Map();
+    let cache: Dictionary = new Map();
     const inbox = refetch ? undefined : this.#subscriptions.get(path)?.inbox;
     if (inbox) {
       const entries = new Map<string, CacheEntry>();
@@ -334,11 +335,10 @@ export class Client extends EventEmitter<ClientEvents> {
         if (name === undefined || length < BLOCK_SIZE) continue;
         entries.set(name, { ...entries.get(name), partial: { length, size: partial.size, mtime: partial.mtime } });
       }
-      let long = 0;
-      for (const [name, entry] of entries) {
-        // Cache keys are 1-octet-length strings: a longer name goes in its entry, under a numbered key.
-        if (Buffer.byteLength(name) <= MAX_STRING) cache.set(name, formatCacheEntry(entry));
-        else cache.set(`${LONG_NAME_KEY}${long++}`, formatCacheEntry({ ...entry, name }));
+      const built = buildCache(entries);
+      cache = built.cache;
+      if (built.omitted > 0) {
+        this.emit("error", new ClientError(`${path}: ${built.omitted} of the ${entries.size} files held are not listed to the server (too many for one message): they are sent again whole`));
       }
     }
     this.#awaitingReply.push({ path, kind });

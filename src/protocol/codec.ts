@@ -11,7 +11,7 @@ import { isUtf8 } from "node:buffer";
 import { allocFrame } from "./frames.js";
 import { DecodeError, EncodeError } from "./errors.js";
 import type { DecodeErrorCode, EncodeErrorCode } from "./errors.js";
-import { MAX_LONGSTR, MAX_STRING, MessageId, PROTOCOL_NAME, PROTOCOL_VERSION, SIGNATURE } from "./messages.js";
+import { MAX_DICTIONARY_ENTRIES, MAX_LONGSTR, MAX_STRING, MessageId, PROTOCOL_NAME, PROTOCOL_VERSION, SIGNATURE } from "./messages.js";
 import type { Cheezburger, Dictionary, Message, MessageName } from "./messages.js";
 
 export type DecodeResult = { ok: true; message: Message } | { ok: false; error: DecodeError };
@@ -57,6 +57,8 @@ function longstrSize(value: string, field: string): number {
 
 /** Size on the wire of a `hash`: 4-octet count + (string key, longstr value) entries. */
 function dictionarySize(dict: Dictionary, field: string): number {
+  // Our decoder refuses more entries than this, so we never send them.
+  if (dict.size > MAX_DICTIONARY_ENTRIES) fail("TOO_MANY_ENTRIES", field, `${dict.size} entries, at most ${MAX_DICTIONARY_ENTRIES}`);
   let size = 4;
   for (const [key, value] of dict) {
     size += stringSize(key, `${field} key`) + longstrSize(value, `${field}[${key}]`);
@@ -351,6 +353,9 @@ class Reader {
     const left = this.buf.length - this.pos;
     if (this.ok && count > Math.floor(left / 5)) {
       this.fail("TRUNCATED", `${field} count`, `${count} entries cannot fit in ${left} bytes`);
+    }
+    if (this.ok && count > MAX_DICTIONARY_ENTRIES) {
+      this.fail("TOO_MANY", `${field} count`, `${count} entries, at most ${MAX_DICTIONARY_ENTRIES}`);
     }
     for (let i = 0; i < count && this.ok; i++) {
       const key = this.string(`${field} key`);

@@ -24,6 +24,8 @@ export const DecodeErrorCode = {
   TOO_LONG: "TOO_LONG",
   /** A ZeroMQ message with more than one frame: every FILEMQ v2 command is exactly one frame. */
   MULTI_FRAME: "MULTI_FRAME",
+  /** A dictionary (ICANHAZ cache...) of more than MAX_DICTIONARY_ENTRIES entries: we refuse to hold it. */
+  TOO_MANY: "TOO_MANY",
 } as const;
 export type DecodeErrorCode = (typeof DecodeErrorCode)[keyof typeof DecodeErrorCode];
 
@@ -49,6 +51,7 @@ export const DECODE_ERROR_REPLY: { readonly [C in DecodeErrorCode]: DecodeReply 
   BAD_STRING: "RTFM",
   TOO_LONG: "RTFM",
   MULTI_FRAME: "RTFM",
+  TOO_MANY: "RTFM",
 };
 
 /** A frame that is not a well-formed FILEMQ v2 message. Returned by decode(), never thrown by it. */
@@ -76,6 +79,8 @@ export const EncodeErrorCode = {
   NUMBER_RANGE: "NUMBER_RANGE",
   /** A string holding a lone UTF-16 surrogate: it has no UTF-8 form, and Node would silently send U+FFFD instead. */
   BAD_STRING: "BAD_STRING",
+  /** A dictionary of more than MAX_DICTIONARY_ENTRIES entries: our own decoder would refuse it. */
+  TOO_MANY_ENTRIES: "TOO_MANY_ENTRIES",
 } as const;
 export type EncodeErrorCode = (typeof EncodeErrorCode)[keyof typeof EncodeErrorCode];
 

@@ -60,6 +60,10 @@ type Patch =
  */
 const SMALL_RUN_FILES = 64;
 
+/** Cache entries handled between two turns of the event loop (about 10 ms of work). */
+const YIELD_EVERY = 2000;
+const yieldToOthers = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 /** What we know the client holds of a file: from its cache (ICANHAZ), or because we sent it. */
 interface Holding {
   readonly size?: number;
@@ -195,7 +199,15 @@ export class Connection {
     const path = normaliseVirtualPath(message.path);
     if (path === undefined) return;
     const cache = new Map<string, string>();
+    // A cache may list 200,000 names (MAX_DICTIONARY_ENTRIES), a mount hold as many files: let other
+    // clients' messages in every so often (and stop if this client is gone meanwhile).
+    let done = 0;
+    const pause = async (): Promise<boolean> => {
+      if (++done % YIELD_EVERY === 0) await yieldToOthers();
+      return this.engine.stopped;
+    };
     for (const [key, value] of message.cache) {
+      if (await pause()) return;
       // Cache keys are names relative to the subscription path, or (too long for a key) in the value;
       // hostile until checked.
       const name = key.startsWith(LONG_NAME_KEY) ? parseCacheEntry(value)?.name : key;
@@ -205,6 +217,7 @@ export class Connection {
       cache.set(joinVirtual(path, relative), value);
     }
     for (const file of this.host.filesUnder(path)) {
+      if (await pause()) return;
       const value = cache.get(file.vpath);
       cache.delete(file.vpath);
       const patch = await this.#planFor(file, value);
@@ -214,6 +227,7 @@ export class Connection {
     // seen the file but not yet published it (it has just started): then the client's entry is kept and
     // applied when the file is published, so a restarted publisher neither deletes nor re-sends it.
     for (const [vpath, value] of cache) {
+      if (await pause()) return;
       this.#holdings.delete(vpath);
       if (this.host.waiting?.(vpath)) this.#retained.set(vpath, value);
       else if (!this.#queue.has(vpath)) this.#queue.set(vpath, { op: "delete", vpath });

@@ -13,7 +13,7 @@ import { LONG_NAME_KEY, formatCacheEntry } from "../../src/protocol/extensions.j
 import { ReceiveWindow } from "../../src/flow/credit.js";
 import { decodeBatch, decodeFrames, encode } from "../../src/protocol/codec.js";
 import type { DecodeError } from "../../src/protocol/errors.js";
-import { Operation, type Cheezburger, type Message, type MessageName } from "../../src/protocol/messages.js";
+import { MAX_DICTIONARY_ENTRIES, Operation, type Cheezburger, type Message, type MessageName } from "../../src/protocol/messages.js";
 import type { PublishedFile } from "../../src/mount/mount.js";
 import { Server, type ServerOptions } from "../../src/server/server.js";
 import { sha256File, writeRandomFile, writeTree } from "../helpers/files.js";
@@ -1046,6 +1046,25 @@ describe("server with a scripted raw peer", () => {
     expect(sha256(after.data)).toBe(sha256(replacement));
     expect(after.hash).toBe((await fingerprintFile(file)).hash);
     expect(after.hash).not.toBe(before.hash);
+  });
+
+  it("server - an ICANHAZ cache of more than 200,000 entries is answered RTFM; the server serves on", async () => {
+    const { server, endpoint, warnings } = await startServer({}, { files: { "a.txt": "a" } });
+    await published(server, 1);
+    const p = peer(endpoint);
+    await p.send({ id: "OHAI", protocol: "FILEMQ", version: 2 });
+    await p.expect("OHAI_OK");
+    // Hand-made (our encoder refuses it): 200,001 empty entries, each a 0-length key and a 0-length value.
+    const count = Buffer.alloc(4);
+    count.writeUInt32BE(MAX_DICTIONARY_ENTRIES + 1);
+    const head = Buffer.from([0xaa, 0xa3, 0x05, 0, 0, 0, 1, 0x2f, 0, 0, 0, 0]);
+    await p.sendRaw(Buffer.concat([head, count, Buffer.alloc(5 * (MAX_DICTIONARY_ENTRIES + 1))]));
+    expect((await p.expect("RTFM")).reason).toMatch(/TOO_MANY/);
+    expect(warnings.some((w) => /TOO_MANY/.test(w))).toBe(true);
+    const honest = peer(endpoint);
+    await honest.open();
+    await honest.send({ id: "ICANHAZ", path: "/", options: new Map(), cache: new Map() });
+    await honest.expect("ICANHAZ_OK");
   });
 
   it("server - a cache entry for a name over 255 bytes carries its name (hex) under a numbered key; a hostile or garbled one is ignored", async () => {

@@ -6,7 +6,7 @@ import { cheezburgerFrame, cheezburgerHeaderLength, decode, decodeFrames, encode
 import type { DecodeResult } from "../../src/protocol/codec.js";
 import { DECODE_ERROR_REPLY, DecodeError, EncodeError } from "../../src/protocol/errors.js";
 import type { DecodeErrorCode, EncodeErrorCode } from "../../src/protocol/errors.js";
-import { MAX_LONGSTR, MessageId } from "../../src/protocol/messages.js";
+import { MAX_DICTIONARY_ENTRIES, MAX_LONGSTR, MessageId } from "../../src/protocol/messages.js";
 import type { Cheezburger, Dictionary, Message } from "../../src/protocol/messages.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -212,6 +212,11 @@ describe("codec malformed frames", () => {
     },
     { name: "ICANHAZ path longstr 0xFFFFFFFF", frame: cat(ICANHAZ_HEADER, u32be(0xffffffff)), code: "TOO_LONG" },
     {
+      name: "ICANHAZ cache of MAX_DICTIONARY_ENTRIES + 1 (all present)",
+      frame: cat(ICANHAZ_HEADER, u32be(1), ascii("/"), EMPTY_HASH, u32be(MAX_DICTIONARY_ENTRIES + 1), Buffer.alloc(5 * (MAX_DICTIONARY_ENTRIES + 1))),
+      code: "TOO_MANY",
+    },
+    {
       name: "ICANHAZ options value over MAX_LONGSTR",
       frame: cat(ICANHAZ_HEADER, u32be(1), ascii("/"), u32be(1), hex("01 61"), u32be(MAX_LONGSTR + 1), Buffer.alloc(MAX_LONGSTR + 1, 0x61), EMPTY_HASH),
       code: "TOO_LONG",
@@ -275,6 +280,16 @@ describe("codec encoder errors", () => {
     expect(encode({ id: "SRSLY", reason: "x".repeat(255) })).toHaveLength(3 + 1 + 255);
     // Bytes count, not characters: 128 x "é" is 256 bytes of UTF-8.
     expectEncodeError(() => encode({ id: "RTFM", reason: "é".repeat(128) }), "STRING_TOO_LONG");
+  });
+
+  it("codec - refuses a dictionary of more than MAX_DICTIONARY_ENTRIES entries, and reads one of exactly that many", () => {
+    const cache: Dictionary = new Map();
+    for (let i = 0; i < MAX_DICTIONARY_ENTRIES; i++) cache.set(String(i), "");
+    const frame = encode({ id: "ICANHAZ", path: "/", options: new Map(), cache });
+    const decoded = decode(frame);
+    expect(decoded.ok && decoded.message.id === "ICANHAZ" && decoded.message.cache.size).toBe(MAX_DICTIONARY_ENTRIES);
+    cache.set("one more", "");
+    expectEncodeError(() => encode({ id: "ICANHAZ", path: "/", options: new Map(), cache }), "TOO_MANY_ENTRIES");
   });
 
   it("codec - refuses a 256-byte dictionary key", () => {

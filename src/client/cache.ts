@@ -1,0 +1,47 @@
+// The ICANHAZ cache: what we hold under a subscription, so the server sends only what we lack, resumes
+// our partial files and tells us of deletes we missed. It must fit in one message a server will take:
+// at most MAX_DICTIONARY_ENTRIES entries (our server refuses more) and CACHE_MAX_BYTES (servers bound
+// a message, 16 MiB by default for ours). A subscriber holding more lists what costs most to send again
+// (partial files, then the biggest files); the rest is sent again whole, and a delete of one of those
+// while we were away is missed.
+
+import { LONG_NAME_KEY, formatCacheEntry, type CacheEntry } from "../protocol/extensions.js";
+import { MAX_DICTIONARY_ENTRIES, MAX_STRING, type Dictionary } from "../protocol/messages.js";
+
+/** What the entries may take on the wire, well under a 16 MiB message. */
+export const CACHE_MAX_BYTES = 12 * 1024 * 1024;
+
+export interface Cache {
+  readonly cache: Dictionary;
+  /** Entries left out (too many, or too big together). */
+  readonly omitted: number;
+}
+
+/** The cache for `entries` (name relative to the subscription -> what we hold), within the limits. */
+export function buildCache(entries: ReadonlyMap<string, CacheEntry>, maxEntries = MAX_DICTIONARY_ENTRIES, maxBytes = CACHE_MAX_BYTES): Cache {
+  let long = 0;
+  const formatted: { key: string; value: string; bytes: number; entry: CacheEntry }[] = [];
+  let total = 0;
+  for (const [name, entry] of entries) {
+    // Cache keys are 1-octet-length strings: a longer name goes in its entry, under a numbered key.
+    const short = Buffer.byteLength(name) <= MAX_STRING;
+    const key = short ? name : `${LONG_NAME_KEY}${long++}`;
+    const value = formatCacheEntry(short ? entry : { ...entry, name });
+    // (1 + key, 4 + value: the key is at most 255 bytes, its length is close enough.)
+    const bytes = 5 + Buffer.byteLength(key) + value.length;
+    formatted.push({ key, value, bytes, entry });
+    total += bytes;
+  }
+  if (formatted.length > maxEntries || total > maxBytes) {
+    // Keep what is dearest to send again: partial files (resumed, not restarted), then big files.
+    formatted.sort((a, b) => Number(b.entry.partial !== undefined) - Number(a.entry.partial !== undefined) || (b.entry.size ?? 0) - (a.entry.size ?? 0));
+  }
+  const cache: Dictionary = new Map();
+  let bytes = 0;
+  for (const item of formatted) {
+    if (cache.size >= maxEntries || bytes + item.bytes > maxBytes) break;
+    cache.set(item.key, item.value);
+    bytes += item.bytes;
+  }
+  return { cache, omitted: formatted.length - cache.size };
+}
