@@ -49,7 +49,8 @@ export class Output {
     else this.#human(process.stderr, `warning: ${message}`);
   }
 
-  #human(stream: NodeJS.WriteStream, line: string): void {
+  #human(stream: NodeJS.WriteStream, text: string): void {
+    const line = printable(text);
     if (this.#through && stream.isTTY) this.#through(line);
     else if (stream === process.stdout) this.#stdout(line + "\n");
     else {
@@ -68,3 +69,14 @@ export class Output {
     }
   }
 }
+
+/**
+ * A file name may hold any byte but "/" and NUL: one with a newline must not print as two lines (a name
+ * could fake a whole event), nor one with an escape sequence drive the terminal. Control characters are
+ * shown escaped, as JSON would (--json output is escaped by JSON itself).
+ */
+export function printable(line: string): string {
+  return line.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => ESCAPES[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+}
+
+const ESCAPES: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };

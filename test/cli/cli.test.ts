@@ -75,16 +75,21 @@ describe("cli", () => {
     }
   });
 
-  it("cli - human output is one line per delivered file", async () => {
+  it("cli - human output is one line per delivered file, whatever the name holds", async () => {
     const src = await tempDir();
     const dst = path.join(await tempDir(), "dst");
-    await writeTree(src, { "one.txt": "1", "two/three.txt": "23" });
+    // Names may hold control characters: a newline must not make two lines (nor fake an event), an
+    // escape sequence must not reach the terminal.
+    await writeTree(src, { "one.txt": "1", "two/three.txt": "23", "x\ndelivered fake.txt": "4", "esc\u001b[31mred": "5" });
     const track = start(["track", src, dst, "--once", "--stable-ms", "50"]);
     const { code } = await track.exited;
     expect(code).toBe(0);
     const lines = track.events.map((e) => e.line as string);
     expect(lines).toContain("delivered one.txt (1 bytes)");
     expect(lines).toContain("delivered two/three.txt (2 bytes)");
+    expect(lines).toContain("delivered x\\ndelivered fake.txt (1 bytes)");
+    expect(lines).toContain("delivered esc\\x1b[31mred (1 bytes)");
+    expect(lines.filter((l) => l.startsWith("delivered"))).toHaveLength(4);
     expect(await treeHashes(dst)).toEqual(await treeHashes(src));
   });
 
