@@ -559,6 +559,9 @@ export class Client extends EventEmitter<ClientEvents> {
       return true;
     }
     await file.abandon();
+    // Its partial file is gone: so is the manifest's note of it (else it stayed there for good).
+    const target = this.#route(current.vpath);
+    if (typeof target !== "string") target.sub.inbox.manifest.partialDropped(file.relative);
     return false;
   }
 

@@ -9,6 +9,7 @@ import { context, Router } from "zeromq";
 
 import { Client, type ClientOptions, type DeletedEvent, type DeliveredEvent } from "../../src/client/client.js";
 import { partialName } from "../../src/client/inbox.js";
+import { Manifest } from "../../src/client/manifest.js";
 import { BlockHasher, xxh } from "../../src/digest/blocks.js";
 import { CREDIT_HEDGE } from "../../src/flow/credit.js";
 import { decodeFrames, encode } from "../../src/protocol/codec.js";
@@ -1010,6 +1011,22 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     expect(h.delivered.map((d) => d.vpath)).toEqual(["/marker.txt"]);
     expect(await listInbox(inbox)).toEqual(["marker.txt"]);
     expect(await readdir(path.join(inbox, ".fmq", "partial"))).toEqual([]);
+  });
+
+  it("client - a big file abandoned mid-way (a chunk at a wrong offset) leaves no partial file and no note of one in the manifest", async () => {
+    const { r, inbox, h, rid } = await subscribedToRoot();
+    const n = h.errors.length;
+    const size = 3 * 1024 * 1024;
+    await r.chunk(rid, { filename: "/big.bin", offset: 0, data: randomBytes(1024 * 1024), headers: identityHeaders(size, 1_700_000_000_000) });
+    await r.chunk(rid, { filename: "/big.bin", offset: 2 * 1024 * 1024, data: randomBytes(1000) });
+    await errorsAfter(h, n);
+    await r.sendFile(rid, "/marker.txt", Buffer.from("m"));
+    await nextDelivery(h, "/marker.txt");
+    await h.client.close();
+    expect(await readdir(path.join(inbox, ".fmq", "partial"))).toEqual([]);
+    const manifest = await Manifest.load(path.join(inbox, ".fmq"));
+    expect([...manifest.partials.keys()]).toEqual([]);
+    manifest.close();
   });
 
   for (const shape of ["chunked", "whole"] as const) it(`client - a name that collides with a directory in the inbox is refused, the directory survives (files ${shape})`, async () => {
