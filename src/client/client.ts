@@ -263,7 +263,7 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#socket?.close();
     this.#socket = undefined;
     await this.#dropCurrent();
-    for (const inbox of new Set([...this.#subscriptions.values()].map((s) => s.inbox))) inbox.manifest.close();
+    for (const inbox of this.#inboxes.values()) (await inbox.catch(() => undefined))?.close();
   }
 
   // --- actions -------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import { PARTIAL_SUFFIX, unsafeRelativeReason } from "../paths.js";
 import { BLOCK_SIZE, BlockHasher, fingerprintFile, hashPrefix, xxh, type Fingerprint } from "../digest/blocks.js";
 import type { XXHashAPI } from "xxhash-wasm";
 import { Manifest, STATE_DIR, type PartialFile } from "./manifest.js";
+import { lockInbox } from "./inbox-lock.js";
 
 export class InboxError extends Error {
   override name = "InboxError";
@@ -226,7 +227,14 @@ export class Inbox {
     private readonly partialDir: string,
     private readonly options: InboxOptions,
     private readonly xx: XXHashAPI,
+    private readonly lock: { release(): void },
   ) {}
+
+  /** Done with it: the manifest written out, the inbox free for another subscriber. */
+  close(): void {
+    this.manifest.close();
+    this.lock.release();
+  }
 
   /** Create the inbox if needed, fix its real path, load its manifest, clear stale partial files. */
   static async open(directory: string, options: InboxOptions = {}): Promise<Inbox> {
@@ -235,19 +243,27 @@ export class Inbox {
       throw new InboxError(`cannot use ${directory} as an inbox: ${why}`);
     });
     const root = await realpath(directory);
-    const stateDir = path.join(root, STATE_DIR);
-    const partialDir = path.join(stateDir, "partial");
-    for (const dir of [stateDir, partialDir]) {
-      await mkdir(dir).catch((error: NodeJS.ErrnoException) => {
-        if (error.code !== "EEXIST") throw error;
-      });
-      const stats = await lstat(dir);
-      if (!stats.isDirectory()) throw new InboxError(`${dir} is not a directory (a symlink?)`);
+    const lock = await lockInbox(root).catch((error: Error) => {
+      throw new InboxError(error.message);
+    });
+    try {
+      const stateDir = path.join(root, STATE_DIR);
+      const partialDir = path.join(stateDir, "partial");
+      for (const dir of [stateDir, partialDir]) {
+        await mkdir(dir).catch((error: NodeJS.ErrnoException) => {
+          if (error.code !== "EEXIST") throw error;
+        });
+        const stats = await lstat(dir);
+        if (!stats.isDirectory()) throw new InboxError(`${dir} is not a directory (a symlink?)`);
+      }
+      const manifest = await Manifest.load(stateDir);
+      const inbox = new Inbox(root, manifest, partialDir, options, await xxh(), lock);
+      await inbox.#sweepPartials();
+      return inbox;
+    } catch (error) {
+      lock.release();
+      throw error;
     }
-    const manifest = await Manifest.load(stateDir);
-    const inbox = new Inbox(root, manifest, partialDir, options, await xxh());
-    await inbox.#sweepPartials();
-    return inbox;
   }
 
   /**

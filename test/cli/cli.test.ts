@@ -75,6 +75,28 @@ describe("cli", () => {
     }
   });
 
+  it("cli - one subscriber per inbox: a second is refused with one line and exit 1; once the first is killed (-9), a new one starts", async () => {
+    const src = await tempDir();
+    await writeTree(src, { "a.txt": "a" });
+    const port = await freePort();
+    const pub = start(["publish", src, "--bind", `tcp://127.0.0.1:${port}`, "--json", "--stable-ms", "50"]);
+    await waitFor(() => has(pub, "ready"), "publisher ready");
+    const inbox = path.join(await tempDir(), "in");
+    const args = ["subscribe", "/", "--connect", `tcp://127.0.0.1:${port}`, "--inbox", inbox, "--json"];
+    const first = start(args);
+    await waitFor(() => has(first, "delivered"), "the first subscriber's delivery");
+    const second = start(args);
+    expect((await second.exited).code).toBe(1);
+    expect(second.stderr).toEqual([`fmq: ${await realpath(inbox)} is in use by another subscriber (one inbox, one subscriber)`]);
+    first.child.kill("SIGKILL");
+    await first.exited;
+    const third = start(args);
+    await waitFor(() => has(third, "subscribed"), "the third subscriber");
+    await writeFile(path.join(src, "b.txt"), "b");
+    await waitFor(() => has(third, "delivered", (e) => e.path === "b.txt"), "b.txt");
+    expect(await treeHashes(inbox)).toEqual(await treeHashes(src));
+  });
+
   it("cli - human output is one line per delivered file, whatever the name holds", async () => {
     const src = await tempDir();
     const dst = path.join(await tempDir(), "dst");
