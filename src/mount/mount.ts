@@ -7,7 +7,7 @@ import { access, lstat, readdir, realpath, stat } from "node:fs/promises";
 import { constants, type Dirent, type Stats } from "node:fs";
 import path from "node:path";
 import { watch, type FSWatcher } from "chokidar";
-import { isUnpublished, joinVirtual, normaliseVirtualPath, relativeTo } from "../paths.js";
+import { isUnpublished, joinVirtual, normaliseVirtualPath, relativeTo, unsafeRelativeReason } from "../paths.js";
 import { StabilityTracker } from "./stability.js";
 
 export interface PublishedFile {
@@ -97,6 +97,10 @@ export class Mount extends EventEmitter<MountEvents> {
     const seen = (absolute: string, stats?: Stats) => {
       const relative = this.#relative(absolute);
       if (stats && !stats.isFile() && !stats.isSymbolicLink()) return;
+      // A name a subscriber must refuse (a backslash, too long) would only be refused by each of them at
+      // each subscription: said here once instead, and not published.
+      const refused = unsafeRelativeReason(relative);
+      if (refused) return this.#refuseName(relative, refused);
       this.#tracker.saw(relative, { size: stats?.size ?? -1, mtimeMs: stats?.mtimeMs ?? -1 });
       // Symlinks to this file change with it (the watcher sees only the file).
       for (const link of this.#links.get(absolute) ?? []) this.recheck(joinVirtual(this.alias, link));
@@ -204,6 +208,15 @@ export class Mount extends EventEmitter<MountEvents> {
     const relative = relativeTo(this.alias, vpath);
     if (relative === undefined || relative === "") return;
     this.#tracker.saw(relative, { size: -1, mtimeMs: -1 });
+  }
+
+  /** Names reported as not publishable (each once; at most 100, then one line more). */
+  readonly #refusedNames = new Set<string>();
+  #refuseName(relative: string, reason: string): void {
+    if (this.#refusedNames.has(relative) || this.#refusedNames.size > 100) return;
+    this.#refusedNames.add(relative);
+    const message = this.#refusedNames.size > 100 ? "more names could not be published (first 100 above)" : `not published: "${relative}": ${reason} (subscribers refuse such names)`;
+    this.emit("error", new MountError(message));
   }
 
   /**

@@ -142,12 +142,15 @@ describe("cli", () => {
   it("cli - track --once with a file the subscriber refuses: exits 1 once all else has arrived, saying how many could not be", async () => {
     const src = await tempDir();
     const dst = path.join(await tempDir(), "dst");
-    await writeTree(src, { "ok.txt": "ok", "back\\slash": "refused by the subscriber" });
+    // <dst> has a directory (not empty) where <src> has a file: the subscriber refuses to replace it.
+    await writeTree(src, { "ok.txt": "ok", x: "a file" });
+    await writeTree(dst, { "x/keep.txt": "a person's file" });
     const track = start(["track", src, dst, "--once", "--json", "--stable-ms", "50"]);
     expect((await track.exited).code).toBe(1);
     expect(has(track, "synced")).toMatchObject({ event: "synced", files: 1, failed: 1 });
-    expect(has(track, "error")).toMatchObject({ message: expect.stringMatching(/back\\slash.*backslash in name/) });
+    expect(has(track, "error")).toMatchObject({ message: "x: a directory has that name" });
     expect(await readFile(path.join(dst, "ok.txt"), "utf8")).toBe("ok");
+    expect(await readFile(path.join(dst, "x", "keep.txt"), "utf8")).toBe("a person's file");
   });
 
   // Permissions mean nothing to root: as root, the command runs as nobody (if nobody may run it here).
@@ -206,6 +209,17 @@ describe("cli", () => {
     } finally {
       pub.kill("SIGKILL");
     }
+  });
+
+  it("cli - a name every subscriber would refuse (a backslash) is not published: the publisher says so once", async () => {
+    const src = await tempDir();
+    const dst = path.join(await tempDir(), "dst");
+    await writeTree(src, { "ok.txt": "ok", "back\\slash": "refused" });
+    const track = start(["track", src, dst, "--once", "--json", "--stable-ms", "50"]);
+    expect((await track.exited).code).toBe(0);
+    expect(has(track, "synced")).toMatchObject({ event: "synced", files: 1 });
+    expect(track.events.filter((e) => e.event === "warning").map((e) => e.message)).toEqual(['not published: "back\\slash": backslash in name (subscribers refuse such names)']);
+    expect(track.events.filter((e) => e.event === "error")).toEqual([]);
   });
 
   it("cli - track into a hidden directory of its source is fine (hidden files are not published)", async () => {
