@@ -123,11 +123,17 @@ export class Mount extends EventEmitter<MountEvents> {
       checkRoot();
       void this.#reallyGone(absolute).then((gone) => gone && this.#gone(this.#relative(absolute)));
     });
+    watcher.on("addDir", (absolute) => {
+      // (Not during the first scan: every directory is new then.)
+      if (this.#scanned && absolute !== this.root) this.#checkSiblingsOf(path.dirname(this.#relative(absolute)).replace(/^\.$/, ""));
+    });
     watcher.on("unlinkDir", (absolute) => {
       checkRoot();
       if (absolute === this.root) return;
       void this.#reallyGone(absolute).then((gone) => {
         if (!gone) return;
+        // (A file made at the name of a directory the watcher lost track of goes as that directory.)
+        if (this.files.has(joinVirtual(this.alias, this.#relative(absolute)))) this.#gone(this.#relative(absolute));
         const prefix = this.#relative(absolute) + "/";
         this.#tracker.forgetWhere((relative) => relative.startsWith(prefix));
         for (const file of [...this.files.values()]) if (file.relative.startsWith(prefix)) this.#gone(file.relative);
@@ -136,6 +142,7 @@ export class Mount extends EventEmitter<MountEvents> {
     watcher.on("error", (error) => this.emit("error", error instanceof Error ? error : new Error(String(error))));
     return new Promise((resolve) =>
       watcher.once("ready", () => {
+        this.#scanned = true;
         resolve();
         void this.#reportUnpublishable();
       }),
@@ -146,6 +153,7 @@ export class Mount extends EventEmitter<MountEvents> {
     this.#closed = true;
     clearInterval(this.#lookingForRoot);
     clearInterval(this.#lookingInto);
+    clearTimeout(this.#siblingTimer);
     this.#tracker.close();
     await this.#watcher?.close();
     this.#watcher = undefined;
@@ -207,7 +215,60 @@ export class Mount extends EventEmitter<MountEvents> {
   recheck(vpath: string): void {
     const relative = relativeTo(this.alias, vpath);
     if (relative === undefined || relative === "") return;
-    this.#tracker.saw(relative, { size: -1, mtimeMs: -1 });
+    // Gone without the watcher saying so (it can lose track of a renamed directory): a delete is due.
+    void lstat(path.join(this.root, relative)).then(
+      () => this.#tracker.saw(relative, { size: -1, mtimeMs: -1 }),
+      (error: NodeJS.ErrnoException) => {
+        if (error.code === "ENOENT" || error.code === "ENOTDIR") this.#gone(relative);
+        else this.#tracker.saw(relative, { size: -1, mtimeMs: -1 });
+      },
+    );
+  }
+
+  /**
+   * The watcher loses track of a directory renamed away when something takes its name at once (chokidar:
+   * no unlinkDir, no unlink for its files, and nothing at all for a file made at the old name, then or
+   * later). A directory appearing may be the other end of such a rename, so after one appears, look at
+   * its siblings that hold published files: any that is no longer a directory has lost them (deletes go
+   * out), and a file there now is handed to the watcher afresh.
+   */
+  #checkSiblingsOf(parent: string): void {
+    this.#siblingChecks.add(parent);
+    this.#siblingTimer ??= setTimeout(() => {
+      this.#siblingTimer = undefined;
+      const parents = new Set(this.#siblingChecks);
+      this.#siblingChecks.clear();
+      // The directories on the way to each published file whose parent is one of those: one pass.
+      const dirs = new Set<string>();
+      for (const file of this.files.values()) {
+        for (let slash = file.relative.indexOf("/"); slash > 0; slash = file.relative.indexOf("/", slash + 1)) {
+          const dir = file.relative.slice(0, slash);
+          const parent = dir.lastIndexOf("/") < 0 ? "" : dir.slice(0, dir.lastIndexOf("/"));
+          if (parents.has(parent)) dirs.add(dir);
+        }
+      }
+      for (const dir of dirs) {
+        const absolute = path.join(this.root, dir);
+        void lstat(absolute).then(
+          (stats) => stats.isDirectory() || this.#lostDirectory(dir, absolute, true),
+          () => this.#lostDirectory(dir, absolute, false),
+        );
+      }
+    }, 500);
+  }
+  readonly #siblingChecks = new Set<string>();
+  #scanned = false;
+  #siblingTimer: NodeJS.Timeout | undefined;
+
+  #lostDirectory(dir: string, absolute: string, somethingElseThere: boolean): void {
+    if (this.#closed) return;
+    const prefix = dir + "/";
+    this.#tracker.forgetWhere((relative) => relative.startsWith(prefix));
+    for (const file of [...this.files.values()]) if (file.relative.startsWith(prefix)) this.#gone(file.relative);
+    if (somethingElseThere) {
+      this.#watcher?.unwatch(absolute);
+      this.#watcher?.add(absolute);
+    }
   }
 
   /** Names reported as not publishable (each once; at most 100, then one line more). */
@@ -219,16 +280,16 @@ export class Mount extends EventEmitter<MountEvents> {
     this.emit("error", new MountError(message));
   }
 
+  /** Directories we could look into and may not any more (their files stay published), and their poll. */
+  readonly #unreadable = new Set<string>();
+  #lookingInto: NodeJS.Timeout | undefined;
+
   /**
    * The watcher says `absolute` went; is it gone? Not if it is there (again): its add follows. Nor if we
    * may no longer look (a directory on the way chmod'ed 000): it is still on the server, only unreadable
    * for now, so subscribers keep their copies (a delete would remove what the server still has); said
    * once as a warning.
    */
-  /** Directories we could look into and may not any more (their files stay published), and their poll. */
-  readonly #unreadable = new Set<string>();
-  #lookingInto: NodeJS.Timeout | undefined;
-
   async #reallyGone(absolute: string): Promise<boolean> {
     try {
       await lstat(absolute);
@@ -329,7 +390,21 @@ export class Mount extends EventEmitter<MountEvents> {
       names?.delete(relative);
       if (names?.size === 0) this.#links.delete(file.absolute);
     }
-    if (this.files.delete(vpath)) this.emit("deleted", vpath);
+    if (this.files.delete(vpath)) {
+      this.#countUnder(relative, -1);
+      this.emit("deleted", vpath);
+    }
+  }
+
+  /** Published files under each directory (relative path -> count), to tell at once if a name is one. */
+  readonly #filesUnder = new Map<string, number>();
+  #countUnder(relative: string, delta: 1 | -1): void {
+    for (let slash = relative.indexOf("/"); slash > 0; slash = relative.indexOf("/", slash + 1)) {
+      const dir = relative.slice(0, slash);
+      const count = (this.#filesUnder.get(dir) ?? 0) + delta;
+      if (count > 0) this.#filesUnder.set(dir, count);
+      else this.#filesUnder.delete(dir);
+    }
   }
 
   async #publish(relative: string, absolute: string, size: number, mtimeMs: number): Promise<void> {
@@ -357,7 +432,14 @@ export class Mount extends EventEmitter<MountEvents> {
     }
     const vpath = joinVirtual(this.alias, relative);
     const file: PublishedFile = { relative, vpath, absolute: real, size, mtimeMs, root: this.root };
+    // A file with the name of a directory we publish files from: that directory is gone, whatever the
+    // watcher said (it can lose track of a directory renamed away); its files go before this one comes.
+    if (this.#filesUnder.has(relative)) {
+      const prefix = relative + "/";
+      for (const other of [...this.files.values()]) if (other.relative.startsWith(prefix)) this.#gone(other.relative);
+    }
     // Out of #publishing (above) and into `files` with no await between: nobody sees it in neither.
+    if (!this.files.has(vpath)) this.#countUnder(relative, 1);
     this.files.set(vpath, file);
     this.emit("changed", file);
   }

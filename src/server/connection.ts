@@ -364,12 +364,14 @@ export class Connection {
     } catch (error) {
       // Changed since it was published (it is being written again: the mount publishes it again once
       // stable), gone (a delete follows), unreadable, or now leading outside the mount: skip it.
-      if (error instanceof FileChangedError) {
-        // Normally the watcher has seen the change and the new version follows; this makes sure of it
-        // (a symlink's target changed, an event was missed).
+      const code = (error as NodeJS.ErrnoException).code;
+      if (error instanceof FileChangedError || code === "ENOENT" || code === "ENOTDIR") {
+        // Normally the watcher has seen the change (the new version follows) or the delete (it follows);
+        // this makes sure of it (a symlink's target changed, an event was missed, a renamed directory
+        // lost track of): the mount looks again, and publishes the file again or sends its delete.
         this.host.recheck?.(patch.file.vpath);
       } else {
-        const reason = error instanceof OutsideMountError ? error.message : `cannot send ${patch.file.vpath}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`;
+        const reason = error instanceof OutsideMountError ? error.message : `cannot send ${patch.file.vpath}: ${code ?? String(error)}`;
         this.host.warn(reason);
         this.host.unsent?.(this.key, patch.file.vpath, reason);
       }

@@ -2,7 +2,7 @@
 // directories, every result compared byte for byte (sha256 of every file, hidden leftovers included).
 
 import { createHash } from "node:crypto";
-import { chmod, mkdir, rm, symlink, unlink, writeFile } from "node:fs/promises";
+import { chmod, mkdir, rename, rm, symlink, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { context, Dealer } from "zeromq";
@@ -110,6 +110,28 @@ describe("transfer", () => {
     await startClient(endpoint, later);
     await expectMirror(later, mirror("version two, longer\n"));
     expect(first.errors).toEqual([]);
+  });
+
+  it("transfer - a directory renamed and a file made at once at its old name: subscribers lose the old files, get the file and its later changes and its delete", async () => {
+    const src = await tempDir();
+    const files: Record<string, string> = {};
+    for (let i = 0; i < 20; i++) files[`x/f${i}`] = String(i);
+    await writeTree(src, files);
+    const { server, endpoint } = await startServer(src);
+    const inbox = path.join(await tempDir(), "in");
+    const sub = await startClient(endpoint, inbox);
+    await expectMirror(inbox, () => treeHashes(src));
+    // (The watcher used to keep x/f* published for good and never see x: 40 files served for 21.)
+    await rename(path.join(src, "x"), path.join(src, "y"));
+    await writeFile(path.join(src, "x"), "7");
+    await expectMirror(inbox, () => treeHashes(src));
+    await writeFile(path.join(src, "x"), "77");
+    await expectMirror(inbox, () => treeHashes(src));
+    expect(server.mounts[0]!.files.size).toBe(21);
+    await unlink(path.join(src, "x"));
+    await expectMirror(inbox, () => treeHashes(src));
+    expect(sub.deleted).toContain("x");
+    expect(server.mounts[0]!.files.size).toBe(20);
   });
 
   it("transfer - a published file chmod'ed 000 is not taken for deleted: subscribers keep their copy", async () => {
