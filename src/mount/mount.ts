@@ -7,7 +7,7 @@ import { access, lstat, readdir, realpath, stat } from "node:fs/promises";
 import { constants, type Dirent, type Stats } from "node:fs";
 import path from "node:path";
 import { watch, type FSWatcher } from "chokidar";
-import { isUnpublished, joinVirtual, normaliseVirtualPath, relativeTo, unsafeRelativeReason } from "../paths.js";
+import { covers, isUnpublished, joinVirtual, normaliseVirtualPath, relativeTo, unsafeRelativeReason } from "../paths.js";
 import { StabilityTracker } from "./stability.js";
 
 export interface PublishedFile {
@@ -34,6 +34,11 @@ export interface MountEvents {
 export interface MountOptions {
   /** Quiet period before a file is shipped, in ms. */
   readonly stableMs: number;
+  /**
+   * Is this virtual path another mount's (one published at an alias inside ours, which owns its subtree)?
+   * Our files there are not published: one virtual path, one file.
+   */
+  readonly isShadowed?: (vpath: string) => boolean;
 }
 
 export class MountError extends Error {
@@ -50,7 +55,7 @@ export class Mount extends EventEmitter<MountEvents> {
     readonly alias: string,
     /** The real path of the published directory (symlinks resolved once, at publish time). */
     readonly root: string,
-    options: MountOptions,
+    private readonly options: MountOptions,
   ) {
     super();
     this.#tracker = new StabilityTracker(
@@ -101,6 +106,7 @@ export class Mount extends EventEmitter<MountEvents> {
       // each subscription: said here once instead, and not published.
       const refused = unsafeRelativeReason(relative);
       if (refused) return this.#refuseName(relative, refused);
+      if (this.options.isShadowed?.(joinVirtual(this.alias, relative))) return this.#shadowed(joinVirtual(this.alias, relative));
       this.#tracker.saw(relative, { size: stats?.size ?? -1, mtimeMs: stats?.mtimeMs ?? -1 });
       // Symlinks to this file change with it (the watcher sees only the file).
       for (const link of this.#links.get(absolute) ?? []) this.recheck(joinVirtual(this.alias, link));
@@ -395,6 +401,33 @@ export class Mount extends EventEmitter<MountEvents> {
       this.emit("deleted", vpath);
     }
   }
+
+  /**
+   * Another mount now owns `alias`, inside ours: what we published under it is withdrawn (it goes out as
+   * deletes; that mount's files follow).
+   */
+  shadow(alias: string): void {
+    const prefix = relativeTo(this.alias, alias);
+    if (prefix === undefined || prefix === "") return;
+    this.#tracker.forgetWhere((relative) => {
+      const under = relative === prefix || relative.startsWith(prefix + "/");
+      if (under) this.#shadowed(joinVirtual(this.alias, relative));
+      return under;
+    });
+    for (const file of [...this.files.values()]) {
+      if (!covers(alias, file.vpath)) continue;
+      this.#gone(file.relative);
+      this.#shadowed(file.vpath);
+    }
+  }
+
+  /** Said once per mount: files of ours under another mount's alias are not published. */
+  #shadowed(vpath: string): void {
+    if (this.#saidShadowed) return;
+    this.#saidShadowed = true;
+    this.emit("error", new MountError(`${this.root} has files under another mount's path (${vpath}): that mount's are published there, not these`));
+  }
+  #saidShadowed = false;
 
   /** Published files under each directory (relative path -> count), to tell at once if a name is one. */
   readonly #filesUnder = new Map<string, number>();

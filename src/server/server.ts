@@ -171,7 +171,10 @@ export class Server extends EventEmitter<ServerEvents> {
    * already there are shipped as soon as each is stable. Throws MountError for a missing directory.
    */
   async publish(directory: string, alias = "/"): Promise<Mount> {
-    const mount = await Mount.open(directory, alias, { stableMs: this.options.stableMs });
+    // A mount whose alias is inside another's owns that subtree: one virtual path, one file.
+    const isShadowed = (vpath: string) => this.mounts.some((other) => other !== mount && other.alias.length > mount.alias.length && covers(other.alias, vpath));
+    const mount: Mount = await Mount.open(directory, alias, { stableMs: this.options.stableMs, isShadowed });
+    for (const outer of this.mounts) if (outer.alias !== mount.alias && covers(outer.alias, mount.alias)) outer.shadow(mount.alias);
     mount.on("changed", (file) => {
       this.emit("published", file);
       // Hash big files now, while nobody waits, rather than on every transfer's send path.
@@ -186,8 +189,14 @@ export class Server extends EventEmitter<ServerEvents> {
       }
     });
     mount.on("error", (error) => this.emit("warning", error.message));
-    await mount.start();
+    // Listed before its scan: the mounts it shadows skip its subtree from now on.
     this.mounts.push(mount);
+    try {
+      await mount.start();
+    } catch (error) {
+      this.mounts.splice(this.mounts.indexOf(mount), 1);
+      throw error;
+    }
     return mount;
   }
 

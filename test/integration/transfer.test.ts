@@ -112,6 +112,37 @@ describe("transfer", () => {
     expect(first.errors).toEqual([]);
   });
 
+  it("transfer - a mount inside another's alias owns its subtree: one virtual path, one file, whichever mount is published first", async () => {
+    for (const order of ["outer first", "inner first"] as const) {
+      const outer = await tempDir();
+      const inner = await tempDir();
+      await writeTree(outer, { "a.txt": "a", "logs/x.txt": "from the outer mount", "logs/only.txt": "hidden too" });
+      await writeTree(inner, { "x.txt": "from the inner mount" });
+      const server = new Server({ stableMs: 50 });
+      closers.push(() => server.close());
+      const warnings: string[] = [];
+      server.on("warning", (w) => warnings.push(w));
+      if (order === "outer first") {
+        await server.publish(outer, "/");
+        await server.publish(inner, "/logs");
+      } else {
+        await server.publish(inner, "/logs");
+        await server.publish(outer, "/");
+      }
+      const endpoint = await server.bind(await tcpEndpoint());
+      const inbox = path.join(await tempDir(), "in");
+      const sub = await startClient(endpoint, inbox);
+      const both = new Map([["a.txt", sha256("a")], ["logs/x.txt", sha256("from the inner mount")]]);
+      await expectMirror(inbox, both);
+      expect(server.mounts.reduce((n, m) => n + m.files.size, 0)).toBe(2);
+      expect(warnings.filter((w) => /has files under another mount's path/.test(w))).toHaveLength(1);
+      // The inner mount's file goes: so does the virtual path (the outer's file there stays unpublished).
+      await unlink(path.join(inner, "x.txt"));
+      await expectMirror(inbox, new Map([["a.txt", sha256("a")]]));
+      expect(sub.deleted).toEqual(["logs/x.txt"]);
+    }
+  });
+
   it("transfer - a directory renamed and a file made at once at its old name: subscribers lose the old files, get the file and its later changes and its delete", async () => {
     const src = await tempDir();
     const files: Record<string, string> = {};
