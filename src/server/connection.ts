@@ -403,7 +403,9 @@ export class Connection {
       const file = this.host.file(cursor.vpath);
       if (file && version) this.host.fingerprints.remember(file.absolute, version, fingerprint);
     }
-    this.host.sent(this.key, cursor.vpath, "create", cursor.sent);
+    // A file that changed while it was read went out marked so, to be dropped: not a file sent (its new
+    // version follows, and is).
+    if (!cursor.changed) this.host.sent(this.key, cursor.vpath, "create", cursor.sent);
   }
 
   #setCaps(caps: Set<string>): void {

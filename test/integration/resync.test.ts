@@ -326,6 +326,8 @@ describe("resync", () => {
     // before the server started, so a short version 1 is a file cut while read (it shrank): a failure.
     for (const fill of seen) expect(fill, `deliveries: ${seen.join("; ")}`).toMatch(new RegExp(`^(${size} × 1|\\d+ × [23])$`));
     expect(seen.at(-1)).toBe(`${size} × 3`);
+    // The publisher says "sent" for what was delivered, not for a version that changed while it was read.
+    expect(pub.sent.filter((e) => e.operation === "create")).toHaveLength(seen.length);
   }, 60_000);
 });
 
