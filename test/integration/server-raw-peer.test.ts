@@ -856,62 +856,47 @@ describe("server with a scripted raw peer", () => {
     await p.send({ id: "HUGZ" });
     await p.expect("HUGZ_OK");
   });
-  // SERVER BUG (see the report): "send next chunk" waits in host.below() while the client's outbox is
-  // full, and the engine runs to completion, so the "expired" event posted by Server.#expire waits behind
-  // it forever. A client that granted plenty of credit and then hung (TCP still open) is never forgotten.
-  it("server - expiry: a client that stops reading mid-transfer is forgotten too", async () => {
-    const { server, endpoint } = await startServer(
-      { expiryMs: 300 },
-      {
-        prepare: async (root) => {
-          // Sparse: 256 MiB to send, nothing written to disk.
-          const handle = await open(path.join(root, "big.bin"), "w");
-          await handle.truncate(256 * 1024 * 1024);
-          await handle.close();
-        },
+
+  /**
+   * A server with a sparse 256 MiB file to send (nothing on disk), and a bare socket that subscribes,
+   * reads the two replies, grants `credit`, then never reads again.
+   */
+  async function serverWithHungClient(options: ServerOptions, credit: bigint) {
+    const setup = await startServer(options, {
+      prepare: async (root) => {
+        const handle = await open(path.join(root, "big.bin"), "w");
+        await handle.truncate(256 * 1024 * 1024);
+        await handle.close();
       },
-    );
-    await published(server, 1);
+    });
+    await published(setup.server, 1);
     const hung = new Dealer({ linger: 0, receiveHighWaterMark: 1 });
     sockets.push(hung);
-    hung.connect(endpoint);
+    hung.connect(setup.endpoint);
     await hung.send(encode({ id: "OHAI", protocol: "FILEMQ", version: 2 }));
     await hung.send(encode({ id: "ICANHAZ", path: "/", options: new Map(), cache: new Map() }));
-    // Reads the two replies, grants a lot of credit, then neither reads nor speaks again.
     hung.receiveTimeout = DEADLINE;
     for (const id of ["OHAI_OK", "ICANHAZ_OK"] as const) {
       const result = decodeFrames(await hung.receive());
       expect(result.ok && result.message.id).toBe(id);
     }
-    await hung.send(encode({ id: "NOM", credit: 2n ** 64n - 1n, sequence: 0n }));
+    await hung.send(encode({ id: "NOM", credit, sequence: 0n }));
+    return { ...setup, hung };
+  }
+
+  // SERVER BUG (see the report): "send next chunk" waits in host.below() while the client's outbox is
+  // full, and the engine runs to completion, so the "expired" event posted by Server.#expire waits behind
+  // it forever. A client that granted plenty of credit and then hung (TCP still open) is never forgotten.
+  it("server - expiry: a client that stops reading mid-transfer is forgotten too", async () => {
+    // Grants a lot of credit, then neither reads nor speaks again.
+    const { server } = await serverWithHungClient({ expiryMs: 300 }, 2n ** 64n - 1n);
     // Silent for 300 ms means forgotten; allow ten times that.
     await nextEvent(server, "disconnected", () => true, 3000);
     expect(server.clients).toBe(0);
   });
 
   it("server - a client that never reads but keeps talking (a NOM now and then) is dropped once its pipe has stayed full for peer-timeout-ms", async () => {
-    const { server, endpoint, warnings } = await startServer(
-      { expiryMs: 60_000, peerTimeoutMs: 1000 },
-      {
-        prepare: async (root) => {
-          const handle = await open(path.join(root, "big.bin"), "w");
-          await handle.truncate(256 * 1024 * 1024);
-          await handle.close();
-        },
-      },
-    );
-    await published(server, 1);
-    const hung = new Dealer({ linger: 0, receiveHighWaterMark: 1 });
-    sockets.push(hung);
-    hung.connect(endpoint);
-    await hung.send(encode({ id: "OHAI", protocol: "FILEMQ", version: 2 }));
-    await hung.send(encode({ id: "ICANHAZ", path: "/", options: new Map(), cache: new Map() }));
-    hung.receiveTimeout = DEADLINE;
-    for (const id of ["OHAI_OK", "ICANHAZ_OK"] as const) {
-      const result = decodeFrames(await hung.receive());
-      expect(result.ok && result.message.id).toBe(id);
-    }
-    await hung.send(encode({ id: "NOM", credit: 2n ** 40n, sequence: 0n }));
+    const { server, warnings, hung } = await serverWithHungClient({ expiryMs: 60_000, peerTimeoutMs: 1000 }, 2n ** 40n);
     // Keeps the session alive by talking, never reads again.
     const talking = setInterval(() => void hung.send(encode({ id: "NOM", credit: 1n, sequence: 0n })).catch(() => undefined), 100);
     try {
