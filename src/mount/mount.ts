@@ -112,7 +112,13 @@ export class Mount extends EventEmitter<MountEvents> {
       for (const link of this.#links.get(absolute) ?? []) this.recheck(joinVirtual(this.alias, link));
     };
     watcher.on("add", seen);
-    watcher.on("change", seen);
+    watcher.on("change", (absolute, stats) => {
+      // A file replaced by a directory of its name reaches us as a "change" of the file, and the watcher
+      // never looks inside: the file is gone, and the directory is handed to the watcher afresh.
+      if (!stats?.isDirectory()) return seen(absolute, stats);
+      this.#gone(this.#relative(absolute));
+      this.#rewatch(absolute);
+    });
     // The watcher does not always report the published directory itself going (only what was in it):
     // after anything goes, see whether the directory is still there.
     let checkingRoot: NodeJS.Timeout | undefined;
@@ -127,7 +133,13 @@ export class Mount extends EventEmitter<MountEvents> {
     };
     watcher.on("unlink", (absolute) => {
       checkRoot();
-      void this.#reallyGone(absolute).then((gone) => gone && this.#gone(this.#relative(absolute)));
+      void this.#reallyGone(absolute, "file").then(async (gone) => {
+        if (!gone) return;
+        this.#gone(this.#relative(absolute));
+        // A directory of its name there now: the watcher, having taken it for the file, never looks
+        // inside. Handed to it afresh.
+        if ((await lstat(absolute).catch(() => undefined))?.isDirectory() && !this.#closed) this.#rewatch(absolute);
+      });
     });
     watcher.on("addDir", (absolute) => {
       // (Not during the first scan: every directory is new then.)
@@ -136,7 +148,7 @@ export class Mount extends EventEmitter<MountEvents> {
     watcher.on("unlinkDir", (absolute) => {
       checkRoot();
       if (absolute === this.root) return;
-      void this.#reallyGone(absolute).then((gone) => {
+      void this.#reallyGone(absolute, "directory").then((gone) => {
         if (!gone) return;
         // (A file made at the name of a directory the watcher lost track of goes as that directory.)
         if (this.files.has(joinVirtual(this.alias, this.#relative(absolute)))) this.#gone(this.#relative(absolute));
@@ -271,10 +283,13 @@ export class Mount extends EventEmitter<MountEvents> {
     const prefix = dir + "/";
     this.#tracker.forgetWhere((relative) => relative.startsWith(prefix));
     for (const file of [...this.files.values()]) if (file.relative.startsWith(prefix)) this.#gone(file.relative);
-    if (somethingElseThere) {
-      this.#watcher?.unwatch(absolute);
-      this.#watcher?.add(absolute);
-    }
+    if (somethingElseThere) this.#rewatch(absolute);
+  }
+
+  /** Have the watcher forget what it thinks is at `absolute` and look at it afresh (its add events follow). */
+  #rewatch(absolute: string): void {
+    this.#watcher?.unwatch(absolute);
+    this.#watcher?.add(absolute);
   }
 
   /** Names reported as not publishable (each once; at most 100, then one line more). */
@@ -291,15 +306,17 @@ export class Mount extends EventEmitter<MountEvents> {
   #lookingInto: NodeJS.Timeout | undefined;
 
   /**
-   * The watcher says `absolute` went; is it gone? Not if it is there (again): its add follows. Nor if we
+   * The watcher says `absolute` went; is it gone? Not if it is there (again, as what it was): its add
+   * follows. Nor if we
    * may no longer look (a directory on the way chmod'ed 000): it is still on the server, only unreadable
    * for now, so subscribers keep their copies (a delete would remove what the server still has); said
    * once as a warning.
    */
-  async #reallyGone(absolute: string): Promise<boolean> {
+  async #reallyGone(absolute: string, was: "file" | "directory"): Promise<boolean> {
     try {
-      await lstat(absolute);
-      return false;
+      // (Something else of that name is no stand-in: a file replaced by a directory is gone.)
+      const stats = await lstat(absolute);
+      return was === "directory" ? !stats.isDirectory() : stats.isDirectory();
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code !== "EACCES" && code !== "EPERM") return true;
@@ -323,8 +340,7 @@ export class Mount extends EventEmitter<MountEvents> {
       const readable = await access(dir, constants.R_OK | constants.X_OK).then(() => true, () => false);
       if (!readable || this.#closed || !this.#unreadable.delete(dir)) continue;
       this.emit("error", new MountError(`can look into ${this.#shown(dir)} again: publishing what is in it`));
-      this.#watcher?.unwatch(dir);
-      this.#watcher?.add(dir);
+      this.#rewatch(dir);
     }
     if (this.#unreadable.size === 0 || this.#closed) {
       clearInterval(this.#lookingInto);
@@ -470,6 +486,11 @@ export class Mount extends EventEmitter<MountEvents> {
     if (this.#filesUnder.has(relative)) {
       const prefix = relative + "/";
       for (const other of [...this.files.values()]) if (other.relative.startsWith(prefix)) this.#gone(other.relative);
+    }
+    // And the other way round: a file on its way published under a name that is now a directory (the
+    // watcher may report the file's unlink after the directory's contents).
+    for (let slash = relative.indexOf("/"); slash > 0; slash = relative.indexOf("/", slash + 1)) {
+      if (this.files.has(joinVirtual(this.alias, relative.slice(0, slash)))) this.#gone(relative.slice(0, slash));
     }
     // Out of #publishing (above) and into `files` with no await between: nobody sees it in neither.
     if (!this.files.has(vpath)) this.#countUnder(relative, 1);

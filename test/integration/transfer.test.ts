@@ -112,6 +112,19 @@ describe("transfer", () => {
     expect(first.errors).toEqual([]);
   });
 
+  it("transfer - a file replaced by a directory of its name: subscribers get the delete, then the directory's files", async () => {
+    const src = await tempDir();
+    await writeTree(src, { x: "a file", "keep.txt": "k" });
+    const { server, endpoint } = await startServer(src);
+    const inbox = path.join(await tempDir(), "in");
+    await startClient(endpoint, inbox);
+    await expectMirror(inbox, () => treeHashes(src));
+    await unlink(path.join(src, "x"));
+    await writeTree(src, { "x/inside.txt": "inside" });
+    await expectMirror(inbox, () => treeHashes(src));
+    expect([...server.mounts[0]!.files.keys()].sort()).toEqual(["/keep.txt", "/x/inside.txt"]);
+  });
+
   it("transfer - a mount inside another's alias owns its subtree: one virtual path, one file, whichever mount is published first", async () => {
     for (const order of ["outer first", "inner first"] as const) {
       const outer = await tempDir();
