@@ -116,7 +116,7 @@ export class Connection {
       "send SRSLY": (arg) => this.#send({ id: "SRSLY", reason: reasonOf(arg) }),
       // A message other than OHAI from a peer we have no session for is most often a client of ours from
       // before a restart (or one we dropped): say that, rather than only what it sent.
-      "send RTFM": (arg) => this.#send({ id: "RTFM", reason: this.engine.state === "start" && arg && typeof arg === "object" && "id" in arg ? `no session (the server restarted or dropped it): ${reasonOf(arg)}` : reasonOf(arg) }),
+      "send RTFM": (arg) => this.#send({ id: "RTFM", reason: this.engine.state === "start" && arg && typeof arg === "object" && "id" in arg ? reasonOf(`no session (the server restarted or dropped it): ${reasonOf(arg)}`) : reasonOf(arg) }),
       terminate: () => this.#terminate(),
     };
     this.#cursorOptions = this.#optionsFor(this.#caps);
