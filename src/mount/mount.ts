@@ -3,12 +3,13 @@
 // goes away. It knows nothing of the protocol or of clients.
 
 import { EventEmitter } from "node:events";
-import { access, lstat, readdir, realpath, stat } from "node:fs/promises";
-import { constants, type Dirent, type Stats } from "node:fs";
+import { access, lstat, realpath, stat } from "node:fs/promises";
+import { constants, type Stats } from "node:fs";
 import path from "node:path";
 import { watch, type FSWatcher } from "chokidar";
 import { covers, isUnpublished, joinVirtual, normaliseVirtualPath, relativeTo, unsafeRelativeReason } from "../paths.js";
 import { StabilityTracker } from "./stability.js";
+import { reportUnpublishable } from "./unpublishable.js";
 
 export interface PublishedFile {
   /** Path relative to the mount's directory, "/" separators. */
@@ -162,7 +163,8 @@ export class Mount extends EventEmitter<MountEvents> {
       watcher.once("ready", () => {
         this.#scanned = true;
         resolve();
-        void this.#reportUnpublishable();
+        // What the watcher skips without a word, said once (at most 100 lines).
+        void reportUnpublishable(this.root, 100, (message) => this.emit("error", new MountError(message)));
       }),
     );
   }
@@ -351,49 +353,6 @@ export class Mount extends EventEmitter<MountEvents> {
   /** A directory of the mount, as subscribers name it. */
   #shown(dir: string): string {
     return dir === this.root ? this.alias : joinVirtual(this.alias, this.#relative(dir));
-  }
-
-  /**
-   * What the watcher skips without a word, said once after the start scan (at most 100 lines):
-   * - a name that is not valid UTF-8 reaches us with U+FFFD in place of its bad bytes, and no file has
-   *   that name: it cannot be opened, so it cannot be published (nor a whole directory of files under it);
-   * - a directory we may not read (with ignorePermissionErrors the watcher says nothing of it).
-   * A file we may not read is published, and each attempt to send it says so.
-   */
-  async #reportUnpublishable(): Promise<void> {
-    let reported = 0;
-    const report = (message: string): boolean => {
-      if (++reported > 100) {
-        this.emit("error", new MountError("more names could not be published (first 100 above)"));
-        return false;
-      }
-      this.emit("error", new MountError(message));
-      return true;
-    };
-    const walk = async (dir: string, relativeDir: string): Promise<boolean> => {
-      let entries: Dirent[];
-      try {
-        entries = await readdir(dir, { withFileTypes: true });
-      } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code;
-        if (code === "EACCES" || code === "EPERM") return report(`not published: "${relativeDir || "."}/" and what is in it: cannot read it (${code})`);
-        return true; // (gone meanwhile: the watcher says so)
-      }
-      for (const entry of entries) {
-        const relative = relativeDir === "" ? entry.name : `${relativeDir}/${entry.name}`;
-        if (isUnpublished(relative)) continue;
-        const absolute = path.join(dir, entry.name);
-        if (relative.includes("\uFFFD") && !(await lstat(absolute).then(() => true, () => false))) {
-          // (Each bad byte shown as "?": the replacement character would only add to the confusion.)
-          const shown = relative.replaceAll("\uFFFD", "?");
-          if (!report(`not published: "${shown}": its name is not valid UTF-8 (Node cannot open it); rename it`)) return false;
-          continue;
-        }
-        if (entry.isDirectory() && !(await walk(absolute, relative))) return false;
-      }
-      return true;
-    };
-    await walk(this.root, "");
   }
 
   /** Published names that lead elsewhere in the mount (symlinks): real path -> those names. */
