@@ -231,13 +231,16 @@ export class Client extends EventEmitter<ClientEvents> {
 
   /**
    * What the inbox holds of the file the server calls `vpath`, as this client delivered it (its size and
-   * the server's mtime): undefined if it holds no such file. (A file held as delivered is not sent again.)
+   * the server's mtime): undefined if it holds no such file, or not as delivered. (A file held as
+   * delivered is not sent again.)
    */
   holds(vpath: string): { readonly size: number; readonly mtime?: number } | undefined {
     const target = this.#route(vpath);
     if (typeof target === "string") return undefined;
     const held = target.sub.inbox.manifest.files.get(target.relative);
-    return held && held.vpath === vpath ? held : undefined;
+    // (Only if it is still there as delivered: one changed in the inbox since is not listed to the server,
+    // which sends it again.)
+    return held && held.vpath === vpath && target.sub.inbox.stillHeld(target.relative, held.size) ? held : undefined;
   }
 
   get progress(): ClientProgress {

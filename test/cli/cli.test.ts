@@ -137,6 +137,12 @@ describe("cli", () => {
     expect(has(second, "synced")).toMatchObject({ files: 1, unchanged: 2 });
     expect(second.events.filter((e) => e.event === "delivered").map((e) => e.path)).toEqual(["c.txt"]);
     expect(await treeHashes(dst)).toEqual(await treeHashes(src));
+    // A file changed in <dst> since (another size) is not held as delivered: it is sent again, and waited for.
+    await writeFile(path.join(dst, "a.txt"), "changed in dst");
+    const third = start(["track", src, dst, "--once", "--json", "--stable-ms", "50"]);
+    expect((await third.exited).code).toBe(0);
+    expect(has(third, "synced")).toMatchObject({ files: 1, unchanged: 2 });
+    expect(await treeHashes(dst)).toEqual(await treeHashes(src));
   });
 
   it("cli - track --once with a file the subscriber refuses: exits 1 once all else has arrived, saying how many could not be", async () => {
