@@ -233,6 +233,16 @@ program
         });
         // The publisher could not send it (unreadable...): it will not arrive either.
         server.on("unsent", (e) => failed.add(e.path));
+        // Deletes too (of what <dst> holds and <src> no longer has): the publisher has sent everything it
+        // had for the subscription once it reports caught-up after taking it, and a delete has been
+        // applied once the subscriber no longer holds the file.
+        let caughtUp = false;
+        server.on("subscribed", () => (caughtUp = false));
+        server.on("caught-up", () => (caughtUp = true));
+        const deletes = new Set<string>();
+        server.on("sent", (e) => {
+          if (e.operation === "delete") deletes.add(e.path);
+        });
         // A file <dst> holds already as it is in <src> (an earlier run) is not sent again: it counts as done.
         const held = (vpath: string, file: PublishedFile) => {
           const mine = client.holds(vpath);
@@ -241,7 +251,8 @@ program
         // Done when the mount has no file left to settle and every published file has arrived, was held
         // already, or failed.
         const timer = setInterval(() => {
-          if (mount.unstable > 0 || client.state !== "connected") return;
+          if (mount.unstable > 0 || client.state !== "connected" || !caughtUp) return;
+          for (const vpath of deletes) if (client.holds(vpath)) return;
           for (const [vpath, file] of mount.files) if (!delivered.has(vpath) && !failed.has(vpath) && !held(vpath, file)) return;
           clearInterval(timer);
           const seconds = (Date.now() - started) / 1000;

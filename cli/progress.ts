@@ -6,7 +6,7 @@
 import cliProgress from "cli-progress";
 import prettyBytes from "pretty-bytes";
 import type { ClientProgress } from "../src/index.js";
-import type { Output } from "./output.js";
+import { printable, type Output } from "./output.js";
 
 const TICK_MS = 250;
 const JSON_EVERY_MS = 1000;
@@ -105,8 +105,9 @@ export class ProgressDisplay {
     }
     const size = current.size ?? Math.max(current.bytes, 1);
     const remaining = current.size !== undefined && current.size >= ETA_MIN_SIZE && this.#rate > 0 ? ` ETA ${Math.ceil((current.size - current.bytes) / this.#rate)}s` : "";
+    const name = printable(current.path);
     const payload = {
-      file: current.path.length > 40 ? "…" + current.path.slice(-39) : current.path,
+      file: name.length > 40 ? "…" + name.slice(-39) : name,
       done: prettyBytes(current.bytes),
       size: current.size !== undefined ? prettyBytes(current.size) : "?",
       speed: prettyBytes(Math.max(0, this.#rate)),

@@ -136,7 +136,10 @@ export class Mount extends EventEmitter<MountEvents> {
       checkRoot();
       void this.#reallyGone(absolute, "file").then(async (gone) => {
         if (!gone) return;
+        // Symlinks to it lead nowhere now: they go too (looked at again, they are found gone).
+        const links = [...(this.#links.get(absolute) ?? [])];
         this.#gone(this.#relative(absolute));
+        for (const link of links) this.recheck(joinVirtual(this.alias, link));
         // A directory of its name there now: the watcher, having taken it for the file, never looks
         // inside. Handed to it afresh.
         if ((await lstat(absolute).catch(() => undefined))?.isDirectory() && !this.#closed) this.#rewatch(absolute);
@@ -164,7 +167,7 @@ export class Mount extends EventEmitter<MountEvents> {
         this.#scanned = true;
         resolve();
         // What the watcher skips without a word, said once (at most 100 lines).
-        void reportUnpublishable(this.root, 100, (message) => this.emit("error", new MountError(message)));
+        void reportUnpublishable(this.root, 100, (message) => this.emit("error", new MountError(message)), (dir) => this.#watchForReadable(dir));
       }),
     );
   }
@@ -235,8 +238,9 @@ export class Mount extends EventEmitter<MountEvents> {
   recheck(vpath: string): void {
     const relative = relativeTo(this.alias, vpath);
     if (relative === undefined || relative === "") return;
-    // Gone without the watcher saying so (it can lose track of a renamed directory): a delete is due.
-    void lstat(path.join(this.root, relative)).then(
+    // Gone without the watcher saying so (it can lose track of a renamed directory; a symlink's target
+    // can go): a delete is due. (stat: a link counts as what it leads to.)
+    void stat(path.join(this.root, relative)).then(
       () => this.#tracker.saw(relative, { size: -1, mtimeMs: -1 }),
       (error: NodeJS.ErrnoException) => {
         if (error.code === "ENOENT" || error.code === "ENOTDIR") this.#gone(relative);
@@ -271,7 +275,8 @@ export class Mount extends EventEmitter<MountEvents> {
         const absolute = path.join(this.root, dir);
         void lstat(absolute).then(
           (stats) => stats.isDirectory() || this.#lostDirectory(dir, absolute, true),
-          () => this.#lostDirectory(dir, absolute, false),
+          // (Only gone is lost: one we may not look at now keeps its files, as in #reallyGone.)
+          (error: NodeJS.ErrnoException) => (error.code === "ENOENT" || error.code === "ENOTDIR") && this.#lostDirectory(dir, absolute, false),
         );
       }
     }, 500);
@@ -318,19 +323,24 @@ export class Mount extends EventEmitter<MountEvents> {
     try {
       // (Something else of that name is no stand-in: a file replaced by a directory is gone.)
       const stats = await lstat(absolute);
-      return was === "directory" ? !stats.isDirectory() : stats.isDirectory();
+      return was === "directory" ? !stats.isDirectory() : !stats.isFile() && !stats.isSymbolicLink();
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code !== "EACCES" && code !== "EPERM") return true;
       // (What we cannot do is look into its directory: said once per directory, not once per file.)
       const dir = path.dirname(absolute);
       if (!this.#unreadable.has(dir)) {
-        this.#unreadable.add(dir);
         this.emit("error", new MountError(`cannot look into ${this.#shown(dir)} any more (${code}): what is in it is not taken for deleted`));
-        this.#lookingInto ??= setInterval(() => void this.#lookIntoAgain(), 1000);
+        this.#watchForReadable(dir);
       }
       return false;
     }
+  }
+
+  #watchForReadable(dir: string): void {
+    if (this.#closed) return;
+    this.#unreadable.add(dir);
+    this.#lookingInto ??= setInterval(() => void this.#lookIntoAgain(), 1000);
   }
 
   /**
@@ -433,6 +443,8 @@ export class Mount extends EventEmitter<MountEvents> {
       this.emit("error", new MountError(`not published: ${relative} leads outside ${this.root}`));
       return;
     }
+    // (Another mount may have taken this path while we waited.)
+    if (this.options.isShadowed?.(joinVirtual(this.alias, relative))) return this.#shadowed(joinVirtual(this.alias, relative));
     if (real !== absolute) {
       let names = this.#links.get(real);
       if (!names) this.#links.set(real, (names = new Set()));

@@ -10,8 +10,8 @@ import { lstat, readdir } from "node:fs/promises";
 import path from "node:path";
 import { isUnpublished } from "../paths.js";
 
-/** Walk `root` and `report` each such name, at most `limit` of them (then one line more). */
-export async function reportUnpublishable(root: string, limit: number, report: (message: string) => void): Promise<void> {
+/** Walk `root` and `report` each such name, at most `limit` of them (then one line more); `unreadable` hears of each directory we may not read. */
+export async function reportUnpublishable(root: string, limit: number, report: (message: string) => void, unreadable: (dir: string) => void): Promise<void> {
   let reported = 0;
   const say = (message: string): boolean => {
     if (++reported > limit) {
@@ -27,7 +27,10 @@ export async function reportUnpublishable(root: string, limit: number, report: (
       entries = await readdir(dir, { withFileTypes: true });
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      if (code === "EACCES" || code === "EPERM") return say(`not published: "${relativeDir || "."}/" and what is in it: cannot read it (${code})`);
+      if (code === "EACCES" || code === "EPERM") {
+        unreadable(dir);
+        return say(`not published: "${relativeDir || "."}/" and what is in it: cannot read it (${code})`);
+      }
       return true; // (gone meanwhile: the watcher says so)
     }
     for (const entry of entries) {

@@ -147,6 +147,6 @@ export const MAX_LONGSTR = 64 * 1024;
  * Ours, not the spec's: at most this many entries in one dictionary. Decoding takes about 1 µs per entry,
  * on the thread that serves every client: a 16 MiB ICANHAZ of 1.8 million tiny cache entries held a
  * publisher for seconds. A real cache of our client's entries (80-odd bytes each) fills 16 MiB at about
- * 200,000; our client sends at most CACHE_MAX_ENTRIES.
+ * 200,000; our client sends at most this many (src/client/cache.ts).
  */
 export const MAX_DICTIONARY_ENTRIES = 200_000;

@@ -42,6 +42,8 @@ export interface ConnectionHost {
   forget(key: string): void;
   /** Nothing is left to send this client: it has everything it subscribed to. */
   caughtUp(key: string): void;
+  /** A subscription was taken, and what is already published under it queued (its caught-up follows). */
+  subscribed?(key: string, path: string): void;
   /** A file could not be sent to this client (unreadable, leads outside its mount, reading failed). */
   unsent?(key: string, vpath: string, reason: string): void;
   /** A file (or a delete) went out to this client in full. */
@@ -107,7 +109,10 @@ export class Connection {
       "send OHAI-OK": () => this.#send({ id: "OHAI_OK" }),
       "store subscription": (arg) => this.#storeSubscription(arg as Icanhaz),
       "send ICANHAZ-OK": () => this.#send({ id: "ICANHAZ_OK" }),
-      "queue files already published": (arg) => this.#queueExisting(arg as Icanhaz),
+      "queue files already published": async (arg) => {
+        await this.#queueExisting(arg as Icanhaz);
+        this.host.subscribed?.(this.key, (arg as Icanhaz).path);
+      },
       "store credit": (arg) => this.#credit.grant((arg as Nom).credit),
       "check for client data": () => this.#checkForClientData(),
       "send next chunk": () => this.#sendNextChunk(),
@@ -223,7 +228,10 @@ export class Connection {
       const value = cache.get(file.vpath);
       cache.delete(file.vpath);
       const patch = await this.#planFor(file, value);
-      if (patch && !this.#queue.has(file.vpath)) this.#queue.set(file.vpath, patch);
+      // What the cache says wins over a create queued meanwhile (a file published while we let others
+      // in): one the client holds is not sent again.
+      if (patch) this.#queue.set(file.vpath, patch);
+      else if (this.#queue.get(file.vpath)?.op === "create") this.#queue.delete(file.vpath);
     }
     // What remains in the cache is held by the client and gone from the server; unless the server has
     // seen the file but not yet published it (it has just started): then the client's entry is kept and

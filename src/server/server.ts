@@ -90,6 +90,8 @@ export interface ServerEvents {
   sent: [event: SentEvent];
   /** Nothing is left to send to this client (after its subscription, or after the latest changes). */
   "caught-up": [client: string];
+  /** A client's subscription was taken, and what is already published under it queued for it. */
+  subscribed: [event: { client: string; path: string }];
   /** A file could not be sent to a client (unreadable, leads outside its mount, reading failed); also a warning. */
   unsent: [event: { client: string; path: string; reason: string }];
   /** Something went wrong that did not stop the server (a mount error, a malformed message). */
@@ -161,6 +163,7 @@ export class Server extends EventEmitter<ServerEvents> {
       sent: (client, path, operation, size) => server.emit("sent", { client, path, operation, size }),
       caughtUp: (client) => server.emit("caught-up", client),
       unsent: (client, path, reason) => server.emit("unsent", { client, path, reason }),
+      subscribed: (client, path) => server.emit("subscribed", { client, path }),
       warn: (message) => server.emit("warning", message),
       ...(this.options.trace ? { trace: this.options.trace } : {}),
     };

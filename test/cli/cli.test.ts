@@ -145,6 +145,24 @@ describe("cli", () => {
     expect(await treeHashes(dst)).toEqual(await treeHashes(src));
   });
 
+  it("cli - track --once again after files were removed from <src> exits only once their deletes are applied; with 3,000 files held, none is sent again", async () => {
+    const src = await tempDir();
+    const dst = path.join(await tempDir(), "dst");
+    const files: Record<string, string> = {};
+    for (let i = 0; i < 3000; i++) files[`d${i % 30}/f${i}.txt`] = String(i);
+    await writeTree(src, files);
+    const first = start(["track", src, dst, "--once", "--json", "--stable-ms", "0"]);
+    expect((await first.exited).code).toBe(0);
+    expect(await treeHashes(dst)).toEqual(await treeHashes(src));
+    for (let i = 0; i < 3000; i += 3) await unlink(path.join(src, `d${i % 30}/f${i}.txt`));
+    const second = start(["track", src, dst, "--once", "--json", "--stable-ms", "0"]);
+    expect((await second.exited).code).toBe(0);
+    // Every delete applied before it said synced; nothing it held was sent again (64 were, every run).
+    expect(await treeHashes(dst)).toEqual(await treeHashes(src));
+    expect(second.events.filter((e) => e.event === "delivered")).toEqual([]);
+    expect(has(second, "synced")).toMatchObject({ files: 0, unchanged: 2000 });
+  }, 60_000);
+
   it("cli - track --once with a file the subscriber refuses: exits 1 once all else has arrived, saying how many could not be", async () => {
     const src = await tempDir();
     const dst = path.join(await tempDir(), "dst");
@@ -191,8 +209,10 @@ describe("cli", () => {
     const top = await tempDir();
     await chmod(top, 0o777);
     const src = path.join(top, "src");
-    await writeTree(src, { "a.txt": "a", "sub/b.txt": "b" });
+    await writeTree(src, { "a.txt": "a", "sub/b.txt": "b", "locked/z.txt": "z" });
     for (const dir of [src, path.join(src, "sub")]) await chmod(dir, 0o777);
+    // Unreadable from the start: reported, and published once readable.
+    await chmod(path.join(src, "locked"), 0o000);
     const port = await freePort();
     const pub = spawn(FMQ_COMMAND, ["publish", src, "--bind", `tcp://127.0.0.1:${port}`, "--json", "--stable-ms", "50"], { ...asUser, stdio: ["ignore", "pipe", "pipe"] });
     const pubEvents: Record<string, unknown>[] = [];
@@ -210,6 +230,9 @@ describe("cli", () => {
       await writeFile(path.join(src, "sub", "d.txt"), "d");
       await chmod(path.join(src, "sub"), 0o777);
       await waitFor(() => has(sub, "delivered", (e) => e.path === "sub/d.txt"), "sub/d.txt, once readable again", 10_000);
+      expect(pubEvents.some((e) => e.event === "warning" && e.message === 'not published: "locked/" and what is in it: cannot read it (EACCES)')).toBe(true);
+      await chmod(path.join(src, "locked"), 0o777);
+      await waitFor(() => has(sub, "delivered", (e) => e.path === "locked/z.txt"), "locked/z.txt, once readable", 10_000);
       expect(sub.events.filter((e) => e.event === "deleted")).toEqual([]);
       expect(await treeHashes(inbox)).toEqual(await treeHashes(src));
     } finally {

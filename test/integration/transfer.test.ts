@@ -110,6 +110,10 @@ describe("transfer", () => {
     await startClient(endpoint, later);
     await expectMirror(later, mirror("version two, longer\n"));
     expect(first.errors).toEqual([]);
+    // The target removed: the link leads nowhere, and goes too (it stayed published, and every send failed).
+    await unlink(path.join(src, "real/t.txt"));
+    await expectMirror(inbox, new Map());
+    await expectMirror(later, new Map());
   });
 
   it("transfer - a file replaced by a directory of its name: subscribers get the delete, then the directory's files", async () => {
