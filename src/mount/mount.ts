@@ -353,6 +353,14 @@ export class Mount extends EventEmitter<MountEvents> {
       if (!readable || this.#closed || !this.#unreadable.delete(dir)) continue;
       this.emit("error", new MountError(`can look into ${this.#shown(dir)} again: publishing what is in it`));
       this.#rewatch(dir);
+      // What went meanwhile was never reported gone: look at what we still publish from there.
+      const prefix = dir === this.root ? "" : this.#relative(dir) + "/";
+      for (const file of [...this.files.values()]) {
+        if (!file.relative.startsWith(prefix)) continue;
+        void stat(path.join(this.root, file.relative)).catch((error: NodeJS.ErrnoException) => {
+          if (error.code === "ENOENT" || error.code === "ENOTDIR") this.#gone(file.relative);
+        });
+      }
     }
     if (this.#unreadable.size === 0 || this.#closed) {
       clearInterval(this.#lookingInto);
