@@ -145,6 +145,7 @@ export class Connection {
   /** A mount reported a file for this client: queue it (replacing a queued older change) and wake the machine. */
   queue(patch: Patch): void {
     const vpath = patch.op === "create" ? patch.file.vpath : patch.vpath;
+    this.#queuedMeanwhile?.add(vpath);
     const retained = this.#retained.get(vpath);
     if (retained !== undefined) {
       // Published after the client told us what it holds of it: skip it, resume it, or send it all.
@@ -203,12 +204,25 @@ export class Connection {
    * of the current version is resumed where it stopped.
    */
   async #queueExisting(message: Icanhaz): Promise<void> {
+    try {
+      await this.#queueExistingNow(message);
+    } finally {
+      this.#queuedMeanwhile = undefined;
+    }
+  }
+
+  /** Patches queued (by the mounts) while #queueExistingNow lets other clients in. */
+  #queuedMeanwhile: Set<string> | undefined;
+
+  async #queueExistingNow(message: Icanhaz): Promise<void> {
     const path = normaliseVirtualPath(message.path);
     if (path === undefined) return;
     const cache = new Map<string, string>();
     // A cache may list 200,000 names (MAX_DICTIONARY_ENTRIES), a mount hold as many files: let other
     // clients' messages in every so often (and stop if this client is gone meanwhile).
     let done = 0;
+    const queuedMeanwhile = new Set<string>();
+    this.#queuedMeanwhile = queuedMeanwhile;
     const pause = async (): Promise<boolean> => {
       if (++done % YIELD_EVERY === 0) await yieldToOthers();
       return this.engine.stopped;
@@ -228,10 +242,12 @@ export class Connection {
       const value = cache.get(file.vpath);
       cache.delete(file.vpath);
       const patch = await this.#planFor(file, value);
-      // What the cache says wins over a create queued meanwhile (a file published while we let others
-      // in): one the client holds is not sent again.
-      if (patch) this.#queue.set(file.vpath, patch);
-      else if (this.#queue.get(file.vpath)?.op === "create") this.#queue.delete(file.vpath);
+      // What this cache says wins over a create queued meanwhile (a file published while we let others
+      // in): one the client holds is not sent again. (A patch queued before, for another subscription of
+      // this client, stays: that one may go to another inbox.)
+      const meanwhile = queuedMeanwhile.has(file.vpath);
+      if (patch && (meanwhile || !this.#queue.has(file.vpath))) this.#queue.set(file.vpath, patch);
+      else if (!patch && meanwhile && this.#queue.get(file.vpath)?.op === "create") this.#queue.delete(file.vpath);
     }
     // What remains in the cache is held by the client and gone from the server; unless the server has
     // seen the file but not yet published it (it has just started): then the client's entry is kept and

@@ -116,6 +116,24 @@ describe("transfer", () => {
     await expectMirror(later, new Map());
   });
 
+  it("transfer - two subscriptions of one client into two inboxes (/sub first, then /): a file the / inbox holds still goes to the /sub inbox, its route", async () => {
+    const src = await tempDir();
+    await writeTree(src, { "a.txt": "a", "sub/f.txt": "f" });
+    const { endpoint } = await startServer(src);
+    const whole = path.join(await tempDir(), "whole");
+    const first = await startClient(endpoint, whole);
+    await expectMirror(whole, () => treeHashes(src));
+    await first.client.close();
+    // Back with /sub into its own inbox, asked for first: the / inbox's cache says it holds sub/f.txt.
+    const subInbox = path.join(await tempDir(), "sub");
+    const client = new Client({ endpoint, inbox: whole, heartbeatMs: 200 });
+    closers.push(() => client.close());
+    await client.subscribe("/sub", subInbox);
+    await client.subscribe("/");
+    client.connect();
+    await expectMirror(subInbox, new Map([["f.txt", sha256("f")]]));
+  });
+
   it("transfer - a file replaced by a directory of its name: subscribers get the delete, then the directory's files", async () => {
     const src = await tempDir();
     await writeTree(src, { x: "a file", "keep.txt": "k" });
