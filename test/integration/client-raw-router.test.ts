@@ -630,12 +630,7 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
   });
 
   it("client - a delete spares a delivered file someone has changed in the inbox since (other content of the same size, or another size): kept, reported, forgotten", async () => {
-    const r = await router();
-    const root = await tempDir();
-    const inbox = path.join(root, "inbox");
-    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
-    await h.client.subscribe("/");
-    const rid = await openSession(r, h, 1);
+    const { r, inbox, h, rid } = await subscribedToRoot();
     // With our tree hash (content known), and from a plain server (size only).
     for (const name of ["same-size.txt", "untouched.txt"]) await r.sendFile(rid, `/${name}`, Buffer.from(`delivered ${name}`), await asOneMessage(Buffer.from(`delivered ${name}`)));
     await r.sendFile(rid, "/grown.txt", Buffer.from("delivered grown.txt"));
@@ -660,12 +655,7 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
   });
 
   it("client - a server directory replaced by a file of its name: the deletes leave no empty directory, and the file arrives; an empty directory already there gives way, a non-empty one does not", async () => {
-    const r = await router();
-    const root = await tempDir();
-    const inbox = path.join(root, "inbox");
-    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
-    await h.client.subscribe("/");
-    const rid = await openSession(r, h, 1);
+    const { r, inbox, h, rid } = await subscribedToRoot();
     await r.sendFile(rid, "/x/y/z.txt", Buffer.from("in x/y"));
     await nextDelivery(h, "/x/y/z.txt");
     // On the server: rm -rf x; echo nowfile > x.
@@ -685,12 +675,7 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
   });
 
   for (const removed of [".fmq", "the whole inbox"] as const) it(`client - ${removed} removed while subscribed: made again at the next file, which arrives (small, whole or chunked, and big), and the manifest records them again`, async () => {
-    const r = await router();
-    const root = await tempDir();
-    const inbox = path.join(root, "inbox");
-    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
-    await h.client.subscribe("/");
-    const rid = await openSession(r, h, 1);
+    const { r, inbox, h, rid } = await subscribedToRoot();
     await r.sendFile(rid, "/before.txt", Buffer.from("before"));
     await nextDelivery(h, "/before.txt");
     await rm(removed === ".fmq" ? path.join(inbox, ".fmq") : inbox, { recursive: true });
