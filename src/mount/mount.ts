@@ -156,9 +156,7 @@ export class Mount extends EventEmitter<MountEvents> {
         if (!gone) return;
         // (A file made at the name of a directory the watcher lost track of goes as that directory.)
         if (this.files.has(joinVirtual(this.alias, this.#relative(absolute)))) this.#gone(this.#relative(absolute));
-        const prefix = this.#relative(absolute) + "/";
-        this.#tracker.forgetWhere((relative) => relative.startsWith(prefix));
-        for (const file of [...this.files.values()]) if (file.relative.startsWith(prefix)) this.#gone(file.relative);
+        this.#goneUnder(this.#relative(absolute));
       });
     });
     watcher.on("error", (error) => this.emit("error", error instanceof Error ? error : new Error(String(error))));
@@ -243,7 +241,7 @@ export class Mount extends EventEmitter<MountEvents> {
     void stat(path.join(this.root, relative)).then(
       () => this.#tracker.saw(relative, { size: -1, mtimeMs: -1 }),
       (error: NodeJS.ErrnoException) => {
-        if (error.code === "ENOENT" || error.code === "ENOTDIR") this.#gone(relative);
+        if (isGone(error)) this.#gone(relative);
         else this.#tracker.saw(relative, { size: -1, mtimeMs: -1 });
       },
     );
@@ -276,7 +274,7 @@ export class Mount extends EventEmitter<MountEvents> {
         void lstat(absolute).then(
           (stats) => stats.isDirectory() || this.#lostDirectory(dir, absolute, true),
           // (Only gone is lost: one we may not look at now keeps its files, as in #reallyGone.)
-          (error: NodeJS.ErrnoException) => (error.code === "ENOENT" || error.code === "ENOTDIR") && this.#lostDirectory(dir, absolute, false),
+          (error: NodeJS.ErrnoException) => isGone(error) && this.#lostDirectory(dir, absolute, false),
         );
       }
     }, 500);
@@ -287,10 +285,15 @@ export class Mount extends EventEmitter<MountEvents> {
 
   #lostDirectory(dir: string, absolute: string, somethingElseThere: boolean): void {
     if (this.#closed) return;
+    this.#goneUnder(dir);
+    if (somethingElseThere) this.#rewatch(absolute);
+  }
+
+  /** Everything under the directory `dir` (relative) is gone: waiting or published. */
+  #goneUnder(dir: string): void {
     const prefix = dir + "/";
     this.#tracker.forgetWhere((relative) => relative.startsWith(prefix));
     for (const file of [...this.files.values()]) if (file.relative.startsWith(prefix)) this.#gone(file.relative);
-    if (somethingElseThere) this.#rewatch(absolute);
   }
 
   /** Have the watcher forget what it thinks is at `absolute` and look at it afresh (its add events follow). */
@@ -358,7 +361,7 @@ export class Mount extends EventEmitter<MountEvents> {
       for (const file of [...this.files.values()]) {
         if (!file.relative.startsWith(prefix)) continue;
         void stat(path.join(this.root, file.relative)).catch((error: NodeJS.ErrnoException) => {
-          if (error.code === "ENOENT" || error.code === "ENOTDIR") this.#gone(file.relative);
+          if (isGone(error)) this.#gone(file.relative);
         });
       }
     }
@@ -462,10 +465,7 @@ export class Mount extends EventEmitter<MountEvents> {
     const file: PublishedFile = { relative, vpath, absolute: real, size, mtimeMs, root: this.root };
     // A file with the name of a directory we publish files from: that directory is gone, whatever the
     // watcher said (it can lose track of a directory renamed away); its files go before this one comes.
-    if (this.#filesUnder.has(relative)) {
-      const prefix = relative + "/";
-      for (const other of [...this.files.values()]) if (other.relative.startsWith(prefix)) this.#gone(other.relative);
-    }
+    if (this.#filesUnder.has(relative)) this.#goneUnder(relative);
     // And the other way round: a file on its way published under a name that is now a directory (the
     // watcher may report the file's unlink after the directory's contents).
     for (let slash = relative.indexOf("/"); slash > 0; slash = relative.indexOf("/", slash + 1)) {
@@ -476,4 +476,9 @@ export class Mount extends EventEmitter<MountEvents> {
     this.files.set(vpath, file);
     this.emit("changed", file);
   }
+}
+
+/** The error of a path that is not there (as opposed to one we may not look at). */
+function isGone(error: NodeJS.ErrnoException): boolean {
+  return error.code === "ENOENT" || error.code === "ENOTDIR";
 }
