@@ -244,9 +244,14 @@ program
           if (e.operation === "delete") deletes.add(e.path);
         });
         // A file <dst> holds already as it is in <src> (an earlier run) is not sent again: it counts as done.
+        // (Found once per published version: the check below runs every 20 ms, and holds() looks at the disk.)
+        const heldVersions = new WeakSet<PublishedFile>();
         const held = (vpath: string, file: PublishedFile) => {
+          if (heldVersions.has(file)) return true;
           const mine = client.holds(vpath);
-          return mine !== undefined && mine.size === file.size && mine.mtime === file.mtimeMs;
+          const same = mine !== undefined && mine.size === file.size && mine.mtime === file.mtimeMs;
+          if (same) heldVersions.add(file);
+          return same;
         };
         // Done when the mount has no file left to settle and every published file has arrived, was held
         // already, or failed.
