@@ -397,9 +397,7 @@ export class Connection {
         // lost track of): the mount looks again, and publishes the file again or sends its delete.
         this.host.recheck?.(patch.file.vpath);
       } else {
-        const reason = error instanceof OutsideMountError ? error.message : `cannot send ${patch.file.vpath}: ${code ?? String(error)}`;
-        this.host.warn(reason);
-        this.host.unsent?.(this.key, patch.file.vpath, reason);
+        this.#unsent(patch.file.vpath, error instanceof OutsideMountError ? error.message : `cannot send ${patch.file.vpath}: ${code ?? String(error)}`);
       }
       return undefined;
     }
@@ -410,13 +408,17 @@ export class Connection {
     try {
       return await cursor.next(this.#credit.available);
     } catch (error) {
-      const reason = `reading ${cursor.vpath} failed: ${(error as NodeJS.ErrnoException).code ?? String(error)}`;
-      this.host.warn(reason);
-      this.host.unsent?.(this.key, cursor.vpath, reason);
+      this.#unsent(cursor.vpath, `reading ${cursor.vpath} failed: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
       if (this.#cursor === cursor) this.#cursor = undefined;
       await cursor.close();
       return null;
     }
+  }
+
+  /** A file could not be sent to this client: said as a warning, and as an event. */
+  #unsent(vpath: string, reason: string): void {
+    this.host.warn(reason);
+    this.host.unsent?.(this.key, vpath, reason);
   }
 
   /** A file went out whole: remember what the client now holds, and say so. */
