@@ -8,7 +8,7 @@ import { constants, type Stats } from "node:fs";
 import path from "node:path";
 import { watch, type FSWatcher } from "chokidar";
 import { covers, isUnpublished, joinVirtual, normaliseVirtualPath, relativeTo, unsafeRelativeReason } from "../paths.js";
-import { StabilityTracker } from "./stability.js";
+import { StabilityTracker, type Sighting } from "./stability.js";
 import { reportUnpublishable } from "./unpublishable.js";
 
 export interface PublishedFile {
@@ -20,6 +20,9 @@ export interface PublishedFile {
   readonly absolute: string;
   readonly size: number;
   readonly mtimeMs: number;
+  /** With size and mtime, what tells this version from the next (a rewrite changes ctime; a replacement, the inode). */
+  readonly ctimeMs?: number;
+  readonly ino?: number;
   /** The mount's real root: the file must still be inside it when it is opened to be sent. */
   readonly root: string;
 }
@@ -61,7 +64,7 @@ export class Mount extends EventEmitter<MountEvents> {
     super();
     this.#tracker = new StabilityTracker(
       { stableMs: options.stableMs },
-      (relative, absolute, sighting) => void this.#publish(relative, absolute, sighting.size, sighting.mtimeMs),
+      (relative, absolute, sighting) => void this.#publish(relative, absolute, sighting),
       (relative) => path.join(this.root, relative),
     );
   }
@@ -436,7 +439,7 @@ export class Mount extends EventEmitter<MountEvents> {
     }
   }
 
-  async #publish(relative: string, absolute: string, size: number, mtimeMs: number): Promise<void> {
+  async #publish(relative: string, absolute: string, { size, mtimeMs, ctimeMs, ino }: Sighting): Promise<void> {
     // Never serve outside the mount: a symlink (or a path through one) must resolve inside the root.
     // Counted as unstable meanwhile: it has left the tracker but is not in `files` yet.
     let real: string;
@@ -462,7 +465,10 @@ export class Mount extends EventEmitter<MountEvents> {
       names.add(relative);
     }
     const vpath = joinVirtual(this.alias, relative);
-    const file: PublishedFile = { relative, vpath, absolute: real, size, mtimeMs, root: this.root };
+    const file: PublishedFile = { relative, vpath, absolute: real, size, mtimeMs, ctimeMs, ino, root: this.root };
+    // The very version already published, seen again (the watcher rescans a directory it may read again,
+    // or one handed to it afresh): not news. Sent again, it would cost every subscriber the whole file.
+    if (sameVersion(this.files.get(vpath), file)) return;
     // A file with the name of a directory we publish files from: that directory is gone, whatever the
     // watcher said (it can lose track of a directory renamed away); its files go before this one comes.
     if (this.#filesUnder.has(relative)) this.#goneUnder(relative);
@@ -476,6 +482,19 @@ export class Mount extends EventEmitter<MountEvents> {
     this.files.set(vpath, file);
     this.emit("changed", file);
   }
+}
+
+/** Both are this version of this file (ctime and inode known: size and mtime alone can be set back). */
+function sameVersion(a: PublishedFile | undefined, b: PublishedFile): boolean {
+  return (
+    a !== undefined &&
+    a.ino !== undefined &&
+    a.absolute === b.absolute &&
+    a.size === b.size &&
+    a.mtimeMs === b.mtimeMs &&
+    a.ctimeMs === b.ctimeMs &&
+    a.ino === b.ino
+  );
 }
 
 /** The error of a path that is not there (as opposed to one we may not look at). */

@@ -7,6 +7,9 @@ import { stat } from "node:fs/promises";
 export interface Sighting {
   readonly size: number;
   readonly mtimeMs: number;
+  /** Reported with a stable file (from its last look): what tells one version from another beyond size and mtime. */
+  readonly ctimeMs?: number;
+  readonly ino?: number;
 }
 
 interface Pending extends Sighting {
@@ -107,6 +110,7 @@ export class StabilityTracker {
   async #check(key: string, before: Pending): Promise<void> {
     const absolute = this.toAbsolute(key);
     let now: Sighting;
+    let ctime: number, ino: number;
     try {
       const s = await stat(absolute);
       if (!s.isFile()) {
@@ -114,6 +118,7 @@ export class StabilityTracker {
         return;
       }
       now = { size: s.size, mtimeMs: s.mtimeMs };
+      ({ ctimeMs: ctime, ino } = s);
     } catch {
       // Gone (the watcher will report the unlink) or unreadable: nothing to ship.
       this.#pending.delete(key);
@@ -123,7 +128,7 @@ export class StabilityTracker {
     if (this.#pending.get(key) !== before) return;
     if (now.size === before.size && now.mtimeMs === before.mtimeMs) {
       this.#pending.delete(key);
-      this.onStable(key, absolute, now);
+      this.onStable(key, absolute, { ...now, ctimeMs: ctime, ino });
     } else {
       this.saw(key, now);
     }
