@@ -3,13 +3,14 @@
 // goes away. It knows nothing of the protocol or of clients.
 
 import { EventEmitter } from "node:events";
-import { access, lstat, realpath, stat } from "node:fs/promises";
-import { constants, type Stats } from "node:fs";
+import { lstat, realpath, stat } from "node:fs/promises";
+import type { Stats } from "node:fs";
 import path from "node:path";
 import { watch, type FSWatcher } from "chokidar";
 import { covers, isUnpublished, joinVirtual, normaliseVirtualPath, relativeTo, unsafeRelativeReason } from "../paths.js";
 import { StabilityTracker, type Sighting } from "./stability.js";
 import { reportUnpublishable } from "./unpublishable.js";
+import { UnreadableDirectories } from "./unreadable.js";
 
 export interface PublishedFile {
   /** Path relative to the mount's directory, "/" separators. */
@@ -168,7 +169,7 @@ export class Mount extends EventEmitter<MountEvents> {
         this.#scanned = true;
         resolve();
         // What the watcher skips without a word, said once (at most 100 lines).
-        void reportUnpublishable(this.root, 100, (message) => this.emit("error", new MountError(message)), (dir) => this.#watchForReadable(dir));
+        void reportUnpublishable(this.root, 100, (message) => this.emit("error", new MountError(message)), (dir) => this.#unreadable.add(dir));
       }),
     );
   }
@@ -176,7 +177,7 @@ export class Mount extends EventEmitter<MountEvents> {
   async close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#lookingForRoot);
-    clearInterval(this.#lookingInto);
+    this.#unreadable.close();
     clearTimeout(this.#siblingTimer);
     this.#tracker.close();
     await this.#watcher?.close();
@@ -314,9 +315,8 @@ export class Mount extends EventEmitter<MountEvents> {
     this.emit("error", new MountError(message));
   }
 
-  /** Directories we could look into and may not any more (their files stay published), and their poll. */
-  readonly #unreadable = new Set<string>();
-  #lookingInto: NodeJS.Timeout | undefined;
+  /** Directories we may not look into (their files stay published), looked at until we may. */
+  readonly #unreadable = new UnreadableDirectories((dir) => this.#readableAgain(dir));
 
   /**
    * The watcher says `absolute` went; is it gone? Not if it is there (again, as what it was): its add
@@ -337,40 +337,24 @@ export class Mount extends EventEmitter<MountEvents> {
       const dir = path.dirname(absolute);
       if (!this.#unreadable.has(dir)) {
         this.emit("error", new MountError(`cannot look into ${this.#shown(dir)} any more (${code}): what is in it is not taken for deleted`));
-        this.#watchForReadable(dir);
+        this.#unreadable.add(dir);
       }
       return false;
     }
   }
 
-  #watchForReadable(dir: string): void {
+  /** We may look into `dir` again: the watcher scans it afresh, and what changed meanwhile is published. */
+  #readableAgain(dir: string): void {
     if (this.#closed) return;
-    this.#unreadable.add(dir);
-    this.#lookingInto ??= setInterval(() => void this.#lookIntoAgain(), 1000);
-  }
-
-  /**
-   * The watcher stops watching a directory it cannot read, and nothing tells it when it may again: look
-   * every second, and once we may, have it scan the directory afresh (what changed meanwhile is published).
-   */
-  async #lookIntoAgain(): Promise<void> {
-    for (const dir of [...this.#unreadable]) {
-      const readable = await access(dir, constants.R_OK | constants.X_OK).then(() => true, () => false);
-      if (!readable || this.#closed || !this.#unreadable.delete(dir)) continue;
-      this.emit("error", new MountError(`can look into ${this.#shown(dir)} again: publishing what is in it`));
-      this.#rewatch(dir);
-      // What went meanwhile was never reported gone: look at what we still publish from there.
-      const prefix = dir === this.root ? "" : this.#relative(dir) + "/";
-      for (const file of [...this.files.values()]) {
-        if (!file.relative.startsWith(prefix)) continue;
-        void stat(path.join(this.root, file.relative)).catch((error: NodeJS.ErrnoException) => {
-          if (isGone(error)) this.#gone(file.relative);
-        });
-      }
-    }
-    if (this.#unreadable.size === 0 || this.#closed) {
-      clearInterval(this.#lookingInto);
-      this.#lookingInto = undefined;
+    this.emit("error", new MountError(`can look into ${this.#shown(dir)} again: publishing what is in it`));
+    this.#rewatch(dir);
+    // What went meanwhile was never reported gone: look at what we still publish from there.
+    const prefix = dir === this.root ? "" : this.#relative(dir) + "/";
+    for (const file of [...this.files.values()]) {
+      if (!file.relative.startsWith(prefix)) continue;
+      void stat(path.join(this.root, file.relative)).catch((error: NodeJS.ErrnoException) => {
+        if (isGone(error)) this.#gone(file.relative);
+      });
     }
   }
 
