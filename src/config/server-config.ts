@@ -60,7 +60,7 @@ export interface SecurityConfig {
 
 export type LimitOptions = Pick<
   ServerOptions,
-  "maxClients" | "maxSubscriptions" | "maxMessageSize" | "maxPendingMessages" | "maxOutgoingMessages" | "maxQueuedMessages" | "expiryMs" | "peerTimeoutMs"
+  "maxClients" | "maxSubscriptions" | "maxMessageSize" | "maxPendingMessages" | "maxOutgoingMessages" | "maxQueuedMessages" | "maxStalledBytes" | "expiryMs" | "peerTimeoutMs"
 >;
 
 export interface ServerConfig {
@@ -81,6 +81,7 @@ const LIMITS: Record<string, { option: keyof LimitOptions; size?: boolean }> = {
   "max-pending-messages": { option: "maxPendingMessages" },
   "max-outgoing-messages": { option: "maxOutgoingMessages" },
   "max-queued-messages": { option: "maxQueuedMessages" },
+  "max-stalled-bytes": { option: "maxStalledBytes", size: true },
   "expiry-ms": { option: "expiryMs" },
   "peer-timeout-ms": { option: "peerTimeoutMs" },
 };

@@ -48,6 +48,11 @@ export interface ServerOptions {
   readonly maxPendingMessages?: number;
   /** Most replies waiting for one client that does not read them; beyond this it is dropped. */
   readonly maxOutgoingMessages?: number;
+  /**
+   * Memory we may hold, across all clients, for clients that have stopped reading (each counted at the
+   * most one can make us hold); beyond it, those stopped longest are dropped.
+   */
+  readonly maxStalledBytes?: number;
   /** CURVE or PLAIN, and who may read what (default: none, anyone reads everything). */
   readonly security?: ServerSecurityOptions;
   /** Print every state machine step. */
@@ -67,7 +72,17 @@ export const serverDefaults = {
   maxMessageSize: 16 * 1024 * 1024,
   maxPendingMessages: 256,
   maxOutgoingMessages: 512,
+  maxStalledBytes: 512 * 1024 * 1024,
 } as const;
+
+/** Messages libzmq holds for one client before a send to it fails with EAGAIN (its pipe is full). */
+const SEND_HIGH_WATER_MARK = 64;
+
+/**
+ * A client whose pipe has stayed full this long, no message going out to it, has stopped reading (one
+ * that reads, however slowly, takes a message now and then and is never full this long).
+ */
+const STALLED_MS = 1000;
 
 /** ROUTER_NOTIFY's value for "tell us of disconnects" (not of connects). */
 const ZMQ_NOTIFY_DISCONNECT = 2;
@@ -126,7 +141,7 @@ export class Server extends EventEmitter<ServerEvents> {
       mandatory: true,
       sendTimeout: 0,
       // With maxQueuedMessages, bounds what one client that stops reading can make us hold.
-      sendHighWaterMark: 64,
+      sendHighWaterMark: SEND_HIGH_WATER_MARK,
       linger: 0,
       heartbeatInterval: Math.max(1, Math.round(this.options.peerTimeoutMs / 3)),
       heartbeatTimeout: this.options.peerTimeoutMs,
@@ -217,7 +232,7 @@ export class Server extends EventEmitter<ServerEvents> {
       throw new ServerError(`cannot bind ${endpoint}: ${why}`);
     }
     this.#reading ??= this.#read();
-    this.#expiryTimer ??= setInterval(() => this.#expire(), Math.min(1000, this.options.expiryMs / 4)).unref();
+    this.#expiryTimer ??= setInterval(() => this.#expire(), Math.min(250, this.options.expiryMs / 4)).unref();
     return this.#router.lastEndpoint ?? endpoint;
   }
 
@@ -347,15 +362,14 @@ export class Server extends EventEmitter<ServerEvents> {
   #expire(): void {
     const now = Date.now();
     const deadline = now - this.options.expiryMs;
+    this.#dropStalledBeyondBudget(now);
     for (const connection of [...this.#connections.values()]) {
       // Its pipe full for as long as a frozen peer is given (peer-timeout-ms): it has stopped reading, and
       // what waits for it stays in our memory. Messages from it (a NOM now and then) do not keep it.
       const fullSince = this.#outbox.fullSince(connection.key);
       if (fullSince > 0 && now - fullSince > this.options.peerTimeoutMs) {
         this.emit("warning", `client ${connection.key}: has not read for ${Math.round((now - fullSince) / 1000)} s; dropped`);
-        void connection.close();
-        this.#forget(connection.key);
-        this.#outbox.forget(connection.key);
+        this.#drop(connection);
         continue;
       }
       if (connection.lastHeard >= deadline) continue;
@@ -369,6 +383,47 @@ export class Server extends EventEmitter<ServerEvents> {
         connection.engine.post("expired", undefined, { coalesce: true });
       }
     }
+  }
+
+  /**
+   * Each client that stops reading can make us hold what libzmq queues for it, what our outbox queues,
+   * and its read-ahead: bounded per client, but not across them (a hundred such clients, a hundred times
+   * that). So only as many may sit stalled at once as `maxStalledBytes` allows, each counted at that
+   * bound; beyond it, those stalled longest are dropped (a dropped client of ours reconnects and resumes).
+   */
+  #dropStalledBeyondBudget(now: number): void {
+    const o = this.options;
+    const perClient = (SEND_HIGH_WATER_MARK + o.maxQueuedMessages + o.readAhead + 1) * o.chunkSize;
+    const allowed = Math.max(1, Math.floor(o.maxStalledBytes / perClient));
+    const stalled = this.#stalled(now);
+    if (stalled.length <= allowed) return;
+    stalled.sort((a, b) => a.since - b.since);
+    for (const { connection, since } of stalled.slice(0, stalled.length - allowed)) {
+      this.emit("warning", `client ${connection.key}: has not read for ${Math.round((now - since) / 1000)} s, and more clients have stopped reading than max-stalled-bytes allows (${allowed}); dropped`);
+      this.#drop(connection);
+    }
+  }
+
+  /** Clients that have stopped reading (their pipe full for STALLED_MS, nothing sent meanwhile). */
+  #stalled(now: number): { connection: Connection; since: number }[] {
+    const stalled: { connection: Connection; since: number }[] = [];
+    for (const connection of this.#connections.values()) {
+      const since = this.#outbox.fullSince(connection.key);
+      if (since > 0 && now - since >= STALLED_MS) stalled.push({ connection, since });
+    }
+    return stalled;
+  }
+
+  /** How many clients have stopped reading now (stats, tests). */
+  get stalledClients(): number {
+    return this.#stalled(Date.now()).length;
+  }
+
+  /** Forget a client from outside its machine, and what waits for it. */
+  #drop(connection: Connection): void {
+    void connection.close();
+    this.#forget(connection.key);
+    this.#outbox.forget(connection.key);
   }
 
   *#filesUnder(path: string): Iterable<PublishedFile> {
@@ -395,4 +450,5 @@ function verify(o: Required<Omit<ServerOptions, "trace" | "security">>): void {
   positive("max message size", o.maxMessageSize);
   positive("max pending messages", o.maxPendingMessages);
   positive("max outgoing messages", o.maxOutgoingMessages);
+  positive("max stalled bytes", o.maxStalledBytes);
 }

@@ -870,9 +870,14 @@ describe("server with a scripted raw peer", () => {
       },
     });
     await published(setup.server, 1);
+    return { ...setup, hung: await hungClient(setup.endpoint, credit) };
+  }
+
+  /** A bare socket that subscribes to "/", reads the two replies, grants `credit`, then never reads again. */
+  async function hungClient(endpoint: string, credit: bigint): Promise<Dealer> {
     const hung = new Dealer({ linger: 0, receiveHighWaterMark: 1 });
     sockets.push(hung);
-    hung.connect(setup.endpoint);
+    hung.connect(endpoint);
     await hung.send(encode({ id: "OHAI", protocol: "FILEMQ", version: 2 }));
     await hung.send(encode({ id: "ICANHAZ", path: "/", options: new Map(), cache: new Map() }));
     hung.receiveTimeout = DEADLINE;
@@ -881,7 +886,7 @@ describe("server with a scripted raw peer", () => {
       expect(result.ok && result.message.id).toBe(id);
     }
     await hung.send(encode({ id: "NOM", credit, sequence: 0n }));
-    return { ...setup, hung };
+    return hung;
   }
 
   // SERVER BUG (see the report): "send next chunk" waits in host.below() while the client's outbox is
@@ -906,6 +911,52 @@ describe("server with a scripted raw peer", () => {
       clearInterval(talking);
     }
   });
+
+  it("server - clients that stop reading may hold only max-stalled-bytes between them: beyond it, the one stalled longest is dropped at once, the rest stay, and a reading client is served", async () => {
+    // Each stalled client counts as (64 in libzmq + 16 queued + 1 + read-ahead 2) chunks of 256 KiB:
+    // 20.75 MiB. A 45 MiB budget lets two sit stalled; peer-timeout-ms (60 s) drops nobody meanwhile.
+    const { server, warnings, endpoint, dir } = await startServer(
+      { expiryMs: 60_000, peerTimeoutMs: 60_000, chunkSize: 256 * 1024, maxStalledBytes: 45 * 1024 * 1024 },
+      {
+        prepare: async (root) => {
+          const handle = await open(path.join(root, "big.bin"), "w");
+          await handle.truncate(32 * 1024 * 1024); // (more than a stalled client can be made to hold: 21 MiB)
+          await handle.close();
+        },
+      },
+    );
+    await published(server, 1);
+    const keys: string[] = [];
+    server.on("connected", (client) => keys.push(client));
+    const drops = () => warnings.filter((w) => /dropped$/.test(w));
+    // One after the other, each stalled before the next comes, so which stalled longest is known.
+    for (let i = 0; i < 2; i++) {
+      await hungClient(endpoint, 2n ** 40n);
+      await waitFor(() => server.stalledClients === i + 1, `client ${i + 1} stalled`, 10_000);
+    }
+    expect(drops()).toEqual([]);
+    for (let i = 2; i < 4; i++) {
+      await hungClient(endpoint, 2n ** 40n);
+      // The third stalled client is one too many: the oldest goes, at once (not after peer-timeout-ms).
+      await waitFor(() => drops().length === i - 1, `drop ${i - 1}`, 10_000);
+      expect(drops()[i - 2]).toMatch(new RegExp(`^client ${keys[i - 2]}: has not read for \\d+ s, and more clients have stopped reading than max-stalled-bytes allows \\(2\\); dropped$`));
+      await waitFor(() => server.clients === 2, "two clients left", 3000);
+    }
+    // A client that reads is still served in full while two stalled ones are held.
+    const honest = peer(endpoint);
+    await honest.open();
+    await honest.send({ id: "ICANHAZ", path: "/", options: new Map(), cache: new Map() });
+    await honest.expect("ICANHAZ_OK");
+    await honest.nom(64 * 1024 * 1024);
+    const hash = createHash("sha256");
+    for (;;) {
+      const chunk = await honest.expect("CHEEZBURGER");
+      hash.update(chunk.chunk);
+      if (chunk.eof) break;
+    }
+    expect(hash.digest("hex")).toBe(await sha256File(path.join(dir, "big.bin")));
+    expect(server.clients).toBe(3);
+  }, 60_000);
 
   // --- our extensions to a client that announces them ---------------------------------------------
 

@@ -59,6 +59,7 @@ password = "builder"
 [limits]
 max-clients = 50
 max-message-size = "1M"
+max-stalled-bytes = "256M"
 expiry-ms = 30000
 peer-timeout-ms = 20000
 `,
@@ -72,7 +73,7 @@ peer-timeout-ms = 20000
       { directory: "/etc/fmq/outbox", alias: "/" },
       { directory: "/srv/logs", alias: "/logs" },
     ]);
-    expect(config.limits).toEqual({ maxClients: 50, maxMessageSize: 1024 * 1024, expiryMs: 30000, peerTimeoutMs: 20000 });
+    expect(config.limits).toEqual({ maxClients: 50, maxMessageSize: 1024 * 1024, maxStalledBytes: 256 * 1024 * 1024, expiryMs: 30000, peerTimeoutMs: 20000 });
     expect(config.security).toMatchObject({
       mechanism: "plain",
       anonymous: true,
@@ -118,7 +119,7 @@ peer-timeout-ms = 20000
       [`[security]\nmechanism = "curve"\n[[account]]\nuser = "a"\npassword = "x"\n`, `${F}:3: [[account]] needs mechanism = "plain" in [security]`],
       [`[limits]\nmax-clients = 0\n`, `${F}:2: max-clients must be a positive integer, got 0`],
       [`[limits]\nmax-message-size = "big"\n`, `${F}:2: max-message-size must be a positive size like 16M, got "big"`],
-      [`[limits]\nmax-peers = 5\n`, `${F}:2: unknown key "max-peers" in [limits] (expected one of: max-clients, max-subscriptions, max-message-size, max-pending-messages, max-outgoing-messages, max-queued-messages, expiry-ms, peer-timeout-ms)`],
+      [`[limits]\nmax-peers = 5\n`, `${F}:2: unknown key "max-peers" in [limits] (expected one of: max-clients, max-subscriptions, max-message-size, max-pending-messages, max-outgoing-messages, max-queued-messages, max-stalled-bytes, expiry-ms, peer-timeout-ms)`],
       [`a = 1\nb = \n`, `${F}:2: invalid TOML: invalid value`],
       [`[security\n`, `${F}:1: invalid TOML: illegal character in key`],
       // Dotted keys and quoted keys are found too.
