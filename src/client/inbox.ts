@@ -287,12 +287,14 @@ export class Inbox {
     if (base !== undefined) {
       // Delta: start from the version we delivered, if it is the one the server has in mind.
       const held = this.manifest.files.get(relative);
-      const existing = await lstat(finalPath).catch(() => undefined);
-      if (!held || held.hash !== base || !existing?.isFile()) throw new RefetchError(`${relative}: delta against a version we do not hold; fetching it whole`, relative);
-      // A reflink where the filesystem has them (btrfs, xfs), else an in-kernel copy.
-      await copyFile(finalPath, partialPath, constants.COPYFILE_FICLONE);
-      const handle = await open(partialPath, constants.O_RDWR | constants.O_NOFOLLOW);
-      return new IncomingFile(relative, vpath, finalPath, partialPath, handle, "delta", undefined, 0, identity, fsync, existing.size);
+      if (!held || held.hash !== base) throw new RefetchError(`${relative}: delta against a version we do not hold; fetching it whole`, relative);
+      // Anything in the way of the copy (short of a full disk, kept as such) means: fetch it whole.
+      const copied = await copyHeldVersion(finalPath, partialPath).catch((error: NodeJS.ErrnoException) => {
+        if (error.code === "ENOSPC" || error.code === "EDQUOT") throw error;
+        return undefined;
+      });
+      if (copied === undefined) throw new RefetchError(`${relative}: delta against a version we do not hold; fetching it whole`, relative);
+      return new IncomingFile(relative, vpath, finalPath, partialPath, copied.handle, "delta", undefined, 0, identity, fsync, copied.size);
     }
 
     if (offset > 0) {
@@ -480,6 +482,27 @@ async function openPartial(partialPath: string): Promise<FileHandle> {
     if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
     restoreStateDirs(path.dirname(partialPath));
     return open(partialPath, NEW_PARTIAL, 0o644);
+  }
+}
+
+/**
+ * Copy the delivered file at `finalPath` to a new partial file, the base of a delta; its size, or
+ * undefined if there is no regular file there. Someone who may write in the inbox can put a symlink at
+ * either name at any moment: the source is opened without following one (and copied through our
+ * descriptor, so what is copied is what was checked), and the partial is made anew (O_EXCL: a symlink
+ * there is refused, never written through). A reflink where the filesystem has them, else an in-kernel copy.
+ */
+async function copyHeldVersion(finalPath: string, partialPath: string): Promise<{ handle: FileHandle; size: number } | undefined> {
+  const source = await open(finalPath, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch(() => undefined);
+  if (!source) return undefined;
+  try {
+    const stats = await source.stat();
+    if (!stats.isFile()) return undefined;
+    await unlink(partialPath).catch(() => undefined);
+    await copyFile(`/proc/self/fd/${source.fd}`, partialPath, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
+    return { handle: await open(partialPath, constants.O_RDWR | constants.O_NOFOLLOW), size: stats.size };
+  } finally {
+    await source.close();
   }
 }
 

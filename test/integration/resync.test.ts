@@ -4,7 +4,7 @@
 
 import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { appendFile, open, readFile, rename, stat, truncate, unlink, writeFile } from "node:fs/promises";
+import { appendFile, open, readFile, readdir, rename, stat, symlink, truncate, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { context, Dealer } from "zeromq";
@@ -251,6 +251,43 @@ describe("resync", () => {
     expect(sub.delivered[2]).toMatchObject({ path: "big.bin", size: 31 * MiB + 7 });
     expect(sub.errors).toEqual([]);
     expect(pub.bytes() - grown).toBeLessThanOrEqual(2 * MiB + 7);
+  });
+
+  it("resync - a delta never writes through a symlink planted at its partial file's name, nor copies from one at the file's name: the file outside is untouched", async () => {
+    const src = await tempDir();
+    const inbox = await tempDir();
+    const outside = await tempDir();
+    const file = path.join(src, "big.bin");
+    await writeRandomFile(file, 3 * MiB);
+    const pub = await startServer(src);
+    const sub = await startClient(pub.endpoint, inbox);
+    await mirrored(inbox, src);
+    // Someone who may write in the inbox plants a symlink where the delta's partial file will be made.
+    const victim = path.join(outside, "authorized_keys");
+    await writeFile(victim, "root's own\n", { mode: 0o600 });
+    await symlink(victim, path.join(inbox, ".fmq", "partial", partialName("big.bin")));
+    // One block changes on the server: the client asks for it as a delta on top of what it holds.
+    const handle = await open(file, "r+");
+    await handle.write(randomBytes(1000), 0, 1000, MiB + 5);
+    await handle.close();
+    await waitFor(() => sub.delivered.length === 2, "the changed file", 30_000);
+    await mirrored(inbox, src);
+    expect(await readFile(victim, "utf8")).toBe("root's own\n");
+    expect((await stat(victim)).mode & 0o777).toBe(0o600);
+    // And the held file itself swapped for a symlink to a secret: the delta is refused (the file comes
+    // whole), and nothing of the secret is copied into the inbox's state directory on the way.
+    const secret = path.join(outside, "shadow");
+    await writeFile(secret, "secret ".repeat(1000), { mode: 0o600 });
+    await unlink(path.join(inbox, "big.bin"));
+    await symlink(secret, path.join(inbox, "big.bin"));
+    const again = await open(file, "r+");
+    await again.write(randomBytes(1000), 0, 1000, 5);
+    await again.close();
+    await waitFor(() => sub.errors.length > 0 || sub.delivered.length === 3, "the refusal or the file", 30_000);
+    for (const name of await readdir(path.join(inbox, ".fmq", "partial"))) {
+      expect((await readFile(path.join(inbox, ".fmq", "partial", name)).catch(() => Buffer.alloc(0))).includes("secret")).toBe(false);
+    }
+    expect(await readFile(secret, "utf8")).toBe("secret ".repeat(1000));
   });
 
   it("resync - the partial file of a file deleted on the server while the client was away is removed", async () => {
