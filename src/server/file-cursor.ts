@@ -50,6 +50,13 @@ export interface Identity {
 /** What the mount published: the file's identity then, and the mount's real root it must still be inside. */
 export interface Published extends Identity {
   readonly root: string;
+  /**
+   * The inode the mount published (when it knows it). What is opened must be that very file: a file put
+   * in its place with the same size and mtime is not what the mount vetted (a hidden file renamed over
+   * it; a file reached through another user's mount namespace, whose path the kernel gives as it reads
+   * in that namespace, inside the mount).
+   */
+  readonly ino?: number;
 }
 
 /**
@@ -166,7 +173,7 @@ export class FileCursor {
       if (!stats.isFile()) throw new FileChangedError(vpath);
       const identity = { size: stats.size, mtimeMs: stats.mtimeMs };
       const version = versionOfStats(stats);
-      if (published && !sameIdentity(identity, published)) throw new FileChangedError(vpath);
+      if (published && !samePublished(stats, published)) throw new FileChangedError(vpath);
       let ranges: Range[];
       let hasher: BlockHasher | undefined;
       let known: Fingerprint | Promise<Fingerprint | undefined> | undefined;
@@ -200,7 +207,7 @@ export class FileCursor {
       assertOpenedInside(fd, published.root, vpath);
       const before = fstatSync(fd);
       const identity = { size: before.size, mtimeMs: before.mtimeMs };
-      if (!sameIdentity(identity, published)) throw new FileChangedError(vpath);
+      if (!samePublished(before, published)) throw new FileChangedError(vpath);
       if (!before.isFile()) return undefined;
       const cursor = new FileCursor(undefined, vpath, identity, options, [[0, identity.size]], hasher, plan);
       // For a client that takes a small file as one message, read straight into that message, laid out
@@ -460,6 +467,11 @@ export class FileChangedError extends Error {
 
 export function sameIdentity(a: Identity, b: Identity): boolean {
   return a.size === b.size && a.mtimeMs === b.mtimeMs;
+}
+
+/** The file opened is the one published: its size, mtime and (when the mount knows it) inode. */
+function samePublished(opened: Identity & { ino: number }, published: Published): boolean {
+  return sameIdentity(opened, published) && (published.ino === undefined || opened.ino === published.ino);
 }
 
 /** Block indexes -> byte ranges, adjacent blocks merged. */

@@ -28,7 +28,7 @@ async function setUp(relative: string, size: number): Promise<{ root: string; fi
   await utimes(secret, when, when);
   const s = await stat(file);
   expect((await stat(secret)).mtimeMs).toBe(s.mtimeMs);
-  return { root, file, secret, published: { size: s.size, mtimeMs: s.mtimeMs, root } };
+  return { root, file, secret, published: { size: s.size, mtimeMs: s.mtimeMs, ino: s.ino, root } };
 }
 
 describe("a published file opened to be sent", () => {
@@ -45,6 +45,20 @@ describe("a published file opened to be sent", () => {
       await rename(path.join(root, "d"), path.join(root, "old-d"));
       await symlink(path.dirname(secret), path.join(root, "d"));
       await expect(FileCursor.open(file, "/d/f.bin", options, {}, published)).rejects.toBeInstanceOf(OutsideMountError);
+    });
+
+    it(`outside - ${what}: the file replaced by another with its size and mtime (here a hidden one, never published) is refused: only the inode published is sent`, async () => {
+      // The kernel's name for the descriptor cannot tell this (the file is inside), nor can it tell a
+      // file reached through another mount namespace (/proc/<pid>/root/...: a review read a root-only
+      // file that way, its path inside the attacker's namespace starting with the mount's).
+      const { root, file, published } = await setUp("f.bin", size);
+      const hidden = path.join(root, ".keys", "id");
+      await mkdir(path.dirname(hidden));
+      await writeFile(hidden, Buffer.alloc(size, "K"));
+      await utimes(hidden, published.mtimeMs / 1000, published.mtimeMs / 1000);
+      await rename(hidden, file);
+      expect((await stat(file)).mtimeMs).toBe(published.mtimeMs);
+      await expect(FileCursor.open(file, "/f.bin", options, {}, published)).rejects.toBeInstanceOf(FileChangedError);
     });
   }
 
