@@ -2,16 +2,19 @@
 // directory (<inbox>/.fmq/partial/) and renamed into place only when complete and verified, so no reader
 // ever sees a partial file at the final path, and a shorter new version fully replaces the old one.
 // Nothing is written, deleted or followed outside the inbox: every name is checked (paths.ts), and every
-// directory on the way is checked not to be a symlink, for every file.
+// directory on the way is opened without following a symlink, for every file, and held open until the file
+// is in place; names are resolved through those descriptors (held-directory.ts), never through paths
+// someone who may write in the inbox could change in between.
 
 import { hash } from "node:crypto";
-import { closeSync, constants, fsyncSync, lstatSync, mkdirSync, openSync, renameSync, rmdirSync, unlinkSync, writevSync } from "node:fs";
+import { closeSync, constants, fsyncSync, lstatSync, openSync, renameSync, rmdirSync, unlinkSync, writevSync } from "node:fs";
 import { copyFile, lstat, mkdir, open, readdir, realpath, stat, unlink, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { PARTIAL_SUFFIX, unsafeRelativeReason } from "../paths.js";
 import { BLOCK_SIZE, BlockHasher, fingerprintFile, hashPrefix, xxh, type Fingerprint } from "../digest/blocks.js";
 import type { XXHashAPI } from "xxhash-wasm";
 import { Manifest, STATE_DIR, type PartialFile } from "./manifest.js";
+import { HeldDirectory, type Place } from "./held-directory.js";
 import { lockInbox } from "./inbox-lock.js";
 
 export class InboxError extends Error {
@@ -58,8 +61,9 @@ export class IncomingFile {
   constructor(
     readonly relative: string,
     readonly vpath: string,
-    readonly finalPath: string,
-    readonly partialPath: string,
+    /** Where it goes (its directory held open until it is in place, or given up). */
+    readonly target: Target,
+    private readonly partial: PartialName,
     /** Undefined while a small file is held in memory. */
     private handle: FileHandle | undefined,
     readonly mode: Mode,
@@ -79,6 +83,16 @@ export class IncomingFile {
 
   /** A delta: bytes from 0 up to here are held (the base's, then the new end as it arrives). */
   #tail: number;
+
+  /** Where it goes, for people. */
+  get finalPath(): string {
+    return this.target.shown;
+  }
+
+  /** Where it is assembled, for the kernel. */
+  get partialPath(): string {
+    return this.partial.path;
+  }
 
   /** The file's size so far (sequential mode). */
   get length(): number {
@@ -135,8 +149,16 @@ export class IncomingFile {
   /** Complete: (fsync), close, rename into place atomically, (fsync the directory). */
   async finish(): Promise<void> {
     try {
+      await this.#finish();
+    } finally {
+      this.target.release();
+    }
+  }
+
+  async #finish(): Promise<void> {
+    try {
       if (this.#held) {
-        writeWhole(this.partialPath, this.#held, this.#heldBytes, this.fsync, this.relative);
+        writeWhole(this.partial, this.#held, this.#heldBytes, this.fsync, this.relative);
         this.#held = undefined;
       } else if (this.handle) {
         if (this.mode === "delta" && this.identity) await this.handle.truncate(this.identity.size);
@@ -148,21 +170,23 @@ export class IncomingFile {
       await unlink(this.partialPath).catch(() => undefined);
       throw deliveryError(error, this.relative);
     }
-    moveIntoPlace(this.partialPath, this.finalPath, this.relative);
+    moveIntoPlace(this.partialPath, this.target.path, this.relative);
     if (this.fsync) {
-      const dir = await open(path.dirname(this.finalPath), "r");
+      const dir = await open(this.target.directory, "r");
       await dir.sync().finally(() => dir.close());
     }
   }
 
   /** Stop writing but keep the partial file (it can be resumed). */
   async suspend(): Promise<void> {
+    this.target.release();
     await this.handle?.close().catch(() => undefined);
     this.handle = undefined;
   }
 
   /** Incomplete and not coming back: close and remove the partial file. */
   async abandon(): Promise<void> {
+    this.target.release();
     this.#held = undefined;
     await this.handle?.close().catch(() => undefined);
     this.handle = undefined;
@@ -171,7 +195,7 @@ export class IncomingFile {
 
   /** A held file grew past SMALL_FILE: move it to a partial file on disk. */
   async #spill(): Promise<FileHandle> {
-    const handle = await openPartial(this.partialPath);
+    const handle = await openPartial(this.partial);
     this.handle = handle;
     let at = 0;
     for (const piece of this.#held ?? []) {
@@ -220,11 +244,64 @@ async function makeDirectories(directory: string): Promise<void> {
   }
 }
 
+/** Where a received file goes: its name in its directory, held open until the file is in place. */
+export interface Target {
+  /** For the kernel: the name, resolved through the held directory. */
+  readonly path: string;
+  /** For people: its real path. */
+  readonly shown: string;
+  /** Its directory, for the kernel (to fsync it). */
+  readonly directory: string;
+  /** Done with it: its directory is closed (unless it is the inbox itself). Idempotent. */
+  release(): void;
+}
+
+/**
+ * The inbox, its state directory and the partial files' directory, held open. Removed while we run (an
+ * rm -rf of the inbox or of its .fmq), they are made again at their real paths when next needed.
+ */
+class InboxDirectories implements Place {
+  root: HeldDirectory;
+  state: HeldDirectory;
+  partial: HeldDirectory;
+
+  constructor(readonly realRoot: string) {
+    this.root = HeldDirectory.make(realRoot);
+    this.state = HeldDirectory.make(STATE_DIR, this.root);
+    this.partial = HeldDirectory.make("partial", this.state);
+  }
+
+  /** Where the manifest's files are. */
+  join(name: string): string {
+    return this.state.join(name);
+  }
+
+  /** Make again whatever was removed (and hold the new directories). */
+  restore(): void {
+    if (this.root.removed) {
+      this.root.close();
+      this.root = HeldDirectory.make(this.realRoot);
+    }
+    if (this.state.removed || this.root.removed) {
+      this.state.close();
+      this.state = HeldDirectory.make(STATE_DIR, this.root);
+    }
+    if (this.partial.removed || this.state.removed) {
+      this.partial.close();
+      this.partial = HeldDirectory.make("partial", this.state);
+    }
+  }
+
+  close(): void {
+    for (const dir of [this.partial, this.state, this.root]) dir.close();
+  }
+}
+
 export class Inbox {
   private constructor(
     readonly root: string,
     readonly manifest: Manifest,
-    private readonly partialDir: string,
+    private readonly dirs: InboxDirectories,
     private readonly options: InboxOptions,
     private readonly xx: XXHashAPI,
     private readonly lock: { release(): void },
@@ -233,7 +310,13 @@ export class Inbox {
   /** Done with it: the manifest written out, the inbox free for another subscriber. */
   close(): void {
     this.manifest.close();
+    this.dirs.close();
     this.lock.release();
+  }
+
+  /** The partial files' directory, for the kernel. */
+  private get partialDir(): string {
+    return this.dirs.partial.path;
   }
 
   /** Create the inbox if needed, fix its real path, load its manifest, clear stale partial files. */
@@ -246,21 +329,21 @@ export class Inbox {
     const lock = await lockInbox(root).catch((error: Error) => {
       throw new InboxError(error.message);
     });
+    let dirs: InboxDirectories | undefined;
     try {
-      const stateDir = path.join(root, STATE_DIR);
-      const partialDir = path.join(stateDir, "partial");
-      for (const dir of [stateDir, partialDir]) {
-        await mkdir(dir).catch((error: NodeJS.ErrnoException) => {
-          if (error.code !== "EEXIST") throw error;
-        });
-        const stats = await lstat(dir);
-        if (!stats.isDirectory()) throw new InboxError(`${dir} is not a directory (a symlink?)`);
+      try {
+        dirs = new InboxDirectories(root);
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === "ENOTDIR" || code === "ELOOP") throw new InboxError(`${path.join(root, STATE_DIR)} (or its partial/) is not a directory (a symlink?)`);
+        throw error;
       }
-      const manifest = await Manifest.load(stateDir);
-      const inbox = new Inbox(root, manifest, partialDir, options, await xxh(), lock);
+      const manifest = await Manifest.load(dirs);
+      const inbox = new Inbox(root, manifest, dirs, options, await xxh(), lock);
       await inbox.#sweepPartials();
       return inbox;
     } catch (error) {
+      dirs?.close();
       lock.release();
       throw error;
     }
@@ -272,7 +355,16 @@ export class Inbox {
    * version (`identity`); `base` (a tree hash) for a delta on top of the delivered version.
    */
   async create(relative: string, vpath: string, offset: number, identity: PartialFile | undefined, base: string | undefined): Promise<IncomingFile> {
-    const finalPath = this.#resolve(relative);
+    const target = this.#resolve(relative);
+    try {
+      return await this.#create(target, relative, vpath, offset, identity, base);
+    } catch (error) {
+      target.release();
+      throw error;
+    }
+  }
+
+  async #create(target: Target, relative: string, vpath: string, offset: number, identity: PartialFile | undefined, base: string | undefined): Promise<IncomingFile> {
     const xx = this.xx;
     const fsync = this.options.fsync === true;
 
@@ -282,33 +374,34 @@ export class Inbox {
     // size may grow big and be resumed: it keeps the stable name.)
     const small = !identity || identity.size <= SMALL_FILE;
     const knownSmall = small && identity !== undefined && base === undefined && offset === 0;
-    const partialPath = knownSmall ? this.#heldPartialPath() : path.join(this.partialDir, partialName(relative));
+    const partial = knownSmall ? this.#heldPartial() : new PartialName(partialName(relative), this.dirs);
+    const partialPath = partial.path;
 
     if (base !== undefined) {
       // Delta: start from the version we delivered, if it is the one the server has in mind.
       const held = this.manifest.files.get(relative);
       if (!held || held.hash !== base) throw new RefetchError(`${relative}: delta against a version we do not hold; fetching it whole`, relative);
       // Anything in the way of the copy (short of a full disk, kept as such) means: fetch it whole.
-      const copied = await copyHeldVersion(finalPath, partialPath).catch((error: NodeJS.ErrnoException) => {
+      const copied = await copyHeldVersion(target.path, partialPath).catch((error: NodeJS.ErrnoException) => {
         if (error.code === "ENOSPC" || error.code === "EDQUOT") throw error;
         return undefined;
       });
       if (copied === undefined) throw new RefetchError(`${relative}: delta against a version we do not hold; fetching it whole`, relative);
-      return new IncomingFile(relative, vpath, finalPath, partialPath, copied.handle, "delta", undefined, 0, identity, fsync, copied.size);
+      return new IncomingFile(relative, vpath, target, partial, copied.handle, "delta", undefined, 0, identity, fsync, copied.size);
     }
 
     if (offset > 0) {
       // Resume: only a partial of this very version, holding at least up to `offset`.
       const known = this.manifest.partials.get(relative);
       const same = known && identity && known.vpath === vpath && known.size === identity.size && known.mtime === identity.mtime;
-      const partial = await lstat(partialPath).catch(() => undefined);
-      if (!same || !partial?.isFile() || partial.size < offset) throw new RefetchError(`${relative}: cannot resume at ${offset}: no matching partial file; fetching it whole`, relative);
+      const existing = await lstat(partialPath).catch(() => undefined);
+      if (!same || !existing?.isFile() || existing.size < offset) throw new RefetchError(`${relative}: cannot resume at ${offset}: no matching partial file; fetching it whole`, relative);
       const handle = await open(partialPath, constants.O_RDWR | constants.O_NOFOLLOW);
       try {
         await handle.truncate(offset);
         const hasher = new BlockHasher(xx);
         await hashPrefix(handle, hasher, offset);
-        return new IncomingFile(relative, vpath, finalPath, partialPath, handle, "sequential", hasher, offset, identity, fsync);
+        return new IncomingFile(relative, vpath, target, partial, handle, "sequential", hasher, offset, identity, fsync);
       } catch (error) {
         await handle.close();
         throw error;
@@ -317,10 +410,10 @@ export class Inbox {
 
     // A big file gets its partial file at once. O_NOFOLLOW refuses a symlink planted at the partial
     // name; O_TRUNC starts empty.
-    const handle = small ? undefined : await openPartial(partialPath);
+    const handle = small ? undefined : await openPartial(partial);
     if (identity && identity.size >= RESUME_MIN_SIZE) this.manifest.partialStarted(relative, identity);
     else if (this.manifest.partials.has(relative)) this.manifest.partialDropped(relative);
-    return new IncomingFile(relative, vpath, finalPath, partialPath, handle, "sequential", new BlockHasher(xx), 0, identity, fsync);
+    return new IncomingFile(relative, vpath, target, partial, handle, "sequential", new BlockHasher(xx), 0, identity, fsync);
   }
 
   /**
@@ -331,17 +424,21 @@ export class Inbox {
    * (see `fsyncs`): those files take the asynchronous path, which does not hold up the event loop.
    */
   receiveWhole(relative: string, vpath: string, data: Uint8Array, identity: PartialFile, expectedHash: string | undefined): string | undefined {
-    const finalPath = this.#resolve(relative);
     const hasher = new BlockHasher(this.xx);
     hasher.update(data, true);
     const { hash } = hasher.finish();
     if (expectedHash !== undefined && hash !== expectedHash) return undefined;
-    const partialPath = this.#heldPartialPath();
-    writeWhole(partialPath, [data], data.length, false, relative);
-    moveIntoPlace(partialPath, finalPath, relative);
+    const target = this.#resolve(relative);
+    try {
+      const partial = this.#heldPartial();
+      writeWhole(partial, [data], data.length, false, relative);
+      moveIntoPlace(partial.path, target.path, relative);
+    } finally {
+      target.release();
+    }
     // (Recording it delivered also forgets any resumable partial of an older, bigger version.)
     this.manifest.delivered(relative, { vpath, size: identity.size, mtime: identity.mtime, hash });
-    return finalPath;
+    return target.shown;
   }
 
   /** Every file and its directory is fsynced before it counts as delivered. */
@@ -363,17 +460,25 @@ export class Inbox {
     }
     const held = this.manifest.files.get(relative);
     if (!held) return "absent";
-    const finalPath = this.#resolve(relative, { create: false });
-    const existing = await lstat(finalPath).catch(() => undefined);
-    this.manifest.removed(relative);
-    if (!existing) return "absent";
-    if (!existing.isFile()) throw new InboxError(`${relative}: not a regular file, not deleted`, relative);
-    const same = existing.size === held.size && (held.hash === undefined || (await fingerprintFile(finalPath).catch(() => undefined))?.hash === held.hash);
-    if (!same) return "kept";
-    await unlink(finalPath);
+    const target = this.#resolve(relative, { create: false });
+    if (!target) {
+      this.manifest.removed(relative);
+      return "absent";
+    }
+    try {
+      const existing = await lstat(target.path).catch(() => undefined);
+      this.manifest.removed(relative);
+      if (!existing) return "absent";
+      if (!existing.isFile()) throw new InboxError(`${relative}: not a regular file, not deleted`, relative);
+      const same = existing.size === held.size && (held.hash === undefined || (await fingerprintFile(target.path).catch(() => undefined))?.hash === held.hash);
+      if (!same) return "kept";
+      await unlink(target.path);
+    } finally {
+      target.release();
+    }
     // A server directory deleted file by file leaves no empty directories behind here (where a file of
     // that name may come next).
-    pruneEmptyParents(finalPath, this.root);
+    this.#pruneEmptyParents(relative);
     return "deleted";
   }
 
@@ -383,7 +488,7 @@ export class Inbox {
     if (reason) return false;
     // Synchronous: one lstat per held file when a subscription is (re)sent; 10,000 of them take
     // milliseconds this way, most of a second as thread-pool round trips.
-    const stats = lstatSync(path.join(this.root, relative), { throwIfNoEntry: false });
+    const stats = lstatSync(this.dirs.root.join(relative), { throwIfNoEntry: false });
     return stats !== undefined && stats.isFile() && stats.size === size;
   }
 
@@ -393,51 +498,102 @@ export class Inbox {
     return stats?.isFile() ? stats.size : 0;
   }
 
-  /** The absolute path for `relative`, after checking the name and every directory on the way. */
-  #resolve(relative: string, opts: { create?: boolean } = {}): string {
+  /**
+   * Where `relative` goes, after checking the name, with every directory on the way opened (made if
+   * missing, unless `create` is false) without following a symlink; its directory stays open until the
+   * target is released. Undefined (only without `create`) if a directory on the way is not there.
+   */
+  #resolve(relative: string, opts: { create: false }): Target | undefined;
+  #resolve(relative: string, opts?: { create?: true }): Target;
+  #resolve(relative: string, opts: { create?: boolean } = {}): Target | undefined {
     const reason = unsafeRelativeReason(relative);
     if (reason) throw new InboxError(`refused "${printable(relative)}": ${reason}`, relative);
     const segments = relative.split("/");
     if (segments[0] === STATE_DIR) throw new InboxError(`refused "${printable(relative)}": reserved name`, relative);
-    let dir = this.root;
-    for (const segment of segments.slice(0, -1)) {
-      dir = path.join(dir, segment);
-      // Checked for every file, never cached: a directory checked a moment ago may be a symlink now.
-      // Synchronous: an lstat is microseconds, a thread-pool round trip is not (one per segment per file).
-      const stats = lstatSync(dir, { throwIfNoEntry: false });
-      if (!stats) {
-        if (opts.create === false) return path.join(this.root, relative);
+    const name = segments.pop()!;
+    // The whole inbox removed while we ran: made again (with its state directories) for this file.
+    if (opts.create !== false && this.dirs.root.removed) this.dirs.restore();
+    const dir = this.#walk(segments, opts.create !== false, relative);
+    if (!dir) return undefined;
+    let released = false;
+    return {
+      path: dir.join(name),
+      shown: path.join(dir.realPath, name),
+      directory: dir.path,
+      release: () => {
+        if (!released) this.#release(dir);
+        released = true;
+      },
+    };
+  }
+
+  /**
+   * Open the directory `segments` below the inbox one level at a time, each without following a symlink
+   * (made if missing with `create`; else undefined if one is not there). Checked for every file, never
+   * cached: a directory checked a moment ago may be a symlink now. Release what it returns.
+   */
+  #walk(segments: readonly string[], create: boolean, relative: string): HeldDirectory | undefined {
+    let dir = this.dirs.root;
+    try {
+      for (const segment of segments) {
+        let next: HeldDirectory;
         try {
-          mkdirSync(dir);
+          next = create ? HeldDirectory.make(segment, dir) : HeldDirectory.open(segment, dir);
         } catch (error) {
           const code = (error as NodeJS.ErrnoException).code;
-          if (code === "ENOENT" && !lstatSync(this.root, { throwIfNoEntry: false })) {
-            // The whole inbox was removed while we ran: made again, with its state directory.
-            restoreStateDirs(this.partialDir);
-            mkdirSync(dir);
-          } else if (code !== "EEXIST") throw error;
+          if (code === "ENOENT" && !create) {
+            this.#release(dir);
+            return undefined;
+          }
+          if (code !== "ENOTDIR" && code !== "ELOOP") throw error;
+          const symlink = lstatSync(dir.join(segment), { throwIfNoEntry: false })?.isSymbolicLink();
+          throw new InboxError(`refused "${printable(relative)}": ${symlink ? "leads through a symlink" : `${segment} is a file, not a directory`}`, relative);
         }
-        const made = lstatSync(dir);
-        if (!made.isDirectory()) throw new InboxError(`refused "${printable(relative)}": ${segment} is not a directory`, relative);
-      } else if (stats.isSymbolicLink()) {
-        throw new InboxError(`refused "${printable(relative)}": leads through a symlink`, relative);
-      } else if (!stats.isDirectory()) {
-        throw new InboxError(`refused "${printable(relative)}": ${segment} is a file, not a directory`, relative);
+        this.#release(dir);
+        dir = next;
+      }
+      return dir;
+    } catch (error) {
+      this.#release(dir);
+      throw error;
+    }
+  }
+
+  /** Close a directory `#walk` opened (the inbox itself stays open). */
+  #release(dir: HeldDirectory): void {
+    if (dir !== this.dirs.root) dir.close();
+  }
+
+  /** Remove the directories above `relative` that are now empty, deepest first (never the inbox itself). */
+  #pruneEmptyParents(relative: string): void {
+    const segments = relative.split("/").slice(0, -1);
+    while (segments.length > 0) {
+      const name = segments.pop()!;
+      let parent: HeldDirectory | undefined;
+      try {
+        parent = this.#walk(segments, false, relative);
+        if (!parent) return;
+        rmdirSync(parent.join(name));
+      } catch {
+        return; // not empty (or not ours to remove): nor is anything above it
+      } finally {
+        if (parent) this.#release(parent);
       }
     }
-    return path.join(dir, segments[segments.length - 1]!);
   }
 
   /** A partial file name for a small file that is never resumed: a counter, no hashing of the name. */
-  #heldPartialPath(): string {
-    return path.join(this.partialDir, `held-${process.pid}-${++heldFiles}${PARTIAL_SUFFIX}`);
+  #heldPartial(): PartialName {
+    return new PartialName(`held-${process.pid}-${++heldFiles}${PARTIAL_SUFFIX}`, this.dirs);
   }
 
   /** Remove partial files the manifest does not know (left by a crash); they cannot be resumed. */
   async #sweepPartials(): Promise<void> {
     const keep = new Set([...this.manifest.partials.keys()].map(partialName));
+    // (Through the held directory: one swapped for a symlink meanwhile leads nowhere else. And only names
+    // we make: nothing else is ours to remove.)
     for (const name of await readdir(this.partialDir).catch(() => [] as string[])) {
-      if (!keep.has(name)) await unlink(path.join(this.partialDir, name)).catch(() => undefined);
+      if (!keep.has(name) && PARTIAL_NAME.test(name)) await unlink(path.join(this.partialDir, name)).catch(() => undefined);
     }
   }
 }
@@ -446,15 +602,15 @@ export class Inbox {
  * A small file held in memory, written to its partial file: one open, one gathered write, close (fsync
  * if asked). O_NOFOLLOW: never through a planted link. On failure the partial file is removed.
  */
-function writeWhole(partialPath: string, pieces: readonly Uint8Array[], length: number, fsync: boolean, relative: string): void {
+function writeWhole(partial: PartialName, pieces: readonly Uint8Array[], length: number, fsync: boolean, relative: string): void {
   try {
     let fd: number;
     try {
-      fd = openSync(partialPath, NEW_PARTIAL, 0o644);
+      fd = openSync(partial.path, NEW_PARTIAL, 0o644);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
-      restoreStateDirs(path.dirname(partialPath));
-      fd = openSync(partialPath, NEW_PARTIAL, 0o644);
+      partial.restore();
+      fd = openSync(partial.path, NEW_PARTIAL, 0o644);
     }
     try {
       let written = 0;
@@ -466,7 +622,7 @@ function writeWhole(partialPath: string, pieces: readonly Uint8Array[], length: 
       closeSync(fd);
     }
   } catch (error) {
-    removeQuietly(partialPath);
+    removeQuietly(partial.path);
     throw deliveryError(error, relative);
   }
 }
@@ -475,13 +631,13 @@ function writeWhole(partialPath: string, pieces: readonly Uint8Array[], length: 
 const NEW_PARTIAL = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW;
 
 /** A new partial file; the state directories are made again if they went. */
-async function openPartial(partialPath: string): Promise<FileHandle> {
+async function openPartial(partial: PartialName): Promise<FileHandle> {
   try {
-    return await open(partialPath, NEW_PARTIAL, 0o644);
+    return await open(partial.path, NEW_PARTIAL, 0o644);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
-    restoreStateDirs(path.dirname(partialPath));
-    return open(partialPath, NEW_PARTIAL, 0o644);
+    partial.restore();
+    return open(partial.path, NEW_PARTIAL, 0o644);
   }
 }
 
@@ -506,14 +662,20 @@ async function copyHeldVersion(finalPath: string, partialPath: string): Promise<
   }
 }
 
-/**
- * The inbox's state directory (or the whole inbox) was removed while we ran: make it again, and check
- * it as open() does (a symlink put in its place is refused). The manifest notices on its own.
- */
-function restoreStateDirs(partialDir: string): void {
-  mkdirSync(partialDir, { recursive: true });
-  for (const dir of [path.dirname(partialDir), partialDir]) {
-    if (!lstatSync(dir).isDirectory()) throw new InboxError(`${dir} is not a directory (a symlink?)`);
+/** A partial file: its name in the inbox's partial directory (held open; made again if it was removed). */
+class PartialName {
+  constructor(
+    readonly name: string,
+    private readonly dirs: InboxDirectories,
+  ) {}
+
+  get path(): string {
+    return this.dirs.partial.join(this.name);
+  }
+
+  /** The state directories were removed: make them again (the path above then leads there). */
+  restore(): void {
+    this.dirs.restore();
   }
 }
 
@@ -535,17 +697,6 @@ function moveIntoPlace(partialPath: string, finalPath: string, relative: string)
   }
 }
 
-/** Remove the directories above `file` that are now empty, up to (not including) `root`. */
-function pruneEmptyParents(file: string, root: string): void {
-  for (let dir = path.dirname(file); dir.startsWith(root + path.sep); dir = path.dirname(dir)) {
-    try {
-      rmdirSync(dir);
-    } catch {
-      return; // not empty (or not ours to remove): nor is anything above it
-    }
-  }
-}
-
 function removeQuietly(file: string): void {
   try {
     unlinkSync(file);
@@ -561,6 +712,9 @@ function deliveryError(error: unknown, relative: string): InboxError {
   const directory = code === "EISDIR" || code === "ENOTEMPTY" || code === "EEXIST";
   return new InboxError(directory ? `${relative}: a directory has that name` : `${relative}: ${code ?? String(error)}`, relative, code);
 }
+
+/** The names of the partial files we make (partialName, #heldPartial): only those are ever swept. */
+const PARTIAL_NAME = /^(?:[0-9a-f]{40}|held-\d+-\d+)\.fmq-part$/;
 
 /** Small files received by this process (their partial names). */
 let heldFiles = 0;

@@ -11,9 +11,10 @@
 // but unrecorded, and are sent again on the next subscription, never lost. The journal is folded into a
 // new snapshot once it is long, and on close.
 
-import { closeSync, constants, fstatSync, ftruncateSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, constants, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
 import { lstat } from "node:fs/promises";
 import path from "node:path";
+import type { Place } from "./held-directory.js";
 
 /** A delivered file, as the server described it. */
 export interface Delivered {
@@ -62,11 +63,11 @@ export class Manifest {
   #unwritten = "";
   #flushScheduled = false;
 
-  private constructor(private readonly dir: string) {}
+  private constructor(private readonly place: Place) {}
 
-  /** Load (or start) the manifest kept in the state directory `stateDir`. */
-  static async load(stateDir: string): Promise<Manifest> {
-    const manifest = new Manifest(stateDir);
+  /** Load (or start) the manifest kept in the state directory `stateDir` (a path, or a held directory). */
+  static async load(stateDir: string | Place): Promise<Manifest> {
+    const manifest = new Manifest(typeof stateDir === "string" ? pathPlace(stateDir) : stateDir);
     try {
       const stored = JSON.parse(readFileSync(manifest.#snapshotPath, "utf8")) as Stored;
       if (stored.version === 1 && typeof stored.files === "object" && typeof stored.partials === "object") {
@@ -98,11 +99,11 @@ export class Manifest {
   }
 
   get #snapshotPath(): string {
-    return path.join(this.dir, "manifest.json");
+    return this.place.join("manifest.json");
   }
 
   get #journalPath(): string {
-    return path.join(this.dir, "journal.jsonl");
+    return this.place.join("journal.jsonl");
   }
 
   delivered(name: string, entry: Delivered): void {
@@ -132,12 +133,16 @@ export class Manifest {
   save(): void {
     this.flush();
     try {
-      mkdirSync(this.dir, { recursive: true });
+      this.place.restore();
       const temp = `${this.#snapshotPath}.tmp`;
-      const existing = lstatSync(temp, { throwIfNoEntry: false });
-      if (existing && !existing.isFile()) throw new Error(`${temp} is not a regular file`);
       const data: Stored = { version: 1, files: Object.fromEntries(this.files), partials: Object.fromEntries(this.partials) };
-      writeFileSync(temp, JSON.stringify(data));
+      // Never through a symlink planted at the temporary name.
+      const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
+      try {
+        writeSync(fd, JSON.stringify(data));
+      } finally {
+        closeSync(fd);
+      }
       renameSync(temp, this.#snapshotPath);
       if (this.#journal !== undefined) ftruncateSync(this.#journal, 0);
       this.#journalLines = 0;
@@ -167,7 +172,7 @@ export class Manifest {
 
   #reopen(): void {
     try {
-      mkdirSync(this.dir, { recursive: true });
+      this.place.restore();
       const journal = openSync(this.#journalPath, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW, 0o644);
       closeSync(this.#journal!);
       this.#journal = journal;
@@ -206,4 +211,9 @@ export class Manifest {
         break;
     }
   }
+}
+
+/** A state directory named by its path (tests, tools): made again, path and all, if it went. */
+function pathPlace(dir: string): Place {
+  return { join: (name) => path.join(dir, name), restore: () => mkdirSync(dir, { recursive: true }) };
 }

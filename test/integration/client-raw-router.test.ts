@@ -693,6 +693,54 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     await manifestWhere(inbox, (m) => ["after/whole.txt", "after/small.bin", "after/big.bin"].every((n) => n in m.files), "recorded in a new manifest");
   });
 
+  // Someone who may write in the inbox (or above it) swaps a directory for a symlink to a directory of
+  // someone else's while the client runs (a review, as another user against a root subscriber: files
+  // written, replaced and deleted outside the inbox, 3 of 3 each). Every name now goes through
+  // directories held open: nothing lands outside, whatever is swapped and when.
+  for (const swapped of ["a directory in the inbox, with a file in flight", "the inbox itself", "the inbox's .fmq"] as const) it(`client - ${swapped} swapped for a symlink to a directory outside: nothing there is written, replaced or removed`, async () => {
+    const { r, inbox, h, rid } = await subscribedToRoot();
+    const victim = path.join(path.dirname(inbox), "victim");
+    await mkdir(victim);
+    for (const name of ["big.bin", "config", "manifest.json", "journal.jsonl"]) await writeFile(path.join(victim, name), `the victim's ${name}`, { mode: 0o600 });
+    await mkdir(path.join(victim, "partial"));
+    const before = await snapshot(victim, []);
+    await r.sendFile(rid, "/a/first.txt", Buffer.from("first"));
+    await nextDelivery(h, "/a/first.txt");
+    const big = randomBytes(3 * MiB);
+    const headers = identityHeaders(big.length, 1_700_000_000_000);
+    // Where the inbox's things are after the swap (the directory the client holds).
+    let held = inbox;
+    if (swapped === "a directory in the inbox, with a file in flight") {
+      // The first chunk of a/big.bin is in its partial file; then a/ is swapped.
+      await r.chunk(rid, { filename: "/a/big.bin", offset: 0, data: big.subarray(0, MiB), headers });
+      await waitFor(async () => (await readdir(path.join(inbox, ".fmq", "partial"))).length === 1, "the partial file", SOON, 5);
+      await rename(path.join(inbox, "a"), path.join(inbox, "a.old"));
+      await symlink(victim, path.join(inbox, "a"));
+      await r.chunk(rid, { filename: "/a/big.bin", offset: MiB, data: big.subarray(MiB) });
+      await r.chunk(rid, { filename: "/a/big.bin", offset: big.length, eof: 1, headers: { "X-FMQ-XXH64T": await treeHash(big) } });
+      await waitFor(() => h.delivered.some((d) => d.vpath === "/a/big.bin") || h.errors.length > 0, "a/big.bin", SOON, 5);
+      // (It went where a/ was when it began: the directory now called a.old.)
+      expect(await sha256File(path.join(inbox, "a.old", "big.bin"))).toBe(sha256(big));
+    } else if (swapped === "the inbox itself") {
+      held = `${inbox}.old`;
+      await rename(inbox, held);
+      await symlink(victim, inbox);
+    } else {
+      await rename(path.join(inbox, ".fmq"), path.join(inbox, ".fmq.old"));
+      await symlink(victim, path.join(inbox, ".fmq"));
+    }
+    // More files, a delete, and a snapshot of the manifest (written when the client closes).
+    await r.sendFile(rid, "/config", Buffer.from("from the server"));
+    await r.sendFile(rid, "/big.bin", big, { chunkSize: MiB, headers });
+    await nextDelivery(h, "/big.bin");
+    await r.chunk(rid, { filename: "/a/first.txt", operation: Operation.DELETE });
+    await r.sendFile(rid, "/last.txt", Buffer.from("last"));
+    await nextDelivery(h, "/last.txt");
+    await h.client.close();
+    expect(await snapshot(victim, [])).toEqual(before);
+    expect(await readFile(path.join(held, "config"), "utf8")).toBe("from the server");
+  });
+
   it("client - a delete removes a file it delivered and emits deleted; names it never delivered are left alone silently; a delivered name since replaced by a directory or symlink survives", async () => {
     const r = await router();
     const root = await tempDir();

@@ -1,0 +1,76 @@
+// A directory held open and named through its descriptor (/proc/self/fd/N/<name>), not through its path.
+// Someone who may write in the inbox, or in the directory above it, can swap any directory on the way for
+// a symlink at any moment: a path checked a moment ago proves nothing by the time it is used (a review
+// had files renamed, written and deleted as root outside the inbox that way). A name resolved through
+// our descriptor lands in the very directory we opened and checked, whatever is done to its path since.
+// Linux; where /proc/self/fd is missing, the real path is used, and the checks made at open are all.
+
+import { closeSync, constants, existsSync, fstatSync, mkdirSync, openSync } from "node:fs";
+import path from "node:path";
+
+const THROUGH_DESCRIPTOR = existsSync("/proc/self/fd");
+
+/** A directory, never through a symlink at its own name (ELOOP) nor a file there (ENOTDIR). */
+const OPEN_DIRECTORY = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+
+/** Where a manifest (or anything else) keeps its files, and how to make that place again if it went. */
+export interface Place {
+  join(name: string): string;
+  restore(): void;
+}
+
+export class HeldDirectory {
+  #fd: number;
+
+  private constructor(
+    /** Its real path when it was opened (for people, and to make it again). */
+    readonly realPath: string,
+    fd: number,
+  ) {
+    this.#fd = fd;
+  }
+
+  /**
+   * Open `name` in `parent` (or the absolute path `name`), making it if missing. Throws if it is not a
+   * directory, or is a symlink (the path leading to an absolute `name` is followed: it is the user's).
+   */
+  static make(name: string, parent?: HeldDirectory): HeldDirectory {
+    const at = parent ? parent.join(name) : name;
+    try {
+      mkdirSync(at);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    }
+    return new HeldDirectory(parent ? path.join(parent.realPath, name) : name, openSync(at, OPEN_DIRECTORY));
+  }
+
+  /** Open `name` in `parent`, a directory that must be there already. */
+  static open(name: string, parent: HeldDirectory): HeldDirectory {
+    return new HeldDirectory(path.join(parent.realPath, name), openSync(parent.join(name), OPEN_DIRECTORY));
+  }
+
+  /** The directory itself, for the kernel. */
+  get path(): string {
+    return THROUGH_DESCRIPTOR ? `/proc/self/fd/${this.#fd}` : this.realPath;
+  }
+
+  /** `name` in this directory (a plain name, or a relative path whose directories the caller trusts). */
+  join(name: string): string {
+    return `${this.path}/${name}`;
+  }
+
+  /** Removed since it was opened (rm -rf): nothing can be made in it any more. */
+  get removed(): boolean {
+    try {
+      return fstatSync(this.#fd).nlink === 0;
+    } catch {
+      return true;
+    }
+  }
+
+  close(): void {
+    if (this.#fd < 0) return;
+    closeSync(this.#fd);
+    this.#fd = -1;
+  }
+}
