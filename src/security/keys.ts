@@ -9,8 +9,8 @@
 // check that the two belong together (X25519, node:crypto), so a hand-edited file cannot pair a secret
 // key with someone else's public key.
 
-import { createPrivateKey, createPublicKey } from "node:crypto";
-import { readFile, readdir, stat, writeFile, chmod } from "node:fs/promises";
+import { createPrivateKey, createPublicKey, randomBytes } from "node:crypto";
+import { readFile, readdir, rename, stat, unlink, writeFile, chmod } from "node:fs/promises";
 import path from "node:path";
 import { curveKeyPair } from "zeromq";
 import { isZ85Key, z85Decode, z85Encode } from "./z85.js";
@@ -47,7 +47,6 @@ export function publicKeyOf(secretKey: string): string {
 export async function writeKeyFiles(basename: string, pair: KeyPair, overwrite = false): Promise<{ publicFile: string; secretFile: string }> {
   const publicFile = `${basename}.pub`;
   const secretFile = `${basename}.key`;
-  const flag = overwrite ? "w" : "wx";
   const exists = (error: unknown, file: string): never => {
     if ((error as NodeJS.ErrnoException).code === "EEXIST") throw new KeyError(`${file} exists; use --force to replace it`);
     throw new KeyError(`cannot write ${file}: ${(error as Error).message}`);
@@ -57,10 +56,30 @@ export async function writeKeyFiles(basename: string, pair: KeyPair, overwrite =
     `public-key = "${pair.publicKey}"\n` +
     `secret-key = "${pair.secretKey}"\n`;
   // Secret first, created with mode 0600 from the start (never briefly readable by others).
-  await writeFile(secretFile, secretText, { mode: 0o600, flag }).catch((e: unknown) => exists(e, secretFile));
-  await chmod(secretFile, 0o600);
-  await writeFile(publicFile, pair.publicKey + "\n", { mode: 0o644, flag }).catch((e: unknown) => exists(e, publicFile));
+  if (!overwrite) {
+    await writeFile(secretFile, secretText, { mode: 0o600, flag: "wx" }).catch((e: unknown) => exists(e, secretFile));
+    await chmod(secretFile, 0o600);
+    await writeFile(publicFile, pair.publicKey + "\n", { mode: 0o644, flag: "wx" }).catch((e: unknown) => exists(e, publicFile));
+  } else {
+    // Replaced by a new file renamed over the old: never written into what is there (a file someone else
+    // owns would then hold our secret, and stay theirs; a symlink would lead the key anywhere).
+    await replaceFile(secretFile, secretText, 0o600).catch((e: unknown) => exists(e, secretFile));
+    await replaceFile(publicFile, pair.publicKey + "\n", 0o644).catch((e: unknown) => exists(e, publicFile));
+  }
   return { publicFile, secretFile };
+}
+
+/** Write `text` to a new file beside `file` (O_EXCL: ours, fresh, with `mode`), then rename it over `file`. */
+async function replaceFile(file: string, text: string, mode: number): Promise<void> {
+  const temp = `${file}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`;
+  await writeFile(temp, text, { mode, flag: "wx" });
+  try {
+    await chmod(temp, mode);
+    await rename(temp, file);
+  } catch (error) {
+    await unlink(temp).catch(() => undefined);
+    throw error;
+  }
 }
 
 /** Read a `.pub` file: its public key(s). A file may list several, one per line ("#" starts a comment). */

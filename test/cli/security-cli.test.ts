@@ -1,7 +1,7 @@
 // The security commands and flags as users run them: real `fmq` processes (dist/cli/fmq.js).
 
 import { spawnSync } from "node:child_process";
-import { readFile, stat, writeFile, chmod, mkdir } from "node:fs/promises";
+import { readFile, stat, writeFile, chmod, mkdir, rm, symlink, lstat } from "node:fs/promises";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { FMQ, startFmq, type Running } from "../helpers/fmq.js";
@@ -47,6 +47,16 @@ describe("cli security", () => {
     expect(await readFile(`${base}.key`, "utf8")).toBe(secret);
     expect(run(["keygen", "--out", base, "--force"]).code).toBe(0);
     expect(await readFile(`${base}.key`, "utf8")).not.toBe(secret);
+    // --force replaces what is there; it never writes the secret into it (a symlink to a file of
+    // someone else's, or their own file, would then hold it).
+    const elsewhere = path.join(dir, "someone-else's");
+    await writeFile(elsewhere, "theirs");
+    await rm(`${base}.key`);
+    await symlink(elsewhere, `${base}.key`);
+    expect(run(["keygen", "--out", base, "--force"]).code).toBe(0);
+    expect(await readFile(elsewhere, "utf8")).toBe("theirs");
+    expect((await lstat(`${base}.key`)).isFile()).toBe(true);
+    expect((await stat(`${base}.key`)).mode & 0o777).toBe(0o600);
     expect(run(["keygen"]).stderr).toMatch(/required option '--out <basename>'/);
   });
 
