@@ -103,8 +103,9 @@ export class IncomingFile {
     if (this.mode === "sequential" && offset !== this.#next) {
       throw new InboxError(`chunk at offset ${offset}, expected ${this.#next}`, this.relative);
     }
-    if (this.mode === "delta" && this.identity && offset + chunk.length > this.identity.size) {
-      throw new InboxError(`chunk beyond the end of the file`, this.relative);
+    // (The server said how big the file is: a chunk past that end is a server at fault, in any mode.)
+    if (this.identity && offset + chunk.length > this.identity.size) {
+      throw new InboxError(`${this.relative}: chunk beyond the end of the file (${this.identity.size} bytes, the server said)`, this.relative);
     }
     if (this.mode === "delta") {
       // Past the base's end nothing is held: a gap there would be a hole of zeros in the delivered file

@@ -741,6 +741,17 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     expect(await readFile(path.join(held, "config"), "utf8")).toBe("from the server");
   });
 
+  it("client - a file sent in chunks past the size the server gave for it is refused, not delivered", async () => {
+    const { r, inbox, h, rid } = await subscribedToRoot();
+    const n = h.errors.length;
+    await r.sendFile(rid, "/liar.bin", randomBytes(10), { chunkSize: 4, headers: identityHeaders(2, 1_700_000_000_000) });
+    expect((await errorsAfter(h, n))[0]!.message).toMatch(/^liar\.bin: chunk beyond the end of the file \(2 bytes, the server said\)/);
+    await r.sendFile(rid, "/marker.txt", Buffer.from("m"));
+    await nextDelivery(h, "/marker.txt");
+    expect(h.delivered.map((d) => d.vpath)).toEqual(["/marker.txt"]);
+    expect(await exists(path.join(inbox, "liar.bin"))).toBe(false);
+  });
+
   it("client - a delete removes a file it delivered and emits deleted; names it never delivered are left alone silently; a delivered name since replaced by a directory or symlink survives", async () => {
     const r = await router();
     const root = await tempDir();
