@@ -488,17 +488,25 @@ export class Client extends EventEmitter<ClientEvents> {
       await this.#sendIcanhaz(current.vpath, "refetch");
       return;
     }
-    await file.finish();
     const size = file.mode === "delta" ? (file.identity?.size ?? file.received) : file.length;
     const mtime = file.identity?.mtime;
     const blocks = fingerprint && fingerprint.blocks.length > 8 && fingerprint.blocks.length <= 8 * 4096 ? fingerprint.blocks.toString("hex") : undefined;
-    inbox.manifest.delivered(file.relative, {
+    const entry = {
       vpath: current.vpath,
       size,
       ...(mtime !== undefined ? { mtime } : {}),
       ...(fingerprint ? { hash: fingerprint.hash } : {}),
       ...(blocks !== undefined ? { blocks } : {}),
-    });
+    };
+    // Recorded before the rename, so that a kill in between cannot leave it in place unknown.
+    inbox.manifest.aboutToPlace(file.relative, entry);
+    try {
+      await file.finish();
+    } catch (error) {
+      inbox.manifest.unplaced(file.relative);
+      throw error;
+    }
+    inbox.manifest.delivered(file.relative, entry);
     this.#totals.delivered++;
     this.#fullFailures = 0;
     this.emit("delivered", { path: file.relative, vpath: current.vpath, file: file.finalPath, size, received: file.received });

@@ -342,6 +342,7 @@ export class Inbox {
       const manifest = await Manifest.load(dirs);
       const inbox = new Inbox(root, manifest, dirs, options, await xxh(), lock);
       await inbox.#sweepPartials();
+      await inbox.#settlePlacements();
       return inbox;
     } catch (error) {
       dirs?.close();
@@ -430,15 +431,22 @@ export class Inbox {
     const { hash } = hasher.finish();
     if (expectedHash !== undefined && hash !== expectedHash) return undefined;
     const target = this.#resolve(relative);
+    const entry = { vpath, size: identity.size, mtime: identity.mtime, hash };
     try {
       const partial = this.#heldPartial();
       writeWhole(partial, [data], data.length, false, relative);
-      moveIntoPlace(partial.path, target.path, relative);
+      this.manifest.aboutToPlace(relative, entry);
+      try {
+        moveIntoPlace(partial.path, target.path, relative);
+      } catch (error) {
+        this.manifest.unplaced(relative);
+        throw error;
+      }
     } finally {
       target.release();
     }
     // (Recording it delivered also forgets any resumable partial of an older, bigger version.)
-    this.manifest.delivered(relative, { vpath, size: identity.size, mtime: identity.mtime, hash });
+    this.manifest.delivered(relative, entry);
     return target.shown;
   }
 
@@ -586,6 +594,33 @@ export class Inbox {
   /** A partial file name for a small file that is never resumed: a counter, no hashing of the name. */
   #heldPartial(): PartialName {
     return new PartialName(`held-${process.pid}-${++heldFiles}${PARTIAL_SUFFIX}`, this.dirs);
+  }
+
+  /**
+   * Placements a crash interrupted (see Manifest.aboutToPlace): a file in place with the content it was
+   * to have is delivered; otherwise the rename never happened, and what was there before still stands.
+   */
+  async #settlePlacements(): Promise<void> {
+    for (const [name, entry] of [...this.manifest.placing]) {
+      let target: Target | undefined;
+      try {
+        target = this.#resolve(name, { create: false });
+      } catch {
+        // (A name refused now: never in place.)
+      }
+      try {
+        const stats = target ? await lstat(target.path).catch(() => undefined) : undefined;
+        const placed =
+          target !== undefined &&
+          stats?.isFile() === true &&
+          stats.size === entry.size &&
+          (entry.hash === undefined || (await fingerprintFile(target.path).catch(() => undefined))?.hash === entry.hash);
+        if (placed) this.manifest.delivered(name, entry);
+        else this.manifest.unplaced(name);
+      } finally {
+        target?.release();
+      }
+    }
   }
 
   /** Remove partial files the manifest does not know (left by a crash); they cannot be resumed. */

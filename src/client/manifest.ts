@@ -4,12 +4,13 @@
 // deletes it missed, and delete only files it delivered itself: a file a person put in the inbox is never
 // in the manifest, so it is never touched.
 //
-// Two files: manifest.json, a snapshot, and journal.jsonl, one line per change since the snapshot. The
-// lines of one turn of the event loop are appended with one synchronous write at the end of that turn
-// (one write per file was a measurable part of receiving 10,000 small files). Loading replays the journal
-// over the snapshot, so a kill -9 loses at most the records of the turn it hit: those files are on disk
-// but unrecorded, and are sent again on the next subscription, never lost. The journal is folded into a
-// new snapshot once it is long, and on close.
+// Two files: manifest.json, a snapshot, and journal.jsonl, one line per change since the snapshot. Most
+// lines of one turn of the event loop are appended with one synchronous write at the end of that turn.
+// One kind is written at once: "placing", before a file is renamed into place. Without it, a kill -9
+// lost the records of a whole batch of small files already in place (hundreds, in a review), files the
+// subscriber then did not know it held: deletes made on the server never reached them. On load, a
+// placement not followed by its "delivered" line is checked against the file on disk (its hash). The
+// journal is folded into a new snapshot once it is long, and on close.
 
 import { closeSync, constants, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
 import { lstat } from "node:fs/promises";
@@ -39,6 +40,8 @@ interface Stored {
   readonly version: 1;
   readonly files: Record<string, Delivered>;
   readonly partials: Record<string, PartialFile>;
+  /** Placements not known to have happened (see `placing`). */
+  readonly placing?: Record<string, Delivered>;
 }
 
 /** One journal line. */
@@ -46,7 +49,9 @@ type Change =
   | { readonly op: "delivered"; readonly name: string; readonly entry: Delivered }
   | { readonly op: "removed"; readonly name: string }
   | { readonly op: "partial"; readonly name: string; readonly entry: PartialFile }
-  | { readonly op: "unpartial"; readonly name: string };
+  | { readonly op: "unpartial"; readonly name: string }
+  | { readonly op: "placing"; readonly name: string; readonly entry: Delivered }
+  | { readonly op: "unplaced"; readonly name: string };
 
 /** The client's own directory inside an inbox. */
 export const STATE_DIR = ".fmq";
@@ -57,6 +62,11 @@ const JOURNAL_LIMIT = 20_000;
 export class Manifest {
   readonly files = new Map<string, Delivered>();
   readonly partials = new Map<string, PartialFile>();
+  /**
+   * Files about to be renamed into place, not yet recorded delivered: after a crash, each is either in
+   * place (then it is delivered) or not (then nothing changed); the inbox looks (`placed`, `unplaced`).
+   */
+  readonly placing = new Map<string, Delivered>();
   #journal: number | undefined;
   #journalLines = 0;
   /** Journal lines not written yet (written at the end of this turn of the event loop). */
@@ -73,6 +83,7 @@ export class Manifest {
       if (stored.version === 1 && typeof stored.files === "object" && typeof stored.partials === "object") {
         for (const [name, entry] of Object.entries(stored.files)) manifest.files.set(name, entry);
         for (const [name, entry] of Object.entries(stored.partials)) manifest.partials.set(name, entry);
+        for (const [name, entry] of Object.entries(stored.placing ?? {})) manifest.placing.set(name, entry);
       }
     } catch {
       // Missing or unreadable: start empty. The worst outcome is files sent again, never files lost.
@@ -114,6 +125,21 @@ export class Manifest {
     this.#record({ op: "removed", name });
   }
 
+  /**
+   * `name` is about to be renamed into place as `entry`: on disk before the rename (a line written now,
+   * with what else waits), so that no kill can leave a file in place that the manifest does not know.
+   * `delivered` follows the rename.
+   */
+  aboutToPlace(name: string, entry: Delivered): void {
+    this.#record({ op: "placing", name, entry });
+    this.flush();
+  }
+
+  /** A placement found (on load) not to have happened, or failed: forgotten. */
+  unplaced(name: string): void {
+    if (this.placing.has(name)) this.#record({ op: "unplaced", name });
+  }
+
   /** A resumable partial was started: recorded before its first byte is written. */
   partialStarted(name: string, entry: PartialFile): void {
     this.#record({ op: "partial", name, entry });
@@ -135,7 +161,7 @@ export class Manifest {
     try {
       this.place.restore();
       const temp = `${this.#snapshotPath}.tmp`;
-      const data: Stored = { version: 1, files: Object.fromEntries(this.files), partials: Object.fromEntries(this.partials) };
+      const data: Stored = { version: 1, files: Object.fromEntries(this.files), partials: Object.fromEntries(this.partials), placing: Object.fromEntries(this.placing) };
       // Never through a symlink planted at the temporary name.
       const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
       try {
@@ -198,10 +224,18 @@ export class Manifest {
       case "delivered":
         this.files.set(change.name, change.entry);
         this.partials.delete(change.name);
+        this.placing.delete(change.name);
         break;
       case "removed":
         this.files.delete(change.name);
         this.partials.delete(change.name);
+        this.placing.delete(change.name);
+        break;
+      case "placing":
+        this.placing.set(change.name, change.entry);
+        break;
+      case "unplaced":
+        this.placing.delete(change.name);
         break;
       case "partial":
         this.partials.set(change.name, change.entry);

@@ -1,7 +1,7 @@
 // Faults with real processes and real signals: kill -9 either side mid-transfer, start it again, and
 // check the result byte for byte and how much was sent again.
 
-import { readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { startFmq, type Running } from "../helpers/fmq.js";
@@ -45,6 +45,30 @@ async function kill9(r: Running): Promise<void> {
 }
 
 describe("faults", () => {
+  it("faults - kill -9 the subscriber during a flood of small files: every file it put in place is known on restart, so deletes made meanwhile reach them all", async () => {
+    const src = await tempDir();
+    const inbox = await tempDir();
+    const files: Record<string, string> = {};
+    for (let i = 0; i < 3000; i++) files[`f${i}.txt`] = `file ${i} `.repeat(300);
+    await writeTree(src, files);
+    const port = await freePort();
+    const pub = await publisher(src, port);
+    await waitFor(() => pub.events.filter((e) => e.event === "published").length === 3000, "3,000 published", 30_000);
+    const first = subscriber(inbox, port);
+    // Killed in the middle: some files in place, more on the way (a batch of them is put in place per turn).
+    await waitFor(async () => (await readdir(inbox)).length > 300, "300 files in place", 30_000, 1);
+    await kill9(first);
+    const placed = (await readdir(inbox)).filter((name) => name !== ".fmq");
+    expect(placed.length).toBeGreaterThan(300);
+    // Everything goes on the server while the subscriber is away.
+    for (const name of Object.keys(files)) await rm(path.join(src, name));
+    const second = subscriber(inbox, port);
+    // Each file it had put in place is deleted (before: those whose journal line the kill lost, hundreds
+    // a run, stayed for good: the subscriber did not know it held them).
+    await waitFor(async () => (await readdir(inbox)).every((name) => name === ".fmq"), "an empty inbox", 30_000);
+    expect(second.events.filter((e) => e.event === "deleted").length).toBe(placed.length);
+  }, 120_000);
+
   it("faults - kill -9 the subscriber mid-file: after a restart only the rest is sent", async () => {
     const size = 200 * MiB;
     const src = await tempDir();
