@@ -15,7 +15,7 @@ import { BLOCK_SIZE, BlockHasher, fingerprintFile, hashPrefix, xxh, type Fingerp
 import type { XXHashAPI } from "xxhash-wasm";
 import { Manifest, STATE_DIR, type PartialFile } from "./manifest.js";
 import { HeldDirectory, type Place } from "./held-directory.js";
-import { lockInbox } from "./inbox-lock.js";
+import { lockInbox, lockKey } from "./inbox-lock.js";
 
 export class InboxError extends Error {
   override name = "InboxError";
@@ -327,25 +327,29 @@ export class Inbox {
       throw new InboxError(`cannot use ${directory} as an inbox: ${why}`);
     });
     const root = await realpath(directory);
-    const lock = await lockInbox(root).catch((error: Error) => {
-      throw new InboxError(error.message);
-    });
-    let dirs: InboxDirectories | undefined;
+    let dirs: InboxDirectories;
     try {
-      try {
-        dirs = new InboxDirectories(root);
-      } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code;
-        if (code === "ENOTDIR" || code === "ELOOP") throw new InboxError(`${path.join(root, STATE_DIR)} (or its partial/) is not a directory (a symlink?)`);
-        throw error;
-      }
+      dirs = new InboxDirectories(root);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === "ENOTDIR" || code === "ELOOP") throw new InboxError(`${path.join(root, STATE_DIR)} (or its partial/) is not a directory (a symlink?)`);
+      throw error;
+    }
+    let lock: { release(): void };
+    try {
+      lock = await lockInbox(root, lockKey(dirs.join(LOCK_KEY), path.join(root, STATE_DIR, LOCK_KEY)));
+    } catch (error) {
+      dirs.close();
+      throw new InboxError((error as Error).message);
+    }
+    try {
       const manifest = await Manifest.load(dirs);
       const inbox = new Inbox(root, manifest, dirs, options, await xxh(), lock);
       await inbox.#sweepPartials();
       await inbox.#settlePlacements();
       return inbox;
     } catch (error) {
-      dirs?.close();
+      dirs.close();
       lock.release();
       throw error;
     }
@@ -748,6 +752,9 @@ function deliveryError(error: unknown, relative: string): InboxError {
   const directory = code === "EISDIR" || code === "ENOTEMPTY" || code === "EEXIST";
   return new InboxError(directory ? `${relative}: a directory has that name` : `${relative}: ${code ?? String(error)}`, relative, code);
 }
+
+/** The inbox lock's key, in the state directory (inbox-lock.ts). */
+const LOCK_KEY = "lock-key";
 
 /** The names of the partial files we make (partialName, #heldPartial): only those are ever swept. */
 const PARTIAL_NAME = /^(?:[0-9a-f]{40}|held-\d+-\d+)\.fmq-part$/;

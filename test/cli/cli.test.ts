@@ -3,7 +3,9 @@
 
 import { spawn, spawnSync } from "node:child_process";
 import { once } from "node:events";
-import { chmod, mkdir, open, readFile, realpath, symlink, unlink, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { createServer } from "node:net";
+import { chmod, mkdir, open, readFile, realpath, stat, symlink, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import readline from "node:readline";
 import { describe, expect, it } from "vitest";
@@ -95,6 +97,23 @@ describe("cli", () => {
     await writeFile(path.join(src, "b.txt"), "b");
     await waitFor(() => has(third, "delivered", (e) => e.path === "b.txt"), "b.txt");
     expect(await treeHashes(inbox)).toEqual(await treeHashes(src));
+  });
+
+  it("cli - the inbox lock cannot be taken first by someone who only knows the inbox's path (its name holds a key only the owner may read)", async () => {
+    const inbox = path.join(await tempDir(), "in");
+    await mkdir(inbox);
+    // What anyone on the host could bind before: the lock's name made from the inbox's real path alone.
+    const squatter = createServer();
+    const oldName = `\0fmq-inbox-${createHash("sha256").update(await realpath(inbox)).digest("hex").slice(0, 40)}`;
+    await new Promise<void>((resolve) => squatter.listen({ path: oldName }, resolve));
+    try {
+      const sub = start(["subscribe", "/", "--connect", `tcp://127.0.0.1:${await freePort()}`, "--inbox", inbox, "--json"]);
+      await waitFor(() => has(sub, "connecting"), "the subscriber under way");
+      expect(sub.stderr).toEqual([]);
+      expect((await stat(path.join(inbox, ".fmq", "lock-key"))).mode & 0o777).toBe(0o600);
+    } finally {
+      squatter.close();
+    }
   });
 
   it("cli - human output is one line per delivered file, whatever the name holds", async () => {
