@@ -237,26 +237,31 @@ export class Connection {
       if (relative === undefined || unsafeRelativeReason(relative)) continue;
       cache.set(joinVirtual(path, relative), value);
     }
+    const plans: { vpath: string; patch: Patch | undefined }[] = [];
     for (const file of this.host.filesUnder(path)) {
       if (await pause()) return;
       const value = cache.get(file.vpath);
       cache.delete(file.vpath);
-      const patch = await this.#planFor(file, value);
-      // What this cache says wins over a create queued meanwhile (a file published while we let others
-      // in): one the client holds is not sent again. (A patch queued before, for another subscription of
-      // this client, stays: that one may go to another inbox.)
-      const meanwhile = queuedMeanwhile.has(file.vpath);
-      if (patch && (meanwhile || !this.#queue.has(file.vpath))) this.#queue.set(file.vpath, patch);
-      else if (!patch && meanwhile && this.#queue.get(file.vpath)?.op === "create") this.#queue.delete(file.vpath);
+      plans.push({ vpath: file.vpath, patch: await this.#planFor(file, value) });
     }
     // What remains in the cache is held by the client and gone from the server; unless the server has
     // seen the file but not yet published it (it has just started): then the client's entry is kept and
     // applied when the file is published, so a restarted publisher neither deletes nor re-sends it.
+    // Deletes go first: a file that became a directory of its name while the client was away (or the
+    // other way round) is out of the way before what replaced it comes (a review: it never came).
     for (const [vpath, value] of cache) {
       if (await pause()) return;
       this.#holdings.delete(vpath);
       if (this.host.waiting?.(vpath)) this.#retained.set(vpath, value);
       else if (!this.#queue.has(vpath)) this.#queue.set(vpath, { op: "delete", vpath });
+    }
+    for (const { vpath, patch } of plans) {
+      // What this cache says wins over a create queued meanwhile (a file published while we let others
+      // in): one the client holds is not sent again. (A patch queued before, for another subscription of
+      // this client, stays: that one may go to another inbox.)
+      const meanwhile = queuedMeanwhile.has(vpath);
+      if (patch && (meanwhile || !this.#queue.has(vpath))) this.#queue.set(vpath, patch);
+      else if (!patch && meanwhile && this.#queue.get(vpath)?.op === "create") this.#queue.delete(vpath);
     }
   }
 

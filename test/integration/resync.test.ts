@@ -4,7 +4,7 @@
 
 import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { appendFile, open, readFile, readdir, rename, stat, symlink, truncate, unlink, writeFile } from "node:fs/promises";
+import { appendFile, open, readFile, readdir, rename, rm, stat, symlink, truncate, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { context, Dealer } from "zeromq";
@@ -288,6 +288,25 @@ describe("resync", () => {
       expect((await readFile(path.join(inbox, ".fmq", "partial", name)).catch(() => Buffer.alloc(0))).includes("secret")).toBe(false);
     }
     expect(await readFile(secret, "utf8")).toBe("secret ".repeat(1000));
+  });
+
+  it("resync - a file that became a directory of its name while the client was away, and a directory that became a file, both arrive", async () => {
+    const src = await tempDir();
+    const inbox = await tempDir();
+    await writeTree(src, { "s1.txt": "a file", "d/f.txt": "in a directory", "keep.txt": "kept" });
+    const pub = await startServer(src);
+    const first = await startClient(pub.endpoint, inbox);
+    await mirrored(inbox, src);
+    await first.close();
+    await unlink(path.join(src, "s1.txt"));
+    await writeTree(src, { "s1.txt/x": "now inside a directory" });
+    await rm(path.join(src, "d"), { recursive: true });
+    await writeFile(path.join(src, "d"), "now a file");
+    await waitFor(() => pub.server.mounts[0]!.files.has("/d") && pub.server.mounts[0]!.files.has("/s1.txt/x"), "the server to publish both");
+    const back = await startClient(pub.endpoint, inbox);
+    // (Before: the creates went first, met the old file or directory in their way, and never came.)
+    await mirrored(inbox, src);
+    expect(back.errors).toEqual([]);
   });
 
   it("resync - the partial file of a file deleted on the server while the client was away is removed", async () => {
