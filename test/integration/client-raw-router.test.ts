@@ -353,10 +353,10 @@ async function manifestWhere(inbox: string, test: (m: StoredManifest) => boolean
   }, `the manifest of ${path.basename(inbox)}: ${what}`, SOON, 10);
 }
 
-/** The state directory holds only the manifest (snapshot and journal) and an empty partial directory. */
+/** The state directory holds only the manifest (snapshot and journal), the lock's key and an empty partial directory. */
 async function expectCleanState(inbox: string): Promise<void> {
   const names = (await readdir(path.join(inbox, ".fmq"))).filter((n) => n !== "manifest.json.tmp" && n !== "manifest.json").sort();
-  expect(names).toEqual(["journal.jsonl", "partial"]);
+  expect(names).toEqual(["journal.jsonl", "lock-key", "partial"]);
   expect(await readdir(path.join(inbox, ".fmq", "partial"))).toEqual([]);
 }
 
