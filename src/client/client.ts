@@ -388,7 +388,8 @@ export class Client extends EventEmitter<ClientEvents> {
       finalPath = sub.inbox.receiveWhole(relative, vpath, message.chunk, identity, message.headers.get(Header.HASH));
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      this.#report(error instanceof InboxError ? error : new InboxError(`${relative}: ${code ?? String(error)}`, relative));
+      if (diskFull(code)) this.#report(new InboxError(`${relative}: disk full (${code}); it comes again once there is room`, relative, code));
+      else this.#report(error instanceof InboxError ? error : new InboxError(`${relative}: ${code ?? String(error)}`, relative));
       if (diskFull(code)) this.#resyncLater(sub.path);
       return undefined;
     }
@@ -581,7 +582,7 @@ export class Client extends EventEmitter<ClientEvents> {
     const key = resolve(directory);
     let inbox = this.#inboxes.get(key);
     if (!inbox) {
-      inbox = Inbox.open(directory, { fsync: this.options.fsync });
+      inbox = Inbox.open(directory, { fsync: this.options.fsync, problem: (message) => this.#report(new InboxError(`${directory}: ${message}`)) });
       inbox.catch(() => this.#inboxes.delete(key));
       this.#inboxes.set(key, inbox);
     }

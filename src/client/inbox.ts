@@ -211,6 +211,8 @@ export class IncomingFile {
 export interface InboxOptions {
   /** fsync each file and its directory before reporting it delivered. */
   readonly fsync?: boolean;
+  /** Told of trouble with the inbox's own state (its manifest), which does not stop it. */
+  readonly problem?: (message: string) => void;
 }
 
 /** Why an inbox directory could not be made, in words. */
@@ -343,7 +345,7 @@ export class Inbox {
       throw new InboxError((error as Error).message);
     }
     try {
-      const manifest = await Manifest.load(dirs);
+      const manifest = await Manifest.load(dirs, options.problem);
       const inbox = new Inbox(root, manifest, dirs, options, await xxh(), lock);
       await inbox.#sweepPartials();
       await inbox.#settlePlacements();

@@ -73,27 +73,43 @@ export class Manifest {
   #unwritten = "";
   #flushScheduled = false;
 
-  private constructor(private readonly place: Place) {}
+  private constructor(
+    private readonly place: Place,
+    /** Told of what goes wrong with the manifest's own files (a garbled snapshot, a full disk). */
+    private readonly problem: (message: string) => void,
+  ) {}
 
   /** Load (or start) the manifest kept in the state directory `stateDir` (a path, or a held directory). */
-  static async load(stateDir: string | Place): Promise<Manifest> {
-    const manifest = new Manifest(typeof stateDir === "string" ? pathPlace(stateDir) : stateDir);
+  static async load(stateDir: string | Place, problem: (message: string) => void = () => undefined): Promise<Manifest> {
+    const manifest = new Manifest(typeof stateDir === "string" ? pathPlace(stateDir) : stateDir, problem);
+    let text: string | undefined;
     try {
-      const stored = JSON.parse(readFileSync(manifest.#snapshotPath, "utf8")) as Stored;
-      if (stored.version === 1 && typeof stored.files === "object" && typeof stored.partials === "object") {
+      text = readFileSync(manifest.#snapshotPath, "utf8");
+    } catch {
+      // No snapshot yet (or none we may read): start from the journal.
+    }
+    if (text !== undefined) {
+      try {
+        const stored = JSON.parse(text) as Stored;
+        if (stored.version !== 1 || typeof stored.files !== "object" || typeof stored.partials !== "object") throw new Error("not a manifest of this version");
         for (const [name, entry] of Object.entries(stored.files)) manifest.files.set(name, entry);
         for (const [name, entry] of Object.entries(stored.partials)) manifest.partials.set(name, entry);
         for (const [name, entry] of Object.entries(stored.placing ?? {})) manifest.placing.set(name, entry);
+      } catch (error) {
+        // The worst outcome is files sent again, never files lost; but deletes made on the server before
+        // now may not reach the files it listed: said, not silently taken for "nothing held".
+        problem(`the inbox's manifest (.fmq/manifest.json) cannot be read (${(error as Error).message}): what it listed is taken as not held (sent again; deletes made meanwhile may not reach those files)`);
       }
-    } catch {
-      // Missing or unreadable: start empty. The worst outcome is files sent again, never files lost.
     }
-    let lines: string[] = [];
+    let journal = Buffer.alloc(0);
     try {
-      lines = readFileSync(manifest.#journalPath, "utf8").split("\n");
+      journal = readFileSync(manifest.#journalPath);
     } catch {
       // No journal yet.
     }
+    // A torn last line (killed mid-append) is cut off below, or the next line appended would be glued to it.
+    const whole = journal.lastIndexOf(0x0a) + 1;
+    const lines = journal.subarray(0, whole).toString("utf8").split("\n");
     for (const line of lines) {
       if (line.length === 0) continue;
       try {
@@ -106,6 +122,7 @@ export class Manifest {
     const existing = await lstat(manifest.#journalPath).catch(() => undefined);
     if (existing && !existing.isFile()) throw new Error(`${manifest.#journalPath} is not a regular file`);
     manifest.#journal = openSync(manifest.#journalPath, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW, 0o644);
+    if (whole < journal.length) ftruncateSync(manifest.#journal, whole);
     return manifest;
   }
 
@@ -157,8 +174,8 @@ export class Manifest {
    * changes and on close (a 10,000-file manifest is about 1.5 MB: milliseconds).
    */
   save(): void {
-    this.flush();
     try {
+      this.flush();
       this.place.restore();
       const temp = `${this.#snapshotPath}.tmp`;
       const data: Stored = { version: 1, files: Object.fromEntries(this.files), partials: Object.fromEntries(this.partials), placing: Object.fromEntries(this.placing) };
@@ -184,17 +201,42 @@ export class Manifest {
     this.#journal = undefined;
   }
 
-  /** Write the journal lines of this turn now. */
+  /**
+   * Write the journal lines waiting now. Throws if they cannot be written (a full disk): they stay
+   * waiting, and what was written of them is cut off again (no torn line for the next one to be glued to).
+   */
   flush(): void {
     this.#flushScheduled = false;
     if (this.#unwritten.length === 0 || this.#journal === undefined) return;
+    const stats = fstatSync(this.#journal);
     // The state directory was removed under us (rm -rf of the inbox or its .fmq): lines appended to the
     // deleted journal would be lost. Start a new journal, then a snapshot of everything we know.
-    if (fstatSync(this.#journal).nlink === 0) return this.#reopen();
-    const text = this.#unwritten;
+    if (stats.nlink === 0) return this.#reopen();
+    const text = Buffer.from(this.#unwritten);
+    try {
+      for (let at = 0; at < text.length; ) at += writeSync(this.#journal, text, at);
+    } catch (error) {
+      try {
+        ftruncateSync(this.#journal, stats.size);
+      } catch {
+        // (Cut off on the next load instead.)
+      }
+      throw error;
+    }
     this.#unwritten = "";
-    writeSync(this.#journal, text);
+    this.#failing = false;
   }
+
+  /** The end-of-turn flush: a failure is said once (until a flush succeeds again), never thrown into the event loop. */
+  #flushLater(): void {
+    try {
+      this.flush();
+    } catch (error) {
+      if (!this.#failing) this.problem(`cannot write the inbox's journal (${(error as NodeJS.ErrnoException).code ?? String(error)}): its records wait in memory and are written once it can be`);
+      this.#failing = true;
+    }
+  }
+  #failing = false;
 
   #reopen(): void {
     try {
@@ -214,7 +256,7 @@ export class Manifest {
     this.#unwritten += JSON.stringify(change) + "\n";
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
-      setImmediate(() => this.flush());
+      setImmediate(() => this.#flushLater());
     }
     if (++this.#journalLines >= JOURNAL_LIMIT) this.save();
   }

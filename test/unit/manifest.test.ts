@@ -1,0 +1,47 @@
+// The client's manifest, on its own files: what a kill or outside damage leaves behind is said, and
+// never makes a later record unreadable.
+
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { Manifest } from "../../src/client/manifest.js";
+import { tempDir } from "../helpers/tmp.js";
+
+const entry = (size: number) => ({ vpath: `/f${size}`, size, hash: "0123456789abcdef" });
+
+describe("manifest", () => {
+  it("manifest - a torn last journal line (killed mid-append) is cut off on load, so the next record is not glued to it", async () => {
+    const dir = path.join(await tempDir(), ".fmq");
+    await mkdir(dir);
+    const first = await Manifest.load(dir);
+    first.delivered("a", entry(1));
+    first.flush();
+    // (Not closed: a kill leaves the journal as it is, here with half a line more.)
+    await writeFile(path.join(dir, "journal.jsonl"), (await readFile(path.join(dir, "journal.jsonl"), "utf8")) + '{"op":"delivered","name":"b","en');
+    const second = await Manifest.load(dir);
+    expect([...second.files.keys()]).toEqual(["a"]);
+    second.delivered("c", entry(3));
+    second.flush();
+    const third = await Manifest.load(dir);
+    expect([...third.files.keys()]).toEqual(["a", "c"]);
+    for (const m of [first, second, third]) m.close();
+  });
+
+  it("manifest - a snapshot that cannot be read is said, not silently taken for nothing held", async () => {
+    const dir = path.join(await tempDir(), ".fmq");
+    await mkdir(dir);
+    await writeFile(path.join(dir, "manifest.json"), '{"version":1,"files":{"a":');
+    const problems: string[] = [];
+    const manifest = await Manifest.load(dir, (message) => problems.push(message));
+    expect(manifest.files.size).toBe(0);
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(/^the inbox's manifest \(\.fmq\/manifest\.json\) cannot be read \(.+\): what it listed is taken as not held/);
+    manifest.close();
+    // A missing snapshot is no problem.
+    const fresh = path.join(await tempDir(), ".fmq");
+    await mkdir(fresh);
+    const none: string[] = [];
+    (await Manifest.load(fresh, (message) => none.push(message))).close();
+    expect(none).toEqual([]);
+  });
+});
