@@ -312,6 +312,7 @@ export class Inbox {
 
   /** Done with it: the manifest written out, the inbox free for another subscriber. */
   close(): void {
+    this.#endTurn();
     this.manifest.close();
     this.dirs.close();
     this.lock.release();
@@ -363,6 +364,9 @@ export class Inbox {
    * version (`identity`); `base` (a tree hash) for a delta on top of the delivered version.
    */
   async create(relative: string, vpath: string, offset: number, identity: PartialFile | undefined, base: string | undefined): Promise<IncomingFile> {
+    this.#endTurn();
+    // The whole inbox removed while we ran: made again (with its state directories) for this file.
+    if (this.dirs.root.removed) this.dirs.restore();
     const target = this.#resolve(relative);
     try {
       return await this.#create(target, relative, vpath, offset, identity, base);
@@ -436,16 +440,31 @@ export class Inbox {
     hasher.update(data, true);
     const { hash } = hasher.finish();
     if (expectedHash !== undefined && hash !== expectedHash) return undefined;
-    const target = this.#resolve(relative);
     const entry = { vpath, size: identity.size, mtime: identity.mtime, hash };
+    // The partial first: writing it makes the inbox and its state directories again if they were removed
+    // (rm -rf) while we ran, before the way to the file is opened from the inbox.
+    const partial = this.#heldPartial();
+    writeWhole(partial, [data], data.length, false, relative);
+    let target: Target;
     try {
-      const partial = this.#heldPartial();
-      writeWhole(partial, [data], data.length, false, relative);
-      this.manifest.aboutToPlace(relative, entry);
+      target = this.#resolve(relative, { thisTurn: true });
+    } catch (error) {
+      removeQuietly(partial.path);
+      throw error;
+    }
+    try {
+      try {
+        this.manifest.aboutToPlace(relative, entry);
+      } catch (error) {
+        removeQuietly(partial.path);
+        throw error;
+      }
       try {
         moveIntoPlace(partial.path, target.path, relative);
       } catch (error) {
         this.manifest.unplaced(relative);
+        // (Its directory may have gone under us: the next file opens its way afresh.)
+        this.#endTurn();
         throw error;
       }
     } finally {
@@ -468,6 +487,8 @@ export class Inbox {
    * so no longer ours: left alone and forgotten. "absent": nothing of ours there.
    */
   async remove(relative: string): Promise<"deleted" | "absent" | "kept"> {
+    // (A directory kept open for this turn's small files may be about to go.)
+    this.#endTurn();
     // A partial file of it (a newer version, or one never completed) will never be resumed now.
     if (this.manifest.partials.has(relative)) {
       this.manifest.partialDropped(relative);
@@ -519,16 +540,14 @@ export class Inbox {
    * target is released. Undefined (only without `create`) if a directory on the way is not there.
    */
   #resolve(relative: string, opts: { create: false }): Target | undefined;
-  #resolve(relative: string, opts?: { create?: true }): Target;
-  #resolve(relative: string, opts: { create?: boolean } = {}): Target | undefined {
+  #resolve(relative: string, opts?: { create?: true; thisTurn?: boolean }): Target;
+  #resolve(relative: string, opts: { create?: boolean; thisTurn?: boolean } = {}): Target | undefined {
     const reason = unsafeRelativeReason(relative);
     if (reason) throw new InboxError(`refused "${printable(relative)}": ${reason}`, relative);
     const segments = relative.split("/");
     if (segments[0] === STATE_DIR) throw new InboxError(`refused "${printable(relative)}": reserved name`, relative);
     const name = segments.pop()!;
-    // The whole inbox removed while we ran: made again (with its state directories) for this file.
-    if (opts.create !== false && this.dirs.root.removed) this.dirs.restore();
-    const dir = this.#walk(segments, opts.create !== false, relative);
+    const dir = opts.thisTurn ? this.#dirThisTurn(segments, relative) : this.#walk(segments, opts.create !== false, relative);
     if (!dir) return undefined;
     let released = false;
     return {
@@ -536,10 +555,32 @@ export class Inbox {
       shown: path.join(dir.realPath, name),
       directory: dir.path,
       release: () => {
-        if (!released) this.#release(dir);
+        if (!released && !opts.thisTurn) this.#release(dir);
         released = true;
       },
     };
+  }
+
+  /**
+   * The directory `segments` opened as #walk does, for a file put in place at once (receiveWhole): kept
+   * open for the rest of this turn of the event loop, so that a batch of small files in one directory
+   * opens it once, not once per file. What a batch does within one turn is as if it were one file in
+   * flight: it lands in the directory that was opened, whatever is done to its path meanwhile.
+   */
+  #dirThisTurn(segments: readonly string[], relative: string): HeldDirectory {
+    const key = segments.join("/");
+    if (this.#turnDir?.key === key) return this.#turnDir.dir;
+    const dir = this.#walk(segments, true, relative)!;
+    if (this.#turnDir) this.#release(this.#turnDir.dir);
+    else setImmediate(() => this.#endTurn());
+    this.#turnDir = { key, dir };
+    return dir;
+  }
+  #turnDir: { key: string; dir: HeldDirectory } | undefined;
+
+  #endTurn(): void {
+    if (this.#turnDir) this.#release(this.#turnDir.dir);
+    this.#turnDir = undefined;
   }
 
   /**
@@ -553,12 +594,19 @@ export class Inbox {
       for (const segment of segments) {
         let next: HeldDirectory;
         try {
-          next = create ? HeldDirectory.make(segment, dir) : HeldDirectory.open(segment, dir);
+          // (Opened first, made only if missing: a failed mkdir per directory per file costs an exception.)
+          next = HeldDirectory.open(segment, dir);
         } catch (error) {
           const code = (error as NodeJS.ErrnoException).code;
           if (code === "ENOENT" && !create) {
             this.#release(dir);
             return undefined;
+          }
+          if (code === "ENOENT") {
+            next = HeldDirectory.make(segment, dir);
+            this.#release(dir);
+            dir = next;
+            continue;
           }
           if (code !== "ENOTDIR" && code !== "ELOOP") throw error;
           const symlink = lstatSync(dir.join(segment), { throwIfNoEntry: false })?.isSymbolicLink();

@@ -123,6 +123,7 @@ export class Manifest {
     if (existing && !existing.isFile()) throw new Error(`${manifest.#journalPath} is not a regular file`);
     manifest.#journal = openSync(manifest.#journalPath, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW, 0o644);
     if (whole < journal.length) ftruncateSync(manifest.#journal, whole);
+    manifest.#journalSize = whole;
     return manifest;
   }
 
@@ -149,7 +150,8 @@ export class Manifest {
    */
   aboutToPlace(name: string, entry: Delivered): void {
     this.#record({ op: "placing", name, entry });
-    this.flush();
+    // (Once per file: no check that the state directory is still there, which the end of the turn does.)
+    this.flush(false);
   }
 
   /** A placement found (on load) not to have happened, or failed: forgotten. */
@@ -188,6 +190,7 @@ export class Manifest {
       }
       renameSync(temp, this.#snapshotPath);
       if (this.#journal !== undefined) ftruncateSync(this.#journal, 0);
+      this.#journalSize = 0;
       this.#journalLines = 0;
     } catch {
       // The journal still holds every change: nothing is lost, the next save tries again.
@@ -205,27 +208,30 @@ export class Manifest {
    * Write the journal lines waiting now. Throws if they cannot be written (a full disk): they stay
    * waiting, and what was written of them is cut off again (no torn line for the next one to be glued to).
    */
-  flush(): void {
+  flush(checkGone = true): void {
     this.#flushScheduled = false;
     if (this.#unwritten.length === 0 || this.#journal === undefined) return;
-    const stats = fstatSync(this.#journal);
     // The state directory was removed under us (rm -rf of the inbox or its .fmq): lines appended to the
     // deleted journal would be lost. Start a new journal, then a snapshot of everything we know.
-    if (stats.nlink === 0) return this.#reopen();
+    if (checkGone && fstatSync(this.#journal).nlink === 0) return this.#reopen();
     const text = Buffer.from(this.#unwritten);
+    const size = this.#journalSize;
     try {
       for (let at = 0; at < text.length; ) at += writeSync(this.#journal, text, at);
     } catch (error) {
       try {
-        ftruncateSync(this.#journal, stats.size);
+        ftruncateSync(this.#journal, size);
       } catch {
         // (Cut off on the next load instead.)
       }
       throw error;
     }
+    this.#journalSize += text.length;
     this.#unwritten = "";
     this.#failing = false;
   }
+  /** The journal's length (ours alone to write: one subscriber per inbox). */
+  #journalSize = 0;
 
   /** The end-of-turn flush: a failure is said once (until a flush succeeds again), never thrown into the event loop. */
   #flushLater(): void {
@@ -244,6 +250,7 @@ export class Manifest {
       const journal = openSync(this.#journalPath, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW, 0o644);
       closeSync(this.#journal!);
       this.#journal = journal;
+      this.#journalSize = fstatSync(journal).size;
     } catch {
       return; // cannot be made now: the lines wait in memory for the next flush
     }
