@@ -59,7 +59,7 @@ describe("faults", () => {
     await waitFor(async () => (await readdir(inbox)).length > 300, "300 files in place", 30_000, 1);
     await kill9(first);
     const placed = (await readdir(inbox)).filter((name) => name !== ".fmq");
-    expect(placed.length).toBeGreaterThan(300);
+    expect(placed.length).toBeGreaterThanOrEqual(300);
     // Everything goes on the server while the subscriber is away.
     for (const name of Object.keys(files)) await rm(path.join(src, name));
     const second = subscriber(inbox, port);
