@@ -260,6 +260,8 @@ export class Connection {
       // in): one the client holds is not sent again. (A patch queued before, for another subscription of
       // this client, stays: that one may go to another inbox.)
       const meanwhile = queuedMeanwhile.has(vpath);
+      // (But a delete queued meanwhile is newer than this plan: the file went during the scan.)
+      if (meanwhile && this.#queue.get(vpath)?.op === "delete") continue;
       if (patch && (meanwhile || !this.#queue.has(vpath))) this.#queue.set(vpath, patch);
       else if (!patch && meanwhile && this.#queue.get(vpath)?.op === "create") this.#queue.delete(vpath);
     }

@@ -79,10 +79,11 @@ export const serverDefaults = {
 const SEND_HIGH_WATER_MARK = 64;
 
 /**
- * A client whose pipe has stayed full this long, no message going out to it, has stopped reading (one
- * that reads, however slowly, takes a message now and then and is never full this long).
+ * A client whose pipe has stayed full this long, no message going out to it, has stopped reading. Not
+ * less: libzmq makes room in a full pipe only once the reader has taken half of it (32 messages), so a
+ * reader slower than 32 chunks in this time looks stalled too (a review: at 1 s, a 100 Mbit/s link).
  */
-const STALLED_MS = 1000;
+const STALLED_MS = 5000;
 
 /** ROUTER_NOTIFY's value for "tell us of disconnects" (not of connects). */
 const ZMQ_NOTIFY_DISCONNECT = 2;
