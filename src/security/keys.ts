@@ -10,7 +10,7 @@
 // key with someone else's public key.
 
 import { createPrivateKey, createPublicKey, randomBytes } from "node:crypto";
-import { readFile, readdir, rename, stat, unlink, writeFile, chmod } from "node:fs/promises";
+import { open, readFile, readdir, rename, stat, unlink, writeFile, chmod } from "node:fs/promises";
 import path from "node:path";
 import { curveKeyPair } from "zeromq";
 import { isZ85Key, z85Decode, z85Encode } from "./z85.js";
@@ -69,12 +69,20 @@ export async function writeKeyFiles(basename: string, pair: KeyPair, overwrite =
   return { publicFile, secretFile };
 }
 
-/** Write `text` to a new file beside `file` (O_EXCL: ours, fresh, with `mode`), then rename it over `file`. */
+/**
+ * Write `text` to a new file beside `file` (O_EXCL: ours, fresh), set `mode` on our descriptor (not by
+ * name: the name could be swapped for a symlink meanwhile), then rename it over `file`.
+ */
 async function replaceFile(file: string, text: string, mode: number): Promise<void> {
   const temp = `${file}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`;
-  await writeFile(temp, text, { mode, flag: "wx" });
+  const handle = await open(temp, "wx", mode);
   try {
-    await chmod(temp, mode);
+    try {
+      await handle.chmod(mode);
+      await handle.writeFile(text);
+    } finally {
+      await handle.close();
+    }
     await rename(temp, file);
   } catch (error) {
     await unlink(temp).catch(() => undefined);
