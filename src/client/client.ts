@@ -500,7 +500,14 @@ export class Client extends EventEmitter<ClientEvents> {
       ...(blocks !== undefined ? { blocks } : {}),
     };
     // Recorded before the rename, so that a kill in between cannot leave it in place unknown.
-    inbox.manifest.aboutToPlace(file.relative, entry);
+    try {
+      inbox.manifest.aboutToPlace(file.relative, entry);
+    } catch (error) {
+      // (A full disk, most likely: the file waits, resumable, for the next try; its handle is closed.)
+      inbox.manifest.unplaced(file.relative);
+      await file.suspend();
+      throw error;
+    }
     try {
       await file.finish();
     } catch (error) {

@@ -5,7 +5,7 @@
 // our descriptor lands in the very directory we opened and checked, whatever is done to its path since.
 // Linux; where /proc/self/fd is missing, the real path is used, and the checks made at open are all.
 
-import { closeSync, constants, existsSync, fstatSync, mkdirSync, openSync } from "node:fs";
+import { closeSync, constants, existsSync, fchmodSync, fstatSync, mkdirSync, openSync } from "node:fs";
 import path from "node:path";
 
 const THROUGH_DESCRIPTOR = existsSync("/proc/self/fd");
@@ -49,14 +49,30 @@ export class HeldDirectory {
     return new HeldDirectory(path.join(parent.realPath, name), openSync(parent.join(name), OPEN_DIRECTORY));
   }
 
-  /** The directory itself, for the kernel. */
+  /**
+   * The directory itself, for the kernel. Once closed, a path that leads nowhere (ENOENT): the number
+   * may already be another descriptor's, so a path built from it must never be used after.
+   */
   get path(): string {
-    return THROUGH_DESCRIPTOR ? `/proc/self/fd/${this.#fd}` : this.realPath;
+    if (!THROUGH_DESCRIPTOR) return this.realPath;
+    return this.#fd >= 0 ? `/proc/self/fd/${this.#fd}` : "/proc/self/fd/-1";
   }
 
   /** `name` in this directory (a plain name, or a relative path whose directories the caller trusts). */
   join(name: string): string {
     return `${this.path}/${name}`;
+  }
+
+  /**
+   * Make sure nobody else may change what is in it: ours (else it throws), and not writable by group or
+   * others (such bits are taken off). For the subscriber's own state directories: whoever may write
+   * there could swap a partial file between its hash check and its rename.
+   */
+  keepPrivate(): void {
+    const stats = fstatSync(this.#fd);
+    const uid = process.geteuid?.();
+    if (uid !== undefined && stats.uid !== uid) throw new Error(`${this.realPath} belongs to another user (uid ${stats.uid}): refused`);
+    if ((stats.mode & 0o022) !== 0) fchmodSync(this.#fd, stats.mode & 0o755);
   }
 
   /** Removed since it was opened (rm -rf): nothing can be made in it any more. */

@@ -20,21 +20,7 @@ export class InboxInUseError extends Error {
  * never through a symlink), then read by every subscriber of that inbox. One another user made is refused.
  */
 export function lockKey(keyFile: string, shown: string): string {
-  const temp = `${keyFile}.${process.pid}.${randomBytes(6).toString("hex")}`;
-  const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-  try {
-    writeSync(fd, randomBytes(32).toString("hex"));
-  } finally {
-    closeSync(fd);
-  }
-  try {
-    // (Two subscribers starting at once: the first link wins, and both read its key.)
-    linkSync(temp, keyFile);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
-  } finally {
-    unlinkSync(temp);
-  }
+  writeLockKey(keyFile, randomBytes(32).toString("hex"));
   const key = openSync(keyFile, constants.O_RDONLY | constants.O_NOFOLLOW);
   try {
     const stats = fstatSync(key);
@@ -45,6 +31,29 @@ export function lockKey(keyFile: string, shown: string): string {
     return buffer.subarray(0, readSync(key, buffer, 0, 64, 0)).toString("latin1");
   } finally {
     closeSync(key);
+  }
+}
+
+/** Put `key` at `keyFile` unless a key is there already (then that one stands: the first link wins). */
+export function writeLockKey(keyFile: string, key: string): void {
+  const temp = `${keyFile}.${process.pid}.${randomBytes(6).toString("hex")}`;
+  try {
+    const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    try {
+      writeSync(fd, key);
+    } finally {
+      closeSync(fd);
+    }
+    // (Two subscribers starting at once: the first link wins, and both read its key.)
+    linkSync(temp, keyFile);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+  } finally {
+    try {
+      unlinkSync(temp);
+    } catch {
+      // (Never made.)
+    }
   }
 }
 

@@ -15,7 +15,7 @@ import { BLOCK_SIZE, BlockHasher, fingerprintFile, hashPrefix, xxh, type Fingerp
 import type { XXHashAPI } from "xxhash-wasm";
 import { Manifest, STATE_DIR, type PartialFile } from "./manifest.js";
 import { HeldDirectory, type Place } from "./held-directory.js";
-import { lockInbox, lockKey } from "./inbox-lock.js";
+import { lockInbox, lockKey, writeLockKey } from "./inbox-lock.js";
 
 export class InboxError extends Error {
   override name = "InboxError";
@@ -267,11 +267,21 @@ class InboxDirectories implements Place {
   root: HeldDirectory;
   state: HeldDirectory;
   partial: HeldDirectory;
+  /** Called when something was made again (what was opened from the old directories is stale). */
+  onRestore: () => void = () => undefined;
+  /** The inbox lock's key, written again into a state directory made again (inbox-lock.ts). */
+  lockKey: string | undefined;
 
   constructor(readonly realRoot: string) {
     this.root = HeldDirectory.make(realRoot);
     this.state = HeldDirectory.make(STATE_DIR, this.root);
     this.partial = HeldDirectory.make("partial", this.state);
+    try {
+      for (const dir of [this.state, this.partial]) dir.keepPrivate();
+    } catch (error) {
+      this.close();
+      throw error;
+    }
   }
 
   /** Where the manifest's files are. */
@@ -281,6 +291,7 @@ class InboxDirectories implements Place {
 
   /** Make again whatever was removed (and hold the new directories). */
   restore(): void {
+    const before = [this.root, this.state, this.partial];
     if (this.root.removed) {
       this.root.close();
       this.root = HeldDirectory.make(this.realRoot);
@@ -288,11 +299,17 @@ class InboxDirectories implements Place {
     if (this.state.removed || this.root.removed) {
       this.state.close();
       this.state = HeldDirectory.make(STATE_DIR, this.root);
+      // (Its lock key went with it: written again, or the next subscriber would make another key, take
+      // another lock name, and share this inbox with us.)
+      if (this.lockKey !== undefined) writeLockKey(this.state.join(LOCK_KEY), this.lockKey);
     }
     if (this.partial.removed || this.state.removed) {
       this.partial.close();
       this.partial = HeldDirectory.make("partial", this.state);
     }
+    if (this.state !== before[1]) this.state.keepPrivate();
+    if (this.partial !== before[2]) this.partial.keepPrivate();
+    if (before.some((dir, i) => dir !== [this.root, this.state, this.partial][i])) this.onRestore();
   }
 
   close(): void {
@@ -336,11 +353,13 @@ export class Inbox {
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === "ENOTDIR" || code === "ELOOP") throw new InboxError(`${path.join(root, STATE_DIR)} (or its partial/) is not a directory (a symlink?)`);
+      if (code === undefined) throw new InboxError(`cannot use ${directory} as an inbox: ${(error as Error).message}`);
       throw error;
     }
     let lock: { release(): void };
     try {
-      lock = await lockInbox(root, lockKey(dirs.join(LOCK_KEY), path.join(root, STATE_DIR, LOCK_KEY)));
+      dirs.lockKey = lockKey(dirs.join(LOCK_KEY), path.join(root, STATE_DIR, LOCK_KEY));
+      lock = await lockInbox(root, dirs.lockKey);
     } catch (error) {
       dirs.close();
       throw new InboxError((error as Error).message);
@@ -348,6 +367,7 @@ export class Inbox {
     try {
       const manifest = await Manifest.load(dirs, options.problem);
       const inbox = new Inbox(root, manifest, dirs, options, await xxh(), lock);
+      dirs.onRestore = () => inbox.#endTurn();
       await inbox.#sweepPartials();
       await inbox.#settlePlacements();
       return inbox;
@@ -423,8 +443,13 @@ export class Inbox {
     // A big file gets its partial file at once. O_NOFOLLOW refuses a symlink planted at the partial
     // name; O_TRUNC starts empty.
     const handle = small ? undefined : await openPartial(partial);
-    if (identity && identity.size >= RESUME_MIN_SIZE) this.manifest.partialStarted(relative, identity);
-    else if (this.manifest.partials.has(relative)) this.manifest.partialDropped(relative);
+    try {
+      if (identity && identity.size >= RESUME_MIN_SIZE) this.manifest.partialStarted(relative, identity);
+      else if (this.manifest.partials.has(relative)) this.manifest.partialDropped(relative);
+    } catch (error) {
+      await handle?.close();
+      throw error;
+    }
     return new IncomingFile(relative, vpath, target, partial, handle, "sequential", new BlockHasher(xx), 0, identity, fsync);
   }
 
@@ -550,10 +575,16 @@ export class Inbox {
     const dir = opts.thisTurn ? this.#dirThisTurn(segments, relative) : this.#walk(segments, opts.create !== false, relative);
     if (!dir) return undefined;
     let released = false;
+    // Paths built when used, from the directory object: once it is closed (the inbox made again under
+    // a transfer), they lead nowhere instead of to whatever directory got its descriptor number.
     return {
-      path: dir.join(name),
+      get path() {
+        return dir.join(name);
+      },
       shown: path.join(dir.realPath, name),
-      directory: dir.path,
+      get directory() {
+        return dir.path;
+      },
       release: () => {
         if (!released && !opts.thisTurn) this.#release(dir);
         released = true;

@@ -84,9 +84,9 @@ export class Manifest {
     const manifest = new Manifest(typeof stateDir === "string" ? pathPlace(stateDir) : stateDir, problem);
     let text: string | undefined;
     try {
-      text = readFileSync(manifest.#snapshotPath, "utf8");
+      text = readNoFollow(manifest.#snapshotPath).toString("utf8");
     } catch {
-      // No snapshot yet (or none we may read): start from the journal.
+      // No snapshot yet (or none we may read, or a symlink: never followed): start from the journal.
     }
     if (text !== undefined) {
       try {
@@ -97,13 +97,15 @@ export class Manifest {
         for (const [name, entry] of Object.entries(stored.placing ?? {})) manifest.placing.set(name, entry);
       } catch (error) {
         // The worst outcome is files sent again, never files lost; but deletes made on the server before
-        // now may not reach the files it listed: said, not silently taken for "nothing held".
-        problem(`the inbox's manifest (.fmq/manifest.json) cannot be read (${(error as Error).message}): what it listed is taken as not held (sent again; deletes made meanwhile may not reach those files)`);
+        // now may not reach the files it listed: said, not silently taken for "nothing held". (Not
+        // JSON.parse's own words: they quote the text, which is not necessarily ours.)
+        const why = error instanceof SyntaxError ? "not valid JSON" : (error as Error).message;
+        problem(`the inbox's manifest (.fmq/manifest.json) cannot be read (${why}): what it listed is taken as not held (sent again; deletes made meanwhile may not reach those files)`);
       }
     }
-    let journal = Buffer.alloc(0);
+    let journal: Buffer = Buffer.alloc(0);
     try {
-      journal = readFileSync(manifest.#journalPath);
+      journal = readNoFollow(manifest.#journalPath);
     } catch {
       // No journal yet.
     }
@@ -299,4 +301,14 @@ export class Manifest {
 /** A state directory named by its path (tests, tools): made again, path and all, if it went. */
 function pathPlace(dir: string): Place {
   return { join: (name) => path.join(dir, name), restore: () => mkdirSync(dir, { recursive: true }) };
+}
+
+/** A whole file, never through a symlink at its name. */
+function readNoFollow(file: string): Buffer {
+  const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    return readFileSync(fd);
+  } finally {
+    closeSync(fd);
+  }
 }
