@@ -153,7 +153,7 @@ export class Manifest {
   aboutToPlace(name: string, entry: Delivered): void {
     this.#record({ op: "placing", name, entry });
     // (Once per file: no check that the state directory is still there, which the end of the turn does.)
-    this.flush(false);
+    this.flush({ checkGone: false });
   }
 
   /** A placement found (on load) not to have happened, or failed: forgotten. */
@@ -210,7 +210,7 @@ export class Manifest {
    * Write the journal lines waiting now. Throws if they cannot be written (a full disk): they stay
    * waiting, and what was written of them is cut off again (no torn line for the next one to be glued to).
    */
-  flush(checkGone = true): void {
+  flush({ checkGone = true }: { checkGone?: boolean } = {}): void {
     this.#flushScheduled = false;
     if (this.#unwritten.length === 0 || this.#journal === undefined) return;
     // The state directory was removed under us (rm -rf of the inbox or its .fmq): lines appended to the

@@ -452,7 +452,7 @@ export class Mount extends EventEmitter<MountEvents> {
     const file: PublishedFile = { relative, vpath, absolute: real, size, mtimeMs, ctimeMs, ino, root: this.root };
     // The very version already published, seen again (the watcher rescans a directory it may read again,
     // or one handed to it afresh): not news. Sent again, it would cost every subscriber the whole file.
-    if (sameVersion(this.files.get(vpath), file)) return;
+    if (alreadyPublished(this.files.get(vpath), file)) return;
     // A file with the name of a directory we publish files from: that directory is gone, whatever the
     // watcher said (it can lose track of a directory renamed away); its files go before this one comes.
     if (this.#filesUnder.has(relative)) this.#goneUnder(relative);
@@ -468,8 +468,8 @@ export class Mount extends EventEmitter<MountEvents> {
   }
 }
 
-/** Both are this version of this file (ctime and inode known: size and mtime alone can be set back). */
-function sameVersion(a: PublishedFile | undefined, b: PublishedFile): boolean {
+/** `a` (what is published) is this very version of the file `b` (ctime and inode known: size and mtime alone can be set back). */
+function alreadyPublished(a: PublishedFile | undefined, b: PublishedFile): boolean {
   return (
     a !== undefined &&
     a.ino !== undefined &&

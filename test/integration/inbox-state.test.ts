@@ -1,10 +1,13 @@
 // The subscriber's own state directory (<inbox>/.fmq and its partial/) is the subscriber's alone: whoever
-// else may write there could swap a partial file between its hash check and its rename.
+// else may write there could swap a partial file between its hash check and its rename. And what a kill
+// left half done there is settled when the inbox is opened again.
 
-import { chmod, chown, mkdir, stat } from "node:fs/promises";
+import { chmod, chown, mkdir, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { Inbox } from "../../src/client/inbox.js";
+import { Manifest } from "../../src/client/manifest.js";
+import { fingerprintOf, xxh } from "../../src/digest/blocks.js";
 import { tempDir } from "../helpers/tmp.js";
 
 describe("inbox state directory", () => {
@@ -22,5 +25,28 @@ describe("inbox state directory", () => {
     await mkdir(path.join(theirs, ".fmq"), { recursive: true });
     await chown(path.join(theirs, ".fmq"), 65534, 65534);
     await expect(Inbox.open(theirs)).rejects.toThrow(/\.fmq belongs to another user \(uid 65534\): refused$/);
+  });
+});
+
+describe("inbox placements interrupted", () => {
+  it("inbox state - a placement recorded but not confirmed (killed between the two) is settled on open: delivered if the file in place has its hash, else forgotten", async () => {
+    const dir = path.join(await tempDir(), "in");
+    await mkdir(path.join(dir, ".fmq", "partial"), { recursive: true });
+    const xx = await xxh();
+    const hashOf = (text: string) => fingerprintOf(xx, Buffer.from(xx.h64Raw(Buffer.from(text)).toString(16).padStart(16, "0"), "hex")).hash;
+    const manifest = await Manifest.load(path.join(dir, ".fmq"));
+    // Renamed into place before the kill: there, with the content recorded.
+    await writeFile(path.join(dir, "placed.txt"), "placed");
+    manifest.aboutToPlace("placed.txt", { vpath: "/placed.txt", size: 6, hash: hashOf("placed") });
+    // Killed before the rename: an older version of it stands there.
+    await writeFile(path.join(dir, "older.txt"), "older!");
+    manifest.aboutToPlace("older.txt", { vpath: "/older.txt", size: 6, hash: hashOf("newer") });
+    // Killed before the rename, nothing there.
+    manifest.aboutToPlace("absent.txt", { vpath: "/absent.txt", size: 6, hash: hashOf("absent") });
+    manifest.close();
+    const inbox = await Inbox.open(dir);
+    expect([...inbox.manifest.files.keys()]).toEqual(["placed.txt"]);
+    expect([...inbox.manifest.placing.keys()]).toEqual([]);
+    inbox.close();
   });
 });
