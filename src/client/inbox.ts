@@ -526,14 +526,25 @@ export class Inbox {
       this.manifest.removed(relative);
       return "absent";
     }
+    // Forgotten by the manifest only once the file is gone (or found not ours): until then the file is
+    // still held, and whoever waits for the delete (track --once) must not see it done before it is.
     try {
       const existing = await lstat(target.path).catch(() => undefined);
-      this.manifest.removed(relative);
-      if (!existing) return "absent";
-      if (!existing.isFile()) throw new InboxError(`${relative}: not a regular file, not deleted`, relative);
+      if (!existing) {
+        this.manifest.removed(relative);
+        return "absent";
+      }
+      if (!existing.isFile()) {
+        this.manifest.removed(relative);
+        throw new InboxError(`${relative}: not a regular file, not deleted`, relative);
+      }
       const same = existing.size === held.size && (held.hash === undefined || (await fingerprintFile(target.path).catch(() => undefined))?.hash === held.hash);
-      if (!same) return "kept";
+      if (!same) {
+        this.manifest.removed(relative);
+        return "kept";
+      }
       await unlink(target.path);
+      this.manifest.removed(relative);
     } finally {
       target.release();
     }

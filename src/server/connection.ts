@@ -251,6 +251,13 @@ export class Connection {
     // other way round) is out of the way before what replaced it comes (a review: it never came).
     for (const [vpath, value] of cache) {
       if (await pause()) return;
+      // Published while we let others in, after the scan above went by: planned as the others (the mount
+      // queued its create meanwhile; the cache's word wins below). Not a delete, nor sent again whole.
+      const published = this.host.file(vpath);
+      if (published) {
+        plans.push({ vpath, patch: await this.#planFor(published, value) });
+        continue;
+      }
       this.#holdings.delete(vpath);
       if (this.host.waiting?.(vpath)) this.#retained.set(vpath, value);
       else if (!this.#queue.has(vpath)) this.#queue.set(vpath, { op: "delete", vpath });
