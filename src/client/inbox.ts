@@ -274,12 +274,16 @@ class InboxDirectories implements Place {
 
   constructor(readonly realRoot: string) {
     this.root = HeldDirectory.make(realRoot);
-    this.state = HeldDirectory.make(STATE_DIR, this.root);
-    this.partial = HeldDirectory.make("partial", this.state);
     try {
-      for (const dir of [this.state, this.partial]) dir.keepPrivate();
+      this.state = this.#makeState();
+      try {
+        this.partial = this.#makePartial();
+      } catch (error) {
+        this.state.close();
+        throw error;
+      }
     } catch (error) {
-      this.close();
+      this.root.close();
       throw error;
     }
   }
@@ -289,27 +293,50 @@ class InboxDirectories implements Place {
     return this.state.join(name);
   }
 
-  /** Make again whatever was removed (and hold the new directories). */
+  /** Make again whatever was removed, and what was inside it (and hold the new directories). */
   restore(): void {
-    const before = [this.root, this.state, this.partial];
+    let remade = false;
     if (this.root.removed) {
       this.root.close();
       this.root = HeldDirectory.make(this.realRoot);
+      remade = true;
     }
-    if (this.state.removed || this.root.removed) {
+    if (remade || this.state.removed) {
       this.state.close();
-      this.state = HeldDirectory.make(STATE_DIR, this.root);
-      // (Its lock key went with it: written again, or the next subscriber would make another key, take
-      // another lock name, and share this inbox with us.)
-      if (this.lockKey !== undefined) writeLockKey(this.state.join(LOCK_KEY), this.lockKey);
+      this.state = this.#makeState();
+      remade = true;
     }
-    if (this.partial.removed || this.state.removed) {
+    if (remade || this.partial.removed) {
       this.partial.close();
-      this.partial = HeldDirectory.make("partial", this.state);
+      this.partial = this.#makePartial();
+      remade = true;
     }
-    if (this.state !== before[1]) this.state.keepPrivate();
-    if (this.partial !== before[2]) this.partial.keepPrivate();
-    if (before.some((dir, i) => dir !== [this.root, this.state, this.partial][i])) this.onRestore();
+    if (remade) this.onRestore();
+  }
+
+  /** `.fmq`, ours alone, with the lock key in it (one made again gets it back, or the next subscriber would make another key, take another lock name, and share this inbox with us). */
+  #makeState(): HeldDirectory {
+    const state = HeldDirectory.make(STATE_DIR, this.root);
+    try {
+      state.keepPrivate();
+      if (this.lockKey !== undefined) writeLockKey(state.join(LOCK_KEY), this.lockKey);
+    } catch (error) {
+      state.close();
+      throw error;
+    }
+    return state;
+  }
+
+  /** `.fmq/partial`, ours alone. */
+  #makePartial(): HeldDirectory {
+    const partial = HeldDirectory.make("partial", this.state);
+    try {
+      partial.keepPrivate();
+    } catch (error) {
+      partial.close();
+      throw error;
+    }
+    return partial;
   }
 
   close(): void {

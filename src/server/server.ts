@@ -363,16 +363,16 @@ export class Server extends EventEmitter<ServerEvents> {
   #expire(): void {
     const now = Date.now();
     const deadline = now - this.options.expiryMs;
-    this.#dropStalledBeyondBudget(now);
+    // Its pipe full for as long as a frozen peer is given (peer-timeout-ms): it has stopped reading, and
+    // what waits for it stays in our memory. Messages from it (a NOM now and then) do not keep it.
+    const full = this.#pipesFull();
+    for (const { connection, since } of full) {
+      if (now - since <= this.options.peerTimeoutMs) continue;
+      this.emit("warning", `client ${connection.key}: has not read for ${Math.round((now - since) / 1000)} s; dropped`);
+      this.#drop(connection);
+    }
+    this.#dropStalledBeyondBudget(full.filter(({ connection, since }) => now - since >= STALLED_MS && this.#connections.has(connection.key)), now);
     for (const connection of [...this.#connections.values()]) {
-      // Its pipe full for as long as a frozen peer is given (peer-timeout-ms): it has stopped reading, and
-      // what waits for it stays in our memory. Messages from it (a NOM now and then) do not keep it.
-      const fullSince = this.#outbox.fullSince(connection.key);
-      if (fullSince > 0 && now - fullSince > this.options.peerTimeoutMs) {
-        this.emit("warning", `client ${connection.key}: has not read for ${Math.round((now - fullSince) / 1000)} s; dropped`);
-        this.#drop(connection);
-        continue;
-      }
       if (connection.lastHeard >= deadline) continue;
       if (connection.expiryPosted) {
         // Still here a sweep later: its machine is stuck (waiting on a client that stopped reading), so
@@ -392,11 +392,10 @@ export class Server extends EventEmitter<ServerEvents> {
    * that). So only as many may sit stalled at once as `maxStalledBytes` allows, each counted at that
    * bound; beyond it, those stalled longest are dropped (a dropped client of ours reconnects and resumes).
    */
-  #dropStalledBeyondBudget(now: number): void {
+  #dropStalledBeyondBudget(stalled: { connection: Connection; since: number }[], now: number): void {
     const o = this.options;
     const perClient = (SEND_HIGH_WATER_MARK + o.maxQueuedMessages + o.readAhead + 1) * o.chunkSize;
     const allowed = Math.max(1, Math.floor(o.maxStalledBytes / perClient));
-    const stalled = this.#stalled(now);
     if (stalled.length <= allowed) return;
     stalled.sort((a, b) => a.since - b.since);
     for (const { connection, since } of stalled.slice(0, stalled.length - allowed)) {
@@ -405,19 +404,20 @@ export class Server extends EventEmitter<ServerEvents> {
     }
   }
 
-  /** Clients that have stopped reading (their pipe full for STALLED_MS, nothing sent meanwhile). */
-  #stalled(now: number): { connection: Connection; since: number }[] {
-    const stalled: { connection: Connection; since: number }[] = [];
+  /** Clients whose pipe is full, and since when (nothing sent to them meanwhile). */
+  #pipesFull(): { connection: Connection; since: number }[] {
+    const full: { connection: Connection; since: number }[] = [];
     for (const connection of this.#connections.values()) {
       const since = this.#outbox.fullSince(connection.key);
-      if (since > 0 && now - since >= STALLED_MS) stalled.push({ connection, since });
+      if (since > 0) full.push({ connection, since });
     }
-    return stalled;
+    return full;
   }
 
-  /** How many clients have stopped reading now (stats, tests). */
+  /** How many clients have stopped reading now: their pipe full for STALLED_MS (stats, tests). */
   get stalledClients(): number {
-    return this.#stalled(Date.now()).length;
+    const now = Date.now();
+    return this.#pipesFull().filter(({ since }) => now - since >= STALLED_MS).length;
   }
 
   /** Forget a client from outside its machine, and what waits for it. */
