@@ -32,6 +32,8 @@ export interface ClientOptions {
   readonly window?: number;
   /** Credit is granted in multiples of this. Default 1 MiB. */
   readonly slice?: number;
+  /** The window while only small files arrive (see ReceiveWindow), if smaller than `window`. Default 2 MiB. */
+  readonly smallWindow?: number;
   /** HUGZ after this much silence from the server (ms). Default 1000. */
   readonly heartbeatMs?: number;
   /** Start a new session after this much silence (ms). Default 5 heartbeats. */
@@ -47,6 +49,7 @@ export interface ClientOptions {
 export const clientDefaults = {
   window: 16 * 1024 * 1024,
   slice: 1024 * 1024,
+  smallWindow: 2 * 1024 * 1024,
   heartbeatMs: 1000,
   fsync: false,
 } as const;
@@ -142,7 +145,7 @@ export class Client extends EventEmitter<ClientEvents> {
     super();
     const heartbeatMs = options.heartbeatMs ?? clientDefaults.heartbeatMs;
     this.options = { ...clientDefaults, timeoutMs: heartbeatMs * 5, ...options };
-    this.#window = new ReceiveWindow(this.options.window, this.options.slice);
+    this.#window = new ReceiveWindow(this.options.window, this.options.slice, Math.max(this.options.slice, Math.min(this.options.window, this.options.smallWindow)));
     this.#handshakes = new HandshakeWatcher(this.options.security, (message) => this.#report(new ClientError(message)));
     this.#heartbeat = new Heartbeat(
       { intervalMs: this.options.heartbeatMs, timeoutMs: this.options.timeoutMs },

@@ -451,12 +451,13 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     await waitFor(() => h.subscribed.length === 2, "two subscribed events", SOON, 5);
     expect(h.subscribed).toEqual(["/a", "/b"]);
     const [, nom] = await r.next("NOM", { from: rid });
-    // The session's first grant: the window, plus the hedge against the C reference server's livelock.
-    expect(nom.credit).toBe(CREDIT_HEDGE + BigInt(16 * MiB));
+    // The session's first grant: the small-file window (2 MiB, until a big file's chunk comes), plus the
+    // hedge against the C reference server's livelock.
+    expect(nom.credit).toBe(CREDIT_HEDGE + BigInt(2 * MiB));
     // The window is full: the second ICANHAZ-OK grants nothing more.
     await quietFor(200);
     expect(r.pending("NOM")).toEqual([]);
-    expect(r.granted(rid)).toBe(16 * MiB);
+    expect(r.granted(rid)).toBe(2 * MiB);
     // Everything came from the one socket.
     expect(r.log.every((e) => e.rid.equals(rid))).toBe(true);
     expect(h.errors).toEqual([]);
@@ -491,6 +492,31 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     expect(r.granted(rid)).toBeGreaterThanOrEqual(data.length);
     expect(r.outstanding(rid)).toBeLessThanOrEqual(window);
     expect(await sha256File(path.join(root, "inbox", "big.bin"))).toBe(sha256(data));
+  });
+
+  it("client - keeps 2 MiB granted while small files arrive, the whole window once a big file's chunk comes", async () => {
+    const { r, inbox, h, rid } = await subscribedToRoot();
+    expect(r.granted(rid)).toBe(2 * MiB);
+    // 40 files of 100 KiB (4 MB, twice the small window), each whole in one message: credit is granted as
+    // they are written, never more than 2 MiB of it outstanding.
+    const smalls = Array.from({ length: 40 }, () => randomBytes(100 * 1024));
+    let most = 0;
+    for (const [i, data] of smalls.entries()) {
+      await r.sendFile(rid, `/s${i}.bin`, data, { ...(await asOneMessage(data)), onChunk: () => (most = Math.max(most, r.outstanding(rid))) });
+    }
+    await nextDelivery(h, "/s39.bin");
+    expect(most).toBeLessThanOrEqual(2 * MiB);
+    expect(r.granted(rid)).toBeGreaterThanOrEqual(40 * 100 * 1024);
+    // A big file in 1 MiB chunks: after its first chunk the whole 16 MiB window is granted.
+    const big = randomBytes(3 * MiB);
+    await r.sendFile(rid, "/big.bin", big, { chunkSize: MiB, end: MiB, headers: identityHeaders(big.length, 1_700_000_000_000) });
+    await waitFor(() => r.outstanding(rid) > 15 * MiB, "the whole window granted", SOON, 5);
+    expect(r.outstanding(rid)).toBeLessThanOrEqual(16 * MiB);
+    await r.sendFile(rid, "/big.bin", big, { chunkSize: MiB, start: MiB });
+    await nextDelivery(h, "/big.bin");
+    for (const [i, data] of smalls.entries()) expect(await sha256File(path.join(inbox, `s${i}.bin`))).toBe(sha256(data));
+    expect(await sha256File(path.join(inbox, "big.bin"))).toBe(sha256(big));
+    expect(h.errors).toEqual([]);
   });
 
   it("client - against a server that spends all its credit before reading a NOM and livelocks at 0 < credit < next chunk (the C reference), a small file then 20 MB arrive: the hedge keeps it from running short", async () => {
@@ -823,9 +849,10 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     await nextDelivery(h, "/sub/marker2.txt");
 
     expect(h.deleted).toHaveLength(1);
-    // Deletes cost no credit, stale chunk or not: client and router still agree.
-    await waitFor(() => r.outstanding(rid) > 15 * MiB, "the window topped up", SOON, 5);
-    expect(r.outstanding(rid)).toBeLessThanOrEqual(16 * MiB);
+    // Deletes cost no credit, stale chunk or not: client and router still agree (only small files came:
+    // the small-file window, 2 MiB, is kept granted).
+    await waitFor(() => r.outstanding(rid) > 1 * MiB, "the window topped up", SOON, 5);
+    expect(r.outstanding(rid)).toBeLessThanOrEqual(2 * MiB);
     const after = await snapshot(root, [inbox]);
     delete after["inbox/marker.txt"];
     delete after["inbox/marker2.txt"];

@@ -1,7 +1,7 @@
 import { describe, it, expect } from "vitest";
 import fc from "fast-check";
 
-import { CREDIT_HEDGE, ReceiveWindow, SendCredit } from "../../src/flow/credit.js";
+import { BIG_CHUNK, CREDIT_HEDGE, ReceiveWindow, SendCredit } from "../../src/flow/credit.js";
 
 const U64_MAX = 2n ** 64n - 1n;
 
@@ -175,6 +175,76 @@ describe("ReceiveWindow", () => {
             }
             expect(w.outstanding).toBeGreaterThanOrEqual(0);
             expect(w.outstanding).toBeLessThanOrEqual(window);
+          }
+        },
+      ),
+    );
+  });
+
+  it("credit - window: keeps only `small` granted until a big chunk comes, then the whole window, and closes again after a window of small chunks", () => {
+    const KiB = 1024;
+    const w = new ReceiveWindow(16 * KiB * KiB, KiB * KiB, 2 * KiB * KiB);
+    expect(() => new ReceiveWindow(16, 4, 2)).toThrow(RangeError);
+    expect(() => new ReceiveWindow(16, 4, 32)).toThrow(RangeError);
+    expect(w.refill()).toBe(2 * KiB * KiB);
+    // Small files: never more than `small` outstanding.
+    for (let i = 0; i < 2000; i++) {
+      w.received(4 * KiB);
+      w.refill();
+      expect(w.outstanding).toBeLessThanOrEqual(2 * KiB * KiB);
+    }
+    // A big file's chunk: the whole window at once.
+    w.received(BIG_CHUNK);
+    expect(w.limit).toBe(16 * KiB * KiB);
+    expect(w.refill()).toBe(15 * KiB * KiB);
+    // Small chunks after it: the window stays open until a whole window of them came (a big file's short
+    // last chunk, or a few small files between big ones, do not close it).
+    let small = 0;
+    while (small + 100 * KiB < 16 * KiB * KiB) {
+      w.received(100 * KiB);
+      small += 100 * KiB;
+      expect(w.limit).toBe(16 * KiB * KiB);
+      w.refill();
+      expect(w.outstanding).toBeGreaterThan(15 * KiB * KiB);
+    }
+    w.received(100 * KiB);
+    expect(w.limit).toBe(2 * KiB * KiB);
+    // Nothing is granted until less than `small` is outstanding again, less a slice.
+    expect(w.refill()).toBe(0);
+    while (w.outstanding > KiB * KiB) w.received(100 * KiB);
+    expect(w.refill()).toBeGreaterThan(0);
+    expect(w.outstanding).toBeLessThanOrEqual(2 * KiB * KiB);
+    // A new session starts small again.
+    w.received(BIG_CHUNK);
+    w.reset();
+    expect(w.limit).toBe(2 * KiB * KiB);
+    expect(w.refill()).toBe(2 * KiB * KiB);
+  });
+
+  it("credit - window with a small-chunk window: never more than the window outstanding, never more than `small` while only small chunks came (property)", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.oneof(fc.constant("refill" as const), fc.nat(BIG_CHUNK - 1), fc.integer({ min: BIG_CHUNK, max: 3 * BIG_CHUNK })), { maxLength: 120 }),
+        (steps) => {
+          const slice = 64 * 1024;
+          const window = 32 * slice;
+          const small = 4 * slice;
+          const w = new ReceiveWindow(window, slice, small);
+          let bigSeen = false;
+          for (const step of steps) {
+            if (step === "refill") {
+              const before = w.outstanding;
+              const grant = w.refill();
+              expect(grant % slice).toBe(0);
+              expect(w.outstanding).toBe(before + grant);
+              if (before <= w.limit) expect(w.limit - w.outstanding).toBeLessThan(slice);
+              else expect(grant).toBe(0);
+            } else {
+              if (step >= BIG_CHUNK) bigSeen = true;
+              w.received(step);
+            }
+            expect(w.outstanding).toBeGreaterThanOrEqual(0);
+            expect(w.outstanding).toBeLessThanOrEqual(bigSeen ? window : small);
           }
         },
       ),
