@@ -381,11 +381,9 @@ export class Client extends EventEmitter<ClientEvents> {
    * path takes it.
    */
   #receiveWhole(message: Cheezburger, { sub, relative }: { sub: Subscription; relative: string }): false | undefined | Promise<void> {
-    if (message.operation !== Operation.CREATE || message.offset !== 0n || message.eof !== 1 || sub.inbox.fsyncs) return false;
+    const identity = wholeFile(message, sub.inbox);
+    if (identity === undefined) return false;
     const vpath = message.filename;
-    const identity = identityOf(message.headers, vpath);
-    if (identity === undefined || identity.size !== message.chunk.length || identity.size > SMALL_FILE) return false;
-    if (message.headers.has(Header.BASE) || message.headers.get(Header.STATUS) === "changed") return false;
     let finalPath: string | undefined;
     try {
       finalPath = sub.inbox.receiveWhole(relative, vpath, message.chunk, identity, message.headers.get(Header.HASH));
@@ -404,6 +402,26 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#fullFailures = 0;
     this.emit("delivered", { path: relative, vpath, file: finalPath, size: identity.size, received: identity.size });
     return undefined;
+  }
+
+  /**
+   * A batch of small files arrived (one ZeroMQ message): the placing lines of those that will take the
+   * short path are written now, one write per inbox, before any of them is handled (Manifest.announce).
+   */
+  #announce(messages: readonly Message[]): void {
+    const byInbox = new Map<Inbox, Parameters<Inbox["announce"]>[0][number][]>();
+    for (const message of messages) {
+      if (message.id !== "CHEEZBURGER") continue;
+      const target = this.#route(message.filename);
+      if (typeof target === "string") continue;
+      const identity = wholeFile(message, target.sub.inbox);
+      const hash = message.headers.get(Header.HASH);
+      if (identity === undefined || hash === undefined) continue;
+      let files = byInbox.get(target.sub.inbox);
+      if (!files) byInbox.set(target.sub.inbox, (files = []));
+      files.push({ relative: target.relative, vpath: message.filename, identity, hash });
+    }
+    for (const [inbox, files] of byInbox) inbox.announce(files);
   }
 
   /** Any chunk: begin, continue or finish the current transfer, or apply a delete. */
@@ -632,6 +650,7 @@ export class Client extends EventEmitter<ClientEvents> {
         this.#heartbeat.heard();
         // Several frames: a batch of small files (we said "batch"), each frame one CHEEZBURGER.
         const result = decodeBatch(frames);
+        if (result.ok && result.messages.length > 1) this.#announce(result.messages);
         if (result.ok) for (const message of result.messages) this.#engine.post(message.id, message);
         else if (result.error.reply !== "discard") this.#engine.post("malformed", result.error);
       }
@@ -661,6 +680,19 @@ function checkEndpoint(endpoint: string): void {
 }
 
 /** The server's identity headers (our extension) on a chunk, if present and sane. */
+/**
+ * A small file whole in one message (capability "single": eof=1 at offset 0, our identity headers, all
+ * its bytes), for an inbox without fsync: its identity; undefined for anything else (a chunk of a bigger
+ * file, a delta, a file that changed while read), which takes the general path.
+ */
+function wholeFile(message: Cheezburger, inbox: Inbox): PartialFile | undefined {
+  if (message.operation !== Operation.CREATE || message.offset !== 0n || message.eof !== 1 || inbox.fsyncs) return undefined;
+  const identity = identityOf(message.headers, message.filename);
+  if (identity === undefined || identity.size !== message.chunk.length || identity.size > SMALL_FILE) return undefined;
+  if (message.headers.has(Header.BASE) || message.headers.get(Header.STATUS) === "changed") return undefined;
+  return identity;
+}
+
 function identityOf(headers: Dictionary, vpath: string): PartialFile | undefined {
   const size = Number(headers.get(Header.SIZE));
   const mtime = Number(headers.get(Header.MTIME));

@@ -13,7 +13,7 @@ import path from "node:path";
 import { PARTIAL_SUFFIX, unsafeRelativeReason } from "../paths.js";
 import { BLOCK_SIZE, BlockHasher, fingerprintFile, hashPrefix, xxh, type Fingerprint } from "../digest/blocks.js";
 import type { XXHashAPI } from "xxhash-wasm";
-import { Manifest, STATE_DIR, type PartialFile } from "./manifest.js";
+import { Manifest, STATE_DIR, type Delivered, type PartialFile } from "./manifest.js";
 import { HeldDirectory, type Place } from "./held-directory.js";
 import { lockInbox, lockKey, writeLockKey } from "./inbox-lock.js";
 
@@ -492,7 +492,7 @@ export class Inbox {
     hasher.update(data, true);
     const { hash } = hasher.finish();
     if (expectedHash !== undefined && hash !== expectedHash) return undefined;
-    const entry = { vpath, size: identity.size, mtime: identity.mtime, hash };
+    const entry = wholeEntry(vpath, identity, hash);
     // The partial first: writing it makes the inbox and its state directories again if they were removed
     // (rm -rf) while we ran, before the way to the file is opened from the inbox.
     const partial = this.#heldPartial();
@@ -525,6 +525,15 @@ export class Inbox {
     // (Recording it delivered also forgets any resumable partial of an older, bigger version.)
     this.manifest.delivered(relative, entry);
     return target.shown;
+  }
+
+  /**
+   * Small files about to arrive whole (one ZeroMQ message of them): their placing lines are written now,
+   * all at once, instead of one write per file in receiveWhole (see Manifest.announce). Only files whose
+   * hash the server gave: the line must say what receiveWhole will place.
+   */
+  announce(files: readonly { relative: string; vpath: string; identity: PartialFile; hash: string }[]): void {
+    this.manifest.announce(files.map((file) => [file.relative, wholeEntry(file.vpath, file.identity, file.hash)] as const));
   }
 
   /** Every file and its directory is fsynced before it counts as delivered. */
@@ -784,6 +793,11 @@ function writeWhole(partial: PartialName, pieces: readonly Uint8Array[], length:
     removeQuietly(partial.path);
     throw deliveryError(error, relative);
   }
+}
+
+/** What the manifest records of a small file received whole. */
+function wholeEntry(vpath: string, identity: PartialFile, hash: string): Delivered {
+  return { vpath, size: identity.size, mtime: identity.mtime, hash };
 }
 
 /** Opening a new partial file: empty (O_TRUNC), never through a symlink planted at its name (O_NOFOLLOW). */

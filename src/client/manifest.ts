@@ -151,9 +151,46 @@ export class Manifest {
    * `delivered` follows the rename.
    */
   aboutToPlace(name: string, entry: Delivered): void {
+    const announced = this.#announced.get(name);
+    this.#announced.delete(name);
+    // Its line went with its batch's (see announce): on disk already.
+    if (announced !== undefined && sameDelivered(announced, entry)) return;
     this.#record({ op: "placing", name, entry });
     // (Once per file: no check that the state directory is still there, which the end of the turn does.)
     this.flush({ checkGone: false });
+  }
+
+  /**
+   * A batch of small files (one ZeroMQ message) is about to be placed: the placing lines of all of them
+   * are written now, with one system call, and each file's own aboutToPlace then finds its line on disk
+   * instead of writing one (a write per file was a tenth of the subscriber's time for a flood of 4 KiB
+   * files). A line for a file that does not come to be placed (refused, or its content did not match) is
+   * harmless: it is taken back at the end of the turn, and on load a placing is checked against the file
+   * by its hash anyway. If the write fails, each file writes its own line (and fails on its own).
+   */
+  announce(placements: Iterable<readonly [string, Delivered]>): void {
+    let any = false;
+    for (const [name, entry] of placements) {
+      if (this.#announced.has(name)) continue; // (the same name twice in a batch: the second writes its own)
+      this.#record({ op: "placing", name, entry });
+      this.#announced.set(name, entry);
+      any = true;
+    }
+    if (!any) return;
+    try {
+      this.flush({ checkGone: false });
+    } catch {
+      this.#announced.clear();
+    }
+    setImmediate(() => this.#takeBackAnnounced());
+  }
+  /** Placing lines written ahead by announce, whose files have not reached aboutToPlace yet. */
+  readonly #announced = new Map<string, Delivered>();
+
+  /** The end of the turn: announced files that were not placed are not being placed. */
+  #takeBackAnnounced(): void {
+    for (const name of this.#announced.keys()) this.unplaced(name);
+    this.#announced.clear();
   }
 
   /** A placement found (on load) not to have happened, or failed: forgotten. */
@@ -296,6 +333,11 @@ export class Manifest {
         break;
     }
   }
+}
+
+/** The same delivered version (what a placing line says, against what is placed). */
+function sameDelivered(a: Delivered, b: Delivered): boolean {
+  return a.vpath === b.vpath && a.size === b.size && a.mtime === b.mtime && a.hash === b.hash && a.blocks === b.blocks;
 }
 
 /** A state directory named by its path (tests, tools): made again, path and all, if it went. */

@@ -1,6 +1,7 @@
 // The client's manifest, on its own files: what a kill or outside damage leaves behind is said, and
 // never makes a later record unreadable.
 
+import { readFileSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
@@ -43,5 +44,44 @@ describe("manifest", () => {
     const none: string[] = [];
     (await Manifest.load(fresh, (message) => none.push(message))).close();
     expect(none).toEqual([]);
+  });
+
+  it("manifest - a batch's placing lines are on disk after announce, with one write; each file's aboutToPlace then writes nothing; strays are taken back at the end of the turn", async () => {
+    const dir = path.join(await tempDir(), ".fmq");
+    await mkdir(dir);
+    const journal = path.join(dir, "journal.jsonl");
+    const manifest = await Manifest.load(dir);
+    manifest.announce([
+      ["a", entry(1)],
+      ["b", entry(2)],
+      ["c", entry(3)],
+    ]);
+    // (All in one turn of the event loop, as a batch is handled: synchronous reads.)
+    // On disk now, as a kill right after would leave them.
+    const announced = readFileSync(journal, "utf8");
+    expect(announced.trim().split("\n").map((line) => JSON.parse(line) as { op: string; name: string }).map((c) => `${c.op} ${c.name}`)).toEqual(["placing a", "placing b", "placing c"]);
+    // The same entries: nothing more is written before the renames.
+    manifest.aboutToPlace("a", entry(1));
+    manifest.aboutToPlace("b", entry(2));
+    expect(readFileSync(journal, "utf8")).toBe(announced);
+    // What is placed differs from what was announced: its own line, written at once.
+    manifest.aboutToPlace("c", { ...entry(3), hash: "fedcba9876543210" });
+    expect((readFileSync(journal, "utf8")).slice(announced.length)).toContain('"op":"placing","name":"c"');
+    manifest.delivered("a", entry(1));
+    manifest.delivered("b", entry(2));
+    manifest.delivered("c", { ...entry(3), hash: "fedcba9876543210" });
+    // A file announced that never comes (refused, or its content did not match): taken back.
+    manifest.announce([["d", entry(4)]]);
+    expect(manifest.placing.has("d")).toBe(true);
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(manifest.placing.size).toBe(0);
+    manifest.flush();
+    const after = await Manifest.load(dir);
+    expect(after.placing.size).toBe(0);
+    expect([...after.files.keys()].sort()).toEqual(["a", "b", "c"]);
+    expect(after.files.get("c")?.hash).toBe("fedcba9876543210");
+    manifest.close();
+    after.close();
   });
 });
