@@ -153,8 +153,9 @@ export class Manifest {
   aboutToPlace(name: string, entry: Delivered): void {
     const announced = this.#announced.get(name);
     this.#announced.delete(name);
-    // Its line went with its batch's (see announce): on disk already.
-    if (announced !== undefined && sameDelivered(announced, entry)) return;
+    // Its line went with its batch's (see announce): on disk already, unless something about that name
+    // was recorded since (a delete handled before it, say), which a crash would replay after it.
+    if (announced !== undefined && this.placing.get(name) === announced && sameDelivered(announced, entry)) return;
     this.#record({ op: "placing", name, entry });
     // (Once per file: no check that the state directory is still there, which the end of the turn does.)
     this.flush({ checkGone: false });
@@ -189,7 +190,7 @@ export class Manifest {
 
   /** The end of the turn: announced files that were not placed are not being placed. */
   #takeBackAnnounced(): void {
-    for (const name of this.#announced.keys()) this.unplaced(name);
+    for (const [name, entry] of this.#announced) if (this.placing.get(name) === entry) this.#record({ op: "unplaced", name });
     this.#announced.clear();
   }
 

@@ -84,4 +84,24 @@ describe("manifest", () => {
     manifest.close();
     after.close();
   });
+
+  it("manifest - a name recorded again after its batch was announced (a delete handled first) writes its own placing line, so a crash replays the journal in the right order", async () => {
+    const dir = path.join(await tempDir(), ".fmq");
+    await mkdir(dir);
+    const journal = path.join(dir, "journal.jsonl");
+    const manifest = await Manifest.load(dir);
+    manifest.delivered("a", entry(1));
+    manifest.flush();
+    manifest.announce([["a", entry(2)]]);
+    // The delete of the old version was queued before the batch: handled first.
+    manifest.removed("a");
+    manifest.aboutToPlace("a", entry(2));
+    // (Killed here, after the rename: the journal must say a is being placed.)
+    const ops = readFileSync(journal, "utf8").trim().split("\n").map((line) => JSON.parse(line) as { op: string; name: string }).map((c) => `${c.op} ${c.name}`);
+    expect(ops).toEqual(["delivered a", "placing a", "removed a", "placing a"]);
+    const crashed = await Manifest.load(dir);
+    expect(crashed.placing.get("a")).toEqual(entry(2));
+    manifest.close();
+    crashed.close();
+  });
 });
