@@ -9,9 +9,10 @@ import { Capability, LONG_NAME_KEY, SubscribeOption, isSha1Digest, parseCacheEnt
 import type { DecodeError } from "../protocol/errors.js";
 import { covers, joinVirtual, normaliseVirtualPath, relativeTo, unsafeRelativeReason } from "../paths.js";
 import type { PublishedFile } from "../mount/mount.js";
-import { BLOCK_SIZE, changedBlocks } from "../digest/blocks.js";
+import type { XXHashAPI } from "xxhash-wasm";
+import { BLOCK_SIZE, changedBlocks, xxh } from "../digest/blocks.js";
 import { OutsideMountError } from "./opened-inside.js";
-import { FileChangedError, FileCursor, readsWhole, sameIdentity, type CursorOptions, type TransferPlan } from "./file-cursor.js";
+import { FileChangedError, FileCursor, readsWhole, sameIdentity, type ChunkFrame, type CursorOptions, type TransferPlan } from "./file-cursor.js";
 import type { Fingerprints, Version } from "./fingerprints.js";
 import { serverMachine, type ServerAction, type ServerEvent, type ServerState } from "./machine.js";
 
@@ -357,13 +358,20 @@ export class Connection {
   async #sendSmallFiles(): Promise<void> {
     const frames: Buffer[] = [];
     let bytes = 0;
+    const xx = this.#cursorOptions.extensions ? await xxh() : undefined;
+    if (this.engine.stopped) return;
     let patch = this.#peekPatch();
     while (this.#fitsOneMessage(patch) && frames.length < SMALL_RUN_FILES && bytes + patch.file.size <= this.host.chunkSize) {
       this.#queue.delete(patch.file.vpath);
-      const cursor = await this.#openCursor(patch);
-      if (this.engine.stopped) return; // (#openCursor closed it)
-      const chunk = cursor && (await this.#next(cursor));
-      if (this.engine.stopped) return void (await cursor?.close());
+      // The short way, with no await: opened, read, framed and closed synchronously. Else the usual steps.
+      let cursor = this.#openSmall(patch, xx);
+      let chunk: ChunkFrame | null | undefined = cursor?.nextWhole(this.#credit.available);
+      if (!chunk) {
+        if (cursor === null) cursor = await this.#openCursor(patch);
+        if (this.engine.stopped) return void (await cursor?.close()); // (#openCursor closed what it opened)
+        chunk = cursor && (await this.#next(cursor));
+        if (this.engine.stopped) return void (await cursor?.close());
+      }
       if (cursor && chunk) {
         this.#credit.spend(chunk.bytes);
         bytes += chunk.bytes;
@@ -374,7 +382,7 @@ export class Connection {
           break;
         }
         this.#finished(cursor);
-        await cursor.close();
+        if (!cursor.dispose()) await cursor.close();
       }
       patch = this.#peekPatch();
     }
@@ -394,6 +402,21 @@ export class Connection {
     );
   }
 
+  /**
+   * A small file opened and read whole synchronously (FileCursor.openSmall), when nothing needs planning:
+   * it is below a block, so no delta, and sent from its start. Undefined if it cannot go now (as
+   * #openCursor); null if the usual steps must open it.
+   */
+  #openSmall(patch: Patch & { op: "create" }, xx: XXHashAPI | undefined): FileCursor | undefined | null {
+    if (patch.resumeAt !== undefined || patch.file.size > BLOCK_SIZE) return null;
+    try {
+      return FileCursor.openSmall(patch.file.absolute, patch.file.vpath, this.#cursorOptions, patch.file, xx) ?? null;
+    } catch (error) {
+      this.#cannotOpen(patch, error);
+      return undefined;
+    }
+  }
+
   /** Open a file to send; undefined if it cannot go now (changed since it was published, gone, unreadable). */
   async #openCursor(patch: Patch & { op: "create" }): Promise<FileCursor | undefined> {
     try {
@@ -402,18 +425,23 @@ export class Connection {
       if (this.engine.stopped) return void (await opened.close());
       return opened;
     } catch (error) {
-      // Changed since it was published (it is being written again: the mount publishes it again once
-      // stable), gone (a delete follows), unreadable, or now leading outside the mount: skip it.
-      const code = (error as NodeJS.ErrnoException).code;
-      if (error instanceof FileChangedError || code === "ENOENT" || code === "ENOTDIR") {
-        // Normally the watcher has seen the change (the new version follows) or the delete (it follows);
-        // this makes sure of it (a symlink's target changed, an event was missed, a renamed directory
-        // lost track of): the mount looks again, and publishes the file again or sends its delete.
-        this.host.recheck?.(patch.file.vpath);
-      } else {
-        this.#unsent(patch.file.vpath, error instanceof OutsideMountError ? error.message : `cannot send ${patch.file.vpath}: ${code ?? String(error)}`);
-      }
+      this.#cannotOpen(patch, error);
       return undefined;
+    }
+  }
+
+  /** Why a file could not be opened to send, handled: looked at again, or said. */
+  #cannotOpen(patch: Patch & { op: "create" }, error: unknown): void {
+    // Changed since it was published (it is being written again: the mount publishes it again once
+    // stable), gone (a delete follows), unreadable, or now leading outside the mount: skip it.
+    const code = (error as NodeJS.ErrnoException).code;
+    if (error instanceof FileChangedError || code === "ENOENT" || code === "ENOTDIR") {
+      // Normally the watcher has seen the change (the new version follows) or the delete (it follows);
+      // this makes sure of it (a symlink's target changed, an event was missed, a renamed directory
+      // lost track of): the mount looks again, and publishes the file again or sends its delete.
+      this.host.recheck?.(patch.file.vpath);
+    } else {
+      this.#unsent(patch.file.vpath, error instanceof OutsideMountError ? error.message : `cannot send ${patch.file.vpath}: ${code ?? String(error)}`);
     }
   }
 

@@ -11,6 +11,7 @@ import { open, type FileHandle } from "node:fs/promises";
 import { cheezburgerFrame } from "../protocol/codec.js";
 import { Header } from "../protocol/extensions.js";
 import { Operation, type Dictionary } from "../protocol/messages.js";
+import type { XXHashAPI } from "xxhash-wasm";
 import { BLOCK_SIZE, BlockHasher, hashPrefix, xxh, type Fingerprint } from "../digest/blocks.js";
 import { versionOfStats, type Version } from "./fingerprints.js";
 import { assertOpenedInside } from "./opened-inside.js";
@@ -97,6 +98,8 @@ interface Prefetched {
   readonly frame: Buffer;
   readonly chunkOffset: number;
   readonly read: Promise<number>;
+  /** What the read got, when it was made synchronously (a small file read whole at open). */
+  readonly got?: number;
   hashed: boolean;
   /**
    * How the frame's headers were laid out when it was built: a plain data chunk, the transfer's first
@@ -201,7 +204,18 @@ export class FileCursor {
 
   /** Read a small file whole, synchronously; undefined if it turns out not to be small after all. */
   static async #openSmall(absolute: string, vpath: string, options: CursorOptions, plan: TransferPlan, published: Published): Promise<FileCursor | undefined> {
-    const hasher = options.extensions ? new BlockHasher(await xxh()) : undefined;
+    return FileCursor.openSmall(absolute, vpath, options, published, options.extensions ? await xxh() : undefined, plan);
+  }
+
+  /**
+   * A small file (readsWhole, with no resume or delta to plan) opened and read whole in one synchronous
+   * call: open, fstat, read, fstat, close. With `nextWhole` and `dispose`, a flood of small files costs its
+   * system calls and no promise or microtask per step. Undefined if it is not a regular file after all
+   * (the usual path then takes it); throws as `open` does. `xx` is required with `options.extensions`.
+   */
+  static openSmall(absolute: string, vpath: string, options: CursorOptions, published: Published, xx: XXHashAPI | undefined, plan: TransferPlan = {}): FileCursor | undefined {
+    if (options.extensions && !xx) throw new Error("openSmall: a hash function is needed");
+    const hasher = options.extensions && xx ? new BlockHasher(xx) : undefined;
     const fd = openSync(absolute, OPEN_FLAGS);
     try {
       assertOpenedInside(fd, published.root, vpath);
@@ -224,7 +238,7 @@ export class FileCursor {
       }
       const after = fstatSync(fd);
       cursor.#afterRead = { size: after.size, mtimeMs: after.mtimeMs };
-      if (got > 0) cursor.#ahead.push({ offset: 0, want: identity.size, frame, chunkOffset, read: Promise.resolve(got), hashed: false, layout: whole ? "whole" : "first" });
+      if (got > 0) cursor.#ahead.push({ offset: 0, want: identity.size, frame, chunkOffset, read: Promise.resolve(got), got, hashed: false, layout: whole ? "whole" : "first" });
       else cursor.#limit = 0;
       cursor.#readOffset = identity.size;
       return cursor;
@@ -286,6 +300,28 @@ export class FileCursor {
     if (this.#offset >= this.#currentEnd()) this.#nextRange();
     this.#fill(credit - bytes);
     return { frame, bytes, eof: false };
+  }
+
+  /**
+   * `next` for a small file read whole at open, to a client that takes it in one message, when its
+   * credit covers it: the one frame, synchronously. Undefined whenever `next` must decide instead.
+   */
+  nextWhole(credit: number): ChunkFrame | undefined {
+    const head = this.#ahead[0];
+    if (!this.options.single || this.handle || !this.#first || head?.got === undefined || head.got !== this.#limit || credit < head.got) return undefined;
+    this.#peakCredit = Math.max(this.#peakCredit, credit);
+    if (!head.hashed) {
+      this.hasher?.update(head.frame.subarray(head.chunkOffset, head.chunkOffset + head.got), true);
+      head.hashed = true;
+    }
+    return this.#singleFrame(head, head.got);
+  }
+
+  /** `close` for a cursor with nothing open and nothing in flight (a small file read whole): at once. */
+  dispose(): boolean {
+    if (this.handle || this.#ahead.length > 0) return false;
+    this.#closed = true;
+    return true;
   }
 
   /** The file's fingerprint, once the eof frame has been built (hashed as sent, or known before). */
