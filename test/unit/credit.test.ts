@@ -104,6 +104,16 @@ describe("SendCredit", () => {
   });
 });
 
+/** A refill, and what must hold after it: whole slices, counted, and less than a slice missing from what is kept granted (nothing granted if more than that is outstanding). */
+function refillChecked(w: ReceiveWindow): void {
+  const before = w.outstanding;
+  const grant = w.refill();
+  expect(grant % w.slice).toBe(0);
+  expect(w.outstanding).toBe(before + grant);
+  if (before <= w.limit) expect(w.limit - w.outstanding).toBeLessThan(w.slice);
+  else expect(grant).toBe(0);
+}
+
 describe("ReceiveWindow", () => {
   it("credit - window: refuses a slice of 0 or a window smaller than a slice", () => {
     expect(() => new ReceiveWindow(10, 0)).toThrow(RangeError);
@@ -164,12 +174,7 @@ describe("ReceiveWindow", () => {
           const w = new ReceiveWindow(window, slice);
           for (const step of steps) {
             if (step === "refill") {
-              const before = w.outstanding;
-              const grant = w.refill();
-              expect(grant % slice).toBe(0);
-              expect(w.outstanding).toBe(before + grant);
-              // After a refill less than a slice is missing.
-              expect(window - w.outstanding).toBeLessThan(slice);
+              refillChecked(w);
             } else {
               w.received(step);
             }
@@ -233,12 +238,7 @@ describe("ReceiveWindow", () => {
           let bigSeen = false;
           for (const step of steps) {
             if (step === "refill") {
-              const before = w.outstanding;
-              const grant = w.refill();
-              expect(grant % slice).toBe(0);
-              expect(w.outstanding).toBe(before + grant);
-              if (before <= w.limit) expect(w.limit - w.outstanding).toBeLessThan(slice);
-              else expect(grant).toBe(0);
+              refillChecked(w);
             } else {
               if (step >= BIG_CHUNK) bigSeen = true;
               w.received(step);
