@@ -7,7 +7,7 @@ import { EventEmitter } from "node:events";
 import { resolve } from "node:path";
 import { Dealer } from "zeromq";
 import { Engine, type Actions } from "../fsm/engine.js";
-import { CREDIT_HEDGE, ReceiveWindow } from "../flow/credit.js";
+import { BIG_CHUNK, CREDIT_HEDGE, ReceiveWindow } from "../flow/credit.js";
 import { decodeBatch, encode } from "../protocol/codec.js";
 import { PROTOCOL_NAME, PROTOCOL_VERSION, Operation, isMessageName, type Cheezburger, type ClientMessage, type Dictionary, type Message, type Srsly } from "../protocol/messages.js";
 import { Capability, Header, SubscribeOption, type CacheEntry } from "../protocol/extensions.js";
@@ -359,7 +359,7 @@ export class Client extends EventEmitter<ClientEvents> {
     // Count credit for every chunk, wanted or not: otherwise client and server disagree and the
     // transfer stalls (the reference's credit divergence).
     if (message.operation === Operation.CREATE) {
-      this.#window.received(message.chunk.length);
+      this.#window.received(message.chunk.length, this.#ofBigFile(message));
       this.#totals.bytes += message.chunk.length;
     }
     const target = this.#route(message.filename);
@@ -402,6 +402,18 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#fullFailures = 0;
     this.emit("delivered", { path: relative, vpath, file: finalPath, size: identity.size, received: identity.size });
     return undefined;
+  }
+
+  /**
+   * Is this chunk a piece of a big file (so the whole credit window is wanted)? A whole file in one
+   * message is not. A piece is, by the size our server gives on a transfer's first chunk (a small file
+   * may come in pieces when credit is short), or, from a server that gives none, always.
+   */
+  #ofBigFile(message: Cheezburger): boolean {
+    if (message.offset === 0n && message.eof === 1) return false;
+    const current = this.#current?.vpath === message.filename ? this.#current.file.identity : undefined;
+    const size = identityOf(message.headers, message.filename)?.size ?? current?.size;
+    return size === undefined || size >= BIG_CHUNK;
   }
 
   /**

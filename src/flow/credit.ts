@@ -48,7 +48,9 @@ export class SendCredit {
 
 /**
  * Chunks of at least this size are a big file's: while they flow, the whole window is kept granted.
- * (Our server sends 1 MiB chunks, the reference 1,000,000 bytes; a small file comes whole, in one.)
+ * (Our server sends 1 MiB chunks, the reference 1,000,000 bytes; a small file comes whole, in one.) So
+ * is any piece of a file at least this big, whatever the piece's size (a server configured with 128 KiB
+ * chunks sends big files in pieces under this).
  */
 export const BIG_CHUNK = 256 * 1024;
 
@@ -63,8 +65,8 @@ export const BIG_CHUNK = 256 * 1024;
  * flood and faults it in page by page. Measured here (10,000 × 4 KiB, inbox on tmpfs, 2026-12-01):
  * window 16 MiB 1.31-1.44 s, publisher 1.05-1.07 CPU-s and 11,000 page faults; 2 MiB 1.06-1.10 s,
  * 0.78-0.80 CPU-s and 2,900-3,400 faults; 1 MiB 1.26 s (the pipe runs dry); 4 MiB 1.20 s.
- * So the window is `small` until a big chunk arrives, and the whole window while big chunks flow; it
- * closes back to `small` once a whole window's worth of small chunks came without a big one.
+ * So the window is `small` until a big file's chunk arrives (BIG_CHUNK), and the whole window while
+ * they flow; it closes back to `small` once a whole window's worth of other chunks came without one.
  */
 export class ReceiveWindow {
   /** Granted to the server and not yet received. */
@@ -96,10 +98,13 @@ export class ReceiveWindow {
     return this.#limit;
   }
 
-  /** A chunk arrived: it used `bytes` of the credit we gave. Extra bytes from a misbehaving server are ignored. */
-  received(bytes: number): void {
+  /**
+   * A chunk arrived: it used `bytes` of the credit we gave. Extra bytes from a misbehaving server are
+   * ignored. `ofBigFile`: it is a piece of a file of BIG_CHUNK bytes or more.
+   */
+  received(bytes: number, ofBigFile = false): void {
     this.#outstanding = Math.max(0, this.#outstanding - bytes);
-    if (bytes >= BIG_CHUNK) {
+    if (bytes >= BIG_CHUNK || (ofBigFile && bytes > 0)) {
       this.#limit = this.window;
       this.#smallRun = 0;
     } else if ((this.#smallRun += bytes) >= this.window) {

@@ -357,11 +357,13 @@ export class Connection {
    */
   async #sendSmallFiles(): Promise<void> {
     const frames: Buffer[] = [];
+    /** Files whose frame is ready: said sent once the frames are handed over. */
+    const done: FileCursor[] = [];
     let bytes = 0;
     const xx = this.#cursorOptions.extensions ? await xxh() : undefined;
-    if (this.engine.stopped) return;
     let patch = this.#peekPatch();
-    while (this.#fitsOneMessage(patch) && frames.length < SMALL_RUN_FILES && bytes + patch.file.size <= this.host.chunkSize) {
+    // (Stopped meanwhile, even from inside one of our own calls, e.g. a listener: nothing more is read or sent.)
+    while (!this.engine.stopped && this.#fitsOneMessage(patch) && frames.length < SMALL_RUN_FILES && bytes + patch.file.size <= this.host.chunkSize) {
       this.#queue.delete(patch.file.vpath);
       // The short way, with no await: opened, read, framed and closed synchronously. Else the usual steps.
       let cursor = this.#openSmall(patch, xx);
@@ -381,13 +383,15 @@ export class Connection {
           this.#cursor = cursor;
           break;
         }
-        this.#finished(cursor);
+        done.push(cursor);
         if (!cursor.dispose()) await cursor.close();
       }
       patch = this.#peekPatch();
     }
+    if (this.engine.stopped) return;
     if (frames.length > 1 && this.#caps.has(Capability.BATCH)) this.host.send(this.key, this.routingId, frames);
     else for (const frame of frames) this.host.send(this.key, this.routingId, frame);
+    for (const cursor of done) this.#finished(cursor);
   }
 
   /** Can this patch go as one message now: a small file, whole, to a client that says "single", with credit for all of it? */

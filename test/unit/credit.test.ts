@@ -219,6 +219,13 @@ describe("ReceiveWindow", () => {
     while (w.outstanding > KiB * KiB) w.received(100 * KiB);
     expect(w.refill()).toBeGreaterThan(0);
     expect(w.outstanding).toBeLessThanOrEqual(2 * KiB * KiB);
+    // A big file in pieces smaller than BIG_CHUNK (a server with 128 KiB chunks) opens it too; a whole
+    // small file in one message does not.
+    w.reset();
+    w.received(128 * KiB);
+    expect(w.limit).toBe(2 * KiB * KiB);
+    w.received(128 * KiB, true);
+    expect(w.limit).toBe(16 * KiB * KiB);
     // A new session starts small again.
     w.received(BIG_CHUNK);
     w.reset();
