@@ -155,7 +155,7 @@ export class Manifest {
     this.#announced.delete(name);
     // Its line went with its batch's (see announce): on disk already, unless something about that name
     // was recorded since (a delete handled before it, say), which a crash would replay after it.
-    if (announced !== undefined && this.placing.get(name) === announced && sameDelivered(announced, entry)) return;
+    if (announced?.written && this.placing.get(name) === announced.entry && sameDelivered(announced.entry, entry)) return;
     this.#record({ op: "placing", name, entry });
     // (Once per file: no check that the state directory is still there, which the end of the turn does.)
     this.flush({ checkGone: false });
@@ -170,27 +170,29 @@ export class Manifest {
    * by its hash anyway. If the write fails, each file writes its own line (and fails on its own).
    */
   announce(placements: Iterable<readonly [string, Delivered]>): void {
-    let any = false;
+    const batch: { entry: Delivered; written: boolean }[] = [];
     for (const [name, entry] of placements) {
       if (this.#announced.has(name)) continue; // (the same name twice in a batch: the second writes its own)
       this.#record({ op: "placing", name, entry });
-      this.#announced.set(name, entry);
-      any = true;
+      const announced = { entry, written: false };
+      this.#announced.set(name, announced);
+      batch.push(announced);
     }
-    if (!any) return;
+    if (batch.length === 0) return;
     try {
       this.flush({ checkGone: false });
+      for (const announced of batch) announced.written = true;
     } catch {
-      this.#announced.clear();
+      // (Not on disk: each file writes its own line. The lines wait with the journal's others.)
     }
     setImmediate(() => this.#takeBackAnnounced());
   }
-  /** Placing lines written ahead by announce, whose files have not reached aboutToPlace yet. */
-  readonly #announced = new Map<string, Delivered>();
+  /** Placing lines recorded ahead by announce (and whether they are on disk), whose files have not reached aboutToPlace yet. */
+  readonly #announced = new Map<string, { readonly entry: Delivered; written: boolean }>();
 
   /** The end of the turn: announced files that were not placed are not being placed. */
   #takeBackAnnounced(): void {
-    for (const [name, entry] of this.#announced) if (this.placing.get(name) === entry) this.#record({ op: "unplaced", name });
+    for (const [name, { entry }] of this.#announced) if (this.placing.get(name) === entry) this.#record({ op: "unplaced", name });
     this.#announced.clear();
   }
 

@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { context } from "zeromq";
 import { Client, Server } from "../../src/index.js";
 import { partialName } from "../../src/client/inbox.js";
+import { Manifest } from "../../src/client/manifest.js";
 import { tempDir } from "../helpers/tmp.js";
 import { sha256File, writeRandomFile } from "../helpers/files.js";
 import { waitFor } from "../helpers/wait.js";
@@ -134,5 +135,33 @@ describe("disk full", () => {
     const snapshot = JSON.parse(await readFile(path.join(inbox, ".fmq", "manifest.json"), "utf8")) as { files: Record<string, unknown> };
     expect(Object.keys(snapshot.files)).toHaveLength(50);
     expect(journal).toBe("");
+  });
+
+  it("disk full - a batch's placing lines that cannot be written are taken back at the end of the turn, not left as placements for ever", async (ctx) => {
+    const disk = await smallDisk(MiB);
+    if (typeof disk !== "string") return ctx.skip(disk.skip);
+    const state = path.join(disk, ".fmq");
+    await mkdir(state);
+    const manifest = await Manifest.load(state);
+    closers.push(async () => manifest.close());
+    const filler = path.join(disk, "filler.bin");
+    await writeFile(filler, Buffer.alloc(2 * MiB)).catch(() => undefined);
+    const entry = (n: number) => ({ vpath: `/f${n}`, size: n, mtime: 1, hash: "0123456789abcdef" });
+    // The write fails (ENOSPC): no throw, and no file is placed on the strength of it.
+    manifest.announce([
+      ["a", entry(1)],
+      ["b", entry(2)],
+    ]);
+    expect(() => manifest.aboutToPlace("a", entry(1))).toThrow(/ENOSPC/);
+    manifest.unplaced("a");
+    // b never comes to be placed (its batch failed with a): at the end of the turn it is taken back.
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect([...manifest.placing.keys()]).toEqual([]);
+    await rm(filler);
+    manifest.flush();
+    const reloaded = await Manifest.load(state);
+    expect([...reloaded.placing.keys()]).toEqual([]);
+    reloaded.close();
   });
 });
