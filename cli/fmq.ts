@@ -147,7 +147,7 @@ program
   .argument("<path>", "virtual path to subscribe to, e.g. / or /logs")
   .option("--connect <endpoint>", "server endpoint", "tcp://127.0.0.1:5670")
   .option("--inbox <dir>", "directory files land in", "./inbox")
-  .addOption(sizeOption("--window <bytes>", "credit window: most bytes in flight (at least 1M; 2M of it while only small files arrive)", clientDefaults.window, clientDefaults.slice))
+  .addOption(sizeOption("--window <bytes>", "credit window: most bytes in flight (at least 1M; while only small files arrive, an eighth of it or 2M, whichever is more)", clientDefaults.window, clientDefaults.slice))
   .addOption(msOption("--heartbeat-ms <ms>", "HUGZ after this much silence (at least 100; the server is given up after 5 of them)", clientDefaults.heartbeatMs, 100, Math.floor((2 ** 31 - 1) / 5)))
   .option("--fsync", "fsync each file and its directory before reporting it delivered")
   .option("--curve-server <file>", "encrypt with CURVE: the server's public key file (.pub)")

@@ -32,7 +32,11 @@ export interface ClientOptions {
   readonly window?: number;
   /** Credit is granted in multiples of this. Default 1 MiB. */
   readonly slice?: number;
-  /** The window while only small files arrive (see ReceiveWindow), if smaller than `window`. Default 2 MiB. */
+  /**
+   * The window while only small files arrive (see ReceiveWindow). Default: 2 MiB (SMALL_WINDOW), or an
+   * eighth of `window` if that is more, so that a subscriber far away that raises its window for a long
+   * round trip raises this too.
+   */
   readonly smallWindow?: number;
   /** HUGZ after this much silence from the server (ms). Default 1000. */
   readonly heartbeatMs?: number;
@@ -46,10 +50,12 @@ export interface ClientOptions {
   readonly security?: ClientSecurity;
 }
 
+/** What a flood of small files needs in flight here (measured in ../flow/credit.ts). */
+const SMALL_WINDOW = 2 * 1024 * 1024;
+
 export const clientDefaults = {
   window: 16 * 1024 * 1024,
   slice: 1024 * 1024,
-  smallWindow: 2 * 1024 * 1024,
   heartbeatMs: 1000,
   fsync: false,
 } as const;
@@ -116,7 +122,7 @@ export class ClientError extends Error {
 }
 
 export class Client extends EventEmitter<ClientEvents> {
-  readonly options: Required<Omit<ClientOptions, "trace" | "security">> & Pick<ClientOptions, "trace" | "security">;
+  readonly options: Required<Omit<ClientOptions, "trace" | "security" | "smallWindow">> & Pick<ClientOptions, "trace" | "security" | "smallWindow">;
   readonly #engine: Engine<ClientState, ClientEvent, ClientAction, EventArg>;
   readonly #heartbeat: Heartbeat;
   readonly #handshakes: HandshakeWatcher;
@@ -145,7 +151,9 @@ export class Client extends EventEmitter<ClientEvents> {
     super();
     const heartbeatMs = options.heartbeatMs ?? clientDefaults.heartbeatMs;
     this.options = { ...clientDefaults, timeoutMs: heartbeatMs * 5, ...options };
-    this.#window = new ReceiveWindow(this.options.window, this.options.slice, Math.max(this.options.slice, Math.min(this.options.window, this.options.smallWindow)));
+    const { window, slice } = this.options;
+    const small = this.options.smallWindow ?? Math.max(Math.min(window, SMALL_WINDOW), Math.floor(window / 8 / slice) * slice);
+    this.#window = new ReceiveWindow(window, slice, Math.max(slice, Math.min(window, small)));
     this.#handshakes = new HandshakeWatcher(this.options.security, (message) => this.#report(new ClientError(message)));
     this.#heartbeat = new Heartbeat(
       { intervalMs: this.options.heartbeatMs, timeoutMs: this.options.timeoutMs },

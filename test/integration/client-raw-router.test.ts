@@ -527,6 +527,20 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     expect(h.errors).toEqual([]);
   });
 
+  it("client - the small-file window is an eighth of the window: a subscriber that raises --window for a long round trip raises it too", async () => {
+    const r = await router();
+    const h = makeClient({ endpoint: r.endpoint, inbox: path.join(await tempDir(), "inbox"), heartbeatMs: 100, timeoutMs: 10_000, window: 64 * MiB });
+    await h.client.subscribe("/");
+    const rid = await openSession(r, h, 1);
+    expect(r.granted(rid)).toBe(8 * MiB);
+    // (The smallest window, 1 MiB, keeps 1 MiB: never less than a slice.)
+    const r2 = await router();
+    const h2 = makeClient({ endpoint: r2.endpoint, inbox: path.join(await tempDir(), "inbox"), heartbeatMs: 100, timeoutMs: 10_000, window: MiB });
+    await h2.client.subscribe("/");
+    const rid2 = await openSession(r2, h2, 1);
+    expect(r2.granted(rid2)).toBe(MiB);
+  });
+
   it("client - against a server that spends all its credit before reading a NOM and livelocks at 0 < credit < next chunk (the C reference), a small file then 20 MB arrive: the hedge keeps it from running short", async () => {
     const r = await router();
     const root = await tempDir();

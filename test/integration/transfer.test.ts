@@ -320,7 +320,20 @@ describe("transfer", () => {
     const second = new Server({ stableMs: 50 });
     closers.push(() => second.close());
     await second.publish(src);
-    await second.bind(endpoint);
+    // (libzmq closes the first server's listener in its own time, on its I/O thread: bind again until the
+    // port is free: once in about ten full runs here it was not yet.)
+    await waitFor(
+      () =>
+        second.bind(endpoint).then(
+          () => true,
+          (error: unknown) => {
+            if (!/address already in use/.test(String(error))) throw error;
+            return false;
+          },
+        ),
+      "the port free again",
+      10_000,
+    );
     await expectMirror(inbox, await treeHashes(src), 60_000);
     expect(sub.delivered.map((d) => d.path)).toEqual(["big.bin"]);
   }, 90_000);
