@@ -56,6 +56,9 @@ export const clientMachine: Table<ClientState, ClientEvent, ClientAction> = {
       // No answer yet: the server may simply not be up. Keep the OHAI queued; give up on this socket
       // only after the whole timeout.
       expired: { do: [] },
+      // Chunks of the session just left, read from its socket before we gave it up (a subscriber frozen
+      // and thawed had a queue of them): nothing to do, the new session asks for what is missing.
+      CHEEZBURGER: { do: [] },
     },
     connected: {
       subscribe: { do: ["store subscription", "send ICANHAZ"] },
