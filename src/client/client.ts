@@ -699,7 +699,6 @@ function checkEndpoint(endpoint: string): void {
   }
 }
 
-/** The server's identity headers (our extension) on a chunk, if present and sane. */
 /**
  * A small file whole in one message (capability "single": eof=1 at offset 0, our identity headers, all
  * its bytes), for an inbox without fsync: its identity; undefined for anything else (a chunk of a bigger
@@ -713,6 +712,7 @@ function wholeFile(message: Cheezburger, inbox: Inbox): PartialFile | undefined 
   return identity;
 }
 
+/** The server's identity headers (our extension) on a chunk, if present and sane. */
 function identityOf(headers: Dictionary, vpath: string): PartialFile | undefined {
   const size = Number(headers.get(Header.SIZE));
   const mtime = Number(headers.get(Header.MTIME));

@@ -166,7 +166,7 @@ export class FileCursor {
    */
   static async open(absolute: string, vpath: string, options: CursorOptions, plan: TransferPlan = {}, published?: Published): Promise<FileCursor> {
     if (published && readsWhole(published.size, options.chunkSize) && !plan.delta && !plan.start) {
-      const small = await FileCursor.#openSmall(absolute, vpath, options, plan, published);
+      const small = FileCursor.openSmall(absolute, vpath, options, published, options.extensions ? await xxh() : undefined, plan);
       if (small) return small;
     }
     const handle = await open(absolute, OPEN_FLAGS);
@@ -202,11 +202,6 @@ export class FileCursor {
     }
   }
 
-  /** Read a small file whole, synchronously; undefined if it turns out not to be small after all. */
-  static async #openSmall(absolute: string, vpath: string, options: CursorOptions, plan: TransferPlan, published: Published): Promise<FileCursor | undefined> {
-    return FileCursor.openSmall(absolute, vpath, options, published, options.extensions ? await xxh() : undefined, plan);
-  }
-
   /**
    * A small file (readsWhole, with no resume or delta to plan) opened and read whole in one synchronous
    * call: open, fstat, read, fstat, close. With `nextWhole` and `dispose`, a flood of small files costs its
@@ -215,7 +210,7 @@ export class FileCursor {
    */
   static openSmall(absolute: string, vpath: string, options: CursorOptions, published: Published, xx: XXHashAPI | undefined, plan: TransferPlan = {}): FileCursor | undefined {
     if (options.extensions && !xx) throw new Error("openSmall: a hash function is needed");
-    const hasher = options.extensions && xx ? new BlockHasher(xx) : undefined;
+    const hasher = options.extensions ? new BlockHasher(xx!) : undefined;
     const fd = openSync(absolute, OPEN_FLAGS);
     try {
       assertOpenedInside(fd, published.root, vpath);
@@ -276,7 +271,7 @@ export class FileCursor {
       head.hashed = true;
     }
     if (credit <= 0) return undefined;
-    if (this.options.single && !this.handle && this.#first && got === this.#limit && credit >= got) return this.#singleFrame(head, got);
+    if (this.#goesWhole(got, credit)) return this.#singleFrame(head, got);
     const skip = this.#offset - head.offset; // payload of this read already sent (a split chunk)
     const bytes = Math.min(got - skip, credit);
     let frame: Buffer;
@@ -308,13 +303,18 @@ export class FileCursor {
    */
   nextWhole(credit: number): ChunkFrame | undefined {
     const head = this.#ahead[0];
-    if (!this.options.single || this.handle || !this.#first || head?.got === undefined || head.got !== this.#limit || credit < head.got) return undefined;
+    if (head?.got === undefined || !this.#goesWhole(head.got, credit)) return undefined;
     this.#peakCredit = Math.max(this.#peakCredit, credit);
     if (!head.hashed) {
       this.hasher?.update(head.frame.subarray(head.chunkOffset, head.chunkOffset + head.got), true);
       head.hashed = true;
     }
     return this.#singleFrame(head, head.got);
+  }
+
+  /** A small file read whole at open, all `got` of it, goes as one message: the client takes that, and its credit covers it. */
+  #goesWhole(got: number, credit: number): boolean {
+    return this.options.single === true && !this.handle && this.#first && got === this.#limit && credit >= got;
   }
 
   /** `close` for a cursor with nothing open and nothing in flight (a small file read whole): at once. */
