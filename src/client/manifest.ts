@@ -9,8 +9,9 @@
 // One kind is written at once: "placing", before a file is renamed into place. Without it, a kill -9
 // lost the records of a whole batch of small files already in place (hundreds, in a review), files the
 // subscriber then did not know it held: deletes made on the server never reached them. On load, a
-// placement not followed by its "delivered" line is checked against the file on disk (its hash). The
-// journal is folded into a new snapshot once it is long, and on close.
+// placement not followed by its "placed" (or "delivered") line is checked against the file on disk (its
+// hash). The journal is folded into a new snapshot once it is as long as the snapshot (so a big tree is
+// not written out again every few thousand files), and on close.
 
 import { closeSync, constants, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
 import { lstat } from "node:fs/promises";
@@ -51,13 +52,19 @@ type Change =
   | { readonly op: "partial"; readonly name: string; readonly entry: PartialFile }
   | { readonly op: "unpartial"; readonly name: string }
   | { readonly op: "placing"; readonly name: string; readonly entry: Delivered }
+  /** The placing recorded for `name` happened: delivered as that line said (a short line, written once per file). */
+  | { readonly op: "placed"; readonly name: string }
   | { readonly op: "unplaced"; readonly name: string };
 
 /** The client's own directory inside an inbox. */
 export const STATE_DIR = ".fmq";
 
-/** Fold the journal into a snapshot after this many lines. */
-const JOURNAL_LIMIT = 20_000;
+/**
+ * Fold the journal into a snapshot once it holds this many bytes, or as many as the last snapshot if that
+ * is more: each fold writes the whole manifest, so folding at a fixed length made a big tree cost time
+ * growing with the square of its files; this way a fold is paid for by as many bytes of journal.
+ */
+const JOURNAL_MIN_BYTES = 4 * 1024 * 1024;
 
 export class Manifest {
   readonly files = new Map<string, Delivered>();
@@ -68,7 +75,10 @@ export class Manifest {
    */
   readonly placing = new Map<string, Delivered>();
   #journal: number | undefined;
-  #journalLines = 0;
+  /** The journal's length in characters, lines waiting included (close to its bytes: names are mostly ASCII). */
+  #journalChars = 0;
+  /** The last snapshot's length, the journal's allowance before the next fold (see JOURNAL_MIN_BYTES). */
+  #snapshotChars = 0;
   /** Journal lines not written yet (written at the end of this turn of the event loop). */
   #unwritten = "";
   #flushScheduled = false;
@@ -85,6 +95,7 @@ export class Manifest {
     let text: string | undefined;
     try {
       text = readNoFollow(manifest.#snapshotPath).toString("utf8");
+      manifest.#snapshotChars = text.length;
     } catch {
       // No snapshot yet (or none we may read, or a symlink: never followed): start from the journal.
     }
@@ -116,7 +127,6 @@ export class Manifest {
       if (line.length === 0) continue;
       try {
         manifest.#apply(JSON.parse(line) as Change);
-        manifest.#journalLines++;
       } catch {
         // A torn last line (killed mid-append): ignore it.
       }
@@ -126,6 +136,7 @@ export class Manifest {
     manifest.#journal = openSync(manifest.#journalPath, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW, 0o644);
     if (whole < journal.length) ftruncateSync(manifest.#journal, whole);
     manifest.#journalSize = whole;
+    manifest.#journalChars = whole;
     return manifest;
   }
 
@@ -138,7 +149,10 @@ export class Manifest {
   }
 
   delivered(name: string, entry: Delivered): void {
-    this.#record({ op: "delivered", name, entry });
+    // After its placing line (every file renamed into place has one), a short line says it happened.
+    const placing = this.placing.get(name);
+    if (placing !== undefined && sameDelivered(placing, entry)) this.#record({ op: "placed", name });
+    else this.#record({ op: "delivered", name, entry });
   }
 
   removed(name: string): void {
@@ -214,8 +228,9 @@ export class Manifest {
 
   /**
    * Write a snapshot now (temp file + rename: never a torn manifest) and empty the journal. Synchronous,
-   * so no change can slip in between the snapshot and the truncation; it runs once per JOURNAL_LIMIT
-   * changes and on close (a 10,000-file manifest is about 1.5 MB: milliseconds).
+   * so no change can slip in between the snapshot and the truncation; it runs when the journal has grown
+   * as long as the snapshot (see JOURNAL_MIN_BYTES) and on close (a 10,000-file manifest is about 1.5 MB:
+   * milliseconds).
    */
   save(): void {
     try {
@@ -225,15 +240,17 @@ export class Manifest {
       const data: Stored = { version: 1, files: Object.fromEntries(this.files), partials: Object.fromEntries(this.partials), placing: Object.fromEntries(this.placing) };
       // Never through a symlink planted at the temporary name.
       const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
+      const text = JSON.stringify(data);
       try {
-        writeSync(fd, JSON.stringify(data));
+        writeSync(fd, text);
       } finally {
         closeSync(fd);
       }
       renameSync(temp, this.#snapshotPath);
       if (this.#journal !== undefined) ftruncateSync(this.#journal, 0);
       this.#journalSize = 0;
-      this.#journalLines = 0;
+      this.#journalChars = this.#unwritten.length;
+      this.#snapshotChars = text.length;
     } catch {
       // The journal still holds every change: nothing is lost, the next save tries again.
     }
@@ -302,12 +319,14 @@ export class Manifest {
   #record(change: Change): void {
     this.#apply(change);
     if (this.#journal === undefined) return;
-    this.#unwritten += JSON.stringify(change) + "\n";
+    const line = JSON.stringify(change) + "\n";
+    this.#unwritten += line;
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       setImmediate(() => this.#flushLater());
     }
-    if (++this.#journalLines >= JOURNAL_LIMIT) this.save();
+    this.#journalChars += line.length;
+    if (this.#journalChars >= Math.max(JOURNAL_MIN_BYTES, this.#snapshotChars)) this.save();
   }
 
   #apply(change: Change): void {
@@ -325,6 +344,14 @@ export class Manifest {
       case "placing":
         this.placing.set(change.name, change.entry);
         break;
+      case "placed": {
+        const entry = this.placing.get(change.name);
+        if (entry === undefined) break; // (never written so: a placed line follows its placing line)
+        this.files.set(change.name, entry);
+        this.partials.delete(change.name);
+        this.placing.delete(change.name);
+        break;
+      }
       case "unplaced":
         this.placing.delete(change.name);
         break;

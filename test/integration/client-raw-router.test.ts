@@ -330,15 +330,25 @@ async function readManifest(inbox: string): Promise<StoredManifest | undefined> 
   const journal = await readFile(path.join(inbox, ".fmq", "journal.jsonl"), "utf8").catch(() => undefined);
   if (text === undefined && journal === undefined) return undefined;
   const m: StoredManifest = text === undefined ? { version: 1, files: {}, partials: {} } : (JSON.parse(text) as StoredManifest);
+  const placing = new Map(Object.entries((m as { placing?: Record<string, never> }).placing ?? {}));
   for (const line of (journal ?? "").split("\n")) {
     if (!line) continue;
     const change = JSON.parse(line) as { op: string; name: string; entry?: never };
-    if (change.op === "delivered") {
+    // "placing" before a rename into place; "placed" after it (delivered as the placing line said).
+    if (change.op === "placing") placing.set(change.name, change.entry!);
+    else if (change.op === "unplaced") placing.delete(change.name);
+    else if (change.op === "placed" && placing.has(change.name)) {
+      m.files[change.name] = placing.get(change.name)!;
+      delete m.partials[change.name];
+      placing.delete(change.name);
+    } else if (change.op === "delivered") {
       m.files[change.name] = change.entry!;
       delete m.partials[change.name];
+      placing.delete(change.name);
     } else if (change.op === "removed") {
       delete m.files[change.name];
       delete m.partials[change.name];
+      placing.delete(change.name);
     } else if (change.op === "partial") m.partials[change.name] = change.entry!;
     else if (change.op === "unpartial") delete m.partials[change.name];
   }

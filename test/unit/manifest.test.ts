@@ -1,7 +1,7 @@
 // The client's manifest, on its own files: what a kill or outside damage leaves behind is said, and
 // never makes a later record unreadable.
 
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
@@ -104,4 +104,70 @@ describe("manifest", () => {
     manifest.close();
     crashed.close();
   });
+
+  it("manifest - a file placed as its placing line said gets a short 'placed' line, and a reload replays it to the same entry", async () => {
+    const dir = path.join(await tempDir(), ".fmq");
+    await mkdir(dir);
+    const journal = path.join(dir, "journal.jsonl");
+    const manifest = await Manifest.load(dir);
+    const withBlocks = { ...entry(5), mtime: 1700000000123, blocks: "00112233445566778899aabbccddeeff" };
+    manifest.aboutToPlace("a", withBlocks);
+    manifest.delivered("a", withBlocks);
+    // Placed as something other than its placing line said: the whole entry, as before.
+    manifest.aboutToPlace("b", entry(6));
+    manifest.delivered("b", entry(7));
+    // No placing line at all (a file delivered by the asynchronous path's own record): the whole entry.
+    manifest.delivered("c", entry(8));
+    manifest.flush();
+    const lines = readFileSync(journal, "utf8").trim().split("\n").map((line) => JSON.parse(line) as { op: string; name: string; entry?: unknown });
+    expect(lines.map((c) => `${c.op} ${c.name}`)).toEqual(["placing a", "placed a", "placing b", "delivered b", "delivered c"]);
+    expect(lines[1]).toEqual({ op: "placed", name: "a" });
+    const again = await Manifest.load(dir);
+    expect(again.files.get("a")).toEqual(withBlocks);
+    expect(again.files.get("b")).toEqual(entry(7));
+    expect(again.files.get("c")).toEqual(entry(8));
+    expect(again.placing.size).toBe(0);
+    manifest.close();
+    again.close();
+  });
+
+  it("manifest - the journal is folded into a snapshot once it is as long as the snapshot, so a big tree is not written out again every few thousand files", async () => {
+    const dir = path.join(await tempDir(), ".fmq");
+    await mkdir(dir);
+    const snapshot = path.join(dir, "manifest.json");
+    const journal = path.join(dir, "journal.jsonl");
+    const manifest = await Manifest.load(dir);
+    // Files with long names: about 12,000 characters of journal each (placing + placed lines), 8,000 of snapshot.
+    const long = (i: number) => `${"d".repeat(200)}/${String(i).padStart(6, "0")}-${"n".repeat(3800)}`;
+    // A fold writes a new snapshot file (temp + rename): a new inode each time.
+    let folds = 0;
+    let lastInode: number | undefined;
+    let longest = 0;
+    const n = 6000;
+    for (let i = 0; i < n; i++) {
+      const e = { vpath: `/${long(i)}`, size: i, hash: "0123456789abcdef" };
+      manifest.aboutToPlace(long(i), e);
+      manifest.delivered(long(i), e);
+      const snap = statSync(snapshot, { throwIfNoEntry: false });
+      if (snap?.ino !== lastInode) {
+        folds++;
+        lastInode = snap?.ino;
+      }
+      // Bounded: never much longer than the snapshot (or 4 MiB). A fold every 20,000 lines, as before,
+      // let this journal grow to about 70 MB.
+      longest = Math.max(longest, statSync(journal).size - Math.max(4 * 1024 * 1024, snap?.size ?? 0));
+    }
+    expect(longest).toBeLessThan(20_000);
+    // Each fold comes after as many bytes of journal as the snapshot then held, which grows by half each
+    // time here: a handful of folds (6), where folding at a fixed 4 MiB would have taken 17.
+    expect(folds).toBeGreaterThanOrEqual(3);
+    expect(folds).toBeLessThanOrEqual(8);
+    manifest.flush();
+    // Nothing lost across the folds.
+    const again = await Manifest.load(dir);
+    expect(again.files.size).toBe(n);
+    expect(again.files.get(long(n - 1))?.size).toBe(n - 1);
+    manifest.close();
+    again.close();
+  }, 60_000);
 });
