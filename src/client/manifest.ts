@@ -79,6 +79,8 @@ export class Manifest {
   #journalChars = 0;
   /** The last snapshot's length, the journal's allowance before the next fold (see JOURNAL_MIN_BYTES). */
   #snapshotChars = 0;
+  /** The journal length at which the next fold is tried. */
+  #foldAt = JOURNAL_MIN_BYTES;
   /** Journal lines not written yet (written at the end of this turn of the event loop). */
   #unwritten = "";
   #flushScheduled = false;
@@ -96,6 +98,7 @@ export class Manifest {
     try {
       text = readNoFollow(manifest.#snapshotPath).toString("utf8");
       manifest.#snapshotChars = text.length;
+      manifest.#foldAt = Math.max(JOURNAL_MIN_BYTES, text.length);
     } catch {
       // No snapshot yet (or none we may read, or a symlink: never followed): start from the journal.
     }
@@ -251,8 +254,12 @@ export class Manifest {
       this.#journalSize = 0;
       this.#journalChars = this.#unwritten.length;
       this.#snapshotChars = text.length;
+      this.#foldAt = Math.max(JOURNAL_MIN_BYTES, text.length);
     } catch {
-      // The journal still holds every change: nothing is lost, the next save tries again.
+      // The journal still holds every change: nothing is lost. The next fold is tried after another
+      // allowance of journal, not at the very next record (a full disk would otherwise have every file
+      // write out the whole manifest in vain).
+      this.#foldAt = this.#journalChars + Math.max(JOURNAL_MIN_BYTES, this.#snapshotChars);
     }
   }
 
@@ -326,7 +333,7 @@ export class Manifest {
       setImmediate(() => this.#flushLater());
     }
     this.#journalChars += line.length;
-    if (this.#journalChars >= Math.max(JOURNAL_MIN_BYTES, this.#snapshotChars)) this.save();
+    if (this.#journalChars >= this.#foldAt) this.save();
   }
 
   #apply(change: Change): void {

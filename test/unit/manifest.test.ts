@@ -170,4 +170,35 @@ describe("manifest", () => {
     manifest.close();
     again.close();
   }, 60_000);
+
+  it("manifest - a fold that fails (the snapshot cannot be written) is tried again after another allowance of journal, not at every record", async () => {
+    const dir = path.join(await tempDir(), ".fmq");
+    await mkdir(dir);
+    // A state directory whose snapshot can never be made: each fold attempt calls restore() first, and fails.
+    let attempts = 0;
+    const place = {
+      join: (name: string) => path.join(dir, name),
+      restore: () => {
+        attempts++;
+        throw new Error("no room");
+      },
+    };
+    const manifest = await Manifest.load(place);
+    // About 10 MiB of journal: folds are due from 4 MiB on.
+    const name = (i: number) => `${String(i).padStart(6, "0")}-${"n".repeat(480)}`;
+    for (let i = 0; i < 10_000; i++) {
+      const e = { vpath: `/${name(i)}`, size: i, hash: "0123456789abcdef" };
+      manifest.aboutToPlace(name(i), e);
+      manifest.delivered(name(i), e);
+    }
+    // Tried at 4 MiB, then 4 MiB later, and so on: two or three times, not once per file past 4 MiB.
+    expect(attempts).toBeGreaterThanOrEqual(1);
+    expect(attempts).toBeLessThanOrEqual(3);
+    // Nothing lost: the journal holds it all.
+    manifest.flush();
+    const again = await Manifest.load(dir);
+    expect(again.files.size).toBe(10_000);
+    manifest.close();
+    again.close();
+  });
 });
