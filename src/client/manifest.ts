@@ -52,8 +52,13 @@ type Change =
   | { readonly op: "partial"; readonly name: string; readonly entry: PartialFile }
   | { readonly op: "unpartial"; readonly name: string }
   | { readonly op: "placing"; readonly name: string; readonly entry: Delivered }
-  /** The placing recorded for `name` happened: delivered as that line said (a short line, written once per file). */
-  | { readonly op: "placed"; readonly name: string }
+  /**
+   * The placing recorded for `name` happened: delivered as that line said (a short line, written once per
+   * file). It names the version (hash, mtime) and applies only to a placing of that version: a journal may
+   * be replayed twice over (killed between a fold's snapshot and its truncation), and by then the placing
+   * of that name can be the next version's.
+   */
+  | { readonly op: "placed"; readonly name: string; readonly hash: string; readonly mtime?: number }
   | { readonly op: "unplaced"; readonly name: string };
 
 /** The client's own directory inside an inbox. */
@@ -154,8 +159,11 @@ export class Manifest {
   delivered(name: string, entry: Delivered): void {
     // After its placing line (every file renamed into place has one), a short line says it happened.
     const placing = this.placing.get(name);
-    if (placing !== undefined && sameDelivered(placing, entry)) this.#record({ op: "placed", name });
-    else this.#record({ op: "delivered", name, entry });
+    if (placing !== undefined && entry.hash !== undefined && sameDelivered(placing, entry)) {
+      this.#record({ op: "placed", name, hash: entry.hash, ...(entry.mtime !== undefined ? { mtime: entry.mtime } : {}) });
+    } else {
+      this.#record({ op: "delivered", name, entry });
+    }
   }
 
   removed(name: string): void {
@@ -353,7 +361,9 @@ export class Manifest {
         break;
       case "placed": {
         const entry = this.placing.get(change.name);
-        if (entry === undefined) break; // (never written so: a placed line follows its placing line)
+        // Not the version this line speaks of (a journal replayed over a snapshot that already holds it):
+        // nothing to do, the lines after it settle the name.
+        if (entry === undefined || entry.hash !== change.hash || entry.mtime !== change.mtime) break;
         this.files.set(change.name, entry);
         this.partials.delete(change.name);
         this.placing.delete(change.name);

@@ -333,11 +333,11 @@ async function readManifest(inbox: string): Promise<StoredManifest | undefined> 
   const placing = new Map(Object.entries((m as { placing?: Record<string, never> }).placing ?? {}));
   for (const line of (journal ?? "").split("\n")) {
     if (!line) continue;
-    const change = JSON.parse(line) as { op: string; name: string; entry?: never };
-    // "placing" before a rename into place; "placed" after it (delivered as the placing line said).
+    const change = JSON.parse(line) as { op: string; name: string; entry?: never; hash?: string };
+    // "placing" before a rename into place; "placed" after it (delivered as the placing line of that version said).
     if (change.op === "placing") placing.set(change.name, change.entry!);
     else if (change.op === "unplaced") placing.delete(change.name);
-    else if (change.op === "placed" && placing.has(change.name)) {
+    else if (change.op === "placed" && (placing.get(change.name) as { hash?: string } | undefined)?.hash === change.hash) {
       m.files[change.name] = placing.get(change.name)!;
       delete m.partials[change.name];
       placing.delete(change.name);
