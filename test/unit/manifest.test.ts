@@ -10,10 +10,16 @@ import { tempDir } from "../helpers/tmp.js";
 
 const entry = (size: number) => ({ vpath: `/f${size}`, size, hash: "0123456789abcdef" });
 
+/** A new, empty state directory (an inbox's .fmq). */
+async function stateDir(): Promise<string> {
+  const dir = path.join(await tempDir(), ".fmq");
+  await mkdir(dir);
+  return dir;
+}
+
 describe("manifest", () => {
   it("manifest - a torn last journal line (killed mid-append) is cut off on load, so the next record is not glued to it", async () => {
-    const dir = path.join(await tempDir(), ".fmq");
-    await mkdir(dir);
+    const dir = await stateDir();
     const first = await Manifest.load(dir);
     first.delivered("a", entry(1));
     first.flush();
@@ -29,8 +35,7 @@ describe("manifest", () => {
   });
 
   it("manifest - a snapshot that cannot be read is said, not silently taken for nothing held", async () => {
-    const dir = path.join(await tempDir(), ".fmq");
-    await mkdir(dir);
+    const dir = await stateDir();
     await writeFile(path.join(dir, "manifest.json"), '{"version":1,"files":{"a":');
     const problems: string[] = [];
     const manifest = await Manifest.load(dir, (message) => problems.push(message));
@@ -39,16 +44,14 @@ describe("manifest", () => {
     expect(problems[0]).toMatch(/^the inbox's manifest \(\.fmq\/manifest\.json\) cannot be read \(.+\): what it listed is taken as not held/);
     manifest.close();
     // A missing snapshot is no problem.
-    const fresh = path.join(await tempDir(), ".fmq");
-    await mkdir(fresh);
+    const fresh = await stateDir();
     const none: string[] = [];
     (await Manifest.load(fresh, (message) => none.push(message))).close();
     expect(none).toEqual([]);
   });
 
   it("manifest - a batch's placing lines are on disk after announce, with one write; each file's aboutToPlace then writes nothing; strays are taken back at the end of the turn", async () => {
-    const dir = path.join(await tempDir(), ".fmq");
-    await mkdir(dir);
+    const dir = await stateDir();
     const journal = path.join(dir, "journal.jsonl");
     const manifest = await Manifest.load(dir);
     manifest.announce([
@@ -86,8 +89,7 @@ describe("manifest", () => {
   });
 
   it("manifest - a name recorded again after its batch was announced (a delete handled first) writes its own placing line, so a crash replays the journal in the right order", async () => {
-    const dir = path.join(await tempDir(), ".fmq");
-    await mkdir(dir);
+    const dir = await stateDir();
     const journal = path.join(dir, "journal.jsonl");
     const manifest = await Manifest.load(dir);
     manifest.delivered("a", entry(1));
@@ -106,8 +108,7 @@ describe("manifest", () => {
   });
 
   it("manifest - a file placed as its placing line said gets a short 'placed' line, and a reload replays it to the same entry", async () => {
-    const dir = path.join(await tempDir(), ".fmq");
-    await mkdir(dir);
+    const dir = await stateDir();
     const journal = path.join(dir, "journal.jsonl");
     const manifest = await Manifest.load(dir);
     const withBlocks = { ...entry(5), mtime: 1700000000123, blocks: "00112233445566778899aabbccddeeff" };
@@ -133,8 +134,7 @@ describe("manifest", () => {
   });
 
   it("manifest - the journal is folded into a snapshot once it is as long as the snapshot, so a big tree is not written out again every few thousand files", async () => {
-    const dir = path.join(await tempDir(), ".fmq");
-    await mkdir(dir);
+    const dir = await stateDir();
     const snapshot = path.join(dir, "manifest.json");
     const journal = path.join(dir, "journal.jsonl");
     const manifest = await Manifest.load(dir);
@@ -173,8 +173,7 @@ describe("manifest", () => {
   }, 60_000);
 
   it("manifest - a fold that fails (the snapshot cannot be written) is tried again after another allowance of journal, not at every record", async () => {
-    const dir = path.join(await tempDir(), ".fmq");
-    await mkdir(dir);
+    const dir = await stateDir();
     // A state directory whose snapshot can never be made: each fold attempt calls restore() first, and fails.
     let attempts = 0;
     const place = {
@@ -205,8 +204,7 @@ describe("manifest", () => {
   });
 
   it("manifest - a journal replayed over a snapshot that already holds it (killed between a fold's snapshot and its truncation) does not mistake the next version's placing for the one its 'placed' line confirmed", async () => {
-    const dir = path.join(await tempDir(), ".fmq");
-    await mkdir(dir);
+    const dir = await stateDir();
     const journal = path.join(dir, "journal.jsonl");
     const first = { vpath: "/a", size: 10, hash: "1111111111111111" };
     const next = { vpath: "/a", size: 10, hash: "2222222222222222" };
