@@ -80,11 +80,9 @@ export class Manifest {
    */
   readonly placing = new Map<string, Delivered>();
   #journal: number | undefined;
-  /** The journal's length in characters, lines waiting included (close to its bytes: names are mostly ASCII). */
-  #journalChars = 0;
-  /** The last snapshot's length, the journal's allowance before the next fold (see JOURNAL_MIN_BYTES). */
-  #snapshotChars = 0;
-  /** The journal length at which the next fold is tried. */
+  /** The journal's allowance before a fold: the last snapshot's length, at least JOURNAL_MIN_BYTES. */
+  #allowance = JOURNAL_MIN_BYTES;
+  /** The journal length (#journalLength) at which the next fold is tried. */
   #foldAt = JOURNAL_MIN_BYTES;
   /** Journal lines not written yet (written at the end of this turn of the event loop). */
   #unwritten = "";
@@ -102,8 +100,7 @@ export class Manifest {
     let text: string | undefined;
     try {
       text = readNoFollow(manifest.#snapshotPath).toString("utf8");
-      manifest.#snapshotChars = text.length;
-      manifest.#foldAt = Math.max(JOURNAL_MIN_BYTES, text.length);
+      manifest.#allowance = manifest.#foldAt = Math.max(JOURNAL_MIN_BYTES, text.length);
     } catch {
       // No snapshot yet (or none we may read, or a symlink: never followed): start from the journal.
     }
@@ -144,7 +141,6 @@ export class Manifest {
     manifest.#journal = openSync(manifest.#journalPath, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW, 0o644);
     if (whole < journal.length) ftruncateSync(manifest.#journal, whole);
     manifest.#journalSize = whole;
-    manifest.#journalChars = whole;
     return manifest;
   }
 
@@ -260,14 +256,12 @@ export class Manifest {
       renameSync(temp, this.#snapshotPath);
       if (this.#journal !== undefined) ftruncateSync(this.#journal, 0);
       this.#journalSize = 0;
-      this.#journalChars = this.#unwritten.length;
-      this.#snapshotChars = text.length;
-      this.#foldAt = Math.max(JOURNAL_MIN_BYTES, text.length);
+      this.#allowance = this.#foldAt = Math.max(JOURNAL_MIN_BYTES, text.length);
     } catch {
       // The journal still holds every change: nothing is lost. The next fold is tried after another
       // allowance of journal, not at the very next record (a full disk would otherwise have every file
       // write out the whole manifest in vain).
-      this.#foldAt = this.#journalChars + Math.max(JOURNAL_MIN_BYTES, this.#snapshotChars);
+      this.#foldAt = this.#journalLength + this.#allowance;
     }
   }
 
@@ -307,6 +301,11 @@ export class Manifest {
   /** The journal's length (ours alone to write: one subscriber per inbox). */
   #journalSize = 0;
 
+  /** The journal's length with the lines waiting (characters for those: close to bytes, names are mostly ASCII). */
+  get #journalLength(): number {
+    return this.#journalSize + this.#unwritten.length;
+  }
+
   /** The end-of-turn flush: a failure is said once (until a flush succeeds again), never thrown into the event loop. */
   #flushLater(): void {
     try {
@@ -340,8 +339,7 @@ export class Manifest {
       this.#flushScheduled = true;
       setImmediate(() => this.#flushLater());
     }
-    this.#journalChars += line.length;
-    if (this.#journalChars >= this.#foldAt) this.save();
+    if (this.#journalLength >= this.#foldAt) this.save();
   }
 
   #apply(change: Change): void {

@@ -266,10 +266,7 @@ export class FileCursor {
     if (got < head.want) this.#shrunk(head.offset + got);
     // (#shrunk has already dropped an empty read: its offset is the new end)
     if (got === 0) return this.#eofFrame();
-    if (!head.hashed) {
-      this.hasher?.update(head.frame.subarray(head.chunkOffset, head.chunkOffset + got), true);
-      head.hashed = true;
-    }
+    this.#hashOnce(head, got);
     if (credit <= 0) return undefined;
     if (this.#goesWhole(got, credit)) return this.#singleFrame(head, got);
     const skip = this.#offset - head.offset; // payload of this read already sent (a split chunk)
@@ -305,11 +302,15 @@ export class FileCursor {
     const head = this.#ahead[0];
     if (head?.got === undefined || !this.#goesWhole(head.got, credit)) return undefined;
     this.#peakCredit = Math.max(this.#peakCredit, credit);
-    if (!head.hashed) {
-      this.hasher?.update(head.frame.subarray(head.chunkOffset, head.chunkOffset + head.got), true);
-      head.hashed = true;
-    }
+    this.#hashOnce(head, head.got);
     return this.#singleFrame(head, head.got);
+  }
+
+  /** Hash a read's `got` bytes, once, in order (a read split by short credit is met again). */
+  #hashOnce(head: Prefetched, got: number): void {
+    if (head.hashed) return;
+    this.hasher?.update(head.frame.subarray(head.chunkOffset, head.chunkOffset + got), true);
+    head.hashed = true;
   }
 
   /** A small file read whole at open, all `got` of it, goes as one message: the client takes that, and its credit covers it. */
