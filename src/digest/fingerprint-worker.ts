@@ -5,7 +5,7 @@
 // background passes one at a time); closing the thread (terminating the worker) stops them.
 
 import { parentPort } from "node:worker_threads";
-import { fingerprintFile } from "./blocks.js";
+import { fingerprintFileSync, xxh } from "./blocks.js";
 
 /** From the main thread: fingerprint `file`. */
 export interface WorkerRequest {
@@ -16,8 +16,10 @@ export interface WorkerRequest {
 /** To the main thread: request `id`'s fingerprint (blocks as an ArrayBuffer), or why it failed. */
 export type WorkerReply = { readonly id: number; readonly blocks: ArrayBuffer; readonly hash: string } | { readonly id: number; readonly error: string };
 
+// This thread does nothing else, so it reads as well as hashes (fingerprintFileSync: less CPU than reads in
+// the thread pool); requests queue meanwhile and run in order.
 parentPort?.on("message", (request: WorkerRequest) => {
-  fingerprintFile(request.file).then(
+  xxh().then((xx) => fingerprintFileSync(xx, request.file)).then(
     ({ blocks, hash }) => {
       // Copied once into a buffer of its own, which is then moved, not copied, to the main thread.
       const own = new Uint8Array(blocks).buffer;

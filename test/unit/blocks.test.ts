@@ -1,12 +1,13 @@
-// Fingerprints: the tree hash of a file read from disk (in 4 MiB pieces, two reads in turn) must equal
-// the tree hash of the same bytes fed in any other way, and a file shorter than promised is an error.
+// Fingerprints: the tree hash of a file read from disk (in 4 MiB pieces, two reads in turn; or a block at a
+// time on one thread, as the worker reads) must equal the tree hash of the same bytes fed in any other
+// way, and a file shorter than promised is an error.
 
 import { randomBytes } from "node:crypto";
 import { open, writeFile } from "node:fs/promises";
 import path from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { BLOCK_SIZE, BlockHasher, fingerprintFile, hashPrefix, xxh } from "../../src/digest/blocks.js";
+import { BLOCK_SIZE, BlockHasher, fingerprintFile, fingerprintFileSync, hashPrefix, xxh } from "../../src/digest/blocks.js";
 import { tempDir } from "../helpers/tmp.js";
 
 async function inMemory(data: Buffer, pieces: number[], kept = false): Promise<string> {
@@ -30,6 +31,8 @@ describe("fingerprints", () => {
       await writeFile(file, data);
       const fromDisk = (await fingerprintFile(file)).hash;
       expect(fromDisk, `size ${size}`).toBe(await inMemory(data, []));
+      // The worker's reader (one block at a time, on its own thread) gives the same blocks and hash.
+      expect(fingerprintFileSync(await xxh(), file), `size ${size}`).toEqual(await fingerprintFile(file));
       // And the same for random piecewise feeding (as chunks arrive off the wire).
       // `kept` pieces (frames never written again) take the one-call path for a short first piece.
       await fc.assert(
