@@ -123,7 +123,7 @@ export async function fingerprintFile(file: string, length?: number, signal?: Ab
 /**
  * fingerprintFile for a thread with nothing else to do (the fingerprint worker): it reads on its own
  * thread, one block at a time into one buffer, and hashes each block while it is still in this core's
- * cache. Measured on 1 GiB (warm page cache): 0.22-0.24 CPU-s against 0.32-0.40 for fingerprintFile's
+ * cache. Measured on 1 GiB (warm page cache): 0.22-0.24 CPU-s against 0.32-0.41 for fingerprintFile's
  * reads in the thread pool, in the same wall time; on two cores shared with the transfer it pays for, the
  * CPU is what counts. Never call it on a thread that serves a socket: it blocks until the file is read.
  */
