@@ -3,7 +3,7 @@
 // only; the tree hash lets a receiver verify a file it assembled from several transfers (resumed, delta)
 // without anyone hashing it twice. XXH64 is for corruption, not for security (CURVE protects the wire).
 
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import xxhash, { type XXHashAPI } from "xxhash-wasm";
 
@@ -107,13 +107,26 @@ export function fingerprintOf(xx: XXHashAPI, blocks: Buffer): Fingerprint {
   return { blocks, hash: xx.h64Raw(blocks).toString(16).padStart(16, "0") };
 }
 
-/** Fingerprint the first `length` bytes of a file (all of it by default), reading block by block. */
+/**
+ * How a file to fingerprint is opened. O_NONBLOCK: a name swapped for a FIFO since it was looked at (in
+ * a published tree, or an inbox, by whoever may write there) must fail at once, not hold a thread in
+ * open() until a writer comes; a regular file reads the same with it.
+ */
+const OPEN_FLAGS = constants.O_RDONLY | constants.O_NONBLOCK;
+
+function notRegular(file: string): Error {
+  return new Error(`${file}: not a regular file`);
+}
+
+/** Fingerprint the first `length` bytes of a regular file (all of it by default), reading block by block. */
 export async function fingerprintFile(file: string, length?: number, signal?: AbortSignal): Promise<Fingerprint> {
   const xx = await xxh();
   const hasher = new BlockHasher(xx);
-  const handle = await open(file, "r");
+  const handle = await open(file, OPEN_FLAGS);
   try {
-    await hashPrefix(handle, hasher, length ?? (await handle.stat()).size, signal);
+    const stats = await handle.stat();
+    if (!stats.isFile()) throw notRegular(file);
+    await hashPrefix(handle, hasher, length ?? stats.size, signal);
   } finally {
     await handle.close();
   }
@@ -129,9 +142,11 @@ export async function fingerprintFile(file: string, length?: number, signal?: Ab
  */
 export function fingerprintFileSync(xx: XXHashAPI, file: string): Fingerprint {
   const hasher = new BlockHasher(xx);
-  const fd = openSync(file, "r");
+  const fd = openSync(file, OPEN_FLAGS);
   try {
-    const length = fstatSync(fd).size;
+    const stats = fstatSync(fd);
+    if (!stats.isFile()) throw notRegular(file);
+    const length = stats.size;
     const buffer = Buffer.allocUnsafe(Math.min(BLOCK_SIZE, Math.max(length, 1)));
     for (let at = 0; at < length; ) {
       const bytesRead = readSync(fd, buffer, 0, Math.min(buffer.length, length - at), at);
