@@ -13,8 +13,8 @@
 // reads and leaves its result here. Bounded: oldest entries go first.
 
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
-import { stat } from "node:fs/promises";
+import { constants } from "node:fs";
+import { open, stat } from "node:fs/promises";
 import type { Fingerprint } from "../digest/blocks.js";
 import { FingerprintThread } from "../digest/fingerprint-thread.js";
 
@@ -117,7 +117,15 @@ export class Fingerprints {
     const known = this.#entries.get(absolute);
     if (known?.sha1 && sameVersion(known.version, version)) return known.sha1;
     const hash = createHash("sha1");
-    for await (const chunk of createReadStream(absolute, { highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer);
+    // O_NONBLOCK and a regular file only: a name swapped for a FIFO must not hold this client's plan
+    // (and a thread) in open() until a writer comes.
+    const handle = await open(absolute, constants.O_RDONLY | constants.O_NONBLOCK);
+    try {
+      if (!(await handle.stat()).isFile()) throw new Error(`${absolute}: not a regular file`);
+      for await (const chunk of handle.createReadStream({ highWaterMark: 1024 * 1024, autoClose: false })) hash.update(chunk as Buffer);
+    } finally {
+      await handle.close();
+    }
     const digest = hash.digest("hex").toUpperCase();
     if (!sameVersion(version, await versionOf(absolute))) return undefined;
     this.#entry(absolute, version).sha1 = digest;

@@ -1,6 +1,7 @@
 // Real files with known content, and hashes of whole trees to compare byte for byte.
 import { createHash, randomBytes } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { closeSync, constants, createReadStream, openSync } from "node:fs";
 import { mkdir, open, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 
@@ -59,3 +60,9 @@ export async function writeRandomFile(file: string, size: number): Promise<void>
   }
 }
 
+
+/** A FIFO at `file` (what a hostile writer may swap in for a file), and how to let go a reader stuck opening it. */
+export function makeFifo(file: string): { release: () => void } {
+  execFileSync("mkfifo", [file]);
+  return { release: () => closeSync(openSync(file, constants.O_WRONLY | constants.O_NONBLOCK)) };
+}

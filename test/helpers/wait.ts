@@ -36,3 +36,16 @@ export function nextEvent<A extends unknown[]>(
     emitter.on(event, listener);
   });
 }
+
+/**
+ * What `attempt` came to within `timeoutMs`: "resolved", its error's message, or "hung". When it hung,
+ * `release` is called to let the stuck operation go (so that a failing test ends instead of hanging).
+ */
+export async function outcomeWithin(attempt: Promise<unknown>, timeoutMs: number, release: () => void): Promise<string> {
+  let timer: NodeJS.Timeout | undefined;
+  const hung = new Promise<string>((resolve) => (timer = setTimeout(() => resolve("hung"), timeoutMs)));
+  const outcome = await Promise.race([attempt.then(() => "resolved", (error: Error) => error.message), hung]);
+  clearTimeout(timer);
+  if (outcome === "hung") release();
+  return outcome;
+}

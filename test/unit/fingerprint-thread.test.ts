@@ -1,8 +1,6 @@
 // The fingerprint worker: the same result as hashing on the main thread, the main thread left free
 // meanwhile, closing that stops a long pass, and failures that reject without stopping the next request.
 
-import { spawnSync } from "node:child_process";
-import { closeSync, constants, openSync } from "node:fs";
 import { open, writeFile } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import path from "node:path";
@@ -10,7 +8,9 @@ import { performance } from "node:perf_hooks";
 import { describe, expect, it } from "vitest";
 import { fingerprintFile } from "../../src/digest/blocks.js";
 import { FingerprintThread } from "../../src/digest/fingerprint-thread.js";
+import { makeFifo } from "../helpers/files.js";
 import { tempDir } from "../helpers/tmp.js";
+import { outcomeWithin } from "../helpers/wait.js";
 
 describe("fingerprint thread", () => {
   it("fingerprint thread - gives what the main thread computes; a missing file fails that request only", async () => {
@@ -29,19 +29,10 @@ describe("fingerprint thread", () => {
   it("fingerprint thread - a FIFO where a file was (swapped since it was published) fails at once, in the worker and on this thread", async () => {
     const dir = await tempDir("fmq-fpt-");
     const fifo = path.join(dir, "swapped.bin");
-    expect(spawnSync("mkfifo", [fifo]).status).toBe(0);
+    const { release } = makeFifo(fifo);
     const data = path.join(dir, "data.bin");
     await writeFile(data, randomBytes(2 * 1024 * 1024));
-    /** Settles within 3 s, or says it hung; a reader stuck in open() is then let go (a writer opens the FIFO). */
-    const settles = async (attempt: Promise<unknown>) => {
-      attempt.catch(() => undefined);
-      let timer: NodeJS.Timeout | undefined;
-      const hung = new Promise<string>((resolve) => (timer = setTimeout(() => resolve("hung"), 3000)));
-      const outcome = await Promise.race([attempt.then(() => "hashed", (error: Error) => error.message), hung]);
-      clearTimeout(timer);
-      if (outcome === "hung") closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
-      return outcome;
-    };
+    const settles = (attempt: Promise<unknown>) => outcomeWithin(attempt, 3000, release);
     const thread = new FingerprintThread();
     try {
       expect(await settles(thread.fingerprint(fifo))).toMatch(/not a regular file/);

@@ -2,13 +2,14 @@
 // found again for exactly that version; another version is not trusted; closing stops a long hash.
 
 import { open, utimes, writeFile } from "node:fs/promises";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { fingerprintFile } from "../../src/digest/blocks.js";
 import { Fingerprints, PREPARE_MIN_SIZE, versionOf } from "../../src/server/fingerprints.js";
+import { makeFifo } from "../helpers/files.js";
 import { tempDir } from "../helpers/tmp.js";
-import { waitFor } from "../helpers/wait.js";
+import { outcomeWithin, waitFor } from "../helpers/wait.js";
 
 /** A 16 GiB sparse file: hashing it takes seconds, so a pass over it is still running when we look. */
 async function hugeSparseFile(): Promise<string> {
@@ -20,6 +21,23 @@ async function hugeSparseFile(): Promise<string> {
 }
 
 describe("fingerprints", () => {
+  it("fingerprints - sha1() (RFC 35's digest) of a file; a FIFO where a file was fails at once", async () => {
+    const dir = await tempDir("fmq-fp-");
+    const file = path.join(dir, "data.bin");
+    const data = randomBytes(3 * 1024 * 1024 + 5);
+    await writeFile(file, data);
+    const fifo = path.join(dir, "swapped.bin");
+    const { release } = makeFifo(fifo);
+    const fingerprints = new Fingerprints();
+    try {
+      expect(await fingerprints.sha1(file)).toBe(createHash("sha1").update(data).digest("hex").toUpperCase());
+      const outcome = await outcomeWithin(fingerprints.sha1(fifo), 3000, release);
+      expect(outcome).toMatch(/not a regular file/);
+    } finally {
+      fingerprints.close();
+    }
+  });
+
   it("fingerprints - prepare() hashes a big file in the background; known() finds it for that version only", async () => {
     const dir = await tempDir("fmq-fp-");
     const file = path.join(dir, "big.bin");
