@@ -3,10 +3,14 @@
 // it. With --json: a {"event":"progress"} line every second while anything moves. Otherwise (a pipe, a
 // log file): nothing more than the one line per file.
 
-import cliProgress from "cli-progress";
+import { createRequire } from "node:module";
+import type { MultiBar, SingleBar } from "cli-progress";
 import prettyBytes from "pretty-bytes";
 import type { ClientProgress } from "../src/index.js";
 import { printable, type Output } from "./output.js";
+
+/** cli-progress, loaded only when a bar is shown (a terminal): --json and pipes never need it. */
+const loadBars = () => createRequire(import.meta.url)("cli-progress") as typeof import("cli-progress");
 
 const TICK_MS = 250;
 const JSON_EVERY_MS = 1000;
@@ -15,8 +19,8 @@ const ETA_MIN_SIZE = 8 * 1024 * 1024;
 
 export class ProgressDisplay {
   #timer: NodeJS.Timeout | undefined;
-  #bars: cliProgress.MultiBar | undefined;
-  #bar: cliProgress.SingleBar | undefined;
+  #bars: MultiBar | undefined;
+  #bar: SingleBar | undefined;
   #lastBytes = 0;
   #lastAt = Date.now();
   #lastJson = 0;
@@ -32,6 +36,7 @@ export class ProgressDisplay {
     const tty = !this.out.json && process.stderr.isTTY === true;
     if (!tty && !this.out.json) return;
     if (tty) {
+      const cliProgress = loadBars();
       this.#bars = new cliProgress.MultiBar(
         {
           format: "{file} |{bar}| {percentage}% {done}/{size} {speed}/s{remaining} | {files} files, {received}",

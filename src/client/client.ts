@@ -6,6 +6,7 @@
 import { EventEmitter } from "node:events";
 import { resolve } from "node:path";
 import { Dealer } from "zeromq";
+import { clientDefaults } from "../defaults.js";
 import { Engine, type Actions } from "../fsm/engine.js";
 import { BIG_CHUNK, CREDIT_HEDGE, ReceiveWindow } from "../flow/credit.js";
 import { decodeBatch, encode } from "../protocol/codec.js";
@@ -53,12 +54,7 @@ export interface ClientOptions {
 /** What a flood of small files needs in flight here (measured in ../flow/credit.ts). */
 const SMALL_WINDOW = 2 * 1024 * 1024;
 
-export const clientDefaults = {
-  window: 16 * 1024 * 1024,
-  slice: 1024 * 1024,
-  heartbeatMs: 1000,
-  fsync: false,
-} as const;
+export { clientDefaults } from "../defaults.js";
 
 export interface DeliveredEvent {
   /** Path relative to the inbox. */

@@ -29,6 +29,7 @@
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { parse, TomlError } from "smol-toml";
+import { DEFAULT_BIND } from "../defaults.js";
 import { normaliseVirtualPath, overlaps } from "../paths.js";
 import type { ServerOptions } from "../server/server.js";
 import type { Account, AccessPolicy, Mechanism } from "../security/policy.js";
@@ -278,7 +279,7 @@ export interface ServerSettings {
   readonly options: ServerOptions;
 }
 
-export const DEFAULT_BIND = "tcp://*:5670";
+export { DEFAULT_BIND } from "../defaults.js";
 
 /**
  * Merge a config file (if any) and the flags, read the key files and check the directories. Throws

@@ -4,6 +4,7 @@
 
 import { EventEmitter } from "node:events";
 import { Router } from "zeromq";
+import { serverDefaults } from "../defaults.js";
 import { DraftOption, setDraftOption } from "../zmq-draft.js";
 import { decodeFrames } from "../protocol/codec.js";
 import { encode } from "../protocol/codec.js";
@@ -59,21 +60,7 @@ export interface ServerOptions {
   readonly trace?: (line: string) => void;
 }
 
-export const serverDefaults = {
-  chunkSize: 1024 * 1024,
-  readAhead: 2,
-  stableMs: 150,
-  hashAhead: true,
-  expiryMs: 60_000,
-  peerTimeoutMs: 15_000,
-  maxClients: 10_000,
-  maxSubscriptions: 256,
-  maxQueuedMessages: 16,
-  maxMessageSize: 16 * 1024 * 1024,
-  maxPendingMessages: 256,
-  maxOutgoingMessages: 512,
-  maxStalledBytes: 512 * 1024 * 1024,
-} as const;
+export { serverDefaults } from "../defaults.js";
 
 /** Messages libzmq holds for one client before a send to it fails with EAGAIN (its pipe is full). */
 const SEND_HIGH_WATER_MARK = 64;

@@ -15,6 +15,7 @@ import { tempDir } from "../helpers/tmp.js";
 import { treeHashes, writeRandomFile, writeTree } from "../helpers/files.js";
 import { waitFor } from "../helpers/wait.js";
 import { freePort } from "../helpers/net.js";
+import { partialName } from "../../src/client/inbox.js";
 
 const start = (args: string[]): Running => startFmq(args);
 
@@ -113,6 +114,44 @@ describe("cli", () => {
       expect((await stat(path.join(inbox, ".fmq", "lock-key"))).mode & 0o777).toBe(0o600);
     } finally {
       squatter.close();
+    }
+  });
+
+  // A real terminal: `script` (util-linux) runs the subscriber on a pseudo-terminal, as a user would.
+  const hasScript = spawnSync("script", ["--version"]).status === 0;
+  it.skipIf(!hasScript)("cli - on a terminal, subscribe draws a progress bar (file, bar, percentage, rate) while a file arrives", async () => {
+    const src = await tempDir();
+    const inbox = path.join(await tempDir(), "inbox");
+    const size = 64 * 1024 * 1024;
+    await writeRandomFile(path.join(src, "big.bin"), size);
+    const port = await freePort();
+    const pub = start(["publish", src, "--bind", `tcp://127.0.0.1:${port}`, "--json"]);
+    await waitFor(() => has(pub, "published"), "the file published");
+    const command = [FMQ_COMMAND, "subscribe", "/", "--connect", `tcp://127.0.0.1:${port}`, "--inbox", inbox].join(" ");
+    const terminal = spawn("script", ["-q", "-e", "-c", command, "/dev/null"], { stdio: ["pipe", "pipe", "pipe"], detached: true });
+    let screen = "";
+    terminal.stdout.on("data", (data: Buffer) => (screen += data.toString("utf8")));
+    try {
+      // Hold the publisher once part of the file is in, so the bar is seen mid-file whatever the speed.
+      const partial = path.join(inbox, ".fmq", "partial", partialName("big.bin"));
+      await waitFor(async () => ((await stat(partial).catch(() => undefined))?.size ?? 0) >= 4 * 1024 * 1024, "part of the file", 30_000, 1);
+      pub.child.kill("SIGSTOP");
+      // "big.bin |███░░░| 12% 8.4 MB/67.1 MB 50.1 MB/s ..." (cli-progress, redrawn every 250 ms).
+      const bar = await waitFor(() => /big\.bin \|[█░]+\| +(\d+)% ([\d.]+ [kMG]?B)\/67\.1 MB ([\d.]+ [kMG]?B)\/s/.exec(screen) ?? undefined, "a progress bar on the terminal", 10_000).catch((error: Error) => {
+        throw new Error(`${error.message}; the terminal showed: ${JSON.stringify(screen.slice(-600))}`);
+      });
+      expect(Number(bar[1])).toBeGreaterThan(0);
+      expect(Number(bar[1])).toBeLessThan(100);
+      pub.child.kill("SIGCONT");
+      await waitFor(() => screen.includes("delivered big.bin (67108864 bytes)"), "the delivered line", 30_000);
+      expect(await treeHashes(inbox)).toEqual(await treeHashes(src));
+    } finally {
+      pub.child.kill("SIGCONT");
+      try {
+        process.kill(-terminal.pid!, "SIGKILL");
+      } catch {
+        // already gone
+      }
     }
   });
 

