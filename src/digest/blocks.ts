@@ -108,25 +108,36 @@ export function fingerprintOf(xx: XXHashAPI, blocks: Buffer): Fingerprint {
 }
 
 /**
- * How a file to fingerprint is opened. O_NONBLOCK: a name swapped for a FIFO since it was looked at (in
- * a published tree, or an inbox, by whoever may write there) must fail at once, not hold a thread in
- * open() until a writer comes; a regular file reads the same with it.
+ * How fmq opens a file it reads (to send it, fingerprint it, digest it). O_NONBLOCK: a name swapped for a
+ * FIFO since it was looked at (in a published tree, or an inbox, by whoever may write there) must fail at
+ * once, not hold a thread in open() until a writer comes; a regular file reads the same with it.
  */
-const OPEN_FLAGS = constants.O_RDONLY | constants.O_NONBLOCK;
+export const READ_FLAGS = constants.O_RDONLY | constants.O_NONBLOCK;
 
 function notRegular(file: string): Error {
   return new Error(`${file}: not a regular file`);
+}
+
+/** Open `file` to read it, and its size: a regular file only (anything else is closed and refused). */
+export async function openRegular(file: string): Promise<{ handle: FileHandle; size: number }> {
+  const handle = await open(file, READ_FLAGS);
+  try {
+    const stats = await handle.stat();
+    if (!stats.isFile()) throw notRegular(file);
+    return { handle, size: stats.size };
+  } catch (error) {
+    await handle.close();
+    throw error;
+  }
 }
 
 /** Fingerprint the first `length` bytes of a regular file (all of it by default), reading block by block. */
 export async function fingerprintFile(file: string, length?: number, signal?: AbortSignal): Promise<Fingerprint> {
   const xx = await xxh();
   const hasher = new BlockHasher(xx);
-  const handle = await open(file, OPEN_FLAGS);
+  const { handle, size } = await openRegular(file);
   try {
-    const stats = await handle.stat();
-    if (!stats.isFile()) throw notRegular(file);
-    await hashPrefix(handle, hasher, length ?? stats.size, signal);
+    await hashPrefix(handle, hasher, length ?? size, signal);
   } finally {
     await handle.close();
   }
@@ -142,7 +153,7 @@ export async function fingerprintFile(file: string, length?: number, signal?: Ab
  */
 export function fingerprintFileSync(xx: XXHashAPI, file: string): Fingerprint {
   const hasher = new BlockHasher(xx);
-  const fd = openSync(file, OPEN_FLAGS);
+  const fd = openSync(file, READ_FLAGS);
   try {
     const stats = fstatSync(fd);
     if (!stats.isFile()) throw notRegular(file);

@@ -6,13 +6,13 @@
 // blocks (delta). The first chunk carries the file's identity (size, mtime) and the last, empty, eof=1
 // chunk its tree hash, or "changed" if the file was modified while we read it.
 
-import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { cheezburgerFrame } from "../protocol/codec.js";
 import { Header } from "../protocol/extensions.js";
 import { Operation, type Dictionary } from "../protocol/messages.js";
 import type { XXHashAPI } from "xxhash-wasm";
-import { BLOCK_SIZE, BlockHasher, hashPrefix, xxh, type Fingerprint } from "../digest/blocks.js";
+import { BLOCK_SIZE, BlockHasher, READ_FLAGS, hashPrefix, xxh, type Fingerprint } from "../digest/blocks.js";
 import { versionOfStats, type Version } from "./fingerprints.js";
 import { assertOpenedInside } from "./opened-inside.js";
 
@@ -59,13 +59,6 @@ export interface Published extends Identity {
    */
   readonly ino?: number;
 }
-
-/**
- * How a file to send is opened. O_NONBLOCK: a file swapped for a FIFO since it was published must not
- * block the open (forever, with no writer); it is refused as not a regular file. (Reads of a regular
- * file ignore the flag.)
- */
-const OPEN_FLAGS = constants.O_RDONLY | constants.O_NONBLOCK;
 
 export interface TransferPlan {
   /** Resume: start at this offset (rounded down to a block). */
@@ -169,7 +162,7 @@ export class FileCursor {
       const small = FileCursor.openSmall(absolute, vpath, options, published, options.extensions ? await xxh() : undefined, plan);
       if (small) return small;
     }
-    const handle = await open(absolute, OPEN_FLAGS);
+    const handle = await open(absolute, READ_FLAGS);
     try {
       if (published) assertOpenedInside(handle.fd, published.root, vpath);
       const stats = await handle.stat();
@@ -211,7 +204,7 @@ export class FileCursor {
   static openSmall(absolute: string, vpath: string, options: CursorOptions, published: Published, xx: XXHashAPI | undefined, plan: TransferPlan = {}): FileCursor | undefined {
     if (options.extensions && !xx) throw new Error("openSmall: a hash function is needed");
     const hasher = options.extensions ? new BlockHasher(xx!) : undefined;
-    const fd = openSync(absolute, OPEN_FLAGS);
+    const fd = openSync(absolute, READ_FLAGS);
     try {
       assertOpenedInside(fd, published.root, vpath);
       const before = fstatSync(fd);

@@ -13,9 +13,8 @@
 // reads and leaves its result here. Bounded: oldest entries go first.
 
 import { createHash } from "node:crypto";
-import { constants } from "node:fs";
-import { open, stat } from "node:fs/promises";
-import type { Fingerprint } from "../digest/blocks.js";
+import { stat } from "node:fs/promises";
+import { openRegular, type Fingerprint } from "../digest/blocks.js";
 import { FingerprintThread } from "../digest/fingerprint-thread.js";
 
 /**
@@ -117,11 +116,9 @@ export class Fingerprints {
     const known = this.#entries.get(absolute);
     if (known?.sha1 && sameVersion(known.version, version)) return known.sha1;
     const hash = createHash("sha1");
-    // O_NONBLOCK and a regular file only: a name swapped for a FIFO must not hold this client's plan
-    // (and a thread) in open() until a writer comes.
-    const handle = await open(absolute, constants.O_RDONLY | constants.O_NONBLOCK);
+    // A regular file only, never waiting in open(): a FIFO swapped in must not hold this client's plan.
+    const { handle } = await openRegular(absolute);
     try {
-      if (!(await handle.stat()).isFile()) throw new Error(`${absolute}: not a regular file`);
       for await (const chunk of handle.createReadStream({ highWaterMark: 1024 * 1024, autoClose: false })) hash.update(chunk as Buffer);
     } finally {
       await handle.close();
