@@ -26,6 +26,7 @@ const exitHooks: (() => void)[] = [];
 
 /** Run `hook` (synchronously) when the bench exits, normally or not. */
 export function onExit(hook: () => void): void {
+  stopChildrenOnExit();
   exitHooks.push(hook);
 }
 
@@ -47,16 +48,26 @@ function killAll(): void {
   }
 }
 
-process.on("exit", killAll);
-for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-  process.on(signal, () => {
-    process.stderr.write(`\nbench: ${signal}, stopping every child process\n`);
-    killAll();
-    process.exit(130);
-  });
+/**
+ * Installed with the first child (not on import: a test that reads the report's code must keep its own
+ * signal handling): whatever ends the bench ends what it started.
+ */
+let stopsChildren = false;
+function stopChildrenOnExit(): void {
+  if (stopsChildren) return;
+  stopsChildren = true;
+  process.on("exit", killAll);
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    process.on(signal, () => {
+      process.stderr.write(`\nbench: ${signal}, stopping every child process\n`);
+      killAll();
+      process.exit(130);
+    });
+  }
 }
 
 export function track(child: ChildProcess): ChildProcess {
+  stopChildrenOnExit();
   live.add(child);
   child.on("exit", () => live.delete(child));
   return child;

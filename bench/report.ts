@@ -3,7 +3,7 @@
 
 import { mbps, median, type Disturbance } from "./measure.js";
 import { disturbance } from "./workloads/common.js";
-import { CP, FMQ, FMQ_NO_AHEAD, FMQ_STALLED, FMQ_WARM, RAW, RSYNC, type ResyncSample, type WorkloadResult } from "./types.js";
+import { CP, FMQ, FMQ_NO_AHEAD, FMQ_STALLED, FMQ_WARM, RAW, RSYNC, type ResyncSample, type Run, type WorkloadResult } from "./types.js";
 
 const BASELINES = [RAW, CP, RSYNC] as const;
 const ORDER = [RAW, FMQ, FMQ_WARM, FMQ_NO_AHEAD, FMQ_STALLED, CP, RSYNC];
@@ -27,6 +27,13 @@ export interface Summary {
   readonly slowestS?: number;
   readonly slowestOwnMBps?: number;
   readonly startSpreadS?: number;
+  /**
+   * "fmq, + 1 stalled subscriber" only: plain fmq's time ÷ this time, paired by repetition (> 1: the
+   * timed subscribers finished sooner with the stalled one there). Whether one stuck subscriber slows the
+   * rest is a difference of a few per cent on a noisy machine: a spread of paired ratios shows it, two
+   * medians side by side do not.
+   */
+  readonly vsAlone?: Spread & { readonly n: number };
 }
 
 export function summarise(workload: WorkloadResult): Summary[] {
@@ -39,12 +46,10 @@ export function summarise(workload: WorkloadResult): Summary[] {
     const files = ok[0]?.files ?? 0;
     const speedVs: Summary["speedVs"] = {};
     for (const baseline of BASELINES) {
-      const ratios = ok.flatMap((r) => {
-        const b = workload.runs.find((x) => x.contender === baseline && x.rep === r.rep && x.ok);
-        return b ? [b.seconds / r.seconds] : [];
-      });
+      const ratios = pairedRatios(workload, baseline, ok);
       if (ratios.length) speedVs[baseline] = median(ratios);
     }
+    const alone = name === FMQ_STALLED ? pairedRatios(workload, FMQ, ok) : [];
     const withProcs = ok.filter((r) => r.server && r.clients?.length);
     const ext = (key: string) => ok.map((r) => r.extra?.[key]).filter((v): v is number[] => Array.isArray(v));
     const ends = ext("endedAfterS");
@@ -82,7 +87,16 @@ export function summarise(workload: WorkloadResult): Summary[] {
             startSpreadS: starts.length ? median(starts.map((s) => Math.max(...s))) : 0,
           }
         : {}),
+      ...(alone.length ? { vsAlone: { ...spread(alone)!, n: alone.length } } : {}),
     };
+  });
+}
+
+/** `baseline`'s time ÷ each run's time, for the repetitions where both went right. */
+function pairedRatios(workload: WorkloadResult, baseline: string, runs: readonly Run[]): number[] {
+  return runs.flatMap((r) => {
+    const b = workload.runs.find((x) => x.contender === baseline && x.rep === r.rep && x.ok);
+    return b ? [b.seconds / r.seconds] : [];
   });
 }
 
@@ -249,15 +263,16 @@ export function markdown(input: ReportInput, rsyncMissing: string | undefined): 
     out.push("## Fan-out detail", "");
     out.push(
       "Aggregate = K × size ÷ (last receiver done − first receiver started). Fastest / slowest = when the first and the last receiver finished, after the first one started. " +
-        "Start spread = how long after the first receiver the last one started (K processes starting at once on 2 cores). Slowest own MB/s = size ÷ the slowest receiver's own start → done.",
+        "Start spread = how long after the first receiver the last one started (K processes starting at once on 2 cores). Slowest own MB/s = size ÷ the slowest receiver's own start → done. " +
+        "Vs fmq alone (the stalled row) = fmq's time without the stalled subscriber ÷ the time with it, paired by repetition: median [min–max] (pairs); ≥ 1: it did not slow the others.",
       "",
     );
-    out.push("| receivers | contender | aggregate MB/s | fastest s | slowest s | slowest own MB/s | start spread s | peak RSS MiB server / max client |");
-    out.push("|---|---|---|---|---|---|---|---|");
+    out.push("| receivers | contender | aggregate MB/s | fastest s | slowest s | slowest own MB/s | start spread s | peak RSS MiB server / max client | vs fmq alone |");
+    out.push("|---|---|---|---|---|---|---|---|---|");
     for (const w of fanout) {
       for (const s of summarise(w)) {
         out.push(
-          `| ${String(w.params.receivers)} | ${s.contender} | ${f(s.mbps)} | ${f(s.fastestS, 3)} | ${f(s.slowestS, 3)} | ${f(s.slowestOwnMBps)} | ${f(s.startSpreadS, 3)} | ${s.peakRssMiB ? `${f(s.peakRssMiB.server)} / ${f(s.peakRssMiB.client)}` : "–"} |`,
+          `| ${String(w.params.receivers)} | ${s.contender} | ${f(s.mbps)} | ${f(s.fastestS, 3)} | ${f(s.slowestS, 3)} | ${f(s.slowestOwnMBps)} | ${f(s.startSpreadS, 3)} | ${s.peakRssMiB ? `${f(s.peakRssMiB.server)} / ${f(s.peakRssMiB.client)}` : "–"} | ${s.vsAlone ? `${f(s.vsAlone.median, 2)} [${f(s.vsAlone.min, 2)}–${f(s.vsAlone.max, 2)}] (${s.vsAlone.n})` : "–"} |`,
         );
       }
     }

@@ -1,0 +1,58 @@
+// The bench's summaries: ratios are paired by repetition, and the stalled-subscriber row says how the
+// timed subscribers fared beside one stuck subscriber, pair by pair.
+
+import { describe, expect, it } from "vitest";
+import { markdown, summarise } from "../../bench/report.js";
+import { FMQ, FMQ_STALLED, RAW, type Run, type WorkloadResult } from "../../bench/types.js";
+
+function run(contender: string, rep: number, seconds: number, ok = true): Run {
+  return { contender, rep, ok, seconds, wallSeconds: seconds, bytes: 4 * 2 ** 20, files: 4, stealPct: 0 };
+}
+
+function fanout(runs: Run[]): WorkloadResult {
+  return { id: "4/4", title: "fan-out 4 × 1 MiB", params: { receivers: 4 }, runs, notes: [] };
+}
+
+describe("bench report", () => {
+  it("pairs the stalled row with plain fmq by repetition, and only that row", () => {
+    const workload = fanout([
+      run(RAW, 1, 1.0),
+      run(FMQ, 1, 2.0),
+      run(FMQ_STALLED, 1, 2.5), // slowed: 0.8
+      run(RAW, 2, 1.0),
+      run(FMQ, 2, 3.0),
+      run(FMQ_STALLED, 2, 2.0), // faster: 1.5
+      run(RAW, 3, 1.0),
+      run(FMQ, 3, 2.2),
+      run(FMQ_STALLED, 3, 2.0), // 1.1
+      run(FMQ, 4, 9.0, false), // a failed run pairs with nothing
+      run(FMQ_STALLED, 4, 1.0),
+    ]);
+    const rows = summarise(workload);
+    const stalled = rows.find((s) => s.contender === FMQ_STALLED)!;
+    // Paired medians differ from the ratio of medians (2.2 / 2.0 = 1.1 here by chance; the pairs are what count).
+    expect(stalled.vsAlone).toEqual({ median: 1.1, min: 0.8, max: 1.5, n: 3 });
+    expect(rows.find((s) => s.contender === FMQ)!.vsAlone).toBeUndefined();
+    expect(stalled.speedVs[RAW]).toBeCloseTo(1 / 2.0, 6); // rep 4 has no raw pipe run: pairs 1-3 only
+
+    const report = markdown(
+      {
+        startedAt: "now",
+        durationS: 1,
+        command: "bench",
+        machine: {},
+        stealPct: 0,
+        loadAtStartPct: 0,
+        disturbance: { diskReadMiB: 0, cacheDrops: 0, reclaimMiB: 0 },
+        workloads: [workload],
+        notes: [],
+        failures: [],
+      },
+      undefined,
+    );
+    const line = report.split("\n").find((l) => l.startsWith(`| 4 | ${FMQ_STALLED} |`));
+    expect(line).toMatch(/\| 1\.10 \[0\.80–1\.50\] \(3\) \|$/);
+    const plain = report.split("\n").find((l) => l.startsWith(`| 4 | ${FMQ} |`));
+    expect(plain).toMatch(/\| – \|$/);
+  });
+});
