@@ -60,7 +60,6 @@ export async function writeRandomFile(file: string, size: number): Promise<void>
   }
 }
 
-
 /** A FIFO at `file` (what a hostile writer may swap in for a file), and how to let go a reader stuck opening it. */
 export function makeFifo(file: string): { release: () => void } {
   execFileSync("mkfifo", [file]);
