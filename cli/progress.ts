@@ -1,7 +1,7 @@
 // Progress while data flows. On a terminal: a cli-progress bar for the file being received (bytes, rate,
 // ETA for big files) with the totals beside it, and the usual one line per delivered file printed above
-// it. With --json: a {"event":"progress"} line every second while anything moves. Otherwise (a pipe, a
-// log file): nothing more than the one line per file.
+// it; no bar, and nothing written, while nothing arrives. With --json: a {"event":"progress"} line every
+// second while anything moves. Otherwise (a pipe, a log file): nothing more than the one line per file.
 
 import { createRequire } from "node:module";
 import type { MultiBar, SingleBar } from "cli-progress";
@@ -35,28 +35,6 @@ export class ProgressDisplay {
   start(): void {
     const tty = !this.out.json && process.stderr.isTTY === true;
     if (!tty && !this.out.json) return;
-    if (tty) {
-      const cliProgress = loadBars();
-      this.#bars = new cliProgress.MultiBar(
-        {
-          format: "{file} |{bar}| {percentage}% {done}/{size} {speed}/s{remaining} | {files} files, {received}",
-          barsize: 24,
-          hideCursor: true,
-          clearOnComplete: true,
-          stopOnComplete: false,
-          autopadding: true,
-          stream: process.stderr,
-          // Our own SIGINT/SIGTERM handling stops everything; the bar must not exit the process first.
-          gracefulExit: false,
-        },
-        cliProgress.Presets.shades_classic,
-      );
-      // Human lines (delivered, deleted...) go above the bar instead of through it.
-      this.out.through((line) => {
-        this.#bars?.log(line + "\n");
-        this.#bars?.update();
-      });
-    }
     this.#timer = setInterval(() => this.#tick(), TICK_MS);
     this.#timer.unref();
   }
@@ -64,8 +42,45 @@ export class ProgressDisplay {
   stop(): void {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
-    this.#bars?.update();
-    this.#bars?.stop();
+    this.#hideBar();
+  }
+
+  /**
+   * The bar appears when a file starts to arrive and goes when nothing is arriving: cli-progress redraws
+   * ten times a second while it is shown, and an idle subscriber left on a terminal for days should
+   * write nothing to it (over ssh, or in a tmux window watched for activity).
+   */
+  #showBar(): MultiBar {
+    if (this.#bars) return this.#bars;
+    const cliProgress = loadBars();
+    const bars = new cliProgress.MultiBar(
+      {
+        format: "{file} |{bar}| {percentage}% {done}/{size} {speed}/s{remaining} | {files} files, {received}",
+        barsize: 24,
+        hideCursor: true,
+        clearOnComplete: true,
+        stopOnComplete: false,
+        autopadding: true,
+        stream: process.stderr,
+        // Our own SIGINT/SIGTERM handling stops everything; the bar must not exit the process first.
+        gracefulExit: false,
+      },
+      cliProgress.Presets.shades_classic,
+    );
+    this.#bars = bars;
+    // Human lines (delivered, deleted...) go above the bar instead of through it.
+    this.out.through((line) => {
+      bars.log(line + "\n");
+      bars.update();
+    });
+    return bars;
+  }
+
+  #hideBar(): void {
+    if (!this.#bars) return;
+    // (Lines logged since its last redraw are printed first; clearOnComplete then erases the bar.)
+    this.#bars.update();
+    this.#bars.stop();
     this.#bars = undefined;
     this.#bar = undefined;
     this.out.through(undefined);
@@ -102,10 +117,7 @@ export class ProgressDisplay {
   #draw(progress: ClientProgress): void {
     const current = progress.current;
     if (!current) {
-      if (this.#bar) {
-        this.#bars?.remove(this.#bar);
-        this.#bar = undefined;
-      }
+      this.#hideBar();
       return;
     }
     const size = current.size ?? Math.max(current.bytes, 1);
@@ -120,7 +132,7 @@ export class ProgressDisplay {
       files: progress.delivered,
       received: prettyBytes(progress.bytes),
     };
-    if (!this.#bar) this.#bar = this.#bars?.create(size, current.bytes, payload);
+    if (!this.#bar) this.#bar = this.#showBar().create(size, current.bytes, payload);
     else {
       this.#bar.setTotal(size);
       this.#bar.update(current.bytes, payload);

@@ -1,7 +1,7 @@
 // The --json progress events, driven by a fake client: one event per second at most while bytes move,
 // none while nothing moves and nothing is being received.
 
-import { afterEach, describe, expect, it, vi } from "vitest";
+import { afterEach, describe, expect, it, onTestFinished, vi } from "vitest";
 import { ProgressDisplay } from "../../cli/progress.js";
 import { Output } from "../../cli/output.js";
 import { waitFor } from "../helpers/wait.js";
@@ -48,5 +48,62 @@ describe("progress", () => {
     await waitFor(() => ticks >= 6, "six ticks", 5000);
     display.stop();
     expect(lines).toEqual([]);
+  });
+});
+
+describe("progress on a terminal", () => {
+  /** stderr as a terminal; what is written to it and to stdout, as text. */
+  function terminal(): { stderr: string[]; stdout: string[] } {
+    const written = { stderr: [] as string[], stdout: [] as string[] };
+    for (const stream of [process.stderr, process.stdout]) {
+      const was = stream.isTTY;
+      stream.isTTY = true;
+      onTestFinished(() => {
+        stream.isTTY = was;
+      });
+    }
+    vi.spyOn(process.stderr, "write").mockImplementation((chunk: string | Uint8Array) => {
+      written.stderr.push(String(chunk));
+      return true;
+    });
+    vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
+      written.stdout.push(String(chunk));
+      return true;
+    });
+    return written;
+  }
+
+  it("progress - a bar while a file arrives, lines above it, and nothing written once idle", async () => {
+    const written = terminal();
+    let bytes = 0;
+    let current: ClientProgress["current"] = { path: "big.bin", bytes: 0, size: 100_000_000 };
+    let ticks = 0;
+    const output = new Output(false);
+    const display = new ProgressDisplay(() => {
+      ticks++;
+      return { ...(current ? { current: { ...current, bytes } } : {}), delivered: 0, deleted: 0, bytes };
+    }, output);
+    display.start();
+    const mover = setInterval(() => (bytes += 1_000_000), 50);
+    try {
+      await waitFor(() => written.stderr.join("").includes("big.bin |"), "the bar", 5000);
+      output.event({ event: "delivered" }, "delivered small.txt (3 bytes)");
+      await waitFor(() => written.stderr.join("").includes("delivered small.txt (3 bytes)"), "the line, above the bar", 5000);
+      // The file is in: no file arriving now.
+      current = undefined;
+      const at = ticks;
+      await waitFor(() => ticks >= at + 2, "the bar to go", 5000);
+      const afterHidden = written.stderr.length;
+      const idleFrom = ticks;
+      await waitFor(() => ticks >= idleFrom + 6, "six idle ticks", 5000);
+      expect(written.stderr.slice(afterHidden)).toEqual([]);
+      // With no bar, a line goes straight to stdout.
+      output.event({ event: "delivered" }, "delivered other.txt (3 bytes)");
+      output.flush();
+      expect(written.stdout.join("")).toContain("delivered other.txt (3 bytes)\n");
+    } finally {
+      clearInterval(mover);
+      display.stop();
+    }
   });
 });
