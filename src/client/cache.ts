@@ -6,7 +6,7 @@
 // while we were away is missed.
 
 import { LONG_NAME_KEY, formatCacheEntry, type CacheEntry } from "../protocol/extensions.js";
-import { MAX_DICTIONARY_ENTRIES, MAX_STRING, type Dictionary } from "../protocol/messages.js";
+import { MAX_DICTIONARY_ENTRIES, MAX_LONGSTR, MAX_STRING, type Dictionary } from "../protocol/messages.js";
 
 /** What the entries may take on the wire, well under a 16 MiB message. */
 export const CACHE_MAX_BYTES = 12 * 1024 * 1024;
@@ -22,11 +22,24 @@ export function buildCache(entries: ReadonlyMap<string, CacheEntry>, maxEntries 
   let long = 0;
   const formatted: { key: string; value: string; bytes: number; entry: CacheEntry }[] = [];
   let total = 0;
+  let tooLong = 0;
   for (const [name, entry] of entries) {
     // Cache keys are 1-octet-length strings: a longer name goes in its entry, under a numbered key.
     const short = Buffer.byteLength(name) <= MAX_STRING;
     const key = short ? name : `${LONG_NAME_KEY}${long++}`;
-    const value = formatCacheEntry(short ? entry : { ...entry, name });
+    let value = formatCacheEntry(short ? entry : { ...entry, name });
+    // A value is a longstr, and one over MAX_LONGSTR would make the whole ICANHAZ unsendable, every time
+    // (a file of about 4 GiB has 4,096 block hashes: 64 KiB of hex). Its block hashes go first (a change
+    // to it then comes whole, not as changed blocks); an entry still too long is left out. (ASCII: its
+    // length is its size in bytes.)
+    if (value.length > MAX_LONGSTR && entry.blocks !== undefined) {
+      const { blocks: _dropped, ...withoutBlocks } = entry;
+      value = formatCacheEntry(short ? withoutBlocks : { ...withoutBlocks, name });
+    }
+    if (value.length > MAX_LONGSTR) {
+      tooLong++;
+      continue;
+    }
     // (1 + key, 4 + value: the key is at most 255 bytes, its length is close enough.)
     const bytes = 5 + Buffer.byteLength(key) + value.length;
     formatted.push({ key, value, bytes, entry });
@@ -43,5 +56,5 @@ export function buildCache(entries: ReadonlyMap<string, CacheEntry>, maxEntries 
     cache.set(item.key, item.value);
     bytes += item.bytes;
   }
-  return { cache, omitted: formatted.length - cache.size };
+  return { cache, omitted: formatted.length - cache.size + tooLong };
 }

@@ -39,4 +39,18 @@ describe("cache", () => {
     expect(byBytes.cache.has("small")).toBe(false);
     expect(byBytes.omitted).toBe(1);
   });
+
+  it("cache - a file of about 4 GiB: its 4,096 block hashes would make the value too long for the wire, so they are left out, not the ICANHAZ", () => {
+    const blocks = Buffer.alloc(4096 * 8, 0xab);
+    const entries = new Map<string, CacheEntry>([
+      ["big.iso", { size: 4096 * 1024 * 1024, mtime: 1764662400123.456, hash: "0123456789abcdef", blocks }],
+      ["small", { size: 1, mtime: 2, hash: "fedcba9876543210", blocks: Buffer.alloc(8, 1) }],
+    ]);
+    const { cache, omitted } = buildCache(entries);
+    expect(omitted).toBe(0);
+    expect(parseCacheEntry(cache.get("big.iso")!)).toEqual({ size: 4096 * 1024 * 1024, mtime: 1764662400123.456, hash: "0123456789abcdef" });
+    expect(parseCacheEntry(cache.get("small")!)).toEqual({ size: 1, mtime: 2, hash: "fedcba9876543210", blocks: Buffer.alloc(8, 1) });
+    const decoded = decodeFrames([encode({ id: "ICANHAZ", path: "/", options: new Map(), cache })]);
+    expect(decoded.ok && decoded.message.id === "ICANHAZ" && decoded.message.cache).toEqual(cache);
+  });
 });
