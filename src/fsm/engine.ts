@@ -6,6 +6,7 @@
 // raise() (skip my remaining actions, handle this event now). Nothing outside the engine switches on the
 // current state. Each engine owns one event queue and runs to completion: one event (and the internal
 // events its actions raise) is finished before the next queued event starts, even when actions await I/O.
+// The exception is an event posted as urgent (the peer is gone): it cuts in at the next step.
 
 /** One row of a table: the actions to run, in order, and the state to move to afterwards. */
 export interface Transition<S extends string, A extends string> {
@@ -56,6 +57,8 @@ export class Engine<S extends string, E extends string, A extends string, Arg = 
   #nextEvent: Queued<E, Arg> | undefined;
   /** Set by raise(): cuts the current event's remaining actions short. */
   #exception: Queued<E, Arg> | undefined;
+  /** Posted with `urgent` (the dialogue is over): handled at the next step, before anything else. */
+  #urgent: Queued<E, Arg> | undefined;
   #idle: (() => void)[] = [];
 
   constructor(
@@ -80,14 +83,24 @@ export class Engine<S extends string, E extends string, A extends string, Arg = 
   }
 
   /**
-   * Queue an event from outside (a received message, a timer, an API call).
+   * Queue an event from outside (a received message, a timer, an API call). Returns whether it was taken.
    * With `coalesce`, the event is dropped if an identical event is already waiting (e.g. "dispatch").
+   * With `urgent`, for events that end the dialogue (the peer hung up, went silent, sent garbage): it
+   * is handled as soon as the current step ends, before the dialogue's own next step and anything
+   * queued, so that a run of steps (a file sent chunk by chunk) does not go on for a peer that is gone.
+   * One waits at a time: more are dropped until it has been handled (a flood of garbage is one event).
    */
-  post(event: E, arg: Arg, opts: { coalesce?: boolean } = {}): void {
-    if (this.stopped) return;
-    if (opts.coalesce && this.#queue.some((q) => q.event === event)) return;
-    this.#queue.push({ event, arg });
+  post(event: E, arg: Arg, opts: { coalesce?: boolean; urgent?: boolean } = {}): boolean {
+    if (this.stopped) return false;
+    if (opts.urgent) {
+      if (this.#urgent) return false;
+      this.#urgent = { event, arg };
+    } else {
+      if (opts.coalesce && this.#queue.some((q) => q.event === event)) return false;
+      this.#queue.push({ event, arg });
+    }
     if (!this.#running) void this.#run();
+    return true;
   }
 
   /** From an action: once this event's actions are done (and its `next` state taken), handle `event`. */
@@ -106,6 +119,7 @@ export class Engine<S extends string, E extends string, A extends string, Arg = 
     this.#queue.length = 0;
     this.#nextEvent = undefined;
     this.#exception = undefined;
+    this.#urgent = undefined;
   }
 
   /** Resolves when the queue is empty and nothing is running (for tests and orderly shutdown). */
@@ -117,13 +131,25 @@ export class Engine<S extends string, E extends string, A extends string, Arg = 
   async #run(): Promise<void> {
     this.#running = true;
     try {
-      let item = this.#queue.shift();
-      while (item !== undefined && !this.stopped) {
-        await this.#handle(item);
+      while (!this.stopped) {
+        const urgent = this.#urgent;
+        if (urgent) {
+          this.#urgent = undefined;
+          // Its row normally stops the engine. If it does not, the dialogue goes on where it was (unless
+          // the urgent event's own actions chose what comes next).
+          const resume = this.#exception ?? this.#nextEvent;
+          this.#exception = undefined;
+          this.#nextEvent = undefined;
+          await this.#handle(urgent);
+          if (resume && !this.#exception && !this.#nextEvent) this.#nextEvent = resume;
+          continue;
+        }
         // Internal events come first: they continue the dialogue the last event started.
-        item = this.#exception ?? this.#nextEvent ?? this.#queue.shift();
+        const item = this.#exception ?? this.#nextEvent ?? this.#queue.shift();
         this.#exception = undefined;
         this.#nextEvent = undefined;
+        if (item === undefined) break;
+        await this.#handle(item);
       }
     } finally {
       this.#running = false;

@@ -132,7 +132,7 @@ export class Connection {
       ...(host.trace ? { trace: (line: string) => host.trace?.(`${key} ${line}`) } : {}),
       onActionError: (error, state, event, action) => {
         host.warn(`client ${key}: "${action}" failed on ${event} in ${state}: ${String(error)}`);
-        this.engine.post("malformed", `internal error: ${String(error)}`);
+        this.engine.post("malformed", `internal error: ${String(error)}`, { urgent: true });
       },
     });
   }
@@ -534,7 +534,7 @@ export class Connection {
 }
 
 /** A reason for SRSLY/RTFM: a 1-octet-length string on the wire, so at most 255 bytes. */
-function reasonOf(arg: EventArg): string {
+export function reasonOf(arg: EventArg): string {
   let text = "";
   if (typeof arg === "string") text = arg;
   else if (arg instanceof Error) text = arg.message;

@@ -68,7 +68,8 @@ export const serverMachine: Table<ServerState, ServerEvent, ServerAction> = {
       KTHXBAI: { do: ["terminate"] },
     },
     // Sending: one chunk per step, until the client's credit or queue runs out. Messages from the
-    // client wait in its queue meanwhile (run to completion); a step is one chunk, so that is short.
+    // client wait in its queue meanwhile (run to completion), except what ends the dialogue (hung up,
+    // expired, malformed: posted as urgent, they cut in at the next step).
     dispatching: {
       "send chunk": { do: ["send next chunk", "check for client data"] },
       "no credit": { do: [], next: "ready" },

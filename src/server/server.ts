@@ -10,7 +10,7 @@ import { decodeFrames } from "../protocol/codec.js";
 import { encode } from "../protocol/codec.js";
 import { covers, overlaps } from "../paths.js";
 import { Mount, type PublishedFile } from "../mount/mount.js";
-import { Connection, type ConnectionHost } from "./connection.js";
+import { Connection, reasonOf, type ConnectionHost } from "./connection.js";
 import { Outbox } from "./outbox.js";
 import { Fingerprints } from "./fingerprints.js";
 import { ServerSecurity, type ServerSecurityOptions } from "../security/server-security.js";
@@ -138,7 +138,8 @@ export class Server extends EventEmitter<ServerEvents> {
     });
     // A closed connection is forgotten at once (its file, read-ahead and queue freed), not at expiry.
     setDraftOption(this.#router, DraftOption.ROUTER_NOTIFY, ZMQ_NOTIFY_DISCONNECT);
-    this.#outbox = new Outbox(this.#router, (key) => this.#connections.get(key)?.engine.post("expired", undefined));
+    // (Urgent, as every event that ends a dialogue: handled at the next step, not after a run of them.)
+    this.#outbox = new Outbox(this.#router, (key) => this.#connections.get(key)?.engine.post("expired", undefined, { urgent: true }));
     const server = this;
     this.#host = {
       chunkSize: this.options.chunkSize,
@@ -283,9 +284,13 @@ export class Server extends EventEmitter<ServerEvents> {
     if (!result.ok) {
       // 35/FILEMQ: a message with a bad signature SHALL be silently discarded; other garbage gets RTFM.
       if (result.error.reply === "discard") return;
-      this.emit("warning", `client ${key}: ${result.error.message}`);
-      if (connection) connection.engine.post("malformed", result.error);
-      else this.#send(key, routingId, encode({ id: "RTFM", reason: result.error.message.slice(0, 200) }));
+      if (!connection) {
+        this.emit("warning", `client ${key}: ${result.error.message}`);
+        this.#send(key, routingId, encode({ id: "RTFM", reason: reasonOf(result.error.message) }));
+      } else if (connection.engine.post("malformed", result.error, { urgent: true })) {
+        // (Said once: garbage that follows, until the connection is dropped, is dropped with it.)
+        this.emit("warning", `client ${key}: ${result.error.message}`);
+      }
       return;
     }
     if (!connection) {
@@ -316,7 +321,7 @@ export class Server extends EventEmitter<ServerEvents> {
   /** An empty message: the connection closed (see "hung up" in machine.ts), or a peer sent nothing. */
   #hungUp(key: string, routingId: Buffer): void {
     const connection = this.#connections.get(key);
-    if (connection) connection.engine.post("hung up", "empty message");
+    if (connection) connection.engine.post("hung up", "empty message", { urgent: true });
     else this.#send(key, routingId, encode({ id: "RTFM", reason: "empty message" }));
   }
 
@@ -368,7 +373,7 @@ export class Server extends EventEmitter<ServerEvents> {
         this.#forget(connection.key);
       } else {
         connection.expiryPosted = true;
-        connection.engine.post("expired", undefined, { coalesce: true });
+        connection.engine.post("expired", undefined, { urgent: true });
       }
     }
   }

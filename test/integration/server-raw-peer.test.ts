@@ -408,6 +408,17 @@ describe("server with a scripted raw peer", () => {
     await p.open();
   });
 
+  it("server - a first message refused with a reason longer than RTFM can carry (multi-byte) still gets its RTFM, cut to 255 bytes", async () => {
+    const { endpoint } = await startServer();
+    const p = peer(endpoint);
+    // The reason quotes the protocol name: 85 × "€" is 255 bytes of it, 300 with the rest of the reason.
+    await p.send({ id: "OHAI", protocol: "€".repeat(85), version: 2 });
+    const rtfm = await p.expect("RTFM");
+    expect(Buffer.byteLength(rtfm.reason)).toBeLessThanOrEqual(255);
+    expect(rtfm.reason).toContain("€");
+    expect(rtfm.reason).not.toContain("\uFFFD");
+  });
+
   it("server - ICANHAZ with an invalid path or a path matching no mount -> SRSLY, session stays usable", async () => {
     const { endpoint } = await startServer({}, { alias: "/data" });
     const p = peer(endpoint);
@@ -889,14 +900,45 @@ describe("server with a scripted raw peer", () => {
     return hung;
   }
 
-  // SERVER BUG (see the report): "send next chunk" waits in host.below() while the client's outbox is
-  // full, and the engine runs to completion, so the "expired" event posted by Server.#expire waits behind
-  // it forever. A client that granted plenty of credit and then hung (TCP still open) is never forgotten.
+  // "send next chunk" waits in host.below() while the client's outbox is full: the "expired" event must
+  // not wait behind it (it is urgent, and a sweep later the server forgets the client from outside).
   it("server - expiry: a client that stops reading mid-transfer is forgotten too", async () => {
     // Grants a lot of credit, then neither reads nor speaks again.
     const { server } = await serverWithHungClient({ expiryMs: 300 }, 2n ** 64n - 1n);
     // Silent for 300 ms means forgotten; allow ten times that.
     await nextEvent(server, "disconnected", () => true, 3000);
+    expect(server.clients).toBe(0);
+  });
+
+  it("server - a client that hangs up mid-file is forgotten at the next chunk, not once its credit or the file runs out", async () => {
+    // 64 GiB, sparse: at the speed the server reads it, sending it all takes minutes, and expiry is far off.
+    const { server, endpoint } = await startServer(
+      { expiryMs: 600_000, hashAhead: false },
+      {
+        prepare: async (root) => {
+          const handle = await open(path.join(root, "huge.bin"), "w");
+          await handle.truncate(64 * 1024 ** 3);
+          await handle.close();
+        },
+      },
+    );
+    await published(server, 1);
+    const gone = new Dealer({ linger: 0 });
+    sockets.push(gone);
+    gone.connect(endpoint);
+    await gone.send(encode({ id: "OHAI", protocol: "FILEMQ", version: 2 }));
+    await gone.send(encode({ id: "ICANHAZ", path: "/", options: new Map(), cache: new Map() }));
+    await gone.send(encode({ id: "NOM", credit: 2n ** 60n, sequence: 0n }));
+    gone.receiveTimeout = DEADLINE;
+    // Read until the file is flowing, then hang up (the connection closes: the server hears of it).
+    let chunks = 0;
+    while (chunks < 8) {
+      const result = decodeFrames(await gone.receive());
+      if (result.ok && result.message.id === "CHEEZBURGER") chunks++;
+    }
+    const disconnected = nextEvent(server, "disconnected", () => true, 5000);
+    gone.close();
+    await disconnected;
     expect(server.clients).toBe(0);
   });
 

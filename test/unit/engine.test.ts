@@ -1,4 +1,5 @@
 import { describe, it, expect } from "vitest";
+import { waitFor } from "../helpers/wait.js";
 
 import { Engine, STOPPED, toMermaid, type Actions, type EngineOptions, type Table } from "../../src/fsm/engine.js";
 
@@ -400,5 +401,69 @@ describe("engine", () => {
     expect(lines).toContain("    busy --> busy: any"); // "*" is drawn as "any"
     expect(lines).toContain("    busy --> done: inner");
     for (const state of ["idle", "busy", "done"]) expect(text).toContain(state);
+  });
+
+  describe("urgent events", () => {
+    // A sender that sends one chunk per step (each step awaits I/O) until it has sent `total`, as the
+    // server's "dispatching" state does; "HANGUP" ends the dialogue, "NOTE" does not.
+    type PS = "ready" | "sending";
+    type PE = "GO" | "PING" | "HANGUP" | "NOTE" | "step" | "done";
+    type PA = "send" | "pong" | "terminate" | "note";
+    function pump(total: number) {
+      const log: string[] = [];
+      let sent = 0;
+      const machine: Table<PS, PE, PA> = {
+        initial: "ready",
+        states: {
+          ready: { GO: { do: ["send"], next: "sending" }, PING: { do: ["pong"] } },
+          sending: { step: { do: ["send"] }, done: { do: [], next: "ready" } },
+        },
+        defaults: { HANGUP: { do: ["terminate"] }, NOTE: { do: ["note"] } },
+      };
+      const engine: Engine<PS, PE, PA, string> = new Engine(machine, {
+        send: async () => {
+          await new Promise((resolve) => setImmediate(resolve));
+          sent++;
+          log.push(`sent ${sent}`);
+          engine.next(sent < total ? "step" : "done", "");
+        },
+        pong: () => void log.push("pong"),
+        terminate: () => {
+          log.push("terminate");
+          engine.stop();
+        },
+        note: (arg) => void log.push(`note ${arg}`),
+      });
+      return { engine, log, sent: () => sent };
+    }
+
+    it("engine - an urgent event cuts into a run of steps at the next step, before queued events; one waits at a time", async () => {
+      const p = pump(1_000_000);
+      p.engine.post("GO", "");
+      p.engine.post("PING", "");
+      await waitFor(() => p.sent() >= 3, "three steps", 5000);
+      const sentBefore = p.sent();
+      expect(p.engine.post("HANGUP", "", { urgent: true })).toBe(true);
+      // A second one while the first waits is dropped (a flood of garbage is one event).
+      expect(p.engine.post("HANGUP", "", { urgent: true })).toBe(false);
+      await p.engine.idle();
+      expect(p.engine.stopped).toBe(true);
+      // At most the step under way when it was posted, then the end; the queued PING never ran.
+      expect(p.sent()).toBeLessThanOrEqual(sentBefore + 1);
+      expect(p.log.at(-1)).toBe("terminate");
+      expect(p.log).not.toContain("pong");
+      expect(p.engine.post("HANGUP", "", { urgent: true })).toBe(false);
+    });
+
+    it("engine - an urgent event whose row does not stop the engine lets the run go on where it was", async () => {
+      const p = pump(6);
+      p.engine.post("GO", "");
+      await waitFor(() => p.sent() >= 2, "two steps", 5000);
+      p.engine.post("NOTE", "x", { urgent: true });
+      await p.engine.idle();
+      expect(p.sent()).toBe(6);
+      expect(p.log.filter((line) => line === "note x")).toHaveLength(1);
+      expect(p.engine.state).toBe("ready");
+    });
   });
 });
