@@ -348,7 +348,7 @@ export class Client extends EventEmitter<ClientEvents> {
       const built = buildCache(entries);
       cache = built.cache;
       if (built.omitted > 0) {
-        this.emit("error", new ClientError(`${path}: ${built.omitted} of the ${entries.size} files held are not listed to the server (too many for one message): they are sent again whole`));
+        this.#report(new ClientError(`${path}: ${built.omitted} of the ${entries.size} files held are not listed to the server (too many for one message): they are sent again whole`));
       }
     }
     this.#awaitingReply.push({ path, kind });

@@ -200,7 +200,8 @@ export class IncomingFile {
     this.handle = handle;
     let at = 0;
     for (const piece of this.#held ?? []) {
-      await handle.write(piece, 0, piece.length, at);
+      // (A short write, as on a nearly full disk, must not leave a hole that reads as zeros.)
+      for (let done = 0; done < piece.length; ) done += (await handle.write(piece, done, piece.length - done, at + done)).bytesWritten;
       at += piece.length;
     }
     this.#held = undefined;
@@ -596,8 +597,14 @@ export class Inbox {
     if (reason) return false;
     // Synchronous: one lstat per held file when a subscription is (re)sent; 10,000 of them take
     // milliseconds this way, most of a second as thread-pool round trips.
-    const stats = lstatSync(this.dirs.root.join(relative), { throwIfNoEntry: false });
-    return stats !== undefined && stats.isFile() && stats.size === size;
+    // (Not found is undefined; any other failure, e.g. a name too long to reach through /proc/self/fd,
+    // or a directory made unreadable, also means: not claimed. Never a throw that stops the ICANHAZ.)
+    try {
+      const stats = lstatSync(this.dirs.root.join(relative), { throwIfNoEntry: false });
+      return stats !== undefined && stats.isFile() && stats.size === size;
+    } catch {
+      return false;
+    }
   }
 
   /** Bytes held in the partial file of `relative`, if any. */

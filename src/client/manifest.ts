@@ -13,7 +13,7 @@
 // hash). The journal is folded into a new snapshot once it is as long as the snapshot (so a big tree is
 // not written out again every few thousand files), and on close.
 
-import { closeSync, constants, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
+import { closeSync, constants, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
 import { lstat } from "node:fs/promises";
 import path from "node:path";
 import type { Place } from "./held-directory.js";
@@ -247,16 +247,22 @@ export class Manifest {
       const data: Stored = { version: 1, files: Object.fromEntries(this.files), partials: Object.fromEntries(this.partials), placing: Object.fromEntries(this.placing) };
       // Never through a symlink planted at the temporary name.
       const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
-      const text = JSON.stringify(data);
+      const bytes = Buffer.from(JSON.stringify(data));
       try {
-        writeSync(fd, text);
-      } finally {
+        // All of it, or an error before the rename: a full disk can make a write short rather than fail,
+        // and a torn snapshot renamed over the good one would lose every record (its journal is emptied).
+        for (let written = 0; written < bytes.length; ) written += writeSync(fd, bytes, written, bytes.length - written);
+      } catch (error) {
+        // (What was written of it would only take the room a full disk lacks.)
         closeSync(fd);
+        rmSync(temp, { force: true });
+        throw error;
       }
+      closeSync(fd);
       renameSync(temp, this.#snapshotPath);
       if (this.#journal !== undefined) ftruncateSync(this.#journal, 0);
       this.#journalSize = 0;
-      this.#allowance = this.#foldAt = Math.max(JOURNAL_MIN_BYTES, text.length);
+      this.#allowance = this.#foldAt = Math.max(JOURNAL_MIN_BYTES, bytes.length);
     } catch {
       // The journal still holds every change: nothing is lost. The next fold is tried after another
       // allowance of journal, not at the very next record (a full disk would otherwise have every file

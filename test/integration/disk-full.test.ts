@@ -3,6 +3,7 @@
 // needs root, which CI has here; elsewhere the test says it was skipped and why).
 
 import { execFileSync } from "node:child_process";
+import { statfsSync } from "node:fs";
 import { mkdir, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -163,5 +164,35 @@ describe("disk full", () => {
     const reloaded = await Manifest.load(state);
     expect([...reloaded.placing.keys()]).toEqual([]);
     reloaded.close();
+  });
+
+  it("disk full - a manifest snapshot that only partly fits is not renamed over the last one: nothing held is forgotten", async (ctx) => {
+    const disk = await smallDisk(MiB);
+    if (typeof disk !== "string") return ctx.skip(disk.skip);
+    const dir = path.join(disk, ".fmq");
+    await mkdir(dir);
+    const manifest = await Manifest.load(dir);
+    for (let i = 0; i < 2000; i++) manifest.delivered(`dir/file-${i}`, { vpath: `/dir/file-${i}`, size: i, hash: "0123456789abcdef" });
+    manifest.flush();
+    // Leave room for about a third of the snapshot (which is about as big as the journal), so that its
+    // write is short rather than refused.
+    const journalBytes = (await stat(path.join(dir, "journal.jsonl"))).size;
+    const free = () => {
+      const fs = statfsSync(disk);
+      return fs.bavail * fs.bsize;
+    };
+    await writeFile(path.join(disk, "filler.bin"), Buffer.alloc(Math.max(0, free() - Math.floor(journalBytes / 3))));
+    expect(free()).toBeLessThan(journalBytes);
+    expect(free()).toBeGreaterThan(0);
+    manifest.save();
+    // What a kill -9 now would leave (not closed: closing saves again, with the room the rename freed).
+    const problems: string[] = [];
+    const again = await Manifest.load(dir, (message) => problems.push(message));
+    expect(problems).toEqual([]);
+    expect(again.files.size).toBe(2000);
+    // And the part that was written is not left taking the room a full disk lacks.
+    expect(await readdir(dir)).not.toContain("manifest.json.tmp");
+    again.close();
+    manifest.close();
   });
 });

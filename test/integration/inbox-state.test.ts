@@ -49,4 +49,16 @@ describe("inbox placements interrupted", () => {
     expect([...inbox.manifest.placing.keys()]).toEqual([]);
     inbox.close();
   });
+
+  it("inbox state - stillHeld of a name too long to reach through /proc/self/fd (a hostile server's 4,095-byte path) is false, not a throw that would stop every ICANHAZ", async () => {
+    const inbox = await Inbox.open(path.join(await tempDir(), "inbox"));
+    try {
+      const long = Array.from({ length: 16 }, (_, i) => `${i}`.padEnd(255, "x")).join("/");
+      expect(Buffer.byteLength(long)).toBe(4095);
+      expect(inbox.stillHeld(long, 1)).toBe(false);
+      expect(inbox.stillHeld("absent.txt", 1)).toBe(false);
+    } finally {
+      inbox.close();
+    }
+  });
 });
