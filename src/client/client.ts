@@ -113,6 +113,15 @@ type IcanhazKind = "subscribe" | "refetch" | "resync";
 /** Delay before opening socket number n of a run of failures (reset once a subscription is confirmed). */
 const RECONNECT_BACKOFF_MS = [0, 100, 250, 500, 1000, 2000];
 
+/**
+ * What the reader hands the machine before it waits for the machine to catch up: our server never has
+ * more in flight than the credit window, but the C reference, given the hedge (see CREDIT_HEDGE), sends
+ * as fast as it reads its disk, and a reader that never waits would queue all of it in our memory. While
+ * the reader waits, libzmq's receive queue fills and TCP pushes back on the server.
+ */
+const READ_AHEAD_BYTES = 64 * 1024 * 1024;
+const READ_AHEAD_MESSAGES = 4096;
+
 export class ClientError extends Error {
   override name = "ClientError";
 }
@@ -131,6 +140,8 @@ export class Client extends EventEmitter<ClientEvents> {
   /** Disk-full failures since the last delivery (the next resync waits longer). */
   #fullFailures = 0;
   #socket: Dealer | undefined;
+  /** The reader is waiting for the machine to catch up (see READ_AHEAD_BYTES). */
+  #readerWaiting = false;
   #outgoing: { socket: Dealer; frame: Buffer }[] = [];
   #sending = false;
   #current: { vpath: string; file: IncomingFile } | undefined;
@@ -154,7 +165,9 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#heartbeat = new Heartbeat(
       { intervalMs: this.options.heartbeatMs, timeoutMs: this.options.timeoutMs },
       () => this.#engine.post("expired", undefined),
-      () => this.#engine.post("server lost", "server is silent"),
+      () => {
+        if (!this.#readerWaiting) this.#engine.post("server lost", "server is silent");
+      },
     );
     const actions: Actions<ClientAction, EventArg> = {
       "open socket and send OHAI": () => this.#openSocket(),
@@ -660,6 +673,9 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   async #read(socket: Dealer): Promise<void> {
+    // Read since the machine was last idle (everything handed over handled).
+    let bytes = 0;
+    let messages = 0;
     try {
       for await (const frames of socket) {
         if (socket !== this.#socket) break;
@@ -669,6 +685,20 @@ export class Client extends EventEmitter<ClientEvents> {
         if (result.ok && result.messages.length > 1) this.#announce(result.messages);
         if (result.ok) for (const message of result.messages) this.#engine.post(message.id, message);
         else if (result.error.reply !== "discard") this.#engine.post("malformed", result.error);
+        for (const frame of frames) bytes += frame.length;
+        messages += result.ok ? result.messages.length : 1;
+        if (bytes >= READ_AHEAD_BYTES || messages >= READ_AHEAD_MESSAGES) {
+          // (Meanwhile the server is not silent: we are slow. The heartbeat does not call it lost.)
+          this.#readerWaiting = true;
+          try {
+            await this.#engine.idle();
+          } finally {
+            this.#readerWaiting = false;
+          }
+          this.#heartbeat.heard();
+          bytes = 0;
+          messages = 0;
+        }
       }
     } catch {
       // The socket was closed under us: a new session has its own reader.
