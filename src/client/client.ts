@@ -122,6 +122,9 @@ const RECONNECT_BACKOFF_MS = [0, 100, 250, 500, 1000, 2000];
 const READ_AHEAD_BYTES = 64 * 1024 * 1024;
 const READ_AHEAD_MESSAGES = 4096;
 
+/** The largest frame we take from a server: its largest chunk (64 MiB, see chunk-size) and headers. */
+const MAX_FRAME_BYTES = 65 * 1024 * 1024;
+
 export class ClientError extends Error {
   override name = "ClientError";
 }
@@ -302,7 +305,9 @@ export class Client extends EventEmitter<ClientEvents> {
     // At most 256 messages wait in libzmq for us. Our server never has more in flight than the credit
     // window; the C reference, given the hedge, sends as fast as it reads, and this bounds what a slower
     // subscriber holds for it (about 256 MB of 1,000,000-byte chunks; beyond that, TCP pushes back).
-    const socket = new Dealer({ linger: 0, receiveHighWaterMark: 256, ...dealerSecurityOptions(this.options.security) });
+    // And no frame bigger than a server may make one (a 64 MiB chunk, the most ours allows, and its
+    // headers): libzmq drops a peer that sends more rather than allocate whatever length it announces.
+    const socket = new Dealer({ linger: 0, receiveHighWaterMark: 256, maxMessageSize: MAX_FRAME_BYTES, ...dealerSecurityOptions(this.options.security) });
     // Read 256 KiB per recv() instead of 8 KiB: a batch of small files costs libzmq's I/O thread less.
     setReceiveBatch(socket);
     this.#handshakes.watch(socket);

@@ -1394,6 +1394,21 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     expect(r.log.filter((e) => e.message && !["OHAI", "ICANHAZ", "NOM", "HUGZ"].includes(e.message.id))).toEqual([]);
   });
 
+  it("client - a frame bigger than any server may send (over 65 MiB) is never taken in: libzmq drops the connection, nothing is delivered, and the heartbeat opens a new session", async () => {
+    const r = await router();
+    const inbox = path.join(await tempDir(), "inbox");
+    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 1000 });
+    await h.client.subscribe("/");
+    const rid = await openSession(r, h, 1);
+    const huge = encode({ id: "CHEEZBURGER", sequence: 0n, operation: Operation.CREATE, filename: "/huge.bin", offset: 0n, eof: 1, headers: new Map(), chunk: new Uint8Array(66 * 1024 * 1024) });
+    await r.sendRaw(rid, [huge]);
+    // That connection is gone; a second of silence later the client starts again on a new socket.
+    const [again] = await r.next("OHAI", { timeoutMs: 4000 });
+    expect(again.equals(rid)).toBe(false);
+    expect(h.delivered.map((d) => d.vpath)).not.toContain("/huge.bin");
+    expect(await readdir(inbox)).not.toContain("huge.bin");
+  });
+
   it("client - a batch (several whole-file CHEEZBURGERs in one ZeroMQ message) delivers each file byte-identical, checked against its tree hash; a batch holding anything else is refused whole", async () => {
     const { r, inbox, h, rid } = await subscribedToRoot();
 
