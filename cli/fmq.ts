@@ -3,7 +3,9 @@
 // else lives in src/. Commands and flags are a contract: scripts rely on them.
 
 import { Command, InvalidArgumentError, Option } from "commander";
+import { readFileSync } from "node:fs";
 import { realpath } from "node:fs/promises";
+import { constants as osConstants } from "node:os";
 import { basename, dirname, isAbsolute, join as joinPath, relative as relativePath, resolve as resolvePath, sep } from "node:path";
 import { context } from "zeromq";
 import { DEFAULT_BIND, clientDefaults, serverDefaults } from "../src/defaults.js";
@@ -39,7 +41,7 @@ process.stderr.on("error", () => undefined);
 const program = new Command()
   .name("fmq")
   .description("FileMQ: publish directories, subscribe to them, over ZeroMQ (35/FILEMQ v2)")
-  .version(process.env.npm_package_version ?? "0.1.0")
+  .version(ownVersion())
   .configureOutput({ outputError: (text, write) => write(text.split("\n")[0] + "\n") });
 
 program
@@ -211,7 +213,7 @@ program
       await client.close();
       await server.close();
     };
-    onStop(stop);
+    onStop(stop, { signalFails: opts.once === true });
     server.on("warning", (message) => out.warning(message));
     try {
       const mount = await server.publish(src, "/");
@@ -387,7 +389,7 @@ function reportServing(server: Server, out: Output): void {
  * How a long-running command stops: cleanly (its close: KTHXBAI, manifests saved), within a second,
  * on SIGINT or SIGTERM (a second signal: at once), or when its output can no longer be written.
  */
-function onStop(close: () => Promise<void>): void {
+function onStop(close: () => Promise<void>, opts: { signalFails?: boolean } = {}): void {
   let stopping = false;
   const stop = (status: number) => {
     if (stopping) return;
@@ -395,7 +397,10 @@ function onStop(close: () => Promise<void>): void {
     setTimeout(() => process.exit(status), 900).unref();
     void close().finally(() => process.exit(status));
   };
-  const signal = () => (stopping ? process.exit(1) : stop(0));
+  // A service asked to stop has done its job (status 0); a job with an end (track --once) stopped before
+  // it has not: 128 + the signal's number, as a shell reports it, so that `fmq track --once a b && ...`
+  // goes no further.
+  const signal = (name: NodeJS.Signals) => (stopping ? process.exit(1) : stop(opts.signalFails ? 128 + osConstants.signals[name] : 0));
   process.on("SIGINT", signal);
   process.on("SIGTERM", signal);
   outputLost = stop;
@@ -465,3 +470,11 @@ function msOption(flags: string, description: string, fallback: number, least = 
     .default(fallback);
 }
 
+/** The version in our own package.json (dist/cli/fmq.js is two levels below it), not whatever npm ran us. */
+function ownVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
+  } catch {
+    return "unknown";
+  }
+}

@@ -183,6 +183,29 @@ describe("cli", () => {
     expect(await treeHashes(dst)).toEqual(await treeHashes(src));
   });
 
+  it("cli - --version is our package.json's, even when run from another package's npm script", async () => {
+    const ours = (JSON.parse(await readFile(path.join(import.meta.dirname, "../../package.json"), "utf8")) as { version: string }).version;
+    const run = startFmq(["--version"], { npm_package_version: "9.9.9" });
+    expect((await run.exited).code).toBe(0);
+    expect(run.events.map((e) => e.line)).toEqual([ours]);
+  });
+
+  it("cli - track --once stopped by a signal before it is done exits 128 + the signal (not 0: a script must not take the copy as made); track without --once stops with 0", async () => {
+    const src = await tempDir();
+    await writeTree(src, { "a.txt": "a" });
+    for (const [signal, status] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+      // A minute's stability period: nothing is done when the signal comes.
+      const track = start(["track", src, path.join(await tempDir(), "dst"), "--once", "--json", "--stable-ms", "60000"]);
+      await waitFor(() => has(track, "ready"), "ready", 10_000);
+      track.child.kill(signal);
+      expect((await track.exited).code).toBe(status);
+    }
+    const service = start(["track", src, path.join(await tempDir(), "dst"), "--json", "--stable-ms", "60000"]);
+    await waitFor(() => has(service, "ready"), "ready", 10_000);
+    service.child.kill("SIGTERM");
+    expect((await service.exited).code).toBe(0);
+  });
+
   it("cli - track --once again into the same <dst>: what it holds already is not sent again, and it exits at once", async () => {
     const src = await tempDir();
     const dst = path.join(await tempDir(), "dst");
