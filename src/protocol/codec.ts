@@ -443,8 +443,11 @@ function failure(code: DecodeErrorCode, detail: string): DecodeResult {
 export function decode(frame: Uint8Array): DecodeResult {
   const buf = Buffer.isBuffer(frame) ? frame : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
   if (buf.length === 0) return failure("EMPTY", "zero-byte frame");
-  // One byte cannot be judged as a signature yet: it is a truncated header.
-  if (buf.length < 2) return failure("TRUNCATED", `${buf.length}-byte frame, the header needs ${HEADER_LENGTH}`);
+  // One byte: the start of a signature (a truncated header), or not FILEMQ at all (discarded, below).
+  if (buf.length < 2) {
+    if (buf[0] !== 0xaa) return failure("BAD_SIGNATURE", `0x${buf[0]!.toString(16).padStart(2, "0")} is not the start of 0xaaa3`);
+    return failure("TRUNCATED", `${buf.length}-byte frame, the header needs ${HEADER_LENGTH}`);
+  }
 
   // 35/FILEMQ: "Every ZeroMQ message SHALL start with the FILEMQ protocol signature, %xAA %xA3.
   // The server and client SHALL silently discard any message received that does not start with

@@ -438,7 +438,8 @@ export class FileCursor {
   /** The file ended early (it shrank while we sent it): send what was read, then end. */
   #shrunk(end: number): void {
     this.#limit = Math.min(this.#limit, end);
-    // Reads beyond the new end will return nothing; drop them (close() still waits for them).
+    // Reads beyond the new end will return nothing; drop them (close() no longer waits for them, but
+    // FileHandle.close() does not close the descriptor under a read still running).
     const beyond = this.#ahead.filter((p) => p.offset >= this.#limit);
     this.#ahead = this.#ahead.filter((p) => p.offset < this.#limit);
     for (const p of beyond) void p.read.catch(() => undefined);

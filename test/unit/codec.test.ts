@@ -151,7 +151,7 @@ describe("codec malformed frames", () => {
   const cases: { name: string; frame: Buffer; code: DecodeErrorCode }[] = [
     { name: "empty frame", frame: Buffer.alloc(0), code: "EMPTY" },
     { name: "1 byte AA", frame: hex("AA"), code: "TRUNCATED" },
-    { name: "1 byte 00", frame: hex("00"), code: "TRUNCATED" },
+    { name: "1 byte 00 (not FILEMQ: discarded)", frame: hex("00"), code: "BAD_SIGNATURE" },
     { name: "2 bytes, good signature, no id", frame: hex("AA A3"), code: "TRUNCATED" },
     { name: "2 bytes, wrong signature", frame: hex("AA 00"), code: "BAD_SIGNATURE" },
     { name: "wrong signature AA A2 on an OHAI", frame: hex("AA A2 01 06 46 49 4C 45 4D 51 00 02"), code: "BAD_SIGNATURE" },
