@@ -281,7 +281,7 @@ export class Connection {
     this.#holdings.delete(file.vpath);
     if (value === undefined) return { op: "create", file };
     if (isSha1Digest(value)) {
-      const digest = await this.host.fingerprints.sha1(file.absolute).catch(() => undefined);
+      const digest = await this.host.fingerprints.sha1(file.absolute, file.root).catch(() => undefined);
       return digest === value.toUpperCase() ? undefined : { op: "create", file };
     }
     const entry = parseCacheEntry(value);

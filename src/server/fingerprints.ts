@@ -16,6 +16,7 @@ import { createHash } from "node:crypto";
 import { stat } from "node:fs/promises";
 import { openRegular, type Fingerprint } from "../digest/blocks.js";
 import { FingerprintThread } from "../digest/fingerprint-thread.js";
+import { assertOpenedInside } from "./opened-inside.js";
 
 /**
  * One version of a file. Size and mtime are what a writer would change; the inode and ctime catch what
@@ -110,8 +111,22 @@ export class Fingerprints {
     void this.#thread.close();
   }
 
-  /** RFC 35's digest: SHA-1 of the content, 40 uppercase hex (CZMQ zfile_digest). */
-  async sha1(absolute: string): Promise<string | undefined> {
+  /**
+   * RFC 35's digest: SHA-1 of the content, 40 uppercase hex (CZMQ zfile_digest), of a file published
+   * from the mount whose real root is `root`. Clients asking at once for the same file share one pass.
+   */
+  sha1(absolute: string, root: string): Promise<string | undefined> {
+    let pass = this.#sha1Passes.get(absolute);
+    if (!pass) {
+      pass = this.#sha1(absolute, root).finally(() => this.#sha1Passes.delete(absolute));
+      this.#sha1Passes.set(absolute, pass);
+    }
+    return pass;
+  }
+  /** SHA-1 passes under way, by file (as many as clients ask for at once: bounded by the mounts' files). */
+  readonly #sha1Passes = new Map<string, Promise<string | undefined>>();
+
+  async #sha1(absolute: string, root: string): Promise<string | undefined> {
     const version = await versionOf(absolute);
     const known = this.#entries.get(absolute);
     if (known?.sha1 && sameVersion(known.version, version)) return known.sha1;
@@ -119,6 +134,9 @@ export class Fingerprints {
     // A regular file only, never waiting in open(): a FIFO swapped in must not hold this client's plan.
     const { handle } = await openRegular(absolute);
     try {
+      // And the file the mount published, not one outside it reached through a directory swapped for a
+      // symlink since: whether a client's guess of its digest is right would tell it about that file.
+      assertOpenedInside(handle.fd, root, absolute);
       for await (const chunk of handle.createReadStream({ highWaterMark: 1024 * 1024, autoClose: false })) hash.update(chunk as Buffer);
     } finally {
       await handle.close();

@@ -1,7 +1,7 @@
 // The server's fingerprint memory: a published big file is fingerprinted once in the background and
 // found again for exactly that version; another version is not trusted; closing stops a long hash.
 
-import { open, utimes, writeFile } from "node:fs/promises";
+import { mkdir, open, realpath, rename, symlink, utimes, writeFile } from "node:fs/promises";
 import { createHash, randomBytes } from "node:crypto";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
@@ -30,9 +30,30 @@ describe("fingerprints", () => {
     const { release } = makeFifo(fifo);
     const fingerprints = new Fingerprints();
     try {
-      expect(await fingerprints.sha1(file)).toBe(createHash("sha1").update(data).digest("hex").toUpperCase());
-      const outcome = await outcomeWithin(fingerprints.sha1(fifo), 3000, release);
+      const root = await realpath(dir);
+      // Clients asking at once share one pass.
+      const first = fingerprints.sha1(file, root);
+      expect(fingerprints.sha1(file, root)).toBe(first);
+      expect(await first).toBe(createHash("sha1").update(data).digest("hex").toUpperCase());
+      const outcome = await outcomeWithin(fingerprints.sha1(fifo, root), 3000, release);
       expect(outcome).toMatch(/not a regular file/);
+    } finally {
+      fingerprints.close();
+    }
+  });
+
+  it("fingerprints - sha1() of a published path that now leads outside its mount (a directory swapped for a symlink) is refused, not computed", async () => {
+    const root = await realpath(await tempDir("fmq-fp-"));
+    const outside = await realpath(await tempDir("fmq-fp-"));
+    await mkdir(path.join(root, "dir"));
+    await writeFile(path.join(root, "dir", "data.bin"), "inside");
+    await mkdir(path.join(outside, "secret"));
+    await writeFile(path.join(outside, "secret", "data.bin"), "outside");
+    await rename(path.join(root, "dir"), path.join(root, "gone"));
+    await symlink(path.join(outside, "secret"), path.join(root, "dir"));
+    const fingerprints = new Fingerprints();
+    try {
+      await expect(fingerprints.sha1(path.join(root, "dir", "data.bin"), root)).rejects.toThrow(/leads outside/);
     } finally {
       fingerprints.close();
     }
