@@ -14,6 +14,7 @@ export const serverDefaults = {
   maxQueuedMessages: 16,
   maxMessageSize: 16 * 1024 * 1024,
   maxPendingMessages: 256,
+  maxPendingBytes: 64 * 1024 * 1024,
   maxOutgoingMessages: 512,
   maxStalledBytes: 512 * 1024 * 1024,
 } as const;

@@ -45,6 +45,8 @@ export interface EngineOptions<S extends string, E extends string, A extends str
 interface Queued<E, Arg> {
   readonly event: E;
   readonly arg: Arg;
+  /** What it holds, in the caller's unit (bytes of a received message): see pendingWeight. */
+  readonly weight?: number;
 }
 
 export const STOPPED = "(stopped)";
@@ -82,6 +84,12 @@ export class Engine<S extends string, E extends string, A extends string, Arg = 
     return this.#queue.length;
   }
 
+  /** The sum of the weights of the events waiting in the queue (posted with `weight`). */
+  get pendingWeight(): number {
+    return this.#queueWeight;
+  }
+  #queueWeight = 0;
+
   /**
    * Queue an event from outside (a received message, a timer, an API call). Returns whether it was taken.
    * With `coalesce`, the event is dropped if an identical event is already waiting (e.g. "dispatch").
@@ -90,14 +98,15 @@ export class Engine<S extends string, E extends string, A extends string, Arg = 
    * queued, so that a run of steps (a file sent chunk by chunk) does not go on for a peer that is gone.
    * One waits at a time: more are dropped until it has been handled (a flood of garbage is one event).
    */
-  post(event: E, arg: Arg, opts: { coalesce?: boolean; urgent?: boolean } = {}): boolean {
+  post(event: E, arg: Arg, opts: { coalesce?: boolean; urgent?: boolean; weight?: number } = {}): boolean {
     if (this.stopped) return false;
     if (opts.urgent) {
       if (this.#urgent) return false;
       this.#urgent = { event, arg };
     } else {
       if (opts.coalesce && this.#queue.some((q) => q.event === event)) return false;
-      this.#queue.push({ event, arg });
+      this.#queue.push(opts.weight ? { event, arg, weight: opts.weight } : { event, arg });
+      this.#queueWeight += opts.weight ?? 0;
     }
     if (!this.#running) void this.#run();
     return true;
@@ -117,6 +126,7 @@ export class Engine<S extends string, E extends string, A extends string, Arg = 
   stop(): void {
     this.#state = STOPPED;
     this.#queue.length = 0;
+    this.#queueWeight = 0;
     this.#nextEvent = undefined;
     this.#exception = undefined;
     this.#urgent = undefined;
@@ -145,7 +155,7 @@ export class Engine<S extends string, E extends string, A extends string, Arg = 
           continue;
         }
         // Internal events come first: they continue the dialogue the last event started.
-        const item = this.#exception ?? this.#nextEvent ?? this.#queue.shift();
+        const item = this.#exception ?? this.#nextEvent ?? this.#dequeue();
         this.#exception = undefined;
         this.#nextEvent = undefined;
         if (item === undefined) break;
@@ -157,6 +167,12 @@ export class Engine<S extends string, E extends string, A extends string, Arg = 
       this.#idle = [];
       for (const resolve of waiters) resolve();
     }
+  }
+
+  #dequeue(): Queued<E, Arg> | undefined {
+    const item = this.#queue.shift();
+    if (item?.weight) this.#queueWeight -= item.weight;
+    return item;
   }
 
   #lookup(state: S, event: E): Transition<S, A> | undefined {

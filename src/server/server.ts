@@ -47,6 +47,11 @@ export interface ServerOptions {
   readonly maxMessageSize?: number;
   /** Most messages from one client waiting to be handled; a client that sends more is dropped (RTFM). */
   readonly maxPendingMessages?: number;
+  /**
+   * Most bytes of messages from one client waiting to be handled (ICANHAZ caches are the big ones: a
+   * client that piles them up while we send it files is dropped, RTFM, rather than held in memory).
+   */
+  readonly maxPendingBytes?: number;
   /** Most replies waiting for one client that does not read them; beyond this it is dropped. */
   readonly maxOutgoingMessages?: number;
   /**
@@ -305,9 +310,13 @@ export class Server extends EventEmitter<ServerEvents> {
         this.emit("connected", key);
       }
     }
-    if (connection.engine.pending >= this.options.maxPendingMessages) {
+    let bytes = 0;
+    for (const frame of frames) bytes += frame.length;
+    const engine = connection.engine;
+    if (engine.pending >= this.options.maxPendingMessages || engine.pendingWeight + bytes > this.options.maxPendingBytes) {
       // Sending faster than we handle (e.g. while we wait for it to read): a flood, not a client.
-      this.emit("warning", `client ${key}: more than ${this.options.maxPendingMessages} messages waiting; dropped`);
+      const what = engine.pending >= this.options.maxPendingMessages ? `${this.options.maxPendingMessages} messages` : `${this.options.maxPendingBytes} bytes of messages`;
+      this.emit("warning", `client ${key}: more than ${what} waiting; dropped`);
       void connection.close();
       this.#forget(key);
       this.#send(key, routingId, encode({ id: "RTFM", reason: "too many messages" }));
@@ -315,7 +324,7 @@ export class Server extends EventEmitter<ServerEvents> {
     }
     connection.lastHeard = Date.now();
     connection.expiryPosted = false;
-    connection.engine.post(result.message.id, result.message);
+    engine.post(result.message.id, result.message, { weight: bytes });
   }
 
   /** An empty message: the connection closed (see "hung up" in machine.ts), or a peer sent nothing. */
@@ -442,6 +451,7 @@ function verify(o: Required<Omit<ServerOptions, "trace" | "security">>): void {
   positive("max queued messages", o.maxQueuedMessages);
   positive("max message size", o.maxMessageSize);
   positive("max pending messages", o.maxPendingMessages);
+  positive("max pending bytes", o.maxPendingBytes);
   positive("max outgoing messages", o.maxOutgoingMessages);
   positive("max stalled bytes", o.maxStalledBytes);
 }

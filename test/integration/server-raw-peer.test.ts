@@ -942,6 +942,16 @@ describe("server with a scripted raw peer", () => {
     expect(server.clients).toBe(0);
   });
 
+  it("server - a client that piles up big messages while we send it a file (max-pending-bytes) is dropped, not held in memory", async () => {
+    const { server, warnings, hung } = await serverWithHungClient({ expiryMs: 60_000, maxPendingBytes: 8 * 1024 * 1024 }, 2n ** 40n);
+    // Its machine is busy sending (waiting for it to read): what it sends now waits. Caches of 2.4 MB each.
+    const cache = new Map(Array.from({ length: 40 }, (_, i) => [`f${i}`, "x".repeat(60_000)] as const));
+    const icanhaz = encode({ id: "ICANHAZ", path: "/", options: new Map(), cache });
+    for (let i = 0; i < 5; i++) await hung.send(icanhaz);
+    await waitFor(() => warnings.some((w) => /more than 8388608 bytes of messages waiting; dropped$/.test(w)), "the drop", 10_000);
+    await waitFor(() => server.clients === 0, "the client forgotten", 3000);
+  });
+
   it("server - a client that never reads but keeps talking (a NOM now and then) is dropped once its pipe has stayed full for peer-timeout-ms", async () => {
     const { server, warnings, hung } = await serverWithHungClient({ expiryMs: 60_000, peerTimeoutMs: 1000 }, 2n ** 40n);
     // Keeps the session alive by talking, never reads again.
