@@ -122,6 +122,9 @@ const RECONNECT_BACKOFF_MS = [0, 100, 250, 500, 1000, 2000];
 const READ_AHEAD_BYTES = 64 * 1024 * 1024;
 const READ_AHEAD_MESSAGES = 4096;
 
+/** Files asked for again (a failed check) and not yet answered, at most. */
+const MAX_REFETCHES_WAITING = 256;
+
 /** The largest frame we take from a server: its largest chunk (64 MiB, see chunk-size) and headers. */
 const MAX_FRAME_BYTES = 65 * 1024 * 1024;
 
@@ -343,6 +346,16 @@ export class Client extends EventEmitter<ClientEvents> {
    */
   async #sendIcanhaz(path: string, kind: IcanhazKind = "subscribe"): Promise<void> {
     const refetch = kind === "refetch";
+    // A file asked for again once until the server answers; and only so many at once: a server sending
+    // file after file that fails its check must not make us hold (and send) a request for each.
+    if (refetch) {
+      const waiting = this.#awaitingReply.filter((request) => request.kind === "refetch");
+      if (waiting.some((request) => request.path === path)) return;
+      if (waiting.length >= MAX_REFETCHES_WAITING) {
+        this.#report(new ClientError(`${path}: not asked for again now (${MAX_REFETCHES_WAITING} files asked for again are still unanswered); it comes with the next session`));
+        return;
+      }
+    }
     let cache: Dictionary = new Map();
     const inbox = refetch ? undefined : this.#subscriptions.get(path)?.inbox;
     if (inbox) {

@@ -1564,6 +1564,25 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     await expectCleanState(inbox);
   });
 
+  it("client - a server that sends the same file with a wrong tree hash again before answering gets one refetch for it, not one per failure", async () => {
+    const r = await router();
+    const inbox = path.join(await tempDir(), "inbox");
+    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
+    await h.client.subscribe("/sub");
+    const rid = await openSession(r, h, 1);
+    const data = randomBytes(5000);
+    const wrong = await treeHash(randomBytes(5000));
+    const n = h.errors.length;
+    for (let i = 0; i < 3; i++) {
+      await r.sendFile(rid, "/sub/w.bin", data, { chunkSize: 1200, headers: identityHeaders(data.length, 1_700_000_000_000), eofHeaders: { "X-FMQ-XXH64T": wrong } });
+    }
+    await errorsAfter(h, n, 3);
+    // (A refetch is asked for right after its error is reported: by the third error, each has been.)
+    await r.next("ICANHAZ", { from: rid });
+    expect(icanhazFor(r, "/sub/w.bin")).toHaveLength(1);
+    expect(h.delivered).toEqual([]);
+  });
+
   it('client - an eof chunk with X-FMQ-Status "changed": not delivered, partial removed, not refetched (the new version follows)', async () => {
     const { r, inbox, h, rid } = await subscribedToRoot();
 
