@@ -291,6 +291,10 @@ export class Client extends EventEmitter<ClientEvents> {
     // With the linger "leave the session" gave it, libzmq flushes the KTHXBAI in the background.
     this.#socket?.close();
     this.#socket = undefined;
+    // An action may be under way (a file being opened, written, put in place): it finishes its step
+    // first, or what it opens after we let go of everything would leak, and a file it puts in place
+    // after the manifest is closed would go unrecorded. Steps wait on the disk, never on the server.
+    await this.#engine.idle();
     await this.#dropCurrent();
     for (const inbox of this.#inboxes.values()) (await inbox.catch(() => undefined))?.close();
   }

@@ -378,9 +378,10 @@ describe("resync", () => {
     expect(seen.length).toBeGreaterThan(0);
     // Every delivery is one version, whole. Versions 2 and 3 may also arrive as a prefix when the writer
     // (this process, busy with the transfer too) paused longer than --stable-ms inside writeFile: the
-    // file truly was that prefix for that long, and the whole version follows. Version 1 was complete
-    // before the server started, so a short version 1 is a file cut while read (it shrank): a failure.
-    for (const fill of seen) expect(fill, `deliveries: ${seen.join("; ")}`).toMatch(new RegExp(`^(${size} × 1|\\d+ × [23])$`));
+    // file truly was that prefix for that long, and the whole version follows; the shortest such prefix
+    // is the empty file writeFile starts with (seen once, under a full test suite's load). Version 1 was
+    // complete before the server started, so a short version 1 is a file cut while read: a failure.
+    for (const fill of seen) expect(fill, `deliveries: ${seen.join("; ")}`).toMatch(new RegExp(`^(${size} × 1|\\d+ × [23]|empty)$`));
     expect(seen.at(-1)).toBe(`${size} × 3`);
     // The publisher says "sent" for what was delivered, not for a version that changed while it was read.
     expect(pub.sent.filter((e) => e.operation === "create")).toHaveLength(seen.length);
@@ -389,6 +390,7 @@ describe("resync", () => {
 
 /** "length × value" for a buffer of one byte value, else its runs ("length × value + …"). */
 function describeFill(data: Buffer): string {
+  if (data.length === 0) return "empty";
   const runs: string[] = [];
   let start = 0;
   for (let i = 1; i <= data.length; i++) {
