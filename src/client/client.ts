@@ -179,7 +179,9 @@ export class Client extends EventEmitter<ClientEvents> {
       "open socket and send OHAI": () => this.#openSocket(),
       "start session": () => this.#startSession(),
       "send every subscription": async () => {
-        for (const path of this.#subscriptions.keys()) await this.#sendIcanhaz(path);
+        // One that cannot be sent (its inbox unreadable...) is reported; the others go, and the session
+        // opens: a throw here would leave the machine in "connecting", starting sessions for ever.
+        for (const path of this.#subscriptions.keys()) await this.#sendIcanhaz(path).catch((error: unknown) => this.#report(new ClientError(`${path}: cannot subscribe: ${String(error)}`)));
       },
       "store subscription": (arg) => this.#storeSubscription(arg as string),
       "send ICANHAZ": (arg) => this.#sendIcanhaz(arg as string),
@@ -602,7 +604,9 @@ export class Client extends EventEmitter<ClientEvents> {
     const delay = Math.min(60_000, 5_000 * 2 ** Math.min(this.#fullFailures++, 4));
     const timer = setTimeout(() => {
       this.#resyncs.delete(path);
-      if (this.#engine.state === "connected" && this.#subscriptions.has(path)) void this.#sendIcanhaz(path, "resync");
+      if (this.#engine.state === "connected" && this.#subscriptions.has(path)) {
+        this.#sendIcanhaz(path, "resync").catch((error: unknown) => this.#report(new ClientError(`${path}: cannot subscribe again: ${String(error)}`)));
+      }
     }, delay);
     this.#resyncs.set(path, timer);
   }
