@@ -435,14 +435,13 @@ export class Inbox {
     const small = !identity || identity.size <= SMALL_FILE;
     const knownSmall = small && identity !== undefined && base === undefined && offset === 0;
     const partial = knownSmall ? this.#heldPartial() : new PartialName(partialName(relative), this.dirs);
-    const partialPath = partial.path;
 
     if (base !== undefined) {
       // Delta: start from the version we delivered, if it is the one the server has in mind.
       const held = this.manifest.files.get(relative);
       if (!held || held.hash !== base) throw new RefetchError(`${relative}: delta against a version we do not hold; fetching it whole`, relative);
       // Anything in the way of the copy (short of a full disk, kept as such) means: fetch it whole.
-      const copied = await copyHeldVersion(target.path, partialPath).catch((error: NodeJS.ErrnoException) => {
+      const copied = await copyHeldVersion(target.path, partial).catch((error: NodeJS.ErrnoException) => {
         if (error.code === "ENOSPC" || error.code === "EDQUOT") throw error;
         return undefined;
       });
@@ -454,9 +453,11 @@ export class Inbox {
       // Resume: only a partial of this very version, holding at least up to `offset`.
       const known = this.manifest.partials.get(relative);
       const same = known && identity && known.vpath === vpath && known.size === identity.size && known.mtime === identity.mtime;
-      const existing = await lstat(partialPath).catch(() => undefined);
+      // (The path is taken afresh at each use: it names the state directory through its descriptor,
+      // and that directory may have been made again, under another descriptor, while we awaited.)
+      const existing = await lstat(partial.path).catch(() => undefined);
       if (!same || !existing?.isFile() || existing.size < offset) throw new RefetchError(`${relative}: cannot resume at ${offset}: no matching partial file; fetching it whole`, relative);
-      const handle = await open(partialPath, constants.O_RDWR | constants.O_NOFOLLOW);
+      const handle = await open(partial.path, constants.O_RDWR | constants.O_NOFOLLOW);
       try {
         await handle.truncate(offset);
         const hasher = new BlockHasher(xx);
@@ -822,21 +823,22 @@ async function openPartial(partial: PartialName): Promise<FileHandle> {
 }
 
 /**
- * Copy the delivered file at `finalPath` to a new partial file, the base of a delta; its size, or
+ * Copy the delivered file at `finalPath` to the partial file `partial`, the base of a delta; its size, or
  * undefined if there is no regular file there. Someone who may write in the inbox can put a symlink at
  * either name at any moment: the source is opened without following one (and copied through our
  * descriptor, so what is copied is what was checked), and the partial is made anew (O_EXCL: a symlink
  * there is refused, never written through). A reflink where the filesystem has them, else an in-kernel copy.
  */
-async function copyHeldVersion(finalPath: string, partialPath: string): Promise<{ handle: FileHandle; size: number } | undefined> {
+async function copyHeldVersion(finalPath: string, partial: PartialName): Promise<{ handle: FileHandle; size: number } | undefined> {
   const source = await open(finalPath, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch(() => undefined);
   if (!source) return undefined;
   try {
     const stats = await source.stat();
     if (!stats.isFile()) return undefined;
-    await unlink(partialPath).catch(() => undefined);
-    await copyFile(`/proc/self/fd/${source.fd}`, partialPath, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
-    return { handle: await open(partialPath, constants.O_RDWR | constants.O_NOFOLLOW), size: stats.size };
+    // (partial.path at each use, never kept across an await: see PartialName.)
+    await unlink(partial.path).catch(() => undefined);
+    await copyFile(`/proc/self/fd/${source.fd}`, partial.path, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
+    return { handle: await open(partial.path, constants.O_RDWR | constants.O_NOFOLLOW), size: stats.size };
   } finally {
     await source.close();
   }
