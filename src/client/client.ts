@@ -585,7 +585,10 @@ export class Client extends EventEmitter<ClientEvents> {
     try {
       await file.finish();
     } catch (error) {
-      inbox.manifest.unplaced(file.relative);
+      // In place but not made durable (its directory's fsync failed): it is there, so the manifest says
+      // so (else a delete could never reach it); the failure is still reported, and no "delivered".
+      if (file.placed) inbox.manifest.delivered(file.relative, entry);
+      else inbox.manifest.unplaced(file.relative);
       throw error;
     }
     inbox.manifest.delivered(file.relative, entry);

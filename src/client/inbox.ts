@@ -172,11 +172,18 @@ export class IncomingFile {
       throw deliveryError(error, this.relative);
     }
     moveIntoPlace(this.partialPath, this.target.path, this.relative);
+    this.#placed = true;
     if (this.fsync) {
       const dir = await open(this.target.directory, "r");
       await dir.sync().finally(() => dir.close());
     }
   }
+
+  /** In place under its final name (finish got as far as the rename, even if what follows failed). */
+  get placed(): boolean {
+    return this.#placed;
+  }
+  #placed = false;
 
   /** Stop writing but keep the partial file (it can be resumed). */
   async suspend(): Promise<void> {
