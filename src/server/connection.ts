@@ -23,8 +23,11 @@ export interface ConnectionHost {
   /** Most messages queued for one client before its dispatching waits (bounds memory per client). */
   readonly maxQueuedMessages: number;
   readonly maxSubscriptions: number;
-  /** Every published file under `path` (for a new subscription). */
-  filesUnder(path: string): Iterable<PublishedFile>;
+  /**
+   * Every published file of the mounts that overlap `path`: those under it, and others (the caller
+   * picks; it can let other clients in between any two, matching or not).
+   */
+  filesNear(path: string): Iterable<PublishedFile>;
   /** The published file at `vpath`, if any. */
   file(vpath: string): PublishedFile | undefined;
   /** Is there a file at `vpath` that is not published yet, only waiting to be stable (a server starting)? */
@@ -239,8 +242,11 @@ export class Connection {
       cache.set(joinVirtual(path, relative), value);
     }
     const plans: { vpath: string; patch: Patch | undefined }[] = [];
-    for (const file of this.host.filesUnder(path)) {
+    for (const file of this.host.filesNear(path)) {
+      // (A pause per file looked at, not per file taken: a path that matches few of a million files
+      // must not hold everyone else up while they are gone through.)
       if (await pause()) return;
+      if (!covers(path, file.vpath)) continue;
       const value = cache.get(file.vpath);
       cache.delete(file.vpath);
       plans.push({ vpath: file.vpath, patch: await this.#planFor(file, value) });

@@ -151,7 +151,7 @@ export class Server extends EventEmitter<ServerEvents> {
       readAhead: this.options.readAhead,
       maxQueuedMessages: this.options.maxQueuedMessages,
       maxSubscriptions: this.options.maxSubscriptions,
-      filesUnder: (path) => server.#filesUnder(path),
+      filesNear: (path) => server.#filesNear(path),
       file: (vpath) => {
         for (const mount of server.mounts) {
           const file = mount.files.get(vpath);
@@ -428,11 +428,8 @@ export class Server extends EventEmitter<ServerEvents> {
     this.#outbox.forget(connection.key);
   }
 
-  *#filesUnder(path: string): Iterable<PublishedFile> {
-    for (const mount of this.mounts) {
-      if (!overlaps(mount.alias, path)) continue;
-      for (const file of mount.files.values()) if (covers(path, file.vpath)) yield file;
-    }
+  *#filesNear(path: string): Iterable<PublishedFile> {
+    for (const mount of this.mounts) if (overlaps(mount.alias, path)) yield* mount.files.values();
   }
 }
 
