@@ -213,7 +213,7 @@ program
       await client.close();
       await server.close();
     };
-    onStop(stop, { signalFails: opts.once === true });
+    const finish = onStop(stop, { signalFails: opts.once === true });
     server.on("warning", (message) => out.warning(message));
     try {
       const mount = await server.publish(src, "/");
@@ -275,7 +275,7 @@ program
               (unchanged > 0 ? `; ${unchanged} held already` : "") +
               (missing > 0 ? `; ${missing} could not be delivered` : ""),
           );
-          void stop().then(() => process.exit(missing > 0 ? 1 : 0));
+          finish(missing > 0 ? 1 : 0);
         }, 20);
       }
     } catch (error) {
@@ -389,8 +389,10 @@ function reportServing(server: Server, out: Output): void {
  * How a long-running command stops: cleanly (its close: KTHXBAI, manifests saved), within a second,
  * on SIGINT or SIGTERM (a second signal: at once), or when its output can no longer be written.
  */
-function onStop(close: () => Promise<void>, opts: { signalFails?: boolean } = {}): void {
+function onStop(close: () => Promise<void>, opts: { signalFails?: boolean } = {}): (status: number) => void {
   let stopping = false;
+  /** The job is done and stopping with its own status: a signal now changes nothing. */
+  let finishing = false;
   const stop = (status: number) => {
     if (stopping) return;
     stopping = true;
@@ -399,11 +401,21 @@ function onStop(close: () => Promise<void>, opts: { signalFails?: boolean } = {}
   };
   // A service asked to stop has done its job (status 0); a job with an end (track --once) stopped before
   // it has not: 128 + the signal's number, as a shell reports it, so that `fmq track --once a b && ...`
-  // goes no further.
-  const signal = (name: NodeJS.Signals) => (stopping ? process.exit(1) : stop(opts.signalFails ? 128 + osConstants.signals[name] : 0));
+  // goes no further. A second signal stops at once.
+  const signal = (name: NodeJS.Signals) => {
+    if (finishing) return;
+    if (stopping) process.exit(1);
+    stop(opts.signalFails ? 128 + osConstants.signals[name] : 0);
+  };
   process.on("SIGINT", signal);
   process.on("SIGTERM", signal);
   outputLost = stop;
+  // (No time limit on this one: the job's last step, e.g. saving a large inbox's manifest, is part of it.)
+  return (status: number) => {
+    if (stopping) return;
+    stopping = finishing = true;
+    void close().finally(() => process.exit(status));
+  };
 }
 
 /**

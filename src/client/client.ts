@@ -114,13 +114,17 @@ type IcanhazKind = "subscribe" | "refetch" | "resync";
 const RECONNECT_BACKOFF_MS = [0, 100, 250, 500, 1000, 2000];
 
 /**
- * What the reader hands the machine before it waits for the machine to catch up: our server never has
- * more in flight than the credit window, but the C reference, given the hedge (see CREDIT_HEDGE), sends
- * as fast as it reads its disk, and a reader that never waits would queue all of it in our memory. While
- * the reader waits, libzmq's receive queue fills and TCP pushes back on the server.
+ * How far the machine may fall behind the reader (chunk bytes, or messages, waiting to be handled) before
+ * the reader waits for it to catch up: our server never has more in flight than the credit window, but
+ * the C reference, given the hedge (see CREDIT_HEDGE), sends as fast as it reads its disk, and a reader
+ * that never waits would queue all of it in our memory. While the reader waits, libzmq's receive queue
+ * fills and TCP pushes back on the server.
  */
 const READ_AHEAD_BYTES = 64 * 1024 * 1024;
 const READ_AHEAD_MESSAGES = 4096;
+
+/** The caches a server has still to read from us, at most (see #sendHeldBack), in ICANHAZ bytes. */
+const ICANHAZ_BYTES_IN_FLIGHT = 32 * 1024 * 1024;
 
 /** Files asked for again (a failed check) and not yet answered, at most. */
 const MAX_REFETCHES_WAITING = 256;
@@ -140,14 +144,21 @@ export class Client extends EventEmitter<ClientEvents> {
   readonly #window: ReceiveWindow;
   readonly #subscriptions = new Map<string, Subscription>();
   /** ICANHAZ sent and not yet answered, in order (the server answers each with ICANHAZ-OK or SRSLY). */
-  #awaitingReply: { path: string; kind: IcanhazKind }[] = [];
+  #awaitingReply: { path: string; kind: IcanhazKind; bytes: number }[] = [];
+  /**
+   * ICANHAZ not sent yet: they go once the server has answered enough of those before it that the
+   * caches it has still to read stay within ICANHAZ_BYTES_IN_FLIGHT.
+   */
+  #heldBack: { path: string; kind: IcanhazKind; frame: Buffer }[] = [];
+  /** Bytes of the ICANHAZ sent and not yet answered. */
+  #icanhazBytesInFlight = 0;
   /** Subscriptions to send again, with what we hold, after a disk-full failure: path -> timer. */
   readonly #resyncs = new Map<string, NodeJS.Timeout>();
   /** Disk-full failures since the last delivery (the next resync waits longer). */
   #fullFailures = 0;
   #socket: Dealer | undefined;
-  /** The reader is waiting for the machine to catch up (see READ_AHEAD_BYTES). */
-  #readerWaiting = false;
+  /** Ends the pause before a reconnection now (set while it lasts). */
+  #stopWaiting: (() => void) | undefined;
   #outgoing: { socket: Dealer; frame: Buffer }[] = [];
   #sending = false;
   #current: { vpath: string; file: IncomingFile } | undefined;
@@ -172,7 +183,10 @@ export class Client extends EventEmitter<ClientEvents> {
       { intervalMs: this.options.heartbeatMs, timeoutMs: this.options.timeoutMs },
       () => this.#engine.post("expired", undefined),
       () => {
-        if (!this.#readerWaiting) this.#engine.post("server lost", "server is silent");
+        // Silent, or only unheard while we were busy with what it sent (a long step, a backlog): then
+        // the server is not lost, we are slow, and the next beat looks again.
+        if (this.#engine.busy) return;
+        this.#engine.post("server lost", "server is silent");
       },
     );
     const actions: Actions<ClientAction, EventArg> = {
@@ -189,11 +203,11 @@ export class Client extends EventEmitter<ClientEvents> {
         // The session works: a failure now reconnects at once. (Not on OHAI-OK alone: a server that
         // accepts every session and then answers RTFM had us reconnecting hundreds of times a second.)
         this.#failedOpens = 0;
-        const request = this.#awaitingReply.shift();
+        const request = this.#answered();
         if (request?.kind === "subscribe") this.emit("subscribed", request.path);
       },
       "refuse subscription": (arg) => {
-        const request = this.#awaitingReply.shift();
+        const request = this.#answered();
         const reason = (arg as Srsly).reason || "no reason given";
         if (request && request.kind !== "refetch") this.#subscriptions.delete(request.path);
         this.#report(new ClientError(`subscription to ${request?.path ?? "?"} refused: ${reason}`));
@@ -282,8 +296,15 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   /** Say KTHXBAI (best effort), stop, and release everything. Never waits on the server. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
+  close(): Promise<void> {
+    // (Everyone who asks waits for the same closing: a second caller must not go on, e.g. to exit,
+    // while the first is still saving.)
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+  #closing: Promise<void> | undefined;
+
+  async #close(): Promise<void> {
     this.#closed = true;
     for (const timer of this.#resyncs.values()) clearTimeout(timer);
     this.#resyncs.clear();
@@ -295,7 +316,9 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#socket = undefined;
     // An action may be under way (a file being opened, written, put in place): it finishes its step
     // first, or what it opens after we let go of everything would leak, and a file it puts in place
-    // after the manifest is closed would go unrecorded. Steps wait on the disk, never on the server.
+    // after the manifest is closed would go unrecorded. Steps wait on the disk, never on the server;
+    // the one wait of ours (the pause before reconnecting) is cut short.
+    this.#stopWaiting?.();
     await this.#engine.idle();
     await this.#dropCurrent();
     for (const inbox of this.#inboxes.values()) (await inbox.catch(() => undefined))?.close();
@@ -306,11 +329,21 @@ export class Client extends EventEmitter<ClientEvents> {
   async #openSocket(): Promise<void> {
     const delay = RECONNECT_BACKOFF_MS[Math.min(this.#failedOpens, RECONNECT_BACKOFF_MS.length - 1)]!;
     this.#failedOpens++;
-    if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
+    if (delay > 0) {
+      // (Cut short by close(): which waits for the step under way.)
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, delay);
+        this.#stopWaiting = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.#stopWaiting = undefined;
+    }
     if (this.#closed) return;
     this.#socket?.close();
     this.#outgoing = [];
-    this.#awaitingReply = [];
+    this.#forgetRequests();
     // At most 256 messages wait in libzmq for us. Our server never has more in flight than the credit
     // window; the C reference, given the hedge, sends as fast as it reads, and this bounds what a slower
     // subscriber holds for it (about 256 MB of 1,000,000-byte chunks; beyond that, TCP pushes back).
@@ -334,7 +367,7 @@ export class Client extends EventEmitter<ClientEvents> {
   async #startSession(): Promise<void> {
     this.#window.reset();
     this.#hedged = false;
-    this.#awaitingReply = [];
+    this.#forgetRequests();
     // A file half received in the last session: kept if it can be resumed, else dropped.
     await this.#dropCurrent();
     this.emit("connected");
@@ -355,7 +388,7 @@ export class Client extends EventEmitter<ClientEvents> {
     // A file asked for again once until the server answers; and only so many at once: a server sending
     // file after file that fails its check must not make us hold (and send) a request for each.
     if (refetch) {
-      const waiting = this.#awaitingReply.filter((request) => request.kind === "refetch");
+      const waiting = [...this.#awaitingReply, ...this.#heldBack].filter((request) => request.kind === "refetch");
       if (waiting.some((request) => request.path === path)) return;
       if (waiting.length >= MAX_REFETCHES_WAITING) {
         this.#report(new ClientError(`${path}: not asked for again now (${MAX_REFETCHES_WAITING} files asked for again are still unanswered); it comes with the next session`));
@@ -388,12 +421,44 @@ export class Client extends EventEmitter<ClientEvents> {
         this.#report(new ClientError(`${path}: ${built.omitted} of the ${entries.size} files held are not listed to the server (too many for one message): they are sent again whole`));
       }
     }
-    this.#awaitingReply.push({ path, kind });
     const options: Dictionary = new Map([
       [SubscribeOption.RESYNC, "1"],
       [SubscribeOption.CAPABILITIES, [Capability.VERIFY, Capability.DELTA, Capability.SINGLE, Capability.BATCH].join(",")],
     ]);
-    this.#send({ id: "ICANHAZ", path, options, cache });
+    this.#heldBack.push({ path, kind, frame: encode({ id: "ICANHAZ", path, options, cache }) });
+    this.#sendHeldBack();
+  }
+
+  /**
+   * Send the ICANHAZ held back, in order, while the caches the server has still to read stay within
+   * ICANHAZ_BYTES_IN_FLIGHT (always one: a single cache is at most CACHE_MAX_BYTES). A server bounds
+   * what it keeps waiting from one client (ours: max-pending-bytes); all of a session's subscriptions
+   * sent at once, each with a large cache, would exceed that, and be dropped again at every reconnection.
+   */
+  #sendHeldBack(): void {
+    while (this.#heldBack.length > 0) {
+      const next = this.#heldBack[0]!;
+      if (this.#awaitingReply.length > 0 && this.#icanhazBytesInFlight + next.frame.length > ICANHAZ_BYTES_IN_FLIGHT) return;
+      this.#heldBack.shift();
+      this.#awaitingReply.push({ path: next.path, kind: next.kind, bytes: next.frame.length });
+      this.#icanhazBytesInFlight += next.frame.length;
+      this.#sendFrame(next.frame);
+    }
+  }
+
+  /** The server answered the oldest ICANHAZ (ICANHAZ-OK or SRSLY): which it was; the next may go. */
+  #answered(): { path: string; kind: IcanhazKind } | undefined {
+    const request = this.#awaitingReply.shift();
+    if (request) this.#icanhazBytesInFlight -= request.bytes;
+    this.#sendHeldBack();
+    return request;
+  }
+
+  /** A new session: no request is waiting for an answer, and none is held back (they are sent again). */
+  #forgetRequests(): void {
+    this.#awaitingReply = [];
+    this.#heldBack = [];
+    this.#icanhazBytesInFlight = 0;
   }
 
   #processChunk(message: Cheezburger): void | Promise<void> {
@@ -680,9 +745,13 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   #send(message: ClientMessage): void {
+    this.#sendFrame(encode(message));
+  }
+
+  #sendFrame(frame: Buffer): void {
     const socket = this.#socket;
     if (!socket || socket.closed) return;
-    this.#outgoing.push({ socket, frame: encode(message) });
+    this.#outgoing.push({ socket, frame });
     void this.#pump();
   }
 
@@ -702,9 +771,6 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   async #read(socket: Dealer): Promise<void> {
-    // Read since the machine was last idle (everything handed over handled).
-    let bytes = 0;
-    let messages = 0;
     try {
       for await (const frames of socket) {
         if (socket !== this.#socket) break;
@@ -712,21 +778,12 @@ export class Client extends EventEmitter<ClientEvents> {
         // Several frames: a batch of small files (we said "batch"), each frame one CHEEZBURGER.
         const result = decodeBatch(frames);
         if (result.ok && result.messages.length > 1) this.#announce(result.messages);
-        if (result.ok) for (const message of result.messages) this.#engine.post(message.id, message);
+        if (result.ok) for (const message of result.messages) this.#engine.post(message.id, message, { weight: message.id === "CHEEZBURGER" ? message.chunk.length : 0 });
         else if (result.error.reply !== "discard") this.#engine.post("malformed", result.error);
-        for (const frame of frames) bytes += frame.length;
-        messages += result.ok ? result.messages.length : 1;
-        if (bytes >= READ_AHEAD_BYTES || messages >= READ_AHEAD_MESSAGES) {
-          // (Meanwhile the server is not silent: we are slow. The heartbeat does not call it lost.)
-          this.#readerWaiting = true;
-          try {
-            await this.#engine.idle();
-          } finally {
-            this.#readerWaiting = false;
-          }
+        if (this.#engine.pendingWeight >= READ_AHEAD_BYTES || this.#engine.pending >= READ_AHEAD_MESSAGES) {
+          // The machine is that far behind: let it catch up before reading more.
+          await this.#engine.idle();
           this.#heartbeat.heard();
-          bytes = 0;
-          messages = 0;
         }
       }
     } catch {

@@ -79,6 +79,11 @@ export class Engine<S extends string, E extends string, A extends string, Arg = 
     return this.#state === STOPPED;
   }
 
+  /** Handling an event, or with events waiting. */
+  get busy(): boolean {
+    return this.#running;
+  }
+
   /** Events waiting in the queue (not counting the one being handled). */
   get pending(): number {
     return this.#queue.length;

@@ -116,14 +116,16 @@ export class Fingerprints {
    * from the mount whose real root is `root`. Clients asking at once for the same file share one pass.
    */
   sha1(absolute: string, root: string): Promise<string | undefined> {
-    let pass = this.#sha1Passes.get(absolute);
+    // (By mount too: a pass checked against a wider mount's root proves nothing to a narrower one's.)
+    const key = `${root}\0${absolute}`;
+    let pass = this.#sha1Passes.get(key);
     if (!pass) {
-      pass = this.#sha1(absolute, root).finally(() => this.#sha1Passes.delete(absolute));
-      this.#sha1Passes.set(absolute, pass);
+      pass = this.#sha1(absolute, root).finally(() => this.#sha1Passes.delete(key));
+      this.#sha1Passes.set(key, pass);
     }
     return pass;
   }
-  /** SHA-1 passes under way, by file (as many as clients ask for at once: bounded by the mounts' files). */
+  /** SHA-1 passes under way, by mount root and file (bounded by the mounts' files). */
   readonly #sha1Passes = new Map<string, Promise<string | undefined>>();
 
   async #sha1(absolute: string, root: string): Promise<string | undefined> {

@@ -49,7 +49,8 @@ export interface ServerOptions {
   readonly maxPendingMessages?: number;
   /**
    * Most bytes of messages from one client waiting to be handled (ICANHAZ caches are the big ones: a
-   * client that piles them up while we send it files is dropped, RTFM, rather than held in memory).
+   * client that piles them up while we send it files is dropped, RTFM, rather than held in memory; ours
+   * keeps at most 32 MiB of them unanswered). At least max-message-size.
    */
   readonly maxPendingBytes?: number;
   /** Most replies waiting for one client that does not read them; beyond this it is dropped. */
@@ -250,8 +251,15 @@ export class Server extends EventEmitter<ServerEvents> {
     return this.#connections.size;
   }
 
-  async close(): Promise<void> {
-    if (this.#closed) return;
+  close(): Promise<void> {
+    // (Everyone who asks waits for the same closing: a second caller must not go on, e.g. to exit,
+    // while the first is still saving.)
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+  #closing: Promise<void> | undefined;
+
+  async #close(): Promise<void> {
     this.#closed = true;
     if (this.#expiryTimer) clearInterval(this.#expiryTimer);
     await Promise.all([...this.#connections.values()].map((c) => c.close()));
@@ -449,6 +457,8 @@ function verify(o: Required<Omit<ServerOptions, "trace" | "security">>): void {
   positive("max message size", o.maxMessageSize);
   positive("max pending messages", o.maxPendingMessages);
   positive("max pending bytes", o.maxPendingBytes);
+  // (One message, however big it may be, must fit: else a client would be dropped for it alone.)
+  if (o.maxPendingBytes < o.maxMessageSize) throw new ServerError(`max-pending-bytes (${o.maxPendingBytes}) must be at least max-message-size (${o.maxMessageSize})`);
   positive("max outgoing messages", o.maxOutgoingMessages);
   positive("max stalled bytes", o.maxStalledBytes);
 }

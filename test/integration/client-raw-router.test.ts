@@ -1577,8 +1577,10 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
       await r.sendFile(rid, "/sub/w.bin", data, { chunkSize: 1200, headers: identityHeaders(data.length, 1_700_000_000_000), eofHeaders: { "X-FMQ-XXH64T": wrong } });
     }
     await errorsAfter(h, n, 3);
-    // (A refetch is asked for right after its error is reported: by the third error, each has been.)
-    await r.next("ICANHAZ", { from: rid });
+    // Each refetch is queued when its error is reported, and one socket's messages arrive in order: once
+    // two heartbeats (100 ms apart) sent after the third error have arrived, every refetch has too.
+    const mark = r.log.length;
+    await waitFor(() => r.log.slice(mark).filter((e) => e.message?.id === "HUGZ").length >= 2, "two heartbeats after the third failure", SOON, 5);
     expect(icanhazFor(r, "/sub/w.bin")).toHaveLength(1);
     expect(h.delivered).toEqual([]);
   });

@@ -943,7 +943,7 @@ describe("server with a scripted raw peer", () => {
   });
 
   it("server - a client that piles up big messages while we send it a file (max-pending-bytes) is dropped, not held in memory", async () => {
-    const { server, warnings, hung } = await serverWithHungClient({ expiryMs: 60_000, maxPendingBytes: 8 * 1024 * 1024 }, 2n ** 40n);
+    const { server, warnings, hung } = await serverWithHungClient({ expiryMs: 60_000, maxMessageSize: 4 * 1024 * 1024, maxPendingBytes: 8 * 1024 * 1024 }, 2n ** 40n);
     // Its machine is busy sending (waiting for it to read): what it sends now waits. Caches of 2.4 MB each.
     const cache = new Map(Array.from({ length: 40 }, (_, i) => [`f${i}`, "x".repeat(60_000)] as const));
     const icanhaz = encode({ id: "ICANHAZ", path: "/", options: new Map(), cache });

@@ -4,6 +4,7 @@
 import { mkdir, writeFile, chmod } from "node:fs/promises";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
+import { Server } from "../../src/server/server.js";
 import { curveKeyPair } from "zeromq";
 import { ConfigError, loadServerConfig, parseServerConfig, resolveServerSettings } from "../../src/config/server-config.js";
 import { writeKeyFiles } from "../../src/security/keys.js";
@@ -126,6 +127,11 @@ peer-timeout-ms = 20000
       [`security.mechanism = "plain"\nsecurity."anonymous" = 3\n`, `${F}:2: anonymous must be true or false, got 3`],
     ];
     for (const [text, message] of cases) expect(errorOf(text), text).toBe(message);
+  });
+
+  it("config - max-pending-bytes below max-message-size is refused (one message alone would drop its client)", async () => {
+    expect(() => new Server({ maxPendingBytes: 1024 * 1024 })).toThrow("max-pending-bytes (1048576) must be at least max-message-size (16777216)");
+    await new Server({ maxPendingBytes: 1024 * 1024, maxMessageSize: 1024 * 1024 }).close();
   });
 
   it("config - a missing file is a clear error", async () => {
