@@ -16,7 +16,7 @@ function workerUrl(): URL {
 }
 
 interface Waiting {
-  readonly resolve: (fingerprint: Fingerprint) => void;
+  readonly resolve: (reply: WorkerReply) => void;
   readonly reject: (error: Error) => void;
 }
 
@@ -27,13 +27,26 @@ export class FingerprintThread {
   #closed = false;
 
   /** Fingerprint the whole file in the worker; rejects if it fails or the thread is closed meanwhile. */
-  fingerprint(file: string): Promise<Fingerprint> {
+  async fingerprint(file: string): Promise<Fingerprint> {
+    const reply = await this.#ask((id) => ({ id, file }));
+    if (!("blocks" in reply)) throw new Error("unexpected reply");
+    return { blocks: Buffer.from(reply.blocks), hash: reply.hash };
+  }
+
+  /** RFC 35's SHA-1 of the file, read in the worker through a descriptor checked to be inside `root`. */
+  async sha1(file: string, root: string): Promise<string> {
+    const reply = await this.#ask((id) => ({ id, file, sha1: true, root }));
+    if (!("sha1" in reply)) throw new Error("unexpected reply");
+    return reply.sha1;
+  }
+
+  #ask(request: (id: number) => WorkerRequest): Promise<WorkerReply> {
     if (this.#closed) return Promise.reject(new Error("closed"));
     const worker = this.#start();
     const id = ++this.#nextId;
-    return new Promise<Fingerprint>((resolve, reject) => {
+    return new Promise<WorkerReply>((resolve, reject) => {
       this.#waiting.set(id, { resolve, reject });
-      worker.postMessage({ id, file } satisfies WorkerRequest);
+      worker.postMessage(request(id));
     });
   }
 
@@ -54,7 +67,7 @@ export class FingerprintThread {
       if (!waiting) return;
       this.#waiting.delete(reply.id);
       if ("error" in reply) waiting.reject(new Error(reply.error));
-      else waiting.resolve({ blocks: Buffer.from(reply.blocks), hash: reply.hash });
+      else waiting.resolve(reply);
     });
     // A worker that fails to start or dies: everything waiting fails (callers hash themselves), and the
     // next request starts a new one.

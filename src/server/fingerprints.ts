@@ -132,6 +132,16 @@ export class Fingerprints {
     const version = await versionOf(absolute);
     const known = this.#entries.get(absolute);
     if (known?.sha1 && sameVersion(known.version, version)) return known.sha1;
+    // In the worker thread, off the main one, which is busy sending (a reference client lists a SHA-1
+    // for every file it holds). If the worker cannot (it failed to start, or the file is refused), the
+    // same is done here, where a refusal is thrown as such.
+    const digest = (await this.#thread.sha1(absolute, root).catch(() => undefined)) ?? (this.#closed ? undefined : await this.#sha1Here(absolute, root));
+    if (digest === undefined || !sameVersion(version, await versionOf(absolute))) return undefined;
+    this.#entry(absolute, version).sha1 = digest;
+    return digest;
+  }
+
+  async #sha1Here(absolute: string, root: string): Promise<string> {
     const hash = createHash("sha1");
     // A regular file only, never waiting in open(): a FIFO swapped in must not hold this client's plan.
     const { handle } = await openRegular(absolute);
@@ -143,10 +153,7 @@ export class Fingerprints {
     } finally {
       await handle.close();
     }
-    const digest = hash.digest("hex").toUpperCase();
-    if (!sameVersion(version, await versionOf(absolute))) return undefined;
-    this.#entry(absolute, version).sha1 = digest;
-    return digest;
+    return hash.digest("hex").toUpperCase();
   }
 
   async #work(): Promise<void> {

@@ -42,6 +42,29 @@ describe("fingerprints", () => {
     }
   });
 
+  it("fingerprints - sha1() reads and hashes in the worker thread: the main thread's event loop stays idle meanwhile; closing stops it", async () => {
+    const file = await hugeSparseFile(); // 16 GiB of holes: SHA-1 of it takes many seconds
+    const root = await realpath(path.dirname(file));
+    const fingerprints = new Fingerprints();
+    const idleStart = performance.eventLoopUtilization();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const idle = performance.eventLoopUtilization(idleStart).utilization;
+    try {
+      const digest = fingerprints.sha1(file, root);
+      await new Promise((resolve) => setTimeout(resolve, 200)); // started
+      const before = performance.eventLoopUtilization();
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const busy = performance.eventLoopUtilization(before).utilization;
+      // On this thread (a read stream, hashing here) the loop was busy most of the time.
+      expect(busy - idle).toBeLessThan(0.05);
+      fingerprints.close();
+      // Not computed (closed meanwhile): no digest, and not computed here instead.
+      await expect(digest).resolves.toBeUndefined();
+    } finally {
+      fingerprints.close();
+    }
+  });
+
   it("fingerprints - sha1() of a published path that now leads outside its mount (a directory swapped for a symlink) is refused, not computed", async () => {
     const root = await realpath(await tempDir("fmq-fp-"));
     const outside = await realpath(await tempDir("fmq-fp-"));
