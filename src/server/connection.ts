@@ -142,7 +142,13 @@ export class Connection {
 
   /** Does this client want the file at `vpath`? */
   wants(vpath: string): boolean {
-    for (const path of this.#subscriptions) if (covers(path, vpath)) return true;
+    // A (normalised) subscription covers vpath if it is vpath or one of its ancestors: a look-up per level
+    // of vpath, not a comparison per subscription (up to max-subscriptions, for every client, for every
+    // file a mount reports).
+    if (this.#subscriptions.has("/")) return vpath.startsWith("/");
+    for (let end = vpath.length; end > 0; end = vpath.lastIndexOf("/", end - 1)) {
+      if (this.#subscriptions.has(vpath.slice(0, end))) return true;
+    }
     return false;
   }
 

@@ -740,6 +740,26 @@ describe("server with a scripted raw peer", () => {
     await p.expect("HUGZ_OK");
   });
 
+  it("server - subscription boundaries for files published later: /sub and /a/b get what is under them (at any depth), never /subway, /sub.txt or /a/bc", async () => {
+    const { server, endpoint, dir } = await startServer();
+    const p = peer(endpoint);
+    await p.open();
+    for (const path of ["/sub", "/a/b"]) {
+      await p.icanhaz(path);
+      await p.expect("ICANHAZ_OK");
+    }
+    await p.nom(1_000_000);
+    await writeTree(dir, { "sub/d/e/deep.txt": "deep", "a/b/x.txt": "x", "subway/no.txt": "no", "sub.txt": "no", "a/bc/no.txt": "no", "a/no.txt": "no" });
+    await published(server, 6);
+    const assembly = new Assembly(p);
+    await assembly.receiveFiles(2);
+    expect([...assembly.completed.keys()].sort()).toEqual(["/a/b/x.txt", "/sub/d/e/deep.txt"]);
+    // Served to completion before its HUGZ is handled: anything else queued would come first.
+    await p.send({ id: "HUGZ" });
+    await p.expect("HUGZ_OK");
+    expect(p.cheezburgers.map((c) => c.filename).filter((name) => name.includes("no"))).toEqual([]);
+  });
+
   it("server - a file written after ICANHAZ arrives; deleting it sends a CHEEZBURGER with operation 2", async () => {
     const { server, endpoint, dir } = await startServer();
     const p = peer(endpoint);
