@@ -390,21 +390,20 @@ function reportServing(server: Server, out: Output): void {
  * on SIGINT or SIGTERM (a second signal: at once), or when its output can no longer be written.
  */
 function onStop(close: () => Promise<void>, opts: { signalFails?: boolean } = {}): (status: number) => void {
-  let stopping = false;
-  /** The job is done and stopping with its own status: a signal now changes nothing. */
-  let finishing = false;
+  /** Running; stopping (asked to: a signal, lost output); or finishing (the job is done, with its own status). */
+  let phase: "running" | "stopping" | "finishing" = "running";
   const stop = (status: number) => {
-    if (stopping) return;
-    stopping = true;
+    if (phase !== "running") return;
+    phase = "stopping";
     setTimeout(() => process.exit(status), 900).unref();
     void close().finally(() => process.exit(status));
   };
   // A service asked to stop has done its job (status 0); a job with an end (track --once) stopped before
   // it has not: 128 + the signal's number, as a shell reports it, so that `fmq track --once a b && ...`
-  // goes no further. A second signal stops at once.
+  // goes no further. A second signal stops at once; one while finishing changes nothing.
   const signal = (name: NodeJS.Signals) => {
-    if (finishing) return;
-    if (stopping) process.exit(1);
+    if (phase === "finishing") return;
+    if (phase === "stopping") process.exit(1);
     stop(opts.signalFails ? 128 + osConstants.signals[name] : 0);
   };
   process.on("SIGINT", signal);
@@ -412,8 +411,8 @@ function onStop(close: () => Promise<void>, opts: { signalFails?: boolean } = {}
   outputLost = stop;
   // (No time limit on this one: the job's last step, e.g. saving a large inbox's manifest, is part of it.)
   return (status: number) => {
-    if (stopping) return;
-    stopping = finishing = true;
+    if (phase !== "running") return;
+    phase = "finishing";
     void close().finally(() => process.exit(status));
   };
 }

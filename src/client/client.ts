@@ -150,8 +150,6 @@ export class Client extends EventEmitter<ClientEvents> {
    * caches it has still to read stay within ICANHAZ_BYTES_IN_FLIGHT.
    */
   #heldBack: { path: string; kind: IcanhazKind; frame: Buffer }[] = [];
-  /** Bytes of the ICANHAZ sent and not yet answered. */
-  #icanhazBytesInFlight = 0;
   /** Subscriptions to send again, with what we hold, after a disk-full failure: path -> timer. */
   readonly #resyncs = new Map<string, NodeJS.Timeout>();
   /** Disk-full failures since the last delivery (the next resync waits longer). */
@@ -436,12 +434,14 @@ export class Client extends EventEmitter<ClientEvents> {
    * sent at once, each with a large cache, would exceed that, and be dropped again at every reconnection.
    */
   #sendHeldBack(): void {
+    let inFlight = 0;
+    for (const request of this.#awaitingReply) inFlight += request.bytes;
     while (this.#heldBack.length > 0) {
       const next = this.#heldBack[0]!;
-      if (this.#awaitingReply.length > 0 && this.#icanhazBytesInFlight + next.frame.length > ICANHAZ_BYTES_IN_FLIGHT) return;
+      if (this.#awaitingReply.length > 0 && inFlight + next.frame.length > ICANHAZ_BYTES_IN_FLIGHT) return;
       this.#heldBack.shift();
       this.#awaitingReply.push({ path: next.path, kind: next.kind, bytes: next.frame.length });
-      this.#icanhazBytesInFlight += next.frame.length;
+      inFlight += next.frame.length;
       this.#sendFrame(next.frame);
     }
   }
@@ -449,7 +449,6 @@ export class Client extends EventEmitter<ClientEvents> {
   /** The server answered the oldest ICANHAZ (ICANHAZ-OK or SRSLY): which it was; the next may go. */
   #answered(): { path: string; kind: IcanhazKind } | undefined {
     const request = this.#awaitingReply.shift();
-    if (request) this.#icanhazBytesInFlight -= request.bytes;
     this.#sendHeldBack();
     return request;
   }
@@ -458,7 +457,6 @@ export class Client extends EventEmitter<ClientEvents> {
   #forgetRequests(): void {
     this.#awaitingReply = [];
     this.#heldBack = [];
-    this.#icanhazBytesInFlight = 0;
   }
 
   #processChunk(message: Cheezburger): void | Promise<void> {

@@ -251,7 +251,7 @@ export class Manifest {
       try {
         // All of it, or an error before the rename: a full disk can make a write short rather than fail,
         // and a torn snapshot renamed over the good one would lose every record (its journal is emptied).
-        for (let written = 0; written < bytes.length; ) written += writeSync(fd, bytes, written, bytes.length - written);
+        writeAll(fd, bytes);
       } catch (error) {
         // (What was written of it would only take the room a full disk lacks.)
         closeSync(fd);
@@ -291,7 +291,7 @@ export class Manifest {
     const text = Buffer.from(this.#unwritten);
     const size = this.#journalSize;
     try {
-      for (let at = 0; at < text.length; ) at += writeSync(this.#journal, text, at);
+      writeAll(this.#journal, text);
     } catch (error) {
       try {
         ftruncateSync(this.#journal, size);
@@ -404,4 +404,9 @@ function readNoFollow(file: string): Buffer {
   } finally {
     closeSync(fd);
   }
+}
+
+/** All of `bytes`, however many calls it takes (a write may be short: a full disk, a signal). */
+function writeAll(fd: number, bytes: Buffer): void {
+  for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at);
 }

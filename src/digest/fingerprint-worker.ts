@@ -5,11 +5,9 @@
 // takes the pass's fingerprint for its last chunk. Requests run as they arrive (the server queues its
 // background passes one at a time); closing the thread (terminating the worker) stops them.
 
-import { createHash } from "node:crypto";
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { parentPort } from "node:worker_threads";
-import { assertOpenedInside } from "../server/opened-inside.js";
-import { READ_FLAGS, fingerprintFileSync, xxh } from "./blocks.js";
+import { fingerprintFileSync, xxh } from "./blocks.js";
+import { sha1FileSync } from "./sha1.js";
 
 /** From the main thread: fingerprint `file`, or (sha1) RFC 35's digest of it, which must be inside `root`. */
 export type WorkerRequest = { readonly id: number; readonly file: string } | { readonly id: number; readonly file: string; readonly sha1: true; readonly root: string };
@@ -19,26 +17,6 @@ export type WorkerReply =
   | { readonly id: number; readonly blocks: ArrayBuffer; readonly hash: string }
   | { readonly id: number; readonly sha1: string }
   | { readonly id: number; readonly error: string };
-
-/** SHA-1 of a regular file, 40 uppercase hex (CZMQ zfile_digest), read through a descriptor checked to be inside `root`. */
-export function sha1FileSync(file: string, root: string): string {
-  const fd = openSync(file, READ_FLAGS);
-  try {
-    if (!fstatSync(fd).isFile()) throw new Error(`${file}: not a regular file`);
-    assertOpenedInside(fd, root, file);
-    const hash = createHash("sha1");
-    const buffer = Buffer.allocUnsafe(1024 * 1024);
-    for (let at = 0; ; ) {
-      const bytesRead = readSync(fd, buffer, 0, buffer.length, at);
-      if (bytesRead === 0) break;
-      hash.update(buffer.subarray(0, bytesRead));
-      at += bytesRead;
-    }
-    return hash.digest("hex").toUpperCase();
-  } finally {
-    closeSync(fd);
-  }
-}
 
 // This thread does nothing else, so it reads as well as hashes (fingerprintFileSync: less CPU than reads in
 // the thread pool); requests queue meanwhile and run in order.

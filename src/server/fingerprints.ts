@@ -12,11 +12,10 @@
 // known. A transfer that finds no fingerprint and no pass (hash-ahead off, a small file) hashes as it
 // reads and leaves its result here. Bounded: oldest entries go first.
 
-import { createHash } from "node:crypto";
 import { stat } from "node:fs/promises";
-import { openRegular, type Fingerprint } from "../digest/blocks.js";
+import type { Fingerprint } from "../digest/blocks.js";
 import { FingerprintThread } from "../digest/fingerprint-thread.js";
-import { assertOpenedInside } from "./opened-inside.js";
+import { sha1FileSync } from "../digest/sha1.js";
 
 /**
  * One version of a file. Size and mtime are what a writer would change; the inode and ctime catch what
@@ -134,26 +133,11 @@ export class Fingerprints {
     if (known?.sha1 && sameVersion(known.version, version)) return known.sha1;
     // In the worker thread, off the main one, which is busy sending (a reference client lists a SHA-1
     // for every file it holds). If the worker cannot (it failed to start, or the file is refused), the
-    // same is done here, where a refusal is thrown as such.
-    const digest = (await this.#thread.sha1(absolute, root).catch(() => undefined)) ?? (this.#closed ? undefined : await this.#sha1Here(absolute, root));
+    // same is done here, where a refusal fails at once and is thrown as such.
+    const digest = (await this.#thread.sha1(absolute, root).catch(() => undefined)) ?? (this.#closed ? undefined : sha1FileSync(absolute, root));
     if (digest === undefined || !sameVersion(version, await versionOf(absolute))) return undefined;
     this.#entry(absolute, version).sha1 = digest;
     return digest;
-  }
-
-  async #sha1Here(absolute: string, root: string): Promise<string> {
-    const hash = createHash("sha1");
-    // A regular file only, never waiting in open(): a FIFO swapped in must not hold this client's plan.
-    const { handle } = await openRegular(absolute);
-    try {
-      // And the file the mount published, not one outside it reached through a directory swapped for a
-      // symlink since: whether a client's guess of its digest is right would tell it about that file.
-      assertOpenedInside(handle.fd, root, absolute);
-      for await (const chunk of handle.createReadStream({ highWaterMark: 1024 * 1024, autoClose: false })) hash.update(chunk as Buffer);
-    } finally {
-      await handle.close();
-    }
-    return hash.digest("hex").toUpperCase();
   }
 
   async #work(): Promise<void> {
