@@ -15,6 +15,7 @@ export const serverDefaults = {
   maxMessageSize: 16 * 1024 * 1024,
   maxPendingMessages: 256,
   maxPendingBytes: 64 * 1024 * 1024,
+  maxPendingTotalBytes: 256 * 1024 * 1024,
   maxOutgoingMessages: 512,
   maxStalledBytes: 512 * 1024 * 1024,
 } as const;

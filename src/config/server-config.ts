@@ -61,7 +61,7 @@ export interface SecurityConfig {
 
 export type LimitOptions = Pick<
   ServerOptions,
-  "maxClients" | "maxSubscriptions" | "maxMessageSize" | "maxPendingMessages" | "maxPendingBytes" | "maxOutgoingMessages" | "maxQueuedMessages" | "maxStalledBytes" | "expiryMs" | "peerTimeoutMs"
+  "maxClients" | "maxSubscriptions" | "maxMessageSize" | "maxPendingMessages" | "maxPendingBytes" | "maxPendingTotalBytes" | "maxOutgoingMessages" | "maxQueuedMessages" | "maxStalledBytes" | "expiryMs" | "peerTimeoutMs"
 >;
 
 export interface ServerConfig {
@@ -81,6 +81,7 @@ const LIMITS: Record<string, { option: keyof LimitOptions; size?: boolean }> = {
   "max-message-size": { option: "maxMessageSize", size: true },
   "max-pending-messages": { option: "maxPendingMessages" },
   "max-pending-bytes": { option: "maxPendingBytes", size: true },
+  "max-pending-total-bytes": { option: "maxPendingTotalBytes", size: true },
   "max-outgoing-messages": { option: "maxOutgoingMessages" },
   "max-queued-messages": { option: "maxQueuedMessages" },
   "max-stalled-bytes": { option: "maxStalledBytes", size: true },

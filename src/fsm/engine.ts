@@ -40,6 +40,11 @@ export interface EngineOptions<S extends string, E extends string, A extends str
   readonly trace?: (line: string) => void;
   /** An action threw: the engine stops that event's actions and reports here; it never rethrows. */
   readonly onActionError?: (error: unknown, state: S, event: E, action: A) => void;
+  /**
+   * The weight waiting in the queue changed by `delta` (posted, taken to be handled, dropped by stop):
+   * lets an owner of many engines keep one sum across them without going through them all.
+   */
+  readonly onWeight?: (delta: number) => void;
 }
 
 interface Queued<E, Arg> {
@@ -111,7 +116,7 @@ export class Engine<S extends string, E extends string, A extends string, Arg = 
     } else {
       if (opts.coalesce && this.#queue.some((q) => q.event === event)) return false;
       this.#queue.push(opts.weight ? { event, arg, weight: opts.weight } : { event, arg });
-      this.#queueWeight += opts.weight ?? 0;
+      if (opts.weight) this.#weigh(opts.weight);
     }
     if (!this.#running) void this.#run();
     return true;
@@ -131,7 +136,7 @@ export class Engine<S extends string, E extends string, A extends string, Arg = 
   stop(): void {
     this.#state = STOPPED;
     this.#queue.length = 0;
-    this.#queueWeight = 0;
+    if (this.#queueWeight) this.#weigh(-this.#queueWeight);
     this.#nextEvent = undefined;
     this.#exception = undefined;
     this.#urgent = undefined;
@@ -176,8 +181,13 @@ export class Engine<S extends string, E extends string, A extends string, Arg = 
 
   #dequeue(): Queued<E, Arg> | undefined {
     const item = this.#queue.shift();
-    if (item?.weight) this.#queueWeight -= item.weight;
+    if (item?.weight) this.#weigh(-item.weight);
     return item;
+  }
+
+  #weigh(delta: number): void {
+    this.#queueWeight += delta;
+    this.options.onWeight?.(delta);
   }
 
   #lookup(state: S, event: E): Transition<S, A> | undefined {

@@ -54,6 +54,8 @@ export interface ConnectionHost {
   sent(key: string, vpath: string, operation: "create" | "delete", size: number): void;
   trace?: (line: string) => void;
   warn(message: string): void;
+  /** What waits in this client's machine grew or shrank by `delta` bytes (the server's sum across clients). */
+  pendingChanged?: (delta: number) => void;
 }
 
 type Patch =
@@ -137,6 +139,7 @@ export class Connection {
         host.warn(`client ${key}: "${action}" failed on ${event} in ${state}: ${String(error)}`);
         this.engine.post("malformed", `internal error: ${String(error)}`, { urgent: true });
       },
+      ...(host.pendingChanged ? { onWeight: host.pendingChanged } : {}),
     });
   }
 

@@ -120,7 +120,7 @@ peer-timeout-ms = 20000
       [`[security]\nmechanism = "curve"\n[[account]]\nuser = "a"\npassword = "x"\n`, `${F}:3: [[account]] needs mechanism = "plain" in [security]`],
       [`[limits]\nmax-clients = 0\n`, `${F}:2: max-clients must be a positive integer, got 0`],
       [`[limits]\nmax-message-size = "big"\n`, `${F}:2: max-message-size must be a positive size like 16M, got "big"`],
-      [`[limits]\nmax-peers = 5\n`, `${F}:2: unknown key "max-peers" in [limits] (expected one of: max-clients, max-subscriptions, max-message-size, max-pending-messages, max-pending-bytes, max-outgoing-messages, max-queued-messages, max-stalled-bytes, expiry-ms, peer-timeout-ms)`],
+      [`[limits]\nmax-peers = 5\n`, `${F}:2: unknown key "max-peers" in [limits] (expected one of: max-clients, max-subscriptions, max-message-size, max-pending-messages, max-pending-bytes, max-pending-total-bytes, max-outgoing-messages, max-queued-messages, max-stalled-bytes, expiry-ms, peer-timeout-ms)`],
       [`a = 1\nb = \n`, `${F}:2: invalid TOML: invalid value`],
       [`[security\n`, `${F}:1: invalid TOML: illegal character in key`],
       // Dotted keys and quoted keys are found too.
@@ -132,6 +132,12 @@ peer-timeout-ms = 20000
   it("config - max-pending-bytes below max-message-size is refused (one message alone would drop its client)", async () => {
     expect(() => new Server({ maxPendingBytes: 1024 * 1024 })).toThrow("max-pending-bytes (1048576) must be at least max-message-size (16777216)");
     await new Server({ maxPendingBytes: 1024 * 1024, maxMessageSize: 1024 * 1024 }).close();
+  });
+
+  it("config - max-pending-total-bytes below max-message-size is refused; it is read from [limits]", async () => {
+    expect(() => new Server({ maxPendingTotalBytes: 1024 * 1024 })).toThrow("max-pending-total-bytes (1048576) must be at least max-message-size (16777216)");
+    await new Server({ maxPendingTotalBytes: 1024 * 1024, maxPendingBytes: 1024 * 1024, maxMessageSize: 1024 * 1024 }).close();
+    expect(parseServerConfig(`[limits]\nmax-pending-total-bytes = "1G"\n`, F).limits.maxPendingTotalBytes).toBe(1024 ** 3);
   });
 
   it("config - a missing file is a clear error", async () => {

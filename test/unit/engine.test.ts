@@ -466,4 +466,30 @@ describe("engine", () => {
       expect(p.engine.state).toBe("ready");
     });
   });
+  it("engine - reports every change of the weight waiting (posted, taken to be handled, dropped by stop) to onWeight", async () => {
+    const deltas: number[] = [];
+    const h = harness({ onWeight: (delta) => deltas.push(delta) });
+    h.engine.post("SLOW", "s");
+    h.engine.post("PING", "p1", { weight: 10 });
+    h.engine.post("PING", "p2", { weight: 20 });
+    h.engine.post("PING", "p3");
+    expect(deltas).toEqual([10, 20]);
+    expect(h.engine.pendingWeight).toBe(30);
+    h.release();
+    await h.engine.idle();
+    expect(deltas).toEqual([10, 20, -10, -20]);
+    expect(h.engine.pendingWeight).toBe(0);
+
+    const stopped: number[] = [];
+    const g = harness({ onWeight: (delta) => stopped.push(delta) });
+    g.engine.post("SLOW", "s");
+    g.engine.post("PING", "p1", { weight: 5 });
+    g.engine.post("PING", "p2", { weight: 7 });
+    g.engine.stop();
+    expect(stopped).toEqual([5, 7, -12]);
+    expect(g.engine.pendingWeight).toBe(0);
+    g.release();
+    await g.engine.idle();
+    expect(stopped).toEqual([5, 7, -12]);
+  });
 });
