@@ -283,6 +283,11 @@ export class Client extends EventEmitter<ClientEvents> {
     return held && held.vpath === vpath && target.sub.inbox.stillHeld(target.relative, held.size) ? held : undefined;
   }
 
+  /** What has been read from the server and waits to be handled: bounded (see READ_AHEAD_BYTES). */
+  get backlog(): { readonly messages: number; readonly bytes: number } {
+    return { messages: this.#engine.pending, bytes: this.#engine.pendingWeight };
+  }
+
   get progress(): ClientProgress {
     const current = this.#current?.file;
     return {

@@ -1,9 +1,12 @@
 // A real Client against a scripted raw ROUTER: every message the client sends is checked, and the server
 // side is written by hand, so hostile names, odd orderings and broken frames can be sent on purpose.
 
+import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { lstat, mkdir, readFile, readdir, readlink, realpath, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
+import readline from "node:readline";
+import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { context, Router } from "zeromq";
 
@@ -16,6 +19,7 @@ import { decodeFrames, encode } from "../../src/protocol/codec.js";
 import type { DecodeError } from "../../src/protocol/errors.js";
 import { Operation, type Message, type ServerMessage } from "../../src/protocol/messages.js";
 import { sha256File } from "../helpers/files.js";
+import { floodContent, floodName } from "../helpers/flood-server.mjs";
 import { tcpEndpoint } from "../helpers/net.js";
 import { tempDir } from "../helpers/tmp.js";
 import { waitFor } from "../helpers/wait.js";
@@ -1408,6 +1412,39 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     expect(h.delivered.map((d) => d.vpath)).not.toContain("/huge.bin");
     expect(await readdir(inbox)).not.toContain("huge.bin");
   });
+
+  it("client - a server that ignores credit and floods small files (two messages each, as the C reference sends them) faster than they are written (fsync) is read only as fast as they are handled: at most 4,096 messages wait; every file lands", async () => {
+    // The server is another process: it sends as fast as libzmq takes messages, whatever we do here.
+    const FILES = 3000;
+    const server = spawn(process.execPath, [fileURLToPath(new URL("../helpers/flood-server.mjs", import.meta.url)), String(FILES)], { stdio: ["ignore", "pipe", "inherit"] });
+    try {
+      const lines = readline.createInterface({ input: server.stdout! });
+      const { endpoint } = await new Promise<{ endpoint: string }>((resolve, reject) => {
+        lines.once("line", (line) => resolve(JSON.parse(line) as { endpoint: string }));
+        server.once("exit", (code) => reject(new Error(`flood server exited (${code})`)));
+      });
+      const inbox = path.join(await tempDir(), "inbox");
+      // With fsync every file waits for the disk (small files are otherwise handled as fast as they are read).
+      const h = makeClient({ endpoint, inbox, timeoutMs: 60_000, fsync: true });
+      let peak = 0;
+      const sampler = setInterval(() => (peak = Math.max(peak, h.client.backlog.messages)), 2);
+      try {
+        await h.client.subscribe("/");
+        h.client.connect();
+        await waitFor(() => h.delivered.length >= FILES, `${FILES} deliveries`, 60_000, 20);
+      } finally {
+        clearInterval(sampler);
+      }
+      // (The reader checks after each message it posts: at most 4,096 wait when it stops.) The flood did
+      // outrun the client, or this test would show nothing: more than a few hundred waited at some point.
+      expect(peak).toBeLessThanOrEqual(4096);
+      expect(peak).toBeGreaterThan(500);
+      for (let i = 0; i < FILES; i++) expect(sha256(await readFile(path.join(inbox, floodName(i)))), floodName(i)).toBe(sha256(floodContent(i)));
+      expect(h.errors).toEqual([]);
+    } finally {
+      server.kill("SIGKILL");
+    }
+  }, 90_000);
 
   it("client - a batch (several whole-file CHEEZBURGERs in one ZeroMQ message) delivers each file byte-identical, checked against its tree hash; a batch holding anything else is refused whole", async () => {
     const { r, inbox, h, rid } = await subscribedToRoot();
