@@ -11,7 +11,6 @@ import { encode } from "../protocol/codec.js";
 import { covers, overlaps } from "../paths.js";
 import { Mount, type PublishedFile } from "../mount/mount.js";
 import { Connection, reasonOf, type ConnectionHost } from "./connection.js";
-import { Backlog } from "../flow/backlog.js";
 import { Outbox } from "./outbox.js";
 import { Fingerprints } from "./fingerprints.js";
 import { ServerSecurity, type ServerSecurityOptions } from "../security/server-security.js";
@@ -55,9 +54,8 @@ export interface ServerOptions {
    */
   readonly maxPendingBytes?: number;
   /**
-   * Most bytes of messages from all clients together waiting to be handled. Beyond it the server stops
-   * taking messages in until half of it has been handled (the rest waits in libzmq, and then TCP slows
-   * the senders): nobody is dropped for it. At least max-message-size.
+   * Most bytes of messages from all clients together waiting to be handled; beyond it the client with the
+   * most waiting is dropped (RTFM), then the next, until it is not. At least max-message-size.
    */
   readonly maxPendingTotalBytes?: number;
   /** Most replies waiting for one client that does not read them; beyond this it is dropped. */
@@ -77,9 +75,6 @@ export { serverDefaults } from "../defaults.js";
 
 /** Messages libzmq holds for one client before a send to it fails with EAGAIN (its pipe is full). */
 const SEND_HIGH_WATER_MARK = 64;
-
-/** Messages libzmq reads ahead of us from one client (see the Router's options). */
-const RECEIVE_HIGH_WATER_MARK = 64;
 
 /**
  * A client whose pipe has stayed full this long, no message going out to it, has stopped reading. Not
@@ -129,10 +124,7 @@ export class Server extends EventEmitter<ServerEvents> {
   readonly #fingerprints = new Fingerprints();
   readonly #connections = new Map<string, Connection>();
   /** Bytes of messages from all clients waiting in their machines (see maxPendingTotalBytes). */
-  readonly #backlog: Backlog;
-  /** Since when the read loop has been waiting for room in the backlog, if it is. */
-  #pausedSince: number | undefined;
-  #pauseReported = 0;
+  #pendingTotal = 0;
   readonly #host: ConnectionHost;
   readonly #security: ServerSecurity | undefined;
   #expiryTimer: NodeJS.Timeout | undefined;
@@ -143,7 +135,6 @@ export class Server extends EventEmitter<ServerEvents> {
     super();
     this.options = { ...serverDefaults, ...options };
     verify(this.options);
-    this.#backlog = new Backlog(this.options.maxPendingTotalBytes);
     this.#security = options.security ? new ServerSecurity(options.security, (message) => this.emit("warning", message)) : undefined;
     this.#router = new Router({
       // Sends to a client whose pipe is full fail at once (EAGAIN) instead of silently dropping (the
@@ -152,11 +143,6 @@ export class Server extends EventEmitter<ServerEvents> {
       sendTimeout: 0,
       // With maxQueuedMessages, bounds what one client that stops reading can make us hold.
       sendHighWaterMark: SEND_HIGH_WATER_MARK,
-      // What libzmq reads ahead of us from one connection (its default, 1,000 messages, each up to
-      // max-message-size). It matters while we take nothing in (see Backlog): then a client's messages
-      // wait here, and beyond it in TCP. Our clients have a few in flight (credit, heartbeats, one
-      // ICANHAZ per subscription, up to 256 of them at once, which then wait their turn in TCP).
-      receiveHighWaterMark: RECEIVE_HIGH_WATER_MARK,
       linger: 0,
       heartbeatInterval: Math.max(1, Math.round(this.options.peerTimeoutMs / 3)),
       heartbeatTimeout: this.options.peerTimeoutMs,
@@ -196,7 +182,7 @@ export class Server extends EventEmitter<ServerEvents> {
       unsent: (client, path, reason) => server.emit("unsent", { client, path, reason }),
       subscribed: (client, path) => server.emit("subscribed", { client, path }),
       warn: (message) => server.emit("warning", message),
-      pendingChanged: (delta) => server.#backlog.change(delta),
+      pendingChanged: (delta) => (server.#pendingTotal += delta),
       ...(this.options.trace ? { trace: this.options.trace } : {}),
     };
   }
@@ -305,7 +291,6 @@ export class Server extends EventEmitter<ServerEvents> {
           // Never let one message end the loop for everyone.
           this.emit("warning", `client ${routingId.toString("hex")}: ${String(error)}`);
         }
-        if (this.#backlog.full && !this.#closed) await this.#waitForRoom();
       }
     } catch (error) {
       if (!this.#closed) this.emit("warning", `receive loop ended: ${String(error)}`);
@@ -356,30 +341,33 @@ export class Server extends EventEmitter<ServerEvents> {
     connection.lastHeard = Date.now();
     connection.expiryPosted = false;
     engine.post(result.message.id, result.message, { weight: bytes });
+    if (this.#pendingTotal > this.options.maxPendingTotalBytes) this.#dropBiggestPending();
   }
 
   /**
-   * Take no more messages until half of what waits has been handled (see Backlog). Clients cannot be
-   * heard meanwhile, so that time does not count towards their expiry; clients that have stopped reading
-   * are still dropped (#expire), which is what frees a backlog held by machines stuck sending to them.
+   * What waits from all clients together is over max-pending-total-bytes: drop the client with the most
+   * waiting, then the next, until it is not (as the per-client limit drops the one client). Not a pause
+   * of the read loop: clients that keep their machines busy (reading just often enough not to count as
+   * stalled) could then hold it for as long as they like, and nobody else would be heard meanwhile.
    */
-  async #waitForRoom(): Promise<void> {
-    const since = Date.now();
-    this.#pausedSince = since;
-    // (Said at most once a minute: under a flood this could otherwise be every few messages.)
-    if (since - this.#pauseReported >= 60_000) {
-      this.#pauseReported = since;
-      this.emit("warning", `${this.#backlog.bytes} bytes of messages from clients wait to be handled, more than max-pending-total-bytes (${this.options.maxPendingTotalBytes}): taking no more until half of it is`);
+  #dropBiggestPending(): void {
+    while (this.#pendingTotal > this.options.maxPendingTotalBytes) {
+      let biggest: Connection | undefined;
+      for (const connection of this.#connections.values()) {
+        if (connection.engine.pendingWeight > (biggest?.engine.pendingWeight ?? 0)) biggest = connection;
+      }
+      if (!biggest) return;
+      this.emit("warning", `client ${biggest.key}: ${biggest.engine.pendingWeight} bytes of messages waiting, the most of the ${this.#pendingTotal} waiting from all clients (more than max-pending-total-bytes, ${this.options.maxPendingTotalBytes}); dropped`);
+      this.#send(biggest.key, biggest.routingId, encode({ id: "RTFM", reason: "too many messages" }));
+      // (Its machine stops at once: what waited there no longer counts.)
+      void biggest.close();
+      this.#forget(biggest.key);
     }
-    await this.#backlog.room();
-    this.#pausedSince = undefined;
-    const paused = Date.now() - since;
-    for (const connection of this.#connections.values()) connection.lastHeard += paused;
   }
 
   /** Bytes of messages from all clients waiting to be handled now. */
   get pendingBytes(): number {
-    return this.#backlog.bytes;
+    return this.#pendingTotal;
   }
 
   /** An empty message: the connection closed (see "hung up" in machine.ts), or a peer sent nothing. */
@@ -428,8 +416,6 @@ export class Server extends EventEmitter<ServerEvents> {
       this.#drop(connection);
     }
     this.#dropStalledBeyondBudget(full.filter(({ connection, since }) => now - since >= STALLED_MS && this.#connections.has(connection.key)), now);
-    // While we take no messages in, nobody can be heard: silence is not theirs.
-    if (this.#pausedSince !== undefined) return;
     for (const connection of [...this.#connections.values()]) {
       if (connection.lastHeard >= deadline) continue;
       if (connection.expiryPosted) {

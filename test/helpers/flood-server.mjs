@@ -5,6 +5,7 @@
 // a data chunk, then an empty chunk with eof=1, no headers. Then stays until killed.
 
 import { createHash } from "node:crypto";
+import { pathToFileURL } from "node:url";
 import { Router } from "zeromq";
 import { decodeFrames, encode } from "../../dist/src/protocol/codec.js";
 
@@ -16,7 +17,7 @@ export function floodContent(i) {
 
 export const floodName = (i) => `/flood/d${i % 20}/f${i}.bin`;
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const files = Number(process.argv[2]);
   const router = new Router({ linger: 0, sendHighWaterMark: 100_000 });
   await router.bind("tcp://127.0.0.1:*");
