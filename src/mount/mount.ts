@@ -26,6 +26,11 @@ export interface PublishedFile {
   readonly ino?: number;
   /** The mount's real root: the file must still be inside it when it is opened to be sent. */
   readonly root: string;
+  /**
+   * Reached through a symlink: the virtual path (in this mount) of what it leads to. Only a client that
+   * may read that path too is sent it: a link must not carry a file across what accounts may read.
+   */
+  readonly target?: string;
 }
 
 export interface MountEvents {
@@ -439,7 +444,14 @@ export class Mount extends EventEmitter<MountEvents> {
     }
     if (real !== this.root && !real.startsWith(this.root + path.sep)) {
       this.emit("error", new MountError(`not published: ${relative} leads outside ${this.root}`));
-      return;
+      // (A published name that now leads outside is no longer what was published: its delete goes out.)
+      return this.#gone(relative);
+    }
+    const targetRelative = real === absolute ? relative : path.relative(this.root, real).split(path.sep).join("/");
+    // Nor through a link to what is never published itself (a hidden file, subscribers' state).
+    if (targetRelative !== relative && isUnpublished(targetRelative)) {
+      this.emit("error", new MountError(`not published: ${relative} leads to ${targetRelative}, which is never published (hidden, or fmq's own state)`));
+      return this.#gone(relative);
     }
     // (Another mount may have taken this path while we waited.)
     if (this.options.isShadowed?.(joinVirtual(this.alias, relative))) return this.#shadowed(joinVirtual(this.alias, relative));
@@ -449,7 +461,8 @@ export class Mount extends EventEmitter<MountEvents> {
       names.add(relative);
     }
     const vpath = joinVirtual(this.alias, relative);
-    const file: PublishedFile = { relative, vpath, absolute: real, size, mtimeMs, ctimeMs, ino, root: this.root };
+    const target = real === absolute ? undefined : joinVirtual(this.alias, targetRelative);
+    const file: PublishedFile = { relative, vpath, absolute: real, size, mtimeMs, ctimeMs, ino, root: this.root, ...(target !== undefined ? { target } : {}) };
     // The very version already published, seen again (the watcher rescans a directory it may read again,
     // or one handed to it afresh): not news. Sent again, it would cost every subscriber the whole file.
     if (alreadyPublished(this.files.get(vpath), file)) return;

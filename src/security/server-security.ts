@@ -78,6 +78,15 @@ export class ServerSecurity {
     return this.#sessions.get(key);
   }
 
+  /**
+   * The connection with this routing id is gone: its login goes with it. Kept, anyone who later
+   * connected with that routing id (it is no secret: PLAIN sends it in clear, our logs print it) and
+   * logged in as anyone would read as its first user.
+   */
+  forget(key: string): void {
+    this.#sessions.delete(key);
+  }
+
   mayRead(key: string, path: string): boolean {
     return this.access.mayRead(this.userOf(key), path);
   }

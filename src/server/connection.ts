@@ -157,6 +157,7 @@ export class Connection {
 
   /** A mount reported a file for this client: queue it (replacing a queued older change) and wake the machine. */
   queue(patch: Patch): void {
+    if (patch.op === "create" && !this.#mayHave(patch.file)) return;
     const vpath = patch.op === "create" ? patch.file.vpath : patch.vpath;
     this.#queuedMeanwhile?.add(vpath);
     const retained = this.#retained.get(vpath);
@@ -292,6 +293,8 @@ export class Connection {
 
   /** What to send of `file` to a client whose cache says `value` (undefined: send it all). */
   async #planFor(file: PublishedFile, value: string | undefined): Promise<Patch | undefined> {
+    // (Not ours to send: neither sent nor, being published, deleted.)
+    if (!this.#mayHave(file)) return undefined;
     // The cache is the client's word on what it holds under this path: not listed, not held.
     this.#holdings.delete(file.vpath);
     if (value === undefined) return { op: "create", file };
@@ -309,6 +312,14 @@ export class Connection {
       return { op: "create", file, resumeAt: partial.length };
     }
     return { op: "create", file };
+  }
+
+  /**
+   * A file reached through a symlink goes only to a client that may read what it leads to as well (it
+   * was allowed the link's path when it subscribed).
+   */
+  #mayHave(file: PublishedFile): boolean {
+    return file.target === undefined || this.host.mayRead?.(this.key, file.target) !== false;
   }
 
   /** Resume, delta, or whole: decided when the file's turn comes, with the file as it is then. */

@@ -2,6 +2,7 @@
 // readable crosses the wire under CURVE (a recording proxy sits between client and server).
 
 import { createHash } from "node:crypto";
+import { symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { curveKeyPair } from "zeromq";
@@ -264,6 +265,60 @@ describe("PLAIN", () => {
     // Alice keeps her own access.
     await alice.send({ id: "ICANHAZ", path: "/alice", options: new Map(), cache: new Map() });
     await alice.expect("ICANHAZ_OK");
+  });
+
+  it("security - a routing id's login goes with its connection: another user who later connects with that id reads as himself, not as the first", async () => {
+    const setup = await startServer({ policy: await policy(false) }, mounts);
+    const routingId = "fmq-alice-earlier";
+    const alice = rawPeer(setup.endpoint, { routingId, plainUsername: `alice#${routingId}`, plainPassword: "wonderland" });
+    await alice.send({ id: "OHAI", protocol: "FILEMQ", version: 2 });
+    await alice.expect("OHAI_OK");
+    await alice.send({ id: "ICANHAZ", path: "/alice", options: new Map(), cache: new Map() });
+    await alice.expect("ICANHAZ_OK");
+    await alice.close();
+    await waitFor(() => setup.server.clients === 0, "alice's connection forgotten", DEADLINE);
+    // Bob, with his own password, on the routing id alice used (PLAIN sends it in clear).
+    const bob = rawPeer(setup.endpoint, { routingId, plainUsername: `bob#other-${routingId}`, plainPassword: "builder" });
+    await bob.send({ id: "OHAI", protocol: "FILEMQ", version: 2 });
+    await bob.expect("OHAI_OK");
+    await bob.send({ id: "ICANHAZ", path: "/alice", options: new Map(), cache: new Map() });
+    expect((await bob.expect("SRSLY")).reason).toBe("access denied: /alice");
+  });
+
+  it("security - a symlink does not carry a file across what accounts may read: sent only to those who may read where it leads, now and when published later", async () => {
+    const root = await tempDir("fmq-sec-links-");
+    await writeTree(root, { "public/notice.txt": "for everyone\n", "alice/a.txt": "alice's\n" });
+    await symlink("../alice/a.txt", path.join(root, "public", "link.txt"));
+    const server = new Server({
+      stableMs: 30,
+      security: {
+        policy: {
+          mechanism: "plain",
+          accounts: [
+            { user: "alice", password: "wonderland", mounts: ["/public", "/alice"] },
+            { user: "bob", password: "builder", mounts: ["/public"] },
+          ],
+          anonymous: false,
+        },
+      },
+    });
+    cleanups.push(() => server.close());
+    await server.publish(root, "/");
+    const endpoint = await server.bind(`tcp://127.0.0.1:${await freePort()}`);
+    const alice = await startClient(endpoint, { security: { plain: { username: "alice", password: "wonderland" } } }, ["/public"]);
+    const bob = await startClient(endpoint, { security: { plain: { username: "bob", password: "builder" } } }, ["/public"]);
+    await waitFor(() => alice.delivered.length === 2, "alice's two files", DEADLINE);
+    expect(alice.delivered.sort()).toEqual(["/public/link.txt", "/public/notice.txt"]);
+    expect(await sha256File(path.join(alice.inbox, "public/link.txt"))).toBe(createHash("sha256").update("alice's\n").digest("hex"));
+    await waitFor(() => bob.delivered.length === 1, "bob's file", DEADLINE);
+    // Published later: a link, then a plain file. Each client's files go in order, so once bob has the
+    // plain file the link has had its turn.
+    await symlink("../alice/a.txt", path.join(root, "public", "later.txt"));
+    await waitFor(() => alice.delivered.includes("/public/later.txt"), "the later link, to alice", DEADLINE);
+    await writeFile(path.join(root, "public", "sentinel.txt"), "after the link\n");
+    await waitFor(() => bob.delivered.includes("/public/sentinel.txt"), "the sentinel, to bob", DEADLINE);
+    expect(bob.delivered.sort()).toEqual(["/public/notice.txt", "/public/sentinel.txt"]);
+    expect(bob.errors).toEqual([]);
   });
 
   it("security - anonymous access: off refuses user anonymous; on, anonymous reads only its mounts", async () => {

@@ -3,7 +3,7 @@
 // settling sends what it holds; a file the server could not see at that instant would be taken for
 // deleted, and the subscriber's partial copy thrown away and the file sent again whole.
 
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, realpath, rename, symlink, writeFile } from "node:fs/promises";
 import { waitFor } from "../helpers/wait.js";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -61,5 +61,30 @@ describe("mount", () => {
       'not published: "d?j?": its name is not valid UTF-8 (Node cannot open it); rename it',
     ]);
     expect([...mount.files.keys()]).toEqual(["/ok.txt"]);
+  });
+  it("mount - a symlink to a hidden file is not published; a published name swapped for a link out of the mount is deleted, with a reason for each", async () => {
+    const dir = await tempDir("fmq-mount-");
+    const outside = await tempDir("fmq-mount-outside-");
+    await mkdir(path.join(dir, ".hidden"));
+    await writeFile(path.join(dir, ".hidden", "key"), "secret");
+    await writeFile(path.join(outside, "other"), "not ours");
+    await writeFile(path.join(dir, "plain.txt"), "plain");
+    await symlink(".hidden/key", path.join(dir, "lnk"));
+    const mount = await Mount.open(dir, "/", { stableMs: 10 });
+    mounts.push(mount);
+    const errors: string[] = [];
+    const deleted: string[] = [];
+    mount.on("error", (error) => errors.push(error.message));
+    mount.on("deleted", (vpath) => deleted.push(vpath));
+    await mount.start();
+    await waitFor(() => mount.files.has("/plain.txt") && errors.length >= 1, "plain.txt published, the link refused", 5000);
+    expect(errors).toEqual(["not published: lnk leads to .hidden/key, which is never published (hidden, or fmq's own state)"]);
+    expect([...mount.files.keys()]).toEqual(["/plain.txt"]);
+    // Renamed over: the name now leads outside. It was published; it is no longer what was published.
+    await symlink(path.join(outside, "other"), path.join(dir, "tmp-link"));
+    await rename(path.join(dir, "tmp-link"), path.join(dir, "plain.txt"));
+    await waitFor(() => deleted.includes("/plain.txt"), "the delete of plain.txt", 5000);
+    expect(mount.files.has("/plain.txt")).toBe(false);
+    expect(errors).toContain(`not published: plain.txt leads outside ${await realpath(dir)}`);
   });
 });
