@@ -44,7 +44,10 @@ export interface AccessPolicy {
 export const USER_SESSION_SEPARATOR = "#";
 export const ANONYMOUS = "anonymous";
 
-export type Verdict = { readonly ok: true; readonly user: string; readonly session?: string } | { readonly ok: false; readonly reason: string };
+export type Verdict =
+  | { readonly ok: true; readonly user: string; readonly session?: string }
+  /** `busy`: refused for now (too many password checks at once), not for the credentials: ZAP status 300. */
+  | { readonly ok: false; readonly reason: string; readonly busy?: true };
 
 /** scrypt cost: N=2^14, r=8 (16 MiB, ~40 ms), like the OWASP minimum. Stored in the hash, so it can change. */
 const SCRYPT = { N: 16384, r: 8, p: 1, keylen: 32 } as const;
@@ -69,9 +72,49 @@ export function passwordHashProblem(hash: string): string | undefined {
   const [N, r, p] = parts.slice(1, 4).map(Number) as [number, number, number];
   if (!Number.isInteger(N) || N < 2 || (N & (N - 1)) !== 0 || N > 2 ** 20) return "scrypt N must be a power of 2 up to 2^20";
   if (!Number.isInteger(r) || r < 1 || r > 32 || !Number.isInteger(p) || p < 1 || p > 16) return "scrypt r or p out of range";
+  // (Memory per check is 128 * N * r bytes; a check runs per login attempt, CHECKS_AT_ONCE at a time.)
+  if (128 * N * r > MAX_SCRYPT_MEMORY) return `scrypt N * r too large: 128 * N * r must be at most ${MAX_SCRYPT_MEMORY / 1024 ** 2} MiB`;
   if (Buffer.from(parts[4]!, "base64").length < 8 || Buffer.from(parts[5]!, "base64").length < 16) return "salt or hash too short";
   return undefined;
 }
+
+/** Most memory one password check may take (128 * N * r). */
+const MAX_SCRYPT_MEMORY = 128 * 1024 * 1024;
+
+/**
+ * Password checks (scrypt, slow on purpose) running at once, and waiting, at most. scrypt runs in libuv's
+ * thread pool (4 threads), which also does the server's file reads: anyone who can reach the port could
+ * otherwise fill it with wrong passwords (a review measured a file read waiting 1.5 s behind 64 checks).
+ * Beyond the waiting room a login is refused as busy (ZAP 300) at once, and costs nothing.
+ */
+const CHECKS_AT_ONCE = 2;
+const CHECKS_WAITING = 16;
+
+class PasswordChecks {
+  #running = 0;
+  readonly #waiting: (() => void)[] = [];
+
+  /** Run `check` when a slot is free; "busy" if too many wait already. */
+  async run<T>(check: () => Promise<T>): Promise<T | "busy"> {
+    if (this.#running < CHECKS_AT_ONCE) this.#running++;
+    else if (this.#waiting.length >= CHECKS_WAITING) return "busy";
+    // (Woken with the slot of the check that ended: #running already counts us.)
+    else await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    try {
+      return await check();
+    } finally {
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#running--;
+    }
+  }
+}
+
+/** One queue for the process: the thread pool is the process's. */
+const checks = new PasswordChecks();
+
+/** Checked against for an unknown user, so that its refusal takes as long as a wrong password's. */
+const DUMMY_HASH = `scrypt$${SCRYPT.N}$${SCRYPT.r}$${SCRYPT.p}$${Buffer.alloc(16).toString("base64")}$${Buffer.alloc(SCRYPT.keylen).toString("base64")}`;
 
 async function verifyHash(password: string, hash: string): Promise<boolean> {
   const [, N, r, p, salt, expected] = hash.split("$") as [string, string, string, string, string, string];
@@ -92,11 +135,14 @@ export class Access {
   /** Passwords that verified before (sha256 of user NUL password): reconnections skip scrypt. */
   readonly #verified = new Map<string, Buffer>();
   readonly #anonymousMounts: readonly string[] | undefined;
+  /** Some account's password is a scrypt hash (see #login). */
+  readonly #hashed: boolean;
 
   constructor(readonly policy: AccessPolicy) {
     this.mechanism = policy.mechanism;
     for (const key of policy.allow ?? []) this.#allowed.add(z85Decode(key).toString("hex"));
     for (const account of policy.accounts ?? []) this.#accounts.set(account.user, account);
+    this.#hashed = [...this.#accounts.values()].some((account) => account.passwordHash !== undefined);
     const listed = this.#allowed.size > 0 || this.#accounts.size > 0;
     this.anonymous = policy.anonymous ?? (policy.mechanism === "null" || (policy.mechanism === "curve" && !listed));
     this.#anonymousMounts = policy.anonymousMounts;
@@ -126,16 +172,23 @@ export class Access {
     const session = at >= 0 && at < name.length - 1 ? name.slice(at + 1) : undefined;
     const ok = (u: string): Verdict => (session !== undefined ? { ok: true, user: u, session } : { ok: true, user: u });
     const account = this.#accounts.get(user);
+    const busy = { ok: false, reason: "too many password checks at once", busy: true } as const;
     if (!account) {
       if (user === ANONYMOUS && this.anonymous) return ok(ANONYMOUS);
+      // As long as a wrong password takes (when accounts have hashes): a refusal must not tell which users exist.
+      if (this.#hashed && (await checks.run(() => verifyHash(password, DUMMY_HASH))) === "busy") return busy;
       return { ok: false, reason: `unknown user "${user.slice(0, 64)}"` };
     }
+    // (A password that verified before costs no check, and never waits behind others' checks.)
     const token = digest(`${user}\0${password}`);
     const known = this.#verified.get(user);
     if (known && timingSafeEqual(known, token)) return ok(user);
     let good: boolean;
-    if (account.passwordHash !== undefined) good = await verifyHash(password, account.passwordHash);
-    else good = account.password !== undefined && timingSafeEqual(digest(account.password), digest(password));
+    if (account.passwordHash !== undefined) {
+      const checked = await checks.run(() => verifyHash(password, account.passwordHash!));
+      if (checked === "busy") return busy;
+      good = checked;
+    } else good = account.password !== undefined && timingSafeEqual(digest(account.password), digest(password));
     if (!good) return { ok: false, reason: `wrong password for "${user.slice(0, 64)}"` };
     this.#verified.set(user, token);
     return ok(user);

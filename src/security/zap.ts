@@ -97,7 +97,7 @@ class ZapHandler {
     }
     if (!verdict.ok) {
       domain.refused(verdict.reason, mechanism, peer);
-      return reply("400", verdict.reason.slice(0, 200));
+      return reply(verdict.busy ? "300" : "400", verdict.reason.slice(0, 200));
     }
     if (verdict.session !== undefined) {
       const key = Buffer.from(verdict.session).toString("hex");

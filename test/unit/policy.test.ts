@@ -1,0 +1,43 @@
+// The password checks' queue: scrypt is slow on purpose and runs in the thread pool the server's file reads
+// need too, so a flood of logins must neither take that pool nor make real users wait behind it.
+
+import { describe, expect, it } from "vitest";
+import { Access, hashPassword, passwordHashProblem } from "../../src/security/policy.js";
+
+const plain = (user: string, password: string) => [Buffer.from(user), Buffer.from(password)];
+
+describe("access policy", () => {
+  it("policy - wrong passwords: two checked at once, sixteen waiting, the rest refused as busy at once; a password verified before is let in meanwhile", async () => {
+    const access = new Access({ mechanism: "plain", accounts: [{ user: "alice", passwordHash: await hashPassword("wonderland"), mounts: ["/a"] }] });
+    expect(await access.judge("PLAIN", plain("alice", "wonderland"))).toEqual({ ok: true, user: "alice" });
+    const flood = Array.from({ length: 40 }, () => access.judge("PLAIN", plain("alice", "guess")));
+    // Verified before: no check, no wait behind the flood (answered before the flood is through).
+    const known = access.judge("PLAIN", plain("alice#s1", "wonderland"));
+    const all = Promise.all(flood);
+    expect(await Promise.race([known.then(() => "known"), all.then(() => "flood")])).toBe("known");
+    expect(await known).toEqual({ ok: true, user: "alice", session: "s1" });
+    const verdicts = await all;
+    const busy = verdicts.filter((v) => !v.ok && v.busy);
+    const wrong = verdicts.filter((v) => !v.ok && !v.busy);
+    expect(busy).toHaveLength(22);
+    expect(wrong).toHaveLength(18);
+    expect(wrong[0]).toEqual({ ok: false, reason: 'wrong password for "alice"' });
+    // The queue empties: a check goes through again.
+    expect(await access.judge("PLAIN", plain("alice", "guess"))).toEqual({ ok: false, reason: 'wrong password for "alice"' });
+  });
+
+  it("policy - an unknown user costs a check like a wrong password (its refusal takes as long), through the same queue", async () => {
+    const access = new Access({ mechanism: "plain", accounts: [{ user: "alice", passwordHash: await hashPassword("wonderland") }] });
+    const verdicts = await Promise.all(Array.from({ length: 20 }, () => access.judge("PLAIN", plain("mallory", "x"))));
+    expect(verdicts.filter((v) => !v.ok && v.busy)).toHaveLength(2);
+    expect(verdicts.filter((v) => !v.ok && !v.busy)).toEqual(Array(18).fill({ ok: false, reason: 'unknown user "mallory"' }));
+  });
+
+  it("policy - a stored hash whose check would take more than 128 MiB is refused", () => {
+    const salt = Buffer.alloc(16).toString("base64");
+    const hash = Buffer.alloc(32).toString("base64");
+    expect(passwordHashProblem(`scrypt$${2 ** 20}$32$1$${salt}$${hash}`)).toBe("scrypt N * r too large: 128 * N * r must be at most 128 MiB");
+    expect(passwordHashProblem(`scrypt$${2 ** 20}$1$1$${salt}$${hash}`)).toBeUndefined();
+    expect(passwordHashProblem(`scrypt$16384$8$1$${salt}$${hash}`)).toBeUndefined();
+  });
+});
