@@ -154,13 +154,41 @@ export class Mount extends EventEmitter<MountEvents> {
         if ((await lstat(absolute).catch(() => undefined))?.isDirectory() && !this.#closed) this.#rewatch(absolute);
       });
     });
+    // chokidar keeps watching a directory removed and made again at once (rm -rf out && mkdir out): the
+    // old directory's dead watch, and no event for anything made in the new one, ever (a review: a build
+    // output directory cleaned and refilled). The kernel does tell the directory's own watch that it
+    // went (a "rename" of its own name); a directory there again a moment later is a new one: watched
+    // afresh (the root: started again, as when it is removed).
+    const directories = new Set<string>([this.root]);
+    watcher.on("raw", (event, filename, details) => {
+      const watched = (details as { watchedPath?: unknown } | undefined)?.watchedPath;
+      if (event !== "rename" || typeof watched !== "string" || filename !== path.basename(watched) || !directories.has(watched)) return;
+      this.#replaced.add(watched);
+      this.#replacedTimer ??= setTimeout(() => {
+        this.#replacedTimer = undefined;
+        const dirs = [...this.#replaced];
+        this.#replaced.clear();
+        for (const dir of dirs) {
+          void lstat(dir).then(
+            (stats) => {
+              if (!stats.isDirectory() || this.#closed || watcher !== this.#watcher) return;
+              if (dir === this.root) this.#lost(watcher);
+              else this.#rewatch(dir);
+            },
+            () => undefined, // (gone: the watcher says so)
+          );
+        }
+      }, 100);
+    });
     watcher.on("addDir", (absolute) => {
+      directories.add(absolute);
       // (Not during the first scan: every directory is new then.)
       if (this.#scanned && absolute !== this.root) this.#checkSiblingsOf(path.dirname(this.#relative(absolute)).replace(/^\.$/, ""));
     });
     watcher.on("unlinkDir", (absolute) => {
       checkRoot();
       if (absolute === this.root) return;
+      directories.delete(absolute);
       void this.#reallyGone(absolute, "directory").then((gone) => {
         if (!gone) return;
         // (A file made at the name of a directory the watcher lost track of goes as that directory.)
@@ -184,12 +212,16 @@ export class Mount extends EventEmitter<MountEvents> {
     clearInterval(this.#lookingForRoot);
     this.#unreadable.close();
     clearTimeout(this.#siblingTimer);
+    clearTimeout(this.#replacedTimer);
     this.#tracker.close();
     await this.#watcher?.close();
     this.#watcher = undefined;
   }
 
   #closed = false;
+  /** Directories whose own watch said they went (see start), looked at together a moment later. */
+  readonly #replaced = new Set<string>();
+  #replacedTimer: NodeJS.Timeout | undefined;
   /** While the published directory is gone: the timer that looks for it to come back. */
   #lookingForRoot: NodeJS.Timeout | undefined;
 

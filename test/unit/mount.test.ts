@@ -3,6 +3,7 @@
 // settling sends what it holds; a file the server could not see at that instant would be taken for
 // deleted, and the subscriber's partial copy thrown away and the file sent again whole.
 
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { mkdir, realpath, rename, symlink, writeFile } from "node:fs/promises";
 import { waitFor } from "../helpers/wait.js";
 import path from "node:path";
@@ -86,5 +87,33 @@ describe("mount", () => {
     await waitFor(() => deleted.includes("/plain.txt"), "the delete of plain.txt", 5000);
     expect(mount.files.has("/plain.txt")).toBe(false);
     expect(errors).toContain(`not published: plain.txt leads outside ${await realpath(dir)}`);
+  });
+  it("mount - a directory removed and made again at once (rm -rf out && mkdir out), empty or not: what is written into it later is published; the old files go as deletes", async () => {
+    const dir = await tempDir("fmq-mount-");
+    await mkdir(path.join(dir, "out"));
+    await mkdir(path.join(dir, "empty"));
+    for (let i = 0; i < 5; i++) await writeFile(path.join(dir, "out", `f${i}`), `old ${i}`);
+    const mount = await Mount.open(dir, "/", { stableMs: 10 });
+    mounts.push(mount);
+    const deleted: string[] = [];
+    mount.on("deleted", (vpath) => deleted.push(vpath));
+    mount.on("error", () => undefined);
+    await mount.start();
+    await waitFor(() => mount.files.size === 5, "the old files published", 5000);
+    // At once, as a build's clean step does (no await between: the watcher sees it all as one burst).
+    rmSync(path.join(dir, "out"), { recursive: true });
+    mkdirSync(path.join(dir, "out"));
+    writeFileSync(path.join(dir, "out", "build1"), "1");
+    rmSync(path.join(dir, "empty"), { recursive: true });
+    mkdirSync(path.join(dir, "empty"));
+    await waitFor(() => mount.files.has("/out/build1") && deleted.length === 5, "build1 published, the old files deleted", 5000);
+    // Later, into the new directories.
+    await writeFile(path.join(dir, "out", "build2"), "2");
+    await mkdir(path.join(dir, "out", "sub"));
+    await writeFile(path.join(dir, "out", "sub", "x"), "3");
+    await writeFile(path.join(dir, "empty", "y"), "4");
+    await waitFor(() => ["/out/build2", "/out/sub/x", "/empty/y"].every((vpath) => mount.files.has(vpath)), "the later files published", 5000);
+    expect(deleted.sort()).toEqual(["/out/f0", "/out/f1", "/out/f2", "/out/f3", "/out/f4"]);
+    expect([...mount.files.keys()].sort()).toEqual(["/empty/y", "/out/build1", "/out/build2", "/out/sub/x"]);
   });
 });
