@@ -353,7 +353,15 @@ export class Mount extends EventEmitter<MountEvents> {
   }
 
   /** Directories we may not look into (their files stay published), looked at until we may. */
-  readonly #unreadable = new UnreadableDirectories((dir) => this.#readableAgain(dir));
+  readonly #unreadable = new UnreadableDirectories(
+    (dir) => this.#readableAgain(dir),
+    (dir) => {
+      if (this.#closed) return;
+      if (dir === this.root) return void (this.#watcher && this.#lost(this.#watcher));
+      this.emit("error", new MountError(`${this.#shown(dir)} was removed while we could not look into it: what was in it is deleted`));
+      this.#goneUnder(this.#relative(dir));
+    },
+  );
 
   /**
    * The watcher says `absolute` went; is it gone? Not if it is there (again, as what it was): its add
@@ -403,6 +411,13 @@ export class Mount extends EventEmitter<MountEvents> {
   /** Published names that lead elsewhere in the mount (symlinks): real path -> those names. */
   readonly #links = new Map<string, Set<string>>();
 
+  /** `relative` no longer leads to `real`. */
+  #unlink(real: string, relative: string): void {
+    const names = this.#links.get(real);
+    names?.delete(relative);
+    if (names?.size === 0) this.#links.delete(real);
+  }
+
   #relative(absolute: string): string {
     return path.relative(this.root, absolute).split(path.sep).join("/");
   }
@@ -411,11 +426,7 @@ export class Mount extends EventEmitter<MountEvents> {
     this.#tracker.forget(relative);
     const vpath = joinVirtual(this.alias, relative);
     const file = this.files.get(vpath);
-    if (file && file.absolute !== path.join(this.root, relative)) {
-      const names = this.#links.get(file.absolute);
-      names?.delete(relative);
-      if (names?.size === 0) this.#links.delete(file.absolute);
-    }
+    if (file && file.absolute !== path.join(this.root, relative)) this.#unlink(file.absolute, relative);
     if (this.files.delete(vpath)) {
       this.#countUnder(relative, -1);
       this.emit("deleted", vpath);
@@ -487,6 +498,9 @@ export class Mount extends EventEmitter<MountEvents> {
     }
     // (Another mount may have taken this path while we waited.)
     if (this.options.isShadowed?.(joinVirtual(this.alias, relative))) return this.#shadowed(joinVirtual(this.alias, relative));
+    // A link that led elsewhere before (retargeted): not a name of that file any more.
+    const before = this.files.get(joinVirtual(this.alias, relative));
+    if (before && before.absolute !== real) this.#unlink(before.absolute, relative);
     if (real !== absolute) {
       let names = this.#links.get(real);
       if (!names) this.#links.set(real, (names = new Set()));

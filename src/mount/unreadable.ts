@@ -14,6 +14,8 @@ export class UnreadableDirectories {
   constructor(
     /** We may look into `dir` again (called once; it is forgotten here). */
     private readonly readableAgain: (dir: string) => void,
+    /** `dir` is gone (called once; it is forgotten here): what was in it went too. */
+    private readonly gone: (dir: string) => void,
     private readonly everyMs = 1000,
   ) {}
 
@@ -36,8 +38,14 @@ export class UnreadableDirectories {
 
   async #look(): Promise<void> {
     for (const dir of [...this.#dirs]) {
-      const readable = await access(dir, constants.R_OK | constants.X_OK).then(() => true, () => false);
-      if (readable && !this.#closed && this.#dirs.delete(dir)) this.readableAgain(dir);
+      const readable = await access(dir, constants.R_OK | constants.X_OK).then(
+        () => true,
+        (error: NodeJS.ErrnoException) => (error.code === "ENOENT" || error.code === "ENOTDIR" ? ("gone" as const) : false),
+      );
+      if (readable === false || this.#closed || !this.#dirs.delete(dir)) continue;
+      // (Removed while we could not look: looked at for ever otherwise, and its files left published.)
+      if (readable === "gone") this.gone(dir);
+      else this.readableAgain(dir);
     }
     if (this.#dirs.size === 0 || this.#closed) {
       clearInterval(this.#timer);
