@@ -159,36 +159,23 @@ export class Mount extends EventEmitter<MountEvents> {
     // output directory cleaned and refilled). The kernel does tell the directory's own watch that it
     // went (a "rename" of its own name); a directory there again a moment later is a new one: watched
     // afresh (the root: started again, as when it is removed).
-    const directories = new Set<string>([this.root]);
+    this.#directories.clear();
+    this.#directories.set(this.root, ""); // (its identity comes with its addDir)
     watcher.on("raw", (event, filename, details) => {
       const watched = (details as { watchedPath?: unknown } | undefined)?.watchedPath;
-      if (event !== "rename" || typeof watched !== "string" || filename !== path.basename(watched) || !directories.has(watched)) return;
+      if (event !== "rename" || typeof watched !== "string" || filename !== path.basename(watched) || !this.#directories.has(watched)) return;
       this.#replaced.add(watched);
-      this.#replacedTimer ??= setTimeout(() => {
-        this.#replacedTimer = undefined;
-        const dirs = [...this.#replaced];
-        this.#replaced.clear();
-        for (const dir of dirs) {
-          void lstat(dir).then(
-            (stats) => {
-              if (!stats.isDirectory() || this.#closed || watcher !== this.#watcher) return;
-              if (dir === this.root) this.#lost(watcher);
-              else this.#rewatch(dir);
-            },
-            () => undefined, // (gone: the watcher says so)
-          );
-        }
-      }, 100);
+      this.#replacedTimer ??= setTimeout(() => this.#checkReplaced(), 100);
     });
-    watcher.on("addDir", (absolute) => {
-      directories.add(absolute);
+    watcher.on("addDir", (absolute, stats) => {
+      this.#directories.set(absolute, stats ? identityOf(stats) : "");
       // (Not during the first scan: every directory is new then.)
       if (this.#scanned && absolute !== this.root) this.#checkSiblingsOf(path.dirname(this.#relative(absolute)).replace(/^\.$/, ""));
     });
     watcher.on("unlinkDir", (absolute) => {
       checkRoot();
       if (absolute === this.root) return;
-      directories.delete(absolute);
+      this.#directories.delete(absolute);
       void this.#reallyGone(absolute, "directory").then((gone) => {
         if (!gone) return;
         // (A file made at the name of a directory the watcher lost track of goes as that directory.)
@@ -219,9 +206,53 @@ export class Mount extends EventEmitter<MountEvents> {
   }
 
   #closed = false;
+  /** Directories the watcher watches: absolute path -> identity when it was found (see identityOf). */
+  readonly #directories = new Map<string, string>();
   /** Directories whose own watch said they went (see start), looked at together a moment later. */
   readonly #replaced = new Set<string>();
   #replacedTimer: NodeJS.Timeout | undefined;
+
+  /**
+   * Was each directory whose own watch reported a rename of its name replaced by a new one? The same
+   * event comes when a child of the same name (out/out) comes or goes: a directory that is the one we
+   * found (inode and birth time) is left alone. Without a birth time (some filesystems) the inode alone
+   * cannot tell a new directory that reused it: looked at afresh anyway, which costs a rescan.
+   */
+  #checkReplaced(): void {
+    this.#replacedTimer = undefined;
+    const watcher = this.#watcher;
+    const dirs = [...this.#replaced];
+    this.#replaced.clear();
+    for (const dir of dirs) {
+      void lstat(dir).then(
+        (stats) => {
+          if (!stats.isDirectory() || this.#closed || watcher === undefined || watcher !== this.#watcher) return;
+          if (stats.birthtimeMs > 0 && this.#directories.get(dir) === identityOf(stats)) return;
+          if (dir === this.root) return this.#lost(watcher);
+          // The watcher's own record of the old directory (its children, and their watches on the old
+          // inodes) must go first, or the new directory's entries of the same names are taken as known and
+          // never watched (mv a a.old; mkdir -p a/b). No public call does that: chokidar's _remove (5.0.0,
+          // pinned) forgets a path and what is under it, reporting each as gone (unlink, unlinkDir: each
+          // checked by #reallyGone, so what the new directory holds again is not taken for gone).
+          const internal = watcher as unknown as { _remove?: (parent: string, name: string, isDirectory: boolean) => void };
+          if (typeof internal._remove === "function") {
+            internal._remove(path.dirname(dir), path.basename(dir), true);
+            watcher.add(dir);
+          } else this.#rewatch(dir);
+          // What was published from the old one and is not in the new one went with it (moved away, it
+          // is found again at its new name).
+          const prefix = this.#relative(dir) + "/";
+          for (const file of [...this.files.values()]) {
+            if (!file.relative.startsWith(prefix)) continue;
+            void lstat(path.join(this.root, file.relative)).catch((error: NodeJS.ErrnoException) => {
+              if (isGone(error)) this.#gone(file.relative);
+            });
+          }
+        },
+        () => undefined, // (gone: the watcher says so)
+      );
+    }
+  }
   /** While the published directory is gone: the timer that looks for it to come back. */
   #lookingForRoot: NodeJS.Timeout | undefined;
 
@@ -424,6 +455,11 @@ export class Mount extends EventEmitter<MountEvents> {
 
   #gone(relative: string): void {
     this.#tracker.forget(relative);
+    this.#withdraw(relative);
+  }
+
+  /** No longer published (its delete goes out); a newer sighting the tracker holds stays. */
+  #withdraw(relative: string): void {
     const vpath = joinVirtual(this.alias, relative);
     const file = this.files.get(vpath);
     if (file && file.absolute !== path.join(this.root, relative)) this.#unlink(file.absolute, relative);
@@ -487,14 +523,17 @@ export class Mount extends EventEmitter<MountEvents> {
     }
     if (real !== this.root && !real.startsWith(this.root + path.sep)) {
       this.emit("error", new MountError(`not published: ${relative} leads outside ${this.root}`));
-      // (A published name that now leads outside is no longer what was published: its delete goes out.)
-      return this.#gone(relative);
+      // (A published name that now leads outside is no longer what was published: its delete goes out.
+      // A sighting made while we looked stays: it is checked in turn.)
+      return this.#withdraw(relative);
     }
     const targetRelative = real === absolute ? relative : path.relative(this.root, real).split(path.sep).join("/");
     // Nor through a link to what is never published itself (a hidden file, subscribers' state).
-    if (targetRelative !== relative && isUnpublished(targetRelative)) {
-      this.emit("error", new MountError(`not published: ${relative} leads to ${targetRelative}, which is never published (hidden, or fmq's own state)`));
-      return this.#gone(relative);
+    // Nor through a link to what is never published itself (a hidden file, subscribers' state), or to what
+    // another mount owns (a subtree under its alias: not published from here).
+    if (targetRelative !== relative && (isUnpublished(targetRelative) || this.options.isShadowed?.(joinVirtual(this.alias, targetRelative)))) {
+      this.emit("error", new MountError(`not published: ${relative} leads to ${targetRelative}, which is not published from here (hidden, fmq's own state, or another mount's)`));
+      return this.#withdraw(relative);
     }
     // (Another mount may have taken this path while we waited.)
     if (this.options.isShadowed?.(joinVirtual(this.alias, relative))) return this.#shadowed(joinVirtual(this.alias, relative));
@@ -528,6 +567,11 @@ export class Mount extends EventEmitter<MountEvents> {
 }
 
 /** `a` (what is published) is this very version of the file `b` (ctime and inode known: size and mtime alone can be set back). */
+/** What tells a directory from another made at the same path: its inode and birth time. */
+function identityOf(stats: Stats): string {
+  return `${stats.ino}:${stats.birthtimeMs}`;
+}
+
 function alreadyPublished(a: PublishedFile | undefined, b: PublishedFile): boolean {
   return (
     a !== undefined &&

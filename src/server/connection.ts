@@ -157,7 +157,8 @@ export class Connection {
 
   /** A mount reported a file for this client: queue it (replacing a queued older change) and wake the machine. */
   queue(patch: Patch): void {
-    if (patch.op === "create" && !this.#mayHave(patch.file)) return;
+    // (A link that now leads where this client may not read: the copy it may hold goes.)
+    if (patch.op === "create" && !this.#mayHave(patch.file)) patch = { op: "delete", vpath: patch.file.vpath };
     const vpath = patch.op === "create" ? patch.file.vpath : patch.vpath;
     this.#queuedMeanwhile?.add(vpath);
     const retained = this.#retained.get(vpath);
@@ -293,8 +294,8 @@ export class Connection {
 
   /** What to send of `file` to a client whose cache says `value` (undefined: send it all). */
   async #planFor(file: PublishedFile, value: string | undefined): Promise<Patch | undefined> {
-    // (Not ours to send: neither sent nor, being published, deleted.)
-    if (!this.#mayHave(file)) return undefined;
+    // (Not for this client: not sent, and a copy it says it holds goes.)
+    if (!this.#mayHave(file)) return value === undefined ? undefined : { op: "delete", vpath: file.vpath };
     // The cache is the client's word on what it holds under this path: not listed, not held.
     this.#holdings.delete(file.vpath);
     if (value === undefined) return { op: "create", file };

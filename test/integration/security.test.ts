@@ -2,7 +2,8 @@
 // readable crosses the wire under CURVE (a recording proxy sits between client and server).
 
 import { createHash } from "node:crypto";
-import { symlink, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { rename, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { curveKeyPair } from "zeromq";
@@ -318,6 +319,14 @@ describe("PLAIN", () => {
     await writeFile(path.join(root, "public", "sentinel.txt"), "after the link\n");
     await waitFor(() => bob.delivered.includes("/public/sentinel.txt"), "the sentinel, to bob", DEADLINE);
     expect(bob.delivered.sort()).toEqual(["/public/notice.txt", "/public/sentinel.txt"]);
+    // A link bob had, retargeted to where he may not read: his copy goes (a delete), and nothing comes.
+    await symlink("notice.txt", path.join(root, "public", "moving.txt"));
+    await waitFor(() => bob.delivered.includes("/public/moving.txt"), "the link to the notice, to bob", DEADLINE);
+    await symlink("../alice/a.txt", path.join(root, "public", "moving.tmp"));
+    await rename(path.join(root, "public", "moving.tmp"), path.join(root, "public", "moving.txt"));
+    await waitFor(() => !existsSync(path.join(bob.inbox, "public", "moving.txt")), "bob's copy deleted", DEADLINE);
+    await waitFor(() => alice.delivered.filter((v) => v === "/public/moving.txt").length === 2, "the retargeted link, to alice", DEADLINE);
+    expect(await sha256File(path.join(alice.inbox, "public/moving.txt"))).toBe(createHash("sha256").update("alice's\n").digest("hex"));
     expect(bob.errors).toEqual([]);
   });
 

@@ -3,8 +3,8 @@
 // settling sends what it holds; a file the server could not see at that instant would be taken for
 // deleted, and the subscriber's partial copy thrown away and the file sent again whole.
 
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { mkdir, realpath, rename, symlink, writeFile } from "node:fs/promises";
+import { mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { mkdir, realpath, rename, rm, symlink, writeFile } from "node:fs/promises";
 import { waitFor } from "../helpers/wait.js";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -79,7 +79,7 @@ describe("mount", () => {
     mount.on("deleted", (vpath) => deleted.push(vpath));
     await mount.start();
     await waitFor(() => mount.files.has("/plain.txt") && errors.length >= 1, "plain.txt published, the link refused", 5000);
-    expect(errors).toEqual(["not published: lnk leads to .hidden/key, which is never published (hidden, or fmq's own state)"]);
+    expect(errors).toEqual(["not published: lnk leads to .hidden/key, which is not published from here (hidden, fmq's own state, or another mount's)"]);
     expect([...mount.files.keys()]).toEqual(["/plain.txt"]);
     // Renamed over: the name now leads outside. It was published; it is no longer what was published.
     await symlink(path.join(outside, "other"), path.join(dir, "tmp-link"));
@@ -115,5 +115,40 @@ describe("mount", () => {
     await waitFor(() => ["/out/build2", "/out/sub/x", "/empty/y"].every((vpath) => mount.files.has(vpath)), "the later files published", 5000);
     expect(deleted.sort()).toEqual(["/out/f0", "/out/f1", "/out/f2", "/out/f3", "/out/f4"]);
     expect([...mount.files.keys()].sort()).toEqual(["/empty/y", "/out/build1", "/out/build2", "/out/sub/x"]);
+  });
+  it("mount - a directory renamed away and a new one made at its name with a subdirectory (mv a a.old; mkdir -p a/b): the new files are published, the old ones go from a/ and come at a.old/", async () => {
+    const dir = await tempDir("fmq-mount-");
+    await mkdir(path.join(dir, "a", "b"), { recursive: true });
+    await writeFile(path.join(dir, "a", "b", "old.txt"), "old");
+    const mount = await Mount.open(dir, "/", { stableMs: 10 });
+    mounts.push(mount);
+    mount.on("error", () => undefined);
+    await mount.start();
+    await waitFor(() => mount.files.has("/a/b/old.txt"), "old.txt published", 5000);
+    renameSync(path.join(dir, "a"), path.join(dir, "a.old"));
+    mkdirSync(path.join(dir, "a", "b"), { recursive: true });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await writeFile(path.join(dir, "a", "b", "new.txt"), "new");
+    await waitFor(() => mount.files.has("/a/b/new.txt") && mount.files.has("/a.old/b/old.txt") && !mount.files.has("/a/b/old.txt"), "new.txt, old.txt at its new name, not at the old", 5000);
+  });
+
+  it("mount - a child with the published directory's own name coming and going is not taken for the directory being replaced", async () => {
+    const dir = await tempDir("fmq-mount-");
+    await writeFile(path.join(dir, "f.txt"), "f");
+    const mount = await Mount.open(dir, "/", { stableMs: 10 });
+    mounts.push(mount);
+    const errors: string[] = [];
+    mount.on("error", (error) => errors.push(error.message));
+    await mount.start();
+    await waitFor(() => mount.files.has("/f.txt"), "f.txt published", 5000);
+    // The same kernel event as the directory's own removal: a rename of its name, seen by its own watch.
+    await writeFile(path.join(dir, path.basename(dir)), "same name as its directory");
+    await waitFor(() => mount.files.has(`/${path.basename(dir)}`), "the child published", 5000);
+    await rm(path.join(dir, path.basename(dir)));
+    await waitFor(() => !mount.files.has(`/${path.basename(dir)}`), "the child gone", 5000);
+    // (The check runs 100 ms after the event: a second is well past it.)
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(errors.filter((e) => /was removed/.test(e))).toEqual([]);
+    expect(mount.files.has("/f.txt")).toBe(true);
   });
 });
