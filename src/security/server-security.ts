@@ -79,11 +79,12 @@ export class ServerSecurity {
   }
 
   /**
-   * The connection with this routing id is gone: its login goes with it. Kept, anyone who later
-   * connected with that routing id (it is no secret: PLAIN sends it in clear, our logs print it) and
-   * logged in as anyone would read as its first user.
+   * A connection with this routing id closed (libzmq told the server): its login goes with it. Kept,
+   * anyone who later connected with that routing id (it is no secret: PLAIN sends it in clear, our logs
+   * print it) and logged in as anyone would read as its first user. Not when the server merely forgets
+   * the session (KTHXBAI, RTFM, expiry): the connection, and so its login, may still be in use.
    */
-  forget(key: string): void {
+  closed(key: string): void {
     this.#sessions.delete(key);
   }
 

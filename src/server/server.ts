@@ -372,13 +372,11 @@ export class Server extends EventEmitter<ServerEvents> {
 
   /** An empty message: the connection closed (see "hung up" in machine.ts), or a peer sent nothing. */
   #hungUp(key: string, routingId: Buffer): void {
+    // (Its login goes with it: see ServerSecurity.closed.)
+    this.#security?.closed(key);
     const connection = this.#connections.get(key);
     if (connection) connection.engine.post("hung up", "empty message", { urgent: true });
-    else {
-      // (A connection that logged in and never spoke: its login goes now.)
-      this.#security?.forget(key);
-      this.#send(key, routingId, encode({ id: "RTFM", reason: "empty message" }));
-    }
+    else this.#send(key, routingId, encode({ id: "RTFM", reason: "empty message" }));
   }
 
   /** Queue a message for a client, unless it has stopped reading: then it is dropped with its queue. */
@@ -397,9 +395,6 @@ export class Server extends EventEmitter<ServerEvents> {
     const connection = this.#connections.get(key);
     if (!connection) return;
     this.#connections.delete(key);
-    // Its login too: the next connection with this routing id logs in afresh (our client takes a new
-    // routing id for every new session anyway).
-    this.#security?.forget(key);
     // Let an RTFM already queued go out; drop the rest once the engine is stopped.
     setTimeout(() => {
       if (!this.#connections.has(key)) this.#outbox.forget(key);
