@@ -38,6 +38,10 @@ export interface MountEvents {
   changed: [file: PublishedFile];
   /** A file that had been reported is gone. */
   deleted: [vpath: string];
+  /**
+   * Something the publisher should be told and that stops nothing: a name not published and why, a
+   * directory that went or came back. (An EventEmitter throws an "error" with no listener: listen.)
+   */
   error: [error: Error];
 }
 
