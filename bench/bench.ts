@@ -188,7 +188,7 @@ async function main(): Promise<number> {
       ...(busy ? [busy] : []),
       "Every delivered file was checked by sha256 against its source; a run that failed the check counts as failed, not in the figures.",
       "Sources are written fresh with random bytes and read once before timing (warm page cache for everyone); the disk is synced before each run; destinations are new each run (no fsync by anyone). Right before each run of workloads 1, 2 and 4 the bench writes as many bytes as the run will write into a scratch file and deletes it, so that every contender writes into memory freed a moment ago (see bench/README.md: on these VMs older free memory may have gone back to the host and is slow to write).",
-      "Contenders run in a rotated order each repetition. Steal = hypervisor steal (/proc/stat) during the run; other load = CPU used by other processes in the 0.3 s before the run, % of all cores. Figures taken under either are slower: compare ratios rather than MB/s.",
+      "Contenders run in a different order each repetition (rotated by one, and reversed every other time, so that none always follows the same one). Steal = hypervisor steal (/proc/stat) during the run; other load = CPU used by other processes in the 0.3 s before the run, % of all cores. Figures taken under either are slower: compare ratios rather than MB/s.",
     ],
     failures,
   };

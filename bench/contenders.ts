@@ -64,6 +64,7 @@ interface Pipeline {
   readonly contender: string;
   readonly rep: number;
   /** Spawns the server and resolves once it is ready to serve. */
+  /** `leftovers`: directories the setting wrote (a warm-up's inbox), removed before the timed run's scratch step. */
   readonly startServer: () => Promise<{ server: Proc; extra: Record<string, unknown>; others?: Proc[]; leftovers?: string[] }>;
   /** Spawns receiver k. */
   readonly startClient: (k: number) => Proc;
@@ -79,11 +80,8 @@ async function runPipeline(p: Pipeline): Promise<Run> {
   const procs: Proc[] = [];
   /** Processes that are part of the setting but not timed (a stalled subscriber): stopped at the end. */
   const untimed: Proc[] = [];
-  /** Directories the setting wrote and the timed run must not see freed (see runFmq's warm-up): removed at the end. */
-  const leftovers: string[] = [];
   const stopUntimed = async () => {
     await Promise.all(untimed.map((proc) => proc.resume().stop()));
-    await Promise.all(leftovers.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
   };
   const steal = CpuMeter.start();
   try {
@@ -94,7 +92,9 @@ async function runPipeline(p: Pipeline): Promise<Run> {
     const { server, extra, others = [], leftovers: left = [] } = await p.startServer();
     procs.push(server);
     untimed.push(...others);
-    leftovers.push(...left);
+    // A warm-up's output goes now, before the scratch step below evens out the memory everyone writes
+    // into (removed after the timed run instead, it freed 1 GiB more just before whichever row came next).
+    await Promise.all(left.map((dir) => rm(dir, { recursive: true, force: true })));
     freeMemoryNow(transfer);
     let serverAtStart: ProcSample | undefined;
     const clients: {
@@ -244,10 +244,11 @@ export function runFmq(contender: string, rep: number, transfer: Transfer, s: Fm
         } finally {
           await warm.stop();
         }
-        // Its inbox is removed after the timed run, not now: on these VMs memory freed a moment ago is
-        // fast to write into (memory freed earlier may have gone back to the host), and deleting 1 GiB
-        // of page cache just before the timed subscriber writes 1 GiB gave this row alone that head
-        // start (1.07-1.39 s in 7 of 7 runs, when the plain row took 1.47-3.93).
+        // Its inbox goes before the scratch step (runPipeline), not right before the timed subscriber:
+        // on these VMs memory freed a moment ago is fast to write into, and deleting 1 GiB just before
+        // the timed subscriber wrote 1 GiB gave this row alone that head start (1.07-1.39 s in 7 of 7
+        // runs, when the plain row took 1.47-3.93). Removed after the timed run instead (until
+        // 2026-12-02), it freed 2 GiB in all just before whichever row came next (a review).
         leftovers.push(s.warmUpInbox);
       }
       const others: Proc[] = [];
@@ -319,11 +320,16 @@ async function runCommands(contender: string, rep: number, transfer: Transfer, c
     const clientCpu = reapedChildrenCpuSeconds(process.pid) - ownBefore;
     let serverCpu = 0;
     if (serverPid !== undefined) {
-      // The daemon reaps its connection's process a moment after our command exits.
+      // The daemon reaps each connection's process a moment after our command exits: wait until the
+      // figure has stopped growing for 200 ms (with K clients, the first reaped is not the last).
       const deadline = now() + 2000;
+      let steadySince = now();
       do {
-        serverCpu = reapedChildrenCpuSeconds(serverPid) - serverBefore;
-        if (serverCpu > 0) break;
+        const seen = reapedChildrenCpuSeconds(serverPid) - serverBefore;
+        if (seen !== serverCpu) {
+          serverCpu = seen;
+          steadySince = now();
+        } else if (serverCpu > 0 && now() - steadySince >= 200) break;
         await sleep(20);
       } while (now() < deadline);
     }

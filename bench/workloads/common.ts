@@ -1,5 +1,5 @@
-// What every throughput workload does with its contenders: repeat, rotate the order each repetition (so
-// no contender always runs first or last), flush the disk before each run, verify every delivered byte
+// What every throughput workload does with its contenders: repeat, change the order each repetition (so
+// no contender always runs first or last, nor always after the same one), flush the disk before each run, verify every delivered byte
 // by sha256 after it, then remove the copy (or set a tree of many files aside, see setAside).
 
 import { mkdir, rename, rm } from "node:fs/promises";
@@ -32,13 +32,22 @@ export interface Context {
  * before a run if the page cache was dropped since the sources were last read (see CpuMeter), so that
  * every contender still starts from a warm cache.
  */
+/**
+ * The order of repetition `rep` (from 1): rotated by one more each time, and reversed every other time.
+ * Rotation alone keeps every contender behind the same neighbour (what that one leaves behind: memory
+ * just freed, a warm-up's output deleted) in all but one repetition; reversal puts it behind the other.
+ */
+export function orderFor<T>(contenders: readonly T[], rep: number): T[] {
+  const rotated = contenders.map((_, i) => contenders[(i + rep - 1) % contenders.length]!);
+  return rep % 2 === 0 ? rotated.reverse() : rotated;
+}
+
 export async function repeat(label: string, contenders: readonly Contender[], ctx: Context, warm?: () => Promise<void>): Promise<Run[]> {
   const runs: Run[] = [];
   const reps = ctx.config.reps;
   let drops = cacheDrops();
   for (let rep = 1; rep <= reps; rep++) {
-    const rotated = contenders.map((_, i) => contenders[(i + rep - 1) % contenders.length]!);
-    for (const contender of rotated) {
+    for (const contender of orderFor(contenders, rep)) {
       if (warm && cacheDrops() !== drops) {
         ctx.log(`[${label}] the page cache was dropped: reading the sources again`);
         await warm();

@@ -3,6 +3,7 @@
 
 import { describe, expect, it } from "vitest";
 import { markdown, summarise } from "../../bench/report.js";
+import { orderFor } from "../../bench/workloads/common.js";
 import { FMQ, FMQ_STALLED, RAW, type Run, type WorkloadResult } from "../../bench/types.js";
 
 function run(contender: string, rep: number, seconds: number, ok = true): Run {
@@ -54,5 +55,20 @@ describe("bench report", () => {
     expect(line).toMatch(/\| 1\.10 \[0\.80–1\.50\] \(3\) \|$/);
     const plain = report.split("\n").find((l) => l.startsWith(`| 4 | ${FMQ} |`));
     expect(plain).toMatch(/\| – \|$/);
+  });
+  it("bench - the order changes each repetition so that no contender always follows the same one", () => {
+    for (const count of [3, 4, 6, 8]) {
+      for (const reps of [3, 5, 7]) {
+        const names = Array.from({ length: count }, (_, i) => `c${i}`);
+        const predecessors = new Map<string, string[]>(names.map((n) => [n, []]));
+        for (let rep = 1; rep <= reps; rep++) {
+          const order = orderFor(names, rep);
+          expect([...order].sort()).toEqual([...names].sort());
+          for (let i = 1; i < order.length; i++) predecessors.get(order[i]!)!.push(order[i - 1]!);
+        }
+        // (Cyclic rotation alone failed this: each followed the same one whenever it was not first.)
+        for (const [name, before] of predecessors) if (before.length >= 2) expect(new Set(before).size, `${name} of ${count}, ${reps} reps`).toBeGreaterThanOrEqual(2);
+      }
+    }
   });
 });
