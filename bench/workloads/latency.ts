@@ -53,8 +53,11 @@ async function measure(ctx: Context, stableMs: number): Promise<LatencySummary> 
     for (let i = -1; i < config.latencyFiles; i++) {
       const name = i < 0 ? "warm-up.bin" : `lat-${String(i).padStart(4, "0")}.bin`;
       const data = randomBytes(config.fileSize);
-      const delivered = sub.waitFor((d) => d.event === "delivered" && d.path === name, 30_000, `delivered ${name}`);
-      const sent = pub.waitFor((d) => d.event === "sent" && d.path === `/${name}`, 30_000, `sent /${name}`);
+      // The whole file: with --stable-ms 0 the publisher may ship what it saw the moment the file was
+      // created (empty, or part of it), and the whole file right after; that first delivery is not the
+      // one a reader waits for (it failed the check in 1 of 50 files once).
+      const delivered = sub.waitFor((d) => d.event === "delivered" && d.path === name && d.size === data.length, 30_000, `delivered ${name}`);
+      const sent = pub.waitFor((d) => d.event === "sent" && d.path === `/${name}` && d.size === data.length, 30_000, `sent /${name}`);
       await writeFile(path.join(src, name), data);
       const written = now();
       const [d, s] = await Promise.all([delivered, sent]);
