@@ -245,13 +245,7 @@ export class Mount extends EventEmitter<MountEvents> {
           } else this.#rewatch(dir);
           // What was published from the old one and is not in the new one went with it (moved away, it
           // is found again at its new name).
-          const prefix = this.#relative(dir) + "/";
-          for (const file of [...this.files.values()]) {
-            if (!file.relative.startsWith(prefix)) continue;
-            void lstat(path.join(this.root, file.relative)).catch((error: NodeJS.ErrnoException) => {
-              if (isGone(error)) this.#gone(file.relative);
-            });
-          }
+          this.#goneFromUnder(dir);
         },
         () => undefined, // (gone: the watcher says so)
       );
@@ -429,6 +423,11 @@ export class Mount extends EventEmitter<MountEvents> {
     this.emit("error", new MountError(`can look into ${this.#shown(dir)} again: publishing what is in it`));
     this.#rewatch(dir);
     // What went meanwhile was never reported gone: look at what we still publish from there.
+    this.#goneFromUnder(dir);
+  }
+
+  /** What we publish from under `dir` and is no longer there (the watcher did not say): deleted. */
+  #goneFromUnder(dir: string): void {
     const prefix = dir === this.root ? "" : this.#relative(dir) + "/";
     for (const file of [...this.files.values()]) {
       if (!file.relative.startsWith(prefix)) continue;
@@ -531,8 +530,7 @@ export class Mount extends EventEmitter<MountEvents> {
       // A sighting made while we looked stays: it is checked in turn.)
       return this.#withdraw(relative);
     }
-    const targetRelative = real === absolute ? relative : path.relative(this.root, real).split(path.sep).join("/");
-    // Nor through a link to what is never published itself (a hidden file, subscribers' state).
+    const targetRelative = real === absolute ? relative : this.#relative(real);
     // Nor through a link to what is never published itself (a hidden file, subscribers' state), or to what
     // another mount owns (a subtree under its alias: not published from here).
     if (targetRelative !== relative && (isUnpublished(targetRelative) || this.options.isShadowed?.(joinVirtual(this.alias, targetRelative)))) {
@@ -570,12 +568,12 @@ export class Mount extends EventEmitter<MountEvents> {
   }
 }
 
-/** `a` (what is published) is this very version of the file `b` (ctime and inode known: size and mtime alone can be set back). */
 /** What tells a directory from another made at the same path: its inode and birth time. */
 function identityOf(stats: Stats): string {
   return `${stats.ino}:${stats.birthtimeMs}`;
 }
 
+/** `a` (what is published) is this very version of the file `b` (ctime and inode known: size and mtime alone can be set back). */
 function alreadyPublished(a: PublishedFile | undefined, b: PublishedFile): boolean {
   return (
     a !== undefined &&

@@ -113,6 +113,9 @@ class PasswordChecks {
 /** One queue for the process: the thread pool is the process's. */
 const checks = new PasswordChecks();
 
+/** A login refused for now, not for its credentials (ZAP 300). */
+const BUSY: Verdict = { ok: false, reason: "too many password checks at once", busy: true };
+
 /** Checked against for an unknown user, so that its refusal takes as long as a wrong password's. */
 const DUMMY_HASH = `scrypt$${SCRYPT.N}$${SCRYPT.r}$${SCRYPT.p}$${Buffer.alloc(16).toString("base64")}$${Buffer.alloc(SCRYPT.keylen).toString("base64")}`;
 
@@ -172,11 +175,10 @@ export class Access {
     const session = at >= 0 && at < name.length - 1 ? name.slice(at + 1) : undefined;
     const ok = (u: string): Verdict => (session !== undefined ? { ok: true, user: u, session } : { ok: true, user: u });
     const account = this.#accounts.get(user);
-    const busy = { ok: false, reason: "too many password checks at once", busy: true } as const;
     if (!account) {
       if (user === ANONYMOUS && this.anonymous) return ok(ANONYMOUS);
       // As long as a wrong password takes (when accounts have hashes): a refusal must not tell which users exist.
-      if (this.#hashed && (await checks.run(() => verifyHash(password, DUMMY_HASH))) === "busy") return busy;
+      if (this.#hashed && (await checks.run(() => verifyHash(password, DUMMY_HASH))) === "busy") return BUSY;
       return { ok: false, reason: `unknown user "${user.slice(0, 64)}"` };
     }
     // (A password that verified before costs no check, and never waits behind others' checks.)
@@ -186,7 +188,7 @@ export class Access {
     let good: boolean;
     if (account.passwordHash !== undefined) {
       const checked = await checks.run(() => verifyHash(password, account.passwordHash!));
-      if (checked === "busy") return busy;
+      if (checked === "busy") return BUSY;
       good = checked;
     } else good = account.password !== undefined && timingSafeEqual(digest(account.password), digest(password));
     if (!good) return { ok: false, reason: `wrong password for "${user.slice(0, 64)}"` };

@@ -332,11 +332,7 @@ export class Server extends EventEmitter<ServerEvents> {
     if (engine.pending >= this.options.maxPendingMessages || engine.pendingWeight + bytes > this.options.maxPendingBytes) {
       // Sending faster than we handle (e.g. while we wait for it to read): a flood, not a client.
       const what = engine.pending >= this.options.maxPendingMessages ? `${this.options.maxPendingMessages} messages` : `${this.options.maxPendingBytes} bytes of messages`;
-      this.emit("warning", `client ${key}: more than ${what} waiting; dropped`);
-      void connection.close();
-      this.#forget(key);
-      this.#send(key, routingId, encode({ id: "RTFM", reason: "too many messages" }));
-      return;
+      return this.#dropForTooMany(connection, `more than ${what} waiting`);
     }
     connection.lastHeard = Date.now();
     connection.expiryPosted = false;
@@ -357,12 +353,17 @@ export class Server extends EventEmitter<ServerEvents> {
         if (connection.engine.pendingWeight > (biggest?.engine.pendingWeight ?? 0)) biggest = connection;
       }
       if (!biggest) return;
-      this.emit("warning", `client ${biggest.key}: ${biggest.engine.pendingWeight} bytes of messages waiting, the most of the ${this.#pendingTotal} waiting from all clients (more than max-pending-total-bytes, ${this.options.maxPendingTotalBytes}); dropped`);
-      this.#send(biggest.key, biggest.routingId, encode({ id: "RTFM", reason: "too many messages" }));
       // (Its machine stops at once: what waited there no longer counts.)
-      void biggest.close();
-      this.#forget(biggest.key);
+      this.#dropForTooMany(biggest, `${biggest.engine.pendingWeight} bytes of messages waiting, the most of the ${this.#pendingTotal} waiting from all clients (more than max-pending-total-bytes, ${this.options.maxPendingTotalBytes})`);
     }
+  }
+
+  /** Drop a client that has sent more than we hold for it (RTFM "too many messages"), saying why. */
+  #dropForTooMany(connection: Connection, why: string): void {
+    this.emit("warning", `client ${connection.key}: ${why}; dropped`);
+    void connection.close();
+    this.#forget(connection.key);
+    this.#send(connection.key, connection.routingId, encode({ id: "RTFM", reason: "too many messages" }));
   }
 
   /** Bytes of messages from all clients waiting to be handled now. */
