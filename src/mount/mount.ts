@@ -4,13 +4,14 @@
 
 import { EventEmitter } from "node:events";
 import { lstat, realpath, stat } from "node:fs/promises";
-import type { Stats } from "node:fs";
+import { readFileSync, type Stats } from "node:fs";
 import path from "node:path";
 import { watch, type FSWatcher } from "chokidar";
 import { covers, isUnpublished, joinVirtual, normaliseVirtualPath, relativeTo, unsafeRelativeReason } from "../paths.js";
 import { StabilityTracker, type Sighting } from "./stability.js";
 import { reportUnpublishable } from "./unpublishable.js";
 import { UnreadableDirectories } from "./unreadable.js";
+import { UnwatchedPaths } from "./unwatched.js";
 
 export interface PublishedFile {
   /** Path relative to the mount's directory, "/" separators. */
@@ -113,51 +114,9 @@ export class Mount extends EventEmitter<MountEvents> {
       },
     });
     this.#watcher = watcher;
-    const seen = (absolute: string, stats?: Stats) => {
-      const relative = this.#relative(absolute);
-      if (stats && !stats.isFile() && !stats.isSymbolicLink()) return;
-      // A name a subscriber must refuse (a backslash, too long) would only be refused by each of them at
-      // each subscription: said here once instead, and not published.
-      const refused = unsafeRelativeReason(relative);
-      if (refused) return this.#refuseName(relative, refused);
-      if (this.options.isShadowed?.(joinVirtual(this.alias, relative))) return this.#shadowed(joinVirtual(this.alias, relative));
-      this.#tracker.saw(relative, { size: stats?.size ?? -1, mtimeMs: stats?.mtimeMs ?? -1 });
-      // Symlinks to this file change with it (the watcher sees only the file).
-      for (const link of this.#links.get(absolute) ?? []) this.recheck(joinVirtual(this.alias, link));
-    };
-    watcher.on("add", seen);
-    watcher.on("change", (absolute, stats) => {
-      // A file replaced by a directory of its name reaches us as a "change" of the file, and the watcher
-      // never looks inside: the file is gone, and the directory is handed to the watcher afresh.
-      if (!stats?.isDirectory()) return seen(absolute, stats);
-      this.#gone(this.#relative(absolute));
-      this.#rewatch(absolute);
-    });
-    // The watcher does not always report the published directory itself going (only what was in it):
-    // after anything goes, see whether the directory is still there.
-    let checkingRoot: NodeJS.Timeout | undefined;
-    const checkRoot = () => {
-      checkingRoot ??= setTimeout(() => {
-        checkingRoot = undefined;
-        void stat(this.root).then(
-          (stats) => stats.isDirectory() || this.#lost(watcher),
-          () => this.#lost(watcher),
-        );
-      }, 100);
-    };
-    watcher.on("unlink", (absolute) => {
-      checkRoot();
-      void this.#reallyGone(absolute, "file").then(async (gone) => {
-        if (!gone) return;
-        // Symlinks to it lead nowhere now: they go too (looked at again, they are found gone).
-        const links = [...(this.#links.get(absolute) ?? [])];
-        this.#gone(this.#relative(absolute));
-        for (const link of links) this.recheck(joinVirtual(this.alias, link));
-        // A directory of its name there now: the watcher, having taken it for the file, never looks
-        // inside. Handed to it afresh.
-        if ((await lstat(absolute).catch(() => undefined))?.isDirectory() && !this.#closed) this.#rewatch(absolute);
-      });
-    });
+    watcher.on("add", (absolute, stats) => this.#seen(absolute, stats));
+    watcher.on("change", (absolute, stats) => this.#changed(absolute, stats));
+    watcher.on("unlink", (absolute) => this.#unlinked(absolute));
     // chokidar keeps watching a directory removed and made again at once (rm -rf out && mkdir out): the
     // old directory's dead watch, and no event for anything made in the new one, ever (a review: a build
     // output directory cleaned and refilled). The kernel does tell the directory's own watch that it
@@ -176,18 +135,13 @@ export class Mount extends EventEmitter<MountEvents> {
       // (Not during the first scan: every directory is new then.)
       if (this.#scanned && absolute !== this.root) this.#checkSiblingsOf(path.dirname(this.#relative(absolute)).replace(/^\.$/, ""));
     });
-    watcher.on("unlinkDir", (absolute) => {
-      checkRoot();
-      if (absolute === this.root) return;
-      this.#directories.delete(absolute);
-      void this.#reallyGone(absolute, "directory").then((gone) => {
-        if (!gone) return;
-        // (A file made at the name of a directory the watcher lost track of goes as that directory.)
-        if (this.files.has(joinVirtual(this.alias, this.#relative(absolute)))) this.#gone(this.#relative(absolute));
-        this.#goneUnder(this.#relative(absolute));
-      });
+    watcher.on("unlinkDir", (absolute) => this.#unlinkedDirectory(absolute));
+    watcher.on("error", (error) => {
+      const failed = error as NodeJS.ErrnoException;
+      // (The system's limit of watches: that path is looked at in turn instead.)
+      if (failed.code === "ENOSPC" && failed.syscall === "watch" && typeof failed.path === "string") return this.#notWatched(failed.path);
+      this.emit("error", error instanceof Error ? error : new Error(String(error)));
     });
-    watcher.on("error", (error) => this.emit("error", error instanceof Error ? error : new Error(String(error))));
     return new Promise((resolve) =>
       watcher.once("ready", () => {
         this.#scanned = true;
@@ -202,12 +156,159 @@ export class Mount extends EventEmitter<MountEvents> {
     this.#closed = true;
     clearInterval(this.#lookingForRoot);
     this.#unreadable.close();
+    this.#unwatched.close();
+    clearTimeout(this.#notWatchedTimer);
+    clearTimeout(this.#checkingRoot);
     clearTimeout(this.#siblingTimer);
     clearTimeout(this.#replacedTimer);
     this.#tracker.close();
     await this.#watcher?.close();
     this.#watcher = undefined;
   }
+
+  /** A file found or changed (by the watcher, or by looking at what it could not watch). */
+  #seen(absolute: string, stats?: Stats): void {
+    const relative = this.#relative(absolute);
+    if (stats && !stats.isFile() && !stats.isSymbolicLink()) return;
+    // A name a subscriber must refuse (a backslash, too long) would only be refused by each of them at
+    // each subscription: said here once instead, and not published.
+    const refused = unsafeRelativeReason(relative);
+    if (refused) return this.#refuseName(relative, refused);
+    if (this.options.isShadowed?.(joinVirtual(this.alias, relative))) return this.#shadowed(joinVirtual(this.alias, relative));
+    this.#tracker.saw(relative, { size: stats?.size ?? -1, mtimeMs: stats?.mtimeMs ?? -1 });
+    // Symlinks to this file change with it (the watcher sees only the file).
+    for (const link of this.#links.get(absolute) ?? []) this.recheck(joinVirtual(this.alias, link));
+  }
+
+  #changed(absolute: string, stats?: Stats): void {
+    // A file replaced by a directory of its name reaches us as a "change" of the file, and the watcher
+    // never looks inside: the file is gone, and the directory is handed to the watcher afresh.
+    if (!stats?.isDirectory()) return this.#seen(absolute, stats);
+    this.#gone(this.#relative(absolute));
+    this.#rewatch(absolute);
+  }
+
+  #unlinked(absolute: string): void {
+    this.#checkRoot();
+    void this.#reallyGone(absolute, "file").then(async (gone) => {
+      if (!gone) return;
+      // Symlinks to it lead nowhere now: they go too (looked at again, they are found gone).
+      const links = [...(this.#links.get(absolute) ?? [])];
+      this.#gone(this.#relative(absolute));
+      for (const link of links) this.recheck(joinVirtual(this.alias, link));
+      // A directory of its name there now: the watcher, having taken it for the file, never looks
+      // inside. Handed to it afresh.
+      if ((await lstat(absolute).catch(() => undefined))?.isDirectory() && !this.#closed) this.#rewatch(absolute);
+    });
+  }
+
+  #unlinkedDirectory(absolute: string): void {
+    this.#checkRoot();
+    if (absolute === this.root) return;
+    this.#directories.delete(absolute);
+    void this.#reallyGone(absolute, "directory").then((gone) => {
+      if (!gone) return;
+      // (A file made at the name of a directory the watcher lost track of goes as that directory.)
+      if (this.files.has(joinVirtual(this.alias, this.#relative(absolute)))) this.#gone(this.#relative(absolute));
+      this.#goneUnder(this.#relative(absolute));
+    });
+  }
+
+  /**
+   * The watcher does not always report the published directory itself going (only what was in it):
+   * after anything goes, see whether the directory is still there.
+   */
+  #checkRoot(): void {
+    const watcher = this.#watcher;
+    if (!watcher) return;
+    this.#checkingRoot ??= setTimeout(() => {
+      this.#checkingRoot = undefined;
+      void stat(this.root).then(
+        (stats) => stats.isDirectory() || this.#lost(watcher),
+        () => this.#lost(watcher),
+      );
+    }, 100);
+  }
+  #checkingRoot: NodeJS.Timeout | undefined;
+
+  /**
+   * What the watcher could not watch (the system's limit of inotify watches: see unwatched.ts), looked at
+   * in turn. What it finds comes in as the watcher's events would.
+   */
+  readonly #unwatched = new UnwatchedPaths({
+    changed: (absolute, stats) => {
+      if (this.#closed) return;
+      if (!stats.isDirectory()) return this.#changed(absolute, stats);
+      // (A file replaced by a directory: the watcher is asked to watch it; looked at too if it cannot.)
+      this.#unwatched.forget(absolute);
+      this.#changed(absolute, stats);
+    },
+    appeared: (absolute) => {
+      const relative = this.#relative(absolute);
+      if (this.#closed || isUnpublished(relative)) return;
+      const vpath = joinVirtual(this.alias, relative);
+      // (The first look at a directory names everything in it: what we know already is no news.)
+      if (this.files.has(vpath) || this.waiting(vpath) || this.#directories.has(absolute) || this.#unwatched.has(absolute)) return;
+      void lstat(absolute).then(
+        (stats) => {
+          if (this.#closed) return;
+          // A directory: the watcher is asked to watch it (and what is in it). A file in a directory the
+          // watcher does not watch has no watch of its own either: looked at from now on.
+          if (stats.isDirectory()) return void this.#watcher?.add(absolute);
+          if (!stats.isFile() && !stats.isSymbolicLink()) return;
+          this.#unwatched.addFile(absolute);
+          this.#seen(absolute, stats);
+        },
+        () => undefined, // (gone again already)
+      );
+    },
+    vanished: (absolute) => {
+      if (this.#closed) return;
+      this.#unwatched.forget(absolute);
+      if (this.#directories.has(absolute) || this.#filesUnder.has(this.#relative(absolute))) this.#unlinkedDirectory(absolute);
+      else this.#unlinked(absolute);
+    },
+  });
+
+  /** The watcher could not watch `absolute` (the limit of watches): it is looked at in turn instead. */
+  #notWatched(absolute: string): void {
+    if (this.#closed || this.#unwatched.has(absolute)) return;
+    if (!this.#saidNotWatched) {
+      this.#saidNotWatched = true;
+      let limit = "";
+      try {
+        limit = ` (fs.inotify.max_user_watches is ${readFileSync("/proc/sys/fs/inotify/max_user_watches", "utf8").trim()})`;
+      } catch {
+        // (not Linux, or no /proc: the advice stands without the figure)
+      }
+      this.emit(
+        "error",
+        new MountError(
+          `the system's limit of inotify watches is reached${limit}: what cannot be watched under ${this.root} is looked at every few seconds instead (for events, raise it: sysctl fs.inotify.max_user_watches=1048576, then restart)`,
+        ),
+      );
+    }
+    void lstat(absolute).then(
+      (stats) => {
+        if (this.#closed) return;
+        if (stats.isDirectory()) this.#unwatched.addDirectory(absolute);
+        else this.#unwatched.addFile(absolute);
+        // How many, said once they stop coming (a scan refuses thousands in a row), and again when a tenth
+        // more (not for every file a growing directory gains).
+        clearTimeout(this.#notWatchedTimer);
+        this.#notWatchedTimer = setTimeout(() => {
+          const count = this.#unwatched.size;
+          if (count < this.#notWatchedSaid * 1.1 || this.#closed) return;
+          this.#notWatchedSaid = count;
+          this.emit("error", new MountError(`${count} paths under ${this.root} are not watched (limit of inotify watches): each is looked at every ${Math.ceil(this.#unwatched.periodMs / 1000)} s`));
+        }, 2000);
+      },
+      () => undefined, // (gone: the watcher says so, or the directory it was in is looked at)
+    );
+  }
+  #saidNotWatched = false;
+  #notWatchedSaid = 0;
+  #notWatchedTimer: NodeJS.Timeout | undefined;
 
   #closed = false;
   /** Directories the watcher watches: absolute path -> identity when it was found (see identityOf). */
