@@ -34,7 +34,7 @@ import { normaliseVirtualPath, overlaps } from "../paths.js";
 import type { ServerOptions } from "../server/server.js";
 import type { Account, AccessPolicy, Mechanism } from "../security/policy.js";
 import { passwordHashProblem, USER_SESSION_SEPARATOR } from "../security/policy.js";
-import { KeyError, readAllowList, readSecretKeyFile } from "../security/keys.js";
+import { KeyError, othersMayAccess, readAllowList, readSecretKeyFile } from "../security/keys.js";
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -96,11 +96,19 @@ const ACCOUNT_KEYS = ["user", "password", "password-hash", "mounts"];
 
 /** Read and check a config file. Throws ConfigError ("<file>:<line>: ...") on the first problem. */
 export async function loadServerConfig(file: string): Promise<ServerConfig> {
-  const text = await readFile(file, "utf8").catch((error: unknown) => {
+  const cannotRead = (error: unknown): never => {
     const code = (error as NodeJS.ErrnoException).code;
     throw new ConfigError(`cannot read config file ${file}: ${code === "ENOENT" ? "no such file" : (error as Error).message}`);
-  });
-  return parseServerConfig(text, file);
+  };
+  const info = await stat(file).catch(cannotRead);
+  const config = parseServerConfig(await readFile(file, "utf8").catch(cannotRead), file);
+  // Passwords in clear are a secret of the file's owner (password-hash entries are not: they are made to
+  // be stored).
+  const open = othersMayAccess(info);
+  if (open && config.security?.accounts.some((account) => account.password !== undefined)) {
+    throw new ConfigError(`${file} holds passwords in clear and is accessible by others (mode ${open}); run: chmod 600 ${file}, or store password-hash = "..." from fmq passwd instead`);
+  }
+  return config;
 }
 
 /** Check a config file's text (`file` names it in errors and anchors its relative paths). */

@@ -2,10 +2,10 @@
 // (libzmq only retries, silently, so without this a client with the wrong key would just wait forever).
 
 import { randomBytes } from "node:crypto";
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import type { Dealer } from "zeromq";
 import { USER_SESSION_SEPARATOR } from "./policy.js";
-import { readPublicKey, readSecretKeyFile } from "./keys.js";
+import { othersMayAccess, readPublicKey, readSecretKeyFile } from "./keys.js";
 
 export interface ClientSecurity {
   /** CURVE: the server's public key, and ours (all Z85). */
@@ -122,9 +122,13 @@ export async function loadClientSecurity(flags: ClientSecurityFlags): Promise<Cl
     if (flags.user === "" || flags.user.includes(USER_SESSION_SEPARATOR)) throw new Error(`--user must be non-empty and without "${USER_SESSION_SEPARATOR}"`);
     let password = flags.password;
     if (flags.passwordFile !== undefined) {
-      const text = await readFile(flags.passwordFile, "utf8").catch((error: unknown) => {
-        throw new Error(`--password-file: cannot read ${flags.passwordFile}: ${(error as Error).message}`);
-      });
+      const file = flags.passwordFile;
+      const cannotRead = (error: unknown): never => {
+        throw new Error(`--password-file: cannot read ${file}: ${(error as Error).message}`);
+      };
+      const open = othersMayAccess(await stat(file).catch(cannotRead));
+      if (open) throw new Error(`--password-file: ${file} is accessible by others (mode ${open}); run: chmod 600 ${file}`);
+      const text = await readFile(file, "utf8").catch(cannotRead);
       password = text.split(/\r?\n/)[0];
     }
     if (password === undefined || password === "") throw new Error("--user needs a password: --password-file <file>, or FMQ_PASSWORD in the environment");

@@ -26,6 +26,15 @@ export class KeyError extends Error {
   override name = "KeyError";
 }
 
+/**
+ * A file that holds a secret (a secret key, a password) must be its owner's alone, as ssh asks of its
+ * keys: its mode (e.g. "0644") if group or others may read or write it, else undefined.
+ */
+export function othersMayAccess(info: { readonly mode: number }): string | undefined {
+  if (process.platform === "win32" || (info.mode & 0o077) === 0) return undefined;
+  return (info.mode & 0o777).toString(8).padStart(4, "0");
+}
+
 /** A new CURVE key pair (libzmq's generator). */
 export function generateKeyPair(): KeyPair {
   return curveKeyPair();
@@ -130,10 +139,8 @@ export async function readSecretKeyFile(file: string): Promise<KeyPair> {
     throw new KeyError(`cannot read secret key file ${file}: ${describe(error)}`);
   });
   if (!info.isFile()) throw new KeyError(`${file} is not a file`);
-  if (process.platform !== "win32" && (info.mode & 0o077) !== 0) {
-    const mode = (info.mode & 0o777).toString(8).padStart(4, "0");
-    throw new KeyError(`${file} is accessible by others (mode ${mode}); run: chmod 600 ${file}`);
-  }
+  const open = othersMayAccess(info);
+  if (open) throw new KeyError(`${file} is accessible by others (mode ${open}); run: chmod 600 ${file}`);
   const text = await readFile(file, "utf8");
   let secretKey: string | undefined;
   let publicKey: string | undefined;

@@ -120,6 +120,13 @@ describe("cli security", () => {
     await failing(["publish", "--bind", bind], "fmq: give a directory to publish, or --config <file> with [[mount]]s");
     await failing(["subscribe", "/", "--curve-server", path.join(dir, "server.pub")], "fmq: --curve-server needs --curve-secret <client.key>: our own key (make one with: fmq keygen --out <name>)");
     await failing(["subscribe", "/", "--user", "alice"], "fmq: --user needs a password: --password-file <file>, or FMQ_PASSWORD in the environment");
+    // A password file, and a config file with a password in clear, that others may read.
+    const pw = path.join(dir, "pw.txt");
+    await writeFile(pw, "secret\n", { mode: 0o644 });
+    await failing(["subscribe", "/", "--user", "alice", "--password-file", pw], `fmq: --password-file: ${pw} is accessible by others (mode 0644); run: chmod 600 ${pw}`);
+    const clear = path.join(dir, "clear.toml");
+    await writeFile(clear, `[[mount]]\ndirectory = "."\n\n[[account]]\nuser = "alice"\npassword = "secret"\n`, { mode: 0o640 });
+    await failing(["publish", "--config", clear, "--bind", bind], `fmq: ${clear} holds passwords in clear and is accessible by others (mode 0640); run: chmod 600 ${clear}, or store password-hash = "..." from fmq passwd instead`);
     // Nothing was bound on the way.
     const ok = start(["publish", dir, "--bind", bind, "--json"]);
     await waitFor(() => has(ok, "ready"), "the port was still free");

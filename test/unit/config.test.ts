@@ -178,6 +178,22 @@ describe("settings", () => {
     await expect(resolveServerSettings(config, {})).rejects.toThrow(`${file}:12: ${path.join(dir, "clients", "bad.pub")}:1: not a CURVE public key`);
   });
 
+  it("config - a password in clear makes the file its owner's secret: refused if group or others may read or write it; password-hash entries may be read by others", async () => {
+    const dir = await tempDir();
+    const clear = path.join(dir, "clear.toml");
+    await writeFile(clear, `[[account]]\nuser = "a"\npassword = "x"\n`);
+    for (const mode of [0o644, 0o640, 0o604, 0o620]) {
+      await chmod(clear, mode);
+      const shown = mode.toString(8).padStart(4, "0");
+      await expect(loadServerConfig(clear)).rejects.toThrow(`${clear} holds passwords in clear and is accessible by others (mode ${shown}); run: chmod 600 ${clear}`);
+    }
+    await chmod(clear, 0o600);
+    expect((await loadServerConfig(clear)).security?.accounts).toEqual([expect.objectContaining({ user: "a", password: "x" })]);
+    const hashed = path.join(dir, "hashed.toml");
+    await writeFile(hashed, `[[account]]\nuser = "a"\npassword-hash = "${await hashPassword("x")}"\n`, { mode: 0o644 });
+    expect((await loadServerConfig(hashed)).security?.accounts).toHaveLength(1);
+  });
+
   it("settings - flags alone: --curve-secret turns CURVE on, --allow without it is an error, a missing directory is an error", async () => {
     const dir = await tempDir();
     const keys = curveKeyPair();
@@ -193,7 +209,7 @@ describe("settings", () => {
     await expect(resolveServerSettings(await loadServerConfig(missing), {})).rejects.toThrow(`${missing}:2: ${path.join(dir, "missing")} is not a directory`);
     await expect(resolveServerSettings(undefined, {})).rejects.toThrow("no directory to publish");
     const file = path.join(dir, "plain.toml");
-    await writeFile(file, `[[account]]\nuser = "a"\npassword = "x"\n`);
+    await writeFile(file, `[[account]]\nuser = "a"\npassword = "x"\n`, { mode: 0o600 });
     await expect(resolveServerSettings(await loadServerConfig(file), { directory: dir, curveSecret: path.join(dir, "s.key") })).rejects.toThrow(`--curve-secret: conflicts with mechanism "plain" in ${file}`);
   });
 });
