@@ -2,7 +2,7 @@
 // chokidar reports a file about 2 ms after it is created, long before its writer closes it, and its own
 // awaitWriteFinish does not apply to the initial scan; so every sighting, initial or live, comes here.
 
-import { stat } from "node:fs/promises";
+import { statSync } from "node:fs";
 
 export interface Sighting {
   readonly size: number;
@@ -19,10 +19,11 @@ interface Pending extends Sighting {
   readonly checkAt: number;
 }
 
+/** Files looked at in one turn of the event loop. */
+const SLICE = 256;
+
 export interface StabilityOptions {
   readonly stableMs: number;
-  /** How many stat() calls one sweep may have in flight. */
-  readonly concurrency?: number;
   readonly now?: () => number;
 }
 
@@ -33,7 +34,6 @@ export interface StabilityOptions {
 export class StabilityTracker {
   readonly #pending = new Map<string, Pending>();
   readonly #stableMs: number;
-  readonly #concurrency: number;
   readonly #now: () => number;
   #timer: NodeJS.Timeout | undefined;
   #sweeping = false;
@@ -44,7 +44,6 @@ export class StabilityTracker {
     private readonly toAbsolute: (key: string) => string,
   ) {
     this.#stableMs = options.stableMs;
-    this.#concurrency = options.concurrency ?? 64;
     this.#now = options.now ?? Date.now;
   }
 
@@ -95,8 +94,12 @@ export class StabilityTracker {
     try {
       const now = this.#now();
       const due = [...this.#pending].filter(([, p]) => p.checkAt <= now);
-      for (let i = 0; i < due.length; i += this.#concurrency) {
-        await Promise.all(due.slice(i, i + this.#concurrency).map(([key, p]) => this.#check(key, p)));
+      // Synchronous stat calls, a slice at a time: 7-10 µs of CPU each for a file in the cache, against
+      // 50-60 through the thread pool and a promise (measured here); 10,000 files found at start were
+      // 0.3-0.6 CPU-s of a publisher's start that way. A slice holds the event loop for a few ms.
+      for (let i = 0; i < due.length; i++) {
+        this.#check(due[i]![0], due[i]![1]);
+        if (i % SLICE === SLICE - 1) await new Promise((resolve) => setImmediate(resolve));
       }
       if (this.#pending.size === 0 && this.#timer) {
         clearInterval(this.#timer);
@@ -107,12 +110,12 @@ export class StabilityTracker {
     }
   }
 
-  async #check(key: string, before: Pending): Promise<void> {
+  #check(key: string, before: Pending): void {
     const absolute = this.toAbsolute(key);
     let now: Sighting;
     let ctime: number, ino: number;
     try {
-      const s = await stat(absolute);
+      const s = statSync(absolute);
       if (!s.isFile()) {
         this.#pending.delete(key);
         return;
@@ -124,7 +127,7 @@ export class StabilityTracker {
       this.#pending.delete(key);
       return;
     }
-    // Another sighting may have replaced this entry while we were in stat().
+    // Another sighting may have replaced this entry while the sweep let others run (between slices).
     if (this.#pending.get(key) !== before) return;
     if (now.size === before.size && now.mtimeMs === before.mtimeMs) {
       this.#pending.delete(key);
