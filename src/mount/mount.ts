@@ -175,6 +175,8 @@ export class Mount extends EventEmitter<MountEvents> {
     const refused = unsafeRelativeReason(relative);
     if (refused) return this.#refuseName(relative, refused);
     if (this.options.isShadowed?.(joinVirtual(this.alias, relative))) return this.#shadowed(joinVirtual(this.alias, relative));
+    // (In a directory only looked at, every file is looked at too: see the hooks of #unwatched.)
+    if (this.#unwatched.listed(path.dirname(absolute))) this.#unwatched.addFile(absolute);
     this.#tracker.saw(relative, { size: stats?.size ?? -1, mtimeMs: stats?.mtimeMs ?? -1 });
     // Symlinks to this file change with it (the watcher sees only the file).
     for (const link of this.#links.get(absolute) ?? []) this.recheck(joinVirtual(this.alias, link));
@@ -191,11 +193,13 @@ export class Mount extends EventEmitter<MountEvents> {
   #unlinked(absolute: string): void {
     this.#checkRoot();
     void this.#reallyGone(absolute, "file").then(async (gone) => {
-      if (!gone) return;
+      if (this.#closed) return;
+      if (!gone) return this.#backAlready(absolute);
       // Symlinks to it lead nowhere now: they go too (looked at again, they are found gone).
       const links = [...(this.#links.get(absolute) ?? [])];
       this.#gone(this.#relative(absolute));
       for (const link of links) this.recheck(joinVirtual(this.alias, link));
+      this.#goneFromListed(absolute);
       // A directory of its name there now: the watcher, having taken it for the file, never looks
       // inside. Handed to it afresh.
       if ((await lstat(absolute).catch(() => undefined))?.isDirectory() && !this.#closed) this.#rewatch(absolute);
@@ -206,12 +210,78 @@ export class Mount extends EventEmitter<MountEvents> {
     this.#checkRoot();
     if (absolute === this.root) return;
     this.#directories.delete(absolute);
-    void this.#reallyGone(absolute, "directory").then((gone) => {
-      if (!gone) return;
+    void this.#reallyGone(absolute, "directory").then(async (gone) => {
+      if (this.#closed) return;
+      if (!gone) return this.#backAlready(absolute);
       // (A file made at the name of a directory the watcher lost track of goes as that directory.)
       if (this.files.has(joinVirtual(this.alias, this.#relative(absolute)))) this.#gone(this.#relative(absolute));
       this.#goneUnder(this.#relative(absolute));
+      if (this.#unwatched.listed(path.dirname(absolute))) {
+        // Nothing watches its parent, so the watcher never learns it went: our record and the watcher's of
+        // what was under it go now, or a directory made again there would have its subdirectories taken
+        // as known, and never watched (rm -rf build; make).
+        const prefix = absolute + path.sep;
+        for (const dir of [...this.#directories.keys()]) if (dir.startsWith(prefix)) this.#directories.delete(dir);
+      }
+      this.#goneFromListed(absolute);
+      // A file of its name there now: the watcher, which took it for the directory (and, where the
+      // directory was not watched itself, never heard it go), is handed it afresh.
+      const now = await lstat(absolute).catch(() => undefined);
+      if ((now?.isFile() || now?.isSymbolicLink()) && !this.#closed) this.#watchAfresh(absolute);
     });
+  }
+
+  /**
+   * Something is at a name the watcher (or a look) said went: gone and made again at once. Where its
+   * directory is watched, the watcher's add follows; in a directory only looked at (listed), nothing
+   * would, nor ever for later changes: taken in here.
+   */
+  #backAlready(absolute: string): void {
+    if (!this.#unwatched.listed(path.dirname(absolute))) return;
+    void lstat(absolute).then(
+      (stats) => {
+        if (this.#closed) return;
+        if (stats.isDirectory()) return this.#watchAfresh(absolute);
+        if (!stats.isFile() && !stats.isSymbolicLink()) return;
+        this.#unwatched.addFile(absolute);
+        this.#seen(absolute, stats);
+      },
+      () => this.#goneFromListed(absolute), // (gone again: made again later, it is news)
+    );
+  }
+
+  /**
+   * `absolute` is gone from a directory only looked at: the watcher's record of it goes (it never hears),
+   * and its name is news again if it comes back.
+   */
+  #goneFromListed(absolute: string): void {
+    if (!this.#unwatched.listed(path.dirname(absolute))) return;
+    this.#watcherForget(absolute);
+    this.#unwatched.lookAgain(absolute);
+  }
+
+  /**
+   * Have the watcher forget `absolute` and whatever it knew under it (its children, and their watches on
+   * old inodes), reporting each as gone (unlink, unlinkDir: each checked by #reallyGone). No public call
+   * does that: chokidar's _remove (5.0.0, pinned). False if that internal is missing.
+   */
+  #watcherForget(absolute: string): boolean {
+    const internal = this.#watcher as unknown as { _remove?: (parent: string, name: string, isDirectory?: boolean) => void } | undefined;
+    if (typeof internal?._remove !== "function") return false;
+    internal._remove(path.dirname(absolute), path.basename(absolute));
+    return true;
+  }
+
+  /**
+   * A directory at `dir` that is not the one the watcher knew: the watcher's record of the old one must go
+   * first, or the new one's entries of the same names are taken as known and never watched (mv a a.old;
+   * mkdir -p a/b); then it is watched afresh.
+   */
+  #watchAfresh(dir: string): void {
+    const prefix = dir + path.sep;
+    for (const known of [...this.#directories.keys()]) if (known.startsWith(prefix)) this.#directories.delete(known);
+    if (this.#watcherForget(dir)) this.#watcher?.add(dir);
+    else this.#rewatch(dir);
   }
 
   /**
@@ -247,8 +317,12 @@ export class Mount extends EventEmitter<MountEvents> {
       const relative = this.#relative(absolute);
       if (this.#closed || isUnpublished(relative)) return;
       const vpath = joinVirtual(this.alias, relative);
-      // (The first look at a directory names everything in it: what we know already is no news.)
-      if (this.files.has(vpath) || this.waiting(vpath) || this.#directories.has(absolute) || this.#unwatched.has(absolute)) return;
+      if (this.#directories.has(absolute) || this.#unwatched.has(absolute)) return;
+      // (The first look at a directory names everything in it: a file we know already is no news, but it
+      // is looked at from now on, like every file in a directory only looked at, watched or not: a
+      // watcher's watch on one goes when it is removed and made again, the watcher never watches links,
+      // and nothing would tell us of either.)
+      if (this.files.has(vpath) || this.waiting(vpath)) return this.#unwatched.addFile(absolute);
       void lstat(absolute).then(
         (stats) => {
           if (this.#closed) return;
@@ -264,7 +338,7 @@ export class Mount extends EventEmitter<MountEvents> {
     },
     vanished: (absolute) => {
       if (this.#closed) return;
-      this.#unwatched.forget(absolute);
+      this.#unwatched.forget(absolute); // (a name in a listed directory may be looked at itself)
       if (this.#directories.has(absolute) || this.#filesUnder.has(this.#relative(absolute))) this.#unlinkedDirectory(absolute);
       else this.#unlinked(absolute);
     },
@@ -275,11 +349,16 @@ export class Mount extends EventEmitter<MountEvents> {
     if (this.#closed || this.#unwatched.has(absolute)) return;
     if (!this.#saidNotWatched) {
       this.#saidNotWatched = true;
+      // (This user's limit in this user namespace: a container's may be lower than the host's
+      // fs.inotify.max_user_watches, which is the first namespace's.)
       let limit = "";
-      try {
-        limit = ` (fs.inotify.max_user_watches is ${readFileSync("/proc/sys/fs/inotify/max_user_watches", "utf8").trim()})`;
-      } catch {
-        // (not Linux, or no /proc: the advice stands without the figure)
+      for (const file of ["/proc/sys/user/max_inotify_watches", "/proc/sys/fs/inotify/max_user_watches"]) {
+        try {
+          limit = ` (${readFileSync(file, "utf8").trim()} here)`;
+          break;
+        } catch {
+          // (not Linux, or no /proc: the advice stands without the figure)
+        }
       }
       this.emit(
         "error",
@@ -334,16 +413,8 @@ export class Mount extends EventEmitter<MountEvents> {
           if (!stats.isDirectory() || this.#closed || watcher === undefined || watcher !== this.#watcher) return;
           if (stats.birthtimeMs > 0 && this.#directories.get(dir) === identityOf(stats)) return;
           if (dir === this.root) return this.#lost(watcher);
-          // The watcher's own record of the old directory (its children, and their watches on the old
-          // inodes) must go first, or the new directory's entries of the same names are taken as known and
-          // never watched (mv a a.old; mkdir -p a/b). No public call does that: chokidar's _remove (5.0.0,
-          // pinned) forgets a path and what is under it, reporting each as gone (unlink, unlinkDir: each
-          // checked by #reallyGone, so what the new directory holds again is not taken for gone).
-          const internal = watcher as unknown as { _remove?: (parent: string, name: string, isDirectory: boolean) => void };
-          if (typeof internal._remove === "function") {
-            internal._remove(path.dirname(dir), path.basename(dir), true);
-            watcher.add(dir);
-          } else this.#rewatch(dir);
+          // (What the new directory holds again is not taken for gone: each report is checked.)
+          this.#watchAfresh(dir);
           // What was published from the old one and is not in the new one went with it (moved away, it
           // is found again at its new name).
           this.#goneFromUnder(dir);

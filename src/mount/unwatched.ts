@@ -27,8 +27,12 @@ const SLICE = 256;
 export class UnwatchedPaths {
   /** Files: absolute path -> what told this version apart at the last look ("" before the first). */
   readonly #files = new Map<string, string>();
-  /** Directories: absolute path -> names at the last look (undefined before the first). */
-  readonly #dirs = new Map<string, Set<string> | undefined>();
+  /**
+   * Directories: absolute path -> what each name was at the last look ("d" a directory, "-" anything
+   * else; undefined before the first look). A name that turned from one into the other (a directory
+   * replaced by a file) went and came.
+   */
+  readonly #dirs = new Map<string, Map<string, string> | undefined>();
   #timer: NodeJS.Timeout | undefined;
   /** The timer set is the short one, for newcomers. */
   #timerSoon = false;
@@ -57,10 +61,16 @@ export class UnwatchedPaths {
     return this.#files.has(absolute) || this.#dirs.has(absolute);
   }
 
+  /** Is this directory looked at (listed) rather than watched? What changes in it is only seen so. */
+  listed(dir: string): boolean {
+    return this.#dirs.has(dir);
+  }
+
   addFile(absolute: string): void {
     if (this.#closed || this.#files.has(absolute)) return;
     this.#dirs.delete(absolute);
     this.#files.set(absolute, "");
+    this.#index(absolute);
     this.#newcomers = true;
     this.#schedule();
   }
@@ -69,15 +79,43 @@ export class UnwatchedPaths {
     if (this.#closed || this.#dirs.has(absolute)) return;
     this.#files.delete(absolute);
     this.#dirs.set(absolute, undefined);
+    this.#index(absolute);
     this.#newcomers = true;
     this.#schedule();
   }
 
+  /**
+   * What is at `absolute` now is not what its directory held at the last look (gone, or gone and made
+   * again between two looks): if its directory is listed, the name is reported as new when next seen.
+   */
+  lookAgain(absolute: string): void {
+    this.#dirs.get(path.dirname(absolute))?.delete(path.basename(absolute));
+  }
+
   /** No longer looked at: `absolute` and everything under it (gone, or watched again). */
   forget(absolute: string): void {
-    const prefix = absolute + path.sep;
-    for (const map of [this.#files, this.#dirs]) {
-      for (const key of map.keys()) if (key === absolute || key.startsWith(prefix)) map.delete(key);
+    this.#files.delete(absolute);
+    this.#dirs.delete(absolute);
+    const parent = path.dirname(absolute);
+    const siblings = this.#under.get(parent);
+    siblings?.delete(absolute);
+    if (siblings?.size === 0) this.#under.delete(parent);
+    const children = this.#under.get(absolute);
+    if (!children) return;
+    this.#under.delete(absolute);
+    for (const child of children) this.forget(child);
+  }
+
+  /** Looked-at paths by their directory: forgetting a directory finds what is under it at once. */
+  readonly #under = new Map<string, Set<string>>();
+  #index(absolute: string): void {
+    // Each directory on the way up knows the next one down, so a directory not looked at itself (watched)
+    // still leads to what is looked at under it.
+    for (let child = absolute, parent = path.dirname(child); parent !== child; child = parent, parent = path.dirname(child)) {
+      const set = this.#under.get(parent);
+      if (set?.has(child)) return;
+      if (set) set.add(child);
+      else this.#under.set(parent, new Set([child]));
     }
   }
 
@@ -132,7 +170,10 @@ export class UnwatchedPaths {
       stats = lstatSync(file);
     } catch (error) {
       // (One we may not look at now is looked at again next time: not taken for gone.)
-      if (isGone(error) && this.#files.delete(file)) this.events.vanished(file);
+      if (isGone(error) && this.#files.has(file)) {
+        this.forget(file);
+        this.events.vanished(file);
+      }
       return;
     }
     const now = versionOf(stats);
@@ -143,17 +184,21 @@ export class UnwatchedPaths {
 
   #lookAtDirectory(dir: string): void {
     if (!this.#dirs.has(dir)) return; // (forgotten meanwhile)
-    let names: Set<string>;
+    let names: Map<string, string>;
     try {
-      names = new Set(readdirSync(dir));
+      // (The kind comes with each name from the directory itself: no call per name.)
+      names = new Map(readdirSync(dir, { withFileTypes: true }).map((entry) => [entry.name, entry.isDirectory() ? "d" : "-"]));
     } catch (error) {
-      if (isGone(error) && this.#dirs.delete(dir)) this.events.vanished(dir);
+      if (isGone(error) && this.#dirs.has(dir)) {
+        this.forget(dir);
+        this.events.vanished(dir);
+      }
       return;
     }
     const before = this.#dirs.get(dir);
     this.#dirs.set(dir, names);
-    for (const name of names) if (!before?.has(name)) this.events.appeared(path.join(dir, name));
-    for (const name of before ?? []) if (!names.has(name)) this.events.vanished(path.join(dir, name));
+    for (const [name, kind] of before ?? []) if (names.get(name) !== kind) this.events.vanished(path.join(dir, name));
+    for (const [name, kind] of names) if (before?.get(name) !== kind) this.events.appeared(path.join(dir, name));
   }
 }
 

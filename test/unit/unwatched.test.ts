@@ -77,6 +77,19 @@ describe("unwatched paths", () => {
     // A change inside a file is not the directory's news (the file itself is looked at for that).
     await writeFile(path.join(sub, "y.txt"), "longer", { flag: "r+" });
     seen = await expectNext(events, seen, []);
+    // A directory replaced by a file of its name (in one step: renamed over it) went, and came.
+    await writeFile(path.join(dir, "file-now"), "f");
+    await rm(path.join(sub, "deeper"), { recursive: true });
+    await mkdir(path.join(sub, "deeper"));
+    await rename(path.join(dir, "file-now"), path.join(sub, "deeper2"));
+    seen = await expectNext(events, seen, ["appeared deeper2"]);
+    await rm(path.join(sub, "deeper"), { recursive: true });
+    await writeFile(path.join(dir, "file-now"), "f");
+    await rename(path.join(dir, "file-now"), path.join(sub, "deeper"));
+    seen = await expectNext(events, seen, ["vanished deeper", "appeared deeper"]);
+    // Told that what is at a name is not what it held (gone and made again between two looks): news again.
+    paths.lookAgain(path.join(sub, "z.txt"));
+    seen = await expectNext(events, seen, ["appeared z.txt"]);
     // (Renamed away, gone at once: removed file by file, a look in between would rightly report each.)
     await rename(sub, path.join(dir, "elsewhere"));
     await expectNext(events, seen, ["vanished sub"]);
