@@ -12,7 +12,7 @@ import { DEFAULT_BIND, clientDefaults, serverDefaults } from "../src/defaults.js
 import { isUnpublished } from "../src/paths.js";
 import type { Client, DeliveredEvent, PublishedFile, Server } from "../src/index.js";
 import type { PublishFlags, ServerSettings } from "../src/config/server-config.js";
-import { Output } from "./output.js";
+import { Output, printable } from "./output.js";
 import prettyBytes from "pretty-bytes";
 
 // Each command loads only what it uses (`await import` in its action): a subscriber does not load the
@@ -182,7 +182,12 @@ program
     await wireClient(client, out);
     onStop(() => client.close());
     // Our one subscription refused (said on the error line): nothing is left to do.
-    client.on("refused", () => void client.close().finally(() => process.exit(1)));
+    client.on("refused", (path, reason) => {
+      // (The error line went to stdout as JSON with --json: the reason for the exit status goes to stderr
+      // too, as for every failure.)
+      if (out.json) process.stderr.write(`fmq: ${printable(`subscription to ${path} refused: ${reason}`)}\n`);
+      void client.close().finally(() => process.exit(1));
+    });
     try {
       await client.subscribe(path);
       client.connect();
@@ -218,9 +223,10 @@ program
     try {
       const mount = await server.publish(src, "/");
       await server.bind(client.options.endpoint);
-      out.event({ event: "ready", directory: mount.root, inbox: dst }, `tracking ${mount.root} into ${dst}`);
       await wireClient(client, out);
+      // (Ready once <dst> is found fit for an inbox, which subscribing checks: not before a refusal.)
       await client.subscribe("/");
+      out.event({ event: "ready", directory: mount.root, inbox: dst }, `tracking ${mount.root} into ${dst}`);
       client.connect();
       if (opts.once) {
         const started = Date.now();
@@ -305,9 +311,7 @@ program
   .command("passwd")
   .description('hash a password for an [[account]] of the server config: reads it from standard input, prints password-hash = "..."')
   .action(async () => {
-    let text = "";
-    for await (const chunk of process.stdin) text += String(chunk);
-    const password = text.split(/\r?\n/)[0] ?? "";
+    const password = process.stdin.isTTY ? await askPassword() : await firstLineOfStdin();
     if (password === "") fail("no password on standard input");
     const { hashPassword } = await import("../src/security/policy.js");
     process.stdout.write(`password-hash = "${await hashPassword(password)}"\n`);
@@ -316,6 +320,40 @@ program
 await program.parseAsync().catch(fail);
 
 // --- helpers -------------------------------------------------------------------------------------
+
+async function firstLineOfStdin(): Promise<string> {
+  let text = "";
+  for await (const chunk of process.stdin) text += String(chunk);
+  return text.split(/\r?\n/)[0] ?? "";
+}
+
+/** On a terminal: a prompt on stderr, the password read without echo, up to Enter (not to end of input). */
+function askPassword(): Promise<string> {
+  return new Promise((resolve) => {
+    const stdin = process.stdin;
+    process.stderr.write("password: ");
+    stdin.setRawMode(true);
+    stdin.setEncoding("utf8");
+    let typed = "";
+    const done = (password: string) => {
+      stdin.setRawMode(false);
+      stdin.pause();
+      stdin.off("data", onData);
+      process.stderr.write("\n");
+      resolve(password);
+    };
+    const onData = (text: string) => {
+      for (const c of text) {
+        if (c === "\r" || c === "\n") return done(typed);
+        if (c === "\u0003" || c === "\u0004") return done(""); // Ctrl-C, Ctrl-D: nothing
+        if (c === "\u007f" || c === "\b") typed = typed.slice(0, -1);
+        else if (c >= " ") typed += c;
+      }
+    };
+    stdin.on("data", onData);
+    stdin.resume();
+  });
+}
 
 async function wireClient(client: Client, out: Output): Promise<void> {
   const { ProgressDisplay } = await import("./progress.js");
@@ -378,7 +416,7 @@ function reportServing(server: Server, out: Output): void {
       for (const file of mount.files.values()) bytes += file.size;
     }
     const aliases = server.mounts.map((m) => m.alias).join(", ");
-    const line = `serving ${files.toLocaleString("en")} files (${prettyBytes(bytes)}) under ${aliases} to ${server.clients} subscriber${server.clients === 1 ? "" : "s"}`;
+    const line = `serving ${files.toLocaleString("en")} file${files === 1 ? "" : "s"} (${prettyBytes(bytes)}) under ${aliases} to ${server.clients} subscriber${server.clients === 1 ? "" : "s"}`;
     if (line !== last) out.event({ event: "serving", files, bytes, subscribers: server.clients }, line);
     last = line;
   }, 2000);
@@ -438,9 +476,15 @@ async function copiesItself(src: string, dst: string): Promise<string | undefine
   return inside === "" ? `<dst> is <src> (${from}): nothing to track` : `<dst> ${to} is inside <src> ${from}: track would copy its own copies forever`;
 }
 
+/** One line on stderr, exit status 1; with --json, the same as an {"event":"error"} line on stdout too. */
 function fail(error: unknown): never {
-  const message = error instanceof Error ? error.message : String(error);
-  process.stderr.write(`fmq: ${message.split("\n")[0]}\n`);
+  const message = (error instanceof Error ? error.message : String(error)).split("\n")[0]!;
+  const out = Output.current;
+  if (out?.json) {
+    out.error(message);
+    out.flush();
+  }
+  process.stderr.write(`fmq: ${message}\n`);
   process.exit(1);
 }
 

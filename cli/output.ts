@@ -16,7 +16,11 @@ export class Output {
   #batch = "";
   #scheduled = false;
 
+  /** The command's output (one per process): where a failure is said, in the command's format too. */
+  static current: Output | undefined;
+
   constructor(readonly json: boolean) {
+    Output.current = this;
     process.on("exit", () => this.flush());
   }
 

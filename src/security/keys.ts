@@ -10,7 +10,7 @@
 // key with someone else's public key.
 
 import { createPrivateKey, createPublicKey, randomBytes } from "node:crypto";
-import { open, readFile, readdir, rename, stat, unlink, writeFile, chmod } from "node:fs/promises";
+import { chmod, lstat, mkdir, open, readFile, readdir, rename, stat, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { curveKeyPair } from "zeromq";
 import { isZ85Key, z85Decode, z85Encode } from "./z85.js";
@@ -64,11 +64,21 @@ export async function writeKeyFiles(basename: string, pair: KeyPair, overwrite =
     "# fmq CURVE secret key: keep it private (mode 0600). Give the .pub file to the other side.\n" +
     `public-key = "${pair.publicKey}"\n` +
     `secret-key = "${pair.secretKey}"\n`;
+  // The directory they go in is made (mode 0700: it holds a secret), as an inbox's is.
+  await mkdir(path.dirname(path.resolve(secretFile)), { recursive: true, mode: 0o700 }).catch((e: unknown) => exists(e, secretFile));
   // Secret first, created with mode 0600 from the start (never briefly readable by others).
   if (!overwrite) {
+    // (Neither may be there: a refusal leaves the pair as it was, not a new secret beside an old public key.)
+    for (const file of [secretFile, publicFile]) {
+      if (await lstat(file).then(() => true, () => false)) throw new KeyError(`${file} exists; use --force to replace it`);
+    }
     await writeFile(secretFile, secretText, { mode: 0o600, flag: "wx" }).catch((e: unknown) => exists(e, secretFile));
     await chmod(secretFile, 0o600);
-    await writeFile(publicFile, pair.publicKey + "\n", { mode: 0o644, flag: "wx" }).catch((e: unknown) => exists(e, publicFile));
+    await writeFile(publicFile, pair.publicKey + "\n", { mode: 0o644, flag: "wx" }).catch(async (e: unknown) => {
+      // (Made meanwhile: the secret just written goes, or it would not match it.)
+      await unlink(secretFile).catch(() => undefined);
+      return exists(e, publicFile);
+    });
   } else {
     // Replaced by a new file renamed over the old: never written into what is there (a file someone else
     // owns would then hold our secret, and stay theirs; a symlink would lead the key anywhere).
@@ -139,9 +149,12 @@ export async function readSecretKeyFile(file: string): Promise<KeyPair> {
     throw new KeyError(`cannot read secret key file ${file}: ${describe(error)}`);
   });
   if (!info.isFile()) throw new KeyError(`${file} is not a file`);
+  const text = await readFile(file, "utf8");
+  // (A .pub given by mistake: said as such, not as a file to chmod, which would only lead to this.)
+  const first = text.split(/\r?\n/).map((line) => line.trim()).find((line) => line !== "" && !line.startsWith("#"));
+  if (first !== undefined && isZ85Key(first)) throw new KeyError(`${file} holds a public key only: give the secret key file (.key, from fmq keygen)`);
   const open = othersMayAccess(info);
   if (open) throw new KeyError(`${file} is accessible by others (mode ${open}); run: chmod 600 ${file}`);
-  const text = await readFile(file, "utf8");
   let secretKey: string | undefined;
   let publicKey: string | undefined;
   for (const [index, raw] of text.split(/\r?\n/).entries()) {

@@ -1,6 +1,7 @@
 // What a server needs for CURVE or PLAIN: its socket options, its ZAP domain (registered with the shared
 // handler before the socket binds), and the per-connection access check.
 
+import type { Router } from "zeromq";
 import { Access, type AccessPolicy } from "./policy.js";
 import { publicKeyOf } from "./keys.js";
 import { newZapDomain, registerZapDomain } from "./zap.js";
@@ -15,6 +16,13 @@ export interface ServerSecurityOptions {
 export class SecurityError extends Error {
   override name = "SecurityError";
 }
+
+/** libzmq's handshake protocol errors, in words ($M: the server's mechanism). */
+const WHY_NOT: Record<string, string> = {
+  ERR_ZMTP_CRYPTOGRAPHIC: "its HELLO could not be opened (a client with the wrong server public key?)",
+  ERR_ZMTP_MECHANISM_MISMATCH: "the client does not use $M",
+  ERR_ZMTP_KEY_EXCHANGE: "the key exchange failed",
+};
 
 /** The ROUTER options, ZAP registration and access checks of one server. */
 export class ServerSecurity {
@@ -64,6 +72,33 @@ export class ServerSecurity {
       else this.#release = release;
     });
     return this.#starting;
+  }
+
+  /**
+   * Handshakes that fail before the ZAP handler is asked (a client with the wrong server key, another
+   * mechanism, or garbage) are reported by libzmq on the socket's monitor only: said too, as the
+   * handler's refusals are. libzmq names the endpoint they came in on, not the peer; and a client
+   * retries every second or so: each reason is said once a minute at most.
+   */
+  watch(socket: Router): void {
+    if (this.domain === undefined) return;
+    const mechanism = this.options.policy.mechanism.toUpperCase();
+    const said = new Map<string, number>();
+    const say = (address: string, why: string) => {
+      const now = Date.now();
+      const key = `${address} ${why}`;
+      if (now - (said.get(key) ?? -Infinity) < 60_000) return;
+      if (said.size >= 100) said.clear(); // (bounded: a peer may invent reasons)
+      said.set(key, now);
+      this.refused(`refused ${mechanism} handshake on ${address}: ${why}`);
+    };
+    // (Not "handshake:error:other": a system error such as a peer hanging up mid-handshake, which every
+    // refused client does once it has its answer.)
+    socket.events.on("handshake:error:protocol", (event) => {
+      const code = (event.error as { code?: string }).code ?? "";
+      const why = WHY_NOT[code] ?? `${event.error.message} (${code || "no code"})`;
+      say(event.address, why.replace("$M", mechanism));
+    });
   }
 
   stop(): void {

@@ -149,6 +149,7 @@ export class Server extends EventEmitter<ServerEvents> {
       maxMessageSize: this.options.maxMessageSize,
       ...this.#security?.socketOptions(),
     });
+    this.#security?.watch(this.#router);
     // A closed connection is forgotten at once (its file, read-ahead and queue freed), not at expiry.
     setDraftOption(this.#router, DraftOption.ROUTER_NOTIFY, ZMQ_NOTIFY_DISCONNECT);
     // (Urgent, as every event that ends a dialogue: handled at the next step, not after a run of them.)

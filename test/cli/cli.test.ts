@@ -356,6 +356,8 @@ describe("cli", () => {
     const sub = start(["subscribe", "/other", "--connect", `tcp://127.0.0.1:${port}`, "--inbox", await tempDir(), "--json"]);
     expect((await sub.exited).code).toBe(1);
     expect(has(sub, "error")).toMatchObject({ message: expect.stringMatching(/^subscription to \/other refused: /) });
+    // (With --json too, the reason for the exit status is one line on stderr.)
+    expect(sub.stderr).toEqual([expect.stringMatching(/^fmq: subscription to \/other refused: no such path: \/other$/)]);
   });
 
   it("cli - SIGTERM and SIGINT stop publish and subscribe within a second", async () => {
@@ -478,6 +480,14 @@ describe("cli", () => {
       expect(r.stderr[0]).toMatch(message);
     });
   }
+
+  it("cli - with --json, a failure to start is also an error event on stdout (the only line there), as the same line on stderr", async () => {
+    const missing = path.join(await tempDir(), "nope");
+    const r = start(["publish", missing, "--bind", `tcp://127.0.0.1:${await freePort()}`, "--json"]);
+    expect((await r.exited).code).toBe(1);
+    expect(r.stderr).toEqual([`fmq: no such directory: ${missing}`]);
+    expect(r.events).toEqual([{ event: "error", message: `no such directory: ${missing}` }]);
+  });
 
   it("cli - the fmq command (package.json bin) execs Node with its allocator settings, also reached through a symlink as in node_modules/.bin", async () => {
     const bin = path.join(await tempDir(), "node_modules", ".bin");

@@ -4,7 +4,9 @@ import { spawnSync } from "node:child_process";
 import { readFile, stat, writeFile, chmod, mkdir, rm, symlink, lstat } from "node:fs/promises";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { FMQ, startFmq, type Running } from "../helpers/fmq.js";
+import { scryptSync } from "node:crypto";
+import { fileURLToPath } from "node:url";
+import { FMQ, FMQ_COMMAND, startFmq, type Running } from "../helpers/fmq.js";
 import { tempDir } from "../helpers/tmp.js";
 import { treeHashes, writeTree } from "../helpers/files.js";
 import { waitFor } from "../helpers/wait.js";
@@ -58,6 +60,18 @@ describe("cli security", () => {
     expect((await lstat(`${base}.key`)).isFile()).toBe(true);
     expect((await stat(`${base}.key`)).mode & 0o777).toBe(0o600);
     expect(run(["keygen"]).stderr).toMatch(/required option '--out <basename>'/);
+    // A refusal leaves the pair as it was: with only the .pub there, no new .key is written beside it.
+    const pub = await readFile(`${base}.pub`, "utf8");
+    await rm(`${base}.key`);
+    const refused = run(["keygen", "--out", base]);
+    expect([refused.code, refused.stderr]).toEqual([1, `fmq: ${base}.pub exists; use --force to replace it\n`]);
+    await expect(stat(`${base}.key`)).rejects.toThrow(/ENOENT/);
+    expect(await readFile(`${base}.pub`, "utf8")).toBe(pub);
+    // Directories on the way are made (as the README's keys/clients/alice asks), the new one mode 0700.
+    const nested = path.join(dir, "fresh", "clients", "alice");
+    expect(run(["keygen", "--out", nested]).code).toBe(0);
+    expect((await stat(`${nested}.key`)).mode & 0o777).toBe(0o600);
+    expect((await stat(path.dirname(nested))).mode & 0o777).toBe(0o700);
   });
 
   it("cli security - publish --curve-secret --allow and subscribe --curve-server --curve-secret deliver; an unlisted key gets a clear error at once", async () => {
@@ -91,6 +105,12 @@ describe("cli security", () => {
     const human = start(["subscribe", "/", "--connect", endpoint, "--inbox", path.join(dir, "no2"), "--curve-server", path.join(dir, "clients", "c1.pub"), "--curve-secret", path.join(dir, "clients", "c1.key")]);
     await waitFor(() => human.stderr.find((l) => l.startsWith("error: handshake failed")), "an error on stderr", 5000);
     expect(human.stderr.find((l) => l.startsWith("error: "))).toMatch(/is --curve-server the server's public key/);
+    // The publisher says it too (the wrong server key never reaches its allow-list: libzmq's monitor
+    // reports it), once however often the client tries again.
+    const wrongKey = (e: Record<string, unknown>) => /^refused CURVE handshake on tcp:\/\/127\.0\.0\.1:\d+: its HELLO could not be opened \(a client with the wrong server public key\?\)$/.test(String(e.message));
+    await waitFor(() => has(pub, "warning", wrongKey), "publisher warning for the wrong server key", 5000);
+    await new Promise<void>((resolve) => setTimeout(resolve, 2500)); // (the client retries meanwhile)
+    expect(pub.events.filter((e) => e.event === "warning" && wrongKey(e))).toHaveLength(1);
     expect(has(stranger, "delivered")).toBeUndefined();
   });
 
@@ -112,7 +132,7 @@ describe("cli security", () => {
     const key = path.join(dir, "server.key");
     await failing(["publish", dir, "--bind", bind, "--curve-secret", key, "--json"], `fmq: --curve-secret: ${key} is accessible by others (mode 0644); run: chmod 600 ${key}`);
     await chmod(key, 0o600);
-    await failing(["publish", dir, "--bind", bind, "--curve-secret", path.join(dir, "server.pub")], /^fmq: --curve-secret: .*server\.pub.* (is accessible by others|no secret-key in it)/);
+    await failing(["publish", dir, "--bind", bind, "--curve-secret", path.join(dir, "server.pub")], `fmq: --curve-secret: ${path.join(dir, "server.pub")} holds a public key only: give the secret key file (.key, from fmq keygen)`);
     await failing(["publish", dir, "--bind", bind, "--allow", path.join(dir, "server.pub")], "fmq: --allow: CURVE needs the server's secret key: --curve-secret <file.key> (or curve-secret in [security])");
     const config = path.join(dir, "fmq.toml");
     await writeFile(config, `[[mount]]\ndirectory = "."\n\n[security]\nmechanism = "curve"\ncurve-secret = "server.key"\nanonymus = false\n`);
@@ -130,6 +150,19 @@ describe("cli security", () => {
     // Nothing was bound on the way.
     const ok = start(["publish", dir, "--bind", bind, "--json"]);
     await waitFor(() => has(ok, "ready"), "the port was still free");
+  });
+
+  it("cli security - fmq passwd on a terminal asks, does not echo, and stops at Enter (not at the end of input)", async () => {
+    const helper = fileURLToPath(new URL("../helpers/in-terminal.py", import.meta.url));
+    const r = spawnSync("python3", [helper, "hunter2", FMQ_COMMAND, "passwd"], { encoding: "utf8", timeout: 20_000 });
+    const { output, code } = JSON.parse(r.stdout) as { output: string; code: number };
+    expect(code).toBe(0);
+    expect(output).not.toContain("hunter2");
+    const hash = /password-hash = "scrypt\$(\d+)\$(\d+)\$(\d+)\$([^$]+)\$([^"]+)"/.exec(output);
+    expect(output.startsWith("password: ")).toBe(true);
+    const [N, r8, p, salt, key] = hash!.slice(1) as [string, string, string, string, string];
+    const derived = scryptSync("hunter2", Buffer.from(salt, "base64"), Buffer.from(key, "base64").length, { N: Number(N), r: Number(r8), p: Number(p), maxmem: 64 * 1024 * 1024 });
+    expect(derived.toString("base64")).toBe(key);
   });
 
   it("cli security - PLAIN from a config file: fmq passwd, accounts with mounts, --password-file and FMQ_PASSWORD; a wrong password is refused", async () => {

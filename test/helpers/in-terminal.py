@@ -1,0 +1,28 @@
+# Run a command on a pseudo-terminal, type one line into it after a moment, and print (as JSON) all it
+# wrote to the terminal and its exit status. For tests of what a command does on a terminal.
+# Usage: python3 in-terminal.py <line to type> <command> [args...]
+import json, os, pty, select, sys, time
+
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+out = b""
+
+
+def read_for(seconds):
+    global out
+    end = time.time() + seconds
+    while time.time() < end:
+        ready, _, _ = select.select([fd], [], [], 0.05)
+        if ready:
+            try:
+                out += os.read(fd, 4096)
+            except OSError:
+                return
+
+
+read_for(1.0)
+os.write(fd, sys.argv[1].encode() + b"\r")
+read_for(3.0)
+_, status = os.waitpid(pid, 0)
+print(json.dumps({"output": out.decode("utf8", "replace"), "code": os.waitstatus_to_exitcode(status)}))
