@@ -335,17 +335,30 @@ function askPassword(): Promise<string> {
     stdin.setRawMode(true);
     stdin.setEncoding("utf8");
     let typed = "";
+    // (Raw mode turns the keyboard's signals off; one sent otherwise must not leave the terminal raw.)
+    const restore = () => stdin.setRawMode(false);
+    const interrupted = (signal: NodeJS.Signals) => {
+      restore();
+      process.stderr.write("\n");
+      process.exit(128 + (osConstants.signals[signal] ?? 1));
+    };
+    const signals: NodeJS.Signals[] = ["SIGHUP", "SIGQUIT", "SIGTERM", "SIGINT"];
+    for (const signal of signals) process.once(signal, interrupted);
     const done = (password: string) => {
-      stdin.setRawMode(false);
+      restore();
+      for (const signal of signals) process.off(signal, interrupted);
       stdin.pause();
       stdin.off("data", onData);
       process.stderr.write("\n");
       resolve(password);
     };
     const onData = (text: string) => {
+      // (A key that sends an escape sequence, an arrow, is no part of a password: the chunk is dropped.)
+      if (text.startsWith("\u001b")) return;
       for (const c of text) {
         if (c === "\r" || c === "\n") return done(typed);
-        if (c === "\u0003" || c === "\u0004") return done(""); // Ctrl-C, Ctrl-D: nothing
+        if (c === "\u0003") return interrupted("SIGINT"); // Ctrl-C
+        if (c === "\u0004") return done(""); // Ctrl-D: nothing typed
         if (c === "\u007f" || c === "\b") typed = typed.slice(0, -1);
         else if (c >= " ") typed += c;
       }

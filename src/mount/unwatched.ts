@@ -96,10 +96,14 @@ export class UnwatchedPaths {
   forget(absolute: string): void {
     this.#files.delete(absolute);
     this.#dirs.delete(absolute);
-    const parent = path.dirname(absolute);
-    const siblings = this.#under.get(parent);
-    siblings?.delete(absolute);
-    if (siblings?.size === 0) this.#under.delete(parent);
+    // Out of the index, and so is each directory above that leads to nothing looked at any more.
+    for (let child = absolute, parent = path.dirname(child); parent !== child; child = parent, parent = path.dirname(child)) {
+      const siblings = this.#under.get(parent);
+      siblings?.delete(child);
+      if (siblings === undefined || siblings.size > 0) break;
+      this.#under.delete(parent);
+      if (this.#files.has(parent) || this.#dirs.has(parent)) break;
+    }
     const children = this.#under.get(absolute);
     if (!children) return;
     this.#under.delete(absolute);

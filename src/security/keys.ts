@@ -65,7 +65,10 @@ export async function writeKeyFiles(basename: string, pair: KeyPair, overwrite =
     `public-key = "${pair.publicKey}"\n` +
     `secret-key = "${pair.secretKey}"\n`;
   // The directory they go in is made (mode 0700: it holds a secret), as an inbox's is.
-  await mkdir(path.dirname(path.resolve(secretFile)), { recursive: true, mode: 0o700 }).catch((e: unknown) => exists(e, secretFile));
+  const dir = path.dirname(path.resolve(secretFile));
+  await mkdir(dir, { recursive: true, mode: 0o700 }).catch((e: unknown) => {
+    throw new KeyError(`cannot make directory ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  });
   // Secret first, created with mode 0600 from the start (never briefly readable by others).
   if (!overwrite) {
     // (Neither may be there: a refusal leaves the pair as it was, not a new secret beside an old public key.)
@@ -82,6 +85,12 @@ export async function writeKeyFiles(basename: string, pair: KeyPair, overwrite =
   } else {
     // Replaced by a new file renamed over the old: never written into what is there (a file someone else
     // owns would then hold our secret, and stay theirs; a symlink would lead the key anywhere).
+    // (Neither a directory, say, which only the second rename would find: the new secret would then
+    // stand beside the old public key.)
+    for (const file of [secretFile, publicFile]) {
+      const there = await lstat(file).catch(() => undefined);
+      if (there && !there.isFile() && !there.isSymbolicLink()) throw new KeyError(`cannot replace ${file}: not a file`);
+    }
     await replaceFile(secretFile, secretText, 0o600).catch((e: unknown) => exists(e, secretFile));
     await replaceFile(publicFile, pair.publicKey + "\n", 0o644).catch((e: unknown) => exists(e, publicFile));
   }

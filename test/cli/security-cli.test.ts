@@ -72,6 +72,16 @@ describe("cli security", () => {
     expect(run(["keygen", "--out", nested]).code).toBe(0);
     expect((await stat(`${nested}.key`)).mode & 0o777).toBe(0o600);
     expect((await stat(path.dirname(nested))).mode & 0o777).toBe(0o700);
+    // A file on the way is said as such, not as a key that exists.
+    const blocked = run(["keygen", "--out", path.join(`${nested}.pub`, "server")]);
+    expect([blocked.code, blocked.stderr]).toEqual([1, `fmq: cannot make directory ${nested}.pub: EEXIST\n`]);
+    // --force over a .pub that cannot be replaced (a directory) replaces neither.
+    const keyBefore = await readFile(`${nested}.key`, "utf8");
+    await rm(`${nested}.pub`);
+    await mkdir(`${nested}.pub`);
+    const forced = run(["keygen", "--out", nested, "--force"]);
+    expect([forced.code, forced.stderr]).toEqual([1, `fmq: cannot replace ${nested}.pub: not a file\n`]);
+    expect(await readFile(`${nested}.key`, "utf8")).toBe(keyBefore);
   });
 
   it("cli security - publish --curve-secret --allow and subscribe --curve-server --curve-secret deliver; an unlisted key gets a clear error at once", async () => {
