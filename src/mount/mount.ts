@@ -308,9 +308,9 @@ export class Mount extends EventEmitter<MountEvents> {
   readonly #unwatched = new UnwatchedPaths({
     changed: (absolute, stats) => {
       if (this.#closed) return;
-      if (!stats.isDirectory()) return this.#changed(absolute, stats);
-      // (A file replaced by a directory: the watcher is asked to watch it; looked at too if it cannot.)
-      this.#unwatched.forget(absolute);
+      // (A file replaced by a directory: no longer looked at as a file; the watcher is asked to watch it,
+      // and if it cannot, it is looked at as a directory.)
+      if (stats.isDirectory()) this.#unwatched.forget(absolute);
       this.#changed(absolute, stats);
     },
     appeared: (absolute) => {
@@ -379,7 +379,8 @@ export class Mount extends EventEmitter<MountEvents> {
           const count = this.#unwatched.size;
           if (count < this.#notWatchedSaid * 1.1 || this.#closed) return;
           this.#notWatchedSaid = count;
-          this.emit("error", new MountError(`${count} paths under ${this.root} are not watched (limit of inotify watches): each is looked at every ${Math.ceil(this.#unwatched.periodMs / 1000)} s`));
+          const paths = count === 1 ? "1 path under" : `${count} paths under`;
+          this.emit("error", new MountError(`${paths} ${this.root} ${count === 1 ? "is" : "are"} not watched (limit of inotify watches): each is looked at every ${Math.ceil(this.#unwatched.periodMs / 1000)} s`));
         }, 2000);
       },
       () => undefined, // (gone: the watcher says so, or the directory it was in is looked at)
