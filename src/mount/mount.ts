@@ -41,9 +41,10 @@ export interface MountEvents {
   deleted: [vpath: string];
   /**
    * Something the publisher should be told and that stops nothing: a name not published and why, a
-   * directory that went or came back. (An EventEmitter throws an "error" with no listener: listen.)
+   * directory that went or came back, the watcher's own trouble. (Not "error": an EventEmitter throws
+   * an "error" nobody listens to, and none of these is worth a crash.)
    */
-  error: [error: Error];
+  warning: [error: Error];
 }
 
 export interface MountOptions {
@@ -140,14 +141,14 @@ export class Mount extends EventEmitter<MountEvents> {
       const failed = error as NodeJS.ErrnoException;
       // (The system's limit of watches: that path is looked at in turn instead.)
       if (failed.code === "ENOSPC" && failed.syscall === "watch" && typeof failed.path === "string") return this.#notWatched(failed.path);
-      this.emit("error", error instanceof Error ? error : new Error(String(error)));
+      this.emit("warning", error instanceof Error ? error : new Error(String(error)));
     });
     return new Promise((resolve) =>
       watcher.once("ready", () => {
         this.#scanned = true;
         resolve();
         // What the watcher skips without a word, said once (at most 100 lines).
-        void reportUnpublishable(this.root, 100, (message) => this.emit("error", new MountError(message)), (dir) => this.#unreadable.add(dir));
+        void reportUnpublishable(this.root, 100, (message) => this.emit("warning", new MountError(message)), (dir) => this.#unreadable.add(dir));
       }),
     );
   }
@@ -361,7 +362,7 @@ export class Mount extends EventEmitter<MountEvents> {
         }
       }
       this.emit(
-        "error",
+        "warning",
         new MountError(
           `the system's limit of inotify watches is reached${limit}: what cannot be watched under ${this.root} is looked at every few seconds instead (for events, raise it: sysctl fs.inotify.max_user_watches=1048576, then restart)`,
         ),
@@ -380,7 +381,7 @@ export class Mount extends EventEmitter<MountEvents> {
           if (count < this.#notWatchedSaid * 1.1 || this.#closed) return;
           this.#notWatchedSaid = count;
           const paths = count === 1 ? "1 path under" : `${count} paths under`;
-          this.emit("error", new MountError(`${paths} ${this.root} ${count === 1 ? "is" : "are"} not watched (limit of inotify watches): each is looked at every ${Math.ceil(this.#unwatched.periodMs / 1000)} s`));
+          this.emit("warning", new MountError(`${paths} ${this.root} ${count === 1 ? "is" : "are"} not watched (limit of inotify watches): each is looked at every ${Math.ceil(this.#unwatched.periodMs / 1000)} s`));
         }, 2000);
       },
       () => undefined, // (gone: the watcher says so, or the directory it was in is looked at)
@@ -434,7 +435,7 @@ export class Mount extends EventEmitter<MountEvents> {
    */
   #lost(watcher: FSWatcher): void {
     if (watcher !== this.#watcher || this.#lookingForRoot) return;
-    this.emit("error", new MountError(`${this.root} was removed: nothing is published from it until it is back`));
+    this.emit("warning", new MountError(`${this.root} was removed: nothing is published from it until it is back`));
     this.#lookingForRoot = setInterval(() => {
       void stat(this.root).then(
         async (stats) => {
@@ -443,7 +444,7 @@ export class Mount extends EventEmitter<MountEvents> {
           this.#lookingForRoot = undefined;
           await watcher.close();
           if (this.#closed) return;
-          this.emit("error", new MountError(`${this.root} is back: publishing it again`));
+          this.emit("warning", new MountError(`${this.root} is back: publishing it again`));
           await this.start();
         },
         () => undefined,
@@ -546,7 +547,7 @@ export class Mount extends EventEmitter<MountEvents> {
     if (this.#refusedNames.has(relative) || this.#refusedNames.size > 100) return;
     this.#refusedNames.add(relative);
     const message = this.#refusedNames.size > 100 ? "more names could not be published (first 100 above)" : `not published: "${relative}": ${reason} (subscribers refuse such names)`;
-    this.emit("error", new MountError(message));
+    this.emit("warning", new MountError(message));
   }
 
   /** Directories we may not look into (their files stay published), looked at until we may. */
@@ -555,7 +556,7 @@ export class Mount extends EventEmitter<MountEvents> {
     (dir) => {
       if (this.#closed) return;
       if (dir === this.root) return void (this.#watcher && this.#lost(this.#watcher));
-      this.emit("error", new MountError(`${this.#shown(dir)} was removed while we could not look into it: what was in it is deleted`));
+      this.emit("warning", new MountError(`${this.#shown(dir)} was removed while we could not look into it: what was in it is deleted`));
       this.#goneUnder(this.#relative(dir));
     },
   );
@@ -578,7 +579,7 @@ export class Mount extends EventEmitter<MountEvents> {
       // (What we cannot do is look into its directory: said once per directory, not once per file.)
       const dir = path.dirname(absolute);
       if (!this.#unreadable.has(dir)) {
-        this.emit("error", new MountError(`cannot look into ${this.#shown(dir)} any more (${code}): what is in it is not taken for deleted`));
+        this.emit("warning", new MountError(`cannot look into ${this.#shown(dir)} any more (${code}): what is in it is not taken for deleted`));
         this.#unreadable.add(dir);
       }
       return false;
@@ -588,7 +589,7 @@ export class Mount extends EventEmitter<MountEvents> {
   /** We may look into `dir` again: the watcher scans it afresh, and what changed meanwhile is published. */
   #readableAgain(dir: string): void {
     if (this.#closed) return;
-    this.emit("error", new MountError(`can look into ${this.#shown(dir)} again: publishing what is in it`));
+    this.emit("warning", new MountError(`can look into ${this.#shown(dir)} again: publishing what is in it`));
     this.#rewatch(dir);
     // What went meanwhile was never reported gone: look at what we still publish from there.
     this.#goneFromUnder(dir);
@@ -663,7 +664,7 @@ export class Mount extends EventEmitter<MountEvents> {
   #shadowed(vpath: string): void {
     if (this.#saidShadowed) return;
     this.#saidShadowed = true;
-    this.emit("error", new MountError(`${this.root} has files under another mount's path (${vpath}): that mount's are published there, not these`));
+    this.emit("warning", new MountError(`${this.root} has files under another mount's path (${vpath}): that mount's are published there, not these`));
   }
   #saidShadowed = false;
 
@@ -690,7 +691,7 @@ export class Mount extends EventEmitter<MountEvents> {
       return;
     }
     if (real !== this.root && !real.startsWith(this.root + path.sep)) {
-      this.emit("error", new MountError(`not published: ${relative} leads outside ${this.root}`));
+      this.emit("warning", new MountError(`not published: ${relative} leads outside ${this.root}`));
       // (A published name that now leads outside is no longer what was published: its delete goes out.
       // A sighting made while we looked stays: it is checked in turn.)
       return this.#withdraw(relative);
@@ -699,7 +700,7 @@ export class Mount extends EventEmitter<MountEvents> {
     // Nor through a link to what is never published itself (a hidden file, subscribers' state), or to what
     // another mount owns (a subtree under its alias: not published from here).
     if (targetRelative !== relative && (isUnpublished(targetRelative) || this.options.isShadowed?.(joinVirtual(this.alias, targetRelative)))) {
-      this.emit("error", new MountError(`not published: ${relative} leads to ${targetRelative}, which is not published from here (hidden, fmq's own state, or another mount's)`));
+      this.emit("warning", new MountError(`not published: ${relative} leads to ${targetRelative}, which is not published from here (hidden, fmq's own state, or another mount's)`));
       return this.#withdraw(relative);
     }
     // (Another mount may have taken this path while we waited.)

@@ -210,7 +210,7 @@ export class Server extends EventEmitter<ServerEvents> {
         if (connection.wants(vpath)) connection.queue({ op: "delete", vpath });
       }
     });
-    mount.on("error", (error) => this.emit("warning", error.message));
+    mount.on("warning", (error) => this.emit("warning", error.message));
     // Listed before its scan: the mounts it shadows skip its subtree from now on.
     this.mounts.push(mount);
     try {

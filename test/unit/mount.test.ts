@@ -54,7 +54,7 @@ describe("mount", () => {
     const mount = await Mount.open(dir, "/", { stableMs: 10 });
     mounts.push(mount);
     const errors: string[] = [];
-    mount.on("error", (error) => errors.push(error.message));
+    mount.on("warning", (error) => errors.push(error.message));
     await mount.start();
     await waitFor(() => mount.files.has("/ok.txt") && errors.length >= 2, "ok.txt published, two names reported", 5000);
     expect(errors.sort()).toEqual([
@@ -63,6 +63,24 @@ describe("mount", () => {
     ]);
     expect([...mount.files.keys()]).toEqual(["/ok.txt"]);
   });
+  it("mount - used as a library with no listener, a warning (a name that cannot be published) is not thrown: the rest is published", async () => {
+    const dir = await tempDir("fmq-mount-");
+    await writeFile(path.join(dir, "ok.txt"), "ok");
+    await writeFile(path.join(dir, "back\\slash.txt"), "refused by subscribers, so not published");
+    const mount = await Mount.open(dir, "/", { stableMs: 10 });
+    mounts.push(mount);
+    const said: string[] = [];
+    const spy = mount.emit.bind(mount);
+    mount.emit = ((event: string, ...args: unknown[]) => {
+      if (event === "warning") said.push((args[0] as Error).message);
+      return spy(event as "warning", ...(args as [Error]));
+    }) as typeof mount.emit;
+    await mount.start();
+    await waitFor(() => mount.files.has("/ok.txt") && said.length > 0, "ok.txt published, the name reported", 5000);
+    expect(said[0]).toMatch(/^not published: "back\\slash\.txt"/);
+    expect([...mount.files.keys()]).toEqual(["/ok.txt"]);
+  });
+
   it("mount - a symlink to a hidden file is not published; a published name swapped for a link out of the mount is deleted, with a reason for each", async () => {
     const dir = await tempDir("fmq-mount-");
     const outside = await tempDir("fmq-mount-outside-");
@@ -75,7 +93,7 @@ describe("mount", () => {
     mounts.push(mount);
     const errors: string[] = [];
     const deleted: string[] = [];
-    mount.on("error", (error) => errors.push(error.message));
+    mount.on("warning", (error) => errors.push(error.message));
     mount.on("deleted", (vpath) => deleted.push(vpath));
     await mount.start();
     await waitFor(() => mount.files.has("/plain.txt") && errors.length >= 1, "plain.txt published, the link refused", 5000);
@@ -97,7 +115,7 @@ describe("mount", () => {
     mounts.push(mount);
     const deleted: string[] = [];
     mount.on("deleted", (vpath) => deleted.push(vpath));
-    mount.on("error", () => undefined);
+    mount.on("warning", () => undefined);
     await mount.start();
     await waitFor(() => mount.files.size === 5, "the old files published", 5000);
     // At once, as a build's clean step does (no await between: the watcher sees it all as one burst).
@@ -122,7 +140,7 @@ describe("mount", () => {
     await writeFile(path.join(dir, "a", "b", "old.txt"), "old");
     const mount = await Mount.open(dir, "/", { stableMs: 10 });
     mounts.push(mount);
-    mount.on("error", () => undefined);
+    mount.on("warning", () => undefined);
     await mount.start();
     await waitFor(() => mount.files.has("/a/b/old.txt"), "old.txt published", 5000);
     renameSync(path.join(dir, "a"), path.join(dir, "a.old"));
@@ -138,7 +156,7 @@ describe("mount", () => {
     const mount = await Mount.open(dir, "/", { stableMs: 10 });
     mounts.push(mount);
     const errors: string[] = [];
-    mount.on("error", (error) => errors.push(error.message));
+    mount.on("warning", (error) => errors.push(error.message));
     await mount.start();
     await waitFor(() => mount.files.has("/f.txt"), "f.txt published", 5000);
     // The same kernel event as the directory's own removal: a rename of its name, seen by its own watch.
