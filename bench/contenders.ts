@@ -63,8 +63,10 @@ function freeMemoryNow(transfer: Transfer): void {
 interface Pipeline {
   readonly contender: string;
   readonly rep: number;
-  /** Spawns the server and resolves once it is ready to serve. */
-  /** `leftovers`: directories the setting wrote (a warm-up's inbox), removed before the timed run's scratch step. */
+  /**
+   * Spawns the server and resolves once it is ready to serve. `leftovers`: directories the setting wrote
+   * (a warm-up's inbox), removed before the timed run's scratch step.
+   */
   readonly startServer: () => Promise<{ server: Proc; extra: Record<string, unknown>; others?: Proc[]; leftovers?: string[] }>;
   /** Spawns receiver k. */
   readonly startClient: (k: number) => Proc;

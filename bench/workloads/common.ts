@@ -28,11 +28,6 @@ export interface Context {
 }
 
 /**
- * Run every contender `reps` times. `warm` reads the sources into the page cache again; it is called
- * before a run if the page cache was dropped since the sources were last read (see CpuMeter), so that
- * every contender still starts from a warm cache.
- */
-/**
  * The order of repetition `rep` (from 1): rotated by one more each time, and reversed every other time.
  * Rotation alone keeps every contender behind the same neighbour (what that one leaves behind: memory
  * just freed, a warm-up's output deleted) in all but one repetition; reversal puts it behind the other.
@@ -42,6 +37,11 @@ export function orderFor<T>(contenders: readonly T[], rep: number): T[] {
   return rep % 2 === 0 ? rotated.reverse() : rotated;
 }
 
+/**
+ * Run every contender `reps` times. `warm` reads the sources into the page cache again; it is called
+ * before a run if the page cache was dropped since the sources were last read (see CpuMeter), so that
+ * every contender still starts from a warm cache.
+ */
 export async function repeat(label: string, contenders: readonly Contender[], ctx: Context, warm?: () => Promise<void>): Promise<Run[]> {
   const runs: Run[] = [];
   const reps = ctx.config.reps;

@@ -221,8 +221,7 @@ export class Mount extends EventEmitter<MountEvents> {
         // Nothing watches its parent, so the watcher never learns it went: our record and the watcher's of
         // what was under it go now, or a directory made again there would have its subdirectories taken
         // as known, and never watched (rm -rf build; make).
-        const prefix = absolute + path.sep;
-        for (const dir of [...this.#directories.keys()]) if (dir.startsWith(prefix)) this.#directories.delete(dir);
+        this.#forgetDirectoriesUnder(absolute);
       }
       this.#goneFromListed(absolute);
       // A file of its name there now: the watcher, which took it for the directory (and, where the
@@ -279,10 +278,15 @@ export class Mount extends EventEmitter<MountEvents> {
    * mkdir -p a/b); then it is watched afresh.
    */
   #watchAfresh(dir: string): void {
-    const prefix = dir + path.sep;
-    for (const known of [...this.#directories.keys()]) if (known.startsWith(prefix)) this.#directories.delete(known);
+    this.#forgetDirectoriesUnder(dir);
     if (this.#watcherForget(dir)) this.#watcher?.add(dir);
     else this.#rewatch(dir);
+  }
+
+  /** Our record of the directories under `dir` goes (the watcher's addDir brings back what is there). */
+  #forgetDirectoriesUnder(dir: string): void {
+    const prefix = dir + path.sep;
+    for (const known of [...this.#directories.keys()]) if (known.startsWith(prefix)) this.#directories.delete(known);
   }
 
   /**

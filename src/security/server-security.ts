@@ -74,9 +74,9 @@ export class ServerSecurity {
   }
 
   /**
-   * Handshakes that fail before the ZAP handler is asked (a client with the wrong server key, another
-   * mechanism, or garbage) are reported by libzmq on the socket's monitor only: said too, as the
-   * handler's refusals are. libzmq names the endpoint they came in on, not the peer; and a client
+   * Handshakes that fail before the ZAP handler is asked (a client with the wrong server key, or
+   * garbage) are reported by libzmq on the socket's monitor only: said too, as the handler's refusals
+   * are. libzmq names the endpoint they came in on, not the peer; and a client
    * retries every second or so: each reason is said once a minute at most.
    */
   watch(socket: Router): void {

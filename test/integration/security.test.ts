@@ -74,6 +74,14 @@ function rawPeer(endpoint: string, options: ConstructorParameters<typeof RawPeer
   return peer;
 }
 
+/** A raw peer that has said OHAI and been answered OHAI-OK (logged in, with PLAIN options). */
+async function greeted(endpoint: string, options: ConstructorParameters<typeof RawPeer>[1]): Promise<RawPeer> {
+  const peer = rawPeer(endpoint, options);
+  await peer.send({ id: "OHAI", protocol: "FILEMQ", version: 2 });
+  await peer.expect("OHAI_OK");
+  return peer;
+}
+
 const MARKER = "FMQ-PLAINTEXT-MARKER-7d1c2a";
 
 describe("CURVE", () => {
@@ -230,9 +238,7 @@ describe("PLAIN", () => {
   it("security - ICANHAZ for a forbidden path gets SRSLY on the wire (RFC 35), and the session goes on", async () => {
     const setup = await startServer({ policy: await policy(false) }, mounts);
     const routingId = "fmq-raw-alice-1";
-    const peer = rawPeer(setup.endpoint, { routingId, plainUsername: `alice#${routingId}`, plainPassword: "wonderland" });
-    await peer.send({ id: "OHAI", protocol: "FILEMQ", version: 2 });
-    await peer.expect("OHAI_OK");
+    const peer = await greeted(setup.endpoint, { routingId, plainUsername: `alice#${routingId}`, plainPassword: "wonderland" });
     await peer.send({ id: "ICANHAZ", path: "/bob", options: new Map(), cache: new Map() });
     expect((await peer.expect("SRSLY")).reason).toBe("access denied: /bob");
     await peer.send({ id: "ICANHAZ", path: "/alice", options: new Map(), cache: new Map() });
@@ -244,9 +250,7 @@ describe("PLAIN", () => {
 
   it("security - a PLAIN client that does not tell its routing id reads only what every account may read", async () => {
     const setup = await startServer({ policy: await policy(false) }, mounts);
-    const peer = rawPeer(setup.endpoint, { plainUsername: "alice", plainPassword: "wonderland" });
-    await peer.send({ id: "OHAI", protocol: "FILEMQ", version: 2 });
-    await peer.expect("OHAI_OK");
+    const peer = await greeted(setup.endpoint, { plainUsername: "alice", plainPassword: "wonderland" });
     await peer.send({ id: "ICANHAZ", path: "/alice", options: new Map(), cache: new Map() });
     expect((await peer.expect("SRSLY")).reason).toBe("access denied: /alice");
     await peer.send({ id: "ICANHAZ", path: "/public", options: new Map(), cache: new Map() });
@@ -256,9 +260,7 @@ describe("PLAIN", () => {
   it("security - a routing id claimed by one user cannot be taken over by another", async () => {
     const setup = await startServer({ policy: await policy(false) }, mounts);
     const routingId = "fmq-shared-id";
-    const alice = rawPeer(setup.endpoint, { routingId, plainUsername: `alice#${routingId}`, plainPassword: "wonderland" });
-    await alice.send({ id: "OHAI", protocol: "FILEMQ", version: 2 });
-    await alice.expect("OHAI_OK");
+    const alice = await greeted(setup.endpoint, { routingId, plainUsername: `alice#${routingId}`, plainPassword: "wonderland" });
     const bob = rawPeer(setup.endpoint, { routingId, plainUsername: `bob#${routingId}`, plainPassword: "builder" });
     await bob.send({ id: "OHAI", protocol: "FILEMQ", version: 2 });
     await expect(bob.expect("OHAI_OK", 500)).rejects.toThrow(/nothing arrived/);
@@ -271,17 +273,13 @@ describe("PLAIN", () => {
   it("security - a routing id's login goes with its connection: another user who later connects with that id reads as himself, not as the first", async () => {
     const setup = await startServer({ policy: await policy(false) }, mounts);
     const routingId = "fmq-alice-earlier";
-    const alice = rawPeer(setup.endpoint, { routingId, plainUsername: `alice#${routingId}`, plainPassword: "wonderland" });
-    await alice.send({ id: "OHAI", protocol: "FILEMQ", version: 2 });
-    await alice.expect("OHAI_OK");
+    const alice = await greeted(setup.endpoint, { routingId, plainUsername: `alice#${routingId}`, plainPassword: "wonderland" });
     await alice.send({ id: "ICANHAZ", path: "/alice", options: new Map(), cache: new Map() });
     await alice.expect("ICANHAZ_OK");
     await alice.close();
     await waitFor(() => setup.server.clients === 0, "alice's connection forgotten", DEADLINE);
     // Bob, with his own password, on the routing id alice used (PLAIN sends it in clear).
-    const bob = rawPeer(setup.endpoint, { routingId, plainUsername: `bob#other-${routingId}`, plainPassword: "builder" });
-    await bob.send({ id: "OHAI", protocol: "FILEMQ", version: 2 });
-    await bob.expect("OHAI_OK");
+    const bob = await greeted(setup.endpoint, { routingId, plainUsername: `bob#other-${routingId}`, plainPassword: "builder" });
     await bob.send({ id: "ICANHAZ", path: "/alice", options: new Map(), cache: new Map() });
     expect((await bob.expect("SRSLY")).reason).toBe("access denied: /alice");
   });
