@@ -110,6 +110,37 @@ describe("disk full", () => {
     expect(delivered.find((d) => d.path === "big.bin")!.received).toBeLessThan(6 * MiB);
   });
 
+  it("disk full - a small file that only partly fits is not placed cut short: it fails, and arrives whole once there is room", async (ctx) => {
+    const disk = await smallDisk(MiB);
+    if (typeof disk !== "string") return ctx.skip(disk.skip);
+    const src = await tempDir();
+    await writeFile(path.join(src, "first.txt"), "a line for the journal\n");
+    const endpoint = await serve(src);
+    const inbox = path.join(disk, "inbox");
+    const { client, errors, delivered } = clientInto(endpoint, inbox);
+    await client.subscribe("/");
+    client.connect();
+    await waitFor(() => delivered.length === 1, "first.txt delivered");
+    // Two pages left: a 40 KiB file's write is short (8 KiB written), not refused. The journal's last
+    // page has room for a line, so nothing else stops a file cut short from being placed.
+    const free = () => {
+      const fs = statfsSync(disk);
+      return fs.bavail * fs.bsize;
+    };
+    const filler = path.join(disk, "filler.bin");
+    await writeFile(filler, Buffer.alloc(free() - 8192));
+    expect(free()).toBe(8192);
+    await writeRandomFile(path.join(src, "small.bin"), 40 * 1024);
+    await waitFor(() => errors.some((e) => /^small\.bin: disk full \(ENOSPC\)/.test(e)), "the disk-full error");
+    expect(delivered.map((d) => d.path)).toEqual(["first.txt"]);
+    expect((await readdir(inbox)).sort()).toEqual([".fmq", "first.txt"]);
+    expect(await readdir(path.join(inbox, ".fmq", "partial"))).toEqual([]);
+    await rm(filler);
+    // The subscription is sent again 5 s after the failure.
+    await waitFor(() => delivered.some((d) => d.path === "small.bin"), "small.bin delivered", 20_000);
+    expect(await sha256File(path.join(inbox, "small.bin"))).toBe(await sha256File(path.join(src, "small.bin")));
+  });
+
   it("disk full - with no room even for the inbox's journal, files fail (not delivered unrecorded), the client carries on, and they arrive once there is room", async (ctx) => {
     const disk = await smallDisk(MiB);
     if (typeof disk !== "string") return ctx.skip(disk.skip);
