@@ -3,7 +3,7 @@
 
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { lstat, mkdir, readFile, readdir, readlink, realpath, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { lstat, mkdir, readFile, readdir, readlink, realpath, rename, rm, stat, symlink, truncate, writeFile } from "node:fs/promises";
 import path from "node:path";
 import readline from "node:readline";
 import { fileURLToPath } from "node:url";
@@ -1189,6 +1189,47 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     // Delays 0, 100, 250, 500, 1000 ms: at most 6 sessions in 2.5 s (there were hundreds).
     expect(sessions).toBeGreaterThanOrEqual(3);
     expect(sessions).toBeLessThanOrEqual(6);
+  });
+
+  it("client - caches a server has still to read stay within 32 MiB: a third subscription of 11.5 MiB waits for an answer to the first", async () => {
+    // Three inboxes each holding 360 sparse files of 2 GiB with their block hashes (32 KiB of hex each):
+    // every subscription's cache is about 11.5 MiB, under the 12 MiB a cache may take, and all three
+    // together more than a server takes waiting from one client (ours: max-pending-bytes).
+    const r = await router();
+    const root = await tempDir();
+    const size = 2 * 1024 * MiB;
+    const blocks = "0123456789abcdef".repeat(size / MiB);
+    for (const name of ["a", "b", "c"]) {
+      const inbox = path.join(root, `inbox-${name}`);
+      await mkdir(path.join(inbox, ".fmq"), { recursive: true });
+      const manifest = await Manifest.load(path.join(inbox, ".fmq"));
+      for (let i = 0; i < 360; i++) {
+        await writeFile(path.join(inbox, `f${i}`), "");
+        await truncate(path.join(inbox, `f${i}`), size);
+        manifest.delivered(`f${i}`, { vpath: `/${name}/f${i}`, size, hash: "0123456789abcdef", blocks });
+      }
+      manifest.close();
+    }
+    const h = makeClient({ endpoint: r.endpoint, inbox: path.join(root, "inbox"), heartbeatMs: 100, timeoutMs: 10_000 });
+    for (const name of ["a", "b", "c"]) await h.client.subscribe(`/${name}`, path.join(root, `inbox-${name}`));
+    h.client.connect();
+    const [rid, ohai] = await r.receive();
+    expect(ohai.id).toBe("OHAI");
+    await r.send(rid, { id: "OHAI_OK" });
+    const [, first] = await r.next("ICANHAZ", { from: rid });
+    const [, second] = await r.next("ICANHAZ", { from: rid });
+    expect([first.path, second.path]).toEqual(["/a", "/b"]);
+    expect([first.cache.size, second.cache.size]).toEqual([360, 360]);
+    await quietFor(300);
+    expect(r.pending("ICANHAZ")).toEqual([]);
+    await r.send(rid, { id: "ICANHAZ_OK" });
+    const [, third] = await r.next("ICANHAZ", { from: rid });
+    expect(third.path).toBe("/c");
+    expect(third.cache.size).toBe(360);
+    await r.send(rid, { id: "ICANHAZ_OK" });
+    await r.send(rid, { id: "ICANHAZ_OK" });
+    await waitFor(() => h.subscribed.length === 3, "subscribed three times", SOON, 5);
+    expect(h.errors).toEqual([]);
   });
 
   it("client - RTFM: reports disconnected, reconnects on a NEW socket, OHAI again, then replays every ICANHAZ with what the inbox holds", async () => {
