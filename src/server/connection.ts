@@ -566,6 +566,8 @@ export function reasonOf(arg: EventArg): string {
   if (typeof arg === "string") text = arg;
   else if (arg instanceof Error) text = arg.message;
   else if (arg && "id" in arg) text = `unexpected ${arg.id}`;
+  // (Through UTF-8 either way: a lone surrogate, e.g. an emoji cut in two by whoever made the text, has
+  // no UTF-8 form and would make the whole message unsendable; it becomes U+FFFD.)
   const bytes = Buffer.from(text);
-  return bytes.length <= 255 ? text : bytes.subarray(0, 252).toString().replace(/\uFFFD$/, "") + "...";
+  return bytes.length <= 255 ? bytes.toString() : bytes.subarray(0, 252).toString().replace(/\uFFFD$/, "") + "...";
 }
