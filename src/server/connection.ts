@@ -4,7 +4,7 @@
 import { Engine, type Actions } from "../fsm/engine.js";
 import { SendCredit } from "../flow/credit.js";
 import { encode } from "../protocol/codec.js";
-import { Operation, isMessageName, type Icanhaz, type Message, type Nom } from "../protocol/messages.js";
+import { MAX_DICTIONARY_ENTRIES, Operation, isMessageName, type Icanhaz, type Message, type Nom } from "../protocol/messages.js";
 import { Capability, LONG_NAME_KEY, SubscribeOption, isSha1Digest, parseCacheEntry } from "../protocol/extensions.js";
 import type { DecodeError } from "../protocol/errors.js";
 import { covers, joinVirtual, normaliseVirtualPath, relativeTo, unsafeRelativeReason } from "../paths.js";
@@ -68,6 +68,21 @@ type Patch =
  */
 const SMALL_RUN_FILES = 64;
 
+/**
+ * Deletes queued in one session for names the client's caches list and the server does not have, at
+ * most: a whole cache's worth (MAX_DICTIONARY_ENTRIES), and names of at most this many bytes (UTF-16
+ * units, close enough). A delete a client misses this way comes with its next session.
+ */
+const MAX_GONE_NAMES = MAX_DICTIONARY_ENTRIES;
+const MAX_GONE_NAME_BYTES = 32 * 1024 * 1024;
+const MiB = 1024 * 1024;
+
+/** The name of `vpath` under `path` as a cache lists it (joinVirtual(path, name) === vpath), if any. */
+function nameBelow(path: string, vpath: string): string | undefined {
+  if (path === "/") return vpath.startsWith("/") ? vpath.slice(1) : undefined;
+  return vpath.length > path.length + 1 && vpath.startsWith(path) && vpath.charCodeAt(path.length) === 0x2f ? vpath.slice(path.length + 1) : undefined;
+}
+
 /** Cache entries handled between two turns of the event loop (about 10 ms of work). */
 const YIELD_EVERY = 2000;
 const yieldToOthers = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -104,6 +119,8 @@ export class Connection {
   readonly #holdings = new Map<string, Holding>();
   /** Cache entries (vpath -> value) of files the server has seen but not yet published. */
   readonly #retained = new Map<string, string>();
+  /** Deletes this session queued for names a cache listed and we do not have (see MAX_GONE_NAMES). */
+  #goneNames = { count: 0, bytes: 0, said: false };
 
   constructor(
     readonly key: string,
@@ -196,6 +213,7 @@ export class Connection {
     this.#setCaps(new Set());
     this.#holdings.clear();
     this.#retained.clear();
+    this.#goneNames = { count: 0, bytes: 0, said: false };
     void this.#closeCursor();
   }
 
@@ -232,6 +250,8 @@ export class Connection {
   async #queueExistingNow(message: Icanhaz): Promise<void> {
     const path = normaliseVirtualPath(message.path);
     if (path === undefined) return;
+    // Keyed by the name below the path, as it came: a full path per entry (the path may be 4 KiB long)
+    // would cost a copy of the path per name, hundreds of MiB for one hostile cache (an audit).
     const cache = new Map<string, string>();
     // A cache may list 200,000 names (MAX_DICTIONARY_ENTRIES), a mount hold as many files: let other
     // clients' messages in every so often (and stop if this client is gone meanwhile).
@@ -250,7 +270,7 @@ export class Connection {
       if (name === undefined) continue;
       const relative = name.startsWith("/") ? relativeTo(path, name) : name;
       if (relative === undefined || unsafeRelativeReason(relative)) continue;
-      cache.set(joinVirtual(path, relative), value);
+      cache.set(relative, value);
     }
     const plans: { vpath: string; patch: Patch | undefined }[] = [];
     for (const file of this.host.filesNear(path)) {
@@ -258,8 +278,10 @@ export class Connection {
       // must not hold everyone else up while they are gone through.)
       if (await pause()) return;
       if (!covers(path, file.vpath)) continue;
-      const value = cache.get(file.vpath);
-      cache.delete(file.vpath);
+      // (A file that is the path itself, asked for again by name, has no name below it in a cache.)
+      const name = nameBelow(path, file.vpath);
+      const value = name === undefined ? undefined : cache.get(name);
+      if (name !== undefined) cache.delete(name);
       plans.push({ vpath: file.vpath, patch: await this.#planFor(file, value) });
     }
     // What remains in the cache is held by the client and gone from the server; unless the server has
@@ -267,8 +289,9 @@ export class Connection {
     // applied when the file is published, so a restarted publisher neither deletes nor re-sends it.
     // Deletes go first: a file that became a directory of its name while the client was away (or the
     // other way round) is out of the way before what replaced it comes (a review: it never came).
-    for (const [vpath, value] of cache) {
+    for (const [name, value] of cache) {
       if (await pause()) return;
+      const vpath = joinVirtual(path, name);
       // Published while we let others in, after the scan above went by: planned as the others (the mount
       // queued its create meanwhile; the cache's word wins below). Not a delete, nor sent again whole.
       const published = this.host.file(vpath);
@@ -278,7 +301,18 @@ export class Connection {
       }
       this.#holdings.delete(vpath);
       if (this.host.waiting?.(vpath)) this.#retained.set(vpath, value);
-      else if (!this.#queue.has(vpath)) this.#queue.set(vpath, { op: "delete", vpath });
+      else if (!this.#queue.has(vpath)) {
+        // Bounded: a client may list names we never had, cache after cache, and their deletes wait behind
+        // a file it gives no credit for. Past the bound the rest wait for its next session.
+        if (this.#goneNames.count >= MAX_GONE_NAMES || this.#goneNames.bytes + vpath.length > MAX_GONE_NAME_BYTES) {
+          if (!this.#goneNames.said) this.host.warn(`client ${this.key}: its caches list more than ${MAX_GONE_NAMES} names, or ${MAX_GONE_NAME_BYTES / MiB} MiB of names, that are not on this server: deletes for the rest wait for its next session`);
+          this.#goneNames.said = true;
+          break;
+        }
+        this.#goneNames.count++;
+        this.#goneNames.bytes += vpath.length;
+        this.#queue.set(vpath, { op: "delete", vpath });
+      }
     }
     for (const { vpath, patch } of plans) {
       // What this cache says wins over a create queued meanwhile (a file published while we let others

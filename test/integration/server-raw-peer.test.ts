@@ -1223,6 +1223,37 @@ describe("server with a scripted raw peer", () => {
     await honest.expect("ICANHAZ_OK");
   });
 
+  it("server - deletes for cached names the server never had are bounded per session (32 MiB of names): a client listing names cache after cache behind a file it gives no credit for cannot grow the server", async () => {
+    // (Found by an audit: every such name was queued as a delete with a copy of the path, 4 KiB here,
+    // and nothing bounded them: 860 MiB more per ICANHAZ.)
+    const { server, endpoint, warnings } = await startServer({}, { files: { "big.bin": randomBytes(100_000) } });
+    await published(server, 1);
+    const p = peer(endpoint);
+    await p.open();
+    await p.icanhaz("/");
+    await p.expect("ICANHAZ_OK");
+    const long = `/${Array(16).fill("d".repeat(249)).join("/")}`;
+    for (let round = 0; round < 3; round++) {
+      const cache = new Map(Array.from({ length: 20_000 }, (_, i) => [`r${round}-${i}`, ""] as const));
+      await p.send({ id: "ICANHAZ", path: long, options: new Map(), cache });
+      await p.expect("ICANHAZ_OK");
+    }
+    expect(warnings.filter((w) => /not on this server: deletes for the rest wait for its next session/.test(w))).toHaveLength(1);
+    await p.nom(1024 * 1024);
+    let deletes = 0;
+    let created = 0;
+    for (let m = await p.next(); m !== undefined; m = await p.next(1000)) {
+      if (m.id !== "CHEEZBURGER") throw new Error(`unexpected ${describeMessage(m)}`);
+      if (m.operation === Operation.DELETE) deletes++;
+      else if (m.eof === 1) created++;
+    }
+    // As many as 32 MiB of names allow (each about 4 KiB), and the file.
+    const name = long.length + "/r0-00000".length;
+    expect(deletes).toBeGreaterThan(Math.floor((32 * 1024 * 1024) / name) - 10);
+    expect(deletes).toBeLessThanOrEqual(Math.floor((32 * 1024 * 1024) / (long.length + 5)));
+    expect(created).toBe(1);
+  });
+
   it("server - a cache entry for a name over 255 bytes carries its name (hex) under a numbered key; a hostile or garbled one is ignored", async () => {
     const { server, endpoint } = await startServer({}, { files: { "here.txt": "here" } });
     await published(server, 1);
