@@ -112,6 +112,8 @@ type IcanhazKind = "subscribe" | "refetch" | "resync";
 
 /** Delay before opening socket number n of a run of failures (reset once a subscription is confirmed). */
 const RECONNECT_BACKOFF_MS = [0, 100, 250, 500, 1000, 2000];
+/** A session that lasted this long after a subscription was confirmed resets the backoff. */
+const SESSION_PROVEN_MS = 2000;
 
 /**
  * How far the machine may fall behind the reader (chunk bytes, or messages, waiting to be handled) before
@@ -164,6 +166,8 @@ export class Client extends EventEmitter<ClientEvents> {
   /** A transfer we refused (and asked for again whole): its remaining chunks are ignored. */
   #refused: string | undefined;
   #failedOpens = 0;
+  /** When this session's first subscription was confirmed (-Infinity once it delivered a file). */
+  #confirmedAt: number | undefined;
   /** This session's first NOM (with the hedge) has gone. */
   #hedged = false;
   readonly #inboxes = new Map<string, Promise<Inbox>>();
@@ -198,9 +202,8 @@ export class Client extends EventEmitter<ClientEvents> {
       "store subscription": (arg) => this.#storeSubscription(arg as string),
       "send ICANHAZ": (arg) => this.#sendIcanhaz(arg as string),
       "confirm subscription": () => {
-        // The session works: a failure now reconnects at once. (Not on OHAI-OK alone: a server that
-        // accepts every session and then answers RTFM had us reconnecting hundreds of times a second.)
-        this.#failedOpens = 0;
+        // The session works, if it lasts (see #openSocket).
+        this.#confirmedAt ??= Date.now();
         const request = this.#answered();
         if (request?.kind === "subscribe") this.emit("subscribed", request.path);
       },
@@ -330,6 +333,11 @@ export class Client extends EventEmitter<ClientEvents> {
   // --- actions -------------------------------------------------------------------------------------
 
   async #openSocket(): Promise<void> {
+    // A session that worked (a subscription confirmed) for a while, or delivered a file, was no failure:
+    // the next one opens at once. Not on OHAI-OK or ICANHAZ-OK alone: a server that accepts every
+    // session, or every subscription, and then answers RTFM had us reconnecting hundreds of times a second.
+    if (this.#confirmedAt !== undefined && Date.now() - this.#confirmedAt >= SESSION_PROVEN_MS) this.#failedOpens = 0;
+    this.#confirmedAt = undefined;
     const delay = RECONNECT_BACKOFF_MS[Math.min(this.#failedOpens, RECONNECT_BACKOFF_MS.length - 1)]!;
     this.#failedOpens++;
     if (delay > 0) {
@@ -508,6 +516,7 @@ export class Client extends EventEmitter<ClientEvents> {
       return this.#sendIcanhaz(vpath, "refetch");
     }
     this.#totals.delivered++;
+    this.#confirmedAt = -Infinity;
     this.#fullFailures = 0;
     this.emit("delivered", { path: relative, vpath, file: finalPath, size: identity.size, received: identity.size });
     return undefined;
@@ -661,6 +670,7 @@ export class Client extends EventEmitter<ClientEvents> {
     }
     inbox.manifest.delivered(file.relative, entry);
     this.#totals.delivered++;
+    this.#confirmedAt = -Infinity;
     this.#fullFailures = 0;
     this.emit("delivered", { path: file.relative, vpath: current.vpath, file: file.finalPath, size, received: file.received });
   }

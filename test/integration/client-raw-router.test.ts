@@ -1191,6 +1191,56 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     expect(sessions).toBeLessThanOrEqual(6);
   });
 
+  it("client - a server that confirms every subscription and then answers RTFM gets a backoff too", async () => {
+    // (Found by an audit: ICANHAZ-OK reset the backoff, and 2,619 sessions came in 5 s.)
+    const r = await router();
+    const root = await tempDir();
+    const h = makeClient({ endpoint: r.endpoint, inbox: path.join(root, "inbox"), heartbeatMs: 100, timeoutMs: 10_000 });
+    await h.client.subscribe("/");
+    h.client.connect();
+    let sessions = 0;
+    const until = Date.now() + 2500;
+    while (Date.now() < until) {
+      const got = await r.receive(200).catch(() => undefined);
+      if (!got) continue;
+      const [rid, message] = got;
+      if (message.id === "OHAI") {
+        sessions++;
+        await r.send(rid, { id: "OHAI_OK" });
+      } else if (message.id === "ICANHAZ") {
+        await r.send(rid, { id: "ICANHAZ_OK" });
+        await r.send(rid, { id: "RTFM", reason: "no" });
+      }
+    }
+    expect(sessions).toBeGreaterThanOrEqual(3);
+    expect(sessions).toBeLessThanOrEqual(6);
+  });
+
+  it("client - after a session that delivered a file, the next one opens at once", async () => {
+    const r = await router();
+    const root = await tempDir();
+    const h = makeClient({ endpoint: r.endpoint, inbox: path.join(root, "inbox"), heartbeatMs: 100, timeoutMs: 10_000 });
+    await h.client.subscribe("/");
+    h.client.connect();
+    // Three sessions ended by RTFM once subscribed (the next would wait 500 ms), then one that delivers a file.
+    const session = async () => {
+      const [rid] = await r.next("OHAI");
+      await r.send(rid, { id: "OHAI_OK" });
+      await r.next("ICANHAZ", { from: rid });
+      await r.send(rid, { id: "ICANHAZ_OK" });
+      return rid;
+    };
+    for (let i = 0; i < 3; i++) await r.send(await session(), { id: "RTFM", reason: "not yet" });
+    const rid = await session();
+    await r.next("NOM", { from: rid });
+    await r.sendFile(rid, "/one.txt", Buffer.from("one"));
+    await nextDelivery(h, "/one.txt");
+    await r.send(rid, { id: "RTFM", reason: "restarting" });
+    const sent = Date.now();
+    await r.next("OHAI");
+    expect(Date.now() - sent).toBeLessThan(250);
+  });
+
   it("client - caches a server has still to read stay within 32 MiB: a third subscription of 11.5 MiB waits for an answer to the first", async () => {
     // Three inboxes each holding 360 sparse files of 2 GiB with their block hashes (32 KiB of hex each):
     // every subscription's cache is about 11.5 MiB, under the 12 MiB a cache may take, and all three
