@@ -128,6 +128,9 @@ const READ_AHEAD_MESSAGES = 4096;
 /** The caches a server has still to read from us, at most (see #sendHeldBack), in ICANHAZ bytes. */
 const ICANHAZ_BYTES_IN_FLIGHT = 32 * 1024 * 1024;
 
+/** Files whose delta was left unfinished remembered at most (see #leftUnfinished). */
+const MAX_DELTAS_LEFT = 4096;
+
 /** Files asked for again (a failed check) and not yet answered, at most. */
 const MAX_REFETCHES_WAITING = 256;
 
@@ -590,6 +593,9 @@ export class Client extends EventEmitter<ClientEvents> {
         current = undefined;
       }
       if (!current) {
+        if (base !== undefined && this.#deltasLeft.has(vpath)) {
+          throw new RefetchError(`${relative}: a delta of it was begun and left unfinished before; fetching it whole`, relative);
+        }
         current = { vpath, file: await sub.inbox.create(relative, vpath, offset, identity, base) };
         this.#current = current;
       }
@@ -669,6 +675,7 @@ export class Client extends EventEmitter<ClientEvents> {
       throw error;
     }
     inbox.manifest.delivered(file.relative, entry);
+    this.#deltasLeft.delete(current.vpath);
     this.#totals.delivered++;
     this.#confirmedAt = -Infinity;
     this.#fullFailures = 0;
@@ -735,11 +742,26 @@ export class Client extends EventEmitter<ClientEvents> {
       return true;
     }
     await file.abandon();
+    if (file.mode === "delta") this.#leftUnfinished(current.vpath);
     // Its partial file is gone: so is the manifest's note of it (else it stayed there for good).
     const target = this.#route(current.vpath);
     if (typeof target !== "string") target.sub.inbox.manifest.partialDropped(file.relative);
     return false;
   }
+
+  /**
+   * A delta begins with a copy of the whole version we hold, made for a chunk of a few bytes: a server
+   * that begins deltas of a file and never finishes them (an audit: 40 such chunks, 2,920 bytes, made a
+   * subscriber write 10 GiB) would have us copy it again and again. One left unfinished is enough: that
+   * file comes whole from then on (whole, it costs the server credit), until it is delivered.
+   */
+  #leftUnfinished(vpath: string): void {
+    this.#deltasLeft.delete(vpath);
+    this.#deltasLeft.add(vpath);
+    // (Bounded: the oldest is forgotten first.)
+    if (this.#deltasLeft.size > MAX_DELTAS_LEFT) this.#deltasLeft.delete(this.#deltasLeft.values().next().value!);
+  }
+  readonly #deltasLeft = new Set<string>();
 
   /** One Inbox (and so one manifest) per directory, however many subscriptions share it. */
   #inbox(directory: string): Promise<Inbox> {

@@ -13,7 +13,7 @@ import { context, Router } from "zeromq";
 import { Client, type ClientOptions, type DeletedEvent, type DeliveredEvent } from "../../src/client/client.js";
 import { partialName } from "../../src/client/inbox.js";
 import { Manifest } from "../../src/client/manifest.js";
-import { BlockHasher, xxh } from "../../src/digest/blocks.js";
+import { BLOCK_SIZE, BlockHasher, xxh } from "../../src/digest/blocks.js";
 import { CREDIT_HEDGE } from "../../src/flow/credit.js";
 import { decodeFrames, encode } from "../../src/protocol/codec.js";
 import type { DecodeError } from "../../src/protocol/errors.js";
@@ -1865,27 +1865,64 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
 
   it("client - a forged delta (1 byte far past the end of the version held, no hash) is refused at once: no huge sparse file, no hang", async () => {
     const { r, inbox, h, rid } = await subscribedToRoot();
-    const data = randomBytes(3000);
-    await r.sendFile(rid, "/d.bin", data, await asOneMessage(data));
-    await nextDelivery(h, "/d.bin");
-    const held = await treeHash(data);
-    for (const withHash of [false, true]) {
+    // One file per case: a file whose delta was refused comes whole from then on (see the next test).
+    const held = new Map<string, Buffer>();
+    for (const name of ["/d.bin", "/e.bin", "/f.bin"]) {
+      const data = randomBytes(3000);
+      held.set(name, data);
+      await r.sendFile(rid, name, data, await asOneMessage(data));
+      await nextDelivery(h, name);
+    }
+    for (const [name, withHash] of [["/d.bin", false], ["/e.bin", true]] as const) {
       const n = h.errors.length;
       const size = 2 ** 40; // 1 TiB
-      await r.chunk(rid, { filename: "/d.bin", offset: size - 1, data: Buffer.from("x"), headers: { ...identityHeaders(size, 1_700_000_000_000), "X-FMQ-Base": held } });
-      await r.chunk(rid, { filename: "/d.bin", offset: size, eof: 1, headers: withHash ? { "X-FMQ-XXH64T": "0123456789abcdef" } : {} });
+      await r.chunk(rid, { filename: name, offset: size - 1, data: Buffer.from("x"), headers: { ...identityHeaders(size, 1_700_000_000_000), "X-FMQ-Base": await treeHash(held.get(name)!) } });
+      await r.chunk(rid, { filename: name, offset: size, eof: 1, headers: withHash ? { "X-FMQ-XXH64T": "0123456789abcdef" } : {} });
       const [error] = await errorsAfter(h, n);
       expect(error!.message).toMatch(/delta leaves a gap at 3000/);
     }
     // And a delta that covers the new end but says no hash is not delivered either.
     const n = h.errors.length;
-    await r.chunk(rid, { filename: "/d.bin", offset: 3000, data: randomBytes(10), headers: { ...identityHeaders(3010, 1_700_000_000_000), "X-FMQ-Base": held } });
-    await r.chunk(rid, { filename: "/d.bin", offset: 3010, eof: 1 });
+    await r.chunk(rid, { filename: "/f.bin", offset: 3000, data: randomBytes(10), headers: { ...identityHeaders(3010, 1_700_000_000_000), "X-FMQ-Base": await treeHash(held.get("/f.bin")!) } });
+    await r.chunk(rid, { filename: "/f.bin", offset: 3010, eof: 1 });
     const [error] = await errorsAfter(h, n);
     expect(error!.message).toMatch(/a delta without the file's hash/);
-    expect(h.delivered.map((d) => d.vpath)).toEqual(["/d.bin"]);
-    expect(createHash("sha256").update(await readFile(path.join(inbox, "d.bin"))).digest("hex")).toBe(createHash("sha256").update(data).digest("hex"));
+    expect(h.delivered.map((d) => d.vpath)).toEqual(["/d.bin", "/e.bin", "/f.bin"]);
+    for (const [name, data] of held) expect(createHash("sha256").update(await readFile(path.join(inbox, name))).digest("hex")).toBe(createHash("sha256").update(data).digest("hex"));
     expect(await readdir(path.join(inbox, ".fmq", "partial"))).toEqual([]);
+  });
+
+  it("client - a server that begins deltas of a file and never finishes them gets one copy of the version held, then asks for it whole", async () => {
+    // (Found by an audit: each delta's first chunk copies the whole version held; 40 chunks of 73 bytes
+    // made a subscriber holding 256 MiB write 10 GiB.)
+    const { r, inbox, h, rid } = await subscribedToRoot();
+    const data = randomBytes(3 * MiB);
+    await r.sendFile(rid, "/big.bin", data, { chunkSize: MiB, ending: "eof=1 on last data chunk", headers: identityHeaders(data.length, 1_700_000_000_000), eofHeaders: { "X-FMQ-XXH64T": await treeHash(data) } });
+    await nextDelivery(h, "/big.bin");
+    const base = await treeHash(data);
+    const n = h.errors.length;
+    for (let i = 0; i < 3; i++) {
+      await r.chunk(rid, { filename: "/big.bin", offset: 0, data: Buffer.from("x"), headers: { ...identityHeaders(data.length, 1_700_000_000_001), "X-FMQ-Base": base } });
+    }
+    // The first is begun (a copy); the second begins again, leaving the first unfinished: refused, as is
+    // the third, with no copy; one refetch.
+    const refused = await errorsAfter(h, n, 2);
+    expect(refused.map((e) => e.message)).toEqual(Array(2).fill("big.bin: a delta of it was begun and left unfinished before; fetching it whole"));
+    const [, refetch] = await r.next("ICANHAZ", { from: rid });
+    expect(refetch.path).toBe("/big.bin");
+    await quietFor(200);
+    expect(icanhazFor(r, "/big.bin")).toHaveLength(1);
+    expect(h.errors.length).toBe(n + 2);
+    // Whole, it is taken as usual, and then a delta of it is welcome again.
+    const next = Buffer.concat([data.subarray(0, MiB), randomBytes(2 * MiB)]);
+    await r.sendFile(rid, "/big.bin", next, { chunkSize: MiB, ending: "eof=1 on last data chunk", headers: identityHeaders(next.length, 1_700_000_000_002), eofHeaders: { "X-FMQ-XXH64T": await treeHash(next) } });
+    await waitFor(() => h.delivered.filter((d) => d.vpath === "/big.bin").length === 2, "big.bin delivered again", SOON, 5);
+    const last = Buffer.from(next);
+    last[5] = last[5]! ^ 0xff;
+    await r.chunk(rid, { filename: "/big.bin", offset: 0, data: last.subarray(0, BLOCK_SIZE), headers: { ...identityHeaders(last.length, 1_700_000_000_003), "X-FMQ-Base": await treeHash(next) } });
+    await r.chunk(rid, { filename: "/big.bin", offset: last.length, eof: 1, headers: { "X-FMQ-XXH64T": await treeHash(last) } });
+    await waitFor(() => h.delivered.filter((d) => d.vpath === "/big.bin").length === 3, "big.bin delivered as a delta", SOON, 5);
+    expect(createHash("sha256").update(await readFile(path.join(inbox, "big.bin"))).digest("hex")).toBe(createHash("sha256").update(last).digest("hex"));
   });
 
   it("client - close() sends KTHXBAI when connected and resolves within a second", async () => {
