@@ -16,6 +16,12 @@ import { Fingerprints } from "./fingerprints.js";
 import { ServerSecurity, type ServerSecurityOptions } from "../security/server-security.js";
 import { endpointProblem } from "../endpoint.js";
 
+/** A peer without a session that sends garbage is answered (RTFM) and logged this often a minute, at most. */
+const STRANGER_ANSWERS = 16;
+const STRANGER_MINUTE_MS = 60_000;
+/** Such peers remembered at most; past that, garbage from new ones is dropped unanswered. */
+const MAX_STRANGERS = 1024;
+
 export interface ServerOptions {
   /** Payload bytes per CHEEZBURGER. 1 MiB: the bare zeromq.js pipe here was fastest at 1-4 MiB. */
   readonly chunkSize?: number;
@@ -298,6 +304,31 @@ export class Server extends EventEmitter<ServerEvents> {
     }
   }
 
+  /**
+   * Has this peer without a session had its answers for garbage this minute (STRANGER_ANSWERS), or are
+   * too many such peers remembered already? If not, this answer is counted.
+   */
+  #strangerHeardOf(key: string): boolean {
+    const now = Date.now();
+    let stranger = this.#strangers.get(key);
+    if (stranger && now - stranger.since >= STRANGER_MINUTE_MS) {
+      this.#strangers.delete(key);
+      stranger = undefined;
+    }
+    if (!stranger) {
+      if (this.#strangers.size >= MAX_STRANGERS) {
+        // Forget those whose minute is over; if none, many peers are at it: they get silence.
+        for (const [other, { since }] of this.#strangers) if (now - since >= STRANGER_MINUTE_MS) this.#strangers.delete(other);
+        if (this.#strangers.size >= MAX_STRANGERS) return true;
+      }
+      stranger = { since: now, answers: 0 };
+      this.#strangers.set(key, stranger);
+    }
+    return ++stranger.answers > STRANGER_ANSWERS;
+  }
+  /** Peers without a session answered RTFM for garbage: key -> since when, how many times. */
+  readonly #strangers = new Map<string, { since: number; answers: number }>();
+
   #receive(routingId: Buffer, frames: Buffer[]): void {
     const key = routingId.toString("hex");
     if (frames.length === 1 && frames[0]!.length === 0) return this.#hungUp(key, routingId);
@@ -307,6 +338,10 @@ export class Server extends EventEmitter<ServerEvents> {
       // 35/FILEMQ: a message with a bad signature SHALL be silently discarded; other garbage gets RTFM.
       if (result.error.reply === "discard") return;
       if (!connection) {
+        // Answered and said a few times a minute per peer, for few peers at a time: a peer with no session that
+        // sends garbage frame after frame (an audit: 100,000 of 3 bytes) would get as many RTFM, queued for
+        // a peer that may never read them, and fill the log 12 times faster than it sent.
+        if (this.#strangerHeardOf(key)) return;
         this.emit("warning", `client ${key}: ${result.error.message}`);
         this.#send(key, routingId, encode({ id: "RTFM", reason: reasonOf(result.error.message) }));
       } else if (connection.engine.post("malformed", result.error, { urgent: true })) {
