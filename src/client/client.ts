@@ -813,7 +813,9 @@ export class Client extends EventEmitter<ClientEvents> {
         // Several frames: a batch of small files (we said "batch"), each frame one CHEEZBURGER.
         const result = decodeBatch(frames);
         if (result.ok && result.messages.length > 1) this.#announce(result.messages);
-        if (result.ok) for (const message of result.messages) this.#engine.post(message.id, message, { weight: message.id === "CHEEZBURGER" ? message.chunk.length : 0 });
+        // Weighed by what each message holds in memory, its frame: a chunk's bytes alone would let a server
+        // queue 4,096 messages of empty chunks and 65 MiB of headers each while we are busy.
+        if (result.ok) result.messages.forEach((message, i) => this.#engine.post(message.id, message, { weight: frames[i]?.length ?? 0 }));
         else if (result.error.reply !== "discard") this.#engine.post("malformed", result.error);
         if (this.#engine.pendingWeight >= READ_AHEAD_BYTES || this.#engine.pending >= READ_AHEAD_MESSAGES) {
           // The machine is that far behind: let it catch up before reading more.
