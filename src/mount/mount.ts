@@ -4,7 +4,7 @@
 
 import { EventEmitter } from "node:events";
 import { lstat, realpath, stat } from "node:fs/promises";
-import { readFileSync, realpathSync, type Stats } from "node:fs";
+import { readFileSync, realpathSync, statSync, type Stats } from "node:fs";
 import path from "node:path";
 import { watch, type FSWatcher } from "chokidar";
 import { covers, isUnpublished, joinVirtual, normaliseVirtualPath, relativeTo, unsafeRelativeReason } from "../paths.js";
@@ -127,9 +127,17 @@ export class Mount extends EventEmitter<MountEvents> {
     this.#directories.set(this.root, ""); // (its identity comes with its addDir)
     watcher.on("raw", (event, filename, details) => {
       const watched = (details as { watchedPath?: unknown } | undefined)?.watchedPath;
-      if (event !== "rename" || typeof watched !== "string" || filename !== path.basename(watched) || !this.#directories.has(watched)) return;
-      this.#replaced.add(watched);
-      this.#replacedTimer ??= setTimeout(() => this.#checkReplaced(), 100);
+      if (event !== "rename" || typeof watched !== "string" || typeof filename !== "string" || !this.#directories.has(watched)) return;
+      if (filename === path.basename(watched)) {
+        this.#replaced.add(watched);
+        this.#replacedTimer ??= setTimeout(() => this.#checkReplaced(), 100);
+      }
+      // A name in it made anew (renamed over, or removed and made again): see #checkRenamedOver.
+      const child = path.join(watched, filename);
+      if (this.files.has(joinVirtual(this.alias, this.#relative(child)))) {
+        this.#renamedOver.add(child);
+        this.#renamedOverTimer ??= setTimeout(() => this.#checkRenamedOver(), 20);
+      }
     });
     watcher.on("addDir", (absolute, stats) => {
       this.#directories.set(absolute, stats ? identityOf(stats) : "");
@@ -162,6 +170,7 @@ export class Mount extends EventEmitter<MountEvents> {
     clearTimeout(this.#checkingRoot);
     clearTimeout(this.#siblingTimer);
     clearTimeout(this.#replacedTimer);
+    clearTimeout(this.#renamedOverTimer);
     this.#tracker.close();
     await this.#watcher?.close();
     this.#watcher = undefined;
@@ -408,6 +417,34 @@ export class Mount extends EventEmitter<MountEvents> {
    * found (inode and birth time) is left alone. Without a birth time (some filesystems) the inode alone
    * cannot tell a new directory that reused it: looked at afresh anyway, which costs a rescan.
    */
+  /**
+   * Published files whose name was made anew in their directory: a new version may be there with the
+   * old one's size and mtime (mv, tar -x, rsync -a --checksum), which chokidar does not report (it says
+   * "change" only if the mtime moved, or the access time did not pass it: an audit found such files
+   * never sent, the subscriber keeping the old bytes for good). Their inode or ctime tells.
+   */
+  #checkRenamedOver(): void {
+    this.#renamedOverTimer = undefined;
+    const children = [...this.#renamedOver];
+    this.#renamedOver.clear();
+    if (this.#closed) return;
+    for (const child of children) {
+      const published = this.files.get(joinVirtual(this.alias, this.#relative(child)));
+      if (!published) continue;
+      let stats: Stats | undefined;
+      try {
+        stats = statSync(child, { throwIfNoEntry: false });
+      } catch {
+        continue;
+      }
+      // (Gone: the watcher says so.)
+      if (!stats?.isFile()) continue;
+      if (stats.ino !== published.ino || stats.ctimeMs !== published.ctimeMs) this.#seen(child, stats);
+    }
+  }
+  readonly #renamedOver = new Set<string>();
+  #renamedOverTimer: NodeJS.Timeout | undefined;
+
   #checkReplaced(): void {
     this.#replacedTimer = undefined;
     const watcher = this.#watcher;

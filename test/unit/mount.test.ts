@@ -4,7 +4,7 @@
 // deleted, and the subscriber's partial copy thrown away and the file sent again whole.
 
 import { mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { mkdir, realpath, rename, rm, symlink, writeFile } from "node:fs/promises";
+import { mkdir, realpath, rename, rm, symlink, utimes, writeFile } from "node:fs/promises";
 import { waitFor } from "../helpers/wait.js";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -41,6 +41,37 @@ describe("mount", () => {
     expect([...gaps]).toEqual([]);
     // Published: no longer waiting.
     for (const vpath of vpaths) expect(mount.waiting(vpath)).toBe(false);
+  });
+
+  it("mount - a file replaced by another of the same size and mtime (renamed over, or removed and made again) is published again", async () => {
+    // (Found by black-box testing: chokidar says "change" only if the mtime moved; mv, tar -x and rsync -a
+    // --checksum keep it, and the subscriber kept the old bytes for good.)
+    const dir = await tempDir("fmq-mount-");
+    const mtime = new Date("2021-06-01T00:00:00Z");
+    const put = async (name: string, content: string) => {
+      await writeFile(name, content);
+      await utimes(name, new Date(), mtime);
+    };
+    await put(path.join(dir, "a.txt"), "AAAA");
+    await put(path.join(dir, "b.txt"), "AAAA");
+    const mount = await Mount.open(dir, "/", { stableMs: 10 });
+    mounts.push(mount);
+    const changed: string[] = [];
+    mount.on("changed", (file) => changed.push(file.vpath));
+    await mount.start();
+    await waitFor(() => mount.files.size === 2, "both published", 5000);
+    const first = { a: mount.files.get("/a.txt")!.ino, b: mount.files.get("/b.txt")!.ino };
+    changed.length = 0;
+    // Renamed over.
+    await put(path.join(dir, "tmp"), "BBBB");
+    await rename(path.join(dir, "tmp"), path.join(dir, "a.txt"));
+    // Removed and made again (tar -x).
+    await rm(path.join(dir, "b.txt"));
+    await put(path.join(dir, "b.txt"), "CCCC");
+    await waitFor(() => changed.includes("/a.txt") && changed.includes("/b.txt"), "both published again", 5000);
+    expect(mount.files.get("/a.txt")!.ino).not.toBe(first.a);
+    expect(mount.files.get("/a.txt")!.mtimeMs).toBe(mtime.getTime());
+    expect(mount.files.get("/b.txt")!.size).toBe(4);
   });
 
   it("mount - names that are not valid UTF-8 (a file, and a directory of files) are reported, not lost without a word; the rest is published", async () => {
