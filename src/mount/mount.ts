@@ -13,6 +13,9 @@ import { reportUnpublishable } from "./unpublishable.js";
 import { UnreadableDirectories } from "./unreadable.js";
 import { UnwatchedPaths } from "./unwatched.js";
 
+/** chokidar's "readdir" throttle (handler.js, chokidar 5.0.0): a directory read again sooner is not read. */
+const CHOKIDAR_READDIR_THROTTLE_MS = 1000;
+
 export interface PublishedFile {
   /** Path relative to the mount's directory, "/" separators. */
   readonly relative: string;
@@ -171,6 +174,7 @@ export class Mount extends EventEmitter<MountEvents> {
     clearTimeout(this.#siblingTimer);
     clearTimeout(this.#replacedTimer);
     clearTimeout(this.#renamedOverTimer);
+    for (const timer of this.#readAgainTimers) clearTimeout(timer);
     this.#tracker.close();
     await this.#watcher?.close();
     this.#watcher = undefined;
@@ -198,7 +202,29 @@ export class Mount extends EventEmitter<MountEvents> {
     if (!stats?.isDirectory()) return this.#seen(absolute, stats);
     this.#gone(this.#relative(absolute));
     this.#rewatch(absolute);
+    this.#readAgainSoon(absolute);
   }
+
+  /**
+   * chokidar reads a directory at most once a second (its "readdir" throttle) and drops a read asked for
+   * sooner: a directory made where another was read a moment ago (a directory turned file and back within
+   * a second) was watched with none of what it held at that moment (black-box testing: a file written
+   * into it at once was never published). Once the second is over it is handed to the watcher afresh.
+   */
+  #readAgainSoon(dir: string): void {
+    const timer = setTimeout(() => {
+      this.#readAgainTimers.delete(timer);
+      if (this.#closed) return;
+      void lstat(dir).then(
+        (stats) => {
+          if (stats.isDirectory() && !this.#closed) this.#watchAfresh(dir);
+        },
+        () => undefined, // (gone: the watcher says so)
+      );
+    }, CHOKIDAR_READDIR_THROTTLE_MS + 100);
+    this.#readAgainTimers.add(timer);
+  }
+  readonly #readAgainTimers = new Set<NodeJS.Timeout>();
 
   #unlinked(absolute: string): void {
     this.#checkRoot();
@@ -212,7 +238,10 @@ export class Mount extends EventEmitter<MountEvents> {
       this.#goneFromListed(absolute);
       // A directory of its name there now: the watcher, having taken it for the file, never looks
       // inside. Handed to it afresh.
-      if ((await lstat(absolute).catch(() => undefined))?.isDirectory() && !this.#closed) this.#rewatch(absolute);
+      if ((await lstat(absolute).catch(() => undefined))?.isDirectory() && !this.#closed) {
+        this.#rewatch(absolute);
+        this.#readAgainSoon(absolute);
+      }
     });
   }
 
@@ -458,6 +487,7 @@ export class Mount extends EventEmitter<MountEvents> {
           if (dir === this.root) return this.#lost(watcher);
           // (What the new directory holds again is not taken for gone: each report is checked.)
           this.#watchAfresh(dir);
+          this.#readAgainSoon(dir);
           // What was published from the old one and is not in the new one went with it (moved away, it
           // is found again at its new name).
           this.#goneFromUnder(dir);

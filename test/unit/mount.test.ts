@@ -74,6 +74,26 @@ describe("mount", () => {
     expect(mount.files.get("/b.txt")!.size).toBe(4);
   });
 
+  it("mount - a directory turned file and back into a directory within a second: what the new directory holds is published", async () => {
+    // (Found by black-box testing: chokidar reads a directory at most once a second, and the new one's
+    // first read was dropped: c/b/z was never published.)
+    const dir = await tempDir("fmq-mount-");
+    const mount = await Mount.open(dir, "/", { stableMs: 10 });
+    mounts.push(mount);
+    await mount.start();
+    mkdirSync(path.join(dir, "c", "b"), { recursive: true });
+    writeFileSync(path.join(dir, "c", "b", "f1"), "1");
+    await waitFor(() => mount.files.has("/c/b/f1"), "c/b/f1 published", 5000);
+    rmSync(path.join(dir, "c", "b"), { recursive: true });
+    writeFileSync(path.join(dir, "c", "b"), "file");
+    await waitFor(() => mount.files.has("/c/b"), "the file c/b published", 5000);
+    rmSync(path.join(dir, "c", "b"));
+    mkdirSync(path.join(dir, "c", "b"));
+    writeFileSync(path.join(dir, "c", "b", "z"), "inner");
+    await waitFor(() => mount.files.has("/c/b/z"), "c/b/z published", 5000);
+    expect([...mount.files.keys()]).toEqual(["/c/b/z"]);
+  });
+
   it("mount - names that are not valid UTF-8 (a file, and a directory of files) are reported, not lost without a word; the rest is published", async () => {
     const dir = await tempDir("fmq-mount-");
     await writeFile(path.join(dir, "ok.txt"), "ok");
