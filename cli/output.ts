@@ -80,7 +80,13 @@ export class Output {
  * shown escaped, as JSON would (--json output is escaped by JSON itself).
  */
 export function printable(line: string): string {
-  return line.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => ESCAPES[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+  return line.replace(UNPRINTABLE, (c) => ESCAPES[c] ?? (c.charCodeAt(0) > 0xff ? `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}` : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`));
 }
+
+/**
+ * Control characters, and the bidirectional controls that reorder what follows them on a terminal
+ * ("invoice\u202etxt.exe" shows as "invoiceexe.txt"): escaped.
+ */
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
 
 const ESCAPES: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };

@@ -920,5 +920,6 @@ export function partialName(relative: string): string {
 
 function printable(name: string): string {
   // eslint-disable-next-line no-control-regex
-  return name.replace(/[\x00-\x1f\x7f]/g, "?").slice(0, 200);
+  // (And the bidirectional controls, which reorder what a terminal shows after them.)
+  return name.replace(/[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, "?").slice(0, 200);
 }

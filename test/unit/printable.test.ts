@@ -1,0 +1,18 @@
+// What the CLI prints of a name from the wire or the disk: one line, nothing a terminal acts on.
+
+import { describe, expect, it } from "vitest";
+import { printable } from "../../cli/output.js";
+
+describe("printable", () => {
+  it("printable - control characters and bidirectional controls are escaped; the rest, Unicode included, is kept", () => {
+    expect(printable("a\nb\rc\td")).toBe("a\\nb\\rc\\td");
+    expect(printable("\u001b[31mred")).toBe("\\x1b[31mred");
+    expect(printable("\u009bx")).toBe("\\x9bx");
+    // (Found by black-box testing: shown raw, "invoice\u202etxt.exe" read "invoiceexe.txt".)
+    expect(printable("invoice\u202etxt.exe")).toBe("invoice\\u202etxt.exe");
+    for (const c of ["\u061c", "\u200e", "\u200f", "\u202a", "\u202b", "\u202c", "\u202d", "\u2066", "\u2067", "\u2068", "\u2069"]) {
+      expect(printable(`x${c}y`)).toBe(`x\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}y`);
+    }
+    expect(printable("café 日本 😀 ‏")).toBe("café 日本 😀 \\u200f");
+  });
+});
