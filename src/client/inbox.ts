@@ -389,7 +389,8 @@ export class Inbox {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === "ENOTDIR" || code === "ELOOP") throw new InboxError(`${path.join(root, STATE_DIR)} (or its partial/) is not a directory (a symlink?)`);
       if (code === undefined) throw new InboxError(`cannot use ${directory} as an inbox: ${(error as Error).message}`);
-      throw error;
+      // (Its own words name the /proc/self/fd/N path it was made through: black-box testing.)
+      throw new InboxError(`cannot use ${directory} as an inbox: cannot make ${path.join(root, STATE_DIR)}: ${WHY_NO_INBOX[code] ?? code}`);
     }
     let lock: { release(): void };
     try {

@@ -261,6 +261,21 @@ describe("cli", () => {
   // Permissions mean nothing to root: as root, the command runs as nobody (if nobody may run it here).
   const asUser = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
   const userCanRun = spawnSync(FMQ_COMMAND, ["--version"], { ...asUser }).status === 0;
+  it.skipIf(!userCanRun)("cli - an inbox the subscriber may not write: one line naming the inbox (not a /proc path), exit 1", async () => {
+    const top = await tempDir();
+    const inbox = path.join(top, "inbox");
+    await mkdir(inbox, { mode: 0o755 });
+    await chmod(top, 0o755);
+    const child = spawn(FMQ_COMMAND, ["subscribe", "/", "--connect", "tcp://127.0.0.1:1", "--inbox", inbox], { ...asUser, stdio: ["ignore", "pipe", "pipe"] });
+    const deadline = setTimeout(() => child.kill("SIGKILL"), 20_000);
+    let stderr = "";
+    child.stderr.on("data", (data) => (stderr += String(data)));
+    const [code] = (await once(child, "close")) as [number | null];
+    clearTimeout(deadline);
+    expect(code).toBe(1);
+    expect(stderr).toBe(`fmq: cannot use ${inbox} as an inbox: cannot make ${path.join(await realpath(inbox), ".fmq")}: permission denied\n`);
+  });
+
   it.skipIf(!userCanRun)("cli - track --once with a file and a directory it may not read: both reported, exit 1 with failed, the rest delivered", async () => {
     const top = await tempDir();
     await chmod(top, 0o777);
