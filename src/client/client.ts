@@ -19,7 +19,7 @@ import { endpointProblem } from "../endpoint.js";
 import { Heartbeat } from "./heartbeat.js";
 import { setReceiveBatch } from "./receive-batch.js";
 import { buildCache } from "./cache.js";
-import { Inbox, InboxError, RESUME_MIN_SIZE, RefetchError, SMALL_FILE, type IncomingFile } from "./inbox.js";
+import { Inbox, InboxError, RESUME_MIN_SIZE, RefetchError, SMALL_FILE, inTheWay, type IncomingFile } from "./inbox.js";
 import type { PartialFile } from "./manifest.js";
 import { clientMachine, type ClientAction, type ClientEvent, type ClientState } from "./machine.js";
 import { HandshakeWatcher, dealerSecurityOptions, type ClientSecurity } from "../security/client-socket.js";
@@ -159,6 +159,8 @@ export class Client extends EventEmitter<ClientEvents> {
   readonly #resyncs = new Map<string, NodeJS.Timeout>();
   /** Disk-full failures since the last delivery (the next resync waits longer). */
   #fullFailures = 0;
+  /** Files refused for something in the inbox in their way, this session (the next resync waits longer). */
+  #blockedFailures = 0;
   #socket: Dealer | undefined;
   /** Ends the pause before a reconnection now (set while it lasts). */
   #stopWaiting: (() => void) | undefined;
@@ -380,6 +382,7 @@ export class Client extends EventEmitter<ClientEvents> {
 
   async #startSession(): Promise<void> {
     this.#window.reset();
+    this.#blockedFailures = 0;
     this.#hedged = false;
     this.#forgetRequests();
     // A file half received in the last session: kept if it can be resumed, else dropped.
@@ -512,6 +515,7 @@ export class Client extends EventEmitter<ClientEvents> {
       if (diskFull(code)) this.#report(new InboxError(`${relative}: disk full (${code}); it comes again once there is room`, relative, code));
       else this.#report(error instanceof InboxError ? error : new InboxError(`${relative}: ${code ?? String(error)}`, relative));
       if (diskFull(code)) this.#resyncLater(sub.path);
+      else if (inTheWay(error)) this.#resyncLater(sub.path, "blocked");
       return undefined;
     }
     if (finalPath === undefined) {
@@ -615,6 +619,7 @@ export class Client extends EventEmitter<ClientEvents> {
       this.#report(failure);
       if (error instanceof RefetchError) await this.#sendIcanhaz(vpath, "refetch");
       if (full) this.#resyncLater(sub.path);
+      else if (inTheWay(error)) this.#resyncLater(sub.path, "blocked");
     }
   }
 
@@ -687,9 +692,12 @@ export class Client extends EventEmitter<ClientEvents> {
    * any other that failed) comes once there is room, a big one resumed from its partial file. 5 s after
    * the first failure, doubling up to a minute while they go on; a reconnection does the same at once.
    */
-  #resyncLater(path: string): void {
+  #resyncLater(path: string, why: "full" | "blocked" = "full"): void {
     if (this.#resyncs.has(path) || this.#closed) return;
-    const delay = Math.min(60_000, 5_000 * 2 ** Math.min(this.#fullFailures++, 4));
+    // (Blocked: by something of the user's in the inbox, which they may remove at any time; other files
+    // delivered meanwhile say nothing of it, so its backoff is its own, and starts again with a session.)
+    const failures = why === "full" ? this.#fullFailures++ : this.#blockedFailures++;
+    const delay = Math.min(60_000, 5_000 * 2 ** Math.min(failures, 4));
     const timer = setTimeout(() => {
       this.#resyncs.delete(path);
       if (this.#engine.state === "connected" && this.#subscriptions.has(path)) {

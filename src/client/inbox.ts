@@ -704,7 +704,7 @@ export class Inbox {
           }
           if (code !== "ENOTDIR" && code !== "ELOOP") throw error;
           const symlink = lstatSync(dir.join(segment), { throwIfNoEntry: false })?.isSymbolicLink();
-          throw new InboxError(`refused "${printable(relative)}": ${symlink ? "leads through a symlink" : `${segment} is a file, not a directory`}`, relative);
+          throw new InboxError(`refused "${printable(relative)}": ${symlink ? "leads through a symlink" : `${segment} is a file, not a directory`}`, relative, code);
         }
         this.#release(dir);
         dir = next;
@@ -893,6 +893,15 @@ function removeQuietly(file: string): void {
   } catch {
     // Never created, or already gone.
   }
+}
+
+/**
+ * The failure was something in the inbox in the way of a file (a directory or a file of a name it
+ * needs, a symlink on its way): not ours to remove, and gone once the person who made it removes it.
+ */
+export function inTheWay(error: unknown): boolean {
+  const code = error instanceof InboxError ? error.code : undefined;
+  return code === "EISDIR" || code === "ENOTEMPTY" || code === "EEXIST" || code === "ENOTDIR" || code === "ELOOP";
 }
 
 /** What a user is told when a file cannot be put in place. */

@@ -147,6 +147,23 @@ describe("transfer", () => {
     expect([...server.mounts[0]!.files.keys()].sort()).toEqual(["/keep.txt", "/x/inside.txt"]);
   });
 
+  it("transfer - a file refused for something of the user's in its way in the inbox (a directory, a file) arrives by itself once that is removed", async () => {
+    // (Found by black-box testing: it came only when the subscriber was restarted.)
+    const src = await tempDir();
+    await writeTree(src, { e: "now a file", "d/inside.txt": "inside", "keep.txt": "k" });
+    const inbox = path.join(await tempDir(), "in");
+    // The user's own: a directory where the file e goes, a file where the directory d goes.
+    await writeTree(inbox, { "e/userfile": "mine", d: "my file d" });
+    const { endpoint } = await startServer(src);
+    const sub = await startClient(endpoint, inbox);
+    await waitFor(() => sub.errors.includes("e: a directory has that name") && sub.errors.some((e) => /^refused "d\/inside.txt": d is a file, not a directory$/.test(e)), "both refused", 10_000);
+    expect(sub.delivered.map((d) => d.path)).toEqual(["keep.txt"]);
+    await rm(path.join(inbox, "e"), { recursive: true });
+    await rm(path.join(inbox, "d"));
+    // The subscription is sent again 5 s after the first refusal.
+    await expectMirror(inbox, () => treeHashes(src), 15_000);
+  });
+
   it("transfer - a mount inside another's alias owns its subtree: one virtual path, one file, whichever mount is published first", async () => {
     for (const order of ["outer first", "inner first"] as const) {
       const outer = await tempDir();
