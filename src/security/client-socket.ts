@@ -61,17 +61,18 @@ export class HandshakeWatcher {
     events.on("handshake:error:auth", (event) => {
       const status = (event.error as { status?: number } | undefined)?.status;
       const why = status === 300 ? "the server is busy (try again)" : this.#refusedWhat();
-      this.#once(`authentication failed: ${why}`);
+      this.#once("auth", `authentication failed: ${why}`);
     });
     events.on("handshake:error:protocol", (event) => {
-      this.#once(`handshake failed: ${event.error.message}; ${this.#mismatchHint()}`);
+      this.#once("protocol", `handshake failed: ${event.error.message}; ${this.#mismatchHint()}`);
     });
     events.on("handshake:error:other", (event) => {
       // CURVE with the wrong server key: the server cannot open our HELLO and hangs up.
+      // Or the peer is no ZeroMQ server at all (a web server answers and hangs up): said too.
       const hint = this.security?.curve
         ? "the server did not accept our CURVE handshake: is --curve-server the server's public key, and does the server use CURVE?"
-        : this.#mismatchHint();
-      this.#once(`handshake failed (${event.error.message}): ${hint}`);
+        : `is it an fmq publisher? ${this.#mismatchHint()}`;
+      this.#once("other", `handshake failed (${event.error.message}): ${hint}`);
     });
   }
 
@@ -87,9 +88,14 @@ export class HandshakeWatcher {
     return "the server may require CURVE (--curve-server, --curve-secret) or PLAIN (--user)";
   }
 
-  #once(message: string): void {
-    if (message === this.#reported) return;
-    this.#reported = message;
+  /**
+   * Said once per kind of failure until a handshake succeeds: libzmq retries a few times a second, and
+   * the system's words for one failure vary between tries (black-box testing: a web server's port gave
+   * "Broken pipe" and "Connection reset" in turn, and a line twice a second for ever).
+   */
+  #once(kind: string, message: string): void {
+    if (kind === this.#reported) return;
+    this.#reported = kind;
     this.report(message);
   }
 }

@@ -4,6 +4,7 @@
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { rename, symlink, writeFile } from "node:fs/promises";
+import net from "node:net";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { curveKeyPair } from "zeromq";
@@ -148,6 +149,27 @@ describe("CURVE", () => {
     expect(c.errors[0]).toMatch(/^handshake failed \(.*\): the server did not accept our CURVE handshake: is --curve-server the server's public key/);
     expect(c.delivered).toEqual([]);
     expect(setup.server.clients).toBe(0);
+  });
+
+  it("security - a subscriber pointed at something that is not ZeroMQ (a web server) says so once, not twice a second", async () => {
+    // (Found by black-box testing: a line every half second, for ever, blaming authentication.)
+    const sockets = new Set<net.Socket>();
+    const web = net.createServer((socket) => {
+      sockets.add(socket);
+      socket.on("error", () => undefined);
+      socket.end("HTTP/1.1 400 Bad Request\r\n\r\n");
+    });
+    await new Promise<void>((resolve) => web.listen(0, "127.0.0.1", resolve));
+    cleanups.push(async () => {
+      web.close();
+      for (const socket of sockets) socket.destroy();
+    });
+    let connections = 0;
+    web.on("connection", () => connections++);
+    const c = await startClient(`tcp://127.0.0.1:${(web.address() as net.AddressInfo).port}`);
+    await waitFor(() => connections >= 6, "the subscriber trying again and again", 10_000);
+    expect(c.errors.length).toBe(1);
+    expect(c.errors[0]).toMatch(/^handshake failed.*is it an fmq publisher\?|^handshake failed: .*; the server may require CURVE/);
   });
 
   it("security - a plaintext client is refused by a CURVE server, with a hint", async () => {
