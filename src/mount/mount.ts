@@ -184,6 +184,10 @@ export class Mount extends EventEmitter<MountEvents> {
   #seen(absolute: string, stats?: Stats): void {
     const relative = this.#relative(absolute);
     if (stats && !stats.isFile() && !stats.isSymbolicLink()) return;
+    // A link to a directory is not followed (a loop, or a whole other tree): said once, not skipped unsaid.
+    if (stats?.isSymbolicLink() && leadsToDirectory(absolute)) {
+      return this.#refuseName(this.#relative(absolute), "a symlink to a directory (not followed)", false);
+    }
     // A name a subscriber must refuse (a backslash, too long) would only be refused by each of them at
     // each subscription: said here once instead, and not published.
     const refused = unsafeRelativeReason(relative);
@@ -614,10 +618,10 @@ export class Mount extends EventEmitter<MountEvents> {
 
   /** Names reported as not publishable (each once; at most 100, then one line more). */
   readonly #refusedNames = new Set<string>();
-  #refuseName(relative: string, reason: string): void {
+  #refuseName(relative: string, reason: string, subscribersRefuse = true): void {
     if (this.#refusedNames.has(relative) || this.#refusedNames.size > 100) return;
     this.#refusedNames.add(relative);
-    const message = this.#refusedNames.size > 100 ? "more names could not be published (first 100 above)" : `not published: "${relative}": ${reason} (subscribers refuse such names)`;
+    const message = this.#refusedNames.size > 100 ? "more names could not be published (first 100 above)" : `not published: "${relative}": ${reason}${subscribersRefuse ? " (subscribers refuse such names)" : ""}`;
     this.emit("warning", new MountError(message));
   }
 
@@ -802,6 +806,15 @@ export class Mount extends EventEmitter<MountEvents> {
     if (!this.files.has(vpath)) this.#countUnder(relative, 1);
     this.files.set(vpath, file);
     this.emit("changed", file);
+  }
+}
+
+/** Does this link lead to a directory (now)? */
+function leadsToDirectory(link: string): boolean {
+  try {
+    return statSync(link, { throwIfNoEntry: false })?.isDirectory() === true;
+  } catch {
+    return false; // (a loop, or not ours to look at: the stability check finds it unpublishable)
   }
 }
 

@@ -94,6 +94,22 @@ describe("mount", () => {
     expect([...mount.files.keys()]).toEqual(["/c/b/z"]);
   });
 
+  it("mount - a symlink to a directory is not followed, and says so once (inside the mount or out)", async () => {
+    const dir = await tempDir("fmq-mount-");
+    mkdirSync(path.join(dir, "real"));
+    writeFileSync(path.join(dir, "real", "f.txt"), "f");
+    await symlink("real", path.join(dir, "alias"));
+    await symlink("/etc", path.join(dir, "etc"));
+    const mount = await Mount.open(dir, "/", { stableMs: 10 });
+    mounts.push(mount);
+    const warnings: string[] = [];
+    mount.on("warning", (error) => warnings.push(error.message));
+    await mount.start();
+    await waitFor(() => mount.files.has("/real/f.txt") && warnings.length >= 2, "real/f.txt published, two warnings", 5000);
+    expect(warnings.sort()).toEqual(['not published: "alias": a symlink to a directory (not followed)', 'not published: "etc": a symlink to a directory (not followed)']);
+    expect([...mount.files.keys()]).toEqual(["/real/f.txt"]);
+  });
+
   it("mount - names that are not valid UTF-8 (a file, and a directory of files) are reported, not lost without a word; the rest is published", async () => {
     const dir = await tempDir("fmq-mount-");
     await writeFile(path.join(dir, "ok.txt"), "ok");
