@@ -266,6 +266,13 @@ export class Server extends EventEmitter<ServerEvents> {
     return this.#connections.size;
   }
 
+  /** Files waiting to be sent, all clients together (tests and stats). */
+  get queuedFiles(): number {
+    let total = 0;
+    for (const connection of this.#connections.values()) total += connection.queued;
+    return total;
+  }
+
   close(): Promise<void> {
     // (Everyone who asks waits for the same closing: a second caller must not go on, e.g. to exit,
     // while the first is still saving.)
