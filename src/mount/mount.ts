@@ -186,7 +186,9 @@ export class Mount extends EventEmitter<MountEvents> {
     if (stats && !stats.isFile() && !stats.isSymbolicLink()) return;
     // A link to a directory is not followed (a loop, or a whole other tree): said once, not skipped unsaid.
     if (stats?.isSymbolicLink() && leadsToDirectory(absolute)) {
-      return this.#refuseName(this.#relative(absolute), "a symlink to a directory (not followed)", false);
+      // (A published link re-pointed at a directory no longer leads to what was published: it goes.)
+      if (this.files.has(joinVirtual(this.alias, relative))) this.#withdraw(relative);
+      return this.#refuseName(relative, "a symlink to a directory (not followed)", false);
     }
     // A name a subscriber must refuse (a backslash, too long) would only be refused by each of them at
     // each subscription: said here once instead, and not published.

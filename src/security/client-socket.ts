@@ -46,7 +46,8 @@ export function dealerSecurityOptions(security: ClientSecurity | undefined): Dea
 
 /** Watches each socket's handshakes and reports a failure once (again only after a success). */
 export class HandshakeWatcher {
-  #reported: string | undefined;
+  /** Kinds of failure said since the last handshake that succeeded (kinds may alternate between tries). */
+  readonly #reported = new Set<string>();
 
   constructor(
     private readonly security: ClientSecurity | undefined,
@@ -56,7 +57,7 @@ export class HandshakeWatcher {
   watch(socket: Dealer): void {
     const events = socket.events;
     events.on("handshake", () => {
-      this.#reported = undefined;
+      this.#reported.clear();
     });
     events.on("handshake:error:auth", (event) => {
       const status = (event.error as { status?: number } | undefined)?.status;
@@ -94,8 +95,8 @@ export class HandshakeWatcher {
    * "Broken pipe" and "Connection reset" in turn, and a line twice a second for ever).
    */
   #once(kind: string, message: string): void {
-    if (kind === this.#reported) return;
-    this.#reported = kind;
+    if (this.#reported.has(kind)) return;
+    this.#reported.add(kind);
     this.report(message);
   }
 }

@@ -69,8 +69,8 @@ type Patch =
 const SMALL_RUN_FILES = 64;
 
 /**
- * Deletes queued in one session for names the client's caches list and the server does not have, at
- * most: a whole cache's worth (MAX_DICTIONARY_ENTRIES), and names of at most this many bytes (UTF-16
+ * Deletes waiting to be sent, in one session, for names the client's caches list and the server does
+ * not have, at most: a whole cache's worth (MAX_DICTIONARY_ENTRIES), and names of at most this many bytes (UTF-16
  * units, close enough). A delete a client misses this way comes with its next session.
  */
 const MAX_GONE_NAMES = MAX_DICTIONARY_ENTRIES;
@@ -117,6 +117,8 @@ export class Connection {
    */
   #backlog: PublishedFile[] = [];
   #backlogAt = 0;
+  /** Versions sent from #queue (a resume, a change): not sent again from the backlog. Weak: a version replaced goes. */
+  #sentFromQueue = new WeakSet<PublishedFile>();
   #cursor: FileCursor | undefined;
   #sequence = 0n;
   /** Extensions the client said it understands (ICANHAZ option X-FMQ-Caps). */
@@ -218,6 +220,7 @@ export class Connection {
     this.#queue.clear();
     this.#backlog = [];
     this.#backlogAt = 0;
+    this.#sentFromQueue = new WeakSet();
     this.#credit.reset();
     this.#sequence = 0n;
     this.#setCaps(new Set());
@@ -290,8 +293,10 @@ export class Connection {
       const paused = pause();
       if (paused !== false && (await paused)) return;
       if (!covers(path, file.vpath)) continue;
-      // (A file that is the path itself, asked for again by name, has no name below it in a cache.)
-      const name = nameBelow(path, file.vpath);
+      // (A file that is the path itself, subscribed to or asked for again by name, is listed under its
+      // base name, as the client names it: else that name was taken for gone, and the client told to
+      // delete the file it holds, then sent it again, at every session.)
+      const name = file.vpath === path ? path.slice(path.lastIndexOf("/") + 1) : nameBelow(path, file.vpath);
       const value = name === undefined ? undefined : cache.get(name);
       if (name !== undefined) cache.delete(name);
       if (value === undefined && this.#mayHave(file)) {
@@ -331,12 +336,24 @@ export class Connection {
         this.#queue.set(vpath, { op: "delete", vpath });
       }
     }
-    // (Another subscription's backlog still to send: a file in both goes once.)
-    const backlogged = this.#backlogAt < this.#backlog.length ? new Set(this.#backlog.slice(this.#backlogAt).map((file) => file.vpath)) : undefined;
+    // (Another subscription's backlog still to send, of files still as they were: a file in both goes
+    // once. Made with pauses, as the scan: a backlog may hold a million files.)
+    let backlogged: Set<string> | undefined;
+    if (this.#backlogAt < this.#backlog.length) {
+      backlogged = new Set();
+      for (let i = this.#backlogAt; i < this.#backlog.length; i++) {
+        const file = this.#backlog[i]!;
+        if (this.host.file(file.vpath) === file && !this.#sentFromQueue.has(file)) backlogged.add(file.vpath);
+        const paused = pause();
+        if (paused !== false && (await paused)) return;
+      }
+    }
     for (const file of whole) {
       // Queued meanwhile (a newer version, or its delete), or queued already: that stands. Changed since:
       // the mount has queued it.
       if (queuedMeanwhile.has(file.vpath) || this.#queue.has(file.vpath) || backlogged?.has(file.vpath) || this.host.file(file.vpath) !== file) continue;
+      // (Asked for again after it went from #queue, it goes again.)
+      this.#sentFromQueue.delete(file);
       this.#backlog.push(file);
     }
     for (const { vpath, patch } of plans) {
@@ -350,7 +367,10 @@ export class Connection {
         // The whole file, as published when looked at: the backlog. Anything else (resumed, or queued
         // meanwhile) takes its place in #queue.
         if (!meanwhile && patch.op === "create" && patch.resumeAt === undefined && this.host.file(vpath) === patch.file) {
-          if (!backlogged?.has(vpath)) this.#backlog.push(patch.file);
+          if (!backlogged?.has(vpath)) {
+            this.#sentFromQueue.delete(patch.file);
+            this.#backlog.push(patch.file);
+          }
         } else this.#queue.set(vpath, patch);
       } else if (!patch && meanwhile && this.#queue.get(vpath)?.op === "create") this.#queue.delete(vpath);
     }
@@ -611,6 +631,13 @@ export class Connection {
   #takePatch(): Patch | undefined {
     for (const [vpath, patch] of this.#queue) {
       this.#queue.delete(vpath);
+      // (The backlog may hold this very version too, for another subscription: it goes once.)
+      if (patch.op === "create") this.#sentFromQueue.add(patch.file);
+      // A delete for a name the client's cache listed: one fewer waiting (see MAX_GONE_NAMES).
+      else if (this.#goneNames.count > 0) {
+        this.#goneNames.count--;
+        this.#goneNames.bytes = Math.max(0, this.#goneNames.bytes - patch.vpath.length);
+      }
       return patch;
     }
     const file = this.#backlogHead();
@@ -623,7 +650,7 @@ export class Connection {
   #backlogHead(): PublishedFile | undefined {
     while (this.#backlogAt < this.#backlog.length) {
       const file = this.#backlog[this.#backlogAt]!;
-      if (this.host.file(file.vpath) === file && !this.#queue.has(file.vpath)) return file;
+      if (this.host.file(file.vpath) === file && !this.#sentFromQueue.has(file)) return file;
       this.#backlogAt++;
     }
     if (this.#backlog.length > 0) {

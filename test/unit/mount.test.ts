@@ -110,6 +110,25 @@ describe("mount", () => {
     expect([...mount.files.keys()]).toEqual(["/real/f.txt"]);
   });
 
+  it("mount - a published symlink re-pointed at a directory is withdrawn", async () => {
+    // (Found by review: it stayed published with its old target's content.)
+    const dir = await tempDir("fmq-mount-");
+    writeFileSync(path.join(dir, "target.txt"), "t");
+    mkdirSync(path.join(dir, "sub"));
+    await symlink("target.txt", path.join(dir, "link"));
+    const mount = await Mount.open(dir, "/", { stableMs: 10 });
+    mounts.push(mount);
+    const deleted: string[] = [];
+    mount.on("deleted", (vpath) => deleted.push(vpath));
+    await mount.start();
+    await waitFor(() => mount.files.has("/link"), "the link published", 5000);
+    await rm(path.join(dir, "link"));
+    await symlink("sub", path.join(dir, "link"));
+    await waitFor(() => !mount.files.has("/link"), "the link withdrawn", 5000);
+    expect(deleted).toEqual(["/link"]);
+    expect([...mount.files.keys()]).toEqual(["/target.txt"]);
+  });
+
   it("mount - names that are not valid UTF-8 (a file, and a directory of files) are reported, not lost without a word; the rest is published", async () => {
     const dir = await tempDir("fmq-mount-");
     await writeFile(path.join(dir, "ok.txt"), "ok");
