@@ -2,6 +2,8 @@
 // (every object has an "event" field). Warnings and errors go to stderr in human mode, and also to
 // stdout as {"event":"error"} objects in JSON mode so a script sees everything on one stream.
 
+import { UNPRINTABLE } from "../src/paths.js";
+
 /** Flush what is batched for stdout at once past this size. */
 const BATCH_BYTES = 64 * 1024;
 
@@ -82,11 +84,5 @@ export class Output {
 export function printable(line: string): string {
   return line.replace(UNPRINTABLE, (c) => ESCAPES[c] ?? (c.charCodeAt(0) > 0xff ? `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}` : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`));
 }
-
-/**
- * Control characters, and the bidirectional controls that reorder what follows them on a terminal
- * ("invoice\u202etxt.exe" shows as "invoiceexe.txt"): escaped.
- */
-const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
 
 const ESCAPES: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };

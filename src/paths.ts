@@ -86,3 +86,10 @@ export function unsafeRelativeReason(relative: string): string | undefined {
 export function isUnpublished(relative: string): boolean {
   return relative.split("/").some((segment) => segment.startsWith(".")) || relative.endsWith(PARTIAL_SUFFIX);
 }
+
+/**
+ * What must not reach a terminal as it is in a name from the wire or the disk: control characters, and the
+ * bidirectional controls that reorder what a terminal shows after them ("invoice\u202etxt.exe" shows as
+ * "invoiceexe.txt"). Global: for String.replace.
+ */
+export const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;

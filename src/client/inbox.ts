@@ -10,7 +10,7 @@ import { hash } from "node:crypto";
 import { closeSync, constants, fsyncSync, lstatSync, openSync, renameSync, rmdirSync, unlinkSync, writevSync } from "node:fs";
 import { copyFile, lstat, mkdir, open, readdir, realpath, stat, unlink, type FileHandle } from "node:fs/promises";
 import path from "node:path";
-import { PARTIAL_SUFFIX, unsafeRelativeReason } from "../paths.js";
+import { PARTIAL_SUFFIX, UNPRINTABLE, unsafeRelativeReason } from "../paths.js";
 import { BLOCK_SIZE, BlockHasher, fingerprintFile, hashPrefix, xxh, type Fingerprint } from "../digest/blocks.js";
 import type { XXHashAPI } from "xxhash-wasm";
 import { Manifest, STATE_DIR, type Delivered, type PartialFile } from "./manifest.js";
@@ -929,7 +929,5 @@ export function partialName(relative: string): string {
 
 
 function printable(name: string): string {
-  // eslint-disable-next-line no-control-regex
-  // (And the bidirectional controls, which reorder what a terminal shows after them.)
-  return name.replace(/[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, "?").slice(0, 200);
+  return name.replace(UNPRINTABLE, "?").slice(0, 200);
 }

@@ -60,7 +60,12 @@ export interface ConnectionHost {
 
 type Patch =
   | { readonly op: "create"; readonly file: PublishedFile; readonly resumeAt?: number }
-  | { readonly op: "delete"; readonly vpath: string };
+  | {
+      readonly op: "delete";
+      readonly vpath: string;
+      /** For a name the client's cache listed and we do not have: counted against MAX_GONE_NAMES while it waits. */
+      readonly gone?: true;
+    };
 
 /**
  * Most small files sent in one step (and, to a client that says "batch", in one ZeroMQ message); a step
@@ -197,6 +202,8 @@ export class Connection {
         return;
       }
     }
+    const replaced = this.#queue.get(vpath);
+    if (replaced) this.#noLongerWaiting(replaced);
     this.#queue.delete(vpath);
     this.#queue.set(vpath, patch);
     this.engine.post("dispatch", undefined, { coalesce: true });
@@ -333,7 +340,7 @@ export class Connection {
         }
         this.#goneNames.count++;
         this.#goneNames.bytes += vpath.length;
-        this.#queue.set(vpath, { op: "delete", vpath });
+        this.#queue.set(vpath, { op: "delete", vpath, gone: true });
       }
     }
     // (Another subscription's backlog still to send, of files still as they were: a file in both goes
@@ -351,10 +358,8 @@ export class Connection {
     for (const file of whole) {
       // Queued meanwhile (a newer version, or its delete), or queued already: that stands. Changed since:
       // the mount has queued it.
-      if (queuedMeanwhile.has(file.vpath) || this.#queue.has(file.vpath) || backlogged?.has(file.vpath) || this.host.file(file.vpath) !== file) continue;
-      // (Asked for again after it went from #queue, it goes again.)
-      this.#sentFromQueue.delete(file);
-      this.#backlog.push(file);
+      if (queuedMeanwhile.has(file.vpath) || this.#queue.has(file.vpath) || this.host.file(file.vpath) !== file) continue;
+      this.#toBacklog(file, backlogged);
     }
     for (const { vpath, patch } of plans) {
       // What this cache says wins over a create queued meanwhile (a file published while we let others
@@ -366,14 +371,25 @@ export class Connection {
       if (patch && (meanwhile || !this.#queue.has(vpath))) {
         // The whole file, as published when looked at: the backlog. Anything else (resumed, or queued
         // meanwhile) takes its place in #queue.
-        if (!meanwhile && patch.op === "create" && patch.resumeAt === undefined && this.host.file(vpath) === patch.file) {
-          if (!backlogged?.has(vpath)) {
-            this.#sentFromQueue.delete(patch.file);
-            this.#backlog.push(patch.file);
-          }
-        } else this.#queue.set(vpath, patch);
+        if (!meanwhile && patch.op === "create" && patch.resumeAt === undefined && this.host.file(vpath) === patch.file) this.#toBacklog(patch.file, backlogged);
+        else this.#queue.set(vpath, patch);
       } else if (!patch && meanwhile && this.#queue.get(vpath)?.op === "create") this.#queue.delete(vpath);
     }
+  }
+
+  /** A patch leaves the queue (sent or replaced): a delete for a name the cache listed is one fewer waiting. */
+  #noLongerWaiting(patch: Patch): void {
+    if (patch.op !== "delete" || !patch.gone) return;
+    this.#goneNames.count--;
+    this.#goneNames.bytes -= patch.vpath.length;
+  }
+
+  /** `file` to send whole, after what waits already, unless the backlog holds it still (`backlogged`). */
+  #toBacklog(file: PublishedFile, backlogged: Set<string> | undefined): void {
+    if (backlogged?.has(file.vpath)) return;
+    // (Asked for again after it went from #queue, it goes again.)
+    this.#sentFromQueue.delete(file);
+    this.#backlog.push(file);
   }
 
   /** What to send of `file` to a client whose cache says `value` (undefined: send it all). */
@@ -619,7 +635,6 @@ export class Connection {
 
   // --- helpers -------------------------------------------------------------------------------------
 
-  /** The next patch to send, left in the queue. */
   /** The next file to send: what #queue holds first (changes, deletes, resumes), then the backlog. */
   #peekPatch(): Patch | undefined {
     const queued = this.#queue.values().next().value;
@@ -633,11 +648,7 @@ export class Connection {
       this.#queue.delete(vpath);
       // (The backlog may hold this very version too, for another subscription: it goes once.)
       if (patch.op === "create") this.#sentFromQueue.add(patch.file);
-      // A delete for a name the client's cache listed: one fewer waiting (see MAX_GONE_NAMES).
-      else if (this.#goneNames.count > 0) {
-        this.#goneNames.count--;
-        this.#goneNames.bytes = Math.max(0, this.#goneNames.bytes - patch.vpath.length);
-      }
+      else this.#noLongerWaiting(patch);
       return patch;
     }
     const file = this.#backlogHead();
