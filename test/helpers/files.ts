@@ -17,9 +17,10 @@ export async function sha256File(file: string): Promise<string> {
  */
 export async function treeHashes(root: string): Promise<Map<string, string>> {
   const out = new Map<string, string>();
-  // The tree may change while we walk it (a subscriber deleting files): what vanishes is simply absent.
+  // The tree may change while we walk it (a subscriber deleting files, or replacing a directory by a
+  // file of its name, or the other way round): what vanishes, or turns into the other kind, is absent.
   const gone = (error: NodeJS.ErrnoException) => {
-    if (error.code === "ENOENT") return undefined;
+    if (error.code === "ENOENT" || error.code === "ENOTDIR" || error.code === "EISDIR") return undefined;
     throw error;
   };
   const walk = async (dir: string): Promise<void> => {
