@@ -4,7 +4,7 @@
 
 import { EventEmitter } from "node:events";
 import { lstat, realpath, stat } from "node:fs/promises";
-import { readFileSync, realpathSync, statSync, type Stats } from "node:fs";
+import { lstatSync, readFileSync, readdirSync, realpathSync, statSync, type Stats } from "node:fs";
 import path from "node:path";
 import { watch, type FSWatcher } from "chokidar";
 import { covers, isUnpublished, joinVirtual, normaliseVirtualPath, relativeTo, unsafeRelativeReason } from "../paths.js";
@@ -174,7 +174,7 @@ export class Mount extends EventEmitter<MountEvents> {
     clearTimeout(this.#siblingTimer);
     clearTimeout(this.#replacedTimer);
     clearTimeout(this.#renamedOverTimer);
-    for (const timer of this.#readAgainTimers) clearTimeout(timer);
+    for (const timer of this.#readAgainTimers.values()) clearTimeout(timer);
     this.#tracker.close();
     await this.#watcher?.close();
     this.#watcher = undefined;
@@ -208,29 +208,48 @@ export class Mount extends EventEmitter<MountEvents> {
     if (!stats?.isDirectory()) return this.#seen(absolute, stats);
     this.#gone(this.#relative(absolute));
     this.#rewatch(absolute);
-    this.#readAgainSoon(absolute);
   }
 
   /**
-   * chokidar reads a directory at most once a second (its "readdir" throttle) and drops a read asked for
-   * sooner: a directory made where another was read a moment ago (a directory turned file and back within
-   * a second) was watched with none of what it held at that moment (black-box testing: a file written
-   * into it at once was never published). Once the second is over it is handed to the watcher afresh.
+   * chokidar drops a read of a directory asked for while another read of it is under way, and a read that
+   * failed (the directory went as it was read) holds that for a second: a directory made where another
+   * was read a moment ago (rm -r d; mkdir d; or a directory turned file and back) was watched with none of
+   * what it held at that moment (black-box testing; then the test suite, under load: a file written into
+   * it at once was never published). So after a directory is handed to the watcher, once that second is
+   * over, what is in it is compared with what the watcher knows of it; a name the watcher missed, and it is
+   * handed over afresh (then checked again, at most `tries` times: a directory that never stops changing
+   * is not re-read for ever).
    */
-  #readAgainSoon(dir: string): void {
+  #readAgainSoon(dir: string, tries = 3): void {
+    if (this.#closed || this.#readAgainTimers.has(dir)) return;
     const timer = setTimeout(() => {
-      this.#readAgainTimers.delete(timer);
-      if (this.#closed) return;
-      void lstat(dir).then(
-        (stats) => {
-          if (stats.isDirectory() && !this.#closed) this.#watchAfresh(dir);
-        },
-        () => undefined, // (gone: the watcher says so)
-      );
+      this.#readAgainTimers.delete(dir);
+      if (this.#closed || !this.#watcherMissed(dir)) return;
+      this.#watchAfresh(dir, false);
+      if (tries > 1) this.#readAgainSoon(dir, tries - 1);
     }, CHOKIDAR_READDIR_THROTTLE_MS + 100);
-    this.#readAgainTimers.add(timer);
+    this.#readAgainTimers.set(dir, timer);
   }
-  readonly #readAgainTimers = new Set<NodeJS.Timeout>();
+
+  /**
+   * Is something in the directory `dir` (still a directory, and watched, not listed by us) unknown to the
+   * watcher? Asks chokidar's record of what it watches (`_watched`, 5.0.0, pinned); without it, yes.
+   */
+  #watcherMissed(dir: string): boolean {
+    let names: string[];
+    try {
+      if (!lstatSync(dir).isDirectory() || this.#unwatched.listed(dir)) return false;
+      names = readdirSync(dir);
+    } catch {
+      return false; // (gone: the watcher says so, or the directory above is looked at)
+    }
+    const watched = (this.#watcher as unknown as { _watched?: Map<string, { has(name: string): boolean }> } | undefined)?._watched;
+    if (!(watched instanceof Map)) return true;
+    const known = watched.get(dir);
+    return names.some((name) => !known?.has(name) && !isUnpublished(this.#relative(path.join(dir, name))));
+  }
+  /** Directories to look at once chokidar may read them again (see #readAgainSoon). */
+  readonly #readAgainTimers = new Map<string, NodeJS.Timeout>();
 
   #unlinked(absolute: string): void {
     this.#checkRoot();
@@ -246,7 +265,6 @@ export class Mount extends EventEmitter<MountEvents> {
       // inside. Handed to it afresh.
       if ((await lstat(absolute).catch(() => undefined))?.isDirectory() && !this.#closed) {
         this.#rewatch(absolute);
-        this.#readAgainSoon(absolute);
       }
     });
   }
@@ -321,10 +339,11 @@ export class Mount extends EventEmitter<MountEvents> {
    * first, or the new one's entries of the same names are taken as known and never watched (mv a a.old;
    * mkdir -p a/b); then it is watched afresh.
    */
-  #watchAfresh(dir: string): void {
+  #watchAfresh(dir: string, check = true): void {
     this.#forgetDirectoriesUnder(dir);
-    if (this.#watcherForget(dir)) this.#watcher?.add(dir);
-    else this.#rewatch(dir);
+    if (!this.#watcherForget(dir)) this.#watcher?.unwatch(dir);
+    this.#watcher?.add(dir);
+    if (check) this.#readAgainSoon(dir);
   }
 
   /** Our record of the directories under `dir` goes (the watcher's addDir brings back what is there). */
@@ -377,7 +396,10 @@ export class Mount extends EventEmitter<MountEvents> {
           if (this.#closed) return;
           // A directory: the watcher is asked to watch it (and what is in it). A file in a directory the
           // watcher does not watch has no watch of its own either: looked at from now on.
-          if (stats.isDirectory()) return void this.#watcher?.add(absolute);
+          if (stats.isDirectory()) {
+            this.#watcher?.add(absolute);
+            return this.#readAgainSoon(absolute);
+          }
           if (!stats.isFile() && !stats.isSymbolicLink()) return;
           this.#unwatched.addFile(absolute);
           this.#seen(absolute, stats);
@@ -488,12 +510,14 @@ export class Mount extends EventEmitter<MountEvents> {
     for (const dir of dirs) {
       void lstat(dir).then(
         (stats) => {
-          if (!stats.isDirectory() || this.#closed || watcher === undefined || watcher !== this.#watcher) return;
+          if (this.#closed || watcher === undefined || watcher !== this.#watcher) return;
+          // A file (or link) of its name now: the watcher, whose directory watch went with it, may say
+          // nothing of either (a directory it was handed afresh, replaced by a file: nothing, ever).
+          if (!stats.isDirectory()) return void (dir !== this.root && this.#directories.has(dir) && this.#unlinkedDirectory(dir));
           if (stats.birthtimeMs > 0 && this.#directories.get(dir) === identityOf(stats)) return;
           if (dir === this.root) return this.#lost(watcher);
           // (What the new directory holds again is not taken for gone: each report is checked.)
           this.#watchAfresh(dir);
-          this.#readAgainSoon(dir);
           // What was published from the old one and is not in the new one went with it (moved away, it
           // is found again at its new name).
           this.#goneFromUnder(dir);
@@ -616,6 +640,8 @@ export class Mount extends EventEmitter<MountEvents> {
   #rewatch(absolute: string): void {
     this.#watcher?.unwatch(absolute);
     this.#watcher?.add(absolute);
+    // (A directory: see #readAgainSoon. A file: nothing to read, and the check finds no directory.)
+    this.#readAgainSoon(absolute);
   }
 
   /** Names reported as not publishable (each once; at most 100, then one line more). */
