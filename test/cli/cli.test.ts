@@ -127,7 +127,10 @@ describe("cli", () => {
     const port = await freePort();
     const pub = start(["publish", src, "--bind", `tcp://127.0.0.1:${port}`, "--json"]);
     await waitFor(() => has(pub, "published"), "the file published");
-    const command = [FMQ_COMMAND, "subscribe", "/", "--connect", `tcp://127.0.0.1:${port}`, "--inbox", inbox].join(" ");
+    // The smallest window: once the publisher is held, about 1 MiB more arrives at most, and the file
+    // takes long enough for bars mid-file even if the hold comes late (with the default 16 MiB, a loaded
+    // machine could see it done first).
+    const command = [FMQ_COMMAND, "subscribe", "/", "--connect", `tcp://127.0.0.1:${port}`, "--inbox", inbox, "--window", "1M"].join(" ");
     const terminal = spawn("script", ["-q", "-e", "-c", command, "/dev/null"], { stdio: ["pipe", "pipe", "pipe"], detached: true });
     let screen = "";
     terminal.stdout.on("data", (data: Buffer) => (screen += data.toString("utf8")));
@@ -136,8 +139,10 @@ describe("cli", () => {
       const partial = path.join(inbox, ".fmq", "partial", partialName("big.bin"));
       await waitFor(async () => ((await stat(partial).catch(() => undefined))?.size ?? 0) >= 4 * 1024 * 1024, "part of the file", 30_000, 1);
       pub.child.kill("SIGSTOP");
-      // "big.bin |███░░░| 12% 8.4 MB/67.1 MB 50.1 MB/s ..." (cli-progress, redrawn every 250 ms).
-      const bar = await waitFor(() => /big\.bin \|[█░]+\| +(\d+)% ([\d.]+ [kMG]?B)\/67\.1 MB ([\d.]+ [kMG]?B)\/s/.exec(screen) ?? undefined, "a progress bar on the terminal", 10_000).catch((error: Error) => {
+      // "big.bin |███░░░| 12% 8.4 MB/67.1 MB 50.1 MB/s ..." (cli-progress, redrawn every 250 ms). The first
+      // past 0%: one may be drawn while the first chunk is still being written.
+      const bars = () => screen.matchAll(/big\.bin \|[█░]+\| +(\d+)% ([\d.]+ [kMG]?B)\/67\.1 MB ([\d.]+ [kMG]?B)\/s/g);
+      const bar = await waitFor(() => [...bars()].find((b) => Number(b[1]) > 0), "a progress bar past 0% on the terminal", 10_000).catch((error: Error) => {
         throw new Error(`${error.message}; the terminal showed: ${JSON.stringify(screen.slice(-600))}`);
       });
       expect(Number(bar[1])).toBeGreaterThan(0);
@@ -387,7 +392,9 @@ describe("cli", () => {
       const t0 = Date.now();
       r.child.kill(signal);
       const { code } = await r.exited;
-      expect(Date.now() - t0).toBeLessThan(1500);
+      // (It gives its close 900 ms; the rest is slack for a loaded machine. A stop that hangs, or that
+      // waits for the server, still fails.)
+      expect(Date.now() - t0).toBeLessThan(3000);
       expect(code).toBe(0);
     }
   });
@@ -399,7 +406,8 @@ describe("cli", () => {
     const t0 = Date.now();
     sub.child.kill("SIGTERM");
     const { code } = await sub.exited;
-    expect(Date.now() - t0).toBeLessThan(1500);
+    // (As above: 900 ms at most for its close, and slack for a loaded machine.)
+    expect(Date.now() - t0).toBeLessThan(3000);
     expect(code).toBe(0);
   });
 

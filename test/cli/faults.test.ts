@@ -85,8 +85,8 @@ describe("faults", () => {
     await kill9(first);
     expect(deliveries(first)).toEqual([]);
     // libzmq tells the publisher the connection closed (ROUTER_NOTIFY): it forgets the client at once,
-    // not after 60 s of silence.
-    await waitFor(() => pub.events.some((e) => e.event === "disconnected"), "the publisher forgetting the killed subscriber", 5_000);
+    // not after 60 s of silence (seconds under load: still far from a minute).
+    await waitFor(() => pub.events.some((e) => e.event === "disconnected"), "the publisher forgetting the killed subscriber", 15_000);
     const held = await partialSize(partial);
     expect(held).toBeGreaterThan(0);
     expect(held).toBeLessThan(size);
@@ -122,25 +122,28 @@ describe("faults", () => {
     expect(sub.events.some((e) => e.event === "disconnected")).toBe(true);
   }, 90_000);
 
-  it("faults - kill -9 the subscriber while 2,000 small files are in flight: after a restart every file is there once, intact", async () => {
+  it("faults - kill -9 the subscriber while 8,000 small files are in flight: after a restart every file is there once, intact", async () => {
     const src = await tempDir();
     const inbox = await tempDir();
+    // Enough that the kill comes before the last one: here 8,000 take about 2 s after the 200th, 2,000
+    // under one (too little for a loaded machine). Not --fsync to slow them: small files then go another way.
+    const count = 8000;
     const files: Record<string, Buffer> = {};
-    for (let i = 0; i < 2000; i++) files[`d${i % 20}/f${i}.bin`] = Buffer.alloc(4096, i % 251);
+    for (let i = 0; i < count; i++) files[`d${i % 20}/f${i}.bin`] = Buffer.alloc(4096, i % 251);
     await writeTree(src, files);
     const port = await freePort();
     await publisher(src, port);
     const first = subscriber(inbox, port);
     await waitFor(() => deliveries(first).length >= 200, "200 deliveries", 60_000, 1);
     await kill9(first);
-    expect(deliveries(first).length).toBeLessThan(2000);
+    expect(deliveries(first).length).toBeLessThan(count);
 
     const second = subscriber(inbox, port);
     await waitFor(async () => JSON.stringify([...(await treeHashes(inbox))]) === JSON.stringify([...(await treeHashes(src))]), "the whole tree", 60_000, 200);
     // Nothing was delivered twice in the second run, and the first run's deliveries were not all sent again.
     const paths = deliveries(second).map((e) => e.path as string);
     expect(new Set(paths).size).toBe(paths.length);
-    expect(paths.length).toBeLessThan(2000);
+    expect(paths.length).toBeLessThan(count);
   }, 120_000);
 
   it("faults - SIGSTOP the subscriber mid-file: the publisher closes its connection and drops its queue; after SIGCONT it resumes", async () => {

@@ -430,7 +430,8 @@ function quietFor(ms: number): Promise<void> {
 
 // ---------------------------------------------------------------------------------------------
 
-describe("client against a raw ROUTER", { timeout: 5000 }, () => {
+// (15 s each unless said: well within a second on an idle machine, a few seconds on a loaded CI runner.)
+describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
   it("client - opens with OHAI, replays ICANHAZ for subscriptions made before connect, then grants the default window", async () => {
     const r = await router();
     const root = await tempDir();
@@ -1229,13 +1230,16 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     await r.send(rid, { id: "RTFM", reason: "restarting" });
     const sent = Date.now();
     await r.next("OHAI");
-    expect(Date.now() - sent).toBeLessThan(250);
+    // (With the backoff of the RTFM sessions before, it would wait 1000 ms.)
+    expect(Date.now() - sent).toBeLessThan(700);
   });
 
   it("client - caches a server has still to read stay within 32 MiB: a third subscription of 11.5 MiB waits for an answer to the first", async () => {
     // Three inboxes each holding 360 sparse files of 2 GiB with their block hashes (32 KiB of hex each):
     // every subscription's cache is about 11.5 MiB, under the 12 MiB a cache may take, and all three
-    // together more than a server takes waiting from one client (ours: max-pending-bytes).
+    // together more than a server takes waiting from one client (ours: max-pending-bytes). Slow: 3 s on
+    // an idle machine (1.7 s to make the inboxes, 0.6 s to build and send the first cache), more under load.
+    const slow = 15_000;
     const r = await router();
     const root = await tempDir();
     const size = 2 * 1024 * MiB;
@@ -1257,21 +1261,21 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     const [rid, ohai] = await r.receive();
     expect(ohai.id).toBe("OHAI");
     await r.send(rid, { id: "OHAI_OK" });
-    const [, first] = await r.next("ICANHAZ", { from: rid });
-    const [, second] = await r.next("ICANHAZ", { from: rid });
+    const [, first] = await r.next("ICANHAZ", { from: rid, timeoutMs: slow });
+    const [, second] = await r.next("ICANHAZ", { from: rid, timeoutMs: slow });
     expect([first.path, second.path]).toEqual(["/a", "/b"]);
     expect([first.cache.size, second.cache.size]).toEqual([360, 360]);
     await quietFor(300);
     expect(r.pending("ICANHAZ")).toEqual([]);
     await r.send(rid, { id: "ICANHAZ_OK" });
-    const [, third] = await r.next("ICANHAZ", { from: rid });
+    const [, third] = await r.next("ICANHAZ", { from: rid, timeoutMs: slow });
     expect(third.path).toBe("/c");
     expect(third.cache.size).toBe(360);
     await r.send(rid, { id: "ICANHAZ_OK" });
     await r.send(rid, { id: "ICANHAZ_OK" });
     await waitFor(() => h.subscribed.length === 3, "subscribed three times", SOON, 5);
     expect(h.errors).toEqual([]);
-  });
+  }, 30_000);
 
   it("client - RTFM: reports disconnected, reconnects on a NEW socket, OHAI again, then replays every ICANHAZ with what the inbox holds", async () => {
     const r = await router();
@@ -1334,7 +1338,9 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
   it("client - heartbeat: HUGZ at about heartbeatMs of silence; after timeoutMs of silence KTHXBAI on the old socket, then a new socket and a new OHAI", async () => {
     const r = await router();
     const root = await tempDir();
-    const h = makeClient({ endpoint: r.endpoint, inbox: path.join(root, "inbox"), heartbeatMs: 100, timeoutMs: 600 });
+    // (A timeout of 10 heartbeats: the bounds below leave room for a stall of a few hundred ms, as on a
+    // loaded machine, the client and this server sharing one event loop.)
+    const h = makeClient({ endpoint: r.endpoint, inbox: path.join(root, "inbox"), heartbeatMs: 100, timeoutMs: 1000 });
     h.client.connect();
     const [rid1] = await r.next("OHAI");
     await r.send(rid1, { id: "OHAI_OK" });
@@ -1343,20 +1349,20 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
 
     const [, , hugzAt] = await r.next("HUGZ", { from: rid1, timeoutMs: 1000 });
     expect(hugzAt - silentSince).toBeGreaterThanOrEqual(80);
-    expect(hugzAt - silentSince).toBeLessThan(400);
+    expect(hugzAt - silentSince).toBeLessThan(600);
 
-    const [rid2, , ohaiAt] = await r.next("OHAI", { timeoutMs: 2000 });
+    const [rid2, , ohaiAt] = await r.next("OHAI", { timeoutMs: 3000 });
     expect(rid2.equals(rid1)).toBe(false);
     // The abandoned session was left with a word (a live but slow server stops sending to it).
     const [byeFrom] = await r.next("KTHXBAI", { timeoutMs: 1000 });
     expect(byeFrom.equals(rid1)).toBe(true);
-    expect(ohaiAt - silentSince).toBeGreaterThanOrEqual(550);
-    expect(ohaiAt - silentSince).toBeLessThan(1500);
+    expect(ohaiAt - silentSince).toBeGreaterThanOrEqual(950);
+    expect(ohaiAt - silentSince).toBeLessThan(2500);
     expect(h.disconnected).toHaveLength(1);
-    // HUGZ kept coming while the server was silent.
+    // HUGZ kept coming while the server was silent (about one a heartbeat: 9 at most, fewer after a stall).
     const hugz = r.log.filter((e) => e.message?.id === "HUGZ" && e.rid.equals(rid1));
     expect(hugz.length).toBeGreaterThanOrEqual(3);
-    expect(hugz.length).toBeLessThanOrEqual(8);
+    expect(hugz.length).toBeLessThanOrEqual(12);
 
     await r.send(rid2, { id: "OHAI_OK" });
     await waitFor(() => h.connected === 2, "connected again", SOON, 5);
@@ -1365,11 +1371,14 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
   it("client - heartbeat: a server that answers HUGZ with HUGZ-OK keeps the session well past the timeout", async () => {
     const r = await router();
     const root = await tempDir();
-    const h = makeClient({ endpoint: r.endpoint, inbox: path.join(root, "inbox"), heartbeatMs: 100, timeoutMs: 400 });
+    // (The client may hear a HUGZ-OK just after a beat and send the next HUGZ a beat later: up to ~200 ms
+    // of silence between answers. A timeout far above that, so a stall of the shared event loop on a
+    // loaded machine is not taken for a lost server; the loop below still lasts well past it.)
+    const h = makeClient({ endpoint: r.endpoint, inbox: path.join(root, "inbox"), heartbeatMs: 100, timeoutMs: 1500 });
     h.client.connect();
     const [rid] = await r.next("OHAI");
     await r.send(rid, { id: "OHAI_OK" });
-    const until = Date.now() + 1200;
+    const until = Date.now() + 4000;
     let answered = 0;
     while (Date.now() < until) {
       const entry = await waitFor(() => r.log.find((e) => !e.consumed) ?? (Date.now() >= until ? "done" : undefined), "HUGZ", SOON, 5);
@@ -1928,9 +1937,12 @@ describe("client against a raw ROUTER", { timeout: 5000 }, () => {
     expect(Date.now() - started).toBeLessThan(1000);
     const [from] = await r.next("KTHXBAI");
     expect(from.equals(rid)).toBe(true);
-    // And then nothing more: no HUGZ, no reconnection.
+    // And then nothing more: no HUGZ, no reconnection. (Before close(), a HUGZ is no fault: on a loaded
+    // machine a heartbeat may pass between the NOM and close().)
     await quietFor(300);
-    expect(r.log.filter((e) => !e.consumed && e.message?.id !== "NOM")).toEqual([]);
+    const bye = r.log.findIndex((e) => e.message?.id === "KTHXBAI");
+    expect(r.log.slice(bye + 1)).toEqual([]);
+    expect(r.log.slice(0, bye).filter((e) => !e.consumed && e.message?.id !== "NOM" && e.message?.id !== "HUGZ")).toEqual([]);
   });
 
   it("client - close() while still connecting (no server answer) resolves within a second and sends no KTHXBAI", async () => {
