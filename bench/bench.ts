@@ -17,6 +17,7 @@ import { fileURLToPath } from "node:url";
 import { spawnSync } from "node:child_process";
 import { FMQ_CLI, RAW_PIPE, RsyncDaemon } from "./contenders.js";
 import { CpuMeter, backgroundLoad, installed, now, onExit } from "./measure.js";
+import { holdFreePageReporting } from "./page-reporting.js";
 import { probeUntilHealthy, probeWarning } from "./probe.js";
 import { markdown, summarise, summariseResync, svgChart } from "./report.js";
 import type { BenchConfig, WorkloadResult } from "./types.js";
@@ -52,6 +53,7 @@ const program = new Command()
   .addOption(new Option("--stable-ms <ms>", "fmq publish --stable-ms for the throughput workloads").default("150"))
   .addOption(new Option("--fmq <cli.js>", "the fmq CLI to measure (e.g. another checkout's build)").default(FMQ_CLI))
   .addOption(new Option("--tmp <dir>", "where test data goes (removed at the end)").default(os.tmpdir()))
+  .option("--leave-page-reporting", "do not hold back the VM's free page reporting during the run (see bench/page-reporting.ts; --smoke never touches it)")
   .addOption(new Option("--wait-healthy <s>", "when the probe finds file creation slow (ext4's window after mass deletes), probe again every 30 s for up to this long before starting").default("330"));
 
 program.parse();
@@ -124,6 +126,9 @@ async function main(): Promise<number> {
   if (rsyncMissing) log(rsyncMissing);
   const rsync = rsyncVersion ? await RsyncDaemon.start(path.join(tmp, "rsync")) : undefined;
   const ctx: Context = { config, rsync, log };
+  // (Before the probe: its figures too are taken with freed memory kept.)
+  const reporting = holdFreePageReporting(opts.leavePageReporting === true || opts.smoke === true);
+  log(reporting.text);
   const probe = await probeUntilHealthy(path.join(tmp, "probe"), count("waitHealthy"), log);
   const slowMachine = probeWarning(probe);
   if (slowMachine) log(`warning: ${slowMachine}`);
@@ -133,6 +138,7 @@ async function main(): Promise<number> {
     "new-file write MB/s": Math.round(probe.writeMBps),
     "4 KiB file create µs": Math.round(probe.createUs),
     "new process memory first / second write MB/s": `${Math.round(probe.memoryFirstTouchMBps)} / ${Math.round(probe.memorySecondTouchMBps)}`,
+    "free page reporting": reporting.state,
   };
   log(`machine: ${Object.entries(machine).map(([k, v]) => `${k} ${v}`).join("; ")}`);
   log(`config: ${JSON.stringify({ ...config, tmp: undefined })}`);
@@ -186,6 +192,7 @@ async function main(): Promise<number> {
     notes: [
       ...(slowMachine ? [slowMachine] : []),
       ...(busy ? [busy] : []),
+      ...(reporting.state === "absent" ? [] : [`This VM hands memory it frees back to its host (free page reporting), and writing into such memory again is slow: ${reporting.text}.`]),
       "Every delivered file was checked by sha256 against its source; a run that failed the check counts as failed, not in the figures.",
       "Sources are written fresh with random bytes and read once before timing (warm page cache for everyone); the disk is synced before each run; destinations are new each run (no fsync by anyone). Right before each run of workloads 1, 2 and 4 the bench writes as many bytes as the run will write into a scratch file and deletes it, so that every contender writes into memory freed a moment ago (see bench/README.md: on these VMs older free memory may have gone back to the host and is slow to write).",
       "Contenders run in a different order each repetition (rotated by one, and reversed every other time, so that none always follows the same one). Steal = hypervisor steal (/proc/stat) during the run; other load = CPU used by other processes in the 0.3 s before the run, % of all cores. Figures taken under either are slower: compare ratios rather than MB/s.",
