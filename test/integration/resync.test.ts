@@ -97,7 +97,7 @@ describe("resync", () => {
     pub.server.on("disconnected", (client) => gone.push(client));
     await first.close();
     // Its KTHXBAI reached the server (which would otherwise keep the session for a minute, sending to it).
-    await waitFor(() => gone.length === 1, "the first session closed by KTHXBAI", 2000);
+    await waitFor(() => gone.length === 1, "the first session closed by KTHXBAI", 15_000);
     const before = pub.sent.length;
     // The second client's sessions. Had the first client given up an earlier session without a word,
     // the server would keep that one until a send to it failed, and files could still be addressed to
