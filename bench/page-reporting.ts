@@ -40,7 +40,7 @@ export function holdFreePageReporting(leave: boolean): PageReporting {
   } catch {
     return { state: "absent", text: "no free page reporting here" };
   }
-  if (leave) return { state: "left", text: `free page reporting left as it is (min_free_ms ${before}, --leave-page-reporting)` };
+  if (leave) return { state: "left", text: `free page reporting left as it is (min_free_ms ${before})` };
   if (Number(before) >= HOLD_MS) return { state: "held", text: `free page reporting already held back (min_free_ms ${before})` };
   try {
     writeFileSync(MIN_FREE_MS, String(HOLD_MS));

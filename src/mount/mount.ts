@@ -263,9 +263,7 @@ export class Mount extends EventEmitter<MountEvents> {
       this.#goneFromListed(absolute);
       // A directory of its name there now: the watcher, having taken it for the file, never looks
       // inside. Handed to it afresh.
-      if ((await lstat(absolute).catch(() => undefined))?.isDirectory() && !this.#closed) {
-        this.#rewatch(absolute);
-      }
+      if ((await lstat(absolute).catch(() => undefined))?.isDirectory() && !this.#closed) this.#rewatch(absolute);
     });
   }
 
