@@ -38,8 +38,11 @@ export interface PublishedFile {
 }
 
 export interface MountEvents {
-  /** A file became stable: new, or changed since it was last reported. */
-  changed: [file: PublishedFile];
+  /**
+   * A file became stable: new, or changed since it was last reported. `previous`: the size and mtime of
+   * what was published under its name before (replaced, or withdrawn a moment ago), if anything.
+   */
+  changed: [file: PublishedFile, previous: { readonly size: number; readonly mtimeMs: number } | undefined];
   /** A file that had been reported is gone. */
   deleted: [vpath: string];
   /**
@@ -60,6 +63,9 @@ export interface MountOptions {
   readonly isShadowed?: (vpath: string) => boolean;
 }
 
+/** Withdrawn files remembered for `changed`'s `previous` (about 100 bytes each). */
+const RECENTLY_WITHDRAWN = 10_000;
+
 export class MountError extends Error {
   override name = "MountError";
 }
@@ -67,6 +73,11 @@ export class MountError extends Error {
 export class Mount extends EventEmitter<MountEvents> {
   /** The catalogue: stable files by virtual path. */
   readonly files = new Map<string, PublishedFile>();
+  /**
+   * What was withdrawn lately, by virtual path (size and mtime; the newest RECENTLY_WITHDRAWN): a file
+   * deleted and then made again (`rm f; cp -p g f`) is a replacement too, for `changed`'s `previous`.
+   */
+  readonly #withdrawn = new Map<string, { readonly size: number; readonly mtimeMs: number }>();
   readonly #tracker: StabilityTracker;
   #watcher: FSWatcher | undefined;
 
@@ -736,7 +747,10 @@ export class Mount extends EventEmitter<MountEvents> {
     const vpath = joinVirtual(this.alias, relative);
     const file = this.files.get(vpath);
     if (file && file.absolute !== path.join(this.root, relative)) this.#unlink(file.absolute, relative);
-    if (this.files.delete(vpath)) {
+    if (file && this.files.delete(vpath)) {
+      this.#withdrawn.delete(vpath);
+      this.#withdrawn.set(vpath, { size: file.size, mtimeMs: file.mtimeMs });
+      if (this.#withdrawn.size > RECENTLY_WITHDRAWN) this.#withdrawn.delete(this.#withdrawn.keys().next().value!);
       this.#countUnder(relative, -1);
       this.emit("deleted", vpath);
     }
@@ -829,9 +843,11 @@ export class Mount extends EventEmitter<MountEvents> {
       if (this.files.has(joinVirtual(this.alias, relative.slice(0, slash)))) this.#gone(relative.slice(0, slash));
     }
     // (Straight from the tracker into `files`: nobody sees it in neither.)
+    const previous = this.files.get(vpath) ?? this.#withdrawn.get(vpath);
+    this.#withdrawn.delete(vpath);
     if (!this.files.has(vpath)) this.#countUnder(relative, 1);
     this.files.set(vpath, file);
-    this.emit("changed", file);
+    this.emit("changed", file, previous && { size: previous.size, mtimeMs: previous.mtimeMs });
   }
 }
 

@@ -406,8 +406,14 @@ export class Connection {
     const entry = parseCacheEntry(value);
     if (!entry) return { op: "create", file };
     if (entry.size !== undefined) this.#holdings.set(file.vpath, entry);
-    // rsync's quick check: same size and mtime is the same file.
-    if (entry.size === file.size && entry.mtime === file.mtimeMs) return undefined;
+    // rsync's quick check: same size and mtime is the same file. Unless this file replaced a look-alike
+    // (same size and mtime, other content: the client may hold either): then its hash decides. (A file
+    // that changes while it is hashed is published again, and goes to the client then.)
+    if (entry.size === file.size && entry.mtime === file.mtimeMs) {
+      if (entry.hash === undefined || !this.host.fingerprints.isLookAlike(file.absolute)) return undefined;
+      const now = await this.host.fingerprints.fingerprint(file.absolute).catch(() => undefined);
+      return now === undefined || now.fingerprint.hash === entry.hash ? undefined : { op: "create", file };
+    }
     const partial = entry.partial;
     if (partial && partial.size === file.size && partial.mtime === file.mtimeMs && partial.length > 0) {
       return { op: "create", file, resumeAt: partial.length };

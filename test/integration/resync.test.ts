@@ -4,7 +4,7 @@
 
 import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { appendFile, open, readFile, readdir, rename, rm, stat, symlink, truncate, unlink, writeFile } from "node:fs/promises";
+import { appendFile, open, readFile, readdir, rename, rm, stat, symlink, truncate, unlink, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { context, Dealer } from "zeromq";
@@ -115,6 +115,64 @@ describe("resync", () => {
     expect(second.delivered.map((d) => d.path)).toEqual(["marker.txt"]);
     expect(returning.length).toBeGreaterThan(0);
     expect(pub.sent.slice(before).filter((e) => returning.includes(e.client)).map((e) => e.path)).toEqual(["/marker.txt"]);
+  });
+
+  it("resync - files replaced while the client was away by look-alikes (same size and mtime, other content) arrive on its return; an untouched one is not sent", async () => {
+    const src = await tempDir();
+    const inbox = await tempDir();
+    const staging = await tempDir();
+    const sizes: Record<string, number> = { "swapped.bin": 4096, "rewritten.bin": 3 * MiB, "remade.bin": 10_000, "untouched.bin": 4096 };
+    // A whole second for an mtime: set back exactly (a Date would lose the sub-millisecond part).
+    const mtime = 1_700_000_000;
+    for (const [name, size] of Object.entries(sizes)) {
+      await writeRandomFile(path.join(src, name), size);
+      await utimes(path.join(src, name), mtime, mtime);
+    }
+    const pub = await startServer(src);
+    const first = await startClient(pub.endpoint, inbox);
+    await mirrored(inbox, src);
+    const gone: string[] = [];
+    pub.server.on("disconnected", (client) => gone.push(client));
+    await first.close();
+    await waitFor(() => gone.length === 1, "the first session closed by KTHXBAI", 15_000);
+
+    const mount = pub.server.mounts[0]!;
+    const published = async (name: string) => {
+      const now = await stat(path.join(src, name));
+      const file = mount.files.get(`/${name}`);
+      return file !== undefined && file.ino === now.ino && file.ctimeMs === now.ctimeMs;
+    };
+    // 1. Another file renamed over it (a new inode), its mtime set to the old one's first.
+    await writeRandomFile(path.join(staging, "swapped.bin"), sizes["swapped.bin"]!);
+    await utimes(path.join(staging, "swapped.bin"), mtime, mtime);
+    await rename(path.join(staging, "swapped.bin"), path.join(src, "swapped.bin"));
+    // 2. Rewritten in place, its mtime set back.
+    const handle = await open(path.join(src, "rewritten.bin"), "r+");
+    await handle.write(randomBytes(sizes["rewritten.bin"]!), 0, sizes["rewritten.bin"]!, 0);
+    await handle.close();
+    await utimes(path.join(src, "rewritten.bin"), mtime, mtime);
+    // 3. Deleted (and withdrawn), then made again with the old mtime.
+    await unlink(path.join(src, "remade.bin"));
+    await waitFor(() => !mount.files.has("/remade.bin"), "remade.bin withdrawn", 15_000);
+    await writeRandomFile(path.join(staging, "remade.bin"), sizes["remade.bin"]!);
+    await utimes(path.join(staging, "remade.bin"), mtime, mtime);
+    await rename(path.join(staging, "remade.bin"), path.join(src, "remade.bin"));
+    for (const name of ["swapped.bin", "rewritten.bin", "remade.bin"]) {
+      const now = await stat(path.join(src, name));
+      expect([now.size, now.mtimeMs]).toEqual([sizes[name], mtime * 1000]);
+      await waitFor(() => published(name), `the new ${name} published`, 15_000);
+    }
+
+    const before = pub.sent.length;
+    const caughtUp: string[] = [];
+    pub.server.on("caught-up", (client) => caughtUp.push(client));
+    const second = await startClient(pub.endpoint, inbox);
+    await waitFor(() => caughtUp.length > 0, "the returning client caught up", 15_000);
+    // Byte for byte what the source holds now (before the fix: the three old versions, for ever).
+    await mirrored(inbox, src, 15_000);
+    expect(second.errors).toEqual([]);
+    expect(second.delivered.map((d) => d.path).sort()).toEqual(["remade.bin", "rewritten.bin", "swapped.bin"]);
+    expect(pub.sent.slice(before).map((e) => e.path).sort()).toEqual(["/remade.bin", "/rewritten.bin", "/swapped.bin"]);
   });
 
   it("resync - files deleted while the client was away are removed; a file a person put in the inbox survives", async () => {
