@@ -14,10 +14,12 @@
 // took 1.26-1.73 s, 0.73-0.89 s in the kernel.
 //
 // So for the run's length the bench asks the kernel to keep freed memory for a minute before reporting
-// it (every contender alike), and puts the setting back when it ends, however it ends. Where the
-// setting does not exist (no free page reporting: nothing to hold back) or cannot be written (not
-// root), the report says so.
+// it (every contender alike), and puts the setting back when it ends, however it ends: at exit, on a
+// signal, and, if the bench is killed outright (SIGKILL, the OOM killer), by a small watchdog process
+// that waits for the bench to be gone. Where the setting does not exist (no free page reporting:
+// nothing to hold back) or cannot be written (not root), the report says so.
 
+import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { onExit } from "./measure.js";
 
@@ -32,25 +34,41 @@ export interface PageReporting {
   readonly text: string;
 }
 
-/** Hold back free page reporting until the bench exits (unless `leave`). */
-export function holdFreePageReporting(leave: boolean): PageReporting {
+/** Hold back free page reporting until the bench exits (unless `leave`). `setting`: the file (tests). */
+export function holdFreePageReporting(leave: boolean, setting = MIN_FREE_MS): PageReporting {
   let before: string;
   try {
-    before = readFileSync(MIN_FREE_MS, "utf8").trim();
+    before = readFileSync(setting, "utf8").trim();
   } catch {
     return { state: "absent", text: "no free page reporting here" };
   }
   if (leave) return { state: "left", text: `free page reporting left as it is (min_free_ms ${before})` };
   if (Number(before) >= HOLD_MS) return { state: "held", text: `free page reporting already held back (min_free_ms ${before})` };
   try {
-    writeFileSync(MIN_FREE_MS, String(HOLD_MS));
+    writeFileSync(setting, String(HOLD_MS));
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? String(error);
     return {
       state: "unchanged",
-      text: `free page reporting could not be held back (${code} writing ${MIN_FREE_MS}; min_free_ms ${before}): 1 GiB figures vary with which memory each run gets; run as root, or set it to ${HOLD_MS} by hand`,
+      text: `free page reporting could not be held back (${code} writing ${setting}; min_free_ms ${before}): 1 GiB figures vary with which memory each run gets; run as root, or set it to ${HOLD_MS} by hand`,
     };
   }
-  onExit(() => writeFileSync(MIN_FREE_MS, before));
+  onExit(() => writeFileSync(setting, before));
+  putBackWhenGone(setting, before);
   return { state: "held", text: `free page reporting held back during the run (min_free_ms ${before} -> ${HOLD_MS}, put back at the end)` };
+}
+
+/**
+ * A process of its own that puts `before` back once this process is gone, if the setting still holds
+ * what we wrote: the exit hook cannot run when the bench is killed with SIGKILL. It checks once a second
+ * and costs nothing meanwhile; after a normal exit it finds the setting put back already and just ends.
+ */
+function putBackWhenGone(setting: string, before: string): void {
+  const script = 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; [ "$(cat "$2")" = "$3" ] && printf %s "$4" > "$2"';
+  const watchdog = spawn("sh", ["-c", script, "fmq-bench-page-reporting", String(process.pid), setting, String(HOLD_MS), before], {
+    detached: true,
+    stdio: "ignore",
+  });
+  watchdog.on("error", () => undefined);
+  watchdog.unref();
 }
