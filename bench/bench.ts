@@ -18,6 +18,7 @@ import { spawnSync } from "node:child_process";
 import { FMQ_CLI, RAW_PIPE, RsyncDaemon } from "./contenders.js";
 import { CpuMeter, backgroundLoad, installed, now, onExit } from "./measure.js";
 import { holdFreePageReporting } from "./page-reporting.js";
+import { watchOver } from "./watchdog.js";
 import { probeUntilHealthy, probeWarning } from "./probe.js";
 import { markdown, summarise, summariseResync, svgChart } from "./report.js";
 import type { BenchConfig, WorkloadResult } from "./types.js";
@@ -129,6 +130,8 @@ async function main(): Promise<number> {
   // (Before the probe: its figures too are taken with freed memory kept.)
   const reporting = holdFreePageReporting(opts.leavePageReporting === true || opts.smoke === true);
   log(reporting.text);
+  // If we are killed outright, what we started, our temporary directory and the setting still go.
+  watchOver({ tmp, ...(reporting.putBack ? { setting: reporting.putBack } : {}) });
   const probe = await probeUntilHealthy(path.join(tmp, "probe"), count("waitHealthy"), log);
   const slowMachine = probeWarning(probe);
   if (slowMachine) log(`warning: ${slowMachine}`);

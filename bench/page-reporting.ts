@@ -15,11 +15,10 @@
 //
 // So for the run's length the bench asks the kernel to keep freed memory for a minute before reporting
 // it (every contender alike), and puts the setting back when it ends, however it ends: at exit, on a
-// signal, and, if the bench is killed outright (SIGKILL, the OOM killer), by a small watchdog process
-// that waits for the bench to be gone. Where the setting does not exist (no free page reporting:
-// nothing to hold back) or cannot be written (not root), the report says so.
+// signal, and, if the bench is killed outright (SIGKILL, the OOM killer), by its watchdog
+// (watchdog.ts). Where the setting does not exist (no free page reporting: nothing to hold back) or
+// cannot be written (not root), the report says so.
 
-import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { onExit } from "./measure.js";
 
@@ -32,6 +31,8 @@ export const HOLD_MS = 60_000;
 export interface PageReporting {
   readonly state: "held" | "absent" | "unchanged" | "left";
   readonly text: string;
+  /** What to put back if the bench dies without its exit hooks (watchdog.ts): set when we changed it. */
+  readonly putBack?: { readonly file: string; readonly held: string; readonly before: string };
 }
 
 /** Hold back free page reporting until the bench exits (unless `leave`). `setting`: the file (tests). */
@@ -54,21 +55,10 @@ export function holdFreePageReporting(leave: boolean, setting = MIN_FREE_MS): Pa
     };
   }
   onExit(() => writeFileSync(setting, before));
-  putBackWhenGone(setting, before);
-  return { state: "held", text: `free page reporting held back during the run (min_free_ms ${before} -> ${HOLD_MS}, put back at the end)` };
+  return {
+    state: "held",
+    text: `free page reporting held back during the run (min_free_ms ${before} -> ${HOLD_MS}, put back at the end)`,
+    putBack: { file: setting, held: String(HOLD_MS), before },
+  };
 }
 
-/**
- * A process of its own that puts `before` back once this process is gone, if the setting still holds
- * what we wrote: the exit hook cannot run when the bench is killed with SIGKILL. It checks once a second
- * and costs nothing meanwhile; after a normal exit it finds the setting put back already and just ends.
- */
-function putBackWhenGone(setting: string, before: string): void {
-  const script = 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; [ "$(cat "$2")" = "$3" ] && printf %s "$4" > "$2"';
-  const watchdog = spawn("sh", ["-c", script, "fmq-bench-page-reporting", String(process.pid), setting, String(HOLD_MS), before], {
-    detached: true,
-    stdio: "ignore",
-  });
-  watchdog.on("error", () => undefined);
-  watchdog.unref();
-}

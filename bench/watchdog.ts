@@ -1,0 +1,59 @@
+// What the bench leaves behind if it is killed outright.
+//
+// Exit hooks and signal handlers (measure.ts) stop the bench's child processes, remove its temporary
+// directory and put back the kernel setting it changed (page-reporting.ts), however it ends, except by
+// SIGKILL (kill -9, the OOM killer), which nothing in the process survives. Then an `fmq publish` would
+// run on for ever, an rsync daemon would keep its port, gigabytes of test data would stay in the
+// temporary directory, and free page reporting would stay held back. So the bench starts a small shell
+// process of its own that waits for it to be gone and then does the same: it stops every process whose
+// command line names the bench's temporary directory (every child the bench starts does: sources,
+// inboxes, the daemon's config), removes the directory, and puts the setting back if it still holds
+// what the bench wrote. After a normal end it finds nothing left to do, and ends within a second.
+// (What it is told comes through its environment, not its command line, so that it never matches
+// itself.)
+
+import { spawn } from "node:child_process";
+import path from "node:path";
+
+export interface Leftovers {
+  /** The bench's own temporary directory (a fresh mkdtemp: its path names nothing else). */
+  readonly tmp: string;
+  /** A setting to put back: `before` is written to `file` if it still reads `held`. */
+  readonly setting?: { readonly file: string; readonly held: string; readonly before: string };
+}
+
+const SCRIPT = `
+while kill -0 "$FMQ_BENCH_PID" 2>/dev/null; do sleep 1; done
+if [ -n "$FMQ_BENCH_SETTING" ] && [ "$(cat "$FMQ_BENCH_SETTING" 2>/dev/null)" = "$FMQ_BENCH_HELD" ]; then
+  printf %s "$FMQ_BENCH_BEFORE" > "$FMQ_BENCH_SETTING"
+fi
+[ -n "$FMQ_BENCH_TMP" ] || exit 0
+if pkill -TERM -f -- "$FMQ_BENCH_PATTERN"; then
+  sleep 1
+  pkill -KILL -f -- "$FMQ_BENCH_PATTERN"
+fi
+rm -rf -- "$FMQ_BENCH_TMP"
+`;
+
+/** Start the watchdog for this process (see above). It outlives us by design: detached, not waited for. */
+export function watchOver(leftovers: Leftovers, pid = process.pid): void {
+  // (Never "/" or a relative path: every process naming it would be stopped, and it removed.)
+  if (!path.isAbsolute(leftovers.tmp) || path.dirname(leftovers.tmp) === leftovers.tmp) throw new Error(`watchOver: not a temporary directory: ${leftovers.tmp}`);
+  const watchdog = spawn("sh", ["-c", SCRIPT, "fmq-bench-watchdog"], {
+    detached: true,
+    stdio: "ignore",
+    env: {
+      PATH: process.env.PATH ?? "/usr/bin:/bin",
+      FMQ_BENCH_PID: String(pid),
+      FMQ_BENCH_TMP: leftovers.tmp,
+      // pkill takes a regular expression: the path, matched as written.
+      FMQ_BENCH_PATTERN: leftovers.tmp.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"),
+      FMQ_BENCH_SETTING: leftovers.setting?.file ?? "",
+      FMQ_BENCH_HELD: leftovers.setting?.held ?? "",
+      FMQ_BENCH_BEFORE: leftovers.setting?.before ?? "",
+    },
+  });
+  // (No sh, or it failed to start: the bench runs as before, without this safety net.)
+  watchdog.on("error", () => undefined);
+  watchdog.unref();
+}

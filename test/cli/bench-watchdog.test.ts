@@ -1,0 +1,120 @@
+// The bench starts processes, fills a temporary directory and changes a kernel setting for its run
+// (free page reporting held back). Killed outright with SIGKILL, which no exit hook survives, its
+// watchdog must still stop what it started, remove the directory and put the setting back (a file here
+// stands in for the sysfs one). A real process sets it all up and is killed.
+
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterEach, describe, expect, it } from "vitest";
+import { tempDir } from "../helpers/tmp.js";
+import { waitFor } from "../helpers/wait.js";
+
+const dist = (file: string) => fileURLToPath(new URL(`../../dist/bench/${file}`, import.meta.url));
+
+const children: ChildProcess[] = [];
+const strays: number[] = [];
+afterEach(() => {
+  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  for (const pid of strays.splice(0)) if (alive(pid)) process.kill(pid, "SIGKILL");
+});
+
+/** Running (a zombie no one has reaped yet, its parent killed, counts as gone). */
+function alive(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]![0] !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+/** Watchdogs told of this temporary directory (it is in their environment, not their command line). */
+function watchdogs(tmp: string): number[] {
+  const found = spawnSync("pgrep", ["-f", "fmq-bench-watchdog"], { encoding: "utf8" }).stdout.split("\n").filter(Boolean).map(Number);
+  return found.filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/environ`, "utf8").split("\0").includes(`FMQ_BENCH_TMP=${tmp}`);
+    } catch {
+      return false;
+    }
+  });
+}
+
+/**
+ * A bench in miniature: holds the setting in `file`, starts its watchdog over `tmp`, and starts a child
+ * whose command line names `tmp` (as every child of the bench does). Then exits at once, or stays.
+ */
+async function miniBench(tmp: string, file: string, then: "exit" | "stay"): Promise<{ bench: ChildProcess; state: string; child: number }> {
+  const script = `
+    const { holdFreePageReporting } = await import(${JSON.stringify(dist("page-reporting.js"))});
+    const { watchOver } = await import(${JSON.stringify(dist("watchdog.js"))});
+    const { spawn } = await import("node:child_process");
+    const tmp = ${JSON.stringify(tmp)};
+    const reporting = holdFreePageReporting(false, ${JSON.stringify(file)});
+    watchOver({ tmp, ...(reporting.putBack ? { setting: reporting.putBack } : {}) });
+    const child = spawn(process.execPath, ["-e", "setInterval(() => undefined, 1000)", tmp + "/source"], { stdio: "ignore" });
+    process.stdout.write(reporting.state + " " + child.pid + "\\n");
+    if (${JSON.stringify(then)} === "exit") { child.kill(); process.exit(0); }
+    setInterval(() => undefined, 1000);`;
+  const bench = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+  children.push(bench);
+  let out = "";
+  bench.stdout!.on("data", (data: Buffer) => (out += data.toString()));
+  const line = await waitFor(() => out.includes("\n") && out.trim(), "the mini bench's report");
+  const [state, pid] = line.split(" ");
+  strays.push(Number(pid));
+  return { bench, state: state!, child: Number(pid) };
+}
+
+const read = (file: string) => readFileSync(file, "utf8").trim();
+
+describe("bench watchdog", () => {
+  it("after a SIGKILL of the bench: its children are stopped, its temporary directory removed, the setting put back", async () => {
+    const dir = await tempDir();
+    const tmp = path.join(dir, "fmq-bench-x");
+    await mkdir(tmp);
+    writeFileSync(path.join(tmp, "data.bin"), "x");
+    const file = path.join(dir, "min_free_ms");
+    writeFileSync(file, "0\n");
+    const { bench, state, child } = await miniBench(tmp, file, "stay");
+    expect(state).toBe("held");
+    expect(read(file)).toBe("60000");
+    expect(alive(child)).toBe(true);
+    await waitFor(() => watchdogs(tmp).length === 1, "the watchdog");
+
+    bench.kill("SIGKILL");
+    // The watchdog looks once a second; it ends when done.
+    await waitFor(() => watchdogs(tmp).length === 0, "the watchdog to finish", 10_000, 50);
+    expect(read(file)).toBe("0");
+    expect(alive(child)).toBe(false);
+    expect(existsSync(tmp)).toBe(false);
+  });
+
+  it("after a normal end it only ends; a setting someone else changed meanwhile is left alone", async () => {
+    const dir = await tempDir();
+    const file = path.join(dir, "min_free_ms");
+    writeFileSync(file, "0\n");
+    const tmp = path.join(dir, "fmq-bench-y");
+    await mkdir(tmp);
+    const first = await miniBench(tmp, file, "exit");
+    expect(first.state).toBe("held");
+    await waitFor(() => first.bench.exitCode !== null, "the mini bench's exit");
+    // Its exit hook put the setting back: the watchdog, finding it not ours, leaves it.
+    expect(read(file)).toBe("0");
+    await waitFor(() => watchdogs(tmp).length === 0, "the watchdog to end", 10_000, 50);
+    expect(read(file)).toBe("0");
+
+    const other = path.join(dir, "other");
+    writeFileSync(other, "0\n");
+    const tmp2 = path.join(dir, "fmq-bench-z");
+    await mkdir(tmp2);
+    const second = await miniBench(tmp2, other, "stay");
+    writeFileSync(other, "5000\n");
+    second.bench.kill("SIGKILL");
+    await waitFor(() => watchdogs(tmp2).length === 0, "the second watchdog to finish", 10_000, 50);
+    expect(read(other)).toBe("5000");
+    expect(alive(second.child)).toBe(false);
+  });
+});
