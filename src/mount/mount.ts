@@ -15,6 +15,8 @@ import { UnwatchedPaths } from "./unwatched.js";
 
 /** chokidar's "readdir" throttle (handler.js, chokidar 5.0.0): a directory read again sooner is not read. */
 const CHOKIDAR_READDIR_THROTTLE_MS = 1000;
+/** chokidar's "change" throttle (index.js, chokidar 5.0.0): a file's change this soon after the last one reported is dropped. */
+const CHOKIDAR_CHANGE_THROTTLE_MS = 50;
 
 export interface PublishedFile {
   /** Path relative to the mount's directory, "/" separators. */
@@ -31,6 +33,13 @@ export interface PublishedFile {
   /** The mount's real root: the file must still be inside it when it is opened to be sent. */
   readonly root: string;
   /**
+   * Its mtime is not after that of a version published before under its name (set back: a copy that
+   * kept its mtime, a rewrite with the mtime put back, `touch -r`, a chmod): size and mtime may then be
+   * those of another content, and a client's quick check cannot be trusted. Known only for what this
+   * mount saw (since it started; a name withdrawn long ago may be forgotten).
+   */
+  readonly lookAlike?: true;
+  /**
    * Reached through a symlink: the virtual path (in this mount) of what it leads to. Only a client that
    * may read that path too is sent it: a link must not carry a file across what accounts may read.
    */
@@ -38,11 +47,8 @@ export interface PublishedFile {
 }
 
 export interface MountEvents {
-  /**
-   * A file became stable: new, or changed since it was last reported. `previous`: the size and mtime of
-   * what was published under its name before (replaced, or withdrawn a moment ago), if anything.
-   */
-  changed: [file: PublishedFile, previous: { readonly size: number; readonly mtimeMs: number } | undefined];
+  /** A file became stable: new, or changed since it was last reported. */
+  changed: [file: PublishedFile];
   /** A file that had been reported is gone. */
   deleted: [vpath: string];
   /**
@@ -63,7 +69,7 @@ export interface MountOptions {
   readonly isShadowed?: (vpath: string) => boolean;
 }
 
-/** Withdrawn files remembered for `changed`'s `previous` (about 100 bytes each). */
+/** Names withdrawn whose newest mtime is remembered, for `lookAlike` (about 100 bytes each). */
 const RECENTLY_WITHDRAWN = 10_000;
 
 export class MountError extends Error {
@@ -74,10 +80,12 @@ export class Mount extends EventEmitter<MountEvents> {
   /** The catalogue: stable files by virtual path. */
   readonly files = new Map<string, PublishedFile>();
   /**
-   * What was withdrawn lately, by virtual path (size and mtime; the newest RECENTLY_WITHDRAWN): a file
-   * deleted and then made again (`rm f; cp -p g f`) is a replacement too, for `changed`'s `previous`.
+   * For `lookAlike`, the newest mtime published under a name: of names withdrawn (the latest
+   * RECENTLY_WITHDRAWN: `rm f; cp -p g f` is a replacement too), and of names whose file now has an
+   * older one (rare; for the others it is their file's own).
    */
-  readonly #withdrawn = new Map<string, { readonly size: number; readonly mtimeMs: number }>();
+  readonly #withdrawnNewest = new Map<string, number>();
+  readonly #setBackNewest = new Map<string, number>();
   readonly #tracker: StabilityTracker;
   #watcher: FSWatcher | undefined;
 
@@ -186,13 +194,15 @@ export class Mount extends EventEmitter<MountEvents> {
     clearTimeout(this.#replacedTimer);
     clearTimeout(this.#renamedOverTimer);
     for (const timer of this.#readAgainTimers.values()) clearTimeout(timer);
+    for (const timer of this.#lookAgainTimers.values()) clearTimeout(timer);
     this.#tracker.close();
     await this.#watcher?.close();
     this.#watcher = undefined;
   }
 
   /** A file found or changed (by the watcher, or by looking at what it could not watch). */
-  #seen(absolute: string, stats?: Stats): void {
+  /** `changeEvent`: the watcher said it changed (see #publish: what chokidar drops after a change). */
+  #seen(absolute: string, stats?: Stats, changeEvent = false): void {
     const relative = this.#relative(absolute);
     if (stats && !stats.isFile() && !stats.isSymbolicLink()) return;
     // A link to a directory is not followed (a loop, or a whole other tree): said once, not skipped unsaid.
@@ -208,7 +218,7 @@ export class Mount extends EventEmitter<MountEvents> {
     if (this.options.isShadowed?.(joinVirtual(this.alias, relative))) return this.#shadowed(joinVirtual(this.alias, relative));
     // (In a directory only looked at, every file is looked at too: see the hooks of #unwatched.)
     if (this.#unwatched.listed(path.dirname(absolute))) this.#unwatched.addFile(absolute);
-    this.#tracker.saw(relative, { size: stats?.size ?? -1, mtimeMs: stats?.mtimeMs ?? -1 });
+    this.#tracker.saw(relative, { size: stats?.size ?? -1, mtimeMs: stats?.mtimeMs ?? -1 }, changeEvent);
     // Symlinks to this file change with it (the watcher sees only the file).
     for (const link of this.#links.get(absolute) ?? []) this.recheck(joinVirtual(this.alias, link));
   }
@@ -216,7 +226,7 @@ export class Mount extends EventEmitter<MountEvents> {
   #changed(absolute: string, stats?: Stats): void {
     // A file replaced by a directory of its name reaches us as a "change" of the file, and the watcher
     // never looks inside: the file is gone, and the directory is handed to the watcher afresh.
-    if (!stats?.isDirectory()) return this.#seen(absolute, stats);
+    if (!stats?.isDirectory()) return this.#seen(absolute, stats, true);
     this.#gone(this.#relative(absolute));
     this.#rewatch(absolute);
   }
@@ -261,6 +271,19 @@ export class Mount extends EventEmitter<MountEvents> {
   }
   /** Directories to look at once chokidar may read them again (see #readAgainSoon). */
   readonly #readAgainTimers = new Map<string, NodeJS.Timeout>();
+  /** Files to look at once more, by virtual path (#publish). */
+  readonly #lookAgainTimers = new Map<string, NodeJS.Timeout>();
+
+  #lookAgainAfter(vpath: string, ms: number): void {
+    if (this.#closed || this.#lookAgainTimers.has(vpath)) return;
+    this.#lookAgainTimers.set(
+      vpath,
+      setTimeout(() => {
+        this.#lookAgainTimers.delete(vpath);
+        if (!this.#closed) this.recheck(vpath);
+      }, ms),
+    );
+  }
 
   #unlinked(absolute: string): void {
     this.#checkRoot();
@@ -748,9 +771,10 @@ export class Mount extends EventEmitter<MountEvents> {
     const file = this.files.get(vpath);
     if (file && file.absolute !== path.join(this.root, relative)) this.#unlink(file.absolute, relative);
     if (file && this.files.delete(vpath)) {
-      this.#withdrawn.delete(vpath);
-      this.#withdrawn.set(vpath, { size: file.size, mtimeMs: file.mtimeMs });
-      if (this.#withdrawn.size > RECENTLY_WITHDRAWN) this.#withdrawn.delete(this.#withdrawn.keys().next().value!);
+      this.#withdrawnNewest.delete(vpath);
+      this.#withdrawnNewest.set(vpath, this.#setBackNewest.get(vpath) ?? file.mtimeMs);
+      this.#setBackNewest.delete(vpath);
+      if (this.#withdrawnNewest.size > RECENTLY_WITHDRAWN) this.#withdrawnNewest.delete(this.#withdrawnNewest.keys().next().value!);
       this.#countUnder(relative, -1);
       this.emit("deleted", vpath);
     }
@@ -794,7 +818,16 @@ export class Mount extends EventEmitter<MountEvents> {
     }
   }
 
-  #publish(relative: string, absolute: string, { size, mtimeMs, ctimeMs, ino }: Sighting): void {
+  #publish(relative: string, absolute: string, { size, mtimeMs, ctimeMs, ino, changeAt }: Sighting): void {
+    // chokidar drops a file's "change" that comes within 50 ms of the last one it reported, and reports
+    // nothing of it later. The quiet period covers that window, unless it is shorter (--stable-ms 0, for
+    // the lowest latency): then a file written again at once, right after this version, would keep this
+    // version for good (found in testing: 3 of 3 runs at 10 ms). So such a file is looked at once more
+    // when the window is over; nothing new there, nothing happens.
+    if (changeAt !== undefined) {
+      const windowLeft = changeAt + CHOKIDAR_CHANGE_THROTTLE_MS + 20 - Date.now();
+      if (windowLeft > 0) this.#lookAgainAfter(joinVirtual(this.alias, relative), windowLeft);
+    }
     // Never serve outside the mount: a symlink (or a path through one) must resolve inside the root.
     // (The C library's realpath, synchronous: 10-15 µs of CPU for a file in the cache, against about 50
     // through the thread pool and a promise; 10,000 files at start. And no moment out of the tracker and
@@ -830,7 +863,20 @@ export class Mount extends EventEmitter<MountEvents> {
     }
     const vpath = joinVirtual(this.alias, relative);
     const target = real === absolute ? undefined : joinVirtual(this.alias, targetRelative);
-    const file: PublishedFile = { relative, vpath, absolute: real, size, mtimeMs, ctimeMs, ino, root: this.root, ...(target !== undefined ? { target } : {}) };
+    const newest = this.#setBackNewest.get(vpath) ?? before?.mtimeMs ?? this.#withdrawnNewest.get(vpath);
+    const lookAlike = newest !== undefined && mtimeMs <= newest;
+    const file: PublishedFile = {
+      relative,
+      vpath,
+      absolute: real,
+      size,
+      mtimeMs,
+      ctimeMs,
+      ino,
+      root: this.root,
+      ...(target !== undefined ? { target } : {}),
+      ...(lookAlike ? { lookAlike } : {}),
+    };
     // The very version already published, seen again (the watcher rescans a directory it may read again,
     // or one handed to it afresh): not news. Sent again, it would cost every subscriber the whole file.
     if (alreadyPublished(this.files.get(vpath), file)) return;
@@ -843,11 +889,12 @@ export class Mount extends EventEmitter<MountEvents> {
       if (this.files.has(joinVirtual(this.alias, relative.slice(0, slash)))) this.#gone(relative.slice(0, slash));
     }
     // (Straight from the tracker into `files`: nobody sees it in neither.)
-    const previous = this.files.get(vpath) ?? this.#withdrawn.get(vpath);
-    this.#withdrawn.delete(vpath);
+    this.#withdrawnNewest.delete(vpath);
+    if (newest !== undefined && mtimeMs < newest) this.#setBackNewest.set(vpath, newest);
+    else this.#setBackNewest.delete(vpath);
     if (!this.files.has(vpath)) this.#countUnder(relative, 1);
     this.files.set(vpath, file);
-    this.emit("changed", file, previous && { size: previous.size, mtimeMs: previous.mtimeMs });
+    this.emit("changed", file);
   }
 }
 

@@ -10,6 +10,8 @@ export interface Sighting {
   /** Reported with a stable file (from its last look): what tells one version from another beyond size and mtime. */
   readonly ctimeMs?: number;
   readonly ino?: number;
+  /** Reported with a stable file: when the watcher last said it changed (not our own looks), if it did. */
+  readonly changeAt?: number;
 }
 
 interface Pending extends Sighting {
@@ -51,14 +53,18 @@ export class StabilityTracker {
     return this.#pending.size;
   }
 
-  /** The file was seen (created, written, found by the scan): start or restart its quiet period. */
-  saw(key: string, sighting: Sighting): void {
+  /**
+   * The file was seen (created, written, found by the scan): start or restart its quiet period.
+   * `changeEvent`: the watcher said it changed (see Sighting.changeAt).
+   */
+  saw(key: string, sighting: Sighting, changeEvent = false): void {
     const now = this.#now();
+    const changeAt = changeEvent ? now : this.#pending.get(key)?.changeAt;
     // A file untouched for stableMs already (found at start, mtime in the past) needs only a second look;
     // a file with a recent or future mtime waits the full quiet period from now.
     const age = now - sighting.mtimeMs;
     const wait = age >= this.#stableMs && age < 365 * 86_400_000 ? 0 : this.#stableMs;
-    this.#pending.set(key, { ...sighting, seenAt: now, checkAt: now + wait });
+    this.#pending.set(key, { ...sighting, seenAt: now, checkAt: now + wait, ...(changeAt !== undefined ? { changeAt } : {}) });
     this.#arm();
   }
 
@@ -131,7 +137,7 @@ export class StabilityTracker {
     if (this.#pending.get(key) !== before) return;
     if (now.size === before.size && now.mtimeMs === before.mtimeMs) {
       this.#pending.delete(key);
-      this.onStable(key, absolute, { ...now, ctimeMs: ctime, ino });
+      this.onStable(key, absolute, { ...now, ctimeMs: ctime, ino, ...(before.changeAt !== undefined ? { changeAt: before.changeAt } : {}) });
     } else {
       this.saw(key, now);
     }

@@ -291,7 +291,7 @@ export class Connection {
       if (relative === undefined || unsafeRelativeReason(relative)) continue;
       cache.set(relative, value);
     }
-    const plans: { vpath: string; patch: Patch | undefined }[] = [];
+    const plans: { vpath: string; planned: PublishedFile; patch: Patch | undefined }[] = [];
     /** Files the cache does not list, to send whole: the usual case, kept to one pointer each. */
     const whole: PublishedFile[] = [];
     for (const file of this.host.filesNear(path)) {
@@ -310,7 +310,7 @@ export class Connection {
         // (What #planFor does for it, without a patch: not listed, not held.)
         this.#holdings.delete(file.vpath);
         whole.push(file);
-      } else plans.push({ vpath: file.vpath, patch: await this.#planFor(file, value) });
+      } else plans.push({ vpath: file.vpath, planned: file, patch: await this.#planFor(file, value) });
     }
     // What remains in the cache is held by the client and gone from the server; unless the server has
     // seen the file but not yet published it (it has just started): then the client's entry is kept and
@@ -325,7 +325,7 @@ export class Connection {
       // queued its create meanwhile; the cache's word wins below). Not a delete, nor sent again whole.
       const published = this.host.file(vpath);
       if (published) {
-        plans.push({ vpath, patch: await this.#planFor(published, value) });
+        plans.push({ vpath, planned: published, patch: await this.#planFor(published, value) });
         continue;
       }
       this.#holdings.delete(vpath);
@@ -361,7 +361,7 @@ export class Connection {
       if (queuedMeanwhile.has(file.vpath) || this.#queue.has(file.vpath) || this.host.file(file.vpath) !== file) continue;
       this.#toBacklog(file, backlogged);
     }
-    for (const { vpath, patch } of plans) {
+    for (const { vpath, planned, patch } of plans) {
       // What this cache says wins over a create queued meanwhile (a file published while we let others
       // in): one the client holds is not sent again. (A patch queued before, for another subscription of
       // this client, stays: that one may go to another inbox.)
@@ -373,7 +373,12 @@ export class Connection {
         // meanwhile) takes its place in #queue.
         if (!meanwhile && patch.op === "create" && patch.resumeAt === undefined && this.host.file(vpath) === patch.file) this.#toBacklog(patch.file, backlogged);
         else this.#queue.set(vpath, patch);
-      } else if (!patch && meanwhile && this.#queue.get(vpath)?.op === "create") this.#queue.delete(vpath);
+      } else if (!patch && meanwhile) {
+        // (Only the very version the plan judged: a newer one, published while the plan was being made
+        // or a look-alike hashed, still goes.)
+        const queued = this.#queue.get(vpath);
+        if (queued?.op === "create" && queued.file === planned) this.#queue.delete(vpath);
+      }
     }
   }
 
@@ -406,13 +411,14 @@ export class Connection {
     const entry = parseCacheEntry(value);
     if (!entry) return { op: "create", file };
     if (entry.size !== undefined) this.#holdings.set(file.vpath, entry);
-    // rsync's quick check: same size and mtime is the same file. Unless this file replaced a look-alike
-    // (same size and mtime, other content: the client may hold either): then its hash decides. (A file
-    // that changes while it is hashed is published again, and goes to the client then.)
+    // rsync's quick check: same size and mtime is the same file. Unless the mount saw this file's mtime
+    // set back (lookAlike: the client may hold another content of that size and mtime): then its hash
+    // decides, computed now if need be (big files were fingerprinted when published; small ones are
+    // quick). Unsure (it changed while hashed, or could not be read), it goes: the send checks it again.
     if (entry.size === file.size && entry.mtime === file.mtimeMs) {
-      if (entry.hash === undefined || !this.host.fingerprints.isLookAlike(file.absolute)) return undefined;
+      if (entry.hash === undefined || !file.lookAlike) return undefined;
       const now = await this.host.fingerprints.fingerprint(file.absolute).catch(() => undefined);
-      return now === undefined || now.fingerprint.hash === entry.hash ? undefined : { op: "create", file };
+      return now !== undefined && now.fingerprint.hash === entry.hash ? undefined : { op: "create", file };
     }
     const partial = entry.partial;
     if (partial && partial.size === file.size && partial.mtime === file.mtimeMs && partial.length > 0) {

@@ -46,8 +46,6 @@ export class Fingerprints {
   #working = false;
   #passes = 0;
   #closed = false;
-  /** Files whose current version has the size and mtime of the one it replaced (see lookAlike), oldest first. */
-  readonly #lookAlikes = new Set<string>();
   /** Where fingerprints are computed: off the main thread, which is busy sending. Closing it stops them. */
   readonly #thread = new FingerprintThread();
 
@@ -65,24 +63,6 @@ export class Fingerprints {
   lookup(absolute: string, version: Version): Fingerprint | Promise<Fingerprint | undefined> | undefined {
     const entry = this.#current(absolute, version);
     return entry?.fingerprint ?? entry?.pending;
-  }
-
-  /**
-   * The file was replaced by one of the same size and mtime (a copy that kept its mtime, a rewrite with
-   * the mtime set back, a file deleted and made again so): rsync's quick check cannot tell the two
-   * versions apart, so a client that says it holds one of them is asked to prove it by hash. Remembered
-   * for as long as the server runs (the newest `max` such files). An ordinary change forgets it.
-   */
-  lookAlike(absolute: string, isOne: boolean): void {
-    this.#lookAlikes.delete(absolute);
-    if (!isOne) return;
-    this.#lookAlikes.add(absolute);
-    if (this.#lookAlikes.size > this.max) this.#lookAlikes.delete(this.#lookAlikes.values().next().value!);
-  }
-
-  /** Was this file replaced by a look-alike (lookAlike)? Then size and mtime say nothing of its content. */
-  isLookAlike(absolute: string): boolean {
-    return this.#lookAlikes.has(absolute);
   }
 
   /** Background passes begun (tests and stats). */

@@ -203,9 +203,8 @@ export class Server extends EventEmitter<ServerEvents> {
     const isShadowed = (vpath: string) => this.mounts.some((other) => other !== mount && other.alias.length > mount.alias.length && covers(other.alias, vpath));
     const mount: Mount = await Mount.open(directory, alias, { stableMs: this.options.stableMs, isShadowed });
     for (const outer of this.mounts) if (outer.alias !== mount.alias && covers(outer.alias, mount.alias)) outer.shadow(mount.alias);
-    mount.on("changed", (file, previous) => {
+    mount.on("changed", (file) => {
       this.emit("published", file);
-      this.#fingerprints.lookAlike(file.absolute, previous !== undefined && previous.size === file.size && previous.mtimeMs === file.mtimeMs);
       // Hash big files now, while nobody waits, rather than on every transfer's send path.
       if (this.options.hashAhead) this.#fingerprints.prepare(file.absolute, file.size);
       for (const connection of this.#connections.values()) {

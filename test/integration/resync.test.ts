@@ -117,11 +117,11 @@ describe("resync", () => {
     expect(pub.sent.slice(before).filter((e) => returning.includes(e.client)).map((e) => e.path)).toEqual(["/marker.txt"]);
   });
 
-  it("resync - files replaced while the client was away by look-alikes (same size and mtime, other content) arrive on its return; an untouched one is not sent", async () => {
+  it("resync - files replaced while the client was away by look-alikes (same size and mtime, other content, even after an edit between) arrive on its return; an untouched one is not sent", async () => {
     const src = await tempDir();
     const inbox = await tempDir();
     const staging = await tempDir();
-    const sizes: Record<string, number> = { "swapped.bin": 4096, "rewritten.bin": 3 * MiB, "remade.bin": 10_000, "untouched.bin": 4096 };
+    const sizes: Record<string, number> = { "swapped.bin": 4096, "rewritten.bin": 3 * MiB, "remade.bin": 10_000, "twice.bin": 5000, "untouched.bin": 4096 };
     // A whole second for an mtime: set back exactly (a Date would lose the sub-millisecond part).
     const mtime = 1_700_000_000;
     for (const [name, size] of Object.entries(sizes)) {
@@ -157,7 +157,14 @@ describe("resync", () => {
     await writeRandomFile(path.join(staging, "remade.bin"), sizes["remade.bin"]!);
     await utimes(path.join(staging, "remade.bin"), mtime, mtime);
     await rename(path.join(staging, "remade.bin"), path.join(src, "remade.bin"));
-    for (const name of ["swapped.bin", "rewritten.bin", "remade.bin"]) {
+    // 4. Edited as usual (another size, mtime now), published; then given back its first size and mtime.
+    await writeRandomFile(path.join(staging, "twice.bin"), 7000);
+    await rename(path.join(staging, "twice.bin"), path.join(src, "twice.bin"));
+    await waitFor(async () => (await published("twice.bin")) && mount.files.get("/twice.bin")!.size === 7000, "the edited twice.bin published", 15_000);
+    await writeRandomFile(path.join(staging, "twice.bin"), sizes["twice.bin"]!);
+    await utimes(path.join(staging, "twice.bin"), mtime, mtime);
+    await rename(path.join(staging, "twice.bin"), path.join(src, "twice.bin"));
+    for (const name of ["swapped.bin", "rewritten.bin", "remade.bin", "twice.bin"]) {
       const now = await stat(path.join(src, name));
       expect([now.size, now.mtimeMs]).toEqual([sizes[name], mtime * 1000]);
       await waitFor(() => published(name), `the new ${name} published`, 15_000);
@@ -171,8 +178,8 @@ describe("resync", () => {
     // Byte for byte what the source holds now (before the fix: the three old versions, for ever).
     await mirrored(inbox, src, 15_000);
     expect(second.errors).toEqual([]);
-    expect(second.delivered.map((d) => d.path).sort()).toEqual(["remade.bin", "rewritten.bin", "swapped.bin"]);
-    expect(pub.sent.slice(before).map((e) => e.path).sort()).toEqual(["/remade.bin", "/rewritten.bin", "/swapped.bin"]);
+    expect(second.delivered.map((d) => d.path).sort()).toEqual(["remade.bin", "rewritten.bin", "swapped.bin", "twice.bin"]);
+    expect(pub.sent.slice(before).map((e) => e.path).sort()).toEqual(["/remade.bin", "/rewritten.bin", "/swapped.bin", "/twice.bin"]);
   });
 
   it("resync - files deleted while the client was away are removed; a file a person put in the inbox survives", async () => {
