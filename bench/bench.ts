@@ -125,13 +125,13 @@ async function main(): Promise<number> {
   const rsyncVersion = installed("rsync");
   const rsyncMissing = rsyncVersion ? undefined : "rsync: not installed (apt-get install rsync); its column is empty.";
   if (rsyncMissing) log(rsyncMissing);
-  const rsync = rsyncVersion ? await RsyncDaemon.start(path.join(tmp, "rsync")) : undefined;
-  const ctx: Context = { config, rsync, log };
   // (Before the probe: its figures too are taken with freed memory kept.)
   const reporting = holdFreePageReporting(opts.leavePageReporting === true || opts.smoke === true);
   log(reporting.text);
-  // If we are killed outright, what we started, our temporary directory and the setting still go.
+  // If we are killed outright, what we start, our temporary directory and the setting still go.
   watchOver({ tmp, ...(reporting.putBack ? { setting: reporting.putBack } : {}) });
+  const rsync = rsyncVersion ? await RsyncDaemon.start(path.join(tmp, "rsync")) : undefined;
+  const ctx: Context = { config, rsync, log };
   const probe = await probeUntilHealthy(path.join(tmp, "probe"), count("waitHealthy"), log);
   const slowMachine = probeWarning(probe);
   if (slowMachine) log(`warning: ${slowMachine}`);

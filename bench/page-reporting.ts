@@ -61,4 +61,3 @@ export function holdFreePageReporting(leave: boolean, setting = MIN_FREE_MS): Pa
     putBack: { file: setting, held: String(HOLD_MS), before },
   };
 }
-

@@ -5,12 +5,16 @@
 // SIGKILL (kill -9, the OOM killer), which nothing in the process survives. Then an `fmq publish` would
 // run on for ever, an rsync daemon would keep its port, gigabytes of test data would stay in the
 // temporary directory, and free page reporting would stay held back. So the bench starts a small shell
-// process of its own that waits for it to be gone and then does the same: it stops every process whose
-// command line names the bench's temporary directory (every child the bench starts does: sources,
-// inboxes, the daemon's config), removes the directory, and puts the setting back if it still holds
-// what the bench wrote. After a normal end it finds nothing left to do, and ends within a second.
-// (What it is told comes through its environment, not its command line, so that it never matches
-// itself.)
+// process of its own that waits for it to be gone and then does the same: it puts the setting back if it
+// still holds what the bench wrote, stops every process whose command line names the bench's temporary
+// directory (the contenders all do: sources, inboxes, the daemon's config; a few short-lived helpers,
+// such as sync and the memory probe, do not and end by themselves), and removes the directory.
+//
+// It learns that the bench is gone from the pipe on its stdin, which only the bench holds (libuv opens
+// pipes close-on-exec, so the bench's children do not): end of file comes the moment the bench dies,
+// zombie or not, and a pid used again by another process changes nothing. After a normal end it finds
+// nothing left to do. What it is told comes through its environment, not its command line, so that it
+// never matches itself. It needs pkill (procps).
 
 import { spawn } from "node:child_process";
 import path from "node:path";
@@ -23,7 +27,7 @@ export interface Leftovers {
 }
 
 const SCRIPT = `
-while kill -0 "$FMQ_BENCH_PID" 2>/dev/null; do sleep 1; done
+cat > /dev/null
 if [ -n "$FMQ_BENCH_SETTING" ] && [ "$(cat "$FMQ_BENCH_SETTING" 2>/dev/null)" = "$FMQ_BENCH_HELD" ]; then
   printf %s "$FMQ_BENCH_BEFORE" > "$FMQ_BENCH_SETTING"
 fi
@@ -36,18 +40,17 @@ rm -rf -- "$FMQ_BENCH_TMP"
 `;
 
 /** Start the watchdog for this process (see above). It outlives us by design: detached, not waited for. */
-export function watchOver(leftovers: Leftovers, pid = process.pid): void {
-  // (Never "/" or a relative path: every process naming it would be stopped, and it removed.)
-  if (!path.isAbsolute(leftovers.tmp) || path.dirname(leftovers.tmp) === leftovers.tmp) throw new Error(`watchOver: not a temporary directory: ${leftovers.tmp}`);
+export function watchOver(leftovers: Leftovers): void {
+  // (Only a directory of the bench's own making: every process naming it is stopped, and it removed.)
+  if (!path.isAbsolute(leftovers.tmp) || !/^fmq-bench-[^/]+$/.test(path.basename(leftovers.tmp))) throw new Error(`watchOver: not a bench directory: ${leftovers.tmp}`);
   const watchdog = spawn("sh", ["-c", SCRIPT, "fmq-bench-watchdog"], {
     detached: true,
-    stdio: "ignore",
+    stdio: ["pipe", "ignore", "ignore"],
     env: {
       PATH: process.env.PATH ?? "/usr/bin:/bin",
-      FMQ_BENCH_PID: String(pid),
       FMQ_BENCH_TMP: leftovers.tmp,
-      // pkill takes a regular expression: the path, matched as written.
-      FMQ_BENCH_PATTERN: leftovers.tmp.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"),
+      // pkill takes a regular expression: the path as written, and then nothing or a path below it.
+      FMQ_BENCH_PATTERN: `${leftovers.tmp.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}(/| |$)`,
       FMQ_BENCH_SETTING: leftovers.setting?.file ?? "",
       FMQ_BENCH_HELD: leftovers.setting?.held ?? "",
       FMQ_BENCH_BEFORE: leftovers.setting?.before ?? "",
@@ -55,5 +58,8 @@ export function watchOver(leftovers: Leftovers, pid = process.pid): void {
   });
   // (No sh, or it failed to start: the bench runs as before, without this safety net.)
   watchdog.on("error", () => undefined);
+  watchdog.stdin?.on("error", () => undefined);
+  // (Neither it nor its pipe keeps us running.)
+  (watchdog.stdin as unknown as { unref?: () => void } | null)?.unref?.();
   watchdog.unref();
 }

@@ -3,8 +3,8 @@
 // watchdog must still stop what it started, remove the directory and put the setting back (a file here
 // stands in for the sysfs one). A real process sets it all up and is killed.
 
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -32,14 +32,17 @@ function alive(pid: number): boolean {
 
 /** Watchdogs told of this temporary directory (it is in their environment, not their command line). */
 function watchdogs(tmp: string): number[] {
-  const found = spawnSync("pgrep", ["-f", "fmq-bench-watchdog"], { encoding: "utf8" }).stdout.split("\n").filter(Boolean).map(Number);
-  return found.filter((pid) => {
+  const found: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
     try {
-      return readFileSync(`/proc/${pid}/environ`, "utf8").split("\0").includes(`FMQ_BENCH_TMP=${tmp}`);
+      if (!readFileSync(`/proc/${entry}/cmdline`, "utf8").includes("fmq-bench-watchdog")) continue;
+      if (readFileSync(`/proc/${entry}/environ`, "utf8").split("\0").includes(`FMQ_BENCH_TMP=${tmp}`) && alive(Number(entry))) found.push(Number(entry));
     } catch {
-      return false;
+      // gone meanwhile, or not ours to read
     }
-  });
+  }
+  return found;
 }
 
 /**
@@ -85,14 +88,14 @@ describe("bench watchdog", () => {
     await waitFor(() => watchdogs(tmp).length === 1, "the watchdog");
 
     bench.kill("SIGKILL");
-    // The watchdog looks once a second; it ends when done.
+    // The watchdog learns it at once (its stdin's end); it ends when done, about a second later.
     await waitFor(() => watchdogs(tmp).length === 0, "the watchdog to finish", 10_000, 50);
     expect(read(file)).toBe("0");
     expect(alive(child)).toBe(false);
     expect(existsSync(tmp)).toBe(false);
   });
 
-  it("after a normal end it only ends; a setting someone else changed meanwhile is left alone", async () => {
+  it("after a normal end it ends too, leaving nothing running; after a SIGKILL, a setting someone else changed meanwhile is left alone", async () => {
     const dir = await tempDir();
     const file = path.join(dir, "min_free_ms");
     writeFileSync(file, "0\n");
@@ -101,10 +104,11 @@ describe("bench watchdog", () => {
     const first = await miniBench(tmp, file, "exit");
     expect(first.state).toBe("held");
     await waitFor(() => first.bench.exitCode !== null, "the mini bench's exit");
-    // Its exit hook put the setting back: the watchdog, finding it not ours, leaves it.
+    // Its exit hook put the setting back, and the watchdog ends (it does not wait on anything else).
     expect(read(file)).toBe("0");
     await waitFor(() => watchdogs(tmp).length === 0, "the watchdog to end", 10_000, 50);
     expect(read(file)).toBe("0");
+    expect(alive(first.child)).toBe(false);
 
     const other = path.join(dir, "other");
     writeFileSync(other, "0\n");
