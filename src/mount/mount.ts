@@ -194,7 +194,7 @@ export class Mount extends EventEmitter<MountEvents> {
     clearTimeout(this.#replacedTimer);
     clearTimeout(this.#renamedOverTimer);
     for (const timer of this.#readAgainTimers.values()) clearTimeout(timer);
-    for (const timer of this.#lookAgainTimers.values()) clearTimeout(timer);
+    for (const { timer } of this.#lookAgainTimers.values()) clearTimeout(timer);
     this.#tracker.close();
     await this.#watcher?.close();
     this.#watcher = undefined;
@@ -271,18 +271,23 @@ export class Mount extends EventEmitter<MountEvents> {
   }
   /** Directories to look at once chokidar may read them again (see #readAgainSoon). */
   readonly #readAgainTimers = new Map<string, NodeJS.Timeout>();
-  /** Files to look at once more, by virtual path (#publish). */
-  readonly #lookAgainTimers = new Map<string, NodeJS.Timeout>();
+  /** Files to look at once more, by virtual path, and when (#publish). */
+  readonly #lookAgainTimers = new Map<string, { timer: NodeJS.Timeout; due: number }>();
 
-  #lookAgainAfter(vpath: string, ms: number): void {
-    if (this.#closed || this.#lookAgainTimers.has(vpath)) return;
-    this.#lookAgainTimers.set(
-      vpath,
-      setTimeout(() => {
-        this.#lookAgainTimers.delete(vpath);
-        if (!this.#closed) this.recheck(vpath);
-      }, ms),
-    );
+  #lookAgainAfter(relative: string, ms: number): void {
+    const vpath = joinVirtual(this.alias, relative);
+    const due = Date.now() + ms;
+    const pending = this.#lookAgainTimers.get(vpath);
+    if (this.#closed || (pending && pending.due >= due)) return;
+    if (pending) clearTimeout(pending.timer);
+    const timer = setTimeout(() => {
+      this.#lookAgainTimers.delete(vpath);
+      if (this.#closed) return;
+      this.recheck(vpath);
+      // (Symlinks to it change with it, as in #seen.)
+      for (const link of this.#links.get(path.join(this.root, relative)) ?? []) this.recheck(joinVirtual(this.alias, link));
+    }, ms);
+    this.#lookAgainTimers.set(vpath, { timer, due });
   }
 
   #unlinked(absolute: string): void {
@@ -611,8 +616,9 @@ export class Mount extends EventEmitter<MountEvents> {
     // Gone without the watcher saying so (it can lose track of a renamed directory; a symlink's target
     // can go): a delete is due. (stat: a link counts as what it leads to.)
     void stat(path.join(this.root, relative)).then(
-      () => this.#tracker.saw(relative, { size: -1, mtimeMs: -1 }),
+      () => !this.#closed && this.#tracker.saw(relative, { size: -1, mtimeMs: -1 }),
       (error: NodeJS.ErrnoException) => {
+        if (this.#closed) return;
         if (isGone(error)) this.#gone(relative);
         else this.#tracker.saw(relative, { size: -1, mtimeMs: -1 });
       },
@@ -820,13 +826,14 @@ export class Mount extends EventEmitter<MountEvents> {
 
   #publish(relative: string, absolute: string, { size, mtimeMs, ctimeMs, ino, changeAt }: Sighting): void {
     // chokidar drops a file's "change" that comes within 50 ms of the last one it reported, and reports
-    // nothing of it later. The quiet period covers that window, unless it is shorter (--stable-ms 0, for
-    // the lowest latency): then a file written again at once, right after this version, would keep this
-    // version for good (found in testing: 3 of 3 runs at 10 ms). So such a file is looked at once more
-    // when the window is over; nothing new there, nothing happens.
+    // nothing of it later. A version published inside that window (a quiet period under 50 ms, as
+    // --stable-ms 0 for the lowest latency; or a change whose mtime is already old, cp -p or a chmod,
+    // which needs only a second look) would stay for good if the file was written again at once (found
+    // in testing: 3 runs of 3 at 10 ms). So such a file is looked at once more when the window is over;
+    // nothing new there, nothing happens.
     if (changeAt !== undefined) {
       const windowLeft = changeAt + CHOKIDAR_CHANGE_THROTTLE_MS + 20 - Date.now();
-      if (windowLeft > 0) this.#lookAgainAfter(joinVirtual(this.alias, relative), windowLeft);
+      if (windowLeft > 0) this.#lookAgainAfter(relative, windowLeft);
     }
     // Never serve outside the mount: a symlink (or a path through one) must resolve inside the root.
     // (The C library's realpath, synchronous: 10-15 µs of CPU for a file in the cache, against about 50

@@ -39,6 +39,8 @@ export class StabilityTracker {
   readonly #now: () => number;
   #timer: NodeJS.Timeout | undefined;
   #sweeping = false;
+  /** Closed: nothing more is watched, nor reported (a look under way when it closed finds nothing). */
+  #closed = false;
 
   constructor(
     options: StabilityOptions,
@@ -58,6 +60,7 @@ export class StabilityTracker {
    * `changeEvent`: the watcher said it changed (see Sighting.changeAt).
    */
   saw(key: string, sighting: Sighting, changeEvent = false): void {
+    if (this.#closed) return;
     const now = this.#now();
     const changeAt = changeEvent ? now : this.#pending.get(key)?.changeAt;
     // A file untouched for stableMs already (found at start, mtime in the past) needs only a second look;
@@ -83,6 +86,7 @@ export class StabilityTracker {
   }
 
   close(): void {
+    this.#closed = true;
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
     this.#pending.clear();

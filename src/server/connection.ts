@@ -13,7 +13,7 @@ import type { XXHashAPI } from "xxhash-wasm";
 import { BLOCK_SIZE, changedBlocks, xxh } from "../digest/blocks.js";
 import { OutsideMountError } from "./opened-inside.js";
 import { FileChangedError, FileCursor, readsWhole, sameIdentity, type ChunkFrame, type CursorOptions, type TransferPlan } from "./file-cursor.js";
-import type { Fingerprints, Version } from "./fingerprints.js";
+import { sameVersion, type Fingerprints, type Version } from "./fingerprints.js";
 import { serverMachine, type ServerAction, type ServerEvent, type ServerState } from "./machine.js";
 
 /** What a connection needs from the server around it (a narrow interface, so tests can fake it). */
@@ -198,7 +198,10 @@ export class Connection {
       // Published after the client told us what it holds of it: skip it, resume it, or send it all.
       this.#retained.delete(vpath);
       if (patch.op === "create") {
-        void this.#planFor(patch.file, retained).then((planned) => planned && this.queue(planned));
+        // (Only if no newer version was published while it was planned: that one was queued, and stands.)
+        void this.#planFor(patch.file, retained).then((planned) => {
+          if (planned && (planned.op !== "create" || this.host.file(vpath) === planned.file)) this.queue(planned);
+        });
         return;
       }
     }
@@ -366,19 +369,16 @@ export class Connection {
       // in): one the client holds is not sent again. (A patch queued before, for another subscription of
       // this client, stays: that one may go to another inbox.)
       const meanwhile = queuedMeanwhile.has(vpath);
-      // (But a delete queued meanwhile is newer than this plan: the file went during the scan.)
-      if (meanwhile && this.#queue.get(vpath)?.op === "delete") continue;
+      // (But a delete queued meanwhile is newer than this plan: the file went during the scan; and so is a
+      // create of another version than the one planned: published while the plan was made.)
+      const queued = meanwhile ? this.#queue.get(vpath) : undefined;
+      if (queued?.op === "delete" || (queued?.op === "create" && queued.file !== planned)) continue;
       if (patch && (meanwhile || !this.#queue.has(vpath))) {
         // The whole file, as published when looked at: the backlog. Anything else (resumed, or queued
         // meanwhile) takes its place in #queue.
         if (!meanwhile && patch.op === "create" && patch.resumeAt === undefined && this.host.file(vpath) === patch.file) this.#toBacklog(patch.file, backlogged);
         else this.#queue.set(vpath, patch);
-      } else if (!patch && meanwhile) {
-        // (Only the very version the plan judged: a newer one, published while the plan was being made
-        // or a look-alike hashed, still goes.)
-        const queued = this.#queue.get(vpath);
-        if (queued?.op === "create" && queued.file === planned) this.#queue.delete(vpath);
-      }
+      } else if (!patch && queued?.op === "create") this.#queue.delete(vpath);
     }
   }
 
@@ -414,11 +414,12 @@ export class Connection {
     // rsync's quick check: same size and mtime is the same file. Unless the mount saw this file's mtime
     // set back (lookAlike: the client may hold another content of that size and mtime): then its hash
     // decides, computed now if need be (big files were fingerprinted when published; small ones are
-    // quick). Unsure (it changed while hashed, or could not be read), it goes: the send checks it again.
+    // quick). Unsure (what was hashed is not this version, or it could not be read), it goes: the send
+    // checks it again.
     if (entry.size === file.size && entry.mtime === file.mtimeMs) {
       if (entry.hash === undefined || !file.lookAlike) return undefined;
       const now = await this.host.fingerprints.fingerprint(file.absolute).catch(() => undefined);
-      return now !== undefined && now.fingerprint.hash === entry.hash ? undefined : { op: "create", file };
+      return now !== undefined && isVersionOf(now.version, file) && now.fingerprint.hash === entry.hash ? undefined : { op: "create", file };
     }
     const partial = entry.partial;
     if (partial && partial.size === file.size && partial.mtime === file.mtimeMs && partial.length > 0) {
@@ -708,4 +709,9 @@ export function reasonOf(arg: EventArg): string {
   // no UTF-8 form and would make the whole message unsendable; it becomes U+FFFD.)
   const bytes = Buffer.from(text);
   return bytes.length <= 255 ? bytes.toString() : bytes.subarray(0, 252).toString().replace(/\uFFFD$/, "") + "...";
+}
+
+/** Is `version` (of a file on disk now) the very version published as `file`? (Size and mtime alone can be those of a look-alike.) */
+function isVersionOf(version: Version, file: PublishedFile): boolean {
+  return file.ino !== undefined && file.ctimeMs !== undefined && sameVersion(version, { size: file.size, mtimeMs: file.mtimeMs, ctimeMs: file.ctimeMs, ino: file.ino });
 }

@@ -124,10 +124,15 @@ describe("mount", () => {
     const edited = await next("the edit", () => writeFile(file, "BBBBBB"));
     expect(edited.lookAlike).toBeUndefined();
     // Given back its first size and mtime: older than the newest published.
-    const setBack = await next("the set-back version", async () => {
-      await writeFile(file, "CCCC");
-      await utimes(file, old, old);
-    });
+    // (Made aside and renamed in: written in place, the version in between, mtime now, could be
+    // published first under load.)
+    const staged = path.join(dir, ".staged");
+    const putOld = async (content: string) => {
+      await writeFile(staged, content);
+      await utimes(staged, old, old);
+      await rename(staged, file);
+    };
+    const setBack = await next("the set-back version", () => putOld("CCCC"));
     expect([setBack.size, setBack.mtimeMs, setBack.lookAlike]).toEqual([4, old.getTime(), true]);
     // The mode changed only (size and mtime kept): still a look-alike of what was there.
     const chmodded = await next("the chmod", () => chmod(file, 0o600));
@@ -135,8 +140,7 @@ describe("mount", () => {
     // Removed, withdrawn, and made again with the old mtime.
     await rm(file);
     await waitFor(() => !mount.files.has("/f.bin"), "withdrawn", 5000);
-    await writeFile(file, "DDDD");
-    await utimes(file, old, old);
+    await putOld("DDDD");
     const remade = await waitFor(() => mount.files.get("/f.bin"), "made again", 5000);
     expect(remade.lookAlike).toBe(true);
     // Then edited as usual again: its mtime is after every earlier one's.
