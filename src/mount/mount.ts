@@ -200,8 +200,10 @@ export class Mount extends EventEmitter<MountEvents> {
     this.#watcher = undefined;
   }
 
-  /** A file found or changed (by the watcher, or by looking at what it could not watch). */
-  /** `changeEvent`: the watcher said it changed (see #publish: what chokidar drops after a change). */
+  /**
+   * A file found or changed (by the watcher, or by looking at what it could not watch). `changeEvent`:
+   * the watcher said it changed (see #publish: what chokidar drops after a change).
+   */
   #seen(absolute: string, stats?: Stats, changeEvent = false): void {
     const relative = this.#relative(absolute);
     if (stats && !stats.isFile() && !stats.isSymbolicLink()) return;
@@ -219,7 +221,11 @@ export class Mount extends EventEmitter<MountEvents> {
     // (In a directory only looked at, every file is looked at too: see the hooks of #unwatched.)
     if (this.#unwatched.listed(path.dirname(absolute))) this.#unwatched.addFile(absolute);
     this.#tracker.saw(relative, { size: stats?.size ?? -1, mtimeMs: stats?.mtimeMs ?? -1 }, changeEvent);
-    // Symlinks to this file change with it (the watcher sees only the file).
+    this.#recheckLinksTo(absolute);
+  }
+
+  /** Symlinks to this file change with it (the watcher sees only the file): look at them again. */
+  #recheckLinksTo(absolute: string): void {
     for (const link of this.#links.get(absolute) ?? []) this.recheck(joinVirtual(this.alias, link));
   }
 
@@ -284,8 +290,7 @@ export class Mount extends EventEmitter<MountEvents> {
       this.#lookAgainTimers.delete(vpath);
       if (this.#closed) return;
       this.recheck(vpath);
-      // (Symlinks to it change with it, as in #seen.)
-      for (const link of this.#links.get(path.join(this.root, relative)) ?? []) this.recheck(joinVirtual(this.alias, link));
+      this.#recheckLinksTo(path.join(this.root, relative));
     }, ms);
     this.#lookAgainTimers.set(vpath, { timer, due });
   }
