@@ -67,7 +67,7 @@ interface Pipeline {
    * Spawns the server and resolves once it is ready to serve. `leftovers`: directories the setting wrote
    * (a warm-up's inbox), removed before the timed run's scratch step.
    */
-  readonly startServer: () => Promise<{ server: Proc; extra: Record<string, unknown>; others?: Proc[]; leftovers?: string[] }>;
+  readonly startServer: () => Promise<{ server: Proc; extra: Record<string, unknown>; others?: Proc[]; leftovers?: string[]; discard?: (dir: string) => Promise<void> }>;
   /** Spawns receiver k. */
   readonly startClient: (k: number) => Proc;
   /** The receiver's line that starts the clock (fmq: "subscribed"; raw: "open"). */
@@ -91,12 +91,12 @@ async function runPipeline(p: Pipeline): Promise<Run> {
       await rm(dst, { recursive: true, force: true });
       await mkdir(dst, { recursive: true });
     }
-    const { server, extra, others = [], leftovers: left = [] } = await p.startServer();
+    const { server, extra, others = [], leftovers: left = [], discard = (dir) => rm(dir, { recursive: true, force: true }) } = await p.startServer();
     procs.push(server);
     untimed.push(...others);
     // A warm-up's output goes now, before the scratch step below evens out the memory everyone writes
     // into (removed after the timed run instead, it freed 1 GiB more just before whichever row came next).
-    await Promise.all(left.map((dir) => rm(dir, { recursive: true, force: true })));
+    await Promise.all(left.map(discard));
     freeMemoryNow(transfer);
     let serverAtStart: ProcSample | undefined;
     const clients: {
@@ -213,6 +213,11 @@ export interface FmqSettings {
    */
   readonly warmUpInbox?: string;
   /**
+   * How the warm-up's inbox is got rid of (default: deleted). A tree of many files is set aside instead:
+   * deleting 10,000 files just before the timed subscriber creates 10,000 slows its creates (setAside).
+   */
+  readonly discardWarmUp?: (dir: string) => Promise<void>;
+  /**
    * Untimed, before the timed subscribers: one more subscriber (inbox here, default window) that is
    * frozen with SIGSTOP once it has received its first MiB, as if its machine hung with credit granted:
    * the server's pipe to it fills and stays full while the timed subscribers run.
@@ -265,7 +270,7 @@ export function runFmq(contender: string, rep: number, transfer: Transfer, s: Fm
         stalled.pause();
         extraStalled.stalledAtBytes = held;
       }
-      return { server, others, leftovers, extra: { publisherStartupS: (ready.t - server.spawnedAt) / 1000, publisherSettledS: (settled.t - server.spawnedAt) / 1000, ...extraStalled } };
+      return { server, others, leftovers, ...(s.discardWarmUp ? { discard: s.discardWarmUp } : {}), extra: { publisherStartupS: (ready.t - server.spawnedAt) / 1000, publisherSettledS: (settled.t - server.spawnedAt) / 1000, ...extraStalled } };
     },
     startClient: (k) =>
       Proc.node(`fmq subscribe #${k}`, s.cli, ["subscribe", "/", "--connect", endpoint, "--inbox", transfer.dsts[k]!, "--json", "--window", String(s.window)]),

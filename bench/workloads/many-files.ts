@@ -5,7 +5,7 @@ import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { runCp, runFmq, type Transfer } from "../contenders.js";
 import { FMQ_STATE, verifyTree, writeRandomTree } from "../data.js";
-import { CP, FMQ, RSYNC, type WorkloadResult } from "../types.js";
+import { CP, FMQ, FMQ_WARM, RSYNC, type WorkloadResult } from "../types.js";
 import { repeat, setAside, timeoutFor, type Contender, type Context } from "./common.js";
 
 export async function manyFiles(ctx: Context): Promise<WorkloadResult> {
@@ -24,13 +24,24 @@ export async function manyFiles(ctx: Context): Promise<WorkloadResult> {
   await mkdir(out, { recursive: true });
   const contenders: Contender[] = [];
 
+  const settings = { cli: config.fmqCli, chunkSize: config.chunkSize, window: config.window, stableMs: config.stableMs };
   const fmq = path.join(out, "fmq");
   contenders.push({
     name: FMQ,
     dsts: [fmq],
     manyFiles: true,
     verify: () => verifyTree(fmq, expected, FMQ_STATE),
-    run: (rep) => runFmq(FMQ, rep, transfer(fmq), { cli: config.fmqCli, chunkSize: config.chunkSize, window: config.window, stableMs: config.stableMs }),
+    run: (rep) => runFmq(FMQ, rep, transfer(fmq), settings),
+  });
+  // The same tree from a publisher that has already sent it once (to an untimed subscriber): its code
+  // is compiled and its files' fingerprints known, as for every subscriber after a server's first.
+  const warm = path.join(out, "fmq-warm");
+  contenders.push({
+    name: FMQ_WARM,
+    dsts: [warm],
+    manyFiles: true,
+    verify: () => verifyTree(warm, expected, FMQ_STATE),
+    run: (rep) => runFmq(FMQ_WARM, rep, transfer(warm), { ...settings, warmUpInbox: path.join(dir, "warm-up"), discardWarmUp: (inbox) => setAside(inbox, ctx) }),
   });
   const cp = path.join(out, "cp");
   contenders.push({ name: CP, dsts: [cp], manyFiles: true, verify: () => verifyTree(cp, expected), run: (rep) => runCp(CP, rep, transfer(cp), true) });
@@ -49,6 +60,7 @@ export async function manyFiles(ctx: Context): Promise<WorkloadResult> {
     runs,
     notes: [
       `fmq is timed from "subscribed", once the publisher has reported every file "published" (its scan and start-up are not timed; see publisherStartupS and publisherSettledS in the JSON).`,
+      `"${FMQ_WARM}": an untimed subscriber received the whole tree from the same publisher first (its inbox set aside before the timed run); the timed subscriber is a new process either way.`,
       "The raw zeromq.js pipe moves one file; it has no figure here.",
     ],
   };
