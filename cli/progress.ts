@@ -26,6 +26,8 @@ export class ProgressDisplay {
   #lastJson = 0;
   /** Bytes per second, smoothed. */
   #rate = 0;
+  /** The size the bar shows for its file. */
+  #shownSize = "";
 
   constructor(
     private readonly read: () => ClientProgress,
@@ -55,7 +57,7 @@ export class ProgressDisplay {
     const cliProgress = loadBars();
     const bars = new cliProgress.MultiBar(
       {
-        format: "{file} |{bar}| {percentage}% {done}/{size} {speed}/s{remaining} | {files} files, {received}",
+        format: "{file} |{bar}| {percentage}% {done}/{size} {speed}/s{remaining} | {files}, {received}",
         barsize: 24,
         hideCursor: true,
         clearOnComplete: true,
@@ -68,10 +70,13 @@ export class ProgressDisplay {
       cliProgress.Presets.shades_classic,
     );
     this.#bars = bars;
-    // Human lines (delivered, deleted...) go above the bar instead of through it.
+    // Human lines (delivered, deleted...) go above the bar instead of through it. The bar is drawn again
+    // with them, from the figures of now: a "delivered" line is printed the moment its file is in, and
+    // the last tick's figures would show that file at 99 % with the count before it.
     this.out.through((line) => {
       bars.log(line + "\n");
-      bars.update();
+      this.#draw(this.read());
+      this.#bars?.update();
     });
     return bars;
   }
@@ -117,6 +122,8 @@ export class ProgressDisplay {
   #draw(progress: ClientProgress): void {
     const current = progress.current;
     if (!current) {
+      // Its last drawing (made on the way out, erased at once) says what is true: the file in whole.
+      this.#bar?.update(this.#bar.getTotal(), { done: this.#shownSize, remaining: "", files: filesCount(progress.delivered), received: prettyBytes(progress.bytes) });
       this.#hideBar();
       return;
     }
@@ -129,13 +136,18 @@ export class ProgressDisplay {
       size: current.size !== undefined ? prettyBytes(current.size) : "?",
       speed: prettyBytes(Math.max(0, this.#rate)),
       remaining,
-      files: progress.delivered,
+      files: filesCount(progress.delivered),
       received: prettyBytes(progress.bytes),
     };
+    this.#shownSize = payload.size;
     if (!this.#bar) this.#bar = this.#showBar().create(size, current.bytes, payload);
     else {
       this.#bar.setTotal(size);
       this.#bar.update(current.bytes, payload);
     }
   }
+}
+
+function filesCount(n: number): string {
+  return `${n} file${n === 1 ? "" : "s"}`;
 }

@@ -73,6 +73,35 @@ describe("progress on a terminal", () => {
     return written;
   }
 
+  it("progress - the delivered line of the last file takes the bar away at once, never drawn again at the last tick's figures", async () => {
+    const written = terminal();
+    let bytes = 99_000_000;
+    let current: ClientProgress["current"] = { path: "big.bin", bytes: 0, size: 100_000_000 };
+    let delivered = 0;
+    const output = new Output(false);
+    const display = new ProgressDisplay(() => ({ ...(current ? { current: { ...current, bytes } } : {}), delivered, deleted: 0, bytes }), output);
+    display.start();
+    try {
+      await waitFor(() => written.stderr.join("").includes("big.bin |"), "the bar", 5000);
+      expect(written.stderr.join("")).toContain("99%");
+      // The file is in (the client has counted it), and its line is printed at once, before the next tick.
+      bytes = 100_000_000;
+      current = undefined;
+      delivered = 1;
+      const from = written.stderr.length;
+      output.event({ event: "delivered" }, "delivered big.bin (100000000 bytes)");
+      const after = written.stderr.slice(from).join("");
+      expect(after).toContain("delivered big.bin (100000000 bytes)");
+      const drawnAfter = after.slice(after.indexOf("delivered big.bin"));
+      expect(drawnAfter).not.toContain("99%");
+      expect(drawnAfter).not.toContain("| 0 files");
+      // Gone with the line, not a tick later (the cursor cli-progress hid is shown again when it stops).
+      expect(drawnAfter).toContain("\u001b[?25h");
+    } finally {
+      display.stop();
+    }
+  });
+
   it("progress - a bar while a file arrives, lines above it, and nothing written once idle", async () => {
     const written = terminal();
     let bytes = 0;
