@@ -6,7 +6,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { appendFile, open, readFile, readdir, rename, rm, stat, symlink, truncate, unlink, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { context, Dealer } from "zeromq";
 import { Client, Server, decodeFrames, encode, type ClientOptions, type SentEvent } from "../../src/index.js";
 import { tempDir } from "../helpers/tmp.js";
@@ -14,6 +14,7 @@ import { sha256File, treeHashes, writeRandomFile, writeTree } from "../helpers/f
 import { waitFor } from "../helpers/wait.js";
 import { tcpEndpoint } from "../helpers/net.js";
 import { partialName } from "../../src/client/inbox.js";
+import { Fingerprints } from "../../src/server/fingerprints.js";
 
 context.blocky = false;
 
@@ -180,6 +181,64 @@ describe("resync", () => {
     expect(second.errors).toEqual([]);
     expect(second.delivered.map((d) => d.path).sort()).toEqual(["remade.bin", "rewritten.bin", "swapped.bin", "twice.bin"]);
     expect(pub.sent.slice(before).map((e) => e.path).sort()).toEqual(["/remade.bin", "/rewritten.bin", "/swapped.bin", "/twice.bin"]);
+  });
+
+  it("resync - a newer version published while a returning client's plan hashes a look-alike it holds still goes to it", async () => {
+    const src = await tempDir();
+    const inbox = await tempDir();
+    const staging = await tempDir();
+    const mtime = 1_700_000_000;
+    const content = randomBytes(64 * 1024);
+    await writeFile(path.join(src, "a.bin"), content);
+    await utimes(path.join(src, "a.bin"), mtime, mtime);
+    const pub = await startServer(src);
+    const first = await startClient(pub.endpoint, inbox);
+    await mirrored(inbox, src);
+    const gone: string[] = [];
+    pub.server.on("disconnected", (client) => gone.push(client));
+    await first.close();
+    await waitFor(() => gone.length === 1, "the first session closed by KTHXBAI", 15_000);
+
+    const mount = pub.server.mounts[0]!;
+    const published = async (size: number) => {
+      const now = await stat(path.join(src, "a.bin"));
+      const file = mount.files.get("/a.bin");
+      return file !== undefined && file.ino === now.ino && file.ctimeMs === now.ctimeMs && file.size === size;
+    };
+    // The same bytes made again, the mtime set back: a look-alike, which the client does hold.
+    await writeFile(path.join(staging, "a.bin"), content);
+    await utimes(path.join(staging, "a.bin"), mtime, mtime);
+    await rename(path.join(staging, "a.bin"), path.join(src, "a.bin"));
+    await waitFor(() => published(content.length), "the look-alike published", 15_000);
+    expect(mount.files.get("/a.bin")!.lookAlike).toBe(true);
+
+    // The returning client's plan hashes the look-alike (and finds it held); its answer is held back
+    // until a newer version has been published meanwhile.
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let hashed = false;
+    const original = Fingerprints.prototype.fingerprint;
+    const spy = vi.spyOn(Fingerprints.prototype, "fingerprint").mockImplementation(async function (this: Fingerprints, absolute: string) {
+      const result = await original.call(this, absolute);
+      hashed = true;
+      await gate;
+      return result;
+    });
+    closers.push(async () => {
+      release();
+      spy.mockRestore();
+    });
+    const second = await startClient(pub.endpoint, inbox);
+    await waitFor(() => hashed, "the plan to hash the look-alike", 15_000);
+    const newer = randomBytes(70 * 1024);
+    await writeFile(path.join(staging, "a.bin"), newer);
+    await rename(path.join(staging, "a.bin"), path.join(src, "a.bin"));
+    await waitFor(() => published(newer.length), "the newer version published", 15_000);
+    release();
+    // (Before the fix the plan's "held" dropped the newer version queued meanwhile: it never came.)
+    await waitFor(() => second.delivered.some((d) => d.path === "a.bin" && d.size === newer.length), "the newer version delivered", 15_000);
+    expect(createHash("sha256").update(readFileSync(path.join(inbox, "a.bin"))).digest("hex")).toBe(createHash("sha256").update(newer).digest("hex"));
+    expect(second.errors).toEqual([]);
   });
 
   it("resync - files deleted while the client was away are removed; a file a person put in the inbox survives", async () => {
