@@ -244,7 +244,8 @@ export function runFmq(contender: string, rep: number, transfer: Transfer, s: Fm
       const settled = await server.waitFor((d) => d.event === "published", transfer.timeoutMs, '"published" for every file', transfer.files);
       const leftovers: string[] = [];
       if (s.warmUpInbox !== undefined) {
-        await rm(s.warmUpInbox, { recursive: true, force: true });
+        // (One left by a warm-up that failed: a tree of many files is set aside too, not deleted.)
+        await (s.discardWarmUp ?? ((dir: string) => rm(dir, { recursive: true, force: true })))(s.warmUpInbox);
         const warm = Proc.node("fmq subscribe (warm-up)", s.cli, ["subscribe", "/", "--connect", endpoint, "--inbox", s.warmUpInbox, "--json", "--window", String(s.window)]);
         try {
           await warm.waitFor((d) => d.event === "delivered", transfer.timeoutMs, '"delivered" for every file (warm-up)', transfer.files);

@@ -26,8 +26,8 @@ export class ProgressDisplay {
   #lastJson = 0;
   /** Bytes per second, smoothed. */
   #rate = 0;
-  /** The size the bar shows for its file. */
-  #shownSize = "";
+  /** Files delivered when the bar last showed one arriving. */
+  #shownDelivered = 0;
 
   constructor(
     private readonly read: () => ClientProgress,
@@ -71,12 +71,18 @@ export class ProgressDisplay {
     );
     this.#bars = bars;
     // Human lines (delivered, deleted...) go above the bar instead of through it. The bar is drawn again
-    // with them, from the figures of now: a "delivered" line is printed the moment its file is in, and
-    // the last tick's figures would show that file at 99 % with the count before it.
+    // with them from the figures of now: a "delivered" line comes the moment its file is in, and the last
+    // tick's figures showed that file at 99 % with the count before it. Between two files the bar stays
+    // (at the end of the last one) until a tick finds nothing arriving: no flicker from file to file.
     this.out.through((line) => {
       bars.log(line + "\n");
-      this.#draw(this.read());
-      this.#bars?.update();
+      try {
+        this.#draw(this.read(), false);
+      } catch {
+        // (The display must never fail the delivery whose line it prints.)
+      } finally {
+        this.#bars?.update();
+      }
     });
     return bars;
   }
@@ -119,19 +125,26 @@ export class ProgressDisplay {
     );
   }
 
-  #draw(progress: ClientProgress): void {
+  /** The bar from `progress`; with nothing arriving, it goes (unless `hideIfIdle` is false). */
+  #draw(progress: ClientProgress, hideIfIdle = true): void {
     const current = progress.current;
     if (!current) {
-      // Its last drawing (made on the way out, erased at once) says what is true: the file in whole.
-      this.#bar?.update(this.#bar.getTotal(), { done: this.#shownSize, remaining: "", files: filesCount(progress.delivered), received: prettyBytes(progress.bytes) });
-      this.#hideBar();
+      // The totals of now; and a file delivered since the bar last showed one arriving is shown done,
+      // whichever it was (one may come and go between two ticks). A file that failed or was cut off
+      // keeps the figure it got to.
+      const totals = { remaining: "", files: filesCount(progress.delivered), received: prettyBytes(progress.bytes) };
+      const last = progress.delivered > this.#shownDelivered ? progress.last : undefined;
+      if (this.#bar && last) {
+        this.#bar.setTotal(Math.max(last.size, 1));
+        this.#bar.update(Math.max(last.size, 1), { ...totals, file: shortName(last.path), done: prettyBytes(last.size), size: prettyBytes(last.size) });
+      } else this.#bar?.update(totals);
+      if (hideIfIdle) this.#hideBar();
       return;
     }
     const size = current.size ?? Math.max(current.bytes, 1);
     const remaining = current.size !== undefined && current.size >= ETA_MIN_SIZE && this.#rate > 0 ? ` ETA ${Math.ceil((current.size - current.bytes) / this.#rate)}s` : "";
-    const name = printable(current.path);
     const payload = {
-      file: name.length > 40 ? "…" + name.slice(-39) : name,
+      file: shortName(current.path),
       done: prettyBytes(current.bytes),
       size: current.size !== undefined ? prettyBytes(current.size) : "?",
       speed: prettyBytes(Math.max(0, this.#rate)),
@@ -139,7 +152,7 @@ export class ProgressDisplay {
       files: filesCount(progress.delivered),
       received: prettyBytes(progress.bytes),
     };
-    this.#shownSize = payload.size;
+    this.#shownDelivered = progress.delivered;
     if (!this.#bar) this.#bar = this.#showBar().create(size, current.bytes, payload);
     else {
       this.#bar.setTotal(size);
@@ -150,4 +163,10 @@ export class ProgressDisplay {
 
 function filesCount(n: number): string {
   return `${n} file${n === 1 ? "" : "s"}`;
+}
+
+/** A path as the bar shows it: printable, and its last 40 characters at most. */
+function shortName(file: string): string {
+  const name = printable(file);
+  return name.length > 40 ? "…" + name.slice(-39) : name;
 }

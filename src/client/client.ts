@@ -72,6 +72,8 @@ export interface DeliveredEvent {
 export interface ClientProgress {
   /** The file being received, if any: its path in the inbox, bytes it has so far, and its size if known. */
   readonly current?: { readonly path: string; readonly bytes: number; readonly size?: number };
+  /** The file delivered last, if any: its path in the inbox and its size (a display shows it done). */
+  readonly last?: { readonly path: string; readonly size: number };
   /** Files delivered and deleted, and file bytes received over the wire, since the client started. */
   readonly delivered: number;
   readonly deleted: number;
@@ -168,6 +170,9 @@ export class Client extends EventEmitter<ClientEvents> {
   #sending = false;
   #current: { vpath: string; file: IncomingFile } | undefined;
   #totals = { delivered: 0, deleted: 0, bytes: 0 };
+  /** The file delivered last (kept as two fields: no object per file on the small-file path). */
+  #lastPath: string | undefined;
+  #lastSize = 0;
   /** A transfer we refused (and asked for again whole): its remaining chunks are ignored. */
   #refused: string | undefined;
   #failedOpens = 0;
@@ -300,6 +305,7 @@ export class Client extends EventEmitter<ClientEvents> {
     const current = this.#current?.file;
     return {
       ...this.#totals,
+      ...(this.#lastPath !== undefined ? { last: { path: this.#lastPath, size: this.#lastSize } } : {}),
       ...(current
         ? { current: { path: current.relative, bytes: current.mode === "delta" ? current.received : current.length, ...(current.identity ? { size: current.identity.size } : {}) } }
         : {}),
@@ -523,6 +529,8 @@ export class Client extends EventEmitter<ClientEvents> {
       return this.#sendIcanhaz(vpath, "refetch");
     }
     this.#totals.delivered++;
+    this.#lastPath = relative;
+    this.#lastSize = identity.size;
     this.#confirmedAt = -Infinity;
     this.#fullFailures = 0;
     this.emit("delivered", { path: relative, vpath, file: finalPath, size: identity.size, received: identity.size });
@@ -682,6 +690,8 @@ export class Client extends EventEmitter<ClientEvents> {
     inbox.manifest.delivered(file.relative, entry);
     this.#deltasLeft.delete(current.vpath);
     this.#totals.delivered++;
+    this.#lastPath = file.relative;
+    this.#lastSize = size;
     this.#confirmedAt = -Infinity;
     this.#fullFailures = 0;
     this.emit("delivered", { path: file.relative, vpath: current.vpath, file: file.finalPath, size, received: file.received });

@@ -228,6 +228,7 @@ describe("resync", () => {
       release();
       spy.mockRestore();
     });
+    const before = pub.sent.length;
     const second = await startClient(pub.endpoint, inbox);
     await waitFor(() => hashed, "the plan to hash the look-alike", 15_000);
     const newer = randomBytes(70 * 1024);
@@ -239,6 +240,8 @@ describe("resync", () => {
     await waitFor(() => second.delivered.some((d) => d.path === "a.bin" && d.size === newer.length), "the newer version delivered", 15_000);
     expect(createHash("sha256").update(readFileSync(path.join(inbox, "a.bin"))).digest("hex")).toBe(createHash("sha256").update(newer).digest("hex"));
     expect(second.errors).toEqual([]);
+    // The plan did find the look-alike held: only the newer version went.
+    expect(pub.sent.slice(before).map((e) => `${e.path} ${e.operation === "create" ? e.size : e.operation}`)).toEqual([`/a.bin ${newer.length}`]);
   });
 
   it("resync - files deleted while the client was away are removed; a file a person put in the inbox survives", async () => {

@@ -73,30 +73,46 @@ describe("progress on a terminal", () => {
     return written;
   }
 
-  it("progress - the delivered line of the last file takes the bar away at once, never drawn again at the last tick's figures", async () => {
+  it("progress - a delivered line redraws the bar with the figures of now (the file done, the new count), and the bar stays from one file to the next", async () => {
     const written = terminal();
-    let bytes = 99_000_000;
-    let current: ClientProgress["current"] = { path: "big.bin", bytes: 0, size: 100_000_000 };
-    let delivered = 0;
+    // What the client says, changed by the test as the client would change it.
+    let state: ClientProgress = { current: { path: "big.bin", bytes: 99_000_000, size: 100_000_000 }, delivered: 0, deleted: 0, bytes: 99_000_000 };
     const output = new Output(false);
-    const display = new ProgressDisplay(() => ({ ...(current ? { current: { ...current, bytes } } : {}), delivered, deleted: 0, bytes }), output);
+    const display = new ProgressDisplay(() => state, output);
     display.start();
+    /** Print a file's delivered line, as the client does once the file is in; what is drawn after it. */
+    const deliveredLine = (name: string): string => {
+      const from = written.stderr.length;
+      output.event({ event: "delivered" }, `delivered ${name}`);
+      const after = written.stderr.slice(from).join("");
+      expect(after).toContain(`delivered ${name}`);
+      return after.slice(after.indexOf(`delivered ${name}`));
+    };
     try {
       await waitFor(() => written.stderr.join("").includes("big.bin |"), "the bar", 5000);
       expect(written.stderr.join("")).toContain("99%");
-      // The file is in (the client has counted it), and its line is printed at once, before the next tick.
-      bytes = 100_000_000;
-      current = undefined;
-      delivered = 1;
+      // The file is in: nothing arriving, the count up; its line is printed at once, before the next tick.
+      state = { last: { path: "big.bin", size: 100_000_000 }, delivered: 1, deleted: 0, bytes: 100_000_000 };
       const from = written.stderr.length;
-      output.event({ event: "delivered" }, "delivered big.bin (100000000 bytes)");
-      const after = written.stderr.slice(from).join("");
-      expect(after).toContain("delivered big.bin (100000000 bytes)");
-      const drawnAfter = after.slice(after.indexOf("delivered big.bin"));
-      expect(drawnAfter).not.toContain("99%");
-      expect(drawnAfter).not.toContain("| 0 files");
-      // Gone with the line, not a tick later (the cursor cli-progress hid is shown again when it stops).
-      expect(drawnAfter).toContain("\u001b[?25h");
+      const drawn = deliveredLine("big.bin");
+      expect(drawn).toContain("big.bin |");
+      expect(drawn).toContain("100%");
+      expect(drawn).toContain("| 1 file, ");
+      expect(drawn).not.toContain("99%");
+      expect(drawn).not.toContain("| 0 files");
+      // The next file comes before a tick finds nothing arriving: the same bar shows it, never taken
+      // away in between (the cursor cli-progress hides is shown again only when a bar stops).
+      state = { ...state, current: { path: "next.bin", bytes: 1000, size: 2000 }, bytes: 100_001_000 };
+      await waitFor(() => written.stderr.slice(from).join("").includes("next.bin |"), "the next file on the bar", 5000);
+      // A file that came and went between two ticks is shown done with its own name and size.
+      state = { last: { path: "quick.bin", size: 3000 }, delivered: 3, deleted: 0, bytes: 100_005_000 };
+      const quick = deliveredLine("quick.bin");
+      expect(quick).toContain("quick.bin |");
+      expect(quick).toContain("100% 3 kB/3 kB");
+      expect(quick).toContain("| 3 files, ");
+      expect(written.stderr.slice(from).join("")).not.toContain("\u001b[?25h");
+      // Nothing arriving at a tick: the bar goes.
+      await waitFor(() => written.stderr.slice(from).join("").includes("\u001b[?25h"), "the bar to go once idle", 5000);
     } finally {
       display.stop();
     }
