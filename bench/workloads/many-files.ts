@@ -3,7 +3,7 @@
 
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
-import { runCp, runFmq, type Transfer } from "../contenders.js";
+import { runCp, runFmq, type FmqSettings, type Transfer } from "../contenders.js";
 import { FMQ_STATE, verifyTree, writeRandomTree } from "../data.js";
 import { CP, FMQ, FMQ_WARM, RSYNC, type WorkloadResult } from "../types.js";
 import { repeat, setAside, timeoutFor, type Contender, type Context } from "./common.js";
@@ -24,25 +24,16 @@ export async function manyFiles(ctx: Context): Promise<WorkloadResult> {
   await mkdir(out, { recursive: true });
   const contenders: Contender[] = [];
 
-  const settings = { cli: config.fmqCli, chunkSize: config.chunkSize, window: config.window, stableMs: config.stableMs };
-  const fmq = path.join(out, "fmq");
-  contenders.push({
-    name: FMQ,
-    dsts: [fmq],
-    manyFiles: true,
-    verify: () => verifyTree(fmq, expected, FMQ_STATE),
-    run: (rep) => runFmq(FMQ, rep, transfer(fmq), settings),
-  });
+  /** An fmq contender into out/<who>: the plain one, or one with an extra setting (see FmqSettings). */
+  const fmqContender = (name: string, who: string, extra: Partial<FmqSettings> = {}): Contender => {
+    const to = path.join(out, who);
+    const settings: FmqSettings = { cli: config.fmqCli, chunkSize: config.chunkSize, window: config.window, stableMs: config.stableMs, ...extra };
+    return { name, dsts: [to], manyFiles: true, verify: () => verifyTree(to, expected, FMQ_STATE), run: (rep) => runFmq(name, rep, transfer(to), settings) };
+  };
+  contenders.push(fmqContender(FMQ, "fmq"));
   // The same tree from a publisher that has already sent it once (to an untimed subscriber): its code
   // is compiled and its files' fingerprints known, as for every subscriber after a server's first.
-  const warm = path.join(out, "fmq-warm");
-  contenders.push({
-    name: FMQ_WARM,
-    dsts: [warm],
-    manyFiles: true,
-    verify: () => verifyTree(warm, expected, FMQ_STATE),
-    run: (rep) => runFmq(FMQ_WARM, rep, transfer(warm), { ...settings, warmUpInbox: path.join(dir, "warm-up"), discardWarmUp: (inbox) => setAside(inbox, ctx) }),
-  });
+  contenders.push(fmqContender(FMQ_WARM, "fmq-warm", { warmUpInbox: path.join(dir, "warm-up"), discardWarmUp: (inbox) => setAside(inbox, ctx) }));
   const cp = path.join(out, "cp");
   contenders.push({ name: CP, dsts: [cp], manyFiles: true, verify: () => verifyTree(cp, expected), run: (rep) => runCp(CP, rep, transfer(cp), true) });
   const rsync = ctx.rsync;

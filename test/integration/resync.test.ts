@@ -61,6 +61,18 @@ async function mirrored(inbox: string, src: string, timeoutMs = 30_000) {
   await waitFor(async () => JSON.stringify([...(await treeHashes(inbox))]) === JSON.stringify([...(await treeHashes(src))]), "the inbox to mirror the source", timeoutMs, 50);
 }
 
+/** A server of `src`, and a first client that mirrors it into `inbox` and leaves (its session closed by KTHXBAI). */
+async function mirroredAndGone(src: string, inbox: string) {
+  const pub = await startServer(src);
+  const first = await startClient(pub.endpoint, inbox);
+  await mirrored(inbox, src);
+  const gone: string[] = [];
+  pub.server.on("disconnected", (client) => gone.push(client));
+  await first.close();
+  await waitFor(() => gone.length === 1, "the first session closed by KTHXBAI", 15_000);
+  return pub;
+}
+
 function smallFiles(from: number, to: number): Record<string, Buffer> {
   const files: Record<string, Buffer> = {};
   for (let i = from; i < to; i++) files[`d${i % 50}/f${i}.bin`] = Buffer.alloc(1024, i % 251);
@@ -129,13 +141,7 @@ describe("resync", () => {
       await writeRandomFile(path.join(src, name), size);
       await utimes(path.join(src, name), mtime, mtime);
     }
-    const pub = await startServer(src);
-    const first = await startClient(pub.endpoint, inbox);
-    await mirrored(inbox, src);
-    const gone: string[] = [];
-    pub.server.on("disconnected", (client) => gone.push(client));
-    await first.close();
-    await waitFor(() => gone.length === 1, "the first session closed by KTHXBAI", 15_000);
+    const pub = await mirroredAndGone(src, inbox);
 
     const mount = pub.server.mounts[0]!;
     const published = async (name: string) => {
@@ -191,13 +197,7 @@ describe("resync", () => {
     const content = randomBytes(64 * 1024);
     await writeFile(path.join(src, "a.bin"), content);
     await utimes(path.join(src, "a.bin"), mtime, mtime);
-    const pub = await startServer(src);
-    const first = await startClient(pub.endpoint, inbox);
-    await mirrored(inbox, src);
-    const gone: string[] = [];
-    pub.server.on("disconnected", (client) => gone.push(client));
-    await first.close();
-    await waitFor(() => gone.length === 1, "the first session closed by KTHXBAI", 15_000);
+    const pub = await mirroredAndGone(src, inbox);
 
     const mount = pub.server.mounts[0]!;
     const published = async (size: number) => {
