@@ -25,7 +25,6 @@ import { randomBytes } from "node:crypto";
 import { spawn } from "node:child_process";
 import { open, rm } from "node:fs/promises";
 import path from "node:path";
-import { freeMemory } from "../contenders.js";
 import { FMQ_STATE, partialSize, sha256File, waitForPartial, verifyTree, writeRandomFile, writeRandomTree, type TreeHashes } from "../data.js";
 import { CpuMeter, Proc, freePort, now, settle, sleep, track } from "../measure.js";
 import { bytesText } from "../report.js";
@@ -232,8 +231,7 @@ async function changedBlock(ctx: Context, dir: string, record: (s: ResyncSample)
       for (const name of rotate(baselines, rep)) {
         const dst = path.join(ctx.rsync!.local(module[name]!), BIG);
         const args = ["-a", flags[name]!, "--stats", src, ctx.rsync!.url(module[name]!)];
-        // (rsync builds a whole new file too, from the old one and what it is sent.)
-        record(await rsyncSample(caseId, name, rep, args, timeoutMs, async () => ((await sha256File(dst)) === hash ? undefined : `${dst}: wrong sha256`), () => freeMemory(dir, size)));
+        record(await rsyncSample(caseId, name, rep, args, timeoutMs, async () => ((await sha256File(dst)) === hash ? undefined : `${dst}: wrong sha256`)));
       }
     };
 
@@ -241,8 +239,6 @@ async function changedBlock(ctx: Context, dir: string, record: (s: ResyncSample)
       // 5b: the subscriber is connected and holds the file.
       {
         const loadPct = await settle();
-        // (The subscriber's copy of the version it holds is a whole new file: see freeMemory.)
-        freeMemory(dir, size);
         const steal = CpuMeter.start();
         const errorsBefore = pub.errors().length + sub.errors().length;
         const deliveredBefore = count(sub, (d) => d.event === "delivered" && d.path === BIG);
@@ -288,7 +284,6 @@ async function changedBlock(ctx: Context, dir: string, record: (s: ResyncSample)
         await pub.waitFor((d) => d.event === "published" && d.path === `/${BIG}`, timeoutMs, `"published" /${BIG} after the change`, publishedBefore + 1);
         hash = await sha256File(src);
         const loadPct = await settle();
-        freeMemory(dir, size);
         const steal = CpuMeter.start();
         const errorsBefore = pub.errors().length;
         const connectedBefore = count(pub, (d) => d.event === "connected");
@@ -399,7 +394,6 @@ async function killOnce(
     const missing = size - partial;
 
     const loadPct = await settle();
-    freeMemory(path.dirname(inbox), missing);
     const timed = CpuMeter.start();
     let start: Proc;
     let sub: Proc;
@@ -539,11 +533,8 @@ async function rsyncSample(
   args: readonly string[],
   timeoutMs: number,
   verify: () => Promise<string | undefined>,
-  /** Right before the clock (after settling): the scratch step, for a run that writes a new file. */
-  beforeClock?: () => void,
 ): Promise<ResyncSample> {
   const loadPct = await settle();
-  beforeClock?.();
   const steal = CpuMeter.start();
   try {
     const stats = await rsyncTimed(args, timeoutMs);
