@@ -60,6 +60,8 @@ function freeMemoryNow(transfer: Transfer): void {
 
 // --- fmq and the raw pipe: a server process and K client processes ----------------------------------
 
+const removeTree = (dir: string): Promise<void> => rm(dir, { recursive: true, force: true });
+
 interface Pipeline {
   readonly contender: string;
   readonly rep: number;
@@ -91,7 +93,7 @@ async function runPipeline(p: Pipeline): Promise<Run> {
       await rm(dst, { recursive: true, force: true });
       await mkdir(dst, { recursive: true });
     }
-    const { server, extra, others = [], leftovers: left = [], discard = (dir) => rm(dir, { recursive: true, force: true }) } = await p.startServer();
+    const { server, extra, others = [], leftovers: left = [], discard = removeTree } = await p.startServer();
     procs.push(server);
     untimed.push(...others);
     // A warm-up's output goes now, before the scratch step below evens out the memory everyone writes
@@ -245,7 +247,7 @@ export function runFmq(contender: string, rep: number, transfer: Transfer, s: Fm
       const leftovers: string[] = [];
       if (s.warmUpInbox !== undefined) {
         // (One left by a warm-up that failed: a tree of many files is set aside too, not deleted.)
-        await (s.discardWarmUp ?? ((dir: string) => rm(dir, { recursive: true, force: true })))(s.warmUpInbox);
+        await (s.discardWarmUp ?? removeTree)(s.warmUpInbox);
         const warm = Proc.node("fmq subscribe (warm-up)", s.cli, ["subscribe", "/", "--connect", endpoint, "--inbox", s.warmUpInbox, "--json", "--window", String(s.window)]);
         try {
           await warm.waitFor((d) => d.event === "delivered", transfer.timeoutMs, '"delivered" for every file (warm-up)', transfer.files);

@@ -170,9 +170,8 @@ export class Client extends EventEmitter<ClientEvents> {
   #sending = false;
   #current: { vpath: string; file: IncomingFile } | undefined;
   #totals = { delivered: 0, deleted: 0, bytes: 0 };
-  /** The file delivered last (kept as two fields: no object per file on the small-file path). */
-  #lastPath: string | undefined;
-  #lastSize = 0;
+  /** The file delivered last (for progress displays). */
+  #lastDelivered: DeliveredEvent | undefined;
   /** A transfer we refused (and asked for again whole): its remaining chunks are ignored. */
   #refused: string | undefined;
   #failedOpens = 0;
@@ -305,7 +304,7 @@ export class Client extends EventEmitter<ClientEvents> {
     const current = this.#current?.file;
     return {
       ...this.#totals,
-      ...(this.#lastPath !== undefined ? { last: { path: this.#lastPath, size: this.#lastSize } } : {}),
+      ...(this.#lastDelivered ? { last: { path: this.#lastDelivered.path, size: this.#lastDelivered.size } } : {}),
       ...(current
         ? { current: { path: current.relative, bytes: current.mode === "delta" ? current.received : current.length, ...(current.identity ? { size: current.identity.size } : {}) } }
         : {}),
@@ -528,12 +527,7 @@ export class Client extends EventEmitter<ClientEvents> {
       this.#report(new InboxError(`${relative}: content does not match the server's hash; fetching it again`, relative));
       return this.#sendIcanhaz(vpath, "refetch");
     }
-    this.#totals.delivered++;
-    this.#lastPath = relative;
-    this.#lastSize = identity.size;
-    this.#confirmedAt = -Infinity;
-    this.#fullFailures = 0;
-    this.emit("delivered", { path: relative, vpath, file: finalPath, size: identity.size, received: identity.size });
+    this.#delivered({ path: relative, vpath, file: finalPath, size: identity.size, received: identity.size });
     return undefined;
   }
 
@@ -689,12 +683,16 @@ export class Client extends EventEmitter<ClientEvents> {
     }
     inbox.manifest.delivered(file.relative, entry);
     this.#deltasLeft.delete(current.vpath);
+    this.#delivered({ path: file.relative, vpath: current.vpath, file: file.finalPath, size, received: file.received });
+  }
+
+  /** A file is in place and recorded (either way in): counted, kept for progress, and said. */
+  #delivered(event: DeliveredEvent): void {
     this.#totals.delivered++;
-    this.#lastPath = file.relative;
-    this.#lastSize = size;
+    this.#lastDelivered = event;
     this.#confirmedAt = -Infinity;
     this.#fullFailures = 0;
-    this.emit("delivered", { path: file.relative, vpath: current.vpath, file: file.finalPath, size, received: file.received });
+    this.emit("delivered", event);
   }
 
   /**

@@ -863,17 +863,17 @@ export class Mount extends EventEmitter<MountEvents> {
       this.emit("warning", new MountError(`not published: ${relative} leads to ${targetRelative}, which is not published from here (hidden, fmq's own state, or another mount's)`));
       return this.#withdraw(relative);
     }
+    const vpath = joinVirtual(this.alias, relative);
     // (Another mount may have taken this path while we waited.)
-    if (this.options.isShadowed?.(joinVirtual(this.alias, relative))) return this.#shadowed(joinVirtual(this.alias, relative));
+    if (this.options.isShadowed?.(vpath)) return this.#shadowed(vpath);
     // A link that led elsewhere before (retargeted): not a name of that file any more.
-    const before = this.files.get(joinVirtual(this.alias, relative));
+    const before = this.files.get(vpath);
     if (before && before.absolute !== real) this.#unlink(before.absolute, relative);
     if (real !== absolute) {
       let names = this.#links.get(real);
       if (!names) this.#links.set(real, (names = new Set()));
       names.add(relative);
     }
-    const vpath = joinVirtual(this.alias, relative);
     const target = real === absolute ? undefined : joinVirtual(this.alias, targetRelative);
     const newest = this.#setBackNewest.get(vpath) ?? before?.mtimeMs ?? this.#withdrawnNewest.get(vpath);
     const lookAlike = newest !== undefined && mtimeMs <= newest;
@@ -891,7 +891,7 @@ export class Mount extends EventEmitter<MountEvents> {
     };
     // The very version already published, seen again (the watcher rescans a directory it may read again,
     // or one handed to it afresh): not news. Sent again, it would cost every subscriber the whole file.
-    if (alreadyPublished(this.files.get(vpath), file)) return;
+    if (alreadyPublished(before, file)) return;
     // A file with the name of a directory we publish files from: that directory is gone, whatever the
     // watcher said (it can lose track of a directory renamed away); its files go before this one comes.
     if (this.#filesUnder.has(relative)) this.#goneUnder(relative);
