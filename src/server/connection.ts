@@ -58,6 +58,13 @@ export interface ConnectionHost {
   pendingChanged?: (delta: number) => void;
 }
 
+/** What one file of a subscription's plan comes to (patch: nothing to send when undefined). */
+interface Plan {
+  readonly vpath: string;
+  readonly planned: PublishedFile;
+  patch: Patch | undefined;
+}
+
 type Patch =
   | { readonly op: "create"; readonly file: PublishedFile; readonly resumeAt?: number }
   | {
@@ -91,6 +98,14 @@ function nameBelow(path: string, vpath: string): string | undefined {
 /** Cache entries handled between two turns of the event loop (about 10 ms of work). */
 const YIELD_EVERY = 2000;
 const yieldToOthers = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * Hashes one plan waits for at once: the SHA-1s of an RFC 35 client's cache (the reference client lists
+ * one for every file it holds), and look-alikes. The worker thread hashes them one after another; asked
+ * one at a time, each also waited for its round trip to the worker and its stats. Measured here, SHA-1s
+ * of 10,000 files of 4 KiB: 2.28 s one at a time, 0.99 s with 8 at once, 0.79 s with 32.
+ */
+const PLAN_HASHES_AT_ONCE = 32;
 
 /** What we know the client holds of a file: from its cache (ICANHAZ), or because we sent it. */
 interface Holding {
@@ -199,7 +214,7 @@ export class Connection {
       this.#retained.delete(vpath);
       if (patch.op === "create") {
         // (Only if no newer version was published while it was planned: that one was queued, and stands.)
-        void this.#planFor(patch.file, retained).then((planned) => {
+        void Promise.resolve(this.#planFor(patch.file, retained)).then((planned) => {
           if (planned && (planned.op !== "create" || this.host.file(vpath) === planned.file)) this.queue(planned);
         });
         return;
@@ -294,7 +309,27 @@ export class Connection {
       if (relative === undefined || unsafeRelativeReason(relative)) continue;
       cache.set(relative, value);
     }
-    const plans: { vpath: string; planned: PublishedFile; patch: Patch | undefined }[] = [];
+    const plans: Plan[] = [];
+    // Plans that wait for a hash, PLAN_HASHES_AT_ONCE at most; all are settled before the plans are used.
+    const hashing = new Set<Promise<void>>();
+    // (A promise only when the bound is reached: most plans are decided at once, with no await.)
+    const plan = (vpath: string, planned: PublishedFile, value: string | undefined): Promise<void> | undefined => {
+      const entry: Plan = { vpath, planned, patch: undefined };
+      plans.push(entry);
+      const patch = this.#planFor(planned, value);
+      if (!(patch instanceof Promise)) {
+        entry.patch = patch;
+        return undefined;
+      }
+      const settled = patch.then(
+        (decided) => void (entry.patch = decided),
+        // (Not expected: #planFor's hashes are caught. Unsure means it goes; the send checks it again.)
+        () => void (entry.patch = { op: "create", file: planned }),
+      );
+      hashing.add(settled);
+      void settled.finally(() => hashing.delete(settled));
+      return hashing.size >= PLAN_HASHES_AT_ONCE ? Promise.race(hashing) : undefined;
+    };
     /** Files the cache does not list, to send whole: the usual case, kept to one pointer each. */
     const whole: PublishedFile[] = [];
     for (const file of this.host.filesNear(path)) {
@@ -313,7 +348,10 @@ export class Connection {
         // (What #planFor does for it, without a patch: not listed, not held.)
         this.#holdings.delete(file.vpath);
         whole.push(file);
-      } else plans.push({ vpath: file.vpath, planned: file, patch: await this.#planFor(file, value) });
+      } else {
+        const full = plan(file.vpath, file, value);
+        if (full && (await full, this.engine.stopped)) return;
+      }
     }
     // What remains in the cache is held by the client and gone from the server; unless the server has
     // seen the file but not yet published it (it has just started): then the client's entry is kept and
@@ -328,7 +366,8 @@ export class Connection {
       // queued its create meanwhile; the cache's word wins below). Not a delete, nor sent again whole.
       const published = this.host.file(vpath);
       if (published) {
-        plans.push({ vpath, planned: published, patch: await this.#planFor(published, value) });
+        const full = plan(vpath, published, value);
+        if (full && (await full, this.engine.stopped)) return;
         continue;
       }
       this.#holdings.delete(vpath);
@@ -346,6 +385,8 @@ export class Connection {
         this.#queue.set(vpath, { op: "delete", vpath, gone: true });
       }
     }
+    await Promise.all(hashing);
+    if (this.engine.stopped) return;
     // (Another subscription's backlog still to send, of files still as they were: a file in both goes
     // once. Made with pauses, as the scan: a backlog may hold a million files.)
     let backlogged: Set<string> | undefined;
@@ -397,16 +438,21 @@ export class Connection {
     this.#backlog.push(file);
   }
 
-  /** What to send of `file` to a client whose cache says `value` (undefined: send it all). */
-  async #planFor(file: PublishedFile, value: string | undefined): Promise<Patch | undefined> {
+  /**
+   * What to send of `file` to a client whose cache says `value` (undefined: send it all). Decided at once,
+   * unless a hash must be computed or looked up (a promise then).
+   */
+  #planFor(file: PublishedFile, value: string | undefined): Patch | undefined | Promise<Patch | undefined> {
     // (Not for this client: not sent, and a copy it says it holds goes.)
     if (!this.#mayHave(file)) return value === undefined ? undefined : { op: "delete", vpath: file.vpath };
     // The cache is the client's word on what it holds under this path: not listed, not held.
     this.#holdings.delete(file.vpath);
     if (value === undefined) return { op: "create", file };
     if (isSha1Digest(value)) {
-      const digest = await this.host.fingerprints.sha1(file.absolute, file.root).catch(() => undefined);
-      return digest === value.toUpperCase() ? undefined : { op: "create", file };
+      return this.host.fingerprints.sha1(file.absolute, file.root).then(
+        (digest) => (digest === value.toUpperCase() ? undefined : { op: "create", file }),
+        () => ({ op: "create", file }),
+      );
     }
     const entry = parseCacheEntry(value);
     if (!entry) return { op: "create", file };
@@ -418,8 +464,11 @@ export class Connection {
     // checks it again.
     if (entry.size === file.size && entry.mtime === file.mtimeMs) {
       if (entry.hash === undefined || !file.lookAlike) return undefined;
-      const now = await this.host.fingerprints.fingerprint(file.absolute).catch(() => undefined);
-      return now !== undefined && isVersionOf(now.version, file) && now.fingerprint.hash === entry.hash ? undefined : { op: "create", file };
+      const held = entry.hash;
+      return this.host.fingerprints.fingerprint(file.absolute).then(
+        (now) => (now !== undefined && isVersionOf(now.version, file) && now.fingerprint.hash === held ? undefined : { op: "create", file }),
+        () => ({ op: "create", file }),
+      );
     }
     const partial = entry.partial;
     if (partial && partial.size === file.size && partial.mtime === file.mtimeMs && partial.length > 0) {

@@ -321,6 +321,59 @@ describe("resync", () => {
     expect(names).toEqual(["/c.txt", "/c.txt"]);
   });
 
+  it("resync - a big SHA-1 cache is checked many files at once, at most 32, and only the files that differ are sent", async () => {
+    const src = await tempDir();
+    const files: Record<string, string> = {};
+    for (let i = 0; i < 200; i++) files[`f${String(i).padStart(3, "0")}.txt`] = `file ${i}\n`;
+    await writeTree(src, files);
+    const pub = await startServer(src);
+    await waitFor(() => pub.server.mounts[0]!.files.size === 200, "200 published files");
+    // Counts the SHA-1s asked for and not yet answered, and the most at once.
+    let inFlight = 0;
+    let most = 0;
+    const original = Fingerprints.prototype.sha1;
+    const spy = vi.spyOn(Fingerprints.prototype, "sha1").mockImplementation(async function (this: Fingerprints, absolute: string, root: string) {
+      most = Math.max(most, ++inFlight);
+      try {
+        return await original.call(this, absolute, root);
+      } finally {
+        inFlight--;
+      }
+    });
+    closers.push(async () => spy.mockRestore());
+    const dealer = new Dealer({ linger: 0 });
+    closers.push(async () => dealer.close());
+    dealer.connect(pub.endpoint);
+    const sha1 = (text: string) => createHash("sha1").update(text).digest("hex").toUpperCase();
+    // Every tenth file is held in another version: those, and only those, must come.
+    const stale = Object.keys(files).filter((_, i) => i % 10 === 0);
+    const cache = new Map(Object.entries(files).map(([name, text]) => [name, sha1(stale.includes(name) ? `old ${text}` : text)]));
+    // The server says when it has handed this client all it had for it ("caught-up"); a HUGZ sent then is
+    // answered behind all of it. By then, anything planned wrongly has come too.
+    let caughtUp = false;
+    pub.server.on("caught-up", () => (caughtUp = true));
+    await dealer.send(encode({ id: "OHAI", protocol: "FILEMQ", version: 2 }));
+    await dealer.send(encode({ id: "ICANHAZ", path: "/", options: new Map([["RESYNC", "1"]]), cache }));
+    await dealer.send(encode({ id: "NOM", credit: 1_000_000n, sequence: 0n }));
+    await waitFor(() => caughtUp, "the server caught up with the client", 15_000);
+    await dealer.send(encode({ id: "HUGZ" }));
+    dealer.receiveTimeout = 15_000;
+    const received = new Map<string, Buffer>();
+    for (;;) {
+      const result = decodeFrames(await dealer.receive());
+      if (!result.ok) throw result.error;
+      if (result.message.id === "HUGZ_OK") break;
+      if (result.message.id !== "CHEEZBURGER") continue;
+      const name = result.message.filename.slice(1);
+      received.set(name, Buffer.concat([received.get(name) ?? Buffer.alloc(0), result.message.chunk]));
+    }
+    expect([...received.keys()].sort()).toEqual(stale);
+    for (const name of stale) expect(received.get(name)!.toString()).toBe(files[name]);
+    // 200 SHA-1s: before, one was asked for at a time.
+    expect(most).toBeGreaterThan(1);
+    expect(most).toBeLessThanOrEqual(32);
+  });
+
   it("resync - 1 MiB changed inside a 64 MiB file puts at most ~2 MiB of file data on the wire, live and after a return", async () => {
     const src = await tempDir();
     const inbox = await tempDir();
