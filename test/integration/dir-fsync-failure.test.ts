@@ -1,0 +1,103 @@
+// A subscriber with fsync on: a file renamed into place whose directory's fsync then fails is there, so it
+// is recorded as held (a delete made on the server reaches it) while the failure is still reported.
+//
+// No real fsync failure can be made on demand here (it takes a failing disk), so the one call is faked:
+// node:fs/promises is mocked for this file only (hence a file of its own), and only the sync of a handle
+// opened on the armed directory fails, once. Every other call, the server's included, is the real one.
+
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { stat, unlink, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { context } from "zeromq";
+import { Client, Server } from "../../src/index.js";
+import { tempDir } from "../helpers/tmp.js";
+import { sha256File } from "../helpers/files.js";
+import { waitFor } from "../helpers/wait.js";
+import { tcpEndpoint } from "../helpers/net.js";
+
+/** The directory (device and inode) whose next fsync fails, and how many fsyncs failed so far. */
+const fault = vi.hoisted(() => ({ armed: undefined as { dev: number; ino: number } | undefined, failed: 0 }));
+
+vi.mock("node:fs/promises", async (importOriginal) => {
+  const actual = await importOriginal<typeof import("node:fs/promises")>();
+  const open: typeof actual.open = async (...args) => {
+    const handle = await actual.open(...args);
+    const armed = fault.armed;
+    if (armed === undefined) return handle;
+    // Known by its inode: the subscriber names directories through /proc/self/fd, not by their paths.
+    const stats = await handle.stat();
+    if (stats.isDirectory() && stats.dev === armed.dev && stats.ino === armed.ino) {
+      fault.armed = undefined;
+      handle.sync = async () => {
+        fault.failed++;
+        throw Object.assign(new Error("EIO: i/o error, fsync"), { code: "EIO", errno: -5, syscall: "fsync" });
+      };
+    }
+    return handle;
+  };
+  return { ...actual, default: { ...actual, open }, open };
+});
+
+context.blocky = false;
+
+const closers: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close();
+  fault.armed = undefined;
+});
+
+async function startClient(endpoint: string, inbox: string) {
+  const client = new Client({ endpoint, inbox, heartbeatMs: 200, fsync: true });
+  let closed = false;
+  const close = async () => {
+    if (!closed) await client.close();
+    closed = true;
+  };
+  closers.push(close);
+  const delivered: string[] = [];
+  const deleted: string[] = [];
+  const errors: string[] = [];
+  client.on("delivered", (e) => delivered.push(e.path));
+  client.on("deleted", (e) => deleted.push(e.path));
+  client.on("error", (e) => errors.push(e.message));
+  await client.subscribe("/");
+  client.connect();
+  return { delivered, deleted, errors, close };
+}
+
+describe("directory fsync failure", () => {
+  it("dir fsync failure - a file in place whose directory fsync failed is reported, and held: a delete made on the server while the subscriber was away reaches it", async () => {
+    const src = await tempDir();
+    const inbox = await tempDir();
+    const content = "placed, but its directory entry not made durable\n";
+    await writeFile(path.join(src, "unsynced.txt"), content);
+    const server = new Server({ stableMs: 50 });
+    closers.push(() => server.close());
+    await server.publish(src);
+    const endpoint = await server.bind(await tcpEndpoint());
+
+    // The file goes into the inbox itself: that directory's fsync is the one to fail.
+    const { dev, ino } = await stat(inbox);
+    fault.armed = { dev, ino };
+    const first = await startClient(endpoint, inbox);
+    await waitFor(() => first.errors.length > 0, "the fsync failure reported", 10_000);
+    expect(fault.failed).toBe(1);
+    expect(first.errors).toEqual(["unsynced.txt: EIO"]);
+    // Not durable, so not said to be delivered; but there, whole.
+    expect(first.delivered).toEqual([]);
+    expect(await sha256File(path.join(inbox, "unsynced.txt"))).toBe(createHash("sha256").update(content).digest("hex"));
+    await first.close();
+
+    // Only a file the manifest says it holds is listed to the server on return, and so learns of its delete.
+    await unlink(path.join(src, "unsynced.txt"));
+    await waitFor(() => server.mounts[0]!.files.size === 0, "the delete seen by the server");
+    const second = await startClient(endpoint, inbox);
+    await waitFor(() => second.deleted.length > 0, "the delete missed while away to reach the file", 10_000);
+    expect(second.deleted).toEqual(["unsynced.txt"]);
+    expect(existsSync(path.join(inbox, "unsynced.txt"))).toBe(false);
+    expect(second.errors).toEqual([]);
+    expect(second.delivered).toEqual([]);
+  });
+});
