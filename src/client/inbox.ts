@@ -174,8 +174,14 @@ export class IncomingFile {
     moveIntoPlace(this.partialPath, this.target.path, this.relative);
     this.#placed = true;
     if (this.fsync) {
-      const dir = await open(this.target.directory, "r");
-      await dir.sync().finally(() => dir.close());
+      try {
+        const dir = await open(this.target.directory, "r");
+        await dir.sync().finally(() => dir.close());
+      } catch (error) {
+        // (The file is there: the user must hear that, and that a crash now may still lose it.)
+        const code = (error as NodeJS.ErrnoException).code;
+        throw new InboxError(`${this.relative}: in place, but its directory could not be synced to disk (${code ?? String(error)}): a crash may still lose it`, this.relative, code);
+      }
     }
   }
 

@@ -84,7 +84,8 @@ describe("directory fsync failure", () => {
     const first = await startClient(endpoint, inbox);
     await waitFor(() => first.errors.length > 0, "the fsync failure reported", 10_000);
     expect(fault.failed).toBe(1);
-    expect(first.errors).toEqual(["unsynced.txt: EIO"]);
+    // (Said to be in place: a user told only "EIO" would take it for a file that never came.)
+    expect(first.errors).toEqual(["unsynced.txt: in place, but its directory could not be synced to disk (EIO): a crash may still lose it"]);
     // Not durable, so not said to be delivered; but there, whole.
     expect(first.delivered).toEqual([]);
     expect(await sha256File(path.join(inbox, "unsynced.txt"))).toBe(createHash("sha256").update(content).digest("hex"));
