@@ -4,7 +4,7 @@
 
 import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { appendFile, open, readFile, readdir, rename, rm, stat, symlink, truncate, unlink, utimes, writeFile } from "node:fs/promises";
+import { appendFile, mkdir, open, readFile, readdir, rename, rm, stat, symlink, truncate, unlink, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { context, Dealer } from "zeromq";
@@ -568,6 +568,70 @@ describe("resync", () => {
     // The publisher says "sent" for what was delivered, not for a version that changed while it was read.
     expect(pub.sent.filter((e) => e.operation === "create")).toHaveLength(seen.length);
   }, 60_000);
+});
+
+describe("a subscription whose cache cannot be built", () => {
+  // (Commit 91ad812: its known causes are fixed.) A cause that remains, so no spy: the manifest's entries
+  // are taken as they are loaded, and one that is valid JSON but garbled makes building the cache throw,
+  // only while its file is in the inbox (else it is not listed).
+
+  /** Write into `inbox`'s manifest an entry for `name` whose block hashes are a number, not a hex string. */
+  async function garbledManifest(inbox: string, name: string, vpath: string, size: number) {
+    await mkdir(path.join(inbox, ".fmq"), { recursive: true });
+    await writeFile(path.join(inbox, ".fmq", "manifest.json"), JSON.stringify({ version: 1, files: { [name]: { vpath, size, blocks: 5 } }, partials: {} }));
+  }
+
+  it("resync - a subscription that cannot be sent is reported, and the session still opens: the client's other subscription receives its files", async () => {
+    const src = await tempDir();
+    await writeTree(src, { "good/a.txt": "a\n", "good/d/empty.txt": "", "broken/x.txt": "x" });
+    await writeRandomFile(path.join(src, "good/d/random.bin"), 3 * MiB + 17);
+    const pub = await startServer(src);
+    const goodInbox = await tempDir();
+    const brokenInbox = await tempDir();
+    await writeTree(brokenInbox, { "held.bin": "abc" });
+    await garbledManifest(brokenInbox, "held.bin", "/broken/held.bin", 3);
+    // (No session given up for a stall of this process: the next would report the failure again.)
+    const client = new Client({ endpoint: pub.endpoint, inbox: goodInbox, heartbeatMs: 100, timeoutMs: 60_000 });
+    closers.push(() => client.close());
+    const errors: string[] = [];
+    client.on("error", (e) => errors.push(e.message));
+    // The broken one first: a throw from it stopped the good one from being sent at all, and the
+    // session from opening.
+    await client.subscribe("/broken", brokenInbox);
+    await client.subscribe("/good", goodInbox);
+    client.connect();
+    await waitFor(() => client.state === "connected", "the session to open", 15_000);
+    await mirrored(goodInbox, path.join(src, "good"), 15_000);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatch(/^\/broken: cannot subscribe: TypeError\b.*\(5\)$/);
+    // Nothing came for the subscription that was not sent; the file it holds is left as it was.
+    expect([...(await treeHashes(brokenInbox)).keys()]).toEqual(["held.bin"]);
+  }, 30_000);
+
+  it("resync - a timed resync that cannot be sent is reported, not an unhandled rejection", async () => {
+    const rejections: unknown[] = [];
+    const onRejection = (reason: unknown) => rejections.push(reason);
+    process.on("unhandledRejection", onRejection);
+    closers.push(async () => void process.off("unhandledRejection", onRejection));
+    const src = await tempDir();
+    await writeTree(src, { e: "now a file", "keep.txt": "k" });
+    const inbox = path.join(await tempDir(), "in");
+    // The user's own directory where the file e goes: e is refused, and the subscription is sent again 5 s later.
+    await writeTree(inbox, { "e/userfile": "mine" });
+    // Its file is not there yet: the first ICANHAZ leaves the entry out, and goes.
+    await garbledManifest(inbox, "held.bin", "/held.bin", 3);
+    const pub = await startServer(src);
+    const sub = await startClient(pub.endpoint, inbox);
+    await waitFor(() => sub.errors.includes("e: a directory has that name") && sub.delivered.length === 1, "e refused and keep.txt delivered", 15_000);
+    expect(sub.errors).toEqual(["e: a directory has that name"]);
+    // Held now: the resync lists it, and its cache cannot be built.
+    await writeFile(path.join(inbox, "held.bin"), "abc");
+    await waitFor(() => rejections.length > 0 || sub.errors.length > 1, "the resync to fail", 15_000);
+    expect(rejections).toEqual([]);
+    expect(sub.errors).toHaveLength(2);
+    expect(sub.errors[1]).toMatch(/^\/: cannot subscribe again: TypeError\b.*\(5\)$/);
+    expect(sub.client.state).toBe("connected");
+  }, 30_000);
 });
 
 /** "length × value" for a buffer of one byte value, else its runs ("length × value + …"). */
