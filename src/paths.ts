@@ -11,7 +11,8 @@ const MAX_RELATIVE_BYTES = 4096;
 
 /**
  * Normalise a subscription or mount alias: must start with "/", "/" separators, no empty, "." or ".."
- * segments, no NUL or backslash. A trailing "/" is dropped ("/sub/" is "/sub"). Returns undefined if invalid.
+ * segments, no NUL, backslash or lone UTF-16 surrogate. A trailing "/" is dropped ("/sub/" is "/sub").
+ * Returns undefined if invalid.
  */
 export function normaliseVirtualPath(path: string): string | undefined {
   if (!path.startsWith("/")) return undefined;
@@ -51,6 +52,9 @@ export function relativeTo(prefix: string, vpath: string): string | undefined {
   return vpath.slice(prefix.length + 1);
 }
 
+/** A lone UTF-16 surrogate: no UTF-8 form (in a `u` regex, a well-formed pair is one code point and does not match). */
+const LONE_SURROGATE = /\p{Cs}/u;
+
 function isSafeSegment(segment: string): boolean {
   return (
     segment.length > 0 &&
@@ -58,6 +62,8 @@ function isSafeSegment(segment: string): boolean {
     segment !== ".." &&
     !segment.includes("\0") &&
     !segment.includes("\\") &&
+    // (No UTF-8 form: a subscription to it was accepted, and its ICANHAZ could never be encoded.)
+    !LONE_SURROGATE.test(segment) &&
     Buffer.byteLength(segment) <= MAX_SEGMENT_BYTES
   );
 }

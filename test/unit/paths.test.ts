@@ -77,6 +77,7 @@ describe("paths", () => {
     expect(normaliseVirtualPath("/.hidden/x")).toBe("/.hidden/x");
     expect(normaliseVirtualPath("/" + "x".repeat(255))).toBe("/" + "x".repeat(255));
     expect(normaliseVirtualPath("/ünï/cödé")).toBe("/ünï/cödé");
+    expect(normaliseVirtualPath("/😀/x")).toBe("/😀/x");
   });
 
   it("paths - normaliseVirtualPath refuses bad paths", () => {
@@ -98,6 +99,10 @@ describe("paths", () => {
       "/" + "x".repeat(256), // one segment over 255 bytes
       "/" + "é".repeat(128), // 256 bytes of UTF-8 in 128 characters
       "/" + Array.from({ length: 20 }, () => "y".repeat(250)).join("/"), // over 4096 bytes in all
+      // A lone UTF-16 surrogate has no UTF-8 form: a subscription to it could never be sent.
+      "/a\uD800",
+      "/x/\uDC00b",
+      "/" + "😀".slice(0, 1),
     ]) {
       expect(normaliseVirtualPath(bad), JSON.stringify(bad.slice(0, 40))).toBeUndefined();
     }
