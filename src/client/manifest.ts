@@ -97,6 +97,8 @@ export class Manifest {
   /** Load (or start) the manifest kept in the state directory `stateDir` (a path, or a held directory). */
   static async load(stateDir: string | Place, problem: (message: string) => void = () => undefined): Promise<Manifest> {
     const manifest = new Manifest(typeof stateDir === "string" ? pathPlace(stateDir) : stateDir, problem);
+    /** Entries and journal lines that are not what we write: dropped, and said once. */
+    let garbled = 0;
     let text: string | undefined;
     try {
       text = readNoFollow(manifest.#snapshotPath).toString("utf8");
@@ -108,9 +110,21 @@ export class Manifest {
       try {
         const stored = JSON.parse(text) as Stored;
         if (stored.version !== 1 || typeof stored.files !== "object" || typeof stored.partials !== "object") throw new Error("not a manifest of this version");
-        for (const [name, entry] of Object.entries(stored.files)) manifest.files.set(name, entry);
-        for (const [name, entry] of Object.entries(stored.partials)) manifest.partials.set(name, entry);
-        for (const [name, entry] of Object.entries(stored.placing ?? {})) manifest.placing.set(name, entry);
+        // Each entry checked: one that is valid JSON but not what we write (edited by hand, or garbled)
+        // is dropped alone, not taken as it is (its file listed with a number for block hashes made
+        // every ICANHAZ of that subscription throw, session after session).
+        for (const [name, entry] of Object.entries(stored.files)) {
+          if (isDelivered(entry)) manifest.files.set(name, entry);
+          else garbled++;
+        }
+        for (const [name, entry] of Object.entries(stored.partials)) {
+          if (isPartialFile(entry)) manifest.partials.set(name, entry);
+          else garbled++;
+        }
+        for (const [name, entry] of Object.entries(stored.placing ?? {})) {
+          if (isDelivered(entry)) manifest.placing.set(name, entry);
+          else garbled++;
+        }
       } catch (error) {
         // The worst outcome is files sent again, never files lost; but deletes made on the server before
         // now may not reach the files it listed: said, not silently taken for "nothing held". (Not
@@ -130,11 +144,18 @@ export class Manifest {
     const lines = journal.subarray(0, whole).toString("utf8").split("\n");
     for (const line of lines) {
       if (line.length === 0) continue;
+      let change: unknown;
       try {
-        manifest.#apply(JSON.parse(line) as Change);
+        change = JSON.parse(line);
       } catch {
-        // A torn last line (killed mid-append): ignore it.
+        // A line cut short (killed mid-write, before the newline that follows it): ignore it.
+        continue;
       }
+      if (isChange(change)) manifest.#apply(change);
+      else garbled++;
+    }
+    if (garbled > 0) {
+      problem(`the inbox's manifest (.fmq/) has ${garbled} garbled ${garbled === 1 ? "entry" : "entries"}, left out: what ${garbled === 1 ? "it" : "they"} listed is taken as not held (sent again; deletes made meanwhile may not reach those files)`);
     }
     const existing = await lstat(manifest.#journalPath).catch(() => undefined);
     if (existing && !existing.isFile()) throw new Error(`${manifest.#journalPath} is not a regular file`);
@@ -383,6 +404,49 @@ export class Manifest {
         this.partials.delete(change.name);
         break;
     }
+  }
+}
+
+// What the manifest's files hold is checked as it is loaded: they are ours, but may have been edited or
+// garbled, and an entry of the wrong shape must cost that file (sent again), not the subscription.
+
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null && !Array.isArray(value);
+const isSize = (value: unknown): value is number => Number.isSafeInteger(value) && (value as number) >= 0;
+const isTime = (value: unknown): value is number => typeof value === "number" && Number.isFinite(value);
+const TREE_HASH = /^[0-9a-f]{16}$/;
+const BLOCK_HASHES = /^(?:[0-9a-f]{16})+$/;
+
+function isDelivered(value: unknown): value is Delivered {
+  return (
+    isRecord(value) &&
+    typeof value.vpath === "string" &&
+    isSize(value.size) &&
+    (value.mtime === undefined || isTime(value.mtime)) &&
+    (value.hash === undefined || (typeof value.hash === "string" && TREE_HASH.test(value.hash))) &&
+    (value.blocks === undefined || (typeof value.blocks === "string" && BLOCK_HASHES.test(value.blocks)))
+  );
+}
+
+function isPartialFile(value: unknown): value is PartialFile {
+  return isRecord(value) && typeof value.vpath === "string" && isSize(value.size) && isTime(value.mtime);
+}
+
+function isChange(value: unknown): value is Change {
+  if (!isRecord(value) || typeof value.name !== "string") return false;
+  switch (value.op) {
+    case "delivered":
+    case "placing":
+      return isDelivered(value.entry);
+    case "partial":
+      return isPartialFile(value.entry);
+    case "placed":
+      return typeof value.hash === "string" && (value.mtime === undefined || isTime(value.mtime));
+    case "removed":
+    case "unpartial":
+    case "unplaced":
+      return true;
+    default:
+      return false;
   }
 }
 

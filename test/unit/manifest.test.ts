@@ -50,6 +50,41 @@ describe("manifest", () => {
     expect(none).toEqual([]);
   });
 
+  it("manifest - entries of the wrong shape (valid JSON, edited or garbled) are left out one by one and said once; the rest is kept", async () => {
+    const dir = await stateDir();
+    await writeFile(
+      path.join(dir, "manifest.json"),
+      JSON.stringify({
+        version: 1,
+        files: {
+          good: entry(1),
+          // (A number for block hashes made every ICANHAZ of its subscription throw, session after session.)
+          badBlocks: { vpath: "/b", size: 3, blocks: 5 },
+          badSize: { vpath: "/s", size: "3" },
+          badHash: { vpath: "/h", size: 3, hash: "not hex" },
+          notAnObject: 7,
+        },
+        partials: { goodPartial: { vpath: "/p", size: 10, mtime: 1 }, badPartial: { vpath: "/q", size: 10 } },
+      }),
+    );
+    const lines = [
+      { op: "delivered", name: "later", entry: entry(2) },
+      { op: "delivered", name: "laterBad", entry: { vpath: "/l", size: -1 } },
+      { op: "partial", name: "partialBad", entry: { vpath: "/r", size: 1, mtime: "x" } },
+      { op: "no such op", name: "x" },
+      { op: "removed" },
+    ];
+    await writeFile(path.join(dir, "journal.jsonl"), lines.map((line) => JSON.stringify(line) + "\n").join(""));
+    const problems: string[] = [];
+    const manifest = await Manifest.load(dir, (message) => problems.push(message));
+    expect([...manifest.files.keys()]).toEqual(["good", "later"]);
+    expect([...manifest.partials.keys()]).toEqual(["goodPartial"]);
+    expect(problems).toEqual([
+      "the inbox's manifest (.fmq/) has 9 garbled entries, left out: what they listed is taken as not held (sent again; deletes made meanwhile may not reach those files)",
+    ]);
+    manifest.close();
+  });
+
   it("manifest - a batch's placing lines are on disk after announce, with one write; each file's aboutToPlace then writes nothing; strays are taken back at the end of the turn", async () => {
     const dir = await stateDir();
     const journal = path.join(dir, "journal.jsonl");
