@@ -3,8 +3,8 @@
 // receives a changed big file as its changed blocks, never delivers a corrupt or mixed file.
 
 import { createHash, randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
-import { appendFile, mkdir, open, readFile, readdir, rename, rm, stat, symlink, truncate, unlink, utimes, writeFile } from "node:fs/promises";
+import { readFileSync, readdirSync, readlinkSync } from "node:fs";
+import { appendFile, mkdir, open, readFile, readdir, realpath, rename, rm, stat, symlink, truncate, unlink, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { context, Dealer } from "zeromq";
@@ -13,7 +13,7 @@ import { tempDir } from "../helpers/tmp.js";
 import { sha256File, treeHashes, writeRandomFile, writeTree } from "../helpers/files.js";
 import { waitFor } from "../helpers/wait.js";
 import { tcpEndpoint } from "../helpers/net.js";
-import { Inbox, partialName } from "../../src/client/inbox.js";
+import { Inbox, IncomingFile, partialName } from "../../src/client/inbox.js";
 import { Fingerprints } from "../../src/server/fingerprints.js";
 
 context.blocky = false;
@@ -71,6 +71,61 @@ async function mirroredAndGone(src: string, inbox: string) {
   await first.close();
   await waitFor(() => gone.length === 1, "the first session closed by KTHXBAI", 15_000);
   return pub;
+}
+
+/** Paths under `dir` that this process holds a descriptor of. */
+function openUnder(dir: string): string[] {
+  const open: string[] = [];
+  for (const fd of readdirSync("/proc/self/fd")) {
+    let target: string;
+    try {
+      target = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      continue; // (the one readdirSync used, closed since)
+    }
+    if (target === dir || target.startsWith(dir + path.sep)) open.push(target);
+  }
+  return open;
+}
+
+interface Gate {
+  /** The gated call has begun (and is held). */
+  readonly reached: boolean;
+  release(): void;
+  /** Released, and the method is the real one again. */
+  restore(): void;
+}
+
+/**
+ * Hold each call of the async method `object[method]` until released: before it starts, or once it has
+ * done its work (its result held back).
+ */
+function gateCalls<T extends object>(object: T, method: keyof T & string, when: "before" | "after"): Gate {
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  const original = object[method] as (...args: unknown[]) => Promise<unknown>;
+  let reached = false;
+  const spy = vi.spyOn(object, method as never).mockImplementation(async function (this: unknown, ...args: unknown[]) {
+    if (when === "before") {
+      reached = true;
+      await held;
+      return original.apply(this, args);
+    }
+    const result = await original.apply(this, args);
+    reached = true;
+    await held;
+    return result;
+  } as never);
+  return {
+    get reached() {
+      return reached;
+    },
+    release,
+    restore: () => {
+      release();
+      spy.mockRestore();
+    },
+  };
 }
 
 function smallFiles(from: number, to: number): Record<string, Buffer> {
@@ -508,6 +563,76 @@ describe("resync", () => {
     await waitFor(async () => (await stat(partial).catch(() => undefined)) === undefined, "the partial file removed");
     await mirrored(inbox, src);
     expect(back.errors).toEqual([]);
+  });
+
+  it.each([
+    // Opening it: gated before the partial file is opened (a descriptor opened after close() let go
+    // of the inbox stayed open for good, and its partial file unrecorded).
+    { step: "opening the file", gated: () => gateCalls(Inbox.prototype, "create", "before") },
+    // Putting it in place: gated at its hash check, before it is recorded and renamed (after close()
+    // had closed the inbox, the rename through its closed directories failed, ENOENT, and the file was
+    // never delivered; placed, it would have gone unrecorded by the closed manifest).
+    { step: "putting the file in place", gated: () => gateCalls(IncomingFile.prototype, "fingerprint", "after") },
+  ])("resync - close() while a step is $step waits for that step: nothing of it left open, the manifest says what is on disk, and back, the client gets only what it lacks", async ({ step, gated }) => {
+    const src = await tempDir();
+    const inbox = await tempDir();
+    // Big enough to be assembled in a partial file (and resumable), not taken whole in one synchronous step.
+    const size = 3 * MiB;
+    await writeRandomFile(path.join(src, "big.bin"), size);
+    const pub = await startServer(src);
+    const held = gated();
+    closers.push(async () => held.restore());
+    const gone: string[] = [];
+    pub.server.on("disconnected", (client) => gone.push(client));
+    const first = await startClient(pub.endpoint, inbox);
+    // (Let go before the client's own close in the cleanup, which would wait for the held step.)
+    closers.push(async () => held.release());
+    await waitFor(() => held.reached, `the step ${step} under way`, 15_000);
+    let closed = false;
+    const closing = first.close().then(() => (closed = true));
+    // By the time the server hears the client leave, a close() that did not wait for the step would have
+    // resolved: what it does without waiting takes no I/O round trip.
+    await waitFor(() => gone.length === 1, "the server to see the client leave", 15_000);
+    expect(closed, "close() resolved while a step was under way").toBe(false);
+    held.release();
+    await closing;
+    expect(first.errors).toEqual([]);
+
+    expect(openUnder(await realpath(inbox))).toEqual([]);
+    const manifest = JSON.parse(await readFile(path.join(inbox, ".fmq", "manifest.json"), "utf8")) as { files: object; partials: object; placing: object };
+    const partials = await readdir(path.join(inbox, ".fmq", "partial"));
+    let kept = 0;
+    if (step === "opening the file") {
+      // The first chunk was written, and kept to be resumed: on disk and in the manifest.
+      expect(first.delivered).toEqual([]);
+      expect([Object.keys(manifest.files), Object.keys(manifest.partials), Object.keys(manifest.placing)]).toEqual([[], ["big.bin"], []]);
+      expect(partials).toEqual([partialName("big.bin")]);
+      kept = (await stat(path.join(inbox, ".fmq", "partial", partials[0]!))).size;
+      // (A block at least: only then is it offered to the server to resume.)
+      expect(kept).toBeGreaterThanOrEqual(MiB);
+    } else {
+      // In place, whole, and recorded as delivered.
+      expect(first.delivered).toEqual([{ path: "big.bin", size, received: size }]);
+      expect(await sha256File(path.join(inbox, "big.bin"))).toBe(await sha256File(path.join(src, "big.bin")));
+      expect([Object.keys(manifest.files), Object.keys(manifest.partials), Object.keys(manifest.placing)]).toEqual([["big.bin"], [], []]);
+      expect(partials).toEqual([]);
+    }
+
+    const before = pub.sent.length;
+    const caughtUp: string[] = [];
+    pub.server.on("caught-up", (client) => caughtUp.push(client));
+    const second = await startClient(pub.endpoint, inbox);
+    await waitFor(() => caughtUp.length > 0, "the returning client caught up", 15_000);
+    await mirrored(inbox, src, 15_000);
+    expect(second.errors).toEqual([]);
+    if (step === "opening the file") {
+      // Resumed from what the first client kept.
+      expect(second.delivered).toEqual([{ path: "big.bin", size, received: size - kept }]);
+      expect(pub.sent.slice(before).map((e) => e.path)).toEqual(["/big.bin"]);
+    } else {
+      expect(second.delivered).toEqual([]);
+      expect(pub.sent.slice(before)).toEqual([]);
+    }
   });
 
   it("resync - a corrupted partial file is detected and repaired, never delivered", async () => {
