@@ -226,6 +226,50 @@ describe("mount", () => {
     expect([...mount.files.keys()]).toEqual(["/target.txt"]);
   });
 
+  it("mount - a symlink retargeted from one file to another is no longer a name of the first: its changes and its delete leave the link alone, the second's reach it", async () => {
+    // (Found by review: the link stayed listed under its old target too, and was looked at again, its
+    // quiet period started over, whenever that file changed or went.)
+    const dir = await tempDir("fmq-mount-");
+    const old = new Date("2021-06-01T00:00:00Z");
+    for (const [name, content] of [["a.txt", "A1"], ["b.txt", "B1"]]) {
+      await writeFile(path.join(dir, name!), content!);
+      await utimes(path.join(dir, name!), old, old);
+    }
+    await symlink("a.txt", path.join(dir, "link"));
+    // (A quiet period long enough that a look at the link started by a change to a.txt is still under
+    // way when that change is published.)
+    const mount = await Mount.open(dir, "/", { stableMs: 200 });
+    mounts.push(mount);
+    const deleted: string[] = [];
+    mount.on("deleted", (vpath) => deleted.push(vpath));
+    await mount.start();
+    await waitFor(() => mount.files.get("/link")?.target === "/a.txt" && mount.files.has("/b.txt"), "a.txt, b.txt and the link to a.txt published", 5000);
+    // Retargeted in one step (renamed over): the name never goes, so only the link's own publishing can
+    // take it off a.txt's names.
+    await symlink("b.txt", path.join(dir, ".link.new"));
+    await rename(path.join(dir, ".link.new"), path.join(dir, "link"));
+    const retargeted = await waitFor(() => mount.files.get("/link")?.target === "/b.txt" && mount.files.get("/link"), "the link republished as b.txt", 5000);
+    await waitFor(() => mount.unstable === 0, "nothing waiting", 5000);
+
+    // a.txt changes: when its new version is published, the link has not been looked at for it.
+    let linkWaiting: boolean | undefined;
+    mount.on("changed", (file) => {
+      if (file.vpath === "/a.txt" && file.size === 7) linkWaiting = mount.waiting("/link");
+    });
+    await writeFile(path.join(dir, "a.txt"), "A2 2222");
+    await waitFor(() => linkWaiting !== undefined, "the new a.txt published", 5000);
+    expect(linkWaiting, "the link looked at again for a change to its old target").toBe(false);
+    expect(mount.files.get("/link")).toBe(retargeted);
+
+    // a.txt goes: the link stays, and still follows b.txt.
+    await rm(path.join(dir, "a.txt"));
+    await waitFor(() => deleted.includes("/a.txt"), "a.txt withdrawn", 5000);
+    await writeFile(path.join(dir, "b.txt"), "B2 22222");
+    await waitFor(() => mount.files.get("/link")?.size === 8, "the link republished with the new b.txt", 5000);
+    expect(mount.files.get("/link")!.target).toBe("/b.txt");
+    expect(deleted).toEqual(["/a.txt"]);
+  });
+
   it("mount - names that are not valid UTF-8 (a file, and a directory of files) are reported, not lost without a word; the rest is published", async () => {
     const dir = await tempDir("fmq-mount-");
     await writeFile(path.join(dir, "ok.txt"), "ok");
