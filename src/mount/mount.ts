@@ -533,11 +533,16 @@ export class Mount extends EventEmitter<MountEvents> {
       let stats: Stats | undefined;
       try {
         stats = statSync(child, { throwIfNoEntry: false });
-      } catch {
+      } catch (error) {
+        if (!isGone(error as NodeJS.ErrnoException)) continue;
+      }
+      if (stats === undefined) {
+        // Gone: the watcher says so. Not a link renamed over it that leads nowhere: the watcher says
+        // nothing of that at all (found by testing), and the name stayed published as its old target.
+        if (isSymlink(child)) this.#withdraw(this.#relative(child));
         continue;
       }
-      // (Gone: the watcher says so.)
-      if (!stats?.isFile()) continue;
+      if (!stats.isFile()) continue;
       if (stats.ino !== published.ino || stats.ctimeMs !== published.ctimeMs) this.#seen(child, stats);
     }
   }
@@ -916,6 +921,15 @@ function leadsToDirectory(link: string): boolean {
     return statSync(link, { throwIfNoEntry: false })?.isDirectory() === true;
   } catch {
     return false; // (a loop, or not ours to look at: the stability check finds it unpublishable)
+  }
+}
+
+/** Is there a symlink at this path (now)? */
+function isSymlink(file: string): boolean {
+  try {
+    return lstatSync(file, { throwIfNoEntry: false })?.isSymbolicLink() === true;
+  } catch {
+    return false;
   }
 }
 

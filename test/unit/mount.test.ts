@@ -226,6 +226,25 @@ describe("mount", () => {
     expect([...mount.files.keys()]).toEqual(["/target.txt"]);
   });
 
+  it("mount - a published symlink re-pointed at nothing (renamed over by a dangling link) is withdrawn", async () => {
+    // (Found writing the retarget test below: it stayed published as its old target, whose content a new
+    // subscriber was sent under the link's name, until that target happened to change.)
+    const dir = await tempDir("fmq-mount-");
+    writeFileSync(path.join(dir, "target.txt"), "t");
+    await symlink("target.txt", path.join(dir, "link"));
+    const mount = await Mount.open(dir, "/", { stableMs: 10 });
+    mounts.push(mount);
+    const deleted: string[] = [];
+    mount.on("deleted", (vpath) => deleted.push(vpath));
+    await mount.start();
+    await waitFor(() => mount.files.has("/link"), "the link published", 5000);
+    await symlink("nowhere.txt", path.join(dir, ".link.new"));
+    await rename(path.join(dir, ".link.new"), path.join(dir, "link"));
+    await waitFor(() => !mount.files.has("/link"), "the link withdrawn", 5000);
+    expect(deleted).toEqual(["/link"]);
+    expect([...mount.files.keys()]).toEqual(["/target.txt"]);
+  });
+
   it("mount - a symlink retargeted from one file to another is no longer a name of the first: its changes and its delete leave the link alone, the second's reach it", async () => {
     // (Found by review: the link stayed listed under its old target too, and was looked at again, its
     // quiet period started over, whenever that file changed or went.)
