@@ -19,8 +19,8 @@ import { endpointProblem } from "../endpoint.js";
 import { Heartbeat } from "./heartbeat.js";
 import { setReceiveBatch } from "./receive-batch.js";
 import { buildCache } from "./cache.js";
-import { Inbox, InboxError, RESUME_MIN_SIZE, RefetchError, SMALL_FILE, inTheWay, type IncomingFile } from "./inbox.js";
-import type { PartialFile } from "./manifest.js";
+import { Inbox, InboxError, NotDurableError, RESUME_MIN_SIZE, RefetchError, SMALL_FILE, inTheWay, type IncomingFile } from "./inbox.js";
+import { isTreeHash, type PartialFile } from "./manifest.js";
 import { clientMachine, type ClientAction, type ClientEvent, type ClientState } from "./machine.js";
 import { HandshakeWatcher, dealerSecurityOptions, type ClientSecurity } from "../security/client-socket.js";
 
@@ -554,8 +554,10 @@ export class Client extends EventEmitter<ClientEvents> {
       const target = this.#route(message.filename);
       if (typeof target === "string") continue;
       const identity = wholeFile(message, target.sub.inbox);
+      // (A hash of another form: receiveWhole refuses the file anyway, and a placing line must never say
+      // what a reload would take for a garbled manifest.)
       const hash = message.headers.get(Header.HASH);
-      if (identity === undefined || hash === undefined) continue;
+      if (identity === undefined || !isTreeHash(hash)) continue;
       let files = byInbox.get(target.sub.inbox);
       if (!files) byInbox.set(target.sub.inbox, (files = []));
       files.push({ relative: target.relative, vpath: message.filename, identity, hash });
@@ -617,7 +619,8 @@ export class Client extends EventEmitter<ClientEvents> {
       // The rest of this transfer is ignored: one error per failed file, not one per chunk.
       this.#refused = vpath;
       let failure = error instanceof InboxError ? error : new InboxError(`${relative}: ${code ?? String(error)}`, relative);
-      if (full) failure = new InboxError(`${relative}: disk full (${code}); ${held} bytes received${kept ? ", kept to resume" : ""}`, relative);
+      // (Not one in place already, whose directory could not be synced: its own words say that.)
+      if (full && !(error instanceof NotDurableError)) failure = new InboxError(`${relative}: disk full (${code}); ${held} bytes received${kept ? ", kept to resume" : ""}`, relative);
       this.#report(failure);
       if (error instanceof RefetchError) await this.#sendIcanhaz(vpath, "refetch");
       if (full) this.#resyncLater(sub.path);

@@ -30,6 +30,11 @@ export class InboxError extends Error {
   }
 }
 
+/** A file in place whose directory could not be synced to disk: it is there, but a crash may still lose it. */
+export class NotDurableError extends InboxError {
+  override name = "NotDurableError";
+}
+
 /** The server sent a resumed or delta transfer we cannot apply: the file must be fetched again whole. */
 export class RefetchError extends InboxError {
   override name = "RefetchError";
@@ -180,7 +185,7 @@ export class IncomingFile {
       } catch (error) {
         // (The file is there: the user must hear that, and that a crash now may still lose it.)
         const code = (error as NodeJS.ErrnoException).code;
-        throw new InboxError(`${this.relative}: in place, but its directory could not be synced to disk (${code ?? String(error)}): a crash may still lose it`, this.relative, code);
+        throw new NotDurableError(`${this.relative}: in place, but its directory could not be synced to disk (${code ?? String(error)}): a crash may still lose it`, this.relative, code);
       }
     }
   }

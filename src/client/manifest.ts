@@ -414,6 +414,8 @@ const isRecord = (value: unknown): value is Record<string, unknown> => typeof va
 const isSize = (value: unknown): value is number => Number.isSafeInteger(value) && (value as number) >= 0;
 const isTime = (value: unknown): value is number => typeof value === "number" && Number.isFinite(value);
 const TREE_HASH = /^[0-9a-f]{16}$/;
+/** A tree hash as we write it (16 lowercase hex): one from the wire that is not is never recorded. */
+export const isTreeHash = (value: unknown): value is string => typeof value === "string" && TREE_HASH.test(value);
 const BLOCK_HASHES = /^(?:[0-9a-f]{16})+$/;
 
 function isDelivered(value: unknown): value is Delivered {
@@ -422,7 +424,7 @@ function isDelivered(value: unknown): value is Delivered {
     typeof value.vpath === "string" &&
     isSize(value.size) &&
     (value.mtime === undefined || isTime(value.mtime)) &&
-    (value.hash === undefined || (typeof value.hash === "string" && TREE_HASH.test(value.hash))) &&
+    (value.hash === undefined || isTreeHash(value.hash)) &&
     (value.blocks === undefined || (typeof value.blocks === "string" && BLOCK_HASHES.test(value.blocks)))
   );
 }

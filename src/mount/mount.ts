@@ -534,11 +534,13 @@ export class Mount extends EventEmitter<MountEvents> {
       try {
         stats = statSync(child, { throwIfNoEntry: false });
       } catch (error) {
-        if (!isGone(error as NodeJS.ErrnoException)) continue;
+        // (One that leads where we may not look is kept, as an unreadable file is.)
+        if (!leadsNowhere(error as NodeJS.ErrnoException)) continue;
       }
       if (stats === undefined) {
-        // Gone: the watcher says so. Not a link renamed over it that leads nowhere: the watcher says
-        // nothing of that at all (found by testing), and the name stayed published as its old target.
+        // Gone: the watcher says so. Not a link renamed over it that leads nowhere (or round a loop): the
+        // watcher says nothing of that at all (found by testing), and the name stayed published as its
+        // old target.
         if (isSymlink(child)) this.#withdraw(this.#relative(child));
         continue;
       }
@@ -852,7 +854,10 @@ export class Mount extends EventEmitter<MountEvents> {
     let real: string;
     try {
       real = realpathSync.native(absolute);
-    } catch {
+    } catch (error) {
+      // A published link that leads nowhere now (or round a loop) is not its old target any more: its
+      // delete goes out. (Anything else gone, the watcher reports; what we may not read is kept.)
+      if (leadsNowhere(error as NodeJS.ErrnoException) && this.files.has(joinVirtual(this.alias, relative)) && isSymlink(absolute)) this.#withdraw(relative);
       return;
     }
     if (real !== this.root && !real.startsWith(this.root + path.sep)) {
@@ -954,4 +959,9 @@ function alreadyPublished(a: PublishedFile | undefined, b: PublishedFile): boole
 /** The error of a path that is not there (as opposed to one we may not look at). */
 function isGone(error: NodeJS.ErrnoException): boolean {
   return error.code === "ENOENT" || error.code === "ENOTDIR";
+}
+
+/** Following it fails for good: what it names is gone, or a link on the way goes round a loop. */
+function leadsNowhere(error: NodeJS.ErrnoException): boolean {
+  return isGone(error) || error.code === "ELOOP";
 }

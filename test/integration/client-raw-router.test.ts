@@ -1569,6 +1569,16 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(refetch.path).toBe("/mixed/bad.bin");
     expect(await exists(path.join(inbox, "mixed", "bad.bin"))).toBe(false);
 
+    // A hash not of the form we write (a hostile server's) never goes into the manifest: the batch's
+    // placing line with it made every later load of the manifest warn of a garbled entry.
+    await r.sendRaw(rid, [await whole("/odd/a.bin", randomBytes(400)), await whole("/odd/odd.bin", randomBytes(700), "NOT A TREE HASH")]);
+    await nextDelivery(h, "/odd/a.bin");
+    const [, again] = await r.next("ICANHAZ", { from: rid });
+    expect(again.path).toBe("/odd/odd.bin");
+    const problems: string[] = [];
+    (await Manifest.load(path.join(inbox, ".fmq"), (problem) => problems.push(problem))).close();
+    expect(problems).toEqual([]);
+
     // A batch with a frame that is not a CHEEZBURGER: malformed, and none of it is applied.
     const n = h.errors.length;
     await r.sendRaw(rid, [await whole("/refused/a.bin", randomBytes(300)), encode({ id: "HUGZ_OK" })]);

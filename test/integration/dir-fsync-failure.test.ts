@@ -18,7 +18,7 @@ import { waitFor } from "../helpers/wait.js";
 import { tcpEndpoint } from "../helpers/net.js";
 
 /** The directory (device and inode) whose next fsync fails, and how many fsyncs failed so far. */
-const fault = vi.hoisted(() => ({ armed: undefined as { dev: number; ino: number } | undefined, failed: 0 }));
+const fault = vi.hoisted(() => ({ armed: undefined as { dev: number; ino: number } | undefined, failed: 0, code: "EIO" }));
 
 vi.mock("node:fs/promises", async (importOriginal) => {
   const actual = await importOriginal<typeof import("node:fs/promises")>();
@@ -32,7 +32,7 @@ vi.mock("node:fs/promises", async (importOriginal) => {
       fault.armed = undefined;
       handle.sync = async () => {
         fault.failed++;
-        throw Object.assign(new Error("EIO: i/o error, fsync"), { code: "EIO", errno: -5, syscall: "fsync" });
+        throw Object.assign(new Error(`${fault.code}: fsync failed`), { code: fault.code, syscall: "fsync" });
       };
     }
     return handle;
@@ -46,6 +46,7 @@ const closers: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const close of closers.splice(0).reverse()) await close();
   fault.armed = undefined;
+  fault.failed = 0;
 });
 
 async function startClient(endpoint: string, inbox: string) {
@@ -68,7 +69,9 @@ async function startClient(endpoint: string, inbox: string) {
 }
 
 describe("directory fsync failure", () => {
-  it("dir fsync failure - a file in place whose directory fsync failed is reported, and held: a delete made on the server while the subscriber was away reaches it", async () => {
+  // (ENOSPC too: a full disk's own message, "0 bytes received", would say the file never came.)
+  it.each(["EIO", "ENOSPC"])("dir fsync failure - a file in place whose directory fsync failed (%s) is reported as such, and held: a delete made on the server while the subscriber was away reaches it", async (code) => {
+    fault.code = code;
     const src = await tempDir();
     const inbox = await tempDir();
     const content = "placed, but its directory entry not made durable\n";
@@ -85,7 +88,7 @@ describe("directory fsync failure", () => {
     await waitFor(() => first.errors.length > 0, "the fsync failure reported", 10_000);
     expect(fault.failed).toBe(1);
     // (Said to be in place: a user told only "EIO" would take it for a file that never came.)
-    expect(first.errors).toEqual(["unsynced.txt: in place, but its directory could not be synced to disk (EIO): a crash may still lose it"]);
+    expect(first.errors).toEqual([`unsynced.txt: in place, but its directory could not be synced to disk (${code}): a crash may still lose it`]);
     // Not durable, so not said to be delivered; but there, whole.
     expect(first.delivered).toEqual([]);
     expect(await sha256File(path.join(inbox, "unsynced.txt"))).toBe(createHash("sha256").update(content).digest("hex"));

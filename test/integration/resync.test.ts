@@ -376,13 +376,16 @@ describe("resync", () => {
     expect(names).toEqual(["/c.txt", "/c.txt"]);
   });
 
-  it("resync - a big SHA-1 cache is checked many files at once, at most 32, and only the files that differ are sent", async () => {
+  /**
+   * An RFC 35 client (a raw DEALER) that holds `files`, `stale` of them in another version, asks with their
+   * SHA-1s. Resolves with what the server sent it and the most SHA-1s the plan had asked for at once.
+   */
+  async function sha1Resync(files: Record<string, Buffer>, stale: readonly string[]) {
     const src = await tempDir();
-    const files: Record<string, string> = {};
-    for (let i = 0; i < 200; i++) files[`f${String(i).padStart(3, "0")}.txt`] = `file ${i}\n`;
     await writeTree(src, files);
     const pub = await startServer(src);
-    await waitFor(() => pub.server.mounts[0]!.files.size === 200, "200 published files");
+    const count = Object.keys(files).length;
+    await waitFor(() => pub.server.mounts[0]!.files.size === count, `${count} published files`);
     // Counts the SHA-1s asked for and not yet answered, and the most at once.
     let inFlight = 0;
     let most = 0;
@@ -399,17 +402,15 @@ describe("resync", () => {
     const dealer = new Dealer({ linger: 0 });
     closers.push(async () => dealer.close());
     dealer.connect(pub.endpoint);
-    const sha1 = (text: string) => createHash("sha1").update(text).digest("hex").toUpperCase();
-    // Every tenth file is held in another version: those, and only those, must come.
-    const stale = Object.keys(files).filter((_, i) => i % 10 === 0);
-    const cache = new Map(Object.entries(files).map(([name, text]) => [name, sha1(stale.includes(name) ? `old ${text}` : text)]));
+    const sha1 = (data: Buffer) => createHash("sha1").update(data).digest("hex").toUpperCase();
+    const cache = new Map(Object.entries(files).map(([name, data]) => [name, sha1(stale.includes(name) ? Buffer.concat([data, Buffer.from("old")]) : data)]));
     // The server says when it has handed this client all it had for it ("caught-up"); a HUGZ sent then is
     // answered behind all of it. By then, anything planned wrongly has come too.
     let caughtUp = false;
     pub.server.on("caught-up", () => (caughtUp = true));
     await dealer.send(encode({ id: "OHAI", protocol: "FILEMQ", version: 2 }));
     await dealer.send(encode({ id: "ICANHAZ", path: "/", options: new Map([["RESYNC", "1"]]), cache }));
-    await dealer.send(encode({ id: "NOM", credit: 1_000_000n, sequence: 0n }));
+    await dealer.send(encode({ id: "NOM", credit: 1_000_000_000n, sequence: 0n }));
     await waitFor(() => caughtUp, "the server caught up with the client", 15_000);
     await dealer.send(encode({ id: "HUGZ" }));
     dealer.receiveTimeout = 15_000;
@@ -422,11 +423,32 @@ describe("resync", () => {
       const name = result.message.filename.slice(1);
       received.set(name, Buffer.concat([received.get(name) ?? Buffer.alloc(0), result.message.chunk]));
     }
+    return { received, most };
+  }
+
+  it("resync - a big SHA-1 cache is checked many files at once, at most 32, and only the files that differ are sent", async () => {
+    const files: Record<string, Buffer> = {};
+    for (let i = 0; i < 200; i++) files[`f${String(i).padStart(3, "0")}.txt`] = Buffer.from(`file ${i}\n`);
+    // Every tenth file is held in another version: those, and only those, must come.
+    const stale = Object.keys(files).filter((_, i) => i % 10 === 0);
+    const { received, most } = await sha1Resync(files, stale);
     expect([...received.keys()].sort()).toEqual(stale);
-    for (const name of stale) expect(received.get(name)!.toString()).toBe(files[name]);
+    for (const name of stale) expect(received.get(name)!.equals(files[name]!)).toBe(true);
     // 200 SHA-1s: before, one was asked for at a time.
     expect(most).toBeGreaterThan(1);
     expect(most).toBeLessThanOrEqual(32);
+  });
+
+  it("resync - a SHA-1 cache of big files is checked a few files at a time (8 MiB of them), not 32 deep in the shared hashing thread", async () => {
+    const files: Record<string, Buffer> = {};
+    for (let i = 0; i < 6; i++) files[`big${i}.bin`] = randomBytes(3 * MiB);
+    const stale = ["big2.bin"];
+    const { received, most } = await sha1Resync(files, stale);
+    expect([...received.keys()]).toEqual(stale);
+    expect(received.get("big2.bin")!.equals(files["big2.bin"]!)).toBe(true);
+    // 3 MiB each: the third takes the plan past 8 MiB, and it waits for room.
+    expect(most).toBeGreaterThan(1);
+    expect(most).toBeLessThanOrEqual(3);
   });
 
   it("resync - 1 MiB changed inside a 64 MiB file puts at most ~2 MiB of file data on the wire, live and after a return", async () => {
