@@ -57,6 +57,15 @@ async function startClient(endpoint: string, inbox: string, opts: Partial<Client
   return { client, delivered, deleted, errors, close };
 }
 
+/** A client returns to `inbox`; resolves once the server says it has handed it all it had for it. */
+async function returnAndCatchUp(pub: Awaited<ReturnType<typeof startServer>>, inbox: string) {
+  let caughtUp = false;
+  pub.server.on("caught-up", () => (caughtUp = true));
+  const client = await startClient(pub.endpoint, inbox);
+  await waitFor(() => caughtUp, "the returning client caught up", 15_000);
+  return client;
+}
+
 async function mirrored(inbox: string, src: string, timeoutMs = 30_000) {
   await waitFor(async () => JSON.stringify([...(await treeHashes(inbox))]) === JSON.stringify([...(await treeHashes(src))]), "the inbox to mirror the source", timeoutMs, 50);
 }
@@ -233,10 +242,7 @@ describe("resync", () => {
     }
 
     const before = pub.sent.length;
-    const caughtUp: string[] = [];
-    pub.server.on("caught-up", (client) => caughtUp.push(client));
-    const second = await startClient(pub.endpoint, inbox);
-    await waitFor(() => caughtUp.length > 0, "the returning client caught up", 15_000);
+    const second = await returnAndCatchUp(pub, inbox);
     // Byte for byte what the source holds now (before the fix: the three old versions, for ever).
     await mirrored(inbox, src, 15_000);
     expect(second.errors).toEqual([]);
@@ -641,10 +647,7 @@ describe("resync", () => {
     }
 
     const before = pub.sent.length;
-    const caughtUp: string[] = [];
-    pub.server.on("caught-up", (client) => caughtUp.push(client));
-    const second = await startClient(pub.endpoint, inbox);
-    await waitFor(() => caughtUp.length > 0, "the returning client caught up", 15_000);
+    const second = await returnAndCatchUp(pub, inbox);
     await mirrored(inbox, src, 15_000);
     expect(second.errors).toEqual([]);
     if (step === "opening the file") {

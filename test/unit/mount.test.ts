@@ -207,11 +207,10 @@ describe("mount", () => {
     expect([...mount.files.keys()]).toEqual(["/real/f.txt"]);
   });
 
-  it("mount - a published symlink re-pointed at a directory is withdrawn", async () => {
-    // (Found by review: it stayed published with its old target's content.)
+  /** A mount of a new directory holding target.txt and `link` to it, once the link is published; its deletes. */
+  async function publishedLink() {
     const dir = await tempDir("fmq-mount-");
     writeFileSync(path.join(dir, "target.txt"), "t");
-    mkdirSync(path.join(dir, "sub"));
     await symlink("target.txt", path.join(dir, "link"));
     const mount = await Mount.open(dir, "/", { stableMs: 10 });
     mounts.push(mount);
@@ -219,6 +218,13 @@ describe("mount", () => {
     mount.on("deleted", (vpath) => deleted.push(vpath));
     await mount.start();
     await waitFor(() => mount.files.has("/link"), "the link published", 5000);
+    return { dir, mount, deleted };
+  }
+
+  it("mount - a published symlink re-pointed at a directory is withdrawn", async () => {
+    // (Found by review: it stayed published with its old target's content.)
+    const { dir, mount, deleted } = await publishedLink();
+    mkdirSync(path.join(dir, "sub"));
     await rm(path.join(dir, "link"));
     await symlink("sub", path.join(dir, "link"));
     await waitFor(() => !mount.files.has("/link"), "the link withdrawn", 5000);
@@ -233,15 +239,7 @@ describe("mount", () => {
   ])("mount - a published symlink re-pointed %s (renamed over by a link that cannot be followed) is withdrawn", async (_, to) => {
     // (Found writing the retarget test below: it stayed published as its old target, whose content a new
     // subscriber was sent under the link's name, until that target happened to change.)
-    const dir = await tempDir("fmq-mount-");
-    writeFileSync(path.join(dir, "target.txt"), "t");
-    await symlink("target.txt", path.join(dir, "link"));
-    const mount = await Mount.open(dir, "/", { stableMs: 10 });
-    mounts.push(mount);
-    const deleted: string[] = [];
-    mount.on("deleted", (vpath) => deleted.push(vpath));
-    await mount.start();
-    await waitFor(() => mount.files.has("/link"), "the link published", 5000);
+    const { dir, mount, deleted } = await publishedLink();
     await symlink(to, path.join(dir, ".link.new"));
     await rename(path.join(dir, ".link.new"), path.join(dir, "link"));
     await waitFor(() => !mount.files.has("/link"), "the link withdrawn", 5000);
