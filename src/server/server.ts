@@ -266,6 +266,13 @@ export class Server extends EventEmitter<ServerEvents> {
     return this.#connections.size;
   }
 
+  /** Files whose held version the server remembers, all clients together (for deltas; tests and stats). */
+  get holdings(): number {
+    let total = 0;
+    for (const connection of this.#connections.values()) total += connection.holdings;
+    return total;
+  }
+
   /** Files waiting to be sent, all clients together (tests and stats). */
   get queuedFiles(): number {
     let total = 0;

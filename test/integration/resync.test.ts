@@ -457,6 +457,25 @@ describe("resync", () => {
     expect(most).toBeLessThanOrEqual(3);
   });
 
+  it("resync - the server remembers what a client holds only of files a delta may follow (more than one block), whether it sent them or the client's cache listed them", async () => {
+    const src = await tempDir();
+    const inbox = await tempDir();
+    const small: Record<string, string> = {};
+    for (let i = 0; i < 20; i++) small[`s${i}.txt`] = `small ${i}\n`;
+    await writeTree(src, small);
+    await writeRandomFile(path.join(src, "big.bin"), 3 * MiB);
+    const pub = await startServer(src);
+    const first = await startClient(pub.endpoint, inbox);
+    await mirrored(inbox, src);
+    // (Before: 21, one per file sent, each a map entry per client for as long as it stays.)
+    await waitFor(() => pub.sent.length === 21, "21 files said sent");
+    expect(pub.server.holdings).toBe(1);
+    await first.close();
+    await waitFor(() => pub.server.clients === 0, "the first client gone");
+    await returnAndCatchUp(pub, inbox);
+    expect(pub.server.holdings).toBe(1);
+  });
+
   it("resync - 1 MiB changed inside a 64 MiB file puts at most ~2 MiB of file data on the wire, live and after a return", async () => {
     const src = await tempDir();
     const inbox = await tempDir();
