@@ -113,18 +113,15 @@ export class Manifest {
         // Each entry checked: one that is valid JSON but not what we write (edited by hand, or garbled)
         // is dropped alone, not taken as it is (its file listed with a number for block hashes made
         // every ICANHAZ of that subscription throw, session after session).
-        for (const [name, entry] of Object.entries(stored.files)) {
-          if (isDelivered(entry)) manifest.files.set(name, entry);
-          else garbled++;
-        }
-        for (const [name, entry] of Object.entries(stored.partials)) {
-          if (isPartialFile(entry)) manifest.partials.set(name, entry);
-          else garbled++;
-        }
-        for (const [name, entry] of Object.entries(stored.placing ?? {})) {
-          if (isDelivered(entry)) manifest.placing.set(name, entry);
-          else garbled++;
-        }
+        const take = <T>(entries: Record<string, unknown>, isValid: (entry: unknown) => entry is T, into: Map<string, T>) => {
+          for (const [name, entry] of Object.entries(entries)) {
+            if (isValid(entry)) into.set(name, entry);
+            else garbled++;
+          }
+        };
+        take(stored.files, isDelivered, manifest.files);
+        take(stored.partials, isPartialFile, manifest.partials);
+        take(stored.placing ?? {}, isDelivered, manifest.placing);
       } catch (error) {
         // The worst outcome is files sent again, never files lost; but deletes made on the server before
         // now may not reach the files it listed: said, not silently taken for "nothing held". (Not
@@ -442,7 +439,7 @@ function isChange(value: unknown): value is Change {
     case "partial":
       return isPartialFile(value.entry);
     case "placed":
-      return typeof value.hash === "string" && (value.mtime === undefined || isTime(value.mtime));
+      return isTreeHash(value.hash) && (value.mtime === undefined || isTime(value.mtime));
     case "removed":
     case "unpartial":
     case "unplaced":

@@ -114,12 +114,10 @@ const PLAN_HASHES_AT_ONCE = 32;
  */
 const PLAN_HASH_BYTES = 8 * 1024 * 1024;
 
-/** What we know the client holds of a file: from its cache (ICANHAZ), or because we sent it. */
+/** The version a client holds of a file of more than one block (from its cache, or because we sent it): what a delta is built on. */
 interface Holding {
-  readonly size?: number;
-  readonly mtime?: number;
-  readonly hash?: string;
-  readonly blocks?: Buffer;
+  readonly hash: string;
+  readonly blocks: Buffer;
 }
 
 /** The argument an event carries: the message that caused it, or an error, or nothing. */
@@ -484,7 +482,7 @@ export class Connection {
     }
     const entry = parseCacheEntry(value);
     if (!entry) return { op: "create", file };
-    if (entry.blocks !== undefined && entry.hash !== undefined) this.#holdings.set(file.vpath, entry);
+    if (entry.blocks !== undefined && entry.hash !== undefined) this.#holdings.set(file.vpath, { hash: entry.hash, blocks: entry.blocks });
     // rsync's quick check: same size and mtime is the same file. Unless the mount saw this file's mtime
     // set back (lookAlike: the client may hold another content of that size and mtime): then its hash
     // decides, computed now if need be (big files were fingerprinted when published; small ones are
@@ -517,7 +515,7 @@ export class Connection {
   async #transferPlan(patch: Patch & { op: "create" }): Promise<TransferPlan> {
     if (patch.resumeAt !== undefined) return { start: patch.resumeAt };
     const held = this.#holdings.get(patch.file.vpath);
-    if (!this.#caps.has(Capability.DELTA) || !held?.blocks || held.hash === undefined || patch.file.size <= BLOCK_SIZE) return {};
+    if (!this.#caps.has(Capability.DELTA) || !held || patch.file.size <= BLOCK_SIZE) return {};
     const now = await this.host.fingerprints.fingerprint(patch.file.absolute).catch(() => undefined);
     if (!now || !sameIdentity(now.version, patch.file)) return {};
     const blocks = changedBlocks(now.fingerprint.blocks, held.blocks);
@@ -689,7 +687,7 @@ export class Connection {
     const { fingerprint, identity, version } = cursor;
     if (fingerprint && !cursor.changed) {
       // (Only where a delta may follow: a file of one block is sent whole.)
-      if (identity.size > BLOCK_SIZE) this.#holdings.set(cursor.vpath, { size: identity.size, mtime: identity.mtimeMs, hash: fingerprint.hash, blocks: fingerprint.blocks });
+      if (identity.size > BLOCK_SIZE) this.#holdings.set(cursor.vpath, { hash: fingerprint.hash, blocks: fingerprint.blocks });
       else this.#holdings.delete(cursor.vpath);
       const file = this.host.file(cursor.vpath);
       if (file && version) this.host.fingerprints.remember(file.absolute, version, fingerprint);
