@@ -7,6 +7,13 @@
 //      line); the file bytes sent to it (publisher `sent` sizes) and its `delivered` lines are counted.
 //      Baselines: a second `rsync -a` of the tree into a module that already holds it (quick check), and
 //      the same with --checksum.
+//  5a' The same return, by a client as RFC 35 describes (rfc35-client.ts, standing for another
+//      implementation): its ICANHAZ lists the SHA-1 of each file it holds, which the publisher must hash
+//      to compare. Each repetition starts a publisher of its own (so it knows no SHA-1 yet; not timed),
+//      and the client returns twice: 5a' the first time (every SHA-1 computed), 5a'' the second (the
+//      publisher remembers them). Timed from the client's ICANHAZ to the publisher's `caught-up` for it;
+//      the files sent to it are counted (none is right). Baseline: the same `rsync -a --checksum` runs
+//      as 5a's (rsync hashes every file on both sides, every time), paired by repetition.
 //  5b  1 MiB overwritten in place in the middle of a --size file (not block aligned, so it touches two
 //      1 MiB blocks), with the subscriber connected: timed from the write being closed to its `delivered`.
 //  5b' The same while the subscriber is away: stop it, change another 1 MiB, wait until the publisher has
@@ -25,6 +32,7 @@ import { randomBytes } from "node:crypto";
 import { spawn } from "node:child_process";
 import { open, rm } from "node:fs/promises";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { FMQ_STATE, partialSize, sha256File, waitForPartial, verifyTree, writeRandomFile, writeRandomTree, type TreeHashes } from "../data.js";
 import { CpuMeter, Proc, freePort, now, settle, sleep, track } from "../measure.js";
 import { bytesText } from "../report.js";
@@ -32,6 +40,9 @@ import { FMQ, type ResyncCase, type ResyncSample, type WorkloadResult } from "..
 import { setAside, timeoutFor, type Context } from "./common.js";
 
 const MiB = 1024 * 1024;
+const RFC35_CLIENT = fileURLToPath(new URL("../rfc35-client.js", import.meta.url));
+/** 5a's contender list entry for 5a' (its samples are recorded as fmq's, in case 5a'). */
+const FMQ_RFC35 = "fmq, RFC 35 client";
 const BIG = "big.bin";
 /** After caught-up, how long to keep listening for anything sent late before stopping the subscriber. */
 const LINGER_MS = 300;
@@ -52,6 +63,18 @@ export async function resync(ctx: Context): Promise<WorkloadResult> {
       title: `resubscribe, unchanged ${files} × ${bytesText(fileSize)} tree`,
       timed: "spawning the second `fmq subscribe` → the publisher's `caught-up` for it (other clock: from its `subscribed` line)",
       baselines: rsyncBaselines([RSYNC_QUICK, "quick check"], [RSYNC_CHECKSUM, "--checksum"]),
+    },
+    {
+      id: "5a'",
+      title: `the same return by an RFC 35 client to a publisher just started: its ICANHAZ lists the SHA-1 of each of the ${files} files`,
+      timed: "the client's ICANHAZ → the publisher's `caught-up` for it (the client hashed its tree before; not timed)",
+      baselines: rsyncBaselines([RSYNC_CHECKSUM, "--checksum"]),
+    },
+    {
+      id: "5a''",
+      title: "the RFC 35 client returns once more to the same publisher, which remembers the SHA-1s",
+      timed: "as 5a'",
+      baselines: rsyncBaselines([RSYNC_CHECKSUM, "--checksum"]),
     },
     {
       id: "5b",
@@ -113,7 +136,7 @@ async function unchangedTree(ctx: Context, dir: string, record: (s: ResyncSample
   const src = path.join(dir, "src");
   const inbox = path.join(dir, "inbox");
   const timeoutMs = timeoutFor(files * fileSize, files);
-  const contenders = [FMQ, ...(ctx.rsync ? [RSYNC_QUICK, RSYNC_CHECKSUM] : [])];
+  const contenders = [FMQ, FMQ_RFC35, ...(ctx.rsync ? [RSYNC_QUICK, RSYNC_CHECKSUM] : [])];
   const procs: Proc[] = [];
   try {
     ctx.log(`[5a] writing ${files} random files of ${fileSize} bytes`);
@@ -142,8 +165,20 @@ async function unchangedTree(ctx: Context, dir: string, record: (s: ResyncSample
     const run: Record<string, (rep: number) => Promise<ResyncSample>> = {
       [FMQ]: (rep) => fmqResubscribe(ctx, pub, endpoint, inbox, expected, rep, timeoutMs),
       [RSYNC_QUICK]: (rep) => rsyncSample("5a", RSYNC_QUICK, rep, ["-a", "--stats", src + "/", ctx.rsync!.url("w5a")], timeoutMs, () => verifyTree(rsyncDst!, expected)),
-      [RSYNC_CHECKSUM]: (rep) =>
-        rsyncSample("5a", RSYNC_CHECKSUM, rep, ["-a", "--checksum", "--stats", src + "/", ctx.rsync!.url("w5a")], timeoutMs, () => verifyTree(rsyncDst!, expected)),
+      [FMQ_RFC35]: async (rep) => {
+        const [first, again] = await rfc35Returns(ctx, src, files, rep, timeoutMs);
+        record(again);
+        return first;
+      },
+      [RSYNC_CHECKSUM]: async (rep) => {
+        const sample = await rsyncSample("5a", RSYNC_CHECKSUM, rep, ["-a", "--checksum", "--stats", src + "/", ctx.rsync!.url("w5a")], timeoutMs, () =>
+          verifyTree(rsyncDst!, expected),
+        );
+        // The same run is the baseline of 5a' and 5a'' too (one rsync run, compared with all three).
+        record({ ...sample, case: "5a'" });
+        record({ ...sample, case: "5a''" });
+        return sample;
+      },
     };
     for (let rep = 1; rep <= config.reps; rep++) {
       for (const name of rotate(contenders, rep)) record(await run[name]!(rep));
@@ -193,6 +228,62 @@ async function fmqResubscribe(ctx: Context, pub: Proc, endpoint: string, inbox: 
   } catch (error) {
     await sub.stop();
     return failed("5a", FMQ, rep, error, steal.stop().stealPct);
+  }
+}
+
+/** 5a' and 5a'': an RFC 35 client returns twice to a publisher of its own, which knows no SHA-1 at first. */
+async function rfc35Returns(ctx: Context, src: string, files: number, rep: number, timeoutMs: number): Promise<[ResyncSample, ResyncSample]> {
+  let pub: Proc | undefined;
+  try {
+    const endpoint = `tcp://127.0.0.1:${await freePort()}`;
+    pub = await startPublisher(ctx.config.fmqCli, src, endpoint, files, ctx.config, timeoutMs);
+    const first = await rfc35Return("5a'", pub, endpoint, src, rep, timeoutMs);
+    return [first, await rfc35Return("5a''", pub, endpoint, src, rep, timeoutMs)];
+  } catch (error) {
+    return [failed("5a'", FMQ, rep, error), failed("5a''", FMQ, rep, error)];
+  } finally {
+    await pub?.stop();
+  }
+}
+
+/** One return of an RFC 35 client (rfc35-client.ts) to the tree it holds, listing each file's SHA-1. */
+async function rfc35Return(caseId: string, pub: Proc, endpoint: string, src: string, rep: number, timeoutMs: number): Promise<ResyncSample> {
+  const loadPct = await settle();
+  const errorsBefore = pub.errors().length;
+  const connectedBefore = count(pub, (d) => d.event === "connected");
+  const client = Proc.node("rfc35 client", RFC35_CLIENT, ["--connect", endpoint, "--dir", src]);
+  let steal: CpuMeter | undefined;
+  try {
+    // (It hashes the tree before its ICANHAZ: not timed, nor in the steal figure.)
+    const icanhaz = await client.waitFor((d) => d.event === "icanhaz", timeoutMs, '"icanhaz"');
+    steal = CpuMeter.start();
+    const connected = await pub.waitFor((d) => d.event === "connected", timeoutMs, '"connected" of the RFC 35 client', connectedBefore + 1);
+    const key = connected.data.client;
+    const caughtUp = await pub.waitFor((d) => d.event === "caught-up" && d.client === key, timeoutMs, `"caught-up" for ${String(key)}`);
+    const stealPct = steal.stop().stealPct;
+    await sleep(LINGER_MS);
+    await client.stop();
+    const received = client.lines.find((l) => l.data.event === "received");
+    const sent = pub.lines.filter((l) => l.data.event === "sent" && l.data.client === key);
+    const errors = [...pub.errors().slice(errorsBefore), ...client.errors()];
+    const problems = [...errors.slice(0, 3), ...(received ? [] : ["the client never said what it received"])];
+    return {
+      case: caseId,
+      contender: FMQ,
+      rep,
+      ok: problems.length === 0,
+      ...(problems.length ? { error: problems.join("; ") } : {}),
+      seconds: (caughtUp.t - icanhaz.t) / 1000,
+      payloadBytes: sum(sent.map((l) => Number(l.data.size))),
+      receivedBytes: Number(received?.data.bytes ?? NaN),
+      files: sent.length,
+      stealPct,
+      loadPct,
+      extra: { listed: icanhaz.data.files, cheezburgers: received?.data.messages },
+    };
+  } catch (error) {
+    await client.stop();
+    return failed(caseId, FMQ, rep, error, steal?.stop().stealPct);
   }
 }
 

@@ -4,6 +4,7 @@
 
 import { Worker } from "node:worker_threads";
 import type { Fingerprint } from "./blocks.js";
+import type { Sha1Digest } from "./sha1.js";
 import type { WorkerReply, WorkerRequest } from "./fingerprint-worker.js";
 
 /**
@@ -33,8 +34,8 @@ export class FingerprintThread {
     return { blocks: Buffer.from(reply.blocks), hash: reply.hash };
   }
 
-  /** RFC 35's SHA-1 of the file, read in the worker through a descriptor checked to be inside `root`. */
-  async sha1(file: string, root: string): Promise<string> {
+  /** RFC 35's SHA-1 of the file (and the version it is of), read in the worker through a descriptor checked to be inside `root`. */
+  async sha1(file: string, root: string): Promise<Sha1Digest | undefined> {
     const reply = await this.#ask((id) => ({ id, file, sha1: true, root }));
     if (!("sha1" in reply)) throw new Error("unexpected reply");
     return reply.sha1;

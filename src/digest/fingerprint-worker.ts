@@ -7,7 +7,7 @@
 
 import { parentPort } from "node:worker_threads";
 import { fingerprintFileSync, xxh } from "./blocks.js";
-import { sha1FileSync } from "./sha1.js";
+import { sha1FileSync, type Sha1Digest } from "./sha1.js";
 
 /** From the main thread: fingerprint `file`, or (sha1) RFC 35's digest of it, which must be inside `root`. */
 export type WorkerRequest = { readonly id: number; readonly file: string } | { readonly id: number; readonly file: string; readonly sha1: true; readonly root: string };
@@ -15,7 +15,7 @@ export type WorkerRequest = { readonly id: number; readonly file: string } | { r
 /** To the main thread: request `id`'s fingerprint (blocks as an ArrayBuffer), its SHA-1, or why it failed. */
 export type WorkerReply =
   | { readonly id: number; readonly blocks: ArrayBuffer; readonly hash: string }
-  | { readonly id: number; readonly sha1: string }
+  | { readonly id: number; readonly sha1: Sha1Digest | undefined }
   | { readonly id: number; readonly error: string };
 
 // This thread does nothing else, so it reads as well as hashes (fingerprintFileSync: less CPU than reads in

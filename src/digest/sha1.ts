@@ -7,26 +7,45 @@ import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { assertOpenedInside } from "../server/opened-inside.js";
 import { READ_FLAGS } from "./blocks.js";
 
+/** The version of the file a digest is of (see server/fingerprints.ts, Version). */
+export interface Sha1Digest {
+  readonly digest: string;
+  readonly version: { readonly size: number; readonly mtimeMs: number; readonly ctimeMs: number; readonly ino: number };
+}
+
+/**
+ * One read buffer per thread, kept: a client's cache may list a SHA-1 for each of 10,000 small files, and
+ * a fresh 1 MiB buffer for each cost the worker more than reading them (its allocation and the collections
+ * it brought on: 175 of 680 ms for 10,000 files of 4 KiB, measured). Safe to share: the reads are
+ * synchronous, and the bytes are hashed before the next one.
+ */
+let readBuffer: Buffer | undefined;
+
 /**
  * The SHA-1 of a regular file (never waiting in open(): a FIFO swapped in fails at once), read through a
  * descriptor checked to be inside `root`: the file the mount published, not one outside it reached through
  * a directory swapped for a symlink since (whether a client's guess of its digest is right would tell it
- * about that file).
+ * about that file). With the version it is of, from the descriptor: the caller needs no stat of its own
+ * (on the server's busy thread, 10,000 stats cost more than the 10,000 digests did in this thread).
+ * Undefined if the file changed while it was read (then the digest is of no version: unsure, it goes).
  */
-export function sha1FileSync(file: string, root: string): string {
+export function sha1FileSync(file: string, root: string): Sha1Digest | undefined {
   const fd = openSync(file, READ_FLAGS);
   try {
-    if (!fstatSync(fd).isFile()) throw new Error(`${file}: not a regular file`);
+    const before = fstatSync(fd);
+    if (!before.isFile()) throw new Error(`${file}: not a regular file`);
     assertOpenedInside(fd, root, file);
     const hash = createHash("sha1");
-    const buffer = Buffer.allocUnsafe(1024 * 1024);
+    const buffer = (readBuffer ??= Buffer.allocUnsafe(1024 * 1024));
     for (let at = 0; ; ) {
       const bytesRead = readSync(fd, buffer, 0, buffer.length, at);
       if (bytesRead === 0) break;
       hash.update(buffer.subarray(0, bytesRead));
       at += bytesRead;
     }
-    return hash.digest("hex").toUpperCase();
+    const after = fstatSync(fd);
+    if (after.size !== before.size || after.mtimeMs !== before.mtimeMs || after.ctimeMs !== before.ctimeMs) return undefined;
+    return { digest: hash.digest("hex").toUpperCase(), version: { size: before.size, mtimeMs: before.mtimeMs, ctimeMs: before.ctimeMs, ino: before.ino } };
   } finally {
     closeSync(fd);
   }

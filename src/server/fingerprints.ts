@@ -128,16 +128,20 @@ export class Fingerprints {
   readonly #sha1Passes = new Map<string, Promise<string | undefined>>();
 
   async #sha1(absolute: string, root: string): Promise<string | undefined> {
-    const version = await versionOf(absolute);
+    // Known: still that version? (A stat only then: a first return asks the worker at once.)
     const known = this.#entries.get(absolute);
-    if (known?.sha1 && sameVersion(known.version, version)) return known.sha1;
-    // In the worker thread, off the main one, which is busy sending (a reference client lists a SHA-1
-    // for every file it holds). If the worker cannot (it failed to start, or the file is refused), the
-    // same is done here, where a refusal fails at once and is thrown as such.
-    const digest = (await this.#thread.sha1(absolute, root).catch(() => undefined)) ?? (this.#closed ? undefined : sha1FileSync(absolute, root));
-    if (digest === undefined || !sameVersion(version, await versionOf(absolute))) return undefined;
-    this.#entry(absolute, version).sha1 = digest;
-    return digest;
+    if (known?.sha1 && sameVersion(known.version, await versionOf(absolute))) return known.sha1;
+    // In the worker thread, off the main one, which is busy sending (an RFC 35 client lists a SHA-1 for
+    // every file it holds); it says which version it hashed, or nothing if the file changed as it read.
+    // If the worker cannot (it failed to start, or the file is refused), the same is done here, where a
+    // refusal fails at once and is thrown as such.
+    const done = await this.#thread.sha1(absolute, root).then(
+      (outcome) => outcome,
+      () => (this.#closed ? undefined : sha1FileSync(absolute, root)),
+    );
+    if (done === undefined) return undefined;
+    this.#entry(absolute, done.version).sha1 = done.digest;
+    return done.digest;
   }
 
   async #work(): Promise<void> {

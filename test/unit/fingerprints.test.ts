@@ -4,8 +4,9 @@
 import { mkdir, open, realpath, rename, symlink, utimes, writeFile } from "node:fs/promises";
 import { createHash, randomBytes } from "node:crypto";
 import path from "node:path";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { fingerprintFile } from "../../src/digest/blocks.js";
+import { FingerprintThread } from "../../src/digest/fingerprint-thread.js";
 import { Fingerprints, PREPARE_MIN_SIZE, versionOf } from "../../src/server/fingerprints.js";
 import { makeFifo } from "../helpers/files.js";
 import { tempDir } from "../helpers/tmp.js";
@@ -38,6 +39,33 @@ describe("fingerprints", () => {
       const outcome = await outcomeWithin(fingerprints.sha1(fifo, root), 3000, release);
       expect(outcome).toMatch(/not a regular file/);
     } finally {
+      fingerprints.close();
+    }
+  });
+
+  it("fingerprints - sha1() is remembered for the version the worker hashed: asked again it is not hashed again; rewritten (size and mtime put back) it is", async () => {
+    const dir = await tempDir("fmq-fp-");
+    const root = await realpath(dir);
+    const file = path.join(root, "small.txt");
+    await writeFile(file, "first content");
+    const sha1 = (text: string) => createHash("sha1").update(text).digest("hex").toUpperCase();
+    const asked = vi.spyOn(FingerprintThread.prototype, "sha1");
+    const fingerprints = new Fingerprints();
+    try {
+      expect(await fingerprints.sha1(file, root)).toBe(sha1("first content"));
+      expect(await fingerprints.sha1(file, root)).toBe(sha1("first content"));
+      expect(asked).toHaveBeenCalledTimes(1);
+
+      // Same size, mtime set back: another version all the same (ctime), so hashed again.
+      const { mtimeMs } = await versionOf(file);
+      await writeFile(file, "other content");
+      await utimes(file, new Date(mtimeMs), new Date(mtimeMs));
+      expect(await fingerprints.sha1(file, root)).toBe(sha1("other content"));
+      expect(asked).toHaveBeenCalledTimes(2);
+      expect(await fingerprints.sha1(file, root)).toBe(sha1("other content"));
+      expect(asked).toHaveBeenCalledTimes(2);
+    } finally {
+      asked.mockRestore();
       fingerprints.close();
     }
   });
