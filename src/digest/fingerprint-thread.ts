@@ -34,9 +34,12 @@ export class FingerprintThread {
     return { blocks: Buffer.from(reply.blocks), hash: reply.hash };
   }
 
-  /** RFC 35's SHA-1 of the file (and the version it is of), read in the worker through a descriptor checked to be inside `root`. */
-  async sha1(file: string, root: string): Promise<Sha1Digest | undefined> {
-    const reply = await this.#ask((id) => ({ id, file, sha1: true, root }));
+  /**
+   * RFC 35's SHA-1 of the file (and the version it is of), read in the worker through a descriptor checked
+   * to be inside `root`; `known` is the answer if the file is still the version it was computed for.
+   */
+  async sha1(file: string, root: string, known?: Sha1Digest): Promise<Sha1Digest | undefined> {
+    const reply = await this.#ask((id) => ({ id, file, sha1: true, root, ...(known ? { known } : {}) }));
     if (!("sha1" in reply)) throw new Error("unexpected reply");
     return reply.sha1;
   }

@@ -10,7 +10,9 @@ import { fingerprintFileSync, xxh } from "./blocks.js";
 import { sha1FileSync, type Sha1Digest } from "./sha1.js";
 
 /** From the main thread: fingerprint `file`, or (sha1) RFC 35's digest of it, which must be inside `root`. */
-export type WorkerRequest = { readonly id: number; readonly file: string } | { readonly id: number; readonly file: string; readonly sha1: true; readonly root: string };
+export type WorkerRequest =
+  | { readonly id: number; readonly file: string }
+  | { readonly id: number; readonly file: string; readonly sha1: true; readonly root: string; readonly known?: Sha1Digest };
 
 /** To the main thread: request `id`'s fingerprint (blocks as an ArrayBuffer), its SHA-1, or why it failed. */
 export type WorkerReply =
@@ -24,7 +26,7 @@ parentPort?.on("message", (request: WorkerRequest) => {
   if ("sha1" in request) {
     let reply: WorkerReply;
     try {
-      reply = { id: request.id, sha1: sha1FileSync(request.file, request.root) };
+      reply = { id: request.id, sha1: sha1FileSync(request.file, request.root, request.known) };
     } catch (error) {
       reply = { id: request.id, error: String(error) };
     }

@@ -3,7 +3,7 @@
 // calling thread only when the worker cannot.
 
 import { createHash } from "node:crypto";
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readSync, statSync } from "node:fs";
 import { assertOpenedInside } from "../server/opened-inside.js";
 import { READ_FLAGS } from "./blocks.js";
 
@@ -28,8 +28,15 @@ let readBuffer: Buffer | undefined;
  * about that file). With the version it is of, from the descriptor: the caller needs no stat of its own
  * (on the server's busy thread, 10,000 stats cost more than the 10,000 digests did in this thread).
  * Undefined if the file changed while it was read (then the digest is of no version: unsure, it goes).
+ * `known`: a digest computed before; if the file is still that version (one stat), it is the answer.
  */
-export function sha1FileSync(file: string, root: string): Sha1Digest | undefined {
+export function sha1FileSync(file: string, root: string, known?: Sha1Digest): Sha1Digest | undefined {
+  if (known) {
+    const now = statSync(file, { throwIfNoEntry: false });
+    const v = known.version;
+    // (The same inode, size, mtime and ctime: the very file hashed, inside the mount then, unchanged.)
+    if (now?.isFile() && now.size === v.size && now.mtimeMs === v.mtimeMs && now.ctimeMs === v.ctimeMs && now.ino === v.ino) return known;
+  }
   const fd = openSync(file, READ_FLAGS);
   try {
     const before = fstatSync(fd);

@@ -7,6 +7,7 @@ import path from "node:path";
 import { describe, expect, it, vi } from "vitest";
 import { fingerprintFile } from "../../src/digest/blocks.js";
 import { FingerprintThread } from "../../src/digest/fingerprint-thread.js";
+import { sha1FileSync } from "../../src/digest/sha1.js";
 import { Fingerprints, PREPARE_MIN_SIZE, versionOf } from "../../src/server/fingerprints.js";
 import { makeFifo } from "../helpers/files.js";
 import { tempDir } from "../helpers/tmp.js";
@@ -43,7 +44,7 @@ describe("fingerprints", () => {
     }
   });
 
-  it("fingerprints - sha1() is remembered for the version the worker hashed: asked again it is not hashed again; rewritten (size and mtime put back) it is", async () => {
+  it("fingerprints - sha1() is remembered for the version the worker hashed, and the worker checks it: still that version it is not read again; rewritten (size and mtime put back) it is", async () => {
     const dir = await tempDir("fmq-fp-");
     const root = await realpath(dir);
     const file = path.join(root, "small.txt");
@@ -53,21 +54,36 @@ describe("fingerprints", () => {
     const fingerprints = new Fingerprints();
     try {
       expect(await fingerprints.sha1(file, root)).toBe(sha1("first content"));
+      expect(asked.mock.calls[0]![2]).toBeUndefined();
+      // Asked again: the worker is given what is known, for the version it was computed for.
       expect(await fingerprints.sha1(file, root)).toBe(sha1("first content"));
-      expect(asked).toHaveBeenCalledTimes(1);
+      const first = await versionOf(file);
+      expect(asked.mock.calls[1]![2]).toEqual({ digest: sha1("first content"), version: first });
 
       // Same size, mtime set back: another version all the same (ctime), so hashed again.
-      const { mtimeMs } = await versionOf(file);
       await writeFile(file, "other content");
-      await utimes(file, new Date(mtimeMs), new Date(mtimeMs));
+      await utimes(file, new Date(first.mtimeMs), new Date(first.mtimeMs));
       expect(await fingerprints.sha1(file, root)).toBe(sha1("other content"));
-      expect(asked).toHaveBeenCalledTimes(2);
       expect(await fingerprints.sha1(file, root)).toBe(sha1("other content"));
-      expect(asked).toHaveBeenCalledTimes(2);
+      expect(asked.mock.calls[3]![2]).toEqual({ digest: sha1("other content"), version: await versionOf(file) });
     } finally {
       asked.mockRestore();
       fingerprints.close();
     }
+  });
+
+  it("fingerprints - sha1FileSync() takes a known digest for the version it is of without reading the file, and reads a file that is another version", async () => {
+    const root = await realpath(await tempDir("fmq-fp-"));
+    const file = path.join(root, "data.txt");
+    await writeFile(file, "content");
+    const real = createHash("sha1").update("content").digest("hex").toUpperCase();
+    const version = await versionOf(file);
+    expect(sha1FileSync(file, root)).toEqual({ digest: real, version });
+    // A digest that no read could give: returned as it is, so the file was not read.
+    const made = { digest: "F".repeat(40), version };
+    expect(sha1FileSync(file, root, made)).toBe(made);
+    // For any other version (here another inode), the file is read.
+    expect(sha1FileSync(file, root, { digest: "F".repeat(40), version: { ...version, ino: version.ino + 1 } })).toEqual({ digest: real, version });
   });
 
   it("fingerprints - sha1() reads and hashes in the worker thread: the main thread's event loop stays idle meanwhile; closing stops it", async () => {
