@@ -4,7 +4,7 @@
 
 import { EventEmitter } from "node:events";
 import { lstat, realpath, stat } from "node:fs/promises";
-import { lstatSync, readFileSync, readdirSync, realpathSync, statSync, type Stats } from "node:fs";
+import { lstatSync, readFileSync, readdirSync, readlinkSync, realpathSync, statSync, type Stats } from "node:fs";
 import path from "node:path";
 import { watch, type FSWatcher } from "chokidar";
 import { covers, isUnpublished, joinVirtual, normaliseVirtualPath, relativeTo, unsafeRelativeReason } from "../paths.js";
@@ -71,6 +71,8 @@ export interface MountOptions {
 
 /** Names withdrawn whose newest mtime is remembered, for `lookAlike` (about 100 bytes each). */
 const RECENTLY_WITHDRAWN = 10_000;
+/** Symlinks leading nowhere that are watched for their target to appear (see #dangling). */
+const MAX_DANGLING = 10_000;
 
 export class MountError extends Error {
   override name = "MountError";
@@ -159,6 +161,11 @@ export class Mount extends EventEmitter<MountEvents> {
       if (this.files.has(joinVirtual(this.alias, this.#relative(child)))) {
         this.#renamedOver.add(child);
         this.#renamedOverTimer ??= setTimeout(() => this.#checkRenamedOver(), 20);
+      } else if (this.#maybeDangling.size < MAX_DANGLING) {
+        // Perhaps a symlink made leading nowhere, of which the watcher will say nothing: looked at in a
+        // moment, unless the watcher has reported it by then.
+        this.#maybeDangling.add(child);
+        this.#maybeDanglingTimer ??= setTimeout(() => this.#checkMaybeDangling(), 50);
       }
     });
     watcher.on("addDir", (absolute, stats) => {
@@ -178,7 +185,14 @@ export class Mount extends EventEmitter<MountEvents> {
         this.#scanned = true;
         resolve();
         // What the watcher skips without a word, said once (at most 100 lines).
-        void reportUnpublishable(this.root, 100, (message) => this.emit("warning", new MountError(message)), (dir) => this.#unreadable.add(dir));
+        // (And the symlinks that lead nowhere, which the watcher says nothing of: see #dangling.)
+        void reportUnpublishable(
+          this.root,
+          100,
+          (message) => this.emit("warning", new MountError(message)),
+          (dir) => this.#unreadable.add(dir),
+          (absolute, relative) => this.#awaitTargetIfNowhere(absolute, relative),
+        );
       }),
     );
   }
@@ -193,6 +207,7 @@ export class Mount extends EventEmitter<MountEvents> {
     clearTimeout(this.#siblingTimer);
     clearTimeout(this.#replacedTimer);
     clearTimeout(this.#renamedOverTimer);
+    clearTimeout(this.#maybeDanglingTimer);
     for (const timer of this.#readAgainTimers.values()) clearTimeout(timer);
     for (const { timer } of this.#lookAgainTimers.values()) clearTimeout(timer);
     this.#tracker.close();
@@ -224,9 +239,27 @@ export class Mount extends EventEmitter<MountEvents> {
     this.#recheckLinksTo(absolute);
   }
 
-  /** Symlinks to this file change with it (the watcher sees only the file): look at them again. */
+  /**
+   * Symlinks to this file change with it (the watcher sees only the file): look at them again. So do links
+   * that led nowhere, waiting for this very path to appear: the watcher says nothing of a link whose
+   * target comes into being.
+   */
   #recheckLinksTo(absolute: string): void {
     for (const link of this.#links.get(absolute) ?? []) this.recheck(joinVirtual(this.alias, link));
+    this.#recheckDangling(absolute);
+  }
+
+  /** Links that led nowhere, waiting for `absolute` to appear: looked at again. */
+  #recheckDangling(absolute: string): void {
+    const waiting = this.#dangling.get(absolute);
+    if (waiting === undefined) return;
+    this.#dangling.delete(absolute);
+    for (const link of waiting) {
+      const linkPath = path.join(this.root, link);
+      // Still nowhere (a chain of links not whole yet, or the file gone again at once): it waits on.
+      if (this.#leadsNowhereNow(linkPath)) this.#awaitTarget(linkPath, link);
+      else this.#tracker.saw(link, { size: -1, mtimeMs: -1 });
+    }
   }
 
   #changed(absolute: string, stats?: Stats): void {
@@ -767,6 +800,59 @@ export class Mount extends EventEmitter<MountEvents> {
   /** Published names that lead elsewhere in the mount (symlinks): real path -> those names. */
   readonly #links = new Map<string, Set<string>>();
 
+  /**
+   * Symlinks that lead nowhere (yet), by the path they name (one level: a link to a link waits for that
+   * link): published when it appears (#recheckLinksTo). Bounded; a link found past the bound, or naming a
+   * path outside the mount (never published anyway), is published only if it is looked at again.
+   */
+  readonly #dangling = new Map<string, Set<string>>();
+
+  /** Names made in a watched directory and not reported yet (see the "raw" handler). */
+  readonly #maybeDangling = new Set<string>();
+  #maybeDanglingTimer: NodeJS.Timeout | undefined;
+
+  #checkMaybeDangling(): void {
+    this.#maybeDanglingTimer = undefined;
+    if (this.#closed) return;
+    for (const absolute of this.#maybeDangling) {
+      const relative = this.#relative(absolute);
+      // (Reported by the watcher meanwhile, as every file and every link that leads somewhere is.)
+      if (this.#tracker.has(relative) || this.files.has(joinVirtual(this.alias, relative))) continue;
+      this.#awaitTargetIfNowhere(absolute, relative);
+    }
+    this.#maybeDangling.clear();
+  }
+
+  /** A symlink (not published) that leads nowhere: watched for what it names to appear. */
+  #awaitTargetIfNowhere(absolute: string, relative: string): void {
+    if (this.#closed || isUnpublished(relative) || this.files.has(joinVirtual(this.alias, relative))) return;
+    if (this.#leadsNowhereNow(absolute)) this.#awaitTarget(absolute, relative);
+  }
+
+  /** Is there a symlink here that leads nowhere (or round a loop) now? */
+  #leadsNowhereNow(absolute: string): boolean {
+    try {
+      realpathSync.native(absolute);
+      return false;
+    } catch (error) {
+      return leadsNowhere(error as NodeJS.ErrnoException) && isSymlink(absolute);
+    }
+  }
+
+  #awaitTarget(absolute: string, relative: string): void {
+    if (this.#dangling.size >= MAX_DANGLING) return;
+    let target: string;
+    try {
+      target = path.resolve(path.dirname(absolute), readlinkSync(absolute));
+    } catch {
+      return; // (gone meanwhile, or no longer a link: the watcher says so)
+    }
+    if (!target.startsWith(this.root + path.sep)) return;
+    let links = this.#dangling.get(target);
+    if (!links) this.#dangling.set(target, (links = new Set()));
+    links.add(relative);
+  }
+
   /** `relative` no longer leads to `real`. */
   #unlink(real: string, relative: string): void {
     const names = this.#links.get(real);
@@ -857,7 +943,10 @@ export class Mount extends EventEmitter<MountEvents> {
     } catch (error) {
       // A published link that leads nowhere now (or round a loop) is not its old target any more: its
       // delete goes out. (Anything else gone, the watcher reports; what we may not read is kept.)
-      if (leadsNowhere(error as NodeJS.ErrnoException) && this.files.has(joinVirtual(this.alias, relative)) && isSymlink(absolute)) this.#withdraw(relative);
+      if (leadsNowhere(error as NodeJS.ErrnoException) && isSymlink(absolute)) {
+        if (this.files.has(joinVirtual(this.alias, relative))) this.#withdraw(relative);
+        this.#awaitTarget(absolute, relative);
+      }
       return;
     }
     if (real !== this.root && !real.startsWith(this.root + path.sep)) {
@@ -917,6 +1006,8 @@ export class Mount extends EventEmitter<MountEvents> {
     if (!this.files.has(vpath)) this.#countUnder(relative, 1);
     this.files.set(vpath, file);
     this.emit("changed", file);
+    // (A link published now may be what another link that leads nowhere names: a chain of links.)
+    if (real !== absolute) this.#recheckDangling(absolute);
   }
 }
 

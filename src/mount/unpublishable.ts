@@ -3,15 +3,25 @@
 // - a name that is not valid UTF-8 reaches us with U+FFFD in place of its bad bytes, and no file has that
 //   name: it cannot be opened, so it cannot be published, nor anything under it;
 // - a directory we may not read (the watcher, told to ignore permission errors, says nothing of it).
-// A file we may not read is published, and each attempt to send it says so.
+// A file we may not read is published, and each attempt to send it says so. The walk also hands over each
+// symlink it meets (`symlink`): one that leads nowhere, the watcher never reports.
 
 import type { Dirent } from "node:fs";
 import { lstat, readdir } from "node:fs/promises";
 import path from "node:path";
 import { isUnpublished } from "../paths.js";
 
-/** Walk `root` and `report` each such name, at most `limit` of them (then one line more); `unreadable` hears of each directory we may not read. */
-export async function reportUnpublishable(root: string, limit: number, report: (message: string) => void, unreadable: (dir: string) => void): Promise<void> {
+/**
+ * Walk `root` and `report` each such name, at most `limit` of them (then one line more, and the walk ends);
+ * `unreadable` hears of each directory we may not read, `symlink` of each symlink.
+ */
+export async function reportUnpublishable(
+  root: string,
+  limit: number,
+  report: (message: string) => void,
+  unreadable: (dir: string) => void,
+  symlink: (absolute: string, relative: string) => void = () => undefined,
+): Promise<void> {
   let reported = 0;
   const say = (message: string): boolean => {
     if (++reported > limit) {
@@ -42,6 +52,7 @@ export async function reportUnpublishable(root: string, limit: number, report: (
         if (!say(`not published: "${relative.replaceAll("\uFFFD", "?")}": its name is not valid UTF-8 (Node cannot open it); rename it`)) return false;
         continue;
       }
+      if (entry.isSymbolicLink()) symlink(absolute, relative);
       if (entry.isDirectory() && !(await walk(absolute, relative))) return false;
     }
     return true;

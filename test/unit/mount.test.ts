@@ -247,6 +247,33 @@ describe("mount", () => {
     expect([...mount.files.keys()]).toEqual(["/target.txt"]);
   });
 
+  it("mount - a symlink that leads nowhere (into another directory) is published once what it names appears, whether it was there at the start or made later: the watcher says nothing of it", async () => {
+    // (The watcher reports a link that leads nowhere neither at its first scan nor when it is made, and
+    // nothing when its target appears in another directory: it stayed unpublished for good.)
+    const dir = await tempDir("fmq-mount-");
+    mkdirSync(path.join(dir, "links"));
+    mkdirSync(path.join(dir, "data"));
+    await symlink("../data/first.txt", path.join(dir, "links", "early"));
+    const mount = await Mount.open(dir, "/", { stableMs: 10 });
+    mounts.push(mount);
+    await mount.start();
+    await symlink("../data/second.txt", path.join(dir, "links", "late"));
+    // And a link to a link that leads nowhere yet.
+    await symlink("late", path.join(dir, "links", "chain"));
+    writeFileSync(path.join(dir, "data", "marker.txt"), "m");
+    await waitFor(() => mount.files.has("/data/marker.txt"), "marker.txt published", 5000);
+    expect([...mount.files.keys()]).toEqual(["/data/marker.txt"]);
+
+    writeFileSync(path.join(dir, "data", "first.txt"), "1");
+    await waitFor(() => mount.files.get("/links/early")?.target === "/data/first.txt", "links/early published, leading to data/first.txt", 5000);
+    writeFileSync(path.join(dir, "data", "second.txt"), "2");
+    await waitFor(
+      () => mount.files.get("/links/late")?.target === "/data/second.txt" && mount.files.get("/links/chain")?.target === "/data/second.txt",
+      "links/late and links/chain published, leading to data/second.txt",
+      5000,
+    );
+  });
+
   it("mount - a symlink retargeted from one file to another is no longer a name of the first: its changes and its delete leave the link alone, the second's reach it", async () => {
     // (Found by review: the link stayed listed under its old target too, and was looked at again, its
     // quiet period started over, whenever that file changed or went.)
