@@ -251,9 +251,8 @@ export class Mount extends EventEmitter<MountEvents> {
 
   /** Links that led nowhere, waiting for `absolute` to appear: looked at again. */
   #recheckDangling(absolute: string): void {
-    const waiting = this.#dangling.get(absolute);
-    if (waiting === undefined) return;
-    this.#dangling.delete(absolute);
+    const waiting = [...(this.#dangling.get(absolute) ?? [])];
+    for (const link of waiting) this.#stopWaiting(link);
     for (const link of waiting) {
       const linkPath = path.join(this.root, link);
       // Still nowhere (a chain of links not whole yet, or the file gone again at once): it waits on.
@@ -806,6 +805,8 @@ export class Mount extends EventEmitter<MountEvents> {
    * path outside the mount (never published anyway), is published only if it is looked at again.
    */
   readonly #dangling = new Map<string, Set<string>>();
+  /** The same, by link: what each waits for (so a link gone or retargeted leaves no stale entry). */
+  readonly #danglingTarget = new Map<string, string>();
 
   /** Names made in a watched directory and not reported yet (see the "raw" handler). */
   readonly #maybeDangling = new Set<string>();
@@ -816,6 +817,8 @@ export class Mount extends EventEmitter<MountEvents> {
     if (this.#closed) return;
     for (const absolute of this.#maybeDangling) {
       const relative = this.#relative(absolute);
+      // A link that waited and is gone (or retargeted) waits no more; looked at again below.
+      this.#stopWaiting(relative);
       // (Reported by the watcher meanwhile, as every file and every link that leads somewhere is.)
       if (this.#tracker.has(relative) || this.files.has(joinVirtual(this.alias, relative))) continue;
       this.#awaitTargetIfNowhere(absolute, relative);
@@ -840,7 +843,8 @@ export class Mount extends EventEmitter<MountEvents> {
   }
 
   #awaitTarget(absolute: string, relative: string): void {
-    if (this.#dangling.size >= MAX_DANGLING) return;
+    this.#stopWaiting(relative);
+    if (this.#danglingTarget.size >= MAX_DANGLING) return;
     let target: string;
     try {
       target = path.resolve(path.dirname(absolute), readlinkSync(absolute));
@@ -851,6 +855,16 @@ export class Mount extends EventEmitter<MountEvents> {
     let links = this.#dangling.get(target);
     if (!links) this.#dangling.set(target, (links = new Set()));
     links.add(relative);
+    this.#danglingTarget.set(relative, target);
+  }
+
+  #stopWaiting(relative: string): void {
+    const target = this.#danglingTarget.get(relative);
+    if (target === undefined) return;
+    this.#danglingTarget.delete(relative);
+    const links = this.#dangling.get(target);
+    links?.delete(relative);
+    if (links?.size === 0) this.#dangling.delete(target);
   }
 
   /** `relative` no longer leads to `real`. */
