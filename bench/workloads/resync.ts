@@ -266,7 +266,12 @@ async function rfc35Return(caseId: string, pub: Proc, endpoint: string, src: str
     const received = client.lines.find((l) => l.data.event === "received");
     const sent = pub.lines.filter((l) => l.data.event === "sent" && l.data.client === key);
     const errors = [...pub.errors().slice(errorsBefore), ...client.errors()];
-    const problems = [...errors.slice(0, 3), ...(received ? [] : ["the client never said what it received"])];
+    // (Every file is held as listed: one sent means the SHA-1s were not compared right.)
+    const problems = [
+      ...errors.slice(0, 3),
+      ...(received ? [] : ["the client never said what it received"]),
+      ...(sent.length > 0 ? [`${sent.length} files sent to a client that holds them all`] : []),
+    ];
     return {
       case: caseId,
       contender: FMQ,

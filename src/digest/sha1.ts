@@ -28,13 +28,14 @@ let readBuffer: Buffer | undefined;
  * about that file). With the version it is of, from the descriptor: the caller needs no stat of its own
  * (on the server's busy thread, 10,000 stats cost more than the 10,000 digests did in this thread).
  * Undefined if the file changed while it was read (then the digest is of no version: unsure, it goes).
- * `known`: a digest computed before; if the file is still that version (one stat), it is the answer.
+ * `known`: a digest computed before, through a descriptor checked against the same `root`; if the file is
+ * still that version (one stat: the same inode, unchanged), it is the answer.
  */
 export function sha1FileSync(file: string, root: string, known?: Sha1Digest): Sha1Digest | undefined {
   if (known) {
     const now = statSync(file, { throwIfNoEntry: false });
     const v = known.version;
-    // (The same inode, size, mtime and ctime: the very file hashed, inside the mount then, unchanged.)
+    // (The same inode, size, mtime and ctime: the very file hashed, inside this root then, unchanged.)
     if (now?.isFile() && now.size === v.size && now.mtimeMs === v.mtimeMs && now.ctimeMs === v.ctimeMs && now.ino === v.ino) return known;
   }
   const fd = openSync(file, READ_FLAGS);

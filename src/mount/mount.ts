@@ -257,7 +257,7 @@ export class Mount extends EventEmitter<MountEvents> {
       const linkPath = path.join(this.root, link);
       // Still nowhere (a chain of links not whole yet, or the file gone again at once): it waits on.
       if (this.#leadsNowhereNow(linkPath)) this.#awaitTarget(linkPath, link);
-      else this.#tracker.saw(link, { size: -1, mtimeMs: -1 });
+      else this.#seenLink(linkPath);
     }
   }
 
@@ -570,10 +570,17 @@ export class Mount extends EventEmitter<MountEvents> {
         if (!leadsNowhere(error as NodeJS.ErrnoException)) continue;
       }
       if (stats === undefined) {
-        // Gone: the watcher says so. Not a link renamed over it that leads nowhere (or round a loop): the
-        // watcher says nothing of that at all (found by testing), and the name stayed published as its
-        // old target.
-        if (isSymlink(child)) this.#withdraw(this.#relative(child));
+        // Gone: the watcher says so, of a file. Not of a link renamed over it that leads nowhere (or round
+        // a loop): the watcher says nothing of that at all (found by testing), and the name stayed
+        // published as its old target; it waits for what it names now. Nor of a link published once its
+        // target appeared (#recheckDangling), which the watcher never took in: gone, it goes.
+        const relative = this.#relative(child);
+        if (isSymlink(child)) {
+          this.#withdraw(relative);
+          this.#awaitTarget(child, relative);
+        } else if (published.target !== undefined) {
+          this.#gone(relative);
+        }
         continue;
       }
       if (!stats.isFile()) continue;
@@ -663,8 +670,14 @@ export class Mount extends EventEmitter<MountEvents> {
       () => !this.#closed && this.#tracker.saw(relative, { size: -1, mtimeMs: -1 }),
       (error: NodeJS.ErrnoException) => {
         if (this.#closed) return;
-        if (isGone(error)) this.#gone(relative);
-        else this.#tracker.saw(relative, { size: -1, mtimeMs: -1 });
+        if (isGone(error)) {
+          this.#gone(relative);
+          // (A link whose target went: published again when something is there again.)
+          const absolute = path.join(this.root, relative);
+          if (this.#leadsNowhereNow(absolute)) this.#awaitTarget(absolute, relative);
+        } else {
+          this.#tracker.saw(relative, { size: -1, mtimeMs: -1 });
+        }
       },
     );
   }
@@ -821,7 +834,10 @@ export class Mount extends EventEmitter<MountEvents> {
       this.#stopWaiting(relative);
       // (Reported by the watcher meanwhile, as every file and every link that leads somewhere is.)
       if (this.#tracker.has(relative) || this.files.has(joinVirtual(this.alias, relative))) continue;
-      this.#awaitTargetIfNowhere(absolute, relative);
+      if (this.#leadsNowhereNow(absolute)) this.#awaitTarget(absolute, relative);
+      // A link that led nowhere when the watcher looked, and leads somewhere now (its target made right
+      // after it): the watcher will not look again.
+      else if (isSymlink(absolute) && !isUnpublished(relative)) this.#seenLink(absolute);
     }
     this.#maybeDangling.clear();
   }
@@ -830,6 +846,17 @@ export class Mount extends EventEmitter<MountEvents> {
   #awaitTargetIfNowhere(absolute: string, relative: string): void {
     if (this.#closed || isUnpublished(relative) || this.files.has(joinVirtual(this.alias, relative))) return;
     if (this.#leadsNowhereNow(absolute)) this.#awaitTarget(absolute, relative);
+  }
+
+  /** A link found leading somewhere now, which the watcher does not know: as if the watcher had reported it. */
+  #seenLink(absolute: string): void {
+    let stats: Stats;
+    try {
+      stats = lstatSync(absolute);
+    } catch {
+      return; // (gone again)
+    }
+    this.#seen(absolute, stats);
   }
 
   /** Is there a symlink here that leads nowhere (or round a loop) now? */
@@ -1019,6 +1046,7 @@ export class Mount extends EventEmitter<MountEvents> {
     else this.#setBackNewest.delete(vpath);
     if (!this.files.has(vpath)) this.#countUnder(relative, 1);
     this.files.set(vpath, file);
+    this.#stopWaiting(relative);
     this.emit("changed", file);
     // (A link published now may be what another link that leads nowhere names: a chain of links.)
     if (real !== absolute) this.#recheckDangling(absolute);

@@ -34,6 +34,8 @@ interface Entry {
   /** Being computed now (undefined when it ends: the file changed while it was read, or failed). */
   pending?: Promise<Fingerprint | undefined>;
   sha1?: string;
+  /** The mount root `sha1` was checked against (a digest proves nothing to a narrower mount: see sha1()). */
+  sha1Root?: string;
 }
 
 /** Files smaller than this are hashed as they are sent: they are read whole in one go anyway. */
@@ -135,13 +137,15 @@ export class Fingerprints {
     // turns on two cores). If the worker cannot (it failed to start, or the file is refused), the same is
     // done here, where a refusal fails at once and is thrown as such.
     const entry = this.#entries.get(absolute);
-    const known = entry?.sha1 !== undefined ? { digest: entry.sha1, version: entry.version } : undefined;
+    const known = entry?.sha1 !== undefined && entry.sha1Root === root ? { digest: entry.sha1, version: entry.version } : undefined;
     const done = await this.#thread.sha1(absolute, root, known).then(
       (outcome) => outcome,
       () => (this.#closed ? undefined : sha1FileSync(absolute, root, known)),
     );
     if (done === undefined) return undefined;
-    this.#entry(absolute, done.version).sha1 = done.digest;
+    const updated = this.#entry(absolute, done.version);
+    updated.sha1 = done.digest;
+    updated.sha1Root = root;
     return done.digest;
   }
 

@@ -72,6 +72,29 @@ describe("fingerprints", () => {
     }
   });
 
+  it("fingerprints - a SHA-1 known through one mount's root is not taken as known through another's (nested mounts)", async () => {
+    const outer = await realpath(await tempDir("fmq-fp-"));
+    const inner = path.join(outer, "pub");
+    await mkdir(inner);
+    const file = path.join(inner, "f.txt");
+    await writeFile(file, "content");
+    const asked = vi.spyOn(FingerprintThread.prototype, "sha1");
+    const fingerprints = new Fingerprints();
+    try {
+      const digest = await fingerprints.sha1(file, outer);
+      expect(await fingerprints.sha1(file, inner)).toBe(digest);
+      // Checked against the inner root by a read of its own, not given the outer one's answer.
+      expect(asked.mock.calls[1]![1]).toBe(inner);
+      expect(asked.mock.calls[1]![2]).toBeUndefined();
+      // Through the inner root again: known now, for that root.
+      await fingerprints.sha1(file, inner);
+      expect(asked.mock.calls[2]![2]).toEqual({ digest, version: await versionOf(file) });
+    } finally {
+      asked.mockRestore();
+      fingerprints.close();
+    }
+  });
+
   it("fingerprints - sha1FileSync() takes a known digest for the version it is of without reading the file, and reads a file that is another version", async () => {
     const root = await realpath(await tempDir("fmq-fp-"));
     const file = path.join(root, "data.txt");

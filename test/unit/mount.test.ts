@@ -272,6 +272,20 @@ describe("mount", () => {
       "links/late and links/chain published, leading to data/second.txt",
       5000,
     );
+
+    // Its target gone, a link goes; the target back, so is the link. (Found by review: it never came back.)
+    const deleted: string[] = [];
+    mount.on("deleted", (vpath) => deleted.push(vpath));
+    await rm(path.join(dir, "data", "first.txt"));
+    await waitFor(() => !mount.files.has("/links/early"), "links/early withdrawn with its target", 5000);
+    writeFileSync(path.join(dir, "data", "first.txt"), "1 again");
+    await waitFor(() => mount.files.get("/links/early")?.target === "/data/first.txt", "links/early published again", 5000);
+
+    // A link published this way, removed, goes. (Found by review: the watcher, which never took it in,
+    // said nothing, and it stayed published.)
+    await rm(path.join(dir, "links", "late"));
+    await waitFor(() => !mount.files.has("/links/late"), "links/late withdrawn once removed", 5000);
+    expect(deleted).toContain("/links/late");
   });
 
   it("mount - a symlink retargeted from one file to another is no longer a name of the first: its changes and its delete leave the link alone, the second's reach it", async () => {
