@@ -4,7 +4,7 @@
 import { mkdir, open, realpath, rename, symlink, utimes, writeFile } from "node:fs/promises";
 import { createHash, randomBytes } from "node:crypto";
 import path from "node:path";
-import { describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi, type MockInstance } from "vitest";
 import { fingerprintFile } from "../../src/digest/blocks.js";
 import { FingerprintThread } from "../../src/digest/fingerprint-thread.js";
 import { sha1FileSync } from "../../src/digest/sha1.js";
@@ -20,6 +20,18 @@ async function hugeSparseFile(): Promise<string> {
   await handle.truncate(16 * 1024 ** 3);
   await handle.close();
   return file;
+}
+
+/** Run `body` with a Fingerprints whose worker requests are recorded (FingerprintThread.sha1 spied on). */
+async function withAskedWorker(body: (fingerprints: Fingerprints, asked: MockInstance<FingerprintThread["sha1"]>) => Promise<void>): Promise<void> {
+  const asked = vi.spyOn(FingerprintThread.prototype, "sha1");
+  const fingerprints = new Fingerprints();
+  try {
+    await body(fingerprints, asked);
+  } finally {
+    asked.mockRestore();
+    fingerprints.close();
+  }
 }
 
 describe("fingerprints", () => {
@@ -50,9 +62,7 @@ describe("fingerprints", () => {
     const file = path.join(root, "small.txt");
     await writeFile(file, "first content");
     const sha1 = (text: string) => createHash("sha1").update(text).digest("hex").toUpperCase();
-    const asked = vi.spyOn(FingerprintThread.prototype, "sha1");
-    const fingerprints = new Fingerprints();
-    try {
+    await withAskedWorker(async (fingerprints, asked) => {
       expect(await fingerprints.sha1(file, root)).toBe(sha1("first content"));
       expect(asked.mock.calls[0]![2]).toBeUndefined();
       // Asked again: the worker is given what is known, for the version it was computed for.
@@ -66,10 +76,7 @@ describe("fingerprints", () => {
       expect(await fingerprints.sha1(file, root)).toBe(sha1("other content"));
       expect(await fingerprints.sha1(file, root)).toBe(sha1("other content"));
       expect(asked.mock.calls[3]![2]).toEqual({ digest: sha1("other content"), version: await versionOf(file) });
-    } finally {
-      asked.mockRestore();
-      fingerprints.close();
-    }
+    });
   });
 
   it("fingerprints - a SHA-1 known through one mount's root is not taken as known through another's (nested mounts)", async () => {
@@ -78,9 +85,7 @@ describe("fingerprints", () => {
     await mkdir(inner);
     const file = path.join(inner, "f.txt");
     await writeFile(file, "content");
-    const asked = vi.spyOn(FingerprintThread.prototype, "sha1");
-    const fingerprints = new Fingerprints();
-    try {
+    await withAskedWorker(async (fingerprints, asked) => {
       const digest = await fingerprints.sha1(file, outer);
       expect(await fingerprints.sha1(file, inner)).toBe(digest);
       // Checked against the inner root by a read of its own, not given the outer one's answer.
@@ -89,10 +94,7 @@ describe("fingerprints", () => {
       // Through the inner root again: known now, for that root.
       await fingerprints.sha1(file, inner);
       expect(asked.mock.calls[2]![2]).toEqual({ digest, version: await versionOf(file) });
-    } finally {
-      asked.mockRestore();
-      fingerprints.close();
-    }
+    });
   });
 
   it("fingerprints - sha1FileSync() takes a known digest for the version it is of without reading the file, and reads a file that is another version", async () => {
