@@ -11,6 +11,22 @@ import { READ_FLAGS } from "./blocks.js";
 export interface Sha1Digest {
   readonly digest: string;
   readonly version: { readonly size: number; readonly mtimeMs: number; readonly ctimeMs: number; readonly ino: number };
+  /** Changed too recently to be told from a change still to come (see RACY_MS): not to be remembered. */
+  readonly racy?: boolean;
+}
+
+/**
+ * A file's times come from the kernel's coarse clock, which moves in ticks (1-10 ms): a rewrite of the same
+ * size within the tick of the version we hashed leaves size, mtime and ctime as they were, and a digest
+ * remembered for that version would be answered for the new content until the file changed again (git's
+ * "racily clean" entries). A digest of a file changed less than this long before the read ended is used
+ * once and not remembered.
+ */
+const RACY_MS = 20;
+
+/** Was the file (its times as `stats` say) changed within RACY_MS of `now`? */
+export function isRacy(stats: { readonly mtimeMs: number; readonly ctimeMs: number }, now = Date.now()): boolean {
+  return now - Math.max(stats.mtimeMs, stats.ctimeMs) < RACY_MS;
 }
 
 /**
@@ -53,7 +69,12 @@ export function sha1FileSync(file: string, root: string, known?: Sha1Digest): Sh
     }
     const after = fstatSync(fd);
     if (after.size !== before.size || after.mtimeMs !== before.mtimeMs || after.ctimeMs !== before.ctimeMs) return undefined;
-    return { digest: hash.digest("hex").toUpperCase(), version: { size: before.size, mtimeMs: before.mtimeMs, ctimeMs: before.ctimeMs, ino: before.ino } };
+    const racy = isRacy(after);
+    return {
+      digest: hash.digest("hex").toUpperCase(),
+      version: { size: before.size, mtimeMs: before.mtimeMs, ctimeMs: before.ctimeMs, ino: before.ino },
+      ...(racy ? { racy } : {}),
+    };
   } finally {
     closeSync(fd);
   }

@@ -143,6 +143,8 @@ export class Fingerprints {
       () => (this.#closed ? undefined : sha1FileSync(absolute, root, known)),
     );
     if (done === undefined) return undefined;
+    // (Changed a moment before it was read: right for now, but not remembered: see RACY_MS in sha1.ts.)
+    if (done.racy) return done.digest;
     const updated = this.#entry(absolute, done.version);
     updated.sha1 = done.digest;
     updated.sha1Root = root;

@@ -4,10 +4,11 @@
 import { mkdir, open, realpath, rename, symlink, utimes, writeFile } from "node:fs/promises";
 import { createHash, randomBytes } from "node:crypto";
 import path from "node:path";
+import { statSync } from "node:fs";
 import { describe, expect, it, vi, type MockInstance } from "vitest";
 import { fingerprintFile } from "../../src/digest/blocks.js";
 import { FingerprintThread } from "../../src/digest/fingerprint-thread.js";
-import { sha1FileSync } from "../../src/digest/sha1.js";
+import { isRacy, sha1FileSync } from "../../src/digest/sha1.js";
 import { Fingerprints, PREPARE_MIN_SIZE, versionOf } from "../../src/server/fingerprints.js";
 import { makeFifo } from "../helpers/files.js";
 import { tempDir } from "../helpers/tmp.js";
@@ -20,6 +21,15 @@ async function hugeSparseFile(): Promise<string> {
   await handle.truncate(16 * 1024 ** 3);
   await handle.close();
   return file;
+}
+
+/**
+ * Until the file's last change is older than a digest's racy window (RACY_MS in src/digest/sha1.ts, 20 ms):
+ * a digest of a file changed a moment ago is not remembered.
+ */
+async function pastRacyWindow(file: string): Promise<void> {
+  const { mtimeMs, ctimeMs } = statSync(file);
+  await waitFor(() => Date.now() - Math.max(mtimeMs, ctimeMs) > 40, "the file's change to be 40 ms old", 2000);
 }
 
 /** Run `body` with a Fingerprints whose worker requests are recorded (FingerprintThread.sha1 spied on). */
@@ -61,6 +71,7 @@ describe("fingerprints", () => {
     const root = await realpath(dir);
     const file = path.join(root, "small.txt");
     await writeFile(file, "first content");
+    await pastRacyWindow(file);
     const sha1 = (text: string) => createHash("sha1").update(text).digest("hex").toUpperCase();
     await withAskedWorker(async (fingerprints, asked) => {
       expect(await fingerprints.sha1(file, root)).toBe(sha1("first content"));
@@ -73,6 +84,7 @@ describe("fingerprints", () => {
       // Same size, mtime set back: another version all the same (ctime), so hashed again.
       await writeFile(file, "other content");
       await utimes(file, new Date(first.mtimeMs), new Date(first.mtimeMs));
+      await pastRacyWindow(file);
       expect(await fingerprints.sha1(file, root)).toBe(sha1("other content"));
       expect(await fingerprints.sha1(file, root)).toBe(sha1("other content"));
       expect(asked.mock.calls[3]![2]).toEqual({ digest: sha1("other content"), version: await versionOf(file) });
@@ -85,6 +97,7 @@ describe("fingerprints", () => {
     await mkdir(inner);
     const file = path.join(inner, "f.txt");
     await writeFile(file, "content");
+    await pastRacyWindow(file);
     await withAskedWorker(async (fingerprints, asked) => {
       const digest = await fingerprints.sha1(file, outer);
       expect(await fingerprints.sha1(file, inner)).toBe(digest);
@@ -103,12 +116,32 @@ describe("fingerprints", () => {
     await writeFile(file, "content");
     const real = createHash("sha1").update("content").digest("hex").toUpperCase();
     const version = await versionOf(file);
+    await pastRacyWindow(file);
     expect(sha1FileSync(file, root)).toEqual({ digest: real, version });
     // A digest that no read could give: returned as it is, so the file was not read.
     const made = { digest: "F".repeat(40), version };
     expect(sha1FileSync(file, root, made)).toBe(made);
     // For any other version (here another inode), the file is read.
     expect(sha1FileSync(file, root, { digest: "F".repeat(40), version: { ...version, ino: version.ino + 1 } })).toEqual({ digest: real, version });
+  });
+
+  it("fingerprints - a SHA-1 of a file changed a moment before it was read is used but not remembered (a rewrite in the same clock tick would leave its version as it was)", async () => {
+    // (Found by review: that rewrite's new content was then answered with the old digest, unread.)
+    const root = await realpath(await tempDir("fmq-fp-"));
+    const file = path.join(root, "f.txt");
+    await writeFile(file, "f");
+    const version = await versionOf(file);
+    expect(isRacy({ mtimeMs: 1_000, ctimeMs: 1_005 }, 1_020)).toBe(true);
+    expect(isRacy({ mtimeMs: 1_000, ctimeMs: 1_005 }, 1_030)).toBe(false);
+    for (const racy of [true, false]) {
+      await withAskedWorker(async (fingerprints, asked) => {
+        // The worker's answer, as it gives it for a file changed that recently, or not.
+        asked.mockResolvedValue({ digest: "A".repeat(40), version, ...(racy ? { racy } : {}) });
+        expect(await fingerprints.sha1(file, root)).toBe("A".repeat(40));
+        await fingerprints.sha1(file, root);
+        expect(asked.mock.calls[1]![2]).toEqual(racy ? undefined : { digest: "A".repeat(40), version });
+      });
+    }
   });
 
   it("fingerprints - sha1() reads and hashes in the worker thread: the main thread's event loop stays idle meanwhile; closing stops it", async () => {
