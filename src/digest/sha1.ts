@@ -6,11 +6,12 @@ import { createHash } from "node:crypto";
 import { closeSync, fstatSync, openSync, readSync, statSync } from "node:fs";
 import { assertOpenedInside } from "../server/opened-inside.js";
 import { READ_FLAGS } from "./blocks.js";
+import { sameVersion, versionOfStats, type Version } from "./version.js";
 
-/** The version of the file a digest is of (see server/fingerprints.ts, Version). */
+/** A digest, and the version of the file it is of. */
 export interface Sha1Digest {
   readonly digest: string;
-  readonly version: { readonly size: number; readonly mtimeMs: number; readonly ctimeMs: number; readonly ino: number };
+  readonly version: Version;
   /** Changed too recently to be told from a change still to come (see RACY_MS): not to be remembered. */
   readonly racy?: boolean;
 }
@@ -50,9 +51,8 @@ let readBuffer: Buffer | undefined;
 export function sha1FileSync(file: string, root: string, known?: Sha1Digest): Sha1Digest | undefined {
   if (known) {
     const now = statSync(file, { throwIfNoEntry: false });
-    const v = known.version;
     // (The same inode, size, mtime and ctime: the very file hashed, inside this root then, unchanged.)
-    if (now?.isFile() && now.size === v.size && now.mtimeMs === v.mtimeMs && now.ctimeMs === v.ctimeMs && now.ino === v.ino) return known;
+    if (now?.isFile() && sameVersion(versionOfStats(now), known.version)) return known;
   }
   const fd = openSync(file, READ_FLAGS);
   try {
@@ -67,14 +67,11 @@ export function sha1FileSync(file: string, root: string, known?: Sha1Digest): Sh
       hash.update(buffer.subarray(0, bytesRead));
       at += bytesRead;
     }
+    const version = versionOfStats(before);
     const after = fstatSync(fd);
-    if (after.size !== before.size || after.mtimeMs !== before.mtimeMs || after.ctimeMs !== before.ctimeMs) return undefined;
+    if (!sameVersion(versionOfStats(after), version)) return undefined;
     const racy = isRacy(after);
-    return {
-      digest: hash.digest("hex").toUpperCase(),
-      version: { size: before.size, mtimeMs: before.mtimeMs, ctimeMs: before.ctimeMs, ino: before.ino },
-      ...(racy ? { racy } : {}),
-    };
+    return { digest: hash.digest("hex").toUpperCase(), version, ...(racy ? { racy } : {}) };
   } finally {
     closeSync(fd);
   }

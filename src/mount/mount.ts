@@ -253,12 +253,8 @@ export class Mount extends EventEmitter<MountEvents> {
   #recheckDangling(absolute: string): void {
     const waiting = [...(this.#dangling.get(absolute) ?? [])];
     for (const link of waiting) this.#stopWaiting(link);
-    for (const link of waiting) {
-      const linkPath = path.join(this.root, link);
-      // Still nowhere (a chain of links not whole yet, or the file gone again at once): it waits on.
-      if (this.#leadsNowhereNow(linkPath)) this.#awaitTarget(linkPath, link);
-      else this.#seenLink(linkPath);
-    }
+    // (Still nowhere, a chain of links not whole yet or the file gone again at once, a link waits on.)
+    for (const link of waiting) this.#lookAtLink(path.join(this.root, link), link);
   }
 
   #changed(absolute: string, stats?: Stats): void {
@@ -832,12 +828,10 @@ export class Mount extends EventEmitter<MountEvents> {
       const relative = this.#relative(absolute);
       // A link that waited and is gone (or retargeted) waits no more; looked at again below.
       this.#stopWaiting(relative);
-      // (Reported by the watcher meanwhile, as every file and every link that leads somewhere is.)
-      if (this.#tracker.has(relative) || this.files.has(joinVirtual(this.alias, relative))) continue;
-      if (this.#leadsNowhereNow(absolute)) this.#awaitTarget(absolute, relative);
-      // A link that led nowhere when the watcher looked, and leads somewhere now (its target made right
-      // after it): the watcher will not look again.
-      else if (isSymlink(absolute) && !isUnpublished(relative)) this.#seenLink(absolute);
+      // (Reported by the watcher meanwhile, as every file and every link that leads somewhere is; or not a
+      // link at all: nearly every name here is a file not reported yet, and one lstat tells it from a link.)
+      if (this.#tracker.has(relative) || this.files.has(joinVirtual(this.alias, relative)) || !isSymlink(absolute)) continue;
+      this.#lookAtLink(absolute, relative);
     }
     this.#maybeDangling.clear();
   }
@@ -848,15 +842,21 @@ export class Mount extends EventEmitter<MountEvents> {
     if (this.#leadsNowhereNow(absolute)) this.#awaitTarget(absolute, relative);
   }
 
-  /** A link found leading somewhere now, which the watcher does not know: as if the watcher had reported it. */
-  #seenLink(absolute: string): void {
+  /**
+   * A link the watcher may not know: one that leads nowhere waits for its target; one that leads somewhere
+   * now (it led nowhere when the watcher looked, and its target came right after it; or the target it
+   * waited for came) is taken as if the watcher had reported it: the watcher will not look again.
+   */
+  #lookAtLink(absolute: string, relative: string): void {
+    if (this.#leadsNowhereNow(absolute)) return this.#awaitTarget(absolute, relative);
+    if (isUnpublished(relative)) return;
     let stats: Stats;
     try {
       stats = lstatSync(absolute);
     } catch {
       return; // (gone again)
     }
-    this.#seen(absolute, stats);
+    if (stats.isSymbolicLink()) this.#seen(absolute, stats);
   }
 
   /** Is there a symlink here that leads nowhere (or round a loop) now? */

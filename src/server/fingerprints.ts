@@ -16,26 +16,17 @@ import { stat } from "node:fs/promises";
 import type { Fingerprint } from "../digest/blocks.js";
 import { FingerprintThread } from "../digest/fingerprint-thread.js";
 import { sha1FileSync } from "../digest/sha1.js";
+import { sameVersion, versionOfStats, type Version } from "../digest/version.js";
 
-/**
- * One version of a file. Size and mtime are what a writer would change; the inode and ctime catch what
- * they miss (a file replaced by rename, or rewritten with its mtime set back: ctime cannot be set back).
- */
-export interface Version {
-  readonly size: number;
-  readonly mtimeMs: number;
-  readonly ctimeMs: number;
-  readonly ino: number;
-}
+export { sameVersion, versionOfStats, type Version };
 
 interface Entry {
   readonly version: Version;
   fingerprint?: Fingerprint;
   /** Being computed now (undefined when it ends: the file changed while it was read, or failed). */
   pending?: Promise<Fingerprint | undefined>;
-  sha1?: string;
-  /** The mount root `sha1` was checked against (a digest proves nothing to a narrower mount: see sha1()). */
-  sha1Root?: string;
+  /** RFC 35's digest, and the mount root it was checked against (it proves nothing to a narrower mount: see sha1()). */
+  sha1?: { readonly digest: string; readonly root: string };
 }
 
 /** Files smaller than this are hashed as they are sent: they are read whole in one go anyway. */
@@ -137,7 +128,7 @@ export class Fingerprints {
     // turns on two cores). If the worker cannot (it failed to start, or the file is refused), the same is
     // done here, where a refusal fails at once and is thrown as such.
     const entry = this.#entries.get(absolute);
-    const known = entry?.sha1 !== undefined && entry.sha1Root === root ? { digest: entry.sha1, version: entry.version } : undefined;
+    const known = entry?.sha1?.root === root ? { digest: entry.sha1.digest, version: entry.version } : undefined;
     const done = await this.#thread.sha1(absolute, root, known).then(
       (outcome) => outcome,
       () => (this.#closed ? undefined : sha1FileSync(absolute, root, known)),
@@ -145,9 +136,7 @@ export class Fingerprints {
     if (done === undefined) return undefined;
     // (Changed a moment before it was read: right for now, but not remembered: see RACY_MS in sha1.ts.)
     if (done.racy) return done.digest;
-    const updated = this.#entry(absolute, done.version);
-    updated.sha1 = done.digest;
-    updated.sha1Root = root;
+    this.#entry(absolute, done.version).sha1 = { digest: done.digest, root };
     return done.digest;
   }
 
@@ -215,10 +204,3 @@ export async function versionOf(absolute: string): Promise<Version> {
   return versionOfStats(await stat(absolute));
 }
 
-export function versionOfStats(s: { size: number; mtimeMs: number; ctimeMs: number; ino: number }): Version {
-  return { size: s.size, mtimeMs: s.mtimeMs, ctimeMs: s.ctimeMs, ino: s.ino };
-}
-
-export function sameVersion(a: Version, b: Version): boolean {
-  return a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs && a.ino === b.ino;
-}
