@@ -6,28 +6,14 @@ import { createHash } from "node:crypto";
 import { closeSync, fstatSync, openSync, readSync, statSync } from "node:fs";
 import { assertOpenedInside } from "../server/opened-inside.js";
 import { READ_FLAGS } from "./blocks.js";
-import { sameVersion, versionOfStats, type Version } from "./version.js";
+import { isRacy, sameVersion, versionOfStats, type Version } from "./version.js";
 
 /** A digest, and the version of the file it is of. */
 export interface Sha1Digest {
   readonly digest: string;
   readonly version: Version;
-  /** Changed too recently to be told from a change still to come (see RACY_MS): not to be remembered. */
+  /** Changed too recently to be told from a change still to come (see RACY_MS in version.ts): not to be remembered. */
   readonly racy?: boolean;
-}
-
-/**
- * A file's times come from the kernel's coarse clock, which moves in ticks (1-10 ms): a rewrite of the same
- * size within the tick of the version we hashed leaves size, mtime and ctime as they were, and a digest
- * remembered for that version would be answered for the new content until the file changed again (git's
- * "racily clean" entries). A digest of a file changed less than this long before the read ended is used
- * once and not remembered.
- */
-const RACY_MS = 20;
-
-/** Was the file (its times as `stats` say) changed within RACY_MS of `now`? */
-export function isRacy(stats: { readonly mtimeMs: number; readonly ctimeMs: number }, now = Date.now()): boolean {
-  return now - Math.max(stats.mtimeMs, stats.ctimeMs) < RACY_MS;
 }
 
 /**

@@ -16,7 +16,7 @@ import { stat } from "node:fs/promises";
 import type { Fingerprint } from "../digest/blocks.js";
 import { FingerprintThread } from "../digest/fingerprint-thread.js";
 import { sha1FileSync } from "../digest/sha1.js";
-import { sameVersion, versionOfStats, type Version } from "../digest/version.js";
+import { isRacy, sameVersion, versionOfStats, type Version } from "../digest/version.js";
 
 export { sameVersion, versionOfStats, type Version };
 
@@ -44,8 +44,15 @@ export class Fingerprints {
 
   constructor(private readonly max = 20_000) {}
 
-  /** A transfer computed this fingerprint of the file as it was at `version`. */
+  /**
+   * A transfer computed this fingerprint of the file as it was at `version`, and has just checked that
+   * version again. Not kept if the file changed a moment before (isRacy): a rewrite of the same size in the
+   * same clock tick would leave the version as it is, and this fingerprint be sent for the new content,
+   * to fail the client's check, be asked for again, and be sent again with it, for as long as the file
+   * stays as it is. (Not kept, the next transfer hashes what it reads.)
+   */
   remember(absolute: string, version: Version, fingerprint: Fingerprint): void {
+    if (isRacy(version)) return;
     this.#entry(absolute, version).fingerprint = fingerprint;
   }
 
@@ -134,7 +141,7 @@ export class Fingerprints {
       () => (this.#closed ? undefined : sha1FileSync(absolute, root, known)),
     );
     if (done === undefined) return undefined;
-    // (Changed a moment before it was read: right for now, but not remembered: see RACY_MS in sha1.ts.)
+    // (Changed a moment before it was read: right for now, but not remembered: see RACY_MS in version.ts.)
     if (done.racy) return done.digest;
     this.#entry(absolute, done.version).sha1 = { digest: done.digest, root };
     return done.digest;
@@ -175,7 +182,8 @@ export class Fingerprints {
         const fingerprint = await this.#thread.fingerprint(absolute);
         const after = await versionOf(absolute);
         if (!sameVersion(version, after)) return undefined;
-        entry.fingerprint = fingerprint;
+        // (Changed a moment before it was read: right for now, but not remembered: see remember().)
+        if (!isRacy(after)) entry.fingerprint = fingerprint;
         return fingerprint;
       } catch {
         return undefined;

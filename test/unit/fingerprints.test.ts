@@ -8,7 +8,8 @@ import { statSync } from "node:fs";
 import { describe, expect, it, vi, type MockInstance } from "vitest";
 import { fingerprintFile } from "../../src/digest/blocks.js";
 import { FingerprintThread } from "../../src/digest/fingerprint-thread.js";
-import { isRacy, sha1FileSync } from "../../src/digest/sha1.js";
+import { sha1FileSync } from "../../src/digest/sha1.js";
+import { isRacy } from "../../src/digest/version.js";
 import { Fingerprints, PREPARE_MIN_SIZE, versionOf } from "../../src/server/fingerprints.js";
 import { makeFifo } from "../helpers/files.js";
 import { tempDir } from "../helpers/tmp.js";
@@ -24,7 +25,7 @@ async function hugeSparseFile(): Promise<string> {
 }
 
 /**
- * Until the file's last change is older than a digest's racy window (RACY_MS in src/digest/sha1.ts, 20 ms):
+ * Until the file's last change is older than a digest's racy window (RACY_MS in src/digest/version.ts, 20 ms):
  * a digest of a file changed a moment ago is not remembered.
  */
 async function pastRacyWindow(file: string): Promise<void> {
@@ -144,6 +145,45 @@ describe("fingerprints", () => {
     }
   });
 
+  it("fingerprints - a fingerprint of a file changed a moment before it was read (by a transfer or a background pass) is used but not remembered", async () => {
+    // A rewrite of the same size in the same clock tick would leave the version as it was: a remembered
+    // fingerprint would then go out with the new content, fail the client's check, and go out again with
+    // it each time the client asked again.
+    const dir = await tempDir("fmq-fp-");
+    const file = path.join(dir, "big.bin");
+    await writeFile(file, randomBytes(3 * PREPARE_MIN_SIZE));
+    const version = await versionOf(file);
+    const real = await fingerprintFile(file);
+    const fingerprints = new Fingerprints();
+    try {
+      // A transfer's fingerprint: by the times a moment ago, not kept; of a version changed long enough ago, kept.
+      fingerprints.remember(file, { ...version, ctimeMs: Date.now() }, real);
+      expect(fingerprints.lookup(file, { ...version, ctimeMs: Date.now() - 1 })).toBeUndefined();
+      const old = { ...version, mtimeMs: Date.now() - 1_000, ctimeMs: Date.now() - 1_000 };
+      fingerprints.remember(file, old, real);
+      expect(fingerprints.lookup(file, old)).toBe(real);
+
+      // A pass over a file changed "a moment ago" (its mtime a minute ahead, so however long the pass
+      // takes): its result goes to whoever asked, and is not kept.
+      await writeFile(file, randomBytes(3 * PREPARE_MIN_SIZE));
+      const ahead = new Date(Date.now() + 60_000);
+      await utimes(file, ahead, ahead);
+      const fresh = await versionOf(file);
+      const computed = await fingerprints.fingerprint(file);
+      expect(computed?.fingerprint.hash).toBe((await fingerprintFile(file)).hash);
+      expect(fingerprints.lookup(file, fresh)).toBeUndefined();
+      // Changed long enough ago, a pass is kept.
+      const past = new Date(Date.now() - 60_000);
+      await utimes(file, past, past);
+      await pastRacyWindow(file);
+      const again = await fingerprints.fingerprint(file);
+      expect(again?.fingerprint.hash).toBe(computed?.fingerprint.hash);
+      expect(fingerprints.lookup(file, await versionOf(file))).toEqual(again?.fingerprint);
+    } finally {
+      fingerprints.close();
+    }
+  });
+
   it("fingerprints - sha1() reads and hashes in the worker thread: the main thread's event loop stays idle meanwhile; closing stops it", async () => {
     const file = await hugeSparseFile(); // 16 GiB of holes: SHA-1 of it takes many seconds
     const root = await realpath(path.dirname(file));
@@ -188,6 +228,7 @@ describe("fingerprints", () => {
     const dir = await tempDir("fmq-fp-");
     const file = path.join(dir, "big.bin");
     await writeFile(file, randomBytes(3 * PREPARE_MIN_SIZE));
+    await pastRacyWindow(file);
     const fingerprints = new Fingerprints();
     try {
       fingerprints.prepare(file, 3 * PREPARE_MIN_SIZE);
