@@ -28,6 +28,14 @@ export interface Summary {
   readonly slowestOwnMBps?: number;
   readonly startSpreadS?: number;
   /**
+   * Fan-out fairness, two ways, each per repetition then the median: the first receiver's end ÷ the last
+   * one's (both after the first start: a receiver that starts first has the server to itself while the
+   * others start, so this counts start-up too), and the slowest receiver's own MB/s ÷ the fastest one's
+   * (each from its own start to its own end: what each was given once it was there).
+   */
+  readonly endRatio?: number;
+  readonly ownRatio?: number;
+  /**
    * "fmq, + 1 stalled subscriber" only: plain fmq's time ÷ this time, paired by repetition (> 1: the
    * timed subscribers finished sooner with the stalled one there). Whether one stuck subscriber slows the
    * rest is a difference of a few per cent on a noisy machine: a spread of paired ratios shows it, two
@@ -85,6 +93,8 @@ export function summarise(workload: WorkloadResult): Summary[] {
             slowestS: median(ends.map((e) => Math.max(...e))),
             slowestOwnMBps: median(own.map((o) => mbps(perReceiver, Math.max(...o)))),
             startSpreadS: starts.length ? median(starts.map((s) => Math.max(...s))) : 0,
+            endRatio: median(ends.map((e) => Math.min(...e) / Math.max(...e))),
+            ...(own.length ? { ownRatio: median(own.map((o) => Math.min(...o) / Math.max(...o))) } : {}),
           }
         : {}),
       ...(alone.length ? { vsAlone: { ...spread(alone)!, n: alone.length } } : {}),
@@ -264,15 +274,16 @@ export function markdown(input: ReportInput, rsyncMissing: string | undefined): 
     out.push(
       "Aggregate = K × size ÷ (last receiver done − first receiver started). Fastest / slowest = when the first and the last receiver finished, after the first one started. " +
         "Start spread = how long after the first receiver the last one started (K processes starting at once on 2 cores). Slowest own MB/s = size ÷ the slowest receiver's own start → done. " +
+        "First ÷ last end = fastest s ÷ slowest s, and slowest ÷ fastest own = the slowest receiver's own MB/s ÷ the fastest one's, each per repetition, median (the target is ≥ 0.8). " +
         "Vs fmq alone (the stalled row) = fmq's time without the stalled subscriber ÷ the time with it, paired by repetition: median [min–max] (pairs); ≥ 1: it did not slow the others.",
       "",
     );
-    out.push("| receivers | contender | aggregate MB/s | fastest s | slowest s | slowest own MB/s | start spread s | peak RSS MiB server / max client | vs fmq alone |");
-    out.push("|---|---|---|---|---|---|---|---|---|");
+    out.push("| receivers | contender | aggregate MB/s | fastest s | slowest s | slowest own MB/s | first ÷ last end | slowest ÷ fastest own | start spread s | peak RSS MiB server / max client | vs fmq alone |");
+    out.push("|---|---|---|---|---|---|---|---|---|---|---|");
     for (const w of fanout) {
       for (const s of summarise(w)) {
         out.push(
-          `| ${String(w.params.receivers)} | ${s.contender} | ${f(s.mbps)} | ${f(s.fastestS, 3)} | ${f(s.slowestS, 3)} | ${f(s.slowestOwnMBps)} | ${f(s.startSpreadS, 3)} | ${s.peakRssMiB ? `${f(s.peakRssMiB.server)} / ${f(s.peakRssMiB.client)}` : "–"} | ${s.vsAlone ? `${f(s.vsAlone.median, 2)} [${f(s.vsAlone.min, 2)}–${f(s.vsAlone.max, 2)}] (${s.vsAlone.n})` : "–"} |`,
+          `| ${String(w.params.receivers)} | ${s.contender} | ${f(s.mbps)} | ${f(s.fastestS, 3)} | ${f(s.slowestS, 3)} | ${f(s.slowestOwnMBps)} | ${f(s.endRatio, 2)} | ${f(s.ownRatio, 2)} | ${f(s.startSpreadS, 3)} | ${s.peakRssMiB ? `${f(s.peakRssMiB.server)} / ${f(s.peakRssMiB.client)}` : "–"} | ${s.vsAlone ? `${f(s.vsAlone.median, 2)} [${f(s.vsAlone.min, 2)}–${f(s.vsAlone.max, 2)}] (${s.vsAlone.n})` : "–"} |`,
         );
       }
     }

@@ -56,6 +56,22 @@ describe("bench report", () => {
     const plain = report.split("\n").find((l) => l.startsWith(`| 4 | ${FMQ} |`));
     expect(plain).toMatch(/\| – \|$/);
   });
+  it("bench - fan-out fairness per repetition: first ÷ last end (start-up counted) and slowest ÷ fastest own MB/s", () => {
+    const timed = (rep: number, ends: number[], own: number[]): Run => ({ ...run(FMQ, rep, Math.max(...ends)), extra: { endedAfterS: ends, startedAfterS: ends.map((e, i) => e - own[i]!), ownSeconds: own } });
+    const workload = fanout([
+      // Rep 1: the first receiver started 1 s before the rest and ended first: 3 ÷ 4 by ends, 3 ÷ 3 by own times.
+      timed(1, [3, 4, 4, 4], [3, 3, 3, 3]),
+      // Rep 2: all started together, one got half the others' rate.
+      timed(2, [2, 2, 2, 4], [2, 2, 2, 4]),
+      timed(3, [5, 5, 5, 5], [5, 5, 5, 5]),
+    ]);
+    const row = summarise(workload)[0]!;
+    expect(row.endRatio).toBe(0.75); // median of 0.75, 0.5, 1
+    expect(row.ownRatio).toBe(1); // median of 1, 0.5, 1
+    const report = markdown({ startedAt: "now", durationS: 1, command: "bench", machine: {}, stealPct: 0, loadAtStartPct: 0, disturbance: { diskReadMiB: 0, cacheDrops: 0, reclaimMiB: 0 }, workloads: [workload], notes: [], failures: [] }, undefined);
+    expect(report.split("\n").find((l) => l.startsWith(`| 4 | ${FMQ} |`))).toMatch(/\| 0\.75 \| 1\.00 \| 0\.000 \|/);
+  });
+
   it("bench - the order changes each repetition so that no contender always follows the same one", () => {
     for (const count of [3, 4, 6, 8]) {
       for (const reps of [3, 5, 7]) {
