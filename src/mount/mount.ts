@@ -9,7 +9,7 @@ import path from "node:path";
 import { watch, type FSWatcher } from "chokidar";
 import { covers, isUnpublished, joinVirtual, normaliseVirtualPath, relativeTo, unsafeRelativeReason } from "../paths.js";
 import { StabilityTracker, type Sighting } from "./stability.js";
-import { reportUnpublishable } from "./unpublishable.js";
+import { findUnpublishable, type Findings } from "./unpublishable.js";
 import { UnreadableDirectories } from "./unreadable.js";
 import { UnwatchedPaths } from "./unwatched.js";
 
@@ -170,8 +170,11 @@ export class Mount extends EventEmitter<MountEvents> {
     });
     watcher.on("addDir", (absolute, stats) => {
       this.#directories.set(absolute, stats ? identityOf(stats) : "");
-      // (Not during the first scan: every directory is new then.)
-      if (this.#scanned && absolute !== this.root) this.#checkSiblingsOf(path.dirname(this.#relative(absolute)).replace(/^\.$/, ""));
+      // (Not during the first scan: every directory is new then, and the first walk looks into them all.)
+      if (this.#scanned && absolute !== this.root) {
+        this.#checkSiblingsOf(path.dirname(this.#relative(absolute)).replace(/^\.$/, ""));
+        this.#lookInto(absolute);
+      }
     });
     watcher.on("unlinkDir", (absolute) => this.#unlinkedDirectory(absolute));
     watcher.on("error", (error) => {
@@ -184,15 +187,9 @@ export class Mount extends EventEmitter<MountEvents> {
       watcher.once("ready", () => {
         this.#scanned = true;
         resolve();
-        // What the watcher skips without a word, said once (at most 100 lines).
-        // (And the symlinks that lead nowhere, which the watcher says nothing of: see #dangling.)
-        void reportUnpublishable(
-          this.root,
-          100,
-          (message) => this.emit("warning", new MountError(message)),
-          (dir) => this.#unreadable.add(dir),
-          (absolute, relative) => this.#awaitTargetIfNowhere(absolute, relative),
-        );
+        // What the watcher skips without a word, said (at most 100 lines); and the symlinks that lead
+        // nowhere, which the watcher says nothing of (see #dangling).
+        void findUnpublishable(this.root, "", true, this.#findings);
       }),
     );
   }
@@ -735,6 +732,40 @@ export class Mount extends EventEmitter<MountEvents> {
     this.#readAgainSoon(absolute);
   }
 
+  /** What a walk for what the watcher skips hands over (see unpublishable.ts). */
+  readonly #findings: Findings = {
+    report: (message) => {
+      if (++this.#unpublishableSaid <= 100) this.emit("warning", new MountError(message));
+      else if (this.#unpublishableSaid === 101) this.emit("warning", new MountError("more names could not be published (first 100 above; the rest are not said)"));
+    },
+    unreadable: (dir) => this.#unreadable.add(dir),
+    symlink: (absolute, relative) => this.#linkFound(absolute, relative),
+  };
+  #unpublishableSaid = 0;
+
+  /**
+   * A directory the watcher found after its first scan (made, moved in, unpacked): looked into for what the
+   * watcher skips, as the first walk did for the rest. One level (the watcher reports each directory in
+   * it in turn), one directory at a time: a tree of 10,000 directories moved in is 10,000 reads in turn.
+   */
+  #lookInto(dir: string): void {
+    this.#toLookInto.add(dir);
+    if (this.#lookingInto) return;
+    this.#lookingInto = true;
+    void (async () => {
+      const first = () => this.#toLookInto.values().next().value;
+      for (let next = first(); next !== undefined && !this.#closed; next = first()) {
+        this.#toLookInto.delete(next);
+        await findUnpublishable(this.root, this.#relative(next), false, this.#findings);
+      }
+      this.#toLookInto.clear();
+      this.#lookingInto = false;
+    })();
+  }
+  /** (Bounded by the directories the watcher watches.) */
+  readonly #toLookInto = new Set<string>();
+  #lookingInto = false;
+
   /** Names reported as not publishable (each once; at most 100, then one line more). */
   readonly #refusedNames = new Set<string>();
   #refuseName(relative: string, reason: string, subscribersRefuse = true): void {
@@ -836,10 +867,23 @@ export class Mount extends EventEmitter<MountEvents> {
     this.#maybeDangling.clear();
   }
 
-  /** A symlink (not published) that leads nowhere: watched for what it names to appear. */
-  #awaitTargetIfNowhere(absolute: string, relative: string): void {
-    if (this.#closed || isUnpublished(relative) || this.files.has(joinVirtual(this.alias, relative))) return;
-    if (this.#leadsNowhereNow(absolute)) this.#awaitTarget(absolute, relative);
+  /**
+   * A symlink found by a walk (see unpublishable.ts). One the watcher has (published, or waiting to be) is
+   * its business. Any other led nowhere when the watcher looked, which then said nothing of it: it waits
+   * for its target, or, if the target came between the watcher's look and ours, is taken in now (the
+   * watcher will not look again). One leading outside the mount is left: never published, and said by
+   * the watcher if it saw it.
+   */
+  #linkFound(absolute: string, relative: string): void {
+    if (this.#closed || isUnpublished(relative) || this.files.has(joinVirtual(this.alias, relative)) || this.#tracker.has(relative)) return;
+    let real: string;
+    try {
+      real = realpathSync.native(absolute);
+    } catch (error) {
+      if (leadsNowhere(error as NodeJS.ErrnoException) && isSymlink(absolute)) this.#awaitTarget(absolute, relative);
+      return;
+    }
+    if (real === this.root || real.startsWith(this.root + path.sep)) this.#lookAtLink(absolute, relative);
   }
 
   /**

@@ -1,5 +1,6 @@
-// What the watcher skips without a word, looked for once after a mount's first scan, so that it is said
-// rather than lost (or a whole directory of files with it):
+// What the watcher skips without a word, looked for in the whole tree once after a mount's first scan,
+// and in each directory the watcher finds after that (made, moved in, unpacked), so that it is said rather
+// than lost (or a whole directory of files with it):
 // - a name that is not valid UTF-8 reaches us with U+FFFD in place of its bad bytes, and no file has that
 //   name: it cannot be opened, so it cannot be published, nor anything under it;
 // - a directory we may not read (the watcher, told to ignore permission errors, says nothing of it).
@@ -11,27 +12,26 @@ import { lstat, readdir } from "node:fs/promises";
 import path from "node:path";
 import { isUnpublished } from "../paths.js";
 
+/** What a walk hears of. */
+export interface Findings {
+  /** A name that cannot be published, in words. */
+  readonly report: (message: string) => void;
+  /** A directory we may not read. */
+  readonly unreadable: (dir: string) => void;
+  /** A symlink (one that leads nowhere, the watcher never reports). */
+  readonly symlink: (absolute: string, relative: string) => void;
+}
+
 /**
- * Walk `root` and `report` each such name, at most `limit` of them (then one line more, and the walk ends);
- * `unreadable` hears of each directory we may not read, `symlink` of each symlink.
+ * Look through the directory `from` (relative to `root`; "" for root itself) and hand over what the
+ * watcher skips. `deep`: its subdirectories too (the first walk); else that directory alone (one the
+ * watcher has just found, for which it reports each directory in it in turn). Every name is looked at:
+ * how many are said is for the caller to bound, and links and unreadable directories past that bound
+ * must still be found (a walk that stopped after its 100th report left them unpublished for good).
  */
-export async function reportUnpublishable(
-  root: string,
-  limit: number,
-  report: (message: string) => void,
-  unreadable: (dir: string) => void,
-  symlink: (absolute: string, relative: string) => void = () => undefined,
-): Promise<void> {
-  let reported = 0;
-  const say = (message: string): boolean => {
-    if (++reported > limit) {
-      report(`more names could not be published (first ${limit} above)`);
-      return false;
-    }
-    report(message);
-    return true;
-  };
-  const walk = async (dir: string, relativeDir: string): Promise<boolean> => {
+export async function findUnpublishable(root: string, from: string, deep: boolean, findings: Findings): Promise<void> {
+  const { report, unreadable, symlink } = findings;
+  const walk = async (dir: string, relativeDir: string): Promise<void> => {
     let entries: Dirent[];
     try {
       entries = await readdir(dir, { withFileTypes: true });
@@ -39,9 +39,9 @@ export async function reportUnpublishable(
       const code = (error as NodeJS.ErrnoException).code;
       if (code === "EACCES" || code === "EPERM") {
         unreadable(dir);
-        return say(`not published: "${relativeDir || "."}/" and what is in it: cannot read it (${code})`);
+        report(`not published: "${relativeDir || "."}/" and what is in it: cannot read it (${code})`);
       }
-      return true; // (gone meanwhile: the watcher says so)
+      return; // (else gone meanwhile: the watcher says so)
     }
     for (const entry of entries) {
       const relative = relativeDir === "" ? entry.name : `${relativeDir}/${entry.name}`;
@@ -49,13 +49,12 @@ export async function reportUnpublishable(
       const absolute = path.join(dir, entry.name);
       if (relative.includes("\uFFFD") && !(await lstat(absolute).then(() => true, () => false))) {
         // (Each bad byte shown as "?": the replacement character would only add to the confusion.)
-        if (!say(`not published: "${relative.replaceAll("\uFFFD", "?")}": its name is not valid UTF-8 (Node cannot open it); rename it`)) return false;
+        report(`not published: "${relative.replaceAll("\uFFFD", "?")}": its name is not valid UTF-8 (Node cannot open it); rename it`);
         continue;
       }
       if (entry.isSymbolicLink()) symlink(absolute, relative);
-      if (entry.isDirectory() && !(await walk(absolute, relative))) return false;
+      if (deep && entry.isDirectory()) await walk(absolute, relative);
     }
-    return true;
   };
-  await walk(root, "");
+  await walk(from === "" ? root : path.join(root, from), from);
 }

@@ -5,7 +5,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { once } from "node:events";
 import { createHash } from "node:crypto";
 import { createServer } from "node:net";
-import { chmod, mkdir, open, readFile, realpath, stat, symlink, unlink, writeFile } from "node:fs/promises";
+import { chmod, mkdir, open, readFile, realpath, rename, stat, symlink, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import readline from "node:readline";
 import { describe, expect, it } from "vitest";
@@ -343,6 +343,19 @@ describe("cli", () => {
       await writeFile(path.join(src, "last.txt"), "last");
       await waitFor(() => has(sub, "delivered", (e) => e.path === "last.txt"), "last.txt");
       expect(sub.events.filter((e) => e.event === "delivered" && e.path === "sub/same.txt")).toHaveLength(1);
+      expect(await treeHashes(inbox)).toEqual(await treeHashes(src));
+
+      // A tree moved in with a directory in it that may not be read: reported as at start (the watcher
+      // says nothing of it), and published once readable.
+      const outside = path.join(top, "outside");
+      await writeTree(outside, { "moved/m.txt": "m", "moved/closed/y.txt": "y" });
+      for (const dir of [outside, path.join(outside, "moved")]) await chmod(dir, 0o777);
+      await chmod(path.join(outside, "moved", "closed"), 0o000);
+      await rename(path.join(outside, "moved"), path.join(src, "moved"));
+      await waitFor(() => pubEvents.some((e) => e.event === "warning" && e.message === 'not published: "moved/closed/" and what is in it: cannot read it (EACCES)'), "moved/closed/ reported", 10_000);
+      await waitFor(() => has(sub, "delivered", (e) => e.path === "moved/m.txt"), "moved/m.txt");
+      await chmod(path.join(src, "moved", "closed"), 0o777);
+      await waitFor(() => has(sub, "delivered", (e) => e.path === "moved/closed/y.txt"), "moved/closed/y.txt, once readable", 10_000);
       expect(await treeHashes(inbox)).toEqual(await treeHashes(src));
     } finally {
       pub.kill("SIGKILL");

@@ -332,6 +332,44 @@ describe("mount", () => {
     expect(deleted).toEqual(["/a.txt"]);
   });
 
+  it("mount - links that lead nowhere are found in a directory moved into the mount after its first scan, and past the first walk's 100 reported names", async () => {
+    // (The walk after the first scan stopped at its 101st report, leaving the links after it unfound; and a
+    // directory moved in later was never walked: its links waited for nothing.)
+    const dir = await tempDir("fmq-mount-");
+    mkdirSync(path.join(dir, "data"));
+    // Ten directories of 30 names that cannot be published, each with a link into data/ that leads nowhere.
+    for (let d = 0; d < 10; d++) {
+      const sub = path.join(dir, `d${d}`);
+      mkdirSync(sub);
+      for (let i = 0; i < 30; i++) writeFileSync(Buffer.concat([Buffer.from(`${sub}/`), Buffer.from(`bad\xe9${i}`, "latin1")]), "x");
+      await symlink(`../data/t${d}.txt`, path.join(sub, "link"));
+    }
+    // And a tree made outside, with such links two levels down, to be moved in later.
+    const outside = await tempDir("fmq-mount-out-");
+    mkdirSync(path.join(outside, "tree", "a", "b"), { recursive: true });
+    await symlink("../../../data/moved.txt", path.join(outside, "tree", "a", "b", "link"));
+    await symlink("../../data/moved.txt", path.join(outside, "tree", "a", "link"));
+    const mount = await Mount.open(dir, "/", { stableMs: 10 });
+    mounts.push(mount);
+    const warnings: string[] = [];
+    mount.on("warning", (error) => warnings.push(error.message));
+    await mount.start();
+    await waitFor(() => warnings.length === 101, "100 names said, and one line more", 10_000);
+    expect(warnings.at(-1)).toMatch(/^more names could not be published/);
+    renameSync(path.join(outside, "tree"), path.join(dir, "tree"));
+    writeFileSync(path.join(dir, "data", "marker.txt"), "m");
+    await waitFor(() => mount.files.has("/data/marker.txt"), "marker.txt published", 5000);
+
+    for (let d = 0; d < 10; d++) writeFileSync(path.join(dir, "data", `t${d}.txt`), String(d));
+    writeFileSync(path.join(dir, "data", "moved.txt"), "moved");
+    const links = [...Array.from({ length: 10 }, (_, d) => `/d${d}/link`), "/tree/a/link", "/tree/a/b/link"];
+    await waitFor(() => links.every((link) => mount.files.has(link)), "every link published once its target appeared", 10_000).catch((error: Error) => {
+      throw new Error(`${error.message}; missing: ${links.filter((link) => !mount.files.has(link)).join(", ")}`);
+    });
+    expect(mount.files.get("/tree/a/b/link")?.target).toBe("/data/moved.txt");
+    expect(warnings).toHaveLength(101);
+  });
+
   it("mount - names that are not valid UTF-8 (a file, and a directory of files) are reported, not lost without a word; the rest is published", async () => {
     const dir = await tempDir("fmq-mount-");
     await writeFile(path.join(dir, "ok.txt"), "ok");
