@@ -40,6 +40,7 @@ export function sha1FileSync(file: string, root: string, known?: Sha1Digest): Sh
     // (The same inode, size, mtime and ctime: the very file hashed, inside this root then, unchanged.)
     if (now?.isFile() && sameVersion(versionOfStats(now), known.version)) return known;
   }
+  const readFrom = Date.now();
   const fd = openSync(file, READ_FLAGS);
   try {
     const before = fstatSync(fd);
@@ -56,7 +57,7 @@ export function sha1FileSync(file: string, root: string, known?: Sha1Digest): Sh
     const version = versionOfStats(before);
     const after = fstatSync(fd);
     if (!sameVersion(versionOfStats(after), version)) return undefined;
-    const racy = isRacy(after);
+    const racy = isRacy(after, readFrom);
     return { digest: hash.digest("hex").toUpperCase(), version, ...(racy ? { racy } : {}) };
   } finally {
     closeSync(fd);

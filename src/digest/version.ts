@@ -24,14 +24,19 @@ export function sameVersion(a: Version, b: Version): boolean {
  * A file's times come from the kernel's coarse clock, which moves in ticks (1-10 ms): a rewrite of the same
  * size within the tick of the version we hashed leaves size, mtime and ctime as they were, and a digest
  * remembered for that version would be answered for the new content until the file changed again (git's
- * "racily clean" entries). A digest of a file changed less than this long before the read ended is used
+ * "racily clean" entries). A digest of a file changed less than this long before its read began is used
  * once and not remembered. (Linux 6.13 and later give ext4, xfs, btrfs and tmpfs a fine-grained time for
  * a change made after the times were read, so there the window never bites; older kernels and other file
  * systems have it.)
  */
 const RACY_MS = 20;
 
-/** Was the file (its times as `stats` say) changed within RACY_MS of `now`? */
+/**
+ * Was the file (its times as `stats` say) changed within RACY_MS of `now`? For a digest, `now` is when its
+ * read began (or earlier): a same-tick rewrite during a long read would leave the version as it was too,
+ * and the digest be of bytes from both; one that began RACY_MS after the last change is safe whatever
+ * comes after, since any later write lands in a later tick.
+ */
 export function isRacy(stats: { readonly mtimeMs: number; readonly ctimeMs: number }, now = Date.now()): boolean {
   return now - Math.max(stats.mtimeMs, stats.ctimeMs) < RACY_MS;
 }

@@ -123,6 +123,8 @@ export class Mount extends EventEmitter<MountEvents> {
 
   /** Watch the directory; resolves once the initial scan is done (its files still wait to be stable). */
   start(): Promise<void> {
+    // (Started again when the root comes back after it went: its first scan is a first scan again.)
+    this.#scanned = false;
     const watcher = watch(this.root, {
       persistent: true,
       ignoreInitial: false,
@@ -728,6 +730,9 @@ export class Mount extends EventEmitter<MountEvents> {
   #rewatch(absolute: string): void {
     this.#watcher?.unwatch(absolute);
     this.#watcher?.add(absolute);
+    // (A directory taken afresh this way comes with no addDir of its own: looked into here. A file: its
+    // read fails, and nothing is said.)
+    this.#lookInto(absolute);
     // (A directory: see #readAgainSoon. A file: nothing to read, and the check finds no directory.)
     this.#readAgainSoon(absolute);
   }
@@ -735,13 +740,17 @@ export class Mount extends EventEmitter<MountEvents> {
   /** What a walk for what the watcher skips hands over (see unpublishable.ts). */
   readonly #findings: Findings = {
     report: (message) => {
-      if (++this.#unpublishableSaid <= 100) this.emit("warning", new MountError(message));
-      else if (this.#unpublishableSaid === 101) this.emit("warning", new MountError("more names could not be published (first 100 above; the rest are not said)"));
+      // (Each once: a directory read again, after it was unreadable or replaced, is looked into again.)
+      if (this.#closed || this.#unpublishableSaid.has(message) || this.#unpublishableSaid.size > 100) return;
+      this.#unpublishableSaid.add(message);
+      this.emit("warning", new MountError(this.#unpublishableSaid.size <= 100 ? message : "more names could not be published (first 100 above; the rest are not said)"));
     },
     unreadable: (dir) => this.#unreadable.add(dir),
     symlink: (absolute, relative) => this.#linkFound(absolute, relative),
+    stopped: () => this.#closed,
   };
-  #unpublishableSaid = 0;
+  /** What those walks have said (101 at most: the last says there is more). */
+  readonly #unpublishableSaid = new Set<string>();
 
   /**
    * A directory the watcher found after its first scan (made, moved in, unpacked): looked into for what the
@@ -753,13 +762,19 @@ export class Mount extends EventEmitter<MountEvents> {
     if (this.#lookingInto) return;
     this.#lookingInto = true;
     void (async () => {
-      const first = () => this.#toLookInto.values().next().value;
-      for (let next = first(); next !== undefined && !this.#closed; next = first()) {
-        this.#toLookInto.delete(next);
-        await findUnpublishable(this.root, this.#relative(next), false, this.#findings);
+      try {
+        const first = () => this.#toLookInto.values().next().value;
+        for (let next = first(); next !== undefined && !this.#closed; next = first()) {
+          this.#toLookInto.delete(next);
+          await findUnpublishable(this.root, this.#relative(next), false, this.#findings);
+        }
+      } catch (error) {
+        // (Not expected: the walk catches what the file system throws. A listener's throw, say.)
+        this.emit("warning", error instanceof Error ? error : new Error(String(error)));
+      } finally {
+        this.#toLookInto.clear();
+        this.#lookingInto = false;
       }
-      this.#toLookInto.clear();
-      this.#lookingInto = false;
     })();
   }
   /** (Bounded by the directories the watcher watches.) */
@@ -883,7 +898,12 @@ export class Mount extends EventEmitter<MountEvents> {
       if (leadsNowhere(error as NodeJS.ErrnoException) && isSymlink(absolute)) this.#awaitTarget(absolute, relative);
       return;
     }
-    if (real === this.root || real.startsWith(this.root + path.sep)) this.#lookAtLink(absolute, relative);
+    // (What #publish would refuse, and said if the watcher saw it: a link out of the mount, or to what is
+    // not published from here. Not handed over to be refused, and said, again.)
+    if (real !== this.root && !real.startsWith(this.root + path.sep)) return;
+    const target = this.#relative(real);
+    if (isUnpublished(target) || this.options.isShadowed?.(joinVirtual(this.alias, target))) return;
+    this.#lookAtLink(absolute, relative);
   }
 
   /**

@@ -20,6 +20,8 @@ export interface Findings {
   readonly unreadable: (dir: string) => void;
   /** A symlink (one that leads nowhere, the watcher never reports). */
   readonly symlink: (absolute: string, relative: string) => void;
+  /** The walk is no longer wanted (the mount closed): it ends at its next directory. */
+  readonly stopped?: () => boolean;
 }
 
 /**
@@ -30,8 +32,9 @@ export interface Findings {
  * must still be found (a walk that stopped after its 100th report left them unpublished for good).
  */
 export async function findUnpublishable(root: string, from: string, deep: boolean, findings: Findings): Promise<void> {
-  const { report, unreadable, symlink } = findings;
+  const { report, unreadable, symlink, stopped } = findings;
   const walk = async (dir: string, relativeDir: string): Promise<void> => {
+    if (stopped?.()) return;
     let entries: Dirent[];
     try {
       entries = await readdir(dir, { withFileTypes: true });

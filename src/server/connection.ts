@@ -693,7 +693,8 @@ export class Connection {
       if (identity.size > BLOCK_SIZE) this.#holdings.set(cursor.vpath, { hash: fingerprint.hash, blocks: fingerprint.blocks });
       else this.#holdings.delete(cursor.vpath);
       const file = this.host.file(cursor.vpath);
-      if (file && version) this.host.fingerprints.remember(file.absolute, version, fingerprint);
+      // (Only one it hashed itself from what it read: see FileCursor.ownFingerprint.)
+      if (file && version && cursor.readFrom !== undefined && cursor.ownFingerprint) this.host.fingerprints.remember(file.absolute, version, fingerprint, cursor.readFrom);
     }
     // A file that changed while it was read went out marked so, to be dropped: not a file sent (its new
     // version follows, and is).

@@ -144,6 +144,8 @@ export class FileCursor {
     private known?: Fingerprint | Promise<Fingerprint | undefined>,
     /** The version opened (undefined for a small file read whole at open). */
     readonly version?: Version,
+    /** When that version was taken, before any read: see Fingerprints.remember. */
+    readonly readFrom?: number,
   ) {
     this.#ranges = ranges;
     this.#offset = ranges[0]?.[0] ?? identity.size;
@@ -165,6 +167,7 @@ export class FileCursor {
     const handle = await open(absolute, READ_FLAGS);
     try {
       if (published) assertOpenedInside(handle.fd, published.root, vpath);
+      const readFrom = Date.now();
       const stats = await handle.stat();
       if (!stats.isFile()) throw new FileChangedError(vpath);
       const identity = { size: stats.size, mtimeMs: stats.mtimeMs };
@@ -188,7 +191,7 @@ export class FileCursor {
           }
         }
       }
-      return new FileCursor(handle, vpath, identity, options, ranges, hasher, plan, known, version);
+      return new FileCursor(handle, vpath, identity, options, ranges, hasher, plan, known, version, readFrom);
     } catch (error) {
       await handle.close();
       throw error;
@@ -320,6 +323,15 @@ export class FileCursor {
 
   /** The file's fingerprint, once the eof frame has been built (hashed as sent, or known before). */
   fingerprint: Fingerprint | undefined;
+  /**
+   * That fingerprint is of what this cursor read, not one known before (remembered, a background pass's,
+   * a delta's): only such a one is for the transfer to remember. One known before was remembered, or not,
+   * by whoever computed it, for the version it was computed from.
+   */
+  get ownFingerprint(): boolean {
+    return this.fingerprint !== undefined && this.#hashedHere;
+  }
+  #hashedHere = false;
   /** The file changed while it was being read: the eof frame said so, and the receiver drops it. */
   changed = false;
 
@@ -350,7 +362,9 @@ export class FileCursor {
     if (this.options.extensions && this.known instanceof Promise) {
       // The fingerprint computed in the background while we sent (it reads faster than we send, so it
       // is normally there already); if that failed, hash what we sent now, before checking for changes.
-      this.known = (await this.known) ?? (await this.#hashWhole());
+      const passed = await this.known;
+      this.known = passed ?? (await this.#hashWhole());
+      this.#hashedHere = passed === undefined && this.known !== undefined;
     }
     const now = this.options.extensions && this.handle ? await this.handle.stat().catch(() => undefined) : this.#afterRead;
     // An empty file (or an empty delta) has no first data chunk: its eof chunk carries the identity.
@@ -413,7 +427,9 @@ export class FileCursor {
     // A known fingerprint is trusted only for the very version it was computed from: ctime too.
     const touched = this.version !== undefined && now !== undefined && "ctimeMs" in now && now.ctimeMs !== this.version.ctimeMs;
     this.changed = !now || touched || now.size !== this.identity.size || now.mtimeMs !== this.identity.mtimeMs || this.#limit !== this.identity.size;
-    this.fingerprint = (this.known instanceof Promise ? undefined : this.known) ?? this.hasher?.finish();
+    const known = this.known instanceof Promise ? undefined : this.known;
+    this.fingerprint = known ?? this.hasher?.finish();
+    if (!known) this.#hashedHere = this.fingerprint !== undefined;
     const headers = this.#endHeaders(this.#limit, this.changed ? undefined : this.fingerprint?.hash);
     if (this.changed) headers.set(Header.STATUS, "changed");
     if (this.#first && this.plan.delta) headers.set(Header.BASE, this.plan.delta.base);

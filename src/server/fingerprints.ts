@@ -45,14 +45,15 @@ export class Fingerprints {
   constructor(private readonly max = 20_000) {}
 
   /**
-   * A transfer computed this fingerprint of the file as it was at `version`, and has just checked that
-   * version again. Not kept if the file changed a moment before (isRacy): a rewrite of the same size in the
-   * same clock tick would leave the version as it is, and this fingerprint be sent for the new content,
-   * to fail the client's check, be asked for again, and be sent again with it, for as long as the file
-   * stays as it is. (Not kept, the next transfer hashes what it reads.)
+   * A transfer computed this fingerprint from what it read of the file, from `readFrom` on, as it was at
+   * `version`, and has checked that version again since. Not kept if the file changed a moment before the
+   * read began (isRacy): a rewrite of the same size in the same clock tick would leave the version as it
+   * is, and this fingerprint be sent for the new content, to fail the client's check, be asked for again,
+   * and be sent again with it, for as long as the file stays as it is. (Not kept, the next transfer hashes
+   * what it reads.)
    */
-  remember(absolute: string, version: Version, fingerprint: Fingerprint): void {
-    if (isRacy(version)) return;
+  remember(absolute: string, version: Version, fingerprint: Fingerprint, readFrom: number): void {
+    if (isRacy(version, readFrom)) return;
     this.#entry(absolute, version).fingerprint = fingerprint;
   }
 
@@ -179,11 +180,13 @@ export class Fingerprints {
     const entry = this.#entry(absolute, version);
     const pending = (async () => {
       try {
+        // (The worker reads after this: a time no later than its read began, as remember() wants.)
+        const readFrom = Date.now();
         const fingerprint = await this.#thread.fingerprint(absolute);
         const after = await versionOf(absolute);
         if (!sameVersion(version, after)) return undefined;
         // (Changed a moment before it was read: right for now, but not remembered: see remember().)
-        if (!isRacy(after)) entry.fingerprint = fingerprint;
+        if (!isRacy(after, readFrom)) entry.fingerprint = fingerprint;
         return fingerprint;
       } catch {
         return undefined;

@@ -58,6 +58,10 @@ describe("file cursor with a fingerprint computed in the background", () => {
     expect(rest.eof.headers.get("X-FMQ-XXH64T")).toBe(real.hash);
     expect(rest.eof.headers.has("X-FMQ-Status")).toBe(false);
     expect(cursor.fingerprint?.hash).toBe(real.hash);
+    // The pass's, not this cursor's: not for the transfer to remember (the pass decided whether to keep
+    // it: a pass over a file changed a moment before it began is used and not kept).
+    expect(cursor.ownFingerprint).toBe(false);
+    expect(cursor.readFrom).toBeLessThanOrEqual(Date.now());
   });
 
   it("cursor - the background work gives nothing (the file changed, or it failed): the cursor hashes what it sent", async () => {
@@ -68,6 +72,7 @@ describe("file cursor with a fingerprint computed in the background", () => {
     const cursor = await FileCursor.open(file, "/big.bin", { ...options, knownFingerprint: () => Promise.resolve(undefined) });
     const { eof } = await sendAll(cursor);
     expect(eof.headers.get("X-FMQ-XXH64T")).toBe(real.hash);
+    expect(cursor.ownFingerprint).toBe(true);
   });
 
   it("cursor - a wrong fingerprint is never offered for another version: the lookup gets the version opened", async () => {
@@ -86,5 +91,17 @@ describe("file cursor with a fingerprint computed in the background", () => {
     expect(seen).toHaveLength(1);
     expect(seen[0]!.size).toBe(2 * 1024 * 1024);
     expect(eof.headers.get("X-FMQ-XXH64T")).toBe((await fingerprintFile(file)).hash);
+    expect(cursor.ownFingerprint).toBe(true);
+  });
+
+  it("cursor - a fingerprint known when the cursor opened (remembered, or a delta's) is not its own to remember", async () => {
+    const dir = await tempDir("fmq-cursor-");
+    const file = path.join(dir, "big.bin");
+    await writeFile(file, randomBytes(2 * 1024 * 1024));
+    const real = await fingerprintFile(file);
+    const cursor = await FileCursor.open(file, "/big.bin", { ...options, knownFingerprint: () => real });
+    const { eof } = await sendAll(cursor);
+    expect(eof.headers.get("X-FMQ-XXH64T")).toBe(real.hash);
+    expect(cursor.ownFingerprint).toBe(false);
   });
 });

@@ -156,12 +156,14 @@ describe("fingerprints", () => {
     const real = await fingerprintFile(file);
     const fingerprints = new Fingerprints();
     try {
-      // A transfer's fingerprint: by the times a moment ago, not kept; of a version changed long enough ago, kept.
-      fingerprints.remember(file, { ...version, ctimeMs: Date.now() }, real);
-      expect(fingerprints.lookup(file, { ...version, ctimeMs: Date.now() - 1 })).toBeUndefined();
-      const old = { ...version, mtimeMs: Date.now() - 1_000, ctimeMs: Date.now() - 1_000 };
-      fingerprints.remember(file, old, real);
-      expect(fingerprints.lookup(file, old)).toBe(real);
+      // A transfer's fingerprint, of a read that began 5 ms after the file's last change: not kept (however
+      // long ago that is now); of one that began 100 ms after it, kept.
+      const racy = { ...version, mtimeMs: 1_000_000, ctimeMs: 1_000_000 };
+      fingerprints.remember(file, racy, real, 1_000_005);
+      expect(fingerprints.lookup(file, racy)).toBeUndefined();
+      const settled = { ...version, mtimeMs: 2_000_000, ctimeMs: 2_000_000 };
+      fingerprints.remember(file, settled, real, 2_000_100);
+      expect(fingerprints.lookup(file, settled)).toBe(real);
 
       // A pass over a file changed "a moment ago" (its mtime a minute ahead, so however long the pass
       // takes): its result goes to whoever asked, and is not kept.
@@ -272,6 +274,8 @@ describe("fingerprints", () => {
     const file = path.join(dir, "big.bin");
     await writeFile(file, randomBytes(64 * 1024 * 1024));
     const version = await versionOf(file);
+    // (A pass begun within the racy window of the file's last change would not be kept: see remember().)
+    await pastRacyWindow(file);
     const fingerprints = new Fingerprints();
     try {
       fingerprints.prepare(file, 64 * 1024 * 1024);

@@ -58,6 +58,7 @@ describe("sha1 stats", () => {
 
       // Known now: checked against the file as it is, in the worker.
       expect(await Promise.all(files.map((file) => fingerprints.sha1(file, root)))).toEqual(digests);
+      expect(asked).toHaveBeenCalledTimes(40);
       expect(asked.mock.calls.slice(20).every(([, , known]) => known !== undefined)).toBe(true);
       expect(counted.stats).toEqual([]);
     } finally {
