@@ -524,7 +524,7 @@ export class Connection {
     const blocks = changedBlocks(now.fingerprint.blocks, held.blocks);
     // Worth it only if most of the file is unchanged (a block hash is 8 bytes).
     if (blocks.length * 2 > now.fingerprint.blocks.length / 8) return {};
-    return { delta: { blocks, base: held.hash, fingerprint: now.fingerprint } };
+    return { delta: { blocks, base: held.hash, fingerprint: now.fingerprint, version: now.version } };
   }
 
   #checkForClientData(): void {

@@ -13,7 +13,7 @@ import { Header } from "../protocol/extensions.js";
 import { Operation, type Dictionary } from "../protocol/messages.js";
 import type { XXHashAPI } from "xxhash-wasm";
 import { BLOCK_SIZE, BlockHasher, READ_FLAGS, hashPrefix, xxh, type Fingerprint } from "../digest/blocks.js";
-import { versionOfStats, type Version } from "./fingerprints.js";
+import { sameVersion, versionOfStats, type Version } from "./fingerprints.js";
 import { assertOpenedInside } from "./opened-inside.js";
 
 /** CHEEZBURGER's sequence sits right after the 2-byte signature and the 1-byte id. */
@@ -63,8 +63,13 @@ export interface Published extends Identity {
 export interface TransferPlan {
   /** Resume: start at this offset (rounded down to a block). */
   readonly start?: number;
-  /** Delta: send only these blocks, on top of the receiver's version whose tree hash is `base`. */
-  readonly delta?: { readonly blocks: readonly number[]; readonly base: string; readonly fingerprint: Fingerprint };
+  /**
+   * Delta: send only these blocks, on top of the receiver's version whose tree hash is `base`; worked out
+   * from `fingerprint`, of the file's `version`. If the file opened is another version (a rewrite with its
+   * size and mtime put back: only ctime or the inode tell), the blocks may not be the ones that differ,
+   * and the file goes whole instead.
+   */
+  readonly delta?: { readonly blocks: readonly number[]; readonly base: string; readonly fingerprint: Fingerprint; readonly version: Version };
 }
 
 export interface CursorOptions {
@@ -173,6 +178,8 @@ export class FileCursor {
       const identity = { size: stats.size, mtimeMs: stats.mtimeMs };
       const version = versionOfStats(stats);
       if (published && !samePublished(stats, published)) throw new FileChangedError(vpath);
+      // (A delta is planned alone, never with a resume: without it, the plan is the whole file.)
+      if (plan.delta && !sameVersion(plan.delta.version, version)) plan = {};
       let ranges: Range[];
       let hasher: BlockHasher | undefined;
       let known: Fingerprint | Promise<Fingerprint | undefined> | undefined;

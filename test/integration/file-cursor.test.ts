@@ -6,10 +6,11 @@ import { randomBytes } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { fingerprintFile, type Fingerprint } from "../../src/digest/blocks.js";
+import { BLOCK_SIZE, fingerprintFile, type Fingerprint } from "../../src/digest/blocks.js";
 import { decode } from "../../src/protocol/codec.js";
 import type { Cheezburger } from "../../src/protocol/messages.js";
 import { FileCursor } from "../../src/server/file-cursor.js";
+import { versionOf } from "../../src/server/fingerprints.js";
 import { tempDir } from "../helpers/tmp.js";
 
 /** Send the whole file through a cursor; returns the data chunks' bytes and the eof chunk. */
@@ -92,6 +93,25 @@ describe("file cursor with a fingerprint computed in the background", () => {
     expect(seen[0]!.size).toBe(2 * 1024 * 1024);
     expect(eof.headers.get("X-FMQ-XXH64T")).toBe((await fingerprintFile(file)).hash);
     expect(cursor.ownFingerprint).toBe(true);
+  });
+
+  it("cursor - a delta planned for one version of the file and opened on another (same size and mtime, another ctime) goes whole", async () => {
+    const dir = await tempDir("fmq-cursor-");
+    const file = path.join(dir, "big.bin");
+    const content = randomBytes(3 * BLOCK_SIZE);
+    await writeFile(file, content);
+    const real = await fingerprintFile(file);
+    const version = await versionOf(file);
+    const delta = { blocks: [1], base: "0".repeat(16), fingerprint: real };
+    // The version planned for: block 1 alone goes, on top of the base.
+    const planned = await sendAll(await FileCursor.open(file, "/big.bin", options, { delta: { ...delta, version } }));
+    expect(planned.data.equals(content.subarray(BLOCK_SIZE, 2 * BLOCK_SIZE))).toBe(true);
+    // Another version (here its ctime): the whole file, hashed as read, with no base.
+    const other = await FileCursor.open(file, "/big.bin", options, { delta: { ...delta, version: { ...version, ctimeMs: version.ctimeMs - 1 } } });
+    const whole = await sendAll(other);
+    expect(whole.data.equals(content)).toBe(true);
+    expect(whole.eof.headers.get("X-FMQ-XXH64T")).toBe(real.hash);
+    expect(other.ownFingerprint).toBe(true);
   });
 
   it("cursor - a fingerprint known when the cursor opened (remembered, or a delta's) is not its own to remember", async () => {
