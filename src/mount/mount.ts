@@ -766,13 +766,18 @@ export class Mount extends EventEmitter<MountEvents> {
         const first = () => this.#toLookInto.values().next().value;
         for (let next = first(); next !== undefined && !this.#closed; next = first()) {
           this.#toLookInto.delete(next);
-          await findUnpublishable(this.root, this.#relative(next), false, this.#findings);
+          // (Not expected to throw: the walk catches what the file system throws. A warning listener's
+          // throw, say: said if it can be, and the next directory is looked into all the same.)
+          await findUnpublishable(this.root, this.#relative(next), false, this.#findings).catch((error: unknown) => {
+            try {
+              this.emit("warning", error instanceof Error ? error : new Error(String(error)));
+            } catch {
+              // (That listener again: nothing more to do.)
+            }
+          });
         }
-      } catch (error) {
-        // (Not expected: the walk catches what the file system throws. A listener's throw, say.)
-        this.emit("warning", error instanceof Error ? error : new Error(String(error)));
       } finally {
-        this.#toLookInto.clear();
+        if (this.#closed) this.#toLookInto.clear();
         this.#lookingInto = false;
       }
     })();
@@ -891,6 +896,10 @@ export class Mount extends EventEmitter<MountEvents> {
    */
   #linkFound(absolute: string, relative: string): void {
     if (this.#closed || isUnpublished(relative) || this.files.has(joinVirtual(this.alias, relative)) || this.#tracker.has(relative)) return;
+    // Only a name the watcher could have reported: none of the directories on its way a symlink (a
+    // directory swapped for one while it was walked). Through a link to a directory, a name is not
+    // published: the watcher does not follow one, and nothing would watch that name after.
+    if (!this.#reachedWithoutLinks(path.dirname(absolute))) return;
     let real: string;
     try {
       real = realpathSync.native(absolute);
@@ -904,6 +913,15 @@ export class Mount extends EventEmitter<MountEvents> {
     const target = this.#relative(real);
     if (isUnpublished(target) || this.options.isShadowed?.(joinVirtual(this.alias, target))) return;
     this.#lookAtLink(absolute, relative);
+  }
+
+  /** Is `dir` (in the mount) reached from the root through directories alone, no symlink on the way? */
+  #reachedWithoutLinks(dir: string): boolean {
+    try {
+      return realpathSync.native(dir) === dir;
+    } catch {
+      return false;
+    }
   }
 
   /**

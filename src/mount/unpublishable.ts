@@ -59,5 +59,10 @@ export async function findUnpublishable(root: string, from: string, deep: boolea
       if (deep && entry.isDirectory()) await walk(absolute, relative);
     }
   };
-  await walk(from === "" ? root : path.join(root, from), from);
+  const start = from === "" ? root : path.join(root, from);
+  // (A directory that is one, not a symlink to one, which the watcher does not follow either: what is
+  // read through it is not in the mount, and may be outside it. Subdirectories are Dirents: a link is
+  // never one.)
+  if (!(await lstat(start).then((stats) => stats.isDirectory(), () => false))) return;
+  await walk(start, from);
 }
