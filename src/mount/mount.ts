@@ -9,7 +9,7 @@ import path from "node:path";
 import { watch, type FSWatcher } from "chokidar";
 import { covers, isUnpublished, joinVirtual, normaliseVirtualPath, relativeTo, unsafeRelativeReason } from "../paths.js";
 import { StabilityTracker, type Sighting } from "./stability.js";
-import { findUnpublishable, type Findings } from "./unpublishable.js";
+import { findUnpublishable, notUtf8, type Findings } from "./unpublishable.js";
 import { UnreadableDirectories } from "./unreadable.js";
 import { UnwatchedPaths } from "./unwatched.js";
 
@@ -875,8 +875,15 @@ export class Mount extends EventEmitter<MountEvents> {
   #checkMaybeDangling(): void {
     this.#maybeDanglingTimer = undefined;
     if (this.#closed) return;
+    const listings = new Map<string, Set<string>>();
     for (const absolute of this.#maybeDangling) {
       const relative = this.#relative(absolute);
+      // A name that is not valid UTF-8, made in a watched directory: the watcher cannot look at it and
+      // says nothing. Said, if it is there (made, not removed: neither can be opened to tell).
+      if (relative.includes("\uFFFD")) {
+        if (!isUnpublished(relative) && listed(absolute, listings)) this.#findings.report(notUtf8(relative));
+        continue;
+      }
       // A link that waited and is gone (or retargeted) waits no more; looked at again below.
       this.#stopWaiting(relative);
       // (Reported by the watcher meanwhile, as every file and every link that leads somewhere is; or not a
@@ -1145,6 +1152,24 @@ function leadsToDirectory(link: string): boolean {
 }
 
 /** Is there a symlink at this path (now)? */
+/**
+ * Is there an entry of this name in its directory (a name that cannot be opened or stat'ed as Node reads
+ * it)? Each directory read once per `listings` (a flood of such names in a big directory).
+ */
+function listed(absolute: string, listings: Map<string, Set<string>>): boolean {
+  const dir = path.dirname(absolute);
+  let names = listings.get(dir);
+  if (!names) {
+    try {
+      names = new Set(readdirSync(dir));
+    } catch {
+      names = new Set();
+    }
+    listings.set(dir, names);
+  }
+  return names.has(path.basename(absolute));
+}
+
 function isSymlink(file: string): boolean {
   try {
     return lstatSync(file, { throwIfNoEntry: false })?.isSymbolicLink() === true;

@@ -2,7 +2,8 @@
 // and in each directory the watcher finds after that (made, moved in, unpacked), so that it is said rather
 // than lost (or a whole directory of files with it):
 // - a name that is not valid UTF-8 reaches us with U+FFFD in place of its bad bytes, and no file has that
-//   name: it cannot be opened, so it cannot be published, nor anything under it;
+//   name: it cannot be opened, so it cannot be published, nor anything under it (one made later in a
+//   directory already watched is said by the mount, from the watcher's raw events);
 // - a directory we may not read (the watcher, told to ignore permission errors, says nothing of it).
 // A file we may not read is published, and each attempt to send it says so. The walk also hands over each
 // symlink it meets (`symlink`): one that leads nowhere, the watcher never reports.
@@ -11,6 +12,12 @@ import type { Dirent } from "node:fs";
 import { lstat, readdir } from "node:fs/promises";
 import path from "node:path";
 import { isUnpublished } from "../paths.js";
+
+/** What is said of a name that is not valid UTF-8 (as Node reads it: U+FFFD for each bad byte). */
+export function notUtf8(relative: string): string {
+  // (Each bad byte shown as "?": the replacement character would only add to the confusion.)
+  return `not published: "${relative.replaceAll("\uFFFD", "?")}": its name is not valid UTF-8 (Node cannot open it); rename it`;
+}
 
 /** What a walk hears of. */
 export interface Findings {
@@ -51,8 +58,7 @@ export async function findUnpublishable(root: string, from: string, deep: boolea
       if (isUnpublished(relative)) continue;
       const absolute = path.join(dir, entry.name);
       if (relative.includes("\uFFFD") && !(await lstat(absolute).then(() => true, () => false))) {
-        // (Each bad byte shown as "?": the replacement character would only add to the confusion.)
-        report(`not published: "${relative.replaceAll("\uFFFD", "?")}": its name is not valid UTF-8 (Node cannot open it); rename it`);
+        report(notUtf8(relative));
         continue;
       }
       if (entry.isSymbolicLink()) symlink(absolute, relative);

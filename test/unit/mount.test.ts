@@ -407,6 +407,15 @@ describe("mount", () => {
       'not published: "d?j?": its name is not valid UTF-8 (Node cannot open it); rename it',
     ]);
     expect([...mount.files.keys()]).toEqual(["/ok.txt"]);
+
+    // Made later in a directory already watched (which the watcher says nothing of): said too, once.
+    await writeFile(latin1("na\xefve.txt"), "z");
+    await waitFor(() => errors.length === 3, "the later name said", 5000);
+    expect(errors[2]).toBe('not published: "na?ve.txt": its name is not valid UTF-8 (Node cannot open it); rename it');
+    await rm(latin1("na\xefve.txt"));
+    await writeFile(path.join(dir, "last.txt"), "l");
+    await waitFor(() => mount.files.has("/last.txt"), "last.txt published", 5000);
+    expect(errors).toHaveLength(3);
   });
   it("mount - used as a library with no listener, a warning (a name that cannot be published) is not thrown: the rest is published", async () => {
     const dir = await tempDir("fmq-mount-");
