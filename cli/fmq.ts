@@ -22,6 +22,31 @@ import prettyBytes from "pretty-bytes";
 // A CLI must never hang on exit waiting for queued messages (zeromq.js' default).
 context.blocky = false;
 
+// A signal before a long-running command has said how it stops (while it loads its code, reads its keys
+// or config, opens its inbox): kept, and acted on once it has (onStop), so that `fmq subscribe` told to
+// stop at once stops as it would a moment later, cleanly and with the same status (0; 128 + the signal
+// for `track --once`), not killed mid-start. A second signal, or a command not up within a second (a key
+// file that is a FIFO nobody writes), kills it with the signal, as without this.
+// (Other commands are short, and keep the default: `passwd` has its own handlers for the terminal.)
+let earlySignal: { name: NodeJS.Signals; timer: NodeJS.Timeout } | undefined;
+/**
+ * Die of the signal, as without a handler. (Not process.exit: it waits for the thread pool, and a thread
+ * blocked reading a FIFO would hold the process for as long as nobody writes to it.)
+ */
+const dieOf = (name: NodeJS.Signals) => {
+  process.off("SIGINT", beforeStart);
+  process.off("SIGTERM", beforeStart);
+  process.kill(process.pid, name);
+};
+function beforeStart(name: NodeJS.Signals): void {
+  if (earlySignal) return dieOf(name);
+  earlySignal = { name, timer: setTimeout(() => dieOf(name), 1000) };
+}
+if (["publish", "subscribe", "track"].includes(process.argv[2] ?? "")) {
+  process.on("SIGINT", beforeStart);
+  process.on("SIGTERM", beforeStart);
+}
+
 /** What to do when stdout cannot be written: until a command says how it stops, exit. */
 let outputLost: (status: number) => void = (status) => process.exit(status);
 
@@ -457,9 +482,16 @@ function onStop(close: () => Promise<void>, opts: { signalFails?: boolean } = {}
     if (phase === "stopping") process.exit(1);
     stop(opts.signalFails ? 128 + osConstants.signals[name] : 0);
   };
+  process.off("SIGINT", beforeStart);
+  process.off("SIGTERM", beforeStart);
   process.on("SIGINT", signal);
   process.on("SIGTERM", signal);
   outputLost = stop;
+  // (One came while the command started: acted on now. See beforeStart.)
+  if (earlySignal) {
+    clearTimeout(earlySignal.timer);
+    signal(earlySignal.name);
+  }
   // (No time limit on this one: the job's last step, e.g. saving a large inbox's manifest, is part of it.)
   return (status: number) => {
     if (phase !== "running") return;

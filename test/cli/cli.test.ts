@@ -1,10 +1,11 @@
 // The fmq command line as users run it: real `fmq` processes (cli/fmq, which runs the built dist/cli/fmq.js), real files,
 // real signals. Flags and JSON events are a contract; these tests pin them.
 
-import { spawn, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { once } from "node:events";
 import { createHash } from "node:crypto";
 import { createServer } from "node:net";
+import { closeSync, constants, openSync, writeSync } from "node:fs";
 import { chmod, mkdir, open, readFile, realpath, rename, stat, symlink, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import readline from "node:readline";
@@ -209,6 +210,46 @@ describe("cli", () => {
     await waitFor(() => has(service, "ready"), "ready", 10_000);
     service.child.kill("SIGTERM");
     expect((await service.exited).code).toBe(0);
+  });
+
+  it("cli - a subscriber told to stop while it starts (its password file a FIFO not yet written) stops cleanly with 0 once it is up; one not up within a second dies of the signal", async () => {
+    // (It used to die of the signal, mid-start, with no status of its own.)
+    const dir = await tempDir();
+    const fifo = path.join(dir, "password");
+    execFileSync("mkfifo", ["-m", "600", fifo]);
+    const args = ["subscribe", "/", "--connect", "tcp://127.0.0.1:1", "--inbox", path.join(dir, "in"), "--user", "u", "--password-file", fifo, "--json"];
+    /** Once the subscriber has the FIFO open to read (it is started, and waits in its start), a writer on it. */
+    const writerOnceRead = async (): Promise<number> => {
+      let fd = -1;
+      await waitFor(() => {
+        try {
+          fd = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
+          return true;
+        } catch {
+          return false; // (ENXIO: nobody reads it yet)
+        }
+      }, "the subscriber reading its password file", 10_000);
+      return fd;
+    };
+    const sub = start(args);
+    let fd = await writerOnceRead();
+    sub.child.kill("SIGTERM");
+    writeSync(fd, "secret\n");
+    closeSync(fd);
+    expect(await sub.exited).toEqual({ code: 0, signal: null });
+
+    // Never up (nobody writes the password, and a writer holds the FIFO open): it dies of the signal
+    // within about a second, as it would have at once before.
+    const stuck = start(args);
+    fd = await writerOnceRead();
+    try {
+      const signalled = Date.now();
+      stuck.child.kill("SIGTERM");
+      expect(await stuck.exited).toEqual({ code: null, signal: "SIGTERM" });
+      expect(Date.now() - signalled).toBeLessThan(5000);
+    } finally {
+      closeSync(fd);
+    }
   });
 
   it("cli - track --once again into the same <dst>: what it holds already is not sent again, and it exits at once", async () => {
