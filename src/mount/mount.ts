@@ -1151,7 +1151,6 @@ function leadsToDirectory(link: string): boolean {
   }
 }
 
-/** Is there a symlink at this path (now)? */
 /**
  * Is there an entry of this name in its directory (a name that cannot be opened or stat'ed as Node reads
  * it)? Each directory read once per `listings` (a flood of such names in a big directory).
@@ -1170,6 +1169,7 @@ function listed(absolute: string, listings: Map<string, Set<string>>): boolean {
   return names.has(path.basename(absolute));
 }
 
+/** Is there a symlink at this path (now)? */
 function isSymlink(file: string): boolean {
   try {
     return lstatSync(file, { throwIfNoEntry: false })?.isSymbolicLink() === true;
