@@ -739,18 +739,12 @@ export class Mount extends EventEmitter<MountEvents> {
 
   /** What a walk for what the watcher skips hands over (see unpublishable.ts). */
   readonly #findings: Findings = {
-    report: (message) => {
-      // (Each once: a directory read again, after it was unreadable or replaced, is looked into again.)
-      if (this.#closed || this.#unpublishableSaid.has(message) || this.#unpublishableSaid.size > 100) return;
-      this.#unpublishableSaid.add(message);
-      this.emit("warning", new MountError(this.#unpublishableSaid.size <= 100 ? message : "more names could not be published (first 100 above; the rest are not said)"));
-    },
+    // (Each once: a directory read again, after it was unreadable or replaced, is looked into again.)
+    report: (message) => this.#sayUnpublishable(message),
     unreadable: (dir) => this.#unreadable.add(dir),
     symlink: (absolute, relative) => this.#linkFound(absolute, relative),
     stopped: () => this.#closed,
   };
-  /** What those walks have said (101 at most: the last says there is more). */
-  readonly #unpublishableSaid = new Set<string>();
 
   /**
    * A directory the watcher found after its first scan (made, moved in, unpacked): looked into for what the
@@ -786,14 +780,23 @@ export class Mount extends EventEmitter<MountEvents> {
   readonly #toLookInto = new Set<string>();
   #lookingInto = false;
 
-  /** Names reported as not publishable (each once; at most 100, then one line more). */
-  readonly #refusedNames = new Set<string>();
+  /** A name that is not published, said (see #sayUnpublishable). */
   #refuseName(relative: string, reason: string, subscribersRefuse = true): void {
-    if (this.#refusedNames.has(relative) || this.#refusedNames.size > 100) return;
-    this.#refusedNames.add(relative);
-    const message = this.#refusedNames.size > 100 ? "more names could not be published (first 100 above)" : `not published: "${relative}": ${reason}${subscribersRefuse ? " (subscribers refuse such names)" : ""}`;
-    this.emit("warning", new MountError(message));
+    this.#sayUnpublishable(`not published: "${relative}": ${reason}${subscribersRefuse ? " (subscribers refuse such names)" : ""}`);
   }
+
+  /**
+   * Why a name is not published, said once (the watcher and the walks may meet it again), and at most 100
+   * such lines in all, then one line more: a tree of a million bad names must not flood the log.
+   */
+  #sayUnpublishable(message: string): void {
+    if (this.#closed || this.#unpublishableSaid.has(message) || this.#unpublishableSaid.size > 100) return;
+    this.#unpublishableSaid.add(message);
+    this.emit("warning", new MountError(this.#unpublishableSaid.size <= 100 ? message : "more names could not be published (first 100 above; the rest are not said)"));
+  }
+  /** What has been said (101 at most: the last says there is more). */
+  readonly #unpublishableSaid = new Set<string>();
+
 
   /** Directories we may not look into (their files stay published), looked at until we may. */
   readonly #unreadable = new UnreadableDirectories(

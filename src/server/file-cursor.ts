@@ -336,9 +336,10 @@ export class FileCursor {
    * by whoever computed it, for the version it was computed from.
    */
   get ownFingerprint(): boolean {
-    return this.fingerprint !== undefined && this.#hashedHere;
+    return this.fingerprint !== undefined && this.known === undefined;
   }
-  #hashedHere = false;
+  /** What was sent, hashed again through our handle: the background pass it waited for gave nothing. */
+  #rehashed: Fingerprint | undefined;
   /** The file changed while it was being read: the eof frame said so, and the receiver drops it. */
   changed = false;
 
@@ -369,9 +370,8 @@ export class FileCursor {
     if (this.options.extensions && this.known instanceof Promise) {
       // The fingerprint computed in the background while we sent (it reads faster than we send, so it
       // is normally there already); if that failed, hash what we sent now, before checking for changes.
-      const passed = await this.known;
-      this.known = passed ?? (await this.#hashWhole());
-      this.#hashedHere = passed === undefined && this.known !== undefined;
+      this.known = await this.known;
+      if (this.known === undefined) this.#rehashed = await this.#hashWhole();
     }
     const now = this.options.extensions && this.handle ? await this.handle.stat().catch(() => undefined) : this.#afterRead;
     // An empty file (or an empty delta) has no first data chunk: its eof chunk carries the identity.
@@ -434,9 +434,7 @@ export class FileCursor {
     // A known fingerprint is trusted only for the very version it was computed from: ctime too.
     const touched = this.version !== undefined && now !== undefined && "ctimeMs" in now && now.ctimeMs !== this.version.ctimeMs;
     this.changed = !now || touched || now.size !== this.identity.size || now.mtimeMs !== this.identity.mtimeMs || this.#limit !== this.identity.size;
-    const known = this.known instanceof Promise ? undefined : this.known;
-    this.fingerprint = known ?? this.hasher?.finish();
-    if (!known) this.#hashedHere = this.fingerprint !== undefined;
+    this.fingerprint = (this.known instanceof Promise ? undefined : this.known) ?? this.#rehashed ?? this.hasher?.finish();
     const headers = this.#endHeaders(this.#limit, this.changed ? undefined : this.fingerprint?.hash);
     if (this.changed) headers.set(Header.STATUS, "changed");
     if (this.#first && this.plan.delta) headers.set(Header.BASE, this.plan.delta.base);
