@@ -730,9 +730,6 @@ export class Mount extends EventEmitter<MountEvents> {
   #rewatch(absolute: string): void {
     this.#watcher?.unwatch(absolute);
     this.#watcher?.add(absolute);
-    // (A directory taken afresh this way comes with no addDir of its own: looked into here. A file: its
-    // read fails, and nothing is said.)
-    this.#lookInto(absolute);
     // (A directory: see #readAgainSoon. A file: nothing to read, and the check finds no directory.)
     this.#readAgainSoon(absolute);
   }
@@ -741,7 +738,7 @@ export class Mount extends EventEmitter<MountEvents> {
   readonly #findings: Findings = {
     // (Each once: a directory read again, after it was unreadable or replaced, is looked into again.)
     report: (message) => this.#sayUnpublishable(message),
-    unreadable: (dir) => this.#unreadable.add(dir),
+    unreadable: (dir, code) => this.#cannotLookInto(dir, code),
     symlink: (absolute, relative) => this.#linkFound(absolute, relative),
     stopped: () => this.#closed,
   };
@@ -824,14 +821,24 @@ export class Mount extends EventEmitter<MountEvents> {
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code !== "EACCES" && code !== "EPERM") return true;
-      // (What we cannot do is look into its directory: said once per directory, not once per file.)
-      const dir = path.dirname(absolute);
-      if (!this.#unreadable.has(dir)) {
-        this.emit("warning", new MountError(`cannot look into ${this.#shown(dir)} any more (${code}): what is in it is not taken for deleted`));
-        this.#unreadable.add(dir);
-      }
+      // (What we cannot do is look into its directory.)
+      this.#cannotLookInto(path.dirname(absolute), code);
       return false;
     }
+  }
+
+  /**
+   * A directory we may not look into: said once per directory (not once per file, nor again by the other
+   * of the two that find it: the watcher's events, a walk), in the words that fit, and looked at until we
+   * may. One with files published under it was readable: they stay published. One with none never was.
+   */
+  #cannotLookInto(dir: string, code: string): void {
+    if (this.#closed || this.#unreadable.has(dir)) return;
+    const prefix = dir === this.root ? "" : this.#relative(dir) + "/";
+    const published = [...this.files.values()].some((file) => file.relative.startsWith(prefix));
+    if (published) this.emit("warning", new MountError(`cannot look into ${this.#shown(dir)} any more (${code}): what is in it is not taken for deleted`));
+    else this.#sayUnpublishable(`not published: "${this.#relative(dir) || "."}/" and what is in it: cannot read it (${code})`);
+    this.#unreadable.add(dir);
   }
 
   /** We may look into `dir` again: the watcher scans it afresh, and what changed meanwhile is published. */

@@ -23,8 +23,8 @@ export function notUtf8(relative: string): string {
 export interface Findings {
   /** A name that cannot be published, in words. */
   readonly report: (message: string) => void;
-  /** A directory we may not read. */
-  readonly unreadable: (dir: string) => void;
+  /** A directory we may not read (`code`: EACCES or EPERM), to be said and looked at until we may. */
+  readonly unreadable: (dir: string, code: string) => void;
   /** A symlink (one that leads nowhere, the watcher never reports). */
   readonly symlink: (absolute: string, relative: string) => void;
   /** The walk is no longer wanted (the mount closed): it ends at its next directory. */
@@ -48,8 +48,7 @@ export async function findUnpublishable(root: string, from: string, deep: boolea
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === "EACCES" || code === "EPERM") {
-        unreadable(dir);
-        report(`not published: "${relativeDir || "."}/" and what is in it: cannot read it (${code})`);
+        unreadable(dir, code);
       }
       return; // (else gone meanwhile: the watcher says so)
     }
