@@ -8,6 +8,7 @@ import { resolve } from "node:path";
 import { Dealer } from "zeromq";
 import { clientDefaults } from "../defaults.js";
 import { Engine, type Actions } from "../fsm/engine.js";
+import { Turns } from "../fsm/turn.js";
 import { BIG_CHUNK, CREDIT_HEDGE, ReceiveWindow } from "../flow/credit.js";
 import { decodeBatch, encode } from "../protocol/codec.js";
 import { PROTOCOL_NAME, PROTOCOL_VERSION, Operation, isMessageName, type Cheezburger, type ClientMessage, type Dictionary, type Message, type Srsly } from "../protocol/messages.js";
@@ -826,7 +827,10 @@ export class Client extends EventEmitter<ClientEvents> {
 
   async #read(socket: Dealer): Promise<void> {
     try {
+      // (Messages already queued come without a turn of the event loop: see Turns.)
+      const turns = new Turns();
       for await (const frames of socket) {
+        if (turns.due) await turns.turn();
         if (socket !== this.#socket) break;
         this.#heartbeat.heard();
         // Several frames: a batch of small files (we said "batch"), each frame one CHEEZBURGER.

@@ -8,6 +8,8 @@
 // events its actions raise) is finished before the next queued event starts, even when actions await I/O.
 // The exception is an event posted as urgent (the peer is gone): it cuts in at the next step.
 
+import { Turns } from "./turn.js";
+
 /** One row of a table: the actions to run, in order, and the state to move to afterwards. */
 export interface Transition<S extends string, A extends string> {
   readonly do: readonly A[];
@@ -150,8 +152,11 @@ export class Engine<S extends string, E extends string, A extends string, Arg = 
 
   async #run(): Promise<void> {
     this.#running = true;
+    // (A long run of events lets the event loop turn now and then: see Turns.)
+    const turns = new Turns();
     try {
       while (!this.stopped) {
+        if (turns.due) await turns.turn();
         const urgent = this.#urgent;
         if (urgent) {
           this.#urgent = undefined;

@@ -2,6 +2,7 @@ import { describe, it, expect } from "vitest";
 import { waitFor } from "../helpers/wait.js";
 
 import { Engine, STOPPED, toMermaid, type Actions, type EngineOptions, type Table } from "../../src/fsm/engine.js";
+import { TURN_EVERY_MS } from "../../src/fsm/turn.js";
 
 // A small made-up machine: protocol-like events are upper case (the wildcard may catch them),
 // internal events are lower case (it may not).
@@ -372,6 +373,29 @@ describe("engine", () => {
     await engine.idle();
     expect(log).toEqual(["a(f)", "throw", "pong(p)"]);
     expect(engine.stopped).toBe(false);
+  });
+
+  it("engine - a long run of events lets the event loop turn every TURN_EVERY_MS: a callback the loop runs is not held up until the queue is empty", async () => {
+    // Each event's action is synchronous and takes 2 ms; 50 of them are queued at once (100 ms of work).
+    let handled = 0;
+    const engine = new Engine<"on", "WORK", "work", number>(
+      { initial: "on", states: { on: { WORK: { do: ["work"] } } }, defaults: {} },
+      {
+        work: () => {
+          const until = performance.now() + 2;
+          while (performance.now() < until);
+          handled++;
+        },
+      },
+    );
+    let handledWhenTheLoopTurned: number | undefined;
+    setImmediate(() => (handledWhenTheLoopTurned = handled));
+    for (let i = 0; i < 50; i++) engine.post("WORK", i);
+    await engine.idle();
+    expect(handled).toBe(50);
+    // The loop turned once TURN_EVERY_MS of work was done (the event under way finished first), not
+    // after all 50: before Turns, the run went on to the end of the queue.
+    expect(handledWhenTheLoopTurned).toBeLessThanOrEqual(TURN_EVERY_MS / 2 + 1);
   });
 
   it("engine - trace reports the state, the event, each action and the new state", async () => {
