@@ -15,6 +15,7 @@ import { Outbox } from "./outbox.js";
 import { Fingerprints } from "./fingerprints.js";
 import { ServerSecurity, type ServerSecurityOptions } from "../security/server-security.js";
 import { endpointProblem } from "../endpoint.js";
+import { Turns } from "../fsm/turn.js";
 
 /** A peer without a session that sends garbage is answered (RTFM) and logged this often a minute, at most. */
 const STRANGER_ANSWERS = 16;
@@ -304,7 +305,13 @@ export class Server extends EventEmitter<ServerEvents> {
 
   async #read(): Promise<void> {
     try {
+      // (Messages already queued come without a turn of the event loop: see Turns.)
+      const turns = new Turns();
       for await (const [routingId, ...frames] of this.#router) {
+        if (turns.due) {
+          await turns.turn();
+          if (this.#closed) break;
+        }
         if (routingId === undefined) continue;
         try {
           this.#receive(routingId, frames);
