@@ -841,10 +841,10 @@ export class Mount extends EventEmitter<MountEvents> {
    */
   #cannotLookInto(dir: string, code: string): void {
     if (this.#closed || this.#unreadable.has(dir)) return;
-    const prefix = dir === this.root ? "" : this.#relative(dir) + "/";
-    const published = [...this.files.values()].some((file) => file.relative.startsWith(prefix));
+    const relative = this.#relative(dir);
+    const published = relative === "" ? this.files.size > 0 : this.#filesUnder.has(relative);
     if (published) this.emit("warning", new MountError(`cannot look into ${this.#shown(dir)} any more (${code}): what is in it is not taken for deleted`));
-    else this.#sayUnpublishable(`not published: "${this.#relative(dir) || "."}/" and what is in it: cannot read it (${code})`);
+    else this.#sayUnpublishable(`not published: "${relative || "."}/" and what is in it: cannot read it (${code})`);
     this.#unreadable.add(dir);
   }
 
