@@ -2,13 +2,19 @@
 // options; the drafts we use are set through the socket's generic integer setter. A libzmq built without
 // one refuses it (EINVAL): the setter then returns false and the socket keeps libzmq's default.
 
-import type { Socket } from "zeromq";
+import type { Context, Socket } from "zeromq";
 
 export const DraftOption = {
   /** ROUTER: deliver an empty message from a peer whose connection closed (ZMQ_NOTIFY_DISCONNECT = 2). */
   ROUTER_NOTIFY: 97,
   /** Bytes libzmq reads from a connection per recv() (8 KiB by default). */
   IN_BATCH_SIZE: 101,
+} as const;
+
+/** libzmq DRAFT context options: they apply to the sockets a context makes after they are set. */
+export const DraftContextOption = {
+  /** 1 (the default): a message that arrives whole within a receive batch points into the batch. */
+  ZERO_COPY_RECV: 10,
 } as const;
 
 interface IntegerOptions {
@@ -30,6 +36,25 @@ export function setDraftOption(socket: Socket, option: number, value: number): b
 export function draftOption(socket: Socket, option: number): number | undefined {
   try {
     return (socket as unknown as IntegerOptions).getInt32Option(option);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Set a draft context option; false if this libzmq does not have it. */
+export function setDraftContextOption(context: Context, option: number, value: number): boolean {
+  try {
+    (context as unknown as IntegerOptions).setInt32Option(option, value);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A draft context option's value as libzmq has it (for tests); undefined without the option. */
+export function draftContextOption(context: Context, option: number): number | undefined {
+  try {
+    return (context as unknown as IntegerOptions).getInt32Option(option);
   } catch {
     return undefined;
   }

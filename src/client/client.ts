@@ -18,7 +18,7 @@ import type { DecodeError } from "../protocol/errors.js";
 import { covers, normaliseVirtualPath, relativeTo } from "../paths.js";
 import { endpointProblem } from "../endpoint.js";
 import { Heartbeat } from "./heartbeat.js";
-import { setReceiveBatch } from "./receive-batch.js";
+import { copyOutOfBatches, setReceiveBatch } from "./receive-batch.js";
 import { buildCache } from "./cache.js";
 import { Inbox, InboxError, NotDurableError, RESUME_MIN_SIZE, RefetchError, SMALL_FILE, inTheWay, type IncomingFile } from "./inbox.js";
 import { isTreeHash, type PartialFile } from "./manifest.js";
@@ -371,6 +371,9 @@ export class Client extends EventEmitter<ClientEvents> {
     // subscriber holds for it (about 256 MB of 1,000,000-byte chunks; beyond that, TCP pushes back).
     // And no frame bigger than a server may make one (a 64 MiB chunk, the most ours allows, and its
     // headers): libzmq drops a peer that sends more rather than allocate whatever length it announces.
+    // Each small message copied out of libzmq's receive batch, so a frame not yet collected holds its own
+    // bytes and not the whole batch (receive-batch.ts). Set on the context, before the socket is made.
+    copyOutOfBatches();
     const socket = new Dealer({ linger: 0, receiveHighWaterMark: 256, maxMessageSize: MAX_FRAME_BYTES, ...dealerSecurityOptions(this.options.security) });
     // Read 256 KiB per recv() instead of 8 KiB: a batch of small files costs libzmq's I/O thread less.
     setReceiveBatch(socket);
