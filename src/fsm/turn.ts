@@ -3,7 +3,9 @@
 // An await on a promise that is already settled goes on at once, without the event loop. A run of them
 // (zeromq.js hands over a message that is already queued that way; the engine handles one event after
 // another, and small files are written synchronously) kept timers, signal handlers and I/O callbacks
-// waiting for as long as it lasted: see TURN_EVERY_MS.
+// waiting for as long as it lasted: see TURN_EVERY_MS. zeromq.js has a guard of its own, a count: after
+// 512 such receives on a socket the next waits for the loop. That bounds nothing in time: a subscriber
+// gets 64 small files per message, and a server may spend milliseconds on one request.
 
 /**
  * How long a run of work goes on before it lets the event loop turn. Measured on a subscriber of
