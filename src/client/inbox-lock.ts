@@ -20,8 +20,16 @@ export class InboxInUseError extends Error {
  * never through a symlink), then read by every subscriber of that inbox. One another user made is refused.
  */
 export function lockKey(keyFile: string, shown: string): string {
-  writeLockKey(keyFile, randomBytes(32).toString("hex"));
-  const key = openSync(keyFile, constants.O_RDONLY | constants.O_NOFOLLOW);
+  // Made only when missing: a subscriber restarted on a full disk must still get in (writing a new key
+  // every time, even one that would lose to the key already there, failed with ENOSPC).
+  let key: number;
+  try {
+    key = openSync(keyFile, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+    writeLockKey(keyFile, randomBytes(32).toString("hex"));
+    key = openSync(keyFile, constants.O_RDONLY | constants.O_NOFOLLOW);
+  }
   try {
     const stats = fstatSync(key);
     if (!stats.isFile() || (process.getuid && stats.uid !== process.getuid()) || (stats.mode & 0o077) !== 0) {
