@@ -699,6 +699,22 @@ export class Connection {
     // A file that changed while it was read went out marked so, to be dropped: not a file sent (its new
     // version follows, and is).
     if (!cursor.changed) this.host.sent(this.key, cursor.vpath, "create", cursor.sent);
+    else this.#sendAgain(cursor);
+  }
+
+  /**
+   * A file that went out marked changed goes again, from the start, if the mount still publishes the very
+   * version it was opened as. A new version (size or mtime moved) is published again by the watcher once
+   * stable, and replaces it in the queue; opening it meanwhile fails as changed and has the mount look
+   * again. But a change of the inode alone (its ctime: chmod, chown, a hard link, an xattr, a tool putting
+   * the access time back) is one the watcher never reports: without this the client, which dropped what
+   * it got, waited for a version that never came (a review).
+   */
+  #sendAgain(cursor: FileCursor): void {
+    const file = this.host.file(cursor.vpath);
+    if (file === undefined || this.#queue.has(cursor.vpath) || !this.wants(cursor.vpath)) return;
+    if (file.size === cursor.identity.size && file.mtimeMs === cursor.identity.mtimeMs) this.queue({ op: "create", file });
+    else this.host.recheck?.(cursor.vpath);
   }
 
   #setCaps(caps: Set<string>): void {

@@ -3,7 +3,7 @@
 
 import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
-import { mkdir, open, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { chmod, mkdir, open, rm, stat, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
@@ -1241,6 +1241,35 @@ describe("server with a scripted raw peer", () => {
     expect(sha256(after.data)).toBe(sha256(replacement));
     expect(after.hash).toBe((await fingerprintFile(file)).hash);
     expect(after.hash).not.toBe(before.hash);
+  });
+
+  it("server - a file whose inode alone changed while it was sent (chmod) goes out marked changed, then again whole with its hash", async () => {
+    const size = 3 * 1024 * 1024;
+    const content = randomBytes(size);
+    const { server, endpoint, dir } = await startServer({}, { files: { "big.bin": content } });
+    await published(server, 1);
+    const file = path.join(dir, "big.bin");
+    const p = peer(endpoint);
+    await p.open();
+    await subscribeWithCaps(p, "verify,delta,single");
+    await p.nom(1024 * 1024);
+    let got = 0;
+    while (got < 1024 * 1024) got += (await p.expect("CHEEZBURGER")).chunk.length;
+    // Only the ctime moves: the watcher says nothing of it (chokidar reports no change of mode here).
+    await chmod(file, 0o600);
+    await p.nom(64 * 1024 * 1024);
+    const eofs: Cheezburger[] = [];
+    const parts: Buffer[] = [];
+    while (eofs.length < 2) {
+      const m = await p.expect("CHEEZBURGER");
+      expect(m.filename).toBe("/big.bin");
+      if (eofs.length === 1) parts.push(Buffer.from(m.chunk));
+      if (m.eof === 1) eofs.push(m);
+    }
+    expect(eofs[0]!.headers.get("X-FMQ-Status")).toBe("changed");
+    expect(eofs[1]!.headers.get("X-FMQ-Status")).toBeUndefined();
+    expect(sha256(Buffer.concat(parts))).toBe(sha256(content));
+    expect(eofs[1]!.headers.get("X-FMQ-XXH64T")).toBe((await fingerprintFile(file)).hash);
   });
 
   it("server - an ICANHAZ cache of more than 200,000 entries is answered RTFM; the server serves on", async () => {
