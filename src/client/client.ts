@@ -20,7 +20,7 @@ import { endpointProblem } from "../endpoint.js";
 import { Heartbeat } from "./heartbeat.js";
 import { copyOutOfBatches, setReceiveBatch } from "./receive-batch.js";
 import { buildCache } from "./cache.js";
-import { Inbox, InboxError, NotDurableError, RESUME_MIN_SIZE, RefetchError, SMALL_FILE, inTheWay, type IncomingFile } from "./inbox.js";
+import { Inbox, InboxError, NotDurableError, RESUME_MIN_SIZE, RefetchError, SMALL_FILE, diskFull, inTheWay, type IncomingFile } from "./inbox.js";
 import { isTreeHash, type PartialFile } from "./manifest.js";
 import { clientMachine, type ClientAction, type ClientEvent, type ClientState } from "./machine.js";
 import { HandshakeWatcher, dealerSecurityOptions, type ClientSecurity } from "../security/client-socket.js";
@@ -618,13 +618,17 @@ export class Client extends EventEmitter<ClientEvents> {
       const code = (error as NodeJS.ErrnoException).code;
       // Out of space: keep what was received (a big file resumes from it once there is room again).
       const full = diskFull(code);
-      const held = this.#current?.vpath === vpath ? this.#current.file.length : 0;
-      const kept = this.#current?.vpath === vpath ? await this.#dropCurrent(full) : false;
+      // (Or it was complete, and could not be put in place: it may have been kept, see IncomingFile.finish.)
+      const finishing = this.#finishing?.vpath === vpath ? this.#finishing.file : undefined;
+      this.#finishing = undefined;
+      const held = this.#current?.vpath === vpath ? this.#current.file.length : (finishing?.length ?? 0);
+      const kept = this.#current?.vpath === vpath ? await this.#dropCurrent(full) : (finishing?.kept ?? false);
       // The rest of this transfer is ignored: one error per failed file, not one per chunk.
       this.#refused = vpath;
       let failure = error instanceof InboxError ? error : new InboxError(`${relative}: ${code ?? String(error)}`, relative);
       // (Not one in place already, whose directory could not be synced: its own words say that.)
       if (full && !(error instanceof NotDurableError)) failure = new InboxError(`${relative}: disk full (${code}); ${held} bytes received${kept ? ", kept to resume" : ""}`, relative);
+      else if (kept) failure = new InboxError(`${failure.message}; received whole, kept until it can be put in place`, relative, failure.code);
       this.#report(failure);
       if (error instanceof RefetchError) await this.#sendIcanhaz(vpath, "refetch");
       if (full) this.#resyncLater(sub.path);
@@ -680,7 +684,9 @@ export class Client extends EventEmitter<ClientEvents> {
       throw error;
     }
     try {
+      this.#finishing = current;
       await file.finish();
+      this.#finishing = undefined;
     } catch (error) {
       // In place but not made durable (its directory's fsync failed): it is there, so the manifest says
       // so (else a delete could never reach it); the failure is still reported, and no "delivered".
@@ -692,6 +698,9 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#deltasLeft.delete(current.vpath);
     this.#delivered({ path: file.relative, vpath: current.vpath, file: file.finalPath, size, received: file.received });
   }
+
+  /** The file whose finish is under way (or just failed). */
+  #finishing: { vpath: string; file: IncomingFile } | undefined;
 
   /** A file is in place and recorded (either way in): counted, kept for progress, and said. */
   #delivered(event: DeliveredEvent): void {
@@ -853,11 +862,6 @@ export class Client extends EventEmitter<ClientEvents> {
       // The socket was closed under us: a new session has its own reader.
     }
   }
-}
-
-/** Out of space (or over quota): what was received is kept, and the file is asked for again later. */
-function diskFull(code: string | undefined): boolean {
-  return code === "ENOSPC" || code === "EDQUOT";
 }
 
 /** Throws a ClientError if libzmq refuses to connect to `endpoint`, as found by a socket that is closed at once. */

@@ -162,6 +162,11 @@ export class IncomingFile {
   }
 
   async #finish(): Promise<void> {
+    // A big file received whole and verified that cannot be put in place now (a directory of its name in
+    // the way, a full disk) stays as the partial it is, recorded as resumable since its first byte: the
+    // next try takes it up at its end, and costs a read of it, not the whole download again (a review:
+    // a 10 GB file fetched again and again while a directory stood in its way).
+    const resumable = this.#resumable;
     try {
       if (this.#held) {
         writeWhole(this.partial, this.#held, this.#heldBytes, this.fsync, this.relative);
@@ -173,10 +178,15 @@ export class IncomingFile {
         this.handle = undefined;
       }
     } catch (error) {
-      await unlink(this.partialPath).catch(() => undefined);
+      await this.handle?.close().catch(() => undefined);
+      this.handle = undefined;
+      this.kept = resumable && diskFull((error as NodeJS.ErrnoException).code);
+      if (!this.kept) await unlink(this.partialPath).catch(() => undefined);
       throw deliveryError(error, this.relative);
     }
-    moveIntoPlace(this.partialPath, this.target.path, this.relative);
+    this.kept = resumable;
+    moveIntoPlace(this.partialPath, this.target.path, this.relative, resumable);
+    this.kept = false;
     this.#placed = true;
     if (this.fsync) {
       try {
@@ -188,6 +198,14 @@ export class IncomingFile {
         throw new NotDurableError(`${this.relative}: in place, but its directory could not be synced to disk (${code ?? String(error)}): a crash may still lose it`, this.relative, code);
       }
     }
+  }
+
+  /** finish failed and left the partial file for a later try. */
+  kept = false;
+
+  /** Its partial file is one a later transfer of the same version may take up (see Inbox.create). */
+  get #resumable(): boolean {
+    return this.#held === undefined && this.mode === "sequential" && this.identity !== undefined && this.identity.size >= RESUME_MIN_SIZE;
   }
 
   /** In place under its final name (finish got as far as the rename, even if what follows failed). */
@@ -533,7 +551,7 @@ export class Inbox {
         throw error;
       }
       try {
-        moveIntoPlace(partial.path, target.path, relative);
+        moveIntoPlace(partial.path, target.path, relative, false);
       } catch (error) {
         this.manifest.unplaced(relative);
         // (Its directory may have gone under us: the next file opens its way afresh.)
@@ -880,8 +898,11 @@ class PartialName {
   }
 }
 
-/** The atomic step of every delivery: the complete partial file takes the final name (or is removed). */
-function moveIntoPlace(partialPath: string, finalPath: string, relative: string): void {
+/**
+ * The atomic step of every delivery: the complete partial file takes the final name. If it cannot, the
+ * partial is removed, unless it is to be `kept` for a later try.
+ */
+function moveIntoPlace(partialPath: string, finalPath: string, relative: string, kept: boolean): void {
   try {
     try {
       renameSync(partialPath, finalPath);
@@ -893,9 +914,14 @@ function moveIntoPlace(partialPath: string, finalPath: string, relative: string)
       renameSync(partialPath, finalPath);
     }
   } catch (error) {
-    removeQuietly(partialPath);
+    if (!kept) removeQuietly(partialPath);
     throw deliveryError(error, relative);
   }
+}
+
+/** The error says the disk (or the user's quota) is full. */
+export function diskFull(code: string | undefined): boolean {
+  return code === "ENOSPC" || code === "EDQUOT";
 }
 
 function removeQuietly(file: string): void {

@@ -787,6 +787,25 @@ describe("a subscription whose cache cannot be built", () => {
     expect([...(await treeHashes(brokenInbox)).keys()]).toEqual(["held.bin"]);
   }, 30_000);
 
+  it("resync - a big file received whole with a directory in its way is kept, and put in place once the way is clear without being sent again", async () => {
+    const src = await tempDir();
+    const content = randomBytes(3 * 1024 * 1024 + 5);
+    await writeTree(src, { "big.bin": content });
+    const inbox = path.join(await tempDir(), "in");
+    await writeTree(inbox, { "big.bin/userfile": "mine" });
+    const pub = await startServer(src);
+    const sub = await startClient(pub.endpoint, inbox);
+    const refused = "big.bin: a directory has that name; received whole, kept until it can be put in place";
+    await waitFor(() => sub.errors.includes(refused), "big.bin refused and kept", 15_000);
+    expect(pub.bytes()).toBe(content.length);
+    await rm(path.join(inbox, "big.bin"), { recursive: true });
+    // The subscription is sent again 5 s after the refusal: the kept file is taken up at its last block.
+    await waitFor(() => sub.delivered.length === 1, "big.bin delivered", 15_000);
+    expect(sub.delivered[0]).toEqual({ path: "big.bin", size: content.length, received: content.length - 3 * 1024 * 1024 });
+    expect(createHash("sha256").update(await readFile(path.join(inbox, "big.bin"))).digest("hex")).toBe(createHash("sha256").update(content).digest("hex"));
+    expect(sub.errors).toEqual([refused]);
+  }, 30_000);
+
   it("resync - a timed resync that cannot be sent is reported, not an unhandled rejection", async () => {
     const rejections: unknown[] = [];
     const onRejection = (reason: unknown) => rejections.push(reason);
