@@ -655,11 +655,15 @@ export class Client extends EventEmitter<ClientEvents> {
     } catch (error) {
       await file.abandon();
       inbox.manifest.partialDropped(file.relative);
+      // A delta that ends without a hash, or short, cost a copy of the whole version held: as one left
+      // unfinished does (a review: ending each delta so, a server had us copy it again and again).
+      if (file.mode === "delta") this.#leftUnfinished(current.vpath);
       throw error;
     }
     if (expected !== undefined && fingerprint?.hash !== expected) {
       await file.abandon();
       inbox.manifest.partialDropped(file.relative);
+      if (file.mode === "delta") this.#leftUnfinished(current.vpath);
       this.#report(new InboxError(`${file.relative}: content does not match the server's hash; fetching it again`, file.relative));
       await this.#sendIcanhaz(current.vpath, "refetch");
       return;

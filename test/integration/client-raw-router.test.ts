@@ -1902,6 +1902,23 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(await readdir(path.join(inbox, ".fmq", "partial"))).toEqual([]);
   });
 
+  it("client - a server whose deltas of a file end with a wrong hash, or none, gets one copy of the version held, then asks for it whole", async () => {
+    const { r, h, rid } = await subscribedToRoot();
+    const data = randomBytes(3 * MiB);
+    await r.sendFile(rid, "/big.bin", data, { chunkSize: MiB, ending: "eof=1 on last data chunk", headers: identityHeaders(data.length, 1_700_000_000_000), eofHeaders: { "X-FMQ-XXH64T": await treeHash(data) } });
+    await nextDelivery(h, "/big.bin");
+    const base = await treeHash(data);
+    for (const eofHeaders of [{ "X-FMQ-XXH64T": "0123456789abcdef" }, {}] as Record<string, string>[]) {
+      const n = h.errors.length;
+      // A byte of delta (a copy of the whole version held, then read back to hash), ended at once.
+      await r.chunk(rid, { filename: "/big.bin", offset: 0, data: Buffer.from("x"), headers: { ...identityHeaders(data.length, 1_700_000_000_001), "X-FMQ-Base": base } });
+      await r.chunk(rid, { filename: "/big.bin", offset: data.length, eof: 1, headers: eofHeaders });
+      const [error] = await errorsAfter(h, n);
+      // The first: its hash does not match. The second is not begun at all (no copy).
+      expect(error!.message).toBe(eofHeaders["X-FMQ-XXH64T"] ? "big.bin: content does not match the server's hash; fetching it again" : "big.bin: a delta of it was begun and left unfinished before; fetching it whole");
+    }
+  });
+
   it("client - a server that begins deltas of a file and never finishes them gets one copy of the version held, then asks for it whole", async () => {
     // (Found by an audit: each delta's first chunk copies the whole version held; 40 chunks of 73 bytes
     // made a subscriber holding 256 MiB write 10 GiB.)
