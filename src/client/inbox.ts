@@ -662,7 +662,9 @@ export class Inbox {
     const reason = unsafeRelativeReason(relative);
     if (reason) throw new InboxError(`refused "${printable(relative)}": ${reason}`, relative);
     const segments = relative.split("/");
-    if (segments[0] === STATE_DIR) throw new InboxError(`refused "${printable(relative)}": reserved name`, relative);
+    // In any case: on a file system that ignores it (vfat, exfat, CIFS, ext4 casefold), ".FMQ" is our
+    // state directory too. (Where case counts, a server's ".FMQ" is refused all the same: a small loss.)
+    if (segments[0]!.toLowerCase() === STATE_DIR) throw new InboxError(`refused "${printable(relative)}": reserved name`, relative);
     const name = segments.pop()!;
     const dir = opts.thisTurn ? this.#dirThisTurn(segments, relative) : this.#walk(segments, opts.create !== false, relative);
     if (!dir) return undefined;

@@ -936,6 +936,9 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
         `${p}/.fmq/manifest.json.tmp`,
         `${p}/.fmq/partial/${partialName("ok/fine.bin")}`,
         `${p}/.fmq/new/x.txt`,
+        // The same, on a file system that ignores case (vfat, exfat, CIFS, ext4 casefold).
+        `${p}/.FMQ/manifest.json`,
+        `${p}/.Fmq/lock-key`,
         `${p}/link/pwned.txt`,
         `${p}/link/../pwned.txt`,
         `${p}/./dot.txt`,
