@@ -8,6 +8,7 @@
 
 import { isUtf8 } from "node:buffer";
 
+import { MAX_BATCH_FRAMES } from "./extensions.js";
 import { allocFrame } from "./frames.js";
 import { DecodeError, EncodeError } from "./errors.js";
 import type { DecodeErrorCode, EncodeErrorCode } from "./errors.js";
@@ -494,6 +495,9 @@ export function decodeBatch(frames: readonly Uint8Array[]): { ok: true; messages
     const result = decodeFrames(frames);
     return result.ok ? { ok: true, messages: [result.message] } : result;
   }
+  // (A server sends at most MAX_BATCH_FRAMES: one that sends more is not decoded frame by frame into the
+  // client's queue. libzmq has received the message whole by now: what it may cost there, see README.)
+  if (frames.length > MAX_BATCH_FRAMES) return { ok: false, error: new DecodeError("MULTI_FRAME", `a batch of ${frames.length} frames, more than ${MAX_BATCH_FRAMES}`) };
   const messages: Message[] = [];
   for (const frame of frames) {
     const result = decode(frame);

@@ -28,6 +28,9 @@ export const Capability = {
   BATCH: "batch",
 } as const;
 
+/** Most frames in one batch (capability "batch"): a batch of more is malformed as a whole. */
+export const MAX_BATCH_FRAMES = 64;
+
 /** CHEEZBURGER headers, on the first chunk of a transfer and on the final (eof) chunk. */
 export const Header = {
   /** The file's size on the server when the transfer began (decimal). */

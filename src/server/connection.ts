@@ -5,7 +5,7 @@ import { Engine, type Actions } from "../fsm/engine.js";
 import { SendCredit } from "../flow/credit.js";
 import { encode } from "../protocol/codec.js";
 import { MAX_DICTIONARY_ENTRIES, Operation, isMessageName, type Icanhaz, type Message, type Nom } from "../protocol/messages.js";
-import { Capability, LONG_NAME_KEY, SubscribeOption, isSha1Digest, parseCacheEntry } from "../protocol/extensions.js";
+import { Capability, LONG_NAME_KEY, MAX_BATCH_FRAMES, SubscribeOption, isSha1Digest, parseCacheEntry } from "../protocol/extensions.js";
 import type { DecodeError } from "../protocol/errors.js";
 import { covers, joinVirtual, normaliseVirtualPath, relativeTo, unsafeRelativeReason } from "../paths.js";
 import type { PublishedFile } from "../mount/mount.js";
@@ -78,7 +78,7 @@ type Patch =
  * Most small files sent in one step (and, to a client that says "batch", in one ZeroMQ message); a step
  * also stops at a chunk's worth of bytes, so a batch holds no more memory than a chunk.
  */
-const SMALL_RUN_FILES = 64;
+const SMALL_RUN_FILES = MAX_BATCH_FRAMES;
 
 /**
  * Deletes waiting to be sent, in one session, for names the client's caches list and the server does

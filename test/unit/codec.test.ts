@@ -2,7 +2,8 @@ import { describe, it, expect } from "vitest";
 import fc from "fast-check";
 
 import { golden } from "../../fixtures/frames.js";
-import { cheezburgerFrame, cheezburgerHeaderLength, decode, decodeFrames, encode } from "../../src/protocol/codec.js";
+import { cheezburgerFrame, cheezburgerHeaderLength, decode, decodeBatch, decodeFrames, encode } from "../../src/protocol/codec.js";
+import { MAX_BATCH_FRAMES } from "../../src/protocol/extensions.js";
 import type { DecodeResult } from "../../src/protocol/codec.js";
 import { DECODE_ERROR_REPLY, DecodeError, EncodeError } from "../../src/protocol/errors.js";
 import type { DecodeErrorCode, EncodeErrorCode } from "../../src/protocol/errors.js";
@@ -268,6 +269,15 @@ describe("codec malformed frames", () => {
     // v1 CHEEZBURGER carried its chunk as a second frame.
     expectDecodeError(decodeFrames([hex("AA A3 08"), ascii("chunk")]), "MULTI_FRAME");
     expect(expectDecoded(decodeFrames([ohai])).id).toBe("OHAI");
+  });
+
+  it("codec - decodeBatch: up to MAX_BATCH_FRAMES CHEEZBURGERs decode; one more makes the batch malformed as a whole", () => {
+    const frame = encode({ id: "CHEEZBURGER", sequence: 1n, operation: 1, filename: "/x", offset: 0n, eof: 1, headers: new Map(), chunk: Buffer.from("x") });
+    const full = decodeBatch(Array(MAX_BATCH_FRAMES).fill(frame));
+    expect(full.ok && full.messages.length).toBe(MAX_BATCH_FRAMES);
+    const over = decodeBatch(Array(MAX_BATCH_FRAMES + 1).fill(frame));
+    expect(over.ok).toBe(false);
+    if (!over.ok) expect(over.error.code).toBe("MULTI_FRAME");
   });
 });
 
