@@ -103,8 +103,12 @@ export class Manifest {
     try {
       text = readNoFollow(manifest.#snapshotPath).toString("utf8");
       manifest.#allowance = manifest.#foldAt = Math.max(JOURNAL_MIN_BYTES, text.length);
-    } catch {
-      // No snapshot yet (or none we may read, or a symlink: never followed): start from the journal.
+    } catch (error) {
+      // No snapshot yet: start from the journal. One there that cannot be read (EACCES, EIO, a symlink,
+      // never followed) is not taken for none: the next fold would write over it, and every record it
+      // holds would be lost (deletes made on the server would never reach those files). Said, and the
+      // inbox is not used until it can be read (a review: it was ignored silently).
+      unlessMissing(error, "manifest.json");
     }
     if (text !== undefined) {
       try {
@@ -133,8 +137,9 @@ export class Manifest {
     let journal: Buffer = Buffer.alloc(0);
     try {
       journal = readNoFollow(manifest.#journalPath);
-    } catch {
-      // No journal yet.
+    } catch (error) {
+      // No journal yet. (One that cannot be read: as for the snapshot.)
+      unlessMissing(error, "journal.jsonl");
     }
     // A torn last line (killed mid-append) is cut off below, or the next line appended would be glued to it.
     const whole = journal.lastIndexOf(0x0a) + 1;
@@ -457,6 +462,19 @@ function sameDelivered(a: Delivered, b: Delivered): boolean {
 /** A state directory named by its path (tests, tools): made again, path and all, if it went. */
 function pathPlace(dir: string): Place {
   return { join: (name) => path.join(dir, name), restore: () => mkdirSync(dir, { recursive: true }) };
+}
+
+/** Throws a ManifestError unless `error` says the state file `name` is not there. */
+function unlessMissing(error: unknown, name: string): void {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === "ENOENT") return;
+  const why = code === "ELOOP" ? "it is a symlink" : (code ?? String(error));
+  throw new ManifestError(`the inbox's ${STATE_DIR}/${name} cannot be read (${why}): nothing is changed; the inbox is used again once it can be read`);
+}
+
+/** The manifest's own files are there and cannot be read. */
+export class ManifestError extends Error {
+  override name = "ManifestError";
 }
 
 /** A whole file, never through a symlink at its name. */

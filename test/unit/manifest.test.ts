@@ -2,10 +2,10 @@
 // never makes a later record unreadable.
 
 import { readFileSync, statSync } from "node:fs";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { lstat, mkdir, readFile, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { Manifest } from "../../src/client/manifest.js";
+import { Manifest, ManifestError } from "../../src/client/manifest.js";
 import { tempDir } from "../helpers/tmp.js";
 
 const entry = (size: number) => ({ vpath: `/f${size}`, size, hash: "0123456789abcdef" });
@@ -48,6 +48,22 @@ describe("manifest", () => {
     const none: string[] = [];
     (await Manifest.load(fresh, (message) => none.push(message))).close();
     expect(none).toEqual([]);
+  });
+
+  it("manifest - a snapshot or journal there that cannot be read (a symlink, a directory) refuses the load, and is left as it was to be written over later", async () => {
+    for (const name of ["manifest.json", "journal.jsonl"]) {
+      for (const kind of ["symlink", "directory"] as const) {
+        const dir = await stateDir();
+        const target = path.join(dir, "..", "elsewhere.json");
+        await writeFile(target, '{"version":1,"files":{},"partials":{}}');
+        if (kind === "symlink") await symlink(target, path.join(dir, name));
+        else await mkdir(path.join(dir, name));
+        const load = Manifest.load(dir);
+        await expect(load, `${name} a ${kind}`).rejects.toThrow(ManifestError);
+        await expect(load).rejects.toThrow(kind === "symlink" ? `the inbox's .fmq/${name} cannot be read (it is a symlink): nothing is changed` : `the inbox's .fmq/${name} cannot be read (EISDIR)`);
+        expect((await lstat(path.join(dir, name)))[kind === "symlink" ? "isSymbolicLink" : "isDirectory"]()).toBe(true);
+      }
+    }
   });
 
   it("manifest - everything the manifest itself records loads back as it was, with nothing taken for garbled", async () => {
