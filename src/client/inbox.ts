@@ -11,7 +11,7 @@ import { closeSync, constants, fsyncSync, lstatSync, openSync, renameSync, rmdir
 import { copyFile, lstat, mkdir, open, readdir, realpath, stat, unlink, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { PARTIAL_SUFFIX, UNPRINTABLE, unsafeRelativeReason } from "../paths.js";
-import { BLOCK_SIZE, BlockHasher, fingerprintFile, hashPrefix, xxh, type Fingerprint } from "../digest/blocks.js";
+import { BLOCK_SIZE, BlockHasher, READ_FLAGS, fingerprintFile, hashPrefix, xxh, type Fingerprint } from "../digest/blocks.js";
 import type { XXHashAPI } from "xxhash-wasm";
 import { Manifest, STATE_DIR, type Delivered, type PartialFile } from "./manifest.js";
 import { HeldDirectory, type Place } from "./held-directory.js";
@@ -613,7 +613,7 @@ export class Inbox {
         this.manifest.removed(relative);
         throw new InboxError(`${relative}: not a regular file, not deleted`, relative);
       }
-      const same = existing.size === held.size && (held.hash === undefined || (await fingerprintFile(target.path).catch(() => undefined))?.hash === held.hash);
+      const same = existing.size === held.size && (held.hash === undefined || (await heldFingerprint(target.path))?.hash === held.hash);
       if (!same) {
         this.manifest.removed(relative);
         return "kept";
@@ -793,7 +793,7 @@ export class Inbox {
           target !== undefined &&
           stats?.isFile() === true &&
           stats.size === entry.size &&
-          (entry.hash === undefined || (await fingerprintFile(target.path).catch(() => undefined))?.hash === entry.hash);
+          (entry.hash === undefined || (await heldFingerprint(target.path))?.hash === entry.hash);
         if (placed) this.manifest.delivered(name, entry);
         else this.manifest.unplaced(name);
       } finally {
@@ -919,6 +919,15 @@ function moveIntoPlace(partialPath: string, finalPath: string, relative: string,
     if (!kept) removeQuietly(partialPath);
     throw deliveryError(error, relative);
   }
+}
+
+/**
+ * The fingerprint of a file in the inbox at `file` (its name just found a regular file by lstat), or
+ * undefined if it cannot be read as one. Never through a symlink put at the name since the lstat: the
+ * subscriber (root, maybe) would read whatever it leads to, anywhere (a review).
+ */
+async function heldFingerprint(file: string): Promise<Fingerprint | undefined> {
+  return fingerprintFile(file, undefined, undefined, READ_FLAGS | constants.O_NOFOLLOW).catch(() => undefined);
 }
 
 /** The error says the disk (or the user's quota) is full. */

@@ -119,8 +119,8 @@ function notRegular(file: string): Error {
 }
 
 /** Open `file` to read it, and its size: a regular file only (anything else is closed and refused). */
-export async function openRegular(file: string): Promise<{ handle: FileHandle; size: number }> {
-  const handle = await open(file, READ_FLAGS);
+export async function openRegular(file: string, flags = READ_FLAGS): Promise<{ handle: FileHandle; size: number }> {
+  const handle = await open(file, flags);
   try {
     const stats = await handle.stat();
     if (!stats.isFile()) throw notRegular(file);
@@ -131,11 +131,14 @@ export async function openRegular(file: string): Promise<{ handle: FileHandle; s
   }
 }
 
-/** Fingerprint the first `length` bytes of a regular file (all of it by default), reading block by block. */
-export async function fingerprintFile(file: string, length?: number, signal?: AbortSignal): Promise<Fingerprint> {
+/**
+ * Fingerprint the first `length` bytes of a regular file (all of it by default), reading block by block.
+ * (`flags`: READ_FLAGS and O_NOFOLLOW where a symlink at the name must not be followed.)
+ */
+export async function fingerprintFile(file: string, length?: number, signal?: AbortSignal, flags = READ_FLAGS): Promise<Fingerprint> {
   const xx = await xxh();
   const hasher = new BlockHasher(xx);
-  const { handle, size } = await openRegular(file);
+  const { handle, size } = await openRegular(file, flags);
   try {
     await hashPrefix(handle, hasher, length ?? size, signal);
   } finally {

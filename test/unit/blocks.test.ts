@@ -3,11 +3,12 @@
 // way, and a file shorter than promised is an error.
 
 import { randomBytes } from "node:crypto";
-import { open, writeFile } from "node:fs/promises";
+import { constants } from "node:fs";
+import { open, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { BLOCK_SIZE, BlockHasher, fingerprintFile, fingerprintFileSync, hashPrefix, xxh } from "../../src/digest/blocks.js";
+import { BLOCK_SIZE, BlockHasher, READ_FLAGS, fingerprintFile, fingerprintFileSync, hashPrefix, xxh } from "../../src/digest/blocks.js";
 import { tempDir } from "../helpers/tmp.js";
 
 async function inMemory(data: Buffer, pieces: number[], kept = false): Promise<string> {
@@ -48,6 +49,15 @@ describe("fingerprints", () => {
         { numRuns: 10 },
       );
     }
+  });
+
+  it("blocks - with O_NOFOLLOW, a symlink at the name is refused (ELOOP), not followed; without, followed", async () => {
+    const dir = await tempDir();
+    const target = path.join(dir, "outside.bin");
+    await writeFile(target, randomBytes(1000));
+    await symlink(target, path.join(dir, "link.bin"));
+    await expect(fingerprintFile(path.join(dir, "link.bin"), undefined, undefined, READ_FLAGS | constants.O_NOFOLLOW)).rejects.toThrow(/ELOOP/);
+    expect((await fingerprintFile(path.join(dir, "link.bin"))).hash).toBe((await fingerprintFile(target)).hash);
   });
 
   it("blocks - a prefix: hashing the first N bytes equals hashing those bytes; a file shorter than N is an error", async () => {
