@@ -1905,7 +1905,7 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(await readdir(path.join(inbox, ".fmq", "partial"))).toEqual([]);
   });
 
-  it("client - a server whose deltas of a file end with a wrong hash, or none, gets one copy of the version held, then asks for it whole", async () => {
+  it("client - a server whose deltas of a file end with a wrong hash, or none, gets one copy of the version held, then asks for it whole; a delta without the file's size is not delivered", async () => {
     const { r, h, rid } = await subscribedToRoot();
     const data = randomBytes(3 * MiB);
     await r.sendFile(rid, "/big.bin", data, { chunkSize: MiB, ending: "eof=1 on last data chunk", headers: identityHeaders(data.length, 1_700_000_000_000), eofHeaders: { "X-FMQ-XXH64T": await treeHash(data) } });
@@ -1920,6 +1920,18 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
       // The first: its hash does not match. The second is not begun at all (no copy).
       expect(error!.message).toBe(eofHeaders["X-FMQ-XXH64T"] ? "big.bin: content does not match the server's hash; fetching it again" : "big.bin: a delta of it was begun and left unfinished before; fetching it whole");
     }
+    // A delta that says no size: its hash may be right, the size it ends at is not known; not delivered.
+    const other = randomBytes(3 * MiB);
+    await r.sendFile(rid, "/other.bin", other, { chunkSize: MiB, ending: "eof=1 on last data chunk", headers: identityHeaders(other.length, 1_700_000_000_000), eofHeaders: { "X-FMQ-XXH64T": await treeHash(other) } });
+    await nextDelivery(h, "/other.bin");
+    const changed = Buffer.from(other);
+    changed[7] = changed[7]! ^ 0xff;
+    const n = h.errors.length;
+    await r.chunk(rid, { filename: "/other.bin", offset: 0, data: changed.subarray(0, BLOCK_SIZE), headers: { "X-FMQ-Base": await treeHash(other) } });
+    await r.chunk(rid, { filename: "/other.bin", offset: changed.length, eof: 1, headers: { "X-FMQ-XXH64T": await treeHash(changed) } });
+    const [error] = await errorsAfter(h, n);
+    expect(error!.message).toBe("other.bin: a delta without the file's size; fetching it whole");
+    expect(h.delivered.filter((d) => d.vpath === "/other.bin")).toHaveLength(1);
   });
 
   it("client - a server that begins deltas of a file and never finishes them gets one copy of the version held, then asks for it whole", async () => {
