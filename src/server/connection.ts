@@ -56,6 +56,14 @@ export interface ConnectionHost {
   warn(message: string): void;
   /** What waits in this client's machine grew or shrank by `delta` bytes (the server's sum across clients). */
   pendingChanged?: (delta: number) => void;
+  /** Deletes waiting for names caches listed that the server does not have, across all clients (see MAX_GONE_NAMES_TOTAL). */
+  readonly goneNames?: GoneNames;
+}
+
+/** Deletes waiting for names a cache listed and the server does not have: how many, and their names' length. */
+export interface GoneNames {
+  count: number;
+  bytes: number;
 }
 
 /** What one file of a subscription's plan comes to (patch: nothing to send when undefined). */
@@ -87,6 +95,13 @@ const SMALL_RUN_FILES = MAX_BATCH_FRAMES;
  */
 const MAX_GONE_NAMES = MAX_DICTIONARY_ENTRIES;
 const MAX_GONE_NAME_BYTES = 32 * 1024 * 1024;
+/**
+ * The same, across all clients: each such delete costs the server about 150 bytes besides its name, so
+ * one session's bound is some 60-80 MB of heap, and 60 clients at it took more than a Node heap holds
+ * (a review). Past this, deletes for the rest wait for those clients' next sessions.
+ */
+export const MAX_GONE_NAMES_TOTAL = 2 * MAX_GONE_NAMES;
+export const MAX_GONE_NAME_BYTES_TOTAL = 2 * MAX_GONE_NAME_BYTES;
 const MiB = 1024 * 1024;
 
 /** The name of `vpath` under `path` as a cache lists it (joinVirtual(path, name) === vpath), if any. */
@@ -251,6 +266,7 @@ export class Connection {
 
   async close(): Promise<void> {
     this.engine.stop();
+    this.#dropGoneNames();
     await this.#closeCursor();
   }
 
@@ -268,7 +284,7 @@ export class Connection {
     this.#setCaps(new Set());
     this.#holdings.clear();
     this.#retained.clear();
-    this.#goneNames = { count: 0, bytes: 0, said: false };
+    this.#dropGoneNames();
     void this.#closeCursor();
   }
 
@@ -404,13 +420,23 @@ export class Connection {
       else if (!this.#queue.has(vpath)) {
         // Bounded: a client may list names we never had, cache after cache, and their deletes wait behind
         // a file it gives no credit for. Past the bound the rest wait for its next session.
+        const all = this.host.goneNames;
         if (this.#goneNames.count >= MAX_GONE_NAMES || this.#goneNames.bytes + vpath.length > MAX_GONE_NAME_BYTES) {
           if (!this.#goneNames.said) this.host.warn(`client ${this.key}: its caches list more than ${MAX_GONE_NAMES} names, or ${MAX_GONE_NAME_BYTES / MiB} MiB of names, that are not on this server: deletes for the rest wait for its next session`);
           this.#goneNames.said = true;
           break;
         }
+        if (all && (all.count >= MAX_GONE_NAMES_TOTAL || all.bytes + vpath.length > MAX_GONE_NAME_BYTES_TOTAL)) {
+          if (!this.#goneNames.said) this.host.warn(`client ${this.key}: deletes waiting for names not on this server come to more than ${MAX_GONE_NAMES_TOTAL} names, or ${MAX_GONE_NAME_BYTES_TOTAL / MiB} MiB of names, across all clients: deletes for the rest wait for its next session`);
+          this.#goneNames.said = true;
+          break;
+        }
         this.#goneNames.count++;
         this.#goneNames.bytes += vpath.length;
+        if (all) {
+          all.count++;
+          all.bytes += vpath.length;
+        }
         this.#queue.set(vpath, { op: "delete", vpath, gone: true });
       }
     }
@@ -457,6 +483,21 @@ export class Connection {
     if (patch.op !== "delete" || !patch.gone) return;
     this.#goneNames.count--;
     this.#goneNames.bytes -= patch.vpath.length;
+    const all = this.host.goneNames;
+    if (all) {
+      all.count--;
+      all.bytes -= patch.vpath.length;
+    }
+  }
+
+  /** This session's deletes for names the server does not have are dropped (a new session, or the end). */
+  #dropGoneNames(): void {
+    const all = this.host.goneNames;
+    if (all) {
+      all.count -= this.#goneNames.count;
+      all.bytes -= this.#goneNames.bytes;
+    }
+    this.#goneNames = { count: 0, bytes: 0, said: false };
   }
 
   /** `file` to send whole, after what waits already, unless the backlog holds it still (`backlogged`). */
@@ -485,7 +526,8 @@ export class Connection {
     }
     const entry = parseCacheEntry(value);
     if (!entry) return { op: "create", file };
-    if (entry.blocks !== undefined && entry.hash !== undefined) this.#holdings.set(file.vpath, { hash: entry.hash, blocks: entry.blocks });
+    // (Kept only where a delta may follow, as #holdings says: a file of more than one block.)
+    if (entry.blocks !== undefined && entry.hash !== undefined && file.size > BLOCK_SIZE) this.#holdings.set(file.vpath, { hash: entry.hash, blocks: entry.blocks });
     // rsync's quick check: same size and mtime is the same file. Unless the mount saw this file's mtime
     // set back (lookAlike: the client may hold another content of that size and mtime): then its hash
     // decides, computed now if need be (big files were fingerprinted when published; small ones are
@@ -736,6 +778,7 @@ export class Connection {
 
   #terminate(): void {
     this.engine.stop();
+    this.#dropGoneNames();
     void this.#closeCursor();
     this.host.forget(this.key);
   }

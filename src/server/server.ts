@@ -10,7 +10,7 @@ import { decodeFrames } from "../protocol/codec.js";
 import { encode } from "../protocol/codec.js";
 import { covers, overlaps } from "../paths.js";
 import { Mount, type PublishedFile } from "../mount/mount.js";
-import { Connection, reasonOf, type ConnectionHost } from "./connection.js";
+import { Connection, reasonOf, type ConnectionHost, type GoneNames } from "./connection.js";
 import { Outbox } from "./outbox.js";
 import { Fingerprints } from "./fingerprints.js";
 import { ServerSecurity, type ServerSecurityOptions } from "../security/server-security.js";
@@ -132,6 +132,8 @@ export class Server extends EventEmitter<ServerEvents> {
   readonly #connections = new Map<string, Connection>();
   /** Bytes of messages from all clients waiting in their machines (see maxPendingTotalBytes). */
   #pendingTotal = 0;
+  /** Deletes waiting, across clients, for names their caches listed and no mount has (bounded). */
+  readonly #goneNames: GoneNames = { count: 0, bytes: 0 };
   readonly #host: ConnectionHost;
   readonly #security: ServerSecurity | undefined;
   #expiryTimer: NodeJS.Timeout | undefined;
@@ -191,6 +193,7 @@ export class Server extends EventEmitter<ServerEvents> {
       subscribed: (client, path) => server.emit("subscribed", { client, path }),
       warn: (message) => server.emit("warning", message),
       pendingChanged: (delta) => (server.#pendingTotal += delta),
+      goneNames: this.#goneNames,
       ...(this.options.trace ? { trace: this.options.trace } : {}),
     };
   }

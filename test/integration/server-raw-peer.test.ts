@@ -1342,6 +1342,48 @@ describe("server with a scripted raw peer", () => {
     }
   });
 
+  it("server - deletes waiting for cached names the server never had are bounded across clients too (64 MiB of names); clients that go give their share back", async () => {
+    // (A review: each client's bound alone let 60 such clients take more than a Node heap holds.)
+    const { server, endpoint, warnings } = await startServer({}, { files: { "big.bin": randomBytes(100_000) } });
+    await published(server, 1);
+    const long = `/${Array(16).fill("d".repeat(249)).join("/")}`;
+    const bound = Math.floor((64 * 1024 * 1024) / (long.length + "/c0-0000".length));
+    const hung: Dealer[] = [];
+    /** A client that reads nothing, listing 7,000 names (28 MiB, within its own bound) it says it holds. */
+    const listing = async (c: number) => {
+      const socket = new Dealer({ linger: 0, receiveHighWaterMark: 1 });
+      hung.push(socket);
+      socket.connect(endpoint);
+      await socket.send(encode({ id: "OHAI", protocol: "FILEMQ", version: 2 }));
+      const cache = new Map(Array.from({ length: 7000 }, (_, i) => [`c${c}-${String(i).padStart(4, "0")}`, ""] as const));
+      await socket.send(encode({ id: "ICANHAZ", path: long, options: new Map(), cache }));
+    };
+    const acrossAll = () => warnings.filter((w) => /across all clients: deletes for the rest wait/.test(w)).length;
+    let most = 0;
+    const watching = setInterval(() => (most = Math.max(most, server.queuedFiles)), 5);
+    try {
+      // Three times 7,000 would be 21,000 deletes of 4 KiB names waiting; 64 MiB of names is 16,743.
+      for (let c = 0; c < 3; c++) await listing(c);
+      await waitFor(() => acrossAll() >= 1 && server.queuedFiles > bound - 1000, "the bound across clients reached", DEADLINE);
+      // (Less what went into the pipes: the sockets' queues and the kernel's buffers hold hundreds.)
+      expect(most).toBeLessThanOrEqual(bound + 3);
+      expect(warnings.filter((w) => /not on this server/.test(w))).toHaveLength(acrossAll());
+      // Two clients go: their shares are free again, and a new client's 7,000 all wait, with no warning.
+      const said = acrossAll();
+      hung[0]!.close();
+      hung[1]!.close();
+      await waitFor(() => server.clients === 1, "two clients forgotten", DEADLINE);
+      const left = server.queuedFiles;
+      await listing(3);
+      await waitFor(() => server.queuedFiles >= left + 6000, "the new client's deletes queued", DEADLINE);
+      expect(acrossAll()).toBe(said);
+      expect(most).toBeLessThanOrEqual(bound + 3);
+    } finally {
+      clearInterval(watching);
+      for (const socket of hung) socket.close();
+    }
+  });
+
   it("server - what a subscriber waits for costs the server a pointer per file: 100 clients subscribed to 5,000 files without credit", async () => {
     // (Found by an audit: a patch and a map entry per file per client, 2.3 MiB per client for 20,000
     // files; the default max-clients of 10,000 would have held 23 GB.)
