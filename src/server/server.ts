@@ -160,7 +160,13 @@ export class Server extends EventEmitter<ServerEvents> {
     });
     this.#security?.watch(this.#router);
     // A closed connection is forgotten at once (its file, read-ahead and queue freed), not at expiry.
-    setDraftOption(this.#router, DraftOption.ROUTER_NOTIFY, ZMQ_NOTIFY_DISCONNECT);
+    const notified = setDraftOption(this.#router, DraftOption.ROUTER_NOTIFY, ZMQ_NOTIFY_DISCONNECT);
+    // Logins are tied to connections by these notices (ServerSecurity.closed): without them, a login would
+    // outlive its connection, and a later connection given the same routing id would inherit it.
+    if (!notified && this.#security) {
+      this.#router.close();
+      throw new ServerError("this libzmq cannot report closed connections (ZMQ_ROUTER_NOTIFY, a draft option): refusing to serve with security, whose logins depend on it");
+    }
     // (Urgent, as every event that ends a dialogue: handled at the next step, not after a run of them.)
     this.#outbox = new Outbox(this.#router, (key) => this.#connections.get(key)?.engine.post("expired", undefined, { urgent: true }));
     const server = this;
