@@ -267,6 +267,7 @@ export class Connection {
   async close(): Promise<void> {
     this.engine.stop();
     this.#dropGoneNames();
+    this.#waiting = undefined;
     await this.#closeCursor();
   }
 
@@ -285,6 +286,7 @@ export class Connection {
     this.#holdings.clear();
     this.#retained.clear();
     this.#dropGoneNames();
+    this.#waiting = undefined;
     void this.#closeCursor();
   }
 
@@ -556,11 +558,18 @@ export class Connection {
     return file.target === undefined || this.host.mayRead?.(this.key, file.target) !== false;
   }
 
-  /** Resume, delta, or whole: decided when the file's turn comes, with the file as it is then. */
-  async #transferPlan(patch: Patch & { op: "create" }): Promise<TransferPlan> {
+  /**
+   * Resume, delta, or whole: decided when the file's turn comes, with the file as it is then. A promise
+   * only where it asks the file's fingerprint (a delta may be due).
+   */
+  #transferPlan(patch: Patch & { op: "create" }): TransferPlan | Promise<TransferPlan> {
     if (patch.resumeAt !== undefined) return { start: patch.resumeAt };
     const held = this.#holdings.get(patch.file.vpath);
     if (!this.#caps.has(Capability.DELTA) || !held || patch.file.size <= BLOCK_SIZE) return {};
+    return this.#deltaPlan(patch, held);
+  }
+
+  async #deltaPlan(patch: Patch & { op: "create" }, held: Holding): Promise<TransferPlan> {
     const now = await this.host.fingerprints.fingerprint(patch.file.absolute).catch(() => undefined);
     if (!now || !sameIdentity(now.version, patch.file)) return {};
     const blocks = changedBlocks(now.fingerprint.blocks, held.blocks);
@@ -570,7 +579,7 @@ export class Connection {
   }
 
   #checkForClientData(): void {
-    if (this.#cursor === undefined && this.#queue.size === 0 && this.#backlogHead() === undefined) this.engine.next("finished", undefined);
+    if (this.#cursor === undefined && this.#waiting === undefined && this.#queue.size === 0 && this.#backlogHead() === undefined) this.engine.next("finished", undefined);
     else this.engine.next("send chunk", undefined);
   }
 
@@ -579,6 +588,8 @@ export class Connection {
     await this.host.below(this.key, this.host.maxQueuedMessages);
     if (this.engine.stopped) return;
     if (this.#cursor === undefined) {
+      // (Still waiting for what the last step needed: nothing else goes first.)
+      if (this.#waiting) return this.engine.raise("not ready", undefined);
       // No file is opened (nor read ahead) for a client that has granted no credit: idle clients cost little.
       const first = this.#peekPatch();
       if (first?.op === "create" && first.file.size > 0 && this.#credit.available <= 0) return this.engine.raise("no credit", undefined);
@@ -593,10 +604,17 @@ export class Connection {
         this.host.sent(this.key, patch.vpath, "delete", 0);
         return;
       }
-      this.#cursor = await this.#openCursor(patch);
+      // A delta is planned from the file's fingerprint, which may be coming from the worker (behind other
+      // files): wait for it outside this step (see "not ready").
+      const plan = this.#transferPlan(patch);
+      if (plan instanceof Promise) return this.#notReady(plan.then((planned) => this.#openCursor(patch, planned)));
+      this.#cursor = await this.#openCursor(patch, plan);
       if (this.#cursor === undefined) return;
     }
     const cursor = this.#cursor;
+    // All sent but the eof chunk, which carries the fingerprint the worker is computing: likewise.
+    const due = cursor.fingerprintDue();
+    if (due) return this.#notReady(due.then(() => cursor));
     const chunk = await this.#next(cursor);
     if (this.engine.stopped || chunk === null) return;
     if (chunk === undefined) return this.engine.raise("no credit", undefined);
@@ -629,7 +647,11 @@ export class Connection {
       let cursor = this.#openSmall(patch, xx);
       let chunk: ChunkFrame | null | undefined = cursor?.nextWhole(this.#credit.available);
       if (!chunk) {
-        if (cursor === null) cursor = await this.#openCursor(patch);
+        if (cursor === null) {
+          // (A file read whole big enough for a delta is rare: its plan is awaited here, as before.)
+          const plan = this.#transferPlan(patch);
+          cursor = await this.#openCursor(patch, plan instanceof Promise ? await plan : plan);
+        }
         if (this.engine.stopped) return void (await cursor?.close()); // (#openCursor closed what it opened)
         chunk = cursor && (await this.#next(cursor));
         if (this.engine.stopped) return void (await cursor?.close());
@@ -681,10 +703,36 @@ export class Connection {
     }
   }
 
+  /**
+   * The next step waits for `ready` (a cursor to go on with, opened or the one in hand): the machine goes
+   * back to "ready", where the client's messages are answered (HUGZ: a client hearing nothing for seconds
+   * starts a new session, and a resumed big file is hashed again from its start each time), and is told
+   * "dispatch" once it is there. Nothing else is sent meanwhile: the queue's order stands.
+   */
+  #notReady(ready: Promise<FileCursor | undefined>): void {
+    const waiting = ready.then(
+      (cursor) => {
+        if (this.#waiting !== waiting) return void cursor?.close();
+        this.#waiting = undefined;
+        this.#cursor = cursor;
+        this.engine.post("dispatch", undefined, { coalesce: true });
+      },
+      () => {
+        if (this.#waiting === waiting) this.#waiting = undefined;
+        this.engine.post("dispatch", undefined, { coalesce: true });
+      },
+    );
+    this.#waiting = waiting;
+    this.#cursor = undefined;
+    this.engine.raise("not ready", undefined);
+  }
+  /** What the next step waits for (see #notReady); a new session or the end forgets it. */
+  #waiting: Promise<void> | undefined;
+
   /** Open a file to send; undefined if it cannot go now (changed since it was published, gone, unreadable). */
-  async #openCursor(patch: Patch & { op: "create" }): Promise<FileCursor | undefined> {
+  async #openCursor(patch: Patch & { op: "create" }, plan: TransferPlan): Promise<FileCursor | undefined> {
     try {
-      const opened = await FileCursor.open(patch.file.absolute, patch.file.vpath, this.#cursorOptions, await this.#transferPlan(patch), patch.file);
+      const opened = await FileCursor.open(patch.file.absolute, patch.file.vpath, this.#cursorOptions, plan, patch.file);
       // Closed (dropped, expired) while the file was opening: nobody else will close it.
       if (this.engine.stopped) return void (await opened.close());
       return opened;
@@ -779,6 +827,7 @@ export class Connection {
   #terminate(): void {
     this.engine.stop();
     this.#dropGoneNames();
+    this.#waiting = undefined;
     void this.#closeCursor();
     this.host.forget(this.key);
   }

@@ -156,6 +156,31 @@ export class FileCursor {
     this.#offset = ranges[0]?.[0] ?? identity.size;
     this.#readOffset = this.#offset;
     this.#limit = identity.size;
+    if (known instanceof Promise) known.then(() => (this.#knownSettled = true), () => (this.#knownSettled = true));
+  }
+
+  /** The fingerprint coming in the background (`known`, a promise) is there, or failed. */
+  #knownSettled = false;
+
+  /**
+   * What the eof chunk waits for, if that is all that is left to send and it is not there yet: the
+   * fingerprint computed in the background (in a worker that may have other files to read first).
+   * The connection waits for it outside its machine's step, so that the client's messages are answered
+   * meanwhile (see Connection: "not ready").
+   */
+  fingerprintDue(): Promise<unknown> | undefined {
+    if (!this.options.extensions || !(this.known instanceof Promise) || this.#knownSettled) return undefined;
+    return this.#ahead.length === 0 && !this.#moreToRead() ? this.known : undefined;
+  }
+
+  /** Is any of the ranges to send still to be read? (What #fill would read next; it reads nothing itself.) */
+  #moreToRead(): boolean {
+    if (!this.handle || this.#closed) return false;
+    for (let r = this.#readRange; r < this.#ranges.length; r++) {
+      const [start, end] = this.#ranges[r]!;
+      if ((r === this.#readRange ? this.#readOffset : start) < Math.min(end, this.#limit)) return true;
+    }
+    return false;
   }
 
   /**

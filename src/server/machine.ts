@@ -22,6 +22,8 @@ export type ServerEvent =
   | "send chunk"
   /** Raised by "send next chunk": data is due but the client has granted no credit. */
   | "no credit"
+  /** Raised by "send next chunk": the next step waits for a fingerprint still being computed. */
+  | "not ready"
   /** Raised by "check for client data": nothing is queued for this client. */
   | "finished"
   /** The client said nothing for the expiry period. */
@@ -73,6 +75,9 @@ export const serverMachine: Table<ServerState, ServerEvent, ServerAction> = {
     dispatching: {
       "send chunk": { do: ["send next chunk", "check for client data"] },
       "no credit": { do: [], next: "ready" },
+      // What the next step needs is being computed elsewhere (a fingerprint, in the worker): wait in
+      // "ready", where the client's messages are answered; "dispatch" is posted once it is there.
+      "not ready": { do: [], next: "ready" },
       finished: { do: ["report caught up"], next: "caught up" },
       dispatch: { do: [] },
     },
