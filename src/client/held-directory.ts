@@ -5,7 +5,7 @@
 // our descriptor lands in the very directory we opened and checked, whatever is done to its path since.
 // Linux; where /proc/self/fd is missing, the real path is used, and the checks made at open are all.
 
-import { closeSync, constants, existsSync, fchmodSync, fstatSync, mkdirSync, openSync } from "node:fs";
+import { closeSync, constants, existsSync, fchmodSync, fstatSync, fsyncSync, mkdirSync, openSync } from "node:fs";
 import path from "node:path";
 
 const THROUGH_DESCRIPTOR = existsSync("/proc/self/fd");
@@ -17,6 +17,8 @@ const OPEN_DIRECTORY = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_
 export interface Place {
   join(name: string): string;
   restore(): void;
+  /** Make the directory's entries durable (fsync it). */
+  sync(): void;
 }
 
 export class HeldDirectory {
@@ -61,6 +63,11 @@ export class HeldDirectory {
   /** `name` in this directory (a plain name, or a relative path whose directories the caller trusts). */
   join(name: string): string {
     return `${this.path}/${name}`;
+  }
+
+  /** fsync the directory: its entries (a file renamed into it) survive a crash. */
+  sync(): void {
+    fsyncSync(this.#fd);
   }
 
   /**

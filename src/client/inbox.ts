@@ -168,6 +168,9 @@ export class IncomingFile {
     // a 10 GB file fetched again and again while a directory stood in its way).
     const resumable = this.#resumable;
     try {
+      // (With fsync, a small file held in memory is written through the thread pool like a big one:
+      // its fsync there, not on the event loop, one file after another. A review.)
+      if (this.#held && this.fsync) await this.#spill();
       if (this.#held) {
         writeWhole(this.partial, this.#held, this.#heldBytes, this.fsync, this.relative);
         this.#held = undefined;
@@ -330,6 +333,10 @@ class InboxDirectories implements Place {
     return this.state.join(name);
   }
 
+  sync(): void {
+    this.state.sync();
+  }
+
   /** Make again whatever was removed, and what was inside it (and hold the new directories). */
   restore(): void {
     let remade = false;
@@ -431,6 +438,8 @@ export class Inbox {
     }
     try {
       const manifest = await Manifest.load(dirs, options.problem);
+      // With --fsync, what the manifest says is as durable as the files it speaks of.
+      manifest.durable = options.fsync === true;
       const inbox = new Inbox(root, manifest, dirs, options, await xxh(), lock);
       dirs.onRestore = () => inbox.#endTurn();
       await inbox.#sweepPartials();

@@ -13,7 +13,7 @@
 // hash). The journal is folded into a new snapshot once it is as long as the snapshot (so a big tree is
 // not written out again every few thousand files), and on close.
 
-import { closeSync, constants, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, constants, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
 import { lstat } from "node:fs/promises";
 import path from "node:path";
 import type { Place } from "./held-directory.js";
@@ -87,6 +87,13 @@ export class Manifest {
   /** Journal lines not written yet (written at the end of this turn of the event loop). */
   #unwritten = "";
   #flushScheduled = false;
+
+  /**
+   * Each write of the journal and the snapshot is made durable (fsync, and the state directory after a
+   * snapshot's rename): the subscriber's --fsync. Without it a power loss (not a kill) could lose the
+   * records of files that were themselves on disk, and deletes would never reach them (a review).
+   */
+  durable = false;
 
   private constructor(
     private readonly place: Place,
@@ -281,8 +288,11 @@ export class Manifest {
         rmSync(temp, { force: true });
         throw error;
       }
+      if (this.durable) fsyncSync(fd);
       closeSync(fd);
       renameSync(temp, this.#snapshotPath);
+      // (Durable: the new snapshot's name must be on disk before the journal it replaces is emptied.)
+      if (this.durable) this.place.sync();
       if (this.#journal !== undefined) ftruncateSync(this.#journal, 0);
       this.#journalSize = 0;
       this.#allowance = this.#foldAt = Math.max(JOURNAL_MIN_BYTES, bytes.length);
@@ -315,6 +325,7 @@ export class Manifest {
     const size = this.#journalSize;
     try {
       writeAll(this.#journal, text);
+      if (this.durable) fsyncSync(this.#journal);
     } catch (error) {
       try {
         ftruncateSync(this.#journal, size);
@@ -461,7 +472,18 @@ function sameDelivered(a: Delivered, b: Delivered): boolean {
 
 /** A state directory named by its path (tests, tools): made again, path and all, if it went. */
 function pathPlace(dir: string): Place {
-  return { join: (name) => path.join(dir, name), restore: () => mkdirSync(dir, { recursive: true }) };
+  return {
+    join: (name) => path.join(dir, name),
+    restore: () => mkdirSync(dir, { recursive: true }),
+    sync: () => {
+      const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+      try {
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    },
+  };
 }
 
 /** Throws a ManifestError unless `error` says the state file `name` is not there. */

@@ -262,6 +262,7 @@ describe("manifest", () => {
         attempts++;
         throw new Error("no room");
       },
+      sync: () => undefined,
     };
     const manifest = await Manifest.load(place);
     // 12,000 files, 24,000 lines, about 9 MiB of journal: folds are due from 4 MiB on. (A fold every
