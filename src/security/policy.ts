@@ -119,6 +119,19 @@ const BUSY: Verdict = { ok: false, reason: "too many password checks at once", b
 /** Checked against for an unknown user, so that its refusal takes as long as a wrong password's. */
 const DUMMY_HASH = `scrypt$${SCRYPT.N}$${SCRYPT.r}$${SCRYPT.p}$${Buffer.alloc(16).toString("base64")}$${Buffer.alloc(SCRYPT.keylen).toString("base64")}`;
 
+/** A hash of nobody's password with the costliest scrypt parameters among `hashes` (N × r × p; DUMMY_HASH's at least). */
+function costliest(hashes: readonly string[]): string {
+  let best = DUMMY_HASH;
+  const cost = (hash: string) => {
+    const [, N, r, p] = hash.split("$");
+    return Number(N) * Number(r) * Number(p);
+  };
+  for (const hash of hashes) if (cost(hash) > cost(best)) best = hash;
+  const [, N, r, p, salt, expected] = best.split("$") as [string, string, string, string, string, string];
+  // (Its salt and key replaced: the same cost, and no account's password matches it.)
+  return `scrypt$${N}$${r}$${p}$${Buffer.alloc(Buffer.from(salt, "base64").length).toString("base64")}$${Buffer.alloc(Buffer.from(expected, "base64").length).toString("base64")}`;
+}
+
 async function verifyHash(password: string, hash: string): Promise<boolean> {
   const [, N, r, p, salt, expected] = hash.split("$") as [string, string, string, string, string, string];
   const want = Buffer.from(expected, "base64");
@@ -140,12 +153,19 @@ export class Access {
   readonly #anonymousMounts: readonly string[] | undefined;
   /** Some account's password is a scrypt hash (see #login). */
   readonly #hashed: boolean;
+  /**
+   * What an unknown user's password is checked against, so that a refusal takes as long as a wrong
+   * password: a hash with the costliest parameters any account's hash has (with fixed parameters, accounts
+   * hashed at a higher cost answered measurably slower, telling which users exist; a review).
+   */
+  readonly #dummyHash: string;
 
   constructor(readonly policy: AccessPolicy) {
     this.mechanism = policy.mechanism;
     for (const key of policy.allow ?? []) this.#allowed.add(z85Decode(key).toString("hex"));
     for (const account of policy.accounts ?? []) this.#accounts.set(account.user, account);
     this.#hashed = [...this.#accounts.values()].some((account) => account.passwordHash !== undefined);
+    this.#dummyHash = costliest([...this.#accounts.values()].flatMap((account) => (account.passwordHash !== undefined ? [account.passwordHash] : [])));
     const listed = this.#allowed.size > 0 || this.#accounts.size > 0;
     this.anonymous = policy.anonymous ?? (policy.mechanism === "null" || (policy.mechanism === "curve" && !listed));
     this.#anonymousMounts = policy.anonymousMounts;
@@ -178,7 +198,7 @@ export class Access {
     if (!account) {
       if (user === ANONYMOUS && this.anonymous) return ok(ANONYMOUS);
       // As long as a wrong password takes (when accounts have hashes): a refusal must not tell which users exist.
-      if (this.#hashed && (await checks.run(() => verifyHash(password, DUMMY_HASH))) === "busy") return BUSY;
+      if (this.#hashed && (await checks.run(() => verifyHash(password, this.#dummyHash))) === "busy") return BUSY;
       return { ok: false, reason: `unknown user "${user.slice(0, 64)}"` };
     }
     // (A password that verified before costs no check, and never waits behind others' checks.)
