@@ -382,7 +382,9 @@ export class Server extends EventEmitter<ServerEvents> {
     }
     if (!connection) {
       if (this.#connections.size >= this.options.maxClients) {
-        this.#send(key, routingId, encode({ id: "RTFM", reason: "server full" }));
+        // (A few answers a minute per peer, as for garbage: a peer sending frame after frame to a full
+        // server would have as many RTFM queued for it. A review.)
+        if (!this.#strangerHeardOf(key)) this.#send(key, routingId, encode({ id: "RTFM", reason: "server full" }));
         return;
       }
       connection = new Connection(key, routingId, this.#host);

@@ -513,6 +513,16 @@ describe("server with a scripted raw peer", () => {
     await a.expect("RTFM");
   });
 
+  it("server - a full server answers a peer's OHAI after OHAI a few times a minute, not each one", async () => {
+    const { endpoint } = await startServer({ maxClients: 1 });
+    const a = peer(endpoint);
+    await a.open();
+    const b = peer(endpoint);
+    for (let i = 0; i < 40; i++) await b.ohai();
+    for (let i = 0; i < 16; i++) expect((await b.expect("RTFM")).reason).toMatch(/full/);
+    await b.expectSilence(300);
+  });
+
   it("server - late joiner: files already present (nested, empty, binary) all arrive, chunked correctly", async () => {
     const binary = randomBytes(200_000);
     binary[0] = 0;
