@@ -411,6 +411,10 @@ export class Client extends EventEmitter<ClientEvents> {
    */
   async #sendIcanhaz(path: string, kind: IcanhazKind = "subscribe"): Promise<void> {
     const refetch = kind === "refetch";
+    // (Its cache is built with awaits: if a new session begins meanwhile, this request is not for it. Sent
+    // on the new socket, the server's answer to it was taken for the answer to that session's first
+    // request, and every answer after was matched to the wrong path; a review.)
+    const session = this.#requestsSession;
     // A file asked for again once until the server answers; and only so many at once: a server sending
     // file after file that fails its check must not make us hold (and send) a request for each.
     if (refetch) {
@@ -451,6 +455,7 @@ export class Client extends EventEmitter<ClientEvents> {
       [SubscribeOption.RESYNC, "1"],
       [SubscribeOption.CAPABILITIES, [Capability.VERIFY, Capability.DELTA, Capability.SINGLE, Capability.BATCH].join(",")],
     ]);
+    if (session !== this.#requestsSession) return;
     this.#heldBack.push({ path, kind, frame: encode({ id: "ICANHAZ", path, options, cache }) });
     this.#sendHeldBack();
   }
@@ -485,7 +490,10 @@ export class Client extends EventEmitter<ClientEvents> {
   #forgetRequests(): void {
     this.#awaitingReply = [];
     this.#heldBack = [];
+    this.#requestsSession++;
   }
+  /** Counts #forgetRequests: a request built across one belongs to a session that is over. */
+  #requestsSession = 0;
 
   #processChunk(message: Cheezburger): void | Promise<void> {
     // Count credit for every chunk, wanted or not: otherwise client and server disagree and the
