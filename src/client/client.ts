@@ -692,6 +692,8 @@ export class Client extends EventEmitter<ClientEvents> {
     // Recorded before the rename, so that a kill in between cannot leave it in place unknown.
     try {
       inbox.manifest.aboutToPlace(file.relative, entry);
+      // (--fsync: its placing line on disk before the rename, or a power loss could leave it in place unknown.)
+      if (inbox.manifest.durable) await inbox.manifest.synced();
     } catch (error) {
       // (A full disk, most likely: the file waits, resumable, for the next try; its handle is closed.)
       inbox.manifest.unplaced(file.relative);

@@ -628,6 +628,8 @@ export class Inbox {
         return "kept";
       }
       await unlink(target.path);
+      // (--fsync: the delete on disk before its record, or a power loss could bring the file back unknown.)
+      if (this.options.fsync) await syncDirectory(target.directory).catch(() => undefined);
       this.manifest.removed(relative);
     } finally {
       target.release();
@@ -671,9 +673,11 @@ export class Inbox {
     const reason = unsafeRelativeReason(relative);
     if (reason) throw new InboxError(`refused "${printable(relative)}": ${reason}`, relative);
     const segments = relative.split("/");
-    // In any case: on a file system that ignores it (vfat, exfat, CIFS, ext4 casefold), ".FMQ" is our
-    // state directory too. (Where case counts, a server's ".FMQ" is refused all the same: a small loss.)
-    if (segments[0]!.toLowerCase() === STATE_DIR) throw new InboxError(`refused "${printable(relative)}": reserved name`, relative);
+    // In any case, and with any trailing dots and spaces: on a file system that ignores case (vfat, exfat,
+    // CIFS, ext4 casefold) ".FMQ" is our state directory too, and vfat, exfat and SMB drop trailing dots
+    // (and SMB spaces) when they look a name up: ".fmq." is it too (a review). (Where names are taken as
+    // they are, a server's ".FMQ" or ".fmq." is refused all the same: a small loss.)
+    if (segments[0]!.replace(/[. ]+$/, "").toLowerCase() === STATE_DIR) throw new InboxError(`refused "${printable(relative)}": reserved name`, relative);
     const name = segments.pop()!;
     const dir = opts.thisTurn ? this.#dirThisTurn(segments, relative) : this.#walk(segments, opts.create !== false, relative);
     if (!dir) return undefined;
@@ -937,6 +941,12 @@ function moveIntoPlace(partialPath: string, finalPath: string, relative: string,
  */
 async function heldFingerprint(file: string): Promise<Fingerprint | undefined> {
   return fingerprintFile(file, undefined, undefined, READ_FLAGS | constants.O_NOFOLLOW).catch(() => undefined);
+}
+
+/** fsync a directory (its entries), through the thread pool. */
+async function syncDirectory(directory: string): Promise<void> {
+  const dir = await open(directory, "r");
+  await dir.sync().finally(() => dir.close());
 }
 
 /** The error says the disk (or the user's quota) is full. */

@@ -13,7 +13,7 @@
 // hash). The journal is folded into a new snapshot once it is as long as the snapshot (so a big tree is
 // not written out again every few thousand files), and on close.
 
-import { closeSync, constants, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, constants, fstatSync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
 import { lstat } from "node:fs/promises";
 import path from "node:path";
 import type { Place } from "./held-directory.js";
@@ -282,13 +282,13 @@ export class Manifest {
         // All of it, or an error before the rename: a full disk can make a write short rather than fail,
         // and a torn snapshot renamed over the good one would lose every record (its journal is emptied).
         writeAll(fd, bytes);
+        if (this.durable) fsyncSync(fd);
       } catch (error) {
         // (What was written of it would only take the room a full disk lacks.)
         closeSync(fd);
         rmSync(temp, { force: true });
         throw error;
       }
-      if (this.durable) fsyncSync(fd);
       closeSync(fd);
       renameSync(temp, this.#snapshotPath);
       // (Durable: the new snapshot's name must be on disk before the journal it replaces is emptied.)
@@ -325,7 +325,6 @@ export class Manifest {
     const size = this.#journalSize;
     try {
       writeAll(this.#journal, text);
-      if (this.durable) fsyncSync(this.#journal);
     } catch (error) {
       try {
         ftruncateSync(this.#journal, size);
@@ -337,6 +336,23 @@ export class Manifest {
     this.#journalSize += text.length;
     this.#unwritten = "";
     this.#failing = false;
+    // Durable: made so in the thread pool, not on the event loop (one fsync a turn, and one per file
+    // placed, would hold it up for each). What must be on disk before a step (a placing line before its
+    // rename) is waited for with synced().
+    if (this.durable) this.#synced = this.#sync();
+  }
+
+  /** With `durable`: resolves once what flush() has written so far is on disk. */
+  synced(): Promise<void> {
+    return this.#synced;
+  }
+  #synced: Promise<void> = Promise.resolve();
+
+  #sync(): Promise<void> {
+    const journal = this.#journal;
+    if (journal === undefined) return Promise.resolve();
+    // (An fsync that fails is let be: the lines stay written, in the page cache, as without --fsync.)
+    return new Promise<void>((resolve) => fsync(journal, () => resolve()));
   }
   /** The journal's length (ours alone to write: one subscriber per inbox). */
   #journalSize = 0;

@@ -939,6 +939,9 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
         // The same, on a file system that ignores case (vfat, exfat, CIFS, ext4 casefold).
         `${p}/.FMQ/manifest.json`,
         `${p}/.Fmq/lock-key`,
+        // And with trailing dots or spaces, which vfat, exfat and SMB drop when they look a name up.
+        `${p}/.fmq./manifest.json`,
+        `${p}/.FMQ.. /lock-key`,
         `${p}/link/pwned.txt`,
         `${p}/link/../pwned.txt`,
         `${p}/./dot.txt`,
