@@ -163,7 +163,7 @@ export class Server extends EventEmitter<ServerEvents> {
     const notified = setDraftOption(this.#router, DraftOption.ROUTER_NOTIFY, ZMQ_NOTIFY_DISCONNECT);
     // Logins are tied to connections by these notices (ServerSecurity.closed): without them, a login would
     // outlive its connection, and a later connection given the same routing id would inherit it.
-    if (!notified && this.#security) {
+    if (!notified && this.#security && this.#security.options.policy.mechanism !== "null") {
       this.#router.close();
       throw new ServerError("this libzmq cannot report closed connections (ZMQ_ROUTER_NOTIFY, a draft option): refusing to serve with security, whose logins depend on it");
     }

@@ -1396,13 +1396,13 @@ describe("server with a scripted raw peer", () => {
     const long = `/${Array(16).fill("d".repeat(249)).join("/")}`;
     const bound = Math.floor((64 * 1024 * 1024) / (long.length + "/c0-0000".length));
     const hung: Dealer[] = [];
-    /** A client that reads nothing, listing 7,000 names (28 MiB, within its own bound) it says it holds. */
+    /** A client that reads nothing, listing 8,000 names (32 MB, within its own bound) it says it holds. */
     const listing = async (c: number) => {
       const socket = new Dealer({ linger: 0, receiveHighWaterMark: 1 });
       hung.push(socket);
       socket.connect(endpoint);
       await socket.send(encode({ id: "OHAI", protocol: "FILEMQ", version: 2 }));
-      const cache = new Map(Array.from({ length: 7000 }, (_, i) => [`c${c}-${String(i).padStart(4, "0")}`, ""] as const));
+      const cache = new Map(Array.from({ length: 8000 }, (_, i) => [`c${c}-${String(i).padStart(4, "0")}`, ""] as const));
       await socket.send(encode({ id: "ICANHAZ", path: long, options: new Map(), cache }));
     };
     const acrossAll = () => warnings.filter((w) => /across all clients: deletes for the rest wait/.test(w)).length;
@@ -1411,7 +1411,7 @@ describe("server with a scripted raw peer", () => {
     let most = 0;
     const watching = setInterval(() => (most = Math.max(most, server.queuedFiles)), 5);
     try {
-      // Three times 7,000 would be 21,000 deletes of 4 KiB names waiting; 64 MiB of names is 16,743.
+      // Three times 8,000 would be 24,000 deletes of 4 KiB names waiting; 64 MiB of names is 16,743.
       for (let c = 0; c < 3; c++) await listing(c);
       // (Each ICANHAZ handled to its end: the three are handled by turns, and more than one may reach the bound.)
       await waitFor(() => subscribed === 3, "the three caches gone through", DEADLINE);
@@ -1420,7 +1420,7 @@ describe("server with a scripted raw peer", () => {
       // hundreds, up to 2,000 on a busy machine.)
       expect(most).toBeLessThanOrEqual(bound + 3);
       expect(warnings.filter((w) => /not on this server/.test(w))).toHaveLength(acrossAll());
-      // Two clients go: their shares are free again, and a new client's 7,000 all wait, with no warning.
+      // Two clients go: their shares are free again, and a new client's 8,000 all wait, with no warning.
       const said = acrossAll();
       hung[0]!.close();
       hung[1]!.close();
