@@ -22,10 +22,13 @@ interface IntegerOptions {
   getInt32Option(option: number): number;
 }
 
-/** Set a draft option (before the socket binds or connects); false if this libzmq does not have it. */
-export function setDraftOption(socket: Socket, option: number, value: number): boolean {
+/**
+ * Set a draft option of a socket (before it binds or connects: DraftOption) or of a context (before it
+ * makes the sockets it is for: DraftContextOption); false if this libzmq does not have it.
+ */
+export function setDraftOption(target: Socket | Context, option: number, value: number): boolean {
   try {
-    (socket as unknown as IntegerOptions).setInt32Option(option, value);
+    (target as unknown as IntegerOptions).setInt32Option(option, value);
     return true;
   } catch {
     return false;
@@ -33,28 +36,9 @@ export function setDraftOption(socket: Socket, option: number, value: number): b
 }
 
 /** A draft option's value as libzmq has it (for tests); undefined without the option. */
-export function draftOption(socket: Socket, option: number): number | undefined {
+export function draftOption(target: Socket | Context, option: number): number | undefined {
   try {
-    return (socket as unknown as IntegerOptions).getInt32Option(option);
-  } catch {
-    return undefined;
-  }
-}
-
-/** Set a draft context option; false if this libzmq does not have it. */
-export function setDraftContextOption(context: Context, option: number, value: number): boolean {
-  try {
-    (context as unknown as IntegerOptions).setInt32Option(option, value);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** A draft context option's value as libzmq has it (for tests); undefined without the option. */
-export function draftContextOption(context: Context, option: number): number | undefined {
-  try {
-    return (context as unknown as IntegerOptions).getInt32Option(option);
+    return (target as unknown as IntegerOptions).getInt32Option(option);
   } catch {
     return undefined;
   }

@@ -19,7 +19,7 @@
 // of a batch is read straight into a buffer of its own either way, so big chunks are not copied).
 
 import { context as defaultContext, type Context, type Socket } from "zeromq";
-import { DraftContextOption, DraftOption, draftContextOption, draftOption, setDraftContextOption, setDraftOption } from "../zmq-draft.js";
+import { DraftContextOption, DraftOption, draftOption, setDraftOption } from "../zmq-draft.js";
 
 /** What we ask libzmq to read from a connection at a time. */
 export const RECEIVE_BATCH_BYTES = 256 * 1024;
@@ -41,11 +41,11 @@ export function receiveBatch(socket: Socket): number | undefined {
  * False if this libzmq does not have the option.
  */
 export function copyOutOfBatches(context: Context = defaultContext): boolean {
-  return setDraftContextOption(context, DraftContextOption.ZERO_COPY_RECV, 0);
+  return setDraftOption(context, DraftContextOption.ZERO_COPY_RECV, 0);
 }
 
 /** Whether `context` makes sockets that copy messages out of their batches (for tests); undefined without the option. */
 export function copiesOutOfBatches(context: Context = defaultContext): boolean | undefined {
-  const zeroCopy = draftContextOption(context, DraftContextOption.ZERO_COPY_RECV);
+  const zeroCopy = draftOption(context, DraftContextOption.ZERO_COPY_RECV);
   return zeroCopy === undefined ? undefined : zeroCopy === 0;
 }

@@ -25,6 +25,33 @@ afterEach(async () => {
 
 const sha256 = (data: Buffer) => createHash("sha256").update(data).digest("hex");
 
+/**
+ * The event loop's turns, counted by a chain of setImmediate callbacks (each runs on the next turn):
+ * `mark()` notes the turn something happened in; `most()` is the most things in one turn.
+ */
+function turnCounter() {
+  let turn = 0;
+  let counting = true;
+  const count = () => {
+    turn++;
+    if (counting) setImmediate(count);
+  };
+  setImmediate(count);
+  const marks: number[] = [];
+  return {
+    mark: () => void marks.push(turn),
+    get marked() {
+      return marks.length;
+    },
+    stop: () => void (counting = false),
+    most: () => {
+      const perTurn = new Map<number, number>();
+      for (const t of marks) perTurn.set(t, (perTurn.get(t) ?? 0) + 1);
+      return Math.max(...perTurn.values());
+    },
+  };
+}
+
 it("client - a flood of small files is written with the event loop turning every few milliseconds, not after the flood (timers, signals and the freeing of received frames wait for it)", async () => {
   const FILES = 6000;
   const source = await tempDir();
@@ -37,35 +64,23 @@ it("client - a flood of small files is written with the event loop turning every
   const publisher = startFmq(["publish", source, "--bind", endpoint, "--json", "--stable-ms", "0"]);
   await waitFor(() => publisher.events.filter((e) => e.event === "published").length >= FILES, `${FILES} files published`, 60_000, 20);
 
-  // The loop's turns, counted by a chain of setImmediate callbacks (each runs on the next turn).
-  let turn = 0;
-  let counting = true;
-  const count = () => {
-    turn++;
-    if (counting) setImmediate(count);
-  };
-  setImmediate(count);
-
+  const turns = turnCounter();
   const inbox = path.join(await tempDir(), "inbox");
   const client = new Client({ endpoint, inbox });
   closers.push(() => client.close());
-  const turnOfDelivery: number[] = [];
-  client.on("delivered", () => turnOfDelivery.push(turn));
+  client.on("delivered", turns.mark);
   await client.subscribe("/");
   client.connect();
   try {
-    await waitFor(() => turnOfDelivery.length >= FILES, `${FILES} deliveries`, 60_000, 20);
+    await waitFor(() => turns.marked >= FILES, `${FILES} deliveries`, 60_000, 20);
   } finally {
-    counting = false;
+    turns.stop();
   }
 
   // Files delivered within one turn of the loop, at most. Before Turns, the reader and the client's
   // machine went on from one message already queued to the next: here up to all 6,000 in one turn
   // (1.8 s with 20,000). Now a turn comes every 10 ms: a few hundred files at the most.
-  const perTurn = new Map<number, number>();
-  for (const t of turnOfDelivery) perTurn.set(t, (perTurn.get(t) ?? 0) + 1);
-  const most = Math.max(...perTurn.values());
-  expect(most).toBeLessThan(1000);
+  expect(turns.most()).toBeLessThan(1000);
 
   for (let i = 0; i < FILES; i++) {
     const name = `d${i % 10}/f${i}.txt`;
@@ -93,9 +108,10 @@ it("server - a flood of messages from one client is handled with the event loop 
   // the flood outruns it, so libzmq always has the next message queued. zeromq.js lets the loop turn
   // after 512 such receives (about 1,000 HUGZ here, with the HUGZ-OK sent back); our reader's turns
   // come every 10 ms, about 100 HUGZ at this cost.
+  const turns = turnCounter();
   const trace = (line: string) => {
     if (!line.endsWith(": HUGZ")) return;
-    turnOfHugz.push(turn);
+    turns.mark();
     const until = performance.now() + 0.1;
     while (performance.now() < until);
   };
@@ -103,15 +119,6 @@ it("server - a flood of messages from one client is handled with the event loop 
   closers.push(() => server.close());
   await server.publish(await tempDir(), "/");
   const endpoint = await server.bind(await tcpEndpoint());
-
-  let turn = 0;
-  let counting = true;
-  const count = () => {
-    turn++;
-    if (counting) setImmediate(count);
-  };
-  setImmediate(count);
-  const turnOfHugz: number[] = [];
 
   const flooder = spawn(process.execPath, ["--input-type=module", "-e", FLOODER], {
     cwd: path.resolve(import.meta.dirname, "../.."),
@@ -132,15 +139,12 @@ it("server - a flood of messages from one client is handled with the event loop 
     }
   });
   try {
-    await waitFor(() => turnOfHugz.length >= COUNT, `${COUNT} HUGZ handled`, 60_000, 20);
+    await waitFor(() => turns.marked >= COUNT, `${COUNT} HUGZ handled`, 60_000, 20);
   } finally {
-    counting = false;
+    turns.stop();
   }
 
   // Without the reader's turns: 1,025 HUGZ in one turn (zeromq.js's guard alone). With them, what one
   // 10 ms run handles, about 100.
-  const perTurn = new Map<number, number>();
-  for (const t of turnOfHugz) perTurn.set(t, (perTurn.get(t) ?? 0) + 1);
-  const most = Math.max(...perTurn.values());
-  expect(most).toBeLessThan(500);
+  expect(turns.most()).toBeLessThan(500);
 }, 120_000);
