@@ -1319,6 +1319,51 @@ describe("server with a scripted raw peer", () => {
     }
   });
 
+  it("server - a delta whose plan waits for the new version's fingerprint answers HUGZ meanwhile, then goes as changed blocks", async () => {
+    const content = randomBytes(3 * 1024 * 1024);
+    const { server, endpoint, dir } = await startServer({}, { files: { "big.bin": content } });
+    await published(server, 1);
+    const file = path.join(dir, "big.bin");
+    const p = peer(endpoint);
+    await p.open();
+    await subscribeWithCaps(p, "verify,delta,single");
+    await p.nom(64 * 1024 * 1024);
+    let base: string | undefined;
+    while (base === undefined) {
+      const m = await p.expect("CHEEZBURGER");
+      if (m.eof === 1) base = m.headers.get("X-FMQ-XXH64T");
+    }
+    // The new version's fingerprint, held: what a worker busy with other files looks like to the plan.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const lookup = vi.spyOn(Fingerprints.prototype, "lookup").mockImplementation(function (this: Fingerprints, absolute) {
+      return held.then(() => fingerprintFile(absolute));
+    });
+    try {
+      // The middle block rewritten in place: the client holds the rest.
+      const changed = Buffer.from(content);
+      randomBytes(1024 * 1024).copy(changed, 1024 * 1024);
+      await writeFile(file, changed);
+      await waitFor(() => lookup.mock.calls.length > 0, "the plan asking for the fingerprint", DEADLINE);
+      await p.send({ id: "HUGZ" });
+      await p.expect("HUGZ_OK", 3000);
+      release();
+      const chunks: Cheezburger[] = [];
+      for (;;) {
+        const m = await p.expect("CHEEZBURGER");
+        chunks.push(m);
+        if (m.eof === 1) break;
+      }
+      // A delta: the changed block alone, on the version the client holds.
+      expect(chunks[0]!.headers.get("X-FMQ-Base")).toBe(base);
+      expect(chunks.reduce((n, c) => n + c.chunk.length, 0)).toBe(1024 * 1024);
+      expect(chunks.at(-1)!.headers.get("X-FMQ-XXH64T")).toBe((await fingerprintFile(file)).hash);
+    } finally {
+      release();
+      lookup.mockRestore();
+    }
+  });
+
   it("server - an ICANHAZ cache of more than 200,000 entries is answered RTFM; the server serves on", async () => {
     const { server, endpoint, warnings } = await startServer({}, { files: { "a.txt": "a" } });
     await published(server, 1);
