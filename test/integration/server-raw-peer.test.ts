@@ -1135,6 +1135,29 @@ describe("server with a scripted raw peer", () => {
     await p.expect("ICANHAZ_OK");
   }
 
+  /**
+   * Fingerprints held back until `release()`: every lookup waits, then hashes the file. What a worker busy
+   * with other files looks like to a transfer. `restore()` puts the real lookup back.
+   */
+  function holdFingerprints() {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const lookup = vi.spyOn(Fingerprints.prototype, "lookup").mockImplementation(function (this: Fingerprints, absolute) {
+      return held.then(() => fingerprintFile(absolute));
+    });
+    return { lookup, release, restore: () => (release(), lookup.mockRestore()) };
+  }
+
+  /** A server publishing big.bin (`content`), and a peer subscribed to "/" with verify, delta and single. */
+  async function subscribedToBigFile(content: Buffer) {
+    const { server, endpoint, dir } = await startServer({}, { files: { "big.bin": content } });
+    await published(server, 1);
+    const p = peer(endpoint);
+    await p.open();
+    await subscribeWithCaps(p, "verify,delta,single");
+    return { server, dir, file: path.join(dir, "big.bin"), p };
+  }
+
   it("server - capability single: a file that fits one chunk comes as one CHEEZBURGER (data, eof=1, size, mtime, tree hash); without it, data then an empty eof chunk", async () => {
     const content = randomBytes(5000);
     const { server, endpoint, dir } = await startServer({}, { files: { "five.bin": content } });
@@ -1255,14 +1278,8 @@ describe("server with a scripted raw peer", () => {
   });
 
   it("server - a file whose inode alone changed while it was sent (chmod) goes out marked changed, then again whole with its hash", async () => {
-    const size = 3 * 1024 * 1024;
-    const content = randomBytes(size);
-    const { server, endpoint, dir } = await startServer({}, { files: { "big.bin": content } });
-    await published(server, 1);
-    const file = path.join(dir, "big.bin");
-    const p = peer(endpoint);
-    await p.open();
-    await subscribeWithCaps(p, "verify,delta,single");
+    const content = randomBytes(3 * 1024 * 1024);
+    const { file, p } = await subscribedToBigFile(content);
     await p.nom(1024 * 1024);
     let got = 0;
     while (got < 1024 * 1024) got += (await p.expect("CHEEZBURGER")).chunk.length;
@@ -1290,12 +1307,8 @@ describe("server with a scripted raw peer", () => {
     const { server, endpoint, dir } = await startServer({}, { files: { "big.bin": content } });
     await published(server, 1);
     const expected = (await fingerprintFile(path.join(dir, "big.bin"))).hash;
-    // The background pass, held: what a worker busy with other files looks like to this transfer.
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    const lookup = vi.spyOn(Fingerprints.prototype, "lookup").mockImplementation(function (this: Fingerprints, absolute) {
-      return held.then(() => fingerprintFile(absolute));
-    });
+    // The background pass, held.
+    const held = holdFingerprints();
     try {
       const p = peer(endpoint);
       await p.open();
@@ -1309,45 +1322,35 @@ describe("server with a scripted raw peer", () => {
       }
       await p.send({ id: "HUGZ" });
       await p.expect("HUGZ_OK", 3000);
-      release();
+      held.release();
       const eof = await p.expect("CHEEZBURGER");
       expect(eof.eof).toBe(1);
       expect(eof.headers.get("X-FMQ-XXH64T")).toBe(expected);
     } finally {
-      release();
-      lookup.mockRestore();
+      held.restore();
     }
   });
 
   it("server - a delta whose plan waits for the new version's fingerprint answers HUGZ meanwhile, then goes as changed blocks", async () => {
     const content = randomBytes(3 * 1024 * 1024);
-    const { server, endpoint, dir } = await startServer({}, { files: { "big.bin": content } });
-    await published(server, 1);
-    const file = path.join(dir, "big.bin");
-    const p = peer(endpoint);
-    await p.open();
-    await subscribeWithCaps(p, "verify,delta,single");
+    const { file, p } = await subscribedToBigFile(content);
     await p.nom(64 * 1024 * 1024);
     let base: string | undefined;
     while (base === undefined) {
       const m = await p.expect("CHEEZBURGER");
       if (m.eof === 1) base = m.headers.get("X-FMQ-XXH64T");
     }
-    // The new version's fingerprint, held: what a worker busy with other files looks like to the plan.
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    const lookup = vi.spyOn(Fingerprints.prototype, "lookup").mockImplementation(function (this: Fingerprints, absolute) {
-      return held.then(() => fingerprintFile(absolute));
-    });
+    // The new version's fingerprint, held.
+    const held = holdFingerprints();
     try {
       // The middle block rewritten in place: the client holds the rest.
       const changed = Buffer.from(content);
       randomBytes(1024 * 1024).copy(changed, 1024 * 1024);
       await writeFile(file, changed);
-      await waitFor(() => lookup.mock.calls.length > 0, "the plan asking for the fingerprint", DEADLINE);
+      await waitFor(() => held.lookup.mock.calls.length > 0, "the plan asking for the fingerprint", DEADLINE);
       await p.send({ id: "HUGZ" });
       await p.expect("HUGZ_OK", 3000);
-      release();
+      held.release();
       const chunks: Cheezburger[] = [];
       for (;;) {
         const m = await p.expect("CHEEZBURGER");
@@ -1359,8 +1362,7 @@ describe("server with a scripted raw peer", () => {
       expect(chunks.reduce((n, c) => n + c.chunk.length, 0)).toBe(1024 * 1024);
       expect(chunks.at(-1)!.headers.get("X-FMQ-XXH64T")).toBe((await fingerprintFile(file)).hash);
     } finally {
-      release();
-      lookup.mockRestore();
+      held.restore();
     }
   });
 
