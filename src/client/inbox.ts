@@ -7,7 +7,7 @@
 // someone who may write in the inbox could change in between.
 
 import { hash } from "node:crypto";
-import { closeSync, constants, fsyncSync, lstatSync, openSync, renameSync, rmdirSync, unlinkSync, writevSync } from "node:fs";
+import { closeSync, constants, lstatSync, openSync, renameSync, rmdirSync, unlinkSync, writevSync } from "node:fs";
 import { copyFile, lstat, mkdir, open, readdir, realpath, stat, unlink, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { PARTIAL_SUFFIX, UNPRINTABLE, unsafeRelativeReason } from "../paths.js";
@@ -172,7 +172,7 @@ export class IncomingFile {
       // its fsync there, not on the event loop, one file after another. A review.)
       if (this.#held && this.fsync) await this.#spill();
       if (this.#held) {
-        writeWhole(this.partial, this.#held, this.#heldBytes, this.fsync, this.relative);
+        writeWhole(this.partial, this.#held, this.#heldBytes, this.relative);
         this.#held = undefined;
       } else if (this.handle) {
         if (this.mode === "delta" && this.identity) await this.handle.truncate(this.identity.size);
@@ -187,14 +187,16 @@ export class IncomingFile {
       if (!this.kept) await unlink(this.partialPath).catch(() => undefined);
       throw deliveryError(error, this.relative);
     }
-    this.kept = resumable;
-    moveIntoPlace(this.partialPath, this.target.path, this.relative, resumable);
-    this.kept = false;
+    try {
+      moveIntoPlace(this.partialPath, this.target.path, this.relative, resumable);
+    } catch (error) {
+      this.kept = resumable;
+      throw error;
+    }
     this.#placed = true;
     if (this.fsync) {
       try {
-        const dir = await open(this.target.directory, "r");
-        await dir.sync().finally(() => dir.close());
+        await syncDirectory(this.target.directory);
       } catch (error) {
         // (The file is there: the user must hear that, and that a crash now may still lose it.)
         const code = (error as NodeJS.ErrnoException).code;
@@ -544,7 +546,7 @@ export class Inbox {
     // The partial first: writing it makes the inbox and its state directories again if they were removed
     // (rm -rf) while we ran, before the way to the file is opened from the inbox.
     const partial = this.#heldPartial();
-    writeWhole(partial, [data], data.length, false, relative);
+    writeWhole(partial, [data], data.length, relative);
     let target: Target;
     try {
       target = this.#resolve(relative, { thisTurn: true });
@@ -830,7 +832,7 @@ export class Inbox {
  * A small file held in memory, written to its partial file: one open, one gathered write, close (fsync
  * if asked). O_NOFOLLOW: never through a planted link. On failure the partial file is removed.
  */
-function writeWhole(partial: PartialName, pieces: readonly Uint8Array[], length: number, fsync: boolean, relative: string): void {
+function writeWhole(partial: PartialName, pieces: readonly Uint8Array[], length: number, relative: string): void {
   try {
     let fd: number;
     try {
@@ -845,7 +847,6 @@ function writeWhole(partial: PartialName, pieces: readonly Uint8Array[], length:
       while (written < length) {
         written += writevSync(fd, written === 0 ? pieces : [Buffer.concat(pieces).subarray(written)]);
       }
-      if (fsync) fsyncSync(fd);
     } finally {
       closeSync(fd);
     }

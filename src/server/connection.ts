@@ -434,12 +434,7 @@ export class Connection {
           this.#goneNames.said = true;
           break;
         }
-        this.#goneNames.count++;
-        this.#goneNames.bytes += vpath.length;
-        if (all) {
-          all.count++;
-          all.bytes += vpath.length;
-        }
+        this.#countGone(1, vpath.length);
         this.#queue.set(vpath, { op: "delete", vpath, gone: true });
       }
     }
@@ -483,24 +478,24 @@ export class Connection {
 
   /** A patch leaves the queue (sent or replaced): a delete for a name the cache listed is one fewer waiting. */
   #noLongerWaiting(patch: Patch): void {
-    if (patch.op !== "delete" || !patch.gone) return;
-    this.#goneNames.count--;
-    this.#goneNames.bytes -= patch.vpath.length;
-    const all = this.host.goneNames;
-    if (all) {
-      all.count--;
-      all.bytes -= patch.vpath.length;
-    }
+    if (patch.op === "delete" && patch.gone) this.#countGone(-1, -patch.vpath.length);
   }
 
   /** This session's deletes for names the server does not have are dropped (a new session, or the end). */
   #dropGoneNames(): void {
+    this.#countGone(-this.#goneNames.count, -this.#goneNames.bytes);
+    this.#goneNames.said = false;
+  }
+
+  /** Such deletes waiting, counted for this session and across all clients (the server's sum). */
+  #countGone(count: number, bytes: number): void {
+    this.#goneNames.count += count;
+    this.#goneNames.bytes += bytes;
     const all = this.host.goneNames;
     if (all) {
-      all.count -= this.#goneNames.count;
-      all.bytes -= this.#goneNames.bytes;
+      all.count += count;
+      all.bytes += bytes;
     }
-    this.#goneNames = { count: 0, bytes: 0, said: false };
   }
 
   /** `file` to send whole, after what waits already, unless the backlog holds it still (`backlogged`). */
@@ -651,11 +646,8 @@ export class Connection {
       let cursor = this.#openSmall(patch, xx);
       let chunk: ChunkFrame | null | undefined = cursor?.nextWhole(this.#credit.available);
       if (!chunk) {
-        if (cursor === null) {
-          // (A file read whole big enough for a delta is rare: its plan is awaited here, as before.)
-          const plan = this.#transferPlan(patch);
-          cursor = await this.#openCursor(patch, plan instanceof Promise ? await plan : plan);
-        }
+        // (A file read whole big enough for a delta is rare: its plan is awaited here, as before.)
+        if (cursor === null) cursor = await this.#openCursor(patch, await this.#transferPlan(patch));
         if (this.engine.stopped) return void (await cursor?.close()); // (#openCursor closed what it opened)
         chunk = cursor && (await this.#next(cursor));
         if (this.engine.stopped) return void (await cursor?.close());
@@ -840,10 +832,7 @@ export class Connection {
   }
 
   #terminate(): void {
-    this.engine.stop();
-    this.#dropGoneNames();
-    this.#waiting = undefined;
-    void this.#closeCursor();
+    void this.close();
     this.host.forget(this.key);
   }
 
