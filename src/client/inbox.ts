@@ -11,7 +11,8 @@ import { closeSync, constants, lstatSync, openSync, renameSync, rmdirSync, unlin
 import { copyFile, lstat, mkdir, open, readdir, realpath, stat, unlink, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { PARTIAL_SUFFIX, UNPRINTABLE, unsafeRelativeReason } from "../paths.js";
-import { BLOCK_SIZE, BlockHasher, READ_FLAGS, fingerprintFile, hashPrefix, xxh, type Fingerprint } from "../digest/blocks.js";
+import { BLOCK_SIZE, BlockHasher, fingerprintFile, hashPrefix, xxh, type Fingerprint } from "../digest/blocks.js";
+import { openRegular } from "../digest/open-regular.js";
 import type { XXHashAPI } from "xxhash-wasm";
 import { Manifest, STATE_DIR, type Delivered, type PartialFile } from "./manifest.js";
 import { HeldDirectory, type Place } from "./held-directory.js";
@@ -883,11 +884,11 @@ async function openPartial(partial: PartialName): Promise<FileHandle> {
  * there is refused, never written through). A reflink where the filesystem has them, else an in-kernel copy.
  */
 async function copyHeldVersion(finalPath: string, partial: PartialName): Promise<{ handle: FileHandle; size: number } | undefined> {
-  const source = await open(finalPath, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch(() => undefined);
-  if (!source) return undefined;
+  // (Only a regular file is opened at all: openRegular.)
+  const opened = await openRegular(finalPath).catch(() => undefined);
+  if (!opened) return undefined;
+  const { handle: source, stats } = opened;
   try {
-    const stats = await source.stat();
-    if (!stats.isFile()) return undefined;
     // (partial.path at each use, never kept across an await: see PartialName.)
     await unlink(partial.path).catch(() => undefined);
     await copyFile(`/proc/self/fd/${source.fd}`, partial.path, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
@@ -941,7 +942,7 @@ function moveIntoPlace(partialPath: string, finalPath: string, relative: string,
  * subscriber (root, maybe) would read whatever it leads to, anywhere (a review).
  */
 async function heldFingerprint(file: string): Promise<Fingerprint | undefined> {
-  return fingerprintFile(file, undefined, undefined, READ_FLAGS | constants.O_NOFOLLOW).catch(() => undefined);
+  return fingerprintFile(file).catch(() => undefined);
 }
 
 /** fsync a directory (its entries), through the thread pool. */

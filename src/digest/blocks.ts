@@ -3,9 +3,11 @@
 // only; the tree hash lets a receiver verify a file it assembled from several transfers (resumed, delta)
 // without anyone hashing it twice. XXH64 is for corruption, not for security (CURVE protects the wire).
 
-import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
-import { open, type FileHandle } from "node:fs/promises";
+import { closeSync, fstatSync, readSync } from "node:fs";
+import type { FileHandle } from "node:fs/promises";
 import xxhash, { type XXHashAPI } from "xxhash-wasm";
+import { openRegular, openRegularSync } from "./open-regular.js";
+import { sameVersion, versionOfStats, type Version } from "./version.js";
 
 /** Block size of fingerprints: a protocol constant of the extension, independent of the chunk size. */
 export const BLOCK_SIZE = 1024 * 1024;
@@ -108,39 +110,15 @@ export function fingerprintOf(xx: XXHashAPI, blocks: Buffer): Fingerprint {
 }
 
 /**
- * How fmq opens a file it reads (to send it, fingerprint it, digest it). O_NONBLOCK: a name swapped for a
- * FIFO since it was looked at (in a published tree, or an inbox, by whoever may write there) must fail at
- * once, not hold a thread in open() until a writer comes; a regular file reads the same with it.
- */
-export const READ_FLAGS = constants.O_RDONLY | constants.O_NONBLOCK;
-
-function notRegular(file: string): Error {
-  return new Error(`${file}: not a regular file`);
-}
-
-/** Open `file` to read it, and its size: a regular file only (anything else is closed and refused). */
-export async function openRegular(file: string, flags = READ_FLAGS): Promise<{ handle: FileHandle; size: number }> {
-  const handle = await open(file, flags);
-  try {
-    const stats = await handle.stat();
-    if (!stats.isFile()) throw notRegular(file);
-    return { handle, size: stats.size };
-  } catch (error) {
-    await handle.close();
-    throw error;
-  }
-}
-
-/**
  * Fingerprint the first `length` bytes of a regular file (all of it by default), reading block by block.
- * (`flags`: READ_FLAGS and O_NOFOLLOW where a symlink at the name must not be followed.)
+ * A symlink at the name is refused, not followed (openRegular).
  */
-export async function fingerprintFile(file: string, length?: number, signal?: AbortSignal, flags = READ_FLAGS): Promise<Fingerprint> {
+export async function fingerprintFile(file: string, length?: number, signal?: AbortSignal): Promise<Fingerprint> {
   const xx = await xxh();
   const hasher = new BlockHasher(xx);
-  const { handle, size } = await openRegular(file, flags);
+  const { handle, stats } = await openRegular(file);
   try {
-    await hashPrefix(handle, hasher, length ?? size, signal);
+    await hashPrefix(handle, hasher, length ?? stats.size, signal);
   } finally {
     await handle.close();
   }
@@ -153,13 +131,12 @@ export async function fingerprintFile(file: string, length?: number, signal?: Ab
  * cache. Measured on 1 GiB (warm page cache): 0.22-0.24 CPU-s against 0.32-0.41 for fingerprintFile's
  * reads in the thread pool, in the same wall time; on two cores shared with the transfer it pays for, the
  * CPU is what counts. Never call it on a thread that serves a socket: it blocks until the file is read.
+ * With the version read (of the descriptor; a file that changed while it was read throws).
  */
-export function fingerprintFileSync(xx: XXHashAPI, file: string): Fingerprint {
+export function fingerprintFileSync(xx: XXHashAPI, file: string): { fingerprint: Fingerprint; version: Version } {
   const hasher = new BlockHasher(xx);
-  const fd = openSync(file, READ_FLAGS);
+  const { fd, stats } = openRegularSync(file);
   try {
-    const stats = fstatSync(fd);
-    if (!stats.isFile()) throw notRegular(file);
     const length = stats.size;
     const buffer = Buffer.allocUnsafe(Math.min(BLOCK_SIZE, Math.max(length, 1)));
     for (let at = 0; at < length; ) {
@@ -168,10 +145,15 @@ export function fingerprintFileSync(xx: XXHashAPI, file: string): Fingerprint {
       hasher.update(buffer.subarray(0, bytesRead));
       at += bytesRead;
     }
+    // The version of the file read, from its descriptor: the caller compares it with the version it asked
+    // for, and a name that led to another file for a moment (a directory on the way swapped, then put
+    // back) gives another inode, not that version's fingerprint.
+    const version = versionOfStats(stats);
+    if (!sameVersion(versionOfStats(fstatSync(fd)), version)) throw new Error(`${file}: changed while it was read`);
+    return { fingerprint: hasher.finish(), version };
   } finally {
     closeSync(fd);
   }
-  return hasher.finish();
 }
 
 /**

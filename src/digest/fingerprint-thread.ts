@@ -5,6 +5,7 @@
 import { Worker } from "node:worker_threads";
 import type { Fingerprint } from "./blocks.js";
 import type { Sha1Digest } from "./sha1.js";
+import type { Version } from "./version.js";
 import type { WorkerReply, WorkerRequest } from "./fingerprint-worker.js";
 
 /**
@@ -27,11 +28,14 @@ export class FingerprintThread {
   readonly #waiting = new Map<number, Waiting>();
   #closed = false;
 
-  /** Fingerprint the whole file in the worker; rejects if it fails or the thread is closed meanwhile. */
-  async fingerprint(file: string): Promise<Fingerprint> {
+  /**
+   * Fingerprint the whole file in the worker, with the version it is of (fingerprintFileSync); rejects if
+   * it fails or the thread is closed meanwhile.
+   */
+  async fingerprint(file: string): Promise<{ fingerprint: Fingerprint; version: Version }> {
     const reply = await this.#ask((id) => ({ id, file }));
     if (!("blocks" in reply)) throw new Error("unexpected reply");
-    return { blocks: Buffer.from(reply.blocks), hash: reply.hash };
+    return { fingerprint: { blocks: Buffer.from(reply.blocks), hash: reply.hash }, version: reply.version };
   }
 
   /**

@@ -8,6 +8,7 @@
 import { parentPort } from "node:worker_threads";
 import { fingerprintFileSync, xxh } from "./blocks.js";
 import { sha1FileSync, type Sha1Digest } from "./sha1.js";
+import type { Version } from "./version.js";
 
 /** From the main thread: fingerprint `file`, or (sha1) RFC 35's digest of it, which must be inside `root`. */
 export type WorkerRequest =
@@ -16,7 +17,7 @@ export type WorkerRequest =
 
 /** To the main thread: request `id`'s fingerprint (blocks as an ArrayBuffer), its SHA-1, or why it failed. */
 export type WorkerReply =
-  | { readonly id: number; readonly blocks: ArrayBuffer; readonly hash: string }
+  | { readonly id: number; readonly blocks: ArrayBuffer; readonly hash: string; readonly version: Version }
   | { readonly id: number; readonly sha1: Sha1Digest | undefined }
   | { readonly id: number; readonly error: string };
 
@@ -34,10 +35,10 @@ parentPort?.on("message", (request: WorkerRequest) => {
     return;
   }
   xxh().then((xx) => fingerprintFileSync(xx, request.file)).then(
-    ({ blocks, hash }) => {
+    ({ fingerprint: { blocks, hash }, version }) => {
       // Copied once into a buffer of its own, which is then moved, not copied, to the main thread.
       const own = new Uint8Array(blocks).buffer;
-      parentPort!.postMessage({ id: request.id, blocks: own, hash } satisfies WorkerReply, [own]);
+      parentPort!.postMessage({ id: request.id, blocks: own, hash, version } satisfies WorkerReply, [own]);
     },
     (error: unknown) => parentPort!.postMessage({ id: request.id, error: String(error) } satisfies WorkerReply),
   );

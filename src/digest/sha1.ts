@@ -3,9 +3,9 @@
 // calling thread only when the worker cannot.
 
 import { createHash } from "node:crypto";
-import { closeSync, fstatSync, openSync, readSync, statSync } from "node:fs";
+import { closeSync, fstatSync, readSync, statSync } from "node:fs";
 import { assertOpenedInside } from "../server/opened-inside.js";
-import { READ_FLAGS } from "./blocks.js";
+import { openRegularSync } from "./open-regular.js";
 import { isRacy, sameVersion, versionOfStats, type Version } from "./version.js";
 
 /** A digest, and the version of the file it is of. */
@@ -25,7 +25,7 @@ export interface Sha1Digest {
 let readBuffer: Buffer | undefined;
 
 /**
- * The SHA-1 of a regular file (never waiting in open(): a FIFO swapped in fails at once), read through a
+ * The SHA-1 of a regular file (nothing else is opened: openRegularSync), read through a
  * descriptor checked to be inside `root`: the file the mount published, not one outside it reached through
  * a directory swapped for a symlink since (whether a client's guess of its digest is right would tell it
  * about that file). With the version it is of, from the descriptor: the caller needs no stat of its own
@@ -41,16 +41,16 @@ export function sha1FileSync(file: string, root: string, known?: Sha1Digest): Sh
     if (now?.isFile() && sameVersion(versionOfStats(now), known.version)) return known;
   }
   const readFrom = Date.now();
-  const fd = openSync(file, READ_FLAGS);
+  const { fd, stats: before } = openRegularSync(file);
   try {
-    const before = fstatSync(fd);
-    if (!before.isFile()) throw new Error(`${file}: not a regular file`);
     assertOpenedInside(fd, root, file);
     const hash = createHash("sha1");
     const buffer = (readBuffer ??= Buffer.allocUnsafe(1024 * 1024));
-    for (let at = 0; ; ) {
-      const bytesRead = readSync(fd, buffer, 0, buffer.length, at);
-      if (bytesRead === 0) break;
+    // No further than the size it had: a file that keeps growing (a sparse one made longer and longer, in
+    // no time) must not hold the one worker for ever. Longer or shorter after, it is not this version.
+    for (let at = 0; at < before.size; ) {
+      const bytesRead = readSync(fd, buffer, 0, Math.min(buffer.length, before.size - at), at);
+      if (bytesRead === 0) return undefined;
       hash.update(buffer.subarray(0, bytesRead));
       at += bytesRead;
     }

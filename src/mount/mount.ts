@@ -30,6 +30,8 @@ export interface PublishedFile {
   /** With size and mtime, what tells this version from the next (a rewrite changes ctime; a replacement, the inode). */
   readonly ctimeMs?: number;
   readonly ino?: number;
+  /** The file system of `ino`: what is opened to be sent must be this very file (FileCursor). */
+  readonly dev?: number;
   /** The mount's real root: the file must still be inside it when it is opened to be sent. */
   readonly root: string;
   /**
@@ -102,6 +104,7 @@ export class Mount extends EventEmitter<MountEvents> {
       { stableMs: options.stableMs },
       (relative, absolute, sighting) => this.#publish(relative, absolute, sighting),
       (relative) => path.join(this.root, relative),
+      (relative) => this.#notAFile(relative),
     );
   }
 
@@ -220,7 +223,7 @@ export class Mount extends EventEmitter<MountEvents> {
    */
   #seen(absolute: string, stats?: Stats, changeEvent = false): void {
     const relative = this.#relative(absolute);
-    if (stats && !stats.isFile() && !stats.isSymbolicLink()) return;
+    if (stats && !stats.isFile() && !stats.isSymbolicLink()) return this.#notAFile(relative);
     // A link to a directory is not followed (a loop, or a whole other tree): said once, not skipped unsaid.
     if (stats?.isSymbolicLink() && leadsToDirectory(absolute)) {
       // (A published link re-pointed at a directory no longer leads to what was published: it goes.)
@@ -585,7 +588,10 @@ export class Mount extends EventEmitter<MountEvents> {
         }
         continue;
       }
-      if (!stats.isFile()) continue;
+      if (!stats.isFile()) {
+        this.#notAFile(this.#relative(child));
+        continue;
+      }
       if (stats.ino !== published.ino || stats.ctimeMs !== published.ctimeMs) this.#seen(child, stats);
     }
   }
@@ -1017,6 +1023,22 @@ export class Mount extends EventEmitter<MountEvents> {
   }
 
   /** No longer published (its delete goes out); a newer sighting the tracker holds stays. */
+  /**
+   * A published name that is no longer a regular file (a FIFO, a socket or a device put at it, or a link
+   * re-pointed at one) is not what was published: its delete goes out. (A directory is the watcher's to
+   * report, as a directory.) Left published, every session would try to send it, and fail unsaid.
+   */
+  #notAFile(relative: string): void {
+    const at = path.join(this.root, relative);
+    if (!this.files.has(joinVirtual(this.alias, relative))) return;
+    try {
+      if (statSync(at, { throwIfNoEntry: false })?.isDirectory()) return;
+    } catch {
+      // (Where it leads cannot be looked at: not a file we can send either.)
+    }
+    this.#withdraw(relative);
+  }
+
   #withdraw(relative: string): void {
     const vpath = joinVirtual(this.alias, relative);
     const file = this.files.get(vpath);
@@ -1069,7 +1091,7 @@ export class Mount extends EventEmitter<MountEvents> {
     }
   }
 
-  #publish(relative: string, absolute: string, { size, mtimeMs, ctimeMs, ino, changeAt }: Sighting): void {
+  #publish(relative: string, absolute: string, { size, mtimeMs, ctimeMs, ino, dev, changeAt }: Sighting): void {
     // chokidar drops a file's "change" that comes within 50 ms of the last one it reported, and reports
     // nothing of it later. A version published inside that window (a quiet period under 50 ms, as
     // --stable-ms 0 for the lowest latency; or a change whose mtime is already old, cp -p or a chmod,
@@ -1097,16 +1119,25 @@ export class Mount extends EventEmitter<MountEvents> {
       return;
     }
     if (real !== this.root && !real.startsWith(this.root + path.sep)) {
-      this.emit("warning", new MountError(`not published: ${relative} leads outside ${this.root}`));
+      this.#sayUnpublishable(`not published: ${relative} leads outside ${this.root}`);
       // (A published name that now leads outside is no longer what was published: its delete goes out.
       // A sighting made while we looked stays: it is checked in turn.)
+      return this.#withdraw(relative);
+    }
+    // A link: what it was seen to be (stat follows it in the kernel) must be the file its real path names.
+    // They differ only where the kernel follows what the path's text does not say: a link into another
+    // process's mount namespace (/proc/<pid>/root/...), whose files the C library's realpath takes for
+    // ours. Published, the name would carry that file's identity, and a directory on its path later
+    // swapped for such a link would have it sent (a review).
+    if (real !== absolute && !namesSameFile(real, { size, mtimeMs, ino, dev })) {
+      this.#sayUnpublishable(`not published: "${relative}": a link to a file other than its path ${real} names`);
       return this.#withdraw(relative);
     }
     const targetRelative = real === absolute ? relative : this.#relative(real);
     // Nor through a link to what is never published itself (a hidden file, subscribers' state), or to what
     // another mount owns (a subtree under its alias: not published from here).
     if (targetRelative !== relative && (isUnpublished(targetRelative) || this.options.isShadowed?.(joinVirtual(this.alias, targetRelative)))) {
-      this.emit("warning", new MountError(`not published: ${relative} leads to ${targetRelative}, which is not published from here (hidden, fmq's own state, or another mount's)`));
+      this.#sayUnpublishable(`not published: ${relative} leads to ${targetRelative}, which is not published from here (hidden, fmq's own state, or another mount's)`);
       return this.#withdraw(relative);
     }
     const vpath = joinVirtual(this.alias, relative);
@@ -1131,6 +1162,7 @@ export class Mount extends EventEmitter<MountEvents> {
       mtimeMs,
       ctimeMs,
       ino,
+      dev,
       root: this.root,
       ...(target !== undefined ? { target } : {}),
       ...(lookAlike ? { lookAlike } : {}),
@@ -1193,6 +1225,12 @@ function isSymlink(file: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** The file at `real` (no symlink on its path, or none now) is the one seen, by lstat. */
+function namesSameFile(real: string, seen: { size: number; mtimeMs: number; ino?: number; dev?: number }): boolean {
+  const stats = lstatSync(real, { throwIfNoEntry: false });
+  return stats !== undefined && stats.isFile() && stats.ino === seen.ino && stats.dev === seen.dev && stats.size === seen.size && stats.mtimeMs === seen.mtimeMs;
 }
 
 /** What tells a directory from another made at the same path: its inode and birth time. */

@@ -10,6 +10,8 @@ export interface Sighting {
   /** Reported with a stable file (from its last look): what tells one version from another beyond size and mtime. */
   readonly ctimeMs?: number;
   readonly ino?: number;
+  /** The file system the inode is on (an inode number alone may be found on another). */
+  readonly dev?: number;
   /** Reported with a stable file: when the watcher last said it changed (not our own looks), if it did. */
   readonly changeAt?: number;
 }
@@ -46,6 +48,8 @@ export class StabilityTracker {
     options: StabilityOptions,
     private readonly onStable: (key: string, absolute: string, sighting: Sighting) => void,
     private readonly toAbsolute: (key: string) => string,
+    /** What was a file is something else now (a FIFO, a device, a directory, or a link to one). */
+    private readonly onNotFile: (key: string) => void = () => undefined,
   ) {
     this.#stableMs = options.stableMs;
     this.#now = options.now ?? Date.now;
@@ -123,15 +127,16 @@ export class StabilityTracker {
   #check(key: string, before: Pending): void {
     const absolute = this.toAbsolute(key);
     let now: Sighting;
-    let ctime: number, ino: number;
+    let ctime: number, ino: number, dev: number;
     try {
       const s = statSync(absolute);
       if (!s.isFile()) {
         this.#pending.delete(key);
+        this.onNotFile(key);
         return;
       }
       now = { size: s.size, mtimeMs: s.mtimeMs };
-      ({ ctimeMs: ctime, ino } = s);
+      ({ ctimeMs: ctime, ino, dev } = s);
     } catch {
       // Gone (the watcher will report the unlink) or unreadable: nothing to ship.
       this.#pending.delete(key);
@@ -141,7 +146,7 @@ export class StabilityTracker {
     if (this.#pending.get(key) !== before) return;
     if (now.size === before.size && now.mtimeMs === before.mtimeMs) {
       this.#pending.delete(key);
-      this.onStable(key, absolute, { ...now, ctimeMs: ctime, ino, ...(before.changeAt !== undefined ? { changeAt: before.changeAt } : {}) });
+      this.onStable(key, absolute, { ...now, ctimeMs: ctime, ino, dev, ...(before.changeAt !== undefined ? { changeAt: before.changeAt } : {}) });
     } else {
       this.saw(key, now);
     }

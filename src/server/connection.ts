@@ -692,7 +692,7 @@ export class Connection {
   #openSmall(patch: Patch & { op: "create" }, xx: XXHashAPI | undefined): FileCursor | undefined | null {
     if (patch.resumeAt !== undefined || patch.file.size > BLOCK_SIZE) return null;
     try {
-      return FileCursor.openSmall(patch.file.absolute, patch.file.vpath, this.#cursorOptions, patch.file, xx) ?? null;
+      return FileCursor.openSmall(patch.file.absolute, patch.file.vpath, this.#cursorOptions, patch.file, xx);
     } catch (error) {
       this.#cannotOpen(patch, error);
       return undefined;

@@ -6,13 +6,14 @@
 // blocks (delta). The first chunk carries the file's identity (size, mtime) and the last, empty, eof=1
 // chunk its tree hash, or "changed" if the file was modified while we read it.
 
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
-import { open, type FileHandle } from "node:fs/promises";
+import { closeSync, fstatSync, readSync, type Stats } from "node:fs";
+import type { FileHandle } from "node:fs/promises";
 import { cheezburgerFrame } from "../protocol/codec.js";
 import { Header } from "../protocol/extensions.js";
 import { Operation, type Dictionary } from "../protocol/messages.js";
 import type { XXHashAPI } from "xxhash-wasm";
-import { BLOCK_SIZE, BlockHasher, READ_FLAGS, hashPrefix, xxh, type Fingerprint } from "../digest/blocks.js";
+import { BLOCK_SIZE, BlockHasher, hashPrefix, xxh, type Fingerprint } from "../digest/blocks.js";
+import { NotRegularError, openRegular, openRegularSync } from "../digest/open-regular.js";
 import { sameVersion, versionOfStats, type Version } from "./fingerprints.js";
 import { assertOpenedInside } from "./opened-inside.js";
 
@@ -58,6 +59,8 @@ export interface Published extends Identity {
    * in that namespace, inside the mount).
    */
   readonly ino?: number;
+  /** The file system of `ino` (an inode number may be found on another: a bind mount, another namespace). */
+  readonly dev?: number;
 }
 
 export interface TransferPlan {
@@ -191,15 +194,17 @@ export class FileCursor {
    */
   static async open(absolute: string, vpath: string, options: CursorOptions, plan: TransferPlan = {}, published?: Published): Promise<FileCursor> {
     if (published && readsWhole(published.size, options.chunkSize) && !plan.delta && !plan.start) {
-      const small = FileCursor.openSmall(absolute, vpath, options, published, options.extensions ? await xxh() : undefined, plan);
-      if (small) return small;
+      return FileCursor.openSmall(absolute, vpath, options, published, options.extensions ? await xxh() : undefined, plan);
     }
-    const handle = await open(absolute, READ_FLAGS);
+    // (Only a regular file is opened at all, and a symlink at its real path is not followed: anything
+    // else there now is not what was published.)
+    const opened = await openRegular(absolute).catch((error: unknown) => {
+      throw error instanceof NotRegularError ? new FileChangedError(vpath) : error;
+    });
+    const { handle, stats } = opened;
     try {
       if (published) assertOpenedInside(handle.fd, published.root, vpath);
       const readFrom = Date.now();
-      const stats = await handle.stat();
-      if (!stats.isFile()) throw new FileChangedError(vpath);
       const identity = { size: stats.size, mtimeMs: stats.mtimeMs };
       const version = versionOfStats(stats);
       if (published && !samePublished(stats, published)) throw new FileChangedError(vpath);
@@ -233,19 +238,23 @@ export class FileCursor {
   /**
    * A small file (readsWhole, with no resume or delta to plan) opened and read whole in one synchronous
    * call: open, fstat, read, fstat, close. With `nextWhole` and `dispose`, a flood of small files costs its
-   * system calls and no promise or microtask per step. Undefined if it is not a regular file after all
-   * (the usual path then takes it); throws as `open` does. `xx` is required with `options.extensions`.
+   * system calls and no promise or microtask per step. Throws as `open` does. `xx` is required with
+   * `options.extensions`.
    */
-  static openSmall(absolute: string, vpath: string, options: CursorOptions, published: Published, xx: XXHashAPI | undefined, plan: TransferPlan = {}): FileCursor | undefined {
+  static openSmall(absolute: string, vpath: string, options: CursorOptions, published: Published, xx: XXHashAPI | undefined, plan: TransferPlan = {}): FileCursor {
     if (options.extensions && !xx) throw new Error("openSmall: a hash function is needed");
     const hasher = options.extensions ? new BlockHasher(xx!) : undefined;
-    const fd = openSync(absolute, READ_FLAGS);
+    let opened: { fd: number; stats: Stats };
+    try {
+      opened = openRegularSync(absolute);
+    } catch (error) {
+      throw error instanceof NotRegularError ? new FileChangedError(vpath) : error;
+    }
+    const { fd, stats: before } = opened;
     try {
       assertOpenedInside(fd, published.root, vpath);
-      const before = fstatSync(fd);
       const identity = { size: before.size, mtimeMs: before.mtimeMs };
       if (!samePublished(before, published)) throw new FileChangedError(vpath);
-      if (!before.isFile()) return undefined;
       const cursor = new FileCursor(undefined, vpath, identity, options, [[0, identity.size]], hasher, plan);
       // For a client that takes a small file as one message, read straight into that message, laid out
       // as it will most likely go (the hash is written in once known): one frame and no copy per file.
@@ -547,8 +556,8 @@ export function sameIdentity(a: Identity, b: Identity): boolean {
 }
 
 /** The file opened is the one published: its size, mtime and (when the mount knows it) inode. */
-function samePublished(opened: Identity & { ino: number }, published: Published): boolean {
-  return sameIdentity(opened, published) && (published.ino === undefined || opened.ino === published.ino);
+function samePublished(opened: Identity & { ino: number; dev: number }, published: Published): boolean {
+  return sameIdentity(opened, published) && (published.ino === undefined || opened.ino === published.ino) && (published.dev === undefined || opened.dev === published.dev);
 }
 
 /** Block indexes -> byte ranges, adjacent blocks merged. */

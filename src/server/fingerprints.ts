@@ -182,12 +182,14 @@ export class Fingerprints {
       try {
         // (The worker reads after this: a time no later than its read began, as remember() wants.)
         const readFrom = Date.now();
-        const fingerprint = await this.#thread.fingerprint(absolute);
-        const after = await versionOf(absolute);
-        if (!sameVersion(version, after)) return undefined;
+        const read = await this.#thread.fingerprint(absolute);
+        // The version the worker read, from its descriptor, not a stat of the name after: a directory on
+        // the way swapped for a moment would have the worker hash another file, and the name lead back to
+        // this one by the time we looked (a review). Another file is another inode.
+        if (!sameVersion(version, read.version)) return undefined;
         // (Changed a moment before it was read: right for now, but not remembered: see remember().)
-        if (!isRacy(after, readFrom)) entry.fingerprint = fingerprint;
-        return fingerprint;
+        if (!isRacy(read.version, readFrom)) entry.fingerprint = read.fingerprint;
+        return read.fingerprint;
       } catch {
         return undefined;
       } finally {

@@ -13,14 +13,17 @@ export class OutsideMountError extends Error {
 
 /**
  * Throws OutsideMountError unless the file open as `fd` is inside `root` (a real path). Where the kernel
- * does not say (no /proc/self/fd: not Linux), the realpath check at publication is the only guard.
+ * does not say (no /proc/self/fd: not Linux), the realpath check at publication is the only guard. On
+ * Linux a kernel that does not answer (a path longer than readlink returns, /proc not mounted) is a
+ * refusal: the file is not sent rather than sent unchecked.
  */
 export function assertOpenedInside(fd: number, root: string, vpath: string): void {
   let where: string;
   try {
     where = readlinkSync(`/proc/self/fd/${fd}`);
-  } catch {
-    return;
+  } catch (error) {
+    if (process.platform !== "linux") return;
+    throw new OutsideMountError(`${vpath}: cannot tell where it leads (${(error as NodeJS.ErrnoException).code ?? String(error)}): not sent`);
   }
   // (A file deleted since it was opened reads "<path> (deleted)": still inside if its path was.)
   if (!where.startsWith(root.endsWith(path.sep) ? root : root + path.sep)) {

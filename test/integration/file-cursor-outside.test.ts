@@ -10,6 +10,7 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { FileChangedError, FileCursor, type Published } from "../../src/server/file-cursor.js";
 import { OutsideMountError } from "../../src/server/opened-inside.js";
+import { blockedFifoWriter } from "../helpers/fifo-writer.js";
 import { tempDir } from "../helpers/tmp.js";
 
 const options = { chunkSize: 1024 * 1024, readAhead: 2, extensions: true, single: true };
@@ -33,11 +34,11 @@ async function setUp(relative: string, size: number): Promise<{ root: string; fi
 
 describe("a published file opened to be sent", () => {
   for (const [what, size] of [["small (read whole)", 4096], ["big (read in chunks)", 3 * 1024 * 1024]] as const) {
-    it(`outside - ${what}: the file swapped for a symlink to a file outside with its size and mtime is refused`, async () => {
+    it(`outside - ${what}: the file swapped for a symlink to a file outside with its size and mtime is refused (the link is not followed)`, async () => {
       const { file, secret, published } = await setUp("f.bin", size);
       await unlink(file);
       await symlink(secret, file);
-      await expect(FileCursor.open(file, "/f.bin", options, {}, published)).rejects.toBeInstanceOf(OutsideMountError);
+      await expect(FileCursor.open(file, "/f.bin", options, {}, published)).rejects.toBeInstanceOf(FileChangedError);
     });
 
     it(`outside - ${what}: a directory on the way swapped for a symlink to a directory outside is refused`, async () => {
@@ -45,6 +46,21 @@ describe("a published file opened to be sent", () => {
       await rename(path.join(root, "d"), path.join(root, "old-d"));
       await symlink(path.dirname(secret), path.join(root, "d"));
       await expect(FileCursor.open(file, "/d/f.bin", options, {}, published)).rejects.toBeInstanceOf(OutsideMountError);
+    });
+
+    it(`outside - ${what}: a directory on the way swapped for one where the name is a FIFO (or a device): refused without opening it (a writer waiting on it is not let go)`, async () => {
+      const { root, file, published } = await setUp("d/f.bin", size);
+      const elsewhere = await tempDir("fmq-elsewhere-");
+      execFileSync("mkfifo", [path.join(elsewhere, "f.bin")]);
+      const writer = await blockedFifoWriter(path.join(elsewhere, "f.bin"));
+      try {
+        await rename(path.join(root, "d"), path.join(root, "old-d"));
+        await symlink(elsewhere, path.join(root, "d"));
+        await expect(FileCursor.open(file, "/d/f.bin", options, {}, published)).rejects.toBeInstanceOf(FileChangedError);
+        expect(await writer.releasedWithin(300)).toBe(false);
+      } finally {
+        writer.stop();
+      }
     });
 
     it(`outside - ${what}: the file replaced by another with its size and mtime (here a hidden one, never published) is refused: only the inode published is sent`, async () => {

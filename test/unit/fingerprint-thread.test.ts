@@ -20,7 +20,7 @@ describe("fingerprint thread", () => {
     const thread = new FingerprintThread();
     try {
       await expect(thread.fingerprint(path.join(dir, "missing.bin"))).rejects.toThrow(/ENOENT/);
-      expect(await thread.fingerprint(file)).toEqual(await fingerprintFile(file));
+      expect((await thread.fingerprint(file)).fingerprint).toEqual(await fingerprintFile(file));
     } finally {
       await thread.close();
     }
@@ -37,7 +37,7 @@ describe("fingerprint thread", () => {
     try {
       expect(await settles(thread.fingerprint(fifo))).toMatch(/not a regular file/);
       // The worker is free for the next file.
-      expect(await thread.fingerprint(data)).toEqual(await fingerprintFile(data));
+      expect((await thread.fingerprint(data)).fingerprint).toEqual(await fingerprintFile(data));
     } finally {
       await thread.close();
     }

@@ -4,7 +4,7 @@
 import { mkdir, open, realpath, rename, symlink, utimes, writeFile } from "node:fs/promises";
 import { createHash, randomBytes } from "node:crypto";
 import path from "node:path";
-import { statSync } from "node:fs";
+import { readdirSync, readlinkSync, statSync } from "node:fs";
 import { describe, expect, it, vi, type MockInstance } from "vitest";
 import { fingerprintFile } from "../../src/digest/blocks.js";
 import { FingerprintThread } from "../../src/digest/fingerprint-thread.js";
@@ -14,6 +14,14 @@ import { Fingerprints, PREPARE_MIN_SIZE, versionOf } from "../../src/server/fing
 import { makeFifo } from "../helpers/files.js";
 import { tempDir } from "../helpers/tmp.js";
 import { outcomeWithin, waitFor } from "../helpers/wait.js";
+
+function readlinkOrEmpty(link: string): string {
+  try {
+    return readlinkSync(link);
+  } catch {
+    return "";
+  }
+}
 
 /** A 16 GiB sparse file: hashing it takes seconds, so a pass over it is still running when we look. */
 async function hugeSparseFile(): Promise<string> {
@@ -291,4 +299,44 @@ describe("fingerprints", () => {
       fingerprints.close();
     }
   });
+  it("fingerprints - a pass that read another file (a directory on the way swapped for a moment, then put back) is not taken for the file's", async () => {
+    const dir = await realpath(await tempDir("fmq-fp-"));
+    const real = path.join(dir, "d", "f.bin");
+    await mkdir(path.dirname(real));
+    await writeFile(real, randomBytes(2 * 1024 * 1024));
+    // The other file: sparse, so that the worker is still reading it when the directory is put back.
+    const fake = path.join(dir, "fake", "f.bin");
+    await mkdir(path.dirname(fake));
+    const handle = await open(fake, "w");
+    await handle.truncate(2 * 1024 ** 3);
+    await handle.close();
+    const busy = path.join(dir, "busy.bin");
+    const busyHandle = await open(busy, "w");
+    await busyHandle.truncate(1024 ** 3);
+    await busyHandle.close();
+    await pastRacyWindow(real);
+    const version = await versionOf(real);
+    const fingerprints = new Fingerprints();
+    try {
+      // The worker busy with another file first, so that ours waits in its queue after its version is taken.
+      const first = fingerprints.fingerprint(busy);
+      first.catch(() => undefined);
+      const pass = fingerprints.fingerprint(real);
+      await waitFor(() => fingerprints.computing(real), "the pass to be asked for");
+      await rename(path.join(dir, "d"), path.join(dir, "d.real"));
+      await rename(path.join(dir, "fake"), path.join(dir, "d"));
+      // Once the worker has the other file open, the directory is put back.
+      const swapped = path.join(dir, "d", "f.bin");
+      await waitFor(() => readdirSync("/proc/self/fd").some((fd) => readlinkOrEmpty(`/proc/self/fd/${fd}`) === swapped), "the worker to open the swapped-in file", 60_000);
+      await rename(path.join(dir, "d"), path.join(dir, "fake"));
+      await rename(path.join(dir, "d.real"), path.join(dir, "d"));
+      expect(await versionOf(real)).toEqual(version);
+      expect(await pass).toBeUndefined();
+      expect(fingerprints.lookup(real, version)).toBeUndefined();
+      // Asked again, the file's own.
+      expect((await fingerprints.fingerprint(real))?.fingerprint.hash).toBe((await fingerprintFile(real)).hash);
+    } finally {
+      fingerprints.close();
+    }
+  }, 120_000);
 });

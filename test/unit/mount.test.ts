@@ -4,7 +4,8 @@
 // deleted, and the subscriber's partial copy thrown away and the file sent again whole.
 
 import { mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { chmod, mkdir, realpath, rename, rm, symlink, utimes, writeFile } from "node:fs/promises";
+import { execFileSync, spawn } from "node:child_process";
+import { chmod, mkdir, readFile, realpath, rename, rm, symlink, utimes, writeFile } from "node:fs/promises";
 import { waitFor } from "../helpers/wait.js";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -482,6 +483,58 @@ describe("mount", () => {
     expect(mount.files.has("/plain.txt")).toBe(false);
     expect(errors).toContain(`not published: plain.txt leads outside ${await realpath(dir)}`);
   });
+  it("mount - a published file replaced by a FIFO, or its published link re-pointed at a device, is withdrawn (its delete goes out)", async () => {
+    const dir = await tempDir("fmq-mount-");
+    await writeFile(path.join(dir, "f"), "a file");
+    await writeFile(path.join(dir, "target"), "a target");
+    await symlink("target", path.join(dir, "lnk"));
+    const mount = await Mount.open(dir, "/", { stableMs: 10 });
+    mounts.push(mount);
+    const deleted: string[] = [];
+    mount.on("deleted", (vpath) => deleted.push(vpath));
+    mount.on("warning", () => undefined);
+    await mount.start();
+    await waitFor(() => mount.files.has("/f") && mount.files.has("/lnk"), "f and lnk published", 5000);
+    execFileSync("mkfifo", [path.join(dir, "fifo")]);
+    await rename(path.join(dir, "fifo"), path.join(dir, "f"));
+    await symlink("/dev/null", path.join(dir, "new-lnk"));
+    await rename(path.join(dir, "new-lnk"), path.join(dir, "lnk"));
+    await waitFor(() => deleted.includes("/f") && deleted.includes("/lnk"), "the deletes of f and lnk", 10_000);
+    expect(mount.files.has("/f")).toBe(false);
+    expect(mount.files.has("/lnk")).toBe(false);
+    expect(mount.files.has("/target")).toBe(true);
+  });
+
+  it("mount - a link through another mount namespace (/proc/<pid>/root/...), which the kernel follows elsewhere than its text says, is not published", async () => {
+    // (Needs unshare(1) and the right to make a mount namespace: root, as the review's scenario has it.)
+    const dir = await realpath(await tempDir("fmq-mount-"));
+    const secret = path.join(await tempDir("fmq-mount-secret-"), "shadow");
+    await writeFile(secret, "root only");
+    await mkdir(path.join(dir, "y"));
+    await writeFile(path.join(dir, "y", "s"), "a decoy");
+    // In a namespace of its own, the decoy's path shows the secret (a bind mount needs only the path).
+    const other = spawn("unshare", ["-m", "--propagation", "private", "sh", "-c", `mount --bind ${secret} ${path.join(dir, "y", "s")} && echo bound && exec sleep 60`], { stdio: ["ignore", "pipe", "inherit"] });
+    try {
+      let bound = false;
+      other.stdout.on("data", () => (bound = true));
+      await waitFor(() => bound || other.exitCode !== null, "the other namespace's bind mount", 10_000);
+      expect(bound).toBe(true);
+      await symlink(`/proc/${other.pid}/root${path.join(dir, "y", "s")}`, path.join(dir, "L"));
+      // What the link shows is the secret; its text resolves to the decoy's path, inside the mount.
+      expect(await readFile(path.join(dir, "L"), "utf8")).toBe("root only");
+      const mount = await Mount.open(dir, "/", { stableMs: 10 });
+      mounts.push(mount);
+      const said: string[] = [];
+      mount.on("warning", (error) => said.push(error.message));
+      await mount.start();
+      await waitFor(() => mount.files.has("/y/s") && said.some((m) => m.includes('"L"')), "y/s published, L refused", 5000);
+      expect(mount.files.has("/L")).toBe(false);
+      expect(said.find((m) => m.includes('"L"'))).toBe(`not published: "L": a link to a file other than its path ${path.join(dir, "y", "s")} names`);
+    } finally {
+      other.kill("SIGKILL");
+    }
+  });
+
   it("mount - a directory removed and made again at once (rm -rf out && mkdir out), empty or not: what is written into it later is published; the old files go as deletes", async () => {
     const dir = await tempDir("fmq-mount-");
     await mkdir(path.join(dir, "out"));
