@@ -16,6 +16,11 @@ const TICK_MS = 250;
 const JSON_EVERY_MS = 1000;
 /** ETA only for files this big: for small ones it flickers and means nothing. */
 const ETA_MIN_SIZE = 8 * 1024 * 1024;
+/**
+ * Nothing received for this long (a publisher gone or frozen mid-file): the rate is 0 and the bar says
+ * "stalled", rather than a rate decaying towards 0 and an ETA growing without end.
+ */
+const STALLED_MS = 2000;
 
 export class ProgressDisplay {
   #timer: NodeJS.Timeout | undefined;
@@ -24,6 +29,10 @@ export class ProgressDisplay {
   #lastBytes = 0;
   #lastAt = Date.now();
   #lastJson = 0;
+  /** Bytes received when the last JSON line went out. */
+  #lastJsonBytes = 0;
+  /** When bytes last arrived. */
+  #lastMovedAt = Date.now();
   /** Bytes per second, smoothed. */
   #rate = 0;
   /** Files delivered when the bar last showed one arriving. */
@@ -102,20 +111,36 @@ export class ProgressDisplay {
     const progress = this.read();
     const moved = progress.bytes - this.#lastBytes;
     const seconds = Math.max(0.001, (now - this.#lastAt) / 1000);
-    this.#rate = this.#rate === 0 ? moved / seconds : 0.7 * this.#rate + 0.3 * (moved / seconds);
+    if (moved > 0) this.#lastMovedAt = now;
+    if (now - this.#lastMovedAt >= STALLED_MS) this.#rate = 0;
+    else this.#rate = this.#rate === 0 ? moved / seconds : 0.7 * this.#rate + 0.3 * (moved / seconds);
     this.#lastBytes = progress.bytes;
     this.#lastAt = now;
-    if (this.out.json) this.#json(progress, moved, now);
+    if (this.out.json) this.#json(progress, now);
     else this.#draw(progress);
   }
 
-  #json(progress: ClientProgress, moved: number, now: number): void {
-    if (now - this.#lastJson < JSON_EVERY_MS || (moved === 0 && !progress.current)) return;
+  /** Whether nothing has arrived for STALLED_MS. */
+  get #stalled(): boolean {
+    return Date.now() - this.#lastMovedAt >= STALLED_MS;
+  }
+
+  /** A line a second while bytes arrive; none while nothing does (a stall, or idle between files). */
+  #json(progress: ClientProgress, now: number): void {
+    if (now - this.#lastJson < JSON_EVERY_MS || progress.bytes === this.#lastJsonBytes) return;
     this.#lastJson = now;
+    this.#lastJsonBytes = progress.bytes;
     this.out.event(
       {
         event: "progress",
-        ...(progress.current ? { path: progress.current.path, fileBytes: progress.current.bytes, ...(progress.current.size !== undefined ? { fileSize: progress.current.size } : {}) } : {}),
+        ...(progress.current
+          ? {
+              path: progress.current.path,
+              fileBytes: progress.current.bytes,
+              ...(progress.current.size !== undefined ? { fileSize: progress.current.size } : {}),
+              ...(progress.current.delta ? { delta: true } : {}),
+            }
+          : {}),
         delivered: progress.delivered,
         deleted: progress.deleted,
         bytes: progress.bytes,
@@ -142,12 +167,17 @@ export class ProgressDisplay {
       return;
     }
     const size = current.size ?? Math.max(current.bytes, 1);
-    const remaining = current.size !== undefined && current.size >= ETA_MIN_SIZE && this.#rate > 0 ? ` ETA ${Math.ceil((current.size - current.bytes) / this.#rate)}s` : "";
+    // (No ETA for changed blocks: the rate is of what crosses the wire, the bar of how far through the file.)
+    const remaining = this.#stalled
+      ? " stalled"
+      : current.size !== undefined && current.size >= ETA_MIN_SIZE && !current.delta && this.#rate >= 1
+        ? ` ETA ${duration((current.size - current.bytes) / this.#rate)}`
+        : "";
     const payload = {
-      file: shortName(current.path),
+      file: shortName(current.path) + (current.delta ? " (changed blocks)" : ""),
       done: prettyBytes(current.bytes),
       size: current.size !== undefined ? prettyBytes(current.size) : "?",
-      speed: prettyBytes(Math.max(0, this.#rate)),
+      speed: prettyBytes(Math.max(0, Math.round(this.#rate))),
       remaining,
       files: filesCount(progress.delivered),
       received: prettyBytes(progress.bytes),
@@ -159,6 +189,17 @@ export class ProgressDisplay {
       this.#bar.update(current.bytes, payload);
     }
   }
+}
+
+/** Seconds as people read them: 42s, 3m05s, 2h07m, 3d04h (and "?" beyond 99 days: a guess, not a time). */
+export function duration(seconds: number): string {
+  const s = Math.ceil(seconds);
+  if (!Number.isFinite(s) || s < 0 || s > 99 * 86_400) return "?";
+  if (s < 60) return `${s}s`;
+  const pad = (n: number) => String(n).padStart(2, "0");
+  if (s < 3600) return `${Math.floor(s / 60)}m${pad(s % 60)}s`;
+  if (s < 86_400) return `${Math.floor(s / 3600)}h${pad(Math.floor(s / 60) % 60)}m`;
+  return `${Math.floor(s / 86_400)}d${pad(Math.floor(s / 3600) % 24)}h`;
 }
 
 function filesCount(n: number): string {

@@ -71,8 +71,12 @@ export interface DeliveredEvent {
 
 /** What the client is doing now, for progress displays (read it as often as you like; it is cheap). */
 export interface ClientProgress {
-  /** The file being received, if any: its path in the inbox, bytes it has so far, and its size if known. */
-  readonly current?: { readonly path: string; readonly bytes: number; readonly size?: number };
+  /**
+   * The file being received, if any: its path in the inbox, how far through it the transfer is (bytes it
+   * has so far; for a delta, the end of the last changed block received: only those cross the wire), its
+   * size if known, and whether it comes as changed blocks.
+   */
+  readonly current?: { readonly path: string; readonly bytes: number; readonly size?: number; readonly delta?: true };
   /** The file delivered last, if any: its path in the inbox and its size (a display shows it done). */
   readonly last?: { readonly path: string; readonly size: number };
   /** Files delivered and deleted, and file bytes received over the wire, since the client started. */
@@ -307,7 +311,7 @@ export class Client extends EventEmitter<ClientEvents> {
       ...this.#totals,
       ...(this.#lastDelivered ? { last: { path: this.#lastDelivered.path, size: this.#lastDelivered.size } } : {}),
       ...(current
-        ? { current: { path: current.relative, bytes: current.mode === "delta" ? current.received : current.length, ...(current.identity ? { size: current.identity.size } : {}) } }
+        ? { current: { path: current.relative, bytes: current.reached, ...(current.identity ? { size: current.identity.size } : {}), ...(current.mode === "delta" ? { delta: true as const } : {}) } }
         : {}),
     };
   }

@@ -89,6 +89,13 @@ export class IncomingFile {
 
   /** A delta: bytes from 0 up to here are held (the base's, then the new end as it arrives). */
   #tail: number;
+  /** A delta: the end of the furthest block received (they come in order: how far through the file it is). */
+  #reached = 0;
+
+  /** How far through the file this transfer is: its length so far, or (delta) the furthest block's end. */
+  get reached(): number {
+    return this.mode === "delta" ? this.#reached : this.#next;
+  }
 
   /** Where it goes, for people. */
   get finalPath(): string {
@@ -118,6 +125,7 @@ export class IncomingFile {
       // (and a hostile server's 1 byte at offset 2^40 a sparse file we would then hash for hours).
       if (offset > this.#tail) throw new RefetchError(`${this.relative}: delta leaves a gap at ${this.#tail}; fetching it whole`, this.relative);
       this.#tail = Math.max(this.#tail, offset + chunk.length);
+      this.#reached = Math.max(this.#reached, offset + chunk.length);
     }
     if (this.#held && this.#heldBytes + chunk.length <= SMALL_FILE) {
       // The chunk is a view into the received message: keeping it costs no copy.

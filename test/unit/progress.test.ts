@@ -2,7 +2,7 @@
 // none while nothing moves and nothing is being received.
 
 import { afterEach, describe, expect, it, onTestFinished, vi } from "vitest";
-import { ProgressDisplay } from "../../cli/progress.js";
+import { ProgressDisplay, duration } from "../../cli/progress.js";
 import { Output } from "../../cli/output.js";
 import { waitFor } from "../helpers/wait.js";
 import type { ClientProgress } from "../../src/index.js";
@@ -35,6 +35,37 @@ describe("progress", () => {
     expect(lines[0]).toMatchObject({ event: "progress", path: "big.bin", fileSize: 100_000_000, delivered: 2, deleted: 1 });
     expect(lines[1]!.bytes as number).toBeGreaterThan(lines[0]!.bytes as number);
     expect(lines[1]!.rate as number).toBeGreaterThan(0);
+  });
+
+  it("progress - --json: a transfer that stalls mid-file prints nothing while it is stalled; a delta says so", async () => {
+    const lines = capture();
+    let bytes = 0;
+    let moving = true;
+    let ticks = 0;
+    const display = new ProgressDisplay(() => {
+      ticks++;
+      return { current: { path: "img.bin", bytes, size: 4_000_000_000, delta: true }, delivered: 0, deleted: 0, bytes };
+    }, new Output(true));
+    display.start();
+    const mover = setInterval(() => moving && (bytes += 1_000_000), 50);
+    try {
+      await waitFor(() => lines.length >= 1, "a progress event", 5000);
+      expect(lines[0]).toMatchObject({ event: "progress", path: "img.bin", delta: true });
+      moving = false;
+      // (The bytes of the last moment are reported once, within a second.)
+      const settled = ticks;
+      await waitFor(() => ticks >= settled + 6, "1.5 s of ticks after the last bytes", 5000);
+      const before = lines.length;
+      await waitFor(() => ticks >= settled + 16, "2.5 s more of ticks with nothing moving", 10_000);
+      expect(lines.length).toBe(before);
+    } finally {
+      clearInterval(mover);
+      display.stop();
+    }
+  });
+
+  it("progress - durations as people read them", () => {
+    expect([0.2, 42, 185, 7620, 3 * 86_400 + 4 * 3600 + 5, 1e12, Infinity, NaN].map(duration)).toEqual(["1s", "42s", "3m05s", "2h07m", "3d04h", "?", "?", "?"]);
   });
 
   it("progress - nothing is printed while idle", async () => {
@@ -114,6 +145,38 @@ describe("progress on a terminal", () => {
       // Nothing arriving at a tick: the bar goes.
       await waitFor(() => written.stderr.slice(from).join("").includes("\u001b[?25h"), "the bar to go once idle", 5000);
     } finally {
+      display.stop();
+    }
+  });
+
+  it("progress - a transfer that stalls mid-file says so (rate 0, no ETA growing without end); changed blocks have no ETA", async () => {
+    const written = terminal();
+    let bytes = 0;
+    let moving = true;
+    const delta = { value: false };
+    const display = new ProgressDisplay(() => ({ current: { path: "big.bin", bytes, size: 4_000_000_000, ...(delta.value ? { delta: true as const } : {}) }, delivered: 0, deleted: 0, bytes }), new Output(false));
+    display.start();
+    const mover = setInterval(() => moving && (bytes += 1_000_000), 50);
+    try {
+      await waitFor(() => / ETA \d+m\d\ds/.test(written.stderr.join("")), "the bar with an ETA in minutes", 5000);
+      moving = false;
+      await waitFor(() => written.stderr.join("").includes(" stalled"), "the bar to say stalled", 5000);
+      const stalled = written.stderr.find((text) => text.includes(" stalled"))!;
+      expect(stalled).toContain(" 0 B/s stalled");
+      expect(stalled).not.toContain("ETA");
+      // (cli-progress writes a line again only when it changes: what follows, if anything, has no ETA either.)
+      const from = written.stderr.length;
+      await waitFor(() => written.stderr.length >= from + 5, "more redraws", 5000);
+      expect(written.stderr.slice(from).join("")).not.toContain("ETA");
+      // Changed blocks: the bar is how far through the file; the rate is of the wire: no ETA from them.
+      delta.value = true;
+      moving = true;
+      await waitFor(() => written.stderr.join("").includes("big.bin (changed blocks)"), "the delta's bar", 5000);
+      const deltaFrom = written.stderr.length;
+      await waitFor(() => written.stderr.length >= deltaFrom + 5, "more redraws", 5000);
+      expect(written.stderr.slice(deltaFrom).join("")).not.toContain("ETA");
+    } finally {
+      clearInterval(mover);
       display.stop();
     }
   });
