@@ -67,7 +67,7 @@ const program = new Command()
   .name("fmq")
   .description("FileMQ: publish directories, subscribe to them, over ZeroMQ (35/FILEMQ v2)")
   .version(ownVersion())
-  .configureOutput({ outputError: (text, write) => write(text.split("\n")[0] + "\n") });
+  .configureOutput({ outputError: (text, write) => write(printable(text.replace(/\n+$/, "")).split("\\n")[0] + "\n") });
 
 program
   .command("publish")
@@ -523,7 +523,8 @@ async function copiesItself(src: string, dst: string): Promise<string | undefine
 
 /** One line on stderr, exit status 1; with --json, the same as an {"event":"error"} line on stdout too. */
 function fail(error: unknown): never {
-  const message = (error instanceof Error ? error.message : String(error)).split("\n")[0]!;
+  // One line, whatever it quotes (a path given with a newline or an escape sequence in it is shown escaped).
+  const message = printable(error instanceof Error ? error.message : String(error));
   const out = Output.current;
   if (out?.json) {
     out.error(message);
@@ -562,8 +563,9 @@ function msOption(flags: string, description: string, fallback: number, least = 
   // (2^31 - 1 ms is the longest delay setTimeout takes; a longer one fires at once, with a warning.)
   return new Option(flags, description)
     .argParser((text: string) => {
-      const value = Number(text);
-      if (!Number.isInteger(value) || value < 0) throw new InvalidArgumentError(`not a number of milliseconds: "${text}"`);
+      // (Digits only: Number() would take "", " 1e3 " and "0x3e8" too.)
+      const value = /^\d+$/.test(text) ? Number(text) : NaN;
+      if (!Number.isInteger(value) || value < 0) throw new InvalidArgumentError(`not a number of milliseconds: "${printable(text)}"`);
       if (value < least || value > most) throw new InvalidArgumentError(`from ${least} to ${most} ms`);
       return value;
     })

@@ -75,7 +75,7 @@ export interface ServerConfig {
   readonly security?: SecurityConfig;
 }
 
-const LIMITS: Record<string, { option: keyof LimitOptions; size?: boolean }> = {
+const LIMITS: Record<string, { option: keyof LimitOptions; size?: boolean; least?: number; most?: number }> = {
   "max-clients": { option: "maxClients" },
   "max-subscriptions": { option: "maxSubscriptions" },
   "max-message-size": { option: "maxMessageSize", size: true },
@@ -85,8 +85,10 @@ const LIMITS: Record<string, { option: keyof LimitOptions; size?: boolean }> = {
   "max-outgoing-messages": { option: "maxOutgoingMessages" },
   "max-queued-messages": { option: "maxQueuedMessages" },
   "max-stalled-bytes": { option: "maxStalledBytes", size: true },
-  "expiry-ms": { option: "expiryMs" },
-  "peer-timeout-ms": { option: "peerTimeoutMs" },
+  // (Bounded: at most what a timer and libzmq's int options take; at least what a live client, which
+  // speaks every second, can meet. 1 ms would drop every client at once.)
+  "expiry-ms": { option: "expiryMs", least: 1000, most: 2 ** 31 - 1 },
+  "peer-timeout-ms": { option: "peerTimeoutMs", least: 100, most: 2 ** 31 - 1 },
 };
 
 const TOP_KEYS = ["bind", "chunk-size", "stable-ms", "hash-ahead", "mount", "security", "account", "limits"];
@@ -185,6 +187,7 @@ export function parseServerConfig(text: string, file: string): ServerConfig {
       const spec = LIMITS[key]!;
       const bad = () => fail(["limits", key], `${key} must be a positive ${spec.size ? "size like 16M" : "integer"}, got ${show(value)}`);
       const n = spec.size ? sizeOf(value, bad) : count(value, false, bad);
+      if ((spec.least !== undefined && n < spec.least) || (spec.most !== undefined && n > spec.most)) fail(["limits", key], `${key} must be from ${spec.least ?? 1} to ${spec.most ?? Number.MAX_SAFE_INTEGER}, got ${show(value)}`);
       limits[spec.option] = n;
     }
   }

@@ -120,6 +120,8 @@ peer-timeout-ms = 20000
       [`[security]\nmechanism = "curve"\n[[account]]\nuser = "a"\npassword = "x"\n`, `${F}:3: [[account]] needs mechanism = "plain" in [security]`],
       [`[limits]\nmax-clients = 0\n`, `${F}:2: max-clients must be a positive integer, got 0`],
       [`[limits]\nmax-message-size = "big"\n`, `${F}:2: max-message-size must be a positive size like 16M, got "big"`],
+      [`[limits]\nexpiry-ms = 1\n`, `${F}:2: expiry-ms must be from 1000 to 2147483647, got 1`],
+      [`[limits]\npeer-timeout-ms = 2147483648\n`, `${F}:2: peer-timeout-ms must be from 100 to 2147483647, got 2147483648`],
       [`[limits]\nmax-peers = 5\n`, `${F}:2: unknown key "max-peers" in [limits] (expected one of: max-clients, max-subscriptions, max-message-size, max-pending-messages, max-pending-bytes, max-pending-total-bytes, max-outgoing-messages, max-queued-messages, max-stalled-bytes, expiry-ms, peer-timeout-ms)`],
       [`a = 1\nb = \n`, `${F}:2: invalid TOML: invalid value`],
       [`[security\n`, `${F}:1: invalid TOML: illegal character in key`],
