@@ -41,7 +41,7 @@ const program = new Command()
   .addOption(new Option("--size <bytes>", "workload 1: size of the one big file").default("1G"))
   .addOption(new Option("--files <n>", "workload 2: number of small files").default("10000"))
   .addOption(new Option("--file-size <bytes>", "workloads 2 and 3: size of each small file").default("4k"))
-  .addOption(new Option("--latency-files <n>", "workload 3: files measured (p99 wants >= 50)").default("50"))
+  .addOption(new Option("--latency-files <n>", "workload 3: files measured (p99 is the largest below 100)").default("200"))
   .addOption(new Option("--latency-stable-ms <list>", "workload 3: publisher --stable-ms values to measure").default("150,0"))
   .addOption(new Option("--fanout <list>", "workload 4: numbers of subscribers").default("1,4,16"))
   .addOption(new Option("--fanout-size <bytes>", "workload 4: size of the file").default("256M"))
@@ -61,36 +61,48 @@ program.parse();
 const opts = program.opts<Record<string, string | boolean | undefined>>();
 
 /** A flag's value: the smoke default unless given explicitly. */
+/** "latencyFiles" -> "--latency-files", as the user typed it. */
+const flagName = (name: string) => "--" + name.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
+
 function flag(name: string): string {
   const smoke = (SMOKE as Record<string, string>)[name];
   if (opts.smoke && smoke !== undefined && program.getOptionValueSource(name) === "default") return smoke;
   return String(opts[name]);
 }
 
+/** A size in bytes, binary multiples ("4k", "256M", "1G", "1GiB"); "1GB" and "1MB" are refused (MB is 10^6 in the report). */
 function size(name: string): number {
   const text = flag(name);
-  const match = /^(\d+)\s*([kmg]?)(i?b)?$/i.exec(text.trim());
-  if (!match) throw new InvalidArgumentError(`--${name}: not a size: "${text}" (e.g. 4k, 256M, 1G)`);
+  const match = /^(\d+)\s*([kmg]?)(ib)?$/i.exec(text.trim());
+  if (!match) throw new InvalidArgumentError(`${flagName(name)}: not a size: "${text}" (e.g. 4k, 256M, 1G, 1GiB)`);
   const unit = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[match[2]!.toLowerCase() as "" | "k" | "m" | "g"];
-  return Number(match[1]) * unit;
-}
-
-function count(name: string): number {
-  const value = Number(flag(name));
-  if (!Number.isInteger(value) || value < 0) throw new InvalidArgumentError(`--${name}: not a whole number: "${flag(name)}"`);
+  const value = Number(match[1]) * unit;
+  if (!Number.isSafeInteger(value) || value <= 0) throw new InvalidArgumentError(`${flagName(name)}: not a positive size: "${text}"`);
   return value;
 }
 
-function list(name: string): number[] {
-  return flag(name)
+/** A whole number, at least `least`. */
+function count(name: string, least = 1): number {
+  const text = flag(name);
+  const value = /^\d+$/.test(text.trim()) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(value) || value < least) throw new InvalidArgumentError(`${flagName(name)}: not a whole number of at least ${least}: "${text}"`);
+  return value;
+}
+
+/** Distinct whole numbers of at least `least`. */
+function list(name: string, least: number): number[] {
+  const values = flag(name)
     .split(",")
     .map((s) => s.trim())
     .filter(Boolean)
     .map((s) => {
-      const value = Number(s);
-      if (!Number.isInteger(value) || value < 0) throw new InvalidArgumentError(`--${name}: not a list of whole numbers: "${flag(name)}"`);
+      const value = /^\d+$/.test(s) ? Number(s) : NaN;
+      if (!Number.isSafeInteger(value) || value < least) throw new InvalidArgumentError(`${flagName(name)}: not a list of whole numbers of at least ${least}: "${flag(name)}"`);
       return value;
     });
+  if (values.length === 0) throw new InvalidArgumentError(`${flagName(name)}: empty`);
+  if (new Set(values).size !== values.length) throw new InvalidArgumentError(`${flagName(name)}: a value given twice: "${flag(name)}"`);
+  return values;
 }
 
 async function main(): Promise<number> {
@@ -109,17 +121,21 @@ async function main(): Promise<number> {
     files: count("files"),
     fileSize: size("fileSize"),
     latencyFiles: count("latencyFiles"),
-    latencyStableMs: list("latencyStableMs"),
-    fanout: list("fanout"),
+    latencyStableMs: list("latencyStableMs", 0),
+    fanout: list("fanout", 1),
     fanoutSize: size("fanoutSize"),
-    reps: Math.max(1, count("reps")),
+    reps: count("reps"),
     chunkSize: size("chunkSize"),
     window: size("window"),
-    stableMs: count("stableMs"),
+    stableMs: count("stableMs", 0),
     smoke: opts.smoke === true,
     fmqCli,
     tmp,
   };
+  // (A window below one chunk: the raw pipe never sends; a file under 4 MiB: workload 5's change "in the
+  // middle" would grow it instead.)
+  if (config.window < config.chunkSize) throw new InvalidArgumentError(`--window (${config.window}) must be at least --chunk-size (${config.chunkSize})`);
+  if (only.has("5") && config.size < 4 * 1024 ** 2) throw new InvalidArgumentError(`--size must be at least 4M when workload 5 runs (it changes 1 MiB inside the file)`);
   const log = (line: string) => process.stderr.write(line + "\n");
 
   const rsyncVersion = installed("rsync");
@@ -132,7 +148,7 @@ async function main(): Promise<number> {
   watchOver({ tmp, ...(reporting.putBack ? { setting: reporting.putBack } : {}) });
   const rsync = rsyncVersion ? await RsyncDaemon.start(path.join(tmp, "rsync")) : undefined;
   const ctx: Context = { config, rsync, log };
-  const probe = await probeUntilHealthy(path.join(tmp, "probe"), count("waitHealthy"), log);
+  const probe = await probeUntilHealthy(path.join(tmp, "probe"), count("waitHealthy", 0), log);
   const slowMachine = probeWarning(probe);
   if (slowMachine) log(`warning: ${slowMachine}`);
   const machine = {

@@ -67,9 +67,11 @@ interface Pipeline {
   readonly rep: number;
   /**
    * Spawns the server and resolves once it is ready to serve. `leftovers`: directories the setting wrote
-   * (a warm-up's inbox), removed before the timed run's scratch step.
+   * (a warm-up's inbox), removed before the timed run's scratch step. Every process it spawns goes
+   * through `spawned` at once: stopped with the rest even if the start fails part way (a publisher never
+   * ready, a warm-up that fails), not left running through the contenders timed after it.
    */
-  readonly startServer: () => Promise<{ server: Proc; extra: Record<string, unknown>; others?: Proc[]; leftovers?: string[]; discard?: (dir: string) => Promise<void> }>;
+  readonly startServer: (spawned: (proc: Proc) => Proc) => Promise<{ server: Proc; extra: Record<string, unknown>; others?: Proc[]; leftovers?: string[]; discard?: (dir: string) => Promise<void> }>;
   /** Spawns receiver k. */
   readonly startClient: (k: number) => Proc;
   /** The receiver's line that starts the clock (fmq: "subscribed"; raw: "open"). */
@@ -93,9 +95,10 @@ async function runPipeline(p: Pipeline): Promise<Run> {
       await rm(dst, { recursive: true, force: true });
       await mkdir(dst, { recursive: true });
     }
-    const { server, extra, others = [], leftovers: left = [], discard = removeTree } = await p.startServer();
+    // (Until the start is done, everything it spawned is untimed, so stopped on any failure below.)
+    const { server, extra, others = [], leftovers: left = [], discard = removeTree } = await p.startServer((proc) => (untimed.push(proc), proc));
+    untimed.splice(0, untimed.length, ...others);
     procs.push(server);
-    untimed.push(...others);
     // A warm-up's output goes now, before the scratch step below evens out the memory everyone writes
     // into (removed after the timed run instead, it freed 1 GiB more just before whichever row came next).
     await Promise.all(left.map(discard));
@@ -152,6 +155,8 @@ async function runPipeline(p: Pipeline): Promise<Run> {
 
     const t0 = Math.min(...clients.map((c) => c.started!));
     const t1 = Math.max(...clients.map((c) => c.ended!));
+    // (A receiver that finished without its start line: no time to give, and a NaN would sort anywhere.)
+    if (!Number.isFinite(t1 - t0)) throw new Error(`a receiver finished without its "${p.startEvent}" line: no time`);
     // Peak RSS over each process's life (read just before stopping it); CPU over the timed part only.
     const cpu = (a: ProcSample | undefined, b: ProcSample | undefined) => (b?.cpuSeconds ?? NaN) - (a?.cpuSeconds ?? NaN);
     const serverCost: ProcessCost = { peakRssMiB: stopped[0]?.peakRssMiB ?? NaN, cpuSeconds: cpu(serverAtStart, serverAtEnd) };
@@ -236,10 +241,19 @@ export function runFmq(contender: string, rep: number, transfer: Transfer, s: Fm
     transfer,
     startEvent: "subscribed",
     doneEvent: "delivered",
-    startServer: async () => {
+    startServer: async (spawned) => {
       endpoint = `tcp://127.0.0.1:${await freePort()}`;
       const args = ["publish", transfer.src, "--bind", endpoint, "--json", "--chunk-size", String(s.chunkSize), "--stable-ms", String(s.stableMs), ...(s.publishFlags ?? [])];
-      const server = Proc.node("fmq publish", s.cli, args);
+      if (s.stalledInbox !== undefined) {
+        // The frozen subscriber must stay frozen, and held, for the whole timed run: the publisher's
+        // default peer-timeout-ms (15 s) would cut it part way through a slow repetition at 16
+        // subscribers (frozen before the scratch step and 16 start-ups), and the rest of that run would
+        // measure nothing. It only concerns a client that has stopped reading.
+        const config = `${s.stalledInbox}.toml`;
+        await writeFile(config, "[limits]\npeer-timeout-ms = 120000\n");
+        args.push("--config", config);
+      }
+      const server = spawned(Proc.node("fmq publish", s.cli, args));
       const ready = await server.waitFor((d) => d.event === "ready", 120_000, '"ready"');
       // The initial files must be stable (in the publisher's catalogue) before the clock starts, or the
       // timing would include their quiet period: wait for a "published" line per file.
@@ -248,7 +262,7 @@ export function runFmq(contender: string, rep: number, transfer: Transfer, s: Fm
       if (s.warmUpInbox !== undefined) {
         // (One left by a warm-up that failed: a tree of many files is set aside too, not deleted.)
         await (s.discardWarmUp ?? removeTree)(s.warmUpInbox);
-        const warm = Proc.node("fmq subscribe (warm-up)", s.cli, ["subscribe", "/", "--connect", endpoint, "--inbox", s.warmUpInbox, "--json", "--window", String(s.window)]);
+        const warm = spawned(Proc.node("fmq subscribe (warm-up)", s.cli, ["subscribe", "/", "--connect", endpoint, "--inbox", s.warmUpInbox, "--json", "--window", String(s.window)]));
         try {
           await warm.waitFor((d) => d.event === "delivered", transfer.timeoutMs, '"delivered" for every file (warm-up)', transfer.files);
         } finally {
@@ -265,7 +279,7 @@ export function runFmq(contender: string, rep: number, transfer: Transfer, s: Fm
       const extraStalled: Record<string, unknown> = {};
       if (s.stalledInbox !== undefined) {
         await rm(s.stalledInbox, { recursive: true, force: true });
-        const stalled = Proc.node("fmq subscribe (stalled)", s.cli, ["subscribe", "/", "--connect", endpoint, "--inbox", s.stalledInbox, "--json", "--window", String(s.window)]);
+        const stalled = spawned(Proc.node("fmq subscribe (stalled)", s.cli, ["subscribe", "/", "--connect", endpoint, "--inbox", s.stalledInbox, "--json", "--window", String(s.window)]));
         others.push(stalled);
         // The workloads that use it publish one file.
         const file = (await readdir(transfer.src))[0]!;
@@ -289,9 +303,9 @@ export function runRawPipe(contender: string, rep: number, transfer: Transfer, c
     transfer,
     startEvent: "open",
     doneEvent: "done",
-    startServer: async () => {
+    startServer: async (spawned) => {
       endpoint = `tcp://127.0.0.1:${await freePort()}`;
-      const server = Proc.node("raw-pipe server", RAW_PIPE, ["server", "--file", transfer.src, "--bind", endpoint, "--chunk", String(chunkSize), "--read-ahead", "2"]);
+      const server = spawned(Proc.node("raw-pipe server", RAW_PIPE, ["server", "--file", transfer.src, "--bind", endpoint, "--chunk", String(chunkSize), "--read-ahead", "2"]));
       await server.waitFor((d) => d.event === "ready", 30_000, '"ready"');
       return { server, extra: {} };
     },

@@ -2,7 +2,7 @@
 // in the same bench run (paired by repetition), a markdown report, and an SVG bar chart of throughput.
 
 import { mbps, median, type Disturbance } from "./measure.js";
-import { disturbance } from "./workloads/common.js";
+import { OUTLIER_FACTOR, disturbance } from "./workloads/common.js";
 import { CP, FMQ, FMQ_NO_AHEAD, FMQ_STALLED, FMQ_WARM, RAW, RSYNC, type ResyncSample, type Run, type WorkloadResult } from "./types.js";
 
 const BASELINES = [RAW, CP, RSYNC] as const;
@@ -297,7 +297,9 @@ export function markdown(input: ReportInput, rsyncMissing: string | undefined): 
     out.push("|---|---|---|---|---|---|---|---|");
     for (const l of w.latency ?? []) {
       const failed = l.ok ? "" : ` **failed: ${l.error ?? "?"}**`;
-      out.push(`| ${l.contender}${failed} | ${l.n} | ${f(l.p50, 1)} | ${f(l.p90, 1)} | ${f(l.p99, 1)} | ${f(l.max, 1)} | ${f(l.toSentP50, 1)} | ${f(l.sentToDeliveredP50, 1)} |`);
+      // (Below 100 samples the 99th percentile is the largest: said, not passed off as a p99.)
+      const p99 = l.n < 100 ? `${f(l.p99, 1)} (the max: n < 100)` : f(l.p99, 1);
+      out.push(`| ${l.contender}${failed} | ${l.n} | ${f(l.p50, 1)} | ${f(l.p90, 1)} | ${p99} | ${f(l.max, 1)} | ${f(l.toSentP50, 1)} | ${f(l.sentToDeliveredP50, 1)} |`);
     }
     out.push("");
   }
@@ -308,6 +310,9 @@ export function markdown(input: ReportInput, rsyncMissing: string | undefined): 
   const disturbed = input.workloads.flatMap((w) => w.runs.filter((r) => r.ok && disturbance(r)).map((r) => `${w.id} rep ${r.rep} ${r.contender}${disturbance(r)}`));
   if (disturbed.length)
     notes.push(`Runs that read from disk, saw the page cache dropped or the kernel reclaiming memory (not the quiet, warm-cache run they were meant to be; discount them): ${disturbed.join("; ")}.`);
+  const rerun = input.workloads.flatMap((w) => w.runs.filter((r) => r.rerunOf !== undefined).map((r) => `${w.id} rep ${r.rep} ${r.contender} (${r.rerunOf!.toFixed(3)} s, then ${r.seconds.toFixed(3)} s)`));
+  if (rerun.length)
+    notes.push(`Repetitions run again because they took more than ${OUTLIER_FACTOR}× the same contender's fastest in the workload (the second attempt is in the figures; the same rule for every contender): ${rerun.join("; ")}.`);
   if (rsyncMissing) notes.unshift(rsyncMissing);
   if (notes.length) out.push("## Notes", "", ...notes.map((n) => `- ${n}`), "");
   if (input.failures.length) out.push("## FAILURES", "", ...input.failures.map((n) => `- ${n}`), "");

@@ -33,6 +33,8 @@ export interface Run {
   readonly clients?: readonly ProcessCost[];
   /** Anything workload-specific (per-subscriber times, startup times...). */
   readonly extra?: Record<string, unknown>;
+  /** This repetition was run again: the first attempt took this long (seconds), over OUTLIER_FACTOR × the contender's fastest. */
+  rerunOf?: number;
 }
 
 export interface LatencySummary {

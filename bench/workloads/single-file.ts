@@ -53,7 +53,7 @@ export async function singleFile(id: string, title: string, size: number, receiv
     // The same fan-out with one more subscriber that hangs early in its transfer: the others' figures
     // beside the plain fmq row show whether one stuck subscriber slows the rest.
     contenders.push(fmqContender(FMQ_STALLED, "fmq-stalled", { stalledInbox: path.join(dir, "stalled") }));
-    notes.push(`"${FMQ_STALLED}": K timed subscribers plus one started first and frozen with SIGSTOP once it held 1 MiB (its pipe fills and stays full until the publisher cuts it after peer-timeout-ms, 15 s); its "vs fmq alone" column (fan-out detail) compares it with "${FMQ}", pair by pair.`);
+    notes.push(`"${FMQ_STALLED}": K timed subscribers plus one started first and frozen with SIGSTOP once it held 1 MiB (its pipe fills and stays full for the whole run: this row's publisher has peer-timeout-ms 120 s instead of 15 s, so that it does not cut the frozen one part way through); its "vs fmq alone" column (fan-out detail) compares it with "${FMQ}", pair by pair.`);
   }
   const cp = dsts("cp");
   contenders.push({ name: CP, dsts: cp, verify: verifyAll(cp), run: (rep) => runCp(CP, rep, transfer(src, cp), false) });

@@ -3,7 +3,9 @@
 
 import { describe, expect, it } from "vitest";
 import { markdown, summarise } from "../../bench/report.js";
-import { orderFor } from "../../bench/workloads/common.js";
+import { orderFor, repeat, type Contender } from "../../bench/workloads/common.js";
+import type { BenchConfig } from "../../bench/types.js";
+import { tempDir } from "../helpers/tmp.js";
 import { FMQ, FMQ_STALLED, RAW, type Run, type WorkloadResult } from "../../bench/types.js";
 
 function run(contender: string, rep: number, seconds: number, ok = true): Run {
@@ -86,5 +88,27 @@ describe("bench report", () => {
         for (const [name, before] of predecessors) if (before.length >= 2) expect(new Set(before).size, `${name} of ${count}, ${reps} reps`).toBeGreaterThanOrEqual(2);
       }
     }
+  });
+  it("a repetition over twice the same contender's fastest is run once more and replaced, said in the notes; a contender slow every time is not", async () => {
+    const times: Record<string, number[]> = { steady: [3, 3.1, 2.9], spiky: [1, 3.5, 1.1, 1.05] };
+    const contender = (name: string): Contender => {
+      let k = 0;
+      return { name, dsts: [], verify: async () => undefined, run: async (rep) => run(name, rep, times[name]![k++]!) };
+    };
+    const lines: string[] = [];
+    const config = { reps: 3, tmp: await tempDir() } as unknown as BenchConfig;
+    const runs = await repeat("t", [contender("steady"), contender("spiky")], { config, rsync: undefined, log: (line) => lines.push(line) });
+    expect(runs.filter((r) => r.contender === "steady").map((r) => r.seconds)).toEqual([3, 3.1, 2.9]);
+    const spiky = runs.filter((r) => r.contender === "spiky").sort((a, b) => a.rep - b.rep);
+    expect(spiky.map((r) => [r.rep, r.seconds, r.rerunOf])).toEqual([
+      [1, 1, undefined],
+      [2, 1.05, 3.5],
+      [3, 1.1, undefined],
+    ]);
+    expect(lines.at(-1)).toMatch(/run again: the first took 3\.500 s, over 2× its fastest, 1\.000 s/);
+    const workload: WorkloadResult = { id: "2", title: "t", params: {}, runs, notes: [] };
+    const text = markdown({ startedAt: "now", durationS: 1, command: "bench", machine: {}, stealPct: 0, loadAtStartPct: 0, disturbance: { diskReadMiB: 0, cacheDrops: 0, reclaimMiB: 0 }, workloads: [workload], notes: [], failures: [] }, undefined);
+    expect(text).toContain("Repetitions run again because they took more than 2× the same contender's fastest in the workload");
+    expect(text).toContain("2 rep 2 spiky (3.500 s, then 1.050 s)");
   });
 });
