@@ -407,7 +407,14 @@ async function wireClient(client: Client, out: Output): Promise<void> {
     ),
   );
   client.on("deleted", (e) => out.event({ event: "deleted", path: e.path }, `deleted ${e.path}`));
-  client.on("disconnected", (reason) => out.event({ event: "disconnected", reason }, `disconnected: ${reason}; reconnecting`));
+  // Said once per outage: a publisher down for hours is one line, not one every few seconds.
+  let down = false;
+  client.on("connected", () => (down = false));
+  client.on("disconnected", (reason) => {
+    if (down) return;
+    down = true;
+    out.event({ event: "disconnected", reason }, `disconnected: ${reason}; reconnecting`);
+  });
   client.on("error", (error) => out.error(error.message));
 }
 

@@ -54,6 +54,8 @@ export function publicKeyOf(secretKey: string): string {
  * unless `overwrite`. Returns the two paths.
  */
 export async function writeKeyFiles(basename: string, pair: KeyPair, overwrite = false): Promise<{ publicFile: string; secretFile: string }> {
+  // ("" or "dir/" would write hidden ".pub" and ".key" files, easily missed.)
+  if (basename === "" || basename.endsWith("/")) throw new KeyError(`--out needs a file name to put .pub and .key after, e.g. keys/server (got "${basename}")`);
   const publicFile = `${basename}.pub`;
   const secretFile = `${basename}.key`;
   const exists = (error: unknown, file: string): never => {

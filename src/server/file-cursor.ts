@@ -269,7 +269,9 @@ export class FileCursor {
         got += n;
       }
       const after = fstatSync(fd);
-      cursor.#afterRead = { size: after.size, mtimeMs: after.mtimeMs };
+      // (Written during the read with its size and mtime put back, cp -p or rsync --inplace -t: only the
+      // ctime tells. Then no identity after: the end says "changed" and the new version follows.)
+      cursor.#afterRead = after.ctimeMs === before.ctimeMs ? { size: after.size, mtimeMs: after.mtimeMs } : undefined;
       if (got > 0) cursor.#ahead.push({ offset: 0, want: identity.size, frame, chunkOffset, read: Promise.resolve(got), got, hashed: false, layout: whole ? "whole" : "first" });
       else cursor.#limit = 0;
       cursor.#readOffset = identity.size;

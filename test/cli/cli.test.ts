@@ -49,6 +49,23 @@ describe("cli", () => {
     expect(sub.stderr).toEqual([]);
   });
 
+  it("cli - a subscriber whose publisher is down says so once per outage, not at every attempt", async () => {
+    const port = await freePort();
+    const sub = start(["subscribe", "/", "--connect", `tcp://127.0.0.1:${port}`, "--inbox", await tempDir(), "--json", "--heartbeat-ms", "100"]);
+    // (With a heartbeat of 100 ms it gave up on the silent server and tried again about once a second:
+    // five such lines in 6 s before. 4 s after the first, there would have been more.)
+    await waitFor(() => sub.events.some((e) => e.event === "disconnected"), "the first disconnected line", 10_000);
+    const firstAt = Date.now();
+    await waitFor(() => Date.now() - firstAt > 4000, "4 s more", 10_000);
+    expect(sub.events.filter((e) => e.event === "disconnected")).toHaveLength(1);
+    // Once a publisher comes and goes, the next outage is said again.
+    const src = await tempDir();
+    const pub = start(["publish", src, "--bind", `tcp://127.0.0.1:${port}`, "--json"]);
+    await waitFor(() => sub.events.some((e) => e.event === "connected"), "the subscriber connected", 15_000);
+    pub.child.kill("SIGKILL");
+    await waitFor(() => sub.events.filter((e) => e.event === "disconnected").length === 2, "the second outage said", 15_000);
+  });
+
   it("cli - subscribe to /sub puts the server's /sub/x.txt at <inbox>/x.txt, and never /subway", async () => {
     const src = await tempDir();
     const inbox = path.join(await tempDir(), "in");
@@ -526,6 +543,8 @@ describe("cli", () => {
     ["a TCP port beyond 65535 to connect to", async () => ["subscribe", "/", "--connect", "tcp://127.0.0.1:99999", "--inbox", await tempDir()], /^fmq: cannot connect to tcp:\/\/127\.0\.0\.1:99999: port 99999 is not a TCP port/],
     ["a bad endpoint", async () => ["publish", await tempDir(), "--bind", "nonsense"], /^fmq: cannot bind nonsense: /],
     ["a relative subscription path", async () => ["subscribe", "sub", "--inbox", await tempDir()], /^fmq: invalid path "sub"/],
+    ["port 0 to connect to (libzmq retried it for ever)", async () => ["subscribe", "/", "--connect", "tcp://127.0.0.1:0", "--inbox", await tempDir()], /^fmq: cannot connect to tcp:\/\/127\.0\.0\.1:0: port 0 is nowhere to connect to$/],
+    ["keygen with an empty --out (it wrote hidden .pub and .key)", async () => ["keygen", "--out", ""], /^fmq: --out needs a file name/],
     ["a bad endpoint to connect to", async () => ["subscribe", "/", "--connect", "nonsense", "--inbox", await tempDir()], /^fmq: cannot connect to nonsense: /],
     ["an unknown transport to connect to", async () => ["subscribe", "/", "--connect", "tcpx://127.0.0.1:1", "--inbox", await tempDir()], /^fmq: cannot connect to tcpx:\/\/127.0.0.1:1: /],
     ["track into a directory inside its source", async () => {
