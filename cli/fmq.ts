@@ -346,10 +346,24 @@ await program.parseAsync().catch(fail);
 
 // --- helpers -------------------------------------------------------------------------------------
 
+/** The first line of standard input: read up to its end (or MAX_PASSWORD_LINE), not the whole input. */
 async function firstLineOfStdin(): Promise<string> {
+  // Longest password line read: `yes pw | fmq passwd` or `< /dev/zero` must not grow until it fails.
+  // (Here, not at the top level: the commands run before the module's later lines are evaluated.)
+  const MAX_PASSWORD_LINE = 4096;
   let text = "";
-  for await (const chunk of process.stdin) text += String(chunk);
-  return text.split(/\r?\n/)[0] ?? "";
+  for await (const chunk of process.stdin) {
+    text += String(chunk);
+    const end = text.search(/\r?\n/);
+    if (end >= 0) {
+      text = text.slice(0, end);
+      break;
+    }
+    if (text.length > MAX_PASSWORD_LINE) fail(`the password line is longer than ${MAX_PASSWORD_LINE} characters`);
+  }
+  if (text.length > MAX_PASSWORD_LINE) fail(`the password line is longer than ${MAX_PASSWORD_LINE} characters`);
+  process.stdin.destroy();
+  return text;
 }
 
 /** On a terminal: a prompt on stderr, the password read without echo, up to Enter (not to end of input). */

@@ -321,6 +321,17 @@ export async function resolveServerSettings(config: ServerConfig | undefined, fl
     };
   }
 
+  // What accounts and anonymous clients may read must name something published: checked when the file
+  // is read against its own [[mount]]s, and here against the mounts in force (a directory given on the
+  // command line replaces them): a typo would otherwise start silently and serve that account nothing.
+  if (security) {
+    const aliases = mounts.map((m) => m.alias ?? "/");
+    const unmatched = (p: string) => !aliases.some((alias) => overlaps(alias, p));
+    for (const account of security.accounts)
+      for (const p of account.mounts ?? []) if (unmatched(p)) fail(security.origin, `${p} (for "${account.user}") matches no mount (published: ${aliases.join(", ")})`);
+    for (const p of security.anonymousMounts ?? []) if (unmatched(p)) fail(security.origin, `${p} (in anonymous-mounts) matches no mount (published: ${aliases.join(", ")})`);
+  }
+
   let serverSecurity: ServerOptions["security"];
   if (security && (security.mechanism !== "null" || security.anonymousMounts !== undefined)) {
     if (security.mechanism === "curve" && !security.curveSecret) fail(security.allow?.[0]?.origin ?? security.origin, "CURVE needs the server's secret key: --curve-secret <file.key> (or curve-secret in [security])");

@@ -440,7 +440,9 @@ export class Mount extends EventEmitter<MountEvents> {
     if (!watcher) return;
     this.#checkingRoot ??= setTimeout(() => {
       this.#checkingRoot = undefined;
-      void stat(this.root).then(
+      // (lstat: a root replaced by a symlink, even to a directory, is not the directory published: what
+      // is under it leads outside, and nothing there could be published.)
+      void lstat(this.root).then(
         (stats) => stats.isDirectory() || this.#lost(watcher),
         () => this.#lost(watcher),
       );
@@ -609,7 +611,11 @@ export class Mount extends EventEmitter<MountEvents> {
           if (this.#closed || watcher === undefined || watcher !== this.#watcher) return;
           // A file (or link) of its name now: the watcher, whose directory watch went with it, may say
           // nothing of either (a directory it was handed afresh, replaced by a file: nothing, ever).
-          if (!stats.isDirectory()) return void (dir !== this.root && this.#directories.has(dir) && this.#unlinkedDirectory(dir));
+          if (!stats.isDirectory()) {
+            // (The root replaced by a file or a symlink: lost, as if removed, until a directory is back.)
+            if (dir === this.root) return this.#lost(watcher);
+            return void (this.#directories.has(dir) && this.#unlinkedDirectory(dir));
+          }
           if (stats.birthtimeMs > 0 && this.#directories.get(dir) === identityOf(stats)) return;
           if (dir === this.root) return this.#lost(watcher);
           // (What the new directory holds again is not taken for gone: each report is checked.)
@@ -634,7 +640,7 @@ export class Mount extends EventEmitter<MountEvents> {
     if (watcher !== this.#watcher || this.#lookingForRoot) return;
     this.emit("warning", new MountError(`${this.root} was removed: nothing is published from it until it is back`));
     this.#lookingForRoot = setInterval(() => {
-      void stat(this.root).then(
+      void lstat(this.root).then(
         async (stats) => {
           if (!stats.isDirectory() || this.#closed || !this.#lookingForRoot) return;
           clearInterval(this.#lookingForRoot);

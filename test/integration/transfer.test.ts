@@ -248,6 +248,28 @@ describe("transfer", () => {
     expect(warnings.some((w) => / is back: publishing it again$/.test(w))).toBe(true);
   });
 
+  it("transfer - the published directory replaced by a symlink to another (rm -rf pub && ln -s v2 pub): lost as if removed, its files deleted at subscribers, nothing of v2 published", async () => {
+    const base = await tempDir();
+    const src = path.join(base, "pub");
+    await writeTree(src, { "a.txt": "a" });
+    await writeTree(path.join(base, "v2"), { "a.txt": "a", "v2.txt": "2" });
+    const { server, endpoint } = await startServer(src);
+    const warnings: string[] = [];
+    server.on("warning", (message) => warnings.push(message));
+    const inbox = path.join(await tempDir(), "in");
+    await startClient(endpoint, inbox);
+    await expectMirror(inbox, new Map([["a.txt", sha256("a")]]));
+    await rm(src, { recursive: true });
+    await symlink(path.join(base, "v2"), src);
+    await waitFor(() => warnings.some((w) => / was removed: nothing is published from it until it is back$/.test(w)), "the root said lost", 5000);
+    // (a.txt, the same name in v2, would have stayed published, and failed to be sent for ever.)
+    await expectMirror(inbox, new Map());
+    // A directory again at that path: published again.
+    await rm(src);
+    await writeTree(src, { "c.txt": "c" });
+    await expectMirror(inbox, new Map([["c.txt", sha256("c")]]));
+  });
+
   it("transfer - a 100 MiB file arrives byte for byte", async () => {
     const src = await tempDir();
     const inbox = await tempDir();

@@ -180,6 +180,19 @@ describe("settings", () => {
     await expect(resolveServerSettings(config, {})).rejects.toThrow(`${file}:12: ${path.join(dir, "clients", "bad.pub")}:1: not a CURVE public key`);
   });
 
+  it("config - account and anonymous mounts must match the mounts in force, also when the directory comes from the command line", async () => {
+    const dir = await tempDir();
+    const file = path.join(dir, "fmq.toml");
+    const hash = 'scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA';
+    await writeFile(file, `[security]\nmechanism = "plain"\nanonymous-mounts = ["/public"]\n\n[[account]]\nuser = "alice"\npassword-hash = "${hash}"\nmounts = ["/lgos"]\n`);
+    const config = await loadServerConfig(file);
+    await expect(resolveServerSettings(config, { directory: dir, alias: "/logs" })).rejects.toThrow(`${file}:2: /lgos (for "alice") matches no mount (published: /logs)`);
+    await writeFile(file, `[security]\nmechanism = "plain"\nanonymous-mounts = ["/public"]\n\n[[account]]\nuser = "alice"\npassword-hash = "${hash}"\nmounts = ["/logs"]\n`);
+    await expect(resolveServerSettings(await loadServerConfig(file), { directory: dir, alias: "/logs" })).rejects.toThrow(`${file}:2: /public (in anonymous-mounts) matches no mount (published: /logs)`);
+    // Under "/" everything matches.
+    await expect(resolveServerSettings(await loadServerConfig(file), { directory: dir })).resolves.toBeDefined();
+  });
+
   it("config - a password in clear makes the file its owner's secret: refused if group or others may read or write it; password-hash entries may be read by others", async () => {
     const dir = await tempDir();
     const clear = path.join(dir, "clear.toml");
