@@ -18,6 +18,18 @@ afterEach(async () => {
   for (const mount of mounts.splice(0)) await mount.close();
 });
 
+/** A mount of `dir` (quiet period 10 ms), started, with the deletes it sent and the warnings it gave. */
+async function started(dir: string): Promise<{ mount: Mount; deleted: string[]; warnings: string[] }> {
+  const mount = await Mount.open(dir, "/", { stableMs: 10 });
+  mounts.push(mount);
+  const deleted: string[] = [];
+  const warnings: string[] = [];
+  mount.on("deleted", (vpath) => deleted.push(vpath));
+  mount.on("warning", (error) => warnings.push(error.message));
+  await mount.start();
+  return { mount, deleted, warnings };
+}
+
 // (Waits of 15 s where a directory is replaced: the mount may read it again up to 3 times, 1.1 s apart,
 // before what is in it is published; more under load.)
 describe("mount", () => {
@@ -466,13 +478,7 @@ describe("mount", () => {
     await writeFile(path.join(outside, "other"), "not ours");
     await writeFile(path.join(dir, "plain.txt"), "plain");
     await symlink(".hidden/key", path.join(dir, "lnk"));
-    const mount = await Mount.open(dir, "/", { stableMs: 10 });
-    mounts.push(mount);
-    const errors: string[] = [];
-    const deleted: string[] = [];
-    mount.on("warning", (error) => errors.push(error.message));
-    mount.on("deleted", (vpath) => deleted.push(vpath));
-    await mount.start();
+    const { mount, warnings: errors, deleted } = await started(dir);
     await waitFor(() => mount.files.has("/plain.txt") && errors.length >= 1, "plain.txt published, the link refused", 5000);
     expect(errors).toEqual(["not published: lnk leads to .hidden/key, which is not published from here (hidden, fmq's own state, or another mount's)"]);
     expect([...mount.files.keys()]).toEqual(["/plain.txt"]);
@@ -488,12 +494,7 @@ describe("mount", () => {
     await writeFile(path.join(dir, "f"), "a file");
     await writeFile(path.join(dir, "target"), "a target");
     await symlink("target", path.join(dir, "lnk"));
-    const mount = await Mount.open(dir, "/", { stableMs: 10 });
-    mounts.push(mount);
-    const deleted: string[] = [];
-    mount.on("deleted", (vpath) => deleted.push(vpath));
-    mount.on("warning", () => undefined);
-    await mount.start();
+    const { mount, deleted } = await started(dir);
     await waitFor(() => mount.files.has("/f") && mount.files.has("/lnk"), "f and lnk published", 5000);
     execFileSync("mkfifo", [path.join(dir, "fifo")]);
     await rename(path.join(dir, "fifo"), path.join(dir, "f"));
@@ -505,8 +506,9 @@ describe("mount", () => {
     expect(mount.files.has("/target")).toBe(true);
   });
 
-  it("mount - a link through another mount namespace (/proc/<pid>/root/...), which the kernel follows elsewhere than its text says, is not published", async () => {
-    // (Needs unshare(1) and the right to make a mount namespace: root, as the review's scenario has it.)
+  // (Needs unshare(1) and the right to make a mount namespace and bind mounts: root, as the review's
+  // scenario has it, and as CI runs. Skipped for anyone else, who could not make the scenario.)
+  it.skipIf(process.getuid?.() !== 0)("mount - a link through another mount namespace (/proc/<pid>/root/...), which the kernel follows elsewhere than its text says, is not published", async () => {
     const dir = await realpath(await tempDir("fmq-mount-"));
     const secret = path.join(await tempDir("fmq-mount-secret-"), "shadow");
     await writeFile(secret, "root only");
