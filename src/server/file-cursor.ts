@@ -410,8 +410,13 @@ export class FileCursor {
       if (this.known === undefined) this.#rehashed = await this.#hashWhole();
     }
     const now = this.options.extensions && this.handle ? await this.handle.stat().catch(() => undefined) : this.#afterRead;
+    const headers = this.#eofHeaders(now);
+    // Unchanged, yet no tree hash: the background pass failed and so did reading the file again (an I/O
+    // error). An end without a hash would be taken as a file we vouch for without saying what it is: the
+    // transfer fails instead, the client keeps what it has to resume, and the file goes in a later session.
+    if (this.options.extensions && !this.changed && !headers.has(Header.HASH)) throw new Error(`${this.vpath}: its tree hash could not be computed (the file could not be read again)`);
     // An empty file (or an empty delta) has no first data chunk: its eof chunk carries the identity.
-    const { frame } = cheezburgerFrame({ ...this.#fields(this.#limit, this.#eofHeaders(now)), eof: 1 }, 0);
+    const { frame } = cheezburgerFrame({ ...this.#fields(this.#limit, headers), eof: 1 }, 0);
     return { frame, bytes: 0, eof: true };
   }
 
