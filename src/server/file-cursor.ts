@@ -535,7 +535,7 @@ export class FileCursor {
       const want = Math.min(this.options.chunkSize, end - offset, Math.max(credit, MIN_READ));
       const first = this.#first && this.#ahead.length === 0 && offset === this.#offset;
       const { frame, chunkOffset } = cheezburgerFrame(this.#fields(offset, first ? this.#firstHeaders() : NO_HEADERS), want);
-      const read = this.handle.read(frame, chunkOffset, want, offset).then((r) => r.bytesRead);
+      const read = readFully(this.handle, frame, chunkOffset, want, offset);
       // A failed read is reported when its chunk is due; never leave a rejection unhandled meanwhile.
       read.catch(() => undefined);
       this.#ahead.push({ offset, want, frame, chunkOffset, read, hashed: false, layout: first ? "first" : "chunk" });
@@ -565,6 +565,21 @@ export function sameIdentity(a: Identity, b: Identity): boolean {
 /** The file opened is the one published: its size, mtime and (when the mount knows it) inode. */
 function samePublished(opened: Identity & { ino: number; dev: number }, published: Published): boolean {
   return sameIdentity(opened, published) && (published.ino === undefined || opened.ino === published.ino) && (published.dev === undefined || opened.dev === published.dev);
+}
+
+/**
+ * Read `want` bytes at `offset` into `buffer` at `at`, in as many reads as it takes; the bytes read. A
+ * short read is not the end of the file (FUSE with direct_io, some network file systems return them);
+ * only a read of nothing is. Taken for the end, it had the file sent as "changed", again and again.
+ */
+async function readFully(handle: FileHandle, buffer: Buffer, at: number, want: number, offset: number): Promise<number> {
+  let got = 0;
+  while (got < want) {
+    const { bytesRead } = await handle.read(buffer, at + got, want - got, offset + got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return got;
 }
 
 /** Block indexes -> byte ranges, adjacent blocks merged. */
