@@ -112,7 +112,7 @@ export class ProgressDisplay {
     const moved = progress.bytes - this.#lastBytes;
     const seconds = Math.max(0.001, (now - this.#lastAt) / 1000);
     if (moved > 0) this.#lastMovedAt = now;
-    if (now - this.#lastMovedAt >= STALLED_MS) this.#rate = 0;
+    if (this.#stalled) this.#rate = 0;
     else this.#rate = this.#rate === 0 ? moved / seconds : 0.7 * this.#rate + 0.3 * (moved / seconds);
     this.#lastBytes = progress.bytes;
     this.#lastAt = now;

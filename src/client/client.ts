@@ -887,8 +887,7 @@ export class Client extends EventEmitter<ClientEvents> {
 
 /** Throws a ClientError if libzmq refuses to connect to `endpoint`, as found by a socket that is closed at once. */
 function checkEndpoint(endpoint: string): void {
-  // (Port 0 is "any free port" to bind; to connect, it is nowhere, and libzmq would retry it for ever.)
-  const problem = endpointProblem(endpoint) ?? (/^tcp:\/\/.*:0+$/.test(endpoint) ? "port 0 is nowhere to connect to" : undefined);
+  const problem = endpointProblem(endpoint, "connect");
   if (problem) throw new ClientError(`cannot connect to ${endpoint}: ${problem}`);
   const probe = new Dealer({ linger: 0 });
   try {

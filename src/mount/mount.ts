@@ -1028,23 +1028,22 @@ export class Mount extends EventEmitter<MountEvents> {
     this.#withdraw(relative);
   }
 
-  /** No longer published (its delete goes out); a newer sighting the tracker holds stays. */
   /**
    * A published name that is no longer a regular file (a FIFO, a socket or a device put at it, or a link
    * re-pointed at one) is not what was published: its delete goes out. (A directory is the watcher's to
    * report, as a directory.) Left published, every session would try to send it, and fail unsaid.
    */
   #notAFile(relative: string): void {
-    const at = path.join(this.root, relative);
     if (!this.files.has(joinVirtual(this.alias, relative))) return;
     try {
-      if (statSync(at, { throwIfNoEntry: false })?.isDirectory()) return;
+      if (statSync(path.join(this.root, relative), { throwIfNoEntry: false })?.isDirectory()) return;
     } catch {
       // (Where it leads cannot be looked at: not a file we can send either.)
     }
     this.#withdraw(relative);
   }
 
+  /** No longer published (its delete goes out); a newer sighting the tracker holds stays. */
   #withdraw(relative: string): void {
     const vpath = joinVirtual(this.alias, relative);
     const file = this.files.get(vpath);

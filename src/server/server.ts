@@ -242,7 +242,7 @@ export class Server extends EventEmitter<ServerEvents> {
   async bind(endpoint: string): Promise<string> {
     // The ZAP handler must be there before the first handshake.
     await this.#security?.start();
-    const problem = endpointProblem(endpoint);
+    const problem = endpointProblem(endpoint, "bind");
     if (problem) throw new ServerError(`cannot bind ${endpoint}: ${problem}`);
     try {
       await this.#router.bind(endpoint);
