@@ -34,10 +34,14 @@ let earlySignal: { name: NodeJS.Signals; timer: NodeJS.Timeout } | undefined;
  * blocked reading a FIFO would hold the process for as long as nobody writes to it.)
  */
 const dieOf = (name: NodeJS.Signals) => {
-  process.off("SIGINT", beforeStart);
-  process.off("SIGTERM", beforeStart);
+  for (const listener of [beforeStart, ...stopListeners]) {
+    process.off("SIGINT", listener);
+    process.off("SIGTERM", listener);
+  }
   process.kill(process.pid, name);
 };
+/** The handlers onStop installs (taken off by dieOf, so the signal it sends itself is not handled). */
+const stopListeners: ((name: NodeJS.Signals) => void)[] = [];
 function beforeStart(name: NodeJS.Signals): void {
   if (earlySignal) return dieOf(name);
   earlySignal = { name, timer: setTimeout(() => dieOf(name), 1000) };
@@ -497,12 +501,14 @@ function onStop(close: () => Promise<void>, opts: { signalFails?: boolean } = {}
   };
   // A service asked to stop has done its job (status 0); a job with an end (track --once) stopped before
   // it has not: 128 + the signal's number, as a shell reports it, so that `fmq track --once a b && ...`
-  // goes no further. A second signal stops at once; one while finishing changes nothing.
+  // goes no further. A second signal stops at once: the process dies of it, as it would without a
+  // handler, so its parent sees it killed, not a status of ours. One while finishing changes nothing.
   const signal = (name: NodeJS.Signals) => {
     if (phase === "finishing") return;
-    if (phase === "stopping") process.exit(1);
+    if (phase === "stopping") return dieOf(name);
     stop(opts.signalFails ? 128 + osConstants.signals[name] : 0);
   };
+  stopListeners.push(signal);
   process.off("SIGINT", beforeStart);
   process.off("SIGTERM", beforeStart);
   process.on("SIGINT", signal);
