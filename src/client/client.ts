@@ -397,6 +397,8 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#window.reset();
     this.#blockedFailures = 0;
     this.#hedged = false;
+    // (What was refused of the last session's transfers is not coming: this session's begin afresh.)
+    this.#refused = undefined;
     this.#forgetRequests();
     // A file half received in the last session: kept if it can be resumed, else dropped.
     await this.#dropCurrent();
@@ -584,6 +586,8 @@ export class Client extends EventEmitter<ClientEvents> {
   /** Any chunk: begin, continue or finish the current transfer, or apply a delete. */
   async #applyChunk(message: Cheezburger, { sub, relative }: { sub: Subscription; relative: string }): Promise<void> {
     const vpath = message.filename;
+    // The transfer's end: an empty chunk (the reference's) or eof=1 (the spec's).
+    const last = message.chunk.length === 0 || message.eof === 1;
     try {
       if (message.operation === Operation.DELETE) {
         if (this.#current?.vpath === vpath) await this.#dropCurrent(false);
@@ -601,7 +605,6 @@ export class Client extends EventEmitter<ClientEvents> {
       if (!Number.isSafeInteger(offset)) throw new InboxError(`offset ${message.offset} out of range`, relative);
       const identity = identityOf(message.headers, vpath);
       const base = message.headers.get(Header.BASE);
-      const last = message.chunk.length === 0 || message.eof === 1;
       // A new transfer begins with our identity headers on its first data chunk, or at offset 0.
       const begins = (identity !== undefined && !last) || base !== undefined || (offset === 0 && message.chunk.length > 0);
       if (this.#refused !== undefined && (this.#refused !== vpath || begins)) this.#refused = undefined;
@@ -635,8 +638,11 @@ export class Client extends EventEmitter<ClientEvents> {
       this.#finishing = undefined;
       const held = this.#current?.vpath === vpath ? this.#current.file.length : (finishing?.length ?? 0);
       const kept = this.#current?.vpath === vpath ? await this.#dropCurrent(full) : (finishing?.kept ?? false);
-      // The rest of this transfer is ignored: one error per failed file, not one per chunk.
-      this.#refused = vpath;
+      // The rest of this transfer is ignored: one error per failed file, not one per chunk. (Not after its
+      // last chunk: nothing of it is left to come, and the next chunk of this name is a new transfer, maybe
+      // no more than the end of the file we kept whole, taken up at its last block. A review: ignored, the
+      // file never came.)
+      if (!last) this.#refused = vpath;
       let failure = error instanceof InboxError ? error : new InboxError(`${relative}: ${code ?? String(error)}`, relative);
       // (Not one in place already, whose directory could not be synced: its own words say that.)
       if (full && !(error instanceof NotDurableError)) failure = new InboxError(`${relative}: disk full (${code}); ${held} bytes received${kept ? ", kept to resume" : ""}`, relative);

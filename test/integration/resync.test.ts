@@ -787,9 +787,11 @@ describe("a subscription whose cache cannot be built", () => {
     expect([...(await treeHashes(brokenInbox)).keys()]).toEqual(["held.bin"]);
   }, 30_000);
 
-  it("resync - a big file received whole with a directory in its way is kept, and put in place once the way is clear without being sent again", async () => {
+  // Of a size that is not whole blocks, its last 5 bytes are sent again; of whole blocks, only the end (an
+  // empty chunk), which used to be ignored as the rest of the refused transfer: the file never came.
+  it.each([3 * 1024 * 1024 + 5, 2 * 1024 * 1024])("resync - a big file (%i bytes) received whole with a directory in its way is kept, and put in place once the way is clear without being sent again", async (size) => {
     const src = await tempDir();
-    const content = randomBytes(3 * 1024 * 1024 + 5);
+    const content = randomBytes(size);
     await writeTree(src, { "big.bin": content });
     const inbox = path.join(await tempDir(), "in");
     await writeTree(inbox, { "big.bin/userfile": "mine" });
@@ -801,7 +803,7 @@ describe("a subscription whose cache cannot be built", () => {
     await rm(path.join(inbox, "big.bin"), { recursive: true });
     // The subscription is sent again 5 s after the refusal: the kept file is taken up at its last block.
     await waitFor(() => sub.delivered.length === 1, "big.bin delivered", 15_000);
-    expect(sub.delivered[0]).toEqual({ path: "big.bin", size: content.length, received: content.length - 3 * 1024 * 1024 });
+    expect(sub.delivered[0]).toEqual({ path: "big.bin", size: content.length, received: content.length % (1024 * 1024) });
     expect(createHash("sha256").update(await readFile(path.join(inbox, "big.bin"))).digest("hex")).toBe(createHash("sha256").update(content).digest("hex"));
     expect(sub.errors).toEqual([refused]);
   }, 30_000);
