@@ -32,6 +32,12 @@ export class HeldDirectory {
     this.#fd = fd;
   }
 
+  /** The same directory as `other` (device and inode), whatever name each was opened by. */
+  sameAs(other: HeldDirectory): boolean {
+    const [a, b] = [fstatSync(this.#fd, { bigint: true }), fstatSync(other.#fd, { bigint: true })];
+    return a.ino === b.ino && a.dev === b.dev;
+  }
+
   /**
    * Open `name` in `parent` (or the absolute path `name`), making it if missing. Throws if it is not a
    * directory, or is a symlink (the path leading to an absolute `name` is followed: it is the user's).

@@ -687,8 +687,11 @@ export class Inbox {
     // In any case, and with any trailing dots and spaces: on a file system that ignores case (vfat, exfat,
     // CIFS, ext4 casefold) ".FMQ" is our state directory too, and vfat, exfat and SMB drop trailing dots
     // (and SMB spaces) when they look a name up: ".fmq." is it too (a review). (Where names are taken as
-    // they are, a server's ".FMQ" or ".fmq." is refused all the same: a small loss.)
-    if (segments[0]!.replace(/[. ]+$/, "").toLowerCase() === STATE_DIR) throw new InboxError(`refused "${printable(relative)}": reserved name`, relative);
+    // they are, a server's ".FMQ" or ".fmq." is refused all the same: a small loss.) At any depth: an
+    // inbox inside this one (another subscriber's, at b/) has its state at b/.fmq, and a server of ours
+    // never sends a hidden name (a review: b/.fmq/manifest.json/x was written, and the inner subscriber
+    // could not start again).
+    if (segments.some((segment) => segment.replace(/[. ]+$/, "").toLowerCase() === STATE_DIR)) throw new InboxError(`refused "${printable(relative)}": reserved name`, relative);
     const name = segments.pop()!;
     const dir = opts.thisTurn ? this.#dirThisTurn(segments, relative) : this.#walk(segments, opts.create !== false, relative);
     if (!dir) return undefined;
@@ -761,8 +764,12 @@ export class Inbox {
           const symlink = lstatSync(dir.join(segment), { throwIfNoEntry: false })?.isSymbolicLink();
           throw new InboxError(`refused "${printable(relative)}": ${symlink ? "leads through a symlink" : `${segment} is a file, not a directory`}`, relative, code);
         }
+        const first = dir === this.dirs.root;
         this.#release(dir);
         dir = next;
+        // Our state directory under another name: vfat's short name (FMQ~1), or a bind mount of it. Known
+        // by what it is, not by its name. (Two fstat calls for a file in a directory below the inbox.)
+        if (first && dir.sameAs(this.dirs.state)) throw new InboxError(`refused "${printable(relative)}": ${segment} is the inbox's state directory`, relative);
       }
       return dir;
     } catch (error) {

@@ -942,6 +942,9 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
         // And with trailing dots or spaces, which vfat, exfat and SMB drop when they look a name up.
         `${p}/.fmq./manifest.json`,
         `${p}/.FMQ.. /lock-key`,
+        // Nor is the state of an inbox inside this one (another subscriber's, at b/).
+        `${p}/b/.fmq/manifest.json/x`,
+        `${p}/b/.FMQ./lock-key`,
         `${p}/link/pwned.txt`,
         `${p}/link/../pwned.txt`,
         `${p}/./dot.txt`,

@@ -2,6 +2,7 @@
 // else may write there could swap a partial file between its hash check and its rename. And what a kill
 // left half done there is settled when the inbox is opened again.
 
+import { spawnSync } from "node:child_process";
 import { chmod, chown, mkdir, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
@@ -60,5 +61,31 @@ describe("inbox placements interrupted", () => {
     } finally {
       inbox.close();
     }
+  });
+});
+
+// (Needs unshare(1) and bind mounts: root, as CI runs. Skipped for anyone else.)
+describe.skipIf(process.getuid?.() !== 0)("inbox - its state directory under another name", () => {
+  it("inbox - a name that leads to the inbox's own .fmq by another way (a bind mount here; vfat's short name FMQ~1 alike) is refused: known by what it is, not by its name", async () => {
+    const dir = await tempDir();
+    (await Inbox.open(dir)).close();
+    await mkdir(path.join(dir, "alias"));
+    // In a mount namespace of its own, alias/ shows .fmq; an inbox opened there is asked for alias/manifest.json.
+    const inboxModule = new URL("../../dist/src/client/inbox.js", import.meta.url).href;
+    const script = `
+      const { Inbox } = await import(${JSON.stringify(inboxModule)});
+      const inbox = await Inbox.open(${JSON.stringify(dir)});
+      try {
+        await inbox.create("alias/manifest.json", "/alias/manifest.json", 0, undefined, undefined);
+        console.log("created");
+      } catch (error) {
+        console.log(error.message);
+      } finally {
+        inbox.close();
+      }`;
+    const bind = `mount --bind ${path.join(dir, ".fmq")} ${path.join(dir, "alias")}`;
+    const run = spawnSync("unshare", ["-m", "--propagation", "private", "sh", "-c", `${bind} && exec node --input-type=module -e '${script.replaceAll("'", "'\\''")}'`], { encoding: "utf8" });
+    expect(run.stderr).toBe("");
+    expect(run.stdout.trim()).toBe('refused "alias/manifest.json": alias is the inbox\'s state directory');
   });
 });
