@@ -197,7 +197,14 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#handshakes = new HandshakeWatcher(this.options.security, (message) => this.#report(new ClientError(message)));
     this.#heartbeat = new Heartbeat(
       { intervalMs: this.options.heartbeatMs, timeoutMs: this.options.timeoutMs },
-      () => this.#engine.post("expired", undefined),
+      () => {
+        // Busy (a step under way, or events waiting behind it: a resumed file's prefix hashed again, the
+        // held version copied for a delta, seconds per GiB), the machine would take "expired" only after
+        // it, and a server hearing nothing for its expiry (60 s) forgets us mid-step: a large resume then
+        // began again, and again, and never ended (a review). HUGZ needs no state of ours: sent at once.
+        if (this.#engine.busy && this.#engine.state === "connected") return this.#send({ id: "HUGZ" });
+        this.#engine.post("expired", undefined, { coalesce: true });
+      },
       () => {
         // Silent, or only unheard while we were busy with what it sent (a long step, a backlog): then
         // the server is not lost, we are slow, and the next beat looks again.

@@ -65,7 +65,8 @@ export const clientMachine: Table<ClientState, ClientEvent, ClientAction> = {
       ICANHAZ_OK: { do: ["confirm subscription", "grant credit"] },
       SRSLY: { do: ["refuse subscription"] },
       CHEEZBURGER: { do: ["process the chunk", "grant credit"] },
-      // Idle for a heartbeat interval: HUGZ, so the server answers and does not expire us.
+      // Idle for a heartbeat interval: HUGZ, so the server answers and does not expire us. (While the
+      // machine is busy with a long step, the heartbeat sends HUGZ itself: see the Client's constructor.)
       expired: { do: ["send HUGZ"] },
       // Silent for the whole timeout: leave the session with a word before starting again. A server
       // that is alive but slow (or whose replies were lost) would otherwise go on sending to a socket

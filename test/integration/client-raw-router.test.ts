@@ -1817,6 +1817,41 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(h.errors).toEqual([]);
   });
 
+  it("client - while a resumed file's prefix is hashed again (seconds for GiBs), HUGZ keeps going out: the server hears the client and does not expire it", async () => {
+    const r = await router();
+    const root = await tempDir();
+    const inbox = path.join(root, "inbox");
+    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 60_000 });
+    await h.client.subscribe("/sub");
+    const rid1 = await openSession(r, h, 1);
+    // An 8 GiB file, of which 1 MiB arrives; then the partial is made 6 GiB long (sparse: no disk), as if
+    // that much had come before the break, and the server takes it up there.
+    const size = 8 * 1024 * MiB;
+    const mtime = 1_700_000_000_123;
+    const first = randomBytes(MiB);
+    await r.chunk(rid1, { filename: "/sub/huge.bin", offset: 0, data: first, headers: identityHeaders(size, mtime) });
+    const partial = partialOf(inbox, "huge.bin");
+    await waitFor(async () => (await stat(partial).catch(() => undefined))?.size === MiB, "the partial file", SOON, 5);
+    await r.send(rid1, { id: "RTFM", reason: "restarted" });
+    const [rid] = await r.next("OHAI");
+    await truncate(partial, 6 * 1024 * MiB);
+    await r.send(rid, { id: "OHAI_OK" });
+    const [, icanhaz] = await r.next("ICANHAZ", { from: rid });
+    expect(icanhaz.cache.get("huge.bin")).toBe(`fmq1;partial=${6 * 1024 * MiB};psize=${size};pmtime=${mtime}`);
+    await r.send(rid, { id: "ICANHAZ_OK" });
+    await r.next("NOM", { from: rid });
+    const sentAt = Date.now();
+    await r.chunk(rid, { filename: "/sub/huge.bin", offset: 6 * 1024 * MiB, data: randomBytes(MiB), headers: identityHeaders(size, mtime) });
+    // The chunk is written once the 6 GiB before it are hashed; then its credit comes back.
+    const [, , doneAt] = await r.next("NOM", { from: rid, timeoutMs: 60_000 });
+    const heard = r.log.filter((m) => m.rid.equals(rid) && m.at >= sentAt && m.at <= doneAt).map((m) => m.at);
+    const gaps = [sentAt, ...heard].slice(1).map((at, i) => at - [sentAt, ...heard][i]!);
+    // (The hash must take long enough for the test to mean something: it used to be one silent gap.)
+    expect(doneAt - sentAt).toBeGreaterThan(1200);
+    expect(Math.max(...gaps), `gaps ${gaps.join(",")}`).toBeLessThan(1000);
+    expect(h.disconnected).toEqual(["server said RTFM: restarted"]);
+  }, 90_000);
+
   it("client - resume against a different identity is refused: an error, nothing delivered, one refetch; the whole new version is then delivered", async () => {
     const r = await router();
     const root = await tempDir();
