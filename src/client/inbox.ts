@@ -531,7 +531,12 @@ export class Inbox {
     const handle = small ? undefined : await openPartial(partial);
     try {
       if (identity && identity.size >= RESUME_MIN_SIZE) this.manifest.partialStarted(relative, identity);
-      else if (this.manifest.partials.has(relative)) this.manifest.partialDropped(relative);
+      else if (this.manifest.partials.has(relative)) {
+        // A resumable partial of an older, bigger version: forgotten, and its file removed (unless this
+        // file reuses its name, and has just made it empty).
+        this.manifest.partialDropped(relative);
+        if (knownSmall) removeQuietly(this.dirs.partial.join(partialName(relative)));
+      }
     } catch (error) {
       await handle?.close();
       throw error;
@@ -581,8 +586,11 @@ export class Inbox {
     } finally {
       target.release();
     }
-    // (Recording it delivered also forgets any resumable partial of an older, bigger version.)
+    // Recording it delivered also forgets any resumable partial of an older, bigger version; its file
+    // goes too (it stayed in .fmq/partial, unrecorded, until the next start swept it: a review).
+    const olderPartial = this.manifest.partials.has(relative);
     this.manifest.delivered(relative, entry);
+    if (olderPartial) removeQuietly(this.dirs.partial.join(partialName(relative)));
     return target.shown;
   }
 

@@ -1817,6 +1817,22 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(h.errors).toEqual([]);
   });
 
+  for (const shape of ["whole", "chunked"] as const) {
+    it(`client - a kept partial whose file then comes as a small new version (${shape}) is removed, not left in .fmq/partial`, async () => {
+      const r = await router();
+      const root = await tempDir();
+      const inbox = path.join(root, "inbox");
+      const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
+      const { rid } = await interruptedTransfer(r, h, inbox, randomBytes(3 * MiB), 1_700_000_000_123);
+      const small = Buffer.from("now six");
+      await r.sendFile(rid, "/sub/r/big.bin", small, shape === "whole" ? await asOneMessage(small) : { chunkSize: 3, headers: identityHeaders(small.length, 1_700_000_000_000) });
+      await nextDelivery(h, "/sub/r/big.bin");
+      expect(await readFile(path.join(inbox, "r", "big.bin"))).toEqual(small);
+      expect((await readManifest(inbox))?.partials ?? {}).toEqual({});
+      await expectCleanState(inbox);
+    });
+  }
+
   it("client - while a resumed file's prefix is hashed again (seconds for GiBs), HUGZ keeps going out: the server hears the client and does not expire it", async () => {
     const r = await router();
     const root = await tempDir();
