@@ -989,11 +989,14 @@ function removeQuietly(file: string): void {
 
 /**
  * The failure was something in the inbox in the way of a file (a directory or a file of a name it
- * needs, a symlink on its way): not ours to remove, and gone once the person who made it removes it.
+ * needs, a symlink on its way; a directory made read-only or immutable, a file system remounted
+ * read-only): not ours to change, and gone once the person who made it undoes it. (Permissions too, a
+ * review: a file refused by a read-only directory was retried only at the next reconnection, which a
+ * healthy link may never have; a small one was lost for the session.)
  */
 export function inTheWay(error: unknown): boolean {
-  const code = error instanceof InboxError ? error.code : undefined;
-  return code === "EISDIR" || code === "ENOTEMPTY" || code === "EEXIST" || code === "ENOTDIR" || code === "ELOOP";
+  const code = error instanceof InboxError ? error.code : (error as NodeJS.ErrnoException | undefined)?.code;
+  return code === "EISDIR" || code === "ENOTEMPTY" || code === "EEXIST" || code === "ENOTDIR" || code === "ELOOP" || code === "EACCES" || code === "EPERM" || code === "EROFS";
 }
 
 /** What a user is told when a file cannot be put in place. */

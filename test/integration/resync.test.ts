@@ -3,6 +3,7 @@
 // receives a changed big file as its changed blocks, never delivers a corrupt or mixed file.
 
 import { createHash, randomBytes } from "node:crypto";
+import { execFileSync } from "node:child_process";
 import { readFileSync, readdirSync, readlinkSync } from "node:fs";
 import { appendFile, mkdir, open, readFile, readdir, realpath, rename, rm, stat, symlink, truncate, unlink, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
@@ -807,6 +808,26 @@ describe("a subscription whose cache cannot be built", () => {
     expect(createHash("sha256").update(await readFile(path.join(inbox, "big.bin"))).digest("hex")).toBe(createHash("sha256").update(content).digest("hex"));
     expect(sub.errors).toEqual([refused]);
   }, 30_000);
+
+  it("resync - files refused by a directory the user made read-only (immutable, as root) arrive once it is writable again, without a reconnection", async () => {
+    const src = await tempDir();
+    const content = randomBytes(2 * 1024 * 1024 + 5);
+    await writeTree(src, { "sub/small.txt": "small", "sub/big.bin": content });
+    const inbox = path.join(await tempDir(), "in");
+    const locked = path.join(inbox, "sub");
+    await mkdir(locked, { recursive: true });
+    const root = process.getuid?.() === 0;
+    const lock = (on: boolean) => (root ? execFileSync("chattr", [on ? "+i" : "-i", locked]) : execFileSync("chmod", [on ? "555" : "755", locked]));
+    lock(true);
+    closers.push(async () => void lock(false));
+    const pub = await startServer(src);
+    const sub = await startClient(pub.endpoint, inbox);
+    await waitFor(() => sub.errors.some((e) => e.startsWith("sub/small.txt")) && sub.errors.some((e) => e.startsWith("sub/big.bin")), "both refused", 15_000);
+    lock(false);
+    // The subscription is sent again 5 s after the first refusal.
+    await waitFor(() => sub.delivered.length === 2, "both delivered", 20_000);
+    expect(await treeHashes(inbox)).toEqual(await treeHashes(src));
+  }, 40_000);
 
   it("resync - a timed resync that cannot be sent is reported, not an unhandled rejection", async () => {
     const rejections: unknown[] = [];
