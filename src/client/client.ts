@@ -168,6 +168,10 @@ export class Client extends EventEmitter<ClientEvents> {
   #fullFailures = 0;
   /** Files refused for something in the inbox in their way, this session (the next resync waits longer). */
   #blockedFailures = 0;
+  /** Of each subscription, the names refused for something in their way since its last resync. */
+  readonly #blockedNames = new Map<string, Set<string>>();
+  /** Subscriptions with a disk-full failure since their last resync (which then goes whatever else). */
+  readonly #fullSince = new Set<string>();
   #socket: Dealer | undefined;
   /** Ends the pause before a reconnection now (set while it lasts). */
   #stopWaiting: (() => void) | undefined;
@@ -403,6 +407,10 @@ export class Client extends EventEmitter<ClientEvents> {
   async #startSession(): Promise<void> {
     this.#window.reset();
     this.#blockedFailures = 0;
+    // (The session's subscriptions go with all we hold: what was refused before comes again, and says
+    // again whether it is still refused.)
+    this.#blockedNames.clear();
+    this.#fullSince.clear();
     this.#hedged = false;
     // (What was refused of the last session's transfers is not coming: this session's begin afresh.)
     this.#refused = undefined;
@@ -545,7 +553,7 @@ export class Client extends EventEmitter<ClientEvents> {
       if (diskFull(code)) this.#report(new InboxError(`${relative}: disk full (${code}); it comes again once there is room`, relative, code));
       else this.#report(error instanceof InboxError ? error : new InboxError(`${relative}: ${code ?? String(error)}`, relative));
       if (diskFull(code)) this.#resyncLater(sub.path);
-      else if (inTheWay(error)) this.#resyncLater(sub.path, "blocked");
+      else if (inTheWay(error)) this.#resyncLater(sub.path, "blocked", relative);
       return undefined;
     }
     if (finalPath === undefined) {
@@ -657,7 +665,7 @@ export class Client extends EventEmitter<ClientEvents> {
       this.#report(failure);
       if (error instanceof RefetchError) await this.#sendIcanhaz(vpath, "refetch");
       if (full) this.#resyncLater(sub.path);
-      else if (inTheWay(error)) this.#resyncLater(sub.path, "blocked");
+      else if (inTheWay(error)) this.#resyncLater(sub.path, "blocked", relative);
     }
   }
 
@@ -750,7 +758,9 @@ export class Client extends EventEmitter<ClientEvents> {
    * any other that failed) comes once there is room, a big one resumed from its partial file. 5 s after
    * the first failure, doubling up to a minute while they go on; a reconnection does the same at once.
    */
-  #resyncLater(path: string, why: "full" | "blocked" = "full"): void {
+  #resyncLater(path: string, why: "full" | "blocked" = "full", relative?: string): void {
+    if (why === "full") this.#fullSince.add(path);
+    else if (relative !== undefined) this.#blockedNames.set(path, (this.#blockedNames.get(path) ?? new Set()).add(relative));
     if (this.#resyncs.has(path) || this.#closed) return;
     // (Blocked: by something of the user's in the inbox, which they may remove at any time; other files
     // delivered meanwhile say nothing of it, so its backoff is its own, and starts again with a session.)
@@ -758,9 +768,18 @@ export class Client extends EventEmitter<ClientEvents> {
     const delay = Math.min(60_000, 5_000 * 2 ** Math.min(failures, 4));
     const timer = setTimeout(() => {
       this.#resyncs.delete(path);
-      if (this.#engine.state === "connected" && this.#subscriptions.has(path)) {
-        this.#sendIcanhaz(path, "resync").catch((error: unknown) => this.#report(new ClientError(`${path}: cannot subscribe again: ${String(error)}`)));
+      const sub = this.#subscriptions.get(path);
+      if (this.#engine.state !== "connected" || !sub) return;
+      // Every file refused only for something still in its way: asking again would have the server send
+      // each again, and a big one kept whole be read through again to resume it (a review: 50 GB read
+      // once a minute while a directory of that name stayed). Looked at again later instead.
+      const names = this.#blockedNames.get(path);
+      if (!this.#fullSince.has(path) && names !== undefined && [...names].every((name) => sub.inbox.stillInTheWay(name))) {
+        return this.#resyncLater(path, "blocked");
       }
+      this.#fullSince.delete(path);
+      this.#blockedNames.delete(path);
+      this.#sendIcanhaz(path, "resync").catch((error: unknown) => this.#report(new ClientError(`${path}: cannot subscribe again: ${String(error)}`)));
     }, delay);
     this.#resyncs.set(path, timer);
   }

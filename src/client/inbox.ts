@@ -7,7 +7,7 @@
 // someone who may write in the inbox could change in between.
 
 import { hash } from "node:crypto";
-import { closeSync, constants, lstatSync, openSync, renameSync, rmdirSync, unlinkSync, writevSync } from "node:fs";
+import { accessSync, closeSync, constants, lstatSync, openSync, readdirSync, renameSync, rmdirSync, unlinkSync, writevSync } from "node:fs";
 import { copyFile, lstat, mkdir, open, readdir, realpath, stat, unlink, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { PARTIAL_SUFFIX, UNPRINTABLE, unsafeRelativeReason } from "../paths.js";
@@ -679,6 +679,34 @@ export class Inbox {
   async partialLength(relative: string): Promise<number> {
     const stats = await lstat(path.join(this.partialDir, partialName(relative))).catch(() => undefined);
     return stats?.isFile() ? stats.size : 0;
+  }
+
+  /**
+   * Whether something the user made is still in the way of `relative` (see inTheWay): a directory with
+   * anything in it at its name, a file or symlink where a directory on its way should be, or a directory
+   * on its way this process may not write. A directory on the way that is missing is no obstacle (it is
+   * made when the file comes); nor is one that cannot be looked at (the transfer says why).
+   */
+  stillInTheWay(relative: string): boolean {
+    const segments = relative.split("/");
+    const name = segments.pop()!;
+    let dir: HeldDirectory | undefined;
+    try {
+      dir = this.#walk(segments, false, relative);
+    } catch (error) {
+      return inTheWay(error);
+    }
+    if (!dir) return false;
+    try {
+      const stats = lstatSync(dir.join(name), { throwIfNoEntry: false });
+      if (stats?.isDirectory() && readdirSync(dir.join(name)).length > 0) return true;
+      accessSync(dir.path, constants.W_OK);
+      return false;
+    } catch (error) {
+      return inTheWay(error);
+    } finally {
+      this.#release(dir);
+    }
   }
 
   /**

@@ -809,6 +809,29 @@ describe("a subscription whose cache cannot be built", () => {
     expect(sub.errors).toEqual([refused]);
   }, 30_000);
 
+  it("resync - while a directory stays in the way of a big file kept whole, it is not sent (and its partial not read) again; once the way is clear it is put in place", async () => {
+    const src = await tempDir();
+    const content = randomBytes(3 * 1024 * 1024 + 5);
+    await writeTree(src, { "big.bin": content });
+    const inbox = path.join(await tempDir(), "in");
+    await writeTree(inbox, { "big.bin/userfile": "mine" });
+    const pub = await startServer(src);
+    const sub = await startClient(pub.endpoint, inbox);
+    await waitFor(() => sub.errors.length === 1, "big.bin refused and kept", 15_000);
+    const refusedAt = Date.now();
+    // The first retry is due 5 s after the refusal: past it, nothing was sent again (each retry used to
+    // have the server send the file's last part, and the client read the whole kept file to resume it).
+    await new Promise((resolve) => setTimeout(resolve, 7000));
+    expect(pub.sent.filter((e) => e.path === "/big.bin")).toHaveLength(1);
+    expect(sub.errors).toHaveLength(1);
+    await rm(path.join(inbox, "big.bin"), { recursive: true });
+    // Looked at again 10 s after the first look.
+    await waitFor(() => sub.delivered.length === 1, "big.bin delivered", 20_000);
+    expect(Date.now() - refusedAt).toBeGreaterThan(7000);
+    expect(createHash("sha256").update(await readFile(path.join(inbox, "big.bin"))).digest("hex")).toBe(createHash("sha256").update(content).digest("hex"));
+    expect(pub.sent.filter((e) => e.path === "/big.bin")).toHaveLength(2);
+  }, 45_000);
+
   it("resync - files refused by a directory the user made read-only (immutable, as root) arrive once it is writable again, without a reconnection", async () => {
     const src = await tempDir();
     const content = randomBytes(2 * 1024 * 1024 + 5);
@@ -847,9 +870,11 @@ describe("a subscription whose cache cannot be built", () => {
     const sub = await startClient(pub.endpoint, inbox);
     await waitFor(() => sub.errors.includes("e: a directory has that name") && sub.delivered.length === 1, "e refused and keep.txt delivered", 15_000);
     expect(sub.errors).toEqual(["e: a directory has that name"]);
-    // Held now: the resync lists it, and its cache cannot be built.
+    // Held now: the resync lists it, and its cache cannot be built. (And e's way clear: while it stays
+    // blocked, no resync goes.)
     await writeFile(path.join(inbox, "held.bin"), "abc");
     failing = true;
+    await rm(path.join(inbox, "e"), { recursive: true });
     await waitFor(() => rejections.length > 0 || sub.errors.length > 1, "the resync to fail", 15_000);
     expect(rejections).toEqual([]);
     expect(sub.errors).toHaveLength(2);
