@@ -314,6 +314,8 @@ async function changedBlock(ctx: Context, dir: string, record: (s: ResyncSample)
     const pub = await startPublisher(config.fmqCli, srcDir, endpoint, 1, config, timeoutMs);
     procs.push(pub);
     sub = startSubscriber(config.fmqCli, endpoint, inbox, config.window);
+    // (Stopped with the rest whatever fails: it used to run on through the workloads after this one.)
+    procs.push(sub);
     await sub.waitFor((d) => d.event === "delivered" && d.path === BIG, timeoutMs, `"delivered" ${BIG} (first sync)`);
     if ((await sha256File(path.join(inbox, BIG))) !== hash) throw new Error("first sync: delivered bytes differ (sha256)");
     // The rsync modules hold the same version (pushed whole, not timed).
