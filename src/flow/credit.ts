@@ -16,6 +16,21 @@ const MAX_CREDIT = Number.MAX_SAFE_INTEGER;
  */
 export const CREDIT_HEDGE = 2n ** 50n;
 
+/** What one NOM's credit adds: the hedge taken off if it carries it, at most MAX_CREDIT. */
+export function nomCredit(bytes: bigint): number {
+  if (bytes >= CREDIT_HEDGE) bytes -= CREDIT_HEDGE;
+  return bytes > BigInt(MAX_CREDIT) ? MAX_CREDIT : Number(bytes);
+}
+
+/**
+ * The credit of two NOMs as one (the server folds a NOM into one still waiting to be handled): each
+ * one's, hedge off, added; at most just under the hedge, so that the sum is never taken for one.
+ */
+export function mergedNomCredit(a: bigint, b: bigint): bigint {
+  const sum = BigInt(nomCredit(a)) + BigInt(nomCredit(b));
+  return sum < CREDIT_HEDGE ? sum : CREDIT_HEDGE - 1n;
+}
+
 /** The server's view of one client's credit. */
 export class SendCredit {
   #available = 0;
@@ -26,9 +41,7 @@ export class SendCredit {
 
   /** NOM: "the client SHALL send NOM ... the server MAY send this many more bytes". */
   grant(bytes: bigint): void {
-    if (bytes >= CREDIT_HEDGE) bytes -= CREDIT_HEDGE;
-    const add = bytes > BigInt(MAX_CREDIT) ? MAX_CREDIT : Number(bytes);
-    this.#available = Math.min(MAX_CREDIT, this.#available + add);
+    this.#available = Math.min(MAX_CREDIT, this.#available + nomCredit(bytes));
   }
 
   /** How many payload bytes of a chunk of `wanted` bytes may go now: the sender never exceeds its credit. */

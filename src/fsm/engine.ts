@@ -43,8 +43,8 @@ export interface EngineOptions<S extends string, E extends string, A extends str
   /** An action threw: the engine stops that event's actions and reports here; it never rethrows. */
   readonly onActionError?: (error: unknown, state: S, event: E, action: A) => void;
   /**
-   * The weight waiting in the queue changed by `delta` (posted, taken to be handled, dropped by stop):
-   * lets an owner of many engines keep one sum across them without going through them all.
+   * The weight held changed by `delta` (posted; handled, its actions finished; dropped by stop): lets an
+   * owner of many engines keep one sum across them without going through them all.
    */
   readonly onWeight?: (delta: number) => void;
 }
@@ -96,7 +96,12 @@ export class Engine<S extends string, E extends string, A extends string, Arg = 
     return this.#queue.length;
   }
 
-  /** The sum of the weights of the events waiting in the queue (posted with `weight`). */
+  /**
+   * The sum of the weights (posted with `weight`) of the events waiting in the queue and of the one being
+   * handled: what an event holds is held until its actions finish (a subscription's plan keeps its
+   * message across waits for hashes; taken off when it was dequeued, it counted for nothing meanwhile and
+   * nobody was dropped for it: a review).
+   */
   get pendingWeight(): number {
     return this.#queueWeight;
   }
@@ -122,6 +127,29 @@ export class Engine<S extends string, E extends string, A extends string, Arg = 
     }
     if (!this.#running) void this.#run();
     return true;
+  }
+
+  /**
+   * Fold an `event` into the latest one of its kind still waiting, instead of queueing another: `fold`
+   * makes that one's argument from its own. Not past an event `isBarrier` names, queued after it (what
+   * the folded event means may depend on it). Returns whether it was folded (else post it as usual).
+   */
+  fold(event: E, fold: (waiting: Arg) => Arg, isBarrier: (other: E) => boolean): boolean {
+    if (this.stopped) return false;
+    for (let i = this.#queue.length - 1; i >= 0; i--) {
+      const item = this.#queue[i]!;
+      if (item.event === event) {
+        this.#queue[i] = { ...item, arg: fold(item.arg) };
+        return true;
+      }
+      if (isBarrier(item.event)) return false;
+    }
+    return false;
+  }
+
+  /** Is an event `matches` names waiting in the queue (not counting the one being handled)? */
+  waiting(matches: (event: E) => boolean): boolean {
+    return this.#queue.some((q) => matches(q.event));
   }
 
   /** From an action: once this event's actions are done (and its `next` state taken), handle `event`. */
@@ -175,6 +203,8 @@ export class Engine<S extends string, E extends string, A extends string, Arg = 
         this.#nextEvent = undefined;
         if (item === undefined) break;
         await this.#handle(item);
+        // (A stop meanwhile took everything off, this included.)
+        if (item.weight && !this.stopped) this.#weigh(-item.weight);
       }
     } finally {
       this.#running = false;
@@ -185,9 +215,7 @@ export class Engine<S extends string, E extends string, A extends string, Arg = 
   }
 
   #dequeue(): Queued<E, Arg> | undefined {
-    const item = this.#queue.shift();
-    if (item?.weight) this.#weigh(-item.weight);
-    return item;
+    return this.#queue.shift();
   }
 
   #weigh(delta: number): void {

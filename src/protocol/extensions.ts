@@ -93,24 +93,27 @@ export function parseCacheEntry(value: string): CacheEntry | undefined {
     if (eq <= 0) continue;
     fields.set(field.slice(0, eq), field.slice(eq + 1));
   }
-  const num = (key: string): number | undefined => {
+  // Sizes are never negative; an mtime is before 1970 for a file touched so (formatCacheEntry writes it
+  // with its sign), and refusing it would send that file again at every subscription and never resume it.
+  const num = (key: string, signed = false): number | undefined => {
     const text = fields.get(key);
-    if (text === undefined || !/^\d+(\.\d+)?$/.test(text)) return undefined;
+    if (text === undefined || !(signed ? /^-?\d+(\.\d+)?$/ : /^\d+(\.\d+)?$/).test(text)) return undefined;
     const n = Number(text);
-    return Number.isFinite(n) && n <= Number.MAX_SAFE_INTEGER ? n : undefined;
+    return Number.isFinite(n) && Math.abs(n) <= Number.MAX_SAFE_INTEGER ? n : undefined;
   };
   const hash = fields.get("hash");
   const blocksHex = fields.get("blocks");
   const size = num("size");
-  const mtime = num("mtime");
+  const mtime = num("mtime", true);
   const partialLength = num("partial");
   const psize = num("psize");
-  const pmtime = num("pmtime");
+  const pmtime = num("pmtime", true);
   const name = decodeName(fields.get("name"));
   return {
     ...(size !== undefined ? { size } : {}),
     ...(mtime !== undefined ? { mtime } : {}),
-    ...(hash !== undefined && /^[0-9a-f]{16}$/.test(hash) ? { hash } : {}),
+    // (A copy: a slice of the value would keep all of it alive, up to 64 KiB, for as long as the hash is held.)
+    ...(hash !== undefined && /^[0-9a-f]{16}$/.test(hash) ? { hash: Buffer.from(hash, "latin1").toString("latin1") } : {}),
     ...(blocksHex !== undefined && /^([0-9a-f]{16})+$/.test(blocksHex) ? { blocks: Buffer.from(blocksHex, "hex") } : {}),
     ...(partialLength !== undefined && psize !== undefined && pmtime !== undefined && partialLength <= psize
       ? { partial: { length: partialLength, size: psize, mtime: pmtime } }

@@ -5,7 +5,7 @@ import { Engine, type Actions } from "../fsm/engine.js";
 import { SendCredit } from "../flow/credit.js";
 import { encode } from "../protocol/codec.js";
 import { MAX_DICTIONARY_ENTRIES, Operation, isMessageName, type Icanhaz, type Message, type Nom } from "../protocol/messages.js";
-import { Capability, LONG_NAME_KEY, MAX_BATCH_FRAMES, SubscribeOption, isSha1Digest, parseCacheEntry } from "../protocol/extensions.js";
+import { Capability, LONG_NAME_KEY, MAX_BATCH_FRAMES, SubscribeOption, isSha1Digest, parseCacheEntry, type CacheEntry } from "../protocol/extensions.js";
 import type { DecodeError } from "../protocol/errors.js";
 import { covers, joinVirtual, normaliseVirtualPath, relativeTo, unsafeRelativeReason } from "../paths.js";
 import type { PublishedFile } from "../mount/mount.js";
@@ -23,6 +23,8 @@ export interface ConnectionHost {
   /** Most messages queued for one client before its dispatching waits (bounds memory per client). */
   readonly maxQueuedMessages: number;
   readonly maxSubscriptions: number;
+  /** Most changed files (new versions, deletes) queued for one client; past it its session ends (RTFM). */
+  readonly maxQueuedChanges?: number;
   /**
    * Every published file of the mounts that overlap `path`: those under it, and others (the caller
    * picks; it can let other clients in between any two, matching or not).
@@ -104,6 +106,16 @@ export const MAX_GONE_NAMES_TOTAL = 2 * MAX_GONE_NAMES;
 export const MAX_GONE_NAME_BYTES_TOTAL = 2 * MAX_GONE_NAME_BYTES;
 const MiB = 1024 * 1024;
 
+/**
+ * Changed files (a new version, a delete: an entry of about 90 bytes each) queued for one client at most,
+ * by default: about 6 MB. A session that grants no credit held one per change for as long as it stayed
+ * (a review: 20 such sessions and 5,000 files written, 100,000 entries, without limit); past this, it
+ * ends with RTFM "too far behind", and our client subscribes again with what it holds, which costs the
+ * server a pointer per file. Well above the 10,000-file floods of the bench, which a reading client takes
+ * as they come.
+ */
+export const MAX_QUEUED_CHANGES = 65_536;
+
 /** The name of `vpath` under `path` as a cache lists it (joinVirtual(path, name) === vpath), if any. */
 function nameBelow(path: string, vpath: string): string | undefined {
   if (path === "/") return vpath.startsWith("/") ? vpath.slice(1) : undefined;
@@ -174,8 +186,11 @@ export class Connection {
    * clients were 8 million entries.)
    */
   readonly #holdings = new Map<string, Holding>();
-  /** Cache entries (vpath -> value) of files the server has seen but not yet published. */
-  readonly #retained = new Map<string, string>();
+  /**
+   * Cache entries (vpath -> what the value said, kept small: see retainedEntry) of files the server has
+   * seen but not yet published.
+   */
+  readonly #retained = new Map<string, string | CacheEntry>();
   /** Deletes this session queued for names a cache listed and we do not have (see MAX_GONE_NAMES). */
   #goneNames = { count: 0, bytes: 0, said: false };
 
@@ -191,7 +206,7 @@ export class Connection {
       "send ICANHAZ-OK": () => this.#send({ id: "ICANHAZ_OK" }),
       "queue files already published": async (arg) => {
         await this.#queueExisting(arg as Icanhaz);
-        this.host.subscribed?.(this.key, (arg as Icanhaz).path);
+        if (!this.engine.stopped) this.host.subscribed?.(this.key, (arg as Icanhaz).path);
       },
       "store credit": (arg) => this.#credit.grant((arg as Nom).credit),
       "check for client data": () => this.#checkForClientData(),
@@ -231,6 +246,7 @@ export class Connection {
 
   /** A mount reported a file for this client: queue it (replacing a queued older change) and wake the machine. */
   queue(patch: Patch): void {
+    if (this.#behind) return;
     // (A link that now leads where this client may not read: the copy it may hold goes.)
     if (patch.op === "create" && !this.#mayHave(patch.file)) patch = { op: "delete", vpath: patch.file.vpath };
     const vpath = patch.op === "create" ? patch.file.vpath : patch.vpath;
@@ -249,10 +265,22 @@ export class Connection {
     }
     const replaced = this.#queue.get(vpath);
     if (replaced) this.#noLongerWaiting(replaced);
+    else if (this.#queue.size - this.#goneNames.count >= (this.host.maxQueuedChanges ?? MAX_QUEUED_CHANGES)) return this.#tooFarBehind();
     this.#queue.delete(vpath);
     this.#queue.set(vpath, patch);
     this.engine.post("dispatch", undefined, { coalesce: true });
   }
+
+  /** Its queue is at its bound: end the session (once; nothing more is queued meanwhile). */
+  #tooFarBehind(): void {
+    if (this.#behind) return;
+    this.#behind = true;
+    const limit = this.host.maxQueuedChanges ?? MAX_QUEUED_CHANGES;
+    this.host.warn(`client ${this.key}: more than ${limit} changed files wait for it; session ended (RTFM), for it to subscribe again with what it holds`);
+    this.engine.post("too far behind", `too far behind: more than ${limit} changed files waiting`, { urgent: true });
+  }
+  /** Its session is ending for a queue at its bound (see #tooFarBehind). */
+  #behind = false;
 
   /** Files whose version the client holds that we remember (for deltas; tests and stats). */
   get holdings(): number {
@@ -266,6 +294,9 @@ export class Connection {
 
   async close(): Promise<void> {
     this.engine.stop();
+    // A subscription's plan waiting for hashes ends now, letting go of its message and cache (the hashes
+    // run on, for nobody).
+    this.#wakePlan?.();
     this.#dropGoneNames();
     this.#waiting = undefined;
     await this.#closeCursor();
@@ -315,8 +346,12 @@ export class Connection {
       await this.#queueExistingNow(message);
     } finally {
       this.#queuedMeanwhile = undefined;
+      this.#wakePlan = undefined;
     }
   }
+
+  /** Wakes #queueExistingNow where it waits for hashes (set while it runs): close() ends that wait. */
+  #wakePlan: (() => void) | undefined;
 
   /** Patches queued (by the mounts) while #queueExistingNow lets other clients in. */
   #queuedMeanwhile: Set<string> | undefined;
@@ -351,12 +386,16 @@ export class Connection {
     let hashing = 0;
     let hashingBytes = 0;
     let room: (() => void) | undefined;
+    const wake = () => {
+      const waiting = room;
+      room = undefined;
+      waiting?.();
+    };
+    this.#wakePlan = wake;
     const settledOne = (size: number) => {
       hashing--;
       hashingBytes -= size;
-      const wake = room;
-      room = undefined;
-      wake?.();
+      wake();
     };
     // (A promise only when the bound is reached: most plans are decided at once, with no await.)
     const plan = (vpath: string, planned: PublishedFile, value: string | undefined): Promise<void> | undefined => {
@@ -419,7 +458,7 @@ export class Connection {
         continue;
       }
       this.#holdings.delete(vpath);
-      if (this.host.waiting?.(vpath)) this.#retained.set(vpath, value);
+      if (this.host.waiting?.(vpath)) this.#retained.set(vpath, retainedEntry(value));
       else if (!this.#queue.has(vpath)) {
         // Bounded: a client may list names we never had, cache after cache, and their deletes wait behind
         // a file it gives no credit for. Past the bound the rest wait for its next session.
@@ -438,7 +477,7 @@ export class Connection {
         this.#queue.set(vpath, { op: "delete", vpath, gone: true });
       }
     }
-    while (hashing > 0) await new Promise<void>((resolve) => (room = resolve));
+    while (hashing > 0 && !this.engine.stopped) await new Promise<void>((resolve) => (room = resolve));
     if (this.engine.stopped) return;
     // (Another subscription's backlog still to send, of files still as they were: a file in both goes
     // once. Made with pauses, as the scan: a backlog may hold a million files.)
@@ -510,22 +549,23 @@ export class Connection {
    * What to send of `file` to a client whose cache says `value` (undefined: send it all). Decided at once,
    * unless a hash must be computed or looked up (a promise then).
    */
-  #planFor(file: PublishedFile, value: string | undefined): Patch | undefined | Promise<Patch | undefined> {
+  #planFor(file: PublishedFile, value: string | CacheEntry | undefined): Patch | undefined | Promise<Patch | undefined> {
     // (Not for this client: not sent, and a copy it says it holds goes.)
     if (!this.#mayHave(file)) return value === undefined ? undefined : { op: "delete", vpath: file.vpath };
     // The cache is the client's word on what it holds under this path: not listed, not held.
     this.#holdings.delete(file.vpath);
     if (value === undefined) return { op: "create", file };
-    if (isSha1Digest(value)) {
+    if (typeof value === "string" && isSha1Digest(value)) {
       return this.host.fingerprints.sha1(file.absolute, file.root).then(
         (digest) => (digest === value.toUpperCase() ? undefined : { op: "create", file }),
         () => ({ op: "create", file }),
       );
     }
-    const entry = parseCacheEntry(value);
+    const entry = typeof value === "string" ? parseCacheEntry(value) : value;
     if (!entry) return { op: "create", file };
-    // (Kept only where a delta may follow, as #holdings says: a file of more than one block.)
-    if (entry.blocks !== undefined && entry.hash !== undefined && file.size > BLOCK_SIZE) this.#holdings.set(file.vpath, { hash: entry.hash, blocks: entry.blocks });
+    // (Kept only where a delta may follow, as #holdings says: a file of more than one block. Only the
+    // blocks this file has: a delta compares no others, and a cache may list 32 KiB of them for any file.)
+    if (entry.blocks !== undefined && entry.hash !== undefined && file.size > BLOCK_SIZE) this.#holdings.set(file.vpath, { hash: entry.hash, blocks: blocksUpTo(entry.blocks, file.size) });
     // rsync's quick check: same size and mtime is the same file. Unless the mount saw this file's mtime
     // set back (lookAlike: the client may hold another content of that size and mtime): then its hash
     // decides, computed now if need be (big files were fingerprinted when published; small ones are
@@ -611,6 +651,9 @@ export class Connection {
       if (this.#cursor === undefined) return;
     }
     const cursor = this.#cursor;
+    // A delete or a newer version of this file is queued: the client would drop the rest of this one
+    // (it changed), so it stops here and what is queued goes next, not after up to the whole file.
+    if (this.#superseded(cursor)) return this.#abandon(cursor);
     // All sent but the eof chunk, which carries the fingerprint the worker is computing: likewise.
     const due = cursor.fingerprintDue();
     if (due) return this.#notReady(due.then(() => cursor), cursor.vpath, cursor);
@@ -692,7 +735,9 @@ export class Connection {
   #openSmall(patch: Patch & { op: "create" }, xx: XXHashAPI | undefined): FileCursor | undefined | null {
     if (patch.resumeAt !== undefined || patch.file.size > BLOCK_SIZE) return null;
     try {
-      return FileCursor.openSmall(patch.file.absolute, patch.file.vpath, this.#cursorOptions, patch.file, xx);
+      const opened = FileCursor.openSmall(patch.file.absolute, patch.file.vpath, this.#cursorOptions, patch.file, xx);
+      this.#versionOf.set(opened, patch.file);
+      return opened;
     } catch (error) {
       this.#cannotOpen(patch, error);
       return undefined;
@@ -736,11 +781,29 @@ export class Connection {
       const opened = await FileCursor.open(patch.file.absolute, patch.file.vpath, this.#cursorOptions, plan, patch.file);
       // Closed (dropped, expired) while the file was opening: nobody else will close it.
       if (this.engine.stopped) return void (await opened.close());
+      this.#versionOf.set(opened, patch.file);
       return opened;
     } catch (error) {
       this.#cannotOpen(patch, error);
       return undefined;
     }
+  }
+
+  /** The published version each cursor sends (to tell a newer one queued for its name from itself queued again). */
+  readonly #versionOf = new WeakMap<FileCursor, PublishedFile>();
+
+  /** Is a delete or another version of the file `cursor` sends queued? (Not the same version asked for again: that waits its turn.) */
+  #superseded(cursor: FileCursor): boolean {
+    const queued = this.#queue.get(cursor.vpath);
+    return queued !== undefined && (queued.op === "delete" || queued.file !== this.#versionOf.get(cursor));
+  }
+
+  /** Stop sending `cursor`'s file before its end (see FileCursor.abandon); what is queued for its name goes next. */
+  async #abandon(cursor: FileCursor): Promise<void> {
+    const end = cursor.abandon();
+    if (end) this.#sendFrame(end.frame);
+    this.host.trace?.(`${this.key} ${cursor.vpath}: stopped at ${cursor.sent} bytes, a newer version or its delete is queued`);
+    await this.#closeCursor();
   }
 
   /** Why a file could not be opened to send, handled: looked at again, or said. */
@@ -887,6 +950,28 @@ export class Connection {
     this.#cursor = undefined;
     await cursor?.close();
   }
+}
+
+/** The first block hashes of `blocks`, as many as a file of `size` bytes has, in a buffer of their own (not a view of a larger one). */
+function blocksUpTo(blocks: Buffer, size: number): Buffer {
+  const length = Math.min(blocks.length, 8 * Math.ceil(size / BLOCK_SIZE));
+  const own = Buffer.allocUnsafeSlow(length);
+  blocks.copy(own, 0, 0, length);
+  return own;
+}
+
+/**
+ * A cache value kept until its file is published (#retained), as small as what it says: a SHA-1 as a
+ * string of its own, one of ours parsed (block hashes only as many as the version it describes has, and
+ * only with the hash a delta needs), anything else as "" (listed, and not understood: the file goes).
+ * The raw value may be 64 KiB of anything (a review).
+ */
+function retainedEntry(value: string): string | CacheEntry {
+  if (isSha1Digest(value)) return Buffer.from(value, "latin1").toString("latin1");
+  const entry = parseCacheEntry(value);
+  if (!entry) return "";
+  const { blocks, ...rest } = entry;
+  return blocks !== undefined && entry.hash !== undefined && entry.size !== undefined ? { ...rest, blocks: blocksUpTo(blocks, entry.size) } : rest;
 }
 
 /** A reason for SRSLY/RTFM: a 1-octet-length string on the wire, so at most 255 bytes. */

@@ -352,6 +352,23 @@ export class FileCursor {
     head.hashed = true;
   }
 
+  /**
+   * Stop before the end: a delete or a newer version of this file waits to go, and the client would throw
+   * the rest away (a review: a 64 MiB file removed 2 MiB into its transfer went out whole, then marked
+   * changed, then its delete). To a client that takes our headers, the eof chunk at the offset reached,
+   * marked changed: it drops what it has. Undefined when nothing was sent yet (the client has nothing to
+   * drop), or to a plain client, which has no way to be told: there the file just stops, as when a read
+   * fails, and what comes next for that name (its delete, or the new version from offset 0) follows.
+   */
+  abandon(): ChunkFrame | undefined {
+    this.changed = true;
+    if (this.#first || !this.options.extensions) return undefined;
+    const headers = this.#endHeaders(this.identity.size, undefined);
+    headers.set(Header.STATUS, "changed");
+    const { frame } = cheezburgerFrame({ ...this.#fields(this.#offset, headers), eof: 1 }, 0);
+    return { frame, bytes: 0, eof: true };
+  }
+
   /** A small file read whole at open, all `got` of it, goes as one message: the client takes that, and its credit covers it. */
   #goesWhole(got: number, credit: number): boolean {
     return this.options.single === true && !this.handle && this.#first && got === this.#limit && credit >= got;

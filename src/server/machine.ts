@@ -36,7 +36,9 @@ export type ServerEvent =
    */
   | "hung up"
   /** Raised by "store subscription": the path is invalid, matches no mount, or the client may not read it. */
-  | "refused";
+  | "refused"
+  /** More changed files wait for this client than we keep for one (it reads too slowly, or grants no credit). */
+  | "too far behind";
 
 export type ServerAction =
   | "start session"
@@ -97,6 +99,10 @@ export const serverMachine: Table<ServerState, ServerEvent, ServerAction> = {
     refused: { do: ["send SRSLY"], next: "ready" },
     expired: { do: ["terminate"] },
     malformed: { do: ["send RTFM", "terminate"] },
+    // Its queue of changes is at its bound: the session ends, and our client subscribes again with what
+    // it holds (a cache the server plans from, at a pointer per file), rather than we keep an entry per
+    // changed file for as long as it lags.
+    "too far behind": { do: ["send RTFM", "terminate"] },
     // A gone peer's RTFM fails quietly (EHOSTUNREACH); a live one that sent an empty message reads it.
     "hung up": { do: ["send RTFM", "terminate"] },
     // Any other message, in any state: the client is confused; tell it and forget it.

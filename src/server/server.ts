@@ -16,6 +16,8 @@ import { Fingerprints } from "./fingerprints.js";
 import { ServerSecurity, type ServerSecurityOptions } from "../security/server-security.js";
 import { endpointProblem } from "../endpoint.js";
 import { Turns } from "../fsm/turn.js";
+import { mergedNomCredit } from "../flow/credit.js";
+import type { Nom } from "../protocol/messages.js";
 
 /** A peer without a session that sends garbage is answered (RTFM) and logged this often a minute, at most. */
 const STRANGER_ANSWERS = 16;
@@ -50,6 +52,12 @@ export interface ServerOptions {
   readonly maxSubscriptions?: number;
   /** Most messages waiting in our memory for one client. */
   readonly maxQueuedMessages?: number;
+  /**
+   * Most changed files (new versions, deletes) waiting for one client; past it, its session ends with
+   * RTFM "too far behind" and our client subscribes again. Default MAX_QUEUED_CHANGES (not in the config
+   * file: for tests).
+   */
+  readonly maxQueuedChanges?: number;
   /** Largest message we accept from a client (libzmq drops the connection beyond it). */
   readonly maxMessageSize?: number;
   /** Most messages from one client waiting to be handled; a client that sends more is dropped (RTFM). */
@@ -90,6 +98,14 @@ const SEND_HIGH_WATER_MARK = 64;
  */
 const STALLED_MS = 5000;
 
+/**
+ * A client dropped for not reading is counted as still connected (see Server.#dropped) until its close is
+ * reported, or for this many times peer-timeout-ms plus DROPPED_FORGET_MS at most: the kernel closes it
+ * at twice peer-timeout-ms after it stopped taking our data (TCP_MAXRT), or it is reading again.
+ */
+const DROPPED_FORGET_FACTOR = 3;
+const DROPPED_FORGET_MS = 10_000;
+
 /** ROUTER_NOTIFY's value for "tell us of disconnects" (not of connects). */
 const ZMQ_NOTIFY_DISCONNECT = 2;
 
@@ -124,7 +140,7 @@ export class ServerError extends Error {
 }
 
 export class Server extends EventEmitter<ServerEvents> {
-  readonly options: Required<Omit<ServerOptions, "trace" | "security">> & Pick<ServerOptions, "trace" | "security">;
+  readonly options: Required<Omit<ServerOptions, "trace" | "security" | "maxQueuedChanges">> & Pick<ServerOptions, "trace" | "security" | "maxQueuedChanges">;
   readonly mounts: Mount[] = [];
   readonly #router: Router;
   readonly #outbox: Outbox;
@@ -139,6 +155,16 @@ export class Server extends EventEmitter<ServerEvents> {
   #expiryTimer: NodeJS.Timeout | undefined;
   #reading: Promise<void> | undefined;
   #closed = false;
+  /** libzmq reports closed connections (ROUTER_NOTIFY). */
+  #notified = false;
+  /**
+   * Clients dropped for not reading whose connection is still open, and when: libzmq still holds their
+   * pipe (up to SEND_HIGH_WATER_MARK chunks) until the kernel closes it (TCP_MAXRT) and ROUTER_NOTIFY
+   * says so. Counted in max-clients and in max-stalled-bytes meanwhile; what they send is ignored (no new
+   * session on that connection). Forgotten at the latest DROPPED_FORGET_FACTOR times peer-timeout-ms plus
+   * DROPPED_FORGET_MS after the drop (a peer reading again keeps its connection: it may start again then).
+   */
+  readonly #dropped = new Map<string, number>();
 
   constructor(options: ServerOptions = {}) {
     super();
@@ -155,12 +181,21 @@ export class Server extends EventEmitter<ServerEvents> {
       linger: 0,
       heartbeatInterval: Math.max(1, Math.round(this.options.peerTimeoutMs / 3)),
       heartbeatTimeout: this.options.peerTimeoutMs,
+      // ZMQ_TCP_MAXRT (TCP_USER_TIMEOUT on Linux): a connection whose peer has not taken our data for this
+      // long (its receive window shut) is closed by the kernel. A peer that stops reading but keeps talking
+      // (a HUGZ now and then) passes the heartbeat check, and a ROUTER cannot close one peer's connection:
+      // dropping it freed our queue, while libzmq went on holding its pipe (64 chunks) and the kernel its
+      // socket buffers until the peer left (a review: 190 MiB for 3 such peers). Twice peer-timeout-ms, so
+      // that we drop it first, saying why (its pipe full for peer-timeout-ms: see #expire), and the
+      // kernel closes the connection after; ROUTER_NOTIFY then reports it (see #dropped).
+      tcpMaxRetransmitTimeout: 2 * this.options.peerTimeoutMs,
       maxMessageSize: this.options.maxMessageSize,
       ...this.#security?.socketOptions(),
     });
     this.#security?.watch(this.#router);
     // A closed connection is forgotten at once (its file, read-ahead and queue freed), not at expiry.
     const notified = setDraftOption(this.#router, DraftOption.ROUTER_NOTIFY, ZMQ_NOTIFY_DISCONNECT);
+    this.#notified = notified;
     // Logins are tied to connections by these notices (ServerSecurity.closed): without them, a login would
     // outlive its connection, and a later connection given the same routing id would inherit it.
     if (!notified && this.#security && this.#security.options.policy.mechanism !== "null") {
@@ -174,6 +209,7 @@ export class Server extends EventEmitter<ServerEvents> {
       chunkSize: this.options.chunkSize,
       readAhead: this.options.readAhead,
       maxQueuedMessages: this.options.maxQueuedMessages,
+      ...(this.options.maxQueuedChanges !== undefined ? { maxQueuedChanges: this.options.maxQueuedChanges } : {}),
       maxSubscriptions: this.options.maxSubscriptions,
       filesNear: (path) => server.#filesNear(path),
       file: (vpath) => {
@@ -380,8 +416,9 @@ export class Server extends EventEmitter<ServerEvents> {
       }
       return;
     }
+    if (!connection && this.#dropped.has(key)) return;
     if (!connection) {
-      if (this.#connections.size >= this.options.maxClients) {
+      if (this.#connections.size + this.#dropped.size >= this.options.maxClients) {
         // (A few answers a minute per peer, as for garbage: a peer sending frame after frame to a full
         // server would have as many RTFM queued for it. A review.)
         if (!this.#strangerHeardOf(key)) this.#send(key, routingId, encode({ id: "RTFM", reason: "server full" }));
@@ -394,9 +431,33 @@ export class Server extends EventEmitter<ServerEvents> {
         this.emit("connected", key);
       }
     }
+    const engine = connection.engine;
+    // A NOM waits behind the file being sent (a run of steps), and our client sends one per slice of its
+    // window: a client granting a large window had so many waiting that it was dropped for too many
+    // messages mid-transfer (a review: 262 MiB into a 300 MiB window). Credit adds up, so a NOM is folded
+    // into one still waiting, taking no place in the queue; not across an OHAI or KTHXBAI (a new session
+    // starts with no credit; after KTHXBAI there is none).
+    const message = result.message;
+    if (message.id === "NOM" && engine.fold("NOM", (waiting) => ({ ...message, credit: mergedNomCredit((waiting as Nom).credit, message.credit) }), (other) => other === "OHAI" || other === "KTHXBAI")) {
+      connection.lastHeard = Date.now();
+      connection.expiryPosted = false;
+      return;
+    }
+    // HUGZ is answered at once in a session: its reply needs nothing of the dialogue's state, and behind a
+    // long step (a subscription's plan waiting for the SHA-1s of big files its cache lists, a file sent
+    // chunk after chunk) it waited for seconds, while our client starts a new session after 5 s of
+    // silence (a review: the first HUGZ-OK 2.3 s after an ICANHAZ). Not while an OHAI or KTHXBAI waits:
+    // its answer (or its RTFM) must come first.
+    if (message.id === "HUGZ" && engine.state !== "start" && !engine.stopped && !engine.waiting((other) => other === "OHAI" || other === "KTHXBAI")) {
+      connection.lastHeard = Date.now();
+      connection.expiryPosted = false;
+      // (Traced as the machine would, in its current state.)
+      this.options.trace?.(`${key} ${engine.state}: HUGZ`);
+      this.options.trace?.(`${key}     $ send HUGZ-OK (at once, outside the machine)`);
+      return this.#send(key, routingId, encode({ id: "HUGZ_OK" }));
+    }
     let bytes = 0;
     for (const frame of frames) bytes += frame.length;
-    const engine = connection.engine;
     if (engine.pending >= this.options.maxPendingMessages || engine.pendingWeight + bytes > this.options.maxPendingBytes) {
       // Sending faster than we handle (e.g. while we wait for it to read): a flood, not a client.
       const what = engine.pending >= this.options.maxPendingMessages ? `${this.options.maxPendingMessages} messages` : `${this.options.maxPendingBytes} bytes of messages`;
@@ -443,6 +504,8 @@ export class Server extends EventEmitter<ServerEvents> {
   #hungUp(key: string, routingId: Buffer): void {
     // (Its login goes with it: see ServerSecurity.closed.)
     this.#security?.closed(key);
+    // A client dropped for not reading: its connection, and what libzmq held for it, is gone now.
+    if (this.#dropped.delete(key)) return;
     const connection = this.#connections.get(key);
     if (connection) connection.engine.post("hung up", "empty message", { urgent: true });
     else this.#send(key, routingId, encode({ id: "RTFM", reason: "empty message" }));
@@ -456,6 +519,7 @@ export class Server extends EventEmitter<ServerEvents> {
       this.emit("warning", `client ${key}: ${this.options.maxOutgoingMessages} messages waiting and it does not read them; dropped`);
       void connection.close();
       this.#forget(key);
+      this.#stillConnected(key);
     }
     this.#outbox.forget(key);
   }
@@ -477,6 +541,7 @@ export class Server extends EventEmitter<ServerEvents> {
 
   #expire(): void {
     const now = Date.now();
+    for (const [key, since] of this.#dropped) if (now - since > DROPPED_FORGET_FACTOR * this.options.peerTimeoutMs + DROPPED_FORGET_MS) this.#dropped.delete(key);
     const deadline = now - this.options.expiryMs;
     // Its pipe full for as long as a frozen peer is given (peer-timeout-ms): it has stopped reading, and
     // what waits for it stays in our memory. Messages from it (a NOM now and then) do not keep it.
@@ -510,7 +575,9 @@ export class Server extends EventEmitter<ServerEvents> {
   #dropStalledBeyondBudget(stalled: { connection: Connection; since: number }[], now: number): void {
     const o = this.options;
     const perClient = (SEND_HIGH_WATER_MARK + o.maxQueuedMessages + o.readAhead + 1) * o.chunkSize;
-    const allowed = Math.max(1, Math.floor(o.maxStalledBytes / perClient));
+    // (Those dropped already and still connected hold their pipe in libzmq: counted at that.)
+    const held = this.#dropped.size * SEND_HIGH_WATER_MARK * o.chunkSize;
+    const allowed = Math.max(1, Math.floor((o.maxStalledBytes - held) / perClient));
     if (stalled.length <= allowed) return;
     stalled.sort((a, b) => a.since - b.since);
     for (const { connection, since } of stalled.slice(0, stalled.length - allowed)) {
@@ -535,11 +602,22 @@ export class Server extends EventEmitter<ServerEvents> {
     return this.#pipesFull().filter(({ since }) => now - since >= STALLED_MS).length;
   }
 
-  /** Forget a client from outside its machine, and what waits for it. */
+  /** Forget a client that stopped reading, from outside its machine, and what waits for it. */
   #drop(connection: Connection): void {
     void connection.close();
     this.#forget(connection.key);
     this.#outbox.forget(connection.key);
+    this.#stillConnected(connection.key);
+  }
+
+  /** A client dropped for not reading: its connection stays open until the kernel closes it (see #dropped). */
+  #stillConnected(key: string): void {
+    if (this.#notified && !this.#closed) this.#dropped.set(key, Date.now());
+  }
+
+  /** Clients dropped for not reading whose connection is not yet closed (stats, tests). */
+  get droppedStillConnected(): number {
+    return this.#dropped.size;
   }
 
   *#filesNear(path: string): Iterable<PublishedFile> {
@@ -547,7 +625,7 @@ export class Server extends EventEmitter<ServerEvents> {
   }
 }
 
-function verify(o: Required<Omit<ServerOptions, "trace" | "security">>): void {
+function verify(o: Required<Omit<ServerOptions, "trace" | "security" | "maxQueuedChanges">> & Pick<ServerOptions, "maxQueuedChanges">): void {
   const positive = (name: string, value: number) => {
     if (!Number.isInteger(value) || value <= 0) throw new ServerError(`${name} must be a positive integer, got ${value}`);
   };
@@ -560,6 +638,7 @@ function verify(o: Required<Omit<ServerOptions, "trace" | "security">>): void {
   positive("max clients", o.maxClients);
   positive("max subscriptions", o.maxSubscriptions);
   positive("max queued messages", o.maxQueuedMessages);
+  if (o.maxQueuedChanges !== undefined) positive("max queued changes", o.maxQueuedChanges);
   positive("max message size", o.maxMessageSize);
   positive("max pending messages", o.maxPendingMessages);
   positive("max pending bytes", o.maxPendingBytes);

@@ -1,7 +1,7 @@
 import { describe, it, expect } from "vitest";
 import fc from "fast-check";
 
-import { BIG_CHUNK, CREDIT_HEDGE, ReceiveWindow, SendCredit } from "../../src/flow/credit.js";
+import { BIG_CHUNK, CREDIT_HEDGE, ReceiveWindow, SendCredit, mergedNomCredit } from "../../src/flow/credit.js";
 
 const U64_MAX = 2n ** 64n - 1n;
 
@@ -43,6 +43,17 @@ describe("SendCredit", () => {
     expect(credit.available).toBe(17_825_792);
     credit.grant(CREDIT_HEDGE);
     expect(credit.available).toBe(17_825_792);
+  });
+
+  it("credit - two NOMs folded into one (the server, NOMs waiting) grant what both would, hedge off each, never taken for a hedge", () => {
+    expect(mergedNomCredit(CREDIT_HEDGE + 16_777_216n, 1_048_576n)).toBe(17_825_792n);
+    expect(mergedNomCredit(CREDIT_HEDGE + 1n, CREDIT_HEDGE + 2n)).toBe(3n);
+    // Hostile sums stay just under the hedge: credit without end, not a hedge taken off.
+    const huge = mergedNomCredit(2n ** 64n - 1n, 2n ** 64n - 1n);
+    expect(huge).toBe(CREDIT_HEDGE - 1n);
+    const credit = new SendCredit();
+    credit.grant(huge);
+    expect(credit.available).toBe(Number(CREDIT_HEDGE - 1n));
   });
 
   it("credit - allow never exceeds the credit or the wanted size", () => {

@@ -298,6 +298,27 @@ describe("engine", () => {
     expect(log).toEqual(["slow start(s)", "slow end(s)", "a(s)", "tick(1)", "state pong(p)", "tick(4)"]);
   });
 
+  it("engine - fold merges an event into the latest waiting one of its kind, not past a barrier, and not into the one being handled", async () => {
+    const h = harness();
+    const { engine, log } = h;
+    engine.post("SLOW", "s");
+    const join = (waiting: string) => `${waiting}+x`;
+    const isBarrier = (other: E) => other === "GO";
+    // Nothing waiting of its kind (the SLOW being handled does not count): not folded.
+    expect(engine.fold("SLOW", join, isBarrier)).toBe(false);
+    engine.post("tick", "1");
+    engine.post("PING", "p");
+    expect(engine.fold("tick", join, isBarrier)).toBe(true);
+    expect(engine.pending).toBe(2);
+    engine.post("GO", "g");
+    // Past a barrier: posted as usual by the caller.
+    expect(engine.fold("tick", join, isBarrier)).toBe(false);
+    engine.post("tick", "2");
+    h.release();
+    await engine.idle();
+    expect(log).toEqual(["slow start(s)", "slow end(s)", "a(s)", "tick(1+x)", "state pong(p)", "c(g)", "tick(2)"]);
+  });
+
   it("engine - coalesce only looks at the queue, not at the event being handled", async () => {
     const h = harness();
     const { engine, log } = h;
@@ -490,7 +511,7 @@ describe("engine", () => {
       expect(p.engine.state).toBe("ready");
     });
   });
-  it("engine - reports every change of the weight waiting (posted, taken to be handled, dropped by stop) to onWeight", async () => {
+  it("engine - reports every change of the weight held (posted, handled, dropped by stop) to onWeight", async () => {
     const deltas: number[] = [];
     const h = harness({ onWeight: (delta) => deltas.push(delta) });
     h.engine.post("SLOW", "s");
@@ -515,5 +536,30 @@ describe("engine", () => {
     g.release();
     await g.engine.idle();
     expect(stopped).toEqual([5, 7, -12]);
+  });
+
+  it("engine - an event's weight is held until its actions finish, not only while it waits (a subscription's plan keeps its message across awaits)", async () => {
+    const deltas: number[] = [];
+    const h = harness({ onWeight: (delta) => deltas.push(delta) });
+    h.engine.post("SLOW", "s", { weight: 8 });
+    h.engine.post("PING", "p", { weight: 2 });
+    await waitFor(() => h.log.includes("slow start(s)"), "the slow action under way", 5000);
+    expect(h.engine.pending).toBe(1);
+    expect(h.engine.pendingWeight).toBe(10);
+    h.release();
+    await h.engine.idle();
+    expect(deltas).toEqual([8, 2, -8, -2]);
+    expect(h.engine.pendingWeight).toBe(0);
+
+    // Stopped while it is handled: all of it goes at once, and nothing more once its actions end.
+    const stopped: number[] = [];
+    const g = harness({ onWeight: (delta) => stopped.push(delta) });
+    g.engine.post("SLOW", "s", { weight: 8 });
+    await waitFor(() => g.log.includes("slow start(s)"), "the slow action under way", 5000);
+    g.engine.stop();
+    expect(g.engine.pendingWeight).toBe(0);
+    g.release();
+    await g.engine.idle();
+    expect(stopped).toEqual([8, -8]);
   });
 });

@@ -1,0 +1,23 @@
+// Our cache entries (ICANHAZ cache values) as the client writes them and the server reads them.
+
+import { describe, expect, it } from "vitest";
+
+import { formatCacheEntry, parseCacheEntry, type CacheEntry } from "../../src/protocol/extensions.js";
+
+describe("cache entries", () => {
+  it("extensions - an mtime before 1970 survives the round trip (the file was sent again at every subscription and never resumed)", () => {
+    const tenYearsBefore1970 = -315_619_200_000;
+    const entry: CacheEntry = {
+      size: 5,
+      mtime: tenYearsBefore1970,
+      hash: "0123456789abcdef",
+      partial: { length: 3, size: 9, mtime: tenYearsBefore1970 - 0.5 },
+    };
+    expect(parseCacheEntry(formatCacheEntry(entry))).toEqual(entry);
+  });
+
+  it("extensions - sizes and partial lengths stay non-negative", () => {
+    expect(parseCacheEntry("fmq1;size=-5;mtime=1;partial=-1;psize=9;pmtime=2")).toEqual({ mtime: 1 });
+    expect(parseCacheEntry("fmq1;size=5;mtime=--1;psize=-9;partial=1;pmtime=2")).toEqual({ size: 5 });
+  });
+});
