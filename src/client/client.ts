@@ -389,7 +389,8 @@ export class Client extends EventEmitter<ClientEvents> {
     // Each small message copied out of libzmq's receive batch, so a frame not yet collected holds its own
     // bytes and not the whole batch (receive-batch.ts). Set on the context, before the socket is made.
     copyOutOfBatches();
-    const socket = new Dealer({ linger: 0, receiveHighWaterMark: 256, maxMessageSize: MAX_FRAME_BYTES, ...dealerSecurityOptions(this.options.security) });
+    // (ipv6: a publisher at tcp://[::1]:port, or a host name with only an IPv6 address, was never reached.)
+    const socket = new Dealer({ linger: 0, ipv6: true, receiveHighWaterMark: 256, maxMessageSize: MAX_FRAME_BYTES, ...dealerSecurityOptions(this.options.security) });
     // Read 256 KiB per recv() instead of 8 KiB: a batch of small files costs libzmq's I/O thread less.
     setReceiveBatch(socket);
     this.#handshakes.watch(socket);
@@ -921,7 +922,7 @@ export class Client extends EventEmitter<ClientEvents> {
 function checkEndpoint(endpoint: string): void {
   const problem = endpointProblem(endpoint, "connect");
   if (problem) throw new ClientError(`cannot connect to ${endpoint}: ${problem}`);
-  const probe = new Dealer({ linger: 0 });
+  const probe = new Dealer({ linger: 0, ipv6: true });
   try {
     probe.connect(endpoint);
   } catch (error) {

@@ -172,6 +172,9 @@ export class Server extends EventEmitter<ServerEvents> {
     verify(this.options);
     this.#security = options.security ? new ServerSecurity(options.security, (message) => this.emit("warning", message)) : undefined;
     this.#router = new Router({
+      // IPv6 too: tcp://[::1]:port binds (it failed, "No such device"), and tcp://*:port takes both
+      // families. (libzmq falls back to IPv4 where the host has no IPv6.)
+      ipv6: true,
       // Sends to a client whose pipe is full fail at once (EAGAIN) instead of silently dropping (the
       // default) or blocking the one writer for everybody; a gone client fails with EHOSTUNREACH.
       mandatory: true,

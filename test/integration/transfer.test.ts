@@ -3,6 +3,7 @@
 
 import { createHash } from "node:crypto";
 import { chmod, mkdir, rename, rm, symlink, unlink, writeFile } from "node:fs/promises";
+import { networkInterfaces } from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { context, Dealer } from "zeromq";
@@ -74,6 +75,18 @@ describe("transfer", () => {
     });
     await writeRandomFile(path.join(src, "a/random.bin"), 3 * 1024 * 1024 + 17);
     const { endpoint } = await startServer(src);
+    await startClient(endpoint, inbox);
+    await expectMirror(inbox, await treeHashes(src));
+  });
+
+  // (Skipped where the host has no IPv6 loopback.)
+  it.skipIf(!Object.values(networkInterfaces()).flat().some((i) => i?.address === "::1"))("transfer - over IPv6: a publisher bound to tcp://[::1]:port, a subscriber connected there", async () => {
+    const src = await tempDir();
+    const inbox = await tempDir();
+    await writeTree(src, { "a.txt": "over IPv6\n" });
+    await writeRandomFile(path.join(src, "b.bin"), 2 * 1024 * 1024 + 3);
+    const port = Number(new URL((await tcpEndpoint()).replace("tcp:", "http:")).port);
+    const { endpoint } = await startServer(src, { endpoint: `tcp://[::1]:${port}` });
     await startClient(endpoint, inbox);
     await expectMirror(inbox, await treeHashes(src));
   });
