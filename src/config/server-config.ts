@@ -26,11 +26,11 @@
 //     [limits]
 //     max-clients = 10000
 
-import { readFile, stat } from "node:fs/promises";
+import { readFile, realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import { parse, TomlError } from "smol-toml";
 import { DEFAULT_BIND } from "../defaults.js";
-import { normaliseVirtualPath, overlaps } from "../paths.js";
+import { isUnpublished, joinVirtual, normaliseVirtualPath, overlaps } from "../paths.js";
 import type { ServerOptions } from "../server/server.js";
 import type { Account, AccessPolicy, Mechanism } from "../security/policy.js";
 import { passwordHashProblem, USER_SESSION_SEPARATOR } from "../security/policy.js";
@@ -85,9 +85,11 @@ const LIMITS: Record<string, { option: keyof LimitOptions; size?: boolean; least
   "max-outgoing-messages": { option: "maxOutgoingMessages" },
   "max-queued-messages": { option: "maxQueuedMessages" },
   "max-stalled-bytes": { option: "maxStalledBytes", size: true },
-  // (Bounded: at most what a timer and libzmq's int options take; at least what a live client, which
-  // speaks every second, can meet. 1 ms would drop every client at once.)
-  "expiry-ms": { option: "expiryMs", least: 1000, most: 2 ** 31 - 1 },
+  // (Bounded: at most what a timer and libzmq's int options take; at least what a live, idle client of
+  // ours can meet: it sends HUGZ once a second of silence is seen by a timer that ticks each second, so up
+  // to 2 s apart, more over a slow link. At 1000, such clients were dropped and subscribed again every
+  // few seconds, resending their caches each time: a review.)
+  "expiry-ms": { option: "expiryMs", least: 5000, most: 2 ** 31 - 1 },
   "peer-timeout-ms": { option: "peerTimeoutMs", least: 100, most: 2 ** 31 - 1 },
 };
 
@@ -103,6 +105,14 @@ export async function loadServerConfig(file: string): Promise<ServerConfig> {
     throw new ConfigError(`cannot read config file ${file}: ${code === "ENOENT" ? "no such file" : (error as Error).message}`);
   };
   const info = await stat(file).catch(cannotRead);
+  // What is published, to whom, and who may connect is the file's owner's to say: one that group or others
+  // may write, or that another user (not root) owns, is refused, as ssh refuses such an authorized_keys
+  // (a review: a 0666 file with accounts, or a directory to publish, was taken as it was).
+  const euid = process.geteuid?.();
+  if (process.platform !== "win32" && ((info.mode & 0o022) !== 0 || (euid !== undefined && info.uid !== euid && info.uid !== 0))) {
+    const mode = (info.mode & 0o777).toString(8).padStart(4, "0");
+    throw new ConfigError((info.mode & 0o022) !== 0 ? `${file} may be written by others (mode ${mode}): who may connect and what is published must be its owner's to say; run: chmod go-w ${file}` : `${file} belongs to another user (uid ${info.uid}): who may connect and what is published must be ours (or root's) to say`);
+  }
   const config = parseServerConfig(await readFile(file, "utf8").catch(cannotRead), file);
   // Passwords in clear are a secret of the file's owner (password-hash entries are not: they are made to
   // be stored).
@@ -307,6 +317,7 @@ export async function resolveServerSettings(config: ServerConfig | undefined, fl
     const info = await stat(mount.directory).catch(() => undefined);
     if (!info?.isDirectory()) fail(mount.origin, `${mount.directory} is not a directory`);
   }
+  if (fromFlags.length === 0) await checkNesting(mounts);
   const binds = flags.bind !== undefined ? [flags.bind] : config?.binds.length ? config.binds : [DEFAULT_BIND];
 
   let security = config?.security;
@@ -365,6 +376,32 @@ export async function resolveServerSettings(config: ServerConfig | undefined, fl
 }
 
 // --- helpers -------------------------------------------------------------------------------------
+
+/**
+ * A mount's directory that is another's, or inside another's, must be published where the outer mount
+ * would show it (share as /, share/hr as /hr: the inner alias shadows that part of the outer mount). Under
+ * any other alias its files would be published twice, and an account allowed only the outer mount would
+ * read them through it (a review: share as /pub for bob, share/hr as /hr for hr; bob got /pub/hr/*).
+ * Inside a hidden directory of the other is fine: hidden files are not published.
+ */
+async function checkNesting(mounts: readonly MountConfig[]): Promise<void> {
+  if (mounts.length < 2) return;
+  const real = await Promise.all(mounts.map((m) => realpath(m.directory).catch(() => path.resolve(m.directory))));
+  for (const [i, inner] of mounts.entries()) {
+    for (const [j, outer] of mounts.entries()) {
+      if (i === j) continue;
+      const rel = path.relative(real[j]!, real[i]!);
+      if (rel.startsWith("..") || path.isAbsolute(rel)) continue;
+      const relative = rel.split(path.sep).join("/");
+      // (The same directory twice: said of the later mount.)
+      if (relative === "" && i < j) continue;
+      if (relative !== "" && isUnpublished(relative)) continue;
+      const shown = relative === "" ? outer.alias : joinVirtual(outer.alias, relative);
+      if (relative !== "" && shown === inner.alias) continue;
+      fail(inner.origin, `${inner.directory} (mount ${inner.alias}) is ${relative === "" ? "the directory" : "inside the directory"} of mount ${outer.alias}, which would publish it${relative === "" ? "" : ` as ${shown}`} too: alias it ${relative === "" ? "once" : shown}, or publish directories that do not nest`);
+    }
+  }
+}
 
 function fail(origin: Origin, message: string): never {
   throw new ConfigError(`${origin}: ${message}`);

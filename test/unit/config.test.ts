@@ -1,7 +1,7 @@
 // The server config file: a good file becomes settings; each bad key or value is one line naming the
 // file and the line; flags override the file.
 
-import { mkdir, writeFile, chmod } from "node:fs/promises";
+import { chmod, chown, mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { Server } from "../../src/server/server.js";
@@ -120,7 +120,8 @@ peer-timeout-ms = 20000
       [`[security]\nmechanism = "curve"\n[[account]]\nuser = "a"\npassword = "x"\n`, `${F}:3: [[account]] needs mechanism = "plain" in [security]`],
       [`[limits]\nmax-clients = 0\n`, `${F}:2: max-clients must be a positive integer, got 0`],
       [`[limits]\nmax-message-size = "big"\n`, `${F}:2: max-message-size must be a positive size like 16M, got "big"`],
-      [`[limits]\nexpiry-ms = 1\n`, `${F}:2: expiry-ms must be from 1000 to 2147483647, got 1`],
+      [`[limits]\nexpiry-ms = 1\n`, `${F}:2: expiry-ms must be from 5000 to 2147483647, got 1`],
+      [`[limits]\nexpiry-ms = 1000\n`, `${F}:2: expiry-ms must be from 5000 to 2147483647, got 1000`],
       [`[limits]\npeer-timeout-ms = 2147483648\n`, `${F}:2: peer-timeout-ms must be from 100 to 2147483647, got 2147483648`],
       [`[limits]\nmax-peers = 5\n`, `${F}:2: unknown key "max-peers" in [limits] (expected one of: max-clients, max-subscriptions, max-message-size, max-pending-messages, max-pending-bytes, max-pending-total-bytes, max-outgoing-messages, max-queued-messages, max-stalled-bytes, expiry-ms, peer-timeout-ms)`],
       [`a = 1\nb = \n`, `${F}:2: invalid TOML: invalid value`],
@@ -197,7 +198,7 @@ describe("settings", () => {
     const dir = await tempDir();
     const clear = path.join(dir, "clear.toml");
     await writeFile(clear, `[[account]]\nuser = "a"\npassword = "x"\n`);
-    for (const mode of [0o644, 0o640, 0o604, 0o620]) {
+    for (const mode of [0o644, 0o640, 0o604]) {
       await chmod(clear, mode);
       const shown = mode.toString(8).padStart(4, "0");
       await expect(loadServerConfig(clear)).rejects.toThrow(`${clear} holds passwords in clear and is accessible by others (mode ${shown}); run: chmod 600 ${clear}`);
@@ -226,5 +227,40 @@ describe("settings", () => {
     const file = path.join(dir, "plain.toml");
     await writeFile(file, `[[account]]\nuser = "a"\npassword = "x"\n`, { mode: 0o600 });
     await expect(resolveServerSettings(await loadServerConfig(file), { directory: dir, curveSecret: path.join(dir, "s.key") })).rejects.toThrow(`--curve-secret: conflicts with mechanism "plain" in ${file}`);
+  });
+
+  it("settings - a mount inside another's directory (or the same directory twice) is refused unless aliased where the outer mount shows it; inside a hidden directory it is fine", async () => {
+    const dir = await tempDir();
+    for (const d of ["share/hr", "share/.private"]) await mkdir(path.join(dir, d), { recursive: true });
+    const settings = async (mounts: [string, string][]) => {
+      const file = path.join(dir, "fmq.toml");
+      await writeFile(file, mounts.map(([d, a]) => `[[mount]]\ndirectory = "${d}"\nalias = "${a}"\n`).join("\n"));
+      return resolveServerSettings(await loadServerConfig(file), {});
+    };
+    // The review's case: bob may read /pub only, and would get /pub/hr/* through it.
+    await expect(settings([["share", "/pub"], ["share/hr", "/hr"]])).rejects.toThrow(`${path.join(dir, "share", "hr")} (mount /hr) is inside the directory of mount /pub, which would publish it as /pub/hr too: alias it /pub/hr, or publish directories that do not nest`);
+    await expect(settings([["share", "/pub"], ["share", "/again"]])).rejects.toThrow(`${path.join(dir, "share")} (mount /again) is the directory of mount /pub, which would publish it too: alias it once, or publish directories that do not nest`);
+    // Where the outer mount shows it: the inner alias shadows that part (published once).
+    expect((await settings([["share", "/pub"], ["share/hr", "/pub/hr"]])).mounts).toHaveLength(2);
+    expect((await settings([["share", "/"], ["share/hr", "/hr"]])).mounts).toHaveLength(2);
+    // Not published by the outer mount at all.
+    expect((await settings([["share", "/pub"], ["share/.private", "/private"]])).mounts).toHaveLength(2);
+  });
+
+  it("config - a file that group or others may write, or that another user owns, is refused (as ssh refuses such an authorized_keys); readable by others is fine", async () => {
+    const dir = await tempDir();
+    const file = path.join(dir, "fmq.toml");
+    await writeFile(file, `[[account]]\nuser = "a"\npassword-hash = "${await hashPassword("x")}"\n`);
+    for (const mode of [0o666, 0o664, 0o646]) {
+      await chmod(file, mode);
+      const shown = mode.toString(8).padStart(4, "0");
+      await expect(loadServerConfig(file)).rejects.toThrow(`${file} may be written by others (mode ${shown}): who may connect and what is published must be its owner's to say; run: chmod go-w ${file}`);
+    }
+    await chmod(file, 0o644);
+    expect((await loadServerConfig(file)).security?.accounts).toHaveLength(1);
+    if (process.getuid?.() === 0) {
+      await chown(file, 65534, 65534);
+      await expect(loadServerConfig(file)).rejects.toThrow(`${file} belongs to another user (uid 65534)`);
+    }
   });
 });
