@@ -199,12 +199,46 @@ export async function readAllowList(location: string): Promise<string[]> {
   const info = await stat(location).catch((error: unknown) => {
     throw new KeyError(`cannot read allow-list ${location}: ${describe(error)}`);
   });
-  if (!info.isDirectory()) return readPublicKeys(location);
+  if (!info.isDirectory()) {
+    // (Its directory too: whoever may write there may put another file in its place.)
+    checkAllowListEntry(path.dirname(location), await stat(path.dirname(location)), true);
+    checkAllowListEntry(location, info);
+    return readPublicKeys(location);
+  }
+  checkAllowListEntry(location, info);
   const names = (await readdir(location)).filter((name) => name.endsWith(".pub") && !name.startsWith(".")).sort();
   const keys: string[] = [];
-  for (const name of names) keys.push(...(await readPublicKeys(path.join(location, name))));
+  for (const name of names) {
+    const file = path.join(location, name);
+    checkAllowListEntry(
+      file,
+      await stat(file).catch((error: unknown) => {
+        throw new KeyError(`cannot read public key file ${file}: ${describe(error)}`);
+      }),
+    );
+    keys.push(...(await readPublicKeys(file)));
+  }
   if (keys.length === 0) throw new KeyError(`allow-list ${location}: no .pub files in it`);
   return keys;
+}
+
+/**
+ * An allow-list decides who may read everything, so, as ssh's StrictModes asks of authorized_keys, its
+ * files and directory must be writable by their owner only, and that owner the server's user or root
+ * (a review: a 0777 directory holding a 0666 intruder.pub was taken). Others may read them: public keys.
+ * `parent`: the directory of an allow-list given as one file, where the sticky bit (/tmp) is enough, since
+ * others cannot then replace a file they do not own.
+ */
+function checkAllowListEntry(file: string, info: { readonly mode: number; readonly uid: number }, parent = false): void {
+  if (process.platform === "win32") return;
+  const me = process.getuid?.() ?? 0;
+  if (info.uid !== me && info.uid !== 0) {
+    throw new KeyError(`allow-list ${file} is owned by another user (uid ${info.uid}); run: chown ${me} ${file} (or copy it to a place of your own)`);
+  }
+  const sticky = (info.mode & 0o1000) !== 0;
+  if ((info.mode & 0o022) !== 0 && !(parent && sticky)) {
+    throw new KeyError(`allow-list ${file} may be written by group or others (mode ${(info.mode & 0o777).toString(8).padStart(4, "0")}); run: chmod go-w ${file}`);
+  }
 }
 
 function describe(error: unknown): string {

@@ -52,10 +52,14 @@ export type Verdict =
 /** scrypt cost: N=2^14, r=8 (16 MiB, ~40 ms), like the OWASP minimum. Stored in the hash, so it can change. */
 const SCRYPT = { N: 16384, r: 8, p: 1, keylen: 32 } as const;
 
+/** The memory OpenSSL's scrypt asks for: 128 * r * (N + p + 2) bytes, and refuses to run in less. */
+const scryptMemory = (N: number, r: number, p: number): number => 128 * r * (N + p + 2);
+
 function scrypt(password: string, salt: Buffer, keylen: number, options: ScryptOptions): Promise<Buffer> {
-  return new Promise((resolve, reject) =>
-    scryptCallback(password, salt, keylen, { ...options, maxmem: 256 * options.N! * options.r! }, (error, key) => (error ? reject(error) : resolve(key))),
-  );
+  // (maxmem below what OpenSSL needs fails every check with "memory limit exceeded": 256 * N * r did
+  // for N = 2, or p = 16 with N = 16. The 1 MiB is slack for any rounding of OpenSSL's own.)
+  const maxmem = scryptMemory(options.N!, options.r!, options.p!) + 1024 * 1024;
+  return new Promise((resolve, reject) => scryptCallback(password, salt, keylen, { ...options, maxmem }, (error, key) => (error ? reject(error) : resolve(key))));
 }
 
 /** "scrypt$16384$8$1$<salt, base64>$<hash, base64>" for a config file. */
@@ -72,6 +76,8 @@ export function passwordHashProblem(hash: string): string | undefined {
   const [N, r, p] = parts.slice(1, 4).map(Number) as [number, number, number];
   if (!Number.isInteger(N) || N < 2 || (N & (N - 1)) !== 0 || N > 2 ** 20) return "scrypt N must be a power of 2 up to 2^20";
   if (!Number.isInteger(r) || r < 1 || r > 32 || !Number.isInteger(p) || p < 1 || p > 16) return "scrypt r or p out of range";
+  // (OpenSSL refuses N >= 2^(16 r) at every login: an account with such a hash could never log in.)
+  if (16 * r < 64 && N >= 2 ** (16 * r)) return `scrypt N must be below 2^(16 * r) (2^${16 * r} for r = ${r})`;
   // (Memory per check is 128 * N * r bytes; a check runs per login attempt, CHECKS_AT_ONCE at a time.)
   if (128 * N * r > MAX_SCRYPT_MEMORY) return `scrypt N * r too large: 128 * N * r must be at most ${MAX_SCRYPT_MEMORY / 1024 ** 2} MiB`;
   if (Buffer.from(parts[4]!, "base64").length < 8 || Buffer.from(parts[5]!, "base64").length < 16) return "salt or hash too short";
@@ -126,7 +132,9 @@ function costliest(hashes: readonly string[]): string {
     const [, N, r, p] = hash.split("$");
     return Number(N) * Number(r) * Number(p);
   };
-  for (const hash of hashes) if (cost(hash) > cost(best)) best = hash;
+  // (Only hashes a check can be run against: one OpenSSL refuses fails at once, and an unknown user's
+  // refusal would then be quicker than a wrong password's, telling which users exist.)
+  for (const hash of hashes) if (passwordHashProblem(hash) === undefined && cost(hash) > cost(best)) best = hash;
   const [, N, r, p, salt, expected] = best.split("$") as [string, string, string, string, string, string];
   // (Its salt and key replaced: the same cost, and no account's password matches it.)
   return `scrypt$${N}$${r}$${p}$${Buffer.alloc(Buffer.from(salt, "base64").length).toString("base64")}$${Buffer.alloc(Buffer.from(expected, "base64").length).toString("base64")}`;

@@ -2,6 +2,7 @@
 // handler before the socket binds), and the per-connection access check.
 
 import type { Router } from "zeromq";
+import { Logins, type LoginLimits } from "./logins.js";
 import { Access, type AccessPolicy } from "./policy.js";
 import { publicKeyOf } from "./keys.js";
 import { newZapDomain, registerZapDomain } from "./zap.js";
@@ -11,7 +12,14 @@ export interface ServerSecurityOptions {
   readonly policy: AccessPolicy;
   /** CURVE: the server's secret key (Z85). */
   readonly curveSecretKey?: string;
+  /** Bounds of the routing id -> user table (see logins.ts); the defaults, unless a test needs them small. */
+  readonly logins?: LoginLimits;
+  /** Refusals of one kind from one address are said once, then counted and the count said this often (60 s). */
+  readonly refusalLogMs?: number;
 }
+
+/** Most (kind, address) pairs whose refusals are counted apart; the rest are counted together. */
+const MAX_REFUSAL_KINDS = 100;
 
 export class SecurityError extends Error {
   override name = "SecurityError";
@@ -30,7 +38,12 @@ export class ServerSecurity {
   /** The server's CURVE public key (Z85), to tell clients. */
   readonly publicKey: string | undefined;
   /** routing id (hex) -> user, filled by the ZAP handler. */
-  readonly #sessions = new Map<string, string>();
+  readonly #logins: Logins;
+  /** ZAP refusals: (mechanism, address, kind) -> said when, and how many since then unsaid. */
+  readonly #refusals = new Map<string, { readonly line: string; since: number; unsaid: number }>();
+  /** Refusals unsaid because #refusals was full. */
+  #otherRefusals = 0;
+  #refusalTimer: NodeJS.Timeout | undefined;
   #release: (() => void) | undefined;
   #starting: Promise<void> | undefined;
   #stopped = false;
@@ -40,6 +53,7 @@ export class ServerSecurity {
     private readonly refused: (message: string) => void,
   ) {
     this.access = new Access(options.policy);
+    this.#logins = new Logins(options.logins);
     const { mechanism } = options.policy;
     if (mechanism === "curve" && options.curveSecretKey === undefined) throw new SecurityError("CURVE needs the server's secret key");
     if (mechanism === "null" && !this.access.anonymous) throw new SecurityError("anonymous access can only be turned off with CURVE or PLAIN");
@@ -63,14 +77,67 @@ export class ServerSecurity {
     const domain = this.domain;
     this.#starting ??= registerZapDomain(domain, {
       access: this.access,
-      sessions: this.#sessions,
-      refused: (reason, mechanism, address) => this.refused(`refused ${mechanism} handshake from ${address}: ${reason}`),
+      logins: this.#logins,
+      refused: (reason, mechanism, address) => this.#refusedByZap(reason, mechanism, address),
     }).then((release) => {
       // Stopped while registering: let go at once.
       if (this.#stopped) release();
       else this.#release = release;
     });
     return this.#starting;
+  }
+
+  /**
+   * A handshake the ZAP handler refused. Said with the peer's address; but a client retries every second
+   * or so, and anyone may make handshakes as fast as the server refuses them (a review: 200 made-up users,
+   * 347 lines in 3 s): the first refusal of each kind from each address is said, the rest counted and the
+   * count said once a minute. The kind is the reason without what the peer chose (a user name).
+   */
+  #refusedByZap(reason: string, mechanism: string, address: string): void {
+    const line = `refused ${mechanism} handshake from ${address}: ${reason}`;
+    const kind = `${mechanism} ${address} ${reason.replace(/"[^"]*"/g, '"..."')}`;
+    const now = Date.now();
+    const interval = this.options.refusalLogMs ?? 60_000;
+    const seen = this.#refusals.get(kind);
+    if (seen && now - seen.since < interval) {
+      seen.unsaid++;
+      return;
+    }
+    if (seen) {
+      if (seen.unsaid > 0) this.#sayUnsaid(seen, now);
+      seen.since = now;
+      return this.refused(line);
+    }
+    if (this.#refusals.size >= MAX_REFUSAL_KINDS) {
+      this.#otherRefusals++;
+      return;
+    }
+    this.#refusals.set(kind, { line, since: now, unsaid: 0 });
+    this.refused(line);
+    this.#refusalTimer ??= setInterval(() => this.#sayCounts(interval), interval).unref();
+  }
+
+  /** Once an interval: the counts of refusals not said, and forget kinds that have gone quiet. */
+  #sayCounts(interval: number): void {
+    const now = Date.now();
+    for (const [kind, seen] of this.#refusals) {
+      if (seen.unsaid > 0) this.#sayUnsaid(seen, now);
+      else if (now - seen.since >= interval) this.#refusals.delete(kind);
+    }
+    if (this.#otherRefusals > 0) {
+      this.refused(`refused ${this.#otherRefusals} more handshakes in the last ${Math.round(interval / 1000)} s (from other addresses or for other reasons)`);
+      this.#otherRefusals = 0;
+    }
+    if (this.#refusals.size === 0) {
+      clearInterval(this.#refusalTimer);
+      this.#refusalTimer = undefined;
+    }
+  }
+
+  #sayUnsaid(seen: { readonly line: string; since: number; unsaid: number }, now: number): void {
+    this.refused(`${seen.line} (and ${seen.unsaid} more like it in the last ${Math.max(1, Math.round((now - seen.since) / 1000))} s)`);
+    seen.unsaid = 0;
+    seen.since = now;
   }
 
   /**
@@ -106,6 +173,8 @@ export class ServerSecurity {
 
   stop(): void {
     this.#stopped = true;
+    clearInterval(this.#refusalTimer);
+    this.#refusalTimer = undefined;
     this.#release?.();
     this.#release = undefined;
   }
@@ -113,7 +182,15 @@ export class ServerSecurity {
   /** The user behind a connection (by its routing id, hex), if the server knows it. */
   userOf(key: string): string | undefined {
     if (this.options.policy.mechanism === "null") return "anonymous";
-    return this.#sessions.get(key);
+    return this.#logins.userOf(key);
+  }
+
+  /**
+   * The ROUTER got a message from routing id `key` (hex): a login that named it is this connection's now,
+   * kept until the connection closes. Until then it was only the client's word (see logins.ts).
+   */
+  confirm(key: string): void {
+    this.#logins.confirm(key);
   }
 
   /**
@@ -123,7 +200,7 @@ export class ServerSecurity {
    * the session (KTHXBAI, RTFM, expiry): the connection, and so its login, may still be in use.
    */
   closed(key: string): void {
-    this.#sessions.delete(key);
+    this.#logins.remove(key);
   }
 
   mayRead(key: string, path: string): boolean {

@@ -8,23 +8,22 @@
 // Sessions: libzmq tells ZAP nothing about the connection that the ROUTER will later name (the ZAP
 // "identity" is the server socket's own routing id). Our client therefore logs in to PLAIN as
 // "user#<routing id>" and sets that routing id on its socket: the handler records routing id -> user
-// (first login wins), and the server looks the user up by the routing id its ROUTER sees.
+// (first login wins; see logins.ts), and the server looks the user up by the routing id its ROUTER sees.
 
 import { Router } from "zeromq";
+import type { Logins } from "./logins.js";
 import type { Access } from "./policy.js";
 
 export const ZAP_ENDPOINT = "inproc://zeromq.zap.01";
 const ZAP_VERSION = "1.0";
 
-/** Most routing id -> user records kept (oldest dropped first). */
-const MAX_SESSIONS = 100_000;
 /** Most handshakes being judged at once (scrypt is slow on purpose); beyond this, refused at once. */
 const MAX_PENDING = 256;
 
 export interface Domain {
   readonly access: Access;
   /** routing id (as the ROUTER sees it, hex) -> authenticated user. */
-  readonly sessions: Map<string, string>;
+  readonly logins: Logins;
   /** A handshake was refused: the reason, the mechanism and the peer address. */
   readonly refused: (reason: string, mechanism: string, address: string) => void;
 }
@@ -101,17 +100,15 @@ class ZapHandler {
     }
     if (verdict.session !== undefined) {
       const key = Buffer.from(verdict.session).toString("hex");
-      const bound = domain.sessions.get(key);
-      if (bound !== undefined && bound !== verdict.user) {
+      const bound = domain.logins.bind(key, verdict.user);
+      if (bound === "taken") {
         domain.refused(`routing id already bound to another user`, mechanism, peer);
         return reply("400", "session id in use");
       }
-      if (bound === undefined) {
-        domain.sessions.set(key, verdict.user);
-        if (domain.sessions.size > MAX_SESSIONS) {
-          const oldest = domain.sessions.keys().next().value;
-          if (oldest !== undefined) domain.sessions.delete(oldest);
-        }
+      // (Never by pushing another login out: that one may be a live connection's.)
+      if (bound !== "bound") {
+        domain.refused(bound === "full" ? "too many logins" : `too many logins of "${verdict.user.slice(0, 64)}" not yet used`, mechanism, peer);
+        return reply("300", "busy");
       }
     }
     return reply("200", "OK", verdict.user);

@@ -172,9 +172,6 @@ export class Server extends EventEmitter<ServerEvents> {
     verify(this.options);
     this.#security = options.security ? new ServerSecurity(options.security, (message) => this.emit("warning", message)) : undefined;
     this.#router = new Router({
-      // IPv6 too: tcp://[::1]:port binds (it failed, "No such device"), and tcp://*:port takes both
-      // families. (libzmq falls back to IPv4 where the host has no IPv6.)
-      ipv6: true,
       // Sends to a client whose pipe is full fail at once (EAGAIN) instead of silently dropping (the
       // default) or blocking the one writer for everybody; a gone client fails with EHOSTUNREACH.
       mandatory: true,
@@ -283,6 +280,10 @@ export class Server extends EventEmitter<ServerEvents> {
     await this.#security?.start();
     const problem = endpointProblem(endpoint, "bind");
     if (problem) throw new ServerError(`cannot bind ${endpoint}: ${problem}`);
+    // IPv6 for an endpoint that names an IPv6 address: tcp://[::1]:port failed to bind ("No such
+    // device": a review). Not for an IPv4 address, a name or *, which bind as before: an IPv6 listener
+    // takes IPv4 peers as ::ffff:127.0.0.1, in the bound endpoint and in every address logged.
+    this.#router.ipv6 = wantsIpv6(endpoint);
     try {
       await this.#router.bind(endpoint);
     } catch (error) {
@@ -401,6 +402,8 @@ export class Server extends EventEmitter<ServerEvents> {
   #receive(routingId: Buffer, frames: Buffer[]): void {
     const key = routingId.toString("hex");
     if (frames.length === 1 && frames[0]!.length === 0) return this.#hungUp(key, routingId);
+    // (A login that named this routing id is this connection's now: see ServerSecurity.confirm.)
+    this.#security?.confirm(key);
     const result = decodeFrames(frames);
     let connection = this.#connections.get(key);
     if (!result.ok) {
@@ -626,6 +629,14 @@ export class Server extends EventEmitter<ServerEvents> {
   *#filesNear(path: string): Iterable<PublishedFile> {
     for (const mount of this.mounts) if (overlaps(mount.alias, path)) yield* mount.files.values();
   }
+}
+
+/**
+ * A TCP endpoint whose host is an IPv6 address ([...]). (A name or an interface binds as before, IPv4:
+ * with IPv6 on, "localhost" may resolve to ::1 alone, and IPv4 clients would no longer reach it.)
+ */
+export function wantsIpv6(endpoint: string): boolean {
+  return /^tcp:\/\/(?:[^;]*;)?\[[^\]]*\]:[^:\]]*$/.test(endpoint);
 }
 
 function verify(o: Required<Omit<ServerOptions, "trace" | "security" | "maxQueuedChanges">> & Pick<ServerOptions, "maxQueuedChanges">): void {

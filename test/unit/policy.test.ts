@@ -1,6 +1,7 @@
 // The password checks' queue: scrypt is slow on purpose and runs in the thread pool the server's file reads
 // need too, so a flood of logins must neither take that pool nor make real users wait behind it.
 
+import { scryptSync } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { Access, hashPassword, passwordHashProblem } from "../../src/security/policy.js";
 
@@ -37,7 +38,31 @@ describe("access policy", () => {
     const salt = Buffer.alloc(16).toString("base64");
     const hash = Buffer.alloc(32).toString("base64");
     expect(passwordHashProblem(`scrypt$${2 ** 20}$32$1$${salt}$${hash}`)).toBe("scrypt N * r too large: 128 * N * r must be at most 128 MiB");
-    expect(passwordHashProblem(`scrypt$${2 ** 20}$1$1$${salt}$${hash}`)).toBeUndefined();
+    // (128 MiB exactly. Not N = 2^20 with r = 1, as this said before: OpenSSL refuses N >= 2^(16 r).)
+    expect(passwordHashProblem(`scrypt$${2 ** 17}$8$1$${salt}$${hash}`)).toBeUndefined();
     expect(passwordHashProblem(`scrypt$16384$8$1$${salt}$${hash}`)).toBeUndefined();
+  });
+
+  it("policy - scrypt parameters OpenSSL refuses (N >= 2^(16 r)) are refused; every set accepted can be checked, however small", async () => {
+    // (A review: these were accepted, and such an account could never log in: "memory limit exceeded".)
+    const salt = Buffer.alloc(16).toString("base64");
+    const hash = Buffer.alloc(32).toString("base64");
+    expect(passwordHashProblem(`scrypt$65536$1$1$${salt}$${hash}`)).toBe("scrypt N must be below 2^(16 * r) (2^16 for r = 1)");
+    expect(passwordHashProblem(`scrypt$1048576$1$1$${salt}$${hash}`)).toBe("scrypt N must be below 2^(16 * r) (2^16 for r = 1)");
+    expect(passwordHashProblem(`scrypt$65536$2$1$${salt}$${hash}`)).toBeUndefined();
+    // Edges of what is accepted (the smallest N, the most p for its r): a login with each works.
+    for (const [N, r, p] of [
+      [2, 1, 1],
+      [16, 1, 16],
+      [32768, 1, 1],
+      [2, 32, 16],
+    ] as const) {
+      const salted = Buffer.from(`salt-${N}-${r}-${p}`);
+      const key = scryptSync("wonderland", salted, 32, { N, r, p, maxmem: 256 * 1024 * 1024 });
+      const stored = `scrypt$${N}$${r}$${p}$${salted.toString("base64")}$${key.toString("base64")}`;
+      expect(passwordHashProblem(stored)).toBeUndefined();
+      const access = new Access({ mechanism: "plain", accounts: [{ user: "alice", passwordHash: stored }] });
+      expect(await access.judge("PLAIN", plain("alice", "wonderland"))).toEqual({ ok: true, user: "alice" });
+    }
   });
 });
