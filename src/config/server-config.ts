@@ -61,7 +61,7 @@ export interface SecurityConfig {
 
 export type LimitOptions = Pick<
   ServerOptions,
-  "maxClients" | "maxSubscriptions" | "maxMessageSize" | "maxPendingMessages" | "maxPendingBytes" | "maxPendingTotalBytes" | "maxOutgoingMessages" | "maxQueuedMessages" | "maxStalledBytes" | "expiryMs" | "peerTimeoutMs"
+  "maxClients" | "maxSubscriptions" | "maxMessageSize" | "maxPendingMessages" | "maxPendingBytes" | "maxPendingTotalBytes" | "maxOutgoingMessages" | "maxQueuedMessages" | "maxStalledBytes" | "maxQueuedChanges" | "expiryMs" | "peerTimeoutMs"
 >;
 
 export interface ServerConfig {
@@ -85,6 +85,7 @@ const LIMITS: Record<string, { option: keyof LimitOptions; size?: boolean; least
   "max-outgoing-messages": { option: "maxOutgoingMessages" },
   "max-queued-messages": { option: "maxQueuedMessages" },
   "max-stalled-bytes": { option: "maxStalledBytes", size: true },
+  "max-queued-changes": { option: "maxQueuedChanges" },
   // (Bounded: at most what a timer and libzmq's int options take; at least what a live, idle client of
   // ours can meet: it sends HUGZ once a second of silence is seen by a timer that ticks each second, so up
   // to 2 s apart, more over a slow link. At 1000, such clients were dropped and subscribed again every

@@ -54,8 +54,8 @@ export interface ServerOptions {
   readonly maxQueuedMessages?: number;
   /**
    * Most changed files (new versions, deletes) waiting for one client; past it, its session ends with
-   * RTFM "too far behind" and our client subscribes again. Default MAX_QUEUED_CHANGES (not in the config
-   * file: for tests).
+   * RTFM "too far behind" and our client subscribes again. Default MAX_QUEUED_CHANGES ([limits]
+   * max-queued-changes).
    */
   readonly maxQueuedChanges?: number;
   /** Largest message we accept from a client (libzmq drops the connection beyond it). */

@@ -61,6 +61,7 @@ password = "builder"
 max-clients = 50
 max-message-size = "1M"
 max-stalled-bytes = "256M"
+max-queued-changes = 1000
 expiry-ms = 30000
 peer-timeout-ms = 20000
 `,
@@ -74,7 +75,7 @@ peer-timeout-ms = 20000
       { directory: "/etc/fmq/outbox", alias: "/" },
       { directory: "/srv/logs", alias: "/logs" },
     ]);
-    expect(config.limits).toEqual({ maxClients: 50, maxMessageSize: 1024 * 1024, maxStalledBytes: 256 * 1024 * 1024, expiryMs: 30000, peerTimeoutMs: 20000 });
+    expect(config.limits).toEqual({ maxClients: 50, maxMessageSize: 1024 * 1024, maxStalledBytes: 256 * 1024 * 1024, maxQueuedChanges: 1000, expiryMs: 30000, peerTimeoutMs: 20000 });
     expect(config.security).toMatchObject({
       mechanism: "plain",
       anonymous: true,
@@ -123,7 +124,7 @@ peer-timeout-ms = 20000
       [`[limits]\nexpiry-ms = 1\n`, `${F}:2: expiry-ms must be from 5000 to 2147483647, got 1`],
       [`[limits]\nexpiry-ms = 1000\n`, `${F}:2: expiry-ms must be from 5000 to 2147483647, got 1000`],
       [`[limits]\npeer-timeout-ms = 2147483648\n`, `${F}:2: peer-timeout-ms must be from 100 to 2147483647, got 2147483648`],
-      [`[limits]\nmax-peers = 5\n`, `${F}:2: unknown key "max-peers" in [limits] (expected one of: max-clients, max-subscriptions, max-message-size, max-pending-messages, max-pending-bytes, max-pending-total-bytes, max-outgoing-messages, max-queued-messages, max-stalled-bytes, expiry-ms, peer-timeout-ms)`],
+      [`[limits]\nmax-peers = 5\n`, `${F}:2: unknown key "max-peers" in [limits] (expected one of: max-clients, max-subscriptions, max-message-size, max-pending-messages, max-pending-bytes, max-pending-total-bytes, max-outgoing-messages, max-queued-messages, max-stalled-bytes, max-queued-changes, expiry-ms, peer-timeout-ms)`],
       [`a = 1\nb = \n`, `${F}:2: invalid TOML: invalid value`],
       [`[security\n`, `${F}:1: invalid TOML: illegal character in key`],
       // Dotted keys and quoted keys are found too.
