@@ -34,7 +34,7 @@ import { isUnpublished, joinVirtual, normaliseVirtualPath, overlaps } from "../p
 import type { ServerOptions } from "../server/server.js";
 import type { Account, AccessPolicy, Mechanism } from "../security/policy.js";
 import { passwordHashProblem, USER_SESSION_SEPARATOR } from "../security/policy.js";
-import { KeyError, othersMayAccess, readAllowList, readSecretKeyFile } from "../security/keys.js";
+import { KeyError, othersMayAccess, othersMayChange, readAllowList, readSecretKeyFile } from "../security/keys.js";
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -109,11 +109,9 @@ export async function loadServerConfig(file: string): Promise<ServerConfig> {
   // What is published, to whom, and who may connect is the file's owner's to say: one that group or others
   // may write, or that another user (not root) owns, is refused, as ssh refuses such an authorized_keys
   // (a review: a 0666 file with accounts, or a directory to publish, was taken as it was).
-  const euid = process.geteuid?.();
-  if (process.platform !== "win32" && ((info.mode & 0o022) !== 0 || (euid !== undefined && info.uid !== euid && info.uid !== 0))) {
-    const mode = (info.mode & 0o777).toString(8).padStart(4, "0");
-    throw new ConfigError((info.mode & 0o022) !== 0 ? `${file} may be written by others (mode ${mode}): who may connect and what is published must be its owner's to say; run: chmod go-w ${file}` : `${file} belongs to another user (uid ${info.uid}): who may connect and what is published must be ours (or root's) to say`);
-  }
+  const changeable = othersMayChange(info);
+  if (changeable && "mode" in changeable) throw new ConfigError(`${file} may be written by others (mode ${changeable.mode}): who may connect and what is published must be its owner's to say; run: chmod go-w ${file}`);
+  if (changeable) throw new ConfigError(`${file} belongs to another user (uid ${changeable.uid}): who may connect and what is published must be ours (or root's) to say`);
   const config = parseServerConfig(await readFile(file, "utf8").catch(cannotRead), file);
   // Passwords in clear are a secret of the file's owner (password-hash entries are not: they are made to
   // be stored).

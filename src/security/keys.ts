@@ -35,6 +35,20 @@ export function othersMayAccess(info: { readonly mode: number }): string | undef
   return (info.mode & 0o777).toString(8).padStart(4, "0");
 }
 
+/**
+ * How someone other than us (or root) may change a file or directory that says who may connect, as ssh's
+ * StrictModes asks of authorized_keys: it may be written by group or others (`mode`), or it is another
+ * user's (`uid`); undefined if neither. In a sticky directory (/tmp) others cannot replace what is not
+ * theirs, which is enough with `stickyIsEnough`.
+ */
+export function othersMayChange(info: { readonly mode: number; readonly uid: number }, stickyIsEnough = false): { mode: string } | { uid: number } | undefined {
+  if (process.platform === "win32") return undefined;
+  const me = process.geteuid?.();
+  if (me !== undefined && info.uid !== me && info.uid !== 0) return { uid: info.uid };
+  if ((info.mode & 0o022) !== 0 && !(stickyIsEnough && (info.mode & 0o1000) !== 0)) return { mode: (info.mode & 0o777).toString(8).padStart(4, "0") };
+  return undefined;
+}
+
 /** A new CURVE key pair (libzmq's generator). */
 export function generateKeyPair(): KeyPair {
   return curveKeyPair();
@@ -230,15 +244,9 @@ export async function readAllowList(location: string): Promise<string[]> {
  * others cannot then replace a file they do not own.
  */
 function checkAllowListEntry(file: string, info: { readonly mode: number; readonly uid: number }, parent = false): void {
-  if (process.platform === "win32") return;
-  const me = process.getuid?.() ?? 0;
-  if (info.uid !== me && info.uid !== 0) {
-    throw new KeyError(`allow-list ${file} is owned by another user (uid ${info.uid}); run: chown ${me} ${file} (or copy it to a place of your own)`);
-  }
-  const sticky = (info.mode & 0o1000) !== 0;
-  if ((info.mode & 0o022) !== 0 && !(parent && sticky)) {
-    throw new KeyError(`allow-list ${file} may be written by group or others (mode ${(info.mode & 0o777).toString(8).padStart(4, "0")}); run: chmod go-w ${file}`);
-  }
+  const problem = othersMayChange(info, parent);
+  if (problem && "uid" in problem) throw new KeyError(`allow-list ${file} is owned by another user (uid ${problem.uid}); run: chown ${process.geteuid?.() ?? 0} ${file} (or copy it to a place of your own)`);
+  if (problem) throw new KeyError(`allow-list ${file} may be written by group or others (mode ${problem.mode}); run: chmod go-w ${file}`);
 }
 
 function describe(error: unknown): string {

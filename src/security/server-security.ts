@@ -94,8 +94,11 @@ export class ServerSecurity {
    * count said once a minute. The kind is the reason without what the peer chose (a user name).
    */
   #refusedByZap(reason: string, mechanism: string, address: string): void {
-    const line = `refused ${mechanism} handshake from ${address}: ${reason}`;
-    const kind = `${mechanism} ${address} ${reason.replace(/"[^"]*"/g, '"..."')}`;
+    this.#sayRefused(`zap ${mechanism} ${address} ${reason.replace(/"[^"]*"/g, '"..."')}`, `refused ${mechanism} handshake from ${address}: ${reason}`);
+  }
+
+  /** A refusal of `kind` (what is counted together), said as `line` if it is the first of its kind this interval. */
+  #sayRefused(kind: string, line: string): void {
     const now = Date.now();
     const interval = this.options.refusalLogMs ?? 60_000;
     const seen = this.#refusals.get(kind);
@@ -142,22 +145,13 @@ export class ServerSecurity {
 
   /**
    * Handshakes that fail before the ZAP handler is asked (a client with the wrong server key, or
-   * garbage) are reported by libzmq on the socket's monitor only: said too, as the handler's refusals
-   * are. libzmq names the endpoint they came in on, not the peer; and a client
-   * retries every second or so: each reason is said once a minute at most.
+   * garbage) are reported by libzmq on the socket's monitor only: said too, and counted, as the handler's
+   * refusals are (#sayRefused). libzmq names the endpoint they came in on, not the peer.
    */
   watch(socket: Router): void {
     if (this.domain === undefined) return;
     const mechanism = this.options.policy.mechanism.toUpperCase();
-    const said = new Map<string, number>();
-    const say = (address: string, why: string) => {
-      const now = Date.now();
-      const key = `${address} ${why}`;
-      if (now - (said.get(key) ?? -Infinity) < 60_000) return;
-      if (said.size >= 100) said.clear(); // (bounded: a peer may invent reasons)
-      said.set(key, now);
-      this.refused(`refused ${mechanism} handshake on ${address}: ${why}`);
-    };
+    const say = (address: string, why: string) => this.#sayRefused(`zmq ${address} ${why}`, `refused ${mechanism} handshake on ${address}: ${why}`);
     // (Not "handshake:error:other": a system error such as a peer hanging up mid-handshake, which every
     // refused client does once it has its answer.)
     socket.events.on("handshake:error:protocol", (event) => {

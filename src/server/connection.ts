@@ -160,6 +160,12 @@ export class Connection {
   /** "expired" was posted and nothing has arrived since. */
   expiryPosted = false;
 
+  /** Something arrived from this client: its silence starts again. */
+  heard(): void {
+    this.lastHeard = Date.now();
+    this.expiryPosted = false;
+  }
+
   readonly #subscriptions = new Set<string>();
   readonly #credit = new SendCredit();
   /** Files waiting to go, in order, one entry per virtual path (a newer change replaces a queued one). */

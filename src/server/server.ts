@@ -438,25 +438,22 @@ export class Server extends EventEmitter<ServerEvents> {
       }
     }
     const engine = connection.engine;
+    // (Heard, whatever becomes of the message: a NOM folded, a HUGZ answered at once, one queued, or a
+    // client dropped for too many.)
+    connection.heard();
     // A NOM waits behind the file being sent (a run of steps), and our client sends one per slice of its
     // window: a client granting a large window had so many waiting that it was dropped for too many
     // messages mid-transfer (a review: 262 MiB into a 300 MiB window). Credit adds up, so a NOM is folded
     // into one still waiting, taking no place in the queue; not across an OHAI or KTHXBAI (a new session
     // starts with no credit; after KTHXBAI there is none).
     const message = result.message;
-    if (message.id === "NOM" && engine.fold("NOM", (waiting) => ({ ...message, credit: mergedNomCredit((waiting as Nom).credit, message.credit) }), (other) => other === "OHAI" || other === "KTHXBAI")) {
-      connection.lastHeard = Date.now();
-      connection.expiryPosted = false;
-      return;
-    }
+    if (message.id === "NOM" && engine.fold("NOM", (waiting) => ({ ...message, credit: mergedNomCredit((waiting as Nom).credit, message.credit) }), opensOrEndsSession)) return;
     // HUGZ is answered at once in a session: its reply needs nothing of the dialogue's state, and behind a
     // long step (a subscription's plan waiting for the SHA-1s of big files its cache lists, a file sent
     // chunk after chunk) it waited for seconds, while our client starts a new session after 5 s of
     // silence (a review: the first HUGZ-OK 2.3 s after an ICANHAZ). Not while an OHAI or KTHXBAI waits:
     // its answer (or its RTFM) must come first.
-    if (message.id === "HUGZ" && engine.state !== "start" && !engine.stopped && !engine.waiting((other) => other === "OHAI" || other === "KTHXBAI")) {
-      connection.lastHeard = Date.now();
-      connection.expiryPosted = false;
+    if (message.id === "HUGZ" && engine.state !== "start" && !engine.stopped && !engine.waiting(opensOrEndsSession)) {
       // (Traced as the machine would, in its current state.)
       this.options.trace?.(`${key} ${engine.state}: HUGZ`);
       this.options.trace?.(`${key}     $ send HUGZ-OK (at once, outside the machine)`);
@@ -469,8 +466,6 @@ export class Server extends EventEmitter<ServerEvents> {
       const what = engine.pending >= this.options.maxPendingMessages ? `${this.options.maxPendingMessages} messages` : `${this.options.maxPendingBytes} bytes of messages`;
       return this.#dropForTooMany(connection, `more than ${what} waiting`);
     }
-    connection.lastHeard = Date.now();
-    connection.expiryPosted = false;
     engine.post(result.message.id, result.message, { weight: bytes });
     if (this.#pendingTotal > this.options.maxPendingTotalBytes) this.#dropBiggestPending();
   }
@@ -630,6 +625,9 @@ export class Server extends EventEmitter<ServerEvents> {
     for (const mount of this.mounts) if (overlaps(mount.alias, path)) yield* mount.files.values();
   }
 }
+
+/** An event that opens or ends a session: nothing is folded across it, nor answered ahead of it. */
+const opensOrEndsSession = (event: string): boolean => event === "OHAI" || event === "KTHXBAI";
 
 /**
  * A TCP endpoint whose host is an IPv6 address ([...]). (A name or an interface binds as before, IPv4:
