@@ -639,9 +639,7 @@ export class Connection {
       const patch = this.#takePatch();
       if (patch === undefined) return;
       if (patch.op === "delete") {
-        this.#sendFrame(
-          encode({ id: "CHEEZBURGER", sequence: 0n, operation: Operation.DELETE, filename: patch.vpath, offset: 0n, eof: 0, headers: new Map(), chunk: new Uint8Array(0) }),
-        );
+        this.#sendDelete(patch.vpath);
         this.#holdings.delete(patch.vpath);
         this.host.sent(this.key, patch.vpath, "delete", 0);
         return;
@@ -806,10 +804,26 @@ export class Connection {
 
   /** Stop sending `cursor`'s file before its end (see FileCursor.abandon); what is queued for its name goes next. */
   async #abandon(cursor: FileCursor): Promise<void> {
-    const end = cursor.abandon();
-    if (end) this.#sendFrame(end.frame);
+    this.#cutShort(cursor, this.#queue.get(cursor.vpath)?.op === "delete");
     this.host.trace?.(`${this.key} ${cursor.vpath}: stopped at ${cursor.sent} bytes, a newer version or its delete is queued`);
     await this.#closeCursor();
+  }
+
+  /**
+   * End the transfer of `cursor`'s file where it stopped (FileCursor.abandon). A plain client (the C
+   * reference's) then holds the part it got as if it were the whole file, and cannot be told otherwise:
+   * the file is deleted on it, unless its delete goes next anyway (`deleteQueued`). A new version then
+   * starts from an empty file, where the reference, which never truncates, would have kept the old tail.
+   */
+  #cutShort(cursor: FileCursor, deleteQueued: boolean): void {
+    const end = cursor.abandon();
+    if (!end) return;
+    this.#sendFrame(end.frame);
+    if (!cursor.extensions && !deleteQueued) this.#sendDelete(cursor.vpath);
+  }
+
+  #sendDelete(vpath: string): void {
+    this.#sendFrame(encode({ id: "CHEEZBURGER", sequence: 0n, operation: Operation.DELETE, filename: vpath, offset: 0n, eof: 0, headers: new Map(), chunk: new Uint8Array(0) }));
   }
 
   /** Why a file could not be opened to send, handled: looked at again, or said. */
@@ -833,6 +847,9 @@ export class Connection {
       return await cursor.next(this.#credit.available);
     } catch (error) {
       this.#unsent(cursor.vpath, `reading ${cursor.vpath} failed: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+      // (A client of ours copes with a file that just stops: the next one tells it the server moved on.
+      // A plain one would write the next file into this one: it is told this one ended, and it is deleted.)
+      if (!cursor.extensions) this.#cutShort(cursor, false);
       if (this.#cursor === cursor) this.#cursor = undefined;
       await cursor.close();
       return null;

@@ -355,18 +355,26 @@ export class FileCursor {
   /**
    * Stop before the end: a delete or a newer version of this file waits to go, and the client would throw
    * the rest away (a review: a 64 MiB file removed 2 MiB into its transfer went out whole, then marked
-   * changed, then its delete). To a client that takes our headers, the eof chunk at the offset reached,
-   * marked changed: it drops what it has. Undefined when nothing was sent yet (the client has nothing to
-   * drop), or to a plain client, which has no way to be told: there the file just stops, as when a read
-   * fails, and what comes next for that name (its delete, or the new version from offset 0) follows.
+   * changed, then its delete), or a read failed. To a client that takes our headers, the eof chunk at the
+   * offset reached, marked changed: it drops what it has. To a plain client, the plain eof chunk at the
+   * offset reached: the C reference client writes every chunk into the one file it has open, whatever
+   * the chunk's name, and closes it only on an empty chunk, so a file that just stopped had the next
+   * file written into it and never delivered (an interop review). It now holds a short file, which the
+   * caller follows with a delete (see Connection.#abandon). Undefined when nothing was sent yet (the
+   * client has nothing open, nothing to drop).
    */
   abandon(): ChunkFrame | undefined {
     this.changed = true;
-    if (this.#first || !this.options.extensions) return undefined;
-    const headers = this.#endHeaders(this.identity.size, undefined);
-    headers.set(Header.STATUS, "changed");
+    if (this.#first) return undefined;
+    const headers = this.options.extensions ? this.#endHeaders(this.identity.size, undefined) : NO_HEADERS;
+    if (this.options.extensions) headers.set(Header.STATUS, "changed");
     const { frame } = cheezburgerFrame({ ...this.#fields(this.#offset, headers), eof: 1 }, 0);
     return { frame, bytes: 0, eof: true };
+  }
+
+  /** Whether the client reads our headers (a plain one, the C reference's, does not). */
+  get extensions(): boolean {
+    return this.options.extensions === true;
   }
 
   /** A small file read whole at open, all `got` of it, goes as one message: the client takes that, and its credit covers it. */
