@@ -517,16 +517,25 @@ export class Client extends EventEmitter<ClientEvents> {
   /** Counts #forgetRequests: a request built across one belongs to a session that is over. */
   #requestsSession = 0;
 
+  /** The file not under any subscription whose chunks are arriving (reported at its first). */
+  #outside: string | undefined;
+
   #processChunk(message: Cheezburger): void | Promise<void> {
     // Count credit for every chunk, wanted or not: otherwise client and server disagree and the
     // transfer stalls (the reference's credit divergence).
-    if (message.operation === Operation.CREATE) {
-      this.#window.received(message.chunk.length, this.#ofBigFile(message));
-      this.#totals.bytes += message.chunk.length;
-    }
+    if (message.operation === Operation.CREATE) this.#window.received(message.chunk.length, this.#ofBigFile(message));
     const target = this.#route(message.filename);
-    // (Not under any subscription: there is no name in an inbox to report.)
-    if (typeof target === "string") return this.#report(new InboxError(target));
+    if (typeof target === "string") {
+      // Not under any subscription: there is no name in an inbox to report. Said once per file, not once
+      // per chunk (the C reference server sends every file of a mount to every subscriber, whatever its
+      // path: a thousand errors per GB of files nobody asked for; an interop review), and not counted
+      // in what was received.
+      if (this.#outside !== message.filename) this.#report(new InboxError(target));
+      this.#outside = message.operation === Operation.CREATE && message.eof === 0 ? message.filename : undefined;
+      return;
+    }
+    this.#outside = undefined;
+    if (message.operation === Operation.CREATE) this.#totals.bytes += message.chunk.length;
     // Between transfers, a whole small file takes the short synchronous path.
     if (this.#current === undefined && this.#refused === undefined) {
       const handled = this.#receiveWhole(message, target);

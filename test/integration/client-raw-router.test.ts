@@ -1626,6 +1626,26 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(await readdir(path.join(inbox, ".fmq", "partial"))).toEqual([]);
   });
 
+  it("client - a file not under any subscription (a reference server sends every file of its mount) is one error, not one per chunk, and not counted as received; the next one is reported again", async () => {
+    const r = await router();
+    const inbox = path.join(await tempDir(), "inbox");
+    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
+    await h.client.subscribe("/sub");
+    const rid = await openSession(r, h, 1);
+    const n = h.errors.length;
+    await r.sendFile(rid, "/other/z.bin", randomBytes(50_000), { chunkSize: 10_000 });
+    await r.sendFile(rid, "/subway/y.bin", randomBytes(30_000), { chunkSize: 10_000 });
+    const good = randomBytes(2500);
+    await r.sendFile(rid, "/sub/in.txt", good);
+    await nextDelivery(h, "/sub/in.txt");
+    expect(await sha256File(path.join(inbox, "in.txt"))).toBe(sha256(good));
+    const errors = h.errors.slice(n).map((e) => e.message);
+    expect(errors.filter((m) => m.includes("/other/z.bin"))).toHaveLength(1);
+    expect(errors.filter((m) => m.includes("/subway/y.bin"))).toHaveLength(1);
+    expect(errors).toHaveLength(2);
+    expect(h.client.progress.bytes).toBe(good.length);
+  });
+
   // --- our extension headers (src/protocol/extensions.ts) -------------------------------------
 
   it("client - a file whose eof chunk carries the right tree hash is delivered; the manifest and the next ICANHAZ record its size, mtime and hash", async () => {

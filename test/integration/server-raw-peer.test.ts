@@ -1794,9 +1794,9 @@ describe("server with a scripted raw peer", () => {
     const { FileCursor } = await import("../../src/server/file-cursor.js");
     const real = FileCursor.prototype.next;
     let calls = 0;
-    const next = vi.spyOn(FileCursor.prototype, "next").mockImplementation(function (this: InstanceType<typeof FileCursor>, credit: number) {
+    const next = vi.spyOn(FileCursor.prototype, "next").mockImplementation(function (this: { vpath: string }, credit: number) {
       if (this.vpath === "/a.bin" && ++calls > 2) return Promise.reject(Object.assign(new Error("EIO: i/o error, read"), { code: "EIO" }));
-      return real.call(this, credit);
+      return real.call(this as never, credit);
     });
     try {
       const p = peer(endpoint);
