@@ -41,17 +41,17 @@ export class Output {
 
   /** A JSON object, or its human line (an empty human line means: JSON only). */
   event(data: { event: string } & Record<string, unknown>, human: string): void {
-    if (this.json) this.#stdout(JSON.stringify(data) + "\n");
+    if (this.json) this.#stdout(jsonLine(data));
     else if (human) this.#human(process.stdout, human);
   }
 
   error(message: string): void {
-    if (this.json) this.#stdout(JSON.stringify({ event: "error", message }) + "\n");
+    if (this.json) this.#stdout(jsonLine({ event: "error", message }));
     else this.#human(process.stderr, `error: ${message}`);
   }
 
   warning(message: string): void {
-    if (this.json) this.#stdout(JSON.stringify({ event: "warning", message }) + "\n");
+    if (this.json) this.#stdout(jsonLine({ event: "warning", message }));
     else this.#human(process.stderr, `warning: ${message}`);
   }
 
@@ -86,3 +86,12 @@ export function printable(line: string): string {
 }
 
 const ESCAPES: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
+
+/**
+ * One JSON object and its newline, with every character a terminal may act on escaped: JSON escapes only
+ * U+0000-001F, and a name's bidi override (U+202E) or 8-bit CSI (U+009B) went out raw to whoever `cat`s
+ * the log (a review). Still the same JSON: "\u202e" reads back as the character.
+ */
+export function jsonLine(data: object): string {
+  return JSON.stringify(data).replace(UNPRINTABLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`) + "\n";
+}

@@ -30,6 +30,7 @@ import { readFile, realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import { parse, TomlError } from "smol-toml";
 import { DEFAULT_BIND } from "../defaults.js";
+import { endpointProblem } from "../endpoint.js";
 import { isUnpublished, joinVirtual, normaliseVirtualPath, overlaps } from "../paths.js";
 import type { ServerOptions } from "../server/server.js";
 import type { Account, AccessPolicy, Mechanism } from "../security/policy.js";
@@ -163,6 +164,9 @@ export function parseServerConfig(text: string, file: string): ServerConfig {
     if (!Array.isArray(list) || list.length === 0) fail(["bind"], `bind must be an endpoint or a list of endpoints, e.g. "tcp://*:5670"`);
     binds = (list as unknown[]).map((e) => {
       if (typeof e !== "string" || !/^(tcp|ipc|inproc):\/\/./.test(e)) fail(["bind"], `bind: not an endpoint: ${JSON.stringify(e)} (expected tcp://host:port, ipc://path or inproc://name)`);
+      // (Checked here too, not only when bound: reported with its line, before anything is bound. A review.)
+      const problem = endpointProblem(e as string, "bind");
+      if (problem) fail(["bind"], `bind: ${e}: ${problem}`);
       return e as string;
     });
   }

@@ -283,7 +283,19 @@ export class Server extends EventEmitter<ServerEvents> {
     // IPv6 for an endpoint that names an IPv6 address: tcp://[::1]:port failed to bind ("No such
     // device": a review). Not for an IPv4 address, a name or *, which bind as before: an IPv6 listener
     // takes IPv4 peers as ::ffff:127.0.0.1, in the bound endpoint and in every address logged.
-    this.#router.ipv6 = wantsIpv6(endpoint);
+    const ipv6 = wantsIpv6(endpoint);
+    if (this.#router.ipv6 !== ipv6) {
+      // (A socket option applies to the binds that follow it, which is what this wants; but set once the
+      // socket is bound, zeromq.js says so as a process warning: two lines on stderr at every start of a
+      // config that mixes both families, a review. That one warning is not passed on.)
+      const emitWarning = process.emitWarning;
+      process.emitWarning = () => undefined;
+      try {
+        this.#router.ipv6 = ipv6;
+      } finally {
+        process.emitWarning = emitWarning;
+      }
+    }
     try {
       await this.#router.bind(endpoint);
     } catch (error) {

@@ -5,6 +5,7 @@ import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { once } from "node:events";
 import { createHash } from "node:crypto";
 import { createServer } from "node:net";
+import { networkInterfaces } from "node:os";
 import { closeSync, constants, openSync, writeSync } from "node:fs";
 import { chmod, mkdir, open, readFile, realpath, rename, stat, symlink, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
@@ -572,6 +573,22 @@ describe("cli", () => {
       await writeFile(path.join(src, "a.txt"), "a");
       return ["track", src, path.join(src, "mirror")];
     }, /^fmq: <dst> .*mirror is inside <src> .*: track would copy its own copies forever$/],
+    // (A review: src/sub/readme landed on dst/sub/readme, which is src/readme, over the source's own file.)
+    ["track from a directory inside its destination", async () => {
+      const dst = await tempDir();
+      await mkdir(path.join(dst, "sub", "sub"), { recursive: true });
+      await writeFile(path.join(dst, "sub", "readme"), "ORIGINAL");
+      await writeFile(path.join(dst, "sub", "sub", "readme"), "OTHER");
+      return ["track", path.join(dst, "sub"), dst, "--once"];
+    }, /^fmq: <src> .*sub is inside <dst> .*: track would write into what it publishes$/],
+    ["an unknown command, with commander's suggestion kept on the same line", async () => ["publihs", "."], /^fmq: unknown command 'publihs' \(Did you mean publish\?\)$/],
+    ["a bind in a config file that libzmq would take and mangle, with its line, before anything is bound", async () => {
+      const dir = await tempDir();
+      await mkdir(path.join(dir, "pub"));
+      const config = path.join(dir, "c.toml");
+      await writeFile(path.join(dir, "c.toml"), `bind = ["tcp://127.0.0.1:${await freePort()}", "tcp://127.0.0.1:99999"]\n[[mount]]\ndirectory = "pub"\n`, { mode: 0o600 });
+      return ["publish", "--config", config];
+    }, /^fmq: .*c\.toml:1: bind: tcp:\/\/127\.0\.0\.1:99999: port 99999 is not a TCP port/],
     ["track into its own source", async () => {
       const src = await tempDir();
       return ["track", src, src];
@@ -599,6 +616,43 @@ describe("cli", () => {
       expect(r.stderr[0]).toMatch(message);
     });
   }
+
+  it("cli - with --json, a bad flag (commander's own error) is also an error event on stdout, as the same line on stderr", async () => {
+    for (const args of [["subscribe", "/", "--json", "--window", "0"], ["publish", ".", "--json", "--bogus"]]) {
+      const r = start(args);
+      expect((await r.exited).code).toBe(1);
+      expect(r.stderr).toHaveLength(1);
+      expect(r.stderr[0]).toMatch(/^fmq: /);
+      expect(r.events).toEqual([{ event: "error", message: r.stderr[0]!.slice("fmq: ".length) }]);
+    }
+  });
+
+  it.skipIf(!networkInterfaces().lo?.some((i) => i.address === "::1"))("cli - a config that binds both an IPv4 and an IPv6 address binds both, with nothing on stderr", async () => {
+    const dir = await tempDir();
+    await mkdir(path.join(dir, "pub"));
+    await writeFile(path.join(dir, "pub", "a.txt"), "a");
+    const [v4, v6] = [await freePort(), await freePort()];
+    const config = path.join(dir, "c.toml");
+    await writeFile(config, `bind = ["tcp://127.0.0.1:${v4}", "tcp://[::1]:${v6}"]\n[[mount]]\ndirectory = "pub"\n`, { mode: 0o600 });
+    const pub = start(["publish", "--config", config, "--json"]);
+    try {
+      const ready = await waitFor(() => pub.events.find((e) => e.event === "ready"), "the ready event");
+      // (IPv4 stays IPv4: not tcp://[::ffff:127.0.0.1]:port.)
+      expect(ready.endpoints).toEqual([`tcp://127.0.0.1:${v4}`, `tcp://[::1]:${v6}`]);
+      for (const endpoint of [`tcp://127.0.0.1:${v4}`, `tcp://[::1]:${v6}`]) {
+        const inbox = path.join(dir, `in-${endpoint.length}`);
+        const sub = start(["subscribe", "/", "--connect", endpoint, "--inbox", inbox, "--json"]);
+        await waitFor(() => sub.events.some((e) => e.event === "delivered"), `a.txt over ${endpoint}`);
+        sub.child.kill("SIGTERM");
+        await sub.exited;
+        expect(await readFile(path.join(inbox, "a.txt"), "utf8")).toBe("a");
+      }
+      expect(pub.stderr).toEqual([]);
+    } finally {
+      pub.child.kill("SIGTERM");
+      await pub.exited;
+    }
+  });
 
   it("cli - with --json, a failure to start is also an error event on stdout (the only line there), as the same line on stderr", async () => {
     const missing = path.join(await tempDir(), "nope");

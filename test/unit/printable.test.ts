@@ -1,7 +1,7 @@
 // What the CLI prints of a name from the wire or the disk: one line, nothing a terminal acts on.
 
 import { describe, expect, it } from "vitest";
-import { printable } from "../../cli/output.js";
+import { jsonLine, printable } from "../../cli/output.js";
 
 describe("printable", () => {
   it("printable - control characters and bidirectional controls are escaped; the rest, Unicode included, is kept", () => {
@@ -14,5 +14,14 @@ describe("printable", () => {
       expect(printable(`x${c}y`)).toBe(`x\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}y`);
     }
     expect(printable("café 日本 😀 ‏")).toBe("café 日本 😀 \\u200f");
+  });
+
+  it("jsonLine - what JSON leaves raw that a terminal acts on (bidi overrides, C1 controls, DEL) is escaped, and reads back as the same name", () => {
+    const name = "bidi\u202etxt.exe \u009b31m \u007f \u2066 café 😀\n";
+    const line = jsonLine({ event: "delivered", path: name });
+    expect(line.endsWith("\n")).toBe(true);
+    expect(line.slice(0, -1)).not.toMatch(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/);
+    expect(line).toContain("bidi\\u202etxt.exe \\u009b31m \\u007f \\u2066 café 😀\\n");
+    expect(JSON.parse(line)).toEqual({ event: "delivered", path: name });
   });
 });

@@ -1,0 +1,49 @@
+// A signal before a long-running command has said how it stops (while Node loads its code, it reads its
+// keys or config, opens its inbox): kept, and acted on once it has (takeSignals), so that `fmq subscribe`
+// told to stop at once stops as it would a moment later, cleanly and with the same status (0; 128 + the
+// signal for `track --once`), not killed mid-start. A second signal, or a command not up within a second
+// (a key file that is a FIFO nobody writes), kills it with the signal, as without this.
+// (Other commands are short, and keep the default: `passwd` has its own handlers for the terminal.)
+//
+// A module of its own, with no imports, loaded first by fmq.ts: installed before zeromq's native addon
+// and the rest of the command line load (108-177 ms of a loaded machine, a review), not after.
+
+let earlySignal: { name: NodeJS.Signals; timer: NodeJS.Timeout } | undefined;
+/** The handlers takeSignals installs (taken off by dieOf, so the signal it sends itself is not handled). */
+const stopListeners: ((name: NodeJS.Signals) => void)[] = [];
+
+/**
+ * Die of the signal, as without a handler. (Not process.exit: it waits for the thread pool, and a thread
+ * blocked reading a FIFO would hold the process for as long as nobody writes to it.)
+ */
+export function dieOf(name: NodeJS.Signals): void {
+  for (const listener of [beforeStart, ...stopListeners]) {
+    process.off("SIGINT", listener);
+    process.off("SIGTERM", listener);
+  }
+  process.kill(process.pid, name);
+}
+
+function beforeStart(name: NodeJS.Signals): void {
+  if (earlySignal) return dieOf(name);
+  earlySignal = { name, timer: setTimeout(() => dieOf(name), 1000) };
+}
+
+if (["publish", "subscribe", "track"].includes(process.argv[2] ?? "")) {
+  process.on("SIGINT", beforeStart);
+  process.on("SIGTERM", beforeStart);
+}
+
+/** The command is up: `handler` takes SIGINT and SIGTERM from now on. The signal that came meanwhile, if one did. */
+export function takeSignals(handler: (name: NodeJS.Signals) => void): NodeJS.Signals | undefined {
+  stopListeners.push(handler);
+  process.off("SIGINT", beforeStart);
+  process.off("SIGTERM", beforeStart);
+  process.on("SIGINT", handler);
+  process.on("SIGTERM", handler);
+  if (!earlySignal) return undefined;
+  clearTimeout(earlySignal.timer);
+  const { name } = earlySignal;
+  earlySignal = undefined;
+  return name;
+}
