@@ -156,7 +156,22 @@ export class Mount extends EventEmitter<MountEvents> {
     this.#directories.set(this.root, ""); // (its identity comes with its addDir)
     watcher.on("raw", (event, filename, details) => {
       const watched = (details as { watchedPath?: unknown } | undefined)?.watchedPath;
-      if (event !== "rename" || typeof watched !== "string" || typeof filename !== "string" || !this.#directories.has(watched)) return;
+      if (typeof watched !== "string" || typeof filename !== "string") return;
+      if (event === "change") {
+        // A published file written in place: chokidar says "change" only if it finds the mtime moved, or
+        // the access time not past it, at the one look it takes after a burst of writes. A rewrite that
+        // puts the mtime back (rsync --inplace, cp -p over the file, tar --overwrite) of a file read since
+        // its last write (every file we have sent) was never published, whatever its new size (a review).
+        // The kernel's word that it changed is looked at as a rename over it is: by its inode and ctime,
+        // which no writer can set back. (From the file's own watch, or its directory's.)
+        const child = this.#directories.has(watched) ? path.join(watched, filename) : path.basename(watched) === filename ? watched : undefined;
+        if (child !== undefined && this.files.has(joinVirtual(this.alias, this.#relative(child)))) {
+          this.#renamedOver.add(child);
+          this.#renamedOverTimer ??= setTimeout(() => this.#checkRenamedOver(), 20);
+        }
+        return;
+      }
+      if (event !== "rename" || !this.#directories.has(watched)) return;
       if (filename === path.basename(watched)) {
         this.#replaced.add(watched);
         this.#replacedTimer ??= setTimeout(() => this.#checkReplaced(), 100);
