@@ -3,8 +3,9 @@
 // subscribers, resumed, or compared for sixteen resyncs, is hashed once.
 //
 // Big files are fingerprinted in the background as soon as they are published (one at a time, in a
-// worker thread: fingerprint-thread.ts), so that sending them costs no hashing: on two cores, hashing
-// 1 GiB on the send path cost a third of the transfer's time. A transfer that finds that pass still
+// worker thread: fingerprint-thread.ts; what a client waits for is computed in another), so that
+// sending them costs no hashing: on two cores, hashing 1 GiB on the send path cost a third of the
+// transfer's time. A transfer that finds that pass still
 // reading sends at once and takes the pass's fingerprint for its last chunk (the pass reads faster than
 // we send). When the pass ran on the main thread, a transfer had to stop it and hash as it read instead
 // (the two on one thread were slower still); with the worker, 1 GiB sent right after it was published
@@ -39,8 +40,15 @@ export class Fingerprints {
   #working = false;
   #passes = 0;
   #closed = false;
-  /** Where fingerprints are computed: off the main thread, which is busy sending. Closing it stops them. */
-  readonly #thread = new FingerprintThread();
+  /** Where background passes run: off the main thread, which is busy sending. Closing it stops them. */
+  readonly #background = new FingerprintThread();
+  /**
+   * Where what a client waits for is computed (the fingerprint a delta is planned from, RFC 35's SHA-1):
+   * never behind a background pass over another file, which reads a whole file of any size (a review: a
+   * 1 TiB sparse file, made in an instant by anyone who may write in a mount, is 40 minutes of reading
+   * zeros here, and every client's delta and SHA-1 waited for it). Started on first use.
+   */
+  readonly #onDemand = new FingerprintThread();
 
   constructor(private readonly max = 20_000) {}
 
@@ -84,7 +92,7 @@ export class Fingerprints {
     const version = await versionOf(absolute);
     const known = await this.known(absolute, version);
     if (known) return { version, fingerprint: known };
-    const fingerprint = await this.#compute(absolute, version);
+    const fingerprint = await this.#compute(absolute, version, this.#onDemand);
     return fingerprint ? { version, fingerprint } : undefined;
   }
 
@@ -107,8 +115,9 @@ export class Fingerprints {
   close(): void {
     this.#closed = true;
     this.#backlog.clear();
-    // Fails what is being computed at once (a big file takes seconds) and ends the worker.
-    void this.#thread.close();
+    // Fails what is being computed at once (a big file takes seconds) and ends the workers.
+    void this.#background.close();
+    void this.#onDemand.close();
   }
 
   /**
@@ -137,7 +146,7 @@ export class Fingerprints {
     // done here, where a refusal fails at once and is thrown as such.
     const entry = this.#entries.get(absolute);
     const known = entry?.sha1?.root === root ? { digest: entry.sha1.digest, version: entry.version } : undefined;
-    const done = await this.#thread.sha1(absolute, root, known).then(
+    const done = await this.#onDemand.sha1(absolute, root, known).then(
       (outcome) => outcome,
       () => (this.#closed ? undefined : sha1FileSync(absolute, root, known)),
     );
@@ -156,7 +165,7 @@ export class Fingerprints {
         const version = await versionOf(next).catch(() => undefined);
         if (!version || (await this.known(next, version))) continue;
         this.#passes++;
-        await this.#compute(next, version).catch(() => undefined);
+        await this.#compute(next, version, this.#background).catch(() => undefined);
       }
     } finally {
       this.#working = false;
@@ -175,14 +184,14 @@ export class Fingerprints {
     return next;
   }
 
-  /** Hash the file (in the worker thread), visible to `known` meanwhile; kept only if the file did not change while it was read. */
-  #compute(absolute: string, version: Version): Promise<Fingerprint | undefined> {
+  /** Hash the file (in `thread`), visible to `known` meanwhile; kept only if the file did not change while it was read. */
+  #compute(absolute: string, version: Version, thread: FingerprintThread): Promise<Fingerprint | undefined> {
     const entry = this.#entry(absolute, version);
     const pending = (async () => {
       try {
         // (The worker reads after this: a time no later than its read began, as remember() wants.)
         const readFrom = Date.now();
-        const read = await this.#thread.fingerprint(absolute);
+        const read = await thread.fingerprint(absolute);
         // The version the worker read, from its descriptor, not a stat of the name after: a directory on
         // the way swapped for a moment would have the worker hash another file, and the name lead back to
         // this one by the time we looked (a review). Another file is another inode.

@@ -1,7 +1,7 @@
 // The server's fingerprint memory: a published big file is fingerprinted once in the background and
 // found again for exactly that version; another version is not trusted; closing stops a long hash.
 
-import { mkdir, open, realpath, rename, symlink, utimes, writeFile } from "node:fs/promises";
+import { mkdir, open, readFile, realpath, rename, symlink, utimes, writeFile } from "node:fs/promises";
 import { createHash, randomBytes } from "node:crypto";
 import path from "node:path";
 import { readdirSync, readlinkSync, statSync } from "node:fs";
@@ -275,6 +275,26 @@ describe("fingerprints", () => {
     // Hashing 16 GiB would take seconds; stopped, it gives up (undefined) at once.
     const outcome = await Promise.race([pending, new Promise((resolve) => setTimeout(() => resolve("still hashing"), 2000))]);
     expect(outcome).toBeUndefined();
+  });
+
+  it("fingerprints - what a client waits for (a fingerprint to plan a delta from, a SHA-1) is not computed behind a background pass over another file (a 16 GiB sparse one)", async () => {
+    const huge = await hugeSparseFile();
+    const dir = await tempDir("fmq-fp-");
+    const file = path.join(dir, "held.bin");
+    await writeFile(file, randomBytes(3 * PREPARE_MIN_SIZE));
+    const fingerprints = new Fingerprints();
+    try {
+      fingerprints.prepare(huge, 16 * 1024 ** 3);
+      await waitFor(() => fingerprints.computing(huge), "the background pass to start", 5000);
+      // (Behind the pass, each waited for all 16 GiB: tens of seconds here. The pass is still under way after.)
+      const fingerprint = await Promise.race([fingerprints.fingerprint(file), new Promise((resolve) => setTimeout(() => resolve("waited"), 3000))]);
+      expect(fingerprint).toEqual({ version: await versionOf(file), fingerprint: await fingerprintFile(file) });
+      const sha1 = await Promise.race([fingerprints.sha1(file, dir), new Promise((resolve) => setTimeout(() => resolve("waited"), 3000))]);
+      expect(sha1).toBe(createHash("sha1").update(await readFile(file)).digest("hex").toUpperCase());
+      expect(fingerprints.computing(huge)).toBe(true);
+    } finally {
+      fingerprints.close();
+    }
   });
 
   it("fingerprints - a transfer does not stop a background pass: it gets the promise of its result", async () => {
