@@ -138,6 +138,9 @@ const ICANHAZ_BYTES_IN_FLIGHT = 32 * 1024 * 1024;
 /** Files whose delta was left unfinished remembered at most (see #leftUnfinished). */
 const MAX_DELTAS_LEFT = 4096;
 
+/** The silence after which a plain FILEMQ server (the C reference's) is given up: its own client expiry (see #knowServer). */
+export const PLAIN_SERVER_TIMEOUT_MS = 60_000;
+
 /** Files asked for again (a failed check) and not yet answered, at most. */
 const MAX_REFETCHES_WAITING = 256;
 
@@ -517,13 +520,31 @@ export class Client extends EventEmitter<ClientEvents> {
   /** Counts #forgetRequests: a request built across one belongs to a session that is over. */
   #requestsSession = 0;
 
+  /**
+   * What the first chunk of a file says of the server: ours sends our headers there (we ask for them);
+   * a plain FILEMQ server, the C reference's, does not. That one answers nothing while it computes the
+   * SHA-1 of a new file, on its only thread, before it queues it (2.3-3.4 s per GiB): 5 heartbeats are
+   * too few for a file of 2 GiB, and a new session loses what it had queued for the old one (it has no
+   * resync; an interop review). Against it we wait as long as it waits for us: 60 s, its client expiry.
+   * (A server that has sent nothing yet is not known: it gets the usual 5 heartbeats.)
+   */
+  #knowServer(ours: boolean): void {
+    if (ours === this.#ourServer) return;
+    this.#ourServer = ours;
+    this.#heartbeat.patience(ours ? this.options.timeoutMs : Math.max(this.options.timeoutMs, PLAIN_SERVER_TIMEOUT_MS));
+  }
+  #ourServer: boolean | undefined;
+
   /** The file not under any subscription whose chunks are arriving (reported at its first). */
   #outside: string | undefined;
 
   #processChunk(message: Cheezburger): void | Promise<void> {
     // Count credit for every chunk, wanted or not: otherwise client and server disagree and the
     // transfer stalls (the reference's credit divergence).
-    if (message.operation === Operation.CREATE) this.#window.received(message.chunk.length, this.#ofBigFile(message));
+    if (message.operation === Operation.CREATE) {
+      this.#window.received(message.chunk.length, this.#ofBigFile(message));
+      if (message.offset === 0n) this.#knowServer(message.headers.has(Header.SIZE));
+    }
     const target = this.#route(message.filename);
     if (typeof target === "string") {
       // Not under any subscription: there is no name in an inbox to report. Said once per file, not once

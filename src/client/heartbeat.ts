@@ -11,6 +11,8 @@ export interface HeartbeatOptions {
 export class Heartbeat {
   #lastHeard: number;
   #timer: NodeJS.Timeout | undefined;
+  /** The silence after which the server is lost (options.timeoutMs unless `patience` said otherwise). */
+  #timeoutMs: number;
   readonly #now: () => number;
 
   constructor(
@@ -20,6 +22,12 @@ export class Heartbeat {
   ) {
     this.#now = options.now ?? Date.now;
     this.#lastHeard = this.#now();
+    this.#timeoutMs = options.timeoutMs;
+  }
+
+  /** From now on, the server is lost after `timeoutMs` of silence. */
+  patience(timeoutMs: number): void {
+    this.#timeoutMs = timeoutMs;
   }
 
   /** Something arrived from the server (or a new socket was opened): the silence starts again. */
@@ -41,7 +49,7 @@ export class Heartbeat {
   /** One beat (called by the timer; public so tests can drive it). */
   tick(): void {
     const silent = this.#now() - this.#lastHeard;
-    if (silent >= this.options.timeoutMs) {
+    if (silent >= this.#timeoutMs) {
       this.heard(); // the next "lost" comes a whole timeout later, not on every beat
       this.onLost();
     } else if (silent >= this.options.intervalMs - 5) {

@@ -1377,6 +1377,36 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     await waitFor(() => h.connected === 2, "connected again", SOON, 5);
   });
 
+  it("client - heartbeat: a server that sends files without our headers (the C reference, silent while it hashes a new file) is given 60 s of silence, not timeoutMs; one that sends our headers, timeoutMs again", async () => {
+    // (An interop review: the reference answers nothing while it SHA-1s a new file, 2.3-3.4 s per GiB; at
+    // 5 s our client began a new session, and the file queued for the old one was never delivered.)
+    const r = await router();
+    const inbox = path.join(await tempDir(), "inbox");
+    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 1000 });
+    await h.client.subscribe("/");
+    const rid = await openSession(r, h, 1);
+    const first = randomBytes(3000);
+    await r.sendFile(rid, "/first.txt", first);
+    await nextDelivery(h, "/first.txt");
+    // Silent, HUGZ unanswered, for 2.5 timeouts: the same session.
+    const silentSince = Date.now();
+    await waitFor(() => Date.now() - silentSince >= 2500, "2.5 s of silence", 5000, 50);
+    expect(r.log.filter((e) => e.message?.id === "OHAI" || e.message?.id === "KTHXBAI").length).toBe(1);
+    expect(h.disconnected).toEqual([]);
+    const late = randomBytes(5000);
+    await r.sendFile(rid, "/late.bin", late);
+    await nextDelivery(h, "/late.bin");
+    expect(await sha256File(path.join(inbox, "late.bin"))).toBe(sha256(late));
+    // A file with our headers: this is one of ours, which answers HUGZ however busy it is. timeoutMs again.
+    const ours = randomBytes(100);
+    await r.sendFile(rid, "/ours.bin", ours, await asOneMessage(ours));
+    await nextDelivery(h, "/ours.bin");
+    const quietFrom = Date.now();
+    await r.next("KTHXBAI", { from: rid, timeoutMs: 3000 });
+    expect(Date.now() - quietFrom).toBeLessThan(2500);
+    expect(h.disconnected).toHaveLength(1);
+  });
+
   it("client - heartbeat: a server that answers HUGZ with HUGZ-OK keeps the session well past the timeout", async () => {
     const r = await router();
     const root = await tempDir();
