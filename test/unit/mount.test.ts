@@ -30,6 +30,17 @@ async function started(dir: string): Promise<{ mount: Mount; deleted: string[]; 
   return { mount, deleted, warnings };
 }
 
+/** A mount of `dir` (quiet period 10 ms) once its `count` files are published, and the vpaths it says changed from then on. */
+async function publishedWithChanges(dir: string, count: number): Promise<{ mount: Mount; changed: string[] }> {
+  const mount = await Mount.open(dir, "/", { stableMs: 10 });
+  mounts.push(mount);
+  const changed: string[] = [];
+  mount.on("changed", (file) => changed.push(file.vpath));
+  await mount.start();
+  await waitFor(() => mount.files.size === count, `${count} files published`, 5000);
+  return { mount, changed };
+}
+
 // (Waits of 15 s where a directory is replaced: the mount may read it again up to 3 times, 1.1 s apart,
 // before what is in it is published; more under load.)
 describe("mount", () => {
@@ -92,12 +103,7 @@ describe("mount", () => {
     };
     await put(path.join(dir, "a.txt"), "AAAA");
     await put(path.join(dir, "b.txt"), "AAAA");
-    const mount = await Mount.open(dir, "/", { stableMs: 10 });
-    mounts.push(mount);
-    const changed: string[] = [];
-    mount.on("changed", (file) => changed.push(file.vpath));
-    await mount.start();
-    await waitFor(() => mount.files.size === 2, "both published", 5000);
+    const { mount, changed } = await publishedWithChanges(dir, 2);
     const first = { a: mount.files.get("/a.txt")!.ino, b: mount.files.get("/b.txt")!.ino };
     changed.length = 0;
     // Renamed over.
@@ -121,12 +127,7 @@ describe("mount", () => {
       await writeFile(path.join(dir, name), "0123456789");
       await utimes(path.join(dir, name), mtime, mtime);
     }
-    const mount = await Mount.open(dir, "/", { stableMs: 10 });
-    mounts.push(mount);
-    const changed: string[] = [];
-    mount.on("changed", (file) => changed.push(file.vpath));
-    await mount.start();
-    await waitFor(() => mount.files.size === 2, "both published", 5000);
+    const { mount, changed } = await publishedWithChanges(dir, 2);
     changed.length = 0;
     const rewrite = (name: string, content: string) => {
       // Read (the access time now past the mtime), then written in place at once with the mtime put back.
