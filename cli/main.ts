@@ -1,5 +1,6 @@
-// The fmq command line (loaded by fmq.ts once the signal handlers are in). It only parses flags, builds options and wires events to output; everything
-// else lives in src/. Commands and flags are a contract: scripts rely on them.
+// The fmq command line (loaded by fmq.ts once the signal handlers are in). It only parses flags, builds
+// options and wires events to output; everything else lives in src/. Commands and flags are a contract:
+// scripts rely on them.
 
 import { Command, InvalidArgumentError, Option } from "commander";
 import { readFileSync } from "node:fs";
