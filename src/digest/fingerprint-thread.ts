@@ -58,6 +58,14 @@ export class FingerprintThread {
     });
   }
 
+  /** Stop what the worker is doing: what is waiting fails at once, and the next request starts a new worker. */
+  async restart(): Promise<void> {
+    const worker = this.#worker;
+    this.#worker = undefined;
+    this.#failAll(new Error("restarted"));
+    await worker?.terminate();
+  }
+
   /** Stop the worker; what is waiting fails. */
   async close(): Promise<void> {
     this.#closed = true;

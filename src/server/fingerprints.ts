@@ -38,6 +38,8 @@ export class Fingerprints {
   /** Files waiting to be fingerprinted in the background, in order. */
   readonly #backlog = new Set<string>();
   #working = false;
+  /** The file (and its version) the background pass is reading now. */
+  #passing: { readonly absolute: string; readonly version: Version } | undefined;
   #passes = 0;
   #closed = false;
   /** Where background passes run: off the main thread, which is busy sending. Closing it stops them. */
@@ -102,8 +104,13 @@ export class Fingerprints {
   }
 
   /** Fingerprint a newly published file in the background (big files only; small ones cost nothing to hash as sent). */
-  prepare(absolute: string, size: number): void {
+  prepare(absolute: string, size: number, version?: Version): void {
     if (size < PREPARE_MIN_SIZE || this.#closed) return;
+    // A pass over another version of it (`version`, when known) stops: its result would be of no use, and
+    // a file rewritten or touched every few seconds kept the background thread reading versions gone by
+    // (a review: for a huge file, never done). The next pass starts a new worker.
+    const passing = this.#passing;
+    if (passing?.absolute === absolute && (version === undefined || !sameVersion(version, passing.version))) void this.#background.restart();
     this.#backlog.delete(absolute);
     this.#backlog.add(absolute);
     // Bounded like the entries: a flood of big files keeps only the newest waiting.
@@ -165,7 +172,9 @@ export class Fingerprints {
         const version = await versionOf(next).catch(() => undefined);
         if (!version || (await this.known(next, version))) continue;
         this.#passes++;
+        this.#passing = { absolute: next, version };
         await this.#compute(next, version, this.#background).catch(() => undefined);
+        this.#passing = undefined;
       }
     } finally {
       this.#working = false;

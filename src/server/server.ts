@@ -252,7 +252,10 @@ export class Server extends EventEmitter<ServerEvents> {
     mount.on("changed", (file) => {
       this.emit("published", file);
       // Hash big files now, while nobody waits, rather than on every transfer's send path.
-      if (this.options.hashAhead) this.#fingerprints.prepare(file.absolute, file.size);
+      if (this.options.hashAhead) {
+        const { size, mtimeMs, ctimeMs, ino } = file;
+        this.#fingerprints.prepare(file.absolute, size, ctimeMs !== undefined && ino !== undefined ? { size, mtimeMs, ctimeMs, ino } : undefined);
+      }
       for (const connection of this.#connections.values()) {
         if (connection.wants(file.vpath)) connection.queue({ op: "create", file });
       }

@@ -297,6 +297,26 @@ describe("fingerprints", () => {
     }
   });
 
+  it("fingerprints - a background pass over a version that is no longer the file's (touched, published again) stops at once, and a pass over the new version begins", async () => {
+    const file = await hugeSparseFile();
+    const fingerprints = new Fingerprints();
+    try {
+      const before = await versionOf(file);
+      fingerprints.prepare(file, before.size, before);
+      await waitFor(() => fingerprints.computing(file), "the first pass to start", 5000);
+      const first = fingerprints.known(file, before);
+      const later = new Date(Date.now() + 60_000);
+      await utimes(file, later, later);
+      const after = await versionOf(file);
+      fingerprints.prepare(file, after.size, after);
+      // (Reading 16 GiB would take tens of seconds here.)
+      expect(await Promise.race([first, new Promise((resolve) => setTimeout(() => resolve("still hashing"), 3000))])).toBeUndefined();
+      await waitFor(() => fingerprints.passes === 2 && fingerprints.computing(file), "a pass over the new version", 5000);
+    } finally {
+      fingerprints.close();
+    }
+  });
+
   it("fingerprints - a transfer does not stop a background pass: it gets the promise of its result", async () => {
     const dir = await tempDir("fmq-fp-");
     const file = path.join(dir, "big.bin");
