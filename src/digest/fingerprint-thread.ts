@@ -87,8 +87,10 @@ export class FingerprintThread {
     });
     // A worker that fails to start or dies: everything waiting fails (callers hash themselves), and the
     // next request starts a new one.
+    // (Not one restarted: what it had failed then, and what waits now is the new worker's.)
     const lost = (error: Error) => {
-      if (this.#worker === worker) this.#worker = undefined;
+      if (this.#worker !== worker) return;
+      this.#worker = undefined;
       this.#failAll(error);
     };
     worker.on("error", lost);
