@@ -3,7 +3,7 @@
 // scripts rely on them.
 
 import { Command, InvalidArgumentError, Option } from "commander";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeSync } from "node:fs";
 import { realpath } from "node:fs/promises";
 import { constants as osConstants } from "node:os";
 import { basename, dirname, isAbsolute, join as joinPath, relative as relativePath, resolve as resolvePath, sep } from "node:path";
@@ -43,7 +43,7 @@ const program = new Command()
   .name("fmq")
   .description("FileMQ: publish directories, subscribe to them, over ZeroMQ (35/FILEMQ v2)")
   .version(ownVersion())
-  .configureOutput({ outputError: (text) => usageError(text) });
+  .configureOutput({ outputError: (text) => usageError(text), writeOut: (text) => writeOutOrFail(text) });
 
 program
   .command("publish")
@@ -533,6 +533,24 @@ function usageError(text: string): void {
   const end = args.indexOf("--");
   if ((end === -1 ? args : args.slice(0, end)).includes("--json")) process.stdout.write(jsonLine({ event: "error", message }));
   process.stderr.write(`fmq: ${message}\n`);
+}
+
+/**
+ * Commander's own output (--help, --version), written at once: it exits 0 right after, before a failed
+ * write to stdout is reported, so `fmq --help > /dev/full` said nothing and exited 0 (a review).
+ */
+function writeOutOrFail(text: string): void {
+  try {
+    writeSync(1, text);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    // (A pipe its reader has not emptied: left to the stream, which waits.)
+    if (code === "EAGAIN") return void process.stdout.write(text);
+    // (Whoever read it has gone: quietly, as for every command. See process.stdout's error handler.)
+    if (code === "EPIPE") process.exit(0);
+    process.stderr.write(`fmq: cannot write output: ${code ?? String(error)}\n`);
+    process.exit(1);
+  }
 }
 
 /** One line on stderr, exit status 1; with --json, the same as an {"event":"error"} line on stdout too. */

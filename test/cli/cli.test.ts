@@ -543,6 +543,23 @@ describe("cli", () => {
     expect(stderr).toBe("fmq: cannot write output: ENOSPC\n");
   });
 
+  it("cli - --help and --version into a full disk are one line on stderr and exit status 1 (they exited 0)", async () => {
+    for (const args of [["--help"], ["--version"], ["subscribe", "--help"]]) {
+      const full = await open("/dev/full", "w");
+      const child = spawn(FMQ_COMMAND, args, { stdio: ["ignore", full.fd, "pipe"] });
+      await full.close();
+      let stderr = "";
+      child.stderr!.on("data", (data: Buffer) => (stderr += String(data)));
+      const [code] = (await once(child, "exit")) as [number | null];
+      expect(code, args.join(" ")).toBe(1);
+      expect(stderr).toBe("fmq: cannot write output: ENOSPC\n");
+    }
+    // Still written where it can be.
+    const help = spawnSync(FMQ_COMMAND, ["--version"], { encoding: "utf8" });
+    expect(help.status).toBe(0);
+    expect(help.stdout).toMatch(/^\d+\.\d+\.\d+\n$/);
+  });
+
   const failures: [string, () => Promise<string[]>, RegExp][] = [
     ["a missing directory", async () => ["publish", path.join(await tempDir(), "nope"), "--bind", `tcp://127.0.0.1:${await freePort()}`], /^fmq: no such directory: /],
     ["a file instead of a directory", async () => {
