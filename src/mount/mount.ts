@@ -165,10 +165,7 @@ export class Mount extends EventEmitter<MountEvents> {
         // The kernel's word that it changed is looked at as a rename over it is: by its inode and ctime,
         // which no writer can set back. (From the file's own watch, or its directory's.)
         const child = this.#directories.has(watched) ? path.join(watched, filename) : path.basename(watched) === filename ? watched : undefined;
-        if (child !== undefined && this.files.has(joinVirtual(this.alias, this.#relative(child)))) {
-          this.#renamedOver.add(child);
-          this.#renamedOverTimer ??= setTimeout(() => this.#checkRenamedOver(), 20);
-        }
+        if (child !== undefined && this.files.has(joinVirtual(this.alias, this.#relative(child)))) this.#checkIdentitySoon(child);
         return;
       }
       if (event !== "rename" || !this.#directories.has(watched)) return;
@@ -176,12 +173,10 @@ export class Mount extends EventEmitter<MountEvents> {
         this.#replaced.add(watched);
         this.#replacedTimer ??= setTimeout(() => this.#checkReplaced(), 100);
       }
-      // A name in it made anew (renamed over, or removed and made again): see #checkRenamedOver.
+      // A name in it made anew (renamed over, or removed and made again): see #checkIdentities.
       const child = path.join(watched, filename);
-      if (this.files.has(joinVirtual(this.alias, this.#relative(child)))) {
-        this.#renamedOver.add(child);
-        this.#renamedOverTimer ??= setTimeout(() => this.#checkRenamedOver(), 20);
-      } else if (this.#maybeDangling.size < MAX_DANGLING) {
+      if (this.files.has(joinVirtual(this.alias, this.#relative(child)))) this.#checkIdentitySoon(child);
+      else if (this.#maybeDangling.size < MAX_DANGLING) {
         // Perhaps a symlink made leading nowhere, of which the watcher will say nothing: looked at in a
         // moment, unless the watcher has reported it by then.
         this.#maybeDangling.add(child);
@@ -223,7 +218,7 @@ export class Mount extends EventEmitter<MountEvents> {
     clearTimeout(this.#checkingRoot);
     clearTimeout(this.#siblingTimer);
     clearTimeout(this.#replacedTimer);
-    clearTimeout(this.#renamedOverTimer);
+    clearTimeout(this.#identityTimer);
     clearTimeout(this.#maybeDanglingTimer);
     for (const timer of this.#readAgainTimers.values()) clearTimeout(timer);
     for (const { timer } of this.#lookAgainTimers.values()) clearTimeout(timer);
@@ -565,21 +560,23 @@ export class Mount extends EventEmitter<MountEvents> {
   #replacedTimer: NodeJS.Timeout | undefined;
 
   /**
-   * Was each directory whose own watch reported a rename of its name replaced by a new one? The same
-   * event comes when a child of the same name (out/out) comes or goes: a directory that is the one we
-   * found (inode and birth time) is left alone. Without a birth time (some filesystems) the inode alone
-   * cannot tell a new directory that reused it: looked at afresh anyway, which costs a rescan.
+   * Published files whose name was made anew in their directory, or that the kernel says were written
+   * (see start): a new version may be there with the old one's size and mtime (mv, tar -x, rsync -a
+   * --checksum, rsync --inplace), which chokidar does not report (it says "change" only if the mtime
+   * moved, or the access time did not pass it: reviews found such files never sent, the subscriber
+   * keeping the old bytes for good). Their inode or ctime tells. Looked at together, 20 ms later.
    */
-  /**
-   * Published files whose name was made anew in their directory: a new version may be there with the
-   * old one's size and mtime (mv, tar -x, rsync -a --checksum), which chokidar does not report (it says
-   * "change" only if the mtime moved, or the access time did not pass it: an audit found such files
-   * never sent, the subscriber keeping the old bytes for good). Their inode or ctime tells.
-   */
-  #checkRenamedOver(): void {
-    this.#renamedOverTimer = undefined;
-    const children = [...this.#renamedOver];
-    this.#renamedOver.clear();
+  #checkIdentitySoon(child: string): void {
+    this.#identityChecks.add(child);
+    this.#identityTimer ??= setTimeout(() => this.#checkIdentities(), 20);
+  }
+  readonly #identityChecks = new Set<string>();
+  #identityTimer: NodeJS.Timeout | undefined;
+
+  #checkIdentities(): void {
+    this.#identityTimer = undefined;
+    const children = [...this.#identityChecks];
+    this.#identityChecks.clear();
     if (this.#closed) return;
     for (const child of children) {
       const published = this.files.get(joinVirtual(this.alias, this.#relative(child)));
@@ -612,9 +609,12 @@ export class Mount extends EventEmitter<MountEvents> {
       if (stats.ino !== published.ino || stats.ctimeMs !== published.ctimeMs) this.#seen(child, stats);
     }
   }
-  readonly #renamedOver = new Set<string>();
-  #renamedOverTimer: NodeJS.Timeout | undefined;
-
+  /**
+   * Was each directory whose own watch reported a rename of its name replaced by a new one? The same
+   * event comes when a child of the same name (out/out) comes or goes: a directory that is the one we
+   * found (inode and birth time) is left alone. Without a birth time (some filesystems) the inode alone
+   * cannot tell a new directory that reused it: looked at afresh anyway, which costs a rescan.
+   */
   #checkReplaced(): void {
     this.#replacedTimer = undefined;
     const watcher = this.#watcher;

@@ -366,15 +366,14 @@ export class FileCursor {
   abandon(): ChunkFrame | undefined {
     this.changed = true;
     if (this.#first) return undefined;
-    const headers = this.options.extensions ? this.#endHeaders(this.identity.size, undefined) : NO_HEADERS;
-    if (this.options.extensions) headers.set(Header.STATUS, "changed");
+    const headers = this.options.extensions ? this.#endHeaders(this.identity.size, undefined).set(Header.STATUS, "changed") : NO_HEADERS;
     const { frame } = cheezburgerFrame({ ...this.#fields(this.#offset, headers), eof: 1 }, 0);
     return { frame, bytes: 0, eof: true };
   }
 
   /** Whether the client reads our headers (a plain one, the C reference's, does not). */
   get extensions(): boolean {
-    return this.options.extensions === true;
+    return this.options.extensions;
   }
 
   /** A small file read whole at open, all `got` of it, goes as one message: the client takes that, and its credit covers it. */
