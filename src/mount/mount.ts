@@ -8,12 +8,17 @@ import { lstatSync, readFileSync, readdirSync, readlinkSync, realpathSync, statS
 import path from "node:path";
 import { watch, type FSWatcher } from "chokidar";
 import { covers, isUnpublished, joinVirtual, normaliseVirtualPath, relativeTo, unsafeRelativeReason } from "../paths.js";
+import { economiseDirectoryReads } from "./directory-reads.js";
 import { StabilityTracker, type Sighting } from "./stability.js";
 import { findUnpublishable, notUtf8, type Findings } from "./unpublishable.js";
 import { UnreadableDirectories } from "./unreadable.js";
 import { UnwatchedPaths } from "./unwatched.js";
 
-/** chokidar's "readdir" throttle (handler.js, chokidar 5.0.0): a directory read again sooner is not read. */
+/**
+ * chokidar's "readdir" throttle (handler.js, chokidar 5.0.0): a read of a directory asked for while one is
+ * under way is not made then (one more runs right after it); one asked for after a read that failed (the
+ * directory went as it was read) is dropped until this long after that read began.
+ */
 const CHOKIDAR_READDIR_THROTTLE_MS = 1000;
 /** chokidar's "change" throttle (index.js, chokidar 5.0.0): a file's change this soon after the last one reported is dropped. */
 const CHOKIDAR_CHANGE_THROTTLE_MS = 50;
@@ -144,6 +149,8 @@ export class Mount extends EventEmitter<MountEvents> {
       },
     });
     this.#watcher = watcher;
+    // (A write to a file does not make chokidar read its whole directory again; see directory-reads.ts.)
+    economiseDirectoryReads(watcher, (absolute) => this.#directories.has(absolute));
     watcher.on("add", (absolute, stats) => this.#seen(absolute, stats));
     watcher.on("change", (absolute, stats) => this.#changed(absolute, stats));
     watcher.on("unlink", (absolute) => this.#unlinked(absolute));

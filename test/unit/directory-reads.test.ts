@@ -1,0 +1,91 @@
+// The directory reads the mount lets chokidar make, decided against a stand-in for chokidar's handler
+// (the real watcher's part is in mount.test.ts: a file written again and again in a big directory).
+
+import { EventEmitter } from "node:events";
+import type { FSWatcher } from "chokidar";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { economiseDirectoryReads } from "../../src/mount/directory-reads.js";
+
+/** A watcher whose handler's reads are recorded, each finished by the test. */
+function standIn() {
+  const reads: { directory: string; finish: () => void }[] = [];
+  const handler = {
+    // (Seven parameters, as chokidar 5.0.0's: the wrapper checks it has the function it knows.)
+    _handleRead(directory: string, _initialAdd: boolean, _wh: unknown, _target: unknown, _dir: unknown, _depth: unknown, _throttler: unknown) {
+      return new Promise<void>((resolve) => reads.push({ directory, finish: resolve }));
+    },
+  };
+  const watcher = Object.assign(new EventEmitter(), { _nodeFsHandler: handler, closed: false });
+  expect(economiseDirectoryReads(watcher as unknown as FSWatcher, (absolute) => absolute === "/d/sub")).toBe(true);
+  /** What chokidar does for one kernel event in /d: the directory's listener asks for a read, then the raw event. */
+  const event = (kind: "rename" | "change", filename: string) => {
+    void handler._handleRead("/d", false, undefined, undefined, "/d", 0, undefined);
+    watcher.emit("raw", kind, filename, { watchedPath: "/d" });
+  };
+  return { reads, event, handler, watcher };
+}
+
+const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe("directory reads", () => {
+  it("directory reads - a file's change asks for no read of its directory; a name made, the directory's own change or a subdirectory's do; a first read is made at once", async () => {
+    const { reads, event, handler } = standIn();
+    void handler._handleRead("/d", true, undefined, undefined, "/d", 0, undefined);
+    expect(reads.length).toBe(1); // (at once, not in a microtask: chokidar awaits it)
+    reads[0]!.finish();
+    await settle();
+    event("change", "file.txt");
+    await settle();
+    expect(reads.length).toBe(1);
+    event("change", "d"); // the directory itself, by its basename
+    await settle();
+    expect(reads.length).toBe(2);
+    reads[1]!.finish();
+    await settle();
+    event("change", "sub"); // a subdirectory (read once the last read's time has passed: see below)
+    await vi.waitFor(() => expect(reads.length).toBe(3), { timeout: 2000 });
+  });
+
+  it("directory reads - a directory is read again no sooner than its last read took; what is asked for meanwhile is one read at that time", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "performance"] });
+    const { reads, event } = standIn();
+    event("rename", "a");
+    await Promise.resolve();
+    expect(reads.length).toBe(1);
+    vi.advanceTimersByTime(200); // the read takes 200 ms
+    reads[0]!.finish();
+    await vi.advanceTimersByTimeAsync(0);
+    event("rename", "b");
+    event("rename", "c");
+    await vi.advanceTimersByTimeAsync(199);
+    expect(reads.length).toBe(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(reads.length).toBe(2); // b and c: one read
+    vi.advanceTimersByTime(5000); // a read that takes long: the next waits a second at most
+    reads[1]!.finish();
+    await vi.advanceTimersByTimeAsync(0);
+    event("rename", "d");
+    await vi.advanceTimersByTimeAsync(999);
+    expect(reads.length).toBe(2);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(reads.length).toBe(3);
+  });
+
+  it("directory reads - a read due after the watcher closed is not made", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "performance"] });
+    const { reads, event, watcher } = standIn();
+    event("rename", "a");
+    await Promise.resolve();
+    vi.advanceTimersByTime(100);
+    reads[0]!.finish();
+    await vi.advanceTimersByTimeAsync(0);
+    event("rename", "b");
+    watcher.closed = true;
+    await vi.advanceTimersByTimeAsync(200);
+    expect(reads.length).toBe(1);
+  });
+});
