@@ -240,7 +240,11 @@ export class Mount extends EventEmitter<MountEvents> {
    */
   #seen(absolute: string, stats?: Stats, changeEvent = false): void {
     const relative = this.#relative(absolute);
-    if (stats && !stats.isFile() && !stats.isSymbolicLink()) return this.#notAFile(relative);
+    if (stats && !stats.isFile() && !stats.isSymbolicLink()) {
+      // (Links to it do not lead to a file either now.)
+      this.#recheckLinksTo(absolute);
+      return this.#notAFile(relative);
+    }
     // A link to a directory is not followed (a loop, or a whole other tree): said once, not skipped unsaid.
     if (stats?.isSymbolicLink() && leadsToDirectory(absolute)) {
       // (A published link re-pointed at a directory no longer leads to what was published: it goes.)
@@ -346,9 +350,13 @@ export class Mount extends EventEmitter<MountEvents> {
     this.#checkRoot();
     void this.#reallyGone(absolute, "file").then(async (gone) => {
       if (this.#closed) return;
-      if (!gone) return this.#backAlready(absolute);
-      // Symlinks to it lead nowhere now: they go too (looked at again, they are found gone).
+      // Symlinks to it lead nowhere now, or to whatever is at its name now (a FIFO, a directory, a link
+      // leading nowhere: an end-to-end review found those links left published): each is looked at again.
       const links = [...(this.#links.get(absolute) ?? [])];
+      if (!gone) {
+        for (const link of links) this.recheck(joinVirtual(this.alias, link));
+        return this.#backAlready(absolute);
+      }
       this.#gone(this.#relative(absolute));
       for (const link of links) this.recheck(joinVirtual(this.alias, link));
       this.#goneFromListed(absolute);
@@ -1058,9 +1066,11 @@ export class Mount extends EventEmitter<MountEvents> {
   #notAFile(relative: string): void {
     if (!this.files.has(joinVirtual(this.alias, relative))) return;
     try {
-      if (statSync(path.join(this.root, relative), { throwIfNoEntry: false })?.isDirectory()) return;
+      // (lstat: a link that now leads to a directory is not followed, and the watcher says nothing of it:
+      // it goes here. It stayed published when its target was replaced by a directory: a review.)
+      if (lstatSync(path.join(this.root, relative), { throwIfNoEntry: false })?.isDirectory()) return;
     } catch {
-      // (Where it leads cannot be looked at: not a file we can send either.)
+      // (It cannot be looked at: not a file we can send either.)
     }
     this.#withdraw(relative);
   }

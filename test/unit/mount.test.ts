@@ -176,6 +176,26 @@ describe("mount", () => {
     reads.mockRestore();
   });
 
+  it("mount - a published symlink goes when its target is replaced by a FIFO, a directory or a link that leads nowhere", async () => {
+    // (An end-to-end review: the links stayed published, and subscribers kept their old bytes.)
+    const dir = await tempDir("fmq-mount-");
+    for (const name of ["a", "b", "c"]) {
+      writeFileSync(path.join(dir, `${name}.txt`), name);
+      await symlink(`${name}.txt`, path.join(dir, `link-${name}`));
+    }
+    const { mount, deleted } = await started(dir);
+    await waitFor(() => mount.files.size === 6, "six names published", 5000);
+    rmSync(path.join(dir, "a.txt"));
+    execFileSync("mkfifo", [path.join(dir, "a.txt")]);
+    rmSync(path.join(dir, "b.txt"));
+    mkdirSync(path.join(dir, "b.txt"));
+    rmSync(path.join(dir, "c.txt"));
+    await symlink("nowhere", path.join(dir, "c.txt"));
+    const links = ["/link-a", "/link-b", "/link-c"];
+    await waitFor(() => links.every((link) => deleted.includes(link)), `deletes of ${links.join(", ")}`, 5000);
+    for (const link of links) expect(mount.files.has(link)).toBe(false);
+  });
+
   it("mount - with a quiet period shorter than chokidar's change throttle, a file written again right after a version was published gets its last version published", async () => {
     // (Found writing the look-alike test: chokidar drops a "change" within 50 ms of the last one it
     // reported; with --stable-ms 10 the file kept the earlier version for good, 3 runs of 3.)
