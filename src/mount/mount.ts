@@ -9,6 +9,7 @@ import path from "node:path";
 import { watch, type FSWatcher } from "chokidar";
 import { covers, isUnpublished, joinVirtual, normaliseVirtualPath, relativeTo, unsafeRelativeReason } from "../paths.js";
 import { economiseDirectoryReads } from "./directory-reads.js";
+import { onWatchBegun } from "./watch-begun.js";
 import { StabilityTracker, type Sighting } from "./stability.js";
 import { findUnpublishable, notUtf8, type Findings } from "./unpublishable.js";
 import { UnreadableDirectories } from "./unreadable.js";
@@ -151,6 +152,9 @@ export class Mount extends EventEmitter<MountEvents> {
     this.#watcher = watcher;
     // (A write to a file does not make chokidar read its whole directory again; see directory-reads.ts.)
     economiseDirectoryReads(watcher, (absolute) => this.#directories.has(absolute));
+    // (What is made in a directory between the watcher's read of it and the start of its watch is
+    // reported by neither: looked for once the watch has begun; see watch-begun.ts.)
+    onWatchBegun(watcher, (dir) => this.#readAgainSoon(dir));
     watcher.on("add", (absolute, stats) => this.#seen(absolute, stats));
     watcher.on("change", (absolute, stats) => this.#changed(absolute, stats));
     watcher.on("unlink", (absolute) => this.#unlinked(absolute));
@@ -296,13 +300,15 @@ export class Mount extends EventEmitter<MountEvents> {
    * it at once was never published). So after a directory is handed to the watcher, once that second is
    * over, what is in it is compared with what the watcher knows of it; a name the watcher missed, and it is
    * handed over afresh (then checked again, at most `tries` times: a directory that never stops changing
-   * is not re-read for ever).
+   * is not re-read for ever). Also for every directory whose watch has begun (see watch-begun.ts: what
+   * was made between the watcher's read of it and its watch).
    */
   #readAgainSoon(dir: string, tries = 3): void {
     if (this.#closed || this.#readAgainTimers.has(dir)) return;
     const timer = setTimeout(() => {
       this.#readAgainTimers.delete(dir);
-      if (this.#closed || !this.#watcherMissed(dir)) return;
+      // (Not while the published directory is gone: it is started afresh once it is back.)
+      if (this.#closed || this.#lookingForRoot || !this.#watcherMissed(dir)) return;
       this.#watchAfresh(dir, false);
       if (tries > 1) this.#readAgainSoon(dir, tries - 1);
     }, CHOKIDAR_READDIR_THROTTLE_MS + 100);

@@ -10,6 +10,7 @@ import { waitFor } from "../helpers/wait.js";
 import path from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { FSWatcher } from "chokidar";
+import { NodeFsHandler } from "chokidar/handler.js";
 import { Mount } from "../../src/mount/mount.js";
 import { findUnpublishable } from "../../src/mount/unpublishable.js";
 import { tempDir } from "../helpers/tmp.js";
@@ -174,6 +175,28 @@ describe("mount", () => {
     await rm(path.join(dir, "f7"));
     await waitFor(() => mount.files.has("/new.txt") && !mount.files.has("/f7"), "new.txt published, f7 gone", 5000);
     reads.mockRestore();
+  });
+
+  it("mount - a file made in a new directory after the watcher read it and before its watch began is published", async () => {
+    // (An end-to-end review: cp -r of 10,000 files into a published directory lost up to 423 of them,
+    // the last written into a directory, for good. chokidar reads a new directory, then watches it.)
+    const dir = await tempDir("fmq-mount-");
+    const { mount } = await publishedWithChanges(dir, 0);
+    const fresh = path.join(dir, "fresh");
+    const handler = NodeFsHandler.prototype as unknown as { _watchWithNodeFs(at: string, listener: unknown): unknown };
+    const watchWith = handler._watchWithNodeFs;
+    const between = vi.spyOn(handler, "_watchWithNodeFs").mockImplementation(function (this: unknown, at: string, listener: unknown) {
+      // Right between the read of the new directory and its watch.
+      if (at === fresh) writeFileSync(path.join(fresh, "late.txt"), "made in between");
+      return watchWith.call(this, at, listener);
+    });
+    try {
+      await mkdir(fresh);
+      await waitFor(() => between.mock.calls.some(([at]) => at === fresh), "the new directory watched", 5000);
+      await waitFor(() => mount.files.has("/fresh/late.txt"), "late.txt published", 5000);
+    } finally {
+      between.mockRestore();
+    }
   });
 
   it("mount - a published symlink goes when its target is replaced by a FIFO, a directory or a link that leads nowhere", async () => {
