@@ -289,6 +289,8 @@ export class Mount extends EventEmitter<MountEvents> {
     // never looks inside: the file is gone, and the directory is handed to the watcher afresh.
     if (!stats?.isDirectory()) return this.#seen(absolute, stats, true);
     this.#gone(this.#relative(absolute));
+    // (Links to it lead to a directory now: not followed, they go.)
+    this.#recheckLinksTo(absolute);
     this.#rewatch(absolute);
   }
 
