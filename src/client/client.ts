@@ -252,7 +252,7 @@ export class Client extends EventEmitter<ClientEvents> {
         this.#hedged = true;
         this.#send({ id: "NOM", credit: BigInt(grant) + hedge, sequence: 0n });
       },
-      "process the chunk": (arg) => this.#processChunk(arg as Cheezburger),
+      "process the chunk": (arg) => this.#processChunkOfBatch(arg as Cheezburger),
       "send HUGZ": () => this.#send({ id: "HUGZ" }),
       "report disconnection": (arg) => {
         const reason = typeof arg === "string" ? arg : arg && "id" in arg && arg.id === "RTFM" ? `server said RTFM${arg.reason ? `: ${arg.reason}` : ""}` : "session lost";
@@ -608,10 +608,36 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   /**
-   * A batch of small files arrived (one ZeroMQ message): the placing lines of those that will take the
-   * short path are written now, one write per inbox, before any of them is handled (Manifest.announce).
+   * The first message of a batch of small files (one ZeroMQ message, read ahead of handling), and what
+   * the batch holds; its last, and the inboxes told of the batch (see #announce).
    */
-  #announce(messages: readonly Message[]): void {
+  readonly #batchFirst = new WeakMap<Message, readonly Message[]>();
+  readonly #batchLast = new WeakMap<Message, Inbox[]>();
+
+  /** A chunk, announcing its batch when it is the batch's first, and ending it when it is its last. */
+  #processChunkOfBatch(message: Cheezburger): void | Promise<void> {
+    const batch = this.#batchFirst.get(message);
+    if (batch) {
+      this.#batchFirst.delete(message);
+      const inboxes = this.#announce(batch);
+      if (inboxes.length > 0) this.#batchLast.set(batch[batch.length - 1]!, inboxes);
+    }
+    const done = this.#processChunk(message);
+    const inboxes = this.#batchLast.get(message);
+    if (!inboxes) return done;
+    this.#batchLast.delete(message);
+    const end = () => inboxes.forEach((inbox) => inbox.endAnnounced());
+    if (!done) return end();
+    return done.finally(end);
+  }
+
+  /**
+   * A batch of small files is about to be handled: the placing lines of those that will take the short
+   * path are written now, one write per inbox, before any of them is handled (Manifest.announce). When
+   * its first message is handled, not when it is read: the client reads up to thousands of messages
+   * ahead. Returns the inboxes told.
+   */
+  #announce(messages: readonly Message[]): Inbox[] {
     const byInbox = new Map<Inbox, Parameters<Inbox["announce"]>[0][number][]>();
     for (const message of messages) {
       if (message.id !== "CHEEZBURGER") continue;
@@ -627,6 +653,7 @@ export class Client extends EventEmitter<ClientEvents> {
       files.push({ relative: target.relative, vpath: message.filename, identity, hash });
     }
     for (const [inbox, files] of byInbox) inbox.announce(files);
+    return [...byInbox.keys()];
   }
 
   /** Any chunk: begin, continue or finish the current transfer, or apply a delete. */
@@ -931,7 +958,7 @@ export class Client extends EventEmitter<ClientEvents> {
         this.#heartbeat.heard();
         // Several frames: a batch of small files (we said "batch"), each frame one CHEEZBURGER.
         const result = decodeBatch(frames);
-        if (result.ok && result.messages.length > 1) this.#announce(result.messages);
+        if (result.ok && result.messages.length > 1) this.#batchFirst.set(result.messages[0]!, result.messages);
         // Weighed by what each message holds in memory, its frame: a chunk's bytes alone would let a server
         // queue 4,096 messages of empty chunks and 65 MiB of headers each while we are busy.
         if (result.ok) result.messages.forEach((message, i) => this.#engine.post(message.id, message, { weight: frames[i]?.length ?? 0 }));

@@ -603,6 +603,11 @@ export class Inbox {
     this.manifest.announce(files.map((file) => [file.relative, wholeEntry(file.vpath, file.identity, file.hash)] as const));
   }
 
+  /** The files announced have all been handled: a line of one not placed is taken back. */
+  endAnnounced(): void {
+    this.manifest.endAnnounced();
+  }
+
   /** Every file and its directory is fsynced before it counts as delivered. */
   get fsyncs(): boolean {
     return this.options.fsync === true;

@@ -221,6 +221,8 @@ export class Manifest {
    * by its hash anyway. If the write fails, each file writes its own line (and fails on its own).
    */
   announce(placements: Iterable<readonly [string, Delivered]>): void {
+    // (The batches before this one have been handled: what they announced and did not place goes.)
+    this.endAnnounced();
     const batch: { entry: Delivered; written: boolean }[] = [];
     for (const [name, entry] of placements) {
       if (this.#announced.has(name)) continue; // (the same name twice in a batch: the second writes its own)
@@ -236,13 +238,17 @@ export class Manifest {
     } catch {
       // (Not on disk: each file writes its own line. The lines wait with the journal's others.)
     }
-    setImmediate(() => this.#takeBackAnnounced());
   }
   /** Placing lines recorded ahead by announce (and whether they are on disk), whose files have not reached aboutToPlace yet. */
   readonly #announced = new Map<string, { readonly entry: Delivered; written: boolean }>();
 
-  /** The end of the turn: announced files that were not placed are not being placed. */
-  #takeBackAnnounced(): void {
+  /**
+   * The batch announced has been handled (or another is about to be): announced files that were not
+   * placed are not being placed. Not at the end of the turn, as before: the client reads batches ahead
+   * of handling them, and nearly every line announced was taken back, then written again by its file
+   * (a resource review: 19,839 placing lines and 9,839 unplaced for 10,000 files).
+   */
+  endAnnounced(): void {
     for (const [name, { entry }] of this.#announced) if (this.placing.get(name) === entry) this.#record({ op: "unplaced", name });
     this.#announced.clear();
   }

@@ -2,7 +2,7 @@
 // directories, every result compared byte for byte (sha256 of every file, hidden leftovers included).
 
 import { createHash } from "node:crypto";
-import { chmod, mkdir, rename, rm, symlink, unlink, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, rename, rm, symlink, unlink, writeFile } from "node:fs/promises";
 import { networkInterfaces } from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -323,6 +323,15 @@ describe("transfer", () => {
     await expectMirror(inbox, await treeHashes(src));
     expect(sub.delivered.length).toBe(2001);
     expect(sub.errors).toEqual([]);
+    // The inbox's journal says each placement once: a batch's lines were not taken back before its files
+    // were handled and written again (a resource review: 19,839 placing and 9,839 unplaced lines for
+    // 10,000 files).
+    const ops = (await readFile(path.join(inbox, ".fmq", "journal.jsonl"), "utf8"))
+      .split("\n")
+      .filter(Boolean)
+      .map((line) => (JSON.parse(line) as { op: string }).op);
+    expect(ops.filter((op) => op === "unplaced").length).toBe(0);
+    expect(ops.filter((op) => op === "placing").length).toBe(2001);
   }, 90_000);
 
   it("transfer - subscribers receive only their own paths: /sub never gets /subway", async () => {

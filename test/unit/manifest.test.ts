@@ -130,7 +130,7 @@ describe("manifest", () => {
     manifest.close();
   });
 
-  it("manifest - a batch's placing lines are on disk after announce, with one write; each file's aboutToPlace then writes nothing; strays are taken back at the end of the turn", async () => {
+  it("manifest - a batch's placing lines are on disk after announce, with one write; each file's aboutToPlace then writes nothing, even turns later; strays are taken back when the batch ends or the next is announced", async () => {
     const dir = await stateDir();
     const journal = path.join(dir, "journal.jsonl");
     const manifest = await Manifest.load(dir);
@@ -143,7 +143,10 @@ describe("manifest", () => {
     // On disk now, as a kill right after would leave them.
     const announced = readFileSync(journal, "utf8");
     expect(announced.trim().split("\n").map((line) => JSON.parse(line) as { op: string; name: string }).map((c) => `${c.op} ${c.name}`)).toEqual(["placing a", "placing b", "placing c"]);
-    // The same entries: nothing more is written before the renames.
+    // The same entries: nothing more is written before the renames, however many turns of the event
+    // loop later (the client reads batches ahead of handling them).
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setTimeout(resolve, 20));
     manifest.aboutToPlace("a", entry(1));
     manifest.aboutToPlace("b", entry(2));
     expect(readFileSync(journal, "utf8")).toBe(announced);
@@ -153,12 +156,16 @@ describe("manifest", () => {
     manifest.delivered("a", entry(1));
     manifest.delivered("b", entry(2));
     manifest.delivered("c", { ...entry(3), hash: "fedcba9876543210" });
-    // A file announced that never comes (refused, or its content did not match): taken back.
+    // A file announced that never comes (refused, or its content did not match): taken back when its
+    // batch ends, or when the next batch is announced.
     manifest.announce([["d", entry(4)]]);
     expect(manifest.placing.has("d")).toBe(true);
-    await new Promise((resolve) => setImmediate(resolve));
-    await new Promise((resolve) => setImmediate(resolve));
+    manifest.endAnnounced();
     expect(manifest.placing.size).toBe(0);
+    manifest.announce([["e", entry(5)]]);
+    manifest.announce([["f", entry(6)]]);
+    expect([...manifest.placing.keys()]).toEqual(["f"]);
+    manifest.endAnnounced();
     manifest.flush();
     const after = await Manifest.load(dir);
     expect(after.placing.size).toBe(0);
