@@ -622,11 +622,17 @@ export class Client extends EventEmitter<ClientEvents> {
       const inboxes = this.#announce(batch);
       if (inboxes.length > 0) this.#batchLast.set(batch[batch.length - 1]!, inboxes);
     }
-    const done = this.#processChunk(message);
     const inboxes = this.#batchLast.get(message);
-    if (!inboxes) return done;
+    if (!inboxes) return this.#processChunk(message);
     this.#batchLast.delete(message);
     const end = () => inboxes.forEach((inbox) => inbox.endAnnounced());
+    let done: void | Promise<void>;
+    try {
+      done = this.#processChunk(message);
+    } catch (error) {
+      end();
+      throw error;
+    }
     if (!done) return end();
     return done.finally(end);
   }

@@ -198,7 +198,7 @@ describe("disk full", () => {
     expect(again.delivered.map((d) => d.path)).toEqual(["second.txt"]);
   });
 
-  it("disk full - a batch's placing lines that cannot be written are taken back at the end of the turn, not left as placements for ever", async (ctx) => {
+  it("disk full - a batch's placing lines that cannot be written are taken back when the batch ends, not left as placements for ever", async (ctx) => {
     const disk = await smallDisk(MiB);
     if (typeof disk !== "string") return ctx.skip(disk.skip);
     const state = path.join(disk, ".fmq");
@@ -215,9 +215,9 @@ describe("disk full", () => {
     ]);
     expect(() => manifest.aboutToPlace("a", entry(1))).toThrow(/ENOSPC/);
     manifest.unplaced("a");
-    // b never comes to be placed (its batch failed with a): at the end of the turn it is taken back.
-    await new Promise((resolve) => setImmediate(resolve));
-    await new Promise((resolve) => setImmediate(resolve));
+    // b never comes to be placed (its batch failed with a): when the batch ends (the client says so once
+    // its last file is handled), it is taken back.
+    manifest.endAnnounced();
     expect([...manifest.placing.keys()]).toEqual([]);
     await rm(filler);
     manifest.flush();
