@@ -42,16 +42,26 @@ interface Reads {
   due?: Promise<unknown>;
 }
 
+export interface DirectoryReads {
+  /** A read of `dir` is under way or due: what is in it now, the watcher will know once it is done. */
+  pending(dir: string): boolean;
+}
+
 /**
  * Make `watcher` skip the directory reads that a "change" of a file asks for, and space the others by
  * their cost. `isDirectory(absolute)`: a directory the caller knows of (its changes still read).
- * Call before the watcher's first event (right after watch()). False if chokidar's internals differ.
+ * Call before the watcher's first event (right after watch()). Undefined if chokidar's internals differ.
  */
-export function economiseDirectoryReads(watcher: FSWatcher, isDirectory: (absolute: string) => boolean): boolean {
+export function economiseDirectoryReads(watcher: FSWatcher, isDirectory: (absolute: string) => boolean): DirectoryReads | undefined {
   const handler = (watcher as unknown as { _nodeFsHandler?: NodeFsHandler })._nodeFsHandler;
   const original = handler?._handleRead;
-  if (!handler || typeof original !== "function" || original.length !== 7) return false;
+  if (!handler || typeof original !== "function" || original.length !== 7) return undefined;
   const closed = () => (watcher as unknown as { closed?: boolean }).closed === true;
+  // chokidar's record of what each directory holds (`_watched`, 5.0.0); without it, nothing is known.
+  const knows = (dir: string, name: string) => {
+    const watched = (watcher as unknown as { _watched?: Map<string, { has(name: string): boolean }> })._watched;
+    return watched instanceof Map && watched.get(dir)?.has(name) === true;
+  };
 
   // The kernel's event behind the read being decided: chokidar calls a directory's listener, then emits
   // the raw event, both in one go, and Node runs microtasks only after that (each fs.watch event is a
@@ -88,7 +98,18 @@ export function economiseDirectoryReads(watcher: FSWatcher, isDirectory: (absolu
       reads.underWay = undefined;
       reads.readyAt = now + Math.min(now - began, MAX_GAP_MS);
     };
-    reads.underWay = reading.then(ended, ended);
+    // A read that fails (the directory turned into a file as it was read, EMFILE, EIO) never ends:
+    // readdirp drops it without its "end", and chokidar's promise never settles (its throttle ends by a
+    // timer of a second). So a read counts as over when it ends or after that second, whichever comes
+    // first; waiting for it alone stopped every later read of the directory (a review).
+    reads.underWay = new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, MAX_GAP_MS).unref();
+      const settle = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      reading.then(settle, settle);
+    }).then(ended);
     return reading;
   };
   const spaced = (key: string, read: () => Promise<unknown> | undefined): Promise<unknown> => {
@@ -135,8 +156,13 @@ export function economiseDirectoryReads(watcher: FSWatcher, isDirectory: (absolu
             return reject(error);
           }
         }
+        // (And only for a name chokidar knows: one it missed, a change of it is a chance to find it.)
         const onlyWritten =
-          raw.event === "change" && raw.filename !== "" && raw.filename !== path.basename(key) && !isDirectory(path.join(key, raw.filename));
+          raw.event === "change" &&
+          raw.filename !== "" &&
+          raw.filename !== path.basename(key) &&
+          !isDirectory(path.join(key, raw.filename)) &&
+          knows(key, raw.filename);
         if (onlyWritten) return resolve(undefined);
         spaced(key + "\0" + String(rest[2] ?? ""), readNowAsAsked).then(resolve, reject);
       });
@@ -145,5 +171,10 @@ export function economiseDirectoryReads(watcher: FSWatcher, isDirectory: (absolu
     read.catch(() => undefined);
     return read;
   };
-  return true;
+  return {
+    pending: (dir) => {
+      const reads = remembered.get(path.join(dir, "") + "\0");
+      return reads !== undefined && (reads.underWay !== undefined || reads.due !== undefined);
+    },
+  };
 }

@@ -8,7 +8,7 @@ import { lstatSync, readFileSync, readdirSync, readlinkSync, realpathSync, statS
 import path from "node:path";
 import { watch, type FSWatcher } from "chokidar";
 import { covers, isUnpublished, joinVirtual, normaliseVirtualPath, relativeTo, unsafeRelativeReason } from "../paths.js";
-import { economiseDirectoryReads } from "./directory-reads.js";
+import { economiseDirectoryReads, type DirectoryReads } from "./directory-reads.js";
 import { onWatchBegun } from "./watch-begun.js";
 import { StabilityTracker, type Sighting } from "./stability.js";
 import { findUnpublishable, notUtf8, type Findings } from "./unpublishable.js";
@@ -151,10 +151,13 @@ export class Mount extends EventEmitter<MountEvents> {
     });
     this.#watcher = watcher;
     // (A write to a file does not make chokidar read its whole directory again; see directory-reads.ts.)
-    economiseDirectoryReads(watcher, (absolute) => this.#directories.has(absolute));
+    this.#directoryReads = economiseDirectoryReads(watcher, (absolute) => this.#directories.has(absolute));
     // (What is made in a directory between the watcher's read of it and the start of its watch is
     // reported by neither: looked for once the watch has begun; see watch-begun.ts.)
-    onWatchBegun(watcher, (dir) => this.#readAgainSoon(dir));
+    // (Not after a rewatch of our own from that check: it goes on with its own count of tries.)
+    onWatchBegun(watcher, (dir) => {
+      if (!this.#rewatchedByCheck.delete(dir)) this.#readAgainSoon(dir);
+    });
     watcher.on("add", (absolute, stats) => this.#seen(absolute, stats));
     watcher.on("change", (absolute, stats) => this.#changed(absolute, stats));
     watcher.on("unlink", (absolute) => this.#unlinked(absolute));
@@ -309,13 +312,23 @@ export class Mount extends EventEmitter<MountEvents> {
     if (this.#closed || this.#readAgainTimers.has(dir)) return;
     const timer = setTimeout(() => {
       this.#readAgainTimers.delete(dir);
-      // (Not while the published directory is gone: it is started afresh once it is back.)
-      if (this.#closed || this.#lookingForRoot || !this.#watcherMissed(dir)) return;
+      // (Not while the published directory is gone: it is started afresh once it is back. Nor while the
+      // watcher has a read of it under way or due: that read finds what it does not know yet.)
+      if (this.#closed || this.#lookingForRoot || this.#directoryReads?.pending(dir) || !this.#watcherMissed(dir)) return;
+      this.#rewatchedByCheck.add(dir);
       this.#watchAfresh(dir, false);
       if (tries > 1) this.#readAgainSoon(dir, tries - 1);
     }, CHOKIDAR_READDIR_THROTTLE_MS + 100);
     this.#readAgainTimers.set(dir, timer);
   }
+  /** The watcher's directory reads (see directory-reads.ts), for whether one is pending. */
+  #directoryReads: DirectoryReads | undefined;
+  /**
+   * Directories handed to the watcher afresh by #readAgainSoon: the start of their watch is its doing,
+   * not a new directory to check (which would begin its tries again, for ever, in a directory that never
+   * stops changing: a review).
+   */
+  readonly #rewatchedByCheck = new Set<string>();
 
   /**
    * Is something in the directory `dir` (still a directory, and watched, not listed by us) unknown to the

@@ -15,14 +15,17 @@ function standIn() {
       return new Promise<void>((resolve) => reads.push({ directory, finish: resolve }));
     },
   };
-  const watcher = Object.assign(new EventEmitter(), { _nodeFsHandler: handler, closed: false });
-  expect(economiseDirectoryReads(watcher as unknown as FSWatcher, (absolute) => absolute === "/d/sub")).toBe(true);
+  // (chokidar's record of what /d holds.)
+  const _watched = new Map([["/d", new Set(["file.txt", "sub", "d"])]]);
+  const watcher = Object.assign(new EventEmitter(), { _nodeFsHandler: handler, _watched, closed: false });
+  const reads_ = economiseDirectoryReads(watcher as unknown as FSWatcher, (absolute) => absolute === "/d/sub");
+  expect(reads_).toBeDefined();
   /** What chokidar does for one kernel event in /d: the directory's listener asks for a read, then the raw event. */
   const event = (kind: "rename" | "change", filename: string) => {
     void handler._handleRead("/d", false, undefined, undefined, "/d", 0, undefined);
     watcher.emit("raw", kind, filename, { watchedPath: "/d" });
   };
-  return { reads, event, handler, watcher };
+  return { reads, event, handler, watcher, pending: (dir: string) => reads_!.pending(dir) };
 }
 
 const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -32,7 +35,7 @@ afterEach(() => {
 });
 
 describe("directory reads", () => {
-  it("directory reads - a file's change asks for no read of its directory; a name made, the directory's own change or a subdirectory's do; a first read is made at once", async () => {
+  it("directory reads - a file's change asks for no read of its directory; a name made, the directory's own change, a subdirectory's or a name the watcher does not know do; a first read is made at once", async () => {
     const { reads, event, handler } = standIn();
     void handler._handleRead("/d", true, undefined, undefined, "/d", 0, undefined);
     expect(reads.length).toBe(1); // (at once, not in a microtask: chokidar awaits it)
@@ -48,6 +51,10 @@ describe("directory reads", () => {
     await settle();
     event("change", "sub"); // a subdirectory (read once the last read's time has passed: see below)
     await vi.waitFor(() => expect(reads.length).toBe(3), { timeout: 2000 });
+    reads[2]!.finish();
+    await settle();
+    event("change", "stranger.txt"); // a name chokidar does not know (it missed it): read, to find it
+    await vi.waitFor(() => expect(reads.length).toBe(4), { timeout: 2000 });
   });
 
   it("directory reads - a directory is read again no sooner than its last read took; what is asked for meanwhile is one read at that time", async () => {
@@ -73,6 +80,27 @@ describe("directory reads", () => {
     expect(reads.length).toBe(2);
     await vi.advanceTimersByTimeAsync(1);
     expect(reads.length).toBe(3);
+  });
+
+  it("directory reads - a read that never ends (it failed: readdirp drops it) holds up the next one a second at most; pending says when a read is under way or due", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "performance"] });
+    const { reads, event, pending } = standIn();
+    expect(pending("/d")).toBe(false);
+    event("rename", "a");
+    await Promise.resolve();
+    expect(reads.length).toBe(1);
+    expect(pending("/d")).toBe(true);
+    // Never finished.
+    event("rename", "b");
+    await vi.advanceTimersByTimeAsync(999);
+    expect(reads.length).toBe(1);
+    expect(pending("/d")).toBe(true);
+    await vi.advanceTimersByTimeAsync(1001);
+    expect(reads.length).toBe(2);
+    reads[1]!.finish();
+    await vi.advanceTimersByTimeAsync(0);
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(pending("/d")).toBe(false);
   });
 
   it("directory reads - a read due after the watcher closed is not made", async () => {
