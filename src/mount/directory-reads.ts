@@ -77,6 +77,10 @@ export function economiseDirectoryReads(watcher: FSWatcher, isDirectory: (absolu
   });
 
   const remembered = new Map<string, Reads>();
+  const pendingRead = (key: string) => {
+    const reads = remembered.get(key);
+    return reads !== undefined && (reads.underWay !== undefined || reads.due !== undefined);
+  };
   const forgetOld = (now: number) => {
     if (remembered.size < MAX_REMEMBERED) return;
     for (const [key, reads] of remembered) if (!reads.underWay && !reads.due && reads.readyAt <= now) remembered.delete(key);
@@ -156,25 +160,22 @@ export function economiseDirectoryReads(watcher: FSWatcher, isDirectory: (absolu
             return reject(error);
           }
         }
-        // (And only for a name chokidar knows: one it missed, a change of it is a chance to find it.)
+        // (And only for a name chokidar knows, or one a read under way or due will find: its "rename"
+        // came first, and asked for that read. One chokidar missed, a change of it is a chance to find it.)
+        const spacedKey = key + "\0" + String(rest[2] ?? "");
         const onlyWritten =
           raw.event === "change" &&
           raw.filename !== "" &&
           raw.filename !== path.basename(key) &&
           !isDirectory(path.join(key, raw.filename)) &&
-          knows(key, raw.filename);
+          (knows(key, raw.filename) || pendingRead(spacedKey));
         if (onlyWritten) return resolve(undefined);
-        spaced(key + "\0" + String(rest[2] ?? ""), readNowAsAsked).then(resolve, reject);
+        spaced(spacedKey, readNowAsAsked).then(resolve, reject);
       });
     });
     // (chokidar's own listener never waits for a read: one that fails is not an unhandled rejection.)
     read.catch(() => undefined);
     return read;
   };
-  return {
-    pending: (dir) => {
-      const reads = remembered.get(path.join(dir, "") + "\0");
-      return reads !== undefined && (reads.underWay !== undefined || reads.due !== undefined);
-    },
-  };
+  return { pending: (dir) => pendingRead(path.join(dir, "") + "\0") };
 }

@@ -103,6 +103,20 @@ describe("directory reads", () => {
     expect(pending("/d")).toBe(false);
   });
 
+  it("directory reads - a new name's first writes, while the read its making asked for is under way, ask for no other read", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "performance"] });
+    const { reads, event } = standIn();
+    event("rename", "fresh.txt"); // made (chokidar does not know it yet)
+    await Promise.resolve();
+    expect(reads.length).toBe(1);
+    event("change", "fresh.txt"); // written
+    event("change", "fresh.txt");
+    await vi.advanceTimersByTimeAsync(50);
+    reads[0]!.finish();
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(reads.length).toBe(1);
+  });
+
   it("directory reads - a read due after the watcher closed is not made", async () => {
     vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "performance"] });
     const { reads, event, watcher } = standIn();
