@@ -153,8 +153,8 @@ export class Mount extends EventEmitter<MountEvents> {
     // (A write to a file does not make chokidar read its whole directory again; see directory-reads.ts.)
     this.#directoryReads = economiseDirectoryReads(watcher, (absolute) => this.#directories.has(absolute));
     // (What is made in a directory between the watcher's read of it and the start of its watch is
-    // reported by neither: looked for once the watch has begun; see watch-begun.ts.)
-    // (Not after a rewatch of our own from that check: it goes on with its own count of tries.)
+    // reported by neither: looked for once the watch has begun, see watch-begun.ts; not after a rewatch
+    // of our own from that check, which goes on with its own count of tries.)
     onWatchBegun(watcher, (dir) => {
       if (!this.#rewatchedByCheck.delete(dir)) this.#readAgainSoon(dir);
     });
@@ -374,12 +374,9 @@ export class Mount extends EventEmitter<MountEvents> {
       // Symlinks to it lead nowhere now, or to whatever is at its name now (a FIFO, a directory, a link
       // leading nowhere: an end-to-end review found those links left published): each is looked at again.
       const links = [...(this.#links.get(absolute) ?? [])];
-      if (!gone) {
-        for (const link of links) this.recheck(joinVirtual(this.alias, link));
-        return this.#backAlready(absolute);
-      }
-      this.#gone(this.#relative(absolute));
+      if (gone) this.#gone(this.#relative(absolute));
       for (const link of links) this.recheck(joinVirtual(this.alias, link));
+      if (!gone) return this.#backAlready(absolute);
       this.#goneFromListed(absolute);
       // A directory of its name there now: the watcher, having taken it for the file, never looks
       // inside. Handed to it afresh.
