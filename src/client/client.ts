@@ -607,12 +607,10 @@ export class Client extends EventEmitter<ClientEvents> {
     return size === undefined || size >= BIG_CHUNK;
   }
 
-  /**
-   * The first message of a batch of small files (one ZeroMQ message, read ahead of handling), and what
-   * the batch holds; its last, and the inboxes told of the batch (see #announce).
-   */
+  /** The first message of a batch of small files (one ZeroMQ message, read ahead of handling), and what the batch holds. */
   readonly #batchFirst = new WeakMap<Message, readonly Message[]>();
-  readonly #batchLast = new WeakMap<Message, Inbox[]>();
+  /** The batch being handled (the engine handles one at a time, in order): its last message, and the inboxes told of it. */
+  #batchHandled: { readonly last: Message; readonly inboxes: readonly Inbox[] } | undefined;
 
   /** A chunk, announcing its batch when it is the batch's first, and ending it when it is its last. */
   #processChunkOfBatch(message: Cheezburger): void | Promise<void> {
@@ -620,21 +618,19 @@ export class Client extends EventEmitter<ClientEvents> {
     if (batch) {
       this.#batchFirst.delete(message);
       const inboxes = this.#announce(batch);
-      if (inboxes.length > 0) this.#batchLast.set(batch[batch.length - 1]!, inboxes);
+      this.#batchHandled = inboxes.length > 0 ? { last: batch[batch.length - 1]!, inboxes } : undefined;
     }
-    const inboxes = this.#batchLast.get(message);
-    if (!inboxes) return this.#processChunk(message);
-    this.#batchLast.delete(message);
-    const end = () => inboxes.forEach((inbox) => inbox.endAnnounced());
-    let done: void | Promise<void>;
+    const handled = this.#batchHandled;
+    if (handled?.last !== message) return this.#processChunk(message);
+    this.#batchHandled = undefined;
+    const end = () => handled.inboxes.forEach((inbox) => inbox.endAnnounced());
+    let done: void | Promise<void> = undefined;
     try {
       done = this.#processChunk(message);
-    } catch (error) {
-      end();
-      throw error;
+    } finally {
+      if (!done) end(); // (handled, or thrown)
     }
-    if (!done) return end();
-    return done.finally(end);
+    return done?.finally(end);
   }
 
   /**
