@@ -98,4 +98,53 @@ describe("flood", () => {
     );
     expect(peak).toBeLessThan(300);
   }, 120_000);
+
+  it.skipIf(process.platform !== "linux")("flood - one client sends frames slower to decode than to send (ICANHAZ with 400,000 cache entries): they wait in TCP, not in the publisher's memory", async () => {
+    const src = await tempDir();
+    await writeTree(src, { "a.txt": "a\n" });
+    const port = await freePort();
+    const endpoint = `tcp://127.0.0.1:${port}`;
+    const pub = fmq(["publish", src, "--bind", endpoint, "--json"]);
+    running.push(pub);
+    await waitFor(() => pub.events.some((e) => e.event === "ready"), "publisher ready");
+    const pid = pub.child.pid!;
+    const baseline = await rssMiB(pid);
+
+    // An ICANHAZ whose two dictionaries hold 200,000 tiny entries each (about 0.1 s to decode), padded to
+    // 8 MiB (the decoder ignores what follows a message). Sent back to back for up to 3 s.
+    const FRAME = 8 * 1024 * 1024;
+    const frame = Buffer.alloc(FRAME);
+    Buffer.from([0xaa, 0xa3, 5, 0, 0, 0, 1, 0x2f]).copy(frame, 0);
+    let at = 8;
+    for (const _dictionary of [0, 1]) {
+      frame.writeUInt32BE(200_000, at);
+      at += 4;
+      for (let i = 0; i < 200_000; i++, at += 6) {
+        frame[at] = 1;
+        frame[at + 1] = 0x61 + (i % 26);
+        frame.writeUInt32BE(0, at + 2);
+      }
+    }
+    const flooder = new Dealer({ linger: 0, sendHighWaterMark: 1, sendTimeout: 200 });
+    sockets.push(flooder);
+    flooder.connect(endpoint);
+    await flooder.send(encode({ id: "OHAI", protocol: "FILEMQ", version: 2 }));
+    let sent = 0;
+    let peak = baseline;
+    const until = Date.now() + 3000;
+    while (sent < 60 && Date.now() < until) {
+      // (A send that times out: the publisher has stopped reading us, as it should.)
+      if (await flooder.send(frame).then(() => true, () => false)) sent++;
+      peak = Math.max(peak, await rssMiB(pid));
+    }
+    for (let i = 0; i < 10; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      peak = Math.max(peak, await rssMiB(pid));
+    }
+    console.log(`flooder: ${sent} frames of 8 MiB sent in 3 s; publisher RSS ${baseline} -> peak ${peak} MiB`);
+    // Before the fix, libzmq read them all into the publisher as fast as they came: 40 frames in about
+    // 1 s, RSS up by 288 MiB (and by 6 GB in 30 s with 16 MiB frames). Now about 110 MiB.
+    expect(peak - baseline).toBeLessThan(200);
+    expect(pub.child.exitCode).toBeNull();
+  }, 60_000);
 });
