@@ -726,6 +726,9 @@ export class Client extends EventEmitter<ClientEvents> {
       if (error instanceof RefetchError) await this.#sendIcanhaz(vpath, "refetch");
       if (full) this.#resyncLater(sub.path);
       else if (inTheWay(error)) this.#resyncLater(sub.path, "blocked", relative);
+      // The inbox's .fmq (or the whole inbox) removed under us, and the file with it: asked for again. The
+      // next file makes them again, but this one never came until a restart (a review, 3 runs of 3).
+      else if (code === "ENOENT") this.#resyncLater(sub.path, "gone");
     }
   }
 
@@ -818,13 +821,14 @@ export class Client extends EventEmitter<ClientEvents> {
    * any other that failed) comes once there is room, a big one resumed from its partial file. 5 s after
    * the first failure, doubling up to a minute while they go on; a reconnection does the same at once.
    */
-  #resyncLater(path: string, why: "full" | "blocked" = "full", relative?: string): void {
-    if (why === "full") this.#fullSince.add(path);
+  #resyncLater(path: string, why: "full" | "gone" | "blocked" = "full", relative?: string): void {
+    // (Full or gone: asked again when the time comes, whatever else is in the way.)
+    if (why !== "blocked") this.#fullSince.add(path);
     else if (relative !== undefined) this.#blockedNames.set(path, (this.#blockedNames.get(path) ?? new Set()).add(relative));
     if (this.#resyncs.has(path) || this.#closed) return;
     // (Blocked: by something of the user's in the inbox, which they may remove at any time; other files
     // delivered meanwhile say nothing of it, so its backoff is its own, and starts again with a session.)
-    const failures = why === "full" ? this.#fullFailures++ : this.#blockedFailures++;
+    const failures = why === "blocked" ? this.#blockedFailures++ : this.#fullFailures++;
     const delay = Math.min(60_000, 5_000 * 2 ** Math.min(failures, 4));
     const timer = setTimeout(() => {
       this.#resyncs.delete(path);

@@ -7,7 +7,7 @@
 // someone who may write in the inbox could change in between.
 
 import { hash } from "node:crypto";
-import { accessSync, closeSync, constants, lstatSync, openSync, readdirSync, renameSync, rmdirSync, unlinkSync, writevSync } from "node:fs";
+import { accessSync, closeSync, constants, existsSync, lstatSync, openSync, readdirSync, renameSync, rmdirSync, unlinkSync, writevSync } from "node:fs";
 import { copyFile, lstat, mkdir, open, readdir, realpath, stat, unlink, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { PARTIAL_SUFFIX, UNPRINTABLE, unsafeRelativeReason } from "../paths.js";
@@ -199,7 +199,9 @@ export class IncomingFile {
     try {
       moveIntoPlace(this.partialPath, this.target.path, this.relative, resumable);
     } catch (error) {
-      this.kept = resumable;
+      // (Kept only if it is still there: the inbox's .fmq, or the whole inbox, removed under us took it
+      // along, and a review was told "kept until it can be put in place" of a file that was gone.)
+      this.kept = resumable && existsSync(this.partialPath);
       throw error;
     }
     this.#placed = true;

@@ -2,7 +2,7 @@
 // directories, every result compared byte for byte (sha256 of every file, hidden leftovers included).
 
 import { createHash } from "node:crypto";
-import { chmod, mkdir, readFile, rename, rm, symlink, unlink, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, readdir, rename, rm, symlink, unlink, writeFile } from "node:fs/promises";
 import { networkInterfaces } from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -440,4 +440,19 @@ describe("transfer", () => {
     await expectMirror(inbox, () => treeHashes(src));
     await mkdir(path.join(src, "gone"));
   });
+
+  it("transfer - the inbox's .fmq removed while a big file is in flight: that file is asked for again and arrives, without a restart", async () => {
+    const src = await tempDir();
+    const inbox = await tempDir();
+    await writeRandomFile(path.join(src, "big.bin"), 48 * 1024 * 1024 + 5);
+    const { endpoint } = await startServer(src);
+    const { errors } = await startClient(endpoint, inbox, ["/"], { window: 1024 * 1024 });
+    // As soon as its partial file has bytes: remove the state directory, partial and all.
+    const partials = path.join(inbox, ".fmq", "partial");
+    await waitFor(async () => (await readdir(partials).catch(() => [])).length > 0, "a partial file", 15_000, 1);
+    await rm(path.join(inbox, ".fmq"), { recursive: true, force: true });
+    // (Asked again after the client's first resync delay, 5 s.)
+    await expectMirror(inbox, await treeHashes(src), 30_000);
+    expect(errors.some((e) => e.includes("kept until it can be put in place"))).toBe(false);
+  }, 60_000);
 });
