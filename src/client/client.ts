@@ -750,6 +750,11 @@ export class Client extends EventEmitter<ClientEvents> {
       // (Nor is the size it ends at known without X-FMQ-Size: recorded as what the delta sent, the file
       // was never listed as held again, and a delete of it was answered "kept". A review.)
       if (file.mode === "delta" && file.identity === undefined) throw new RefetchError(`${file.relative}: a delta without the file's size; fetching it whole`, file.relative);
+      // Ended short of the size the server gave (a chunk past it is refused as it comes): recorded at the
+      // length it ended, it was delivered as the server's version of that size (a review).
+      if (file.mode !== "delta" && file.identity && file.length !== file.identity.size) {
+        throw new RefetchError(`${file.relative}: ended at ${file.length} bytes, not the ${file.identity.size} the server said; fetching it again`, file.relative);
+      }
       fingerprint = expected !== undefined || file.identity ? await file.fingerprint() : undefined;
     } catch (error) {
       await file.abandon();

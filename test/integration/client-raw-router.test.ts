@@ -815,6 +815,19 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(await exists(path.join(inbox, "liar.bin"))).toBe(false);
   });
 
+  it("client - a file that ends short of the size the server gave for it is refused, not delivered, and asked for again", async () => {
+    const { r, inbox, h, rid } = await subscribedToRoot();
+    const n = h.errors.length;
+    await r.sendFile(rid, "/short.bin", randomBytes(6), { chunkSize: 4, headers: identityHeaders(999, 1_700_000_000_000) });
+    expect((await errorsAfter(h, n))[0]!.message).toMatch(/^short\.bin: ended at 6 bytes, not the 999 the server said; fetching it again/);
+    const [, refetch] = await r.next("ICANHAZ", { from: rid });
+    expect(refetch.path).toBe("/short.bin");
+    await r.sendFile(rid, "/marker.txt", Buffer.from("m"));
+    await nextDelivery(h, "/marker.txt");
+    expect(h.delivered.map((d) => d.vpath)).toEqual(["/marker.txt"]);
+    expect(await exists(path.join(inbox, "short.bin"))).toBe(false);
+  });
+
   it("client - a delete removes a file it delivered and emits deleted; names it never delivered are left alone silently; a delivered name since replaced by a directory or symlink survives", async () => {
     const r = await router();
     const root = await tempDir();
