@@ -276,13 +276,25 @@ program
           const seconds = (Date.now() - started) / 1000;
           const missing = [...mount.files.keys()].filter((vpath) => failed.has(vpath) && !delivered.has(vpath)).length;
           const unchanged = [...mount.files].filter(([vpath, file]) => !delivered.has(vpath) && !failed.has(vpath) && held(vpath, file)).length;
+          // A directory of <src> we could not read: what is in it was not synced, so not a success (a
+          // review: "synced 0 files", status 0, for a <src> of mode 000, and `track --once && rm -rf src`).
+          const unreadable = mount.unreadableDirectories;
           out.event(
-            { event: "synced", files: delivered.size, bytes, seconds, ...(unchanged > 0 ? { unchanged } : {}), ...(missing > 0 ? { failed: missing } : {}) },
+            {
+              event: "synced",
+              files: delivered.size,
+              bytes,
+              seconds,
+              ...(unchanged > 0 ? { unchanged } : {}),
+              ...(missing > 0 ? { failed: missing } : {}),
+              ...(unreadable > 0 ? { unreadable } : {}),
+            },
             `synced ${delivered.size} files, ${bytes} bytes in ${seconds.toFixed(2)} s` +
               (unchanged > 0 ? `; ${unchanged} held already` : "") +
-              (missing > 0 ? `; ${missing} could not be delivered` : ""),
+              (missing > 0 ? `; ${missing} could not be delivered` : "") +
+              (unreadable > 0 ? `; ${unreadable} ${unreadable === 1 ? "directory" : "directories"} could not be read` : ""),
           );
-          finish(missing > 0 ? 1 : 0);
+          finish(missing > 0 || unreadable > 0 ? 1 : 0);
         }, 20);
       }
     } catch (error) {

@@ -708,6 +708,11 @@ export class Mount extends EventEmitter<MountEvents> {
     return this.#tracker.size;
   }
 
+  /** Directories of the mount we may not look into now (their files are not all published). */
+  get unreadableDirectories(): number {
+    return this.#unreadable.size;
+  }
+
   /**
    * Is the file at `vpath` seen but not published yet (waiting for its quiet period)? From the moment a
    * file is seen until it is in `files` (or gone), this or `files` says it exists: the server takes a file

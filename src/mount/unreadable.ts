@@ -23,6 +23,11 @@ export class UnreadableDirectories {
     return this.#dirs.has(dir);
   }
 
+  /** How many we may not look into now. */
+  get size(): number {
+    return this.#dirs.size;
+  }
+
   /** Look at `dir` every second until we may read it. */
   add(dir: string): void {
     if (this.#closed) return;

@@ -385,6 +385,26 @@ describe("cli", () => {
     expect(await readFile(path.join(dst, "ok.txt"), "utf8")).toBe("ok");
   });
 
+  for (const which of ["a directory in it", "the source itself"] as const) it.skipIf(!userCanRun)(`cli - track --once where ${which} may not be read: exit 1, the synced line says so (it said "synced", status 0)`, async () => {
+    const top = await tempDir();
+    await chmod(top, 0o777);
+    const src = path.join(top, "src");
+    await writeTree(src, { "ok.txt": "ok", "closed/inside.txt": "inside" });
+    await chmod(src, 0o755);
+    await chmod(which === "the source itself" ? src : path.join(src, "closed"), 0o000);
+    const dst = path.join(top, "dst");
+    const child = spawn(FMQ_COMMAND, ["track", src, dst, "--once", "--json", "--stable-ms", "50"], { ...asUser, stdio: ["ignore", "pipe", "pipe"] });
+    const deadline = setTimeout(() => child.kill("SIGKILL"), 20_000);
+    let stdout = "";
+    child.stdout.on("data", (data) => (stdout += String(data)));
+    const [code] = (await once(child, "close")) as [number | null];
+    clearTimeout(deadline);
+    await chmod(src, 0o755);
+    const events = stdout.split("\n").filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(events.find((e) => e.event === "synced")).toMatchObject({ files: which === "the source itself" ? 0 : 1, unreadable: 1 });
+    expect(code).toBe(1);
+  });
+
   it.skipIf(!userCanRun)("cli - a published directory the publisher may no longer read (chmod 000) is not taken for deleted; once readable again, what changed in it is published, and only that", async () => {
     const top = await tempDir();
     await chmod(top, 0o777);
