@@ -50,7 +50,7 @@ program
   .description("publish a directory to subscribers")
   .argument("[dir]", "directory to publish (default: the [[mount]]s of --config)")
   .option("--config <file>", "server config file (TOML): binds, mounts, security, limits; flags override it")
-  .option("--bind <endpoint>", "endpoint to bind", DEFAULT_BIND)
+  .option("--bind <endpoint>", `endpoint to bind (repeatable) (default: "${DEFAULT_BIND}")`, collect)
   .option("--alias <vpath>", "virtual path the directory is published under", "/")
   .addOption(sizeOption("--chunk-size <bytes>", "payload bytes per chunk (e.g. 256k, 1M)", serverDefaults.chunkSize))
   .addOption(msOption("--stable-ms <ms>", "ship a file once unchanged for this long", serverDefaults.stableMs))
@@ -65,7 +65,8 @@ program
     if (dir === undefined && given("alias")) fail("--alias needs <dir>");
     const flags: PublishFlags = {
       ...(dir !== undefined ? { directory: dir, alias: opts.alias } : {}),
-      ...(given("bind") ? { bind: opts.bind } : {}),
+      // (Each --bind is bound: given twice, the first was dropped silently, a review.)
+      ...(opts.bind !== undefined ? { binds: opts.bind } : {}),
       ...(given("chunkSize") ? { chunkSize: opts.chunkSize } : {}),
       ...(given("stableMs") ? { stableMs: opts.stableMs } : {}),
       ...(given("hashAhead") ? { hashAhead: opts.hashAhead } : {}),
@@ -422,7 +423,7 @@ async function wireClient(client: Client, out: Output): Promise<void> {
 
 interface PublishOptions {
   config?: string;
-  bind: string;
+  bind?: string[];
   alias: string;
   chunkSize: number;
   stableMs: number;

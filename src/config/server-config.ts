@@ -291,7 +291,8 @@ export function parseServerConfig(text: string, file: string): ServerConfig {
 export interface PublishFlags {
   readonly directory?: string;
   readonly alias?: string;
-  readonly bind?: string;
+  /** --bind, as often as given (each bound). */
+  readonly binds?: readonly string[];
   readonly chunkSize?: number;
   readonly stableMs?: number;
   readonly hashAhead?: boolean;
@@ -321,7 +322,7 @@ export async function resolveServerSettings(config: ServerConfig | undefined, fl
     if (!info?.isDirectory()) fail(mount.origin, `${mount.directory} is not a directory`);
   }
   if (fromFlags.length === 0) await checkNesting(mounts);
-  const binds = flags.bind !== undefined ? [flags.bind] : config?.binds.length ? config.binds : [DEFAULT_BIND];
+  const binds = flags.binds?.length ? flags.binds : config?.binds.length ? config.binds : [DEFAULT_BIND];
 
   let security = config?.security;
   if (flags.curveSecret !== undefined || flags.allow !== undefined) {

@@ -691,6 +691,29 @@ describe("cli", () => {
     }
   });
 
+  it("cli - --bind given twice binds both (the first was dropped silently); a subscriber on each gets the file", async () => {
+    const dir = await tempDir();
+    await mkdir(path.join(dir, "pub"));
+    await writeFile(path.join(dir, "pub", "a.txt"), "a");
+    const endpoints = [`tcp://127.0.0.1:${await freePort()}`, `tcp://127.0.0.1:${await freePort()}`];
+    const pub = start(["publish", path.join(dir, "pub"), "--bind", endpoints[0]!, "--bind", endpoints[1]!, "--json"]);
+    try {
+      const ready = await waitFor(() => pub.events.find((e) => e.event === "ready"), "the ready event");
+      expect(ready.endpoints).toEqual(endpoints);
+      for (const [i, endpoint] of endpoints.entries()) {
+        const inbox = path.join(dir, `in-${i}`);
+        const sub = start(["subscribe", "/", "--connect", endpoint, "--inbox", inbox, "--json"]);
+        await waitFor(() => sub.events.some((e) => e.event === "delivered"), `a.txt over ${endpoint}`);
+        sub.child.kill("SIGTERM");
+        await sub.exited;
+        expect(await readFile(path.join(inbox, "a.txt"), "utf8")).toBe("a");
+      }
+    } finally {
+      pub.child.kill("SIGTERM");
+      await pub.exited;
+    }
+  });
+
   it("cli - with --json, a failure to start is also an error event on stdout (the only line there), as the same line on stderr", async () => {
     const missing = path.join(await tempDir(), "nope");
     const r = start(["publish", missing, "--bind", `tcp://127.0.0.1:${await freePort()}`, "--json"]);

@@ -169,7 +169,7 @@ describe("settings", () => {
     expect(plain.mounts).toEqual([{ directory: path.join(dir, "outbox"), alias: "/out" }]);
     expect(plain.options).toMatchObject({ stableMs: 10, hashAhead: false, maxClients: 3, security: { curveSecretKey: server.secretKey, policy: { mechanism: "curve", allow: [client.publicKey] } } });
 
-    const overridden = await resolveServerSettings(config, { directory: path.join(dir, "other"), alias: "/o", bind: "tcp://127.0.0.1:7001", stableMs: 99, chunkSize: 4096, hashAhead: true });
+    const overridden = await resolveServerSettings(config, { directory: path.join(dir, "other"), alias: "/o", binds: ["tcp://127.0.0.1:7001"], stableMs: 99, chunkSize: 4096, hashAhead: true });
     expect(overridden.binds).toEqual(["tcp://127.0.0.1:7001"]);
     expect(overridden.mounts).toEqual([{ directory: path.join(dir, "other"), alias: "/o" }]);
     expect(overridden.options).toMatchObject({ stableMs: 99, chunkSize: 4096, hashAhead: true, maxClients: 3 });
