@@ -191,8 +191,9 @@ program
       void client.close().finally(() => process.exit(1));
     });
     try {
-      await client.subscribe(path);
+      // (The endpoint checked first: a bad one left a new inbox made for nothing, a review.)
       client.connect();
+      await client.subscribe(path);
     } catch (error) {
       await client.close();
       fail(error);

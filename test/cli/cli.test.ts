@@ -691,6 +691,15 @@ describe("cli", () => {
     }
   });
 
+  it("cli - subscribe with an endpoint libzmq refuses: one line, exit 1, and no inbox made", async () => {
+    const inbox = path.join(await tempDir(), "new-inbox");
+    const r = start(["subscribe", "/", "--connect", "tcp://127.0.0.1:notaport", "--inbox", inbox]);
+    expect((await r.exited).code).toBe(1);
+    expect(r.stderr).toHaveLength(1);
+    expect(r.stderr[0]).toMatch(/^fmq: cannot connect to tcp:\/\/127\.0\.0\.1:notaport: /);
+    expect(await stat(inbox).then(() => "made", () => "absent")).toBe("absent");
+  });
+
   it("cli - --bind given twice binds both (the first was dropped silently); a subscriber on each gets the file", async () => {
     const dir = await tempDir();
     await mkdir(path.join(dir, "pub"));
