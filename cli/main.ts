@@ -270,7 +270,19 @@ program
         };
         // Done when the mount has no file left to settle and every published file has arrived, was held
         // already, or failed.
+        // A file that never stops changing (a log written to every 100 ms) holds --once up for as long:
+        // said every 10 s, naming some of them, so that a script's author knows what it waits for (a
+        // review: it waited silently for ever).
+        let waitingSaid = started;
         const timer = setInterval(() => {
+          if (mount.unstable > 0 && Date.now() - waitingSaid >= WAITING_SAID_EVERY_MS) {
+            waitingSaid = Date.now();
+            const names = mount.unstableNames();
+            out.event(
+              { event: "waiting", unstable: mount.unstable, names },
+              `waiting for ${mount.unstable} ${mount.unstable === 1 ? "file" : "files"} to stop changing: ${names.join(", ")}${mount.unstable > names.length ? ", ..." : ""}`,
+            );
+          }
           if (mount.unstable > 0 || client.state !== "connected" || !caughtUp) return;
           for (const vpath of deletes) if (client.holds(vpath)) return;
           for (const [vpath, file] of mount.files) if (!delivered.has(vpath) && !failed.has(vpath) && !held(vpath, file)) return;
@@ -448,6 +460,9 @@ interface SubscribeOptions {
   json?: boolean;
   trace?: boolean;
 }
+
+/** track --once: how often it says which files it waits for while some keep changing. */
+const WAITING_SAID_EVERY_MS = 10_000;
 
 /** For repeatable flags: every value, in order. */
 function collect(value: string, previous: string[] | undefined): string[] {

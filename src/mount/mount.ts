@@ -708,6 +708,11 @@ export class Mount extends EventEmitter<MountEvents> {
     return this.#tracker.size;
   }
 
+  /** Some of the files still changing (relative to the root), at most `count`. */
+  unstableNames(count = 3): string[] {
+    return this.#tracker.first(count);
+  }
+
   /** Directories of the mount we may not look into now (their files are not all published). */
   get unreadableDirectories(): number {
     return this.#unreadable.size;

@@ -59,6 +59,16 @@ export class StabilityTracker {
     return this.#pending.size;
   }
 
+  /** The first `count` keys still changing (to say what is waited for). */
+  first(count: number): string[] {
+    const keys: string[] = [];
+    for (const key of this.#pending.keys()) {
+      if (keys.length >= count) break;
+      keys.push(key);
+    }
+    return keys;
+  }
+
   /**
    * The file was seen (created, written, found by the scan): start or restart its quiet period.
    * `changeEvent`: the watcher said it changed (see Sighting.changeAt).

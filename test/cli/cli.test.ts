@@ -328,6 +328,26 @@ describe("cli", () => {
     expect(has(second, "synced")).toMatchObject({ files: 0, unchanged: 2000 });
   }, 60_000);
 
+  it("cli - track --once while a file keeps changing: says every 10 s which it waits for, and exits 0 once it is still", async () => {
+    const src = await tempDir();
+    const dst = path.join(await tempDir(), "dst");
+    await writeTree(src, { "ok.txt": "ok", "log.txt": "" });
+    const log = await open(path.join(src, "log.txt"), "a");
+    let lines = 0;
+    const writer = setInterval(() => void log.appendFile(`line ${++lines}\n`), 50);
+    try {
+      const track = start(["track", src, dst, "--once", "--json", "--stable-ms", "200"]);
+      const waiting = await waitFor(() => track.events.find((e) => e.event === "waiting"), "a waiting event", 20_000);
+      expect(waiting).toMatchObject({ unstable: 1, names: ["log.txt"] });
+      clearInterval(writer);
+      expect((await track.exited).code).toBe(0);
+      expect(await readFile(path.join(dst, "log.txt"), "utf8")).toBe(await readFile(path.join(src, "log.txt"), "utf8"));
+    } finally {
+      clearInterval(writer);
+      await log.close();
+    }
+  }, 40_000);
+
   it("cli - track --once with a file the subscriber refuses: exits 1 once all else has arrived, saying how many could not be", async () => {
     const src = await tempDir();
     const dst = path.join(await tempDir(), "dst");
