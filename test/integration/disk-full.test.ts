@@ -255,4 +255,36 @@ describe("disk full", () => {
     again.close();
     manifest.close();
   });
+
+  it("disk full - files refused for a full disk are said once each while it stays full, though they are tried again", async (ctx) => {
+    const disk = await smallDisk(MiB);
+    if (typeof disk !== "string") return ctx.skip(disk.skip);
+    const src = await tempDir();
+    await writeFile(path.join(src, "first.txt"), "a line for the journal\n");
+    const server = new Server({ stableMs: 50 });
+    closers.push(() => server.close());
+    await server.publish(src);
+    const endpoint = await server.bind(await tcpEndpoint());
+    const sent = new Map<string, number>();
+    server.on("sent", (e) => sent.set(e.path, (sent.get(e.path) ?? 0) + 1));
+    const inbox = path.join(disk, "inbox");
+    const { client, errors, delivered } = clientInto(endpoint, inbox);
+    await client.subscribe("/");
+    client.connect();
+    await waitFor(() => delivered.length === 1, "first.txt delivered");
+    const free = () => {
+      const fs = statfsSync(disk);
+      return fs.bavail * fs.bsize;
+    };
+    await writeFile(path.join(disk, "filler.bin"), Buffer.alloc(free()));
+    const names = ["a.bin", "b.bin", "c.bin"];
+    for (const name of names) await writeRandomFile(path.join(src, name), 16 * 1024);
+    // Sent, refused, and (5 s later) sent and refused again.
+    await waitFor(() => names.every((name) => (sent.get(`/${name}`) ?? 0) >= 2), "each file sent twice", 20_000);
+    // A last file, refused after them on the same connection: once its error is here, theirs are too.
+    await writeRandomFile(path.join(src, "z.bin"), 16 * 1024);
+    await waitFor(() => errors.some((e) => e.startsWith("z.bin: disk full")), "z.bin refused");
+    for (const name of names) expect(errors.filter((e) => e.startsWith(`${name}: disk full`))).toHaveLength(1);
+    expect(delivered.map((d) => d.path)).toEqual(["first.txt"]);
+  }, 30_000);
 });
