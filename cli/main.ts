@@ -303,7 +303,7 @@ program
               ...(missing > 0 ? { failed: missing } : {}),
               ...(unreadable > 0 ? { unreadable } : {}),
             },
-            `synced ${delivered.size} files, ${bytes} bytes in ${seconds.toFixed(2)} s` +
+            `synced ${delivered.size} ${delivered.size === 1 ? "file" : "files"}, ${bytes} bytes in ${seconds.toFixed(2)} s` +
               (unchanged > 0 ? `; ${unchanged} held already` : "") +
               (missing > 0 ? `; ${missing} could not be delivered` : "") +
               (unreadable > 0 ? `; ${unreadable} ${unreadable === 1 ? "directory" : "directories"} could not be read` : ""),

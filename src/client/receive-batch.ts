@@ -15,8 +15,14 @@
 // off) costs a 4 KiB copy per file and lets the batch be reused at once. Measured (scratch driver, one
 // publisher, fresh subscribers; peak RSS of the subscriber process): 10,000 files 103-108 MiB -> 87-92,
 // 20,000 136-142 -> 103-114, 100,000 222 -> 153; no difference in speed beyond the noise (10,000 and
-// 20,000 files, 2 alternating pairs each; 1 GiB, 2 pairs of 3 rounds: a message bigger than what is left
-// of a batch is read straight into a buffer of its own either way, so big chunks are not copied).
+// 20,000 files, 2 alternating pairs each; 1 GiB, 2 pairs of 3 rounds).
+//
+// A big message is not read straight into its own buffer whole: libzmq does that only while more than a
+// batch of it is left to read. What comes with the read of its header (up to a batch of its start) and
+// its last part under a batch are read into the batch and copied out, with 256 KiB batches up to about
+// half of a 1 MiB chunk. Measured later (perf, 1 GiB): that copy was 4 % of the subscriber's samples; with
+// 64 KiB batches, libzmq's I/O thread used about 0.03 CPU-s less per GiB (user time, 2 alternating pairs
+// of bench runs), a difference the bench's times do not show, and small files the same. Left at 256 KiB.
 
 import { context as defaultContext, type Context, type Socket } from "zeromq";
 import { DraftContextOption, DraftOption, draftOption, setDraftOption } from "../zmq-draft.js";
