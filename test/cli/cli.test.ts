@@ -365,6 +365,17 @@ describe("cli", () => {
   // Permissions mean nothing to root: as root, the command runs as nobody (if nobody may run it here).
   const asUser = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
   const userCanRun = spawnSync(FMQ_COMMAND, ["--version"], { ...asUser }).status === 0;
+  /** `fmq track <src> <dst> --once --json` as that user: its exit status and its events. */
+  async function trackOnceAsUser(src: string, dst: string): Promise<{ code: number | null; events: Record<string, unknown>[] }> {
+    const child = spawn(FMQ_COMMAND, ["track", src, dst, "--once", "--json", "--stable-ms", "50"], { ...asUser, stdio: ["ignore", "pipe", "pipe"] });
+    // (Not through startFmq, which cannot change user: killed here if it never exits.)
+    const deadline = setTimeout(() => child.kill("SIGKILL"), 20_000);
+    let stdout = "";
+    child.stdout.on("data", (data) => (stdout += String(data)));
+    const [code] = (await once(child, "close")) as [number | null];
+    clearTimeout(deadline);
+    return { code, events: stdout.split("\n").filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>) };
+  }
   it.skipIf(!userCanRun)("cli - an inbox the subscriber may not write: one line naming the inbox (not a /proc path), exit 1", async () => {
     const top = await tempDir();
     const inbox = path.join(top, "inbox");
@@ -389,14 +400,7 @@ describe("cli", () => {
     await chmod(path.join(src, "locked.txt"), 0o000);
     await chmod(path.join(src, "closed"), 0o000);
     const dst = path.join(top, "dst");
-    const child = spawn(FMQ_COMMAND, ["track", src, dst, "--once", "--json", "--stable-ms", "50"], { ...asUser, stdio: ["ignore", "pipe", "pipe"] });
-    // (Not through startFmq, which cannot change user: killed here if it never exits.)
-    const deadline = setTimeout(() => child.kill("SIGKILL"), 20_000);
-    let stdout = "";
-    child.stdout.on("data", (data) => (stdout += String(data)));
-    const [code] = (await once(child, "close")) as [number | null];
-    clearTimeout(deadline);
-    const events = stdout.split("\n").filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>);
+    const { code, events } = await trackOnceAsUser(src, dst);
     const warnings = events.filter((e) => e.event === "warning").map((e) => e.message);
     expect(warnings).toContain('not published: "closed/" and what is in it: cannot read it (EACCES)');
     expect(warnings).toContain("cannot send /locked.txt: EACCES");
@@ -413,14 +417,8 @@ describe("cli", () => {
     await chmod(src, 0o755);
     await chmod(which === "the source itself" ? src : path.join(src, "closed"), 0o000);
     const dst = path.join(top, "dst");
-    const child = spawn(FMQ_COMMAND, ["track", src, dst, "--once", "--json", "--stable-ms", "50"], { ...asUser, stdio: ["ignore", "pipe", "pipe"] });
-    const deadline = setTimeout(() => child.kill("SIGKILL"), 20_000);
-    let stdout = "";
-    child.stdout.on("data", (data) => (stdout += String(data)));
-    const [code] = (await once(child, "close")) as [number | null];
-    clearTimeout(deadline);
+    const { code, events } = await trackOnceAsUser(src, dst);
     await chmod(src, 0o755);
-    const events = stdout.split("\n").filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>);
     expect(events.find((e) => e.event === "synced")).toMatchObject({ files: which === "the source itself" ? 0 : 1, unreadable: 1 });
     expect(code).toBe(1);
   });

@@ -39,6 +39,12 @@ async function smallDisk(size: number): Promise<string | { skip: string }> {
   return dir;
 }
 
+/** Bytes an unprivileged writer may still write on the file system of `dir`. */
+function freeBytes(dir: string): number {
+  const fs = statfsSync(dir);
+  return fs.bavail * fs.bsize;
+}
+
 /** A server publishing `src`, and its endpoint. */
 async function serve(src: string): Promise<string> {
   const server = new Server({ stableMs: 50 });
@@ -123,13 +129,9 @@ describe("disk full", () => {
     await waitFor(() => delivered.length === 1, "first.txt delivered");
     // Two pages left: a 40 KiB file's write is short (8 KiB written), not refused. The journal's last
     // page has room for a line, so nothing else stops a file cut short from being placed.
-    const free = () => {
-      const fs = statfsSync(disk);
-      return fs.bavail * fs.bsize;
-    };
     const filler = path.join(disk, "filler.bin");
-    await writeFile(filler, Buffer.alloc(free() - 8192));
-    expect(free()).toBe(8192);
+    await writeFile(filler, Buffer.alloc(freeBytes(disk) - 8192));
+    expect(freeBytes(disk)).toBe(8192);
     await writeRandomFile(path.join(src, "small.bin"), 40 * 1024);
     await waitFor(() => errors.some((e) => /^small\.bin: disk full \(ENOSPC\)/.test(e)), "the disk-full error");
     expect(delivered.map((d) => d.path)).toEqual(["first.txt"]);
@@ -237,13 +239,9 @@ describe("disk full", () => {
     // Leave room for about a third of the snapshot (which is about as big as the journal), so that its
     // write is short rather than refused.
     const journalBytes = (await stat(path.join(dir, "journal.jsonl"))).size;
-    const free = () => {
-      const fs = statfsSync(disk);
-      return fs.bavail * fs.bsize;
-    };
-    await writeFile(path.join(disk, "filler.bin"), Buffer.alloc(Math.max(0, free() - Math.floor(journalBytes / 3))));
-    expect(free()).toBeLessThan(journalBytes);
-    expect(free()).toBeGreaterThan(0);
+    await writeFile(path.join(disk, "filler.bin"), Buffer.alloc(Math.max(0, freeBytes(disk) - Math.floor(journalBytes / 3))));
+    expect(freeBytes(disk)).toBeLessThan(journalBytes);
+    expect(freeBytes(disk)).toBeGreaterThan(0);
     manifest.save();
     // What a kill -9 now would leave (not closed: closing saves again, with the room the rename freed).
     const problems: string[] = [];
@@ -272,11 +270,7 @@ describe("disk full", () => {
     await client.subscribe("/");
     client.connect();
     await waitFor(() => delivered.length === 1, "first.txt delivered");
-    const free = () => {
-      const fs = statfsSync(disk);
-      return fs.bavail * fs.bsize;
-    };
-    await writeFile(path.join(disk, "filler.bin"), Buffer.alloc(free()));
+    await writeFile(path.join(disk, "filler.bin"), Buffer.alloc(freeBytes(disk)));
     const names = ["a.bin", "b.bin", "c.bin"];
     for (const name of names) await writeRandomFile(path.join(src, name), 16 * 1024);
     // Sent, refused, and (5 s later) sent and refused again.
