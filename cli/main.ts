@@ -268,12 +268,12 @@ program
           if (same) heldVersions.add(file);
           return same;
         };
-        // Done when the mount has no file left to settle and every published file has arrived, was held
-        // already, or failed.
         // A file that never stops changing (a log written to every 100 ms) holds --once up for as long:
         // said every 10 s, naming some of them, so that a script's author knows what it waits for (a
         // review: it waited silently for ever).
         let waitingSaid = started;
+        // Done when the mount has no file left to settle and every published file has arrived, was held
+        // already, or failed.
         const timer = setInterval(() => {
           if (mount.unstable > 0 && Date.now() - waitingSaid >= WAITING_SAID_EVERY_MS) {
             waitingSaid = Date.now();

@@ -815,7 +815,6 @@ export class Client extends EventEmitter<ClientEvents> {
   /** The file whose finish is under way (or just failed). */
   #finishing: { vpath: string; file: IncomingFile } | undefined;
 
-  /** A file is in place and recorded (either way in): counted, kept for progress, and said. */
   /**
    * Say a file failed for a full disk only the first time while the disk stays full: each retry failed
    * again and said so again (a review: 1,000 lines in 18 s for 200 files). Forgotten once a file is
@@ -828,6 +827,7 @@ export class Client extends EventEmitter<ClientEvents> {
   }
   readonly #fullSaid = new Set<string>();
 
+  /** A file is in place and recorded (either way in): counted, kept for progress, and said. */
   #delivered(event: DeliveredEvent): void {
     this.#totals.delivered++;
     this.#lastDelivered = event;
