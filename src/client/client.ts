@@ -585,9 +585,11 @@ export class Client extends EventEmitter<ClientEvents> {
       const code = (error as NodeJS.ErrnoException).code;
       if (diskFull(code)) {
         if (this.#firstTimeFull(relative)) this.#report(new InboxError(`${relative}: disk full (${code}); it comes again once there is room`, relative, code));
-      } else this.#report(error instanceof InboxError ? error : new InboxError(`${relative}: ${code ?? String(error)}`, relative));
-      if (diskFull(code)) this.#resyncLater(sub.path);
-      else if (inTheWay(error)) this.#resyncLater(sub.path, "blocked", relative);
+        this.#resyncLater(sub.path);
+      } else {
+        this.#report(error instanceof InboxError ? error : new InboxError(`${relative}: ${code ?? String(error)}`, relative));
+        if (inTheWay(error)) this.#resyncLater(sub.path, "blocked", relative);
+      }
       return undefined;
     }
     if (finalPath === undefined) {
@@ -727,11 +729,11 @@ export class Client extends EventEmitter<ClientEvents> {
       else if (kept) failure = new InboxError(`${failure.message}; received whole, kept until it can be put in place`, relative, failure.code);
       if (!full || this.#firstTimeFull(relative)) this.#report(failure);
       if (error instanceof RefetchError) await this.#sendIcanhaz(vpath, "refetch");
-      if (full) this.#resyncLater(sub.path);
+      // (ENOENT: the inbox's .fmq, or the whole inbox, removed under us and the file with it; asked for again
+      // as after a full disk. The next file makes them again, but this one never came until a restart: a
+      // review, 3 runs of 3.)
+      if (full || code === "ENOENT") this.#resyncLater(sub.path);
       else if (inTheWay(error)) this.#resyncLater(sub.path, "blocked", relative);
-      // The inbox's .fmq (or the whole inbox) removed under us, and the file with it: asked for again. The
-      // next file makes them again, but this one never came until a restart (a review, 3 runs of 3).
-      else if (code === "ENOENT") this.#resyncLater(sub.path, "gone");
     }
   }
 
@@ -842,14 +844,13 @@ export class Client extends EventEmitter<ClientEvents> {
    * any other that failed) comes once there is room, a big one resumed from its partial file. 5 s after
    * the first failure, doubling up to a minute while they go on; a reconnection does the same at once.
    */
-  #resyncLater(path: string, why: "full" | "gone" | "blocked" = "full", relative?: string): void {
-    // (Full or gone: asked again when the time comes, whatever else is in the way.)
-    if (why !== "blocked") this.#fullSince.add(path);
+  #resyncLater(path: string, why: "full" | "blocked" = "full", relative?: string): void {
+    if (why === "full") this.#fullSince.add(path);
     else if (relative !== undefined) this.#blockedNames.set(path, (this.#blockedNames.get(path) ?? new Set()).add(relative));
     if (this.#resyncs.has(path) || this.#closed) return;
     // (Blocked: by something of the user's in the inbox, which they may remove at any time; other files
     // delivered meanwhile say nothing of it, so its backoff is its own, and starts again with a session.)
-    const failures = why === "blocked" ? this.#blockedFailures++ : this.#fullFailures++;
+    const failures = why === "full" ? this.#fullFailures++ : this.#blockedFailures++;
     const delay = Math.min(60_000, 5_000 * 2 ** Math.min(failures, 4));
     const timer = setTimeout(() => {
       this.#resyncs.delete(path);
