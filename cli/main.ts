@@ -8,7 +8,7 @@ import { realpath } from "node:fs/promises";
 import { constants as osConstants } from "node:os";
 import { basename, dirname, isAbsolute, join as joinPath, relative as relativePath, resolve as resolvePath, sep } from "node:path";
 import { context } from "zeromq";
-import { DEFAULT_BIND, clientDefaults, serverDefaults } from "../src/defaults.js";
+import { DEFAULT_BIND, MAX_CHUNK_SIZE, clientDefaults, serverDefaults } from "../src/defaults.js";
 import { isUnpublished } from "../src/paths.js";
 import type { Client, DeliveredEvent, PublishedFile, Server } from "../src/index.js";
 import type { PublishFlags, ServerSettings } from "../src/config/server-config.js";
@@ -48,15 +48,15 @@ const program = new Command()
 program
   .command("publish")
   .description("publish a directory to subscribers")
-  .argument("[dir]", "directory to publish (default: the [[mount]]s of --config)")
-  .option("--config <file>", "server config file (TOML): binds, mounts, security, limits; flags override it")
-  .option("--bind <endpoint>", `endpoint to bind (repeatable) (default: "${DEFAULT_BIND}")`, collect)
+  .argument("[dir]", "directory to publish (default: the [[mount]]s of --config)", notEmpty)
+  .option("--config <file>", "server config file (TOML): binds, mounts, security, limits; flags override it", notEmpty)
+  .option("--bind <endpoint>", `endpoint to bind (repeatable) (default: "${DEFAULT_BIND}")`, collectNotEmpty)
   .option("--alias <vpath>", "virtual path the directory is published under", "/")
-  .addOption(sizeOption("--chunk-size <bytes>", "payload bytes per chunk (e.g. 256k, 1M)", serverDefaults.chunkSize))
+  .addOption(sizeOption("--chunk-size <bytes>", "payload bytes per chunk (e.g. 256k, 1M; at most 64M)", serverDefaults.chunkSize, 1, MAX_CHUNK_SIZE))
   .addOption(msOption("--stable-ms <ms>", "ship a file once unchanged for this long", serverDefaults.stableMs))
   .option("--no-hash-ahead", "do not read big files at publish to fingerprint them; each transfer hashes what it sends")
-  .option("--curve-secret <file>", "encrypt with CURVE: the server's key file (from fmq keygen)")
-  .option("--allow <file-or-dir>", "with CURVE, admit only these client keys: a .pub file or a directory of them (repeatable)", collect)
+  .option("--curve-secret <file>", "encrypt with CURVE: the server's key file (from fmq keygen)", notEmpty)
+  .option("--allow <file-or-dir>", "with CURVE, admit only these client keys: a .pub file or a directory of them (repeatable)", collectNotEmpty)
   .option("--json", "one JSON object per line on stdout")
   .option("--trace", "print every state machine step on stderr")
   .action(async (dir: string | undefined, opts: PublishOptions, command: Command) => {
@@ -151,15 +151,15 @@ program
   .command("subscribe")
   .description("receive every file under a virtual path, and every change")
   .argument("<path>", "virtual path to subscribe to, e.g. / or /logs")
-  .option("--connect <endpoint>", "server endpoint", "tcp://127.0.0.1:5670")
-  .option("--inbox <dir>", "directory files land in", "./inbox")
+  .option("--connect <endpoint>", "server endpoint", notEmpty, "tcp://127.0.0.1:5670")
+  .option("--inbox <dir>", "directory files land in", notEmpty, "./inbox")
   .addOption(sizeOption("--window <bytes>", "credit window: most bytes in flight (at least 1M; while only small files arrive, an eighth of it or 2M, whichever is more)", clientDefaults.window, clientDefaults.slice))
   .addOption(msOption("--heartbeat-ms <ms>", "HUGZ after this much silence (at least 100; the server is given up after 5 of them)", clientDefaults.heartbeatMs, 100, Math.floor((2 ** 31 - 1) / 5)))
   .option("--fsync", "fsync each file and its directory before reporting it delivered")
-  .option("--curve-server <file>", "encrypt with CURVE: the server's public key file (.pub)")
-  .option("--curve-secret <file>", "with --curve-server: our key file (.key, from fmq keygen)")
+  .option("--curve-server <file>", "encrypt with CURVE: the server's public key file (.pub)", notEmpty)
+  .option("--curve-secret <file>", "with --curve-server: our key file (.key, from fmq keygen)", notEmpty)
   .option("--user <name>", "log in with PLAIN as this user (password from --password-file or $FMQ_PASSWORD)")
-  .option("--password-file <file>", "with --user: a file whose first line is the password")
+  .option("--password-file <file>", "with --user: a file whose first line is the password", notEmpty)
   .option("--json", "one JSON object per line on stdout")
   .option("--trace", "print every state machine step on stderr")
   .action(async (path: string, opts: SubscribeOptions) => {
@@ -204,8 +204,8 @@ program
 program
   .command("track")
   .description("keep <dst> a copy of <src>: publisher and subscriber in one process")
-  .argument("<src>", "directory to publish")
-  .argument("<dst>", "directory to mirror it into")
+  .argument("<src>", "directory to publish", notEmpty)
+  .argument("<dst>", "directory to mirror it into", notEmpty)
   .addOption(msOption("--stable-ms <ms>", "ship a file once unchanged for this long", serverDefaults.stableMs))
   .option("--once", "exit once every file present at start has been delivered (status 1 if any could not be)")
   .option("--json", "one JSON object per line on stdout")
@@ -464,9 +464,18 @@ interface SubscribeOptions {
 /** track --once: how often it says which files it waits for while some keep changing. */
 const WAITING_SAID_EVERY_MS = 10_000;
 
-/** For repeatable flags: every value, in order. */
-function collect(value: string, previous: string[] | undefined): string[] {
-  return [...(previous ?? []), value];
+/**
+ * For paths and endpoints: "" is refused by name. (It was taken as the working directory by `track ""`,
+ * and other flags failed with raw Node messages that named no flag, e.g. "realpath ''"; a review.)
+ */
+function notEmpty(text: string): string {
+  if (text === "") throw new InvalidArgumentError("must not be empty");
+  return text;
+}
+
+/** For repeatable flags: every value, in order (none empty). */
+function collectNotEmpty(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), notEmpty(value)];
 }
 
 /** Human mode: what the publisher serves (files, bytes, subscribers), a line whenever that changes (at most every 2 s). */
@@ -609,11 +618,13 @@ function parseSize(text: string): number {
   return value;
 }
 
-function sizeOption(flags: string, description: string, fallback: number, least = 1): Option {
+function sizeOption(flags: string, description: string, fallback: number, least = 1, most = Number.MAX_SAFE_INTEGER): Option {
   return new Option(flags, description)
     .argParser((text: string) => {
       const value = parseSize(text);
       if (value < least) throw new InvalidArgumentError(`at least ${prettyBytes(least, { binary: true })} (${least} bytes)`);
+      // (Checked here so the message names the flag: the server's own check said "chunk size", a review.)
+      if (value > most) throw new InvalidArgumentError(`at most ${prettyBytes(most, { binary: true })} (${most} bytes)`);
       return value;
     })
     .default(fallback);

@@ -27,5 +27,8 @@ export const clientDefaults = {
   fsync: false,
 } as const;
 
+/** The largest chunk a server sends: a client holds a whole one in memory (and its window is at least this). */
+export const MAX_CHUNK_SIZE = 64 * 1024 * 1024;
+
 /** Where `fmq publish` binds unless told. */
 export const DEFAULT_BIND = "tcp://*:5670";

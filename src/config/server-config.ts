@@ -29,7 +29,7 @@
 import { readFile, realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import { parse, TomlError } from "smol-toml";
-import { DEFAULT_BIND } from "../defaults.js";
+import { DEFAULT_BIND, MAX_CHUNK_SIZE } from "../defaults.js";
 import { endpointProblem } from "../endpoint.js";
 import { isUnpublished, joinVirtual, normaliseVirtualPath, overlaps } from "../paths.js";
 import type { ServerOptions } from "../server/server.js";
@@ -171,7 +171,7 @@ export function parseServerConfig(text: string, file: string): ServerConfig {
     });
   }
   const chunkSize = data["chunk-size"] === undefined ? undefined : sizeOf(data["chunk-size"], () => fail(["chunk-size"], `chunk-size must be a size like 1M or 1048576, got ${show(data["chunk-size"])}`));
-  if (chunkSize !== undefined && chunkSize > 64 * 1024 * 1024) fail(["chunk-size"], "chunk-size must be at most 64M");
+  if (chunkSize !== undefined && chunkSize > MAX_CHUNK_SIZE) fail(["chunk-size"], "chunk-size must be at most 64M");
   const stableMs = data["stable-ms"] === undefined ? undefined : count(data["stable-ms"], true, () => fail(["stable-ms"], `stable-ms must be a number of milliseconds (>= 0), got ${show(data["stable-ms"])}`));
   const hashAhead = data["hash-ahead"];
   if (hashAhead !== undefined && typeof hashAhead !== "boolean") return fail(["hash-ahead"], `hash-ahead must be true or false, got ${show(hashAhead)}`);

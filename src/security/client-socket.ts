@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import { readFile, stat } from "node:fs/promises";
 import type { Dealer } from "zeromq";
 import { USER_SESSION_SEPARATOR } from "./policy.js";
-import { othersMayAccess, readPublicKey, readSecretKeyFile } from "./keys.js";
+import { describe, othersMayAccess, readPublicKey, readSecretKeyFile } from "./keys.js";
 
 export interface ClientSecurity {
   /** CURVE: the server's public key, and ours (all Z85). */
@@ -131,7 +131,7 @@ export async function loadClientSecurity(flags: ClientSecurityFlags): Promise<Cl
     if (flags.passwordFile !== undefined) {
       const file = flags.passwordFile;
       const cannotRead = (error: unknown): never => {
-        throw new Error(`--password-file: cannot read ${file}: ${(error as Error).message}`);
+        throw new Error(`--password-file: cannot read ${file}: ${describe(error)}`);
       };
       const open = othersMayAccess(await stat(file).catch(cannotRead));
       if (open) throw new Error(`--password-file: ${file} is accessible by others (mode ${open}); run: chmod 600 ${file}`);

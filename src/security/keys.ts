@@ -249,9 +249,11 @@ function checkAllowListEntry(file: string, info: { readonly mode: number; readon
   if (problem) throw new KeyError(`allow-list ${file} may be written by group or others (mode ${problem.mode}); run: chmod go-w ${file}`);
 }
 
-function describe(error: unknown): string {
+/** Why a file could not be read, in a few words (Node's own message for the rare cases). */
+export function describe(error: unknown): string {
   const code = (error as NodeJS.ErrnoException).code;
   if (code === "ENOENT") return "no such file";
   if (code === "EACCES") return "permission denied";
+  if (code === "EISDIR") return "is a directory";
   return (error as Error).message;
 }

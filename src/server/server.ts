@@ -4,7 +4,7 @@
 
 import { EventEmitter } from "node:events";
 import { Router } from "zeromq";
-import { serverDefaults } from "../defaults.js";
+import { MAX_CHUNK_SIZE, serverDefaults } from "../defaults.js";
 import { DraftOption, setDraftOption } from "../zmq-draft.js";
 import { decodeFrames } from "../protocol/codec.js";
 import { encode } from "../protocol/codec.js";
@@ -670,7 +670,7 @@ function verify(o: Required<Omit<ServerOptions, "trace" | "security" | "maxQueue
     if (!Number.isInteger(value) || value <= 0) throw new ServerError(`${name} must be a positive integer, got ${value}`);
   };
   positive("chunk size", o.chunkSize);
-  if (o.chunkSize > 64 * 1024 * 1024) throw new ServerError(`chunk size must be at most 64 MiB, got ${o.chunkSize}`);
+  if (o.chunkSize > MAX_CHUNK_SIZE) throw new ServerError(`chunk size must be at most 64 MiB, got ${o.chunkSize}`);
   if (!Number.isInteger(o.readAhead) || o.readAhead < 0) throw new ServerError(`read-ahead must be >= 0, got ${o.readAhead}`);
   if (!Number.isFinite(o.stableMs) || o.stableMs < 0) throw new ServerError(`stability threshold must be >= 0 ms, got ${o.stableMs}`);
   positive("expiry", o.expiryMs);

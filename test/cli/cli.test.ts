@@ -661,6 +661,13 @@ describe("cli", () => {
       return ["subscribe", "/", "--inbox", path.join(dir, "f", "inbox")];
     }, /^fmq: cannot use .*f\/inbox as an inbox: not a directory$/],
     ["an alias with ..", async () => ["publish", await tempDir(), "--alias", "/a/../b", "--bind", `tcp://127.0.0.1:${await freePort()}`], /^fmq: invalid alias "\/a\/..\/b"/],
+    // (A review: these said raw Node errors naming no flag, or "" was taken for the working directory.)
+    ["an empty <src> for track (it tracked the working directory)", async () => ["track", "", path.join(await tempDir(), "dst"), "--once"], /^fmq: command-argument value '' is invalid for argument 'src'\. must not be empty$/],
+    ["an empty --inbox (\"realpath ''\")", async () => ["subscribe", "/", "--inbox", ""], /^fmq: option '--inbox <dir>' argument '' is invalid\. must not be empty$/],
+    ["an empty --bind among others", async () => ["publish", await tempDir(), "--bind", `tcp://127.0.0.1:${await freePort()}`, "--bind", ""], /^fmq: option '--bind <endpoint>' argument '' is invalid\. must not be empty$/],
+    ["a chunk size over 64 MiB, named by its flag", async () => ["publish", await tempDir(), "--chunk-size", "65M"], /^fmq: option '--chunk-size <bytes>' argument '65M' is invalid\. at most 64 MiB \(67108864 bytes\)$/],
+    ["a directory given as --curve-server", async () => ["subscribe", "/", "--inbox", await tempDir(), "--curve-server", await tempDir(), "--curve-secret", "x.key"], /^fmq: --curve-server: cannot read public key file .*: is a directory$/],
+    ["a missing --password-file", async () => ["subscribe", "/", "--inbox", await tempDir(), "--user", "u", "--password-file", path.join(await tempDir(), "nope")], /^fmq: --password-file: cannot read .*nope: no such file$/],
   ];
   for (const [what, args, message] of failures) {
     it(`cli - ${what} is one clear line on stderr and a non-zero exit`, async () => {
