@@ -58,9 +58,19 @@ export function economiseDirectoryReads(watcher: FSWatcher, isDirectory: (absolu
   if (!handler || typeof original !== "function" || original.length !== 7) return undefined;
   const closed = () => (watcher as unknown as { closed?: boolean }).closed === true;
   // chokidar's record of what each directory holds (`_watched`, 5.0.0); without it, nothing is known.
+  const watchedDirectories = () => (watcher as unknown as { _watched?: Map<string, { has(name: string): boolean }> })._watched;
   const knows = (dir: string, name: string) => {
-    const watched = (watcher as unknown as { _watched?: Map<string, { has(name: string): boolean }> })._watched;
+    const watched = watchedDirectories();
     return watched instanceof Map && watched.get(dir)?.has(name) === true;
+  };
+  // A directory chokidar no longer watches: removed (its record and watch dropped) while a read of it
+  // waited its turn. chokidar's read would make its record again (_getWatchedDir), which nothing removes:
+  // about 500 bytes of heap for every directory ever made and removed, for as long as the publisher runs
+  // (a review: 5,637 records left after 6,000 made and removed, 2 of them still there). If it is made
+  // again, its parent's read finds it and reads it afresh.
+  const stillWatched = (directory: string) => {
+    const watched = watchedDirectories();
+    return !(watched instanceof Map) || watched.has(path.resolve(directory));
   };
 
   // The kernel's event behind the read being decided: chokidar calls a directory's listener, then emits
@@ -150,7 +160,7 @@ export function economiseDirectoryReads(watcher: FSWatcher, isDirectory: (absolu
           deciding.delete(key);
           rawEvents.delete(key);
         }
-        const readNowAsAsked = () => original.call(this, directory, ...rest);
+        const readNowAsAsked = () => (stillWatched(directory) ? original.call(this, directory, ...rest) : undefined);
         // Not asked for by this directory's own watch (a directory being added, chokidar's one more read
         // after a read): at once.
         if (raw === undefined) {
