@@ -156,7 +156,7 @@ describe("directory reads", () => {
     const watcher = watch(root, { persistent: true, ignoreInitial: false, followSymlinks: false, alwaysStat: true, ignorePermissionErrors: true });
     try {
       expect(economiseDirectoryReads(watcher, () => true)).toBeDefined();
-      await new Promise((resolve) => watcher.once("ready", resolve));
+      await new Promise<void>((resolve) => watcher.once("ready", () => resolve()));
       const records = () => (watcher as unknown as { _watched: Map<string, unknown> })._watched;
       const before = records().size;
       for (let k = 0; k < 200; k++) {
