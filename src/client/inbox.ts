@@ -237,13 +237,14 @@ export class IncomingFile {
     this.handle = undefined;
   }
 
-  /** Incomplete and not coming back: close and remove the partial file. */
+  /** Incomplete and not coming back: close and remove the partial file, and the directories made for it if empty. */
   async abandon(): Promise<void> {
     this.target.release();
     this.#held = undefined;
     await this.handle?.close().catch(() => undefined);
     this.handle = undefined;
     await unlink(this.partialPath).catch(() => undefined);
+    this.target.abandon();
   }
 
   /** A held file grew past SMALL_FILE: move it to a partial file on disk. */
@@ -310,6 +311,11 @@ export interface Target {
   readonly directory: string;
   /** Done with it: its directory is closed (unless it is the inbox itself). Idempotent. */
   release(): void;
+  /**
+   * Released for a file that is not coming (given up, deleted, moved away while it came): the
+   * directories made on its way go too, if nothing else is in them.
+   */
+  abandon(): void;
 }
 
 /**
@@ -630,7 +636,11 @@ export class Inbox {
       await unlink(path.join(this.partialDir, partialName(relative))).catch(() => undefined);
     }
     const held = this.manifest.files.get(relative);
-    if (!held) return "absent";
+    // (Never delivered: the directories made for it when it began to come, if any, are not kept either.)
+    if (!held) {
+      this.#pruneEmptyParents(relative);
+      return "absent";
+    }
     const target = this.#resolve(relative, { create: false });
     if (!target) {
       this.manifest.removed(relative);
@@ -642,6 +652,7 @@ export class Inbox {
       const existing = await lstat(target.path).catch(() => undefined);
       if (!existing) {
         this.manifest.removed(relative);
+        target.abandon();
         return "absent";
       }
       if (!existing.isFile()) {
@@ -706,7 +717,7 @@ export class Inbox {
     if (!dir) return false;
     try {
       const stats = lstatSync(dir.join(name), { throwIfNoEntry: false });
-      if (stats?.isDirectory() && readdirSync(dir.join(name)).length > 0) return true;
+      if (stats?.isDirectory() && !onlyEmptyDirectories(dir.join(name))) return true;
       accessSync(dir.path, constants.W_OK);
       return false;
     } catch (error) {
@@ -739,6 +750,10 @@ export class Inbox {
     const dir = opts.thisTurn ? this.#dirThisTurn(segments, relative) : this.#walk(segments, opts.create !== false, relative);
     if (!dir) return undefined;
     let released = false;
+    const prune = () => {
+      this.#endTurn();
+      this.#pruneEmptyParents(relative);
+    };
     // Paths built when used, from the directory object: once it is closed (the inbox made again under
     // a transfer), they lead nowhere instead of to whatever directory got its descriptor number.
     return {
@@ -752,6 +767,13 @@ export class Inbox {
       release: () => {
         if (!released && !opts.thisTurn) this.#release(dir);
         released = true;
+      },
+      // (A file's directories are made when its first chunk comes: left there, a transfer given up kept
+      // them for good, and a file that later took one of their names never came, "a directory has that
+      // name". Two reviews.)
+      abandon() {
+        this.release();
+        prune();
       },
     };
   }
@@ -983,9 +1005,11 @@ function moveIntoPlace(partialPath: string, finalPath: string, relative: string,
       renameSync(partialPath, finalPath);
     } catch (error) {
       // An empty directory by that name (left when the server's directory of that name went, file by
-      // file, before this file took its name) gives way; one with anything in it does not (rmdir fails).
-      if ((error as NodeJS.ErrnoException).code !== "EISDIR") throw error;
-      rmdirSync(finalPath);
+      // file, before this file took its name), or one of empty directories only (made on the way to
+      // files that never came, by a subscriber killed before it could remove them), gives way; one with
+      // anything else in it does not.
+      if ((error as NodeJS.ErrnoException).code !== "EISDIR" || !onlyEmptyDirectories(finalPath)) throw error;
+      removeEmptyDirectories(finalPath);
       renameSync(partialPath, finalPath);
     }
   } catch (error) {
@@ -1012,6 +1036,35 @@ async function syncDirectory(directory: string): Promise<void> {
 /** The error says the disk (or the user's quota) is full. */
 export function diskFull(code: string | undefined): boolean {
   return code === "ENOSPC" || code === "EDQUOT";
+}
+
+/** How much of a tree of empty directories is looked at before it counts as something in the way. */
+const EMPTY_TREE_LIMITS = { entries: 1000, depth: 32 };
+
+/** `dir` holds nothing but directories that hold nothing but directories (none of them symlinks), within EMPTY_TREE_LIMITS. */
+function onlyEmptyDirectories(dir: string): boolean {
+  let entries = EMPTY_TREE_LIMITS.entries;
+  const only = (at: string, depth: number): boolean => {
+    for (const entry of readdirSync(at, { withFileTypes: true })) {
+      if (!entry.isDirectory() || --entries < 0 || depth >= EMPTY_TREE_LIMITS.depth) return false;
+      if (!only(path.join(at, entry.name), depth + 1)) return false;
+    }
+    return true;
+  };
+  return only(dir, 0);
+}
+
+/**
+ * Remove `dir`, found by onlyEmptyDirectories to hold only empty directories, deepest first. rmdir only:
+ * anything put there meanwhile keeps its directory, and the error is thrown.
+ */
+function removeEmptyDirectories(dir: string, depth = 0): void {
+  if (depth < EMPTY_TREE_LIMITS.depth) {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      if (entry.isDirectory()) removeEmptyDirectories(path.join(dir, entry.name), depth + 1);
+    }
+  }
+  rmdirSync(dir);
 }
 
 function removeQuietly(file: string): void {

@@ -177,6 +177,40 @@ describe("transfer", () => {
     await expectMirror(inbox, () => treeHashes(src), 15_000);
   });
 
+  // (Two reviews: the directories made when a file began to come stayed when it never did, and a file
+  // later published under one of their names never came: "b: a directory has that name".)
+  it("transfer - a file's directory removed while the file comes: the directories made for it go too, and a file of that name then arrives", async () => {
+    const src = await tempDir();
+    const inbox = await tempDir();
+    await writeRandomFile(path.join(src, "b", "c", "big.bin"), 48 * 1024 * 1024);
+    await writeTree(src, { "keep.txt": "k" });
+    const { endpoint } = await startServer(src);
+    const sub = await startClient(endpoint, inbox, ["/"], { window: 1024 * 1024 });
+    // As soon as its directories are made in the inbox (its first chunk came): the source's go.
+    await waitFor(async () => (await readdir(path.join(inbox, "b", "c")).catch(() => undefined)) !== undefined, "b/c made in the inbox", 15_000, 1);
+    expect(sub.delivered.some((d) => d.path === "b/c/big.bin")).toBe(false);
+    await rm(path.join(src, "b"), { recursive: true });
+    await expectMirror(inbox, () => treeHashes(src), 15_000);
+    await waitFor(async () => !(await readdir(inbox)).includes("b"), "b gone from the inbox", 15_000);
+    await writeFile(path.join(src, "b"), "I am b");
+    await expectMirror(inbox, () => treeHashes(src), 15_000);
+    expect(sub.errors.filter((e) => /directory has that name/.test(e))).toEqual([]);
+  }, 60_000);
+
+  it("transfer - a tree of empty directories where a file goes (left by a subscriber killed mid-transfer) gives way; one with a file of the user's in it does not", async () => {
+    const src = await tempDir();
+    await writeTree(src, { x: "file x", y: "file y", "keep.txt": "k" });
+    const inbox = path.join(await tempDir(), "in");
+    await mkdir(path.join(inbox, "x", "p", "q"), { recursive: true });
+    await mkdir(path.join(inbox, "x", "r"), { recursive: true });
+    await writeTree(inbox, { "y/p/userfile": "mine" });
+    const { endpoint } = await startServer(src);
+    const sub = await startClient(endpoint, inbox);
+    await waitFor(() => sub.delivered.some((d) => d.path === "x") && sub.errors.includes("y: a directory has that name"), "x delivered and y refused", 15_000);
+    expect(await readFile(path.join(inbox, "x"), "utf8")).toBe("file x");
+    expect(await readFile(path.join(inbox, "y", "p", "userfile"), "utf8")).toBe("mine");
+  });
+
   it("transfer - a mount inside another's alias owns its subtree: one virtual path, one file, whichever mount is published first", async () => {
     for (const order of ["outer first", "inner first"] as const) {
       const outer = await tempDir();
