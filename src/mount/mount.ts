@@ -1119,19 +1119,19 @@ export class Mount extends EventEmitter<MountEvents> {
   }
 
   /**
-   * Another mount now owns `alias`, inside ours: what we published under it is withdrawn (it goes out as
-   * deletes; that mount's files follow).
+   * Another mount now owns `alias`, inside ours: what we published under it, or at a directory on the way
+   * to it, is withdrawn (it goes out as deletes; that mount's files follow).
    */
   shadow(alias: string): void {
     const prefix = relativeTo(this.alias, alias);
     if (prefix === undefined || prefix === "") return;
     this.#tracker.forgetWhere((relative) => {
-      const under = relative === prefix || relative.startsWith(prefix + "/");
+      const under = relative === prefix || relative.startsWith(prefix + "/") || prefix.startsWith(relative + "/");
       if (under) this.#shadowed(joinVirtual(this.alias, relative));
       return under;
     });
     for (const file of [...this.files.values()]) {
-      if (!covers(alias, file.vpath)) continue;
+      if (!covers(alias, file.vpath) && !covers(file.vpath, alias)) continue;
       this.#gone(file.relative);
       this.#shadowed(file.vpath);
     }
@@ -1141,7 +1141,7 @@ export class Mount extends EventEmitter<MountEvents> {
   #shadowed(vpath: string): void {
     if (this.#saidShadowed) return;
     this.#saidShadowed = true;
-    this.emit("warning", new MountError(`${this.root} has files under another mount's path (${vpath}): that mount's are published there, not these`));
+    this.emit("warning", new MountError(`${this.root} has files under another mount's path, or on its way (${vpath}): that mount's are published there, not these`));
   }
   #saidShadowed = false;
 

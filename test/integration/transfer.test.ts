@@ -242,6 +242,34 @@ describe("transfer", () => {
     }
   });
 
+  // (A review: /q/z was published as a file beside /q/z/w/dd, and a subscriber of / never converged.)
+  it("transfer - a file of an outer mount on the way to an inner mount's alias is not published: the inner mount's files are, whichever mount is published first", async () => {
+    for (const order of ["outer first", "inner first"] as const) {
+      const outer = await tempDir();
+      const inner = await tempDir();
+      await writeTree(outer, { "a.txt": "a", "q/z": "a file where the inner mount's way goes" });
+      await writeTree(inner, { dd: "from the inner mount" });
+      const server = new Server({ stableMs: 50 });
+      closers.push(() => server.close());
+      const warnings: string[] = [];
+      server.on("warning", (w) => warnings.push(w));
+      if (order === "outer first") {
+        await server.publish(outer, "/");
+        await server.publish(inner, "/q/z/w");
+      } else {
+        await server.publish(inner, "/q/z/w");
+        await server.publish(outer, "/");
+      }
+      const endpoint = await server.bind(await tcpEndpoint());
+      const inbox = path.join(await tempDir(), "in");
+      const sub = await startClient(endpoint, inbox);
+      await expectMirror(inbox, new Map([["a.txt", sha256("a")], ["q/z/w/dd", sha256("from the inner mount")]]));
+      expect([...server.mounts.flatMap((m) => [...m.files.keys()])].sort()).toEqual(["/a.txt", "/q/z/w/dd"]);
+      expect(warnings.filter((w) => /has files under another mount's path, or on its way \(\/q\/z\)/.test(w))).toHaveLength(1);
+      expect(sub.errors).toEqual([]);
+    }
+  });
+
   it("transfer - a directory renamed and a file made at once at its old name: subscribers lose the old files, get the file and its later changes and its delete", async () => {
     const src = await tempDir();
     const files: Record<string, string> = {};
