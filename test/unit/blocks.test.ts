@@ -50,6 +50,21 @@ describe("fingerprints", () => {
     }
   });
 
+  it("blocks - a fingerprint's blocks have memory of their own, not a slice of Node's shared pool (which one kept slice keeps whole)", async () => {
+    const dir = await tempDir();
+    for (const size of [10, BLOCK_SIZE + 1, 3 * BLOCK_SIZE]) {
+      const file = path.join(dir, `f${size}`);
+      await writeFile(file, randomBytes(size));
+      const { blocks } = await fingerprintFile(file);
+      expect(blocks.length).toBeGreaterThan(0);
+      expect(blocks.buffer.byteLength).toBe(blocks.length);
+      const hasher = new BlockHasher(await xxh());
+      hasher.update(randomBytes(size), true);
+      const fromHasher = hasher.finish().blocks;
+      expect(fromHasher.buffer.byteLength).toBe(fromHasher.length);
+    }
+  });
+
   it("blocks - a symlink at the name is refused, not followed (only a regular file is opened: open-regular.test.ts)", async () => {
     const dir = await tempDir();
     const target = path.join(dir, "outside.bin");
