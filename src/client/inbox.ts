@@ -197,7 +197,7 @@ export class IncomingFile {
       throw deliveryError(error, this.relative);
     }
     try {
-      moveIntoPlace(this.partialPath, this.target.path, this.relative, resumable);
+      moveIntoPlace(this.partialPath, this.target, this.relative, resumable);
     } catch (error) {
       // (Kept only if it is still there: the inbox's .fmq, or the whole inbox, removed under us took it
       // along, and a review was told "kept until it can be put in place" of a file that was gone.)
@@ -316,6 +316,11 @@ export interface Target {
    * directories made on its way go too, if nothing else is in them.
    */
   abandon(): void;
+  /**
+   * A directory at its name holding only empty directories (made on the way to files that never came) is
+   * removed; false, and nothing removed, if anything else is there.
+   */
+  clearEmptyDirectories(): boolean;
 }
 
 /**
@@ -584,7 +589,7 @@ export class Inbox {
         throw error;
       }
       try {
-        moveIntoPlace(partial.path, target.path, relative, false);
+        moveIntoPlace(partial.path, target, relative, false);
       } catch (error) {
         this.manifest.unplaced(relative);
         // (Its directory may have gone under us: the next file opens its way afresh.)
@@ -717,7 +722,7 @@ export class Inbox {
     if (!dir) return false;
     try {
       const stats = lstatSync(dir.join(name), { throwIfNoEntry: false });
-      if (stats?.isDirectory() && !onlyEmptyDirectories(dir.join(name))) return true;
+      if (stats?.isDirectory() && !onlyEmptyDirectories(dir, name)) return true;
       accessSync(dir.path, constants.W_OK);
       return false;
     } catch (error) {
@@ -774,6 +779,11 @@ export class Inbox {
       abandon() {
         this.release();
         prune();
+      },
+      clearEmptyDirectories: () => {
+        if (!onlyEmptyDirectories(dir, name)) return false;
+        removeEmptyDirectories(dir, name);
+        return true;
       },
     };
   }
@@ -999,18 +1009,17 @@ class PartialName {
  * The atomic step of every delivery: the complete partial file takes the final name. If it cannot, the
  * partial is removed, unless it is to be `kept` for a later try.
  */
-function moveIntoPlace(partialPath: string, finalPath: string, relative: string, kept: boolean): void {
+function moveIntoPlace(partialPath: string, target: Target, relative: string, kept: boolean): void {
   try {
     try {
-      renameSync(partialPath, finalPath);
+      renameSync(partialPath, target.path);
     } catch (error) {
       // An empty directory by that name (left when the server's directory of that name went, file by
       // file, before this file took its name), or one of empty directories only (made on the way to
       // files that never came, by a subscriber killed before it could remove them), gives way; one with
       // anything else in it does not.
-      if ((error as NodeJS.ErrnoException).code !== "EISDIR" || !onlyEmptyDirectories(finalPath)) throw error;
-      removeEmptyDirectories(finalPath);
-      renameSync(partialPath, finalPath);
+      if ((error as NodeJS.ErrnoException).code !== "EISDIR" || !target.clearEmptyDirectories()) throw error;
+      renameSync(partialPath, target.path);
     }
   } catch (error) {
     if (!kept) removeQuietly(partialPath);
@@ -1041,30 +1050,50 @@ export function diskFull(code: string | undefined): boolean {
 /** How much of a tree of empty directories is looked at before it counts as something in the way. */
 const EMPTY_TREE_LIMITS = { entries: 1000, depth: 32 };
 
-/** `dir` holds nothing but directories that hold nothing but directories (none of them symlinks), within EMPTY_TREE_LIMITS. */
-function onlyEmptyDirectories(dir: string): boolean {
+/**
+ * The directory `name` in `parent` holds nothing but directories that hold nothing but directories,
+ * within EMPTY_TREE_LIMITS. Each opened through its parent's descriptor, never through a symlink (one
+ * there, or swapped in meanwhile, is something else).
+ */
+function onlyEmptyDirectories(parent: HeldDirectory, name: string): boolean {
   let entries = EMPTY_TREE_LIMITS.entries;
-  const only = (at: string, depth: number): boolean => {
-    for (const entry of readdirSync(at, { withFileTypes: true })) {
-      if (!entry.isDirectory() || --entries < 0 || depth >= EMPTY_TREE_LIMITS.depth) return false;
-      if (!only(path.join(at, entry.name), depth + 1)) return false;
+  const only = (above: HeldDirectory, at: string, depth: number): boolean => {
+    const dir = HeldDirectory.open(at, above);
+    try {
+      for (const entry of readdirSync(dir.path, { withFileTypes: true })) {
+        if (!entry.isDirectory() || --entries < 0 || depth >= EMPTY_TREE_LIMITS.depth) return false;
+        if (!only(dir, entry.name, depth + 1)) return false;
+      }
+      return true;
+    } finally {
+      dir.close();
     }
-    return true;
   };
-  return only(dir, 0);
+  try {
+    return only(parent, name, 0);
+  } catch {
+    return false;
+  }
 }
 
 /**
- * Remove `dir`, found by onlyEmptyDirectories to hold only empty directories, deepest first. rmdir only:
- * anything put there meanwhile keeps its directory, and the error is thrown.
+ * Remove the directory `name` in `parent`, found by onlyEmptyDirectories to hold only empty directories,
+ * deepest first, each through its parent's descriptor. rmdir only: anything put there meanwhile keeps
+ * its directory, and the error is thrown; nothing outside is ever reached (a symlink swapped in is not
+ * followed).
  */
-function removeEmptyDirectories(dir: string, depth = 0): void {
+function removeEmptyDirectories(parent: HeldDirectory, name: string, depth = 0): void {
   if (depth < EMPTY_TREE_LIMITS.depth) {
-    for (const entry of readdirSync(dir, { withFileTypes: true })) {
-      if (entry.isDirectory()) removeEmptyDirectories(path.join(dir, entry.name), depth + 1);
+    const dir = HeldDirectory.open(name, parent);
+    try {
+      for (const entry of readdirSync(dir.path, { withFileTypes: true })) {
+        if (entry.isDirectory()) removeEmptyDirectories(dir, entry.name, depth + 1);
+      }
+    } finally {
+      dir.close();
     }
   }
-  rmdirSync(dir);
+  rmdirSync(parent.join(name));
 }
 
 function removeQuietly(file: string): void {
