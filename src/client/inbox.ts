@@ -636,14 +636,15 @@ export class Inbox {
     // (A directory kept open for this turn's small files may be about to go.)
     this.#endTurn();
     // A partial file of it (a newer version, or one never completed) will never be resumed now.
-    if (this.manifest.partials.has(relative)) {
+    const partial = this.manifest.partials.has(relative);
+    if (partial) {
       this.manifest.partialDropped(relative);
       await unlink(path.join(this.partialDir, partialName(relative))).catch(() => undefined);
     }
     const held = this.manifest.files.get(relative);
-    // (Never delivered: the directories made for it when it began to come, if any, are not kept either.)
     if (!held) {
-      this.#pruneEmptyParents(relative);
+      // (Begun and never delivered: the directories it left empty go too, as after a delete.)
+      if (partial) this.#pruneEmptyParents(relative);
       return "absent";
     }
     const target = this.#resolve(relative, { create: false });
@@ -657,7 +658,8 @@ export class Inbox {
       const existing = await lstat(target.path).catch(() => undefined);
       if (!existing) {
         this.manifest.removed(relative);
-        target.abandon();
+        target.release();
+        this.#pruneEmptyParents(relative);
         return "absent";
       }
       if (!existing.isFile()) {
@@ -740,24 +742,19 @@ export class Inbox {
   #resolve(relative: string, opts: { create: false }): Target | undefined;
   #resolve(relative: string, opts?: { create?: true; thisTurn?: boolean }): Target;
   #resolve(relative: string, opts: { create?: boolean; thisTurn?: boolean } = {}): Target | undefined {
-    const reason = unsafeRelativeReason(relative);
+    const reason = refusedName(relative);
     if (reason) throw new InboxError(`refused "${printable(relative)}": ${reason}`, relative);
     const segments = relative.split("/");
-    // In any case, and with any trailing dots and spaces: on a file system that ignores case (vfat, exfat,
-    // CIFS, ext4 casefold) ".FMQ" is our state directory too, and vfat, exfat and SMB drop trailing dots
-    // (and SMB spaces) when they look a name up: ".fmq." is it too (a review). (Where names are taken as
-    // they are, a server's ".FMQ" or ".fmq." is refused all the same: a small loss.) At any depth: an
-    // inbox inside this one (another subscriber's, at b/) has its state at b/.fmq, and a server of ours
-    // never sends a hidden name (a review: b/.fmq/manifest.json/x was written, and the inner subscriber
-    // could not start again).
-    if (segments.some((segment) => segment.replace(/[. ]+$/, "").toLowerCase() === STATE_DIR)) throw new InboxError(`refused "${printable(relative)}": reserved name`, relative);
     const name = segments.pop()!;
-    const dir = opts.thisTurn ? this.#dirThisTurn(segments, relative) : this.#walk(segments, opts.create !== false, relative);
+    const made: { from?: number } = {};
+    const dir = opts.thisTurn ? this.#dirThisTurn(segments, relative) : this.#walk(segments, opts.create !== false, relative, made);
     if (!dir) return undefined;
     let released = false;
+    // Only the directories this target made (not a user's own, say one prepared with its own mode).
     const prune = () => {
+      if (made.from === undefined) return;
       this.#endTurn();
-      this.#pruneEmptyParents(relative);
+      this.#pruneEmptyParents(relative, made.from);
     };
     // Paths built when used, from the directory object: once it is closed (the inbox made again under
     // a transfer), they lead nowhere instead of to whatever directory got its descriptor number.
@@ -815,10 +812,10 @@ export class Inbox {
    * (made if missing with `create`; else undefined if one is not there). Checked for every file, never
    * cached: a directory checked a moment ago may be a symlink now. Release what it returns.
    */
-  #walk(segments: readonly string[], create: boolean, relative: string): HeldDirectory | undefined {
+  #walk(segments: readonly string[], create: boolean, relative: string, made?: { from?: number }): HeldDirectory | undefined {
     let dir = this.dirs.root;
     try {
-      for (const segment of segments) {
+      for (const [depth, segment] of segments.entries()) {
         let next: HeldDirectory;
         try {
           // (Opened first, made only if missing: a failed mkdir per directory per file costs an exception.)
@@ -831,6 +828,7 @@ export class Inbox {
           }
           if (code === "ENOENT") {
             next = HeldDirectory.make(segment, dir);
+            if (made && made.from === undefined) made.from = depth;
             this.#release(dir);
             dir = next;
             continue;
@@ -858,10 +856,15 @@ export class Inbox {
     if (dir !== this.dirs.root) dir.close();
   }
 
-  /** Remove the directories above `relative` that are now empty, deepest first (never the inbox itself). */
-  #pruneEmptyParents(relative: string): void {
+  /**
+   * Remove the directories above `relative` that are now empty, deepest first (never the inbox itself),
+   * down to `depth` directories below the inbox (those above it stay). Nothing for a name that is not
+   * one we would write (a server's delete of "../x" or "b/.fmq/x": a review).
+   */
+  #pruneEmptyParents(relative: string, depth = 0): void {
+    if (refusedName(relative)) return;
     const segments = relative.split("/").slice(0, -1);
-    while (segments.length > 0) {
+    while (segments.length > depth) {
       const name = segments.pop()!;
       let parent: HeldDirectory | undefined;
       try {
@@ -1047,6 +1050,22 @@ export function diskFull(code: string | undefined): boolean {
   return code === "ENOSPC" || code === "EDQUOT";
 }
 
+/**
+ * Why the subscriber will not write at `relative`, or undefined. In any case, and with any trailing dots
+ * and spaces: on a file system that ignores case (vfat, exfat, CIFS, ext4 casefold) ".FMQ" is our state
+ * directory too, and vfat, exfat and SMB drop trailing dots (and SMB spaces) when they look a name up:
+ * ".fmq." is it too (a review). (Where names are taken as they are, a server's ".FMQ" or ".fmq." is
+ * refused all the same: a small loss.) At any depth: an inbox inside this one (another subscriber's, at
+ * b/) has its state at b/.fmq, and a server of ours never sends a hidden name (a review:
+ * b/.fmq/manifest.json/x was written, and the inner subscriber could not start again).
+ */
+function refusedName(relative: string): string | undefined {
+  const unsafe = unsafeRelativeReason(relative);
+  if (unsafe) return unsafe;
+  if (relative.split("/").some((segment) => segment.replace(/[. ]+$/, "").toLowerCase() === STATE_DIR)) return "reserved name";
+  return undefined;
+}
+
 /** How much of a tree of empty directories is looked at before it counts as something in the way. */
 const EMPTY_TREE_LIMITS = { entries: 1000, depth: 32 };
 
@@ -1060,7 +1079,11 @@ function onlyEmptyDirectories(parent: HeldDirectory, name: string): boolean {
   const only = (above: HeldDirectory, at: string, depth: number): boolean => {
     const dir = HeldDirectory.open(at, above);
     try {
-      for (const entry of readdirSync(dir.path, { withFileTypes: true })) {
+      const inside = readdirSync(dir.path, { withFileTypes: true });
+      // (What is in it can be removed only if it may be written: else the file would be asked for
+      // again at every retry and fail each time, EACCES, a review.)
+      if (inside.length > 0) accessSync(dir.path, constants.W_OK);
+      for (const entry of inside) {
         if (!entry.isDirectory() || --entries < 0 || depth >= EMPTY_TREE_LIMITS.depth) return false;
         if (!only(dir, entry.name, depth + 1)) return false;
       }

@@ -828,6 +828,28 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(await exists(path.join(inbox, "short.bin"))).toBe(false);
   });
 
+  // (A review: deletes of names never delivered pruned their empty parents before the name was checked,
+  // and "/../victim/x" removed an empty directory beside the inbox, then those above it.)
+  it("client - a hostile delete's name removes no directory: outside the inbox, a nested inbox's state, a person's empty directory", async () => {
+    const r = await router();
+    const root = await tempDir();
+    const inbox = path.join(root, "inbox");
+    await mkdir(path.join(root, "victim"));
+    await mkdir(path.join(root, "deep", "a", "b"), { recursive: true });
+    await mkdir(path.join(inbox, "b", ".fmq", "partial"), { recursive: true });
+    await mkdir(path.join(inbox, "mydir"));
+    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
+    await h.client.subscribe("/");
+    const rid = await openSession(r, h, 1);
+    for (const name of ["/../victim/x", "/../deep/a/b/x", "/b/.fmq/partial/x", "/b/.FMQ./partial/x", "/mydir/x"]) {
+      await r.chunk(rid, { filename: name, operation: Operation.DELETE });
+    }
+    await r.sendFile(rid, "/marker.txt", Buffer.from("m"));
+    await nextDelivery(h, "/marker.txt");
+    for (const dir of ["victim", "deep/a/b", "inbox/b/.fmq/partial", "inbox/mydir"]) expect(await exists(path.join(root, dir)), dir).toBe(true);
+    expect(h.deleted).toEqual([]);
+  });
+
   it("client - a delete removes a file it delivered and emits deleted; names it never delivered are left alone silently; a delivered name since replaced by a directory or symlink survives", async () => {
     const r = await router();
     const root = await tempDir();
