@@ -95,8 +95,16 @@ export interface ClientEvents {
   connected: [];
   /** The server accepted a subscription (ICANHAZ-OK). Comes again after every reconnection. */
   subscribed: [path: string];
-  /** A file is complete at its final path. */
+  /**
+   * A file is complete at its final path. Said at least once per version: one placed by a run killed
+   * before it recorded so is said again at the next start (with `received` 0).
+   */
   delivered: [event: DeliveredEvent];
+  /**
+   * The inbox is about to record deliveries on disk: what is said of those delivered so far must be out
+   * first (written, not batched), or a kill could leave a file recorded, so never said again, and unsaid.
+   */
+  recording: [];
   /** A file was deleted because the server deleted it. */
   deleted: [event: DeletedEvent];
   /** The server refused a subscription (SRSLY: no such path, access denied...); it is dropped. */
@@ -939,8 +947,17 @@ export class Client extends EventEmitter<ClientEvents> {
     const key = resolve(directory);
     let inbox = this.#inboxes.get(key);
     if (!inbox) {
-      inbox = Inbox.open(directory, { fsync: this.options.fsync, problem: (message) => this.#report(new InboxError(`${directory}: ${message}`)) });
-      inbox.catch(() => this.#inboxes.delete(key));
+      inbox = Inbox.open(directory, {
+        fsync: this.options.fsync,
+        problem: (message) => this.#report(new InboxError(`${directory}: ${message}`)),
+        beforeRecording: () => this.emit("recording"),
+      });
+      inbox.then(
+        (opened) => {
+          for (const found of opened.takeRecovered()) this.#delivered({ path: found.relative, vpath: found.vpath, file: found.file, size: found.size, received: 0 });
+        },
+        () => this.#inboxes.delete(key),
+      );
       this.#inboxes.set(key, inbox);
     }
     return inbox;

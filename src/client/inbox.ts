@@ -267,6 +267,22 @@ export interface InboxOptions {
   readonly fsync?: boolean;
   /** Told of trouble with the inbox's own state (its manifest), which does not stop it. */
   readonly problem?: (message: string) => void;
+  /**
+   * Called before the manifest writes what it records to disk: whoever says that files were delivered
+   * says it now of those recorded (the CLI writes out its batched lines), so that a kill never leaves
+   * a delivery recorded and unsaid. (One recorded and unsaid would be held, and never said, at the next
+   * start; one said and not recorded is said again then: see takeRecovered.)
+   */
+  readonly beforeRecording?: () => void;
+}
+
+/** A file found in place at start, delivered by a run that was killed before it recorded so. */
+export interface Recovered {
+  readonly relative: string;
+  readonly vpath: string;
+  /** Its path, for people. */
+  readonly file: string;
+  readonly size: number;
 }
 
 /** Why an inbox directory could not be made, in words. */
@@ -461,7 +477,7 @@ export class Inbox {
       throw new InboxError((error as Error).message);
     }
     try {
-      const manifest = await Manifest.load(dirs, options.problem);
+      const manifest = await Manifest.load(dirs, options.problem, options.beforeRecording);
       // With --fsync, what the manifest says is as durable as the files it speaks of.
       manifest.durable = options.fsync === true;
       const inbox = new Inbox(root, manifest, dirs, options, await xxh(), lock);
@@ -903,13 +919,24 @@ export class Inbox {
           stats?.isFile() === true &&
           stats.size === entry.size &&
           (entry.hash === undefined || (await heldFingerprint(target.path))?.hash === entry.hash);
-        if (placed) this.manifest.delivered(name, entry);
-        else this.manifest.unplaced(name);
+        if (placed) {
+          this.manifest.delivered(name, entry);
+          this.#recovered.push({ relative: name, vpath: entry.vpath, file: target!.shown, size: entry.size });
+        } else this.manifest.unplaced(name);
       } finally {
         target?.release();
       }
     }
   }
+
+  /**
+   * The files found delivered by a run killed before it recorded them, once: they may not have been
+   * said (see InboxOptions.beforeRecording), so they are said again.
+   */
+  takeRecovered(): Recovered[] {
+    return this.#recovered.splice(0);
+  }
+  readonly #recovered: Recovered[] = [];
 
   /** Remove partial files the manifest does not know (left by a crash); they cannot be resumed. */
   async #sweepPartials(): Promise<void> {

@@ -99,11 +99,13 @@ export class Manifest {
     private readonly place: Place,
     /** Told of what goes wrong with the manifest's own files (a garbled snapshot, a full disk). */
     private readonly problem: (message: string) => void,
+    /** Called before anything is written to disk (see InboxOptions.beforeRecording). */
+    private readonly beforeWrite: () => void,
   ) {}
 
   /** Load (or start) the manifest kept in the state directory `stateDir` (a path, or a held directory). */
-  static async load(stateDir: string | Place, problem: (message: string) => void = () => undefined): Promise<Manifest> {
-    const manifest = new Manifest(typeof stateDir === "string" ? pathPlace(stateDir) : stateDir, problem);
+  static async load(stateDir: string | Place, problem: (message: string) => void = () => undefined, beforeWrite: () => void = () => undefined): Promise<Manifest> {
+    const manifest = new Manifest(typeof stateDir === "string" ? pathPlace(stateDir) : stateDir, problem, beforeWrite);
     /** Entries and journal lines that are not what we write: dropped, and said once. */
     let garbled = 0;
     let text: string | undefined;
@@ -279,6 +281,7 @@ export class Manifest {
     try {
       this.flush();
       this.place.restore();
+      this.beforeWrite();
       const temp = `${this.#snapshotPath}.tmp`;
       const data: Stored = { version: 1, files: Object.fromEntries(this.files), partials: Object.fromEntries(this.partials), placing: Object.fromEntries(this.placing) };
       // Never through a symlink planted at the temporary name.
@@ -324,6 +327,7 @@ export class Manifest {
   flush({ checkGone = true }: { checkGone?: boolean } = {}): void {
     this.#flushScheduled = false;
     if (this.#unwritten.length === 0 || this.#journal === undefined) return;
+    this.beforeWrite();
     // The state directory was removed under us (rm -rf of the inbox or its .fmq): lines appended to the
     // deleted journal would be lost. Start a new journal, then a snapshot of everything we know.
     if (checkGone && fstatSync(this.#journal).nlink === 0) return this.#reopen();

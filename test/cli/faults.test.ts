@@ -144,6 +144,37 @@ describe("faults", () => {
     const paths = deliveries(second).map((e) => e.path as string);
     expect(new Set(paths).size).toBe(paths.length);
     expect(paths.length).toBeLessThan(count);
+    // And every file there was said delivered by one run or the other (a review: after a kill, a few were
+    // in place and recorded, their lines still batched, and the next start said nothing of them).
+    const said = new Set([...deliveries(first), ...deliveries(second)].map((e) => e.path as string));
+    expect([...(await treeHashes(inbox)).keys()].filter((file) => !said.has(file))).toEqual([]);
+  }, 120_000);
+
+  // (A review: after kills, files were in the inbox with no line ever said of them: recorded by the
+  // inbox while their lines were still batched, and held, so never said again, at the next start.)
+  it("faults - kill -9 the subscriber again and again during a flood of small files: every file in the inbox was said delivered by some run", async () => {
+    const src = await tempDir();
+    const inbox = await tempDir();
+    const count = 4000;
+    const files: Record<string, Buffer> = {};
+    for (let i = 0; i < count; i++) files[`d${i % 20}/f${i}.bin`] = Buffer.alloc(4096, i % 251);
+    await writeTree(src, files);
+    const port = await freePort();
+    await publisher(src, port);
+    const runs: Running[] = [];
+    const said = () => runs.reduce((n, r) => n + deliveries(r).length, 0);
+    for (let kill = 0; kill < 4; kill++) {
+      const run = subscriber(inbox, port);
+      runs.push(run);
+      const before = said();
+      await waitFor(() => said() >= before + 150, `150 more deliveries (run ${kill + 1})`, 60_000, 1);
+      await kill9(run);
+    }
+    expect(said()).toBeLessThan(count);
+    runs.push(subscriber(inbox, port));
+    await waitFor(async () => JSON.stringify([...(await treeHashes(inbox))]) === JSON.stringify([...(await treeHashes(src))]), "the whole tree", 60_000, 200);
+    const saidPaths = new Set(runs.flatMap((r) => deliveries(r).map((e) => e.path as string)));
+    expect([...(await treeHashes(inbox)).keys()].filter((file) => !saidPaths.has(file))).toEqual([]);
   }, 120_000);
 
   it("faults - SIGSTOP the subscriber mid-file: the publisher closes its connection and drops its queue; after SIGCONT it resumes", async () => {
