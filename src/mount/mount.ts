@@ -71,10 +71,16 @@ export interface MountOptions {
   /** Quiet period before a file is shipped, in ms. */
   readonly stableMs: number;
   /**
-   * Is this virtual path another mount's (one published at an alias inside ours, which owns its subtree)?
-   * Our files there are not published: one virtual path, one file.
+   * Is this virtual path another mount's (one published at an alias inside ours, which owns its subtree),
+   * or a directory on the way to one? Our files there are not published: one virtual path, one file.
    */
   readonly isShadowed?: (vpath: string) => boolean;
+  /**
+   * Is what is at this virtual path another mount's (at or under its alias)? A link of ours to it is not
+   * published either. (A file of ours merely on the way to another mount is still ours: a link elsewhere
+   * to it is published.)
+   */
+  readonly ownedElsewhere?: (vpath: string) => boolean;
 }
 
 /** Names withdrawn whose newest mtime is remembered, for `lookAlike` (about 100 bytes each). */
@@ -1005,7 +1011,7 @@ export class Mount extends EventEmitter<MountEvents> {
     // not published from here. Not handed over to be refused, and said, again.)
     if (real !== this.root && !real.startsWith(this.root + path.sep)) return;
     const target = this.#relative(real);
-    if (isUnpublished(target) || this.options.isShadowed?.(joinVirtual(this.alias, target))) return;
+    if (isUnpublished(target) || this.options.ownedElsewhere?.(joinVirtual(this.alias, target))) return;
     this.#lookAtLink(absolute, relative);
   }
 
@@ -1201,7 +1207,7 @@ export class Mount extends EventEmitter<MountEvents> {
     const targetRelative = real === absolute ? relative : this.#relative(real);
     // Nor through a link to what is never published itself (a hidden file, subscribers' state), or to what
     // another mount owns (a subtree under its alias: not published from here).
-    if (targetRelative !== relative && (isUnpublished(targetRelative) || this.options.isShadowed?.(joinVirtual(this.alias, targetRelative)))) {
+    if (targetRelative !== relative && (isUnpublished(targetRelative) || this.options.ownedElsewhere?.(joinVirtual(this.alias, targetRelative)))) {
       this.#sayUnpublishable(`not published: ${relative} leads to ${targetRelative}, which is not published from here (hidden, fmq's own state, or another mount's)`);
       return this.#withdraw(relative);
     }

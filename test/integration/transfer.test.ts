@@ -248,6 +248,8 @@ describe("transfer", () => {
       const outer = await tempDir();
       const inner = await tempDir();
       await writeTree(outer, { "a.txt": "a", "q/z": "a file where the inner mount's way goes" });
+      // (A link elsewhere to that file is published: the file is ours, only its own name is in the way.)
+      await symlink("q/z", path.join(outer, "link"));
       await writeTree(inner, { dd: "from the inner mount" });
       const server = new Server({ stableMs: 50 });
       closers.push(() => server.close());
@@ -263,8 +265,8 @@ describe("transfer", () => {
       const endpoint = await server.bind(await tcpEndpoint());
       const inbox = path.join(await tempDir(), "in");
       const sub = await startClient(endpoint, inbox);
-      await expectMirror(inbox, new Map([["a.txt", sha256("a")], ["q/z/w/dd", sha256("from the inner mount")]]));
-      expect([...server.mounts.flatMap((m) => [...m.files.keys()])].sort()).toEqual(["/a.txt", "/q/z/w/dd"]);
+      await expectMirror(inbox, new Map([["a.txt", sha256("a")], ["link", sha256("a file where the inner mount's way goes")], ["q/z/w/dd", sha256("from the inner mount")]]));
+      expect([...server.mounts.flatMap((m) => [...m.files.keys()])].sort()).toEqual(["/a.txt", "/link", "/q/z/w/dd"]);
       expect(warnings.filter((w) => /has files under another mount's path, or on its way \(\/q\/z\)/.test(w))).toHaveLength(1);
       expect(sub.errors).toEqual([]);
     }
