@@ -104,9 +104,10 @@ const ACCOUNT_KEYS = ["user", "password", "password-hash", "mounts"];
 export async function loadServerConfig(file: string): Promise<ServerConfig> {
   const cannotRead = (error: unknown): never => {
     const code = (error as NodeJS.ErrnoException).code;
-    throw new ConfigError(`cannot read config file ${file}: ${code === "ENOENT" ? "no such file" : (error as Error).message}`);
+    throw new ConfigError(`cannot read config file ${file}: ${code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a directory" : (error as Error).message}`);
   };
   const info = await stat(file).catch(cannotRead);
+  if (info.isDirectory()) throw new ConfigError(`cannot read config file ${file}: is a directory`);
   // What is published, to whom, and who may connect is the file's owner's to say: one that group or others
   // may write, or that another user (not root) owns, is refused, as ssh refuses such an authorized_keys
   // (a review: a 0666 file with accounts, or a directory to publish, was taken as it was).

@@ -133,7 +133,10 @@ export async function loadClientSecurity(flags: ClientSecurityFlags): Promise<Cl
       const cannotRead = (error: unknown): never => {
         throw new Error(`--password-file: cannot read ${file}: ${describe(error)}`);
       };
-      const open = othersMayAccess(await stat(file).catch(cannotRead));
+      const info = await stat(file).catch(cannotRead);
+      // (Before its mode: a directory's 0755 was said to be "accessible by others", a review.)
+      if (info.isDirectory()) throw new Error(`--password-file: cannot read ${file}: is a directory`);
+      const open = othersMayAccess(info);
       if (open) throw new Error(`--password-file: ${file} is accessible by others (mode ${open}); run: chmod 600 ${file}`);
       const text = await readFile(file, "utf8").catch(cannotRead);
       password = text.split(/\r?\n/)[0];
