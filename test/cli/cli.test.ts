@@ -667,7 +667,11 @@ describe("cli", () => {
     ["an empty --bind among others", async () => ["publish", await tempDir(), "--bind", `tcp://127.0.0.1:${await freePort()}`, "--bind", ""], /^fmq: option '--bind <endpoint>' argument '' is invalid\. must not be empty$/],
     ["a chunk size over 64 MiB, named by its flag", async () => ["publish", await tempDir(), "--chunk-size", "65M"], /^fmq: option '--chunk-size <bytes>' argument '65M' is invalid\. at most 64 MiB \(67108864 bytes\)$/],
     ["a directory given as --curve-server", async () => ["subscribe", "/", "--inbox", await tempDir(), "--curve-server", await tempDir(), "--curve-secret", "x.key"], /^fmq: --curve-server: cannot read public key file .*: is a directory$/],
-    ["a directory given as --password-file", async () => ["subscribe", "/", "--inbox", await tempDir(), "--user", "u", "--password-file", await tempDir()], /^fmq: --password-file: cannot read .*: is a directory$/],
+    ["a directory given as --password-file (mode 0755: it was said to be accessible by others)", async () => {
+      const dir = await tempDir();
+      await chmod(dir, 0o755);
+      return ["subscribe", "/", "--inbox", await tempDir(), "--user", "u", "--password-file", dir];
+    }, /^fmq: --password-file: cannot read .*: is a directory$/],
     ["a directory given as --config", async () => ["publish", "--config", await tempDir()], /^fmq: cannot read config file .*: is a directory$/],
     ["a missing --password-file", async () => ["subscribe", "/", "--inbox", await tempDir(), "--user", "u", "--password-file", path.join(await tempDir(), "nope")], /^fmq: --password-file: cannot read .*nope: no such file$/],
   ];
