@@ -39,6 +39,18 @@ async function allThreadsStopped(pid: number): Promise<boolean> {
   return states.every((state) => state === "T");
 }
 
+/** `count` files of 4 KiB in 20 directories, published; an inbox for them. */
+async function smallFilesPublished(count: number): Promise<{ src: string; inbox: string; port: number }> {
+  const src = await tempDir();
+  const inbox = await tempDir();
+  const files: Record<string, Buffer> = {};
+  for (let i = 0; i < count; i++) files[`d${i % 20}/f${i}.bin`] = Buffer.alloc(4096, i % 251);
+  await writeTree(src, files);
+  const port = await freePort();
+  await publisher(src, port);
+  return { src, inbox, port };
+}
+
 async function kill9(r: Running): Promise<void> {
   r.child.kill("SIGKILL");
   await r.exited;
@@ -123,16 +135,10 @@ describe("faults", () => {
   }, 90_000);
 
   it("faults - kill -9 the subscriber while 8,000 small files are in flight: after a restart every file is there once, intact", async () => {
-    const src = await tempDir();
-    const inbox = await tempDir();
     // Enough that the kill comes before the last one: here 8,000 take about 2 s after the 200th, 2,000
     // under one (too little for a loaded machine). Not --fsync to slow them: small files then go another way.
     const count = 8000;
-    const files: Record<string, Buffer> = {};
-    for (let i = 0; i < count; i++) files[`d${i % 20}/f${i}.bin`] = Buffer.alloc(4096, i % 251);
-    await writeTree(src, files);
-    const port = await freePort();
-    await publisher(src, port);
+    const { src, inbox, port } = await smallFilesPublished(count);
     const first = subscriber(inbox, port);
     await waitFor(() => deliveries(first).length >= 200, "200 deliveries", 60_000, 1);
     await kill9(first);
@@ -153,14 +159,8 @@ describe("faults", () => {
   // (A review: after kills, files were in the inbox with no line ever said of them: recorded by the
   // inbox while their lines were still batched, and held, so never said again, at the next start.)
   it("faults - kill -9 the subscriber again and again during a flood of small files: every file in the inbox was said delivered by some run", async () => {
-    const src = await tempDir();
-    const inbox = await tempDir();
     const count = 4000;
-    const files: Record<string, Buffer> = {};
-    for (let i = 0; i < count; i++) files[`d${i % 20}/f${i}.bin`] = Buffer.alloc(4096, i % 251);
-    await writeTree(src, files);
-    const port = await freePort();
-    await publisher(src, port);
+    const { src, inbox, port } = await smallFilesPublished(count);
     const runs: Running[] = [];
     const said = () => runs.reduce((n, r) => n + deliveries(r).length, 0);
     for (let kill = 0; kill < 4; kill++) {

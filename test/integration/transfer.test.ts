@@ -62,6 +62,16 @@ async function expectMirror(inbox: string, expected: Map<string, string> | (() =
   }
 }
 
+/** A server publishing `outer` as "/" and `inner` at `alias` inside it, in either order, bound; its warnings kept. */
+async function publishNested(outer: string, inner: string, alias: string, order: "outer first" | "inner first") {
+  const server = new Server({ stableMs: 50 });
+  closers.push(() => server.close());
+  const warnings: string[] = [];
+  server.on("warning", (w) => warnings.push(w));
+  for (const [directory, at] of order === "outer first" ? [[outer, "/"], [inner, alias]] : [[inner, alias], [outer, "/"]]) await server.publish(directory!, at);
+  return { server, warnings, endpoint: await server.bind(await tcpEndpoint()) };
+}
+
 describe("transfer", () => {
   it("transfer - a late joiner receives a nested tree with empty and binary files", async () => {
     const src = await tempDir();
@@ -217,18 +227,7 @@ describe("transfer", () => {
       const inner = await tempDir();
       await writeTree(outer, { "a.txt": "a", "logs/x.txt": "from the outer mount", "logs/only.txt": "hidden too" });
       await writeTree(inner, { "x.txt": "from the inner mount" });
-      const server = new Server({ stableMs: 50 });
-      closers.push(() => server.close());
-      const warnings: string[] = [];
-      server.on("warning", (w) => warnings.push(w));
-      if (order === "outer first") {
-        await server.publish(outer, "/");
-        await server.publish(inner, "/logs");
-      } else {
-        await server.publish(inner, "/logs");
-        await server.publish(outer, "/");
-      }
-      const endpoint = await server.bind(await tcpEndpoint());
+      const { server, warnings, endpoint } = await publishNested(outer, inner, "/logs", order);
       const inbox = path.join(await tempDir(), "in");
       const sub = await startClient(endpoint, inbox);
       const both = new Map([["a.txt", sha256("a")], ["logs/x.txt", sha256("from the inner mount")]]);
@@ -251,18 +250,7 @@ describe("transfer", () => {
       // (A link elsewhere to that file is published: the file is ours, only its own name is in the way.)
       await symlink("q/z", path.join(outer, "link"));
       await writeTree(inner, { dd: "from the inner mount" });
-      const server = new Server({ stableMs: 50 });
-      closers.push(() => server.close());
-      const warnings: string[] = [];
-      server.on("warning", (w) => warnings.push(w));
-      if (order === "outer first") {
-        await server.publish(outer, "/");
-        await server.publish(inner, "/q/z/w");
-      } else {
-        await server.publish(inner, "/q/z/w");
-        await server.publish(outer, "/");
-      }
-      const endpoint = await server.bind(await tcpEndpoint());
+      const { server, warnings, endpoint } = await publishNested(outer, inner, "/q/z/w", order);
       const inbox = path.join(await tempDir(), "in");
       const sub = await startClient(endpoint, inbox);
       await expectMirror(inbox, new Map([["a.txt", sha256("a")], ["link", sha256("a file where the inner mount's way goes")], ["q/z/w/dd", sha256("from the inner mount")]]));
