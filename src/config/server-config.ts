@@ -35,7 +35,7 @@ import { isUnpublished, joinVirtual, normaliseVirtualPath, overlaps } from "../p
 import type { ServerOptions } from "../server/server.js";
 import type { Account, AccessPolicy, Mechanism } from "../security/policy.js";
 import { passwordHashProblem, USER_SESSION_SEPARATOR } from "../security/policy.js";
-import { KeyError, othersMayAccess, othersMayChange, readAllowList, readSecretKeyFile } from "../security/keys.js";
+import { describe, KeyError, othersMayAccess, othersMayChange, readAllowList, readSecretKeyFile } from "../security/keys.js";
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -103,8 +103,7 @@ const ACCOUNT_KEYS = ["user", "password", "password-hash", "mounts"];
 /** Read and check a config file. Throws ConfigError ("<file>:<line>: ...") on the first problem. */
 export async function loadServerConfig(file: string): Promise<ServerConfig> {
   const cannotRead = (error: unknown): never => {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new ConfigError(`cannot read config file ${file}: ${code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a directory" : (error as Error).message}`);
+    throw new ConfigError(`cannot read config file ${file}: ${describe(error)}`);
   };
   const info = await stat(file).catch(cannotRead);
   if (info.isDirectory()) throw new ConfigError(`cannot read config file ${file}: is a directory`);

@@ -7,7 +7,7 @@ import { lstat, realpath, stat } from "node:fs/promises";
 import { lstatSync, readFileSync, readdirSync, readlinkSync, realpathSync, statSync, type Stats } from "node:fs";
 import path from "node:path";
 import { watch, type FSWatcher } from "chokidar";
-import { covers, isUnpublished, joinVirtual, normaliseVirtualPath, relativeTo, unsafeRelativeReason } from "../paths.js";
+import { isUnpublished, joinVirtual, normaliseVirtualPath, overlaps, relativeTo, unsafeRelativeReason } from "../paths.js";
 import { economiseDirectoryReads, type DirectoryReads } from "./directory-reads.js";
 import { onWatchBegun } from "./watch-begun.js";
 import { StabilityTracker, type Sighting } from "./stability.js";
@@ -1132,12 +1132,13 @@ export class Mount extends EventEmitter<MountEvents> {
     const prefix = relativeTo(this.alias, alias);
     if (prefix === undefined || prefix === "") return;
     this.#tracker.forgetWhere((relative) => {
-      const under = relative === prefix || relative.startsWith(prefix + "/") || prefix.startsWith(relative + "/");
-      if (under) this.#shadowed(joinVirtual(this.alias, relative));
-      return under;
+      const vpath = joinVirtual(this.alias, relative);
+      const shadowed = overlaps(alias, vpath);
+      if (shadowed) this.#shadowed(vpath);
+      return shadowed;
     });
     for (const file of [...this.files.values()]) {
-      if (!covers(alias, file.vpath) && !covers(file.vpath, alias)) continue;
+      if (!overlaps(alias, file.vpath)) continue;
       this.#gone(file.relative);
       this.#shadowed(file.vpath);
     }

@@ -262,7 +262,7 @@ export class Server extends EventEmitter<ServerEvents> {
     // either (a review: both were, and a subscriber of / could never place /q/z/w's files).
     const inner = () => this.mounts.filter((other) => other !== mount && other.alias.length > mount.alias.length);
     const ownedElsewhere = (vpath: string) => inner().some((other) => covers(other.alias, vpath));
-    const isShadowed = (vpath: string) => inner().some((other) => covers(other.alias, vpath) || covers(vpath, other.alias));
+    const isShadowed = (vpath: string) => inner().some((other) => overlaps(other.alias, vpath));
     const mount: Mount = await Mount.open(directory, alias, { stableMs: this.options.stableMs, isShadowed, ownedElsewhere });
     for (const outer of this.mounts) if (outer.alias !== mount.alias && covers(outer.alias, mount.alias)) outer.shadow(mount.alias);
     mount.on("changed", (file) => {
