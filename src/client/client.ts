@@ -392,6 +392,11 @@ export class Client extends EventEmitter<ClientEvents> {
     }
     if (this.#closed) return;
     this.#socket?.close();
+    // What the old socket's reader queued and the machine has not taken yet belongs to the session that
+    // is over: a second RTFM would end this new one, an OHAI_OK be taken for its own (a review: a server
+    // restarted while a HUGZ and a NOM were on their way answered both with RTFM, and the client said
+    // "unexpected OHAI_OK"). (Nothing more comes from that reader: it stops at the socket's change.)
+    this.#engine.drop((event) => isMessageName(event) || event === "malformed");
     this.#outgoing = [];
     this.#forgetRequests();
     // At most 256 messages wait in libzmq for us. Our server never has more in flight than the credit

@@ -147,6 +147,19 @@ export class Engine<S extends string, E extends string, A extends string, Arg = 
     return false;
   }
 
+  /**
+   * Take out of the queue every event `matches` names (what came over a connection that is gone, say):
+   * the one being handled and an urgent one stay. Returns how many went.
+   */
+  drop(matches: (event: E) => boolean): number {
+    const before = this.#queue.length;
+    let weight = 0;
+    const kept = this.#queue.filter((q) => !matches(q.event) || ((weight += q.weight ?? 0), false));
+    this.#queue.splice(0, this.#queue.length, ...kept);
+    if (weight) this.#weigh(-weight);
+    return before - kept.length;
+  }
+
   /** Is an event `matches` names waiting in the queue (not counting the one being handled)? */
   waiting(matches: (event: E) => boolean): boolean {
     return this.#queue.some((q) => matches(q.event));

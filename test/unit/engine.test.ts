@@ -319,6 +319,25 @@ describe("engine", () => {
     expect(log).toEqual(["slow start(s)", "slow end(s)", "a(s)", "tick(1+x)", "state pong(p)", "c(g)", "tick(2)"]);
   });
 
+  it("engine - drop() takes what it names out of the queue, with its weight, and leaves the rest in order and the event being handled", async () => {
+    const deltas: number[] = [];
+    const h = harness({ onWeight: (delta) => deltas.push(delta) });
+    const { engine, log } = h;
+    engine.post("SLOW", "s");
+    engine.post("PING", "p1", { weight: 10 });
+    engine.post("tick", "t1");
+    engine.post("PING", "p2", { weight: 20 });
+    engine.post("tick", "t2");
+    expect(engine.drop((event) => event === "PING")).toBe(2);
+    expect(engine.pending).toBe(2);
+    expect(engine.pendingWeight).toBe(0);
+    expect(deltas).toEqual([10, 20, -30]);
+    expect(engine.drop((event) => event === "SLOW")).toBe(0);
+    h.release();
+    await engine.idle();
+    expect(log).toEqual(["slow start(s)", "slow end(s)", "a(s)", "tick(t1)", "tick(t2)"]);
+  });
+
   it("engine - coalesce only looks at the queue, not at the event being handled", async () => {
     const h = harness();
     const { engine, log } = h;
