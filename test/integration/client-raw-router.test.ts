@@ -2142,6 +2142,50 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(createHash("sha256").update(await readFile(path.join(inbox, "big.bin"))).digest("hex")).toBe(createHash("sha256").update(last).digest("hex"));
   });
 
+  it("client - a delta cut short by the end of its session (a restarted publisher) is taken as a delta again once; cut short again, the file comes whole", async () => {
+    // (A review: after a publisher was killed and started again, 60 MiB changed in 300 MiB came whole.)
+    const { r, inbox, h, rid } = await subscribedToRoot();
+    const data = randomBytes(3 * MiB);
+    await r.sendFile(rid, "/big.bin", data, { chunkSize: MiB, ending: "eof=1 on last data chunk", headers: identityHeaders(data.length, 1_700_000_000_000), eofHeaders: { "X-FMQ-XXH64T": await treeHash(data) } });
+    await nextDelivery(h, "/big.bin");
+    const changed = Buffer.from(data);
+    changed[5] = changed[5]! ^ 0xff;
+    const deltaHeaders = { ...identityHeaders(changed.length, 1_700_000_000_001), "X-FMQ-Base": await treeHash(data) };
+    /** The first block of the delta (the copy of the version held made), then the session ends (RTFM). */
+    const cutShort = async (from: Buffer): Promise<Buffer> => {
+      await r.chunk(from, { filename: "/big.bin", offset: 0, data: changed.subarray(0, BLOCK_SIZE), headers: deltaHeaders });
+      await waitFor(async () => (await stat(partialOf(inbox, "big.bin")).catch(() => undefined))?.size === changed.length, "the delta's copy", SOON, 5);
+      await r.send(from, { id: "RTFM", reason: "restarted" });
+      const [next] = await r.next("OHAI");
+      expect(next.equals(from)).toBe(false);
+      await r.send(next, { id: "OHAI_OK" });
+      await r.next("ICANHAZ", { from: next });
+      await r.send(next, { id: "ICANHAZ_OK" });
+      await r.next("NOM", { from: next });
+      return next;
+    };
+    const n = h.errors.length;
+    const rid2 = await cutShort(rid);
+    await r.chunk(rid2, { filename: "/big.bin", offset: 0, data: changed.subarray(0, BLOCK_SIZE), headers: deltaHeaders });
+    await r.chunk(rid2, { filename: "/big.bin", offset: changed.length, eof: 1, headers: { "X-FMQ-XXH64T": await treeHash(changed) } });
+    const again = await waitFor(() => h.delivered.filter((d) => d.vpath === "/big.bin")[1], "big.bin delivered as a delta", SOON, 5);
+    expect(again.received).toBe(BLOCK_SIZE);
+    expect(h.errors.slice(n)).toEqual([]);
+    expect(createHash("sha256").update(await readFile(path.join(inbox, "big.bin"))).digest("hex")).toBe(createHash("sha256").update(changed).digest("hex"));
+
+    // Twice for the same version: the third delta is refused, and the file asked for whole.
+    const next = Buffer.from(changed);
+    next[6] = next[6]! ^ 0xff;
+    Object.assign(deltaHeaders, identityHeaders(next.length, 1_700_000_000_002), { "X-FMQ-Base": await treeHash(changed) });
+    changed.set(next);
+    const rid4 = await cutShort(await cutShort(rid2));
+    await r.chunk(rid4, { filename: "/big.bin", offset: 0, data: next.subarray(0, BLOCK_SIZE), headers: deltaHeaders });
+    const [refused] = await errorsAfter(h, n);
+    expect(refused!.message).toBe("big.bin: a delta of it was begun and left unfinished before; fetching it whole");
+    const [, refetch] = await r.next("ICANHAZ", { from: rid4 });
+    expect(refetch.path).toBe("/big.bin");
+  });
+
   it("client - close() sends KTHXBAI when connected and resolves within a second", async () => {
     const r = await router();
     const root = await tempDir();
