@@ -397,6 +397,10 @@ export class Client extends EventEmitter<ClientEvents> {
     // restarted while a HUGZ and a NOM were on their way answered both with RTFM, and the client said
     // "unexpected OHAI_OK"). (Nothing more comes from that reader: it stops at the socket's change.)
     this.#engine.drop((event) => isMessageName(event) || event === "malformed");
+    // (A batch of small files cut short so: the placing lines it announced and did not place are taken
+    // back now, not when the next batch comes.)
+    this.#batchHandled?.inboxes.forEach((inbox) => inbox.endAnnounced());
+    this.#batchHandled = undefined;
     this.#outgoing = [];
     this.#forgetRequests();
     // At most 256 messages wait in libzmq for us. Our server never has more in flight than the credit
