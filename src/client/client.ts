@@ -145,6 +145,8 @@ const ICANHAZ_BYTES_IN_FLIGHT = 32 * 1024 * 1024;
 
 /** Files whose delta was left unfinished remembered at most (see #leftUnfinished). */
 const MAX_DELTAS_LEFT = 4096;
+/** Deltas of a file left unfinished before it is asked for whole (see Client#leftUnfinished). */
+const MAX_UNFINISHED_DELTAS = 2;
 /** Names whose full-disk failure is said once (see #firstTimeFull). */
 const MAX_FULL_SAID = 10_000;
 
@@ -439,7 +441,7 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#refused = undefined;
     this.#forgetRequests();
     // A file half received in the last session: kept if it can be resumed, else dropped.
-    await this.#dropCurrent(true, true);
+    await this.#dropCurrent();
     this.emit("connected");
   }
 
@@ -717,7 +719,7 @@ export class Client extends EventEmitter<ClientEvents> {
         current = undefined;
       }
       if (!current) {
-        if (base !== undefined && this.#deltasLeft.has(vpath)) {
+        if (base !== undefined && (this.#deltasLeft.get(vpath) ?? 0) >= MAX_UNFINISHED_DELTAS) {
           throw new RefetchError(`${relative}: a delta of it was begun and left unfinished before; fetching it whole`, relative);
         }
         current = { vpath, file: await sub.inbox.create(relative, vpath, offset, identity, base) };
@@ -783,13 +785,13 @@ export class Client extends EventEmitter<ClientEvents> {
       inbox.manifest.partialDropped(file.relative);
       // A delta that ends without a hash, or short, cost a copy of the whole version held: as one left
       // unfinished does (a review: ending each delta so, a server had us copy it again and again).
-      if (file.mode === "delta") this.#leftUnfinished(current.vpath, false);
+      if (file.mode === "delta") this.#leftUnfinished(current.vpath);
       throw error;
     }
     if (expected !== undefined && fingerprint?.hash !== expected) {
       await file.abandon();
       inbox.manifest.partialDropped(file.relative);
-      if (file.mode === "delta") this.#leftUnfinished(current.vpath, false);
+      if (file.mode === "delta") this.#leftUnfinished(current.vpath);
       this.#report(new InboxError(`${file.relative}: content does not match the server's hash; fetching it again`, file.relative));
       await this.#sendIcanhaz(current.vpath, "refetch");
       return;
@@ -828,7 +830,6 @@ export class Client extends EventEmitter<ClientEvents> {
     }
     inbox.manifest.delivered(file.relative, entry);
     this.#deltasLeft.delete(current.vpath);
-    this.#deltasCut.delete(current.vpath);
     this.#delivered({ path: file.relative, vpath: current.vpath, file: file.finalPath, size, received: file.received });
   }
 
@@ -920,11 +921,8 @@ export class Client extends EventEmitter<ClientEvents> {
     return { sub: best, relative };
   }
 
-  /**
-   * Stop receiving the current file: keep its partial file if it can be resumed later, else remove it.
-   * `sessionEnded`: it stops because its session did (a restarted server), not because the server moved on.
-   */
-  async #dropCurrent(keep = true, sessionEnded = false): Promise<boolean> {
+  /** Stop receiving the current file: keep its partial file if it can be resumed later, else remove it. */
+  async #dropCurrent(keep = true): Promise<boolean> {
     const current = this.#current;
     this.#current = undefined;
     if (!current) return false;
@@ -934,7 +932,7 @@ export class Client extends EventEmitter<ClientEvents> {
       return true;
     }
     await file.abandon();
-    if (file.mode === "delta") this.#leftUnfinished(current.vpath, sessionEnded);
+    if (file.mode === "delta") this.#leftUnfinished(current.vpath);
     // Its partial file is gone: so is the manifest's note of it (else it stayed there for good).
     const target = this.#route(current.vpath);
     if (typeof target !== "string") target.sub.inbox.manifest.partialDropped(file.relative);
@@ -944,25 +942,20 @@ export class Client extends EventEmitter<ClientEvents> {
   /**
    * A delta begins with a copy of the whole version we hold, made for a chunk of a few bytes: a server
    * that begins deltas of a file and never finishes them (an audit: 40 such chunks, 2,920 bytes, made a
-   * subscriber write 10 GiB) would have us copy it again and again. One left unfinished is enough: that
-   * file comes whole from then on (whole, it costs the server credit), until it is delivered. Except
-   * once for a delta cut short by the end of its session: a publisher killed and started again asks for
-   * a delta again, and 60 MiB changed in 300 came whole (a review); a second copy of the version held is
-   * what that exception costs against a server that ends its sessions on purpose.
+   * subscriber write 10 GiB) would have us copy it again and again. So a file whose deltas were left
+   * unfinished MAX_UNFINISHED_DELTAS times comes whole from then on (whole, it costs the server credit),
+   * until it is delivered. Not after the first: a publisher killed and started again, or a file changed
+   * again while its delta came, begins a delta again, and 60 MiB changed in 300 came whole (a review).
    */
-  #leftUnfinished(vpath: string, sessionEnded: boolean): void {
-    const remember = (set: Set<string>) => {
-      set.delete(vpath);
-      set.add(vpath);
-      // (Bounded: the oldest is forgotten first.)
-      if (set.size > MAX_DELTAS_LEFT) set.delete(set.values().next().value!);
-    };
-    if (sessionEnded && !this.#deltasCut.has(vpath)) remember(this.#deltasCut);
-    else remember(this.#deltasLeft);
+  #leftUnfinished(vpath: string): void {
+    const times = (this.#deltasLeft.get(vpath) ?? 0) + 1;
+    this.#deltasLeft.delete(vpath);
+    this.#deltasLeft.set(vpath, times);
+    // (Bounded: the oldest is forgotten first.)
+    if (this.#deltasLeft.size > MAX_DELTAS_LEFT) this.#deltasLeft.delete(this.#deltasLeft.keys().next().value!);
   }
-  readonly #deltasLeft = new Set<string>();
-  /** Files whose delta was cut short once by the end of its session (see #leftUnfinished). */
-  readonly #deltasCut = new Set<string>();
+  /** Files whose deltas were left unfinished, and how many times (see #leftUnfinished). */
+  readonly #deltasLeft = new Map<string, number>();
 
   /** One Inbox (and so one manifest) per directory, however many subscriptions share it. */
   #inbox(directory: string): Promise<Inbox> {
