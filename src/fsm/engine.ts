@@ -152,12 +152,19 @@ export class Engine<S extends string, E extends string, A extends string, Arg = 
    * the one being handled and an urgent one stay. Returns how many went.
    */
   drop(matches: (event: E) => boolean): number {
-    const before = this.#queue.length;
+    const kept: Queued<E, Arg>[] = [];
+    let dropped = 0;
     let weight = 0;
-    const kept = this.#queue.filter((q) => !matches(q.event) || ((weight += q.weight ?? 0), false));
+    for (const q of this.#queue) {
+      if (!matches(q.event)) kept.push(q);
+      else {
+        dropped++;
+        weight += q.weight ?? 0;
+      }
+    }
     this.#queue.splice(0, this.#queue.length, ...kept);
     if (weight) this.#weigh(-weight);
-    return before - kept.length;
+    return dropped;
   }
 
   /** Is an event `matches` names waiting in the queue (not counting the one being handled)? */

@@ -260,9 +260,10 @@ export class Server extends EventEmitter<ServerEvents> {
     // A mount whose alias is inside another's owns that subtree: one virtual path, one file. And the way
     // to it: a file of the outer mount at a directory of that alias (/q/z for /q/z/w) is not published
     // either (a review: both were, and a subscriber of / could never place /q/z/w's files).
-    const inner = () => this.mounts.filter((other) => other !== mount && other.alias.length > mount.alias.length);
-    const ownedElsewhere = (vpath: string) => inner().some((other) => covers(other.alias, vpath));
-    const isShadowed = (vpath: string) => inner().some((other) => overlaps(other.alias, vpath));
+    // (Asked per file seen: a test per mount, no list made each time.)
+    const isInner = (other: Mount) => other !== mount && other.alias.length > mount.alias.length;
+    const ownedElsewhere = (vpath: string) => this.mounts.some((other) => isInner(other) && covers(other.alias, vpath));
+    const isShadowed = (vpath: string) => this.mounts.some((other) => isInner(other) && overlaps(other.alias, vpath));
     const mount: Mount = await Mount.open(directory, alias, { stableMs: this.options.stableMs, isShadowed, ownedElsewhere });
     for (const outer of this.mounts) if (outer.alias !== mount.alias && covers(outer.alias, mount.alias)) outer.shadow(mount.alias);
     mount.on("changed", (file) => {
