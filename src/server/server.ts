@@ -4,7 +4,7 @@
 
 import { EventEmitter } from "node:events";
 import { Router } from "zeromq";
-import { MAX_CHUNK_SIZE, serverDefaults } from "../defaults.js";
+import { MAX_CHUNK_SIZE, clientDefaults, serverDefaults } from "../defaults.js";
 import { DraftOption, setDraftOption } from "../zmq-draft.js";
 import { decodeFrames } from "../protocol/codec.js";
 import { encode } from "../protocol/codec.js";
@@ -88,8 +88,16 @@ export interface ServerOptions {
 
 export { serverDefaults } from "../defaults.js";
 
-/** Messages libzmq holds for one client before a send to it fails with EAGAIN (its pipe is full). */
-const SEND_HIGH_WATER_MARK = 64;
+/**
+ * Messages libzmq holds for one client before a send to it fails with EAGAIN (its pipe is full): a
+ * client's default window of chunks (each message of ours is at most a chunk), 4 to 64 of them. An honest
+ * client never has more unread than its window, so this does not slow it; one that grants a lot of
+ * credit and stops reading pins no more than that. (64 chunks whatever their size let each of 40 such
+ * clients pin 64 MiB: the publisher grew to 2.3 GB, a review.)
+ */
+export function sendHighWaterMark(chunkSize: number): number {
+  return Math.min(64, Math.max(4, Math.ceil(clientDefaults.window / chunkSize)));
+}
 
 /**
  * Messages libzmq reads ahead from one client before it stops reading that connection (the client's
@@ -104,8 +112,8 @@ const RECEIVE_HIGH_WATER_MARK = 4;
 
 /**
  * A client whose pipe has stayed full this long, no message going out to it, has stopped reading. Not
- * less: libzmq makes room in a full pipe only once the reader has taken half of it (32 messages), so a
- * reader slower than 32 chunks in this time looks stalled too (a review: at 1 s, a 100 Mbit/s link).
+ * less: libzmq makes room in a full pipe only once the reader has taken half of it (8 chunks of 1 MiB),
+ * so a reader slower than that in this time looks stalled too (a review: at 1 s, a 100 Mbit/s link).
  */
 const STALLED_MS = 5000;
 
@@ -170,7 +178,7 @@ export class Server extends EventEmitter<ServerEvents> {
   #notified = false;
   /**
    * Clients dropped for not reading whose connection is still open, and when: libzmq still holds their
-   * pipe (up to SEND_HIGH_WATER_MARK chunks) until the kernel closes it (TCP_MAXRT) and ROUTER_NOTIFY
+   * pipe (up to sendHighWaterMark chunks) until the kernel closes it (TCP_MAXRT) and ROUTER_NOTIFY
    * says so. Counted in max-clients and in max-stalled-bytes meanwhile; what they send is ignored (no new
    * session on that connection). Forgotten at the latest DROPPED_FORGET_FACTOR times peer-timeout-ms plus
    * DROPPED_FORGET_MS after the drop (a peer reading again keeps its connection: it may start again then).
@@ -188,7 +196,7 @@ export class Server extends EventEmitter<ServerEvents> {
       mandatory: true,
       sendTimeout: 0,
       // With maxQueuedMessages, bounds what one client that stops reading can make us hold.
-      sendHighWaterMark: SEND_HIGH_WATER_MARK,
+      sendHighWaterMark: sendHighWaterMark(this.options.chunkSize),
       receiveHighWaterMark: RECEIVE_HIGH_WATER_MARK,
       linger: 0,
       heartbeatInterval: Math.max(1, Math.round(this.options.peerTimeoutMs / 3)),
@@ -196,7 +204,7 @@ export class Server extends EventEmitter<ServerEvents> {
       // ZMQ_TCP_MAXRT (TCP_USER_TIMEOUT on Linux): a connection whose peer has not taken our data for this
       // long (its receive window shut) is closed by the kernel. A peer that stops reading but keeps talking
       // (a HUGZ now and then) passes the heartbeat check, and a ROUTER cannot close one peer's connection:
-      // dropping it freed our queue, while libzmq went on holding its pipe (64 chunks) and the kernel its
+      // dropping it freed our queue, while libzmq went on holding its pipe (then 64 chunks) and the kernel its
       // socket buffers until the peer left (a review: 190 MiB for 3 such peers). Twice peer-timeout-ms, so
       // that we drop it first, saying why (its pipe full for peer-timeout-ms: see #expire), and the
       // kernel closes the connection after; ROUTER_NOTIFY then reports it (see #dropped).
@@ -608,9 +616,10 @@ export class Server extends EventEmitter<ServerEvents> {
    */
   #dropStalledBeyondBudget(stalled: { connection: Connection; since: number }[], now: number): void {
     const o = this.options;
-    const perClient = (SEND_HIGH_WATER_MARK + o.maxQueuedMessages + o.readAhead + 1) * o.chunkSize;
+    const pipe = sendHighWaterMark(o.chunkSize);
+    const perClient = (pipe + o.maxQueuedMessages + o.readAhead + 1) * o.chunkSize;
     // (Those dropped already and still connected hold their pipe in libzmq: counted at that.)
-    const held = this.#dropped.size * SEND_HIGH_WATER_MARK * o.chunkSize;
+    const held = this.#dropped.size * pipe * o.chunkSize;
     const allowed = Math.max(1, Math.floor((o.maxStalledBytes - held) / perClient));
     if (stalled.length <= allowed) return;
     stalled.sort((a, b) => a.since - b.since);

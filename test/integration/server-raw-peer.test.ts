@@ -2,13 +2,13 @@
 // bytes) and decodes whatever comes back, so every step of the server's dialogue can be checked exactly.
 
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { chmod, mkdir, open, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { Dealer } from "zeromq";
+import { Dealer, Router } from "zeromq";
 
 import { fingerprintFile } from "../../src/digest/blocks.js";
 import { LONG_NAME_KEY, formatCacheEntry } from "../../src/protocol/extensions.js";
@@ -207,8 +207,11 @@ const servers: Server[] = [];
 const peers: RawPeer[] = [];
 /** Bare sockets of tests that must not read. */
 const sockets: Dealer[] = [];
+/** Spies a test leaves in place until it ends, whatever way it ends. */
+const spies: { mockRestore(): void }[] = [];
 
 afterEach(async () => {
+  for (const spy of spies.splice(0)) spy.mockRestore();
   for (const peer of peers.splice(0)) await peer.close();
   for (const socket of sockets.splice(0)) socket.close();
   for (const server of servers.splice(0)) await server.close();
@@ -1068,6 +1071,52 @@ describe("server with a scripted raw peer", () => {
     expect(peak).toBeLessThanOrEqual(16 * MiB + icanhaz.length);
     expect(server.pendingBytes).toBeLessThanOrEqual(16 * MiB);
   }, 60_000);
+
+  it("server - a client that grants much credit and never reads makes the server put at most a default window (16 chunks of 1 MiB) into libzmq for it, plus what the kernel's buffers take, and one more queued", async () => {
+    // What went into libzmq for the client: counted at the socket (successful sends of file data).
+    let accepted = 0;
+    const original = Router.prototype.send;
+    const spy = vi.spyOn(Router.prototype, "send").mockImplementation(async function (this: Router, message) {
+      await original.call(this, message);
+      if (Array.isArray(message)) for (const frame of message.slice(1)) accepted += (frame as Buffer).length;
+    });
+    spies.push(spy);
+    const { server, endpoint } = await startServer({ chunkSize: 1024 * 1024, expiryMs: 60_000, peerTimeoutMs: 60_000 }, {
+      prepare: async (root) => {
+        const handle = await open(path.join(root, "big.bin"), "w");
+        await handle.truncate(256 * 1024 * 1024);
+        await handle.close();
+      },
+    });
+    await published(server, 1);
+    // Its kernel receive buffer fixed at 64 KiB (not grown to tcp_rmem's maximum, 32 MiB here): what is
+    // left is libzmq's pipe, the server's send buffer (at most wmem_max) and a chunk or two in flight.
+    const hung = new Dealer({ linger: 0, receiveHighWaterMark: 1, receiveBufferSize: 64 * 1024 });
+    sockets.push(hung);
+    hung.connect(endpoint);
+    await hung.send(encode({ id: "OHAI", protocol: "FILEMQ", version: 2 }));
+    await hung.send(encode({ id: "ICANHAZ", path: "/", options: new Map(), cache: new Map() }));
+    hung.receiveTimeout = DEADLINE;
+    for (const id of ["OHAI_OK", "ICANHAZ_OK"] as const) {
+      const result = decodeFrames(await hung.receive());
+      expect(result.ok && result.message.id).toBe(id);
+    }
+    await hung.send(encode({ id: "NOM", credit: 2n ** 40n, sequence: 0n }));
+    // Until nothing more goes in for 500 ms: the pipe is full.
+    let last = -1;
+    await waitFor(async () => {
+      if (accepted > 0 && accepted === last) return true;
+      last = accepted;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      return false;
+    }, "the client's pipe full", DEADLINE);
+    const MiB = 1024 * 1024;
+    const wmemMax = Number(readFileSync("/proc/sys/net/core/wmem_max", "utf8"));
+    // Before 2026-12-04: 64 chunks in libzmq whatever their size (about 70 MiB here).
+    expect(accepted).toBeGreaterThan(8 * MiB);
+    expect(accepted).toBeLessThanOrEqual(16 * MiB + wmemMax + 4 * MiB);
+    expect(server.clients).toBe(1);
+  }, 30_000);
 
   it("server - a client that never reads but keeps talking (a NOM now and then) is dropped once its pipe has stayed full for peer-timeout-ms", async () => {
     const { server, warnings, hung } = await serverWithHungClient({ expiryMs: 60_000, peerTimeoutMs: 1000 }, 2n ** 40n);

@@ -74,4 +74,33 @@ describe("outbox", () => {
       await outbox.close();
     }
   });
+  it("outbox - a producer may queue `limit` messages for a peer that reads, but none more behind a full pipe: it waits until that peer's queue is empty", async () => {
+    const socket = new FakeRouter();
+    const outbox = new Outbox(socket as unknown as Router, () => undefined);
+    try {
+      const waited = async (key: string, limit: number): Promise<boolean> => {
+        let done = false;
+        void outbox.below(key, limit).then(() => (done = true));
+        await new Promise((resolve) => setImmediate(resolve));
+        return !done;
+      };
+      // A peer whose pipe takes everything: below(4) resolves at once.
+      expect(await waited("reader", 4)).toBe(false);
+      // A peer whose pipe is full: one message queued (and found blocked) is already too many for below(4).
+      socket.full.add("stuck");
+      outbox.send("stuck", Buffer.from("stuck"), Buffer.from("s0"));
+      await waitFor(() => outbox.fullSince("stuck") > 0, "the stuck peer's pipe found full");
+      let released = false;
+      const waiting = outbox.below("stuck", 4).then(() => (released = true));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(released).toBe(false);
+      // It reads again: its queue empties, and the producer goes on.
+      socket.full.delete("stuck");
+      await waiting;
+      expect(socket.delivered).toContain("stuck");
+      expect(outbox.queued("stuck")).toBe(0);
+    } finally {
+      await outbox.close();
+    }
+  });
 });
