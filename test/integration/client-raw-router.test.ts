@@ -1517,6 +1517,30 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     await waitFor(() => h.connected === 1, "connected", SOON, 5);
   });
 
+  it("client - errors say what a hostile server sent: a name with an empty segment as sent, an offset out of range with its file, an SRSLY nobody asked for as such", async () => {
+    const r = await router();
+    const root = await tempDir();
+    const inbox = path.join(root, "inbox");
+    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
+    await h.client.subscribe("/sub");
+    const rid = await openSession(r, h, 1);
+    const data = Buffer.from("data");
+    // (Before: refused "/x": absolute name.)
+    await r.sendFile(rid, "/sub//x", data, await asOneMessage(data));
+    expect((await errorsAfter(h, 0)).map((e) => e.message)).toEqual(['refused "/sub//x": empty path segment']);
+    // (Before: no file named.)
+    await r.send(rid, { id: "CHEEZBURGER", sequence: 0n, operation: Operation.CREATE, filename: "/sub/y", offset: 2n ** 64n - 1n, eof: 1, headers: new Map(), chunk: data });
+    expect((await errorsAfter(h, 1)).map((e) => e.message)).toEqual(["y: offset 18446744073709551615 out of range"]);
+    // (Before: "subscription to ? refused: no".)
+    await r.send(rid, { id: "SRSLY", reason: "no" });
+    expect((await errorsAfter(h, 2)).map((e) => e.message)).toEqual(["the server refused a subscription we had not asked for: no"]);
+    // Nothing written, and the session carries on.
+    await r.sendFile(rid, "/sub/z", data, await asOneMessage(data));
+    await nextDelivery(h, "/sub/z");
+    expect((await readdir(inbox)).sort()).toEqual([".fmq", "z"]);
+    expect(h.errors).toHaveLength(3);
+  });
+
   it("client - SRSLY to an ICANHAZ reports an error naming the path; the session stays open and a later subscription works", async () => {
     const r = await router();
     const root = await tempDir();
@@ -1950,6 +1974,27 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
       await expectCleanState(inbox);
     });
   }
+
+  it("client - a big file left with less than a block received (the server moved on) leaves no partial file: a resume would start from nothing", async () => {
+    const r = await router();
+    const root = await tempDir();
+    const inbox = path.join(root, "inbox");
+    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
+    await h.client.subscribe("/sub");
+    const rid = await openSession(r, h, 1);
+    const data = randomBytes(3 * MiB);
+    // Begun with 100,000 bytes of 3 MiB (its partial file on disk, recorded), then another file comes.
+    await r.sendFile(rid, "/sub/big.bin", data, { chunkSize: 50_000, end: 100_000, headers: identityHeaders(data.length, 1_700_000_000_000) });
+    const partial = partialOf(inbox, "big.bin");
+    await waitFor(async () => (await stat(partial).catch(() => undefined))?.size === 100_000, "the partial file", SOON, 5);
+    const next = Buffer.from("next");
+    await r.sendFile(rid, "/sub/next.txt", next, await asOneMessage(next));
+    await nextDelivery(h, "/sub/next.txt");
+    expect(h.errors.map((e) => e.message)).toEqual(["big.bin: incomplete, server moved on"]);
+    // (Before the fix: kept, and listed in the manifest, for good.)
+    expect(await exists(partial)).toBe(false);
+    expect((await readManifest(inbox))?.partials ?? {}).toEqual({});
+  });
 
   it("client - while a resumed file's prefix is hashed again (seconds for GiBs), HUGZ keeps going out: the server hears the client and does not expire it", async () => {
     const r = await router();
