@@ -237,6 +237,8 @@ describe("transfer", () => {
       // The inner mount's file goes: so does the virtual path (the outer's file there stays unpublished).
       await unlink(path.join(inner, "x.txt"));
       await expectMirror(inbox, new Map([["a.txt", sha256("a")]]));
+      // (Reported once the delete is done, its emptied directory pruned too: a moment after the file went.)
+      await waitFor(() => sub.deleted.length > 0, "the delete reported", 5000);
       expect(sub.deleted).toEqual(["logs/x.txt"]);
     }
   });
