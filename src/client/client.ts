@@ -158,6 +158,20 @@ const MAX_REFETCHES_WAITING = 256;
 
 /** The largest frame we take from a server: its largest chunk (64 MiB, see chunk-size) and headers. */
 const MAX_FRAME_BYTES = 65 * 1024 * 1024;
+/**
+ * Room for a chunk's headers in a frame: no chunk carries more bytes than our window lets the server send
+ * at once (ours splits a chunk to its credit; the C reference's are 1,000,000 bytes, within the smallest
+ * window), so a frame is at most the window and this. Not 65 MiB whatever the window: libzmq may hold
+ * RECEIVE_HIGH_WATER_MARK of them for a server that ignores credit while we are busy (256 of 65 MiB
+ * were 16 GiB, a review's reading; 64 of 17 MiB at the default window are 1.1 GiB).
+ */
+const FRAME_HEADROOM = 1024 * 1024;
+/**
+ * Messages libzmq takes in for us before TCP pushes back on the server: our server never has more in
+ * flight than the window (16 chunks of 1 MiB at the default), the C reference, given the hedge, sends as
+ * fast as it reads its disk: this bounds what waits for it (64 MB of its 1,000,000-byte chunks).
+ */
+const RECEIVE_HIGH_WATER_MARK = 64;
 
 export class ClientError extends Error {
   override name = "ClientError";
@@ -405,16 +419,14 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#batchHandled = undefined;
     this.#outgoing = [];
     this.#forgetRequests();
-    // At most 256 messages wait in libzmq for us. Our server never has more in flight than the credit
-    // window; the C reference, given the hedge, sends as fast as it reads, and this bounds what a slower
-    // subscriber holds for it (about 256 MB of 1,000,000-byte chunks; beyond that, TCP pushes back).
-    // And no frame bigger than a server may make one (a 64 MiB chunk, the most ours allows, and its
-    // headers): libzmq drops a peer that sends more rather than allocate whatever length it announces.
+    // At most RECEIVE_HIGH_WATER_MARK messages wait in libzmq for us, none bigger than our window lets
+    // a server send (FRAME_HEADROOM): libzmq drops a peer that sends more rather than allocate whatever
+    // length it announces.
     // Each small message copied out of libzmq's receive batch, so a frame not yet collected holds its own
     // bytes and not the whole batch (receive-batch.ts). Set on the context, before the socket is made.
     copyOutOfBatches();
     // (ipv6: a publisher at tcp://[::1]:port, or a host name with only an IPv6 address, was never reached.)
-    const socket = new Dealer({ linger: 0, ipv6: true, receiveHighWaterMark: 256, maxMessageSize: MAX_FRAME_BYTES, ...dealerSecurityOptions(this.options.security) });
+    const socket = new Dealer({ linger: 0, ipv6: true, receiveHighWaterMark: RECEIVE_HIGH_WATER_MARK, maxMessageSize: Math.min(MAX_FRAME_BYTES, this.options.window + FRAME_HEADROOM), ...dealerSecurityOptions(this.options.security) });
     // Read 256 KiB per recv() instead of 8 KiB: a batch of small files costs libzmq's I/O thread less.
     setReceiveBatch(socket);
     this.#handshakes.watch(socket);

@@ -1635,6 +1635,28 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(await readdir(inbox)).not.toContain("huge.bin");
   });
 
+  for (const window of [16, 32]) {
+    it(`client - a frame bigger than our window lets a server send (window ${window} MiB, a frame of 18 MiB) is ${window === 16 ? "never taken in: libzmq drops the connection, and a new session opens" : "taken: within the window"}`, async () => {
+      const r = await router();
+      const inbox = path.join(await tempDir(), "inbox");
+      const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 1000, window: window * MiB });
+      await h.client.subscribe("/");
+      const rid = await openSession(r, h, 1);
+      const data = randomBytes(18 * MiB);
+      await r.sendRaw(rid, [encode({ id: "CHEEZBURGER", sequence: 0n, operation: Operation.CREATE, filename: "/big.bin", offset: 0n, eof: 1, headers: new Map(), chunk: data })]);
+      if (window === 16) {
+        // (Before: taken, whatever the window, up to 65 MiB.)
+        const [again] = await r.next("OHAI", { timeoutMs: 4000 });
+        expect(again.equals(rid)).toBe(false);
+        expect(h.delivered.map((d) => d.vpath)).not.toContain("/big.bin");
+        expect(await readdir(inbox)).not.toContain("big.bin");
+      } else {
+        await nextDelivery(h, "/big.bin");
+        expect(await sha256File(path.join(inbox, "big.bin"))).toBe(sha256(data));
+      }
+    });
+  }
+
   it("client - a server that ignores credit and floods small files (two messages each, as the C reference sends them) faster than they are written (fsync) is read only as fast as they are handled: at most 4,096 messages wait; every file lands", async () => {
     // The server is another process: it sends as fast as libzmq takes messages, whatever we do here.
     const FILES = 3000;
