@@ -95,7 +95,7 @@ export { serverDefaults } from "../defaults.js";
  * credit and stops reading pins no more than that. (64 chunks whatever their size let each of 40 such
  * clients pin 64 MiB: the publisher grew to 2.3 GB, a review.)
  */
-export function sendHighWaterMark(chunkSize: number): number {
+function sendHighWaterMark(chunkSize: number): number {
   return Math.min(64, Math.max(4, Math.ceil(clientDefaults.window / chunkSize)));
 }
 

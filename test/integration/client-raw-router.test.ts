@@ -264,11 +264,16 @@ async function openSession(r: RawRouter, h: Harness, subscriptions: number): Pro
 }
 
 /** A client on a fresh inbox, subscribed to "/", its session open (heartbeat 100 ms, timeout 10 s). */
-async function subscribedToRoot(): Promise<{ r: RawRouter; inbox: string; h: Harness; rid: Buffer }> {
+function subscribedToRoot(): Promise<{ r: RawRouter; inbox: string; h: Harness; rid: Buffer }> {
+  return subscribedTo("/");
+}
+
+/** A client on a fresh inbox, subscribed to `vpath`, its session open (heartbeat 100 ms, timeout 10 s). */
+async function subscribedTo(vpath: string): Promise<{ r: RawRouter; inbox: string; h: Harness; rid: Buffer }> {
   const r = await router();
   const inbox = path.join(await tempDir(), "inbox");
   const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
-  await h.client.subscribe("/");
+  await h.client.subscribe(vpath);
   const rid = await openSession(r, h, 1);
   return { r, inbox, h, rid };
 }
@@ -1518,12 +1523,7 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
   });
 
   it("client - errors say what a hostile server sent: a name with an empty segment as sent, an offset out of range with its file, an SRSLY nobody asked for as such", async () => {
-    const r = await router();
-    const root = await tempDir();
-    const inbox = path.join(root, "inbox");
-    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
-    await h.client.subscribe("/sub");
-    const rid = await openSession(r, h, 1);
+    const { r, inbox, h, rid } = await subscribedTo("/sub");
     const data = Buffer.from("data");
     // (Before: refused "/x": absolute name.)
     await r.sendFile(rid, "/sub//x", data, await asOneMessage(data));
@@ -1998,12 +1998,7 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
   }
 
   it("client - a big file left with less than a block received (the server moved on) leaves no partial file: a resume would start from nothing", async () => {
-    const r = await router();
-    const root = await tempDir();
-    const inbox = path.join(root, "inbox");
-    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
-    await h.client.subscribe("/sub");
-    const rid = await openSession(r, h, 1);
+    const { r, inbox, h, rid } = await subscribedTo("/sub");
     const data = randomBytes(3 * MiB);
     // Begun with 100,000 bytes of 3 MiB (its partial file on disk, recorded), then another file comes.
     await r.sendFile(rid, "/sub/big.bin", data, { chunkSize: 50_000, end: 100_000, headers: identityHeaders(data.length, 1_700_000_000_000) });
