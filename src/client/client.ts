@@ -160,10 +160,10 @@ const MAX_REFETCHES_WAITING = 256;
 const MAX_FRAME_BYTES = 65 * 1024 * 1024;
 /**
  * Room for a chunk's headers in a frame: no chunk carries more bytes than our window lets the server send
- * at once (ours splits a chunk to its credit; the C reference's are 1,000,000 bytes, within the smallest
- * window), so a frame is at most the window and this. Not 65 MiB whatever the window: libzmq may hold
- * RECEIVE_HIGH_WATER_MARK of them for a server that ignores credit while we are busy (256 of 65 MiB
- * were 16 GiB, a review's reading; 64 of 17 MiB at the default window are 1.1 GiB).
+ * at once (ours splits a chunk to its credit; the C reference's are 1,000,000 bytes, within this room
+ * whatever the window), so a frame is at most the window and this. Not 65 MiB whatever the window:
+ * libzmq may hold RECEIVE_HIGH_WATER_MARK of them for a server that ignores credit while we are busy
+ * (256 of 65 MiB were 16 GiB, a review's reading; 64 of 17 MiB at the default window are 1.1 GiB).
  */
 const FRAME_HEADROOM = 1024 * 1024;
 /**

@@ -585,11 +585,8 @@ export class Connection {
         () => ({ op: "create", file }),
       );
     }
-    // A partial resumes on the same quick check, but not for a look-alike: its bytes may be of another
-    // content of that size and mtime, and nothing says which (the final hash check would fail and the file
-    // come again whole: twice its size sent, a review). Sent whole at once.
     const partial = entry.partial;
-    if (partial && partial.size === file.size && partial.mtime === file.mtimeMs && partial.length > 0 && !file.lookAlike) {
+    if (partial && partial.size === file.size && partial.mtime === file.mtimeMs && partial.length > 0) {
       return { op: "create", file, resumeAt: partial.length };
     }
     return { op: "create", file };

@@ -67,9 +67,10 @@ export class Outbox {
 
   /**
    * Resolves once fewer than `limit` messages wait for this peer (or the peer is forgotten); while its
-   * pipe is full, once none does: a client that stops reading has libzmq's pipe full of chunks already,
-   * and a queue of `limit` more behind it, in each of a crowd of such clients, was as much again (a review:
-   * 40 of them, the publisher at 2.3 GB). One that reads empties its pipe by half before it takes more.
+   * pipe is found full, once none does: a client that stops reading has libzmq's pipe full of chunks
+   * already, and a queue of `limit` more behind it, in each of a crowd of such clients, was as much again
+   * (a review: 40 of them, the publisher at 2.3 GB). (What was queued when the pipe was first found full
+   * stays: the stalled budget counts it.) One that reads empties its pipe by half before it takes more.
    */
   below(key: string, limit: number): Promise<void> {
     const peer = this.#peers.get(key);
