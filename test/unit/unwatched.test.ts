@@ -46,8 +46,11 @@ describe("unwatched paths", () => {
     const { paths, events } = recorder();
     paths.addFile(file);
     let seen = await expectNext(events, 0, ["changed a.txt 3"]);
-    // (In place with one write, not truncated first: a look between the two would rightly report both.)
-    await writeFile(file, "three", { flag: "r+" });
+    // Grown: made beside it and renamed over it, in one step. (Not written in place: a write moves the
+    // mtime before the size, and a look between the two would rightly report both; seen with two test
+    // workers.)
+    await writeFile(path.join(dir, "a.new"), "three");
+    await rename(path.join(dir, "a.new"), file);
     seen = await expectNext(events, seen, ["changed a.txt 5"]);
     // Same size, new content and mtime.
     await new Promise<void>((resolve) => setTimeout(resolve, 20));
