@@ -12,7 +12,7 @@ import { Turns } from "../fsm/turn.js";
 import { BIG_CHUNK, CREDIT_HEDGE, ReceiveWindow } from "../flow/credit.js";
 import { decodeBatch, encode } from "../protocol/codec.js";
 import { PROTOCOL_NAME, PROTOCOL_VERSION, Operation, isMessageName, type Cheezburger, type ClientMessage, type Dictionary, type Message, type Srsly } from "../protocol/messages.js";
-import { Capability, Header, SubscribeOption, type CacheEntry } from "../protocol/extensions.js";
+import { Capability, Header, isVersionTag, SubscribeOption, type CacheEntry } from "../protocol/extensions.js";
 import { BLOCK_SIZE, type Fingerprint } from "../digest/blocks.js";
 import type { DecodeError } from "../protocol/errors.js";
 import { covers, normaliseVirtualPath, relativeTo } from "../paths.js";
@@ -501,7 +501,7 @@ export class Client extends EventEmitter<ClientEvents> {
         const name = relativeTo(path, partial.vpath);
         const length = name === undefined ? 0 : await inbox.partialLength(relative);
         if (name === undefined || length < BLOCK_SIZE) continue;
-        entries.set(name, { ...entries.get(name), partial: { length, size: partial.size, mtime: partial.mtime } });
+        entries.set(name, { ...entries.get(name), partial: { length, size: partial.size, mtime: partial.mtime, ...(partial.tag !== undefined ? { tag: partial.tag } : {}) } });
       }
       const built = buildCache(entries);
       cache = built.cache;
@@ -1086,5 +1086,7 @@ function identityOf(headers: Dictionary, vpath: string): PartialFile | undefined
   const size = Number(headers.get(Header.SIZE));
   const mtime = Number(headers.get(Header.MTIME));
   if (!headers.has(Header.SIZE) || !Number.isSafeInteger(size) || size < 0 || !Number.isFinite(mtime)) return undefined;
-  return { vpath, size, mtime };
+  // (A tag we cannot keep safely is as good as none: the final hash check is there either way.)
+  const tag = headers.get(Header.VERSION);
+  return { vpath, size, mtime, ...(isVersionTag(tag) ? { tag } : {}) };
 }

@@ -16,6 +16,7 @@
 import { closeSync, constants, fstatSync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
 import { lstat } from "node:fs/promises";
 import path from "node:path";
+import { isVersionTag } from "../protocol/extensions.js";
 import type { Place } from "./held-directory.js";
 
 /** A delivered file, as the server described it. */
@@ -35,6 +36,8 @@ export interface PartialFile {
   readonly vpath: string;
   readonly size: number;
   readonly mtime: number;
+  /** The server's tag of that version beyond size and mtime (X-FMQ-Version), if it sent one. */
+  readonly tag?: string;
 }
 
 interface Stored {
@@ -469,7 +472,7 @@ function isDelivered(value: unknown): value is Delivered {
 }
 
 function isPartialFile(value: unknown): value is PartialFile {
-  return isRecord(value) && typeof value.vpath === "string" && isSize(value.size) && isTime(value.mtime);
+  return isRecord(value) && typeof value.vpath === "string" && isSize(value.size) && isTime(value.mtime) && (value.tag === undefined || isVersionTag(value.tag as string));
 }
 
 function isChange(value: unknown): value is Change {

@@ -21,6 +21,15 @@ export function sameVersion(a: Version, b: Version): boolean {
 }
 
 /**
+ * What is sent as X-FMQ-Version: the part of a version size and mtime do not say. A partial listed back
+ * with another tag holds bytes of another version, whatever its size and mtime (a rewrite with them put
+ * back, `touch -r`, `cp -p` over it): resumed, it would fail the final check and come again whole.
+ */
+export function versionTag(version: Version): string {
+  return `${version.ino}-${version.ctimeMs}`;
+}
+
+/**
  * A file's times come from the kernel's coarse clock, which moves in ticks (1-10 ms): a rewrite of the same
  * size within the tick of the version we hashed leaves size, mtime and ctime as they were, and a digest
  * remembered for that version would be answered for the new content until the file changed again (git's

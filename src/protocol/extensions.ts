@@ -41,6 +41,12 @@ export const Header = {
   HASH: "X-FMQ-XXH64T",
   /** On the first chunk of a delta: the tree hash of the version the chunks apply to. */
   BASE: "X-FMQ-Base",
+  /**
+   * On the first chunk of a file sent in more than one: a tag of the version being sent beyond its size
+   * and mtime (the server's inode and ctime of it), opaque to the client, which lists it back with a
+   * partial (ptag) so that the server resumes only the very version the bytes held are of.
+   */
+  VERSION: "X-FMQ-Version",
   /** On the eof chunk: "changed" if the file changed while it was sent; the receiver discards it. */
   STATUS: "X-FMQ-Status",
 } as const;
@@ -49,7 +55,7 @@ export const Header = {
  * A cache entry (ICANHAZ cache value) from our client, keyed by the file's name relative to the
  * subscription path. RFC 35 puts a SHA-1 there (40 uppercase hex); ours starts with "fmq1;" and carries
  * fields separated by ";": size, mtime, hash (tree hash), blocks (hex block hashes, for delta), and for a
- * partial file of a newer version: partial (bytes held), psize, pmtime (that version's identity).
+ * partial file of a newer version: partial (bytes held), psize, pmtime, ptag (that version's identity).
  */
 export const CACHE_PREFIX = "fmq1;";
 
@@ -67,8 +73,8 @@ export interface CacheEntry {
   readonly hash?: string;
   /** Block hashes of the complete version, 8 bytes each. */
   readonly blocks?: Buffer;
-  /** A partial file: bytes held, and the identity of the version they belong to. */
-  readonly partial?: { readonly length: number; readonly size: number; readonly mtime: number };
+  /** A partial file: bytes held, and the identity of the version they belong to (its tag: X-FMQ-Version). */
+  readonly partial?: { readonly length: number; readonly size: number; readonly mtime: number; readonly tag?: string };
   /** The file's name, when it is too long to be the entry's key (under LONG_NAME_KEY). */
   readonly name?: string;
 }
@@ -80,6 +86,7 @@ export function formatCacheEntry(entry: CacheEntry): string {
   if (entry.hash !== undefined) fields.push(`hash=${entry.hash}`);
   if (entry.blocks !== undefined && entry.blocks.length > 0) fields.push(`blocks=${entry.blocks.toString("hex")}`);
   if (entry.partial) fields.push(`partial=${entry.partial.length}`, `psize=${entry.partial.size}`, `pmtime=${entry.partial.mtime}`);
+  if (entry.partial?.tag !== undefined) fields.push(`ptag=${entry.partial.tag}`);
   if (entry.name !== undefined) fields.push(`name=${Buffer.from(entry.name).toString("hex")}`);
   return CACHE_PREFIX + fields.join(";");
 }
@@ -108,18 +115,28 @@ export function parseCacheEntry(value: string): CacheEntry | undefined {
   const partialLength = num("partial");
   const psize = num("psize");
   const pmtime = num("pmtime", true);
+  const ptag = fields.get("ptag");
   const name = decodeName(fields.get("name"));
   return {
     ...(size !== undefined ? { size } : {}),
     ...(mtime !== undefined ? { mtime } : {}),
-    // (A copy: a slice of the value would keep all of it alive, up to 64 KiB, for as long as the hash is held.)
-    ...(hash !== undefined && /^[0-9a-f]{16}$/.test(hash) ? { hash: Buffer.from(hash, "latin1").toString("latin1") } : {}),
+    ...(hash !== undefined && /^[0-9a-f]{16}$/.test(hash) ? { hash: copied(hash) } : {}),
     ...(blocksHex !== undefined && /^([0-9a-f]{16})+$/.test(blocksHex) ? { blocks: Buffer.from(blocksHex, "hex") } : {}),
     ...(partialLength !== undefined && psize !== undefined && pmtime !== undefined && partialLength <= psize
-      ? { partial: { length: partialLength, size: psize, mtime: pmtime } }
+      ? { partial: { length: partialLength, size: psize, mtime: pmtime, ...(isVersionTag(ptag) ? { tag: copied(ptag) } : {}) } }
       : {}),
     ...(name !== undefined ? { name } : {}),
   };
+}
+
+/** A string of its own. (A slice of the value would keep all of it alive, up to 64 KiB, for as long as the slice is held.) */
+function copied(ascii: string): string {
+  return Buffer.from(ascii, "latin1").toString("latin1");
+}
+
+/** X-FMQ-Version's value, from the wire: short, and nothing a cache entry or a log line would misread. */
+export function isVersionTag(value: string | undefined): value is string {
+  return value !== undefined && /^[0-9A-Za-z.:_-]{1,64}$/.test(value);
 }
 
 /** A name sent as hex of its UTF-8 bytes; undefined unless that is exactly what it is. */

@@ -76,7 +76,7 @@ interface Plan {
 }
 
 type Patch =
-  | { readonly op: "create"; readonly file: PublishedFile; readonly resumeAt?: number }
+  | { readonly op: "create"; readonly file: PublishedFile; readonly resumeAt?: number; readonly resumeTag?: string }
   | {
       readonly op: "delete";
       readonly vpath: string;
@@ -587,7 +587,7 @@ export class Connection {
     }
     const partial = entry.partial;
     if (partial && partial.size === file.size && partial.mtime === file.mtimeMs && partial.length > 0) {
-      return { op: "create", file, resumeAt: partial.length };
+      return { op: "create", file, resumeAt: partial.length, ...(partial.tag !== undefined ? { resumeTag: partial.tag } : {}) };
     }
     return { op: "create", file };
   }
@@ -605,7 +605,7 @@ export class Connection {
    * only where it asks the file's fingerprint (a delta may be due).
    */
   #transferPlan(patch: Patch & { op: "create" }): TransferPlan | Promise<TransferPlan> {
-    if (patch.resumeAt !== undefined) return { start: patch.resumeAt };
+    if (patch.resumeAt !== undefined) return { start: patch.resumeAt, ...(patch.resumeTag !== undefined ? { startTag: patch.resumeTag } : {}) };
     const held = this.#holdings.get(patch.file.vpath);
     if (!this.#caps.has(Capability.DELTA) || !held || patch.file.size <= BLOCK_SIZE) return {};
     return this.#deltaPlan(patch, held);

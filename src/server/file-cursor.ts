@@ -14,6 +14,7 @@ import { Operation, type Dictionary } from "../protocol/messages.js";
 import type { XXHashAPI } from "xxhash-wasm";
 import { BLOCK_SIZE, BlockHasher, hashPrefix, xxh, type Fingerprint } from "../digest/blocks.js";
 import { NotRegularError, openRegular, openRegularSync } from "../digest/open-regular.js";
+import { versionTag } from "../digest/version.js";
 import { sameVersion, versionOfStats, type Version } from "./fingerprints.js";
 import { assertOpenedInside } from "./opened-inside.js";
 
@@ -66,6 +67,12 @@ export interface Published extends Identity {
 export interface TransferPlan {
   /** Resume: start at this offset (rounded down to a block). */
   readonly start?: number;
+  /**
+   * Resume only if the file opened is the version of this tag (X-FMQ-Version, as the client's partial was
+   * sent it; versionTag): another's is started from byte 0. Checked against the file opened, not the one
+   * the mount last saw: a change the mount has not heard of yet would make the two differ.
+   */
+  readonly startTag?: string;
   /**
    * Delta: send only these blocks, on top of the receiver's version whose tree hash is `base`; worked out
    * from `fingerprint`, of the file's `version`. If the file opened is another version (a rewrite with its
@@ -210,6 +217,7 @@ export class FileCursor {
       if (published && !samePublished(stats, published)) throw new FileChangedError(vpath);
       // (A delta is planned alone, never with a resume: without it, the plan is the whole file.)
       if (plan.delta && !sameVersion(plan.delta.version, version)) plan = {};
+      if (plan.start && plan.startTag !== undefined && plan.startTag !== versionTag(version)) plan = {};
       let ranges: Range[];
       let hasher: BlockHasher | undefined;
       let known: Fingerprint | Promise<Fingerprint | undefined> | undefined;
@@ -423,6 +431,8 @@ export class FileCursor {
       [Header.MTIME, String(this.identity.mtimeMs)],
     ]);
     if (this.plan.delta) headers.set(Header.BASE, this.plan.delta.base);
+    // (What a partial is listed back with: only a file of more than one block leaves one worth resuming.)
+    if (this.version && this.identity.size > BLOCK_SIZE) headers.set(Header.VERSION, versionTag(this.version));
     return headers;
   }
 

@@ -402,8 +402,8 @@ function expectAtMostOneRefetch(r: RawRouter, vpath: string): void {
 }
 
 /** Our server's identity headers (first chunk of a transfer). */
-function identityHeaders(size: number, mtime: number): Record<string, string> {
-  return { "X-FMQ-Size": String(size), "X-FMQ-Mtime": String(mtime) };
+function identityHeaders(size: number, mtime: number, tag?: string): Record<string, string> {
+  return { "X-FMQ-Size": String(size), "X-FMQ-Mtime": String(mtime), ...(tag !== undefined ? { "X-FMQ-Version": tag } : {}) };
 }
 
 /** sendFile options for a file sent whole as our server sends a small file: one CHEEZBURGER, identity headers, tree hash, eof=1. */
@@ -1927,16 +1927,16 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
    * A 3 MiB file with identity headers, sent up to 2 MiB and a bit; then RTFM. Returns the new session
    * (ICANHAZ-OK sent, credit granted) and the replayed ICANHAZ's cache entry for the file.
    */
-  async function interruptedTransfer(r: RawRouter, h: Harness, inbox: string, data: Buffer, mtime: number): Promise<{ rid: Buffer; entry: string | undefined; held: number }> {
+  async function interruptedTransfer(r: RawRouter, h: Harness, inbox: string, data: Buffer, mtime: number, tag?: string): Promise<{ rid: Buffer; entry: string | undefined; held: number }> {
     await h.client.subscribe("/sub");
     const rid1 = await openSession(r, h, 1);
     const stop = 2 * MiB + 100_000;
-    await r.sendFile(rid1, "/sub/r/big.bin", data, { chunkSize: 256 * 1024, end: stop, headers: identityHeaders(data.length, mtime) });
+    await r.sendFile(rid1, "/sub/r/big.bin", data, { chunkSize: 256 * 1024, end: stop, headers: identityHeaders(data.length, mtime, tag) });
     const partial = partialOf(inbox, "r/big.bin");
     await waitFor(async () => (await stat(partial).catch(() => undefined))?.size === stop, "the partial file", SOON, 5);
     // Recorded at once (a crash right now could still resume it).
     const m = await readManifest(inbox);
-    expect(m?.partials).toEqual({ "r/big.bin": { vpath: "/sub/r/big.bin", size: data.length, mtime } });
+    expect(m?.partials).toEqual({ "r/big.bin": { vpath: "/sub/r/big.bin", size: data.length, mtime, ...(tag !== undefined ? { tag } : {}) } });
     expect(await exists(path.join(inbox, "r", "big.bin"))).toBe(false);
 
     await r.send(rid1, { id: "RTFM", reason: "restarted" });
@@ -1949,7 +1949,7 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(icanhaz.options).toEqual(ICANHAZ_OPTIONS);
     expect([...icanhaz.cache.keys()]).toEqual(["r/big.bin"]);
     const entry = icanhaz.cache.get("r/big.bin");
-    const held = Number(/^fmq1;partial=(\d+);psize=(\d+);pmtime=(\d+)$/.exec(entry ?? "")?.[1]);
+    const held = Number(/^fmq1;partial=(\d+);psize=(\d+);pmtime=(\d+)(;ptag=[^;]+)?$/.exec(entry ?? "")?.[1]);
     await r.send(rid, { id: "ICANHAZ_OK" });
     await r.next("NOM", { from: rid });
     return { rid, entry, held };
@@ -2048,47 +2048,52 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(h.disconnected).toEqual(["server said RTFM: restarted"]);
   }, 90_000);
 
-  it("client - resume against a different identity is refused: an error, nothing delivered, one refetch; the whole new version is then delivered", async () => {
-    const r = await router();
-    const root = await tempDir();
-    const inbox = path.join(root, "inbox");
-    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
-    const data = randomBytes(3 * MiB);
-    const mtime = 1_700_000_000_123;
-    const { rid, held } = await interruptedTransfer(r, h, inbox, data, mtime);
-    expect(held).toBeGreaterThanOrEqual(2 * MiB);
+  // Another identity: another mtime, or (a rewrite with size and mtime put back) the same ones and another version tag.
+  for (const other of ["mtime", "tag"] as const) {
+    it(`client - resume against a different identity (another ${other}) is refused: an error, nothing delivered, one refetch; the whole new version is then delivered`, async () => {
+      const r = await router();
+      const root = await tempDir();
+      const inbox = path.join(root, "inbox");
+      const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
+      const data = randomBytes(3 * MiB);
+      const mtime = 1_700_000_000_123;
+      const { rid, held, entry } = await interruptedTransfer(r, h, inbox, data, mtime, other === "tag" ? "12-1700000000123.25" : undefined);
+      expect(held).toBeGreaterThanOrEqual(2 * MiB);
+      if (other === "tag") expect(entry).toBe(`fmq1;partial=${held};psize=${3 * MiB};pmtime=${mtime};ptag=12-1700000000123.25`);
 
-    // The server resumes a version with another mtime: its first 2 MiB may differ from ours.
-    const newer = Buffer.concat([randomBytes(2 * MiB), data.subarray(2 * MiB)]);
-    const newerMtime = mtime + 1000;
-    const n = h.errors.length;
-    await r.sendFile(rid, "/sub/r/big.bin", newer, { chunkSize: 256 * 1024, start: 2 * MiB, headers: identityHeaders(newer.length, newerMtime), eofHeaders: { "X-FMQ-XXH64T": await treeHash(newer) } });
-    const [error] = await errorsAfter(h, n);
-    expect(error!.message).toMatch(/resume/);
-    await r.sendFile(rid, "/sub/marker.txt", Buffer.from("m"));
-    await nextDelivery(h, "/sub/marker.txt");
-    expect(h.delivered.map((d) => d.vpath)).toEqual(["/sub/marker.txt"]);
-    expect(await exists(path.join(inbox, "r", "big.bin"))).toBe(false);
+      // The server resumes another version: its first 2 MiB may differ from ours.
+      const newer = Buffer.concat([randomBytes(2 * MiB), data.subarray(2 * MiB)]);
+      const newerMtime = other === "mtime" ? mtime + 1000 : mtime;
+      const newerTag = other === "tag" ? "12-1700000009999" : undefined;
+      const n = h.errors.length;
+      await r.sendFile(rid, "/sub/r/big.bin", newer, { chunkSize: 256 * 1024, start: 2 * MiB, headers: identityHeaders(newer.length, newerMtime, newerTag), eofHeaders: { "X-FMQ-XXH64T": await treeHash(newer) } });
+      const [error] = await errorsAfter(h, n);
+      expect(error!.message).toMatch(/resume/);
+      await r.sendFile(rid, "/sub/marker.txt", Buffer.from("m"));
+      await nextDelivery(h, "/sub/marker.txt");
+      expect(h.delivered.map((d) => d.vpath)).toEqual(["/sub/marker.txt"]);
+      expect(await exists(path.join(inbox, "r", "big.bin"))).toBe(false);
 
-    // The client asks for the file again, whole, for that file alone, claiming nothing.
-    const [, refetch] = await r.next("ICANHAZ", { from: rid });
-    expect(refetch.path).toBe("/sub/r/big.bin");
-    expect(refetch.options).toEqual(ICANHAZ_OPTIONS);
-    expect(refetch.cache).toEqual(new Map());
-    await r.send(rid, { id: "ICANHAZ_OK" });
-    await r.sendFile(rid, "/sub/r/big.bin", newer, { chunkSize: 256 * 1024, headers: identityHeaders(newer.length, newerMtime), eofHeaders: { "X-FMQ-XXH64T": await treeHash(newer) } });
-    await nextDelivery(h, "/sub/r/big.bin");
-    expect(await sha256File(path.join(inbox, "r", "big.bin"))).toBe(sha256(newer));
-    const m = await manifestWhere(inbox, (m) => "r/big.bin" in m.files, "r/big.bin delivered");
-    expect(m.files["r/big.bin"]).toMatchObject({ size: 3 * MiB, mtime: newerMtime, hash: await treeHash(newer) });
-    expect(m.partials).toEqual({});
-    await expectCleanState(inbox);
-    // CLIENT BUG (see the report): once, not once per chunk of the refused transfer. Every later chunk
-    // (offset > 0, no headers) is refused again with a RefetchError (src/client/inbox.ts, create), and
-    // each one sends another refetch (src/client/client.ts, #processChunk's catch): 4 data chunks + eof = 5.
-    // A real server queues the whole file again for every one it gets after it started the first resend.
-    expect(icanhazFor(r, "/sub/r/big.bin")).toHaveLength(1);
-  });
+      // The client asks for the file again, whole, for that file alone, claiming nothing.
+      const [, refetch] = await r.next("ICANHAZ", { from: rid });
+      expect(refetch.path).toBe("/sub/r/big.bin");
+      expect(refetch.options).toEqual(ICANHAZ_OPTIONS);
+      expect(refetch.cache).toEqual(new Map());
+      await r.send(rid, { id: "ICANHAZ_OK" });
+      await r.sendFile(rid, "/sub/r/big.bin", newer, { chunkSize: 256 * 1024, headers: identityHeaders(newer.length, newerMtime, newerTag), eofHeaders: { "X-FMQ-XXH64T": await treeHash(newer) } });
+      await nextDelivery(h, "/sub/r/big.bin");
+      expect(await sha256File(path.join(inbox, "r", "big.bin"))).toBe(sha256(newer));
+      const m = await manifestWhere(inbox, (m) => "r/big.bin" in m.files, "r/big.bin delivered");
+      expect(m.files["r/big.bin"]).toMatchObject({ size: 3 * MiB, mtime: newerMtime, hash: await treeHash(newer) });
+      expect(m.partials).toEqual({});
+      await expectCleanState(inbox);
+      // CLIENT BUG (see the report): once, not once per chunk of the refused transfer. Every later chunk
+      // (offset > 0, no headers) is refused again with a RefetchError (src/client/inbox.ts, create), and
+      // each one sends another refetch (src/client/client.ts, #processChunk's catch): 4 data chunks + eof = 5.
+      // A real server queues the whole file again for every one it gets after it started the first resend.
+      expect(icanhazFor(r, "/sub/r/big.bin")).toHaveLength(1);
+    });
+  }
 
   it("client - a delta against a version the client does not hold is refused: an error, nothing delivered, one refetch", async () => {
     const { r, inbox, h, rid } = await subscribedToRoot();

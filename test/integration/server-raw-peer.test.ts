@@ -1722,6 +1722,43 @@ describe("server with a scripted raw peer", () => {
     await p.expectSilence(300);
   });
 
+  it("server - a partial is resumed only if it is of the very version the file is now (its X-FMQ-Version): rewritten with size and mtime put back, the file goes from byte 0, once", async () => {
+    const MiB = 1024 * 1024;
+    const mtime = new Date("2020-01-01T00:00:00Z");
+    const big = randomBytes(3 * MiB);
+    const setMtime = async (root: string) => utimes(path.join(root, "big.bin"), mtime, mtime);
+    const { server, endpoint, dir } = await startServer({}, { files: { "big.bin": big }, prepare: setMtime });
+    await published(server, 1);
+    /** A session of a client holding a partial of big.bin (a block and a bit) with `tag`: where the file starts, its tag, the bytes sent. */
+    const resume = async (tag: string | undefined) => {
+      const p = peer(endpoint);
+      await p.open();
+      const partial = { length: MiB + 10, size: big.length, mtime: mtime.getTime(), ...(tag !== undefined ? { tag } : {}) };
+      await p.send({ id: "ICANHAZ", path: "/", options: new Map([["X-FMQ-Caps", "verify,delta,single"]]), cache: new Map([["big.bin", formatCacheEntry({ partial })]]) });
+      await p.expect("ICANHAZ_OK");
+      await p.nom(64 * MiB);
+      const first = await p.expect("CHEEZBURGER");
+      let bytes = first.chunk.length;
+      for (let last = first; last.eof === 0; bytes += last.chunk.length) last = await p.expect("CHEEZBURGER");
+      return { offset: first.offset, tag: first.headers.get("X-FMQ-Version"), bytes };
+    };
+    // A partial listed without a tag (by an older client) is resumed, as before; the first chunk says the tag.
+    const untagged = await resume(undefined);
+    const tag = untagged.tag;
+    expect(tag).toMatch(/^\d+-\d+(\.\d+)?$/);
+    expect(untagged).toEqual({ offset: BigInt(MiB), tag, bytes: 2 * MiB });
+    expect(await resume(tag)).toEqual({ offset: BigInt(MiB), tag, bytes: 2 * MiB });
+    expect(await resume("1-2")).toEqual({ offset: 0n, tag, bytes: 3 * MiB });
+    // Rewritten in place with its size and mtime put back (as `cp -p` over it would): the tag held is another version's.
+    const before = [...server.mounts[0]!.files.values()][0]!;
+    await writeFile(path.join(dir, "big.bin"), randomBytes(3 * MiB));
+    await setMtime(dir);
+    await waitFor(() => [...server.mounts[0]!.files.values()][0]?.ctimeMs !== before.ctimeMs, "the rewrite published", DEADLINE);
+    const after = await resume(tag);
+    expect(after.tag).not.toBe(tag);
+    expect(after).toEqual({ offset: 0n, tag: after.tag, bytes: 3 * MiB });
+  });
+
   // --- found by a review of the publisher (2026-12-03) ---------------------------------------------
 
   it("server - a file deleted mid-transfer stops there: an eof chunk marked changed (to a client that says verify) or a plain one (plain), then its delete, once, not the rest of the file", async () => {

@@ -20,4 +20,13 @@ describe("cache entries", () => {
     expect(parseCacheEntry("fmq1;size=-5;mtime=1;partial=-1;psize=9;pmtime=2")).toEqual({ mtime: 1 });
     expect(parseCacheEntry("fmq1;size=5;mtime=--1;psize=-9;partial=1;pmtime=2")).toEqual({ size: 5 });
   });
+
+  it("extensions - a partial's version tag (ptag) comes back as it went; one too long or with other characters is dropped, not the partial", () => {
+    const entry: CacheEntry = { partial: { length: 3, size: 9, mtime: 2, tag: "1234-1700000000123.4567" } };
+    expect(parseCacheEntry(formatCacheEntry(entry))).toEqual(entry);
+    for (const hostile of ["", "x".repeat(65), "a b", "é", "a\u0000b", "a,b"]) {
+      expect(parseCacheEntry(`fmq1;partial=3;psize=9;pmtime=2;ptag=${hostile}`)).toEqual({ partial: { length: 3, size: 9, mtime: 2 } });
+    }
+    expect(parseCacheEntry(`fmq1;partial=3;psize=9;pmtime=2;ptag=${"x".repeat(64)}`)?.partial?.tag).toBe("x".repeat(64));
+  });
 });

@@ -75,6 +75,7 @@ describe("manifest", () => {
     first.delivered("plain", { vpath: "/plain", size: 7 });
     first.delivered("empty", { vpath: "/empty", size: 0, mtime: 0, hash: "ef46db3751d8e999" });
     first.partialStarted("part", { vpath: "/part", size: 10 * 1024 * 1024, mtime: 1_700_000_000_000 });
+    first.partialStarted("tagged", { vpath: "/tagged", size: 10 * 1024 * 1024, mtime: 1_700_000_000_000, tag: "1234-1700000000123.4567" });
     first.aboutToPlace("placed", { vpath: "/placed", size: 5, mtime: 1, hash: "fedcba9876543210" });
     first.delivered("placed", { vpath: "/placed", size: 5, mtime: 1, hash: "fedcba9876543210" });
     first.aboutToPlace("pending", { vpath: "/pending", size: 6, hash: "00000000000000ff" });
