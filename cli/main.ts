@@ -517,10 +517,15 @@ function onStop(close: () => Promise<void>, opts: { signalFails?: boolean } = {}
   // A service asked to stop has done its job (status 0); a job with an end (track --once) stopped before
   // it has not: 128 + the signal's number, as a shell reports it, so that `fmq track --once a b && ...`
   // goes no further. A second signal stops at once: the process dies of it, as it would without a
-  // handler, so its parent sees it killed, not a status of ours. One while finishing changes nothing.
+  // handler, so its parent sees it killed, not a status of ours. While finishing (the job done, its last
+  // step under way), the first changes nothing and a second stops at once, as while stopping.
+  let signalledWhileFinishing = false;
   const signal = (name: NodeJS.Signals) => {
-    if (phase === "finishing") return;
-    if (phase === "stopping") return dieOf(name);
+    if (phase === "finishing" && !signalledWhileFinishing) {
+      signalledWhileFinishing = true;
+      return;
+    }
+    if (phase !== "running") return dieOf(name);
     stop(opts.signalFails ? 128 + osConstants.signals[name] : 0);
   };
   const early = takeSignals(signal);

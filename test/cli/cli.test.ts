@@ -250,6 +250,25 @@ describe("cli", () => {
     expect(["SIGINT", "SIGTERM"]).toContain(signal);
   });
 
+  it("cli - track --once finishing (synced said, its inbox's state being saved): a first signal changes nothing, a second kills it at once", async () => {
+    const src = await tempDir();
+    const dst = path.join(await tempDir(), "dst");
+    const files: Record<string, string> = {};
+    for (let i = 0; i < 3000; i++) files[`d${i % 30}/f${i}.txt`] = String(i);
+    await writeTree(src, files);
+    const track = start(["track", src, dst, "--once", "--json", "--stable-ms", "0"]);
+    // Its last step, closing 3,000 watches and saving the manifest, takes 0.1-0.3 s: stopped at once, then
+    // both signals pending together. Both were ignored: a hung last step could not be stopped but by SIGKILL.
+    await waitFor(() => has(track, "synced") !== undefined, "synced", 30_000, 1);
+    track.child.kill("SIGSTOP");
+    track.child.kill("SIGINT");
+    track.child.kill("SIGTERM");
+    track.child.kill("SIGCONT");
+    const { code, signal } = await track.exited;
+    expect(code).toBeNull();
+    expect(["SIGINT", "SIGTERM"]).toContain(signal);
+  }, 60_000);
+
   it("cli - a subscriber told to stop while it starts (its password file a FIFO not yet written) stops cleanly with 0 once it is up; one not up within a second dies of the signal", async () => {
     // (It used to die of the signal, mid-start, with no status of its own.)
     const dir = await tempDir();
