@@ -24,6 +24,29 @@ const start = (args: string[]): Running => startFmq(args);
 const has = (r: Running, event: string, test: (e: Record<string, unknown>) => boolean = () => true) =>
   r.events.find((e) => e.event === event && test(e));
 
+/**
+ * Two signals pending at once (in either order: which of Node's threads takes each decides), so that the
+ * second comes while the first is being acted on: the process must die of one of them.
+ */
+async function expectKilledByTwoSignals(r: Running): Promise<void> {
+  r.child.kill("SIGSTOP");
+  r.child.kill("SIGINT");
+  r.child.kill("SIGTERM");
+  r.child.kill("SIGCONT");
+  const { code, signal } = await r.exited;
+  expect(code).toBeNull();
+  expect(["SIGINT", "SIGTERM"]).toContain(signal);
+}
+
+/** A <src> of 3,000 small files in 30 directories, and a <dst> not made yet. */
+async function manySmallFiles(): Promise<{ src: string; dst: string }> {
+  const src = await tempDir();
+  const files: Record<string, string> = {};
+  for (let i = 0; i < 3000; i++) files[`d${i % 30}/f${i}.txt`] = String(i);
+  await writeTree(src, files);
+  return { src, dst: path.join(await tempDir(), "dst") };
+}
+
 describe("cli", () => {
   it("cli - publish and subscribe in two processes mirror a tree, live changes and deletes included", async () => {
     const src = await tempDir();
@@ -239,34 +262,17 @@ describe("cli", () => {
     // over within the turn of the loop that took the first signal, and the second finds it gone).
     const partial = path.join(dst, ".fmq", "partial", partialName("big.bin"));
     await waitFor(async () => ((await stat(partial).catch(() => undefined))?.size ?? 0) >= 16 * 1024 * 1024, "part of the file", 30_000, 1);
-    // Both signals pending at once (in either order: which of Node's threads takes each decides), so the
-    // second comes while the first's stop is under way. It used to exit with status 1.
-    track.child.kill("SIGSTOP");
-    track.child.kill("SIGINT");
-    track.child.kill("SIGTERM");
-    track.child.kill("SIGCONT");
-    const { code, signal } = await track.exited;
-    expect(code).toBeNull();
-    expect(["SIGINT", "SIGTERM"]).toContain(signal);
+    // The second comes while the first's stop is under way. It used to exit with status 1.
+    await expectKilledByTwoSignals(track);
   });
 
   it("cli - track --once finishing (synced said, its inbox's state being saved): a first signal changes nothing, a second kills it at once", async () => {
-    const src = await tempDir();
-    const dst = path.join(await tempDir(), "dst");
-    const files: Record<string, string> = {};
-    for (let i = 0; i < 3000; i++) files[`d${i % 30}/f${i}.txt`] = String(i);
-    await writeTree(src, files);
+    const { src, dst } = await manySmallFiles();
     const track = start(["track", src, dst, "--once", "--json", "--stable-ms", "0"]);
-    // Its last step, closing 3,000 watches and saving the manifest, takes 0.1-0.3 s: stopped at once, then
-    // both signals pending together. Both were ignored: a hung last step could not be stopped but by SIGKILL.
+    // Its last step, closing 3,000 watches and saving the manifest, takes 0.1-0.3 s. Both signals were
+    // ignored: a hung last step could not be stopped but by SIGKILL.
     await waitFor(() => has(track, "synced") !== undefined, "synced", 30_000, 1);
-    track.child.kill("SIGSTOP");
-    track.child.kill("SIGINT");
-    track.child.kill("SIGTERM");
-    track.child.kill("SIGCONT");
-    const { code, signal } = await track.exited;
-    expect(code).toBeNull();
-    expect(["SIGINT", "SIGTERM"]).toContain(signal);
+    await expectKilledByTwoSignals(track);
   }, 60_000);
 
   it("cli - a subscriber told to stop while it starts (its password file a FIFO not yet written) stops cleanly with 0 once it is up; one not up within a second dies of the signal", async () => {
@@ -330,11 +336,7 @@ describe("cli", () => {
   });
 
   it("cli - track --once again after files were removed from <src> exits only once their deletes are applied; with 3,000 files held, none is sent again", async () => {
-    const src = await tempDir();
-    const dst = path.join(await tempDir(), "dst");
-    const files: Record<string, string> = {};
-    for (let i = 0; i < 3000; i++) files[`d${i % 30}/f${i}.txt`] = String(i);
-    await writeTree(src, files);
+    const { src, dst } = await manySmallFiles();
     const first = start(["track", src, dst, "--once", "--json", "--stable-ms", "0"]);
     expect((await first.exited).code).toBe(0);
     expect(await treeHashes(dst)).toEqual(await treeHashes(src));

@@ -1955,14 +1955,18 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     return { rid, entry, held };
   }
 
-  it("client - resume: a partial kept across RTFM is offered in the next ICANHAZ, the rest from 2 MiB with the same identity completes it byte-identical", async () => {
+  /** A client of a new raw router, its inbox in a new temp directory, left holding a partial of a 3 MiB file (interruptedTransfer). */
+  async function clientWithPartial(tag?: string) {
     const r = await router();
-    const root = await tempDir();
-    const inbox = path.join(root, "inbox");
+    const inbox = path.join(await tempDir(), "inbox");
     const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
     const data = randomBytes(3 * MiB);
     const mtime = 1_700_000_000_123;
-    const { rid, entry, held } = await interruptedTransfer(r, h, inbox, data, mtime);
+    return { r, h, inbox, data, mtime, ...(await interruptedTransfer(r, h, inbox, data, mtime, tag)) };
+  }
+
+  it("client - resume: a partial kept across RTFM is offered in the next ICANHAZ, the rest from 2 MiB with the same identity completes it byte-identical", async () => {
+    const { r, h, inbox, data, mtime, rid, entry, held } = await clientWithPartial();
     expect(entry).toBe(`fmq1;partial=${held};psize=${3 * MiB};pmtime=${mtime}`);
     expect(held).toBeGreaterThanOrEqual(2 * MiB);
     expect(held).toBeLessThanOrEqual(2 * MiB + 100_000);
@@ -1983,11 +1987,7 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
 
   for (const shape of ["whole", "chunked"] as const) {
     it(`client - a kept partial whose file then comes as a small new version (${shape}) is removed, not left in .fmq/partial`, async () => {
-      const r = await router();
-      const root = await tempDir();
-      const inbox = path.join(root, "inbox");
-      const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
-      const { rid } = await interruptedTransfer(r, h, inbox, randomBytes(3 * MiB), 1_700_000_000_123);
+      const { r, h, inbox, rid } = await clientWithPartial();
       const small = Buffer.from("now six");
       await r.sendFile(rid, "/sub/r/big.bin", small, shape === "whole" ? await asOneMessage(small) : { chunkSize: 3, headers: identityHeaders(small.length, 1_700_000_000_000) });
       await nextDelivery(h, "/sub/r/big.bin");
@@ -2051,13 +2051,7 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
   // Another identity: another mtime, or (a rewrite with size and mtime put back) the same ones and another version tag.
   for (const other of ["mtime", "tag"] as const) {
     it(`client - resume against a different identity (another ${other}) is refused: an error, nothing delivered, one refetch; the whole new version is then delivered`, async () => {
-      const r = await router();
-      const root = await tempDir();
-      const inbox = path.join(root, "inbox");
-      const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
-      const data = randomBytes(3 * MiB);
-      const mtime = 1_700_000_000_123;
-      const { rid, held, entry } = await interruptedTransfer(r, h, inbox, data, mtime, other === "tag" ? "12-1700000000123.25" : undefined);
+      const { r, h, inbox, data, mtime, rid, held, entry } = await clientWithPartial(other === "tag" ? "12-1700000000123.25" : undefined);
       expect(held).toBeGreaterThanOrEqual(2 * MiB);
       if (other === "tag") expect(entry).toBe(`fmq1;partial=${held};psize=${3 * MiB};pmtime=${mtime};ptag=12-1700000000123.25`);
 
