@@ -550,6 +550,8 @@ export class Inbox {
         await handle.truncate(offset);
         const hasher = new BlockHasher(xx);
         await hashPrefix(handle, hasher, offset);
+        // A partial begun without a tag (an older server) takes the one it is resumed with: checked next time.
+        if (known.tag === undefined && identity.tag !== undefined) this.manifest.partialStarted(relative, identity);
         return new IncomingFile(relative, vpath, target, partial, handle, "sequential", hasher, offset, identity, fsync);
       } catch (error) {
         await handle.close();

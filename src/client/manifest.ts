@@ -472,7 +472,7 @@ function isDelivered(value: unknown): value is Delivered {
 }
 
 function isPartialFile(value: unknown): value is PartialFile {
-  return isRecord(value) && typeof value.vpath === "string" && isSize(value.size) && isTime(value.mtime) && (value.tag === undefined || isVersionTag(value.tag as string));
+  return isRecord(value) && typeof value.vpath === "string" && isSize(value.size) && isTime(value.mtime) && (value.tag === undefined || (typeof value.tag === "string" && isVersionTag(value.tag)));
 }
 
 function isChange(value: unknown): value is Change {

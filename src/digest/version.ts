@@ -21,12 +21,16 @@ export function sameVersion(a: Version, b: Version): boolean {
 }
 
 /**
- * What is sent as X-FMQ-Version: the part of a version size and mtime do not say. A partial listed back
- * with another tag holds bytes of another version, whatever its size and mtime (a rewrite with them put
- * back, `touch -r`, `cp -p` over it): resumed, it would fail the final check and come again whole.
+ * What is sent as X-FMQ-Version: the part of a version size and mtime do not say that a partial must
+ * share to be resumed: the inode. A partial listed back with another holds bytes of another file, whatever
+ * its size and mtime (one renamed over it, as rsync, tar and most editors replace a file): resumed, it
+ * would fail the final check and come again whole. Not the ctime: a chmod, a new hard link (a snapshot
+ * backup makes one of every file) or an xattr moves it without changing a byte, and every interrupted
+ * transfer would start again from nothing (a review). A rewrite in place with size and mtime put back
+ * (`cp -p` over it) keeps the inode: that one the final check still catches.
  */
-export function versionTag(version: Version): string {
-  return `${version.ino}-${version.ctimeMs}`;
+export function versionTag(version: { readonly ino: number }): string {
+  return String(version.ino);
 }
 
 /**

@@ -43,8 +43,8 @@ export const Header = {
   BASE: "X-FMQ-Base",
   /**
    * On the first chunk of a file sent in more than one: a tag of the version being sent beyond its size
-   * and mtime (the server's inode and ctime of it), opaque to the client, which lists it back with a
-   * partial (ptag) so that the server resumes only the very version the bytes held are of.
+   * and mtime (the server's inode number of it: versionTag), opaque to the client, which lists it back
+   * with a partial (ptag) so that the server resumes only a file the bytes held can be of.
    */
   VERSION: "X-FMQ-Version",
   /** On the eof chunk: "changed" if the file changed while it was sent; the receiver discards it. */

@@ -11,6 +11,7 @@ import { covers, joinVirtual, normaliseVirtualPath, relativeTo, unsafeRelativeRe
 import type { PublishedFile } from "../mount/mount.js";
 import type { XXHashAPI } from "xxhash-wasm";
 import { BLOCK_SIZE, changedBlocks, xxh } from "../digest/blocks.js";
+import { versionTag } from "../digest/version.js";
 import { OutsideMountError } from "./opened-inside.js";
 import { FileChangedError, FileCursor, readsWhole, sameIdentity, type ChunkFrame, type CursorOptions, type TransferPlan } from "./file-cursor.js";
 import { sameVersion, type Fingerprints, type Version } from "./fingerprints.js";
@@ -586,7 +587,9 @@ export class Connection {
       );
     }
     const partial = entry.partial;
-    if (partial && partial.size === file.size && partial.mtime === file.mtimeMs && partial.length > 0) {
+    // (Of another file by its tag, one renamed over it: not resumed, and a delta on the version held may still be.)
+    const sameFile = partial?.tag === undefined || file.ino === undefined || partial.tag === versionTag({ ino: file.ino });
+    if (partial && sameFile && partial.size === file.size && partial.mtime === file.mtimeMs && partial.length > 0) {
       return { op: "create", file, resumeAt: partial.length, ...(partial.tag !== undefined ? { resumeTag: partial.tag } : {}) };
     }
     return { op: "create", file };

@@ -330,7 +330,7 @@ function partialOf(inbox: string, relative: string): string {
 interface StoredManifest {
   version: number;
   files: Record<string, { vpath: string; size: number; mtime?: number; hash?: string; blocks?: string }>;
-  partials: Record<string, { vpath: string; size: number; mtime: number }>;
+  partials: Record<string, { vpath: string; size: number; mtime: number; tag?: string }>;
 }
 
 /** The manifest as a restarted client would load it: the snapshot, then the journal replayed over it. */
@@ -1982,6 +1982,20 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(m.partials).toEqual({});
     await expectCleanState(inbox);
     expect(icanhazFor(r, "/sub/r/big.bin")).toEqual([]);
+    expect(h.errors).toEqual([]);
+  });
+
+  it("client - a partial begun without a version tag (an older server) takes the one it is resumed with, and lists it next time", async () => {
+    const { r, h, inbox, data, mtime, rid } = await clientWithPartial();
+    // Resumed at 2 MiB with a tag, and cut again part way.
+    await r.sendFile(rid, "/sub/r/big.bin", data, { chunkSize: 256 * 1024, start: 2 * MiB, end: 2 * MiB + 512 * 1024, headers: identityHeaders(data.length, mtime, "77") });
+    const m = await manifestWhere(inbox, (m) => m.partials["r/big.bin"]?.tag !== undefined, "the partial's tag recorded");
+    expect(m.partials["r/big.bin"]).toEqual({ vpath: "/sub/r/big.bin", size: data.length, mtime, tag: "77" });
+    await r.send(rid, { id: "RTFM", reason: "restarted" });
+    const [again] = await r.next("OHAI");
+    await r.send(again, { id: "OHAI_OK" });
+    const [, icanhaz] = await r.next("ICANHAZ", { from: again });
+    expect(icanhaz.cache.get("r/big.bin")).toMatch(new RegExp(`^fmq1;partial=\\d+;psize=${data.length};pmtime=${mtime};ptag=77$`));
     expect(h.errors).toEqual([]);
   });
 

@@ -708,7 +708,7 @@ describe("resync", () => {
     void pub;
   }, 60_000);
 
-  it("resync - a partial whose file was rewritten meanwhile with its size and mtime put back is not resumed: the file comes once, from byte 0, without a failed check", async () => {
+  it("resync - a partial whose file was replaced meanwhile by another of its size and mtime (renamed over it) is not resumed: the file comes once, from byte 0, without a failed check", async () => {
     const src = await tempDir();
     const inbox = await tempDir();
     const file = path.join(src, "big.bin");
@@ -722,10 +722,12 @@ describe("resync", () => {
     await waitFor(async () => (await stat(partial).catch(() => ({ size: 0 }))).size >= 8 * MiB, "8 MiB of partial file", 30_000, 1);
     await sub.close();
     expect(sub.delivered).toEqual([]);
-    // Another content, with the size and mtime of the version the partial is of (`cp -p` over it would).
+    // Another file, with the size and mtime of the one the partial is of, renamed over it (as rsync -a would).
     const published = [...pub.server.mounts[0]!.files.values()][0]!;
-    await writeRandomFile(file, 48 * MiB);
-    await utimes(file, mtime, mtime);
+    const replacement = path.join(src, ".big.new");
+    await writeRandomFile(replacement, 48 * MiB);
+    await utimes(replacement, mtime, mtime);
+    await rename(replacement, file);
     await waitFor(() => [...pub.server.mounts[0]!.files.values()][0]?.ctimeMs !== published.ctimeMs, "the rewrite published", 15_000);
     const back = await startClient(pub.endpoint, inbox);
     await mirrored(inbox, src);

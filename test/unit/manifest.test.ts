@@ -117,6 +117,9 @@ describe("manifest", () => {
       { op: "delivered", name: "later", entry: entry(2) },
       { op: "delivered", name: "laterBad", entry: { vpath: "/l", size: -1 } },
       { op: "partial", name: "partialBad", entry: { vpath: "/r", size: 1, mtime: "x" } },
+      // (A tag that is not a string: it would never equal the one a server sends, and no resume would match.)
+      { op: "partial", name: "partialTagNotString", entry: { vpath: "/t", size: 1, mtime: 1, tag: 123 } },
+      { op: "partial", name: "partialTagBad", entry: { vpath: "/t", size: 1, mtime: 1, tag: "a;b" } },
       { op: "no such op", name: "x" },
       { op: "removed" },
     ];
@@ -126,7 +129,7 @@ describe("manifest", () => {
     expect([...manifest.files.keys()]).toEqual(["good", "later"]);
     expect([...manifest.partials.keys()]).toEqual(["goodPartial"]);
     expect(problems).toEqual([
-      "the inbox's manifest (.fmq/) has 9 garbled entries, left out: what they listed is taken as not held (sent again; deletes made meanwhile may not reach those files)",
+      "the inbox's manifest (.fmq/) has 11 garbled entries, left out: what they listed is taken as not held (sent again; deletes made meanwhile may not reach those files)",
     ]);
     manifest.close();
   });
