@@ -309,7 +309,7 @@ describe("cli", () => {
       const signalled = Date.now();
       stuck.child.kill("SIGTERM");
       expect(await stuck.exited).toEqual({ code: null, signal: "SIGTERM" });
-      expect(Date.now() - signalled).toBeLessThan(5000);
+      expect(Date.now() - signalled).toBeLessThan(8000);
     } finally {
       closeSync(fd);
     }
@@ -564,7 +564,7 @@ describe("cli", () => {
       const { code } = await r.exited;
       // (It gives its close 900 ms; the rest is slack for a loaded machine. A stop that hangs, or that
       // waits for the server, still fails.)
-      expect(Date.now() - t0).toBeLessThan(3000);
+      expect(Date.now() - t0).toBeLessThan(5000);
       expect(code).toBe(0);
     }
   });
@@ -577,7 +577,7 @@ describe("cli", () => {
     sub.child.kill("SIGTERM");
     const { code } = await sub.exited;
     // (As above: 900 ms at most for its close, and slack for a loaded machine.)
-    expect(Date.now() - t0).toBeLessThan(3000);
+    expect(Date.now() - t0).toBeLessThan(5000);
     expect(code).toBe(0);
   });
 

@@ -31,8 +31,9 @@ export function fmq(args: string[], cwd?: string, env: Record<string, string> = 
     }
   });
   readline.createInterface({ input: child.stderr! }).on("line", (line) => stderr.push(line));
+  // ("close", not "exit": once its output is read to the end too, so that a test may look at its last lines.)
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on("exit", (code, signal) => resolve({ code, signal })),
+    child.on("close", (code, signal) => resolve({ code, signal })),
   );
   return { child, events, stderr, exited };
 }
