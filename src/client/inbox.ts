@@ -538,7 +538,7 @@ export class Inbox {
     if (offset > 0) {
       // Resume: only a partial of this very version, holding at least up to `offset`.
       const known = this.manifest.partials.get(relative);
-      // (By its tag too, when both have one: a server that resumed another version of that size and mtime.)
+      // (By its tag too, when both have one: a server that resumed in another file of that size and mtime.)
       const same =
         known && identity && known.vpath === vpath && known.size === identity.size && known.mtime === identity.mtime && (known.tag === undefined || identity.tag === undefined || known.tag === identity.tag);
       // (The path is taken afresh at each use: it names the state directory through its descriptor,
