@@ -77,7 +77,7 @@ interface Plan {
 }
 
 type Patch =
-  | { readonly op: "create"; readonly file: PublishedFile; readonly resumeAt?: number; readonly resumeTag?: string }
+  | { readonly op: "create"; readonly file: PublishedFile; readonly resumeAt?: number }
   | {
       readonly op: "delete";
       readonly vpath: string;
@@ -587,10 +587,12 @@ export class Connection {
       );
     }
     const partial = entry.partial;
-    // (Of another file by its tag, one renamed over it: not resumed, and a delta on the version held may still be.)
+    // (Of another file by its tag, one renamed over it: not resumed, and a delta on the version held may
+    // still be. No need to look again when the file is opened: it is sent only if it is still the inode
+    // published, FileCursor.open's samePublished.)
     const sameFile = partial?.tag === undefined || file.ino === undefined || partial.tag === versionTag({ ino: file.ino });
     if (partial && sameFile && partial.size === file.size && partial.mtime === file.mtimeMs && partial.length > 0) {
-      return { op: "create", file, resumeAt: partial.length, ...(partial.tag !== undefined ? { resumeTag: partial.tag } : {}) };
+      return { op: "create", file, resumeAt: partial.length };
     }
     return { op: "create", file };
   }
@@ -608,7 +610,7 @@ export class Connection {
    * only where it asks the file's fingerprint (a delta may be due).
    */
   #transferPlan(patch: Patch & { op: "create" }): TransferPlan | Promise<TransferPlan> {
-    if (patch.resumeAt !== undefined) return { start: patch.resumeAt, ...(patch.resumeTag !== undefined ? { startTag: patch.resumeTag } : {}) };
+    if (patch.resumeAt !== undefined) return { start: patch.resumeAt };
     const held = this.#holdings.get(patch.file.vpath);
     if (!this.#caps.has(Capability.DELTA) || !held || patch.file.size <= BLOCK_SIZE) return {};
     return this.#deltaPlan(patch, held);

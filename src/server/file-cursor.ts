@@ -68,12 +68,6 @@ export interface TransferPlan {
   /** Resume: start at this offset (rounded down to a block). */
   readonly start?: number;
   /**
-   * Resume only if the file opened is the version of this tag (X-FMQ-Version, as the client's partial was
-   * sent it; versionTag): another's is started from byte 0. Checked against the file opened, not the one
-   * the mount last saw: a change the mount has not heard of yet would make the two differ.
-   */
-  readonly startTag?: string;
-  /**
    * Delta: send only these blocks, on top of the receiver's version whose tree hash is `base`; worked out
    * from `fingerprint`, of the file's `version`. If the file opened is another version (a rewrite with its
    * size and mtime put back: only ctime or the inode tell), the blocks may not be the ones that differ,
@@ -217,7 +211,6 @@ export class FileCursor {
       if (published && !samePublished(stats, published)) throw new FileChangedError(vpath);
       // (A delta is planned alone, never with a resume: without it, the plan is the whole file.)
       if (plan.delta && !sameVersion(plan.delta.version, version)) plan = {};
-      if (plan.start && plan.startTag !== undefined && plan.startTag !== versionTag(version)) plan = {};
       let ranges: Range[];
       let hasher: BlockHasher | undefined;
       let known: Fingerprint | Promise<Fingerprint | undefined> | undefined;

@@ -1795,7 +1795,7 @@ describe("server with a scripted raw peer", () => {
     const first = await p.expect("CHEEZBURGER");
     let bytes = first.chunk.length;
     for (let last = first; last.eof === 0; bytes += last.chunk.length) last = await p.expect("CHEEZBURGER");
-    // (It went whole: the resume was planned, and given up only once the file was open.)
+    // (Not a resume of the partial, nor the whole file: the version held whole is what the blocks go on.)
     expect([first.headers.get("X-FMQ-Base"), first.offset, bytes]).toEqual([hash, BigInt(5 * MiB), MiB]);
   });
 
