@@ -50,9 +50,10 @@ describe("refused handshakes in the log", () => {
     }
     const elapsed = Date.now() - started;
     const during = lines.length;
-    // Within the interval: a line for each kind only (a count may have come if the flood was slow).
+    // Within the interval: a line for each kind only (a count may have come if the flood was slow, and a
+    // refusal just after an interval's end, before its timer ran late, is said with its count: two lines).
     const kinds = ['refused PLAIN handshake from 127.0.0.1: wrong password for "alice"', 'refused PLAIN handshake from 127.0.0.1: unknown user "made-up-'];
-    expect(during).toBeLessThanOrEqual(2 * (1 + Math.floor(elapsed / 4_000)));
+    expect(during).toBeLessThanOrEqual(4 * (1 + Math.floor(elapsed / 4_000)));
     for (const line of lines) expect(kinds.some((kind) => line.startsWith(kind))).toBe(true);
     // Every refusal is told: said alone, or in a count.
     const told = () => lines.reduce((sum, line) => sum + Number(/ \(and (\d+) more like it in the last \d+ s\)$/.exec(line)?.[1] ?? 1), 0);

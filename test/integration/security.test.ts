@@ -169,8 +169,10 @@ describe("CURVE", () => {
     web.on("connection", () => connections++);
     const c = await startClient(`tcp://127.0.0.1:${(web.address() as net.AddressInfo).port}`);
     await waitFor(() => connections >= 6, "the subscriber trying again and again", 10_000);
-    expect(c.errors.length).toBe(1);
-    expect(c.errors[0]).toMatch(/^handshake failed.*is it an fmq publisher\?|^handshake failed: .*; the server may require CURVE/);
+    // (Once per kind of failure: libzmq may see the reply as a bad greeting on one try and a reset on another.)
+    expect(c.errors.length).toBeGreaterThanOrEqual(1);
+    expect(c.errors.length).toBeLessThanOrEqual(2);
+    for (const error of c.errors) expect(error).toMatch(/^handshake failed.*is it an fmq publisher\?|^handshake failed: .*; the server may require CURVE/);
   });
 
   it("security - a plaintext client is refused by a CURVE server, with a hint", async () => {
@@ -332,14 +334,16 @@ describe("PLAIN", () => {
     // Each ghost connects with one routing id, names another, says OHAI and hangs up. Only 7 fit in the
     // table besides alice: the others are refused for now (ZAP 300: libzmq then says nothing to the
     // client, which tries again once its handshake times out, here 250 ms) until earlier ghosts' records
-    // have expired. That all 20 get in shows they do.
-    for (let i = 0; i < 20; i++) {
-      const ghost = rawPeer(setup.endpoint, { routingId: `mal-real-${i}`, plainUsername: `mallory#ghost${i}`, plainPassword: "mallet", handshakeInterval: 250 });
-      await ghost.send({ id: "OHAI", protocol: "FILEMQ", version: 2 });
-      await ghost.expect("OHAI_OK", DEADLINE);
-      await ghost.close();
-      expect(setup.server.userOf(hex(aliceId))).toBe("alice");
-    }
+    // have expired. That all 20 get in shows they do. (All at once: one after the other, on a loaded
+    // machine, each took long enough for the one before to expire, and none was refused.)
+    await Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        const ghost = rawPeer(setup.endpoint, { routingId: `mal-real-${i}`, plainUsername: `mallory#ghost${i}`, plainPassword: "mallet", handshakeInterval: 250 });
+        await ghost.send({ id: "OHAI", protocol: "FILEMQ", version: 2 });
+        await ghost.expect("OHAI_OK", 4 * DEADLINE);
+        await ghost.close();
+      }),
+    );
     await waitFor(() => setup.warnings.some((w) => w.includes("too many logins")), "a login refused for now");
     expect(setup.server.userOf(hex(aliceId))).toBe("alice");
     await alice.send({ id: "ICANHAZ", path: "/alice", options: new Map(), cache: new Map() });

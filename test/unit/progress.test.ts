@@ -158,9 +158,9 @@ describe("progress on a terminal", () => {
     display.start();
     const mover = setInterval(() => moving && (bytes += 1_000_000), 50);
     try {
-      await waitFor(() => / ETA \d+m\d\ds/.test(written.stderr.join("")), "the bar with an ETA in minutes", 5000);
+      await waitFor(() => / ETA \d+m\d\ds/.test(written.stderr.join("")), "the bar with an ETA in minutes", 10_000);
       moving = false;
-      await waitFor(() => written.stderr.join("").includes(" stalled"), "the bar to say stalled", 5000);
+      await waitFor(() => written.stderr.join("").includes(" stalled"), "the bar to say stalled", 10_000);
       const stalled = written.stderr.find((text) => text.includes(" stalled"))!;
       expect(stalled).toContain(" 0 B/s stalled");
       expect(stalled).not.toContain("ETA");
