@@ -3,7 +3,7 @@
 
 import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { chmod, mkdir, open, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { chmod, link, mkdir, open, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
@@ -1758,8 +1758,11 @@ describe("server with a scripted raw peer", () => {
     expect(untagged).toEqual({ offset: BigInt(MiB), tag, bytes: 2 * MiB });
     expect(await resume(tag)).toEqual({ offset: BigInt(MiB), tag, bytes: 2 * MiB });
     expect(await resume("1")).toEqual({ offset: 0n, tag, bytes: 3 * MiB });
-    // Not a change of content (nor is a new hard link, or an xattr): still resumed.
+    // Not a change of content, nor is a new hard link (a snapshot backup makes one of every file): still resumed.
     await chmod(path.join(dir, "big.bin"), 0o600);
+    await republished();
+    expect(await resume(tag)).toEqual({ offset: BigInt(MiB), tag, bytes: 2 * MiB });
+    await link(path.join(dir, "big.bin"), path.join(dir, ".snapshot"));
     await republished();
     expect(await resume(tag)).toEqual({ offset: BigInt(MiB), tag, bytes: 2 * MiB });
     // Another file renamed over it, with the size and mtime of the one the partial is of (as rsync -a would).
