@@ -17,9 +17,14 @@ interface PeerQueue {
   drained: (() => void)[];
 }
 
+/** Fewer than `limit` messages wait for this peer; none, while its pipe is found full (see below()). */
+function hasRoom(peer: PeerQueue, limit: number): boolean {
+  return peer.frames.length < (peer.fullSince > 0 ? 1 : limit);
+}
+
 /**
  * A full peer is retried every RETRY_MS: a client that reads, only slower than we send, gets its pipe
- * topped up at once (64 small messages may drain in a few ms). One that has stayed full for FULL_MS has
+ * topped up at once (a pipe of small messages may drain in a few ms). One that has stayed full for FULL_MS has
  * stopped reading (frozen, or hostile): it is retried every SLOW_RETRY_MS, so each such peer costs 20
  * failed sends (thrown errors) a second instead of 500, however many there are.
  */
@@ -74,11 +79,11 @@ export class Outbox {
    */
   below(key: string, limit: number): Promise<void> {
     const peer = this.#peers.get(key);
-    const room = (peer: PeerQueue) => peer.frames.length < (peer.fullSince > 0 ? 1 : limit);
-    if (!peer || room(peer)) return Promise.resolve();
+    // (Called for every chunk sent: nothing made on the way when there is room.)
+    if (!peer || hasRoom(peer, limit)) return Promise.resolve();
     return new Promise((resolve) => {
       const check = () => {
-        if (!this.#peers.has(key) || room(peer)) resolve();
+        if (!this.#peers.has(key) || hasRoom(peer, limit)) resolve();
         else peer.drained.push(check);
       };
       peer.drained.push(check);
