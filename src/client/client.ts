@@ -734,7 +734,8 @@ export class Client extends EventEmitter<ClientEvents> {
         if (base !== undefined && (this.#deltasLeft.get(vpath) ?? 0) >= MAX_UNFINISHED_DELTAS) {
           throw new RefetchError(`${relative}: a delta of it was begun and left unfinished before; fetching it whole`, relative);
         }
-        current = { vpath, file: await sub.inbox.create(relative, vpath, offset, identity, base) };
+        const prefix = message.headers.get(Header.PREFIX);
+        current = { vpath, file: await sub.inbox.create(relative, vpath, offset, identity, base, isTreeHash(prefix) ? prefix : undefined) };
         this.#current = current;
       }
       if (message.chunk.length > 0) await current.file.write(message.chunk, offset);

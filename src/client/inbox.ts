@@ -495,22 +495,23 @@ export class Inbox {
   /**
    * Start receiving `relative` (a name from the wire, already stripped of the subscription path).
    * `offset` is where the first chunk starts: 0 for a new file; more to resume a partial of the same
-   * version (`identity`); `base` (a tree hash) for a delta on top of the delivered version.
+   * version (`identity`); `base` (a tree hash) for a delta on top of the delivered version. `prefix`
+   * (X-FMQ-Prefix) on a resume: the tree hash the server has for the bytes before `offset`.
    */
-  async create(relative: string, vpath: string, offset: number, identity: PartialFile | undefined, base: string | undefined): Promise<IncomingFile> {
+  async create(relative: string, vpath: string, offset: number, identity: PartialFile | undefined, base: string | undefined, prefix?: string): Promise<IncomingFile> {
     this.#endTurn();
     // The whole inbox removed while we ran: made again (with its state directories) for this file.
     if (this.dirs.root.removed) this.dirs.restore();
     const target = this.#resolve(relative);
     try {
-      return await this.#create(target, relative, vpath, offset, identity, base);
+      return await this.#create(target, relative, vpath, offset, identity, base, prefix);
     } catch (error) {
       target.release();
       throw error;
     }
   }
 
-  async #create(target: Target, relative: string, vpath: string, offset: number, identity: PartialFile | undefined, base: string | undefined): Promise<IncomingFile> {
+  async #create(target: Target, relative: string, vpath: string, offset: number, identity: PartialFile | undefined, base: string | undefined, prefix: string | undefined): Promise<IncomingFile> {
     const xx = this.xx;
     const fsync = this.options.fsync === true;
 
@@ -550,6 +551,12 @@ export class Inbox {
         await handle.truncate(offset);
         const hasher = new BlockHasher(xx);
         await hashPrefix(handle, hasher, offset);
+        // The bytes held are not the server's (the file rewritten in place with its size and mtime put
+        // back, so its tag too; or the partial damaged): the rest would only fail the final check.
+        const held = hasher.treeHashSoFar();
+        if (prefix !== undefined && held !== undefined && held !== prefix) {
+          throw new RefetchError(`${relative}: cannot resume at ${offset}: the partial file holds other bytes than the server's file (changed in place, or damaged); fetching it whole`, relative);
+        }
         // A partial begun without a tag (an older server) takes the one it is resumed with: checked next time.
         if (known.tag === undefined && identity.tag !== undefined) this.manifest.partialStarted(relative, identity);
         return new IncomingFile(relative, vpath, target, partial, handle, "sequential", hasher, offset, identity, fsync);

@@ -83,6 +83,15 @@ export class BlockHasher {
     }
   }
 
+  /**
+   * The tree hash of what was hashed so far, as a file of just those bytes would have it; only at a
+   * block boundary (undefined elsewhere). Hashing goes on unchanged (X-FMQ-Prefix: a resumed prefix).
+   */
+  treeHashSoFar(): string | undefined {
+    if (this.#partial || this.#waiting) return undefined;
+    return fingerprintOf(this.xx, blocksBuffer(this.#hashes)).hash;
+  }
+
   finish(): Fingerprint {
     if (this.#waiting) {
       this.#hashes.push(this.xx.h64Raw(this.#waiting));
@@ -190,6 +199,11 @@ export async function hashPrefix(handle: FileHandle, hasher: BlockHasher, length
     // Never leave a read running into a buffer (or a handle about to be closed) after we return.
     await pending?.catch(() => undefined);
   }
+}
+
+/** The tree hash of a file's first `count` blocks, from its fingerprint (X-FMQ-Prefix). */
+export function prefixTreeHash(xx: XXHashAPI, fingerprint: Fingerprint, count: number): string {
+  return fingerprintOf(xx, fingerprint.blocks.subarray(0, count * 8)).hash;
 }
 
 /** Indexes of blocks that differ between two block lists (blocks beyond the shorter list differ). */

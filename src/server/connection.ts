@@ -502,6 +502,11 @@ export class Connection {
       // Queued meanwhile (a newer version, or its delete), or queued already: that stands. Changed since:
       // the mount has queued it.
       if (queuedMeanwhile.has(file.vpath) || this.#queue.has(file.vpath) || this.host.file(file.vpath) !== file) continue;
+      // Being sent now as a resume or a delta, and asked for whole: the client refused that transfer (our
+      // client asks again for the file alone, with nothing listed), and ignores the rest of it. It stops
+      // at the next step, rather than send up to the whole file for nothing before the file goes again.
+      const cursor = this.#cursor;
+      if (cursor?.vpath === file.vpath && cursor.sendsPart && this.#versionOf.get(cursor) === file) this.#refused = cursor;
       this.#toBacklog(file, backlogged);
     }
     for (const { vpath, planned, patch } of plans) {
@@ -798,11 +803,18 @@ export class Connection {
     }
   }
 
+  /** A resume or delta being sent that the client has since asked for whole (see #queueExisting). */
+  #refused: FileCursor | undefined;
+
   /** The published version each cursor sends (to tell a newer one queued for its name from itself queued again). */
   readonly #versionOf = new WeakMap<FileCursor, PublishedFile>();
 
-  /** Is a delete or another version of the file `cursor` sends queued? (Not the same version asked for again: that waits its turn.) */
+  /**
+   * Is a delete or another version of the file `cursor` sends queued, or has the client refused what it
+   * sends (#refused)? (Not the same version asked for again otherwise: that waits its turn.)
+   */
   #superseded(cursor: FileCursor): boolean {
+    if (cursor === this.#refused) return true;
     const queued = this.#queue.get(cursor.vpath);
     return queued !== undefined && (queued.op === "delete" || queued.file !== this.#versionOf.get(cursor));
   }
@@ -810,7 +822,8 @@ export class Connection {
   /** Stop sending `cursor`'s file before its end (see FileCursor.abandon); what is queued for its name goes next. */
   async #abandon(cursor: FileCursor): Promise<void> {
     this.#cutShort(cursor, this.#queue.get(cursor.vpath)?.op === "delete");
-    this.host.trace?.(`${this.key} ${cursor.vpath}: stopped at ${cursor.sent} bytes, a newer version or its delete is queued`);
+    const why = cursor === this.#refused ? "the client asked for it whole" : "a newer version or its delete is queued";
+    this.host.trace?.(`${this.key} ${cursor.vpath}: stopped at ${cursor.sent} bytes, ${why}`);
     await this.#closeCursor();
   }
 
@@ -976,6 +989,7 @@ export class Connection {
   async #closeCursor(): Promise<void> {
     const cursor = this.#cursor;
     this.#cursor = undefined;
+    if (this.#refused === cursor) this.#refused = undefined;
     await cursor?.close();
   }
 }

@@ -12,7 +12,7 @@ import { cheezburgerFrame } from "../protocol/codec.js";
 import { Header } from "../protocol/extensions.js";
 import { Operation, type Dictionary } from "../protocol/messages.js";
 import type { XXHashAPI } from "xxhash-wasm";
-import { BLOCK_SIZE, BlockHasher, hashPrefix, xxh, type Fingerprint } from "../digest/blocks.js";
+import { BLOCK_SIZE, BlockHasher, hashPrefix, prefixTreeHash, xxh, type Fingerprint } from "../digest/blocks.js";
 import { NotRegularError, openRegular, openRegularSync } from "../digest/open-regular.js";
 import { versionTag } from "../digest/version.js";
 import { sameVersion, versionOfStats, type Version } from "./fingerprints.js";
@@ -67,6 +67,8 @@ export interface Published extends Identity {
 export interface TransferPlan {
   /** Resume: start at this offset (rounded down to a block). */
   readonly start?: number;
+  /** Resumed: the tree hash of the bytes before the (rounded) start, sent as X-FMQ-Prefix. Set by open. */
+  readonly prefix?: string;
   /**
    * Delta: send only these blocks, on top of the receiver's version whose tree hash is `base`; worked out
    * from `fingerprint`, of the file's `version`. If the file opened is another version (a rewrite with its
@@ -157,6 +159,7 @@ export class FileCursor {
     readonly readFrom?: number,
   ) {
     this.#ranges = ranges;
+    this.sendsPart = plan.delta !== undefined || (ranges[0]?.[0] ?? 0) > 0;
     this.#offset = ranges[0]?.[0] ?? identity.size;
     this.#readOffset = this.#offset;
     this.#limit = identity.size;
@@ -221,12 +224,25 @@ export class FileCursor {
         const start = Math.min(Math.floor((plan.start ?? 0) / BLOCK_SIZE) * BLOCK_SIZE, identity.size);
         ranges = [[start, identity.size]];
         if (options.extensions) {
+          const xx = await xxh();
           known = options.knownFingerprint?.(absolute, version);
+          let prefix: string | undefined;
           if (!known) {
-            hasher = new BlockHasher(await xxh());
+            hasher = new BlockHasher(xx);
             // Resumed: hash the part the client already holds, so the tree hash covers the whole file.
             if (start > 0) await hashPrefix(handle, hasher, start);
+            prefix = hasher.treeHashSoFar();
+          } else if (start > 0 && !(known instanceof Promise)) {
+            prefix = prefixTreeHash(xx, known, start / BLOCK_SIZE);
+          } else if (start > 0) {
+            // The fingerprint is still being computed (a resume soon after the file was published, or the
+            // publisher started): the prefix is hashed here rather than waited for, as the whole pass may
+            // take longer than the rest of the transfer. (The client hashes its copy meanwhile.)
+            const prefixHasher = new BlockHasher(xx);
+            await hashPrefix(handle, prefixHasher, start);
+            prefix = prefixHasher.treeHashSoFar();
           }
+          if (start > 0 && prefix !== undefined) plan = { ...plan, prefix };
         }
       }
       return new FileCursor(handle, vpath, identity, options, ranges, hasher, plan, known, version, readFrom);
@@ -404,6 +420,12 @@ export class FileCursor {
   /** The file changed while it was being read: the eof frame said so, and the receiver drops it. */
   changed = false;
 
+  /**
+   * Only part of the file goes (a resume, or a delta's blocks): nothing a client that asks for the file
+   * whole meanwhile can use (it refused this transfer: its partial holds other bytes, or it lacks the base).
+   */
+  readonly sendsPart: boolean;
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -426,6 +448,7 @@ export class FileCursor {
     if (this.plan.delta) headers.set(Header.BASE, this.plan.delta.base);
     // (What a partial is listed back with: only a file of more than one block leaves one worth resuming.)
     if (this.version && this.identity.size > BLOCK_SIZE) headers.set(Header.VERSION, versionTag(this.version));
+    if (this.plan.prefix !== undefined) headers.set(Header.PREFIX, this.plan.prefix);
     return headers;
   }
 

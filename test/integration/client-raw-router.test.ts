@@ -1971,8 +1971,9 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(held).toBeGreaterThanOrEqual(2 * MiB);
     expect(held).toBeLessThanOrEqual(2 * MiB + 100_000);
 
-    // The server resumes at a block boundary it can verify: 2 MiB.
-    await r.sendFile(rid, "/sub/r/big.bin", data, { chunkSize: 256 * 1024, start: 2 * MiB, headers: identityHeaders(data.length, mtime), eofHeaders: { "X-FMQ-XXH64T": await treeHash(data) } });
+    // The server resumes at a block boundary it can verify: 2 MiB (saying the tree hash of those 2 MiB, as ours does).
+    const headers = { ...identityHeaders(data.length, mtime), "X-FMQ-Prefix": await treeHash(data.subarray(0, 2 * MiB)) };
+    await r.sendFile(rid, "/sub/r/big.bin", data, { chunkSize: 256 * 1024, start: 2 * MiB, headers, eofHeaders: { "X-FMQ-XXH64T": await treeHash(data) } });
     const done = await nextDelivery(h, "/sub/r/big.bin");
     expect(done.size).toBe(3 * MiB);
     expect(done.received).toBe(MiB);
@@ -2064,21 +2065,24 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(h.disconnected).toEqual(["server said RTFM: restarted"]);
   }, 90_000);
 
-  // Another identity: another mtime, or (a rewrite with size and mtime put back) the same ones and another version tag.
-  for (const other of ["mtime", "tag"] as const) {
+  // Another identity: another mtime, or (a file renamed over it with size and mtime put back) the same ones
+  // and another version tag, or (rewritten in place so: cp -p) the same tag too, and another prefix hash.
+  for (const other of ["mtime", "tag", "prefix"] as const) {
     it(`client - resume against a different identity (another ${other}) is refused: an error, nothing delivered, one refetch; the whole new version is then delivered`, async () => {
-      const { r, h, inbox, data, mtime, rid, held, entry } = await clientWithPartial(other === "tag" ? "12-1700000000123.25" : undefined);
+      const heldTag = other === "tag" ? "12-1700000000123.25" : other === "prefix" ? "12" : undefined;
+      const { r, h, inbox, data, mtime, rid, held, entry } = await clientWithPartial(heldTag);
       expect(held).toBeGreaterThanOrEqual(2 * MiB);
       if (other === "tag") expect(entry).toBe(`fmq1;partial=${held};psize=${3 * MiB};pmtime=${mtime};ptag=12-1700000000123.25`);
 
       // The server resumes another version: its first 2 MiB may differ from ours.
       const newer = Buffer.concat([randomBytes(2 * MiB), data.subarray(2 * MiB)]);
       const newerMtime = other === "mtime" ? mtime + 1000 : mtime;
-      const newerTag = other === "tag" ? "12-1700000009999" : undefined;
+      const newerTag = other === "tag" ? "12-1700000009999" : heldTag;
       const n = h.errors.length;
-      await r.sendFile(rid, "/sub/r/big.bin", newer, { chunkSize: 256 * 1024, start: 2 * MiB, headers: identityHeaders(newer.length, newerMtime, newerTag), eofHeaders: { "X-FMQ-XXH64T": await treeHash(newer) } });
+      const headers = { ...identityHeaders(newer.length, newerMtime, newerTag), ...(other === "prefix" ? { "X-FMQ-Prefix": await treeHash(newer.subarray(0, 2 * MiB)) } : {}) };
+      await r.sendFile(rid, "/sub/r/big.bin", newer, { chunkSize: 256 * 1024, start: 2 * MiB, headers, eofHeaders: { "X-FMQ-XXH64T": await treeHash(newer) } });
       const [error] = await errorsAfter(h, n);
-      expect(error!.message).toMatch(/resume/);
+      expect(error!.message).toMatch(other === "prefix" ? /cannot resume at 2097152: the partial file holds other bytes/ : /resume/);
       await r.sendFile(rid, "/sub/marker.txt", Buffer.from("m"));
       await nextDelivery(h, "/sub/marker.txt");
       expect(h.delivered.map((d) => d.vpath)).toEqual(["/sub/marker.txt"]);

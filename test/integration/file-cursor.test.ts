@@ -124,4 +124,28 @@ describe("file cursor with a fingerprint computed in the background", () => {
     expect(eof.headers.get("X-FMQ-XXH64T")).toBe(real.hash);
     expect(cursor.ownFingerprint).toBe(false);
   });
+
+  it("cursor - a resume says the tree hash of what the client should hold (X-FMQ-Prefix), the fingerprint known, coming, or not kept; a transfer from byte 0 or a plain one says none", async () => {
+    const dir = await tempDir("fmq-cursor-");
+    const file = path.join(dir, "big.bin");
+    await writeFile(file, randomBytes(5 * BLOCK_SIZE + 123));
+    const real = await fingerprintFile(file);
+    // The client held 2 blocks and a bit: resumed at 2 blocks, whose tree hash is that of a file of them.
+    const prefix = (await fingerprintFile(file, 2 * BLOCK_SIZE)).hash;
+    const first = async (opts: typeof options & { knownFingerprint?: () => Fingerprint | Promise<Fingerprint | undefined> | undefined }, start?: number) => {
+      const cursor = await FileCursor.open(file, "/big.bin", opts, start === undefined ? {} : { start });
+      const chunk = await cursor.next(64 * 1024 * 1024);
+      await cursor.close();
+      const decoded = decode(chunk!.frame);
+      if (!decoded.ok || decoded.message.id !== "CHEEZBURGER") throw new Error("not a CHEEZBURGER");
+      return { offset: Number(decoded.message.offset), prefix: decoded.message.headers.get("X-FMQ-Prefix") };
+    };
+    const start = 2 * BLOCK_SIZE + 4096;
+    expect(await first({ ...options, knownFingerprint: () => undefined }, start)).toEqual({ offset: 2 * BLOCK_SIZE, prefix });
+    expect(await first({ ...options, knownFingerprint: () => real }, start)).toEqual({ offset: 2 * BLOCK_SIZE, prefix });
+    // (Coming, and never there while the first chunk is made: not waited for.)
+    expect(await first({ ...options, knownFingerprint: () => new Promise<undefined>(() => undefined) }, start)).toEqual({ offset: 2 * BLOCK_SIZE, prefix });
+    expect(await first({ ...options, knownFingerprint: () => real })).toEqual({ offset: 0, prefix: undefined });
+    expect(await first({ ...options, extensions: false }, start)).toEqual({ offset: 2 * BLOCK_SIZE, prefix: undefined });
+  });
 });

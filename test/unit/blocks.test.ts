@@ -7,7 +7,7 @@ import { open, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { BLOCK_SIZE, BlockHasher, fingerprintFile, fingerprintFileSync, hashPrefix, xxh } from "../../src/digest/blocks.js";
+import { BLOCK_SIZE, BlockHasher, fingerprintFile, fingerprintFileSync, hashPrefix, prefixTreeHash, xxh } from "../../src/digest/blocks.js";
 import { tempDir } from "../helpers/tmp.js";
 
 async function inMemory(data: Buffer, pieces: number[], kept = false): Promise<string> {
@@ -90,5 +90,31 @@ describe("fingerprints", () => {
     } finally {
       await handle.close();
     }
+  });
+
+  it("blocks - a prefix's tree hash (X-FMQ-Prefix) mid-stream, and from a whole file's fingerprint, is that of a file of just those blocks; between blocks there is none", async () => {
+    const xx = await xxh();
+    const data = randomBytes(5 * BLOCK_SIZE + 99);
+    const whole = new BlockHasher(xx);
+    whole.update(data);
+    const fingerprint = whole.finish();
+    for (const blocks of [1, 2, 5]) {
+      const expected = await inMemory(data.subarray(0, blocks * BLOCK_SIZE), []);
+      const hasher = new BlockHasher(xx);
+      // (In pieces that straddle blocks: what a resumed prefix is read in.)
+      for (let at = 0; at < blocks * BLOCK_SIZE; at += 300_000) hasher.update(data.subarray(at, Math.min(at + 300_000, blocks * BLOCK_SIZE)));
+      expect(hasher.treeHashSoFar()).toBe(expected);
+      expect(prefixTreeHash(xx, fingerprint, blocks)).toBe(expected);
+      // Hashing goes on unchanged: the whole file's hash is still right.
+      hasher.update(data.subarray(blocks * BLOCK_SIZE));
+      expect(hasher.finish().hash).toBe(fingerprint.hash);
+    }
+    // Another block 0 gives another prefix hash.
+    const other = Buffer.from(data);
+    other[BLOCK_SIZE - 1]! ^= 1;
+    expect(await inMemory(other.subarray(0, 2 * BLOCK_SIZE), [])).not.toBe(prefixTreeHash(xx, fingerprint, 2));
+    const mid = new BlockHasher(xx);
+    mid.update(data.subarray(0, BLOCK_SIZE + 1));
+    expect(mid.treeHashSoFar()).toBeUndefined();
   });
 });
