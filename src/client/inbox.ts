@@ -551,19 +551,25 @@ export class Inbox {
         await handle.truncate(offset);
         const hasher = new BlockHasher(xx);
         await hashPrefix(handle, hasher, offset);
-        // The bytes held are not the server's (the file rewritten in place with its size and mtime put
-        // back, so its tag too; or the partial damaged): the rest would only fail the final check.
+        // The bytes held must be the server's (X-FMQ-Prefix): not if the file was rewritten in place with
+        // its size and mtime put back (its tag too), or the partial damaged. Resumed, the rest would
+        // only fail the final check.
         const held = hasher.treeHashSoFar();
-        if (prefix !== undefined && held !== undefined && held !== prefix) {
-          throw new RefetchError(`${relative}: cannot resume at ${offset}: the partial file holds other bytes than the server's file (changed in place, or damaged); fetching it whole`, relative);
+        if (prefix === undefined || held === undefined || held === prefix) {
+          // A partial begun without a tag (an older server) takes the one it is resumed with: checked next time.
+          if (known.tag === undefined && identity.tag !== undefined) this.manifest.partialStarted(relative, identity);
+          return new IncomingFile(relative, vpath, target, partial, handle, "sequential", hasher, offset, identity, fsync);
         }
-        // A partial begun without a tag (an older server) takes the one it is resumed with: checked next time.
-        if (known.tag === undefined && identity.tag !== undefined) this.manifest.partialStarted(relative, identity);
-        return new IncomingFile(relative, vpath, target, partial, handle, "sequential", hasher, offset, identity, fsync);
       } catch (error) {
         await handle.close();
         throw error;
       }
+      await handle.close();
+      // Of no use to this version, nor to the one it was begun for (gone from the server): dropped, not
+      // offered again at the next session (which, if this file did not come meanwhile, would be refused again).
+      this.manifest.partialDropped(relative);
+      removeQuietly(partial.path);
+      throw new RefetchError(`${relative}: cannot resume at ${offset}: the partial file holds other bytes than the server's file (changed in place, or damaged); fetching it whole`, relative);
     }
 
     // A big file gets its partial file at once. O_NOFOLLOW refuses a symlink planted at the partial
