@@ -869,6 +869,7 @@ export class Connection {
       // A plain one would write the next file into this one: it is told this one ended, and it is deleted.)
       if (!cursor.extensions) this.#cutShort(cursor, false);
       if (this.#cursor === cursor) this.#cursor = undefined;
+      if (this.#refused === cursor) this.#refused = undefined;
       await cursor.close();
       return null;
     }

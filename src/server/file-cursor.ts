@@ -232,15 +232,13 @@ export class FileCursor {
             // Resumed: hash the part the client already holds, so the tree hash covers the whole file.
             if (start > 0) await hashPrefix(handle, hasher, start);
             prefix = hasher.treeHashSoFar();
-          } else if (start > 0 && !(known instanceof Promise)) {
-            prefix = prefixTreeHash(xx, known, start / BLOCK_SIZE);
-          } else if (start > 0) {
-            // The fingerprint is still being computed (a resume soon after the file was published, or the
-            // publisher started): the prefix is hashed here rather than waited for, as the whole pass may
-            // take longer than the rest of the transfer. (The client hashes its copy meanwhile.)
-            const prefixHasher = new BlockHasher(xx);
-            await hashPrefix(handle, prefixHasher, start);
-            prefix = prefixHasher.treeHashSoFar();
+          } else if (start > 0 && start % BLOCK_SIZE === 0) {
+            // (Of whole blocks only: not a start cut to the file's size, short of a block, for a client
+            // that listed a partial longer than the file.) A fingerprint still being computed (a resume
+            // soon after the file was published, or the publisher started) is not waited for, as the
+            // whole pass may take longer than the rest of the transfer: the prefix is hashed here (the
+            // client hashes its copy meanwhile).
+            prefix = known instanceof Promise ? await hashedPrefix(handle, xx, start) : prefixTreeHash(xx, known, start / BLOCK_SIZE);
           }
           if (start > 0 && prefix !== undefined) plan = { ...plan, prefix };
         }
@@ -644,4 +642,11 @@ function mergeBlocks(blocks: readonly number[], size: number): Range[] {
     else ranges.push([start, end]);
   }
   return ranges;
+}
+
+/** The tree hash of a file's first `length` bytes (a whole number of blocks), read from `handle`. */
+async function hashedPrefix(handle: FileHandle, xx: XXHashAPI, length: number): Promise<string | undefined> {
+  const hasher = new BlockHasher(xx);
+  await hashPrefix(handle, hasher, length);
+  return hasher.treeHashSoFar();
 }
