@@ -234,7 +234,8 @@ export class FileCursor {
             prefix = hasher.treeHashSoFar();
           } else if (start > 0 && start % BLOCK_SIZE === 0) {
             // (Of whole blocks only: not a start cut to the file's size, short of a block, for a client
-            // that listed a partial longer than the file.) A fingerprint still being computed (a resume
+            // that listed a partial longer than the file; only an eof chunk goes then, which says no
+            // prefix anyway.) A fingerprint still being computed (a resume
             // soon after the file was published, or the publisher started) is not waited for, as the
             // whole pass may take longer than the rest of the transfer: the prefix is hashed here (the
             // client hashes its copy meanwhile).
