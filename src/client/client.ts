@@ -737,6 +737,10 @@ export class Client extends EventEmitter<ClientEvents> {
         const prefix = message.headers.get(Header.PREFIX);
         current = { vpath, file: await sub.inbox.create(relative, vpath, offset, identity, base, isTreeHash(prefix) ? prefix : undefined) };
         this.#current = current;
+      } else {
+        // The resumed prefix's hash said late (the server's fingerprint was still being computed).
+        const prefix = message.headers.get(Header.PREFIX);
+        if (isTreeHash(prefix)) current.file.checkPrefix(prefix);
       }
       if (message.chunk.length > 0) await current.file.write(message.chunk, offset);
       // The reference client finishes a file on an empty chunk; the spec's signal is eof=1. Accept either.

@@ -60,9 +60,25 @@ export class IncomingFile {
   received = 0;
   /** In sequential mode, the next chunk must start here. */
   #next: number;
+  /** Where this transfer began. */
+  readonly #resumedAt: number;
   /** A small file's bytes, held until it is complete (no partial file on disk until then). */
   #held: Uint8Array[] | undefined;
   #heldBytes = 0;
+
+  /**
+   * Resumed without X-FMQ-Prefix on its first chunk (the server's fingerprint of the file was still being
+   * computed): the tree hash of the bytes held when it resumed, for the prefix a later chunk says.
+   */
+  heldPrefix: string | undefined;
+
+  /** A later chunk said the resumed prefix's tree hash (X-FMQ-Prefix): throws if the bytes held are others. */
+  checkPrefix(prefix: string): void {
+    if (this.heldPrefix === undefined) return;
+    const held = this.heldPrefix;
+    this.heldPrefix = undefined;
+    if (held !== prefix) throw new RefetchError(otherBytes(this.relative, this.#resumedAt), this.relative);
+  }
 
   constructor(
     readonly relative: string,
@@ -83,6 +99,7 @@ export class IncomingFile {
     baseSize = 0,
   ) {
     this.#next = start;
+    this.#resumedAt = start;
     if (!handle) this.#held = [];
     this.#tail = Math.min(baseSize, identity?.size ?? baseSize);
   }
@@ -558,7 +575,10 @@ export class Inbox {
         if (prefix === undefined || held === undefined || held === prefix) {
           // A partial begun without a tag (an older server) takes the one it is resumed with: checked next time.
           if (known.tag === undefined && identity.tag !== undefined) this.manifest.partialStarted(relative, identity);
-          return new IncomingFile(relative, vpath, target, partial, handle, "sequential", hasher, offset, identity, fsync);
+          const file = new IncomingFile(relative, vpath, target, partial, handle, "sequential", hasher, offset, identity, fsync);
+          // (Said later, if at all: see FileCursor's late prefix.)
+          if (prefix === undefined) file.heldPrefix = held;
+          return file;
         }
       } catch (error) {
         await handle.close();
@@ -569,7 +589,7 @@ export class Inbox {
       // offered again at the next session (which, if this file did not come meanwhile, would be refused again).
       this.manifest.partialDropped(relative);
       removeQuietly(partial.path);
-      throw new RefetchError(`${relative}: cannot resume at ${offset}: the partial file holds other bytes than the server's file (changed in place, or damaged); fetching it whole`, relative);
+      throw new RefetchError(otherBytes(relative, offset), relative);
     }
 
     // A big file gets its partial file at once. O_NOFOLLOW refuses a symlink planted at the partial
@@ -992,6 +1012,11 @@ function writeWhole(partial: PartialName, pieces: readonly Uint8Array[], length:
     removeQuietly(partial.path);
     throw deliveryError(error, relative);
   }
+}
+
+/** Why a resume is refused by its prefix's hash (X-FMQ-Prefix). */
+function otherBytes(relative: string, offset: number): string {
+  return `${relative}: cannot resume at ${offset}: the partial file holds other bytes than the server's file (changed in place, or damaged); fetching it whole`;
 }
 
 /** What the manifest records of a small file received whole. */

@@ -180,16 +180,18 @@ class RawRouter {
       start?: number;
       end?: number;
       headers?: Record<string, string>;
+      /** On the second chunk (what our server says late: X-FMQ-Prefix). */
+      secondHeaders?: Record<string, string>;
       eofHeaders?: Record<string, string>;
     } = {},
   ): Promise<void> {
     const chunkSize = opts.chunkSize ?? 1000;
     const end = opts.end ?? data.length;
     const ending = end < data.length ? "none" : (opts.ending ?? "empty eof=1");
-    let first = true;
+    let sent = 0;
     const headersFor = (last: boolean): Record<string, string> => {
-      const out = { ...(first ? opts.headers : {}), ...(last ? opts.eofHeaders : {}) };
-      first = false;
+      const out = { ...(sent === 0 ? opts.headers : {}), ...(sent === 1 ? opts.secondHeaders : {}), ...(last ? opts.eofHeaders : {}) };
+      sent++;
       return out;
     };
     for (let offset = opts.start ?? 0; offset < end; offset += chunkSize) {
@@ -2113,6 +2115,41 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
       expect(icanhazFor(r, "/sub/r/big.bin")).toHaveLength(1);
     });
   }
+
+  it("client - a resume's prefix hash said on a later chunk (the server's fingerprint came late): the right one changes nothing; another stops the transfer there, drops the partial, one refetch", async () => {
+    // The right prefix, late: resumed and delivered as without it.
+    {
+      const { r, h, inbox, data, mtime, rid } = await clientWithPartial("12");
+      const secondHeaders = { "X-FMQ-Prefix": await treeHash(data.subarray(0, 2 * MiB)) };
+      await r.sendFile(rid, "/sub/r/big.bin", data, { chunkSize: 256 * 1024, start: 2 * MiB, headers: identityHeaders(data.length, mtime, "12"), secondHeaders, eofHeaders: { "X-FMQ-XXH64T": await treeHash(data) } });
+      const done = await nextDelivery(h, "/sub/r/big.bin");
+      expect(done.received).toBe(MiB);
+      expect(await sha256File(path.join(inbox, "r", "big.bin"))).toBe(sha256(data));
+      expect(h.errors).toEqual([]);
+      expect(icanhazFor(r, "/sub/r/big.bin")).toEqual([]);
+    }
+    // Another prefix, late (the file rewritten in place with its size, mtime and tag kept).
+    const { r, h, inbox, data, mtime, rid } = await clientWithPartial("12");
+    const newer = Buffer.concat([randomBytes(2 * MiB), data.subarray(2 * MiB)]);
+    const n = h.errors.length;
+    const secondHeaders = { "X-FMQ-Prefix": await treeHash(newer.subarray(0, 2 * MiB)) };
+    await r.sendFile(rid, "/sub/r/big.bin", newer, { chunkSize: 256 * 1024, start: 2 * MiB, headers: identityHeaders(newer.length, mtime, "12"), secondHeaders, eofHeaders: { "X-FMQ-XXH64T": await treeHash(newer) } });
+    const [error] = await errorsAfter(h, n);
+    expect(error!.message).toMatch(/cannot resume at 2097152: the partial file holds other bytes/);
+    await manifestWhere(inbox, (m) => Object.keys(m.partials).length === 0, "the partial dropped");
+    expect(await exists(partialOf(inbox, "r/big.bin"))).toBe(false);
+    const [, refetch] = await r.next("ICANHAZ", { from: rid });
+    expect(refetch.path).toBe("/sub/r/big.bin");
+    expect(refetch.cache).toEqual(new Map());
+    await r.send(rid, { id: "ICANHAZ_OK" });
+    await r.sendFile(rid, "/sub/r/big.bin", newer, { chunkSize: 256 * 1024, headers: identityHeaders(newer.length, mtime, "12"), eofHeaders: { "X-FMQ-XXH64T": await treeHash(newer) } });
+    await nextDelivery(h, "/sub/r/big.bin");
+    expect(await sha256File(path.join(inbox, "r", "big.bin"))).toBe(sha256(newer));
+    // (Nothing of the refused transfer was delivered, and it was said once.)
+    expect(h.delivered.map((d) => d.vpath)).toEqual(["/sub/r/big.bin"]);
+    expect(h.errors.length).toBe(n + 1);
+    expect(icanhazFor(r, "/sub/r/big.bin")).toHaveLength(1);
+  });
 
   it("client - a delta against a version the client does not hold is refused: an error, nothing delivered, one refetch", async () => {
     const { r, inbox, h, rid } = await subscribedToRoot();

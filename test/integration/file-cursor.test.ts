@@ -143,9 +143,39 @@ describe("file cursor with a fingerprint computed in the background", () => {
     const start = 2 * BLOCK_SIZE + 4096;
     expect(await first({ ...options, knownFingerprint: () => undefined }, start)).toEqual({ offset: 2 * BLOCK_SIZE, prefix });
     expect(await first({ ...options, knownFingerprint: () => real }, start)).toEqual({ offset: 2 * BLOCK_SIZE, prefix });
-    // (Coming, and never there while the first chunk is made: not waited for.)
-    expect(await first({ ...options, knownFingerprint: () => new Promise<undefined>(() => undefined) }, start)).toEqual({ offset: 2 * BLOCK_SIZE, prefix });
+    // Coming, and not there yet: not waited for (the first chunk goes without it).
+    expect(await first({ ...options, knownFingerprint: () => new Promise<undefined>(() => undefined) }, start)).toEqual({ offset: 2 * BLOCK_SIZE, prefix: undefined });
     expect(await first({ ...options, knownFingerprint: () => real })).toEqual({ offset: 0, prefix: undefined });
     expect(await first({ ...options, extensions: false }, start)).toEqual({ offset: 2 * BLOCK_SIZE, prefix: undefined });
+  });
+
+  it("cursor - a resume whose fingerprint comes after its first chunk says the prefix's hash on the next chunk, once; none if the fingerprint never comes", async () => {
+    const dir = await tempDir("fmq-cursor-");
+    const file = path.join(dir, "big.bin");
+    await writeFile(file, randomBytes(6 * BLOCK_SIZE));
+    const real = await fingerprintFile(file);
+    const prefix = (await fingerprintFile(file, 2 * BLOCK_SIZE)).hash;
+    const prefixes = async (fingerprint: Fingerprint | undefined) => {
+      let settle!: (f: Fingerprint | undefined) => void;
+      const coming = new Promise<Fingerprint | undefined>((resolve) => (settle = resolve));
+      const cursor = await FileCursor.open(file, "/big.bin", { ...options, knownFingerprint: () => coming }, { start: 2 * BLOCK_SIZE });
+      const said: (string | undefined)[] = [];
+      for (let i = 0; ; i++) {
+        const chunk = await cursor.next(64 * 1024 * 1024);
+        const decoded = decode(chunk!.frame);
+        if (!decoded.ok || decoded.message.id !== "CHEEZBURGER") throw new Error("not a CHEEZBURGER");
+        if (chunk!.eof) break;
+        said.push(decoded.message.headers.get("X-FMQ-Prefix"));
+        if (i === 0) {
+          settle(fingerprint);
+          // (Taken up when its promise settles: a turn of the event loop, as between a server's chunks.)
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+      }
+      await cursor.close();
+      return said;
+    };
+    expect(await prefixes(real)).toEqual([undefined, prefix, undefined, undefined]);
+    expect(await prefixes(undefined)).toEqual([undefined, undefined, undefined, undefined]);
   });
 });
