@@ -48,12 +48,14 @@ export const Header = {
    */
   VERSION: "X-FMQ-Version",
   /**
-   * On the first chunk of a resumed transfer (its offset a whole number of blocks): the tree hash the
-   * bytes before the offset would have as a file of their own (XXH64 of those blocks' XXH64s). The client
-   * hashes the part it holds before it writes on (it must, for the whole file's check), and compares: a
-   * partial of other bytes (the file rewritten in place with its size and mtime put back, as `cp -p`
-   * does, keeping its inode and so its tag; or damaged on disk) is refused at the first chunk and the
-   * file asked for whole, instead of the rest being sent to fail the final check and come again.
+   * On the first chunk of a resumed transfer (its offset a whole number of blocks), or, when the server's
+   * fingerprint of the file was still being computed then, on the first data chunk after it is: the tree
+   * hash the bytes before the offset would have as a file of their own (XXH64 of those blocks' XXH64s).
+   * The client hashes the part it holds before it writes on (it must, for the whole file's check), and
+   * compares: a partial of other bytes (the file rewritten in place with its size and mtime put back, as
+   * `cp -p` does, keeping its inode and so its tag; or damaged on disk) is refused there and the file
+   * asked for whole, instead of the rest being sent to fail the final check and come again. (A
+   * fingerprint that comes only after the last data chunk: no prefix is said; the final check remains.)
    */
   PREFIX: "X-FMQ-Prefix",
   /** On the eof chunk: "changed" if the file changed while it was sent; the receiver discards it. */
