@@ -711,7 +711,8 @@ describe("resync", () => {
     expect(pub.bytes() - before).toBeLessThanOrEqual(160 * MiB + 16 * MiB);
   }, 60_000);
 
-  it("resync - a partial whose file was replaced meanwhile by another of its size and mtime (renamed over it) is not resumed: the file comes once, from byte 0, without a failed check", async () => {
+  /** A 48 MiB file with an mtime in whole ms, published; a subscriber stopped once it held 8 MiB of it. */
+  async function leftWithPartial() {
     const src = await tempDir();
     const inbox = await tempDir();
     const file = path.join(src, "big.bin");
@@ -725,6 +726,11 @@ describe("resync", () => {
     await waitFor(async () => (await stat(partial).catch(() => ({ size: 0 }))).size >= 8 * MiB, "8 MiB of partial file", 30_000, 1);
     await sub.close();
     expect(sub.delivered).toEqual([]);
+    return { src, inbox, file, mtime, pub, partial };
+  }
+
+  it("resync - a partial whose file was replaced meanwhile by another of its size and mtime (renamed over it) is not resumed: the file comes once, from byte 0, without a failed check", async () => {
+    const { src, inbox, file, mtime, pub } = await leftWithPartial();
     // Another file, with the size and mtime of the one the partial is of, renamed over it (as rsync -a would).
     const published = [...pub.server.mounts[0]!.files.values()][0]!;
     const replacement = path.join(src, ".big.new");
@@ -740,18 +746,7 @@ describe("resync", () => {
   }, 60_000);
 
   it("resync - a partial whose file was rewritten in place meanwhile with its size and mtime put back (cp -p: same inode) is refused at its first chunk: the rest is not sent for nothing, and the file comes once more whole", async () => {
-    const src = await tempDir();
-    const inbox = await tempDir();
-    const file = path.join(src, "big.bin");
-    await writeRandomFile(file, 48 * MiB);
-    const mtime = new Date("2020-01-01T00:00:00Z");
-    await utimes(file, mtime, mtime);
-    const pub = await startServer(src);
-    const partial = path.join(inbox, ".fmq", "partial", partialName("big.bin"));
-    const sub = await startClient(pub.endpoint, inbox, { window: MiB, slice: MiB });
-    await waitFor(async () => (await stat(partial).catch(() => ({ size: 0 }))).size >= 8 * MiB, "8 MiB of partial file", 30_000, 1);
-    await sub.close();
-    expect(sub.delivered).toEqual([]);
+    const { src, inbox, file, mtime, pub, partial } = await leftWithPartial();
     // (Resumed from its last whole block: a MiB or so more may have come while the client closed.)
     const resumeAt = Math.floor((await stat(partial)).size / MiB) * MiB;
     const published = [...pub.server.mounts[0]!.files.values()][0]!;
