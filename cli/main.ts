@@ -506,7 +506,7 @@ function reportServing(server: Server, out: Output): void {
  * on SIGINT or SIGTERM (a second signal: at once), or when its output can no longer be written.
  */
 function onStop(close: () => Promise<void>, opts: { signalFails?: boolean } = {}): (status: number) => void {
-  /** Running; stopping (asked to: a signal, lost output); or finishing (the job is done, with its own status). */
+  /** Running; stopping (asked to: a signal, lost output, or a signal while finishing); or finishing (the job is done, with its own status). */
   let phase: "running" | "stopping" | "finishing" = "running";
   const stop = (status: number) => {
     if (phase !== "running") return;
@@ -518,15 +518,12 @@ function onStop(close: () => Promise<void>, opts: { signalFails?: boolean } = {}
   // it has not: 128 + the signal's number, as a shell reports it, so that `fmq track --once a b && ...`
   // goes no further. A second signal stops at once: the process dies of it, as it would without a
   // handler, so its parent sees it killed, not a status of ours. While finishing (the job done, its last
-  // step under way), the first changes nothing and a second stops at once, as while stopping.
-  let signalledWhileFinishing = false;
+  // step under way), the first changes nothing but that the command is now stopping (with the job's own
+  // status): a second stops at once.
   const signal = (name: NodeJS.Signals) => {
-    if (phase === "finishing" && !signalledWhileFinishing) {
-      signalledWhileFinishing = true;
-      return;
-    }
-    if (phase !== "running") return dieOf(name);
-    stop(opts.signalFails ? 128 + osConstants.signals[name] : 0);
+    if (phase === "finishing") phase = "stopping";
+    else if (phase === "stopping") dieOf(name);
+    else stop(opts.signalFails ? 128 + osConstants.signals[name] : 0);
   };
   const early = takeSignals(signal);
   outputLost = stop;

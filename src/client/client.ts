@@ -734,14 +734,13 @@ export class Client extends EventEmitter<ClientEvents> {
         if (base !== undefined && (this.#deltasLeft.get(vpath) ?? 0) >= MAX_UNFINISHED_DELTAS) {
           throw new RefetchError(`${relative}: a delta of it was begun and left unfinished before; fetching it whole`, relative);
         }
-        const prefix = message.headers.get(Header.PREFIX);
-        current = { vpath, file: await sub.inbox.create(relative, vpath, offset, identity, base, isTreeHash(prefix) ? prefix : undefined) };
+        current = { vpath, file: await sub.inbox.create(relative, vpath, offset, identity, base) };
         this.#current = current;
-      } else {
-        // The resumed prefix's hash said late (the server's fingerprint was still being computed).
-        const prefix = message.headers.get(Header.PREFIX);
-        if (isTreeHash(prefix)) current.file.checkPrefix(prefix);
       }
+      // A resume's prefix hash (on its first chunk, or a later one when the server's fingerprint of the
+      // file came late): the bytes held must be the server's, or the rest would only fail the final check.
+      const prefix = message.headers.get(Header.PREFIX);
+      if (isTreeHash(prefix)) current.file.checkPrefix(prefix);
       if (message.chunk.length > 0) await current.file.write(message.chunk, offset);
       // The reference client finishes a file on an empty chunk; the spec's signal is eof=1. Accept either.
       if (last) await this.#complete(current, message, sub.inbox);

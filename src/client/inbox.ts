@@ -66,18 +66,20 @@ export class IncomingFile {
   #held: Uint8Array[] | undefined;
   #heldBytes = 0;
 
-  /**
-   * Resumed without X-FMQ-Prefix on its first chunk (the server's fingerprint of the file was still being
-   * computed): the tree hash of the bytes held when it resumed, for the prefix a later chunk says.
-   */
-  heldPrefix: string | undefined;
+  /** Resumed: the tree hash of the bytes held when it resumed (at a block), until the server's is checked. */
+  #heldPrefix: string | undefined;
 
-  /** A later chunk said the resumed prefix's tree hash (X-FMQ-Prefix): throws if the bytes held are others. */
+  /**
+   * The server said the resumed prefix's tree hash (X-FMQ-Prefix): throws if the bytes held are others
+   * (the file rewritten in place with its size and mtime put back, so its tag too; or the partial
+   * damaged). Checked once; the refused partial is then dropped as any failed transfer's is.
+   */
   checkPrefix(prefix: string): void {
-    if (this.heldPrefix === undefined) return;
-    const held = this.heldPrefix;
-    this.heldPrefix = undefined;
-    if (held !== prefix) throw new RefetchError(otherBytes(this.relative, this.#resumedAt), this.relative);
+    const held = this.#heldPrefix;
+    this.#heldPrefix = undefined;
+    if (held !== undefined && held !== prefix) {
+      throw new RefetchError(`${this.relative}: cannot resume at ${this.#resumedAt}: the partial file holds other bytes than the server's file (changed in place, or damaged); fetching it whole`, this.relative);
+    }
   }
 
   constructor(
@@ -100,6 +102,8 @@ export class IncomingFile {
   ) {
     this.#next = start;
     this.#resumedAt = start;
+    // (The hasher has taken in the prefix held: see Inbox.create.)
+    if (start > 0 && mode === "sequential") this.#heldPrefix = hasher?.treeHashSoFar();
     if (!handle) this.#held = [];
     this.#tail = Math.min(baseSize, identity?.size ?? baseSize);
   }
@@ -512,23 +516,22 @@ export class Inbox {
   /**
    * Start receiving `relative` (a name from the wire, already stripped of the subscription path).
    * `offset` is where the first chunk starts: 0 for a new file; more to resume a partial of the same
-   * version (`identity`); `base` (a tree hash) for a delta on top of the delivered version. `prefix`
-   * (X-FMQ-Prefix) on a resume: the tree hash the server has for the bytes before `offset`.
+   * version (`identity`); `base` (a tree hash) for a delta on top of the delivered version.
    */
-  async create(relative: string, vpath: string, offset: number, identity: PartialFile | undefined, base: string | undefined, prefix?: string): Promise<IncomingFile> {
+  async create(relative: string, vpath: string, offset: number, identity: PartialFile | undefined, base: string | undefined): Promise<IncomingFile> {
     this.#endTurn();
     // The whole inbox removed while we ran: made again (with its state directories) for this file.
     if (this.dirs.root.removed) this.dirs.restore();
     const target = this.#resolve(relative);
     try {
-      return await this.#create(target, relative, vpath, offset, identity, base, prefix);
+      return await this.#create(target, relative, vpath, offset, identity, base);
     } catch (error) {
       target.release();
       throw error;
     }
   }
 
-  async #create(target: Target, relative: string, vpath: string, offset: number, identity: PartialFile | undefined, base: string | undefined, prefix: string | undefined): Promise<IncomingFile> {
+  async #create(target: Target, relative: string, vpath: string, offset: number, identity: PartialFile | undefined, base: string | undefined): Promise<IncomingFile> {
     const xx = this.xx;
     const fsync = this.options.fsync === true;
 
@@ -568,28 +571,13 @@ export class Inbox {
         await handle.truncate(offset);
         const hasher = new BlockHasher(xx);
         await hashPrefix(handle, hasher, offset);
-        // The bytes held must be the server's (X-FMQ-Prefix): not if the file was rewritten in place with
-        // its size and mtime put back (its tag too), or the partial damaged. Resumed, the rest would
-        // only fail the final check.
-        const held = hasher.treeHashSoFar();
-        if (prefix === undefined || held === undefined || held === prefix) {
-          // A partial begun without a tag (an older server) takes the one it is resumed with: checked next time.
-          if (known.tag === undefined && identity.tag !== undefined) this.manifest.partialStarted(relative, identity);
-          const file = new IncomingFile(relative, vpath, target, partial, handle, "sequential", hasher, offset, identity, fsync);
-          // (Said later, if at all: see FileCursor's late prefix.)
-          if (prefix === undefined) file.heldPrefix = held;
-          return file;
-        }
+        // A partial begun without a tag (an older server) takes the one it is resumed with: checked next time.
+        if (known.tag === undefined && identity.tag !== undefined) this.manifest.partialStarted(relative, identity);
+        return new IncomingFile(relative, vpath, target, partial, handle, "sequential", hasher, offset, identity, fsync);
       } catch (error) {
         await handle.close();
         throw error;
       }
-      await handle.close();
-      // Of no use to this version, nor to the one it was begun for (gone from the server): dropped, not
-      // offered again at the next session (which, if this file did not come meanwhile, would be refused again).
-      this.manifest.partialDropped(relative);
-      removeQuietly(partial.path);
-      throw new RefetchError(otherBytes(relative, offset), relative);
     }
 
     // A big file gets its partial file at once. O_NOFOLLOW refuses a symlink planted at the partial
@@ -1012,11 +1000,6 @@ function writeWhole(partial: PartialName, pieces: readonly Uint8Array[], length:
     removeQuietly(partial.path);
     throw deliveryError(error, relative);
   }
-}
-
-/** Why a resume is refused by its prefix's hash (X-FMQ-Prefix). */
-function otherBytes(relative: string, offset: number): string {
-  return `${relative}: cannot resume at ${offset}: the partial file holds other bytes than the server's file (changed in place, or damaged); fetching it whole`;
 }
 
 /** What the manifest records of a small file received whole. */
