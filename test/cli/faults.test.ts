@@ -39,6 +39,16 @@ async function allThreadsStopped(pid: number): Promise<boolean> {
   return states.every((state) => state === "T");
 }
 
+/**
+ * Stop the process and wait until every thread is (the signal lands a moment later). Done to the
+ * publisher before acting "mid-file": the subscriber then gets at most its window more, however late
+ * a loaded test acts on what it saw (140 MiB left goes in well under a second).
+ */
+async function freeze(r: Running): Promise<void> {
+  r.child.kill("SIGSTOP");
+  await waitFor(() => allThreadsStopped(r.child.pid!), "the process stopped", 5_000, 5);
+}
+
 /** `count` files of 4 KiB in 20 directories, published; an inbox for them. */
 async function smallFilesPublished(count: number): Promise<{ src: string; inbox: string; port: number }> {
   const src = await tempDir();
@@ -94,7 +104,9 @@ describe("faults", () => {
     const partial = path.join(inbox, ".fmq", "partial", partialName("big.bin"));
     const first = subscriber(inbox, port);
     await waitFor(async () => (await partialSize(partial)) >= size * 0.3, "30% of the file", 30_000, 1);
+    await freeze(pub);
     await kill9(first);
+    pub.child.kill("SIGCONT");
     expect(deliveries(first)).toEqual([]);
     // libzmq tells the publisher the connection closed (ROUTER_NOTIFY): it forgets the client at once,
     // not after 60 s of silence (seconds under load: still far from a minute).
@@ -122,6 +134,7 @@ describe("faults", () => {
     const partial = path.join(inbox, ".fmq", "partial", partialName("big.bin"));
     const sub = subscriber(inbox, port);
     await waitFor(async () => (await partialSize(partial)) >= size * 0.3, "30% of the file", 30_000, 1);
+    await freeze(first);
     await kill9(first);
     const heldAtKill = await partialSize(partial);
     expect(heldAtKill).toBeLessThan(size);
@@ -191,10 +204,11 @@ describe("faults", () => {
     const partial = path.join(inbox, ".fmq", "partial", partialName("big.bin"));
     const sub = subscriber(inbox, port);
     await waitFor(async () => (await partialSize(partial)) >= size * 0.3, "30% of the file", 30_000, 1);
-    sub.child.kill("SIGSTOP");
+    await freeze(pub);
+    // (A write under way finishes first: every thread stopped, what it holds stays as it is.)
+    await freeze(sub);
     const frozenAt = pub.events.length;
-    // The signal lands a moment later, and a write under way finishes first: wait until every thread is stopped.
-    await waitFor(() => allThreadsStopped(sub.child.pid!), "the subscriber stopped", 5_000, 5);
+    pub.child.kill("SIGCONT");
     const heldAtStop = await partialSize(partial);
     try {
       // Well before the 60 s after which a silent client is forgotten anyway.

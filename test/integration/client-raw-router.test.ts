@@ -1265,7 +1265,8 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     const h = makeClient({ endpoint: r.endpoint, inbox: path.join(root, "inbox"), heartbeatMs: 100, timeoutMs: 10_000 });
     await h.client.subscribe("/");
     h.client.connect();
-    // Three sessions ended by RTFM once subscribed (the next would wait 500 ms), then one that delivers a file.
+    // Four sessions ended by RTFM once subscribed (the next would wait 1000 ms), then one that delivers a
+    // file (the one after it, were the backoff not reset, 2000 ms: far from "at once" on a loaded machine).
     const session = async () => {
       const [rid] = await r.next("OHAI");
       await r.send(rid, { id: "OHAI_OK" });
@@ -1273,7 +1274,7 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
       await r.send(rid, { id: "ICANHAZ_OK" });
       return rid;
     };
-    for (let i = 0; i < 3; i++) await r.send(await session(), { id: "RTFM", reason: "not yet" });
+    for (let i = 0; i < 4; i++) await r.send(await session(), { id: "RTFM", reason: "not yet" });
     const rid = await session();
     await r.next("NOM", { from: rid });
     await r.sendFile(rid, "/one.txt", Buffer.from("one"));
@@ -1281,8 +1282,8 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     await r.send(rid, { id: "RTFM", reason: "restarting" });
     const sent = Date.now();
     await r.next("OHAI");
-    // (With the backoff of the RTFM sessions before, it would wait 1000 ms.)
-    expect(Date.now() - sent).toBeLessThan(950);
+    // (With the backoff of the RTFM sessions before, it would wait 2000 ms.)
+    expect(Date.now() - sent).toBeLessThan(1500);
   });
 
   it("client - caches a server has still to read stay within 32 MiB: a third subscription of 11.5 MiB waits for an answer to the first", async () => {
@@ -2315,7 +2316,7 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(refetch.path).toBe("/big.bin");
   });
 
-  it("client - close() sends KTHXBAI when connected and resolves within a second", async () => {
+  it("client - close() sends KTHXBAI when connected and resolves promptly, not after the 10 s session timeout", async () => {
     const r = await router();
     const root = await tempDir();
     const h = makeClient({ endpoint: r.endpoint, inbox: path.join(root, "inbox"), heartbeatMs: 100, timeoutMs: 10_000 });
@@ -2324,7 +2325,8 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
 
     const started = Date.now();
     await h.client.close();
-    expect(Date.now() - started).toBeLessThan(1000);
+    // (Milliseconds when healthy; 3 s leaves room for a loaded machine and still tells a wait for the timeout.)
+    expect(Date.now() - started).toBeLessThan(3000);
     const [from] = await r.next("KTHXBAI");
     expect(from.equals(rid)).toBe(true);
     // And then nothing more: no HUGZ, no reconnection. (Before close(), a HUGZ is no fault: on a loaded
@@ -2335,7 +2337,7 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(r.log.slice(0, bye).filter((e) => !e.consumed && e.message?.id !== "NOM" && e.message?.id !== "HUGZ")).toEqual([]);
   });
 
-  it("client - close() while still connecting (no server answer) resolves within a second and sends no KTHXBAI", async () => {
+  it("client - close() while still connecting (no server answer) resolves promptly, not after the 10 s session timeout, and sends no KTHXBAI", async () => {
     const r = await router();
     const root = await tempDir();
     const h = makeClient({ endpoint: r.endpoint, inbox: path.join(root, "inbox"), heartbeatMs: 100, timeoutMs: 10_000 });
@@ -2343,7 +2345,8 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     await r.next("OHAI");
     const started = Date.now();
     await h.client.close();
-    expect(Date.now() - started).toBeLessThan(1000);
+    // (Milliseconds when healthy; 3 s leaves room for a loaded machine and still tells a wait for the timeout.)
+    expect(Date.now() - started).toBeLessThan(3000);
     await quietFor(300);
     expect(r.pending("KTHXBAI")).toEqual([]);
   });
