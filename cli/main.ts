@@ -372,8 +372,9 @@ async function firstLineOfStdin(): Promise<string> {
 function askPassword(): Promise<string> {
   return new Promise((resolve) => {
     const stdin = process.stdin;
-    process.stderr.write("password: ");
+    // Echo off before the prompt shows: whoever types once they see it is never echoed.
     stdin.setRawMode(true);
+    process.stderr.write("password: ");
     stdin.setEncoding("utf8");
     let typed = "";
     // (Raw mode turns the keyboard's signals off; one sent otherwise must not leave the terminal raw.)

@@ -167,17 +167,17 @@ describe("cli security", () => {
 
   it("cli security - fmq passwd reads standard input up to its first line only, and refuses a line without end", async () => {
     // (It read all of its input first: `yes pw | fmq passwd` grew until it failed.)
-    const endless = spawnSync("sh", ["-c", `yes hunter2 | "${process.execPath}" "${FMQ}" passwd`], { encoding: "utf8", timeout: 20_000 });
+    const endless = spawnSync("sh", ["-c", `yes hunter2 | "${process.execPath}" "${FMQ}" passwd`], { encoding: "utf8", timeout: 40_000 });
     expect(endless.status).toBe(0);
     expect(endless.stdout).toMatch(/^password-hash = "scrypt\$/);
-    const zeros = spawnSync("sh", ["-c", `head -c 100000 /dev/zero | "${process.execPath}" "${FMQ}" passwd`], { encoding: "utf8", timeout: 20_000 });
+    const zeros = spawnSync("sh", ["-c", `head -c 100000 /dev/zero | "${process.execPath}" "${FMQ}" passwd`], { encoding: "utf8", timeout: 40_000 });
     expect(zeros.status).toBe(1);
     expect(zeros.stderr).toBe("fmq: the password line is longer than 4096 characters\n");
   });
 
   it("cli security - fmq passwd on a terminal asks, does not echo, and stops at Enter (not at the end of input)", async () => {
     const helper = fileURLToPath(new URL("../helpers/in-terminal.py", import.meta.url));
-    const r = spawnSync("python3", [helper, "hunter2", FMQ_COMMAND, "passwd"], { encoding: "utf8", timeout: 20_000 });
+    const r = spawnSync("python3", [helper, "hunter2", FMQ_COMMAND, "passwd"], { encoding: "utf8", timeout: 40_000 });
     const { output, code } = JSON.parse(r.stdout) as { output: string; code: number };
     expect(code).toBe(0);
     expect(output).not.toContain("hunter2");
