@@ -51,15 +51,21 @@ async function holdLastStep(dst: string): Promise<(r: Running) => Promise<void>>
   const fifo = path.join(dst, ".fmq", "manifest.json.tmp");
   execFileSync("mkfifo", [fifo]);
   return async (r: Running) => {
-    // (Should it never open its end, e.g. dead before, a writer of ours lets the reader's open return.)
-    void r.exited.then(() => {
-      try {
-        closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
-      } catch {
-        // (No reader yet, or the FIFO gone: nothing waits on it.)
+    let read = false;
+    // Should it never open its end (dead before: killed by a signal mid-file), a writer of ours lets the
+    // reader's open return: tried until our reader has its end open (before, the open fails with ENXIO).
+    void r.exited.then(async () => {
+      while (!read) {
+        try {
+          closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
+        } catch {
+          // (No reader yet.)
+        }
+        await new Promise((resolve) => setTimeout(resolve, 20));
       }
     });
     await new Promise<void>((resolve) => createReadStream(fifo).on("data", () => {}).on("close", () => resolve()).on("error", () => resolve()));
+    read = true;
   };
 }
 
