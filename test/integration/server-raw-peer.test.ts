@@ -1927,7 +1927,7 @@ describe("server with a scripted raw peer", () => {
       await p.expect("ICANHAZ_OK");
       await p.nom(64 * MiB);
       // b.bin made once a.bin is under way, so that it is the next file. (Both published from the start,
-      // either could go first: 1 run in 10 sent b.bin first and ended the test before a.bin.)
+      // either could go first: one full run of three here sent b.bin first and ended the test before a.bin.)
       const first = await p.expect("CHEEZBURGER");
       expect(first.filename).toBe("/a.bin");
       await writeRandomFile(path.join(dir, "b.bin"), 3 * MiB + 7);
