@@ -14,7 +14,7 @@ import { describe, expect, it } from "vitest";
 import { FMQ, FMQ_COMMAND, startFmq, type Running } from "../helpers/fmq.js";
 import { FMQ_MALLOC_TUNABLES } from "../../bench/measure.js";
 import { tempDir } from "../helpers/tmp.js";
-import { treeHashes, writeRandomFile, writeTree } from "../helpers/files.js";
+import { makeFifo, treeHashes, writeRandomFile, writeTree } from "../helpers/files.js";
 import { waitFor } from "../helpers/wait.js";
 import { freePort } from "../helpers/net.js";
 import { partialName } from "../../src/client/inbox.js";
@@ -49,7 +49,7 @@ async function expectKilledByTwoSignals(r: Running, release?: () => Promise<void
 async function holdLastStep(dst: string): Promise<(r: Running) => Promise<void>> {
   await mkdir(path.join(dst, ".fmq"), { recursive: true });
   const fifo = path.join(dst, ".fmq", "manifest.json.tmp");
-  execFileSync("mkfifo", [fifo]);
+  const { release: unblockReader } = makeFifo(fifo);
   return async (r: Running) => {
     let read = false;
     // Should it never open its end (dead before: killed by a signal mid-file), a writer of ours lets the
@@ -57,7 +57,7 @@ async function holdLastStep(dst: string): Promise<(r: Running) => Promise<void>>
     void r.exited.then(async () => {
       while (!read) {
         try {
-          closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
+          unblockReader();
         } catch {
           // (No reader yet.)
         }
