@@ -193,12 +193,14 @@ program
     try {
       // (The endpoint checked first: a bad one left a new inbox made for nothing, a review.)
       client.connect();
+      // Said as soon as the connection is under way: said after the inbox was opened, it came after the
+      // "connected" that the connection, quicker on loopback than opening the inbox, had said already.
+      out.event({ event: "connecting", endpoint: opts.connect, inbox: opts.inbox }, `connecting to ${opts.connect}, inbox ${opts.inbox}`);
       await client.subscribe(path);
     } catch (error) {
       await client.close();
       fail(error);
     }
-    out.event({ event: "connecting", endpoint: opts.connect, inbox: opts.inbox }, `connecting to ${opts.connect}, inbox ${opts.inbox}`);
   });
 
 program

@@ -92,7 +92,9 @@ describe("cli", () => {
     const sub = start(["subscribe", "/", "--connect", `tcp://127.0.0.1:${port}`, "--inbox", inbox, "--json"]);
     await waitFor(() => sub.events.filter((e) => e.event === "delivered").length === 4, "4 deliveries");
     expect(await treeHashes(inbox)).toEqual(await treeHashes(src));
-    expect(has(sub, "connected")).toBeDefined();
+    // In the order they happen: connecting, connected, subscribed.
+    expect(sub.events.slice(0, 3).map((e) => e.event)).toEqual(["connecting", "connected", "subscribed"]);
+    expect(has(sub, "connecting")).toEqual({ event: "connecting", endpoint: `tcp://127.0.0.1:${port}`, inbox });
     expect(has(sub, "subscribed")).toEqual({ event: "subscribed", path: "/" });
     expect(has(sub, "delivered", (e) => e.path === "sub/big.bin")).toEqual({ event: "delivered", path: "sub/big.bin", size: 5 * 1024 * 1024 + 3, received: 5 * 1024 * 1024 + 3 });
 
