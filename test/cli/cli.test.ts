@@ -183,8 +183,12 @@ describe("cli", () => {
     const oldName = `\0fmq-inbox-${createHash("sha256").update(await realpath(inbox)).digest("hex").slice(0, 40)}`;
     await new Promise<void>((resolve) => squatter.listen({ path: oldName }, resolve));
     try {
-      const sub = start(["subscribe", "/", "--connect", `tcp://127.0.0.1:${await freePort()}`, "--inbox", inbox, "--json"]);
-      await waitFor(() => has(sub, "connecting"), "the subscriber under way");
+      // (Subscribed: its inbox open and locked. "connecting" is said before the inbox is opened.)
+      const port = await freePort();
+      const pub = start(["publish", await tempDir(), "--bind", `tcp://127.0.0.1:${port}`, "--json"]);
+      await waitFor(() => has(pub, "ready"), "publisher ready");
+      const sub = start(["subscribe", "/", "--connect", `tcp://127.0.0.1:${port}`, "--inbox", inbox, "--json"]);
+      await waitFor(() => has(sub, "subscribed"), "the subscriber under way");
       expect(sub.stderr).toEqual([]);
       expect((await stat(path.join(inbox, ".fmq", "lock-key"))).mode & 0o777).toBe(0o600);
     } finally {
