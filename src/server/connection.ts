@@ -271,11 +271,31 @@ export class Connection {
       }
     }
     const replaced = this.#queue.get(vpath);
+    if (patch.op === "create" && this.#sendsAlready(patch.file)) {
+      // The mount's record of the very version being sent: a change of the inode alone (a chmod) that it
+      // saw after we opened the file again (see #sendAgain). What goes is that version already: not
+      // queued, or the transfer was cut short as superseded and the same bytes went a third time (CI).
+      this.#versionOf.set(this.#cursor!, patch.file);
+      if (replaced) {
+        this.#noLongerWaiting(replaced);
+        this.#queue.delete(vpath);
+      }
+      return;
+    }
     if (replaced) this.#noLongerWaiting(replaced);
     else if (this.#queue.size - this.#goneNames.count >= (this.host.maxQueuedChanges ?? MAX_QUEUED_CHANGES)) return this.#tooFarBehind();
     this.#queue.delete(vpath);
     this.#queue.set(vpath, patch);
     this.engine.post("dispatch", undefined, { coalesce: true });
+  }
+
+  /** Is the current transfer sending `file`, this very version (size, mtime, ctime, inode), from its start or a resume? */
+  #sendsAlready(file: PublishedFile): boolean {
+    const cursor = this.#cursor;
+    // (Not one the client asked for whole instead: that is cut short, and what it asked for must still go.)
+    if (cursor === undefined || cursor === this.#refused || cursor.vpath !== file.vpath || cursor.version === undefined || cursor.changed) return false;
+    if (file.ctimeMs === undefined || file.ino === undefined) return false;
+    return sameVersion(cursor.version, { size: file.size, mtimeMs: file.mtimeMs, ctimeMs: file.ctimeMs, ino: file.ino });
   }
 
   /** Its queue is at its bound: end the session (once; nothing more is queued meanwhile). */
