@@ -5,8 +5,12 @@
 // (a key file that is a FIFO nobody writes), kills it with the signal, as without this.
 // (Other commands are short, and keep the default: `passwd` has its own handlers for the terminal.)
 //
-// A module of its own, with no imports, loaded first by fmq.ts: installed before zeromq's native addon
-// and the rest of the command line load (108-177 ms of a loaded machine, a review), not after.
+// A module of its own, importing only two of Node's own (loaded with Node already), loaded first by
+// fmq.ts: installed before zeromq's native addon and the rest of the command line load (108-177 ms of a
+// loaded machine, a review), not after.
+
+import { writeSync } from "node:fs";
+import { isatty } from "node:tty";
 
 let earlySignal: { name: NodeJS.Signals; timer: NodeJS.Timeout } | undefined;
 /** The handlers takeSignals installs (taken off by dieOf, so the signal it sends itself is not handled). */
@@ -20,6 +24,16 @@ export function dieOf(name: NodeJS.Signals): void {
   for (const listener of [beforeStart, ...stopListeners]) {
     process.off("SIGINT", listener);
     process.off("SIGTERM", listener);
+  }
+  // The progress bar hides the terminal's cursor and shows it again when it stops, at exit: a process
+  // killed by a signal never exits, and left the user's shell without a cursor (a review). Shown here,
+  // written at once (process.stderr may queue it, and the signal does not wait).
+  if (isatty(2)) {
+    try {
+      writeSync(2, "\x1b[?25h");
+    } catch {
+      // (The terminal has gone: nobody to show a cursor to.)
+    }
   }
   process.kill(process.pid, name);
 }

@@ -6,12 +6,12 @@ import { once } from "node:events";
 import { createHash } from "node:crypto";
 import { createServer } from "node:net";
 import { networkInterfaces } from "node:os";
-import { closeSync, constants, createReadStream, openSync, writeSync } from "node:fs";
+import { closeSync, constants, createReadStream, openSync, readFileSync, writeSync } from "node:fs";
 import { chmod, chown, mkdir, open, readFile, realpath, rename, stat, symlink, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import readline from "node:readline";
 import { describe, expect, it } from "vitest";
-import { FMQ, FMQ_COMMAND, startFmq, type Running } from "../helpers/fmq.js";
+import { FMQ, FMQ_COMMAND, startFmq, stopProcess, type Running } from "../helpers/fmq.js";
 import { FMQ_MALLOC_TUNABLES } from "../../bench/measure.js";
 import { tempDir } from "../helpers/tmp.js";
 import { makeFifo, treeHashes, writeRandomFile, writeTree } from "../helpers/files.js";
@@ -229,6 +229,53 @@ describe("cli", () => {
       pub.child.kill("SIGCONT");
       await waitFor(() => screen.includes("delivered big.bin (67108864 bytes)"), "the delivered line", 30_000);
       expect(await treeHashes(inbox)).toEqual(await treeHashes(src));
+    } finally {
+      pub.child.kill("SIGCONT");
+      try {
+        process.kill(-terminal.pid!, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+  });
+
+  it.skipIf(!hasScript)("cli - on a terminal, a subscriber killed by a second signal mid-file gives the terminal its cursor back (the progress bar hides it)", async () => {
+    const src = await tempDir();
+    const inbox = path.join(await tempDir(), "inbox");
+    await writeRandomFile(path.join(src, "big.bin"), 64 * 1024 * 1024);
+    const port = await freePort();
+    const pub = start(["publish", src, "--bind", `tcp://127.0.0.1:${port}`, "--json"]);
+    await waitFor(() => has(pub, "published"), "the file published");
+    const command = [FMQ_COMMAND, "subscribe", "/", "--connect", `tcp://127.0.0.1:${port}`, "--inbox", inbox, "--window", "1M"].join(" ");
+    const terminal = spawn("script", ["-q", "-e", "-c", command, "/dev/null"], { stdio: ["pipe", "pipe", "pipe"], detached: true });
+    let screen = "";
+    terminal.stdout.on("data", (data: Buffer) => (screen += data.toString("utf8")));
+    try {
+      const partial = path.join(inbox, ".fmq", "partial", partialName("big.bin"));
+      await waitFor(async () => ((await stat(partial).catch(() => undefined))?.size ?? 0) >= 4 * 1024 * 1024, "part of the file", 30_000, 1);
+      pub.child.kill("SIGSTOP");
+      await waitFor(() => /big\.bin \|[█░]+\|/.test(screen), "a progress bar on the terminal", 10_000);
+      expect(screen).toContain("\x1b[?25l");
+      // The subscriber itself (Node, which the launcher exec'd), frozen with two signals pending: it
+      // takes the first (stop cleanly), then the second while stopping (die of it at once).
+      const pids = spawnSync("pgrep", ["-f", "--", `--inbox ${inbox}`], { encoding: "utf8" }).stdout.split("\n").filter(Boolean).map(Number);
+      const node = pids.find((pid) => path.resolve(readFileSync(`/proc/${pid}/cmdline`, "latin1").split("\0")[1] ?? "") === FMQ);
+      expect(node).toBeDefined();
+      await stopProcess(node!);
+      process.kill(node!, "SIGINT");
+      process.kill(node!, "SIGTERM");
+      process.kill(node!, "SIGCONT");
+      // (script stops itself when its child is stopped, and no longer passes on what the child writes
+      // until it is continued.)
+      process.kill(terminal.pid!, "SIGCONT");
+      // Dead of the second (a zombie until the shell script started reaps it, or gone).
+      const state = () => readFile(`/proc/${node}/stat`, "utf8").then((stat) => stat.split(") ")[1]?.[0] ?? "", () => "gone");
+      await waitFor(async () => ["Z", "gone"].includes(await state()), "the subscriber dead", 10_000);
+      // The cursor the bar hid is shown again after it was last hidden.
+      const shown = () => screen.slice(screen.lastIndexOf("\x1b[?25l")).includes("\x1b[?25h");
+      await waitFor(shown, "the cursor shown again", 5_000).catch((error: Error) => {
+        throw new Error(`${error.message}; the terminal showed: ${JSON.stringify(screen.slice(-300))}`);
+      });
     } finally {
       pub.child.kill("SIGCONT");
       try {

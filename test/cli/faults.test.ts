@@ -1,10 +1,10 @@
 // Faults with real processes and real signals: kill -9 either side mid-transfer, start it again, and
 // check the result byte for byte and how much was sent again.
 
-import { readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { readdir, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { startFmq, type Running } from "../helpers/fmq.js";
+import { startFmq, stopProcess, type Running } from "../helpers/fmq.js";
 import { tempDir } from "../helpers/tmp.js";
 import { treeHashes, writeRandomFile, writeTree } from "../helpers/files.js";
 import { waitFor } from "../helpers/wait.js";
@@ -32,21 +32,13 @@ async function partialSize(file: string): Promise<number> {
   return (await stat(file).catch(() => ({ size: 0 }))).size;
 }
 
-/** Is every thread of the process stopped (state T in /proc)? */
-async function allThreadsStopped(pid: number): Promise<boolean> {
-  const tasks = await readdir(`/proc/${pid}/task`);
-  const states = await Promise.all(tasks.map(async (t) => (await readFile(`/proc/${pid}/task/${t}/stat`, "utf8")).split(") ")[1]![0]));
-  return states.every((state) => state === "T");
-}
-
 /**
- * Stop the process and wait until every thread is (the signal lands a moment later). Done to the
- * publisher before acting "mid-file": the subscriber then gets at most its window more, however late
- * a loaded test acts on what it saw (140 MiB left goes in well under a second).
+ * Stop the process (see stopProcess). Done to the publisher before acting "mid-file": the subscriber
+ * then gets at most its window more, however late a loaded test acts on what it saw (140 MiB left goes
+ * in well under a second).
  */
 async function freeze(r: Running): Promise<void> {
-  r.child.kill("SIGSTOP");
-  await waitFor(() => allThreadsStopped(r.child.pid!), "the process stopped", 5_000, 5);
+  await stopProcess(r.child.pid!);
 }
 
 /** `count` files of 4 KiB in 20 directories, published; an inbox for them. */

@@ -3,7 +3,9 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { afterEach } from "vitest";
 import { fileURLToPath } from "node:url";
 import readline from "node:readline";
+import { readdir, readFile } from "node:fs/promises";
 import { beforeTempCleanup } from "./tmp.js";
+import { waitFor } from "./wait.js";
 
 /** The built CLI (dist/cli/fmq.js). */
 export const FMQ = fileURLToPath(new URL("../../dist/cli/fmq.js", import.meta.url));
@@ -57,4 +59,17 @@ export function startFmq(args: string[], env: Record<string, string> = {}, comma
   const r = fmq(args, undefined, env, command);
   running.push(r);
   return r;
+}
+
+/** Is every thread of the process stopped (state T in /proc)? */
+async function allThreadsStopped(pid: number): Promise<boolean> {
+  const tasks = await readdir(`/proc/${pid}/task`);
+  const states = await Promise.all(tasks.map(async (t) => (await readFile(`/proc/${pid}/task/${t}/stat`, "utf8")).split(") ")[1]![0]));
+  return states.every((state) => state === "T");
+}
+
+/** Stop the process (SIGSTOP) and wait until every thread of it is stopped: the signal lands a moment later. */
+export async function stopProcess(pid: number): Promise<void> {
+  process.kill(pid, "SIGSTOP");
+  await waitFor(() => allThreadsStopped(pid), "the process stopped", 5_000, 5);
 }
