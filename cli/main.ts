@@ -529,7 +529,9 @@ function onStop(close: () => Promise<void>, opts: { signalFails?: boolean } = {}
     else stop(opts.signalFails ? 128 + osConstants.signals[name] : 0);
   };
   const early = takeSignals(signal);
-  outputLost = stop;
+  // Likewise its reader gone before the job is done (`fmq track --once a b | head -1`): not 0, which
+  // would say the copy is made, but what a shell reports for a command killed by SIGPIPE, 141.
+  outputLost = (status) => stop(status === 0 && opts.signalFails ? 128 + osConstants.signals.SIGPIPE : status);
   // (One came while the command started: acted on now. See signals.ts.)
   if (early) signal(early);
   // (No time limit on this one: the job's last step, e.g. saving a large inbox's manifest, is part of it.)

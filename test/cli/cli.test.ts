@@ -701,6 +701,19 @@ describe("cli", () => {
     expect(pub.stderr).toEqual([]);
   });
 
+  it("cli - track --once whose reader goes before it is done stops with 141, as a command killed by SIGPIPE: not 0, which says the copy is made", async () => {
+    const src = await tempDir();
+    await writeRandomFile(path.join(src, "big.bin"), 16 * 1024 * 1024);
+    const dst = path.join(await tempDir(), "dst");
+    const track = start(["track", src, dst, "--once", "--json"]);
+    // Gone before its first line ("ready", said before the transfer begins), as `| true` would be: the
+    // job cannot be done when it finds out.
+    track.child.stdout!.destroy();
+    expect(await track.exited).toEqual({ code: 141, signal: null });
+    expect(track.stderr).toEqual([]);
+    expect((await stat(path.join(dst, "big.bin")).catch(() => undefined))?.size).not.toBe(16 * 1024 * 1024);
+  });
+
   it("cli - output that cannot be written (a full disk) is one line on stderr and a non-zero exit, not a crash", async () => {
     const src = await tempDir();
     await writeTree(src, { "a.txt": "a" });
