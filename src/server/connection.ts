@@ -271,7 +271,9 @@ export class Connection {
       }
     }
     const replaced = this.#queue.get(vpath);
-    if (patch.op === "create" && this.#sendsAlready(patch.file)) {
+    // (Not while a subscription is being planned: it skips names queued meanwhile, taking them as queued
+    // by the mount, and so would never see that the client asked for this one whole again. A review.)
+    if (patch.op === "create" && this.#queuedMeanwhile === undefined && this.#sendsAlready(patch.file)) {
       // The mount's record of the very version being sent: a change of the inode alone (a chmod) that it
       // saw after we opened the file again (see #sendAgain). What goes is that version already: not
       // queued, or the transfer was cut short as superseded and the same bytes went a third time (CI).
