@@ -198,48 +198,14 @@ describe("cli", () => {
 
   // A real terminal: `script` (util-linux) runs the subscriber on a pseudo-terminal, as a user would.
   const hasScript = spawnSync("script", ["--version"]).status === 0;
-  it.skipIf(!hasScript)("cli - on a terminal, subscribe draws a progress bar (file, bar, percentage, rate) while a file arrives", async () => {
-    const src = await tempDir();
-    const inbox = path.join(await tempDir(), "inbox");
-    const size = 64 * 1024 * 1024;
-    await writeRandomFile(path.join(src, "big.bin"), size);
-    const port = await freePort();
-    const pub = start(["publish", src, "--bind", `tcp://127.0.0.1:${port}`, "--json"]);
-    await waitFor(() => has(pub, "published"), "the file published");
-    // The smallest window: once the publisher is held, about 1 MiB more arrives at most, and the file
-    // takes long enough for bars mid-file even if the hold comes late (with the default 16 MiB, a loaded
-    // machine could see it done first).
-    const command = [FMQ_COMMAND, "subscribe", "/", "--connect", `tcp://127.0.0.1:${port}`, "--inbox", inbox, "--window", "1M"].join(" ");
-    const terminal = spawn("script", ["-q", "-e", "-c", command, "/dev/null"], { stdio: ["pipe", "pipe", "pipe"], detached: true });
-    let screen = "";
-    terminal.stdout.on("data", (data: Buffer) => (screen += data.toString("utf8")));
-    try {
-      // Hold the publisher once part of the file is in, so the bar is seen mid-file whatever the speed.
-      const partial = path.join(inbox, ".fmq", "partial", partialName("big.bin"));
-      await waitFor(async () => ((await stat(partial).catch(() => undefined))?.size ?? 0) >= 4 * 1024 * 1024, "part of the file", 30_000, 1);
-      pub.child.kill("SIGSTOP");
-      // "big.bin |███░░░| 12% 8.4 MB/67.1 MB 50.1 MB/s ..." (cli-progress, redrawn every 250 ms). The first
-      // past 0%: one may be drawn while the first chunk is still being written.
-      const bars = () => screen.matchAll(/big\.bin \|[█░]+\| +(\d+)% ([\d.]+ [kMG]?B)\/67\.1 MB ([\d.]+ [kMG]?B)\/s/g);
-      const bar = await waitFor(() => [...bars()].find((b) => Number(b[1]) > 0), "a progress bar past 0% on the terminal", 10_000).catch((error: Error) => {
-        throw new Error(`${error.message}; the terminal showed: ${JSON.stringify(screen.slice(-600))}`);
-      });
-      expect(Number(bar[1])).toBeGreaterThan(0);
-      expect(Number(bar[1])).toBeLessThan(100);
-      pub.child.kill("SIGCONT");
-      await waitFor(() => screen.includes("delivered big.bin (67108864 bytes)"), "the delivered line", 30_000);
-      expect(await treeHashes(inbox)).toEqual(await treeHashes(src));
-    } finally {
-      pub.child.kill("SIGCONT");
-      try {
-        process.kill(-terminal.pid!, "SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
-  });
-
-  it.skipIf(!hasScript)("cli - on a terminal, a subscriber killed by a second signal mid-file gives the terminal its cursor back (the progress bar hides it)", async () => {
+  /**
+   * A subscriber on a terminal receiving a 64 MiB file, its publisher held (SIGSTOP) once 4 MiB are in,
+   * so that what the terminal shows mid-file is seen whatever the speed. The smallest window: once the
+   * publisher is held, about 1 MiB more arrives at most, and the file takes long enough for bars mid-file
+   * even if the hold comes late (with the default 16 MiB, a loaded machine could see it done first).
+   * `end` lets the publisher go and kills the terminal.
+   */
+  async function subscribingOnTerminal() {
     const src = await tempDir();
     const inbox = path.join(await tempDir(), "inbox");
     await writeRandomFile(path.join(src, "big.bin"), 64 * 1024 * 1024);
@@ -248,14 +214,51 @@ describe("cli", () => {
     await waitFor(() => has(pub, "published"), "the file published");
     const command = [FMQ_COMMAND, "subscribe", "/", "--connect", `tcp://127.0.0.1:${port}`, "--inbox", inbox, "--window", "1M"].join(" ");
     const terminal = spawn("script", ["-q", "-e", "-c", command, "/dev/null"], { stdio: ["pipe", "pipe", "pipe"], detached: true });
-    let screen = "";
-    terminal.stdout.on("data", (data: Buffer) => (screen += data.toString("utf8")));
+    const shown = { screen: "" };
+    terminal.stdout.on("data", (data: Buffer) => (shown.screen += data.toString("utf8")));
+    const end = () => {
+      pub.child.kill("SIGCONT");
+      try {
+        process.kill(-terminal.pid!, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    };
     try {
       const partial = path.join(inbox, ".fmq", "partial", partialName("big.bin"));
       await waitFor(async () => ((await stat(partial).catch(() => undefined))?.size ?? 0) >= 4 * 1024 * 1024, "part of the file", 30_000, 1);
       pub.child.kill("SIGSTOP");
-      await waitFor(() => /big\.bin \|[█░]+\|/.test(screen), "a progress bar on the terminal", 10_000);
-      expect(screen).toContain("\x1b[?25l");
+    } catch (error) {
+      end();
+      throw error;
+    }
+    return { src, inbox, pub, terminal, shown, end };
+  }
+
+  it.skipIf(!hasScript)("cli - on a terminal, subscribe draws a progress bar (file, bar, percentage, rate) while a file arrives", async () => {
+    const { src, inbox, pub, shown, end } = await subscribingOnTerminal();
+    try {
+      // "big.bin |███░░░| 12% 8.4 MB/67.1 MB 50.1 MB/s ..." (cli-progress, redrawn every 250 ms). The first
+      // past 0%: one may be drawn while the first chunk is still being written.
+      const bars = () => shown.screen.matchAll(/big\.bin \|[█░]+\| +(\d+)% ([\d.]+ [kMG]?B)\/67\.1 MB ([\d.]+ [kMG]?B)\/s/g);
+      const bar = await waitFor(() => [...bars()].find((b) => Number(b[1]) > 0), "a progress bar past 0% on the terminal", 10_000).catch((error: Error) => {
+        throw new Error(`${error.message}; the terminal showed: ${JSON.stringify(shown.screen.slice(-600))}`);
+      });
+      expect(Number(bar[1])).toBeGreaterThan(0);
+      expect(Number(bar[1])).toBeLessThan(100);
+      pub.child.kill("SIGCONT");
+      await waitFor(() => shown.screen.includes("delivered big.bin (67108864 bytes)"), "the delivered line", 30_000);
+      expect(await treeHashes(inbox)).toEqual(await treeHashes(src));
+    } finally {
+      end();
+    }
+  });
+
+  it.skipIf(!hasScript)("cli - on a terminal, a subscriber killed by a second signal mid-file gives the terminal its cursor back (the progress bar hides it)", async () => {
+    const { inbox, terminal, shown, end } = await subscribingOnTerminal();
+    try {
+      await waitFor(() => /big\.bin \|[█░]+\|/.test(shown.screen), "a progress bar on the terminal", 10_000);
+      expect(shown.screen).toContain("\x1b[?25l");
       // The subscriber itself (Node, which the launcher exec'd), frozen with two signals pending: it
       // takes the first (stop cleanly), then the second while stopping (die of it at once).
       const pids = spawnSync("pgrep", ["-f", "--", `--inbox ${inbox}`], { encoding: "utf8" }).stdout.split("\n").filter(Boolean).map(Number);
@@ -272,17 +275,12 @@ describe("cli", () => {
       const state = () => readFile(`/proc/${node}/stat`, "utf8").then((stat) => stat.split(") ")[1]?.[0] ?? "", () => "gone");
       await waitFor(async () => ["Z", "gone"].includes(await state()), "the subscriber dead", 10_000);
       // The cursor the bar hid is shown again after it was last hidden.
-      const shown = () => screen.slice(screen.lastIndexOf("\x1b[?25l")).includes("\x1b[?25h");
-      await waitFor(shown, "the cursor shown again", 5_000).catch((error: Error) => {
-        throw new Error(`${error.message}; the terminal showed: ${JSON.stringify(screen.slice(-300))}`);
+      const cursorShown = () => shown.screen.slice(shown.screen.lastIndexOf("\x1b[?25l")).includes("\x1b[?25h");
+      await waitFor(cursorShown, "the cursor shown again", 5_000).catch((error: Error) => {
+        throw new Error(`${error.message}; the terminal showed: ${JSON.stringify(shown.screen.slice(-300))}`);
       });
     } finally {
-      pub.child.kill("SIGCONT");
-      try {
-        process.kill(-terminal.pid!, "SIGKILL");
-      } catch {
-        // already gone
-      }
+      end();
     }
   });
 
