@@ -94,8 +94,10 @@ export function isUnpublished(relative: string): boolean {
 }
 
 /**
- * What must not reach a terminal as it is in a name from the wire or the disk: control characters, and the
+ * What must not reach a terminal as it is in a name from the wire or the disk: control characters, the
  * bidirectional controls that reorder what a terminal shows after them ("invoice\u202etxt.exe" shows as
- * "invoiceexe.txt"). Global: for String.replace.
+ * "invoiceexe.txt"), and the line and paragraph separators U+2028 and U+2029, which JSON leaves raw and
+ * readers that split lines on them (Python's splitlines) take for the end of a line: one event read as
+ * two (a review). Global: for String.replace.
  */
-export const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+export const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
