@@ -123,6 +123,8 @@ program
       );
     } catch (error) {
       await server.close();
+      // (What the start scan could not publish is said all the same: it is so whatever the bind did.)
+      for (const message of earlyWarnings) out.warning(message);
       fail(error);
     }
     for (const file of early) out.event({ event: "published", path: file.vpath, size: file.size }, "");

@@ -625,6 +625,23 @@ describe("cli", () => {
     expect(track.events.filter((e) => e.event === "error")).toEqual([]);
   });
 
+  it("cli - publish --json that cannot bind still says what its start scan could not publish, then the error", async () => {
+    const src = await tempDir();
+    await writeTree(src, { "ok.txt": "ok", "back\\slash": "refused" });
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    try {
+      const port = (taken.address() as { port: number }).port;
+      const pub = start(["publish", src, "--bind", `tcp://127.0.0.1:${port}`, "--json"]);
+      expect((await pub.exited).code).toBe(1);
+      expect(pub.events.map((e) => e.event)).toEqual(["warning", "error"]);
+      expect(pub.events[0]!.message).toBe('not published: "back\\slash": backslash in name (subscribers refuse such names)');
+      expect(pub.stderr).toEqual([expect.stringMatching(/^fmq: .*Address already in use/i)]);
+    } finally {
+      taken.close();
+    }
+  });
+
   it("cli - track into a hidden directory of its source is fine (hidden files are not published)", async () => {
     const src = await tempDir();
     await writeTree(src, { "a.txt": "a" });
