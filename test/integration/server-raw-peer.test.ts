@@ -1361,9 +1361,11 @@ describe("server with a scripted raw peer", () => {
     // (CI met it: the first transfer ended marked changed by the chmod, the second, of the new version
     // already, was cut short when the mount published that version, and a third went whole.)
     const content = randomBytes(3 * 1024 * 1024);
-    // (A quiet period long enough that the mount, which may see the chmod by itself, publishes the new
-    // version only once the second transfer is under way.)
-    const { server, endpoint, dir } = await startServer({ stableMs: 1500 }, { files: { "big.bin": content } });
+    // The mount may see the chmod by itself. A file whose mtime is old it publishes again after a second
+    // look (about 0.3 s: maybe before the second transfer is under way, on a loaded machine); one whose
+    // mtime is in the future, after the whole quiet period: 1.5 s here, long after. (A review.)
+    const future = new Date(Date.now() + 3_600_000);
+    const { server, endpoint, dir } = await startServer({ stableMs: 1500 }, { files: { "big.bin": content }, prepare: (root) => utimes(path.join(root, "big.bin"), future, future) });
     await published(server, 1);
     const file = path.join(dir, "big.bin");
     const p = peer(endpoint);
