@@ -291,13 +291,12 @@ export class Connection {
     this.engine.post("dispatch", undefined, { coalesce: true });
   }
 
-  /** Is the current transfer sending `file`, this very version (size, mtime, ctime, inode), from its start or a resume? */
+  /** Is the current transfer (whole, resumed or a delta) sending `file`, this very version (size, mtime, ctime, inode)? */
   #sendsAlready(file: PublishedFile): boolean {
     const cursor = this.#cursor;
     // (Not one the client asked for whole instead: that is cut short, and what it asked for must still go.)
     if (cursor === undefined || cursor === this.#refused || cursor.vpath !== file.vpath || cursor.version === undefined || cursor.changed) return false;
-    if (file.ctimeMs === undefined || file.ino === undefined) return false;
-    return sameVersion(cursor.version, { size: file.size, mtimeMs: file.mtimeMs, ctimeMs: file.ctimeMs, ino: file.ino });
+    return isVersionOf(cursor.version, file);
   }
 
   /** Its queue is at its bound: end the session (once; nothing more is queued meanwhile). */
