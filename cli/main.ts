@@ -85,9 +85,12 @@ program
       fail(error);
     }
     onStop(() => server.close());
-    // Listen before publishing: files found at start can become stable before bind() returns. Their
-    // lines wait until "ready" is out, so "ready" always comes first.
-    let early: PublishedFile[] | undefined = [];
+    // Listen before publishing: files found at start can become stable before bind() returns, and a
+    // client can connect to the first of two binds while the second is made (its "connected" was lost
+    // when the handlers were wired after every bind). Their lines wait until "ready" is out, so "ready"
+    // always comes first.
+    let held: (() => void)[] | undefined = [];
+    const say = (line: () => void) => (held ? held.push(line) : line());
     // Warnings too: the start scan reports what it cannot publish as soon as it is done (with --json they
     // wait for "ready" as well; on a terminal they go to stderr at once).
     let earlyWarnings: string[] | undefined = [];
@@ -96,9 +99,24 @@ program
       else out.warning(message);
     });
     server.on("published", (file) => {
-      if (!out.json) return;
-      if (early) early.push(file);
-      else out.event({ event: "published", path: file.vpath, size: file.size }, "");
+      if (out.json) say(() => out.event({ event: "published", path: file.vpath, size: file.size }, ""));
+    });
+    const userOf = (client: string) => (settings.options.security ? server.userOf(client) : undefined);
+    server.on("connected", (client) => {
+      const user = userOf(client);
+      say(() => out.event({ event: "connected", client, ...(user !== undefined ? { user } : {}) }, `client ${client} connected${user !== undefined ? ` as ${user}` : ""}`));
+    });
+    server.on("disconnected", (client) => say(() => out.event({ event: "disconnected", client }, `client ${client} gone`)));
+    server.on("sent", (e) =>
+      say(() =>
+        out.event(
+          { event: e.operation === "create" ? "sent" : "deleted", client: e.client, path: e.path, ...(e.operation === "create" ? { size: e.size } : {}) },
+          e.operation === "create" ? `sent ${e.path} (${e.size} bytes) to ${e.client}` : `sent delete of ${e.path} to ${e.client}`,
+        ),
+      ),
+    );
+    server.on("caught-up", (client) => {
+      if (out.json) say(() => out.event({ event: "caught-up", client }, ""));
     });
     try {
       const mounts = [];
@@ -127,25 +145,10 @@ program
       for (const message of earlyWarnings) out.warning(message);
       fail(error);
     }
-    for (const file of early) out.event({ event: "published", path: file.vpath, size: file.size }, "");
-    early = undefined;
+    for (const line of held) line();
+    held = undefined;
     for (const message of earlyWarnings) out.warning(message);
     earlyWarnings = undefined;
-    const userOf = (client: string) => (settings.options.security ? server.userOf(client) : undefined);
-    server.on("connected", (client) => {
-      const user = userOf(client);
-      out.event({ event: "connected", client, ...(user !== undefined ? { user } : {}) }, `client ${client} connected${user !== undefined ? ` as ${user}` : ""}`);
-    });
-    server.on("disconnected", (client) => out.event({ event: "disconnected", client }, `client ${client} gone`));
-    server.on("sent", (e) =>
-      out.event(
-        { event: e.operation === "create" ? "sent" : "deleted", client: e.client, path: e.path, ...(e.operation === "create" ? { size: e.size } : {}) },
-        e.operation === "create" ? `sent ${e.path} (${e.size} bytes) to ${e.client}` : `sent delete of ${e.path} to ${e.client}`,
-      ),
-    );
-    server.on("caught-up", (client) => {
-      if (out.json) out.event({ event: "caught-up", client }, "");
-    });
     if (!out.json) reportServing(server, out);
   });
 
