@@ -186,13 +186,13 @@ program
       fsync: opts.fsync === true,
       ...traceOption(opts.trace),
     });
-    await wireClient(client, out);
+    await wireClient(client, out, { refusalIsFatal: true });
     onStop(() => client.close());
-    // Our one subscription refused (said on the error line): nothing is left to do.
+    // Our one subscription refused: nothing is left to do. The reason for the exit status is one line on
+    // stderr, "fmq: ...", as for every failure (with --json, after the error line on stdout; in human
+    // mode instead of an "error: ..." line, which said it as if the subscriber went on).
     client.on("refused", (path, reason) => {
-      // (The error line went to stdout as JSON with --json: the reason for the exit status goes to stderr
-      // too, as for every failure.)
-      if (out.json) process.stderr.write(`fmq: ${printable(`subscription to ${path} refused: ${reason}`)}\n`);
+      process.stderr.write(`fmq: ${printable(`subscription to ${path} refused: ${reason}`)}\n`);
       void client.close().finally(() => process.exit(1));
     });
     try {
@@ -417,8 +417,9 @@ function askPassword(): Promise<string> {
   });
 }
 
-async function wireClient(client: Client, out: Output): Promise<void> {
-  const { ProgressDisplay } = await import("./progress.js");
+/** `refusalIsFatal`: the caller says a refused subscription itself, as the failure it is, and exits. */
+async function wireClient(client: Client, out: Output, { refusalIsFatal = false } = {}): Promise<void> {
+  const [{ ProgressDisplay }, { SubscriptionRefused }] = await Promise.all([import("./progress.js"), import("../src/client/client.js")]);
   const progress = new ProgressDisplay(() => client.progress, out);
   client.once("connected", () => progress.start());
   process.once("exit", () => progress.stop());
@@ -444,7 +445,10 @@ async function wireClient(client: Client, out: Output): Promise<void> {
     down = true;
     out.event({ event: "disconnected", reason }, `disconnected: ${reason}; reconnecting`);
   });
-  client.on("error", (error) => out.error(error.message));
+  client.on("error", (error) => {
+    if (refusalIsFatal && error instanceof SubscriptionRefused && !out.json) return;
+    out.error(error.message);
+  });
 }
 
 interface PublishOptions {

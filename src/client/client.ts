@@ -177,6 +177,17 @@ export class ClientError extends Error {
   override name = "ClientError";
 }
 
+/** The server refused one of our subscriptions (SRSLY to its ICANHAZ): "refused" is emitted after it. */
+export class SubscriptionRefused extends ClientError {
+  override name = "SubscriptionRefused";
+  constructor(
+    readonly path: string,
+    readonly reason: string,
+  ) {
+    super(`subscription to ${path} refused: ${reason}`);
+  }
+}
+
 export class Client extends EventEmitter<ClientEvents> {
   readonly options: Required<Omit<ClientOptions, "trace" | "security" | "smallWindow">> & Pick<ClientOptions, "trace" | "security" | "smallWindow">;
   readonly #engine: Engine<ClientState, ClientEvent, ClientAction, EventArg>;
@@ -265,7 +276,7 @@ export class Client extends EventEmitter<ClientEvents> {
         const request = this.#answered();
         const reason = (arg as Srsly).reason || "no reason given";
         if (request && request.kind !== "refetch") this.#subscriptions.delete(request.path);
-        this.#report(new ClientError(request ? `subscription to ${request.path} refused: ${reason}` : `the server refused a subscription we had not asked for: ${reason}`));
+        this.#report(request ? new SubscriptionRefused(request.path, reason) : new ClientError(`the server refused a subscription we had not asked for: ${reason}`));
         if (request && request.kind !== "refetch") this.emit("refused", request.path, reason);
       },
       "grant credit": () => {

@@ -666,6 +666,10 @@ describe("cli", () => {
     expect(has(sub, "error")).toMatchObject({ message: expect.stringMatching(/^subscription to \/other refused: /) });
     // (With --json too, the reason for the exit status is one line on stderr.)
     expect(sub.stderr).toEqual([expect.stringMatching(/^fmq: subscription to \/other refused: no such path: \/other$/)]);
+    // Without --json: that one line, as every failure says it (it said "error: ...", as if it went on).
+    const human = start(["subscribe", "/other", "--connect", `tcp://127.0.0.1:${port}`, "--inbox", await tempDir()]);
+    expect((await human.exited).code).toBe(1);
+    expect(human.stderr).toEqual(["fmq: subscription to /other refused: no such path: /other"]);
   });
 
   it("cli - SIGTERM and SIGINT stop publish and subscribe within a second", async () => {
