@@ -273,11 +273,12 @@ export class Connection {
     const replaced = this.#queue.get(vpath);
     // (Not while a subscription is being planned: it skips names queued meanwhile, taking them as queued
     // by the mount, and so would never see that the client asked for this one whole again. A review.)
-    if (patch.op === "create" && this.#queuedMeanwhile === undefined && this.#sendsAlready(patch.file)) {
+    const sending = patch.op === "create" && this.#queuedMeanwhile === undefined ? this.#sending(patch.file) : undefined;
+    if (sending && patch.op === "create") {
       // The mount's record of the very version being sent: a change of the inode alone (a chmod) that it
       // saw after we opened the file again (see #sendAgain). What goes is that version already: not
       // queued, or the transfer was cut short as superseded and the same bytes went a third time (CI).
-      this.#versionOf.set(this.#cursor!, patch.file);
+      this.#versionOf.set(sending, patch.file);
       if (replaced) {
         this.#noLongerWaiting(replaced);
         this.#queue.delete(vpath);
@@ -291,12 +292,16 @@ export class Connection {
     this.engine.post("dispatch", undefined, { coalesce: true });
   }
 
-  /** Is the current transfer (whole, resumed or a delta) sending `file`, this very version (size, mtime, ctime, inode)? */
-  #sendsAlready(file: PublishedFile): boolean {
-    const cursor = this.#cursor;
+  /**
+   * The current transfer (whole, resumed or a delta), if it sends `file`, this very version (size, mtime,
+   * ctime, inode). Also while it waits for its fingerprint with every byte sent (a record landing then was
+   * queued, and the file went again: a review).
+   */
+  #sending(file: PublishedFile): FileCursor | undefined {
+    const cursor = this.#cursor ?? (this.#waiting !== undefined ? this.#waitingWith : undefined);
     // (Not one the client asked for whole instead: that is cut short, and what it asked for must still go.)
-    if (cursor === undefined || cursor === this.#refused || cursor.vpath !== file.vpath || cursor.version === undefined || cursor.changed) return false;
-    return isVersionOf(cursor.version, file);
+    if (cursor === undefined || cursor === this.#refused || cursor.vpath !== file.vpath || cursor.version === undefined || cursor.changed) return undefined;
+    return isVersionOf(cursor.version, file) ? cursor : undefined;
   }
 
   /** Its queue is at its bound: end the session (once; nothing more is queued meanwhile). */
@@ -804,11 +809,14 @@ export class Connection {
       },
     );
     this.#waiting = waiting;
+    this.#waitingWith = inHand;
     this.#cursor = undefined;
     this.engine.raise("not ready", undefined);
   }
   /** What the next step waits for (see #notReady); a new session or the end forgets it. */
   #waiting: Promise<void> | undefined;
+  /** The cursor that step goes on with, when it has one already (its fingerprint is awaited). */
+  #waitingWith: FileCursor | undefined;
 
   /** Open a file to send; undefined if it cannot go now (changed since it was published, gone, unreadable). */
   async #openCursor(patch: Patch & { op: "create" }, plan: TransferPlan): Promise<FileCursor | undefined> {

@@ -1357,61 +1357,81 @@ describe("server with a scripted raw peer", () => {
     expect(eofs[1]!.headers.get("X-FMQ-XXH64T")).toBe((await fingerprintFile(file)).hash);
   });
 
-  it("server - the mount's new record of the very version being sent (a chmod it noticed after the file was opened again) neither cuts that transfer short nor has the file sent a third time", async () => {
-    // (CI met it: the first transfer ended marked changed by the chmod, the second, of the new version
-    // already, was cut short when the mount published that version, and a third went whole.)
-    const content = randomBytes(3 * 1024 * 1024);
-    // The mount may see the chmod by itself. A file whose mtime is old it publishes again after a second
-    // look (about 0.3 s: maybe before the second transfer is under way, on a loaded machine); one whose
-    // mtime is in the future, after the whole quiet period: 1.5 s here, long after. (A review.)
-    const future = new Date(Date.now() + 3_600_000);
-    const { server, endpoint, dir } = await startServer({ stableMs: 1500 }, { files: { "big.bin": content }, prepare: (root) => utimes(path.join(root, "big.bin"), future, future) });
-    await published(server, 1);
-    const file = path.join(dir, "big.bin");
-    const p = peer(endpoint);
-    await p.open();
-    await subscribeWithCaps(p, "verify,delta,single");
-    await p.nom(1024 * 1024);
-    let got = 0;
-    while (got < 1024 * 1024) got += (await p.expect("CHEEZBURGER")).chunk.length;
-    await chmod(file, 0o600);
-    // The rest of the first transfer, which ends marked changed, and the first MiB of the second.
-    await p.nom(3 * 1024 * 1024);
-    for (;;) {
-      const m = await p.expect("CHEEZBURGER");
-      got += m.chunk.length;
-      if (m.eof === 1) {
-        expect(m.headers.get("X-FMQ-Status")).toBe("changed");
-        break;
+  for (const when of ["while it is sent", "with every byte sent, its fingerprint awaited"] as const) {
+    it(`server - the mount's new record of the very version being sent (a chmod it noticed after the file was opened again), landing ${when}, neither cuts that transfer short nor has the file sent a third time`, async () => {
+      // (CI met it: the first transfer ended marked changed by the chmod, the second, of the new version
+      // already, was cut short when the mount published that version, and a third went whole. A review
+      // then found the same once the second had sent every byte and waited for its fingerprint.)
+      const content = randomBytes(3 * 1024 * 1024);
+      // The mount may see the chmod by itself. A file whose mtime is old it publishes again after a second
+      // look (about 0.3 s: maybe before the second transfer is under way, on a loaded machine); one whose
+      // mtime is in the future, after the whole quiet period: 1.5 s here, long after. (A review.)
+      const future = new Date(Date.now() + 3_600_000);
+      const { server, endpoint, dir } = await startServer({ stableMs: 1500 }, { files: { "big.bin": content }, prepare: (root) => utimes(path.join(root, "big.bin"), future, future) });
+      await published(server, 1);
+      const file = path.join(dir, "big.bin");
+      const p = peer(endpoint);
+      await p.open();
+      await subscribeWithCaps(p, "verify,delta,single");
+      await p.nom(1024 * 1024);
+      let got = 0;
+      while (got < 1024 * 1024) got += (await p.expect("CHEEZBURGER")).chunk.length;
+      await chmod(file, 0o600);
+      // The new version's fingerprint (the second transfer's), held when that is the case tried.
+      const held = when === "while it is sent" ? undefined : holdFingerprints();
+      try {
+        // The rest of the first transfer, which ends marked changed, and the first MiB of the second.
+        await p.nom(3 * 1024 * 1024);
+        for (;;) {
+          const m = await p.expect("CHEEZBURGER");
+          got += m.chunk.length;
+          if (m.eof === 1) {
+            expect(m.headers.get("X-FMQ-Status")).toBe("changed");
+            break;
+          }
+        }
+        let skipped = 0;
+        while (skipped < 1024 * 1024) skipped += (await p.expect("CHEEZBURGER")).chunk.length;
+        const parts: Buffer[] = [];
+        if (held) {
+          // Every byte of the second, with no end: it waits for the fingerprint.
+          await p.nom(64 * 1024 * 1024);
+          while (skipped + parts.reduce((n, part) => n + part.length, 0) < content.length) {
+            const m = await p.expect("CHEEZBURGER");
+            expect(m.eof).toBe(0);
+            parts.push(Buffer.from(m.chunk));
+          }
+          await waitFor(() => held.lookup.mock.calls.length > 0, "the transfer asking for the fingerprint", DEADLINE);
+        }
+        // The mount publishes the version the file is now, the one being sent: when its quiet period after
+        // the chmod is over, if it saw it, or after it is told to look again.
+        const ctimeMs = (await stat(file)).ctimeMs;
+        expect(server.mounts[0]!.files.get("/big.bin")?.ctimeMs).not.toBe(ctimeMs);
+        const republished = nextEvent<[PublishedFile]>(server, "published", (f) => f.vpath === "/big.bin");
+        server.mounts[0]!.recheck("/big.bin");
+        const [record] = await republished;
+        expect(record.ctimeMs).toBe(ctimeMs);
+        held?.release();
+        await p.nom(64 * 1024 * 1024);
+        for (;;) {
+          const m = await p.expect("CHEEZBURGER");
+          parts.push(Buffer.from(m.chunk));
+          if (m.eof === 1) {
+            expect(m.headers.get("X-FMQ-Status")).toBeUndefined();
+            expect(m.headers.get("X-FMQ-XXH64T")).toBe((await fingerprintFile(file)).hash);
+            break;
+          }
+        }
+        expect(sha256(Buffer.concat(parts))).toBe(sha256(content.subarray(skipped)));
+        // Nothing more: with 60 MiB of credit left, a third transfer would begin at once.
+        await p.send({ id: "HUGZ" });
+        await p.expect("HUGZ_OK", 3000);
+        await expect(p.expect("CHEEZBURGER", 1000)).rejects.toThrow(/nothing arrived/);
+      } finally {
+        held?.restore();
       }
-    }
-    let skipped = 0;
-    while (skipped < 1024 * 1024) skipped += (await p.expect("CHEEZBURGER")).chunk.length;
-    // The mount publishes the version the file is now, the one being sent: when its quiet period after
-    // the chmod is over, if it saw it, or after it is told to look again.
-    const ctimeMs = (await stat(file)).ctimeMs;
-    expect(server.mounts[0]!.files.get("/big.bin")?.ctimeMs).not.toBe(ctimeMs);
-    const republished = nextEvent<[PublishedFile]>(server, "published", (f) => f.vpath === "/big.bin");
-    server.mounts[0]!.recheck("/big.bin");
-    const [record] = await republished;
-    expect(record.ctimeMs).toBe(ctimeMs);
-    await p.nom(64 * 1024 * 1024);
-    const parts: Buffer[] = [];
-    for (;;) {
-      const m = await p.expect("CHEEZBURGER");
-      parts.push(Buffer.from(m.chunk));
-      if (m.eof === 1) {
-        expect(m.headers.get("X-FMQ-Status")).toBeUndefined();
-        expect(m.headers.get("X-FMQ-XXH64T")).toBe((await fingerprintFile(file)).hash);
-        break;
-      }
-    }
-    expect(sha256(Buffer.concat(parts))).toBe(sha256(content.subarray(skipped)));
-    // Nothing more: with 60 MiB of credit left, a third transfer would begin at once.
-    await p.send({ id: "HUGZ" });
-    await p.expect("HUGZ_OK", 3000);
-    await expect(p.expect("CHEEZBURGER", 1000)).rejects.toThrow(/nothing arrived/);
-  });
+    });
+  }
 
   it("server - a transfer whose last chunk waits for the fingerprint still being computed answers HUGZ meanwhile, then ends with that fingerprint", async () => {
     // (A review: the wait was inside the machine's step, so HUGZ waited too; our client, hearing nothing
