@@ -298,7 +298,12 @@ export class Connection {
    * queued, and the file went again: a review).
    */
   #sending(file: PublishedFile): FileCursor | undefined {
-    const cursor = this.#cursor ?? (this.#waiting !== undefined ? this.#waitingWith : undefined);
+    // (Not if the client has asked for anything since the transfer was taken from the queue: it may have
+    // refused this one, or asked for the file otherwise, and only the record queued makes sure that what
+    // it asked for goes (a review found a refusal during the wait for a fingerprint, not marked #refused,
+    // and the file then never sent that session). Rare: a client asks when it subscribes and refetches.)
+    if (this.#requests !== this.#requestsAtTake) return undefined;
+    const cursor = this.#inHand();
     // (Not one the client asked for whole instead: that is cut short, and what it asked for must still go.)
     if (cursor === undefined || cursor === this.#refused || cursor.vpath !== file.vpath || cursor.version === undefined || cursor.changed) return undefined;
     return isVersionOf(cursor.version, file) ? cursor : undefined;
@@ -375,6 +380,7 @@ export class Connection {
    * of the current version is resumed where it stopped.
    */
   async #queueExisting(message: Icanhaz): Promise<void> {
+    this.#requests++;
     try {
       await this.#queueExistingNow(message);
     } finally {
@@ -385,6 +391,11 @@ export class Connection {
 
   /** Wakes #queueExistingNow where it waits for hashes (set while it runs): close() ends that wait. */
   #wakePlan: (() => void) | undefined;
+
+  /** ICANHAZ taken from this client (see #sending). */
+  #requests = 0;
+  /** #requests when the last patch was taken from the queue (the current transfer's, or the one awaited). */
+  #requestsAtTake = 0;
 
   /** Patches queued (by the mounts) while #queueExistingNow lets other clients in. */
   #queuedMeanwhile: Set<string> | undefined;
@@ -531,7 +542,8 @@ export class Connection {
       // Being sent now as a resume or a delta, and asked for whole: the client refused that transfer (our
       // client asks again for the file alone, with nothing listed), and ignores the rest of it. It stops
       // at the next step, rather than send up to the whole file for nothing before the file goes again.
-      const cursor = this.#cursor;
+      // (Also one that has sent every byte and waits for its fingerprint: it stops when the wait ends.)
+      const cursor = this.#inHand();
       if (cursor?.vpath === file.vpath && cursor.sendsPart && this.#versionOf.get(cursor) === file) this.#refused = cursor;
       this.#toBacklog(file, backlogged);
     }
@@ -818,6 +830,11 @@ export class Connection {
   /** The cursor that step goes on with, when it has one already (its fingerprint is awaited). */
   #waitingWith: FileCursor | undefined;
 
+  /** The transfer under way: the current cursor, or the one whose next step waits for its fingerprint. */
+  #inHand(): FileCursor | undefined {
+    return this.#cursor ?? (this.#waiting !== undefined ? this.#waitingWith : undefined);
+  }
+
   /** Open a file to send; undefined if it cannot go now (changed since it was published, gone, unreadable). */
   async #openCursor(patch: Patch & { op: "create" }, plan: TransferPlan): Promise<FileCursor | undefined> {
     try {
@@ -981,6 +998,7 @@ export class Connection {
   }
 
   #takePatch(): Patch | undefined {
+    this.#requestsAtTake = this.#requests;
     for (const [vpath, patch] of this.#queue) {
       this.#queue.delete(vpath);
       // (The backlog may hold this very version too, for another subscription: it goes once.)
