@@ -263,8 +263,11 @@ export class Connection {
       // Published after the client told us what it holds of it: skip it, resume it, or send it all.
       this.#retained.delete(vpath);
       if (patch.op === "create") {
-        // (Only if no newer version was published while it was planned: that one was queued, and stands.)
+        // (Only if no newer version was published while it was planned: that one was queued, and stands.
+        // Nor once a new session has begun: it was planned from what the old one's client held, a review.)
+        const session = this.#sessions;
         void Promise.resolve(this.#planFor(patch.file, retained)).then((planned) => {
+          if (this.#sessions !== session) return;
           if (planned && (planned.op !== "create" || this.host.file(vpath) === planned.file)) this.queue(planned);
         });
         return;
@@ -344,6 +347,7 @@ export class Connection {
 
   #startSession(): void {
     // OHAI is "start again" whatever came before: nothing of an earlier session survives it.
+    this.#sessions++;
     this.#subscriptions.clear();
     this.#queue.clear();
     this.#backlog = [];
@@ -392,6 +396,8 @@ export class Connection {
   /** Wakes #queueExistingNow where it waits for hashes (set while it runs): close() ends that wait. */
   #wakePlan: (() => void) | undefined;
 
+  /** Sessions begun (OHAI): what was under way for an earlier one is dropped when it ends. */
+  #sessions = 0;
   /** ICANHAZ taken from this client (see #sending). */
   #requests = 0;
   /** #requests when the last patch was taken from the queue (the current transfer's, or the one awaited). */

@@ -1805,6 +1805,33 @@ describe("server with a scripted raw peer", () => {
     await p.expectSilence(300);
   });
 
+  it("server - a plan for a file the client listed before it was published, still being made when a new session begins (OHAI), is dropped: nothing of it goes to that session", async () => {
+    // (A review: it was queued into the new session, planned from what the old one's client held; here
+    // the new session subscribes to nothing, and got the file all the same.)
+    const { server, endpoint } = await startServer({ stableMs: 3000 }, { files: { "held.txt": "content" } });
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const sha1 = vi.spyOn(Fingerprints.prototype, "sha1").mockImplementation(() => held.then(() => undefined));
+    try {
+      const p = peer(endpoint);
+      await p.open();
+      // Listed (by a SHA-1 that is not its content's) while the file is in its quiet period: the plan is
+      // made when it is published.
+      expect(server.mounts[0]!.files.size).toBe(0);
+      await p.send({ id: "ICANHAZ", path: "/", options: new Map(), cache: new Map([["held.txt", "0123456789ABCDEF0123456789ABCDEF01234567"]]) });
+      await p.expect("ICANHAZ_OK");
+      await published(server, 1);
+      await waitFor(() => sha1.mock.calls.length > 0, "the plan asking for a SHA-1", DEADLINE);
+      await p.open();
+      release();
+      await p.nom(1_000_000);
+      await p.expectSilence(500);
+    } finally {
+      release();
+      sha1.mockRestore();
+    }
+  });
+
   it("server - a partial is resumed only in the very file it is of (its X-FMQ-Version): not in one renamed over it with the same size and mtime; a chmod changes nothing", async () => {
     const MiB = 1024 * 1024;
     const mtime = new Date("2020-01-01T00:00:00Z");
