@@ -459,6 +459,11 @@ export class Client extends EventEmitter<ClientEvents> {
     // again whether it is still refused.)
     this.#blockedNames.clear();
     this.#fullSince.clear();
+    // (And the resyncs the last session planned for them: this session's subscriptions carry what we hold.
+    // Left, one fired into this session with no reason left, and sent a subscription again, whole cache
+    // and all, for the server to plan twice: a review.)
+    for (const timer of this.#resyncs.values()) clearTimeout(timer);
+    this.#resyncs.clear();
     this.#hedged = false;
     // (What was refused of the last session's transfers is not coming: this session's begin afresh.)
     this.#refused = undefined;

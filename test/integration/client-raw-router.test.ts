@@ -1329,6 +1329,32 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(h.errors).toEqual([]);
   }, 30_000);
 
+  it("client - a subscription's resync planned in one session (a file refused for a directory in its way) does not fire into the next: that session's own ICANHAZ is its only one", async () => {
+    // (A review: the timer outlived the session, found no reason left (the new session forgets what was in
+    // the way) and sent the subscription again with its whole cache, for the server to plan it all twice.)
+    const r = await router();
+    const root = await tempDir();
+    const inbox = path.join(root, "inbox");
+    // (Not empty: an empty one gives way.)
+    await mkdir(path.join(inbox, "x.txt"), { recursive: true });
+    await writeFile(path.join(inbox, "x.txt", "mine"), "mine");
+    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
+    await h.client.subscribe("/");
+    const rid = await openSession(r, h, 1);
+    await r.sendFile(rid, "/x.txt", Buffer.from("x"));
+    await waitFor(() => h.errors.length > 0, "the file refused (a directory in its way)", SOON, 5);
+    // Its subscription is due to be sent again 5 s after that, to see whether the way is clear.
+    const dueAt = Date.now() + 5_000;
+    await r.send(rid, { id: "RTFM", reason: "restarting" });
+    const [rid2] = await r.next("OHAI");
+    await r.send(rid2, { id: "OHAI_OK" });
+    await r.next("ICANHAZ", { from: rid2 });
+    await r.send(rid2, { id: "ICANHAZ_OK" });
+    await quietFor(Math.max(0, dueAt + 1_500 - Date.now()));
+    expect(r.pending("ICANHAZ").map((m) => m.message?.id)).toEqual([]);
+    expect(h.connected).toBe(2);
+  });
+
   it("client - two RTFMs at once (one for a HUGZ, one for a NOM, as from a restarted server): one new session, and no message of the old one taken into it", async () => {
     // (A review: the second RTFM, queued with the first, ended the session the first had opened, and that
     // session's OHAI_OK, queued meanwhile, was taken for the next one's: "protocol error from server:
