@@ -330,6 +330,8 @@ export class Client extends EventEmitter<ClientEvents> {
   async subscribe(path: string, inbox?: string): Promise<void> {
     const normalised = normaliseVirtualPath(path);
     if (normalised === undefined) throw new ClientError(`invalid path "${path}": must start with "/" and contain no empty, "." or ".." segments`);
+    // (Not after close(): it opened the inbox, locked it and wrote its journal, and nothing closed it again.)
+    if (this.#closed) throw new ClientError(`cannot subscribe to ${normalised}: the client is closed`);
     const box = await this.#inbox(inbox ?? this.options.inbox);
     this.#subscriptions.set(normalised, { path: normalised, inbox: box });
     this.#engine.post("subscribe", normalised);

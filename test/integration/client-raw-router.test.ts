@@ -1093,6 +1093,15 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect((await readdir(sibling)).sort()).toEqual(["other.txt", "precious.txt"]);
   });
 
+  it("client - subscribe() after close() rejects, and leaves the inbox untouched (not made, not locked)", async () => {
+    const r = await router();
+    const root = await tempDir();
+    const h = makeClient({ endpoint: r.endpoint, inbox: path.join(root, "inbox"), heartbeatMs: 100, timeoutMs: 10_000 });
+    await h.client.close();
+    await expect(h.client.subscribe("/")).rejects.toThrow(/closed/);
+    expect(await readdir(root)).toEqual([]);
+  });
+
   it("client - an inbox whose .fmq or .fmq/partial is a symlink is refused: subscribe() rejects, nothing is written through it", async () => {
     const r = await router();
     const root = await tempDir();
