@@ -21,6 +21,8 @@ import { UnwatchedPaths } from "./unwatched.js";
  * directory went as it was read) is dropped until this long after that read began.
  */
 const CHOKIDAR_READDIR_THROTTLE_MS = 1000;
+/** A watch we ask for afresh begins well within this (a directory's read; 10,000 files take about 0.1 s). */
+const REWATCH_BEGINS_WITHIN_MS = 30_000;
 /** chokidar's "change" throttle (index.js, chokidar 5.0.0): a file's change this soon after the last one reported is dropped. */
 const CHOKIDAR_CHANGE_THROTTLE_MS = 50;
 
@@ -162,7 +164,9 @@ export class Mount extends EventEmitter<MountEvents> {
     // reported by neither: looked for once the watch has begun, see watch-begun.ts; not after a rewatch
     // of our own from that check, which goes on with its own count of tries.)
     onWatchBegun(watcher, (dir) => {
-      if (!this.#rewatchedByCheck.delete(dir)) this.#readAgainSoon(dir);
+      const until = this.#rewatchedByCheck.get(dir);
+      this.#rewatchedByCheck.delete(dir);
+      if (until === undefined || until < Date.now()) this.#readAgainSoon(dir);
     });
     watcher.on("add", (absolute, stats) => this.#seen(absolute, stats));
     watcher.on("change", (absolute, stats) => this.#changed(absolute, stats));
@@ -321,7 +325,7 @@ export class Mount extends EventEmitter<MountEvents> {
       // (Not while the published directory is gone: it is started afresh once it is back. Nor while the
       // watcher has a read of it under way or due: that read finds what it does not know yet.)
       if (this.#closed || this.#lookingForRoot || this.#directoryReads?.pending(dir) || !this.#watcherMissed(dir)) return;
-      this.#rewatchedByCheck.add(dir);
+      this.#rewatchedByCheck.set(dir, Date.now() + REWATCH_BEGINS_WITHIN_MS);
       this.#watchAfresh(dir, false);
       if (tries > 1) this.#readAgainSoon(dir, tries - 1);
     }, CHOKIDAR_READDIR_THROTTLE_MS + 100);
@@ -332,9 +336,10 @@ export class Mount extends EventEmitter<MountEvents> {
   /**
    * Directories handed to the watcher afresh by #readAgainSoon: the start of their watch is its doing,
    * not a new directory to check (which would begin its tries again, for ever, in a directory that never
-   * stops changing: a review).
+   * stops changing: a review). Until when: a directory removed before its watch began never consumes its
+   * entry, and one made again at that name later was then taken for this rewatch and not checked (a review).
    */
-  readonly #rewatchedByCheck = new Set<string>();
+  readonly #rewatchedByCheck = new Map<string, number>();
 
   /**
    * Is something in the directory `dir` (still a directory, and watched, not listed by us) unknown to the
@@ -691,7 +696,9 @@ export class Mount extends EventEmitter<MountEvents> {
    * fresh copy) is published again, from a new scan.
    */
   #lost(watcher: FSWatcher): void {
-    if (watcher !== this.#watcher || this.#lookingForRoot) return;
+    // (Not once closed: a look at the root under way when close() came withdrew everything after it, and
+    // set a timer nothing cleared, which kept the process alive: a review.)
+    if (watcher !== this.#watcher || this.#lookingForRoot || this.#closed) return;
     this.emit("warning", new MountError(`${this.root} was removed: nothing is published from it until it is back`));
     // (Not left to the watcher's unlinks: it checks a name before saying it went, and finds whatever
     // stands there by then. `rm -rf pub && ln -s v2 pub`, under load: v2's a.txt at pub/a.txt, no unlink,
@@ -699,6 +706,7 @@ export class Mount extends EventEmitter<MountEvents> {
     this.#tracker.forgetWhere(() => true);
     for (const file of [...this.files.values()]) this.#withdraw(file.relative);
     this.#lookingForRoot = setInterval(() => {
+      if (this.#closed) return void clearInterval(this.#lookingForRoot);
       void lstat(this.root).then(
         async (stats) => {
           if (!stats.isDirectory() || this.#closed || !this.#lookingForRoot) return;
