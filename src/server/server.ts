@@ -440,12 +440,18 @@ export class Server extends EventEmitter<ServerEvents> {
   readonly #strangers = new Map<string, { since: number; answers: number }>();
 
   #receive(routingId: Buffer, frames: Buffer[]): void {
+    // (Nothing once closing: close() waits for the connections and mounts to close before the socket
+    // does, and an OHAI read meanwhile made a connection nothing closed, a review.)
+    if (this.#closed) return;
     const key = routingId.toString("hex");
     if (frames.length === 1 && frames[0]!.length === 0) return this.#hungUp(key, routingId);
     // (A login that named this routing id is this connection's now: see ServerSecurity.confirm.)
     this.#security?.confirm(key);
     let connection = this.#connections.get(key);
-    // A client dropped for flooding costs no decoding for what it still sends (a frame may take 0.1 s).
+    // A client dropped for not reading costs no decoding for what it still sends (a frame may take 0.1 s).
+    // (One dropped for sending too much is decoded as any peer is: it may start again at once, an honest
+    // one that we were slow to answer. What a hostile one costs is bounded per frame by max-message-size,
+    // and it is read in turn with everyone else: RECEIVE_HIGH_WATER_MARK.)
     if (!connection && this.#dropped.has(key)) return;
     const result = decodeFrames(frames);
     if (!result.ok) {

@@ -1805,6 +1805,27 @@ describe("server with a scripted raw peer", () => {
     await p.expectSilence(300);
   });
 
+  it("server - peers that say OHAI while the server closes get no session: none is said connected once close() is called, none is left after it", async () => {
+    // (A review: close() waits for the connections and the mounts to close before the socket does, and the
+    // read loop went on meanwhile: an OHAI then made a connection nothing closed, with its file open.)
+    const { server, endpoint } = await startServer({}, { files: { "a.txt": "a" } });
+    await published(server, 1);
+    let closing = false;
+    let connectedWhileClosing = 0;
+    server.on("connected", () => void (closing && connectedWhileClosing++));
+    const ps = Array.from({ length: 40 }, () => peer(endpoint));
+    // Every peer's connection made first (an OHAI answered), then a second OHAI each, from new sockets.
+    await Promise.all(ps.slice(0, 5).map((p) => p.open()));
+    const late = ps.slice(5);
+    const saying = Promise.all(late.map(async (p, i) => (await new Promise((r) => setTimeout(r, i)), p.ohai())));
+    await new Promise((r) => setTimeout(r, 5));
+    closing = true;
+    await server.close();
+    await saying;
+    expect(connectedWhileClosing).toBe(0);
+    expect(server.clients).toBe(0);
+  });
+
   it("server - a plan for a file the client listed before it was published, still being made when a new session begins (OHAI), is dropped: nothing of it goes to that session", async () => {
     // (A review: it was queued into the new session, planned from what the old one's client held; here
     // the new session subscribes to nothing, and got the file all the same.)
