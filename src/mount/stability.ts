@@ -135,6 +135,10 @@ export class StabilityTracker {
   }
 
   #check(key: string, before: Pending): void {
+    // Another sighting may have replaced this entry while the sweep let others run (between slices), or
+    // the tracker closed meanwhile (it forgets every entry): said of nothing then, not even "not a file"
+    // (looked at after it, a review: a sweep under way went on after close, its deletes said).
+    if (this.#pending.get(key) !== before) return;
     const absolute = this.toAbsolute(key);
     let now: Sighting;
     let ctime: number, ino: number, dev: number;
@@ -152,8 +156,6 @@ export class StabilityTracker {
       this.#pending.delete(key);
       return;
     }
-    // Another sighting may have replaced this entry while the sweep let others run (between slices).
-    if (this.#pending.get(key) !== before) return;
     if (now.size === before.size && now.mtimeMs === before.mtimeMs) {
       this.#pending.delete(key);
       this.onStable(key, absolute, { ...now, ctimeMs: ctime, ino, dev, ...(before.changeAt !== undefined ? { changeAt: before.changeAt } : {}) });
