@@ -218,9 +218,15 @@ export class Fingerprints {
     return pending;
   }
 
-  /** The entry for this version of the file (a new one, dropping what was known of another version). */
+  /**
+   * The entry for this version of the file (a new one, dropping what was known of another version). Not
+   * over what is known of a later version (by its inode's change time): a late result for the version
+   * before (a SHA-1 pass, a transfer's, a pass asked for on demand) dropped the background pass's work on
+   * the file as it is now, and its next transfer hashed as it sent (a review). That one's entry is its own.
+   */
   #entry(absolute: string, version: Version): Entry {
     let entry = this.#entries.get(absolute);
+    if (entry && !sameVersion(entry.version, version) && entry.version.ctimeMs > version.ctimeMs) return { version };
     if (!entry || !sameVersion(entry.version, version)) {
       entry = { version };
       this.#entries.delete(absolute);

@@ -153,6 +153,32 @@ describe("fingerprints", () => {
     }
   });
 
+  it("fingerprints - a late result for the version before (an older change time) does not displace what is known of the file as it is now; a later version's does", async () => {
+    // (A review: a SHA-1 pass or a transfer of the version before, ending after the background pass over
+    // the new version, dropped that pass's work, and the new version's transfer hashed as it sent.)
+    const dir = await tempDir("fmq-fp-");
+    const file = path.join(dir, "big.bin");
+    await writeFile(file, randomBytes(3 * PREPARE_MIN_SIZE));
+    const version = await versionOf(file);
+    const real = await fingerprintFile(file);
+    const older = { ...real, hash: "0000000000000001" };
+    const fingerprints = new Fingerprints();
+    try {
+      const now = { ...version, mtimeMs: 3_000_000, ctimeMs: 3_000_000 };
+      const before = { ...version, size: version.size - 1, mtimeMs: 2_000_000, ctimeMs: 2_000_000 };
+      fingerprints.remember(file, now, real, 4_000_000);
+      fingerprints.remember(file, before, older, 4_000_000);
+      expect(fingerprints.lookup(file, now)).toBe(real);
+      expect(fingerprints.lookup(file, before)).toBeUndefined();
+      const later = { ...version, mtimeMs: 5_000_000, ctimeMs: 5_000_000 };
+      fingerprints.remember(file, later, older, 6_000_000);
+      expect(fingerprints.lookup(file, later)).toBe(older);
+      expect(fingerprints.lookup(file, now)).toBeUndefined();
+    } finally {
+      fingerprints.close();
+    }
+  });
+
   it("fingerprints - a fingerprint of a file changed a moment before it was read (by a transfer or a background pass) is used but not remembered", async () => {
     // A rewrite of the same size in the same clock tick would leave the version as it was: a remembered
     // fingerprint would then go out with the new content, fail the client's check, and go out again with
