@@ -60,7 +60,8 @@ export interface MountEvents {
   /** A file became stable: new, or changed since it was last reported. */
   changed: [file: PublishedFile];
   /** A file that had been reported is gone. */
-  deleted: [vpath: string];
+  /** `file`: the record withdrawn (what was published under that name). */
+  deleted: [vpath: string, file: PublishedFile];
   /**
    * Something the publisher should be told and that stops nothing: a name not published and why, a
    * directory that went or came back, the watcher's own trouble. (Not "error": an EventEmitter throws
@@ -1133,7 +1134,7 @@ export class Mount extends EventEmitter<MountEvents> {
       this.#setBackNewest.delete(vpath);
       if (this.#withdrawnNewest.size > RECENTLY_WITHDRAWN) this.#withdrawnNewest.delete(this.#withdrawnNewest.keys().next().value!);
       this.#countUnder(relative, -1);
-      this.emit("deleted", vpath);
+      this.emit("deleted", vpath, file);
     }
   }
 

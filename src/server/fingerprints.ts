@@ -118,6 +118,17 @@ export class Fingerprints {
     void this.#work();
   }
 
+  /**
+   * The file is no longer published: a background pass over it stops, and one waiting for it is not
+   * made. (A big file deleted was read to its end through the pass's descriptor, holding up every pass
+   * after it: a review.) Whoever waits for that pass gets nothing, as when a new version stops it.
+   */
+  forget(absolute: string): void {
+    this.#backlog.delete(absolute);
+    this.#entries.delete(absolute);
+    if (this.#passing?.absolute === absolute) void this.#background.restart();
+  }
+
   /** Stop background work: what is being hashed stops at its next read, nothing new starts. */
   close(): void {
     this.#closed = true;

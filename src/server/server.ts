@@ -285,7 +285,8 @@ export class Server extends EventEmitter<ServerEvents> {
         if (connection.wants(file.vpath)) connection.queue({ op: "create", file });
       }
     });
-    mount.on("deleted", (vpath) => {
+    mount.on("deleted", (vpath, file) => {
+      this.#fingerprints.forget(file.absolute);
       for (const connection of this.#connections.values()) {
         if (connection.wants(vpath)) connection.queue({ op: "delete", vpath });
       }

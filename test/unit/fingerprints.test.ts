@@ -1,7 +1,7 @@
 // The server's fingerprint memory: a published big file is fingerprinted once in the background and
 // found again for exactly that version; another version is not trusted; closing stops a long hash.
 
-import { mkdir, open, readFile, realpath, rename, symlink, utimes, writeFile } from "node:fs/promises";
+import { mkdir, open, readFile, realpath, rename, rm, symlink, utimes, writeFile } from "node:fs/promises";
 import { createHash, randomBytes } from "node:crypto";
 import path from "node:path";
 import { readdirSync, readlinkSync, statSync } from "node:fs";
@@ -318,6 +318,33 @@ describe("fingerprints", () => {
       const sha1 = await Promise.race([fingerprints.sha1(file, dir), new Promise((resolve) => setTimeout(() => resolve("waited"), 3000))]);
       expect(sha1).toBe(createHash("sha1").update(await readFile(file)).digest("hex").toUpperCase());
       expect(fingerprints.computing(huge)).toBe(true);
+    } finally {
+      fingerprints.close();
+    }
+  });
+
+  it("fingerprints - a background pass over a file no longer published (deleted) stops at once, and the next file's pass begins", async () => {
+    // (A review: the pass read a deleted big file to its end through its descriptor, holding up the rest.)
+    const file = await hugeSparseFile();
+    const next = path.join(await tempDir("fmq-fp-"), "next.bin");
+    await writeFile(next, randomBytes(3 * PREPARE_MIN_SIZE));
+    // (Its pass's result is kept only if the file did not change a moment before it was read.)
+    await pastRacyWindow(next);
+    const fingerprints = new Fingerprints();
+    try {
+      const version = await versionOf(file);
+      fingerprints.prepare(file, version.size, version);
+      // (Once the worker has it open: deleted before, the pass fails at once by itself.)
+      await waitFor(() => readdirSync("/proc/self/fd").some((fd) => readlinkOrEmpty(`/proc/self/fd/${fd}`) === file), "the worker reading the big file", 10_000);
+      const first = fingerprints.known(file, version);
+      fingerprints.prepare(next, 3 * PREPARE_MIN_SIZE);
+      await rm(file);
+      fingerprints.forget(file);
+      // (Reading 16 GiB would take tens of seconds here.)
+      expect(await Promise.race([first, new Promise((resolve) => setTimeout(() => resolve("still hashing"), 3000))])).toBeUndefined();
+      const nextVersion = await versionOf(next);
+      await waitFor(async () => (await fingerprints.known(next, nextVersion)) !== undefined, "the next file's pass", 5000);
+      expect((await fingerprints.known(next, nextVersion))?.hash).toBe((await fingerprintFile(next)).hash);
     } finally {
       fingerprints.close();
     }
