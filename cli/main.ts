@@ -192,7 +192,7 @@ program
     // stderr, "fmq: ...", as for every failure (with --json, after the error line on stdout; in human
     // mode instead of an "error: ..." line, which said it as if the subscriber went on).
     client.on("refused", (path, reason) => {
-      process.stderr.write(`fmq: ${printable(`subscription to ${path} refused: ${reason}`)}\n`);
+      out.fatal(`subscription to ${path} refused: ${reason}`);
       void client.close().finally(() => process.exit(1));
     });
     try {

@@ -50,6 +50,17 @@ export class Output {
     else this.#human(process.stderr, `error: ${message}`);
   }
 
+  /**
+   * Why the command ends now (exit status 1), said as every failure is: one "fmq: ..." line on stderr, after
+   * what stdout has batched, and on a terminal above the progress bar, not over it.
+   */
+  fatal(message: string): void {
+    if (this.json) {
+      this.flush();
+      process.stderr.write(`fmq: ${printable(message)}\n`);
+    } else this.#human(process.stderr, `fmq: ${message}`);
+  }
+
   warning(message: string): void {
     if (this.json) this.#stdout(jsonLine({ event: "warning", message }));
     else this.#human(process.stderr, `warning: ${message}`);
