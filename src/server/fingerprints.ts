@@ -64,7 +64,7 @@ export class Fingerprints {
    */
   remember(absolute: string, version: Version, fingerprint: Fingerprint, readFrom: number): void {
     if (isRacy(version, readFrom)) return;
-    this.#entry(absolute, version).fingerprint = fingerprint;
+    this.#entry(absolute, version, false).fingerprint = fingerprint;
   }
 
   /**
@@ -94,7 +94,7 @@ export class Fingerprints {
     const version = await versionOf(absolute);
     const known = await this.known(absolute, version);
     if (known) return { version, fingerprint: known };
-    const fingerprint = await this.#compute(absolute, version, this.#onDemand);
+    const fingerprint = await this.#compute(absolute, version, this.#onDemand, false);
     return fingerprint ? { version, fingerprint } : undefined;
   }
 
@@ -119,14 +119,22 @@ export class Fingerprints {
   }
 
   /**
-   * The file is no longer published: a background pass over it stops, and one waiting for it is not
-   * made. (A big file deleted was read to its end through the pass's descriptor, holding up every pass
-   * after it: a review.) Whoever waits for that pass gets nothing, as when a new version stops it.
+   * A name that led to this file is no longer published: if the file is gone, a background pass over it
+   * stops, and one waiting for it is not made. (A big file deleted was read to its end through the pass's
+   * descriptor, holding up every pass after it: a review.) Whoever waits for that pass gets nothing, as
+   * when a new version stops it. Not while the file is there: another name may still publish it (a link
+   * to it, or an inner mount taking it over), and need that pass (a review).
    */
   forget(absolute: string): void {
-    this.#backlog.delete(absolute);
-    this.#entries.delete(absolute);
-    if (this.#passing?.absolute === absolute) void this.#background.restart();
+    if (this.#passing?.absolute !== absolute && !this.#backlog.has(absolute)) return;
+    void stat(absolute).then(
+      () => undefined,
+      () => {
+        this.#backlog.delete(absolute);
+        this.#entries.delete(absolute);
+        if (this.#passing?.absolute === absolute) void this.#background.restart();
+      },
+    );
   }
 
   /** Stop background work: what is being hashed stops at its next read, nothing new starts. */
@@ -171,7 +179,7 @@ export class Fingerprints {
     if (done === undefined) return undefined;
     // (Changed a moment before it was read: right for now, but not remembered: see RACY_MS in version.ts.)
     if (done.racy) return done.digest;
-    this.#entry(absolute, done.version).sha1 = { digest: done.digest, root };
+    this.#entry(absolute, done.version, false).sha1 = { digest: done.digest, root };
     return done.digest;
   }
 
@@ -184,7 +192,7 @@ export class Fingerprints {
         if (!version || (await this.known(next, version))) continue;
         this.#passes++;
         this.#passing = { absolute: next, version };
-        await this.#compute(next, version, this.#background).catch(() => undefined);
+        await this.#compute(next, version, this.#background, true).catch(() => undefined);
         this.#passing = undefined;
       }
     } finally {
@@ -204,9 +212,12 @@ export class Fingerprints {
     return next;
   }
 
-  /** Hash the file (in `thread`), visible to `known` meanwhile; kept only if the file did not change while it was read. */
-  #compute(absolute: string, version: Version, thread: FingerprintThread): Promise<Fingerprint | undefined> {
-    const entry = this.#entry(absolute, version);
+  /**
+   * Hash the file (in `thread`), visible to `known` meanwhile; kept only if the file did not change while it
+   * was read. `current`: of the version just found there (the background pass), see #entry.
+   */
+  #compute(absolute: string, version: Version, thread: FingerprintThread, current: boolean): Promise<Fingerprint | undefined> {
+    const entry = this.#entry(absolute, version, current);
     const pending = (async () => {
       try {
         // (The worker reads after this: a time no later than its read began, as remember() wants.)
@@ -230,14 +241,17 @@ export class Fingerprints {
   }
 
   /**
-   * The entry for this version of the file (a new one, dropping what was known of another version). Not
-   * over what is known of a later version (by its inode's change time): a late result for the version
-   * before (a SHA-1 pass, a transfer's, a pass asked for on demand) dropped the background pass's work on
-   * the file as it is now, and its next transfer hashed as it sent (a review). That one's entry is its own.
+   * The entry for this version of the file (a new one, dropping what was known of another version). Unless
+   * `current`, not over what is known of a later version (by its inode's change time): a late result for
+   * the version before (a SHA-1 pass, a transfer's, a pass asked for on demand) dropped the background
+   * pass's work on the file as it is now, and its next transfer hashed as it sent (a review); that one's
+   * entry is its own. The background pass's, of the version it has just found there, always goes in (a
+   * clock stepped back, or a file system that leaves the change time alone on a rename, must not keep an
+   * entry of a version gone for good: a review).
    */
-  #entry(absolute: string, version: Version): Entry {
+  #entry(absolute: string, version: Version, current: boolean): Entry {
     let entry = this.#entries.get(absolute);
-    if (entry && !sameVersion(entry.version, version) && entry.version.ctimeMs > version.ctimeMs) return { version };
+    if (!current && entry && !sameVersion(entry.version, version) && entry.version.ctimeMs > version.ctimeMs) return { version };
     if (!entry || !sameVersion(entry.version, version)) {
       entry = { version };
       this.#entries.delete(absolute);

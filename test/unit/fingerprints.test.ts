@@ -174,6 +174,14 @@ describe("fingerprints", () => {
       fingerprints.remember(file, later, older, 6_000_000);
       expect(fingerprints.lookup(file, later)).toBe(older);
       expect(fingerprints.lookup(file, now)).toBeUndefined();
+      // The background pass over the file as it is found now goes in, whatever the change time of what is
+      // held (a clock stepped back): an entry "from the future" is not kept for good.
+      const ahead = { ...version, ctimeMs: Date.now() + 3_600_000 };
+      fingerprints.remember(file, ahead, older, ahead.ctimeMs + 1_000);
+      await pastRacyWindow(file);
+      fingerprints.prepare(file, version.size, version);
+      await waitFor(async () => (await fingerprints.known(file, version)) !== undefined, "the pass over the file as it is", 10_000);
+      expect((await fingerprints.known(file, version))?.hash).toBe(real.hash);
     } finally {
       fingerprints.close();
     }
@@ -323,7 +331,7 @@ describe("fingerprints", () => {
     }
   });
 
-  it("fingerprints - a background pass over a file no longer published (deleted) stops at once, and the next file's pass begins", async () => {
+  it("fingerprints - a background pass over a file no longer published and gone (deleted) stops at once, and the next file's pass begins; one still there goes on", async () => {
     // (A review: the pass read a deleted big file to its end through its descriptor, holding up the rest.)
     const file = await hugeSparseFile();
     const next = path.join(await tempDir("fmq-fp-"), "next.bin");
@@ -338,6 +346,10 @@ describe("fingerprints", () => {
       await waitFor(() => readdirSync("/proc/self/fd").some((fd) => readlinkOrEmpty(`/proc/self/fd/${fd}`) === file), "the worker reading the big file", 10_000);
       const first = fingerprints.known(file, version);
       fingerprints.prepare(next, 3 * PREPARE_MIN_SIZE);
+      // Still there (another name, a link to it, still publishes it): the pass goes on.
+      fingerprints.forget(file);
+      expect(await Promise.race([first, new Promise((resolve) => setTimeout(() => resolve("still hashing"), 500))])).toBe("still hashing");
+      expect(fingerprints.computing(file)).toBe(true);
       await rm(file);
       fingerprints.forget(file);
       // (Reading 16 GiB would take tens of seconds here.)
