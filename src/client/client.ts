@@ -177,7 +177,7 @@ export class ClientError extends Error {
   override name = "ClientError";
 }
 
-/** The server refused one of our subscriptions (SRSLY to its ICANHAZ): "refused" is emitted after it. */
+/** The server refused one of our subscriptions (SRSLY to its ICANHAZ; not a refetch's): "refused" is emitted after it. */
 export class SubscriptionRefused extends ClientError {
   override name = "SubscriptionRefused";
   constructor(
@@ -195,6 +195,8 @@ export class Client extends EventEmitter<ClientEvents> {
   readonly #handshakes: HandshakeWatcher;
   readonly #window: ReceiveWindow;
   readonly #subscriptions = new Map<string, Subscription>();
+  /** Subscriptions (each subscribe() call's own) whose ICANHAZ this session has sent: each goes once. */
+  #askedThisSession = new WeakSet<Subscription>();
   /** ICANHAZ sent and not yet answered, in order (the server answers each with ICANHAZ-OK or SRSLY). */
   #awaitingReply: { path: string; kind: IcanhazKind; bytes: number }[] = [];
   /**
@@ -264,10 +266,21 @@ export class Client extends EventEmitter<ClientEvents> {
         // opens: a throw here would leave the machine in "connecting", starting sessions for ever.
         // (Those there now: one subscribe() adds meanwhile, while this waits on an inbox, has its own
         // "subscribe" event queued, handled once connected; taken here too, it was asked for twice, a review.)
-        for (const path of [...this.#subscriptions.keys()]) await this.#sendIcanhaz(path).catch((error: unknown) => this.#report(new ClientError(`${path}: cannot subscribe: ${String(error)}`)));
+        for (const [path, subscription] of [...this.#subscriptions]) {
+          this.#askedThisSession.add(subscription);
+          await this.#sendIcanhaz(path).catch((error: unknown) => this.#report(new ClientError(`${path}: cannot subscribe: ${String(error)}`)));
+        }
       },
       "store subscription": (arg) => this.#storeSubscription(arg as string),
-      "send ICANHAZ": (arg) => this.#sendIcanhaz(arg as string),
+      "send ICANHAZ": (arg) => {
+        // (Not if this very subscription went when the session opened: its subscribe() stored it while
+        // that was under way, and its event, queued, comes after. Asked for twice, the server planned it
+        // twice and could send a file again: a review.)
+        const subscription = this.#subscriptions.get(arg as string);
+        if (subscription === undefined || this.#askedThisSession.has(subscription)) return;
+        this.#askedThisSession.add(subscription);
+        return this.#sendIcanhaz(arg as string);
+      },
       "confirm subscription": () => {
         // The session works, if it lasts (see #openSocket).
         this.#confirmedAt ??= Date.now();
@@ -277,9 +290,12 @@ export class Client extends EventEmitter<ClientEvents> {
       "refuse subscription": (arg) => {
         const request = this.#answered();
         const reason = (arg as Srsly).reason || "no reason given";
-        if (request && request.kind !== "refetch") this.#subscriptions.delete(request.path);
-        this.#report(request ? new SubscriptionRefused(request.path, reason) : new ClientError(`the server refused a subscription we had not asked for: ${reason}`));
-        if (request && request.kind !== "refetch") this.emit("refused", request.path, reason);
+        // (A refetch refused, one file asked for again: an error for that file, the subscription stands.)
+        const subscription = request !== undefined && request.kind !== "refetch";
+        if (subscription) this.#subscriptions.delete(request.path);
+        if (!request) this.#report(new ClientError(`the server refused a subscription we had not asked for: ${reason}`));
+        else this.#report(subscription ? new SubscriptionRefused(request.path, reason) : new ClientError(`subscription to ${request.path} refused: ${reason}`));
+        if (subscription) this.emit("refused", request.path, reason);
       },
       "grant credit": () => {
         const grant = this.#window.refill();
@@ -463,6 +479,7 @@ export class Client extends EventEmitter<ClientEvents> {
     // again whether it is still refused.)
     this.#blockedNames.clear();
     this.#fullSince.clear();
+    this.#askedThisSession = new WeakSet();
     // (And the resyncs the last session planned for them: this session's subscriptions carry what we hold.
     // Left, one fired into this session with no reason left, and sent a subscription again, whole cache
     // and all, for the server to plan twice: a review.)

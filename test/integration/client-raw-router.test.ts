@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { context, Router } from "zeromq";
 
-import { Client, type ClientOptions, type DeletedEvent, type DeliveredEvent } from "../../src/client/client.js";
+import { Client, SubscriptionRefused, type ClientOptions, type DeletedEvent, type DeliveredEvent } from "../../src/client/client.js";
 import { partialName } from "../../src/client/inbox.js";
 import { Manifest } from "../../src/client/manifest.js";
 import { BLOCK_SIZE, BlockHasher, xxh } from "../../src/digest/blocks.js";
@@ -1911,6 +1911,34 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(icanhazFor(r, "/sub/dir/v.bin")).toHaveLength(1);
     expect(h.errors).toHaveLength(1);
     await expectCleanState(inbox);
+  });
+
+  it("client - a refetch the server refuses is an error for that file, not a refused subscription: no \"refused\", the subscription stands", async () => {
+    // (A review: reported as a refused subscription, the command line said nothing of it in human mode,
+    // where a refused subscription is said as the reason for exiting, and no exit came.)
+    const r = await router();
+    const root = await tempDir();
+    const inbox = path.join(root, "inbox");
+    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
+    const refused: string[] = [];
+    h.client.on("refused", (p) => refused.push(p));
+    await h.client.subscribe("/sub");
+    const rid = await openSession(r, h, 1);
+    const data = randomBytes(5000);
+    const damaged = Buffer.from(data);
+    damaged[10] = damaged[10]! ^ 0x10;
+    await r.sendFile(rid, "/sub/v.bin", damaged, { headers: identityHeaders(data.length, 1_700_000_000_000), eofHeaders: { "X-FMQ-XXH64T": await treeHash(data) } });
+    const [, refetch] = await r.next("ICANHAZ", { from: rid });
+    expect(refetch.path).toBe("/sub/v.bin");
+    const n = h.errors.length;
+    await r.send(rid, { id: "SRSLY", reason: "too many subscriptions (limit 256)" });
+    const [error] = await errorsAfter(h, n);
+    expect(error!.message).toBe("subscription to /sub/v.bin refused: too many subscriptions (limit 256)");
+    expect(error).not.toBeInstanceOf(SubscriptionRefused);
+    expect(refused).toEqual([]);
+    // Still subscribed to /sub: a file under it is delivered.
+    await r.sendFile(rid, "/sub/w.txt", Buffer.from("w"));
+    await nextDelivery(h, "/sub/w.txt");
   });
 
   it("client - a server that sends the same file with a wrong tree hash again before answering gets one refetch for it, not one per failure", async () => {
