@@ -251,6 +251,14 @@ function peer(endpoint: string): RawPeer {
   return p;
 }
 
+/** Every RFC 35 SHA-1 the server asks for held back until `release()`, then given as unknown; `restore()` puts the real one back. */
+function holdSha1s() {
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  const sha1 = vi.spyOn(Fingerprints.prototype, "sha1").mockImplementation(() => held.then(() => undefined));
+  return { sha1, release, restore: () => (release(), sha1.mockRestore()) };
+}
+
 /** Resolves once the server's mounts hold `count` stable files. */
 async function published(server: Server, count: number): Promise<void> {
   await waitFor(() => server.mounts.reduce((n, m) => n + m.files.size, 0) >= count, `${count} published files`, DEADLINE);
@@ -1830,9 +1838,7 @@ describe("server with a scripted raw peer", () => {
     // (A review: it was queued into the new session, planned from what the old one's client held; here
     // the new session subscribes to nothing, and got the file all the same.)
     const { server, endpoint } = await startServer({ stableMs: 3000 }, { files: { "held.txt": "content" } });
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    const sha1 = vi.spyOn(Fingerprints.prototype, "sha1").mockImplementation(() => held.then(() => undefined));
+    const { sha1, release, restore } = holdSha1s();
     try {
       const p = peer(endpoint);
       await p.open();
@@ -1848,8 +1854,7 @@ describe("server with a scripted raw peer", () => {
       await p.nom(1_000_000);
       await p.expectSilence(500);
     } finally {
-      release();
-      sha1.mockRestore();
+      restore();
     }
   });
 
@@ -2105,9 +2110,7 @@ describe("server with a scripted raw peer", () => {
     // starts a new session after 5 s of silence. Here the SHA-1s are held until the HUGZ is answered.)
     const { server, endpoint } = await startServer({}, { files: { "a.bin": "a", "b.bin": "b" } });
     await published(server, 2);
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    const sha1 = vi.spyOn(Fingerprints.prototype, "sha1").mockImplementation(() => held.then(() => undefined));
+    const { sha1, release, restore } = holdSha1s();
     try {
       const p = peer(endpoint);
       await p.open();
@@ -2125,8 +2128,7 @@ describe("server with a scripted raw peer", () => {
       while (names.size < 2) names.add((await p.expect("CHEEZBURGER")).filename);
       expect([...names].sort()).toEqual(["/a.bin", "/b.bin"]);
     } finally {
-      release();
-      sha1.mockRestore();
+      restore();
     }
   });
 
@@ -2140,9 +2142,7 @@ describe("server with a scripted raw peer", () => {
       { files: { "a.bin": "a", "b.bin": "b" } },
     );
     await published(server, 2);
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    const sha1 = vi.spyOn(Fingerprints.prototype, "sha1").mockImplementation(() => held.then(() => undefined));
+    const { sha1, restore } = holdSha1s();
     try {
       const padding = "x".repeat(64 * 1024);
       const options = new Map(Array.from({ length: 48 }, (_, i) => [`pad-${i}`, padding] as [string, string]));
@@ -2174,8 +2174,7 @@ describe("server with a scripted raw peer", () => {
       // for are not there yet: the server holds about what still counts (before: 3 MiB more each).
       expect(heldNow() - base).toBeLessThan(server.pendingBytes + 8 * MiB);
     } finally {
-      release();
-      sha1.mockRestore();
+      restore();
     }
     // Once the plans end, nothing is held for them.
     await waitFor(() => server.pendingBytes === 0, "what the plans held let go", DEADLINE);
