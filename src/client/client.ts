@@ -12,7 +12,7 @@ import { Turns } from "../fsm/turn.js";
 import { BIG_CHUNK, CREDIT_HEDGE, ReceiveWindow } from "../flow/credit.js";
 import { decodeBatch, encode } from "../protocol/codec.js";
 import { PROTOCOL_NAME, PROTOCOL_VERSION, Operation, isMessageName, type Cheezburger, type ClientMessage, type Dictionary, type Message, type Srsly } from "../protocol/messages.js";
-import { Capability, Header, isVersionTag, SubscribeOption, type CacheEntry } from "../protocol/extensions.js";
+import { Capability, Header, isVersionTag, SubscribeOption, wireNumber, type CacheEntry } from "../protocol/extensions.js";
 import { BLOCK_SIZE, type Fingerprint } from "../digest/blocks.js";
 import type { DecodeError } from "../protocol/errors.js";
 import { covers, normaliseVirtualPath, relativeTo } from "../paths.js";
@@ -1124,9 +1124,11 @@ function wholeFile(message: Cheezburger, inbox: Inbox): PartialFile | undefined 
 
 /** The server's identity headers (our extension) on a chunk, if present and sane. */
 function identityOf(headers: Dictionary, vpath: string): PartialFile | undefined {
-  const size = Number(headers.get(Header.SIZE));
-  const mtime = Number(headers.get(Header.MTIME));
-  if (!headers.has(Header.SIZE) || !Number.isSafeInteger(size) || size < 0 || !Number.isFinite(mtime)) return undefined;
+  // (Numbers as we write them: Number() alone took "1e300" for an mtime, kept and sent back in our cache,
+  // where the server refuses it, so the file came again at every session; " 12" and "0x10" for sizes.)
+  const size = wireNumber(headers.get(Header.SIZE));
+  const mtime = wireNumber(headers.get(Header.MTIME), true);
+  if (size === undefined || !Number.isSafeInteger(size) || mtime === undefined) return undefined;
   // (A tag we cannot keep safely is as good as none: the final hash check is there either way.)
   const tag = headers.get(Header.VERSION);
   return { vpath, size, mtime, ...(isVersionTag(tag) ? { tag } : {}) };

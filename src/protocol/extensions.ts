@@ -103,6 +103,17 @@ export function formatCacheEntry(entry: CacheEntry): string {
 }
 
 /** Parse one of our cache values; undefined for anything else (a SHA-1, garbage). Hostile input: be strict. */
+/**
+ * A number as we write them on the wire (a size, an mtime in ms, maybe with a fraction; `signed` for an
+ * mtime, which is before 1970 for a file touched so), within what a Number holds exactly; undefined for
+ * anything else. Not Number() alone, which takes "1e300", "0x10", " 12" and "" (0) from a hostile peer.
+ */
+export function wireNumber(text: string | undefined, signed = false): number | undefined {
+  if (text === undefined || !(signed ? /^-?\d+(\.\d+)?$/ : /^\d+(\.\d+)?$/).test(text)) return undefined;
+  const n = Number(text);
+  return Number.isFinite(n) && Math.abs(n) <= Number.MAX_SAFE_INTEGER ? n : undefined;
+}
+
 export function parseCacheEntry(value: string): CacheEntry | undefined {
   if (!value.startsWith(CACHE_PREFIX)) return undefined;
   const fields = new Map<string, string>();
@@ -113,12 +124,7 @@ export function parseCacheEntry(value: string): CacheEntry | undefined {
   }
   // Sizes are never negative; an mtime is before 1970 for a file touched so (formatCacheEntry writes it
   // with its sign), and refusing it would send that file again at every subscription and never resume it.
-  const num = (key: string, signed = false): number | undefined => {
-    const text = fields.get(key);
-    if (text === undefined || !(signed ? /^-?\d+(\.\d+)?$/ : /^\d+(\.\d+)?$/).test(text)) return undefined;
-    const n = Number(text);
-    return Number.isFinite(n) && Math.abs(n) <= Number.MAX_SAFE_INTEGER ? n : undefined;
-  };
+  const num = (key: string, signed = false): number | undefined => wireNumber(fields.get(key), signed);
   const hash = fields.get("hash");
   const blocksHex = fields.get("blocks");
   const size = num("size");

@@ -1913,6 +1913,31 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     await expectCleanState(inbox);
   });
 
+  it("client - a size or mtime header not written as ours are (\"1e300\", \" 12\", \"0x10\") is no identity: the file is still checked and delivered, and no such mtime is kept or sent back", async () => {
+    // (A review: Number() took them; an mtime of 1e300 was kept, sent back in the cache, refused there by
+    // the server, and the file sent again at every session.)
+    const r = await router();
+    const root = await tempDir();
+    const inbox = path.join(root, "inbox");
+    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
+    await h.client.subscribe("/");
+    const rid = await openSession(r, h, 1);
+    const cases = [
+      { name: "/a.txt", headers: { "X-FMQ-Size": "5", "X-FMQ-Mtime": "1e300" } },
+      { name: "/b.txt", headers: { "X-FMQ-Size": " 5", "X-FMQ-Mtime": "1700000000000" } },
+      { name: "/c.txt", headers: { "X-FMQ-Size": "0x5", "X-FMQ-Mtime": "1700000000000" } },
+    ];
+    for (const { name, headers } of cases) {
+      const data = Buffer.from("hello");
+      await r.sendFile(rid, name, data, { chunkSize: 5, ending: "eof=1 on last data chunk", headers, eofHeaders: { "X-FMQ-XXH64T": await treeHash(data) } });
+      await nextDelivery(h, name);
+      expect(await readFile(path.join(inbox, name.slice(1)), "utf8")).toBe("hello");
+    }
+    const m = await manifestWhere(inbox, (m) => ["a.txt", "b.txt", "c.txt"].every((n) => n in m.files), "the three files");
+    for (const n of ["a.txt", "b.txt", "c.txt"]) expect(m.files[n]?.mtime === undefined || m.files[n]!.mtime! < 1e15, n).toBe(true);
+    expect(JSON.stringify(m.files)).not.toContain("1e+300");
+  });
+
   it("client - a refetch the server refuses is an error for that file, not a refused subscription: no \"refused\", the subscription stands", async () => {
     // (A review: reported as a refused subscription, the command line said nothing of it in human mode,
     // where a refused subscription is said as the reason for exiting, and no exit came.)

@@ -2,7 +2,7 @@
 
 import { describe, expect, it } from "vitest";
 
-import { formatCacheEntry, parseCacheEntry, type CacheEntry } from "../../src/protocol/extensions.js";
+import { formatCacheEntry, parseCacheEntry, wireNumber, type CacheEntry } from "../../src/protocol/extensions.js";
 
 describe("cache entries", () => {
   it("extensions - an mtime before 1970 survives the round trip (the file was sent again at every subscription and never resumed)", () => {
@@ -28,5 +28,14 @@ describe("cache entries", () => {
       expect(parseCacheEntry(`fmq1;partial=3;psize=9;pmtime=2;ptag=${hostile}`)).toEqual({ partial: { length: 3, size: 9, mtime: 2 } });
     }
     expect(parseCacheEntry(`fmq1;partial=3;psize=9;pmtime=2;ptag=${"x".repeat(64)}`)?.partial?.tag).toBe("x".repeat(64));
+  });
+
+  it("extensions - numbers from the wire are taken only as we write them", () => {
+    expect(wireNumber("4096")).toBe(4096);
+    expect(wireNumber("1700000000123.456", true)).toBe(1700000000123.456);
+    expect(wireNumber("-86400000", true)).toBe(-86400000);
+    for (const text of [undefined, "", " 12", "12 ", "+12", "1e3", "0x10", "0b11", "12abc", "-1", "Infinity", "NaN", "9007199254740993"]) expect(wireNumber(text), String(text)).toBeUndefined();
+    expect(wireNumber("1e300", true)).toBeUndefined();
+    expect(wireNumber("--1", true)).toBeUndefined();
   });
 });
