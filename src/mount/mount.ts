@@ -749,6 +749,12 @@ export class Mount extends EventEmitter<MountEvents> {
     return relative !== undefined && this.#tracker.has(relative);
   }
 
+  /** If the file at `vpath` is waiting (see waiting()), the size it had when last seen. */
+  waitingSize(vpath: string): number | undefined {
+    const relative = relativeTo(this.alias, vpath);
+    return relative === undefined ? undefined : this.#tracker.sizeSeen(relative);
+  }
+
   /**
    * Check the file at `vpath` again from the start (quiet period, real path), as if the watcher had seen
    * it change: the server found it different from what was published when it opened it to send it.

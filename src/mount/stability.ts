@@ -90,6 +90,11 @@ export class StabilityTracker {
     return this.#pending.has(key);
   }
 
+  /** The size the file had when last seen, while it waits for its quiet period. */
+  sizeSeen(key: string): number | undefined {
+    return this.#pending.get(key)?.size;
+  }
+
   forget(key: string): void {
     this.#pending.delete(key);
   }

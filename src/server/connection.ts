@@ -33,8 +33,8 @@ export interface ConnectionHost {
   filesNear(path: string): Iterable<PublishedFile>;
   /** The published file at `vpath`, if any. */
   file(vpath: string): PublishedFile | undefined;
-  /** Is there a file at `vpath` that is not published yet, only waiting to be stable (a server starting)? */
-  waiting?(vpath: string): boolean;
+  /** Is there a file at `vpath` that is not published yet, only waiting to be stable (a server starting)? Its size as last seen, if so. */
+  waiting?(vpath: string): number | undefined;
   /** The file at `vpath` is not what was published (found when opened): have its mount check it again. */
   recheck?(vpath: string): void;
   readonly fingerprints: Fingerprints;
@@ -508,7 +508,8 @@ export class Connection {
         continue;
       }
       this.#holdings.delete(vpath);
-      if (this.host.waiting?.(vpath)) this.#retained.set(vpath, retainedEntry(value));
+      const seen = this.host.waiting?.(vpath);
+      if (seen !== undefined) this.#retained.set(vpath, retainedEntry(value, seen));
       else if (!this.#queue.has(vpath)) {
         // Bounded: a client may list names we never had, cache after cache, and their deletes wait behind
         // a file it gives no credit for. Past the bound the rest wait for its next session.
@@ -1062,12 +1063,15 @@ function blocksUpTo(blocks: Buffer, size: number): Buffer {
  * only with the hash a delta needs), anything else as "" (listed, and not understood: the file goes).
  * The raw value may be 64 KiB of anything (a review).
  */
-function retainedEntry(value: string): string | CacheEntry {
+function retainedEntry(value: string, sizeSeen: number): string | CacheEntry {
   if (isSha1Digest(value)) return Buffer.from(value, "latin1").toString("latin1");
   const entry = parseCacheEntry(value);
   if (!entry) return "";
   const { blocks, ...rest } = entry;
-  return blocks !== undefined && entry.hash !== undefined && entry.size !== undefined ? { ...rest, blocks: blocksUpTo(blocks, entry.size) } : rest;
+  // (Block hashes only as many as the file has as we saw it, not as many as the client says: else one
+  // client listing every waiting file with 4 GiB of blocks (32 KiB each) made us keep 32 KiB per file
+  // for it, 320 MB for 10,000 small files waiting at a start: a review.)
+  return blocks !== undefined && entry.hash !== undefined && entry.size !== undefined ? { ...rest, blocks: blocksUpTo(blocks, Math.min(entry.size, sizeSeen)) } : rest;
 }
 
 /** A reason for SRSLY/RTFM: a 1-octet-length string on the wire, so at most 255 bytes. */

@@ -239,7 +239,13 @@ export class Server extends EventEmitter<ServerEvents> {
         }
         return undefined;
       },
-      waiting: (vpath) => server.mounts.some((mount) => mount.waiting(vpath)),
+      waiting: (vpath) => {
+        for (const mount of server.mounts) {
+          const size = mount.waitingSize(vpath);
+          if (size !== undefined) return size;
+        }
+        return undefined;
+      },
       recheck: (vpath) => {
         for (const mount of server.mounts) if (mount.files.has(vpath)) mount.recheck(vpath);
       },

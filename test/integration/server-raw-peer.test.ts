@@ -1834,6 +1834,32 @@ describe("server with a scripted raw peer", () => {
     expect(server.clients).toBe(0);
   });
 
+  it("server - block hashes a client lists for files not yet published are kept only as many as the file has: not 32 KiB each for what it claims is a 4 GiB file", async () => {
+    // (A review: kept up to the size the client claimed; 200 small files waiting at a start, each listed
+    // with 4,000 block hashes, were 6.4 MB kept for one client until they were published.)
+    const files = Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`f${i}.txt`, "small"]));
+    const { server, endpoint } = await startServer({ stableMs: 60_000, maxMessageSize: 32 * 1024 * 1024, maxPendingBytes: 64 * 1024 * 1024 }, { files });
+    await waitFor(() => server.mounts[0]!.waiting("/f199.txt"), "the files seen, waiting", DEADLINE);
+    const blocks = "0123456789abcdef".repeat(4000);
+    const entry = formatCacheEntry({ size: 4 * 1024 ** 3, mtime: 1, hash: "0123456789abcdef", blocks: Buffer.from(blocks, "hex") });
+    const heldNow = () => {
+      gc();
+      gc();
+      const { heapUsed, arrayBuffers, external } = process.memoryUsage();
+      return heapUsed + arrayBuffers + external;
+    };
+    const p = peer(endpoint);
+    await p.open();
+    const base = heldNow();
+    await p.send({ id: "ICANHAZ", path: "/", options: new Map(), cache: new Map(Object.keys(files).map((name) => [name, entry])) });
+    await p.expect("ICANHAZ_OK");
+    // The message itself (13 MB) is let go once handled: what stays is what the session keeps.
+    await p.send({ id: "HUGZ" });
+    await p.expect("HUGZ_OK");
+    expect(heldNow() - base).toBeLessThan(2 * 1024 * 1024);
+    expect(server.mounts[0]!.files.size).toBe(0);
+  });
+
   it("server - a plan for a file the client listed before it was published, still being made when a new session begins (OHAI), is dropped: nothing of it goes to that session", async () => {
     // (A review: it was queued into the new session, planned from what the old one's client held; here
     // the new session subscribes to nothing, and got the file all the same.)
