@@ -156,6 +156,9 @@ export const PLAIN_SERVER_TIMEOUT_MS = 60_000;
 /** Files asked for again (a failed check) and not yet answered, at most. */
 const MAX_REFETCHES_WAITING = 256;
 
+/** Names refused for something in their way, remembered per subscription until its next resync, at most. */
+export const MAX_BLOCKED_NAMES = 1024;
+
 /** The largest frame we take from a server: its largest chunk (64 MiB, see chunk-size) and headers. */
 const MAX_FRAME_BYTES = 65 * 1024 * 1024;
 /**
@@ -918,7 +921,13 @@ export class Client extends EventEmitter<ClientEvents> {
    */
   #resyncLater(path: string, why: "full" | "blocked" = "full", relative?: string): void {
     if (why === "full") this.#fullSince.add(path);
-    else if (relative !== undefined) this.#blockedNames.set(path, (this.#blockedNames.get(path) ?? new Set()).add(relative));
+    else if (relative !== undefined) {
+      // (At most MAX_BLOCKED_NAMES a subscription: a server sending file after file under a name that is a
+      // file here made the set grow with every one, and each look at them walk every name: a review. Those
+      // kept stand for the rest: once one of them is clear, the subscription goes again.)
+      const names = this.#blockedNames.get(path) ?? new Set();
+      if (names.size < MAX_BLOCKED_NAMES) this.#blockedNames.set(path, names.add(relative));
+    }
     if (this.#resyncs.has(path) || this.#closed) return;
     // (Blocked: by something of the user's in the inbox, which they may remove at any time; other files
     // delivered meanwhile say nothing of it, so its backoff is its own, and starts again with a session.)
