@@ -870,7 +870,7 @@ export class Client extends EventEmitter<ClientEvents> {
     } catch (error) {
       // (A full disk, most likely: the file waits, resumable, for the next try; its handle is closed.)
       inbox.manifest.unplaced(file.relative);
-      await file.suspend();
+      await inbox.suspend(file);
       throw error;
     }
     try {
@@ -997,7 +997,9 @@ export class Client extends EventEmitter<ClientEvents> {
     if (!current) return false;
     const { file } = current;
     if (keep && file.mode === "sequential" && file.identity && file.identity.size >= RESUME_MIN_SIZE && file.length >= BLOCK_SIZE) {
-      await file.suspend();
+      const target = this.#route(current.vpath);
+      if (typeof target !== "string") await target.sub.inbox.suspend(file);
+      else await file.suspend();
       return true;
     }
     await file.abandon();

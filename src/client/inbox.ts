@@ -41,6 +41,18 @@ export class RefetchError extends InboxError {
   override name = "RefetchError";
 }
 
+/** A partial file left to resume, as it was left: its inode, size and times, and its whole blocks' hashes. */
+export interface SuspendedPartial {
+  readonly ino: number;
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly ctimeMs: number;
+  readonly blocks: Buffer;
+}
+
+/** Partial files whose block hashes an inbox remembers (see Inbox.suspend), at most. */
+const MAX_SUSPENDED = 64;
+
 /** Files at least this big are worth resuming (their partial is recorded in the manifest). */
 export const RESUME_MIN_SIZE = 2 * BLOCK_SIZE;
 
@@ -251,11 +263,17 @@ export class IncomingFile {
   }
   #placed = false;
 
-  /** Stop writing but keep the partial file (it can be resumed). */
-  async suspend(): Promise<void> {
+  /**
+   * Stop writing but keep the partial file (it can be resumed). Returns what a resume by this process may
+   * take up without reading the file again (see Inbox.suspend), if it is a file that can be resumed.
+   */
+  async suspend(): Promise<SuspendedPartial | undefined> {
     this.target.release();
-    await this.handle?.close().catch(() => undefined);
+    const handle = this.handle;
     this.handle = undefined;
+    const stats = this.#resumable && this.hasher ? await handle?.stat().catch(() => undefined) : undefined;
+    await handle?.close().catch(() => undefined);
+    return stats && this.hasher ? { ino: stats.ino, size: stats.size, mtimeMs: stats.mtimeMs, ctimeMs: stats.ctimeMs, blocks: this.hasher.wholeBlocks() } : undefined;
   }
 
   /** Incomplete and not coming back: close and remove the partial file, and the directories made for it if empty. */
@@ -467,6 +485,21 @@ export class Inbox {
     this.lock.release();
   }
 
+  /**
+   * Keep `file`'s partial file to resume, and what a resume by this process may take up of it (its block
+   * hashes, while the file stays as it was left): a resume then need not read the partial again.
+   */
+  async suspend(file: IncomingFile): Promise<void> {
+    const state = await file.suspend();
+    if (!state) return;
+    this.#suspended.delete(file.relative);
+    this.#suspended.set(file.relative, state);
+    // (Bounded: the oldest is forgotten first; forgotten, its resume reads the file as before.)
+    if (this.#suspended.size > MAX_SUSPENDED) this.#suspended.delete(this.#suspended.keys().next().value!);
+  }
+  /** Partial files suspended by this process, and their block hashes (8 bytes per MiB), by name. */
+  readonly #suspended = new Map<string, SuspendedPartial>();
+
   /** The partial files' directory, for the kernel. */
   private get partialDir(): string {
     return this.dirs.partial.path;
@@ -528,6 +561,9 @@ export class Inbox {
     } catch (error) {
       target.release();
       throw error;
+    } finally {
+      // (Taken up, or its partial begun afresh: what was remembered of it is of no more use.)
+      this.#suspended.delete(relative);
     }
   }
 
@@ -566,11 +602,26 @@ export class Inbox {
       // and that directory may have been made again, under another descriptor, while we awaited.)
       const existing = await lstat(partial.path).catch(() => undefined);
       if (!same || !existing?.isFile() || existing.size < offset) throw new RefetchError(`${relative}: cannot resume at ${offset}: no matching partial file; fetching it whole`, relative);
+      const remembered = this.#suspended.get(relative);
       const handle = await open(partial.path, constants.O_RDWR | constants.O_NOFOLLOW);
       try {
+        // Suspended by this process and not touched since (the same inode, size and times): its block
+        // hashes are known, and the prefix need not be read again. (A server resuming a big file at each
+        // of its chunks had us read and hash the whole partial each time: a review. A publisher restarted
+        // mid-file, the same.) Else it is read and hashed up to `offset`.
+        const opened = await handle.stat();
+        const blocks = offset % BLOCK_SIZE === 0 ? (offset / BLOCK_SIZE) * 8 : -1;
+        const hashesKnown =
+          remembered !== undefined &&
+          remembered.ino === opened.ino &&
+          remembered.size === opened.size &&
+          remembered.mtimeMs === opened.mtimeMs &&
+          remembered.ctimeMs === opened.ctimeMs &&
+          blocks >= 0 &&
+          blocks <= remembered.blocks.length;
         await handle.truncate(offset);
-        const hasher = new BlockHasher(xx);
-        await hashPrefix(handle, hasher, offset);
+        const hasher = hashesKnown ? BlockHasher.resumed(xx, remembered.blocks.subarray(0, blocks)) : new BlockHasher(xx);
+        if (!hashesKnown) await hashPrefix(handle, hasher, offset);
         // A partial begun without a tag (an older server) takes the one it is resumed with: checked next time.
         if (known.tag === undefined && identity.tag !== undefined) this.manifest.partialStarted(relative, identity);
         return new IncomingFile(relative, vpath, target, partial, handle, "sequential", hasher, offset, identity, fsync);

@@ -38,6 +38,19 @@ export class BlockHasher {
 
   constructor(private readonly xx: XXHashAPI) {}
 
+  /** A hasher that has hashed the whole blocks whose hashes are `blocks` (8 bytes each, as fingerprints hold them). */
+  static resumed(xx: XXHashAPI, blocks: Buffer): BlockHasher {
+    const hasher = new BlockHasher(xx);
+    for (let at = 0; at + 8 <= blocks.length; at += 8) hasher.#hashes.push(blocks.readBigUInt64BE(at));
+    hasher.#length = hasher.#hashes.length * BLOCK_SIZE;
+    return hasher;
+  }
+
+  /** The hashes of the whole blocks hashed so far (8 bytes each), not counting a block begun. */
+  wholeBlocks(): Buffer {
+    return blocksBuffer(this.#hashes);
+  }
+
   /** Bytes hashed so far. */
   get length(): number {
     return this.#length;

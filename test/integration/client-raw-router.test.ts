@@ -3,11 +3,11 @@
 
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { lstat, mkdir, readFile, readdir, readlink, realpath, rename, rm, stat, symlink, truncate, writeFile } from "node:fs/promises";
+import { lstat, mkdir, open, readFile, readdir, readlink, realpath, rename, rm, stat, symlink, truncate, writeFile } from "node:fs/promises";
 import path from "node:path";
 import readline from "node:readline";
 import { fileURLToPath } from "node:url";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { context, Router } from "zeromq";
 
 import { Client, SubscriptionRefused, type ClientOptions, type DeletedEvent, type DeliveredEvent } from "../../src/client/client.js";
@@ -2075,6 +2075,45 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     await expectCleanState(inbox);
     expect(icanhazFor(r, "/sub/r/big.bin")).toEqual([]);
     expect(h.errors).toEqual([]);
+  });
+
+  it("client - a partial this process left (the server moved on, or its session ended) is resumed without reading it again: its block hashes are remembered while the file stays as it was left", async () => {
+    // (A review: a server resuming a big file at each of its chunks, moving on between, had the client
+    // read and hash the whole partial each time; a publisher restarted mid-file cost the same read.)
+    const { r, h, inbox, data, mtime, rid } = await clientWithPartial();
+    const probe = await open(inbox);
+    const handles = Object.getPrototypeOf(probe) as { read: (...args: unknown[]) => unknown };
+    await probe.close();
+    const reads = vi.spyOn(handles, "read");
+    try {
+      const headers = { ...identityHeaders(data.length, mtime), "X-FMQ-Prefix": await treeHash(data.subarray(0, 2 * MiB)) };
+      await r.sendFile(rid, "/sub/r/big.bin", data, { chunkSize: 256 * 1024, start: 2 * MiB, headers, eofHeaders: { "X-FMQ-XXH64T": await treeHash(data) } });
+      const done = await nextDelivery(h, "/sub/r/big.bin");
+      expect(done.received).toBe(MiB);
+      expect(await sha256File(path.join(inbox, "r", "big.bin"))).toBe(sha256(data));
+      expect(reads).not.toHaveBeenCalled();
+    } finally {
+      reads.mockRestore();
+    }
+    expect(h.errors).toEqual([]);
+  });
+
+  it("client - a partial left by this process and changed since (the same size) is read and hashed again when resumed, and its bytes, not the ones remembered, decide", async () => {
+    const { r, h, inbox, data, mtime, rid } = await clientWithPartial();
+    // One byte of the first block changed in place: the size stays, the change time does not.
+    const partial = partialOf(inbox, "r/big.bin");
+    const handle = await open(partial, "r+");
+    await handle.write(Buffer.from([data[10]! ^ 0xff]), 0, 1, 10);
+    await handle.close();
+    const headers = { ...identityHeaders(data.length, mtime), "X-FMQ-Prefix": await treeHash(data.subarray(0, 2 * MiB)) };
+    const n = h.errors.length;
+    await r.sendFile(rid, "/sub/r/big.bin", data, { chunkSize: 256 * 1024, start: 2 * MiB, headers, eofHeaders: { "X-FMQ-XXH64T": await treeHash(data) } });
+    // The prefix it holds is not the server's: refused, and asked for whole.
+    const [error] = await errorsAfter(h, n);
+    expect(error!.message).toMatch(/holds other bytes than the server's file/);
+    const [, refetch] = await r.next("ICANHAZ", { from: rid });
+    expect(refetch.path).toBe("/sub/r/big.bin");
+    expect(h.delivered).toEqual([]);
   });
 
   it("client - a partial begun without a version tag (an older server) takes the one it is resumed with, and lists it next time", async () => {
