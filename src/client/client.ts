@@ -10,7 +10,7 @@ import { clientDefaults } from "../defaults.js";
 import { Engine, type Actions } from "../fsm/engine.js";
 import { Turns } from "../fsm/turn.js";
 import { BIG_CHUNK, CREDIT_HEDGE, ReceiveWindow } from "../flow/credit.js";
-import { decodeBatch, encode } from "../protocol/codec.js";
+import { cheezburgerBytes, decodeBatch, encode } from "../protocol/codec.js";
 import { PROTOCOL_NAME, PROTOCOL_VERSION, Operation, isMessageName, type Cheezburger, type ClientMessage, type Dictionary, type Message, type Srsly } from "../protocol/messages.js";
 import { Capability, Header, isVersionTag, SubscribeOption, wireNumber, type CacheEntry } from "../protocol/extensions.js";
 import { BLOCK_SIZE, type Fingerprint } from "../digest/blocks.js";
@@ -120,7 +120,7 @@ interface Subscription {
   readonly inbox: Inbox;
 }
 
-type EventArg = Message | DecodeError | string | undefined;
+type EventArg = Message | DecodeError | string | number | undefined;
 
 /** Why an ICANHAZ goes out: a subscription, one file asked for again from scratch, or a subscription sent again. */
 type IcanhazKind = "subscribe" | "refetch" | "resync";
@@ -313,7 +313,7 @@ export class Client extends EventEmitter<ClientEvents> {
       "process the chunk": (arg) => this.#processChunkOfBatch(arg as Cheezburger),
       "send HUGZ": () => this.#send({ id: "HUGZ" }),
       "report disconnection": (arg) => {
-        const reason = typeof arg === "string" ? arg : arg && "id" in arg && arg.id === "RTFM" ? `server said RTFM${arg.reason ? `: ${arg.reason}` : ""}` : "session lost";
+        const reason = typeof arg === "string" ? arg : arg && typeof arg === "object" && "id" in arg && arg.id === "RTFM" ? `server said RTFM${arg.reason ? `: ${arg.reason}` : ""}` : "session lost";
         this.emit("disconnected", reason);
       },
       "report protocol error": (arg) => {
@@ -321,6 +321,7 @@ export class Client extends EventEmitter<ClientEvents> {
         this.#report(new ClientError(`protocol error from server: ${what}`));
       },
       "leave the session": () => this.#leave(),
+      "count what it spent": (arg) => this.#window.received(arg as number),
     };
     this.#engine = new Engine(clientMachine, actions, {
       // "*" catches unexpected protocol messages, never the machine's own internal events.
@@ -446,7 +447,7 @@ export class Client extends EventEmitter<ClientEvents> {
     // is over: a second RTFM would end this new one, an OHAI_OK be taken for its own (a review: a server
     // restarted while a HUGZ and a NOM were on their way answered both with RTFM, and the client said
     // "unexpected OHAI_OK"). (Nothing more comes from that reader: it stops at the socket's change.)
-    this.#engine.drop((event) => isMessageName(event) || event === "malformed");
+    this.#engine.drop((event) => isMessageName(event) || event === "malformed" || event === "unreadable chunk");
     // (A batch of small files cut short so: the placing lines it announced and did not place are taken
     // back now, not when the next batch comes.)
     this.#batchHandled?.inboxes.forEach((inbox) => inbox.endAnnounced());
@@ -1093,7 +1094,11 @@ export class Client extends EventEmitter<ClientEvents> {
         // Weighed by what each message holds in memory, its frame: a chunk's bytes alone would let a server
         // queue 4,096 messages of empty chunks and 65 MiB of headers each while we are busy.
         if (result.ok) result.messages.forEach((message, i) => this.#engine.post(message.id, message, { weight: frames[i]?.length ?? 0 }));
-        else if (result.error.reply !== "discard") this.#engine.post("malformed", result.error);
+        else if (result.error.reply !== "discard") {
+          this.#engine.post("malformed", result.error);
+          const spent = cheezburgerBytes(frames);
+          if (spent > 0) this.#engine.post("unreadable chunk", spent);
+        }
         if (this.#engine.pendingWeight >= READ_AHEAD_BYTES || this.#engine.pending >= READ_AHEAD_MESSAGES) {
           // The machine is that far behind: let it catch up before reading more.
           await this.#engine.idle();

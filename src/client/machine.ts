@@ -25,7 +25,9 @@ export type ClientEvent =
   /** The heartbeat timer: nothing heard for the whole timeout. */
   | "server lost"
   /** The server sent bytes that do not decode. */
-  | "malformed";
+  | "malformed"
+  /** ...and they claimed to be chunks: the credit they spent (see cheezburgerBytes). */
+  | "unreadable chunk";
 
 export type ClientAction =
   | "open socket and send OHAI"
@@ -40,7 +42,8 @@ export type ClientAction =
   | "send HUGZ"
   | "report disconnection"
   | "leave the session"
-  | "report protocol error";
+  | "report protocol error"
+  | "count what it spent";
 
 export const clientMachine: Table<ClientState, ClientEvent, ClientAction> = {
   initial: "start",
@@ -65,6 +68,9 @@ export const clientMachine: Table<ClientState, ClientEvent, ClientAction> = {
       ICANHAZ_OK: { do: ["confirm subscription", "grant credit"] },
       SRSLY: { do: ["refuse subscription"] },
       CHEEZBURGER: { do: ["process the chunk", "grant credit"] },
+      // A chunk we could not read (a name that is not UTF-8, from a server that sends names as bytes)
+      // still spent our credit: counted, or enough of them would close the window for good.
+      "unreadable chunk": { do: ["count what it spent", "grant credit"] },
       // Idle for a heartbeat interval: HUGZ, so the server answers and does not expire us. (While the
       // machine is busy with a long step, the heartbeat sends HUGZ itself: see the Client's constructor.)
       expired: { do: ["send HUGZ"] },
@@ -80,6 +86,8 @@ export const clientMachine: Table<ClientState, ClientEvent, ClientAction> = {
     RTFM: { do: ["report disconnection", "open socket and send OHAI"], next: "connecting" },
     "server lost": { do: ["report disconnection", "open socket and send OHAI"], next: "connecting" },
     malformed: { do: ["report protocol error"] },
+    // (Outside a session: nothing was granted to it.)
+    "unreadable chunk": { do: [] },
     // A message that makes no sense now: say so, carry on (nothing was written for it).
     "*": { do: ["report protocol error"] },
   },

@@ -486,6 +486,17 @@ export function decodeFrames(frames: readonly Uint8Array[]): DecodeResult {
 }
 
 /**
+ * Bytes of the frames that claim to be CHEEZBURGERs (our signature and that id), decodable or not: no
+ * less than the chunk data they carry, so no less than the credit they spent. For a message that does
+ * not decode (a name that is not UTF-8, from a server that sends names as raw bytes).
+ */
+export function cheezburgerBytes(frames: readonly Uint8Array[]): number {
+  let bytes = 0;
+  for (const frame of frames) if (frame.length >= 3 && frame[0] === SIGNATURE >> 8 && frame[1] === (SIGNATURE & 0xff) && frame[2] === MessageId.CHEEZBURGER) bytes += frame.length;
+  return bytes;
+}
+
+/**
  * Decodes a batch (our extension, capability "batch"): a multipart message from the server whose every
  * frame is a complete CHEEZBURGER. A single frame decodes as usual; in a batch, any frame that is not a
  * CHEEZBURGER makes the whole message malformed (nothing of it is applied).
