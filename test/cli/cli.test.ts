@@ -638,6 +638,20 @@ describe("cli", () => {
     expect(track.events.filter((e) => e.event === "error")).toEqual([]);
   });
 
+  it("cli - a file more than 128 levels deep is not published (subscribers refuse such names): the publisher says so once, the rest arrives", async () => {
+    const src = await tempDir();
+    const dst = path.join(await tempDir(), "dst");
+    const deep = Array(129).fill("d").join("/");
+    await writeTree(src, { "ok.txt": "ok", [`${deep}/f.txt`]: "too deep", [`${Array(127).fill("d").join("/")}/g.txt`]: "deep enough" });
+    const track = start(["track", src, dst, "--once", "--json", "--stable-ms", "50"]);
+    expect((await track.exited).code).toBe(0);
+    expect(has(track, "synced")).toMatchObject({ event: "synced", files: 2 });
+    const warnings = track.events.filter((e) => e.event === "warning").map((e) => String(e.message));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/^not published: "d\/d\/.*f\.txt": more than 128 levels deep/);
+    expect(await readFile(path.join(dst, ...Array(127).fill("d"), "g.txt"), "utf8")).toBe("deep enough");
+  });
+
   it("cli - publish --json that cannot bind still says what its start scan could not publish, then the error", async () => {
     const src = await tempDir();
     await writeTree(src, { "ok.txt": "ok", "back\\slash": "refused" });

@@ -1958,6 +1958,25 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(nom.credit).toBeGreaterThan(0n);
   });
 
+  it("client - a name 2,000 levels deep is refused at once, nothing made for it: a delete of it cannot cost a walk from the inbox per level", async () => {
+    // (A review, measured: delivered, then deleted, such a name held the subscriber's event loop 33 s while
+    // it removed the empty directories, walking from the inbox once per level.)
+    const r = await router();
+    const inbox = path.join(await tempDir(), "inbox");
+    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
+    await h.client.subscribe("/");
+    const rid = await openSession(r, h, 1);
+    const n = h.errors.length;
+    const deep = "/" + Array(2000).fill("a").join("/") + "/f";
+    await r.sendFile(rid, deep, Buffer.from("x"));
+    const [error] = await errorsAfter(h, n);
+    expect(error!.message).toMatch(/more than 128 levels deep/);
+    expect(await exists(path.join(inbox, "a"))).toBe(false);
+    // It carries on: a file at a sane depth arrives.
+    await r.sendFile(rid, "/b/c.txt", Buffer.from("c"));
+    await nextDelivery(h, "/b/c.txt");
+  });
+
   it("client - a refetch the server refuses is an error for that file, not a refused subscription: no \"refused\", the subscription stands", async () => {
     // (A review: reported as a refused subscription, the command line said nothing of it in human mode,
     // where a refused subscription is said as the reason for exiting, and no exit came.)

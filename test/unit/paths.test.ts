@@ -109,7 +109,7 @@ describe("paths", () => {
   });
 
   it("paths - unsafeRelativeReason accepts ordinary relative names", () => {
-    for (const ok of ["a", "a/b.txt", "dir/sub/file.bin", ".hidden", "a..b", "x".repeat(255), "ünï/cödé"]) {
+    for (const ok of ["a", "a/b.txt", "dir/sub/file.bin", ".hidden", "a..b", "x".repeat(255), "ünï/cödé", Array(128).fill("d").join("/")]) {
       expect(unsafeRelativeReason(ok), ok).toBeUndefined();
     }
   });
@@ -132,6 +132,8 @@ describe("paths", () => {
       ["x".repeat(256), /segment too long/],
       ["d/" + "é".repeat(128), /segment too long/],
       [Array.from({ length: 20 }, () => "y".repeat(250)).join("/"), /name too long/],
+      [Array(129).fill("d").join("/"), /more than 128 levels deep/],
+      [Array(2000).fill("a").join("/"), /more than 128 levels deep/],
       ["file" + PARTIAL_SUFFIX, /reserved/],
       ["dir/file.bin" + PARTIAL_SUFFIX, /reserved/],
     ];
