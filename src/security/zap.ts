@@ -17,6 +17,10 @@ import type { Access } from "./policy.js";
 export const ZAP_ENDPOINT = "inproc://zeromq.zap.01";
 const ZAP_VERSION = "1.0";
 
+/** Binding the handler's endpoint while a closed one still holds it: tries, and the wait between them (2 s in all). */
+const BIND_ATTEMPTS = 40;
+const BIND_RETRY_MS = 50;
+
 /** Most handshakes being judged at once (scrypt is slow on purpose); beyond this, refused at once. */
 const MAX_PENDING = 256;
 
@@ -36,11 +40,21 @@ class ZapHandler {
 
   static async open(): Promise<ZapHandler> {
     const handler = new ZapHandler();
-    try {
-      await handler.#socket.bind(ZAP_ENDPOINT);
-    } catch (error) {
-      handler.#socket.close();
-      throw new Error(`cannot start the ZAP authentication handler on ${ZAP_ENDPOINT}: ${(error as Error).message}`);
+    // (The handler closed a moment ago, the last server of this process gone, may still hold the endpoint:
+    // libzmq unbinds a closed socket's inproc endpoint in its own time. A server started right after failed
+    // with "Address already in use", seen under load in the test suite. Tried again for a while.)
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await handler.#socket.bind(ZAP_ENDPOINT);
+        break;
+      } catch (error) {
+        if ((error as { code?: string }).code === "EADDRINUSE" && attempt < BIND_ATTEMPTS) {
+          await new Promise((resolve) => setTimeout(resolve, BIND_RETRY_MS));
+          continue;
+        }
+        handler.#socket.close();
+        throw new Error(`cannot start the ZAP authentication handler on ${ZAP_ENDPOINT}: ${(error as Error).message}`);
+      }
     }
     void handler.#run();
     return handler;
