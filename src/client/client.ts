@@ -267,9 +267,9 @@ export class Client extends EventEmitter<ClientEvents> {
       "send every subscription": async () => {
         // One that cannot be sent (its inbox unreadable...) is reported; the others go, and the session
         // opens: a throw here would leave the machine in "connecting", starting sessions for ever.
-        // (Those there now: one subscribe() adds meanwhile, while this waits on an inbox, has its own
-        // "subscribe" event queued, handled once connected; taken here too, it was asked for twice, a review.)
-        for (const [path, subscription] of [...this.#subscriptions]) {
+        // (One subscribe() adds meanwhile, while this waits on an inbox, goes here or by its own event, once:
+        // see "send ICANHAZ".)
+        for (const [path, subscription] of this.#subscriptions) {
           this.#askedThisSession.add(subscription);
           await this.#sendIcanhaz(path).catch((error: unknown) => this.#report(new ClientError(`${path}: cannot subscribe: ${String(error)}`)));
         }

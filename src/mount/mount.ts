@@ -745,8 +745,7 @@ export class Mount extends EventEmitter<MountEvents> {
    * #publish, which puts it in `files` before it returns: no moment in neither.)
    */
   waiting(vpath: string): boolean {
-    const relative = relativeTo(this.alias, vpath);
-    return relative !== undefined && this.#tracker.has(relative);
+    return this.waitingSize(vpath) !== undefined;
   }
 
   /** If the file at `vpath` is waiting (see waiting()), the size it had when last seen. */

@@ -102,7 +102,6 @@ export function formatCacheEntry(entry: CacheEntry): string {
   return CACHE_PREFIX + fields.join(";");
 }
 
-/** Parse one of our cache values; undefined for anything else (a SHA-1, garbage). Hostile input: be strict. */
 /**
  * A number as we write them on the wire (a size, an mtime in ms, maybe with a fraction; `signed` for an
  * mtime, which is before 1970 for a file touched so), within what a Number holds exactly; undefined for
@@ -114,6 +113,7 @@ export function wireNumber(text: string | undefined, signed = false): number | u
   return Number.isFinite(n) && Math.abs(n) <= Number.MAX_SAFE_INTEGER ? n : undefined;
 }
 
+/** Parse one of our cache values; undefined for anything else (a SHA-1, garbage). Hostile input: be strict. */
 export function parseCacheEntry(value: string): CacheEntry | undefined {
   if (!value.startsWith(CACHE_PREFIX)) return undefined;
   const fields = new Map<string, string>();

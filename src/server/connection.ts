@@ -276,17 +276,19 @@ export class Connection {
     const replaced = this.#queue.get(vpath);
     // (Not while a subscription is being planned: it skips names queued meanwhile, taking them as queued
     // by the mount, and so would never see that the client asked for this one whole again. A review.)
-    const sending = patch.op === "create" && this.#queuedMeanwhile === undefined ? this.#sending(patch.file) : undefined;
-    if (sending && patch.op === "create") {
-      // The mount's record of the very version being sent: a change of the inode alone (a chmod) that it
-      // saw after we opened the file again (see #sendAgain). What goes is that version already: not
-      // queued, or the transfer was cut short as superseded and the same bytes went a third time (CI).
-      this.#versionOf.set(sending, patch.file);
-      if (replaced) {
-        this.#noLongerWaiting(replaced);
-        this.#queue.delete(vpath);
+    if (patch.op === "create" && this.#queuedMeanwhile === undefined) {
+      const sending = this.#sending(patch.file);
+      if (sending) {
+        // The mount's record of the very version being sent: a change of the inode alone (a chmod) that it
+        // saw after we opened the file again (see #sendAgain). What goes is that version already: not
+        // queued, or the transfer was cut short as superseded and the same bytes went a third time (CI).
+        this.#versionOf.set(sending, patch.file);
+        if (replaced) {
+          this.#noLongerWaiting(replaced);
+          this.#queue.delete(vpath);
+        }
+        return;
       }
-      return;
     }
     if (replaced) this.#noLongerWaiting(replaced);
     else if (this.#queue.size - this.#goneNames.count >= (this.host.maxQueuedChanges ?? MAX_QUEUED_CHANGES)) return this.#tooFarBehind();

@@ -1916,12 +1916,7 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
   it("client - a size or mtime header not written as ours are (\"1e300\", \" 12\", \"0x10\") is no identity: the file is still checked and delivered, and no such mtime is kept or sent back", async () => {
     // (A review: Number() took them; an mtime of 1e300 was kept, sent back in the cache, refused there by
     // the server, and the file sent again at every session.)
-    const r = await router();
-    const root = await tempDir();
-    const inbox = path.join(root, "inbox");
-    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
-    await h.client.subscribe("/");
-    const rid = await openSession(r, h, 1);
+    const { r, inbox, h, rid } = await subscribedTo("/");
     const cases = [
       { name: "/a.txt", headers: { "X-FMQ-Size": "5", "X-FMQ-Mtime": "1e300" } },
       { name: "/b.txt", headers: { "X-FMQ-Size": " 5", "X-FMQ-Mtime": "1700000000000" } },
@@ -1961,11 +1956,7 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
   it("client - a name 2,000 levels deep is refused at once, nothing made for it: a delete of it cannot cost a walk from the inbox per level", async () => {
     // (A review, measured: delivered, then deleted, such a name held the subscriber's event loop 33 s while
     // it removed the empty directories, walking from the inbox once per level.)
-    const r = await router();
-    const inbox = path.join(await tempDir(), "inbox");
-    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
-    await h.client.subscribe("/");
-    const rid = await openSession(r, h, 1);
+    const { r, inbox, h, rid } = await subscribedTo("/");
     const n = h.errors.length;
     const deep = "/" + Array(2000).fill("a").join("/") + "/f";
     await r.sendFile(rid, deep, Buffer.from("x"));
@@ -1980,14 +1971,9 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
   it("client - a refetch the server refuses is an error for that file, not a refused subscription: no \"refused\", the subscription stands", async () => {
     // (A review: reported as a refused subscription, the command line said nothing of it in human mode,
     // where a refused subscription is said as the reason for exiting, and no exit came.)
-    const r = await router();
-    const root = await tempDir();
-    const inbox = path.join(root, "inbox");
-    const h = makeClient({ endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
+    const { r, h, rid } = await subscribedTo("/sub");
     const refused: string[] = [];
     h.client.on("refused", (p) => refused.push(p));
-    await h.client.subscribe("/sub");
-    const rid = await openSession(r, h, 1);
     const data = randomBytes(5000);
     const damaged = Buffer.from(data);
     damaged[10] = damaged[10]! ^ 0x10;
