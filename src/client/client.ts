@@ -12,7 +12,7 @@ import { Turns } from "../fsm/turn.js";
 import { BIG_CHUNK, CREDIT_HEDGE, ReceiveWindow } from "../flow/credit.js";
 import { cheezburgerBytes, decodeBatch, encode } from "../protocol/codec.js";
 import { PROTOCOL_NAME, PROTOCOL_VERSION, Operation, isMessageName, type Cheezburger, type ClientMessage, type Dictionary, type Message, type Srsly } from "../protocol/messages.js";
-import { Capability, Header, isVersionTag, SubscribeOption, wireNumber, type CacheEntry } from "../protocol/extensions.js";
+import { Capability, Header, isVersionTag, SubscribeOption, wireNumber, wireSize, type CacheEntry } from "../protocol/extensions.js";
 import { BLOCK_SIZE, type Fingerprint } from "../digest/blocks.js";
 import type { DecodeError } from "../protocol/errors.js";
 import { covers, normaliseVirtualPath, relativeTo } from "../paths.js";
@@ -1142,9 +1142,9 @@ function wholeFile(message: Cheezburger, inbox: Inbox): PartialFile | undefined 
 function identityOf(headers: Dictionary, vpath: string): PartialFile | undefined {
   // (Numbers as we write them: Number() alone took "1e300" for an mtime, kept and sent back in our cache,
   // where the server refuses it, so the file came again at every session; " 12" and "0x10" for sizes.)
-  const size = wireNumber(headers.get(Header.SIZE));
+  const size = wireSize(headers.get(Header.SIZE));
   const mtime = wireNumber(headers.get(Header.MTIME), true);
-  if (size === undefined || !Number.isSafeInteger(size) || mtime === undefined) return undefined;
+  if (size === undefined || mtime === undefined) return undefined;
   // (A tag we cannot keep safely is as good as none: the final hash check is there either way.)
   const tag = headers.get(Header.VERSION);
   return { vpath, size, mtime, ...(isVersionTag(tag) ? { tag } : {}) };

@@ -93,10 +93,10 @@ export interface CacheEntry {
 export function formatCacheEntry(entry: CacheEntry): string {
   const fields: string[] = [];
   if (entry.size !== undefined) fields.push(`size=${entry.size}`);
-  if (entry.mtime !== undefined) fields.push(`mtime=${entry.mtime}`);
+  if (entry.mtime !== undefined) fields.push(`mtime=${wireDecimal(entry.mtime)}`);
   if (entry.hash !== undefined) fields.push(`hash=${entry.hash}`);
   if (entry.blocks !== undefined && entry.blocks.length > 0) fields.push(`blocks=${entry.blocks.toString("hex")}`);
-  if (entry.partial) fields.push(`partial=${entry.partial.length}`, `psize=${entry.partial.size}`, `pmtime=${entry.partial.mtime}`);
+  if (entry.partial) fields.push(`partial=${entry.partial.length}`, `psize=${entry.partial.size}`, `pmtime=${wireDecimal(entry.partial.mtime)}`);
   if (entry.partial?.tag !== undefined) fields.push(`ptag=${entry.partial.tag}`);
   if (entry.name !== undefined) fields.push(`name=${Buffer.from(entry.name).toString("hex")}`);
   return CACHE_PREFIX + fields.join(";");
@@ -113,6 +113,25 @@ export function wireNumber(text: string | undefined, signed = false): number | u
   return Number.isFinite(n) && Math.abs(n) <= Number.MAX_SAFE_INTEGER ? n : undefined;
 }
 
+/** A size or a byte count from the wire: a whole number (wireNumber's, without a fraction). */
+export function wireSize(text: string | undefined): number | undefined {
+  return text !== undefined && /^\d+$/.test(text) ? wireNumber(text) : undefined;
+}
+
+/**
+ * An mtime (ms) as wireNumber reads it. String() writes a number under 1e-6 in exponent form ("-1e-7":
+ * a file's time a few hundred nanoseconds from the epoch), which wireNumber refuses: such a file had no
+ * identity, so no resume and no quick check. Written out in plain digits instead, the same shortest
+ * digits String() chose, so it reads back as the very same Number.
+ */
+export function wireDecimal(n: number): string {
+  const text = String(n);
+  const exponent = /^(-?)(\d)(?:\.(\d+))?e-(\d+)$/.exec(text);
+  if (exponent === null) return text;
+  const [, sign, first, rest = "", power] = exponent;
+  return `${sign}0.${"0".repeat(Number(power) - 1)}${first}${rest}`;
+}
+
 /** Parse one of our cache values; undefined for anything else (a SHA-1, garbage). Hostile input: be strict. */
 export function parseCacheEntry(value: string): CacheEntry | undefined {
   if (!value.startsWith(CACHE_PREFIX)) return undefined;
@@ -124,14 +143,13 @@ export function parseCacheEntry(value: string): CacheEntry | undefined {
   }
   // Sizes are never negative; an mtime is before 1970 for a file touched so (formatCacheEntry writes it
   // with its sign), and refusing it would send that file again at every subscription and never resume it.
-  const num = (key: string, signed = false): number | undefined => wireNumber(fields.get(key), signed);
   const hash = fields.get("hash");
   const blocksHex = fields.get("blocks");
-  const size = num("size");
-  const mtime = num("mtime", true);
-  const partialLength = num("partial");
-  const psize = num("psize");
-  const pmtime = num("pmtime", true);
+  const size = wireSize(fields.get("size"));
+  const mtime = wireNumber(fields.get("mtime"), true);
+  const partialLength = wireSize(fields.get("partial"));
+  const psize = wireSize(fields.get("psize"));
+  const pmtime = wireNumber(fields.get("pmtime"), true);
   const ptag = fields.get("ptag");
   const name = decodeName(fields.get("name"));
   return {

@@ -9,7 +9,7 @@
 import { closeSync, fstatSync, readSync, type Stats } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import { cheezburgerFrame } from "../protocol/codec.js";
-import { Header } from "../protocol/extensions.js";
+import { Header, wireDecimal } from "../protocol/extensions.js";
 import { Operation, type Dictionary } from "../protocol/messages.js";
 import type { XXHashAPI } from "xxhash-wasm";
 import { BLOCK_SIZE, BlockHasher, hashPrefix, prefixTreeHash, xxh, type Fingerprint } from "../digest/blocks.js";
@@ -461,7 +461,7 @@ export class FileCursor {
     if (!this.options.extensions) return NO_HEADERS;
     const headers: Dictionary = new Map([
       [Header.SIZE, String(this.identity.size)],
-      [Header.MTIME, String(this.identity.mtimeMs)],
+      [Header.MTIME, wireDecimal(this.identity.mtimeMs)],
     ]);
     if (this.plan.delta) headers.set(Header.BASE, this.plan.delta.base);
     // (What a partial is listed back with: only a file of more than one block leaves one worth resuming.)
@@ -533,7 +533,7 @@ export class FileCursor {
   #endHeaders(size: number, hash: string | undefined): Dictionary {
     const headers: Dictionary = new Map([
       [Header.SIZE, String(size)],
-      [Header.MTIME, String(this.identity.mtimeMs)],
+      [Header.MTIME, wireDecimal(this.identity.mtimeMs)],
     ]);
     if (hash !== undefined) headers.set(Header.HASH, hash);
     return headers;

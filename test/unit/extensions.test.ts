@@ -2,7 +2,7 @@
 
 import { describe, expect, it } from "vitest";
 
-import { formatCacheEntry, parseCacheEntry, wireNumber, type CacheEntry } from "../../src/protocol/extensions.js";
+import { formatCacheEntry, parseCacheEntry, wireDecimal, wireNumber, wireSize, type CacheEntry } from "../../src/protocol/extensions.js";
 
 describe("cache entries", () => {
   it("extensions - an mtime before 1970 survives the round trip (the file was sent again at every subscription and never resumed)", () => {
@@ -37,5 +37,22 @@ describe("cache entries", () => {
     for (const text of [undefined, "", " 12", "12 ", "+12", "1e3", "0x10", "0b11", "12abc", "-1", "Infinity", "NaN", "9007199254740993"]) expect(wireNumber(text), String(text)).toBeUndefined();
     expect(wireNumber("1e300", true)).toBeUndefined();
     expect(wireNumber("--1", true)).toBeUndefined();
+  });
+
+  it("extensions - an mtime a few hundred nanoseconds from 1970 is written in plain digits and reads back the same (String() wrote '-1e-7', refused, so the file had no identity)", () => {
+    for (const mtime of [-1e-7, 1e-7, -9.999999974752427e-7, 5e-324, -0.000001, 1700000000123.4567, -315_619_200_000.5, 0]) {
+      const text = wireDecimal(mtime);
+      expect(text, String(mtime)).toMatch(/^-?\d+(\.\d+)?$/);
+      expect(wireNumber(text, true), text).toBe(mtime);
+      const entry: CacheEntry = { size: 5, mtime, partial: { length: 1, size: 9, mtime } };
+      expect(parseCacheEntry(formatCacheEntry(entry))).toEqual(entry);
+    }
+  });
+
+  it("extensions - sizes and byte counts are whole numbers (a fraction was taken and rounded down to a block)", () => {
+    expect(wireSize("4096")).toBe(4096);
+    for (const text of [undefined, "", "1.5", "4096.0", "-1", "1e3", "9007199254740993"]) expect(wireSize(text), String(text)).toBeUndefined();
+    expect(parseCacheEntry("fmq1;size=5.5;mtime=1;partial=1.5;psize=9;pmtime=2")).toEqual({ mtime: 1 });
+    expect(parseCacheEntry("fmq1;size=5;partial=1;psize=9.25;pmtime=2")).toEqual({ size: 5 });
   });
 });
