@@ -16,9 +16,13 @@ const MAX_CREDIT = Number.MAX_SAFE_INTEGER;
  */
 export const CREDIT_HEDGE = 2n ** 50n;
 
-/** What one NOM's credit adds: the hedge taken off if it carries it, at most MAX_CREDIT. */
+/**
+ * What one NOM's credit adds: the hedge taken off if it carries it, at most MAX_CREDIT. Ours always
+ * carries a grant on top of it, so exactly 2^50 is not ours: another client's round "unlimited" grant,
+ * taken as it is (taken off, it was no credit at all, and that client waited for good: a review).
+ */
 export function nomCredit(bytes: bigint): number {
-  if (bytes >= CREDIT_HEDGE) bytes -= CREDIT_HEDGE;
+  if (bytes > CREDIT_HEDGE) bytes -= CREDIT_HEDGE;
   return bytes > BigInt(MAX_CREDIT) ? MAX_CREDIT : Number(bytes);
 }
 

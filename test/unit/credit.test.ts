@@ -41,8 +41,14 @@ describe("SendCredit", () => {
     expect(credit.available).toBe(16_777_216);
     credit.grant(1_048_576n);
     expect(credit.available).toBe(17_825_792);
+    credit.grant(CREDIT_HEDGE + 1n);
+    expect(credit.available).toBe(17_825_793);
+  });
+
+  it("credit - a NOM of exactly 2^50 (another client's round 'unlimited'; ours carries a grant on top of the hedge) is credit, not a hedge (it was taken as none, and that client waited for good)", () => {
+    const credit = new SendCredit();
     credit.grant(CREDIT_HEDGE);
-    expect(credit.available).toBe(17_825_792);
+    expect(credit.available).toBe(Number(CREDIT_HEDGE));
   });
 
   it("credit - two NOMs folded into one (the server, NOMs waiting) grant what both would, hedge off each, never taken for a hedge", () => {
