@@ -32,3 +32,13 @@ export const MAX_CHUNK_SIZE = 64 * 1024 * 1024;
 
 /** Where `fmq publish` binds unless told. */
 export const DEFAULT_BIND = "tcp://*:5670";
+
+/**
+ * `options` over `defaults`, an option set to undefined taking its default as one left out does. A plain
+ * spread lets `{ timeoutMs: undefined }` (the types allow it) replace the default: the client then never
+ * gave up on a silent server, and a heartbeat of undefined ticked every millisecond (a review).
+ */
+export function withDefaults<D extends object, O extends object>(defaults: D, options: O): D & O {
+  const given = Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined));
+  return { ...defaults, ...given } as D & O;
+}

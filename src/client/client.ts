@@ -6,7 +6,7 @@
 import { EventEmitter } from "node:events";
 import { resolve } from "node:path";
 import { Dealer } from "zeromq";
-import { clientDefaults } from "../defaults.js";
+import { clientDefaults, withDefaults } from "../defaults.js";
 import { Engine, type Actions } from "../fsm/engine.js";
 import { Turns } from "../fsm/turn.js";
 import { BIG_CHUNK, CREDIT_HEDGE, ReceiveWindow } from "../flow/credit.js";
@@ -239,7 +239,7 @@ export class Client extends EventEmitter<ClientEvents> {
   constructor(options: ClientOptions) {
     super();
     const heartbeatMs = options.heartbeatMs ?? clientDefaults.heartbeatMs;
-    this.options = { ...clientDefaults, timeoutMs: heartbeatMs * 5, ...options };
+    this.options = withDefaults({ ...clientDefaults, timeoutMs: heartbeatMs * 5 }, options);
     const { window, slice } = this.options;
     const small = this.options.smallWindow ?? Math.max(Math.min(window, SMALL_WINDOW), Math.floor(window / 8 / slice) * slice);
     this.#window = new ReceiveWindow(window, slice, Math.max(slice, Math.min(window, small)));

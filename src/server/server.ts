@@ -4,7 +4,7 @@
 
 import { EventEmitter } from "node:events";
 import { Router } from "zeromq";
-import { MAX_CHUNK_SIZE, clientDefaults, serverDefaults } from "../defaults.js";
+import { MAX_CHUNK_SIZE, clientDefaults, serverDefaults, withDefaults } from "../defaults.js";
 import { DraftOption, setDraftOption } from "../zmq-draft.js";
 import { decodeFrames } from "../protocol/codec.js";
 import { encode } from "../protocol/codec.js";
@@ -187,7 +187,7 @@ export class Server extends EventEmitter<ServerEvents> {
 
   constructor(options: ServerOptions = {}) {
     super();
-    this.options = { ...serverDefaults, ...options };
+    this.options = withDefaults(serverDefaults, options);
     verify(this.options);
     this.#security = options.security ? new ServerSecurity(options.security, (message) => this.emit("warning", message)) : undefined;
     this.#router = new Router({

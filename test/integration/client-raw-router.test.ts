@@ -485,6 +485,18 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(h.errors).toEqual([]);
   });
 
+  it("client - an option given as undefined takes its default: with timeoutMs undefined, a server that never answers is still given up and tried again (it was waited on for good)", async () => {
+    const r = await router();
+    const h = makeClient({ endpoint: r.endpoint, inbox: path.join(await tempDir(), "inbox"), heartbeatMs: 100, timeoutMs: undefined });
+    h.client.connect();
+    const [first] = await r.receive();
+    // Never answered: the default timeout (five heartbeats, 500 ms) gives it up, and the client starts again.
+    await waitFor(() => h.disconnected.length > 0, "the client giving up on a silent server", SOON, 5);
+    const [second, ohai] = await r.receive();
+    expect(ohai.id).toBe("OHAI");
+    expect(second.equals(first)).toBe(false);
+  });
+
   it("client - grants more credit in slice multiples as chunks are consumed, never more than the window outstanding", async () => {
     const r = await router();
     const root = await tempDir();
