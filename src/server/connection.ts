@@ -341,8 +341,7 @@ export class Connection {
     // run on, for nobody).
     this.#wakePlan?.();
     this.#dropGoneNames();
-    this.#waiting = undefined;
-    await this.#closeCursor();
+    await Promise.all([this.#forgetWaiting(), this.#closeCursor()]);
   }
 
   // --- actions -------------------------------------------------------------------------------------
@@ -362,7 +361,7 @@ export class Connection {
     this.#holdings.clear();
     this.#retained.clear();
     this.#dropGoneNames();
-    this.#waiting = undefined;
+    void this.#forgetWaiting();
     void this.#closeCursor();
   }
 
@@ -838,6 +837,18 @@ export class Connection {
   #waiting: Promise<void> | undefined;
   /** The cursor that step goes on with, when it has one already (its fingerprint is awaited). */
   #waitingWith: FileCursor | undefined;
+
+  /**
+   * Forget the step waiting (a new session, the end), closing the file it holds now: left to the wait's
+   * end, it stayed open as long as the fingerprint took (a pass over a huge file: minutes), and a client
+   * starting session after session in a resume's wait kept one descriptor open each (a review).
+   */
+  async #forgetWaiting(): Promise<void> {
+    const held = this.#waiting !== undefined ? this.#waitingWith : undefined;
+    this.#waiting = undefined;
+    this.#waitingWith = undefined;
+    await held?.close();
+  }
 
   /** The transfer under way: the current cursor, or the one whose next step waits for its fingerprint. */
   #inHand(): FileCursor | undefined {

@@ -2,7 +2,7 @@
 // bytes) and decodes whatever comes back, so every step of the server's dialogue can be checked exactly.
 
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from "node:fs";
 import { chmod, link, mkdir, open, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setFlagsFromString } from "node:v8";
@@ -1467,6 +1467,38 @@ describe("server with a scripted raw peer", () => {
       const eof = await p.expect("CHEEZBURGER");
       expect(eof.eof).toBe(1);
       expect(eof.headers.get("X-FMQ-XXH64T")).toBe(expected);
+    } finally {
+      held.restore();
+    }
+  });
+
+  it("server - a transfer waiting for its fingerprint lets go of its file when the client starts a new session (it stayed open as long as the hash took: one descriptor per session)", async () => {
+    const content = randomBytes(3 * 1024 * 1024);
+    const { server, endpoint, dir } = await startServer({}, { files: { "big.bin": content } });
+    await published(server, 1);
+    const file = path.join(dir, "big.bin");
+    // Descriptors of this process (the server runs in it) open on the published file.
+    const openOnFile = () =>
+      readdirSync("/proc/self/fd").filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`) === file;
+        } catch {
+          return false;
+        }
+      }).length;
+    const held = holdFingerprints();
+    try {
+      const p = peer(endpoint);
+      await p.open();
+      await subscribeWithCaps(p, "verify,delta,single");
+      await p.nom(64 * 1024 * 1024);
+      let got = 0;
+      while (got < content.length) got += (await p.expect("CHEEZBURGER")).chunk.length;
+      await waitFor(() => held.lookup.mock.calls.length > 0, "the transfer asking for the fingerprint", DEADLINE);
+      expect(openOnFile()).toBeGreaterThan(0);
+      // A new session, the fingerprint still held: the file waiting for it is closed now, not when it comes.
+      await p.open();
+      await waitFor(() => openOnFile() === 0, "the file closed", 3000);
     } finally {
       held.restore();
     }
