@@ -27,7 +27,7 @@ export class Logins {
   readonly #perUser: number;
   readonly #confirmed = new Map<string, string>();
   /** In order of login, so the oldest (the first to expire) are first. */
-  readonly #unconfirmed = new Map<string, { readonly user: string; readonly since: number }>();
+  readonly #unconfirmed = new Map<string, { readonly user: string; readonly quota: string; readonly since: number }>();
   readonly #unconfirmedOf = new Map<string, number>();
 
   constructor(limits: LoginLimits = {}) {
@@ -40,17 +40,20 @@ export class Logins {
     return this.#confirmed.size + this.#unconfirmed.size;
   }
 
-  /** A login of `user` names routing id `key` (hex). */
-  bind(key: string, user: string, now = Date.now()): Bound {
+  /**
+   * A login of `user` names routing id `key` (hex). `quota`: whose count of unconfirmed records it adds
+   * to, the user's by default (see zap.ts: anonymous logins count per peer address).
+   */
+  bind(key: string, user: string, now = Date.now(), quota = user): Bound {
     this.#expire(now);
     const bound = this.#confirmed.get(key) ?? this.#unconfirmed.get(key)?.user;
     // (First login wins: a routing id is no secret, and another user must not take over its connection.)
     if (bound !== undefined) return bound === user ? "bound" : "taken";
     if (this.size >= this.#max) return "full";
-    const waiting = this.#unconfirmedOf.get(user) ?? 0;
+    const waiting = this.#unconfirmedOf.get(quota) ?? 0;
     if (waiting >= this.#perUser) return "too many unconfirmed";
-    this.#unconfirmed.set(key, { user, since: now });
-    this.#unconfirmedOf.set(user, waiting + 1);
+    this.#unconfirmed.set(key, { user, quota, since: now });
+    this.#unconfirmedOf.set(quota, waiting + 1);
     return "bound";
   }
 
@@ -58,7 +61,7 @@ export class Logins {
   confirm(key: string): void {
     const record = this.#unconfirmed.get(key);
     if (record === undefined) return;
-    this.#forget(key, record.user);
+    this.#forget(key, record.quota);
     this.#confirmed.set(key, record.user);
   }
 
@@ -69,7 +72,7 @@ export class Logins {
     const record = this.#unconfirmed.get(key);
     if (record === undefined) return undefined;
     if (now - record.since < this.#unconfirmedMs) return record.user;
-    this.#forget(key, record.user);
+    this.#forget(key, record.quota);
     return undefined;
   }
 
@@ -77,20 +80,20 @@ export class Logins {
   remove(key: string): void {
     this.#confirmed.delete(key);
     const record = this.#unconfirmed.get(key);
-    if (record !== undefined) this.#forget(key, record.user);
+    if (record !== undefined) this.#forget(key, record.quota);
   }
 
   #expire(now: number): void {
     for (const [key, record] of this.#unconfirmed) {
       if (now - record.since < this.#unconfirmedMs) break;
-      this.#forget(key, record.user);
+      this.#forget(key, record.quota);
     }
   }
 
-  #forget(key: string, user: string): void {
+  #forget(key: string, quota: string): void {
     this.#unconfirmed.delete(key);
-    const waiting = (this.#unconfirmedOf.get(user) ?? 1) - 1;
-    if (waiting > 0) this.#unconfirmedOf.set(user, waiting);
-    else this.#unconfirmedOf.delete(user);
+    const waiting = (this.#unconfirmedOf.get(quota) ?? 1) - 1;
+    if (waiting > 0) this.#unconfirmedOf.set(quota, waiting);
+    else this.#unconfirmedOf.delete(quota);
   }
 }

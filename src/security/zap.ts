@@ -12,7 +12,7 @@
 
 import { Router } from "zeromq";
 import type { Logins } from "./logins.js";
-import type { Access } from "./policy.js";
+import { ANONYMOUS, type Access } from "./policy.js";
 
 export const ZAP_ENDPOINT = "inproc://zeromq.zap.01";
 const ZAP_VERSION = "1.0";
@@ -114,7 +114,11 @@ class ZapHandler {
     }
     if (verdict.session !== undefined) {
       const key = Buffer.from(verdict.session).toString("hex");
-      const bound = domain.logins.bind(key, verdict.user);
+      // (Anonymous logins cost no password, so anyone could use up the user's quota of unconfirmed
+      // records and keep every anonymous client out (64 handshakes every 10 s: a review). They count per
+      // peer address instead: a flood from one host keeps out that host's anonymous logins only.)
+      const quota = verdict.user === ANONYMOUS ? `${ANONYMOUS} from ${peer}` : verdict.user;
+      const bound = domain.logins.bind(key, verdict.user, Date.now(), quota);
       if (bound === "taken") {
         domain.refused(`routing id already bound to another user`, mechanism, peer);
         return reply("400", "session id in use");

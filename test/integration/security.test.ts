@@ -363,6 +363,37 @@ describe("PLAIN", () => {
     await alice.expect("ICANHAZ_OK");
   });
 
+  it("security - anonymous logins naming routing ids nobody connects with use up the quota of their own address only: an anonymous client from elsewhere still gets in", async () => {
+    // (A review: 64 handshakes as anonymous#ghostN, any password, each closed at once, refused every real
+    // anonymous login for 10 s (ZAP 300), again and again; they cost the attacker no password.)
+    const setup = await startServer(
+      {
+        policy: { mechanism: "plain", accounts: [{ user: "alice", password: "wonderland", mounts: ["/public"] }], anonymous: true },
+        logins: { unconfirmedPerUser: 4, unconfirmedMs: 60_000 },
+      },
+      mounts,
+    );
+    const hex = (id: string) => Buffer.from(id).toString("hex");
+    // The ghosts connect from 127.0.0.2 (libzmq's "source;destination" endpoint), each naming a routing id
+    // it does not use: their records stay unconfirmed, the quota of that address used up.
+    const fromGhostHost = `tcp://127.0.0.2:0;127.0.0.1:${setup.port}`;
+    for (let i = 0; i < 4; i++) {
+      const ghost = rawPeer(fromGhostHost, { routingId: `anon-real-${i}`, plainUsername: `anonymous#ghost${i}`, plainPassword: "x" });
+      await ghost.send({ id: "OHAI", protocol: "FILEMQ", version: 2 });
+      await ghost.expect("OHAI_OK");
+      await ghost.close();
+    }
+    // One more from that address is refused for now...
+    const fifth = rawPeer(fromGhostHost, { routingId: "anon-real-4", plainUsername: "anonymous#ghost4", plainPassword: "x" });
+    await fifth.send({ id: "OHAI", protocol: "FILEMQ", version: 2 });
+    await waitFor(() => setup.warnings.some((w) => w.includes('too many logins of "anonymous"')), "the fifth ghost refused for now", DEADLINE);
+    // ...while an anonymous client from 127.0.0.1 gets in at once, as anonymous.
+    const honest = await greeted(setup.endpoint, { routingId: "anon-honest", plainUsername: "anonymous#anon-honest", plainPassword: "x" });
+    expect(setup.server.userOf(hex("anon-honest"))).toBe("anonymous");
+    await honest.send({ id: "ICANHAZ", path: "/public", options: new Map(), cache: new Map() });
+    await honest.expect("ICANHAZ_OK");
+  });
+
   it("security - a symlink does not carry a file across what accounts may read: sent only to those who may read where it leads, now and when published later", async () => {
     const root = await tempDir("fmq-sec-links-");
     await writeTree(root, { "public/notice.txt": "for everyone\n", "alice/a.txt": "alice's\n" });
