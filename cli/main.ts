@@ -515,7 +515,7 @@ function reportServing(server: Server, out: Output): void {
 
 /**
  * How a long-running command stops: cleanly (its close: KTHXBAI, manifests saved), within a second,
- * on SIGINT or SIGTERM (a second signal: at once), or when its output can no longer be written.
+ * on SIGINT, SIGTERM or SIGHUP (a second signal: at once), or when its output can no longer be written.
  */
 function onStop(close: () => Promise<void>, opts: { signalFails?: boolean } = {}): (status: number) => void {
   /** Running; stopping (asked to: a signal, lost output, or a signal while finishing); or finishing (the job is done, with its own status). */

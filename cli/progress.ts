@@ -73,7 +73,7 @@ export class ProgressDisplay {
         stopOnComplete: false,
         autopadding: true,
         stream: process.stderr,
-        // Our own SIGINT/SIGTERM handling stops everything; the bar must not exit the process first.
+        // Our own signal handling (signals.ts) stops everything; the bar must not exit the process first.
         gracefulExit: false,
       },
       cliProgress.Presets.shades_classic,
@@ -84,7 +84,10 @@ export class ProgressDisplay {
     // tick's figures showed that file at 99 % with the count before it. Between two files the bar stays
     // (at the end of the last one) until a tick finds nothing arriving: no flicker from file to file.
     this.out.through((line) => {
-      bars.log(line + "\n");
+      // With the terminal's line wrapping on for the line, off again for the bar (which cli-progress
+      // keeps off while it is shown, so that a bar wider than the screen is cut, not drawn twice): a
+      // delivered line longer than the screen lost its end, the name or the size (a review).
+      bars.log(`\x1b[?7h${line}\n\x1b[?7l`);
       try {
         this.#draw(this.read(), false);
       } catch {

@@ -12,25 +12,28 @@
 import { writeSync } from "node:fs";
 import { isatty } from "node:tty";
 
+/**
+ * The signals that stop a long-running command cleanly. SIGHUP too: the terminal it ran on has gone (an
+ * ssh session dropped), and without a handler it died there, leaving no KTHXBAI and its manifest unsaved.
+ */
+const STOP_SIGNALS: readonly NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+
 let earlySignal: { name: NodeJS.Signals; timer: NodeJS.Timeout } | undefined;
-/** The handlers takeSignals installs (taken off by dieOf, so the signal it sends itself is not handled). */
-const stopListeners: ((name: NodeJS.Signals) => void)[] = [];
 
 /**
  * Die of the signal, as without a handler. (Not process.exit: it waits for the thread pool, and a thread
  * blocked reading a FIFO would hold the process for as long as nobody writes to it.)
  */
 export function dieOf(name: NodeJS.Signals): void {
-  for (const listener of [beforeStart, ...stopListeners]) {
-    process.off("SIGINT", listener);
-    process.off("SIGTERM", listener);
-  }
-  // The progress bar hides the terminal's cursor and shows it again when it stops, at exit: a process
-  // killed by a signal never exits, and left the user's shell without a cursor (a review). Shown here,
+  // (Every handler of it off, ours and the progress bar's, so that the signal we send ourselves kills.)
+  process.removeAllListeners(name);
+  // The progress bar hides the terminal's cursor and turns its line wrapping off, and puts both back when
+  // it stops, at exit: a process killed by a signal never exits, and left the user's shell without a
+  // cursor, and with every long line cut at the screen's edge until `reset` (two reviews). Put back here,
   // written at once (process.stderr may queue it, and the signal does not wait).
   if (isatty(2)) {
     try {
-      writeSync(2, "\x1b[?25h");
+      writeSync(2, "\x1b[?25h\x1b[?7h");
     } catch {
       // (The terminal has gone: nobody to show a cursor to.)
     }
@@ -43,18 +46,22 @@ function beforeStart(name: NodeJS.Signals): void {
   earlySignal = { name, timer: setTimeout(() => dieOf(name), 1000) };
 }
 
-if (["publish", "subscribe", "track"].includes(process.argv[2] ?? "")) {
-  process.on("SIGINT", beforeStart);
-  process.on("SIGTERM", beforeStart);
+/** SIGQUIT (Ctrl-\\) quits at once, as without a handler, but with the terminal put back first. */
+function quitNow(): void {
+  dieOf("SIGQUIT");
 }
 
-/** The command is up: `handler` takes SIGINT and SIGTERM from now on. The signal that came meanwhile, if one did. */
+if (["publish", "subscribe", "track"].includes(process.argv[2] ?? "")) {
+  for (const name of STOP_SIGNALS) process.on(name, beforeStart);
+  process.on("SIGQUIT", quitNow);
+}
+
+/** The command is up: `handler` takes SIGINT, SIGTERM and SIGHUP from now on. The signal that came meanwhile, if one did. */
 export function takeSignals(handler: (name: NodeJS.Signals) => void): NodeJS.Signals | undefined {
-  stopListeners.push(handler);
-  process.off("SIGINT", beforeStart);
-  process.off("SIGTERM", beforeStart);
-  process.on("SIGINT", handler);
-  process.on("SIGTERM", handler);
+  for (const name of STOP_SIGNALS) {
+    process.off(name, beforeStart);
+    process.on(name, handler);
+  }
   if (!earlySignal) return undefined;
   clearTimeout(earlySignal.timer);
   const { name } = earlySignal;

@@ -1,11 +1,11 @@
 // The fmq command line as users run it: real `fmq` processes (cli/fmq, which runs the built dist/cli/fmq.js), real files,
 // real signals. Flags and JSON events are a contract; these tests pin them.
 
-import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { createHash } from "node:crypto";
 import { createServer } from "node:net";
-import { networkInterfaces } from "node:os";
+import { constants as osConstants, networkInterfaces } from "node:os";
 import { closeSync, constants, createReadStream, openSync, readFileSync, writeSync } from "node:fs";
 import { chmod, chown, mkdir, open, readFile, realpath, rename, stat, symlink, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
@@ -235,6 +235,33 @@ describe("cli", () => {
     return { src, inbox, pub, terminal, shown, end };
   }
 
+  /**
+   * Waits until the terminal has its cursor shown again after the bar last hid it, and its line wrapping
+   * on again after the bar last turned it off (without, every long line of the user's shell was cut at the
+   * screen's edge until `reset`).
+   */
+  async function terminalPutBack(terminal: ChildProcess, shown: { screen: string }): Promise<void> {
+    const after = (off: string, on: string) => shown.screen.slice(shown.screen.lastIndexOf(off)).includes(on);
+    // (script may stop itself only after it was continued, when it saw its child stopped late: a loaded
+    // run showed the bar and nothing after it. Continued whenever it is found stopped.)
+    const terminalStopped = async () => (await readFile(`/proc/${terminal.pid}/stat`, "utf8").catch(() => undefined))?.split(") ")[1]?.[0] === "T";
+    const putBack = async () => {
+      if (await terminalStopped()) process.kill(terminal.pid!, "SIGCONT");
+      return after("\x1b[?25l", "\x1b[?25h") && after("\x1b[?7l", "\x1b[?7h");
+    };
+    await waitFor(putBack, "the cursor shown and line wrapping on again", 5_000).catch((error: Error) => {
+      throw new Error(`${error.message}; the terminal showed: ${JSON.stringify(shown.screen.slice(-300))}`);
+    });
+  }
+
+  /** The subscriber itself (Node, which the launcher exec'd) behind the terminal, by its inbox. */
+  function subscriberPid(inbox: string): number {
+    const pids = spawnSync("pgrep", ["-f", "--", `--inbox ${inbox}`], { encoding: "utf8" }).stdout.split("\n").filter(Boolean).map(Number);
+    const node = pids.find((pid) => path.resolve(readFileSync(`/proc/${pid}/cmdline`, "latin1").split("\0")[1] ?? "") === FMQ);
+    expect(node).toBeDefined();
+    return node!;
+  }
+
   it.skipIf(!hasScript)("cli - on a terminal, subscribe draws a progress bar (file, bar, percentage, rate) while a file arrives", async () => {
     const { src, inbox, pub, shown, end } = await subscribingOnTerminal();
     try {
@@ -248,6 +275,9 @@ describe("cli", () => {
       expect(Number(bar[1])).toBeLessThan(100);
       pub.child.kill("SIGCONT");
       await waitFor(() => shown.screen.includes("delivered big.bin (67108864 bytes)"), "the delivered line", 30_000);
+      // Written with the terminal's line wrapping on (the bar keeps it off: a line longer than the screen
+      // lost its end), and off again after it, for the bar.
+      expect(shown.screen).toContain("\x1b[?7hdelivered big.bin (67108864 bytes)\r\n\x1b[?7l");
       expect(await treeHashes(inbox)).toEqual(await treeHashes(src));
     } finally {
       end();
@@ -261,13 +291,11 @@ describe("cli", () => {
       expect(shown.screen).toContain("\x1b[?25l");
       // The subscriber itself (Node, which the launcher exec'd), frozen with two signals pending: it
       // takes the first (stop cleanly), then the second while stopping (die of it at once).
-      const pids = spawnSync("pgrep", ["-f", "--", `--inbox ${inbox}`], { encoding: "utf8" }).stdout.split("\n").filter(Boolean).map(Number);
-      const node = pids.find((pid) => path.resolve(readFileSync(`/proc/${pid}/cmdline`, "latin1").split("\0")[1] ?? "") === FMQ);
-      expect(node).toBeDefined();
-      await stopProcess(node!);
-      process.kill(node!, "SIGINT");
-      process.kill(node!, "SIGTERM");
-      process.kill(node!, "SIGCONT");
+      const node = subscriberPid(inbox);
+      await stopProcess(node);
+      process.kill(node, "SIGINT");
+      process.kill(node, "SIGTERM");
+      process.kill(node, "SIGCONT");
       // (script stops itself when its child is stopped, and no longer passes on what the child writes
       // until it is continued.)
       process.kill(terminal.pid!, "SIGCONT");
@@ -280,18 +308,25 @@ describe("cli", () => {
       const exitCode = (await stat())?.trim().split(" ").at(-1);
       if (exitCode !== undefined) expect(Number(exitCode) & 0x7f).toBeGreaterThan(0);
       expect(shown.screen).not.toContain("disconnected");
-      // The cursor the bar hid is shown again after it was last hidden.
-      const cursorShown = () => shown.screen.slice(shown.screen.lastIndexOf("\x1b[?25l")).includes("\x1b[?25h");
-      // (script may stop itself only after it was continued above, when it saw its child stopped late: a
-      // loaded run showed the bar and nothing after it. Continued whenever it is found stopped.)
-      const terminalStopped = async () => (await readFile(`/proc/${terminal.pid}/stat`, "utf8").catch(() => undefined))?.split(") ")[1]?.[0] === "T";
-      const shownAgain = async () => {
-        if (await terminalStopped()) process.kill(terminal.pid!, "SIGCONT");
-        return cursorShown();
-      };
-      await waitFor(shownAgain, "the cursor shown again", 5_000).catch((error: Error) => {
-        throw new Error(`${error.message}; the terminal showed: ${JSON.stringify(shown.screen.slice(-300))}`);
-      });
+      await terminalPutBack(terminal, shown);
+    } finally {
+      end();
+    }
+  });
+
+  it.skipIf(!hasScript)("cli - on a terminal, SIGQUIT (Ctrl-\\) mid-file kills the subscriber at once, of SIGQUIT, with the terminal's cursor and line wrapping put back", async () => {
+    const { inbox, terminal, shown, end } = await subscribingOnTerminal();
+    try {
+      await waitFor(() => /big\.bin \|[█░]+\|/.test(shown.screen), "a progress bar on the terminal", 10_000);
+      const node = subscriberPid(inbox);
+      process.kill(node, "SIGQUIT");
+      // Dead (a zombie until the shell script started reaps it, or gone), of SIGQUIT itself when its status
+      // is still there to read (a zombie's last field).
+      const stat = () => readFile(`/proc/${node}/stat`, "utf8").catch(() => undefined);
+      await waitFor(async () => [undefined, "Z"].includes((await stat())?.split(") ")[1]?.[0]), "the subscriber dead", 10_000);
+      const exitCode = (await stat())?.trim().split(" ").at(-1);
+      if (exitCode !== undefined) expect(Number(exitCode) & 0x7f).toBe(osConstants.signals.SIGQUIT);
+      await terminalPutBack(terminal, shown);
     } finally {
       end();
     }
@@ -335,7 +370,8 @@ describe("cli", () => {
   it("cli - track --once stopped by a signal before it is done exits 128 + the signal (not 0: a script must not take the copy as made); track without --once stops with 0", async () => {
     const src = await tempDir();
     await writeTree(src, { "a.txt": "a" });
-    for (const [signal, status] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+    // (SIGHUP too, the terminal gone: it died of it, no KTHXBAI, its inbox's state unsaved.)
+    for (const [signal, status] of [["SIGINT", 130], ["SIGTERM", 143], ["SIGHUP", 129]] as const) {
       // A minute's stability period: nothing is done when the signal comes.
       const track = start(["track", src, path.join(await tempDir(), "dst"), "--once", "--json", "--stable-ms", "60000"]);
       await waitFor(() => has(track, "ready"), "ready", 10_000);
@@ -344,7 +380,7 @@ describe("cli", () => {
     }
     const service = start(["track", src, path.join(await tempDir(), "dst"), "--json", "--stable-ms", "60000"]);
     await waitFor(() => has(service, "ready"), "ready", 10_000);
-    service.child.kill("SIGTERM");
+    service.child.kill("SIGHUP");
     expect((await service.exited).code).toBe(0);
   });
 
