@@ -528,6 +528,32 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(await sha256File(path.join(root, "inbox", "big.bin"))).toBe(sha256(data));
   });
 
+  it("client - a chunk whose processing fails (here a listener of the application that throws) still has its credit granted again: the session goes on", async () => {
+    // (A review: the engine runs no action after one that failed, and "grant credit" came after "process
+    // the chunk": a chunk that took the server's last credit left the session waiting for good.)
+    const r = await router();
+    const root = await tempDir();
+    const window = 4096;
+    const h = makeClient({ endpoint: r.endpoint, inbox: path.join(root, "inbox"), heartbeatMs: 100, timeoutMs: 10_000, window, slice: window });
+    h.client.on("delivered", () => {
+      throw new Error("the application's own bug");
+    });
+    await h.client.subscribe("/");
+    const rid = await openSession(r, h, 1);
+    expect(r.granted(rid)).toBe(window);
+    // The whole window in one file, whole in one message (the short path).
+    const data = randomBytes(window);
+    await r.sendFile(rid, "/one.bin", data, await asOneMessage(data));
+    await nextDelivery(h, "/one.bin");
+    await waitFor(() => r.granted(rid) >= 2 * window, "credit granted again", SOON, 5);
+    // And the next file comes, and is delivered.
+    const more = randomBytes(window);
+    await r.sendFile(rid, "/two.bin", more, await asOneMessage(more));
+    await nextDelivery(h, "/two.bin");
+    expect(await sha256File(path.join(root, "inbox", "two.bin"))).toBe(sha256(more));
+    expect(h.errors.some((e) => /the application's own bug/.test(e.message))).toBe(true);
+  });
+
   it("client - keeps 2 MiB granted while small files arrive (whole or in pieces), the whole window once a piece of a big file comes (1 MiB or 128 KiB chunks)", async () => {
     const { r, inbox, h, rid } = await subscribedToRoot();
     expect(r.granted(rid)).toBe(2 * MiB);
