@@ -90,6 +90,16 @@ export class Manifest {
   /** Journal lines not written yet (written at the end of this turn of the event loop). */
   #unwritten = "";
   #flushScheduled = false;
+  /**
+   * The lines that could not be written grew past what a snapshot takes (a full disk, and a server
+   * sending batch after batch: 142 MB of lines in memory after 30 batches of 2,000 files, a review), and
+   * were let go: everything they said is in the maps, and the next write must be a snapshot of those, not
+   * a line appended after a gap. Tried at most once a second meanwhile (each try writes the whole manifest).
+   */
+  #owesSnapshot = false;
+  #nextSnapshotTry = 0;
+  /** The last snapshot failed (said once, until one is written). */
+  #snapshotFailing = false;
 
   /**
    * Each write of the journal and the snapshot is made durable (fsync, and the state directory after a
@@ -155,9 +165,11 @@ export class Manifest {
     }
     // A torn last line (killed mid-append) is cut off below, or the next line appended would be glued to it.
     const whole = journal.lastIndexOf(0x0a) + 1;
-    const lines = journal.subarray(0, whole).toString("utf8").split("\n");
-    for (const line of lines) {
-      if (line.length === 0) continue;
+    // (Line by line from the bytes: the whole journal as one string fails past V8's longest string, about
+    // 512 MiB, and the subscriber could not start again; a review.)
+    for (let start = 0, end = journal.indexOf(0x0a); end >= 0 && end < whole; start = end + 1, end = journal.indexOf(0x0a, start)) {
+      if (end === start) continue;
+      const line = journal.toString("utf8", start, end);
       let change: unknown;
       try {
         change = JSON.parse(line);
@@ -282,43 +294,70 @@ export class Manifest {
    */
   save(): void {
     try {
-      this.flush();
-      this.place.restore();
-      this.beforeWrite();
-      const temp = `${this.#snapshotPath}.tmp`;
-      const data: Stored = { version: 1, files: Object.fromEntries(this.files), partials: Object.fromEntries(this.partials), placing: Object.fromEntries(this.placing) };
-      // Never through a symlink planted at the temporary name.
-      const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
-      const bytes = Buffer.from(JSON.stringify(data));
-      try {
-        // All of it, or an error before the rename: a full disk can make a write short rather than fail,
-        // and a torn snapshot renamed over the good one would lose every record (its journal is emptied).
-        writeAll(fd, bytes);
-        if (this.durable) fsyncSync(fd);
-      } catch (error) {
-        // (What was written of it would only take the room a full disk lacks.)
-        closeSync(fd);
-        rmSync(temp, { force: true });
-        throw error;
-      }
-      closeSync(fd);
-      renameSync(temp, this.#snapshotPath);
-      // (Durable: the new snapshot's name must be on disk before the journal it replaces is emptied.)
-      if (this.durable) this.place.sync();
-      if (this.#journal !== undefined) ftruncateSync(this.#journal, 0);
-      this.#journalSize = 0;
-      this.#allowance = this.#foldAt = Math.max(JOURNAL_MIN_BYTES, bytes.length);
-    } catch {
-      // The journal still holds every change: nothing is lost. The next fold is tried after another
-      // allowance of journal, not at the very next record (a full disk would otherwise have every file
-      // write out the whole manifest in vain).
+      this.#snapshot();
+    } catch (error) {
+      this.#lastSnapshotError = error;
+      // The journal still holds every change (or the maps do, and a snapshot is owed): nothing is lost
+      // while the process runs. The next fold is tried after another allowance of journal, not at the
+      // very next record (a full disk would otherwise have every file write out the whole manifest in
+      // vain). Said once: a snapshot that can never be written (a directory planted at its temporary
+      // name, a read-only state directory) let the journal grow without end, silently, until a restart
+      // could not read it (a review).
       this.#foldAt = this.#journalLength + this.#allowance;
+      if (!this.#snapshotFailing) this.problem(`cannot save the inbox's manifest (${(error as NodeJS.ErrnoException).code ?? String(error)}): its records wait in its journal or in memory until it can`);
+      this.#snapshotFailing = true;
     }
   }
+
+  /** Write a snapshot now (see save); throws if it cannot be written. */
+  #snapshot(): void {
+    if (this.#owesSnapshot) {
+      // (Not tried again within the second: the last try's failure stands, a full disk's code with it,
+      // so that a file failing for it is taken for a full disk and tried again once there is room.)
+      if (Date.now() < this.#nextSnapshotTry && this.#lastSnapshotError) throw this.#lastSnapshotError;
+      this.#nextSnapshotTry = Date.now() + 1000;
+    } else {
+      this.#writeLines();
+    }
+    this.place.restore();
+    this.beforeWrite();
+    const temp = `${this.#snapshotPath}.tmp`;
+    const data: Stored = { version: 1, files: Object.fromEntries(this.files), partials: Object.fromEntries(this.partials), placing: Object.fromEntries(this.placing) };
+    // Never through a symlink planted at the temporary name.
+    const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
+    const bytes = Buffer.from(JSON.stringify(data));
+    try {
+      // All of it, or an error before the rename: a full disk can make a write short rather than fail,
+      // and a torn snapshot renamed over the good one would lose every record (its journal is emptied).
+      writeAll(fd, bytes);
+      if (this.durable) fsyncSync(fd);
+    } catch (error) {
+      // (What was written of it would only take the room a full disk lacks.)
+      closeSync(fd);
+      rmSync(temp, { force: true });
+      throw error;
+    }
+    closeSync(fd);
+    renameSync(temp, this.#snapshotPath);
+    // (Durable: the new snapshot's name must be on disk before the journal it replaces is emptied.)
+    if (this.durable) this.place.sync();
+    if (this.#journal !== undefined) ftruncateSync(this.#journal, 0);
+    this.#journalSize = 0;
+    this.#allowance = this.#foldAt = Math.max(JOURNAL_MIN_BYTES, bytes.length);
+    this.#owesSnapshot = false;
+    this.#snapshotFailing = false;
+    this.#lastSnapshotError = undefined;
+    this.#failing = false;
+  }
+  #lastSnapshotError: unknown;
 
   /** Snapshot and stop journaling (the client is closing). */
   close(): void {
     this.save();
+    // (What could be neither snapshot nor journaled, a full disk at the end, is lost with the process:
+    // said, not dropped in silence. The placing lines of files already placed are on disk: a restart
+    // finds those files; what is lost costs files sent again or deletes not reaching them.)
+    if (this.#unwritten.length > 0 || this.#owesSnapshot) this.problem("the inbox's latest records could not be written before closing (see above): the next start may have files sent again, or miss deletes made meanwhile");
     if (this.#journal !== undefined) closeSync(this.#journal);
     this.#journal = undefined;
   }
@@ -329,11 +368,19 @@ export class Manifest {
    */
   flush({ checkGone = true }: { checkGone?: boolean } = {}): void {
     this.#flushScheduled = false;
-    if (this.#unwritten.length === 0 || this.#journal === undefined) return;
+    if (this.#journal === undefined) return;
+    if (this.#owesSnapshot) return this.#snapshot();
+    if (this.#unwritten.length === 0) return;
     this.beforeWrite();
     // The state directory was removed under us (rm -rf of the inbox or its .fmq): lines appended to the
     // deleted journal would be lost. Start a new journal, then a snapshot of everything we know.
     if (checkGone && fstatSync(this.#journal).nlink === 0) return this.#reopen();
+    this.#writeLines();
+  }
+
+  /** The lines waiting, appended to the journal (see flush). */
+  #writeLines(): void {
+    if (this.#unwritten.length === 0 || this.#journal === undefined) return;
     const text = Buffer.from(this.#unwritten);
     const size = this.#journalSize;
     try {
@@ -403,7 +450,14 @@ export class Manifest {
     this.#apply(change);
     if (this.#journal === undefined) return;
     const line = JSON.stringify(change) + "\n";
-    this.#unwritten += line;
+    if (this.#owesSnapshot) {
+      // (Lines after a gap mean nothing: the snapshot owed will say it.)
+    } else if (this.#unwritten.length + line.length > this.#allowance) {
+      this.#unwritten = "";
+      this.#owesSnapshot = true;
+    } else {
+      this.#unwritten += line;
+    }
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       setImmediate(() => this.#flushLater());

@@ -295,6 +295,24 @@ describe("manifest", () => {
     again.close();
   });
 
+  it("manifest - a snapshot that can never be written (a directory at its temporary name) is said, once, while the journal keeps every record", async () => {
+    // (A review: it failed in silence, and the journal grew without end until a restart could not read it.)
+    const dir = await stateDir();
+    await mkdir(path.join(dir, "manifest.json.tmp"));
+    const problems: string[] = [];
+    const manifest = await Manifest.load(dir, (message) => problems.push(message));
+    for (let i = 0; i < 3; i++) {
+      manifest.delivered(`f${i}`, entry(i));
+      manifest.save();
+    }
+    expect(problems).toEqual([expect.stringMatching(/^cannot save the inbox's manifest \(EISDIR\)/)]);
+    manifest.flush();
+    const again = await Manifest.load(dir);
+    expect([...again.files.keys()]).toEqual(["f0", "f1", "f2"]);
+    again.close();
+    manifest.close();
+  });
+
   it("manifest - a journal replayed over a snapshot that already holds it (killed between a fold's snapshot and its truncation) does not mistake the next version's placing for the one its 'placed' line confirmed", async () => {
     const dir = await stateDir();
     const journal = path.join(dir, "journal.jsonl");
