@@ -135,11 +135,15 @@ export class Manifest {
     if (text !== undefined) {
       try {
         const stored = JSON.parse(text) as Stored;
-        if (stored.version !== 1 || typeof stored.files !== "object" || typeof stored.partials !== "object") throw new Error("not a manifest of this version");
+        if (stored.version !== 1) throw new Error("not a manifest of this version");
         // Each entry checked: one that is valid JSON but not what we write (edited by hand, or garbled)
         // is dropped alone, not taken as it is (its file listed with a number for block hashes made
         // every ICANHAZ of that subscription throw, session after session).
-        const take = <T>(entries: Record<string, unknown>, isValid: (entry: unknown) => entry is T, into: Map<string, T>) => {
+        // A table that is not one (null, which is an "object" too, threw half way through: the files
+        // kept, the placings not, and all said lost; a review) is one garbled entry, and the others stand.
+        const take = <T>(entries: unknown, isValid: (entry: unknown) => entry is T, into: Map<string, T>, optional = false) => {
+          if (entries === undefined && optional) return;
+          if (typeof entries !== "object" || entries === null || Array.isArray(entries)) return void garbled++;
           for (const [name, entry] of Object.entries(entries)) {
             if (isValid(entry)) into.set(name, entry);
             else garbled++;
@@ -147,7 +151,7 @@ export class Manifest {
         };
         take(stored.files, isDelivered, manifest.files);
         take(stored.partials, isPartialFile, manifest.partials);
-        take(stored.placing ?? {}, isDelivered, manifest.placing);
+        take(stored.placing, isDelivered, manifest.placing, true);
       } catch (error) {
         // The worst outcome is files sent again, never files lost; but deletes made on the server before
         // now may not reach the files it listed: said, not silently taken for "nothing held". (Not

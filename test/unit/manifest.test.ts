@@ -134,6 +134,19 @@ describe("manifest", () => {
     manifest.close();
   });
 
+  it("manifest - a table of the snapshot that is not one (partials: null) is one garbled entry: the files and the placings stand", async () => {
+    // (A review: null passed the shape check, the files were taken, then the partials threw: the placings
+    // were never loaded, and the message said everything was taken as not held.)
+    const dir = await stateDir();
+    await writeFile(path.join(dir, "manifest.json"), JSON.stringify({ version: 1, files: { good: entry(1) }, partials: null, placing: { coming: entry(2) } }));
+    const problems: string[] = [];
+    const manifest = await Manifest.load(dir, (message) => problems.push(message));
+    expect([...manifest.files.keys()]).toEqual(["good"]);
+    expect([...manifest.placing.keys()]).toEqual(["coming"]);
+    expect(problems).toEqual([expect.stringMatching(/^the inbox's manifest \(\.fmq\/\) has 1 garbled entry, left out/)]);
+    manifest.close();
+  });
+
   it("manifest - a batch's placing lines are on disk after announce, with one write; each file's aboutToPlace then writes nothing, even turns later; strays are taken back when the batch ends or the next is announced", async () => {
     const dir = await stateDir();
     const journal = path.join(dir, "journal.jsonl");
