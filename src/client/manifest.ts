@@ -415,11 +415,19 @@ export class Manifest {
   #sync(): Promise<void> {
     const journal = this.#journal;
     if (journal === undefined) return Promise.resolve();
-    // (An fsync that fails is let be: the lines stay written, in the page cache, as without --fsync.)
-    return new Promise<void>((resolve) => fsync(journal, () => resolve()));
+    // (An fsync that fails is let be: the lines stay written, in the page cache, as without --fsync. But
+    // said, once: whoever asked for --fsync is told it did not hold.)
+    return new Promise<void>((resolve) =>
+      fsync(journal, (error) => {
+        if (error && !this.#syncFailed) this.problem(`cannot make the inbox's journal durable (${error.code ?? error.message}): its records are written but may not survive a power loss`);
+        this.#syncFailed ||= error !== null;
+        resolve();
+      }),
+    );
   }
   /** The journal's length (ours alone to write: one subscriber per inbox). */
   #journalSize = 0;
+  #syncFailed = false;
 
   /** The journal's length with the lines waiting (characters for those: close to bytes, names are mostly ASCII). */
   get #journalLength(): number {
