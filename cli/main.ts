@@ -169,7 +169,15 @@ program
   .option("--trace", "print every state machine step on stderr")
   .action(async (path: string, opts: SubscribeOptions) => {
     const out = new Output(opts.json === true);
-    const [{ Client }, { loadClientSecurity }] = await Promise.all([import("../src/client/client.js"), import("../src/security/client-socket.js")]);
+    const [{ Client, subscriptionPath, checkEndpoint }, { loadClientSecurity }] = await Promise.all([import("../src/client/client.js"), import("../src/security/client-socket.js")]);
+    // (Before anything is said of a connection: a bad path said "connecting to ..." first, a review. The
+    // endpoint before the inbox is opened: a bad one left a new inbox made for nothing, another.)
+    try {
+      subscriptionPath(path);
+      checkEndpoint(opts.connect);
+    } catch (error) {
+      fail(error);
+    }
     const security = await loadClientSecurity({
       ...(opts.curveServer !== undefined ? { curveServer: opts.curveServer } : {}),
       ...(opts.curveSecret !== undefined ? { curveSecret: opts.curveSecret } : {}),
@@ -196,12 +204,11 @@ program
       void client.close().finally(() => process.exit(1));
     });
     try {
-      // (The endpoint checked first: a bad one left a new inbox made for nothing, a review.)
-      client.connect();
-      // Said as soon as the connection is under way: said after the inbox was opened, it came after the
-      // "connected" that the connection, quicker on loopback than opening the inbox, had said already.
-      out.event({ event: "connecting", endpoint: opts.connect, inbox: opts.inbox }, `connecting to ${opts.connect}, inbox ${opts.inbox}`);
+      // The inbox opened (and found free: another subscriber's says so) before the connection is begun,
+      // which said "connected" first; the subscription goes once the session opens.
       await client.subscribe(path);
+      client.connect();
+      out.event({ event: "connecting", endpoint: opts.connect, inbox: opts.inbox }, `connecting to ${opts.connect}, inbox ${opts.inbox}`);
     } catch (error) {
       await client.close();
       fail(error);

@@ -355,8 +355,7 @@ export class Client extends EventEmitter<ClientEvents> {
    * client's inbox), named relative to the path: subscribing to "/sub" puts "/sub/x.txt" at inbox/x.txt.
    */
   async subscribe(path: string, inbox?: string): Promise<void> {
-    const normalised = normaliseVirtualPath(path);
-    if (normalised === undefined) throw new ClientError(`invalid path "${path}": must start with "/" and contain no empty, "." or ".." segments`);
+    const normalised = subscriptionPath(path);
     // (Not after close(): it opened the inbox, locked it and wrote its journal, and nothing closed it again.)
     if (this.#closed) throw new ClientError(`cannot subscribe to ${normalised}: the client is closed`);
     const box = await this.#inbox(inbox ?? this.options.inbox);
@@ -1118,8 +1117,15 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 }
 
+/** A path one may subscribe to, normalised; throws a ClientError for any other (checked by the command line before it connects). */
+export function subscriptionPath(path: string): string {
+  const normalised = normaliseVirtualPath(path);
+  if (normalised === undefined) throw new ClientError(`invalid path "${path}": must start with "/" and contain no empty, "." or ".." segments`);
+  return normalised;
+}
+
 /** Throws a ClientError if libzmq refuses to connect to `endpoint`, as found by a socket that is closed at once. */
-function checkEndpoint(endpoint: string): void {
+export function checkEndpoint(endpoint: string): void {
   const problem = endpointProblem(endpoint, "connect");
   if (problem) throw new ClientError(`cannot connect to ${endpoint}: ${problem}`);
   const probe = new Dealer({ linger: 0, ipv6: true });

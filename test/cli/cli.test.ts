@@ -917,6 +917,17 @@ describe("cli", () => {
     });
   }
 
+  it("cli - a subscription path that is not one is refused before anything is said of a connection (it said 'connecting to ...' first)", async () => {
+    const inbox = path.join(await tempDir(), "inbox");
+    const json = start(["subscribe", "sub", "--inbox", inbox, "--connect", "tcp://127.0.0.1:1", "--json"]);
+    expect((await json.exited).code).toBe(1);
+    expect(json.events).toEqual([{ event: "error", message: expect.stringMatching(/^invalid path "sub"/) }]);
+    const human = start(["subscribe", "sub", "--inbox", inbox, "--connect", "tcp://127.0.0.1:1"]);
+    expect((await human.exited).code).toBe(1);
+    expect(human.events).toEqual([]);
+    expect(human.stderr).toEqual([expect.stringMatching(/^fmq: invalid path "sub"/)]);
+  });
+
   it("cli - with --json, a bad flag (commander's own error) is also an error event on stdout, as the same line on stderr", async () => {
     for (const args of [["subscribe", "/", "--json", "--window", "0"], ["publish", ".", "--json", "--bogus"]]) {
       const r = start(args);
