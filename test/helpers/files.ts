@@ -1,7 +1,7 @@
 // Real files with known content, and hashes of whole trees to compare byte for byte.
 import { createHash, randomBytes } from "node:crypto";
 import { execFileSync } from "node:child_process";
-import { closeSync, constants, createReadStream, openSync } from "node:fs";
+import { closeSync, constants, createReadStream, openSync, readdirSync, readlinkSync } from "node:fs";
 import { mkdir, open, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 
@@ -65,4 +65,15 @@ export async function writeRandomFile(file: string, size: number): Promise<void>
 export function makeFifo(file: string): { release: () => void } {
   execFileSync("mkfifo", [file]);
   return { release: () => closeSync(openSync(file, constants.O_WRONLY | constants.O_NONBLOCK)) };
+}
+
+/** How many descriptors of this process (any thread: a worker's too) are open on `file` (by its real path). */
+export function openHere(file: string): number {
+  return readdirSync("/proc/self/fd").filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`) === file;
+    } catch {
+      return false; // (closed meanwhile)
+    }
+  }).length;
 }

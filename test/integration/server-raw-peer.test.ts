@@ -2,7 +2,7 @@
 // bytes) and decodes whatever comes back, so every step of the server's dialogue can be checked exactly.
 
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { chmod, link, mkdir, open, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setFlagsFromString } from "node:v8";
@@ -19,7 +19,7 @@ import { MAX_DICTIONARY_ENTRIES, Operation, type Cheezburger, type Message, type
 import type { PublishedFile } from "../../src/mount/mount.js";
 import { Fingerprints } from "../../src/server/fingerprints.js";
 import { Server, type ServerOptions } from "../../src/server/server.js";
-import { sha256File, writeRandomFile, writeTree } from "../helpers/files.js";
+import { openHere, sha256File, writeRandomFile, writeTree } from "../helpers/files.js";
 import { Arrivals } from "../helpers/arrivals.js";
 import { tcpEndpoint } from "../helpers/net.js";
 import { tempDir } from "../helpers/tmp.js";
@@ -1478,14 +1478,7 @@ describe("server with a scripted raw peer", () => {
     await published(server, 1);
     const file = path.join(dir, "big.bin");
     // Descriptors of this process (the server runs in it) open on the published file.
-    const openOnFile = () =>
-      readdirSync("/proc/self/fd").filter((fd) => {
-        try {
-          return readlinkSync(`/proc/self/fd/${fd}`) === file;
-        } catch {
-          return false;
-        }
-      }).length;
+    const openOnFile = () => openHere(file);
     const held = holdFingerprints();
     try {
       const p = peer(endpoint);

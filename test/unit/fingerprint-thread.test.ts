@@ -8,9 +8,9 @@ import { performance } from "node:perf_hooks";
 import { describe, expect, it } from "vitest";
 import { fingerprintFile } from "../../src/digest/blocks.js";
 import { FingerprintThread } from "../../src/digest/fingerprint-thread.js";
-import { makeFifo } from "../helpers/files.js";
+import { makeFifo, openHere } from "../helpers/files.js";
 import { tempDir } from "../helpers/tmp.js";
-import { outcomeWithin } from "../helpers/wait.js";
+import { outcomeWithin, waitFor } from "../helpers/wait.js";
 
 describe("fingerprint thread", () => {
   it("fingerprint thread - gives what the main thread computes; a missing file fails that request only", async () => {
@@ -58,7 +58,8 @@ describe("fingerprint thread", () => {
     try {
       const pass = thread.fingerprint(file);
       pass.catch(() => undefined);
-      await new Promise((resolve) => setTimeout(resolve, 200)); // started
+      // (Started: the worker has the file open. A bare 200 ms let a late start look like an idle loop.)
+      await waitFor(() => openHere(file) > 0, "the worker reading the file", 10_000);
       const before = performance.eventLoopUtilization();
       await new Promise((resolve) => setTimeout(resolve, 500));
       const busy = performance.eventLoopUtilization(before).utilization;

@@ -4,24 +4,16 @@
 import { mkdir, open, readFile, realpath, rename, rm, symlink, utimes, writeFile } from "node:fs/promises";
 import { createHash, randomBytes } from "node:crypto";
 import path from "node:path";
-import { readdirSync, readlinkSync, statSync } from "node:fs";
+import { statSync } from "node:fs";
 import { describe, expect, it, vi, type MockInstance } from "vitest";
 import { fingerprintFile } from "../../src/digest/blocks.js";
 import { FingerprintThread } from "../../src/digest/fingerprint-thread.js";
 import { sha1FileSync } from "../../src/digest/sha1.js";
 import { isRacy } from "../../src/digest/version.js";
 import { Fingerprints, PREPARE_MIN_SIZE, versionOf } from "../../src/server/fingerprints.js";
-import { makeFifo } from "../helpers/files.js";
+import { makeFifo, openHere } from "../helpers/files.js";
 import { tempDir } from "../helpers/tmp.js";
 import { outcomeWithin, waitFor } from "../helpers/wait.js";
-
-function readlinkOrEmpty(link: string): string {
-  try {
-    return readlinkSync(link);
-  } catch {
-    return "";
-  }
-}
 
 /** A 16 GiB sparse file: hashing it takes seconds, so a pass over it is still running when we look. */
 async function hugeSparseFile(): Promise<string> {
@@ -237,7 +229,8 @@ describe("fingerprints", () => {
     const idle = performance.eventLoopUtilization(idleStart).utilization;
     try {
       const digest = fingerprints.sha1(file, root);
-      await new Promise((resolve) => setTimeout(resolve, 200)); // started
+      // (Started: the worker has the file open. A bare 200 ms let a late start look like an idle loop.)
+      await waitFor(() => openHere(file) > 0, "the worker reading the file", 10_000);
       const before = performance.eventLoopUtilization();
       await new Promise((resolve) => setTimeout(resolve, 500));
       const busy = performance.eventLoopUtilization(before).utilization;
@@ -343,7 +336,7 @@ describe("fingerprints", () => {
       const version = await versionOf(file);
       fingerprints.prepare(file, version.size, version);
       // (Once the worker has it open: deleted before, the pass fails at once by itself.)
-      await waitFor(() => readdirSync("/proc/self/fd").some((fd) => readlinkOrEmpty(`/proc/self/fd/${fd}`) === file), "the worker reading the big file", 10_000);
+      await waitFor(() => openHere(file) > 0, "the worker reading the big file", 10_000);
       const first = fingerprints.known(file, version);
       fingerprints.prepare(next, 3 * PREPARE_MIN_SIZE);
       // Still there (another name, a link to it, still publishes it): the pass goes on.
@@ -432,7 +425,7 @@ describe("fingerprints", () => {
       await rename(path.join(dir, "fake"), path.join(dir, "d"));
       // Once the worker has the other file open, the directory is put back.
       const swapped = path.join(dir, "d", "f.bin");
-      await waitFor(() => readdirSync("/proc/self/fd").some((fd) => readlinkOrEmpty(`/proc/self/fd/${fd}`) === swapped), "the worker to open the swapped-in file", 60_000);
+      await waitFor(() => openHere(swapped) > 0, "the worker to open the swapped-in file", 60_000);
       await rename(path.join(dir, "d"), path.join(dir, "fake"));
       await rename(path.join(dir, "d.real"), path.join(dir, "d"));
       expect(await versionOf(real)).toEqual(version);
