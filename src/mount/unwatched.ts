@@ -52,6 +52,12 @@ export class UnwatchedPaths {
     return this.#files.size + this.#dirs.size;
   }
 
+  /** Sweeps finished so far (what a test waits on to know the paths were looked at again). */
+  get sweeps(): number {
+    return this.#sweeps;
+  }
+  #sweeps = 0;
+
   /** The time between two looks at the same path now (ms). */
   get periodMs(): number {
     return Math.max(this.everyMs, 4 * this.#lastSweepMs);
@@ -162,6 +168,7 @@ export class UnwatchedPaths {
     } finally {
       this.#lastSweepMs = performance.now() - started;
       this.#sweeping = false;
+      this.#sweeps++;
       this.#schedule();
     }
   }

@@ -17,6 +17,9 @@ import { tempDir } from "../helpers/tmp.js";
 
 const mounts: Mount[] = [];
 afterEach(async () => {
+  // (Spies restored whatever became of the test: one left on FSWatcher.prototype by a failed wait would
+  // count for the tests after it.)
+  vi.restoreAllMocks();
   for (const mount of mounts.splice(0)) await mount.close();
 });
 
