@@ -12,7 +12,7 @@ import { MAX_BATCH_FRAMES } from "./extensions.js";
 import { allocFrame } from "./frames.js";
 import { DecodeError, EncodeError } from "./errors.js";
 import type { DecodeErrorCode, EncodeErrorCode } from "./errors.js";
-import { MAX_DICTIONARY_ENTRIES, MAX_LONGSTR, MAX_STRING, MessageId, PROTOCOL_NAME, PROTOCOL_VERSION, SIGNATURE } from "./messages.js";
+import { MAX_DICTIONARY_ENTRIES, MAX_LONGSTR, MAX_STRING, MessageId, Operation, PROTOCOL_NAME, PROTOCOL_VERSION, SIGNATURE } from "./messages.js";
 import type { Cheezburger, Dictionary, Message, MessageName } from "./messages.js";
 
 export type DecodeResult = { ok: true; message: Message } | { ok: false; error: DecodeError };
@@ -486,14 +486,38 @@ export function decodeFrames(frames: readonly Uint8Array[]): DecodeResult {
 }
 
 /**
- * Bytes of the frames that claim to be CHEEZBURGERs (our signature and that id), decodable or not: no
- * less than the chunk data they carry, so no less than the credit they spent. For a message that does
- * not decode (a name that is not UTF-8, from a server that sends names as raw bytes).
+ * The credit spent by frames that claim to be CHEEZBURGERs (our signature and that id) but do not decode
+ * (a name that is not UTF-8, from a server that sends names as raw bytes): each one's chunk length when
+ * its layout can be walked (text not checked; a delete spends nothing), else its whole length, which is
+ * no less than what it can have carried. (Whole lengths alone gave a server more credit than our window
+ * for every such chunk, headers and deletes counted: a review.)
  */
 export function cheezburgerBytes(frames: readonly Uint8Array[]): number {
   let bytes = 0;
-  for (const frame of frames) if (frame.length >= 3 && frame[0] === SIGNATURE >> 8 && frame[1] === (SIGNATURE & 0xff) && frame[2] === MessageId.CHEEZBURGER) bytes += frame.length;
+  for (const frame of frames) if (frame.length >= 3 && frame[0] === SIGNATURE >> 8 && frame[1] === (SIGNATURE & 0xff) && frame[2] === MessageId.CHEEZBURGER) bytes += chunkSpent(frame) ?? frame.length;
   return bytes;
+}
+
+/** A CHEEZBURGER frame's chunk length (0 for a delete), by its layout alone; undefined if it does not hold together. */
+function chunkSpent(frame: Uint8Array): number | undefined {
+  const view = Buffer.from(frame.buffer, frame.byteOffset, frame.length);
+  let at = 3 + 8; // signature, id, sequence
+  const u8 = (): number | undefined => (at + 1 <= view.length ? view[at++] : undefined);
+  const u32 = (): number | undefined => {
+    if (at + 4 > view.length) return undefined;
+    const n = view.readUInt32BE(at);
+    at += 4;
+    return n;
+  };
+  const skip = (n: number | undefined): boolean => n !== undefined && (at += n) <= view.length;
+  const operation = u8();
+  if (!skip(u32()) || !skip(8 + 1)) return undefined; // filename, offset, eof
+  const entries = u32();
+  if (entries === undefined || entries > (view.length - at) / 5) return undefined;
+  for (let i = 0; i < entries; i++) if (!skip(u8()) || !skip(u32())) return undefined;
+  const chunk = u32();
+  if (chunk === undefined || at + chunk > view.length) return undefined;
+  return operation === Operation.CREATE ? chunk : 0;
 }
 
 /**

@@ -2,7 +2,7 @@ import { describe, it, expect } from "vitest";
 import fc from "fast-check";
 
 import { golden } from "../../fixtures/frames.js";
-import { cheezburgerFrame, cheezburgerHeaderLength, decode, decodeBatch, decodeFrames, encode } from "../../src/protocol/codec.js";
+import { cheezburgerBytes, cheezburgerFrame, cheezburgerHeaderLength, decode, decodeBatch, decodeFrames, encode } from "../../src/protocol/codec.js";
 import { MAX_BATCH_FRAMES } from "../../src/protocol/extensions.js";
 import type { DecodeResult } from "../../src/protocol/codec.js";
 import { DECODE_ERROR_REPLY, DecodeError, EncodeError } from "../../src/protocol/errors.js";
@@ -510,5 +510,25 @@ describe("codec properties", () => {
       }),
       { numRuns: 1000 },
     );
+  });
+
+  it("codec - chunks that do not decode (a name that is not UTF-8) count the credit they spent: their chunk's length, nothing for a delete, the whole frame when its layout does not hold", () => {
+    // (Whole frames were counted, headers and deletes included: a server got more credit than our window.)
+    const latin1 = (message: Cheezburger): Buffer => {
+      const frame = Buffer.from(encode(message));
+      frame[frame.indexOf(Buffer.from("caf_")) + 3] = 0xe9;
+      expect(decode(frame).ok).toBe(false);
+      return frame;
+    };
+    const base = { id: "CHEEZBURGER", sequence: 1n, filename: "/caf_.bin", offset: 0n, eof: 0 } as const;
+    const create = latin1({ ...base, operation: 1, headers: new Map([["X-FMQ-Size", "4096"]]), chunk: new Uint8Array(4096) });
+    const del = latin1({ ...base, operation: 2, headers: new Map(), chunk: new Uint8Array(0) });
+    expect(cheezburgerBytes([create])).toBe(4096);
+    expect(cheezburgerBytes([del])).toBe(0);
+    expect(cheezburgerBytes([create, del, create])).toBe(8192);
+    // Cut short: it cannot be walked, so all of it (no less than it may have carried).
+    expect(cheezburgerBytes([create.subarray(0, 100)])).toBe(100);
+    // Not a CHEEZBURGER at all: nothing.
+    expect(cheezburgerBytes([Buffer.from(encode({ id: "HUGZ" }))])).toBe(0);
   });
 });
