@@ -45,11 +45,21 @@ export function versionTag(version: { readonly ino: number }): string {
 const RACY_MS = 20;
 
 /**
+ * The same for a file system whose times move once a second, or every two (vfat, exFAT, ext4 with small
+ * inodes, some NFS servers): there a same-size rewrite up to two seconds after the version was taken
+ * leaves it as it was, and a digest remembered 20 ms after the change was answered for other bytes until
+ * the file changed again (the client refusing each copy: a review). Told by both times being whole
+ * seconds, which a file system with a finer clock gives once in a billion.
+ */
+const COARSE_RACY_MS = 2_000;
+
+/**
  * Was the file (its times as `stats` say) changed within RACY_MS of `now`? For a digest, `now` is when its
  * read began (or earlier): a same-tick rewrite during a long read would leave the version as it was too,
  * and the digest be of bytes from both; one that began RACY_MS after the last change is safe whatever
  * comes after, since any later write lands in a later tick.
  */
 export function isRacy(stats: { readonly mtimeMs: number; readonly ctimeMs: number }, now = Date.now()): boolean {
-  return now - Math.max(stats.mtimeMs, stats.ctimeMs) < RACY_MS;
+  const coarse = stats.mtimeMs % 1000 === 0 && stats.ctimeMs % 1000 === 0;
+  return now - Math.max(stats.mtimeMs, stats.ctimeMs) < (coarse ? COARSE_RACY_MS : RACY_MS);
 }

@@ -134,6 +134,12 @@ describe("fingerprints", () => {
     const version = await versionOf(file);
     expect(isRacy({ mtimeMs: 1_000, ctimeMs: 1_005 }, 1_020)).toBe(true);
     expect(isRacy({ mtimeMs: 1_000, ctimeMs: 1_005 }, 1_030)).toBe(false);
+    // A file system whose times move once a second (both whole seconds): a same-size rewrite within the
+    // next two leaves the version as it was (a review: remembered 460 ms after, it was answered for good).
+    expect(isRacy({ mtimeMs: 10_000, ctimeMs: 10_000 }, 10_460)).toBe(true);
+    expect(isRacy({ mtimeMs: 10_000, ctimeMs: 10_000 }, 11_990)).toBe(true);
+    expect(isRacy({ mtimeMs: 10_000, ctimeMs: 10_000 }, 12_000)).toBe(false);
+    expect(isRacy({ mtimeMs: 10_000, ctimeMs: 10_000.5 }, 10_460)).toBe(false);
     for (const racy of [true, false]) {
       await withAskedWorker(async (fingerprints, asked) => {
         // The worker's answer, as it gives it for a file changed that recently, or not.
@@ -192,10 +198,11 @@ describe("fingerprints", () => {
     try {
       // A transfer's fingerprint, of a read that began 5 ms after the file's last change: not kept (however
       // long ago that is now); of one that began 100 ms after it, kept.
-      const racy = { ...version, mtimeMs: 1_000_000, ctimeMs: 1_000_000 };
+      // (Times with a fraction of a second: whole seconds are a coarse clock's, with a longer window.)
+      const racy = { ...version, mtimeMs: 1_000_000.25, ctimeMs: 1_000_000.25 };
       fingerprints.remember(file, racy, real, 1_000_005);
       expect(fingerprints.lookup(file, racy)).toBeUndefined();
-      const settled = { ...version, mtimeMs: 2_000_000, ctimeMs: 2_000_000 };
+      const settled = { ...version, mtimeMs: 2_000_000.25, ctimeMs: 2_000_000.25 };
       fingerprints.remember(file, settled, real, 2_000_100);
       expect(fingerprints.lookup(file, settled)).toBe(real);
 
