@@ -13,6 +13,7 @@
 // hash). The journal is folded into a new snapshot once it is as long as the snapshot (so a big tree is
 // not written out again every few thousand files), and on close.
 
+import { randomBytes } from "node:crypto";
 import { closeSync, constants, fstatSync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
 import { lstat } from "node:fs/promises";
 import path from "node:path";
@@ -46,6 +47,23 @@ interface Stored {
   readonly partials: Record<string, PartialFile>;
   /** Placements not known to have happened (see `placing`). */
   readonly placing?: Record<string, Delivered>;
+  /**
+   * This snapshot's name for itself: the journal lines that follow it come after an epoch line naming it
+   * (see EpochLine). Absent from snapshots written before there were epochs: all the journal follows.
+   */
+  readonly epoch?: string;
+}
+
+/**
+ * The first line written to the journal after a snapshot: the lines after it follow that snapshot. A
+ * journal left beside a newer snapshot (killed between the snapshot's rename and the journal's
+ * truncation) is not replayed over it: every line of it is in that snapshot already, and some may have
+ * been undone since by records that never reached the journal (a full disk: see #owesSnapshot), so
+ * replaying it brought back files removed meanwhile (a review).
+ */
+interface EpochLine {
+  readonly op: "epoch";
+  readonly id: string;
 }
 
 /** One journal line. */
@@ -122,6 +140,8 @@ export class Manifest {
     /** Entries and journal lines that are not what we write: dropped, and said once. */
     let garbled = 0;
     let text: string | undefined;
+    /** The snapshot's epoch: journal lines count only after an epoch line naming it (none: all of them). */
+    let epoch: string | undefined;
     try {
       text = readNoFollow(manifest.#snapshotPath).toString("utf8");
       manifest.#allowance = manifest.#foldAt = Math.max(JOURNAL_MIN_BYTES, text.length);
@@ -152,6 +172,7 @@ export class Manifest {
         take(stored.files, isDelivered, manifest.files);
         take(stored.partials, isPartialFile, manifest.partials);
         take(stored.placing, isDelivered, manifest.placing, true);
+        if (isEpochId(stored.epoch)) epoch = stored.epoch;
       } catch (error) {
         // The worst outcome is files sent again, never files lost; but deletes made on the server before
         // now may not reach the files it listed: said, not silently taken for "nothing held". (Not
@@ -169,6 +190,8 @@ export class Manifest {
     }
     // A torn last line (killed mid-append) is cut off below, or the next line appended would be glued to it.
     const whole = journal.lastIndexOf(0x0a) + 1;
+    // Lines count once an epoch line names the snapshot (all of them, beside a snapshot without one).
+    let following = epoch === undefined;
     // (Line by line from the bytes: the whole journal as one string fails past V8's longest string, about
     // 512 MiB, and the subscriber could not start again; a review.)
     for (let start = 0, end = journal.indexOf(0x0a); end >= 0 && end < whole; start = end + 1, end = journal.indexOf(0x0a, start)) {
@@ -181,9 +204,12 @@ export class Manifest {
         // A line cut short (killed mid-write, before the newline that follows it): ignore it.
         continue;
       }
-      if (isChange(change)) manifest.#apply(change);
-      else garbled++;
+      if (isEpochLine(change)) following = epoch === undefined || change.id === epoch;
+      else if (!isChange(change)) garbled++;
+      else if (following) manifest.#apply(change);
     }
+    manifest.#epoch = epoch;
+    manifest.#epochWritten = epoch !== undefined && following;
     if (garbled > 0) {
       problem(`the inbox's manifest (.fmq/) has ${garbled} garbled ${garbled === 1 ? "entry" : "entries"}, left out: what ${garbled === 1 ? "it" : "they"} listed is taken as not held (sent again; deletes made meanwhile may not reach those files)`);
     }
@@ -300,7 +326,6 @@ export class Manifest {
     try {
       this.#snapshot();
     } catch (error) {
-      this.#lastSnapshotError = error;
       // The journal still holds every change (or the maps do, and a snapshot is owed): nothing is lost
       // while the process runs. The next fold is tried after another allowance of journal, not at the
       // very next record (a full disk would otherwise have every file write out the whole manifest in
@@ -315,18 +340,30 @@ export class Manifest {
 
   /** Write a snapshot now (see save); throws if it cannot be written. */
   #snapshot(): void {
+    try {
+      this.#writeSnapshot();
+    } catch (error) {
+      this.#lastSnapshotError = error;
+      throw error;
+    }
+  }
+
+  #writeSnapshot(): void {
     if (this.#owesSnapshot) {
       // (Not tried again within the second: the last try's failure stands, a full disk's code with it,
       // so that a file failing for it is taken for a full disk and tried again once there is room.)
       if (Date.now() < this.#nextSnapshotTry && this.#lastSnapshotError) throw this.#lastSnapshotError;
       this.#nextSnapshotTry = Date.now() + 1000;
     } else {
-      this.#writeLines();
+      // (Every line waiting is written first, as any write: told beforehand, and into a journal that is
+      // still there. Then the journal holds all the snapshot says, if a kill comes before it is emptied.)
+      this.flush();
     }
     this.place.restore();
     this.beforeWrite();
     const temp = `${this.#snapshotPath}.tmp`;
-    const data: Stored = { version: 1, files: Object.fromEntries(this.files), partials: Object.fromEntries(this.partials), placing: Object.fromEntries(this.placing) };
+    const epoch = randomBytes(8).toString("hex");
+    const data: Stored = { version: 1, files: Object.fromEntries(this.files), partials: Object.fromEntries(this.partials), placing: Object.fromEntries(this.placing), epoch };
     // Never through a symlink planted at the temporary name.
     const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
     const bytes = Buffer.from(JSON.stringify(data));
@@ -343,6 +380,10 @@ export class Manifest {
     }
     closeSync(fd);
     renameSync(temp, this.#snapshotPath);
+    // From here the journal on disk is the snapshot's past, whatever comes: lines written from now on go
+    // after an epoch line naming it.
+    this.#epoch = epoch;
+    this.#epochWritten = false;
     // (Durable: the new snapshot's name must be on disk before the journal it replaces is emptied.)
     if (this.durable) this.place.sync();
     if (this.#journal !== undefined) ftruncateSync(this.#journal, 0);
@@ -354,9 +395,14 @@ export class Manifest {
     this.#failing = false;
   }
   #lastSnapshotError: unknown;
+  /** The epoch of the snapshot on disk (see EpochLine), and whether the journal has its line yet. */
+  #epoch: string | undefined;
+  #epochWritten = false;
 
   /** Snapshot and stop journaling (the client is closing). */
   close(): void {
+    // (The last chance: tried now, even within a second of a failed try.)
+    this.#nextSnapshotTry = 0;
     this.save();
     // (What could be neither snapshot nor journaled, a full disk at the end, is lost with the process:
     // said, not dropped in silence. The placing lines of files already placed are on disk: a restart
@@ -385,7 +431,8 @@ export class Manifest {
   /** The lines waiting, appended to the journal (see flush). */
   #writeLines(): void {
     if (this.#unwritten.length === 0 || this.#journal === undefined) return;
-    const text = Buffer.from(this.#unwritten);
+    const epochLine = this.#epoch !== undefined && !this.#epochWritten ? JSON.stringify({ op: "epoch", id: this.#epoch } satisfies EpochLine) + "\n" : "";
+    const text = Buffer.from(epochLine + this.#unwritten);
     const size = this.#journalSize;
     try {
       writeAll(this.#journal, text);
@@ -399,6 +446,7 @@ export class Manifest {
     }
     this.#journalSize += text.length;
     this.#unwritten = "";
+    this.#epochWritten = this.#epoch !== undefined;
     this.#failing = false;
     // Durable: made so in the thread pool, not on the event loop (one fsync a turn, and one per file
     // placed, would hold it up for each). What must be on disk before a step (a placing line before its
@@ -452,6 +500,7 @@ export class Manifest {
       closeSync(this.#journal!);
       this.#journal = journal;
       this.#journalSize = fstatSync(journal).size;
+      this.#epochWritten = false;
     } catch {
       return; // cannot be made now: the lines wait in memory for the next flush
     }
@@ -539,6 +588,14 @@ function isDelivered(value: unknown): value is Delivered {
 
 function isPartialFile(value: unknown): value is PartialFile {
   return isRecord(value) && typeof value.vpath === "string" && isSize(value.size) && isTime(value.mtime) && (value.tag === undefined || (typeof value.tag === "string" && isVersionTag(value.tag)));
+}
+
+function isEpochId(value: unknown): value is string {
+  return typeof value === "string" && /^[0-9a-f]{16}$/.test(value);
+}
+
+function isEpochLine(value: unknown): value is EpochLine {
+  return isRecord(value) && value.op === "epoch" && isEpochId(value.id);
 }
 
 function isChange(value: unknown): value is Change {
