@@ -328,12 +328,12 @@ export class Client extends EventEmitter<ClientEvents> {
       isWildcardEvent: isMessageName,
       ...(this.options.trace ? { trace: this.options.trace } : {}),
       onActionError: (error, _state, event, action) => {
-        this.#report(new ClientError(`"${action}" failed on ${event}: ${String(error)}`));
         // The engine runs no action after one that failed, and the chunk's credit was counted as spent
         // when its processing began: without its grant, a chunk that took the server's last credit left
         // the session waiting for good (a listener of ours that threw, an EIO while a file was dropped: a
-        // review). Granted here, as the row would have.
+        // review). Granted here, as the row would have, first: the report may throw (a listener of ours).
         if (action === "process the chunk") actions["grant credit"](undefined);
+        this.#report(new ClientError(`"${action}" failed on ${event}: ${String(error)}`));
       },
     });
   }

@@ -119,6 +119,9 @@ class PasswordChecks {
 /** One queue for the process: the thread pool is the process's. */
 const checks = new PasswordChecks();
 
+/** The most a refusal is held to look like an unknown user's (see #asSlowAsAnyRefusal). */
+const MAX_REFUSAL_PADDING_MS = 1_000;
+
 /** A login refused for now, not for its credentials (ZAP 300). */
 const BUSY: Verdict = { ok: false, reason: "too many password checks at once", busy: true };
 
@@ -218,10 +221,17 @@ export class Access {
   #dummyMs: number | undefined;
 
   async #dummyCheck(password: string): Promise<boolean | "busy"> {
-    const started = performance.now();
-    const checked = await checks.run(() => verifyHash(password, this.#dummyHash));
-    if (checked !== "busy") this.#dummyMs = performance.now() - started;
-    return checked;
+    // (The check alone, not its wait for a slot: a flood of unknown names made that wait, and with it
+    // every refusal's padding, seconds long, each holding one of the handler's slots meanwhile; a review.
+    // Capped for the same reason.)
+    return checks.run(async () => {
+      const started = performance.now();
+      try {
+        return await verifyHash(password, this.#dummyHash);
+      } finally {
+        this.#dummyMs = Math.min(MAX_REFUSAL_PADDING_MS, performance.now() - started);
+      }
+    });
   }
 
   async #checkLogin(name: string, password: string): Promise<Verdict> {
