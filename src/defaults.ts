@@ -27,6 +27,9 @@ export const clientDefaults = {
   fsync: false,
 } as const;
 
+/** The longest peer-timeout-ms: twice it is libzmq's TCP_MAXRT, a C int. */
+export const MAX_PEER_TIMEOUT_MS = 2 ** 30 - 1;
+
 /** The largest chunk a server sends: a client holds a whole one in memory (and its window is at least this). */
 export const MAX_CHUNK_SIZE = 64 * 1024 * 1024;
 

@@ -29,7 +29,7 @@
 import { readFile, realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import { parse, TomlError } from "smol-toml";
-import { DEFAULT_BIND, MAX_CHUNK_SIZE } from "../defaults.js";
+import { DEFAULT_BIND, MAX_CHUNK_SIZE, MAX_PEER_TIMEOUT_MS } from "../defaults.js";
 import { endpointProblem } from "../endpoint.js";
 import { isUnpublished, joinVirtual, normaliseVirtualPath, overlaps } from "../paths.js";
 import type { ServerOptions } from "../server/server.js";
@@ -92,7 +92,8 @@ const LIMITS: Record<string, { option: keyof LimitOptions; size?: boolean; least
   // to 2 s apart, more over a slow link. At 1000, such clients were dropped and subscribed again every
   // few seconds, resending their caches each time: a review.)
   "expiry-ms": { option: "expiryMs", least: 5000, most: 2 ** 31 - 1 },
-  "peer-timeout-ms": { option: "peerTimeoutMs", least: 100, most: 2 ** 31 - 1 },
+  // (Twice it is libzmq's TCP_MAXRT, an int: from 2^30 on the server failed to start, "Invalid argument".)
+  "peer-timeout-ms": { option: "peerTimeoutMs", least: 100, most: MAX_PEER_TIMEOUT_MS },
 };
 
 const TOP_KEYS = ["bind", "chunk-size", "stable-ms", "hash-ahead", "mount", "security", "account", "limits"];

@@ -4,7 +4,7 @@
 
 import { EventEmitter } from "node:events";
 import { Router } from "zeromq";
-import { MAX_CHUNK_SIZE, clientDefaults, serverDefaults, withDefaults } from "../defaults.js";
+import { MAX_CHUNK_SIZE, MAX_PEER_TIMEOUT_MS, clientDefaults, serverDefaults, withDefaults } from "../defaults.js";
 import { DraftOption, setDraftOption } from "../zmq-draft.js";
 import { decodeFrames } from "../protocol/codec.js";
 import { encode } from "../protocol/codec.js";
@@ -702,6 +702,7 @@ function verify(o: Required<Omit<ServerOptions, "trace" | "security" | "maxQueue
   if (!Number.isFinite(o.stableMs) || o.stableMs < 0) throw new ServerError(`stability threshold must be >= 0 ms, got ${o.stableMs}`);
   positive("expiry", o.expiryMs);
   positive("peer timeout", o.peerTimeoutMs);
+  if (o.peerTimeoutMs > MAX_PEER_TIMEOUT_MS) throw new ServerError(`peer timeout must be at most ${MAX_PEER_TIMEOUT_MS} ms (twice it is libzmq's TCP_MAXRT, an int), got ${o.peerTimeoutMs}`);
   positive("max clients", o.maxClients);
   positive("max subscriptions", o.maxSubscriptions);
   positive("max queued messages", o.maxQueuedMessages);
