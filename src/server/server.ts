@@ -278,7 +278,13 @@ export class Server extends EventEmitter<ServerEvents> {
     const isInner = (other: Mount) => other !== mount && other.alias.length > mount.alias.length;
     const ownedElsewhere = (vpath: string) => this.mounts.some((other) => isInner(other) && covers(other.alias, vpath));
     const isShadowed = (vpath: string) => this.mounts.some((other) => isInner(other) && overlaps(other.alias, vpath));
+    if (this.#closed) throw new ServerError(`cannot publish ${directory}: the server is closed`);
     const mount: Mount = await Mount.open(directory, alias, { stableMs: this.options.stableMs, isShadowed, ownedElsewhere });
+    // (Closed meanwhile: the mount would watch on for nobody, and keep the process alive; a review.)
+    if (this.#closed) {
+      await mount.close();
+      throw new ServerError(`cannot publish ${directory}: the server is closed`);
+    }
     for (const outer of this.mounts) if (outer.alias !== mount.alias && covers(outer.alias, mount.alias)) outer.shadow(mount.alias);
     mount.on("changed", (file) => {
       this.emit("published", file);
@@ -302,8 +308,14 @@ export class Server extends EventEmitter<ServerEvents> {
     this.mounts.push(mount);
     try {
       await mount.start();
+      if (this.#closed) {
+        // (Closing took its list of mounts before this one may have been on it: closed here, whatever.)
+        await mount.close();
+        throw new ServerError(`cannot publish ${directory}: the server is closed`);
+      }
     } catch (error) {
-      this.mounts.splice(this.mounts.indexOf(mount), 1);
+      const at = this.mounts.indexOf(mount);
+      if (at >= 0) this.mounts.splice(at, 1);
       throw error;
     }
     return mount;

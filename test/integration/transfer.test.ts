@@ -73,6 +73,21 @@ async function publishNested(outer: string, inner: string, alias: string, order:
 }
 
 describe("transfer", () => {
+  it("server - a publish still under way when the server closes ends refused, its mount closed: nothing keeps watching for nobody (it kept the process alive)", async () => {
+    const dir = await tempDir();
+    await writeTree(dir, { "a.txt": "a" });
+    const server = new Server({ stableMs: 30 });
+    const watchers = () => process.getActiveResourcesInfo().filter((kind) => kind === "FSEventWrap").length;
+    const before = watchers();
+    const publishing = server.publish(dir, "/");
+    publishing.catch(() => undefined);
+    await server.close();
+    await expect(publishing).rejects.toThrow(/the server is closed/);
+    await waitFor(() => watchers() === before, "no watcher left", 5_000);
+    await expect(server.publish(dir, "/")).rejects.toThrow(/the server is closed/);
+    expect(watchers()).toBe(before);
+  });
+
   it("transfer - a late joiner receives a nested tree with empty and binary files", async () => {
     const src = await tempDir();
     const inbox = await tempDir();
