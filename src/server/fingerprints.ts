@@ -51,6 +51,12 @@ export class Fingerprints {
    * zeros here, and every client's delta and SHA-1 waited for it). Started on first use.
    */
   readonly #onDemand = new FingerprintThread();
+  /**
+   * RFC 35's SHA-1s, in a lane of their own: any client may list a SHA-1 for any file published, so have
+   * the whole of a huge one read (a review: 24 s for an 8 GiB sparse file, and every delta plan waited
+   * behind it). Started on first use (the C reference's client sends no cache).
+   */
+  readonly #sha1Thread = new FingerprintThread();
 
   constructor(private readonly max = 20_000) {}
 
@@ -144,6 +150,7 @@ export class Fingerprints {
     // Fails what is being computed at once (a big file takes seconds) and ends the workers.
     void this.#background.close();
     void this.#onDemand.close();
+    void this.#sha1Thread.close();
   }
 
   /**
@@ -172,7 +179,7 @@ export class Fingerprints {
     // done here, where a refusal fails at once and is thrown as such.
     const entry = this.#entries.get(absolute);
     const known = entry?.sha1?.root === root ? { digest: entry.sha1.digest, version: entry.version } : undefined;
-    const done = await this.#onDemand.sha1(absolute, root, known).then(
+    const done = await this.#sha1Thread.sha1(absolute, root, known).then(
       (outcome) => outcome,
       () => (this.#closed ? undefined : sha1FileSync(absolute, root, known)),
     );

@@ -227,6 +227,27 @@ describe("fingerprints", () => {
     }
   });
 
+  it("fingerprints - a client's SHA-1 of a huge file does not hold up a fingerprint asked for on demand (a delta plan): SHA-1s have a lane of their own", async () => {
+    // (A review: any client may list a SHA-1 for any file published; 24 s for an 8 GiB sparse file, and
+    // every delta plan waited behind it.)
+    const big = await hugeSparseFile();
+    const root = await realpath(path.dirname(big));
+    const small = path.join(await tempDir("fmq-fp-"), "small.bin");
+    await writeFile(small, randomBytes(3 * PREPARE_MIN_SIZE));
+    const fingerprints = new Fingerprints();
+    try {
+      let bigDone = false;
+      void fingerprints.sha1(big, root).finally(() => (bigDone = true));
+      await waitFor(() => openHere(big) > 0, "the SHA-1 pass reading the huge file", 10_000);
+      const computed = await fingerprints.fingerprint(small);
+      expect(computed?.fingerprint.hash).toBe((await fingerprintFile(small)).hash);
+      // (16 GiB of SHA-1 takes tens of seconds here: still under way.)
+      expect(bigDone).toBe(false);
+    } finally {
+      fingerprints.close();
+    }
+  });
+
   it("fingerprints - sha1() reads and hashes in the worker thread: the main thread's event loop stays idle meanwhile; closing stops it", async () => {
     const file = await hugeSparseFile(); // 16 GiB of holes: SHA-1 of it takes many seconds
     const root = await realpath(path.dirname(file));
