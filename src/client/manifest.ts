@@ -62,8 +62,11 @@ interface Stored {
  * replaying it brought back files removed meanwhile (a review).
  */
 interface EpochLine {
-  readonly op: "epoch";
-  readonly id: string;
+  // (Written as an "unplaced" of the empty name, which no file has: a version of fmq from before epochs
+  // takes it for a no-op, where "op": "epoch" was a garbled line to it.)
+  readonly op: "unplaced";
+  readonly name: "";
+  readonly epoch: string;
 }
 
 /** One journal line. */
@@ -204,7 +207,9 @@ export class Manifest {
         // A line cut short (killed mid-write, before the newline that follows it): ignore it.
         continue;
       }
-      if (isEpochLine(change)) following = epoch === undefined || change.id === epoch;
+      // (Once following, a later epoch line is of a snapshot that never landed: what comes after it still
+      // follows this one.)
+      if (isEpochLine(change)) following ||= change.epoch === epoch;
       else if (!isChange(change)) garbled++;
       else if (following) manifest.#apply(change);
     }
@@ -218,6 +223,7 @@ export class Manifest {
     manifest.#journal = openSync(manifest.#journalPath, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW, 0o644);
     if (whole < journal.length) ftruncateSync(manifest.#journal, whole);
     manifest.#journalSize = whole;
+    manifest.#writeEpochLine();
     return manifest;
   }
 
@@ -386,13 +392,40 @@ export class Manifest {
     this.#epochWritten = false;
     // (Durable: the new snapshot's name must be on disk before the journal it replaces is emptied.)
     if (this.durable) this.place.sync();
-    if (this.#journal !== undefined) ftruncateSync(this.#journal, 0);
+    if (this.#journal !== undefined) {
+      // (The state directory removed since the journal was opened: a new one, not lines into the old.)
+      if (fstatSync(this.#journal).nlink === 0) this.#reopenJournal();
+      ftruncateSync(this.#journal, 0);
+    }
     this.#journalSize = 0;
     this.#allowance = this.#foldAt = Math.max(JOURNAL_MIN_BYTES, bytes.length);
     this.#owesSnapshot = false;
     this.#snapshotFailing = false;
     this.#lastSnapshotError = undefined;
     this.#failing = false;
+    this.#writeEpochLine();
+  }
+
+  /**
+   * The epoch line now, if the journal lacks it (best effort: else it goes with the next lines). So that
+   * lines a version of fmq from before epochs appends (a downgrade, then an upgrade) follow it, and are
+   * not skipped as lines of an older snapshot (a review).
+   */
+  #writeEpochLine(): void {
+    if (this.#journal === undefined || this.#epoch === undefined || this.#epochWritten) return;
+    const text = Buffer.from(epochLineOf(this.#epoch));
+    try {
+      writeAll(this.#journal, text);
+    } catch {
+      try {
+        ftruncateSync(this.#journal, this.#journalSize);
+      } catch {
+        // (Cut off on the next load instead; the next line begins with a newline of its own.)
+      }
+      return;
+    }
+    this.#journalSize += text.length;
+    this.#epochWritten = true;
   }
   #lastSnapshotError: unknown;
   /** The epoch of the snapshot on disk (see EpochLine), and whether the journal has its line yet. */
@@ -431,7 +464,7 @@ export class Manifest {
   /** The lines waiting, appended to the journal (see flush). */
   #writeLines(): void {
     if (this.#unwritten.length === 0 || this.#journal === undefined) return;
-    const epochLine = this.#epoch !== undefined && !this.#epochWritten ? JSON.stringify({ op: "epoch", id: this.#epoch } satisfies EpochLine) + "\n" : "";
+    const epochLine = this.#epoch !== undefined && !this.#epochWritten ? epochLineOf(this.#epoch) : "";
     const text = Buffer.from(epochLine + this.#unwritten);
     const size = this.#journalSize;
     try {
@@ -496,15 +529,20 @@ export class Manifest {
   #reopen(): void {
     try {
       this.place.restore();
-      const journal = openSync(this.#journalPath, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW, 0o644);
-      closeSync(this.#journal!);
-      this.#journal = journal;
-      this.#journalSize = fstatSync(journal).size;
-      this.#epochWritten = false;
+      this.#reopenJournal();
     } catch {
       return; // cannot be made now: the lines wait in memory for the next flush
     }
     this.save();
+  }
+
+  /** A new journal at its name, in place of the one open (whose directory was removed). */
+  #reopenJournal(): void {
+    const journal = openSync(this.#journalPath, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW, 0o644);
+    closeSync(this.#journal!);
+    this.#journal = journal;
+    this.#journalSize = fstatSync(journal).size;
+    this.#epochWritten = false;
   }
 
   #record(change: Change): void {
@@ -513,7 +551,7 @@ export class Manifest {
     const line = JSON.stringify(change) + "\n";
     if (this.#owesSnapshot) {
       // (Lines after a gap mean nothing: the snapshot owed will say it.)
-    } else if (this.#unwritten.length + line.length > this.#allowance) {
+    } else if (this.#unwritten.length + line.length > this.#allowance && !this.#written()) {
       this.#unwritten = "";
       this.#owesSnapshot = true;
     } else {
@@ -524,6 +562,16 @@ export class Manifest {
       setImmediate(() => this.#flushLater());
     }
     if (this.#journalLength >= this.#foldAt) this.save();
+  }
+
+  /** The lines waiting written now, if they can be (a big turn's, before any is let go: see #owesSnapshot). */
+  #written(): boolean {
+    try {
+      this.flush();
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   #apply(change: Change): void {
@@ -590,12 +638,21 @@ function isPartialFile(value: unknown): value is PartialFile {
   return isRecord(value) && typeof value.vpath === "string" && isSize(value.size) && isTime(value.mtime) && (value.tag === undefined || (typeof value.tag === "string" && isVersionTag(value.tag)));
 }
 
+/**
+ * The line that says the lines after it follow the snapshot `epoch`. Begun with a newline: after a torn
+ * line that could not be cut off (a short write on a full disk, then a failed truncation), glued to it,
+ * it would not parse, and every line after it would be skipped.
+ */
+function epochLineOf(epoch: string): string {
+  return "\n" + JSON.stringify({ op: "unplaced", name: "", epoch } satisfies EpochLine) + "\n";
+}
+
 function isEpochId(value: unknown): value is string {
   return typeof value === "string" && /^[0-9a-f]{16}$/.test(value);
 }
 
 function isEpochLine(value: unknown): value is EpochLine {
-  return isRecord(value) && value.op === "epoch" && isEpochId(value.id);
+  return isRecord(value) && value.op === "unplaced" && value.name === "" && isEpochId(value.epoch);
 }
 
 function isChange(value: unknown): value is Change {

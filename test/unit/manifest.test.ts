@@ -154,9 +154,10 @@ describe("manifest", () => {
     const epoch = "0123456789abcdef";
     const line = (change: object) => JSON.stringify(change) + "\n";
     await writeFile(path.join(dir, "manifest.json"), JSON.stringify({ version: 1, files: { kept: entry(1) }, partials: {}, placing: {}, epoch }));
+    const epochLine = (id: string) => line({ op: "unplaced", name: "", epoch: id });
     await writeFile(
       path.join(dir, "journal.jsonl"),
-      line({ op: "epoch", id: "fedcba9876543210" }) + line({ op: "delivered", name: "removed-since", entry: entry(2) }) + line({ op: "epoch", id: epoch }) + line({ op: "delivered", name: "after", entry: entry(3) }),
+      epochLine("fedcba9876543210") + line({ op: "delivered", name: "removed-since", entry: entry(2) }) + epochLine(epoch) + line({ op: "delivered", name: "after", entry: entry(3) }),
     );
     const problems: string[] = [];
     const manifest = await Manifest.load(dir, (message) => problems.push(message));
@@ -177,6 +178,33 @@ describe("manifest", () => {
     again.close();
     third.close();
     manifest.close();
+  });
+
+  it("manifest - epoch lines: lines a version from before epochs appends (a downgrade, then an upgrade) still count; a later epoch line of a snapshot that never landed does not stop them; a torn line before one does not swallow it", async () => {
+    // (A review of the epochs: a downgraded run's lines, with no epoch line, were all skipped on upgrade.)
+    const dir = await stateDir();
+    const line = (change: object) => JSON.stringify(change) + "\n";
+    const first = await Manifest.load(dir);
+    first.delivered("a", entry(1));
+    first.close();
+    // What an older fmq appends after it (its lines know nothing of epochs); it takes our epoch line for a no-op.
+    await writeFile(path.join(dir, "journal.jsonl"), (await readFile(path.join(dir, "journal.jsonl"), "utf8")) + line({ op: "delivered", name: "older-version", entry: entry(2) }));
+    const upgraded = await Manifest.load(dir);
+    expect([...upgraded.files.keys()].sort()).toEqual(["a", "older-version"]);
+    upgraded.close();
+    // The snapshot on disk is E; after its line, lines J, then the line of a snapshot E2 that never landed
+    // (its rename lost), then lines L, and a torn line: all of J and L count.
+    const epoch = JSON.parse(await readFile(path.join(dir, "manifest.json"), "utf8")).epoch as string;
+    expect(epoch).toMatch(/^[0-9a-f]{16}$/);
+    const epochLine = (id: string) => "\n" + line({ op: "unplaced", name: "", epoch: id });
+    await writeFile(
+      path.join(dir, "journal.jsonl"),
+      epochLine(epoch) + line({ op: "delivered", name: "j", entry: entry(3) }) + '{"op":"deliv' + epochLine("fedcba9876543210") + line({ op: "delivered", name: "l", entry: entry(4) }),
+    );
+    const problems: string[] = [];
+    const again = await Manifest.load(dir, (message) => problems.push(message));
+    expect([...again.files.keys()].sort()).toEqual(["a", "j", "l", "older-version"]);
+    again.close();
   });
 
   it("manifest - a batch's placing lines are on disk after announce, with one write; each file's aboutToPlace then writes nothing, even turns later; strays are taken back when the batch ends or the next is announced", async () => {
