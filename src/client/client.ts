@@ -666,7 +666,10 @@ export class Client extends EventEmitter<ClientEvents> {
         this.#resyncLater(sub.path);
       } else {
         this.#report(error instanceof InboxError ? error : new InboxError(`${relative}: ${code ?? String(error)}`, relative));
-        if (inTheWay(error)) this.#resyncLater(sub.path, "blocked", relative);
+        // (A directory on its way removed meanwhile: tried again later, as on the other path; it was lost
+        // for the session; a review.)
+        if (code === "ENOENT") this.#resyncLater(sub.path);
+        else if (inTheWay(error)) this.#resyncLater(sub.path, "blocked", relative);
       }
       return undefined;
     }
@@ -827,6 +830,10 @@ export class Client extends EventEmitter<ClientEvents> {
       // The file changed while the server read it: what we have may mix two versions. The new version follows.
       await file.abandon();
       inbox.manifest.partialDropped(file.relative);
+      // (A delta so ended cost a copy of the whole version held, as one left unfinished: uncounted, a
+      // server ending each delta so had us copy it again and again, and a file that kept changing while
+      // its delta came never came whole; a review.)
+      if (file.mode === "delta") this.#leftUnfinished(current.vpath);
       return;
     }
     const expected = message.headers.get(Header.HASH);

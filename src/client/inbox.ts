@@ -146,12 +146,13 @@ export class IncomingFile {
   }
 
   async write(chunk: Uint8Array, offset: number): Promise<void> {
+    // (Asked for again, both: dropped with a plain error, the file waited for the next session; a review.)
     if (this.mode === "sequential" && offset !== this.#next) {
-      throw new InboxError(`chunk at offset ${offset}, expected ${this.#next}`, this.relative);
+      throw new RefetchError(`${this.relative}: chunk at offset ${offset}, expected ${this.#next}; fetching it again`, this.relative);
     }
     // (The server said how big the file is: a chunk past that end is a server at fault, in any mode.)
     if (this.identity && offset + chunk.length > this.identity.size) {
-      throw new InboxError(`${this.relative}: chunk beyond the end of the file (${this.identity.size} bytes, the server said)`, this.relative);
+      throw new RefetchError(`${this.relative}: chunk beyond the end of the file (${this.identity.size} bytes, the server said); fetching it again`, this.relative);
     }
     if (this.mode === "delta") {
       // Past the base's end nothing is held: a gap there would be a hole of zeros in the delivered file

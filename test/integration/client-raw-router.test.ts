@@ -849,15 +849,30 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(await readFile(path.join(held, "config"), "utf8")).toBe("from the server");
   });
 
-  it("client - a file sent in chunks past the size the server gave for it is refused, not delivered", async () => {
+  it("client - a file sent in chunks past the size the server gave for it is refused, not delivered, and asked for again", async () => {
     const { r, inbox, h, rid } = await subscribedToRoot();
     const n = h.errors.length;
     await r.sendFile(rid, "/liar.bin", randomBytes(10), { chunkSize: 4, headers: identityHeaders(2, 1_700_000_000_000) });
-    expect((await errorsAfter(h, n))[0]!.message).toMatch(/^liar\.bin: chunk beyond the end of the file \(2 bytes, the server said\)/);
+    expect((await errorsAfter(h, n))[0]!.message).toMatch(/^liar\.bin: chunk beyond the end of the file \(2 bytes, the server said\); fetching it again/);
+    // (Asked for again: dropped with a plain error, it waited for the next session; a review.)
+    const [, refetch] = await r.next("ICANHAZ", { from: rid });
+    expect(refetch.path).toBe("/liar.bin");
     await r.sendFile(rid, "/marker.txt", Buffer.from("m"));
     await nextDelivery(h, "/marker.txt");
     expect(h.delivered.map((d) => d.vpath)).toEqual(["/marker.txt"]);
     expect(await exists(path.join(inbox, "liar.bin"))).toBe(false);
+  });
+
+  it("client - a chunk at another offset than the next one (a server skipping ahead) drops the file and asks for it again", async () => {
+    const { r, inbox, h, rid } = await subscribedToRoot();
+    const n = h.errors.length;
+    const data = randomBytes(3 * MiB);
+    await r.chunk(rid, { filename: "/a.bin", offset: 0, data: data.subarray(0, MiB), headers: identityHeaders(data.length, 1_700_000_000_000) });
+    await r.chunk(rid, { filename: "/a.bin", offset: 2 * MiB, data: data.subarray(2 * MiB), eof: 1 });
+    expect((await errorsAfter(h, n))[0]!.message).toMatch(/^a\.bin: chunk at offset 2097152, expected 1048576; fetching it again/);
+    const [, refetch] = await r.next("ICANHAZ", { from: rid });
+    expect(refetch.path).toBe("/a.bin");
+    expect(await exists(path.join(inbox, "a.bin"))).toBe(false);
   });
 
   it("client - a file that ends short of the size the server gave for it is refused, not delivered, and asked for again", async () => {
@@ -2460,6 +2475,29 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     await r.chunk(rid, { filename: "/big.bin", offset: last.length, eof: 1, headers: { "X-FMQ-XXH64T": await treeHash(last) } });
     await waitFor(() => h.delivered.filter((d) => d.vpath === "/big.bin").length === 3, "big.bin delivered as a delta", SOON, 5);
     expect(createHash("sha256").update(await readFile(path.join(inbox, "big.bin"))).digest("hex")).toBe(createHash("sha256").update(last).digest("hex"));
+  });
+
+  it("client - deltas each ended 'changed' (the file changing while its delta came, or a server ending them so) count as left unfinished: after two, the file is asked for whole", async () => {
+    // (A review: the "changed" ending was not counted, so each such delta copied the whole version held
+    // again, without end, and a file that kept changing never came whole.)
+    const { r, inbox, h, rid } = await subscribedToRoot();
+    const data = randomBytes(3 * MiB);
+    await r.sendFile(rid, "/big.bin", data, { chunkSize: MiB, ending: "eof=1 on last data chunk", headers: identityHeaders(data.length, 1_700_000_000_000), eofHeaders: { "X-FMQ-XXH64T": await treeHash(data) } });
+    await nextDelivery(h, "/big.bin");
+    const base = await treeHash(data);
+    const n = h.errors.length;
+    for (let i = 0; i < 4; i++) {
+      const headers = { ...identityHeaders(data.length, 1_700_000_000_001 + i), "X-FMQ-Base": base };
+      await r.chunk(rid, { filename: "/big.bin", offset: 0, data: Buffer.from("x"), headers });
+      await r.chunk(rid, { filename: "/big.bin", offset: data.length, eof: 1, headers: { ...identityHeaders(data.length, 1_700_000_000_001 + i), "X-FMQ-Status": "changed" } });
+    }
+    // Two begun and ended "changed" (two copies); the third and fourth refused, with one refetch.
+    const refused = await errorsAfter(h, n, 2);
+    expect(refused.map((e) => e.message)).toEqual(Array(2).fill("big.bin: a delta of it was begun and left unfinished before; fetching it whole"));
+    const [, refetch] = await r.next("ICANHAZ", { from: rid });
+    expect(refetch.path).toBe("/big.bin");
+    // What is held is still the version delivered.
+    expect(createHash("sha256").update(await readFile(path.join(inbox, "big.bin"))).digest("hex")).toBe(createHash("sha256").update(data).digest("hex"));
   });
 
   it("client - a delta cut short by the end of its session (a restarted publisher) is taken as a delta again; cut short twice, the file comes whole", async () => {
