@@ -20,7 +20,7 @@ import { endpointProblem } from "../endpoint.js";
 import { Heartbeat } from "./heartbeat.js";
 import { copyOutOfBatches, setReceiveBatch } from "./receive-batch.js";
 import { buildCache } from "./cache.js";
-import { Inbox, InboxError, NotDurableError, RESUME_MIN_SIZE, RefetchError, SMALL_FILE, diskFull, inTheWay, type IncomingFile } from "./inbox.js";
+import { AlreadyHeldError, Inbox, InboxError, NotDurableError, RESUME_MIN_SIZE, RefetchError, SMALL_FILE, diskFull, inTheWay, type IncomingFile } from "./inbox.js";
 import { isTreeHash, type PartialFile } from "./manifest.js";
 import { clientMachine, type ClientAction, type ClientEvent, type ClientState } from "./machine.js";
 import { HandshakeWatcher, dealerSecurityOptions, type ClientSecurity } from "../security/client-socket.js";
@@ -808,6 +808,7 @@ export class Client extends EventEmitter<ClientEvents> {
       // no more than the end of the file we kept whole, taken up at its last block. A review: ignored, the
       // file never came.)
       if (!last) this.#refused = vpath;
+      if (error instanceof AlreadyHeldError) return;
       let failure = error instanceof InboxError ? error : new InboxError(`${relative}: ${code ?? String(error)}`, relative);
       // (Not one in place already, whose directory could not be synced: its own words say that.)
       if (full && !(error instanceof NotDurableError)) failure = new InboxError(`${relative}: disk full (${code}); ${held} bytes received${kept ? ", kept to resume" : ""}`, relative);

@@ -41,6 +41,11 @@ export class RefetchError extends InboxError {
   override name = "RefetchError";
 }
 
+/** A transfer of a version the inbox holds already (a resume queued before it was delivered): ignored, not an error to report. */
+export class AlreadyHeldError extends InboxError {
+  override name = "AlreadyHeldError";
+}
+
 /** A partial file left to resume, as it was left: its inode, size and times, and its whole blocks' hashes. */
 export interface SuspendedPartial {
   readonly ino: number;
@@ -602,7 +607,16 @@ export class Inbox {
       // (The path is taken afresh at each use: it names the state directory through its descriptor,
       // and that directory may have been made again, under another descriptor, while we awaited.)
       const existing = await lstat(partial.path).catch(() => undefined);
-      if (!same || !existing?.isFile() || existing.size < offset) throw new RefetchError(`${relative}: cannot resume at ${offset}: no matching partial file; fetching it whole`, relative);
+      if (!same || !existing?.isFile() || existing.size < offset) {
+        // This very version delivered already (a resync sent while it came listed its partial, and the
+        // server queued a resume of it behind the transfer under way): nothing to do. Asked for again, it
+        // came whole a second time (a review).
+        const held = this.manifest.files.get(relative);
+        if (identity && held?.vpath === vpath && held.size === identity.size && held.mtime === identity.mtime && this.stillHeld(relative, held.size)) {
+          throw new AlreadyHeldError(`${relative}: this version is held already`, relative);
+        }
+        throw new RefetchError(`${relative}: cannot resume at ${offset}: no matching partial file; fetching it whole`, relative);
+      }
       const remembered = this.#suspended.get(relative);
       const handle = await open(partial.path, constants.O_RDWR | constants.O_NOFOLLOW);
       try {
