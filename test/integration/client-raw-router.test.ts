@@ -280,6 +280,16 @@ async function subscribedTo(vpath: string): Promise<{ r: RawRouter; inbox: strin
   return { r, inbox, h, rid };
 }
 
+/** A client on a fresh inbox, subscribed to "/", holding /big.bin (3 MiB, delivered with our headers), and that version's tree hash. */
+async function holdingBigFile() {
+  const session = await subscribedToRoot();
+  const { r, h, rid } = session;
+  const data = randomBytes(3 * MiB);
+  await r.sendFile(rid, "/big.bin", data, { chunkSize: MiB, ending: "eof=1 on last data chunk", headers: identityHeaders(data.length, 1_700_000_000_000), eofHeaders: { "X-FMQ-XXH64T": await treeHash(data) } });
+  await nextDelivery(h, "/big.bin");
+  return { ...session, data, base: await treeHash(data) };
+}
+
 /** Waits until `count` more errors than `before` were reported. */
 async function errorsAfter(h: Harness, before: number, count = 1): Promise<Error[]> {
   await waitFor(() => h.errors.length >= before + count, `${count} error(s) from the client`, SOON, 5);
@@ -2465,11 +2475,7 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
   it("client - a server that begins deltas of a file and never finishes them gets two copies of the version held, then asks for it whole", async () => {
     // (Found by an audit: each delta's first chunk copies the whole version held; 40 chunks of 73 bytes
     // made a subscriber holding 256 MiB write 10 GiB.)
-    const { r, inbox, h, rid } = await subscribedToRoot();
-    const data = randomBytes(3 * MiB);
-    await r.sendFile(rid, "/big.bin", data, { chunkSize: MiB, ending: "eof=1 on last data chunk", headers: identityHeaders(data.length, 1_700_000_000_000), eofHeaders: { "X-FMQ-XXH64T": await treeHash(data) } });
-    await nextDelivery(h, "/big.bin");
-    const base = await treeHash(data);
+    const { r, inbox, h, rid, data, base } = await holdingBigFile();
     const n = h.errors.length;
     for (let i = 0; i < 4; i++) {
       await r.chunk(rid, { filename: "/big.bin", offset: 0, data: Buffer.from("x"), headers: { ...identityHeaders(data.length, 1_700_000_000_001), "X-FMQ-Base": base } });
@@ -2499,11 +2505,7 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
   it("client - deltas each ended 'changed' (the file changing while its delta came, or a server ending them so) count as left unfinished: after two, the file is asked for whole", async () => {
     // (A review: the "changed" ending was not counted, so each such delta copied the whole version held
     // again, without end, and a file that kept changing never came whole.)
-    const { r, inbox, h, rid } = await subscribedToRoot();
-    const data = randomBytes(3 * MiB);
-    await r.sendFile(rid, "/big.bin", data, { chunkSize: MiB, ending: "eof=1 on last data chunk", headers: identityHeaders(data.length, 1_700_000_000_000), eofHeaders: { "X-FMQ-XXH64T": await treeHash(data) } });
-    await nextDelivery(h, "/big.bin");
-    const base = await treeHash(data);
+    const { r, inbox, h, rid, data, base } = await holdingBigFile();
     const n = h.errors.length;
     for (let i = 0; i < 4; i++) {
       const headers = { ...identityHeaders(data.length, 1_700_000_000_001 + i), "X-FMQ-Base": base };

@@ -1209,6 +1209,34 @@ describe("server with a scripted raw peer", () => {
     return { lookup, release, restore: () => (release(), lookup.mockRestore()) };
   }
 
+  /**
+   * A server publishing big.bin (3 MiB), its fingerprints held (holdFingerprints: `held.restore()` is the
+   * caller's), and a peer (verify, delta, single) that has received every byte of it but its end, which
+   * waits for the fingerprint.
+   */
+  async function everyByteSentFingerprintHeld() {
+    const content = randomBytes(3 * 1024 * 1024);
+    const { server, endpoint, dir } = await startServer({}, { files: { "big.bin": content } });
+    await published(server, 1);
+    const held = holdFingerprints();
+    try {
+      const p = peer(endpoint);
+      await p.open();
+      await subscribeWithCaps(p, "verify,delta,single");
+      await p.nom(64 * 1024 * 1024);
+      let got = 0;
+      while (got < content.length) {
+        const m = await p.expect("CHEEZBURGER");
+        expect(m.eof).toBe(0);
+        got += m.chunk.length;
+      }
+      return { dir, p, held };
+    } catch (error) {
+      held.restore();
+      throw error;
+    }
+  }
+
   /** A server publishing big.bin (`content`), and a peer subscribed to "/" with verify, delta and single. */
   async function subscribedToBigFile(content: Buffer) {
     const { server, endpoint, dir } = await startServer({}, { files: { "big.bin": content } });
@@ -1444,23 +1472,9 @@ describe("server with a scripted raw peer", () => {
   it("server - a transfer whose last chunk waits for the fingerprint still being computed answers HUGZ meanwhile, then ends with that fingerprint", async () => {
     // (A review: the wait was inside the machine's step, so HUGZ waited too; our client, hearing nothing
     // for 5 s, started a new session, again and again while the worker was busy with other files.)
-    const content = randomBytes(3 * 1024 * 1024);
-    const { server, endpoint, dir } = await startServer({}, { files: { "big.bin": content } });
-    await published(server, 1);
+    const { dir, p, held } = await everyByteSentFingerprintHeld();
     const expected = (await fingerprintFile(path.join(dir, "big.bin"))).hash;
-    // The background pass, held.
-    const held = holdFingerprints();
     try {
-      const p = peer(endpoint);
-      await p.open();
-      await subscribeWithCaps(p, "verify,delta,single");
-      await p.nom(64 * 1024 * 1024);
-      let got = 0;
-      while (got < content.length) {
-        const m = await p.expect("CHEEZBURGER");
-        expect(m.eof).toBe(0);
-        got += m.chunk.length;
-      }
       await p.send({ id: "HUGZ" });
       await p.expect("HUGZ_OK", 3000);
       held.release();
@@ -1473,20 +1487,10 @@ describe("server with a scripted raw peer", () => {
   });
 
   it("server - a transfer waiting for its fingerprint lets go of its file when the client starts a new session (it stayed open as long as the hash took: one descriptor per session)", async () => {
-    const content = randomBytes(3 * 1024 * 1024);
-    const { server, endpoint, dir } = await startServer({}, { files: { "big.bin": content } });
-    await published(server, 1);
-    const file = path.join(dir, "big.bin");
+    const { dir, p, held } = await everyByteSentFingerprintHeld();
     // Descriptors of this process (the server runs in it) open on the published file.
-    const openOnFile = () => openHere(file);
-    const held = holdFingerprints();
+    const openOnFile = () => openHere(path.join(dir, "big.bin"));
     try {
-      const p = peer(endpoint);
-      await p.open();
-      await subscribeWithCaps(p, "verify,delta,single");
-      await p.nom(64 * 1024 * 1024);
-      let got = 0;
-      while (got < content.length) got += (await p.expect("CHEEZBURGER")).chunk.length;
       await waitFor(() => held.lookup.mock.calls.length > 0, "the transfer asking for the fingerprint", DEADLINE);
       expect(openOnFile()).toBeGreaterThan(0);
       // A new session, the fingerprint still held: the file waiting for it is closed now, not when it comes.
