@@ -533,12 +533,13 @@ export class Connection {
     if (this.engine.stopped) return;
     // (Another subscription's backlog still to send, of files still as they were: a file in both goes
     // once. Made with pauses, as the scan: a backlog may hold a million files.)
-    let backlogged: Set<string> | undefined;
+    // By name: true, an entry that will go; false, only entries skipped since the file went from #queue.
+    let backlogged: Map<string, boolean> | undefined;
     if (this.#backlogAt < this.#backlog.length) {
-      backlogged = new Set();
+      backlogged = new Map();
       for (let i = this.#backlogAt; i < this.#backlog.length; i++) {
         const file = this.#backlog[i]!;
-        if (this.host.file(file.vpath) === file && !this.#sentFromQueue.has(file)) backlogged.add(file.vpath);
+        if (this.host.file(file.vpath) === file) backlogged.set(file.vpath, backlogged.get(file.vpath) === true || !this.#sentFromQueue.has(file));
         const paused = pause();
         if (paused !== false && (await paused)) return;
       }
@@ -596,10 +597,14 @@ export class Connection {
   }
 
   /** `file` to send whole, after what waits already, unless the backlog holds it still (`backlogged`). */
-  #toBacklog(file: PublishedFile, backlogged: Set<string> | undefined): void {
-    if (backlogged?.has(file.vpath)) return;
+  #toBacklog(file: PublishedFile, backlogged: Map<string, boolean> | undefined): void {
+    const waiting = backlogged?.get(file.vpath);
+    if (waiting === true) return;
     // (Asked for again after it went from #queue, it goes again.)
     this.#sentFromQueue.delete(file);
+    // An entry of it skipped so far (it went from #queue) goes now: another pushed beside it, both went (a
+    // review: a resume refused, then the file sent whole twice).
+    if (waiting === false) return;
     this.#backlog.push(file);
   }
 

@@ -1469,6 +1469,38 @@ describe("server with a scripted raw peer", () => {
     });
   }
 
+  it("server - a resume refused by a client with two subscriptions over the file (one listing its partial) sends the file whole once, not twice", async () => {
+    // (A review: the refusal revived the backlog's entry of the file, skipped since it went as a resume,
+    // and pushed another beside it: both went.)
+    const MiB = 1024 * 1024;
+    const { server, endpoint, dir } = await startServer({}, { files: { y: randomBytes(4 * MiB), "b/x": randomBytes(4 * MiB) }, alias: "/a" });
+    await published(server, 2);
+    const x = await stat(path.join(dir, "b", "x"));
+    const p = peer(endpoint);
+    await p.open();
+    const caps = new Map([["X-FMQ-Caps", "verify"]]);
+    await p.send({ id: "ICANHAZ", path: "/a", options: caps, cache: new Map() });
+    await p.expect("ICANHAZ_OK");
+    await p.send({ id: "ICANHAZ", path: "/a/b", options: caps, cache: new Map([["x", formatCacheEntry({ partial: { length: 2 * MiB, size: x.size, mtime: x.mtimeMs } })]]) });
+    await p.expect("ICANHAZ_OK");
+    await p.nom(64 * 1024);
+    const first = await p.expect("CHEEZBURGER");
+    expect([first.filename, first.offset]).toEqual(["/a/b/x", BigInt(2 * MiB)]);
+    // Refused: asked for alone, with nothing listed, as our client does.
+    await p.send({ id: "ICANHAZ", path: "/a/b/x", options: caps, cache: new Map() });
+    await p.expect("ICANHAZ_OK");
+    await p.nom(1n << 40n);
+    const whole: string[] = [];
+    await readUntil(
+      p,
+      () => whole.includes("/a/y") && whole.includes("/a/b/x"),
+      (m) => {
+        if (m.id === "CHEEZBURGER" && m.eof === 1 && m.headers.get("X-FMQ-Status") === undefined) whole.push(m.filename);
+      },
+    );
+    expect(whole.sort()).toEqual(["/a/b/x", "/a/y"]);
+  });
+
   it("server - a transfer whose last chunk waits for the fingerprint still being computed answers HUGZ meanwhile, then ends with that fingerprint", async () => {
     // (A review: the wait was inside the machine's step, so HUGZ waited too; our client, hearing nothing
     // for 5 s, started a new session, again and again while the worker was busy with other files.)
