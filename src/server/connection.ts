@@ -635,7 +635,9 @@ export class Connection {
     // quick). Unsure (what was hashed is not this version, or it could not be read), it goes: the send
     // checks it again.
     if (entry.size === file.size && entry.mtime === file.mtimeMs) {
-      if (entry.hash === undefined || !file.lookAlike) return undefined;
+      if (!file.lookAlike) return undefined;
+      // (Nothing to compare: unsure, it goes. It was taken for held: a review.)
+      if (entry.hash === undefined) return { op: "create", file };
       const held = entry.hash;
       return this.host.fingerprints.fingerprint(file.absolute).then(
         (now) => (now !== undefined && isVersionOf(now.version, file) && now.fingerprint.hash === held ? undefined : { op: "create", file }),
