@@ -774,7 +774,10 @@ export class Inbox {
         throw new InboxError(`${relative}: not a regular file, not deleted`, relative);
       }
       const same = existing.size === held.size && (held.hash === undefined || (await heldFingerprint(target.path))?.hash === held.hash);
-      if (!same) {
+      // (And still the file that was hashed: one saved over it meanwhile, renamed into its name during a
+      // hash of seconds, is the user's; a review. A window remains, between this look and the unlink.)
+      const now = same ? await lstat(target.path).catch(() => undefined) : undefined;
+      if (!same || now?.ino !== existing.ino || now.dev !== existing.dev || now.size !== existing.size || now.mtimeMs !== existing.mtimeMs) {
         this.manifest.removed(relative);
         return "kept";
       }
