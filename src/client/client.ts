@@ -24,6 +24,7 @@ import { AlreadyHeldError, Inbox, InboxError, NotDurableError, RESUME_MIN_SIZE, 
 import { isTreeHash, type PartialFile } from "./manifest.js";
 import { clientMachine, type ClientAction, type ClientEvent, type ClientState } from "./machine.js";
 import { HandshakeWatcher, dealerSecurityOptions, type ClientSecurity } from "../security/client-socket.js";
+import { monotonic } from "../clock.js";
 
 export interface ClientOptions {
   /** Server endpoint, e.g. "tcp://127.0.0.1:5670". */
@@ -286,7 +287,7 @@ export class Client extends EventEmitter<ClientEvents> {
       },
       "confirm subscription": () => {
         // The session works, if it lasts (see #openSocket).
-        this.#confirmedAt ??= Date.now();
+        this.#confirmedAt ??= monotonic();
         const request = this.#answered();
         if (request?.kind === "subscribe") this.emit("subscribed", request.path);
       },
@@ -432,7 +433,7 @@ export class Client extends EventEmitter<ClientEvents> {
     // A session that worked (a subscription confirmed) for a while, or delivered a file, was no failure:
     // the next one opens at once. Not on OHAI-OK or ICANHAZ-OK alone: a server that accepts every
     // session, or every subscription, and then answers RTFM had us reconnecting hundreds of times a second.
-    if (this.#confirmedAt !== undefined && Date.now() - this.#confirmedAt >= SESSION_PROVEN_MS) this.#failedOpens = 0;
+    if (this.#confirmedAt !== undefined && monotonic() - this.#confirmedAt >= SESSION_PROVEN_MS) this.#failedOpens = 0;
     this.#confirmedAt = undefined;
     const delay = RECONNECT_BACKOFF_MS[Math.min(this.#failedOpens, RECONNECT_BACKOFF_MS.length - 1)]!;
     this.#failedOpens++;

@@ -2,6 +2,8 @@
 // other way round). Every interval, if nothing has been heard from the server for an interval, the client
 // is "idle" and sends HUGZ; if nothing has been heard for the whole timeout, the server is "lost".
 
+import { monotonic } from "../clock.js";
+
 export interface HeartbeatOptions {
   readonly intervalMs: number;
   readonly timeoutMs: number;
@@ -20,7 +22,7 @@ export class Heartbeat {
     private readonly onIdle: () => void,
     private readonly onLost: () => void,
   ) {
-    this.#now = options.now ?? Date.now;
+    this.#now = options.now ?? monotonic;
     this.#lastHeard = this.#now();
     this.#timeoutMs = options.timeoutMs;
   }

@@ -5,6 +5,8 @@
 // (remove). So a client that names routing ids it never connects with leaves nothing behind for long, and
 // cannot push real logins out: a full table refuses new logins for now (ZAP 300) rather than evict one.
 
+import { monotonic } from "../clock.js";
+
 /** Most records kept, confirmed or not; beyond, logins are refused for now. */
 export const MAX_LOGINS = 100_000;
 /** An unconfirmed record goes after this long (our client says OHAI as soon as it is connected). */
@@ -44,7 +46,7 @@ export class Logins {
    * A login of `user` names routing id `key` (hex). `quota`: whose count of unconfirmed records it adds
    * to, the user's by default (see zap.ts: anonymous logins count per peer address).
    */
-  bind(key: string, user: string, now = Date.now(), quota = user): Bound {
+  bind(key: string, user: string, now = monotonic(), quota = user): Bound {
     this.#expire(now);
     const bound = this.#confirmed.get(key) ?? this.#unconfirmed.get(key)?.user;
     // (First login wins: a routing id is no secret, and another user must not take over its connection.)
@@ -66,7 +68,7 @@ export class Logins {
   }
 
   /** The user logged in for routing id `key` (hex), if any. */
-  userOf(key: string, now = Date.now()): string | undefined {
+  userOf(key: string, now = monotonic()): string | undefined {
     const confirmed = this.#confirmed.get(key);
     if (confirmed !== undefined) return confirmed;
     const record = this.#unconfirmed.get(key);

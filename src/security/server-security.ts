@@ -6,6 +6,7 @@ import { Logins, type LoginLimits } from "./logins.js";
 import { Access, type AccessPolicy } from "./policy.js";
 import { publicKeyOf } from "./keys.js";
 import { newZapDomain, registerZapDomain } from "./zap.js";
+import { monotonic } from "../clock.js";
 
 export interface ServerSecurityOptions {
   /** The policy: mechanism, CURVE allow-list, PLAIN accounts, anonymous access. */
@@ -99,7 +100,7 @@ export class ServerSecurity {
 
   /** A refusal of `kind` (what is counted together), said as `line` if it is the first of its kind this interval. */
   #sayRefused(kind: string, line: string): void {
-    const now = Date.now();
+    const now = monotonic();
     const interval = this.options.refusalLogMs ?? 60_000;
     const seen = this.#refusals.get(kind);
     if (seen && now - seen.since < interval) {
@@ -122,7 +123,7 @@ export class ServerSecurity {
 
   /** Once an interval: the counts of refusals not said, and forget kinds that have gone quiet. */
   #sayCounts(interval: number): void {
-    const now = Date.now();
+    const now = monotonic();
     for (const [kind, seen] of this.#refusals) {
       if (seen.unsaid > 0) this.#sayUnsaid(seen, now);
       else if (now - seen.since >= interval) this.#refusals.delete(kind);

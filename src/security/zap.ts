@@ -13,6 +13,7 @@
 import { Router } from "zeromq";
 import type { Logins } from "./logins.js";
 import { ANONYMOUS, type Access } from "./policy.js";
+import { monotonic } from "../clock.js";
 
 export const ZAP_ENDPOINT = "inproc://zeromq.zap.01";
 const ZAP_VERSION = "1.0";
@@ -118,7 +119,7 @@ class ZapHandler {
       // records and keep every anonymous client out (64 handshakes every 10 s: a review). They count per
       // peer address instead: a flood from one host keeps out that host's anonymous logins only.)
       const quota = verdict.user === ANONYMOUS ? `${ANONYMOUS} from ${peer}` : verdict.user;
-      const bound = domain.logins.bind(key, verdict.user, Date.now(), quota);
+      const bound = domain.logins.bind(key, verdict.user, monotonic(), quota);
       if (bound === "taken") {
         domain.refused(`routing id already bound to another user`, mechanism, peer);
         return reply("400", "session id in use");

@@ -16,6 +16,7 @@ import { OutsideMountError } from "./opened-inside.js";
 import { FileChangedError, FileCursor, readsWhole, sameIdentity, type ChunkFrame, type CursorOptions, type TransferPlan } from "./file-cursor.js";
 import { sameVersion, type Fingerprints, type Version } from "./fingerprints.js";
 import { serverMachine, type ServerAction, type ServerEvent, type ServerState } from "./machine.js";
+import { monotonic } from "../clock.js";
 
 /** What a connection needs from the server around it (a narrow interface, so tests can fake it). */
 export interface ConnectionHost {
@@ -157,13 +158,13 @@ export type EventArg = Message | DecodeError | string | undefined;
 export class Connection {
   readonly engine: Engine<ServerState, ServerEvent, ServerAction, EventArg>;
   /** Last time anything arrived from this client (for expiry). */
-  lastHeard = Date.now();
+  lastHeard = monotonic();
   /** "expired" was posted and nothing has arrived since. */
   expiryPosted = false;
 
   /** Something arrived from this client: its silence starts again. */
   heard(): void {
-    this.lastHeard = Date.now();
+    this.lastHeard = monotonic();
     this.expiryPosted = false;
   }
 

@@ -4,6 +4,7 @@
 // and retried while the others carry on: a slow client never slows the rest.
 
 import type { Router } from "zeromq";
+import { monotonic } from "../clock.js";
 
 interface PeerQueue {
   readonly routingId: Buffer;
@@ -111,7 +112,7 @@ export class Outbox {
       let soonest = Infinity;
       for (const [key, peer] of this.#peers) {
         if (peer.frames.length === 0) continue;
-        const now = Date.now();
+        const now = monotonic();
         if (peer.blockedUntil > now) {
           soonest = Math.min(soonest, peer.blockedUntil);
           continue;
@@ -119,7 +120,7 @@ export class Outbox {
         for (let n = 0; n < BURST && peer.frames.length > 0 && !this.#closed; n++) {
           const outcome = await this.#sendOne(peer);
           if (outcome === "blocked") {
-            const at = Date.now();
+            const at = monotonic();
             if (peer.fullSince === 0) peer.fullSince = at;
             peer.blockedUntil = at + (at - peer.fullSince < FULL_MS ? RETRY_MS : SLOW_RETRY_MS);
             soonest = Math.min(soonest, peer.blockedUntil);
@@ -139,7 +140,7 @@ export class Outbox {
       if (sent > 0) continue;
       await new Promise<void>((resolve) => {
         this.#wake = resolve;
-        if (soonest !== Infinity) setTimeout(resolve, Math.max(0, soonest - Date.now()));
+        if (soonest !== Infinity) setTimeout(resolve, Math.max(0, soonest - monotonic()));
       });
       this.#wake = undefined;
     }

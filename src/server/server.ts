@@ -18,6 +18,7 @@ import { endpointProblem } from "../endpoint.js";
 import { Turns } from "../fsm/turn.js";
 import { mergedNomCredit } from "../flow/credit.js";
 import type { Nom } from "../protocol/messages.js";
+import { monotonic } from "../clock.js";
 
 /** A peer without a session that sends garbage is answered (RTFM) and logged this often a minute, at most. */
 const STRANGER_ANSWERS = 16;
@@ -438,7 +439,7 @@ export class Server extends EventEmitter<ServerEvents> {
    * too many such peers remembered already? If not, this answer is counted.
    */
   #strangerHeardOf(key: string): boolean {
-    const now = Date.now();
+    const now = monotonic();
     let stranger = this.#strangers.get(key);
     if (stranger && now - stranger.since >= STRANGER_MINUTE_MS) {
       this.#strangers.delete(key);
@@ -607,7 +608,7 @@ export class Server extends EventEmitter<ServerEvents> {
   readonly #sessions = new Set<string>();
 
   #expire(): void {
-    const now = Date.now();
+    const now = monotonic();
     for (const [key, since] of this.#dropped) if (now - since > DROPPED_FORGET_FACTOR * this.options.peerTimeoutMs + DROPPED_FORGET_MS) this.#dropped.delete(key);
     const deadline = now - this.options.expiryMs;
     // Its pipe full for as long as a frozen peer is given (peer-timeout-ms): it has stopped reading, and
@@ -666,7 +667,7 @@ export class Server extends EventEmitter<ServerEvents> {
 
   /** How many clients have stopped reading now: their pipe full for STALLED_MS (stats, tests). */
   get stalledClients(): number {
-    const now = Date.now();
+    const now = monotonic();
     return this.#pipesFull().filter(({ since }) => now - since >= STALLED_MS).length;
   }
 
@@ -680,7 +681,7 @@ export class Server extends EventEmitter<ServerEvents> {
 
   /** A client dropped for not reading: its connection stays open until the kernel closes it (see #dropped). */
   #stillConnected(key: string): void {
-    if (this.#notified && !this.#closed) this.#dropped.set(key, Date.now());
+    if (this.#notified && !this.#closed) this.#dropped.set(key, monotonic());
   }
 
   /** Clients dropped for not reading whose connection is not yet closed (stats, tests). */
