@@ -509,6 +509,8 @@ export class Manifest {
     // said, once: whoever asked for --fsync is told it did not hold.)
     return new Promise<void>((resolve) =>
       fsync(journal, (error) => {
+        // (Not when the journal was closed or opened anew meanwhile: that descriptor is not ours any more.)
+        if (this.#journal !== journal) return resolve();
         if (error && !this.#syncFailed) this.problem(`cannot make the inbox's journal durable (${error.code ?? error.message}): its records are written but may not survive a power loss`);
         this.#syncFailed ||= error !== null;
         resolve();

@@ -712,6 +712,27 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(h.errors).toEqual([]);
   });
 
+  it("client - a file under way when a narrower subscription into another inbox is made is finished and recorded in the inbox it began in", async () => {
+    // (A review, reproduced: its later chunks were routed to the new subscription, so its record went to
+    // the other inbox's manifest, as "sub/big.bin", while the file itself was put in the first: untracked
+    // there, a stale partial for good, a bogus entry in the other.)
+    const { r, inbox, h, rid } = await subscribedToRoot();
+    const other = path.join(await tempDir(), "other");
+    const data = randomBytes(3 * MiB);
+    const headers = identityHeaders(data.length, 1_700_000_000_000);
+    await r.chunk(rid, { filename: "/sub/big.bin", offset: 0, data: data.subarray(0, MiB), headers });
+    await waitFor(async () => (await stat(partialOf(inbox, "sub/big.bin")).catch(() => undefined))?.size === MiB, "the first MiB written", SOON, 5);
+    await h.client.subscribe("/sub", other);
+    await r.sendFile(rid, "/sub/big.bin", data, { chunkSize: MiB, start: MiB, ending: "eof=1 on last data chunk", eofHeaders: { "X-FMQ-XXH64T": await treeHash(data) } });
+    await nextDelivery(h, "/sub/big.bin");
+    await h.client.close();
+    expect(createHash("sha256").update(await readFile(path.join(inbox, "sub", "big.bin"))).digest("hex")).toBe(createHash("sha256").update(data).digest("hex"));
+    const here = await readManifest(inbox);
+    expect(Object.keys(here?.files ?? {})).toEqual(["sub/big.bin"]);
+    expect(Object.keys(here?.partials ?? {})).toEqual([]);
+    expect(Object.keys((await readManifest(other))?.files ?? {})).toEqual([]);
+  });
+
   it("client - a shorter new version fully replaces the old one", async () => {
     const { r, inbox, h, rid } = await subscribedToRoot();
 

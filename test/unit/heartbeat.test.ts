@@ -1,6 +1,6 @@
 // The client's heartbeat on its own: it measures silence on a monotonic clock, not the wall clock.
 
-import { afterEach, describe, expect, it, vi } from "vitest";
+import { afterEach, describe, it, vi } from "vitest";
 import { Heartbeat } from "../../src/client/heartbeat.js";
 import { waitFor } from "../helpers/wait.js";
 
