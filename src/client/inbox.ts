@@ -536,8 +536,9 @@ export class Inbox {
       dirs.close();
       throw new InboxError((error as Error).message);
     }
+    let manifest: Manifest | undefined;
     try {
-      const manifest = await Manifest.load(dirs, options.problem, options.beforeRecording);
+      manifest = await Manifest.load(dirs, options.problem, options.beforeRecording);
       // With --fsync, what the manifest says is as durable as the files it speaks of.
       manifest.durable = options.fsync === true;
       const inbox = new Inbox(root, manifest, dirs, options, await xxh(), lock);
@@ -546,6 +547,8 @@ export class Inbox {
       await inbox.#settlePlacements();
       return inbox;
     } catch (error) {
+      // (Its journal closed too: left open, each try leaked a descriptor and the manifest's maps.)
+      manifest?.close();
       dirs.close();
       lock.release();
       throw error;

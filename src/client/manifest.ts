@@ -221,7 +221,13 @@ export class Manifest {
     const existing = await lstat(manifest.#journalPath).catch(() => undefined);
     if (existing && !existing.isFile()) throw new Error(`${manifest.#journalPath} is not a regular file`);
     manifest.#journal = openSync(manifest.#journalPath, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW, 0o644);
-    if (whole < journal.length) ftruncateSync(manifest.#journal, whole);
+    try {
+      if (whole < journal.length) ftruncateSync(manifest.#journal, whole);
+    } catch (error) {
+      // (Not left open: a caller trying again leaked one each time; a review.)
+      closeSync(manifest.#journal);
+      throw error;
+    }
     manifest.#journalSize = whole;
     manifest.#writeEpochLine();
     return manifest;

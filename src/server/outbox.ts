@@ -138,10 +138,13 @@ export class Outbox {
         else for (const wake of peer.drained.splice(0)) wake();
       }
       if (sent > 0) continue;
+      let timer: NodeJS.Timeout | undefined;
       await new Promise<void>((resolve) => {
         this.#wake = resolve;
-        if (soonest !== Infinity) setTimeout(resolve, Math.max(0, soonest - monotonic()));
+        if (soonest !== Infinity) timer = setTimeout(resolve, Math.max(0, soonest - monotonic()));
       });
+      // (Woken early: the retry timer goes, not left to hold the process up to 50 ms after close.)
+      clearTimeout(timer);
       this.#wake = undefined;
     }
   }

@@ -317,6 +317,8 @@ export class Server extends EventEmitter<ServerEvents> {
     } catch (error) {
       const at = this.mounts.indexOf(mount);
       if (at >= 0) this.mounts.splice(at, 1);
+      // (Its watcher, if it began one, goes with it.)
+      await mount.close();
       throw error;
     }
     return mount;
