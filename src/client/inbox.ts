@@ -548,7 +548,11 @@ export class Inbox {
       return inbox;
     } catch (error) {
       // (Its journal closed too: left open, each try leaked a descriptor and the manifest's maps.)
-      manifest?.close();
+      try {
+        manifest?.close();
+      } catch {
+        // (The failure that brought us here is the one to tell.)
+      }
       dirs.close();
       lock.release();
       throw error;

@@ -17,6 +17,7 @@ import { randomBytes } from "node:crypto";
 import { closeSync, constants, fstatSync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
 import { lstat } from "node:fs/promises";
 import path from "node:path";
+import { monotonic } from "../clock.js";
 import { isVersionTag } from "../protocol/extensions.js";
 import type { Place } from "./held-directory.js";
 
@@ -364,8 +365,8 @@ export class Manifest {
     if (this.#owesSnapshot) {
       // (Not tried again within the second: the last try's failure stands, a full disk's code with it,
       // so that a file failing for it is taken for a full disk and tried again once there is room.)
-      if (Date.now() < this.#nextSnapshotTry && this.#lastSnapshotError) throw this.#lastSnapshotError;
-      this.#nextSnapshotTry = Date.now() + 1000;
+      if (monotonic() < this.#nextSnapshotTry && this.#lastSnapshotError) throw this.#lastSnapshotError;
+      this.#nextSnapshotTry = monotonic() + 1000;
     } else {
       // (Every line waiting is written first, as any write: told beforehand, and into a journal that is
       // still there. Then the journal holds all the snapshot says, if a kill comes before it is emptied.)
