@@ -312,7 +312,18 @@ export class Client extends EventEmitter<ClientEvents> {
         this.#hedged = true;
         this.#send({ id: "NOM", credit: BigInt(grant) + hedge, sequence: 0n });
       },
-      "process the chunk": (arg) => this.#processChunkOfBatch(arg as Cheezburger),
+      // (Never throws: the row's "grant credit" must follow whatever became of the chunk, whose credit was
+      // counted as spent when its processing began. A chunk that failed, and took the server's last credit,
+      // left the session waiting for good: a listener of ours that threw, an EIO while a file was dropped; a
+      // review. Synchronous when the chunk's processing is: a batch of small files is handled in one turn.)
+      "process the chunk": (arg) => {
+        const failed = (error: unknown) => this.#report(new ClientError(`"process the chunk" failed on CHEEZBURGER: ${String(error)}`));
+        try {
+          return this.#processChunkOfBatch(arg as Cheezburger)?.catch(failed);
+        } catch (error) {
+          failed(error);
+        }
+      },
       "send HUGZ": () => this.#send({ id: "HUGZ" }),
       "report disconnection": (arg) => {
         const reason = typeof arg === "string" ? arg : arg && typeof arg === "object" && "id" in arg && arg.id === "RTFM" ? `server said RTFM${arg.reason ? `: ${arg.reason}` : ""}` : "session lost";
@@ -329,14 +340,7 @@ export class Client extends EventEmitter<ClientEvents> {
       // "*" catches unexpected protocol messages, never the machine's own internal events.
       isWildcardEvent: isMessageName,
       ...(this.options.trace ? { trace: this.options.trace } : {}),
-      onActionError: (error, _state, event, action) => {
-        // The engine runs no action after one that failed, and the chunk's credit was counted as spent
-        // when its processing began: without its grant, a chunk that took the server's last credit left
-        // the session waiting for good (a listener of ours that threw, an EIO while a file was dropped: a
-        // review). Granted here, as the row would have, first: the report may throw (a listener of ours).
-        if (action === "process the chunk") actions["grant credit"](undefined);
-        this.#report(new ClientError(`"${action}" failed on ${event}: ${String(error)}`));
-      },
+      onActionError: (error, _state, event, action) => this.#report(new ClientError(`"${action}" failed on ${event}: ${String(error)}`)),
     });
   }
 
@@ -799,7 +803,7 @@ export class Client extends EventEmitter<ClientEvents> {
       // The reference client finishes a file on an empty chunk; the spec's signal is eof=1. Accept either.
       // (Recorded in the inbox it was begun in: routed again now, a subscription made meanwhile to a
       // narrower path sent its record to another inbox's manifest, the file itself to this one; a review.)
-      if (last) await this.#complete(current, message, current.inbox);
+      if (last) await this.#complete(current, message);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       // Out of space: keep what was received (a big file resumes from it once there is room again).
@@ -830,9 +834,9 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   /** The last chunk arrived: verify, rename into place, record, report; or discard and ask again. */
-  async #complete(current: { vpath: string; file: IncomingFile; inbox: Inbox }, message: Cheezburger, inbox: Inbox): Promise<void> {
+  async #complete(current: { vpath: string; file: IncomingFile; inbox: Inbox }, message: Cheezburger): Promise<void> {
     this.#current = undefined;
-    const { file } = current;
+    const { file, inbox } = current;
     if (message.headers.get(Header.STATUS) === "changed") {
       // The file changed while the server read it: what we have may mix two versions. The new version follows.
       await file.abandon();

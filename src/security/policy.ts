@@ -9,6 +9,7 @@
 // cannot be tied to its login) may read only what every principal that could have logged in may read.
 
 import { randomBytes, scrypt as scryptCallback, timingSafeEqual, createHash, type ScryptOptions } from "node:crypto";
+import { monotonic } from "../clock.js";
 import { covers } from "../paths.js";
 import { z85Decode } from "./z85.js";
 
@@ -200,7 +201,7 @@ export class Access {
   }
 
   async #login(name: string, password: string): Promise<Verdict> {
-    const started = performance.now();
+    const started = monotonic();
     const verdict = await this.#checkLogin(name, password);
     if (!verdict.ok && verdict.busy !== true && this.#hashed) await this.#asSlowAsAnyRefusal(started);
     return verdict;
@@ -214,7 +215,7 @@ export class Access {
    */
   async #asSlowAsAnyRefusal(started: number): Promise<void> {
     if (this.#dummyMs === undefined) await this.#dummyCheck("");
-    const left = (this.#dummyMs ?? 0) - (performance.now() - started);
+    const left = (this.#dummyMs ?? 0) - (monotonic() - started);
     if (left > 1) await new Promise((resolve) => setTimeout(resolve, left));
   }
   /** How long the last check against the dummy hash took (ms). */
@@ -225,11 +226,11 @@ export class Access {
     // every refusal's padding, seconds long, each holding one of the handler's slots meanwhile; a review.
     // Capped for the same reason.)
     return checks.run(async () => {
-      const started = performance.now();
+      const started = monotonic();
       try {
         return await verifyHash(password, this.#dummyHash);
       } finally {
-        this.#dummyMs = Math.min(MAX_REFUSAL_PADDING_MS, performance.now() - started);
+        this.#dummyMs = Math.min(MAX_REFUSAL_PADDING_MS, monotonic() - started);
       }
     });
   }
