@@ -3,6 +3,7 @@
 // stdout as {"event":"error"} objects in JSON mode so a script sees everything on one stream.
 
 import { UNPRINTABLE } from "../src/paths.js";
+import { showStrayBytes } from "../src/raw-names.js";
 
 /** Flush what is batched for stdout at once past this size. */
 const BATCH_BYTES = 64 * 1024;
@@ -93,7 +94,9 @@ export class Output {
  * shown escaped, as JSON would (--json output is escaped by JSON itself).
  */
 export function printable(line: string): string {
-  return line.replace(UNPRINTABLE, (c) => ESCAPES[c] ?? (c.charCodeAt(0) > 0xff ? `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}` : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`));
+  // (A byte of a name that is not UTF-8 as \xNN too: written as it is carried, it would show as U+FFFD.
+  // Unambiguous in a file's name, where a backslash is refused.)
+  return showStrayBytes(line).replace(UNPRINTABLE, (c) => ESCAPES[c] ?? (c.charCodeAt(0) > 0xff ? `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}` : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`));
 }
 
 const ESCAPES: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };

@@ -2,6 +2,8 @@
 // inside a mount on the server and inside the inbox on the client. Every name from the wire is hostile
 // until one of these functions has said otherwise.
 
+import { nameByteLength } from "./raw-names.js";
+
 /** Suffix of the client's partial files. The server never publishes them; the client never accepts such a name. */
 export const PARTIAL_SUFFIX = ".fmq-part";
 
@@ -84,13 +86,13 @@ export function unsafeRelativeReason(relative: string): string | undefined {
   if (relative.startsWith("/")) return "absolute name";
   if (relative.includes("\0")) return "NUL in name";
   if (relative.includes("\\")) return "backslash in name";
-  if (Buffer.byteLength(relative) > MAX_RELATIVE_BYTES) return "name too long";
+  if (nameByteLength(relative) > MAX_RELATIVE_BYTES) return "name too long";
   const segments = relative.split("/");
   if (segments.length > MAX_SEGMENTS) return `more than ${MAX_SEGMENTS} levels deep`;
   for (const segment of segments) {
     if (segment === "" ) return "empty path segment";
     if (segment === "." || segment === "..") return `"${segment}" segment`;
-    if (Buffer.byteLength(segment) > MAX_SEGMENT_BYTES) return "path segment too long";
+    if (nameByteLength(segment) > MAX_SEGMENT_BYTES) return "path segment too long";
   }
   if (relative.endsWith(PARTIAL_SUFFIX)) return "reserved name";
   return undefined;

@@ -6,6 +6,7 @@
 // while we were away is missed.
 
 import { LONG_NAME_KEY, formatCacheEntry, type CacheEntry } from "../protocol/extensions.js";
+import { hasStrayBytes } from "../raw-names.js";
 import { MAX_DICTIONARY_ENTRIES, MAX_LONGSTR, MAX_STRING, type Dictionary } from "../protocol/messages.js";
 
 /** What the entries may take on the wire, well under a 16 MiB message. */
@@ -25,7 +26,8 @@ export function buildCache(entries: ReadonlyMap<string, CacheEntry>, maxEntries 
   let tooLong = 0;
   for (const [name, entry] of entries) {
     // Cache keys are 1-octet-length strings: a longer name goes in its entry, under a numbered key.
-    const short = Buffer.byteLength(name) <= MAX_STRING;
+    // (So does a name that is not UTF-8: a key is strict UTF-8, its value's "name" the hex of any bytes.)
+    const short = Buffer.byteLength(name) <= MAX_STRING && !hasStrayBytes(name);
     const key = short ? name : `${LONG_NAME_KEY}${long++}`;
     let value = formatCacheEntry(short ? entry : { ...entry, name });
     // A value is a longstr, and one over MAX_LONGSTR would make the whole ICANHAZ unsendable, every time

@@ -16,6 +16,7 @@ import { Capability, Header, isVersionTag, SubscribeOption, wireNumber, wireSize
 import { BLOCK_SIZE, type Fingerprint } from "../digest/blocks.js";
 import type { DecodeError } from "../protocol/errors.js";
 import { covers, normaliseVirtualPath, relativeTo } from "../paths.js";
+import { hasStrayBytes } from "../raw-names.js";
 import { endpointProblem } from "../endpoint.js";
 import { Heartbeat } from "./heartbeat.js";
 import { copyOutOfBatches, setReceiveBatch } from "./receive-batch.js";
@@ -531,6 +532,11 @@ export class Client extends EventEmitter<ClientEvents> {
     // A file asked for again once until the server answers; and only so many at once: a server sending
     // file after file that fails its check must not make us hold (and send) a request for each.
     if (refetch) {
+      // (ICANHAZ's path is strict UTF-8, as every server reads it: a name that is not cannot be asked for.)
+      if (hasStrayBytes(path)) {
+        this.#report(new ClientError(`${path}: not asked for again: its name is not UTF-8, and no request can carry it; it comes with the next session`));
+        return;
+      }
       const waiting = [...this.#awaitingReply, ...this.#heldBack].filter((request) => request.kind === "refetch");
       if (waiting.some((request) => request.path === path)) return;
       if (waiting.length >= MAX_REFETCHES_WAITING) {

@@ -5,7 +5,8 @@
 // our descriptor lands in the very directory we opened and checked, whatever is done to its path since.
 // Linux; where /proc/self/fd is missing, the real path is used, and the checks made at open are all.
 
-import { closeSync, constants, existsSync, fchmodSync, fstatSync, fsyncSync, mkdirSync, openSync } from "node:fs";
+import { closeSync, constants, existsSync, fchmodSync, fstatSync, fsyncSync } from "node:fs";
+import { mkdirSync, openSync } from "./fs-names.js";
 import path from "node:path";
 
 const THROUGH_DESCRIPTOR = existsSync("/proc/self/fd");

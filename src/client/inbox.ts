@@ -7,10 +7,13 @@
 // someone who may write in the inbox could change in between.
 
 import { hash } from "node:crypto";
-import { accessSync, closeSync, constants, existsSync, lstatSync, openSync, readdirSync, renameSync, rmdirSync, unlinkSync, writevSync } from "node:fs";
-import { copyFile, lstat, mkdir, open, readdir, realpath, stat, unlink, type FileHandle } from "node:fs/promises";
+// (Every call on a path that may hold a name from the wire goes through fs-names: a name that is not UTF-8.)
+import { accessSync, closeSync, constants, copyFile, existsSync, lstat, lstatSync, mkdir, open, openSync, readdirSync, renameSync, rmdirSync, stat, unlink, unlinkSync, writevSync, type FileHandle } from "./fs-names.js";
+// (Our own directories only.)
+import { readdir, realpath } from "node:fs/promises";
 import path from "node:path";
 import { PARTIAL_SUFFIX, UNPRINTABLE, unsafeRelativeReason } from "../paths.js";
+import { hasStrayBytes, nameBytes, showStrayBytes } from "../raw-names.js";
 import { BLOCK_SIZE, BlockHasher, fingerprintFile, hashPrefix, xxh, type Fingerprint } from "../digest/blocks.js";
 import { openRegular } from "../digest/open-regular.js";
 import type { XXHashAPI } from "xxhash-wasm";
@@ -1207,7 +1210,7 @@ function onlyEmptyDirectories(parent: HeldDirectory, name: string): boolean {
   const only = (above: HeldDirectory, at: string, depth: number): boolean => {
     const dir = HeldDirectory.open(at, above);
     try {
-      const inside = readdirSync(dir.path, { withFileTypes: true });
+      const inside = readdirSync(dir.path);
       // (What is in it can be removed only if it may be written: else the file would be asked for
       // again at every retry and fail each time, EACCES, a review.)
       if (inside.length > 0) accessSync(dir.path, constants.W_OK);
@@ -1237,7 +1240,7 @@ function removeEmptyDirectories(parent: HeldDirectory, name: string, depth = 0):
   if (depth < EMPTY_TREE_LIMITS.depth) {
     const dir = HeldDirectory.open(name, parent);
     try {
-      for (const entry of readdirSync(dir.path, { withFileTypes: true })) {
+      for (const entry of readdirSync(dir.path)) {
         if (entry.isDirectory()) removeEmptyDirectories(dir, entry.name, depth + 1);
       }
     } finally {
@@ -1287,10 +1290,11 @@ let heldFiles = 0;
 /** A partial file's name: fixed length, whatever the file's name (no NAME_MAX trouble, no collisions). */
 export function partialName(relative: string): string {
   // crypto.hash: one call, a quarter of createHash's cost (this runs once per file received).
-  return hash("sha1", relative, "hex") + PARTIAL_SUFFIX;
+  // (Of its bytes: two names that are not UTF-8 would otherwise share one, both read with U+FFFD.)
+  return hash("sha1", hasStrayBytes(relative) ? nameBytes(relative) : relative, "hex") + PARTIAL_SUFFIX;
 }
 
 
 function printable(name: string): string {
-  return name.replace(UNPRINTABLE, "?").slice(0, 200);
+  return showStrayBytes(name).replace(UNPRINTABLE, "?").slice(0, 200);
 }

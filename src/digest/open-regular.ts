@@ -9,6 +9,8 @@
 
 import { closeSync, constants, fstatSync, openSync, type Stats } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
+// (A name that is not UTF-8, received by a subscriber, is opened by its bytes.)
+import { fsPath } from "../raw-names.js";
 
 /**
  * Reading flags. O_NONBLOCK: where the check cannot be made (not Linux), a FIFO swapped in fails at once
@@ -39,7 +41,7 @@ function notRegular(file: string, stats: Stats): NotRegularError {
  */
 export function openRegularSync(file: string): { fd: number; stats: Stats } {
   if (NAME_ONLY === undefined) {
-    const fd = openSync(file, READ_FLAGS | constants.O_NOFOLLOW);
+    const fd = openSync(fsPath(file), READ_FLAGS | constants.O_NOFOLLOW);
     try {
       const stats = fstatSync(fd);
       if (!stats.isFile()) throw notRegular(file, stats);
@@ -49,7 +51,7 @@ export function openRegularSync(file: string): { fd: number; stats: Stats } {
       throw error;
     }
   }
-  const name = openSync(file, NAME_ONLY);
+  const name = openSync(fsPath(file), NAME_ONLY);
   try {
     const stats = fstatSync(name);
     if (!stats.isFile()) throw notRegular(file, stats);
@@ -62,7 +64,7 @@ export function openRegularSync(file: string): { fd: number; stats: Stats } {
 /** openRegularSync through the thread pool. */
 export async function openRegular(file: string): Promise<{ handle: FileHandle; stats: Stats }> {
   if (NAME_ONLY === undefined) {
-    const handle = await open(file, READ_FLAGS | constants.O_NOFOLLOW);
+    const handle = await open(fsPath(file), READ_FLAGS | constants.O_NOFOLLOW);
     try {
       const stats = await handle.stat();
       if (!stats.isFile()) throw notRegular(file, stats);
@@ -72,7 +74,7 @@ export async function openRegular(file: string): Promise<{ handle: FileHandle; s
       throw error;
     }
   }
-  const name = await open(file, NAME_ONLY);
+  const name = await open(fsPath(file), NAME_ONLY);
   try {
     const stats = await name.stat();
     if (!stats.isFile()) throw notRegular(file, stats);

@@ -14,6 +14,7 @@ import { DecodeError, EncodeError } from "./errors.js";
 import type { DecodeErrorCode, EncodeErrorCode } from "./errors.js";
 import { MAX_DICTIONARY_ENTRIES, MAX_LONGSTR, MAX_STRING, MessageId, Operation, PROTOCOL_NAME, PROTOCOL_VERSION, SIGNATURE } from "./messages.js";
 import type { Cheezburger, Dictionary, Message, MessageName } from "./messages.js";
+import { decodeName, hasStrayBytes, nameBytes, nameByteLength } from "../raw-names.js";
 
 export type DecodeResult = { ok: true; message: Message } | { ok: false; error: DecodeError };
 
@@ -53,6 +54,18 @@ function longstrSize(value: string, field: string): number {
   const n = utf8Length(value, field);
   // Our decoder refuses longstrs over MAX_LONGSTR, so we never send one.
   if (n > MAX_LONGSTR) fail("LONGSTR_TOO_LONG", field, `${n} bytes of UTF-8, at most ${MAX_LONGSTR}`);
+  return 4 + n;
+}
+
+/**
+ * Size on the wire of a file's name (CHEEZBURGER's filename, a `longstr`): its bytes may be any, a byte
+ * that is not UTF-8 carried in it as a lone surrogate (raw-names.ts); any other lone surrogate is refused.
+ */
+function nameSize(value: string, field: string): number {
+  if (!hasStrayBytes(value)) return longstrSize(value, field);
+  utf8Length(value.replace(/[\udc80-\udcff]/gu, ""), field);
+  const n = nameByteLength(value);
+  if (n > MAX_LONGSTR) fail("LONGSTR_TOO_LONG", field, `${n} bytes, at most ${MAX_LONGSTR}`);
   return 4 + n;
 }
 
@@ -137,6 +150,14 @@ class Writer {
     this.pos += 4 + n;
   }
 
+  /** A file's name already validated by nameSize(). */
+  name(value: string): void {
+    if (!hasStrayBytes(value)) return this.longstr(value);
+    const bytes = nameBytes(value);
+    this.pos = this.buf.writeUInt32BE(bytes.length, this.pos);
+    this.pos += bytes.copy(this.buf, this.pos);
+  }
+
   /** A `hash` already validated by dictionarySize(). */
   dictionary(dict: Dictionary): void {
     this.pos = this.buf.writeUInt32BE(dict.size, this.pos);
@@ -161,7 +182,7 @@ export function cheezburgerHeaderLength(filename: string, headers: Dictionary): 
     HEADER_LENGTH +
     8 + // sequence
     1 + // operation
-    longstrSize(filename, "CHEEZBURGER.filename") +
+    nameSize(filename, "CHEEZBURGER.filename") +
     8 + // offset
     1 + // eof
     dictionarySize(headers, "CHEEZBURGER.headers") +
@@ -187,7 +208,7 @@ export function cheezburgerFrame(
   const w = new Writer(allocFrame(chunkOffset + chunkLength), MessageId.CHEEZBURGER);
   w.u64(fields.sequence, "CHEEZBURGER.sequence");
   w.u8(fields.operation, "CHEEZBURGER.operation");
-  w.longstr(fields.filename);
+  w.name(fields.filename);
   w.u64(fields.offset, "CHEEZBURGER.offset");
   w.u8(fields.eof, "CHEEZBURGER.eof");
   w.dictionary(fields.headers);
@@ -345,6 +366,19 @@ class Reader {
     return this.text(n, field);
   }
 
+  /**
+   * A file's name: a `longstr` whose bytes are taken as they are, UTF-8 or not (the C reference sends a
+   * name as the bytes it found on disk); a byte that is not UTF-8 is carried as a lone surrogate.
+   */
+  name(field: string): string {
+    const n = this.u32(field);
+    if (this.ok && n > MAX_LONGSTR) {
+      this.fail("TOO_LONG", field, `longstr of ${n} bytes, at most ${MAX_LONGSTR}`);
+    }
+    const at = this.take(n, field);
+    return at < 0 ? "" : decodeName(this.buf.subarray(at, at + n));
+  }
+
   /** 35/FILEMQ: "dictionary = dict-count *( dict-name dict-value )", dict-count = number-4. */
   dictionary(field: string): Dictionary {
     const dict: Dictionary = new Map();
@@ -406,7 +440,7 @@ function readBody(id: number, r: Reader): Message | undefined {
       const sequence = r.u64("sequence");
       const operation = r.u8("operation");
       // As for ICANHAZ.path: a longstr in the code, a string in the RFC.
-      const filename = r.longstr("filename");
+      const filename = r.name("filename");
       const offset = r.u64("offset");
       const eof = r.u8("eof");
       const headers = r.dictionary("headers");

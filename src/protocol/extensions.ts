@@ -4,6 +4,7 @@
 // The README's protocol section lists them.
 
 import { isUtf8 } from "node:buffer";
+import { nameBytes } from "../raw-names.js";
 
 /** ICANHAZ options. */
 export const SubscribeOption = {
@@ -98,7 +99,7 @@ export function formatCacheEntry(entry: CacheEntry): string {
   if (entry.blocks !== undefined && entry.blocks.length > 0) fields.push(`blocks=${entry.blocks.toString("hex")}`);
   if (entry.partial) fields.push(`partial=${entry.partial.length}`, `psize=${entry.partial.size}`, `pmtime=${wireDecimal(entry.partial.mtime)}`);
   if (entry.partial?.tag !== undefined) fields.push(`ptag=${entry.partial.tag}`);
-  if (entry.name !== undefined) fields.push(`name=${Buffer.from(entry.name).toString("hex")}`);
+  if (entry.name !== undefined) fields.push(`name=${nameBytes(entry.name).toString("hex")}`);
   return CACHE_PREFIX + fields.join(";");
 }
 
@@ -151,7 +152,7 @@ export function parseCacheEntry(value: string): CacheEntry | undefined {
   const psize = wireSize(fields.get("psize"));
   const pmtime = wireNumber(fields.get("pmtime"), true);
   const ptag = fields.get("ptag");
-  const name = decodeName(fields.get("name"));
+  const name = decodeHexName(fields.get("name"));
   return {
     ...(size !== undefined ? { size } : {}),
     ...(mtime !== undefined ? { mtime } : {}),
@@ -175,7 +176,7 @@ export function isVersionTag(value: string | undefined): value is string {
 }
 
 /** A name sent as hex of its UTF-8 bytes; undefined unless that is exactly what it is. */
-function decodeName(hex: string | undefined): string | undefined {
+function decodeHexName(hex: string | undefined): string | undefined {
   if (hex === undefined || hex.length === 0 || !/^([0-9a-f]{2})+$/.test(hex)) return undefined;
   const bytes = Buffer.from(hex, "hex");
   return isUtf8(bytes) ? bytes.toString() : undefined;

@@ -429,7 +429,7 @@ const ICANHAZ_OPTIONS = new Map([
   ["X-FMQ-Caps", "verify,delta,single,batch"],
 ]);
 
-async function exists(file: string): Promise<boolean> {
+async function exists(file: string | Buffer): Promise<boolean> {
   return lstat(file).then(
     () => true,
     () => false,
@@ -2036,7 +2036,7 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(JSON.stringify(m.files)).not.toContain("1e+300");
   });
 
-  it("client - chunks it cannot read (a name that is not UTF-8, as the C reference may send) still count against the credit they spent: the window opens again", async () => {
+  it("client - chunks it cannot read (a header that is not UTF-8) still count against the credit they spent: the window opens again", async () => {
     // (A review: such a chunk was reported and dropped without being counted, so a server that honours
     // credit, once it had sent a window's worth of them, got no more credit, ever: the session stalled.)
     const r = await router();
@@ -2046,14 +2046,70 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(r.granted(rid)).toBe(MiB);
     const n = h.errors.length;
     for (let i = 0; i < 4; i++) {
-      const frame = Buffer.from(encode({ id: "CHEEZBURGER", sequence: BigInt(i), operation: Operation.CREATE, filename: "/caf_.bin", offset: BigInt(i * 256 * 1024), eof: 0, headers: new Map(), chunk: randomBytes(256 * 1024) }));
-      // "caf\xe9.bin": Latin-1, not UTF-8.
+      const frame = Buffer.from(encode({ id: "CHEEZBURGER", sequence: BigInt(i), operation: Operation.CREATE, filename: "/a.bin", offset: BigInt(i * 256 * 1024), eof: 0, headers: new Map([["X-Note", "caf_"]]), chunk: randomBytes(256 * 1024) }));
+      // "caf\xe9": Latin-1, not UTF-8.
       frame[frame.indexOf(Buffer.from("caf_"), 0) + 3] = 0xe9;
       await r.sendRaw(rid, [frame]);
     }
     await errorsAfter(h, n);
     const [, nom] = await r.next("NOM", { from: rid });
     expect(nom.credit).toBeGreaterThan(0n);
+  });
+
+  it("client - names that are not UTF-8 (the C reference sends a name's bytes as they are) arrive under those very bytes: small and big, in a directory so named, deleted, listed to the server again, and two that differ only there kept apart", async () => {
+    // (Our decoder refused every such chunk: the file never arrived, an error for each chunk.)
+    const r = await router();
+    const inbox = path.join(await tempDir(), "inbox");
+    const options = { endpoint: r.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 };
+    const h = makeClient(options);
+    await h.client.subscribe("/");
+    const rid = await openSession(r, h, 1);
+    // A byte that is not UTF-8 is carried as a lone surrogate, U+DC00 + the byte (PEP 383): "\udce9" is 0xE9.
+    const latin1 = (name: string) => Buffer.from(name, "latin1");
+    const onDisk = (name: string) => Buffer.concat([Buffer.from(inbox + "/"), latin1(name)]);
+    const small = randomBytes(1000);
+    const big = randomBytes(3 * MiB);
+    const [twinA, twinB] = [randomBytes(10), randomBytes(20)];
+    await r.sendFile(rid, "/caf\udce9.txt", small, await asOneMessage(small));
+    await r.sendFile(rid, "/d\udcff/big\udcfe.bin", big, { chunkSize: MiB, headers: identityHeaders(big.length, 1_700_000_000_000), eofHeaders: { "X-FMQ-XXH64T": await treeHash(big) } });
+    await r.sendFile(rid, "/x\udce8", twinA, await asOneMessage(twinA));
+    await r.sendFile(rid, "/x\udce9", twinB, await asOneMessage(twinB));
+    for (const vpath of ["/caf\udce9.txt", "/d\udcff/big\udcfe.bin", "/x\udce8", "/x\udce9"]) await nextDelivery(h, vpath);
+    expect(h.errors).toEqual([]);
+    const sha = (data: Uint8Array) => createHash("sha256").update(data).digest("hex");
+    expect(sha(await readFile(onDisk("caf\xe9.txt")))).toBe(sha(small));
+    expect(sha(await readFile(onDisk("d\xff/big\xfe.bin")))).toBe(sha(big));
+    expect(sha(await readFile(onDisk("x\xe8")))).toBe(sha(twinA));
+    expect(sha(await readFile(onDisk("x\xe9")))).toBe(sha(twinB));
+    // Exactly those names, none with U+FFFD (EF BF BD) in place of a byte.
+    const names = (await readdir(inbox, { encoding: "buffer" })).map((name) => name.toString("hex")).sort();
+    expect(names).toEqual([".fmq", "caf\xe9.txt", "d\xff", "x\xe8", "x\xe9"].map((name) => latin1(name).toString("hex")).sort());
+    expect((await readdir(onDisk("d\xff"), { encoding: "buffer" })).map((name) => name.toString("latin1"))).toEqual(["big\xfe.bin"]);
+
+    // Deleted by its name: only that one of the twins goes.
+    await r.chunk(rid, { filename: "/x\udce8", operation: Operation.DELETE });
+    await waitFor(() => h.deleted.some((d) => d.vpath === "/x\udce8"), "the delete of x\\xe8", SOON);
+    expect(await exists(onDisk("x\xe8"))).toBe(false);
+    expect(sha(await readFile(onDisk("x\xe9")))).toBe(sha(twinB));
+
+    // The next session lists what is held, such a name by its bytes (a cache key is strict UTF-8: the
+    // entry goes under a numbered key, the name in hex); and so does a new process, from the manifest.
+    const listed = (cache: ReadonlyMap<string, string>) =>
+      [...cache.values()].map((value) => /;name=([0-9a-f]+)/.exec(value)?.[1]).filter((hex) => hex !== undefined).map((hex) => Buffer.from(hex!, "hex").toString("latin1")).sort();
+    await r.send(rid, { id: "RTFM", reason: "" });
+    const [rid2] = await r.next("OHAI");
+    await r.send(rid2, { id: "OHAI_OK" });
+    const [, icanhaz] = await r.next("ICANHAZ", { from: rid2 });
+    expect(listed(icanhaz.cache)).toEqual(["caf\xe9.txt", "d\xff/big\xfe.bin", "x\xe9"]);
+    await h.client.close();
+    const again = makeClient(options);
+    await again.client.subscribe("/");
+    again.client.connect();
+    const [rid3] = await r.next("OHAI");
+    await r.send(rid3, { id: "OHAI_OK" });
+    const [, reloaded] = await r.next("ICANHAZ", { from: rid3 });
+    expect(listed(reloaded.cache)).toEqual(["caf\xe9.txt", "d\xff/big\xfe.bin", "x\xe9"]);
+    expect(again.errors).toEqual([]);
   });
 
   it("client - a name 2,000 levels deep is refused at once, nothing made for it: a delete of it cannot cost a walk from the inbox per level", async () => {

@@ -191,8 +191,8 @@ describe("codec malformed frames", () => {
     },
     { name: "SRSLY reason invalid UTF-8", frame: hex("AA A3 80 02 E2 82"), code: "BAD_STRING" },
     {
-      name: "CHEEZBURGER filename invalid UTF-8",
-      frame: cat(hex("AA A3 08 00 00 00 00 00 00 00 00 01"), u32be(2), hex("2F FF"), Buffer.alloc(8), hex("00"), EMPTY_HASH, u32be(0)),
+      name: "CHEEZBURGER header value invalid UTF-8",
+      frame: cat(hex("AA A3 08 00 00 00 00 00 00 00 00 01"), u32be(2), hex("2F 61"), Buffer.alloc(8), hex("00"), u32be(1), hex("01 61"), u32be(1), hex("FF"), u32be(0)),
       code: "BAD_STRING",
     },
     { name: "ICANHAZ options count 0xFFFFFFFF", frame: cat(ICANHAZ_HEADER, u32be(1), ascii("/"), u32be(0xffffffff)), code: "TRUNCATED" },
@@ -512,7 +512,7 @@ describe("codec properties", () => {
     );
   });
 
-  it("codec - chunks that do not decode (a name that is not UTF-8) count the credit they spent: their chunk's length, nothing for a delete, the whole frame when its layout does not hold", () => {
+  it("codec - chunks that do not decode (a header that is not UTF-8) count the credit they spent: their chunk's length, nothing for a delete, the whole frame when its layout does not hold", () => {
     // (Whole frames were counted, headers and deletes included: a server got more credit than our window.)
     const latin1 = (message: Cheezburger): Buffer => {
       const frame = Buffer.from(encode(message));
@@ -520,9 +520,9 @@ describe("codec properties", () => {
       expect(decode(frame).ok).toBe(false);
       return frame;
     };
-    const base = { id: "CHEEZBURGER", sequence: 1n, filename: "/caf_.bin", offset: 0n, eof: 0 } as const;
-    const create = latin1({ ...base, operation: 1, headers: new Map([["X-FMQ-Size", "4096"]]), chunk: new Uint8Array(4096) });
-    const del = latin1({ ...base, operation: 2, headers: new Map(), chunk: new Uint8Array(0) });
+    const base = { id: "CHEEZBURGER", sequence: 1n, filename: "/a.bin", offset: 0n, eof: 0 } as const;
+    const create = latin1({ ...base, operation: 1, headers: new Map([["X-FMQ-Size", "4096"], ["X-Note", "caf_"]]), chunk: new Uint8Array(4096) });
+    const del = latin1({ ...base, operation: 2, headers: new Map([["X-Note", "caf_"]]), chunk: new Uint8Array(0) });
     expect(cheezburgerBytes([create])).toBe(4096);
     expect(cheezburgerBytes([del])).toBe(0);
     expect(cheezburgerBytes([create, del, create])).toBe(8192);
