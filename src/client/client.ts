@@ -1122,8 +1122,11 @@ export class Client extends EventEmitter<ClientEvents> {
         // Weighed by what each message holds in memory, its frame: a chunk's bytes alone would let a server
         // queue 4,096 messages of empty chunks and 65 MiB of headers each while we are busy.
         if (result.ok) result.messages.forEach((message, i) => this.#engine.post(message.id, message, { weight: frames[i]?.length ?? 0 }));
-        else if (result.error.reply !== "discard") {
-          this.#engine.post("malformed", result.error);
+        else {
+          // (Said unless it is noise to ignore, as a frame without our signature is. Counted whatever it is:
+          // a batch whose last frame had no signature was dropped in silence, its chunks' credit lost
+          // with it, and the session could stall for want of credit; a review.)
+          if (result.error.reply !== "discard") this.#engine.post("malformed", result.error);
           const spent = cheezburgerBytes(frames);
           if (spent > 0) this.#engine.post("unreadable chunk", spent);
         }

@@ -568,9 +568,11 @@ export function decodeBatch(frames: readonly Uint8Array[]): { ok: true; messages
   // client's queue. libzmq has received the message whole by now: what it may cost there, see README.)
   if (frames.length > MAX_BATCH_FRAMES) return { ok: false, error: new DecodeError("MULTI_FRAME", `a batch of ${frames.length} frames, more than ${MAX_BATCH_FRAMES}`) };
   const messages: Message[] = [];
-  for (const frame of frames) {
+  for (const [i, frame] of frames.entries()) {
     const result = decode(frame);
-    if (!result.ok) return result;
+    // (A frame without our signature is noise to ignore only as a message of its own: inside a batch of
+    // CHEEZBURGERs it makes the batch malformed, which is said.)
+    if (!result.ok) return i > 0 && result.error.reply === "discard" ? { ok: false, error: new DecodeError("MULTI_FRAME", `frame ${i + 1} of a batch of ${frames.length}: ${result.error.message}`) } : result;
     if (result.message.id !== "CHEEZBURGER") return { ok: false, error: new DecodeError("MULTI_FRAME", `${result.message.id} in a batch of ${frames.length} frames`) };
     messages.push(result.message);
   }

@@ -224,7 +224,7 @@ export class Server extends EventEmitter<ServerEvents> {
       throw new ServerError("this libzmq cannot report closed connections (ZMQ_ROUTER_NOTIFY, a draft option): refusing to serve with security, whose logins depend on it");
     }
     // (Urgent, as every event that ends a dialogue: handled at the next step, not after a run of them.)
-    this.#outbox = new Outbox(this.#router, (key) => this.#connections.get(key)?.engine.post("expired", undefined, { urgent: true }));
+    this.#outbox = new Outbox(this.#router, (key) => this.#unreachable(key));
     const server = this;
     this.#host = {
       chunkSize: this.options.chunkSize,
@@ -438,9 +438,10 @@ export class Server extends EventEmitter<ServerEvents> {
 
   /**
    * Has this peer without a session had its answers for garbage this minute (STRANGER_ANSWERS), or are
-   * too many such peers remembered already? If not, this answer is counted.
+   * too many such peers remembered already (then `crowded`: silence for garbage; an answer for a message of
+   * the protocol, which an honest client of a restarted server sends)? If not, this answer is counted.
    */
-  #strangerHeardOf(key: string): boolean {
+  #strangerHeardOf(key: string, crowded = true): boolean {
     const now = monotonic();
     let stranger = this.#strangers.get(key);
     if (stranger && now - stranger.since >= STRANGER_MINUTE_MS) {
@@ -451,7 +452,7 @@ export class Server extends EventEmitter<ServerEvents> {
       if (this.#strangers.size >= MAX_STRANGERS) {
         // Forget those whose minute is over; if none, many peers are at it: they get silence.
         for (const [other, { since }] of this.#strangers) if (now - since >= STRANGER_MINUTE_MS) this.#strangers.delete(other);
-        if (this.#strangers.size >= MAX_STRANGERS) return true;
+        if (this.#strangers.size >= MAX_STRANGERS) return crowded;
       }
       stranger = { since: now, answers: 0 };
       this.#strangers.set(key, stranger);
@@ -490,6 +491,14 @@ export class Server extends EventEmitter<ServerEvents> {
         // (Said once: garbage that follows, until the connection is dropped, is dropped with it.)
         this.emit("warning", `client ${key}: ${result.error.message}`);
       }
+      return;
+    }
+    if (!connection && result.message.id !== "OHAI") {
+      // The table's answer ("start": anything but OHAI, RTFM) without a connection made for it, and a few
+      // times a minute per peer, as for garbage: a review had a peer's 100,000 HUGZ answered by 61,000
+      // RTFM, a connection and its machine made and ended for each. (Our client of a restarted server
+      // needs one: it starts a new session on the first.)
+      if (!this.#strangerHeardOf(key, false)) this.#send(key, routingId, encode({ id: "RTFM", reason: reasonOf(`no session (the server restarted or dropped it): ${reasonOf(result.message)}`) }));
       return;
     }
     if (!connection) {
@@ -574,11 +583,25 @@ export class Server extends EventEmitter<ServerEvents> {
   #hungUp(key: string, routingId: Buffer): void {
     // (Its login goes with it: see ServerSecurity.closed.)
     this.#security?.closed(key);
-    // A client dropped for not reading: its connection, and what libzmq held for it, is gone now.
-    if (this.#dropped.delete(key)) return;
+    // A client dropped for not reading: its connection, and what libzmq held for it, is gone now; or it
+    // sent an empty message itself, to be counted no more while libzmq still holds its full pipe (a
+    // review). Asked: the RTFM fails at once (EHOSTUNREACH) if the connection is gone, and the outbox
+    // then forgets it (#unreachable); a peer still there stays counted until it expires.
+    if (this.#dropped.has(key)) {
+      // (One at a time: a peer sending empty message after empty message does not fill our queue.)
+      if (this.#outbox.queued(key) === 0) this.#outbox.send(key, routingId, encode({ id: "RTFM", reason: "empty message" }));
+      return;
+    }
     const connection = this.#connections.get(key);
     if (connection) connection.engine.post("hung up", "empty message", { urgent: true });
-    else this.#send(key, routingId, encode({ id: "RTFM", reason: "empty message" }));
+    // (A few times a minute per peer, as for garbage.)
+    else if (!this.#strangerHeardOf(key)) this.#send(key, routingId, encode({ id: "RTFM", reason: "empty message" }));
+  }
+
+  /** libzmq has no connection for this peer any more (a send failed EHOSTUNREACH). */
+  #unreachable(key: string): void {
+    this.#dropped.delete(key);
+    this.#connections.get(key)?.engine.post("expired", undefined, { urgent: true });
   }
 
   /** Queue a message for a client, unless it has stopped reading: then it is dropped with its queue. */
@@ -611,7 +634,12 @@ export class Server extends EventEmitter<ServerEvents> {
 
   #expire(): void {
     const now = monotonic();
-    for (const [key, since] of this.#dropped) if (now - since > DROPPED_FORGET_FACTOR * this.options.peerTimeoutMs + DROPPED_FORGET_MS) this.#dropped.delete(key);
+    for (const [key, since] of this.#dropped) {
+      if (now - since <= DROPPED_FORGET_FACTOR * this.options.peerTimeoutMs + DROPPED_FORGET_MS) continue;
+      this.#dropped.delete(key);
+      // (With the RTFM that asked whether it was still there, if it could never be sent.)
+      if (!this.#connections.has(key)) this.#outbox.forget(key);
+    }
     const deadline = now - this.options.expiryMs;
     // Its pipe full for as long as a frozen peer is given (peer-timeout-ms): it has stopped reading, and
     // what waits for it stays in our memory. Messages from it (a NOM now and then) do not keep it.

@@ -2296,6 +2296,59 @@ describe("server with a scripted raw peer", () => {
     }
   });
 
+  it("server - a client dropped for not reading that sends an empty message (what libzmq's notice of a close looks like) is still counted while its connection stands; its real close is seen at once", async () => {
+    // (A review: the empty message took it out of the count, its full pipe still held in libzmq, and a
+    // peer could do so again and again past max-clients.)
+    const { server, warnings, endpoint } = await startServer({ expiryMs: 60_000, peerTimeoutMs: 2000, chunkSize: 256 * 1024 }, {
+      prepare: async (root) => {
+        const handle = await open(path.join(root, "big.bin"), "w");
+        await handle.truncate(64 * 1024 * 1024);
+        await handle.close();
+      },
+    });
+    await published(server, 1);
+    const hung = await hungClient(endpoint, 2n ** 40n);
+    await waitFor(() => warnings.some((w) => /has not read for \d+ s; dropped$/.test(w)), "the client dropped", DEADLINE);
+    expect(server.droppedStillConnected).toBe(1);
+    await hung.send(Buffer.alloc(0));
+    // The server asks whether it is still there: an RTFM, behind the chunks its pipe held. Read to it.
+    hung.receiveTimeout = DEADLINE;
+    for (;;) {
+      const result = decodeFrames(await hung.receive());
+      if (result.ok && result.message.id === "RTFM") {
+        expect(result.message.reason).toBe("empty message");
+        break;
+      }
+    }
+    expect(server.droppedStillConnected).toBe(1);
+    // Closed for real: forgotten at once (it would be, whatever happens, 16 s after the drop).
+    hung.close();
+    await waitFor(() => server.droppedStillConnected === 0, "its close seen", 5000);
+  });
+
+  it("server - messages of the protocol from a peer without a session get RTFM a few times a minute, as garbage does, not one each", async () => {
+    // (A review: 100,000 HUGZ from one peer were answered by 61,000 RTFM, a connection made and ended for each.)
+    const { server, endpoint } = await startServer({}, { files: { "a.txt": "a" } });
+    const peer = new Dealer({ linger: 0 });
+    sockets.push(peer);
+    peer.connect(endpoint);
+    for (let i = 0; i < 100; i++) await peer.send(encode({ id: "HUGZ" }));
+    // An OHAI after them opens a session: its OHAI-OK comes after every RTFM the server sent.
+    await peer.send(encode({ id: "OHAI", protocol: "FILEMQ", version: 2 }));
+    peer.receiveTimeout = DEADLINE;
+    const replies: string[] = [];
+    for (;;) {
+      const result = decodeFrames(await peer.receive());
+      if (!result.ok) continue;
+      if (result.message.id === "OHAI_OK") break;
+      replies.push(result.message.id === "RTFM" ? result.message.reason : result.message.id);
+    }
+    expect(replies.length).toBeGreaterThan(0);
+    expect(replies.length).toBeLessThanOrEqual(16);
+    expect(new Set(replies)).toEqual(new Set(["no session (the server restarted or dropped it): unexpected HUGZ"]));
+    expect(server.clients).toBe(1);
+  });
+
   it("server - what a client's cache says it holds costs the server what the README says (8 bytes of block hash per MiB, a short hash), not the values it came in", async () => {
     // (A review: the hash kept was a slice of the value, which kept all of it, up to 64 KiB; the block
     // hashes were kept as listed, however many. 100 files of 2 MiB, each listed with 4,000 block hashes.)
