@@ -411,6 +411,13 @@ export class Connection {
   async #queueExistingNow(message: Icanhaz): Promise<void> {
     const path = normaliseVirtualPath(message.path);
     if (path === undefined) return;
+    // What the backlog has sent goes first: kept, a client asking again and again, its backlog never
+    // drained, held a pointer to every file ever sent it, and the file (a review). (Nothing else takes
+    // from the backlog while this runs: it is this client's step.)
+    if (this.#backlogAt > 0) {
+      this.#backlog = this.#backlog.slice(this.#backlogAt);
+      this.#backlogAt = 0;
+    }
     // Keyed by the name below the path, as it came: a full path per entry (the path may be 4 KiB long)
     // would cost a copy of the path per name, hundreds of MiB for one hostile cache (an audit).
     const cache = new Map<string, string>();
@@ -545,7 +552,10 @@ export class Connection {
         if (paused !== false && (await paused)) return;
       }
     }
+    // (These two loops pause as the scan does: a million files' lookups in one turn held everyone up, a review.)
     for (const file of whole) {
+      const paused = pause();
+      if (paused !== false && (await paused)) return;
       // Queued meanwhile (a newer version, or its delete), or queued already: that stands. Changed since:
       // the mount has queued it.
       if (queuedMeanwhile.has(file.vpath) || this.#queue.has(file.vpath) || this.host.file(file.vpath) !== file) continue;
@@ -558,6 +568,8 @@ export class Connection {
       this.#toBacklog(file, backlogged);
     }
     for (const { vpath, planned, patch } of plans) {
+      const paused = pause();
+      if (paused !== false && (await paused)) return;
       // What this cache says wins over a create queued meanwhile (a file published while we let others
       // in): one the client holds is not sent again. (A patch queued before, for another subscription of
       // this client, stays: that one may go to another inbox.)

@@ -720,7 +720,15 @@ export class Server extends EventEmitter<ServerEvents> {
   }
 
   *#filesNear(path: string): Iterable<PublishedFile> {
-    for (const mount of this.mounts) if (overlaps(mount.alias, path)) yield* mount.files.values();
+    for (const mount of this.mounts) {
+      if (!overlaps(mount.alias, path)) continue;
+      // A file's own path (our client asks for one file again so): that file, not a walk of every file
+      // published there (a review: 70 ms of the server's time per 100,000 files, for each such request).
+      // (A mount never has a file both at a name and below it: a file that became a directory went first.)
+      const file = mount.files.get(path);
+      if (file) yield file;
+      else yield* mount.files.values();
+    }
   }
 }
 

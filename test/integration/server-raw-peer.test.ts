@@ -1745,6 +1745,33 @@ describe("server with a scripted raw peer", () => {
     expect(sent.sort()).toEqual(["/f0.txt", "/f1.txt", "/f2.txt", "/f3.txt", "/f4.txt", "/f5.txt", "/f6.txt", "/f7.txt", "/f8.txt", "/f9.txt"]);
   });
 
+  it("server - a file asked for by its own path (our client's refetch) is planned alone, without a walk of every file published: and sent", async () => {
+    // (A review: each such request went through every file of the mount, 70 ms per 100,000 files.)
+    const files: Record<string, string> = {};
+    for (let i = 0; i < 50; i++) files[`f${i}.txt`] = `file ${i}`;
+    const { server, endpoint } = await startServer({}, { files });
+    await published(server, 50);
+    const walks = vi.spyOn(server.mounts[0]!.files, "values");
+    try {
+      const p = peer(endpoint);
+      await p.open();
+      await p.icanhaz("/f7.txt");
+      await p.expect("ICANHAZ_OK");
+      await p.nom(10_000);
+      const sent = await p.expect("CHEEZBURGER");
+      expect(sent.filename).toBe("/f7.txt");
+      expect(Buffer.from(sent.chunk).toString()).toBe("file 7");
+      expect((await p.expect("CHEEZBURGER")).eof).toBe(1);
+      expect(walks).not.toHaveBeenCalled();
+      // A directory's path is a walk, as before.
+      await p.icanhaz("/");
+      await p.expect("ICANHAZ_OK");
+      await waitFor(() => walks.mock.calls.length > 0, "a walk for /", DEADLINE);
+    } finally {
+      walks.mockRestore();
+    }
+  });
+
   it("server - a file both waiting whole for one subscription and resumed for another of the same client goes once", async () => {
     // (Found by review of the backlog: sent as the resume, then again whole.)
     const big = randomBytes(300_000);
