@@ -544,6 +544,12 @@ export class Inbox {
       manifest = await Manifest.load(dirs, options.problem, options.beforeRecording);
       // With --fsync, what the manifest says is as durable as the files it speaks of.
       manifest.durable = options.fsync === true;
+      // (And the entries made to get here: the state directory in the inbox, the journal and partial/ in
+      // it. Not synced, a power loss could take the journal, and every record in it, with them; a review.)
+      if (options.fsync) {
+        dirs.root.sync();
+        dirs.state.sync();
+      }
       const inbox = new Inbox(root, manifest, dirs, options, await xxh(), lock);
       dirs.onRestore = () => inbox.#endTurn();
       await inbox.#sweepPartials();
@@ -599,6 +605,10 @@ export class Inbox {
       // Delta: start from the version we delivered, if it is the one the server has in mind.
       const held = this.manifest.files.get(relative);
       if (!held || held.hash !== base) throw new RefetchError(`${relative}: delta against a version we do not hold; fetching it whole`, relative);
+      // A partial of another version under this name is about to be overwritten by the copy: forgotten
+      // first. (Listed over the copy's bytes, a kill then had the next start offer a resume of that
+      // version from another's, refused by its checks: a resume wasted; a review.)
+      if (this.manifest.partials.has(relative)) this.manifest.partialDropped(relative);
       // Anything in the way of the copy (short of a full disk, kept as such) means: fetch it whole.
       const copied = await copyHeldVersion(target.path, partial).catch((error: NodeJS.ErrnoException) => {
         if (error.code === "ENOSPC" || error.code === "EDQUOT") throw error;
@@ -948,6 +958,9 @@ export class Inbox {
           }
           if (code === "ENOENT") {
             next = HeldDirectory.make(segment, dir);
+            // (--fsync: the new directory's entry durable in its parent, or a power loss could take it, and
+            // the file about to be said delivered in it, however synced the file is; a review.)
+            if (this.options.fsync) dir.sync();
             if (made && made.from === undefined) made.from = depth;
             this.#release(dir);
             dir = next;

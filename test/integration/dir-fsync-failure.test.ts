@@ -6,12 +6,13 @@
 // opened on the armed directory fails, once. Every other call, the server's included, is the real one.
 
 import { createHash } from "node:crypto";
-import { existsSync } from "node:fs";
-import { stat, unlink, writeFile } from "node:fs/promises";
+import { closeSync, existsSync, fsyncSync, openSync } from "node:fs";
+import { mkdir, realpath, stat, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { context } from "zeromq";
 import { Client, Server } from "../../src/index.js";
+import { HeldDirectory } from "../../src/client/held-directory.js";
 import { tempDir } from "../helpers/tmp.js";
 import { sha256File } from "../helpers/files.js";
 import { waitFor } from "../helpers/wait.js";
@@ -103,5 +104,35 @@ describe("directory fsync failure", () => {
     expect(existsSync(path.join(inbox, "unsynced.txt"))).toBe(false);
     expect(second.errors).toEqual([]);
     expect(second.delivered).toEqual([]);
+  });
+
+  it("fsync - the directories made for a file have their entries synced in their parents, and the inbox's state directory and journal theirs at start", async () => {
+    // (A review: only the file's own directory was synced; a power loss could take a directory made for
+    // it, and the file said delivered in it, or the journal made at the first start, and every record.)
+    const src = await tempDir();
+    const inbox = await tempDir();
+    await mkdir(path.join(src, "a", "b"), { recursive: true });
+    await writeFile(path.join(src, "a", "b", "deep.txt"), "deep");
+    const synced: string[] = [];
+    const spy = vi.spyOn(HeldDirectory.prototype, "sync").mockImplementation(function (this: HeldDirectory) {
+      synced.push(this.realPath);
+      const fd = openSync(this.path, "r");
+      try {
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    });
+    closers.push(async () => spy.mockRestore());
+    const server = new Server({ stableMs: 50 });
+    closers.push(() => server.close());
+    await server.publish(src);
+    const endpoint = await server.bind(await tcpEndpoint());
+    const client = await startClient(endpoint, inbox);
+    await waitFor(() => client.delivered.length === 1, "a/b/deep.txt delivered", 10_000);
+    const real = await realpath(inbox);
+    // The inbox holds .fmq and a/; .fmq holds the journal and partial/; a/ holds b/.
+    for (const dir of [real, path.join(real, ".fmq"), path.join(real, "a")]) expect(synced).toContain(dir);
+    expect(await sha256File(path.join(inbox, "a", "b", "deep.txt"))).toBe(createHash("sha256").update("deep").digest("hex"));
   });
 });
