@@ -15,7 +15,7 @@ import { PROTOCOL_NAME, PROTOCOL_VERSION, Operation, isMessageName, type Cheezbu
 import { Capability, Header, isVersionTag, SubscribeOption, wireNumber, wireSize, type CacheEntry } from "../protocol/extensions.js";
 import { BLOCK_SIZE, type Fingerprint } from "../digest/blocks.js";
 import type { DecodeError } from "../protocol/errors.js";
-import { covers, normaliseVirtualPath, relativeTo } from "../paths.js";
+import { covers, normaliseVirtualPath, overlaps, relativeTo } from "../paths.js";
 import { hasStrayBytes } from "../raw-names.js";
 import { endpointProblem } from "../endpoint.js";
 import { Heartbeat } from "./heartbeat.js";
@@ -298,10 +298,12 @@ export class Client extends EventEmitter<ClientEvents> {
         const reason = (arg as Srsly).reason || "no reason given";
         // (A refetch refused, one file asked for again: an error for that file, the subscription stands.)
         const subscription = request !== undefined && request.kind !== "refetch";
+        const inbox = subscription ? this.#subscriptions.get(request.path)?.inbox : undefined;
         if (subscription) this.#subscriptions.delete(request.path);
         if (!request) this.#report(new ClientError(`the server refused a subscription we had not asked for: ${reason}`));
         else this.#report(subscription ? new SubscriptionRefused(request.path, reason) : new ClientError(`subscription to ${request.path} refused: ${reason}`));
         if (subscription) this.emit("refused", request.path, reason);
+        if (subscription && inbox) this.#handBack(request.path, inbox);
       },
       "grant credit": () => {
         const grant = this.#window.refill();
@@ -360,16 +362,71 @@ export class Client extends EventEmitter<ClientEvents> {
   /**
    * Subscribe to a virtual path ("/" for everything). Files under it land in `inbox` (default: the
    * client's inbox), named relative to the path: subscribing to "/sub" puts "/sub/x.txt" at inbox/x.txt.
+   * A file under several subscriptions lands in the most specific one's inbox. Refused (ClientError): a
+   * path subscribed already, a path overlapping another's into the same inbox, an inbox inside or around
+   * another subscription's (each would have two subscriptions write the same names).
    */
   async subscribe(path: string, inbox?: string): Promise<void> {
     const normalised = subscriptionPath(path);
     // (Not after close(): it opened the inbox, locked it and wrote its journal, and nothing closed it again.)
     if (this.#closed) throw new ClientError(`cannot subscribe to ${normalised}: the client is closed`);
+    // (Twice: the second replaced the first without a word, and its inbox was left to nothing; a review.)
+    if (this.#subscriptions.has(normalised)) throw new ClientError(`already subscribed to ${normalised}`);
     const box = await this.#inbox(inbox ?? this.options.inbox);
     // (Closed while the inbox opened: told it subscribed, the caller was not; a review.)
     if (this.#closed) throw new ClientError(`cannot subscribe to ${normalised}: the client is closed`);
+    const clash = this.#clash(normalised, box);
+    if (clash !== undefined) {
+      if (![...this.#subscriptions.values()].some((other) => other.inbox === box)) this.#closeInbox(box);
+      throw new ClientError(`cannot subscribe to ${normalised} into ${box.root}: ${clash}`);
+    }
     this.#subscriptions.set(normalised, { path: normalised, inbox: box });
     this.#engine.post("subscribe", normalised);
+  }
+
+  /**
+   * Why a subscription to `path` into `box` would tread on another's files, or undefined. Overlapping
+   * paths into one inbox share names ("/x.txt" under "/" and "/sub/x.txt" under "/sub" are both x.txt:
+   * each overwrote the other, and a delete of one removed the other's); an inbox inside another's is
+   * written by both (a review, both reproduced).
+   */
+  #clash(path: string, box: Inbox): string | undefined {
+    for (const other of this.#subscriptions.values()) {
+      if (other.inbox === box) {
+        if (overlaps(other.path, path)) return `${other.path} goes there too, and their names would clash (subscriptions into one inbox must not overlap)`;
+      } else if (other.inbox.root.startsWith(box.root + "/") || box.root.startsWith(other.inbox.root + "/")) {
+        return `the inbox of ${other.path}, ${other.inbox.root}, is ${other.inbox.root.startsWith(box.root + "/") ? "inside it" : "around it"}`;
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * A subscription refused after files under it came (sent under a wider one, which the server answered
+   * first, and routed here meanwhile): those names land in the wider one's inbox from now on, where they
+   * are not; its subscription goes again, with what it holds, so that they come there (a review: they
+   * stayed in the refused one's inbox, never updated or deleted, and missing from the other). What came
+   * into the refused one's inbox stays there, as the user's.
+   */
+  #handBack(refused: string, inbox: Inbox): void {
+    let wider: Subscription | undefined;
+    for (const sub of this.#subscriptions.values()) if (covers(sub.path, refused) && (!wider || sub.path.length > wider.path.length)) wider = sub;
+    if (!wider || this.#engine.state !== "connected") return;
+    if (![...inbox.manifest.files.values()].some((held) => covers(refused, held.vpath))) return;
+    const path = wider.path;
+    this.#sendIcanhaz(path, "resync").catch((error: unknown) => this.#report(new ClientError(`${path}: cannot subscribe again: ${String(error)}`)));
+  }
+
+  /** An inbox no subscription took after all: closed (its lock let go). */
+  #closeInbox(box: Inbox): void {
+    for (const [key, opened] of this.#inboxes) {
+      void opened.then((inbox) => {
+        if (inbox === box && this.#inboxes.get(key) === opened) {
+          this.#inboxes.delete(key);
+          box.close();
+        }
+      }, () => undefined);
+    }
   }
 
   get state(): string {
@@ -545,24 +602,37 @@ export class Client extends EventEmitter<ClientEvents> {
       }
     }
     let cache: Dictionary = new Map();
-    const inbox = refetch ? undefined : this.#subscriptions.get(path)?.inbox;
-    if (inbox) {
+    if (!refetch && this.#subscriptions.has(path)) {
       const entries = new Map<string, CacheEntry>();
-      for (const [relative, held] of inbox.manifest.files) {
-        const name = relativeTo(path, held.vpath);
-        if (name === undefined || !inbox.stillHeld(relative, held.size)) continue;
-        entries.set(name, {
-          size: held.size,
-          ...(held.mtime !== undefined ? { mtime: held.mtime } : {}),
-          ...(held.hash !== undefined ? { hash: held.hash } : {}),
-          ...(held.blocks !== undefined ? { blocks: Buffer.from(held.blocks, "hex") } : {}),
-        });
+      // What this client holds under the path, in whichever inbox each name lands now: a narrower
+      // subscription's files are in its own inbox (listed from the subscription's inbox alone, they were
+      // sent again whole at every session; a review). A record at a name the file would no longer land
+      // at (a subscription of another path into this inbox, in an earlier run) is not listed.
+      const landsHere = (inbox: Inbox, relative: string, vpath: string): boolean => {
+        const route = this.#route(vpath);
+        return typeof route !== "string" && route.sub.inbox === inbox && route.relative === relative;
+      };
+      const inboxes = new Set([...this.#subscriptions.values()].map((subscription) => subscription.inbox));
+      for (const inbox of inboxes) {
+        for (const [relative, held] of inbox.manifest.files) {
+          const name = relativeTo(path, held.vpath);
+          if (name === undefined || !landsHere(inbox, relative, held.vpath) || !inbox.stillHeld(relative, held.size)) continue;
+          entries.set(name, {
+            size: held.size,
+            ...(held.mtime !== undefined ? { mtime: held.mtime } : {}),
+            ...(held.hash !== undefined ? { hash: held.hash } : {}),
+            ...(held.blocks !== undefined ? { blocks: Buffer.from(held.blocks, "hex") } : {}),
+          });
+        }
       }
-      for (const [relative, partial] of inbox.manifest.partials) {
-        const name = relativeTo(path, partial.vpath);
-        const length = name === undefined ? 0 : await inbox.partialLength(relative);
-        if (name === undefined || length < BLOCK_SIZE) continue;
-        entries.set(name, { ...entries.get(name), partial: { length, size: partial.size, mtime: partial.mtime, ...(partial.tag !== undefined ? { tag: partial.tag } : {}) } });
+      for (const inbox of inboxes) {
+        for (const [relative, partial] of inbox.manifest.partials) {
+          const name = relativeTo(path, partial.vpath);
+          if (name === undefined || !landsHere(inbox, relative, partial.vpath)) continue;
+          const length = await inbox.partialLength(relative);
+          if (length < BLOCK_SIZE) continue;
+          entries.set(name, { ...entries.get(name), partial: { length, size: partial.size, mtime: partial.mtime, ...(partial.tag !== undefined ? { tag: partial.tag } : {}) } });
+        }
       }
       const built = buildCache(entries);
       cache = built.cache;
@@ -766,7 +836,7 @@ export class Client extends EventEmitter<ClientEvents> {
     try {
       if (message.operation === Operation.DELETE) {
         if (this.#current?.vpath === vpath) await this.#dropCurrent(false);
-        const outcome = await sub.inbox.remove(relative);
+        const outcome = await sub.inbox.remove(relative, vpath);
         if (outcome === "deleted") {
           this.#totals.deleted++;
           this.emit("deleted", { path: relative, vpath });

@@ -759,16 +759,19 @@ export class Inbox {
    * is rare, rather than stat'ed on every delivery). "kept": changed in the inbox since we delivered it,
    * so no longer ours: left alone and forgotten. "absent": nothing of ours there.
    */
-  async remove(relative: string): Promise<"deleted" | "absent" | "kept"> {
+  async remove(relative: string, vpath: string): Promise<"deleted" | "absent" | "kept"> {
     // (A directory kept open for this turn's small files may be about to go.)
     this.#endTurn();
     // A partial file of it (a newer version, or one never completed) will never be resumed now.
-    const partial = this.manifest.partials.has(relative);
+    const partial = this.manifest.partials.get(relative)?.vpath === vpath;
     if (partial) {
       this.manifest.partialDropped(relative);
       await unlink(path.join(this.partialDir, partialName(relative))).catch(() => undefined);
     }
     const held = this.manifest.files.get(relative);
+    // (Only the file of that name on the server: one held at this name for another, by a subscription of
+    // another path into this inbox in an earlier run, is not it; a review.)
+    if (held && held.vpath !== vpath) return "absent";
     if (!held) {
       // (Begun and never delivered: the directories it left empty go too, as after a delete.)
       if (partial) this.#pruneEmptyParents(relative);
