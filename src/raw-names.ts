@@ -9,6 +9,8 @@
 // Only a file's name from a server is read so (CHEEZBURGER's filename): the rest of the protocol's text
 // stays strict UTF-8, and our server never publishes such a name (a mount skips what Node cannot open).
 
+import { isUtf8 } from "node:buffer";
+
 /** One stray byte, as a lone surrogate (in a `u` regex a well-formed pair is one code point: not matched). */
 const STRAY_BYTE = /[\udc80-\udcff]/u;
 const STRAY_BYTES = /[\udc80-\udcff]/gu;
@@ -27,6 +29,8 @@ function sequenceLength(bytes: Uint8Array, i: number): number {
 
 /** A name's bytes as a string: UTF-8 where they are UTF-8, each other byte a lone surrogate (U+DC00 + byte). */
 export function decodeName(bytes: Buffer): string {
+  // (Nearly every name: one native check, as strict as the walk below.)
+  if (isUtf8(bytes)) return bytes.toString("utf8");
   let name = "";
   let from = 0;
   for (let i = 0; i < bytes.length; ) {
