@@ -22,6 +22,8 @@ import { monotonic } from "../clock.js";
 
 /** A peer without a session that sends garbage is answered (RTFM) and logged this often a minute, at most. */
 const STRANGER_ANSWERS = 16;
+/** Answers a second to all peers without a session together, once too many of them are remembered. */
+const CROWDED_ANSWERS_PER_SECOND = 200;
 const STRANGER_MINUTE_MS = 60_000;
 /** Such peers remembered at most; past that, garbage from new ones is dropped unanswered. */
 const MAX_STRANGERS = 1024;
@@ -452,13 +454,21 @@ export class Server extends EventEmitter<ServerEvents> {
       if (this.#strangers.size >= MAX_STRANGERS) {
         // Forget those whose minute is over; if none, many peers are at it: they get silence.
         for (const [other, { since }] of this.#strangers) if (now - since >= STRANGER_MINUTE_MS) this.#strangers.delete(other);
-        if (this.#strangers.size >= MAX_STRANGERS) return crowded;
+        if (this.#strangers.size >= MAX_STRANGERS) {
+          if (crowded) return true;
+          // (Answered, but a few hundred a second from all such peers together: a churn of connections
+          // keeps the table full, and each message of a peer was answered again; a review.)
+          if (now - this.#crowdedAnswers.since >= 1000) this.#crowdedAnswers = { since: now, answers: 0 };
+          return ++this.#crowdedAnswers.answers > CROWDED_ANSWERS_PER_SECOND;
+        }
       }
       stranger = { since: now, answers: 0 };
       this.#strangers.set(key, stranger);
     }
     return ++stranger.answers > STRANGER_ANSWERS;
   }
+  /** Answers to peers without a session while the table of them is full (see #strangerHeardOf). */
+  #crowdedAnswers = { since: 0, answers: 0 };
   /** Peers without a session answered RTFM for garbage: key -> since when, how many times. */
   readonly #strangers = new Map<string, { since: number; answers: number }>();
 
