@@ -633,7 +633,8 @@ function fail(error: unknown): never {
 }
 
 function traceOption(on: boolean | undefined): { trace?: (line: string) => void } {
-  return on ? { trace: (line: string) => process.stderr.write(line + "\n") } : {};
+  // (Printable: a line may name a file, "stopped at ..." of a transfer cut short, whose name may hold a newline or an escape sequence.)
+  return on ? { trace: (line: string) => process.stderr.write(printable(line) + "\n") } : {};
 }
 
 /** "1048576", "256k", "1M", "1MiB", "2G": binary multiples. */

@@ -478,11 +478,9 @@ function failure(code: DecodeErrorCode, detail: string): DecodeResult {
 export function decode(frame: Uint8Array): DecodeResult {
   const buf = Buffer.isBuffer(frame) ? frame : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
   if (buf.length === 0) return failure("EMPTY", "zero-byte frame");
-  // One byte: the start of a signature (a truncated header), or not FILEMQ at all (discarded, below).
-  if (buf.length < 2) {
-    if (buf[0] !== 0xaa) return failure("BAD_SIGNATURE", `0x${buf[0]!.toString(16).padStart(2, "0")} is not the start of 0xaaa3`);
-    return failure("TRUNCATED", `${buf.length}-byte frame, the header needs ${HEADER_LENGTH}`);
-  }
+  // One byte, even 0xaa: it does not start with the signature's two octets, so it is discarded as any
+  // message that does not (below). (It was answered RTFM as a truncated header.)
+  if (buf.length < 2) return failure("BAD_SIGNATURE", `a 1-byte frame (0x${buf[0]!.toString(16).padStart(2, "0")}) does not start with 0xaaa3`);
 
   // 35/FILEMQ: "Every ZeroMQ message SHALL start with the FILEMQ protocol signature, %xAA %xA3.
   // The server and client SHALL silently discard any message received that does not start with

@@ -151,7 +151,8 @@ describe("codec golden frames", () => {
 describe("codec malformed frames", () => {
   const cases: { name: string; frame: Buffer; code: DecodeErrorCode }[] = [
     { name: "empty frame", frame: Buffer.alloc(0), code: "EMPTY" },
-    { name: "1 byte AA", frame: hex("AA"), code: "TRUNCATED" },
+    // (It does not start with the signature's two octets: discarded, as the RFC says of any such message.)
+    { name: "1 byte AA", frame: hex("AA"), code: "BAD_SIGNATURE" },
     { name: "1 byte 00 (not FILEMQ: discarded)", frame: hex("00"), code: "BAD_SIGNATURE" },
     { name: "2 bytes, good signature, no id", frame: hex("AA A3"), code: "TRUNCATED" },
     { name: "2 bytes, wrong signature", frame: hex("AA 00"), code: "BAD_SIGNATURE" },
@@ -243,8 +244,8 @@ describe("codec malformed frames", () => {
     }
   });
 
-  it("codec - every proper prefix of every golden frame is EMPTY (0 bytes) or TRUNCATED", () => {
-    // A prefix keeps the good signature, so BAD_SIGNATURE cannot happen; a prefix of 3+ bytes keeps
+  it("codec - every proper prefix of every golden frame is EMPTY (0 bytes), BAD_SIGNATURE (1 byte: not the signature's two octets) or TRUNCATED", () => {
+    // A prefix of 2+ bytes keeps the good signature, so BAD_SIGNATURE cannot happen; a prefix of 3+ bytes keeps
     // the id. The golden frames end exactly at their last field (encode() reproduces them with no
     // extra bytes), so a prefix always cuts into some field: since fields are read in order and the
     // cut field is the first to fail, no prefix can be shorter-yet-valid or fail any other way
@@ -253,7 +254,7 @@ describe("codec malformed frames", () => {
     for (const { title, bytes } of golden) {
       for (let length = 0; length < bytes.length; length++) {
         const prefix = bytes.subarray(0, length);
-        expectDecodeError(decode(prefix), length === 0 ? "EMPTY" : "TRUNCATED", `${title} [0, ${length})`);
+        expectDecodeError(decode(prefix), length === 0 ? "EMPTY" : length === 1 ? "BAD_SIGNATURE" : "TRUNCATED", `${title} [0, ${length})`);
         checked++;
       }
     }
