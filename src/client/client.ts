@@ -4,7 +4,8 @@
 // message of the old session can confuse the new one.
 
 import { EventEmitter } from "node:events";
-import { resolve } from "node:path";
+import { realpath } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
 import { Dealer } from "zeromq";
 import { clientDefaults, withDefaults } from "../defaults.js";
 import { Engine, type Actions } from "../fsm/engine.js";
@@ -370,33 +371,50 @@ export class Client extends EventEmitter<ClientEvents> {
     const normalised = subscriptionPath(path);
     // (Not after close(): it opened the inbox, locked it and wrote its journal, and nothing closed it again.)
     if (this.#closed) throw new ClientError(`cannot subscribe to ${normalised}: the client is closed`);
-    // (Twice: the second replaced the first without a word, and its inbox was left to nothing; a review.)
-    if (this.#subscriptions.has(normalised)) throw new ClientError(`already subscribed to ${normalised}`);
-    const box = await this.#inbox(inbox ?? this.options.inbox);
-    // (Closed while the inbox opened: told it subscribed, the caller was not; a review.)
+    const directory = inbox ?? this.options.inbox;
+    // Checked before the inbox is opened (made, locked, its .fmq written: refused after, an inbox around
+    // another's kept a .fmq inside that one for good; a review), against the subscriptions made and those
+    // being made (two subscribe() at once saw nothing of each other; a review).
+    const claim = { path: normalised, root: await realDirectory(directory) };
     if (this.#closed) throw new ClientError(`cannot subscribe to ${normalised}: the client is closed`);
-    const clash = this.#clash(normalised, box);
-    if (clash !== undefined) {
-      if (![...this.#subscriptions.values()].some((other) => other.inbox === box)) this.#closeInbox(box);
-      throw new ClientError(`cannot subscribe to ${normalised} into ${box.root}: ${clash}`);
+    const clash = this.#clash(claim);
+    if (clash !== undefined) throw new ClientError(clash);
+    this.#claims.add(claim);
+    try {
+      const box = await this.#inbox(directory);
+      // (Closed while the inbox opened: told it subscribed, the caller was not; a review.)
+      if (this.#closed) throw new ClientError(`cannot subscribe to ${normalised}: the client is closed`);
+      this.#subscriptions.set(normalised, { path: normalised, inbox: box });
+    } finally {
+      this.#claims.delete(claim);
     }
-    this.#subscriptions.set(normalised, { path: normalised, inbox: box });
     this.#engine.post("subscribe", normalised);
   }
+  /** Subscriptions being made (their inboxes opening): path, and the inbox's real path. */
+  readonly #claims = new Set<{ readonly path: string; readonly root: string }>();
 
   /**
-   * Why a subscription to `path` into `box` would tread on another's files, or undefined. Overlapping
-   * paths into one inbox share names ("/x.txt" under "/" and "/sub/x.txt" under "/sub" are both x.txt:
-   * each overwrote the other, and a delete of one removed the other's); an inbox inside another's is
-   * written by both (a review, both reproduced).
+   * Why a subscription to `claim.path` into the directory `claim.root` would tread on another's files, or
+   * undefined. The same path twice (the second replaced the first without a word, its inbox left to
+   * nothing); overlapping paths into one inbox, which share names ("/x.txt" under "/" and "/sub/x.txt"
+   * under "/sub" are both x.txt: each overwrote the other, and a delete of one removed the other's); an
+   * inbox inside another's, written by both (a review, each reproduced).
    */
-  #clash(path: string, box: Inbox): string | undefined {
-    for (const other of this.#subscriptions.values()) {
-      if (other.inbox === box) {
-        if (overlaps(other.path, path)) return `${other.path} goes there too, and their names would clash (subscriptions into one inbox must not overlap)`;
-      } else if (other.inbox.root.startsWith(box.root + "/") || box.root.startsWith(other.inbox.root + "/")) {
-        return `the inbox of ${other.path}, ${other.inbox.root}, is ${other.inbox.root.startsWith(box.root + "/") ? "inside it" : "around it"}`;
-      }
+  #clash(claim: { readonly path: string; readonly root: string }): string | undefined {
+    const others = [...[...this.#subscriptions.values()].map((other) => ({ path: other.path, root: other.inbox.root })), ...this.#claims];
+    for (const other of others) {
+      if (other.path === claim.path) return `already subscribed to ${claim.path}`;
+      const why =
+        other.root === claim.root
+          ? overlaps(other.path, claim.path)
+            ? `${other.path} goes there too, and their names would clash (subscriptions into one inbox must not overlap)`
+            : undefined
+          : other.root.startsWith(claim.root + "/")
+            ? `the inbox of ${other.path}, ${other.root}, is inside it`
+            : claim.root.startsWith(other.root + "/")
+              ? `the inbox of ${other.path}, ${other.root}, is around it`
+              : undefined;
+      if (why !== undefined) return `cannot subscribe to ${claim.path} into ${claim.root}: ${why}`;
     }
     return undefined;
   }
@@ -412,21 +430,10 @@ export class Client extends EventEmitter<ClientEvents> {
     let wider: Subscription | undefined;
     for (const sub of this.#subscriptions.values()) if (covers(sub.path, refused) && (!wider || sub.path.length > wider.path.length)) wider = sub;
     if (!wider || this.#engine.state !== "connected") return;
-    if (![...inbox.manifest.files.values()].some((held) => covers(refused, held.vpath))) return;
+    const came = (held: { readonly vpath: string }) => covers(refused, held.vpath);
+    if (![...inbox.manifest.files.values()].some(came) && ![...inbox.manifest.partials.values()].some(came)) return;
     const path = wider.path;
     this.#sendIcanhaz(path, "resync").catch((error: unknown) => this.#report(new ClientError(`${path}: cannot subscribe again: ${String(error)}`)));
-  }
-
-  /** An inbox no subscription took after all: closed (its lock let go). */
-  #closeInbox(box: Inbox): void {
-    for (const [key, opened] of this.#inboxes) {
-      void opened.then((inbox) => {
-        if (inbox === box && this.#inboxes.get(key) === opened) {
-          this.#inboxes.delete(key);
-          box.close();
-        }
-      }, () => undefined);
-    }
   }
 
   get state(): string {
@@ -1256,4 +1263,18 @@ function identityOf(headers: Dictionary, vpath: string): PartialFile | undefined
   // (A tag we cannot keep safely is as good as none: the final hash check is there either way.)
   const tag = headers.get(Header.VERSION);
   return { vpath, size, mtime, ...(isVersionTag(tag) ? { tag } : {}) };
+}
+
+/**
+ * The real path `directory` has, or will have once made: that of its nearest ancestor that exists, with
+ * the rest of the names after it. (An inbox is made when first subscribed into.)
+ */
+async function realDirectory(directory: string): Promise<string> {
+  const rest: string[] = [];
+  for (let at = resolve(directory); ; at = dirname(at)) {
+    const real = await realpath(at).catch(() => undefined);
+    if (real !== undefined) return join(real, ...rest.reverse());
+    if (dirname(at) === at) return resolve(directory);
+    rest.push(basename(at));
+  }
 }

@@ -250,6 +250,7 @@ export class IncomingFile {
     if (this.fsync) {
       try {
         await syncDirectory(this.target.directory);
+        for (const parent of this.target.madeIn) await syncDirectory(parent);
       } catch (error) {
         // (The file is there: the user must hear that, and that a crash now may still lose it.)
         const code = (error as NodeJS.ErrnoException).code;
@@ -373,6 +374,8 @@ export interface Target {
   readonly shown: string;
   /** Its directory, for the kernel (to fsync it). */
   readonly directory: string;
+  /** The directories in which one was made on its way (real paths): with fsync, synced with its own. */
+  readonly madeIn: readonly string[];
   /** Done with it: its directory is closed (unless it is the inbox itself). Idempotent. */
   release(): void;
   /**
@@ -546,9 +549,11 @@ export class Inbox {
       manifest.durable = options.fsync === true;
       // (And the entries made to get here: the state directory in the inbox, the journal and partial/ in
       // it. Not synced, a power loss could take the journal, and every record in it, with them; a review.)
+      // (Through the thread pool; a failure said, not fatal: as a file's directory that cannot be synced.)
       if (options.fsync) {
-        dirs.root.sync();
-        dirs.state.sync();
+        for (const dir of [dirs.root, dirs.state]) {
+          await syncDirectory(dir.path).catch((error: NodeJS.ErrnoException) => options.problem?.(`cannot sync ${dir.realPath} to disk (${error.code ?? String(error)}): the inbox's records may not survive a power loss`));
+        }
       }
       const inbox = new Inbox(root, manifest, dirs, options, await xxh(), lock);
       dirs.onRestore = () => inbox.#endTurn();
@@ -879,7 +884,7 @@ export class Inbox {
     if (reason) throw new InboxError(`refused "${printable(relative)}": ${reason}`, relative);
     const segments = relative.split("/");
     const name = segments.pop()!;
-    const made: { from?: number } = {};
+    const made: { from?: number; parents: string[] } = { parents: [] };
     const dir = opts.thisTurn ? this.#dirThisTurn(segments, relative) : this.#walk(segments, opts.create !== false, relative, made);
     if (!dir) return undefined;
     let released = false;
@@ -896,6 +901,7 @@ export class Inbox {
         return dir.join(name);
       },
       shown: path.join(dir.realPath, name),
+      madeIn: made.parents,
       get directory() {
         return dir.path;
       },
@@ -945,7 +951,7 @@ export class Inbox {
    * (made if missing with `create`; else undefined if one is not there). Checked for every file, never
    * cached: a directory checked a moment ago may be a symlink now. Release what it returns.
    */
-  #walk(segments: readonly string[], create: boolean, relative: string, made?: { from?: number }): HeldDirectory | undefined {
+  #walk(segments: readonly string[], create: boolean, relative: string, made?: { from?: number; parents: string[] }): HeldDirectory | undefined {
     let dir = this.dirs.root;
     try {
       for (const [depth, segment] of segments.entries()) {
@@ -961,10 +967,10 @@ export class Inbox {
           }
           if (code === "ENOENT") {
             next = HeldDirectory.make(segment, dir);
-            // (--fsync: the new directory's entry durable in its parent, or a power loss could take it, and
-            // the file about to be said delivered in it, however synced the file is; a review.)
-            if (this.options.fsync) dir.sync();
             if (made && made.from === undefined) made.from = depth;
+            // (--fsync: the new directory's entry is synced in its parent before the file is said delivered
+            // (see Target.madeIn), or a power loss could take it, and the file in it; a review.)
+            made?.parents.push(dir.realPath);
             this.#release(dir);
             dir = next;
             continue;

@@ -31,7 +31,8 @@ import path from "node:path";
 import { parse, TomlError } from "smol-toml";
 import { DEFAULT_BIND, MAX_CHUNK_SIZE, MAX_PEER_TIMEOUT_MS } from "../defaults.js";
 import { endpointProblem } from "../endpoint.js";
-import { isUnpublished, joinVirtual, normaliseVirtualPath, overlaps } from "../paths.js";
+import { normaliseVirtualPath, overlaps } from "../paths.js";
+import { nestingProblem } from "../mount/nesting.js";
 import type { ServerOptions } from "../server/server.js";
 import type { Account, AccessPolicy, Mechanism } from "../security/policy.js";
 import { passwordHashProblem, USER_SESSION_SEPARATOR } from "../security/policy.js";
@@ -382,28 +383,16 @@ export async function resolveServerSettings(config: ServerConfig | undefined, fl
 
 // --- helpers -------------------------------------------------------------------------------------
 
-/**
- * A mount's directory that is another's, or inside another's, must be published where the outer mount
- * would show it (share as /, share/hr as /hr: the inner alias shadows that part of the outer mount). Under
- * any other alias its files would be published twice, and an account allowed only the outer mount would
- * read them through it (a review: share as /pub for bob, share/hr as /hr for hr; bob got /pub/hr/*).
- * Inside a hidden directory of the other is fine: hidden files are not published.
- */
+/** Mounts whose directories nest: see nesting.ts. */
 async function checkNesting(mounts: readonly MountConfig[]): Promise<void> {
   if (mounts.length < 2) return;
   const real = await Promise.all(mounts.map((m) => realpath(m.directory).catch(() => path.resolve(m.directory))));
   for (const [i, inner] of mounts.entries()) {
     for (const [j, outer] of mounts.entries()) {
-      if (i === j) continue;
-      const rel = path.relative(real[j]!, real[i]!);
-      if (rel.startsWith("..") || path.isAbsolute(rel)) continue;
-      const relative = rel.split(path.sep).join("/");
       // (The same directory twice: said of the later mount.)
-      if (relative === "" && i < j) continue;
-      if (relative !== "" && isUnpublished(relative)) continue;
-      const shown = relative === "" ? outer.alias : joinVirtual(outer.alias, relative);
-      if (relative !== "" && shown === inner.alias) continue;
-      fail(inner.origin, `${inner.directory} (mount ${inner.alias}) is ${relative === "" ? "the directory" : "inside the directory"} of mount ${outer.alias}, which would publish it${relative === "" ? "" : ` as ${shown}`} too: alias it ${relative === "" ? "once" : shown}, or publish directories that do not nest`);
+      if (i === j || (real[i] === real[j] && i < j)) continue;
+      const problem = nestingProblem({ ...inner, root: real[i]! }, { ...outer, root: real[j]! });
+      if (problem !== undefined) fail(inner.origin, problem);
     }
   }
 }

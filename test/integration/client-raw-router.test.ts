@@ -2139,13 +2139,17 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     const root = await tempDir();
     const h = makeClient({ endpoint: r.endpoint, inbox: path.join(root, "a"), heartbeatMs: 100, timeoutMs: 10_000 });
     await h.client.subscribe("/");
+    const a = await realpath(path.join(root, "a"));
     await expect(h.client.subscribe("/")).rejects.toThrow("already subscribed to /");
-    await expect(h.client.subscribe("/sub")).rejects.toThrow(`cannot subscribe to /sub into ${await realpath(path.join(root, "a"))}: / goes there too, and their names would clash (subscriptions into one inbox must not overlap)`);
-    await expect(h.client.subscribe("/sub", path.join(root, "a", "nested"))).rejects.toThrow(/the inbox of \/, .*, is around it$/);
+    await expect(h.client.subscribe("/sub")).rejects.toThrow(`cannot subscribe to /sub into ${a}: / goes there too, and their names would clash (subscriptions into one inbox must not overlap)`);
+    await expect(h.client.subscribe("/sub", path.join(root, "a", "nested"))).rejects.toThrow(`cannot subscribe to /sub into ${a}/nested: the inbox of /, ${a}, is around it`);
     await expect(h.client.subscribe("/sub", root)).rejects.toThrow(/the inbox of \/, .*, is inside it$/);
-    // Refused, that inbox is let go: another client may take it.
-    const other = makeClient({ endpoint: r.endpoint, inbox: root, heartbeatMs: 100, timeoutMs: 10_000 });
-    await other.client.subscribe("/elsewhere", path.join(root, "a", "nested2"));
+    // Refused before anything was made: no inbox (and no .fmq) inside the other's, nor one around it.
+    expect(await exists(path.join(root, "a", "nested"))).toBe(false);
+    expect(await exists(path.join(root, ".fmq"))).toBe(false);
+    // Two at once for one path (each awaiting its inbox): one is refused.
+    const both = await Promise.allSettled([h.client.subscribe("/twice", path.join(root, "t1")), h.client.subscribe("/twice", path.join(root, "t2"))]);
+    expect(both.map((result) => result.status).sort()).toEqual(["fulfilled", "rejected"]);
     // Apart, they are fine: another path into another inbox beside it, and one that does not overlap into the same.
     await h.client.subscribe("/sub", path.join(root, "b"));
     const sibling = makeClient({ endpoint: r.endpoint, inbox: path.join(root, "c"), heartbeatMs: 100, timeoutMs: 10_000 });

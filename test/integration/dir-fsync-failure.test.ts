@@ -6,29 +6,37 @@
 // opened on the armed directory fails, once. Every other call, the server's included, is the real one.
 
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, fsyncSync, openSync } from "node:fs";
-import { mkdir, realpath, stat, unlink, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdir, stat, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { context } from "zeromq";
 import { Client, Server } from "../../src/index.js";
-import { HeldDirectory } from "../../src/client/held-directory.js";
+import { Inbox } from "../../src/client/inbox.js";
 import { tempDir } from "../helpers/tmp.js";
 import { sha256File } from "../helpers/files.js";
 import { waitFor } from "../helpers/wait.js";
 import { tcpEndpoint } from "../helpers/net.js";
 
 /** The directory (device and inode) whose next fsync fails, and how many fsyncs failed so far. */
-const fault = vi.hoisted(() => ({ armed: undefined as { dev: number; ino: number } | undefined, failed: 0, code: "EIO" }));
+const fault = vi.hoisted(() => ({ armed: undefined as { dev: number; ino: number } | undefined, failed: 0, code: "EIO", synced: [] as string[] }));
 
 vi.mock("node:fs/promises", async (importOriginal) => {
   const actual = await importOriginal<typeof import("node:fs/promises")>();
   const open: typeof actual.open = async (...args) => {
     const handle = await actual.open(...args);
     const armed = fault.armed;
-    if (armed === undefined) return handle;
     // Known by its inode: the subscriber names directories through /proc/self/fd, not by their paths.
     const stats = await handle.stat();
+    if (stats.isDirectory()) {
+      // (Every directory synced, by device and inode.)
+      const sync = handle.sync.bind(handle);
+      handle.sync = async () => {
+        await sync();
+        fault.synced.push(`${stats.dev}:${stats.ino}`);
+      };
+    }
+    if (armed === undefined) return handle;
     if (stats.isDirectory() && stats.dev === armed.dev && stats.ino === armed.ino) {
       fault.armed = undefined;
       handle.sync = async () => {
@@ -48,9 +56,10 @@ afterEach(async () => {
   for (const close of closers.splice(0).reverse()) await close();
   fault.armed = undefined;
   fault.failed = 0;
+  fault.synced = [];
 });
 
-async function startClient(endpoint: string, inbox: string) {
+async function startClient(endpoint: string, inbox: string, subscribed: () => Promise<void> = async () => undefined) {
   const client = new Client({ endpoint, inbox, heartbeatMs: 200, fsync: true });
   let closed = false;
   const close = async () => {
@@ -65,6 +74,7 @@ async function startClient(endpoint: string, inbox: string) {
   client.on("deleted", (e) => deleted.push(e.path));
   client.on("error", (e) => errors.push(e.message));
   await client.subscribe("/");
+  await subscribed();
   client.connect();
   return { delivered, deleted, errors, close };
 }
@@ -82,10 +92,10 @@ describe("directory fsync failure", () => {
     await server.publish(src);
     const endpoint = await server.bind(await tcpEndpoint());
 
-    // The file goes into the inbox itself: that directory's fsync is the one to fail.
+    // The file goes into the inbox itself: that directory's fsync is the one to fail (armed once the
+    // inbox is open: its own sync at start is another).
     const { dev, ino } = await stat(inbox);
-    fault.armed = { dev, ino };
-    const first = await startClient(endpoint, inbox);
+    const first = await startClient(endpoint, inbox, async () => void (fault.armed = { dev, ino }));
     await waitFor(() => first.errors.length > 0, "the fsync failure reported", 10_000);
     expect(fault.failed).toBe(1);
     // (Said to be in place: a user told only "EIO" would take it for a file that never came.)
@@ -113,26 +123,23 @@ describe("directory fsync failure", () => {
     const inbox = await tempDir();
     await mkdir(path.join(src, "a", "b"), { recursive: true });
     await writeFile(path.join(src, "a", "b", "deep.txt"), "deep");
-    const synced: string[] = [];
-    const spy = vi.spyOn(HeldDirectory.prototype, "sync").mockImplementation(function (this: HeldDirectory) {
-      synced.push(this.realPath);
-      const fd = openSync(this.path, "r");
-      try {
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-    });
-    closers.push(async () => spy.mockRestore());
+    const identity = async (dir: string) => {
+      const { dev, ino } = await stat(dir);
+      return `${dev}:${ino}`;
+    };
+    // At start, before any file: the inbox (which holds .fmq) and .fmq (the journal, partial/).
+    const opened = await Inbox.open(inbox, { fsync: true });
+    opened.close();
+    expect(fault.synced.sort()).toEqual([await identity(inbox), await identity(path.join(inbox, ".fmq"))].sort());
+    fault.synced = [];
     const server = new Server({ stableMs: 50 });
     closers.push(() => server.close());
     await server.publish(src);
     const endpoint = await server.bind(await tcpEndpoint());
     const client = await startClient(endpoint, inbox);
     await waitFor(() => client.delivered.length === 1, "a/b/deep.txt delivered", 10_000);
-    const real = await realpath(inbox);
-    // The inbox holds .fmq and a/; .fmq holds the journal and partial/; a/ holds b/.
-    for (const dir of [real, path.join(real, ".fmq"), path.join(real, "a")]) expect(synced).toContain(dir);
+    // The file's own directory, b/; and a/ (which holds b/) and the inbox (which holds a/), made for it.
+    for (const dir of [inbox, path.join(inbox, "a"), path.join(inbox, "a", "b")]) expect(fault.synced).toContain(await identity(dir));
     expect(await sha256File(path.join(inbox, "a", "b", "deep.txt"))).toBe(createHash("sha256").update("deep").digest("hex"));
   });
 });

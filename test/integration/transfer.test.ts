@@ -2,7 +2,7 @@
 // directories, every result compared byte for byte (sha256 of every file, hidden leftovers included).
 
 import { createHash } from "node:crypto";
-import { chmod, mkdir, readFile, readdir, rename, rm, symlink, unlink, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, readdir, realpath, rename, rm, symlink, unlink, writeFile } from "node:fs/promises";
 import { networkInterfaces } from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -86,6 +86,27 @@ describe("transfer", () => {
     await waitFor(() => watchers() === before, "no watcher left", 5_000);
     await expect(server.publish(dir, "/")).rejects.toThrow(/the server is closed/);
     expect(watchers()).toBe(before);
+  });
+
+  it("server - publish() refuses what the config refuses: an alias twice, and directories that nest under another alias (both orders); one that nests at its place is fine", async () => {
+    // (A review: through the library, an alias published twice had a file of each mount for one name, and
+    // which a subscriber got depended on when it came; a delete in one removed the other's. A directory
+    // inside another's under another alias published its files twice: a leak past an account's allow list.)
+    const root = await tempDir();
+    await writeTree(root, { "share/hr/pay.txt": "p", "share/a.txt": "a", "other/b.txt": "b", "outer/inner/c.txt": "c" });
+    const server = new Server({ stableMs: 30 });
+    closers.push(() => server.close());
+    const share = path.join(root, "share");
+    await server.publish(share, "/pub");
+    await expect(server.publish(path.join(root, "other"), "/pub")).rejects.toThrow(`cannot publish ${path.join(root, "other")}: alias /pub is published already (from ${await realpath(share)})`);
+    await expect(server.publish(path.join(share, "hr"), "/hr")).rejects.toThrow(/\(mount \/hr\) is inside the directory of mount \/pub, which would publish it as \/pub\/hr too/);
+    await expect(server.publish(share, "/again")).rejects.toThrow(/\(mount \/again\) is the directory of mount \/pub/);
+    await server.publish(path.join(root, "outer", "inner"), "/in");
+    await expect(server.publish(path.join(root, "outer"), "/out")).rejects.toThrow(/\(mount \/in\) is inside the directory of mount \/out, which would publish it as \/out\/inner too/);
+    // At its place under the outer alias, and apart: fine.
+    await server.publish(path.join(share, "hr"), "/pub/hr");
+    await server.publish(path.join(root, "other"), "/other");
+    expect(server.mounts.map((m) => m.alias)).toEqual(["/pub", "/in", "/pub/hr", "/other"]);
   });
 
   it("transfer - a late joiner receives a nested tree with empty and binary files", async () => {
