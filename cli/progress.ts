@@ -8,6 +8,7 @@ import type { MultiBar, SingleBar } from "cli-progress";
 import prettyBytes from "pretty-bytes";
 import type { ClientProgress } from "../src/index.js";
 import { printable, type Output } from "./output.js";
+import { barLine } from "./bar-line.js";
 
 /** cli-progress, loaded only when a bar is shown (a terminal): --json and pipes never need it. */
 const loadBars = () => createRequire(import.meta.url)("cli-progress") as typeof import("cli-progress");
@@ -66,8 +67,8 @@ export class ProgressDisplay {
     const cliProgress = loadBars();
     const bars = new cliProgress.MultiBar(
       {
-        format: "{file} |{bar}| {percentage}% {done}/{size} {speed}/s{remaining} | {files}, {received}",
-        barsize: 24,
+        // (Fitted to the terminal's width: see bar-line.ts.)
+        format: barLine,
         hideCursor: true,
         clearOnComplete: true,
         stopOnComplete: false,
@@ -160,12 +161,12 @@ export class ProgressDisplay {
       // The totals of now; and a file delivered since the bar last showed one arriving is shown done,
       // whichever it was (one may come and go between two ticks). A file that failed or was cut off
       // keeps the figure it got to.
-      const totals = { remaining: "", files: filesCount(progress.delivered), received: prettyBytes(progress.bytes) };
+      const totals = `${filesCount(progress.delivered)}, ${prettyBytes(progress.bytes)}`;
       const last = progress.delivered > this.#shownDelivered ? progress.last : undefined;
       if (this.#bar && last) {
         this.#bar.setTotal(Math.max(last.size, 1));
-        this.#bar.update(Math.max(last.size, 1), { ...totals, file: shortName(last.path), done: prettyBytes(last.size), size: prettyBytes(last.size) });
-      } else this.#bar?.update(totals);
+        this.#bar.update(Math.max(last.size, 1), { file: printable(last.path), figures: `${prettyBytes(last.size)}/${prettyBytes(last.size)}`, totals });
+      } else this.#bar?.update({ totals });
       if (hideIfIdle) this.#hideBar();
       return;
     }
@@ -177,13 +178,9 @@ export class ProgressDisplay {
         ? ` ETA ${duration((current.size - current.bytes) / this.#rate)}`
         : "";
     const payload = {
-      file: shortName(current.path) + (current.delta ? " (changed blocks)" : ""),
-      done: prettyBytes(current.bytes),
-      size: current.size !== undefined ? prettyBytes(current.size) : "?",
-      speed: prettyBytes(Math.max(0, Math.round(this.#rate))),
-      remaining,
-      files: filesCount(progress.delivered),
-      received: prettyBytes(progress.bytes),
+      file: printable(current.path) + (current.delta ? " (changed blocks)" : ""),
+      figures: `${prettyBytes(current.bytes)}/${current.size !== undefined ? prettyBytes(current.size) : "?"} ${prettyBytes(Math.max(0, Math.round(this.#rate)))}/s${remaining}`,
+      totals: `${filesCount(progress.delivered)}, ${prettyBytes(progress.bytes)}`,
     };
     this.#shownDelivered = progress.delivered;
     if (!this.#bar) this.#bar = this.#showBar().create(size, current.bytes, payload);
@@ -209,8 +206,3 @@ function filesCount(n: number): string {
   return `${n} file${n === 1 ? "" : "s"}`;
 }
 
-/** A path as the bar shows it: printable, and its last 40 characters at most. */
-function shortName(file: string): string {
-  const name = printable(file);
-  return name.length > 40 ? "…" + name.slice(-39) : name;
-}

@@ -11,6 +11,7 @@ import { chmod, chown, mkdir, open, readFile, realpath, rename, stat, symlink, u
 import path from "node:path";
 import readline from "node:readline";
 import { describe, expect, it } from "vitest";
+import stringWidth from "string-width";
 import { FMQ, FMQ_COMMAND, startFmq, stopProcess, type Running } from "../helpers/fmq.js";
 import { FMQ_MALLOC_TUNABLES } from "../../bench/measure.js";
 import { tempDir } from "../helpers/tmp.js";
@@ -212,7 +213,8 @@ describe("cli", () => {
     const port = await freePort();
     const pub = start(["publish", src, "--bind", `tcp://127.0.0.1:${port}`, "--json"]);
     await waitFor(() => has(pub, "published"), "the file published");
-    const command = [FMQ_COMMAND, "subscribe", "/", "--connect", `tcp://127.0.0.1:${port}`, "--inbox", inbox, "--window", "1M"].join(" ");
+    // (An 80-column terminal, as most are: the bar must fit it.)
+    const command = ["stty", "cols", "80", "rows", "24;", FMQ_COMMAND, "subscribe", "/", "--connect", `tcp://127.0.0.1:${port}`, "--inbox", inbox, "--window", "1M"].join(" ");
     const terminal = spawn("script", ["-q", "-e", "-c", command, "/dev/null"], { stdio: ["pipe", "pipe", "pipe"], detached: true });
     const shown = { screen: "" };
     terminal.stdout.on("data", (data: Buffer) => (shown.screen += data.toString("utf8")));
@@ -273,6 +275,13 @@ describe("cli", () => {
       });
       expect(Number(bar[1])).toBeGreaterThan(0);
       expect(Number(bar[1])).toBeLessThan(100);
+      // Each line of the bar (drawn from column 1, then the rest of the line cleared) fits the 80 columns,
+      // totals included: line wrapping is off while it shows, and a fixed 24-column bar lost the totals at
+      // 80 columns, a long name the rate and ETA too (a review).
+      const drawn = [...shown.screen.matchAll(/\x1b\[1G([^\x1b]*big\.bin[^\x1b]*)\x1b\[0K/g)].map((m) => m[1]!);
+      expect(drawn.length).toBeGreaterThan(0);
+      for (const line of drawn) expect(stringWidth(line), line).toBeLessThanOrEqual(79);
+      expect(drawn.at(-1)).toMatch(/\| \d+ files?, [\d.]+ [kMG]?B$/);
       pub.child.kill("SIGCONT");
       await waitFor(() => shown.screen.includes("delivered big.bin (67108864 bytes)"), "the delivered line", 30_000);
       // Written with the terminal's line wrapping on (the bar keeps it off: a line longer than the screen
