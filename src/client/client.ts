@@ -466,9 +466,13 @@ export class Client extends EventEmitter<ClientEvents> {
       ...(this.#lastDelivered ? { last: { path: this.#lastDelivered.path, size: this.#lastDelivered.size } } : {}),
       ...(current
         ? { current: { path: current.relative, bytes: current.reached, ...(current.identity ? { size: current.identity.size } : {}), ...(current.mode === "delta" ? { delta: true as const } : {}) } }
-        : {}),
+        : this.#opening
+          ? { current: this.#opening }
+          : {}),
     };
   }
+  /** The transfer being begun (its partial opened, a delta's copy made), for progress. */
+  #opening: NonNullable<ClientProgress["current"]> | undefined;
 
   /** Say KTHXBAI (best effort), stop, and release everything. Never waits on the server. */
   close(): Promise<void> {
@@ -875,7 +879,14 @@ export class Client extends EventEmitter<ClientEvents> {
         if (base !== undefined && (this.#deltasLeft.get(vpath) ?? 0) >= MAX_UNFINISHED_DELTAS) {
           throw new RefetchError(`${relative}: a delta of it was begun and left unfinished before; fetching it whole`, relative);
         }
-        current = { vpath, file: await sub.inbox.create(relative, vpath, offset, identity, base), inbox: sub.inbox };
+        // (Said to progress while it opens: a delta's copy of the version held, or a resume's prefix read
+        // again, takes seconds of a big file, and bytes were counted with no file named; a review.)
+        this.#opening = { path: relative, bytes: offset, ...(identity ? { size: identity.size } : {}), ...(base !== undefined ? { delta: true as const } : {}) };
+        try {
+          current = { vpath, file: await sub.inbox.create(relative, vpath, offset, identity, base), inbox: sub.inbox };
+        } finally {
+          this.#opening = undefined;
+        }
         this.#current = current;
       }
       // A resume's prefix hash (on its first chunk, or a later one when the server's fingerprint of the

@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { context, Router } from "zeromq";
 
 import { Client, SubscriptionRefused, type ClientOptions, type DeletedEvent, type DeliveredEvent } from "../../src/client/client.js";
-import { partialName } from "../../src/client/inbox.js";
+import { Inbox, partialName } from "../../src/client/inbox.js";
 import { Manifest } from "../../src/client/manifest.js";
 import { BLOCK_SIZE, BlockHasher, xxh } from "../../src/digest/blocks.js";
 import { CREDIT_HEDGE } from "../../src/flow/credit.js";
@@ -2717,6 +2717,35 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     await r.chunk(rid, { filename: "/big.bin", offset: changed.length, eof: 1, headers: { "X-FMQ-XXH64T": await treeHash(changed) } });
     await waitFor(() => h.delivered.length > n, "the delta delivered", SOON);
     expect(createHash("sha256").update(await readFile(path.join(inbox, "big.bin"))).digest("hex")).toBe(createHash("sha256").update(changed).digest("hex"));
+  });
+
+  it("client - progress names the file while its transfer is being begun (a delta's copy of the version held), not bytes counted for no file", async () => {
+    // (A review: the first progress events of a delta of a big file had bytes moving and no file, and a
+    // small delta of a big file never showed on the bar at all.)
+    const { r, h, rid, data, base } = await holdingBigFile();
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let begun = false;
+    const real = Inbox.prototype.create;
+    const spy = vi.spyOn(Inbox.prototype, "create").mockImplementation(async function (this: Inbox, ...args: Parameters<Inbox["create"]>) {
+      begun = true;
+      await held;
+      return real.apply(this, args);
+    });
+    try {
+      const changed = Buffer.from(data);
+      changed[7] = changed[7]! ^ 0xff;
+      await r.chunk(rid, { filename: "/big.bin", offset: 0, data: changed.subarray(0, BLOCK_SIZE), headers: { ...identityHeaders(changed.length, 1_700_000_000_009), "X-FMQ-Base": base } });
+      await waitFor(() => begun, "the delta begun", SOON);
+      expect(h.client.progress.current).toEqual({ path: "big.bin", bytes: 0, size: changed.length, delta: true });
+      release();
+      await r.chunk(rid, { filename: "/big.bin", offset: changed.length, eof: 1, headers: { "X-FMQ-XXH64T": await treeHash(changed) } });
+      await waitFor(() => h.delivered.length === 2, "the delta delivered", SOON);
+      expect(h.client.progress.current).toBeUndefined();
+    } finally {
+      release();
+      spy.mockRestore();
+    }
   });
 
   it("client - deltas each ended 'changed' (the file changing while its delta came, or a server ending them so) count as left unfinished: after two, the file is asked for whole", async () => {
