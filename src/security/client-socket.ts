@@ -69,10 +69,11 @@ export class HandshakeWatcher {
     });
     events.on("handshake:error:other", (event) => {
       // CURVE with the wrong server key: the server cannot open our HELLO and hangs up.
-      // Or the peer is no ZeroMQ server at all (a web server answers and hangs up): said too.
+      // Or the peer is no ZeroMQ server at all (a web server answers and hangs up): said too. Or a publisher
+      // stopped while it answered (a restart: a soak test was told to look at its security).
       const hint = this.security?.curve
         ? "the server did not accept our CURVE handshake: is --curve-server the server's public key, and does the server use CURVE?"
-        : `is it an fmq publisher? ${this.#mismatchHint()}`;
+        : `the server hung up: is it an fmq publisher (or one restarting: then it passes)? ${this.#mismatchHint()}`;
       this.#once("other", `handshake failed (${event.error.message}): ${hint}`);
     });
   }
