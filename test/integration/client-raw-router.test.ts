@@ -290,6 +290,27 @@ async function holdingBigFile() {
   return { ...session, data, base: await treeHash(data) };
 }
 
+/** A client on a fresh inbox, subscribed to "/" with a window of 1 MiB, all of it granted; and its errors so far. */
+async function windowOfOneMiB() {
+  const r = await router();
+  const h = makeClient({ endpoint: r.endpoint, inbox: path.join(await tempDir(), "inbox"), heartbeatMs: 100, timeoutMs: 10_000, window: MiB });
+  await h.client.subscribe("/");
+  const rid = await openSession(r, h, 1);
+  expect(r.granted(rid)).toBe(MiB);
+  return { r, h, rid, n: h.errors.length };
+}
+
+/** A client (not connected yet) subscribed to "/" into inbox a and to "/sub" into inbox b. */
+async function nestedSubscriptions() {
+  const r = await router();
+  const root = await tempDir();
+  const [a, b] = [path.join(root, "a"), path.join(root, "b")];
+  const h = makeClient({ endpoint: r.endpoint, inbox: a, heartbeatMs: 100, timeoutMs: 10_000 });
+  await h.client.subscribe("/");
+  await h.client.subscribe("/sub", b);
+  return { r, a, b, h };
+}
+
 /** Waits until `count` more errors than `before` were reported. */
 async function errorsAfter(h: Harness, before: number, count = 1): Promise<Error[]> {
   await waitFor(() => h.errors.length >= before + count, `${count} error(s) from the client`, SOON, 5);
@@ -2039,12 +2060,7 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
   it("client - chunks it cannot read (a header that is not UTF-8) still count against the credit they spent: the window opens again", async () => {
     // (A review: such a chunk was reported and dropped without being counted, so a server that honours
     // credit, once it had sent a window's worth of them, got no more credit, ever: the session stalled.)
-    const r = await router();
-    const h = makeClient({ endpoint: r.endpoint, inbox: path.join(await tempDir(), "inbox"), heartbeatMs: 100, timeoutMs: 10_000, window: MiB });
-    await h.client.subscribe("/");
-    const rid = await openSession(r, h, 1);
-    expect(r.granted(rid)).toBe(MiB);
-    const n = h.errors.length;
+    const { r, h, rid, n } = await windowOfOneMiB();
     for (let i = 0; i < 4; i++) {
       const frame = Buffer.from(encode({ id: "CHEEZBURGER", sequence: BigInt(i), operation: Operation.CREATE, filename: "/a.bin", offset: BigInt(i * 256 * 1024), eof: 0, headers: new Map([["X-Note", "caf_"]]), chunk: randomBytes(256 * 1024) }));
       // "caf\xe9": Latin-1, not UTF-8.
@@ -2059,12 +2075,7 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
   it("client - a batch whose last frame has no signature is said to be malformed, and its chunks' credit is counted: the window opens again", async () => {
     // (A review: such a batch was dropped in silence as noise, its chunks uncounted: a server that had
     // sent a window's worth of them got no more credit, ever.)
-    const r = await router();
-    const h = makeClient({ endpoint: r.endpoint, inbox: path.join(await tempDir(), "inbox"), heartbeatMs: 100, timeoutMs: 10_000, window: MiB });
-    await h.client.subscribe("/");
-    const rid = await openSession(r, h, 1);
-    expect(r.granted(rid)).toBe(MiB);
-    const n = h.errors.length;
+    const { r, h, rid, n } = await windowOfOneMiB();
     for (let i = 0; i < 4; i++) {
       const frame = Buffer.from(encode({ id: "CHEEZBURGER", sequence: BigInt(i), operation: Operation.CREATE, filename: `/b${i}.bin`, offset: 0n, eof: 1, headers: new Map(), chunk: randomBytes(256 * 1024) }));
       await r.sendRaw(rid, [frame, Buffer.from("zz")]);
@@ -2160,12 +2171,7 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
   it("client - what it holds under a path is listed with the path's subscription from every inbox the names land in, and a delete takes only the file of that name on the server", async () => {
     // (A review: "/" into A and "/sub" into B: the cache for "/" came from A alone, so everything under
     // /sub was sent again whole at every session.)
-    const r = await router();
-    const root = await tempDir();
-    const [a, b] = [path.join(root, "a"), path.join(root, "b")];
-    const h = makeClient({ endpoint: r.endpoint, inbox: a, heartbeatMs: 100, timeoutMs: 10_000 });
-    await h.client.subscribe("/");
-    await h.client.subscribe("/sub", b);
+    const { r, b, h } = await nestedSubscriptions();
     const rid = await openSession(r, h, 2);
     const [top, under] = [randomBytes(100), randomBytes(200)];
     await r.sendFile(rid, "/top.txt", top, await asOneMessage(top));
@@ -2208,12 +2214,7 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
   it("client - a subscription refused after files under it came (sent under a wider one first) has the wider one sent again, without them listed, so they come into its inbox", async () => {
     // (A review: they stayed in the refused subscription's inbox, never updated or deleted, and were
     // missing from the wider one's for the rest of the session.)
-    const r = await router();
-    const root = await tempDir();
-    const [a, b] = [path.join(root, "a"), path.join(root, "b")];
-    const h = makeClient({ endpoint: r.endpoint, inbox: a, heartbeatMs: 100, timeoutMs: 10_000 });
-    await h.client.subscribe("/");
-    await h.client.subscribe("/sub", b);
+    const { r, a, h } = await nestedSubscriptions();
     h.client.connect();
     const [rid] = await r.receive();
     await r.send(rid, { id: "OHAI_OK" });

@@ -2294,19 +2294,27 @@ describe("server with a scripted raw peer", () => {
     await waitFor(() => server.pendingBytes === 0, "what the plans held let go", DEADLINE);
   });
 
-  it("server - clients dropped for not reading, which keep talking (HUGZ), have their connections closed (TCP_MAXRT): libzmq does not go on holding their pipes", async () => {
-    // (A review: a ROUTER cannot close one peer's connection, and a peer that sends HUGZ passes the
-    // heartbeat check: 3 such peers, dropped, kept 190 MiB in libzmq and the kernel until they left.)
-    // (Chunks of 256 KiB: libzmq's 64 for each peer, and the kernel's buffers, fill long before the file ends.)
-    // (peer-timeout-ms 2 s: the kernel closes at 4 s, well after our drop, even on a loaded machine.)
-    const { server, warnings, endpoint } = await startServer({ expiryMs: 60_000, peerTimeoutMs: 2000, chunkSize: 256 * 1024 }, {
+  /**
+   * A server of a 64 MiB sparse file in chunks of 256 KiB (libzmq's 64 for each peer, and the kernel's
+   * buffers, fill long before the file ends), whose peer timeout of 2 s has the kernel close a connection
+   * that takes nothing at 4 s, well after our drop, even on a loaded machine.
+   */
+  async function serverForClientsThatStopReading() {
+    const setup = await startServer({ expiryMs: 60_000, peerTimeoutMs: 2000, chunkSize: 256 * 1024 }, {
       prepare: async (root) => {
         const handle = await open(path.join(root, "big.bin"), "w");
         await handle.truncate(64 * 1024 * 1024);
         await handle.close();
       },
     });
-    await published(server, 1);
+    await published(setup.server, 1);
+    return setup;
+  }
+
+  it("server - clients dropped for not reading, which keep talking (HUGZ), have their connections closed (TCP_MAXRT): libzmq does not go on holding their pipes", async () => {
+    // (A review: a ROUTER cannot close one peer's connection, and a peer that sends HUGZ passes the
+    // heartbeat check: 3 such peers, dropped, kept 190 MiB in libzmq and the kernel until they left.)
+    const { server, warnings, endpoint } = await serverForClientsThatStopReading();
     const hung = await Promise.all([0, 1, 2].map(() => hungClient(endpoint, 2n ** 40n)));
     const talking = setInterval(() => {
       for (const socket of hung) void socket.send(encode({ id: "HUGZ" })).catch(() => undefined);
@@ -2326,14 +2334,7 @@ describe("server with a scripted raw peer", () => {
   it("server - a client dropped for not reading that sends an empty message (what libzmq's notice of a close looks like) is still counted while its connection stands; its real close is seen at once", async () => {
     // (A review: the empty message took it out of the count, its full pipe still held in libzmq, and a
     // peer could do so again and again past max-clients.)
-    const { server, warnings, endpoint } = await startServer({ expiryMs: 60_000, peerTimeoutMs: 2000, chunkSize: 256 * 1024 }, {
-      prepare: async (root) => {
-        const handle = await open(path.join(root, "big.bin"), "w");
-        await handle.truncate(64 * 1024 * 1024);
-        await handle.close();
-      },
-    });
-    await published(server, 1);
+    const { server, warnings, endpoint } = await serverForClientsThatStopReading();
     const hung = await hungClient(endpoint, 2n ** 40n);
     await waitFor(() => warnings.some((w) => /has not read for \d+ s; dropped$/.test(w)), "the client dropped", DEADLINE);
     expect(server.droppedStillConnected).toBe(1);
