@@ -4,7 +4,10 @@
 // the ETA too, and a narrow one everything but the name (a review). So the figures come first, and the
 // rest gives way in turn: the bar shrinks, the totals go, the name is shortened, the bar goes.
 // Widths are terminal columns (string-width: an emoji or a CJK character takes two), and a name is cut
-// between whole characters (grapheme clusters: cut by code units, an emoji showed as U+FFFD).
+// between whole characters (grapheme clusters: cut by code units, an emoji showed as U+FFFD). string-width
+// 4 (cli-progress's) knows the emoji of Unicode 11: a newer one (🥲, 🫠) it counts as one column, which a
+// terminal draws as two, and twenty of them in a name pushed the figures off the line (a review); so a
+// character with emoji presentation is counted as two whatever it says (too many is only a shorter line).
 
 import stringWidth from "string-width";
 
@@ -34,16 +37,30 @@ const BAR_MIN = 8;
 const NAME_MIN = 12;
 
 const graphemes = new Intl.Segmenter(undefined, { granularity: "grapheme" });
+const EMOJI = /\p{Emoji_Presentation}|\uFE0F/u;
+
+/** Columns one character (grapheme cluster) takes on a terminal. */
+function characterWidth(character: string): number {
+  const width = stringWidth(character);
+  return EMOJI.test(character) ? Math.max(width, 2) : width;
+}
+
+/** Columns `text` takes on a terminal. */
+export function columnsOf(text: string): number {
+  let width = 0;
+  for (const { segment } of graphemes.segment(text)) width += characterWidth(segment);
+  return width;
+}
 
 /** `name` in at most `columns` columns: whole, or "…" and as much of its end as fits, whole characters only. */
 export function fitName(name: string, columns: number): string {
-  if (stringWidth(name) <= columns) return name;
+  if (columnsOf(name) <= columns) return name;
   if (columns <= 0) return "";
   const parts = Array.from(graphemes.segment(name), (part) => part.segment);
   let tail = "";
   let width = 1; // the ellipsis
   for (let i = parts.length - 1; i >= 0; i--) {
-    const w = stringWidth(parts[i]!);
+    const w = characterWidth(parts[i]!);
     if (width + w > columns) break;
     tail = parts[i] + tail;
     width += w;
@@ -62,11 +79,11 @@ export function barLine(options: BarOptions, params: BarParams, payload: BarPayl
     const done = Math.round(progress * size);
     return ` |${(options.barCompleteString ?? "#").repeat(size).slice(0, done)}${(options.barIncompleteString ?? "-").repeat(size).slice(0, size - done)}| `;
   };
-  const name = stringWidth(payload.file);
-  const fixed = stringWidth(figures);
+  const name = columnsOf(payload.file);
+  const fixed = columnsOf(figures);
   // Room left for the bar (its two borders and spaces are 4 columns) with the name whole, with and without the totals.
   for (const tail of [totals, ""]) {
-    const room = columns - name - fixed - stringWidth(tail) - 4;
+    const room = columns - name - fixed - columnsOf(tail) - 4;
     if (room >= BAR_MIN) return payload.file + bar(Math.min(BAR_MAX, room)) + figures + tail;
   }
   // The name shortened, the smallest bar kept; then no bar; then the figures alone, cut.
@@ -82,7 +99,7 @@ function fitStart(text: string, columns: number): string {
   let kept = "";
   let width = 0;
   for (const { segment } of graphemes.segment(text)) {
-    const w = stringWidth(segment);
+    const w = characterWidth(segment);
     if (width + w > columns) break;
     kept += segment;
     width += w;

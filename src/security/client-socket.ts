@@ -71,9 +71,10 @@ export class HandshakeWatcher {
       // CURVE with the wrong server key: the server cannot open our HELLO and hangs up.
       // Or the peer is no ZeroMQ server at all (a web server answers and hangs up): said too. Or a publisher
       // stopped while it answered (a restart: a soak test was told to look at its security).
+      // (A publisher restarting first: a hang-up is what a restart looks like, and it passes by itself.)
       const hint = this.security?.curve
-        ? "the server did not accept our CURVE handshake: is --curve-server the server's public key, and does the server use CURVE?"
-        : `the server hung up: is it an fmq publisher (or one restarting: then it passes)? ${this.#mismatchHint()}`;
+        ? "the server hung up on our CURVE handshake: a publisher restarting (then this passes), or is --curve-server not the server's public key, or does the server not use CURVE?"
+        : `the server hung up: a publisher restarting (then this passes), or is it not an fmq publisher? ${this.#mismatchHint()}`;
       this.#once("other", `handshake failed (${event.error.message}): ${hint}`);
     });
   }

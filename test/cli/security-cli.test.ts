@@ -117,7 +117,7 @@ describe("cli security", () => {
     // Human output: the same error on stderr.
     const human = start(["subscribe", "/", "--connect", endpoint, "--inbox", path.join(dir, "no2"), "--curve-server", path.join(dir, "clients", "c1.pub"), "--curve-secret", path.join(dir, "clients", "c1.key")]);
     await waitFor(() => human.stderr.find((l) => l.startsWith("error: handshake failed")), "an error on stderr");
-    expect(human.stderr.find((l) => l.startsWith("error: "))).toMatch(/is --curve-server the server's public key/);
+    expect(human.stderr.find((l) => l.startsWith("error: "))).toMatch(/is --curve-server not the server's public key/);
     // The publisher says it too (the wrong server key never reaches its allow-list: libzmq's monitor
     // reports it), once however often the client tries again.
     const wrongKey = (e: Record<string, unknown>) => /^refused CURVE handshake on tcp:\/\/127\.0\.0\.1:\d+: its HELLO could not be opened \(a client with the wrong server public key\?\)$/.test(String(e.message));
