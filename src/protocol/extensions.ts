@@ -1,6 +1,6 @@
 // fmq's extensions to FILEMQ v2. They live only in dictionaries (ICANHAZ options and cache, CHEEZBURGER
 // headers), which a plain v2 peer ignores, so every extension degrades to plain FILEMQ: a reference
-// client gets whole files, a reference server gets caches it does not understand and sends everything.
+// client gets whole files, a reference server gets caches it does not read and sends every change to its mounts.
 // The README's protocol section lists them.
 
 import { isUtf8 } from "node:buffer";

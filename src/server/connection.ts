@@ -662,7 +662,9 @@ export class Connection {
     // still be. No need to look again when the file is opened: it is sent only if it is still the inode
     // published, FileCursor.open's samePublished.)
     const sameFile = partial?.tag === undefined || file.ino === undefined || partial.tag === versionTag({ ino: file.ino });
-    if (partial && sameFile && partial.size === file.size && partial.mtime === file.mtimeMs && partial.length > 0) {
+    // (Only to a client that said "verify": it alone gets the headers that say what a resumed transfer is,
+    // its X-FMQ-Prefix among them. To any other, a resume came with nothing to tell it; a review.)
+    if (partial && sameFile && partial.size === file.size && partial.mtime === file.mtimeMs && partial.length > 0 && this.#caps.has(Capability.VERIFY)) {
       return { op: "create", file, resumeAt: partial.length };
     }
     return { op: "create", file };
@@ -683,7 +685,9 @@ export class Connection {
   #transferPlan(patch: Patch & { op: "create" }): TransferPlan | Promise<TransferPlan> {
     if (patch.resumeAt !== undefined) return { start: patch.resumeAt };
     const held = this.#holdings.get(patch.file.vpath);
-    if (!this.#caps.has(Capability.DELTA) || !held || patch.file.size <= BLOCK_SIZE) return {};
+    // (And "verify": a delta's X-FMQ-Base, which says what the blocks apply to, is among the headers only
+    // such a client gets.)
+    if (!this.#caps.has(Capability.DELTA) || !this.#caps.has(Capability.VERIFY) || !held || patch.file.size <= BLOCK_SIZE) return {};
     return this.#deltaPlan(patch, held);
   }
 

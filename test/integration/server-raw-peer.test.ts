@@ -1469,6 +1469,25 @@ describe("server with a scripted raw peer", () => {
     });
   }
 
+  it("server - a partial listed by a client that did not say \"verify\" is not resumed: the file comes whole, from byte 0", async () => {
+    // (A review: a resume went to any client whose cache listed a partial, without the headers that say
+    // what it is, which only a "verify" client gets.)
+    const MiB = 1024 * 1024;
+    const { server, endpoint, dir } = await startServer({}, { files: { x: randomBytes(4 * MiB) } });
+    await published(server, 1);
+    const x = await stat(path.join(dir, "x"));
+    const cache = new Map([["x", formatCacheEntry({ partial: { length: 2 * MiB, size: x.size, mtime: x.mtimeMs } })]]);
+    for (const [caps, offset] of [["delta,single,batch", 0n], ["verify", BigInt(2 * MiB)]] as const) {
+      const p = peer(endpoint);
+      await p.open();
+      await p.send({ id: "ICANHAZ", path: "/", options: new Map([["X-FMQ-Caps", caps]]), cache });
+      await p.expect("ICANHAZ_OK");
+      await p.nom(64 * 1024);
+      const first = await p.expect("CHEEZBURGER");
+      expect([caps, first.filename, first.offset]).toEqual([caps, "/x", offset]);
+    }
+  });
+
   it("server - a resume refused by a client with two subscriptions over the file (one listing its partial) sends the file whole once, not twice", async () => {
     // (A review: the refusal revived the backlog's entry of the file, skipped since it went as a resume,
     // and pushed another beside it: both went.)
