@@ -1488,6 +1488,29 @@ describe("server with a scripted raw peer", () => {
     }
   });
 
+  it("server - a version held whole listed by a client that said \"delta\" and not \"verify\" gets no changed blocks: the file comes whole, from byte 0", async () => {
+    // (Changed blocks without X-FMQ-Base, which only a "verify" client gets, say nothing of what they apply to.)
+    const MiB = 1024 * 1024;
+    const held = randomBytes(8 * MiB);
+    const now = Buffer.from(held);
+    randomBytes(MiB).copy(now, 5 * MiB);
+    const { server, endpoint } = await startServer({}, { files: { "big.bin": now } });
+    await published(server, 1);
+    const heldFile = path.join(await tempDir("fmq-held-"), "held.bin");
+    await writeFile(heldFile, held);
+    const { hash, blocks } = await fingerprintFile(heldFile);
+    const cache = new Map([["big.bin", formatCacheEntry({ size: held.length, mtime: 1_600_000_000_000, hash, blocks })]]);
+    for (const [caps, offset, base] of [["delta,single", 0n, undefined], ["verify,delta", BigInt(5 * MiB), hash]] as const) {
+      const p = peer(endpoint);
+      await p.open();
+      await p.send({ id: "ICANHAZ", path: "/", options: new Map([["X-FMQ-Caps", caps]]), cache });
+      await p.expect("ICANHAZ_OK");
+      await p.nom(64 * MiB);
+      const first = await p.expect("CHEEZBURGER");
+      expect([caps, first.offset, first.headers.get("X-FMQ-Base")]).toEqual([caps, offset, base]);
+    }
+  });
+
   it("server - a resume refused by a client with two subscriptions over the file (one listing its partial) sends the file whole once, not twice", async () => {
     // (A review: the refusal revived the backlog's entry of the file, skipped since it went as a resume,
     // and pushed another beside it: both went.)
