@@ -420,28 +420,33 @@ export class Manifest {
    */
   #writeEpochLine(): void {
     if (this.#journal === undefined || this.#epoch === undefined || this.#epochWritten) return;
-    const text = Buffer.from(epochLineOf(this.#epoch));
     try {
-      writeAll(this.#journal, text);
+      this.#append(epochLineOf(this.#epoch));
     } catch {
-      this.#cutBack(this.#journalSize);
       return;
     }
-    this.#journalSize += text.length;
-    this.#torn = false;
     this.#epochWritten = true;
   }
 
   /**
-   * A write that failed part way: what it wrote is cut off again, so that no torn line precedes the next.
-   * If even that fails, the next write begins with a newline (a torn line is cut off on load only last).
+   * `text` appended to the journal. A write that fails part way has what it wrote cut off again (then
+   * throws), so that no torn line precedes the next; if even that fails, the next write begins with a
+   * newline (a torn line is cut off on load only last).
    */
-  #cutBack(size: number): void {
+  #append(text: string): void {
+    const bytes = Buffer.from((this.#torn && !text.startsWith("\n") ? "\n" : "") + text);
     try {
-      ftruncateSync(this.#journal!, size);
-    } catch {
-      this.#torn = true;
+      writeAll(this.#journal!, bytes);
+    } catch (error) {
+      try {
+        ftruncateSync(this.#journal!, this.#journalSize);
+      } catch {
+        this.#torn = true;
+      }
+      throw error;
     }
+    this.#journalSize += bytes.length;
+    this.#torn = false;
   }
   #lastSnapshotError: unknown;
   /** The epoch of the snapshot on disk (see EpochLine), and whether the journal has its line yet. */
@@ -482,18 +487,9 @@ export class Manifest {
   /** The lines waiting, appended to the journal (see flush). */
   #writeLines(): void {
     if (this.#unwritten.length === 0 || this.#journal === undefined) return;
-    const epochLine = this.#epoch !== undefined && !this.#epochWritten ? epochLineOf(this.#epoch) : "";
-    // (After a torn line that could not be cut off, a newline first: glued to it, the next line was lost.)
-    const text = Buffer.from((this.#torn && epochLine === "" ? "\n" : "") + epochLine + this.#unwritten);
-    const size = this.#journalSize;
-    try {
-      writeAll(this.#journal, text);
-    } catch (error) {
-      this.#cutBack(size);
-      throw error;
-    }
-    this.#journalSize += text.length;
-    this.#torn = false;
+    // (The epoch line first, if the journal lacks it. After a torn line that could not be cut off, #append
+    // puts a newline first: glued to it, the next line was lost.)
+    this.#append((this.#epoch !== undefined && !this.#epochWritten ? epochLineOf(this.#epoch) : "") + this.#unwritten);
     this.#unwritten = "";
     this.#epochWritten = this.#epoch !== undefined;
     this.#failing = false;

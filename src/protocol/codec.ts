@@ -62,11 +62,16 @@ function longstrSize(value: string, field: string): number {
  * that is not UTF-8 carried in it as a lone surrogate (raw-names.ts); any other lone surrogate is refused.
  */
 function nameSize(value: string, field: string): number {
-  if (!hasStrayBytes(value)) return longstrSize(value, field);
-  utf8Length(value.replace(/[\udc80-\udcff]/gu, ""), field);
-  const n = nameByteLength(value);
+  // (One test for a name with no lone surrogate, nearly every one, as for any string: this runs per chunk.)
+  const n = LONE_SURROGATE.test(value) ? strayNameLength(value, field) : Buffer.byteLength(value, "utf8");
   if (n > MAX_LONGSTR) fail("LONGSTR_TOO_LONG", field, `${n} bytes, at most ${MAX_LONGSTR}`);
   return 4 + n;
+}
+
+/** Bytes of a name with lone surrogates: each must be a stray byte (U+DC80-U+DCFF), else it has no form. */
+function strayNameLength(value: string, field: string): number {
+  utf8Length(value.replace(/[\udc80-\udcff]/gu, ""), field);
+  return nameByteLength(value);
 }
 
 /** Size on the wire of a `hash`: 4-octet count + (string key, longstr value) entries. */
@@ -358,12 +363,7 @@ class Reader {
 
   /** 35/FILEMQ: "longstr = number-4 *VCHAR". */
   longstr(field: string): string {
-    const n = this.u32(field);
-    // Ours, not the spec's: a 4-octet length could announce 4 GiB; paths never need more than MAX_LONGSTR.
-    if (this.ok && n > MAX_LONGSTR) {
-      this.fail("TOO_LONG", field, `longstr of ${n} bytes, at most ${MAX_LONGSTR}`);
-    }
-    return this.text(n, field);
+    return this.text(this.longstrLength(field), field);
   }
 
   /**
@@ -371,12 +371,18 @@ class Reader {
    * name as the bytes it found on disk); a byte that is not UTF-8 is carried as a lone surrogate.
    */
   name(field: string): string {
+    const n = this.longstrLength(field);
+    const at = this.take(n, field);
+    return at < 0 ? "" : decodeName(this.buf.subarray(at, at + n));
+  }
+
+  private longstrLength(field: string): number {
     const n = this.u32(field);
+    // Ours, not the spec's: a 4-octet length could announce 4 GiB; paths never need more than MAX_LONGSTR.
     if (this.ok && n > MAX_LONGSTR) {
       this.fail("TOO_LONG", field, `longstr of ${n} bytes, at most ${MAX_LONGSTR}`);
     }
-    const at = this.take(n, field);
-    return at < 0 ? "" : decodeName(this.buf.subarray(at, at + n));
+    return n;
   }
 
   /** 35/FILEMQ: "dictionary = dict-count *( dict-name dict-value )", dict-count = number-4. */
@@ -519,7 +525,7 @@ export function decodeFrames(frames: readonly Uint8Array[]): DecodeResult {
 
 /**
  * The credit spent by frames that claim to be CHEEZBURGERs (our signature and that id) but do not decode
- * (a name that is not UTF-8, from a server that sends names as raw bytes): each one's chunk length when
+ * (a header that is not UTF-8, a field cut short): each one's chunk length when
  * its layout can be walked (text not checked; a delete spends nothing), else its whole length, which is
  * no less than what it can have carried. (Whole lengths alone gave a server more credit than our window
  * for every such chunk, headers and deletes counted: a review.)

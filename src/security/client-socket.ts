@@ -68,10 +68,9 @@ export class HandshakeWatcher {
       this.#once("protocol", `handshake failed: ${event.error.message}; ${this.#mismatchHint()}`);
     });
     events.on("handshake:error:other", (event) => {
-      // CURVE with the wrong server key: the server cannot open our HELLO and hangs up.
-      // Or the peer is no ZeroMQ server at all (a web server answers and hangs up): said too. Or a publisher
-      // stopped while it answered (a restart: a soak test was told to look at its security).
-      // (A publisher restarting first: a hang-up is what a restart looks like, and it passes by itself.)
+      // The server hung up: a publisher stopped while it answered (a restart, which passes by itself: said
+      // first; a soak test was told to look at its security), CURVE with the wrong server key (the server
+      // cannot open our HELLO), or no ZeroMQ server at all (a web server answers and hangs up).
       const hint = this.security?.curve
         ? "the server hung up on our CURVE handshake: a publisher restarting (then this passes), or is --curve-server not the server's public key, or does the server not use CURVE?"
         : `the server hung up: a publisher restarting (then this passes), or is it not an fmq publisher? ${this.#mismatchHint()}`;
