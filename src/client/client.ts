@@ -22,7 +22,7 @@ import { endpointProblem } from "../endpoint.js";
 import { Heartbeat } from "./heartbeat.js";
 import { copyOutOfBatches, setReceiveBatch } from "./receive-batch.js";
 import { buildCache } from "./cache.js";
-import { AlreadyHeldError, Inbox, InboxError, NotDurableError, RESUME_MIN_SIZE, RefetchError, SMALL_FILE, diskFull, inTheWay, type IncomingFile } from "./inbox.js";
+import { AlreadyHeldError, Inbox, InboxError, NotDurableError, OutdatedPartialError, RESUME_MIN_SIZE, RefetchError, SMALL_FILE, diskFull, inTheWay, type IncomingFile } from "./inbox.js";
 import { isTreeHash, type PartialFile } from "./manifest.js";
 import { clientMachine, type ClientAction, type ClientEvent, type ClientState } from "./machine.js";
 import { HandshakeWatcher, dealerSecurityOptions, type ClientSecurity } from "../security/client-socket.js";
@@ -917,7 +917,7 @@ export class Client extends EventEmitter<ClientEvents> {
       // (Not one in place already, whose directory could not be synced: its own words say that.)
       if (full && !(error instanceof NotDurableError)) failure = new InboxError(`${relative}: disk full (${code}); ${held} bytes received${kept ? ", kept to resume" : ""}`, relative);
       else if (kept) failure = new InboxError(`${failure.message}; received whole, kept until it can be put in place`, relative, failure.code);
-      if (!full || this.#firstTimeFull(relative)) this.#report(failure);
+      if (!(error instanceof OutdatedPartialError) && (!full || this.#firstTimeFull(relative))) this.#report(failure);
       if (error instanceof RefetchError) await this.#sendIcanhaz(vpath, "refetch");
       // (ENOENT: the inbox's .fmq, or the whole inbox, removed under us and the file with it; asked for again
       // as after a full disk. The next file makes them again, but this one never came until a restart: a
@@ -932,13 +932,13 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#current = undefined;
     const { file, inbox } = current;
     if (message.headers.get(Header.STATUS) === "changed") {
-      // The file changed while the server read it: what we have may mix two versions. The new version follows.
-      await file.abandon();
-      inbox.manifest.partialDropped(file.relative);
-      // (A delta so ended cost a copy of the whole version held, as one left unfinished: uncounted, a
-      // server ending each delta so had us copy it again and again, and a file that kept changing while
-      // its delta came never came whole; a review.)
-      if (file.mode === "delta") this.#leftUnfinished(current.vpath);
+      // The file changed while the server read it: what we have may mix two versions, and the new version
+      // follows. Kept if it can be resumed: a file growing or written in place while it came resumes where
+      // its bytes still match (checked by X-FMQ-Prefix). Dropped, it came from byte 0 at every change, and
+      // a big one that changed faster than it came never came. (A delta so ended cost a copy of the whole
+      // version held, as one left unfinished: counted, or a server ending each delta so had us copy it
+      // again and again; a review.)
+      await this.#keepOrDrop(current);
       return;
     }
     const expected = message.headers.get(Header.HASH);
@@ -967,7 +967,9 @@ export class Client extends EventEmitter<ClientEvents> {
       await file.abandon();
       inbox.manifest.partialDropped(file.relative);
       if (file.mode === "delta") this.#leftUnfinished(current.vpath);
-      this.#report(new InboxError(`${file.relative}: content does not match the server's hash; fetching it again`, file.relative));
+      // (Not said of a resume from an earlier version's partial that no prefix checked: its bytes being
+      // another version's is how such a try ends, see OutdatedPartialError.)
+      if (!file.earlierPrefixUnchecked) this.#report(new InboxError(`${file.relative}: content does not match the server's hash; fetching it again`, file.relative));
       await this.#sendIcanhaz(current.vpath, "refetch");
       return;
     }
@@ -1114,14 +1116,27 @@ export class Client extends EventEmitter<ClientEvents> {
     const current = this.#current;
     this.#current = undefined;
     if (!current) return false;
+    return this.#keepOrDrop(current, keep);
+  }
+
+  /** Keep `current`'s partial file if it can be resumed (and `keep`), else remove it; says whether it was kept. */
+  async #keepOrDrop(current: { vpath: string; file: IncomingFile; inbox: Inbox }, keep = true): Promise<boolean> {
     const { file } = current;
+    // A delta left unfinished counts so (see #leftUnfinished) even when what it reached is kept.
+    if (file.mode === "delta") this.#leftUnfinished(current.vpath);
     // (In the inbox it was begun in, whatever its name routes to now.)
-    if (keep && file.mode === "sequential" && file.identity && file.identity.size >= RESUME_MIN_SIZE && file.length >= BLOCK_SIZE) {
-      await current.inbox.suspend(file);
-      return true;
+    if (keep && file.identity && file.identity.size >= RESUME_MIN_SIZE && file.prefixHeld >= BLOCK_SIZE) {
+      try {
+        await current.inbox.suspend(file);
+        // (A delta's copy is recorded as a partial of the version it was making only now: it was the
+        // version held until it was cut where its blocks reached.)
+        if (file.mode === "delta") current.inbox.manifest.partialStarted(file.relative, file.identity);
+        return true;
+      } catch {
+        // (Not cut where it should be: not kept.)
+      }
     }
     await file.abandon();
-    if (file.mode === "delta") this.#leftUnfinished(current.vpath);
     // Its partial file is gone: so is the manifest's note of it (else it stayed there for good).
     current.inbox.manifest.partialDropped(file.relative);
     return false;

@@ -15,6 +15,7 @@ import path from "node:path";
 import { PARTIAL_SUFFIX, UNPRINTABLE, unsafeRelativeReason } from "../paths.js";
 import { hasStrayBytes, nameBytes, showStrayBytes } from "../raw-names.js";
 import { BLOCK_SIZE, BlockHasher, fingerprintFile, hashPrefix, xxh, type Fingerprint } from "../digest/blocks.js";
+import { RESUME_MIN_SIZE } from "../protocol/extensions.js";
 import { openRegular } from "../digest/open-regular.js";
 import type { XXHashAPI } from "xxhash-wasm";
 import { Manifest, STATE_DIR, type Delivered, type PartialFile } from "./manifest.js";
@@ -44,6 +45,15 @@ export class RefetchError extends InboxError {
   override name = "RefetchError";
 }
 
+/**
+ * A partial of an earlier version, taken up by a resume of a newer one, whose bytes turn out not to be the
+ * newer one's (the file was rewritten, not grown): the file is asked for whole, as any refused resume is,
+ * but this is how such a try ends, not a fault to report.
+ */
+export class OutdatedPartialError extends RefetchError {
+  override name = "OutdatedPartialError";
+}
+
 /** A transfer of a version the inbox holds already (a resume queued before it was delivered): ignored, not an error to report. */
 export class AlreadyHeldError extends InboxError {
   override name = "AlreadyHeldError";
@@ -62,7 +72,7 @@ export interface SuspendedPartial {
 const MAX_SUSPENDED = 64;
 
 /** Files at least this big are worth resuming (their partial is recorded in the manifest). */
-export const RESUME_MIN_SIZE = 2 * BLOCK_SIZE;
+export { RESUME_MIN_SIZE };
 
 /**
  * Files up to this size are held in memory until complete and then written with synchronous calls: a
@@ -86,6 +96,14 @@ export class IncomingFile {
   #held: Uint8Array[] | undefined;
   #heldBytes = 0;
 
+  /** Resumed from a partial of an earlier version of the file (see Inbox.create): its bytes may not match. */
+  ofEarlierVersion = false;
+
+  /** Resumed from an earlier version's partial, and the server never said the prefix to check it by. */
+  get earlierPrefixUnchecked(): boolean {
+    return this.ofEarlierVersion && this.#heldPrefix !== undefined;
+  }
+
   /** Resumed: the tree hash of the bytes held when it resumed (at a block), until the server's is checked. */
   #heldPrefix: string | undefined;
 
@@ -97,6 +115,9 @@ export class IncomingFile {
   checkPrefix(prefix: string): void {
     const held = this.#heldPrefix;
     this.#heldPrefix = undefined;
+    if (held !== undefined && held !== prefix && this.ofEarlierVersion) {
+      throw new OutdatedPartialError(`${this.relative}: the part held, of an earlier version, no longer matches; fetching it whole`, this.relative);
+    }
     if (held !== undefined && held !== prefix) {
       throw new RefetchError(`${this.relative}: cannot resume at ${this.#resumedAt}: the partial file holds other bytes than the server's file (changed in place, or damaged); fetching it whole`, this.relative);
     }
@@ -146,6 +167,15 @@ export class IncomingFile {
   /** Where it is assembled, for the kernel. */
   get partialPath(): string {
     return this.partial.path;
+  }
+
+  /**
+   * How many bytes from the start are the version being received, were it to stop now: its length so far;
+   * for a delta, up to the furthest block received (the version held's bytes where unchanged, the blocks
+   * sent where not: they come in order, and X-FMQ-Prefix checks that they did when it is resumed).
+   */
+  get prefixHeld(): number {
+    return this.mode === "delta" ? this.#reached : this.#next;
   }
 
   /** The file's size so far (sequential mode). */
@@ -281,6 +311,15 @@ export class IncomingFile {
     this.target.release();
     const handle = this.handle;
     this.handle = undefined;
+    // A delta: cut where its blocks reached (beyond lie the version held's bytes); throws if it cannot be.
+    if (this.mode === "delta") {
+      try {
+        await handle?.truncate(this.#reached);
+      } catch (error) {
+        await handle?.close().catch(() => undefined);
+        throw error;
+      }
+    }
     const stats = this.#resumable && this.hasher ? await handle?.stat().catch(() => undefined) : undefined;
     await handle?.close().catch(() => undefined);
     return stats && this.hasher ? { ino: stats.ino, size: stats.size, mtimeMs: stats.mtimeMs, ctimeMs: stats.ctimeMs, blocks: this.hasher.wholeBlocks() } : undefined;
@@ -627,8 +666,13 @@ export class Inbox {
       // Resume: only a partial of this very version, holding at least up to `offset`.
       const known = this.manifest.partials.get(relative);
       // (By its tag too, when both have one: a server that resumed in another file of that size and mtime.)
-      const same =
+      const sameVersion =
         known && identity && known.vpath === vpath && known.size === identity.size && known.mtime === identity.mtime && (known.tag === undefined || identity.tag === undefined || known.tag === identity.tag);
+      // Or of an earlier version of the same file on the server (its tag, the inode), which grew or was
+      // written in place while it came: the bytes held are checked against the server's X-FMQ-Prefix as
+      // any resume's are, and the whole file against its hash at the end.
+      const earlierVersion = known && identity && known.vpath === vpath && known.tag !== undefined && known.tag === identity.tag;
+      const same = sameVersion || earlierVersion;
       // (The path is taken afresh at each use: it names the state directory through its descriptor,
       // and that directory may have been made again, under another descriptor, while we awaited.)
       const existing = await lstat(partial.path).catch(() => undefined);
@@ -662,9 +706,12 @@ export class Inbox {
         await handle.truncate(offset);
         const hasher = hashesKnown ? BlockHasher.resumed(xx, remembered.blocks.subarray(0, blocks)) : new BlockHasher(xx);
         if (!hashesKnown) await hashPrefix(handle, hasher, offset);
-        // A partial begun without a tag (an older server) takes the one it is resumed with: checked next time.
-        if (known.tag === undefined && identity.tag !== undefined) this.manifest.partialStarted(relative, identity);
-        return new IncomingFile(relative, vpath, target, partial, handle, "sequential", hasher, offset, identity, fsync);
+        // A partial begun without a tag (an older server) takes the one it is resumed with: checked next
+        // time. One of an earlier version is now one of this version.
+        if ((known.tag === undefined && identity.tag !== undefined) || !sameVersion) this.manifest.partialStarted(relative, identity);
+        const file = new IncomingFile(relative, vpath, target, partial, handle, "sequential", hasher, offset, identity, fsync);
+        file.ofEarlierVersion = !sameVersion;
+        return file;
       } catch (error) {
         await handle.close();
         throw error;

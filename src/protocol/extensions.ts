@@ -32,6 +32,15 @@ export const Capability = {
 /** Most frames in one batch (capability "batch"): a batch of more is malformed as a whole. */
 export const MAX_BATCH_FRAMES = 64;
 
+/**
+ * A client of ours keeps the partial file of a transfer that stops before its end (the session ends, or
+ * the server moves on) or ends marked changed (X-FMQ-Status), if the file is at least this big and a
+ * block of it came, and lists it in its next cache: a resume may take it up. In a session, our server
+ * offers such a resume only where the client keeps one (a resume it has nothing for is refused, said
+ * as an error, and the file asked for whole).
+ */
+export const RESUME_MIN_SIZE = 2 * 1024 * 1024;
+
 /** CHEEZBURGER headers, on the first chunk of a transfer and on the final (eof) chunk. */
 export const Header = {
   /** The file's size on the server when the transfer began (decimal). */

@@ -5,7 +5,7 @@ import { Engine, type Actions } from "../fsm/engine.js";
 import { SendCredit } from "../flow/credit.js";
 import { encode } from "../protocol/codec.js";
 import { MAX_DICTIONARY_ENTRIES, Operation, isMessageName, type Icanhaz, type Message, type Nom } from "../protocol/messages.js";
-import { Capability, LONG_NAME_KEY, MAX_BATCH_FRAMES, SubscribeOption, isSha1Digest, parseCacheEntry, type CacheEntry } from "../protocol/extensions.js";
+import { Capability, LONG_NAME_KEY, MAX_BATCH_FRAMES, RESUME_MIN_SIZE, SubscribeOption, isSha1Digest, parseCacheEntry, type CacheEntry } from "../protocol/extensions.js";
 import type { DecodeError } from "../protocol/errors.js";
 import { covers, joinVirtual, normaliseVirtualPath, relativeTo, unsafeRelativeReason } from "../paths.js";
 import type { PublishedFile } from "../mount/mount.js";
@@ -118,6 +118,9 @@ const MiB = 1024 * 1024;
  */
 export const MAX_QUEUED_CHANGES = 65_536;
 
+/** Partial files remembered per client (see Connection.#keptPartials), at most: as the client's inbox remembers their block hashes. */
+const MAX_KEPT_PARTIALS = 64;
+
 /** The name of `vpath` under `path` as a cache lists it (joinVirtual(path, name) === vpath), if any. */
 function nameBelow(path: string, vpath: string): string | undefined {
   if (path === "/") return vpath.startsWith("/") ? vpath.slice(1) : undefined;
@@ -194,6 +197,16 @@ export class Connection {
    * clients were 8 million entries.)
    */
   readonly #holdings = new Map<string, Holding>();
+  /**
+   * Partial files the client keeps from transfers that stopped short or ended marked changed this session
+   * (see RESUME_MIN_SIZE), by virtual path: how many bytes from the start, and of which inode. The next
+   * version of that file resumes there, with X-FMQ-Prefix: a file that grows (a log) or is written in
+   * place changes every few hundred milliseconds, and sent from byte 0 at each change, a big one never
+   * got to its end (a soak test: 3.86 GB sent for a 180 MB file; 14.7 GB for a 1.3 GiB one growing 8 MiB
+   * every 0.6 s, delivered only once it stopped). Bytes that no longer match are refused by the client
+   * at the prefix, and the file comes whole.
+   */
+  readonly #keptPartials = new Map<string, { readonly length: number; readonly tag: string }>();
   /**
    * Cache entries (vpath -> what the value said, kept small: see retainedEntry) of files the server has
    * seen but not yet published.
@@ -360,6 +373,7 @@ export class Connection {
     this.#sequence = 0n;
     this.#setCaps(new Set());
     this.#holdings.clear();
+    this.#keptPartials.clear();
     this.#retained.clear();
     this.#dropGoneNames();
     void this.#forgetWaiting();
@@ -493,6 +507,7 @@ export class Connection {
       if (value === undefined && this.#mayHave(file)) {
         // (What #planFor does for it, without a patch: not listed, not held.)
         this.#holdings.delete(file.vpath);
+        this.#keptPartials.delete(file.vpath);
         whole.push(file);
       } else {
         const full = plan(file.vpath, file, value);
@@ -517,6 +532,7 @@ export class Connection {
         continue;
       }
       this.#holdings.delete(vpath);
+      this.#keptPartials.delete(vpath);
       const seen = this.host.waiting?.(vpath);
       if (seen !== undefined) this.#retained.set(vpath, retainedEntry(value, seen));
       else if (!this.#queue.has(vpath)) {
@@ -630,6 +646,7 @@ export class Connection {
     if (!this.#mayHave(file)) return value === undefined ? undefined : { op: "delete", vpath: file.vpath };
     // The cache is the client's word on what it holds under this path: not listed, not held.
     this.#holdings.delete(file.vpath);
+    this.#keptPartials.delete(file.vpath);
     if (value === undefined) return { op: "create", file };
     if (typeof value === "string" && isSha1Digest(value)) {
       return this.host.fingerprints.sha1(file.absolute, file.root).then(
@@ -664,9 +681,12 @@ export class Connection {
     const sameFile = partial?.tag === undefined || file.ino === undefined || partial.tag === versionTag({ ino: file.ino });
     // (Only to a client that said "verify": it alone gets the headers that say what a resumed transfer is,
     // its X-FMQ-Prefix among them. To any other, a resume came with nothing to tell it; a review.)
-    if (partial && sameFile && partial.size === file.size && partial.mtime === file.mtimeMs && partial.length > 0 && this.#caps.has(Capability.VERIFY)) {
-      return { op: "create", file, resumeAt: partial.length };
-    }
+    if (!partial || partial.length <= 0 || !this.#caps.has(Capability.VERIFY)) return { op: "create", file };
+    if (sameFile && partial.size === file.size && partial.mtime === file.mtimeMs) return { op: "create", file, resumeAt: partial.length };
+    // A partial of an earlier version of this very inode (a file growing, or written in place, while it
+    // came): resumed too, if it is no longer than the file. The client checks the bytes it holds against
+    // X-FMQ-Prefix, and refuses a prefix that changed (the file comes whole then).
+    if (this.#resumableElsewhere(file, partial.length, partial.tag)) return { op: "create", file, resumeAt: partial.length };
     return { op: "create", file };
   }
 
@@ -684,6 +704,10 @@ export class Connection {
    */
   #transferPlan(patch: Patch & { op: "create" }): TransferPlan | Promise<TransferPlan> {
     if (patch.resumeAt !== undefined) return { start: patch.resumeAt };
+    // (The client's partial of this file from earlier in the session, if this is still its inode. Kept
+    // until another transfer of the file stops or ends: this one may not open, the file changed again.)
+    const kept = this.#keptPartials.get(patch.file.vpath);
+    if (kept && this.#resumableElsewhere(patch.file, kept.length, kept.tag)) return { start: kept.length };
     const held = this.#holdings.get(patch.file.vpath);
     // (And "verify": a delta's X-FMQ-Base, which says what the blocks apply to, is among the headers only
     // such a client gets.)
@@ -698,6 +722,29 @@ export class Connection {
     // Worth it only if most of the file is unchanged (a block hash is 8 bytes).
     if (blocks.length * 2 > now.fingerprint.blocks.length / 8) return {};
     return { delta: { blocks, base: held.hash, fingerprint: now.fingerprint, version: now.version } };
+  }
+
+  /**
+   * May a partial of `length` bytes of another version of `file` be resumed: of the same inode (its tag),
+   * no longer than the file is now, and holding a block (a resume starts at the last whole block)?
+   */
+  #resumableElsewhere(file: PublishedFile, length: number, tag: string | undefined): boolean {
+    return tag !== undefined && file.ino !== undefined && tag === versionTag({ ino: file.ino }) && length >= BLOCK_SIZE && length <= file.size;
+  }
+
+  /**
+   * `cursor`'s transfer stopped short or ended marked changed: remember what the client keeps of it (it
+   * keeps the partial of a file of at least RESUME_MIN_SIZE, holding a block; ours, saying "verify").
+   */
+  #keepPartial(cursor: FileCursor): void {
+    const length = cursor.heldPrefix;
+    const version = cursor.version;
+    // (Not one the client refused, asking for the file whole: it dropped its partial.)
+    if (cursor === this.#refused || !cursor.extensions || version === undefined || cursor.identity.size < RESUME_MIN_SIZE || length < BLOCK_SIZE) return;
+    this.#keptPartials.delete(cursor.vpath);
+    this.#keptPartials.set(cursor.vpath, { length, tag: versionTag(version) });
+    // (Bounded: the oldest is forgotten first, and its next version goes whole.)
+    if (this.#keptPartials.size > MAX_KEPT_PARTIALS) this.#keptPartials.delete(this.#keptPartials.keys().next().value!);
   }
 
   #checkForClientData(): void {
@@ -721,6 +768,7 @@ export class Connection {
       if (patch.op === "delete") {
         this.#sendDelete(patch.vpath);
         this.#holdings.delete(patch.vpath);
+        this.#keptPartials.delete(patch.vpath);
         this.host.sent(this.key, patch.vpath, "delete", 0);
         return;
       }
@@ -885,6 +933,11 @@ export class Connection {
       const opened = await FileCursor.open(patch.file.absolute, patch.file.vpath, this.#cursorOptions, plan, patch.file);
       // Closed (dropped, expired) while the file was opening: nobody else will close it.
       if (this.engine.stopped) return void (await opened.close());
+      // A partial the client kept is taken up by this transfer, or replaced by it (see #keepPartial): a
+      // transfer that stops remembers what the client then keeps, and one refused (the bytes held are not
+      // the file's) must not be offered again. (Not forgotten when the file cannot be opened: it changed
+      // again, and its next version takes the partial up.)
+      this.#keptPartials.delete(patch.file.vpath);
       this.#versionOf.set(opened, patch.file);
       return opened;
     } catch (error) {
@@ -925,6 +978,8 @@ export class Connection {
    */
   #cutShort(cursor: FileCursor, deleteQueued: boolean): void {
     const end = cursor.abandon();
+    // (Also when nothing of it went: a resume's partial is still the client's, as it was.)
+    if (!deleteQueued) this.#keepPartial(cursor);
     if (!end) return;
     this.#sendFrame(end.frame);
     if (!cursor.extensions && !deleteQueued) this.#sendDelete(cursor.vpath);
@@ -982,10 +1037,15 @@ export class Connection {
       // (Only one it hashed itself from what it read: see FileCursor.ownFingerprint.)
       if (file && version && cursor.readFrom !== undefined && cursor.ownFingerprint) this.host.fingerprints.remember(file.absolute, version, fingerprint, cursor.readFrom);
     }
-    // A file that changed while it was read went out marked so, to be dropped: not a file sent (its new
-    // version follows, and is).
-    if (!cursor.changed) this.host.sent(this.key, cursor.vpath, "create", cursor.sent);
-    else this.#sendAgain(cursor);
+    // A file that changed while it was read went out marked so, to be dropped, or kept to resume (see
+    // #keepPartial): not a file sent (its new version follows, and is).
+    if (!cursor.changed) {
+      this.#keptPartials.delete(cursor.vpath);
+      this.host.sent(this.key, cursor.vpath, "create", cursor.sent);
+    } else {
+      this.#keepPartial(cursor);
+      this.#sendAgain(cursor);
+    }
   }
 
   /**

@@ -164,6 +164,7 @@ export class FileCursor {
     this.#ranges = ranges;
     this.sendsPart = plan.delta !== undefined || (ranges[0]?.[0] ?? 0) > 0;
     this.#offset = ranges[0]?.[0] ?? identity.size;
+    this.#sentTo = plan.delta ? 0 : this.#offset;
     this.#readOffset = this.#offset;
     this.#limit = identity.size;
     if (known instanceof Promise) known.then(() => (this.#knownSettled = true), () => (this.#knownSettled = true));
@@ -363,6 +364,7 @@ export class FileCursor {
     this.#first = false;
     this.#offset += bytes;
     this.#delivered += bytes;
+    this.#sentTo = this.#offset;
     if (this.#offset >= this.#currentEnd()) this.#nextRange();
     this.#fill(credit - bytes);
     return { frame, bytes, eof: false };
@@ -437,6 +439,19 @@ export class FileCursor {
   #rehashed: Fingerprint | undefined;
   /** The file changed while it was being read: the eof frame said so, and the receiver drops it. */
   changed = false;
+
+  /**
+   * Where the client's copy ends if this transfer stops now or ends marked changed: every byte before it
+   * was sent, or held already (a resume's prefix; a delta's unchanged blocks: its ranges go in order).
+   */
+  get heldPrefix(): number {
+    return this.#sentTo;
+  }
+  /**
+   * The end of the last chunk sent (not #offset: past a delta's range, that is where the next one
+   * begins); before any, a resume's start (the client's partial is left as it was until a chunk comes).
+   */
+  #sentTo: number;
 
   /**
    * Only part of the file goes (a resume, or a delta's blocks): nothing a client that asks for the file
@@ -514,7 +529,7 @@ export class FileCursor {
     }
     this.#ahead.shift();
     this.#first = false;
-    this.#offset = this.#delivered = got;
+    this.#offset = this.#delivered = this.#sentTo = got;
     this.#ranges = [];
     return { frame, bytes: got, eof: true };
   }

@@ -2294,13 +2294,14 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(h.delivered).toEqual([]);
   });
 
-  it('client - an eof chunk with X-FMQ-Status "changed": not delivered, partial removed, not refetched (the new version follows)', async () => {
+  it('client - an eof chunk with X-FMQ-Status "changed": not delivered, not refetched (the new version follows); a small file\'s partial removed, a big one\'s kept to resume', async () => {
     const { r, inbox, h, rid } = await subscribedToRoot();
 
-    // Small, and big enough to be resumable (its partial is in the manifest): both are dropped.
+    // Small, and big enough to be resumable (its partial is in the manifest): the small one is dropped,
+    // the big one kept, listed as the version it was.
     for (const [name, size] of [["c.bin", 300_000], ["c-big.bin", 2 * MiB + 10]] as const) {
       const mixed = randomBytes(size);
-      await r.sendFile(rid, `/${name}`, mixed, { chunkSize: 256 * 1024, headers: identityHeaders(size, 1_700_000_000_000), ending: "none" });
+      await r.sendFile(rid, `/${name}`, mixed, { chunkSize: 256 * 1024, headers: identityHeaders(size, 1_700_000_000_000, "77"), ending: "none" });
       await waitFor(async () => (await stat(partialOf(inbox, name)).catch(() => undefined))?.size === size, `${name}'s partial file`, SOON, 5);
       await r.chunk(rid, { filename: `/${name}`, offset: size, eof: 1, headers: { "X-FMQ-Status": "changed", "X-FMQ-XXH64T": await treeHash(mixed) } });
     }
@@ -2308,9 +2309,10 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     await nextDelivery(h, "/marker.txt");
     expect(h.delivered.map((d) => d.vpath)).toEqual(["/marker.txt"]);
     expect(await listInbox(inbox)).toEqual(["marker.txt"]);
-    expect(await readdir(path.join(inbox, ".fmq", "partial"))).toEqual([]);
+    expect(await readdir(path.join(inbox, ".fmq", "partial"))).toEqual([path.basename(partialOf(inbox, "c-big.bin"))]);
+    expect((await stat(partialOf(inbox, "c-big.bin"))).size).toBe(2 * MiB + 10);
     const m = await manifestWhere(inbox, (m) => "marker.txt" in m.files, "marker.txt");
-    expect(m.partials).toEqual({});
+    expect(m.partials).toEqual({ "c-big.bin": { vpath: "/c-big.bin", size: 2 * MiB + 10, mtime: 1_700_000_000_000, tag: "77" } });
     expect(Object.keys(m.files)).toEqual(["marker.txt"]);
     expect(r.log.filter((e) => e.message?.id === "ICANHAZ")).toHaveLength(1);
 
@@ -2319,6 +2321,59 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     await r.sendFile(rid, "/c.bin", data, { headers: identityHeaders(data.length, 1_700_000_001_000), eofHeaders: { "X-FMQ-XXH64T": await treeHash(data) } });
     await nextDelivery(h, "/c.bin");
     expect(await sha256File(path.join(inbox, "c.bin"))).toBe(sha256(data));
+    expect(h.errors).toEqual([]);
+  });
+
+  it("client - a big file that grew while it came (ended marked changed) is resumed by its next version, of the same tag: only the rest is received, checked by X-FMQ-Prefix; a partial whose bytes the new version no longer has is asked for whole, with no error said", async () => {
+    const { r, inbox, h, rid } = await subscribedToRoot();
+    // The first version, 3 MiB, sent up to 2.5 MiB, then ended marked changed: it grew meanwhile.
+    const first = randomBytes(3 * MiB);
+    const cut = 2 * MiB + MiB / 2;
+    await r.sendFile(rid, "/log.bin", first, { chunkSize: 256 * 1024, end: cut, headers: identityHeaders(first.length, 1_700_000_000_000, "77"), ending: "none" });
+    await waitFor(async () => (await stat(partialOf(inbox, "log.bin")).catch(() => undefined))?.size === cut, "the partial file", SOON, 5);
+    await r.chunk(rid, { filename: "/log.bin", offset: cut, eof: 1, headers: { "X-FMQ-Status": "changed" } });
+    // The next version: the same bytes and 2 MiB more, resumed at the last whole block held.
+    const grown = Buffer.concat([first, randomBytes(2 * MiB)]);
+    const headers = { ...identityHeaders(grown.length, 1_700_000_000_500, "77"), "X-FMQ-Prefix": await treeHash(grown.subarray(0, 2 * MiB)) };
+    await r.sendFile(rid, "/log.bin", grown, { chunkSize: 256 * 1024, start: 2 * MiB, headers, eofHeaders: { "X-FMQ-XXH64T": await treeHash(grown) } });
+    const done = await nextDelivery(h, "/log.bin");
+    expect(done.size).toBe(5 * MiB);
+    expect(done.received).toBe(3 * MiB);
+    expect(await sha256File(path.join(inbox, "log.bin"))).toBe(sha256(grown));
+    expect(icanhazFor(r, "/log.bin")).toEqual([]);
+
+    // Again, but the file was rewritten, not grown: the bytes held are not the next version's.
+    const n = h.errors.length;
+    const third = randomBytes(3 * MiB);
+    await r.sendFile(rid, "/other.bin", third, { chunkSize: 256 * 1024, end: cut, headers: identityHeaders(third.length, 1_700_000_000_000, "78"), ending: "none" });
+    await waitFor(async () => (await stat(partialOf(inbox, "other.bin")).catch(() => undefined))?.size === cut, "the second partial file", SOON, 5);
+    await r.chunk(rid, { filename: "/other.bin", offset: cut, eof: 1, headers: { "X-FMQ-Status": "changed" } });
+    const rewritten = randomBytes(4 * MiB);
+    const rewrittenHeaders = { ...identityHeaders(rewritten.length, 1_700_000_000_900, "78"), "X-FMQ-Prefix": await treeHash(rewritten.subarray(0, 2 * MiB)) };
+    await r.sendFile(rid, "/other.bin", rewritten, { chunkSize: 256 * 1024, start: 2 * MiB, headers: rewrittenHeaders, eofHeaders: { "X-FMQ-XXH64T": await treeHash(rewritten) } });
+    await waitFor(() => icanhazFor(r, "/other.bin").length === 1, "the file asked for whole", SOON, 5);
+    expect(icanhazFor(r, "/other.bin")[0]!.cache.size).toBe(0);
+    await r.sendFile(rid, "/other.bin", rewritten, { chunkSize: 256 * 1024, headers: identityHeaders(rewritten.length, 1_700_000_000_900, "78"), eofHeaders: { "X-FMQ-XXH64T": await treeHash(rewritten) } });
+    await nextDelivery(h, "/other.bin");
+    expect(await sha256File(path.join(inbox, "other.bin"))).toBe(sha256(rewritten));
+    expect(h.errors.slice(n)).toEqual([]);
+    expect(h.errors).toEqual([]);
+  });
+
+  it("client - a partial of another file (another tag) is not resumed by a version of a different tag: refused, and asked for whole", async () => {
+    const { r, inbox, h, rid } = await subscribedToRoot();
+    const first = randomBytes(3 * MiB);
+    const cut = 2 * MiB + MiB / 2;
+    await r.sendFile(rid, "/x.bin", first, { chunkSize: 256 * 1024, end: cut, headers: identityHeaders(first.length, 1_700_000_000_000, "77"), ending: "none" });
+    await waitFor(async () => (await stat(partialOf(inbox, "x.bin")).catch(() => undefined))?.size === cut, "the partial file", SOON, 5);
+    await r.chunk(rid, { filename: "/x.bin", offset: cut, eof: 1, headers: { "X-FMQ-Status": "changed" } });
+    const other = Buffer.concat([first, randomBytes(MiB)]);
+    const n = h.errors.length;
+    await r.sendFile(rid, "/x.bin", other, { chunkSize: 256 * 1024, start: 2 * MiB, headers: identityHeaders(other.length, 1_700_000_000_500, "99"), eofHeaders: { "X-FMQ-XXH64T": await treeHash(other) } });
+    const [error] = await errorsAfter(h, n);
+    expect(error!.message).toMatch(/cannot resume at 2097152: no matching partial file/);
+    await waitFor(() => icanhazFor(r, "/x.bin").length === 1, "the file asked for whole", SOON, 5);
+    expect(h.delivered.map((d) => d.vpath)).toEqual([]);
   });
 
   /**
