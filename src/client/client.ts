@@ -22,7 +22,7 @@ import { endpointProblem } from "../endpoint.js";
 import { Heartbeat } from "./heartbeat.js";
 import { copyOutOfBatches, setReceiveBatch } from "./receive-batch.js";
 import { buildCache } from "./cache.js";
-import { AlreadyHeldError, Inbox, InboxError, NotDurableError, OutdatedPartialError, RESUME_MIN_SIZE, RefetchError, SMALL_FILE, diskFull, inTheWay, type IncomingFile } from "./inbox.js";
+import { AlreadyHeldError, Inbox, InboxError, NoPartialError, NotDurableError, OutdatedPartialError, RESUME_MIN_SIZE, RefetchError, SMALL_FILE, diskFull, inTheWay, type IncomingFile } from "./inbox.js";
 import { isTreeHash, type PartialFile } from "./manifest.js";
 import { clientMachine, type ClientAction, type ClientEvent, type ClientState } from "./machine.js";
 import { HandshakeWatcher, dealerSecurityOptions, type ClientSecurity } from "../security/client-socket.js";
@@ -917,7 +917,11 @@ export class Client extends EventEmitter<ClientEvents> {
       // (Not one in place already, whose directory could not be synced: its own words say that.)
       if (full && !(error instanceof NotDurableError)) failure = new InboxError(`${relative}: disk full (${code}); ${held} bytes received${kept ? ", kept to resume" : ""}`, relative);
       else if (kept) failure = new InboxError(`${failure.message}; received whole, kept until it can be put in place`, relative, failure.code);
-      if (!(error instanceof OutdatedPartialError) && (!full || this.#firstTimeFull(relative))) this.#report(failure);
+      // (Quiet: a try at an earlier version's partial that did not match, or a resume offered of a partial
+      // we dropped while the server counted on it, our refusal and its offer crossing: the file comes
+      // whole, as asked, and nothing is wrong.)
+      const quiet = error instanceof OutdatedPartialError || (error instanceof NoPartialError && this.#droppedPartials.has(vpath));
+      if (!quiet && (!full || this.#firstTimeFull(relative))) this.#report(failure);
       if (error instanceof RefetchError) await this.#sendIcanhaz(vpath, "refetch");
       // (ENOENT: the inbox's .fmq, or the whole inbox, removed under us and the file with it; asked for again
       // as after a full disk. The next file makes them again, but this one never came until a restart: a
@@ -944,6 +948,8 @@ export class Client extends EventEmitter<ClientEvents> {
     const expected = message.headers.get(Header.HASH);
     let fingerprint: Fingerprint | undefined;
     try {
+      // (Resumed from an earlier version's partial: likewise. A review.)
+      if (file.ofEarlierVersion && expected === undefined) throw new RefetchError(`${file.relative}: resumed from an earlier version, and no hash to check it by; fetching it whole`, file.relative);
       // A delta is a few blocks on top of what we hold: only the whole file's hash says the result is right.
       if (file.mode === "delta" && expected === undefined) throw new RefetchError(`${file.relative}: a delta without the file's hash; fetching it whole`, file.relative);
       // (Nor is the size it ends at known without X-FMQ-Size: recorded as what the delta sent, the file
@@ -1007,6 +1013,7 @@ export class Client extends EventEmitter<ClientEvents> {
     }
     inbox.manifest.delivered(file.relative, entry);
     this.#deltasLeft.delete(current.vpath);
+    this.#droppedPartials.delete(current.vpath);
     this.#delivered({ path: file.relative, vpath: current.vpath, file: file.finalPath, size, received: file.received });
   }
 
@@ -1139,8 +1146,20 @@ export class Client extends EventEmitter<ClientEvents> {
     await file.abandon();
     // Its partial file is gone: so is the manifest's note of it (else it stayed there for good).
     current.inbox.manifest.partialDropped(file.relative);
+    // (A server of ours may offer to resume it, not knowing: see #droppedPartials.)
+    if (file.identity && file.identity.size >= RESUME_MIN_SIZE) {
+      this.#droppedPartials.delete(current.vpath);
+      this.#droppedPartials.add(current.vpath);
+      if (this.#droppedPartials.size > MAX_DELTAS_LEFT) this.#droppedPartials.delete(this.#droppedPartials.values().next().value!);
+    }
     return false;
   }
+  /**
+   * Files whose partial we dropped (refused, failed) where the server may take it as kept (see
+   * RESUME_MIN_SIZE): a resume of one that comes meanwhile finds nothing, and is fetched whole without a
+   * word. Forgotten when the file comes. Bounded as #deltasLeft.
+   */
+  readonly #droppedPartials = new Set<string>();
 
   /**
    * A delta begins with a copy of the whole version we hold, made for a chunk of a few bytes: a server

@@ -54,6 +54,11 @@ export class OutdatedPartialError extends RefetchError {
   override name = "OutdatedPartialError";
 }
 
+/** A resume for which no partial file of that file, as long as the offset, is held. */
+export class NoPartialError extends RefetchError {
+  override name = "NoPartialError";
+}
+
 /** A transfer of a version the inbox holds already (a resume queued before it was delivered): ignored, not an error to report. */
 export class AlreadyHeldError extends InboxError {
   override name = "AlreadyHeldError";
@@ -196,8 +201,6 @@ export class IncomingFile {
       // Past the base's end nothing is held: a gap there would be a hole of zeros in the delivered file
       // (and a hostile server's 1 byte at offset 2^40 a sparse file we would then hash for hours).
       if (offset > this.#tail) throw new RefetchError(`${this.relative}: delta leaves a gap at ${this.#tail}; fetching it whole`, this.relative);
-      this.#tail = Math.max(this.#tail, offset + chunk.length);
-      this.#reached = Math.max(this.#reached, offset + chunk.length);
     }
     if (this.#held && this.#heldBytes + chunk.length <= SMALL_FILE) {
       // The chunk is a view into the received message: keeping it costs no copy.
@@ -219,6 +222,11 @@ export class IncomingFile {
     }
     this.received += chunk.length;
     if (this.mode === "sequential") this.#next += chunk.length;
+    // (Once written: a delta kept when a write fails is cut where its blocks reached, a review.)
+    if (this.mode === "delta") {
+      this.#tail = Math.max(this.#tail, offset + chunk.length);
+      this.#reached = Math.max(this.#reached, offset + chunk.length);
+    }
   }
 
   /** The fingerprint of what was assembled: hashed as it arrived, or (delta) read back from disk. */
@@ -684,7 +692,7 @@ export class Inbox {
         if (identity && held?.vpath === vpath && held.size === identity.size && held.mtime === identity.mtime && this.stillHeld(relative, held.size)) {
           throw new AlreadyHeldError(`${relative}: this version is held already`, relative);
         }
-        throw new RefetchError(`${relative}: cannot resume at ${offset}: no matching partial file; fetching it whole`, relative);
+        throw new NoPartialError(`${relative}: cannot resume at ${offset}: no matching partial file; fetching it whole`, relative);
       }
       const remembered = this.#suspended.get(relative);
       const handle = await open(partial.path, constants.O_RDWR | constants.O_NOFOLLOW);

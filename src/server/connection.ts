@@ -707,12 +707,19 @@ export class Connection {
     // (The client's partial of this file from earlier in the session, if this is still its inode. Kept
     // until another transfer of the file stops or ends: this one may not open, the file changed again.)
     const kept = this.#keptPartials.get(patch.file.vpath);
-    if (kept && this.#resumableElsewhere(patch.file, kept.length, kept.tag)) return { start: kept.length };
+    const resume = kept && this.#resumableElsewhere(patch.file, kept.length, kept.tag) ? { start: kept.length } : undefined;
     const held = this.#holdings.get(patch.file.vpath);
     // (And "verify": a delta's X-FMQ-Base, which says what the blocks apply to, is among the headers only
     // such a client gets.)
-    if (!this.#caps.has(Capability.DELTA) || !this.#caps.has(Capability.VERIFY) || !held || patch.file.size <= BLOCK_SIZE) return {};
-    return this.#deltaPlan(patch, held);
+    if (!this.#caps.has(Capability.DELTA) || !this.#caps.has(Capability.VERIFY) || !held || patch.file.size <= BLOCK_SIZE) return resume ?? {};
+    if (!resume) return this.#deltaPlan(patch, held);
+    // Both: whichever sends less. A file written in place, its header and a block far on changed, whose
+    // delta was cut after the header: resumed, it sent all the rest; as changed blocks on the version the
+    // client still holds whole, two blocks (a review).
+    return this.#deltaPlan(patch, held).then((delta) => {
+      const rest = patch.file.size - Math.floor(resume.start / BLOCK_SIZE) * BLOCK_SIZE;
+      return delta.delta && delta.delta.blocks.length * BLOCK_SIZE < rest ? delta : resume;
+    });
   }
 
   async #deltaPlan(patch: Patch & { op: "create" }, held: Holding): Promise<TransferPlan> {

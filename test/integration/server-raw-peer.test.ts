@@ -17,7 +17,7 @@ import { decodeBatch, decodeFrames, encode } from "../../src/protocol/codec.js";
 import type { DecodeError } from "../../src/protocol/errors.js";
 import { MAX_DICTIONARY_ENTRIES, Operation, type Cheezburger, type Message, type MessageName } from "../../src/protocol/messages.js";
 import type { PublishedFile } from "../../src/mount/mount.js";
-import { Fingerprints } from "../../src/server/fingerprints.js";
+import { Fingerprints, versionOf } from "../../src/server/fingerprints.js";
 import { Server, type ServerOptions } from "../../src/server/server.js";
 import { openHere, sha256File, writeRandomFile, writeTree } from "../helpers/files.js";
 import { Arrivals } from "../helpers/arrivals.js";
@@ -1506,19 +1506,29 @@ describe("server with a scripted raw peer", () => {
     // (A soak test: a 180 MB file growing 1 MiB every 0.85 s took 3.86 GB to arrive, sent from byte 0 at
     // each change; one of 1.3 GiB growing 8 MiB every 0.6 s came only once it stopped growing.)
     const MiB = 1024 * 1024;
+    // (The server's fingerprints, to wait for the new version's: then the prefix is said on the first chunk.)
+    let fingerprints: Fingerprints | undefined;
     const { server, file, p, content, held } = await twoMiBOfFour();
+    const spy = vi.spyOn(Fingerprints.prototype, "prepare");
     const more = randomBytes(MiB);
-    await writeFile(file, more, { flag: "a" });
-    await waitFor(() => server.mounts[0]!.files.get("/big.bin")?.size === 5 * MiB, "the grown version published", DEADLINE);
+    try {
+      await writeFile(file, more, { flag: "a" });
+      await waitFor(() => server.mounts[0]!.files.get("/big.bin")?.size === 5 * MiB, "the grown version published", DEADLINE);
+      fingerprints = spy.mock.contexts.at(-1) as Fingerprints | undefined;
+    } finally {
+      spy.mockRestore();
+    }
+    await waitFor(async () => {
+      const known = fingerprints?.lookup(file, await versionOf(file));
+      return known !== undefined && !(known instanceof Promise);
+    }, "the grown version's fingerprint", DEADLINE);
     await p.nom(64 * MiB);
     const cut = await transferOf(p, "/big.bin");
     expect(cut.map((m) => [m.offset, m.chunk.length, m.headers.get("X-FMQ-Status")])).toEqual([[BigInt(2 * MiB), 0, "changed"]]);
     const resumed = await transferOf(p, "/big.bin");
     expect(resumed[0]!.offset).toBe(BigInt(2 * MiB));
     const grown = Buffer.concat([content, more]);
-    // (Said on the first chunk, or a later one if the new version's fingerprint came later.)
-    const prefix = resumed.map((m) => m.headers.get("X-FMQ-Prefix")).find((h) => h !== undefined);
-    if (prefix !== undefined) expect(prefix).toBe(await treeHash(held));
+    expect(resumed[0]!.headers.get("X-FMQ-Prefix")).toBe(await treeHash(held));
     expect(sha256(Buffer.concat([held, ...resumed.map((m) => Buffer.from(m.chunk))]))).toBe(sha256(grown));
     const end = resumed.at(-1)!;
     expect(end.headers.get("X-FMQ-Status")).toBeUndefined();
@@ -1554,6 +1564,40 @@ describe("server with a scripted raw peer", () => {
     await writeFile(file, randomBytes(MiB), { flag: "a" });
     const next = await transferOf(p, "/big.bin");
     expect([next[0]!.offset, next[0]!.headers.get("X-FMQ-Base")]).toEqual([BigInt(5 * MiB), whole.at(-1)!.headers.get("X-FMQ-XXH64T")]);
+  });
+
+  it("server - a delta cut short by a newer version: the newer one goes as changed blocks on the version the client holds whole when that sends less than resuming the delta's copy would", async () => {
+    // (A review: the kept copy of a delta cut after its first block was resumed, and a file written in
+    // place in two blocks was sent nearly whole.)
+    const MiB = 1024 * 1024;
+    const content = randomBytes(8 * MiB);
+    const { server, file, p } = await subscribedToBigFile(content);
+    // (Credit for that much only: what is left of it would let the delta below go whole at once.)
+    await p.nom(content.length);
+    const whole = await transferOf(p, "/big.bin");
+    const base = whole.at(-1)!.headers.get("X-FMQ-XXH64T");
+    expect(base).toBe(await treeHash(content));
+    const rewrite = async (blocks: number[]): Promise<void> => {
+      const handle = await open(file, "r+");
+      for (const block of blocks) await handle.write(randomBytes(MiB), 0, MiB, block * MiB);
+      await handle.close();
+      const { mtimeMs } = await stat(file);
+      await nextEvent<[PublishedFile]>(server, "published", (f) => f.vpath === "/big.bin" && f.mtimeMs === mtimeMs);
+    };
+    // Blocks 0 and 6 written: a delta of them, of which block 0 comes, then block 3 written.
+    await rewrite([0, 6]);
+    await p.nom(MiB);
+    const first = await p.expect("CHEEZBURGER");
+    expect([first.offset, first.chunk.length, first.headers.get("X-FMQ-Base")]).toEqual([0n, MiB, base]);
+    await rewrite([3]);
+    await p.nom(64 * MiB);
+    const cut = await transferOf(p, "/big.bin");
+    // (Its end where the next of its blocks would have begun.)
+    expect(cut.map((m) => [m.offset, m.chunk.length, m.headers.get("X-FMQ-Status")])).toEqual([[BigInt(6 * MiB), 0, "changed"]]);
+    const next = await transferOf(p, "/big.bin");
+    expect(next[0]!.headers.get("X-FMQ-Base")).toBe(base);
+    expect(next.reduce((n, m) => n + m.chunk.length, 0)).toBe(3 * MiB);
+    expect(next.at(-1)!.headers.get("X-FMQ-XXH64T")).toBe((await fingerprintFile(file)).hash);
   });
 
   it("server - a partial listed of an earlier version of the same inode (its tag) is resumed at its length; of another inode, or longer than the file, not", async () => {
