@@ -682,6 +682,10 @@ export class Connection {
     // (Only to a client that said "verify": it alone gets the headers that say what a resumed transfer is,
     // its X-FMQ-Prefix among them. To any other, a resume came with nothing to tell it; a review.)
     if (!partial || partial.length <= 0 || !this.#caps.has(Capability.VERIFY)) return { op: "create", file };
+    // (Remembered as kept, too: a newer version of the file published before this resume opens replaces
+    // it in the queue, and takes the partial up in its place. A soak test: a growing file, the publisher
+    // restarted, went from byte 0 again.)
+    if (partial.tag !== undefined) this.#rememberKept(file.vpath, partial.length, partial.tag);
     if (sameFile && partial.size === file.size && partial.mtime === file.mtimeMs) return { op: "create", file, resumeAt: partial.length };
     // A partial of an earlier version of this very inode (a file growing, or written in place, while it
     // came): resumed too, if it is no longer than the file. The client checks the bytes it holds against
@@ -748,8 +752,12 @@ export class Connection {
     const version = cursor.version;
     // (Not one the client refused, asking for the file whole: it dropped its partial.)
     if (cursor === this.#refused || !cursor.extensions || version === undefined || cursor.identity.size < RESUME_MIN_SIZE || length < BLOCK_SIZE) return;
-    this.#keptPartials.delete(cursor.vpath);
-    this.#keptPartials.set(cursor.vpath, { length, tag: versionTag(version) });
+    this.#rememberKept(cursor.vpath, length, versionTag(version));
+  }
+
+  #rememberKept(vpath: string, length: number, tag: string): void {
+    this.#keptPartials.delete(vpath);
+    this.#keptPartials.set(vpath, { length, tag });
     // (Bounded: the oldest is forgotten first, and its next version goes whole.)
     if (this.#keptPartials.size > MAX_KEPT_PARTIALS) this.#keptPartials.delete(this.#keptPartials.keys().next().value!);
   }

@@ -1600,6 +1600,28 @@ describe("server with a scripted raw peer", () => {
     expect(next.at(-1)!.headers.get("X-FMQ-XXH64T")).toBe((await fingerprintFile(file)).hash);
   });
 
+  it("server - a partial listed in a cache is taken up by a newer version of the file published before its resume began (it grew meanwhile): not sent from byte 0", async () => {
+    // (A soak test: a growing file, the publisher killed and started again, came from byte 0: the new
+    // version replaced the resume waiting in the queue.)
+    const MiB = 1024 * 1024;
+    const { server, endpoint, dir } = await startServer({}, { files: { x: randomBytes(4 * MiB) } });
+    await published(server, 1);
+    const file = path.join(dir, "x");
+    const x = await stat(file);
+    const p = peer(endpoint);
+    await p.open();
+    const partial = { length: 2 * MiB, size: x.size, mtime: x.mtimeMs, tag: String(x.ino) };
+    await p.send({ id: "ICANHAZ", path: "/", options: new Map([["X-FMQ-Caps", "verify,delta,single"]]), cache: new Map([["x", formatCacheEntry({ partial })]]) });
+    await p.expect("ICANHAZ_OK");
+    // No credit yet: nothing is opened, and the newer version replaces the resume in the queue.
+    const grown = nextEvent<[PublishedFile]>(server, "published", (f) => f.vpath === "/x" && f.size === 5 * MiB);
+    await writeFile(file, randomBytes(MiB), { flag: "a" });
+    await grown;
+    await p.nom(64 * 1024);
+    const first = await p.expect("CHEEZBURGER");
+    expect([first.filename, first.offset, first.headers.get("X-FMQ-Size")]).toEqual(["/x", BigInt(2 * MiB), String(5 * MiB)]);
+  });
+
   it("server - a partial listed of an earlier version of the same inode (its tag) is resumed at its length; of another inode, or longer than the file, not", async () => {
     const MiB = 1024 * 1024;
     const { server, endpoint, dir } = await startServer({}, { files: { x: randomBytes(4 * MiB) } });
