@@ -142,4 +142,22 @@ describe("directory fsync failure", () => {
     for (const dir of [inbox, path.join(inbox, "a"), path.join(inbox, "a", "b")]) expect(fault.synced).toContain(await identity(dir));
     expect(await sha256File(path.join(inbox, "a", "b", "deep.txt"))).toBe(createHash("sha256").update("deep").digest("hex"));
   });
+
+  it("fsync - an inbox whose directory cannot be synced at start opens all the same, the failure said once, naming the directory", async () => {
+    const inbox = await tempDir();
+    const { dev, ino } = await stat(inbox);
+    fault.code = "EIO";
+    fault.armed = { dev, ino };
+    const problems: string[] = [];
+    const opened = await Inbox.open(inbox, { fsync: true, problem: (message) => problems.push(message) });
+    try {
+      expect(fault.failed).toBe(1);
+      expect(problems).toEqual([expect.stringMatching(/^cannot sync .+ to disk \(EIO\): the inbox's records may not survive a power loss$/)]);
+      expect(problems[0]).toContain(inbox);
+      // Still an inbox: it takes a file.
+      expect(opened.receiveWhole("x.txt", "/x.txt", Buffer.from("x"), { vpath: "/x.txt", size: 1, mtime: 1 }, undefined)).toBe(path.join(inbox, "x.txt"));
+    } finally {
+      opened.close();
+    }
+  });
 });
