@@ -13,7 +13,7 @@ import { Turns } from "../fsm/turn.js";
 import { BIG_CHUNK, CREDIT_HEDGE, ReceiveWindow } from "../flow/credit.js";
 import { cheezburgerBytes, decodeBatch, encode } from "../protocol/codec.js";
 import { PROTOCOL_NAME, PROTOCOL_VERSION, Operation, isMessageName, type Cheezburger, type ClientMessage, type Dictionary, type Message, type Srsly } from "../protocol/messages.js";
-import { Capability, Header, isVersionTag, SubscribeOption, wireNumber, wireSize, type CacheEntry } from "../protocol/extensions.js";
+import { Capability, Header, MAX_UNFINISHED_DELTAS, isVersionTag, SubscribeOption, wireNumber, wireSize, type CacheEntry } from "../protocol/extensions.js";
 import { BLOCK_SIZE, type Fingerprint } from "../digest/blocks.js";
 import type { DecodeError } from "../protocol/errors.js";
 import { covers, normaliseVirtualPath, overlaps, relativeTo } from "../paths.js";
@@ -148,8 +148,6 @@ const ICANHAZ_BYTES_IN_FLIGHT = 32 * 1024 * 1024;
 
 /** Files whose delta was left unfinished remembered at most (see #leftUnfinished). */
 const MAX_DELTAS_LEFT = 4096;
-/** Deltas of a file left unfinished before it is asked for whole (see Client#leftUnfinished). */
-const MAX_UNFINISHED_DELTAS = 2;
 /** Names whose full-disk failure is said once (see #firstTimeFull). */
 const MAX_FULL_SAID = 10_000;
 
@@ -567,6 +565,8 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#blockedNames.clear();
     this.#fullSince.clear();
     this.#askedThisSession = new WeakSet();
+    // (A new session's server knows of our partials only what this session's caches list.)
+    this.#droppedPartials.clear();
     // (And the resyncs the last session planned for them: this session's subscriptions carry what we hold.
     // Left, one fired into this session with no reason left, and sent a subscription again, whole cache
     // and all, for the server to plan twice: a review.)
@@ -920,7 +920,9 @@ export class Client extends EventEmitter<ClientEvents> {
       // (Quiet: a try at an earlier version's partial that did not match, or a resume offered of a partial
       // we dropped while the server counted on it, our refusal and its offer crossing: the file comes
       // whole, as asked, and nothing is wrong.)
-      const quiet = error instanceof OutdatedPartialError || (error instanceof NoPartialError && this.#droppedPartials.has(vpath));
+      // (The mark silences one such offer: a second is not a crossing.)
+      const crossed = error instanceof NoPartialError && this.#droppedPartials.delete(vpath);
+      const quiet = error instanceof OutdatedPartialError || crossed;
       if (!quiet && (!full || this.#firstTimeFull(relative))) this.#report(failure);
       if (error instanceof RefetchError) await this.#sendIcanhaz(vpath, "refetch");
       // (ENOENT: the inbox's .fmq, or the whole inbox, removed under us and the file with it; asked for again
@@ -1134,6 +1136,7 @@ export class Client extends EventEmitter<ClientEvents> {
     // (In the inbox it was begun in, whatever its name routes to now.)
     if (keep && file.identity && file.identity.size >= RESUME_MIN_SIZE && file.prefixHeld >= BLOCK_SIZE) {
       try {
+        this.#droppedPartials.delete(current.vpath);
         await current.inbox.suspend(file);
         // (A delta's copy is recorded as a partial of the version it was making only now: it was the
         // version held until it was cut where its blocks reached.)
@@ -1157,7 +1160,8 @@ export class Client extends EventEmitter<ClientEvents> {
   /**
    * Files whose partial we dropped (refused, failed) where the server may take it as kept (see
    * RESUME_MIN_SIZE): a resume of one that comes meanwhile finds nothing, and is fetched whole without a
-   * word. Forgotten when the file comes. Bounded as #deltasLeft.
+   * word, once. Forgotten when the file comes, a partial of it is kept again, or a session begins.
+   * Bounded as #deltasLeft.
    */
   readonly #droppedPartials = new Set<string>();
 

@@ -41,6 +41,13 @@ export const MAX_BATCH_FRAMES = 64;
  */
 export const RESUME_MIN_SIZE = 2 * 1024 * 1024;
 
+/**
+ * Deltas of a file cut short (each began with a copy of the version held) that our client takes before it
+ * asks for the file whole instead, until the file comes; our server, knowing, resumes what the client
+ * kept of them rather than begin another.
+ */
+export const MAX_UNFINISHED_DELTAS = 2;
+
 /** CHEEZBURGER headers, on the first chunk of a transfer and on the final (eof) chunk. */
 export const Header = {
   /** The file's size on the server when the transfer began (decimal). */

@@ -5,7 +5,7 @@ import { Engine, type Actions } from "../fsm/engine.js";
 import { SendCredit } from "../flow/credit.js";
 import { encode } from "../protocol/codec.js";
 import { MAX_DICTIONARY_ENTRIES, Operation, isMessageName, type Icanhaz, type Message, type Nom } from "../protocol/messages.js";
-import { Capability, LONG_NAME_KEY, MAX_BATCH_FRAMES, RESUME_MIN_SIZE, SubscribeOption, isSha1Digest, parseCacheEntry, type CacheEntry } from "../protocol/extensions.js";
+import { Capability, LONG_NAME_KEY, MAX_BATCH_FRAMES, MAX_UNFINISHED_DELTAS, RESUME_MIN_SIZE, SubscribeOption, isSha1Digest, parseCacheEntry, type CacheEntry } from "../protocol/extensions.js";
 import type { DecodeError } from "../protocol/errors.js";
 import { covers, joinVirtual, normaliseVirtualPath, relativeTo, unsafeRelativeReason } from "../paths.js";
 import type { PublishedFile } from "../mount/mount.js";
@@ -208,6 +208,13 @@ export class Connection {
    */
   readonly #keptPartials = new Map<string, { readonly length: number; readonly tag: string }>();
   /**
+   * Deltas cut short this session, by virtual path, until the file goes out whole: our client takes no
+   * more than MAX_UNFINISHED_DELTAS of a file it has not had since (each costs it a copy of the version
+   * it holds), and asks for the file whole, saying so as an error. Past that, a kept partial is resumed
+   * rather than a delta begun. Bounded as #keptPartials.
+   */
+  readonly #deltasCut = new Map<string, number>();
+  /**
    * Cache entries (vpath -> what the value said, kept small: see retainedEntry) of files the server has
    * seen but not yet published.
    */
@@ -374,6 +381,7 @@ export class Connection {
     this.#setCaps(new Set());
     this.#holdings.clear();
     this.#keptPartials.clear();
+    this.#deltasCut.clear();
     this.#retained.clear();
     this.#dropGoneNames();
     void this.#forgetWaiting();
@@ -688,9 +696,10 @@ export class Connection {
     if (partial.tag !== undefined) this.#rememberKept(file.vpath, partial.length, partial.tag);
     if (sameFile && partial.size === file.size && partial.mtime === file.mtimeMs) return { op: "create", file, resumeAt: partial.length };
     // A partial of an earlier version of this very inode (a file growing, or written in place, while it
-    // came): resumed too, if it is no longer than the file. The client checks the bytes it holds against
-    // X-FMQ-Prefix, and refuses a prefix that changed (the file comes whole then).
-    if (this.#resumableElsewhere(file, partial.length, partial.tag)) return { op: "create", file, resumeAt: partial.length };
+    // came) is resumed too, if it is no longer than the file, unless changed blocks on the version the
+    // client holds whole send less: #transferPlan decides, as for one kept this session (remembered just
+    // above). The client checks the bytes it holds against X-FMQ-Prefix, and refuses a prefix that
+    // changed (the file comes whole then).
     return { op: "create", file };
   }
 
@@ -717,6 +726,8 @@ export class Connection {
     // such a client gets.)
     if (!this.#caps.has(Capability.DELTA) || !this.#caps.has(Capability.VERIFY) || !held || patch.file.size <= BLOCK_SIZE) return resume ?? {};
     if (!resume) return this.#deltaPlan(patch, held);
+    // (A delta the client would refuse: see #deltasCut.)
+    if ((this.#deltasCut.get(patch.file.vpath) ?? 0) >= MAX_UNFINISHED_DELTAS) return resume;
     // Both: whichever sends less. A file written in place, its header and a block far on changed, whose
     // delta was cut after the header: resumed, it sent all the rest; as changed blocks on the version the
     // client still holds whole, two blocks (a review).
@@ -749,6 +760,13 @@ export class Connection {
    */
   #keepPartial(cursor: FileCursor): void {
     const length = cursor.heldPrefix;
+    // (One the client saw some of: it counts those.)
+    if (cursor.isDelta && cursor.extensions && cursor !== this.#refused && length > 0) {
+      const cut = (this.#deltasCut.get(cursor.vpath) ?? 0) + 1;
+      this.#deltasCut.delete(cursor.vpath);
+      this.#deltasCut.set(cursor.vpath, cut);
+      if (this.#deltasCut.size > MAX_KEPT_PARTIALS) this.#deltasCut.delete(this.#deltasCut.keys().next().value!);
+    }
     const version = cursor.version;
     // (Not one the client refused, asking for the file whole: it dropped its partial.)
     if (cursor === this.#refused || !cursor.extensions || version === undefined || cursor.identity.size < RESUME_MIN_SIZE || length < BLOCK_SIZE) return;
@@ -1056,6 +1074,7 @@ export class Connection {
     // #keepPartial): not a file sent (its new version follows, and is).
     if (!cursor.changed) {
       this.#keptPartials.delete(cursor.vpath);
+      this.#deltasCut.delete(cursor.vpath);
       this.host.sent(this.key, cursor.vpath, "create", cursor.sent);
     } else {
       this.#keepPartial(cursor);

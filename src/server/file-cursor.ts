@@ -447,6 +447,11 @@ export class FileCursor {
   get heldPrefix(): number {
     return this.#sentTo;
   }
+
+  /** Is this a delta (changed blocks on the version the client holds)? */
+  get isDelta(): boolean {
+    return this.plan.delta !== undefined;
+  }
   /**
    * The end of the last chunk sent (not #offset: past a delta's range, that is where the next one
    * begins); before any, a resume's start (the client's partial is left as it was until a chunk comes).

@@ -1600,6 +1600,38 @@ describe("server with a scripted raw peer", () => {
     expect(next.at(-1)!.headers.get("X-FMQ-XXH64T")).toBe((await fingerprintFile(file)).hash);
   });
 
+  it("server - after two deltas of a file cut short (our client takes no third before the file comes), the next version resumes what the client kept of the last one", async () => {
+    const MiB = 1024 * 1024;
+    const content = randomBytes(8 * MiB);
+    const { server, file, p } = await subscribedToBigFile(content);
+    await p.nom(content.length);
+    const base = (await transferOf(p, "/big.bin")).at(-1)!.headers.get("X-FMQ-XXH64T");
+    const rewrite = async (blocks: number[]): Promise<void> => {
+      const handle = await open(file, "r+");
+      for (const block of blocks) await handle.write(randomBytes(MiB), 0, MiB, block * MiB);
+      await handle.close();
+      const { mtimeMs } = await stat(file);
+      await nextEvent<[PublishedFile]>(server, "published", (f) => f.vpath === "/big.bin" && f.mtimeMs === mtimeMs);
+    };
+    // Two deltas, each cut after its first block by a newer version.
+    for (const [i, blocks] of [[0, 6], [3]].entries()) {
+      await rewrite(blocks);
+      await p.nom(MiB);
+      // (The one before's end, marked changed.)
+      if (i > 0) expect((await transferOf(p, "/big.bin")).map((m) => m.headers.get("X-FMQ-Status"))).toEqual(["changed"]);
+      const first = await p.expect("CHEEZBURGER");
+      expect([first.offset, first.headers.get("X-FMQ-Base")]).toEqual([0n, base]);
+    }
+    await rewrite([5]);
+    await p.nom(64 * MiB);
+    // The second's end, then the newest version: resumed at 1 MiB (what the second delta reached), not a
+    // third delta.
+    expect((await transferOf(p, "/big.bin")).map((m) => m.headers.get("X-FMQ-Status"))).toEqual(["changed"]);
+    const next = await transferOf(p, "/big.bin");
+    expect([next[0]!.offset, next[0]!.headers.get("X-FMQ-Base")]).toEqual([BigInt(MiB), undefined]);
+    expect(next.at(-1)!.headers.get("X-FMQ-XXH64T")).toBe((await fingerprintFile(file)).hash);
+  });
+
   it("server - a partial listed in a cache is taken up by a newer version of the file published before its resume began (it grew meanwhile): not sent from byte 0", async () => {
     // (A soak test: a growing file, the publisher killed and started again, came from byte 0: the new
     // version replaced the resume waiting in the queue.)
