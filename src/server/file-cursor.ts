@@ -502,6 +502,11 @@ export class FileCursor {
     }
     const now = this.options.extensions && this.handle ? await this.handle.stat().catch(() => undefined) : this.#afterRead;
     const headers = this.#eofHeaders(now);
+    // The transfer's first frame as well (a resume at the file's end: the client holds every byte): what a
+    // first chunk says of the version, its tag and the prefix held, said here. Without its tag, the
+    // partial of an earlier version of the file, a same-size rewrite in place, could not be taken up, and
+    // the resume was refused as one of nothing (a soak test).
+    if (this.#first && this.options.extensions) for (const [name, value] of this.#firstHeaders()) if (!headers.has(name)) headers.set(name, value);
     // Unchanged, yet no tree hash: the background pass failed and so did reading the file again (an I/O
     // error). An end without a hash would be taken as a file we vouch for without saying what it is: the
     // transfer fails instead, the client keeps what it has to resume, and the file goes in a later session.

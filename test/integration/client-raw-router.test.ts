@@ -2363,6 +2363,27 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(h.errors).toEqual([]);
   });
 
+  it("client - a file held whole as a partial (it changed at its very end) is taken up by a resume at its end, an eof chunk alone with the version's tag: delivered with nothing sent if its bytes are the new version's, else asked for whole without a word", async () => {
+    const { r, inbox, h, rid } = await subscribedToRoot();
+    const data = randomBytes(3 * MiB);
+    for (const [name, same] of [["same.bin", true], ["other.bin", false]] as const) {
+      await r.sendFile(rid, `/${name}`, data, { chunkSize: 256 * 1024, headers: identityHeaders(data.length, 1_700_000_000_000, "55"), ending: "none" });
+      await waitFor(async () => (await stat(partialOf(inbox, name)).catch(() => undefined))?.size === data.length, `${name}'s partial file`, SOON, 5);
+      await r.chunk(rid, { filename: `/${name}`, offset: data.length, eof: 1, headers: { "X-FMQ-Status": "changed" } });
+      // The new version: the same size, another mtime; its bytes the same (a touch), or others.
+      const now = same ? data : randomBytes(data.length);
+      await r.chunk(rid, { filename: `/${name}`, offset: data.length, eof: 1, headers: { ...identityHeaders(now.length, 1_700_000_000_700, "55"), "X-FMQ-Prefix": await treeHash(now), "X-FMQ-XXH64T": await treeHash(now) } });
+      if (same) {
+        const done = await nextDelivery(h, `/${name}`);
+        expect(done.received).toBe(0);
+        expect(await sha256File(path.join(inbox, name))).toBe(sha256(data));
+      } else {
+        await waitFor(() => icanhazFor(r, `/${name}`).length === 1, "the file asked for whole", SOON, 5);
+      }
+    }
+    expect(h.errors).toEqual([]);
+  });
+
   it("client - a partial of another file (another tag) is not resumed by a version of a different tag: refused, and asked for whole", async () => {
     const { r, inbox, h, rid } = await subscribedToRoot();
     const first = randomBytes(3 * MiB);

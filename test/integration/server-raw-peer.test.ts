@@ -1396,9 +1396,12 @@ describe("server with a scripted raw peer", () => {
     }
     expect(eofs[0]!.headers.get("X-FMQ-Status")).toBe("changed");
     expect(eofs[1]!.headers.get("X-FMQ-Status")).toBeUndefined();
-    // Every byte came in the first: the second is its end alone.
+    // Every byte came in the first: the second is its end alone, saying what a first chunk says (the
+    // version's tag, and the prefix: here the whole file's).
     expect(Buffer.concat(parts).length).toBe(0);
     expect(eofs[1]!.offset).toBe(BigInt(content.length));
+    const { ino } = await stat(file);
+    expect(eofs[1]!.headers.get("X-FMQ-Version")).toBe(String(ino));
     expect(eofs[1]!.headers.get("X-FMQ-XXH64T")).toBe((await fingerprintFile(file)).hash);
   });
 
