@@ -2384,6 +2384,23 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(h.errors).toEqual([]);
   });
 
+  it("client - a resume of an earlier version's partial that ends without the file's hash is not delivered: asked for whole, said", async () => {
+    const { r, inbox, h, rid } = await subscribedToRoot();
+    const first = randomBytes(3 * MiB);
+    const cut = 2 * MiB + MiB / 2;
+    await r.sendFile(rid, "/nohash.bin", first, { chunkSize: 256 * 1024, end: cut, headers: identityHeaders(first.length, 1_700_000_000_000, "77"), ending: "none" });
+    await waitFor(async () => (await stat(partialOf(inbox, "nohash.bin")).catch(() => undefined))?.size === cut, "the partial file", SOON, 5);
+    await r.chunk(rid, { filename: "/nohash.bin", offset: cut, eof: 1, headers: { "X-FMQ-Status": "changed" } });
+    // The grown version resumed with no prefix and no hash at its end (no server of ours sends one so).
+    const grown = Buffer.concat([first, randomBytes(MiB)]);
+    const n = h.errors.length;
+    await r.sendFile(rid, "/nohash.bin", grown, { chunkSize: 256 * 1024, start: 2 * MiB, headers: identityHeaders(grown.length, 1_700_000_000_500, "77") });
+    const [error] = await errorsAfter(h, n);
+    expect(error!.message).toBe("nohash.bin: resumed from an earlier version, and no hash to check it by; fetching it whole");
+    await waitFor(() => icanhazFor(r, "/nohash.bin").length === 1, "the file asked for whole", SOON, 5);
+    expect(h.delivered.map((d) => d.vpath)).toEqual([]);
+  });
+
   it("client - a partial of another file (another tag) is not resumed by a version of a different tag: refused, and asked for whole", async () => {
     const { r, inbox, h, rid } = await subscribedToRoot();
     const first = randomBytes(3 * MiB);
