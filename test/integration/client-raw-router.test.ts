@@ -412,6 +412,20 @@ async function expectCleanState(inbox: string): Promise<void> {
   expect(await readdir(path.join(inbox, ".fmq", "partial"))).toEqual([]);
 }
 
+/**
+ * Send 3 MiB of random bytes as `vpath` (with our identity headers, tag `tag`) up to 2.5 MiB, wait until the
+ * client's partial holds that, then end the transfer there marked changed: what a publisher does when the
+ * file changes under it. Returns the 3 MiB.
+ */
+async function endedChanged(r: RawRouter, rid: Buffer, inbox: string, vpath: string, tag: string): Promise<Buffer> {
+  const data = randomBytes(3 * MiB);
+  const cut = 2 * MiB + MiB / 2;
+  await r.sendFile(rid, vpath, data, { chunkSize: 256 * 1024, end: cut, headers: identityHeaders(data.length, 1_700_000_000_000, tag), ending: "none" });
+  await waitFor(async () => (await stat(partialOf(inbox, vpath.slice(1))).catch(() => undefined))?.size === cut, `${vpath}'s partial file`, SOON, 5);
+  await r.chunk(rid, { filename: vpath, offset: cut, eof: 1, headers: { "X-FMQ-Status": "changed" } });
+  return data;
+}
+
 /** The tree hash our server puts in X-FMQ-XXH64T: XXH64 of the 1 MiB blocks' XXH64s (8 bytes big-endian each). */
 async function treeHash(data: Uint8Array): Promise<string> {
   const hasher = new BlockHasher(await xxh());
@@ -2327,11 +2341,7 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
   it("client - a big file that grew while it came (ended marked changed) is resumed by its next version, of the same tag: only the rest is received, checked by X-FMQ-Prefix; a partial whose bytes the new version no longer has is asked for whole, with no error said", async () => {
     const { r, inbox, h, rid } = await subscribedToRoot();
     // The first version, 3 MiB, sent up to 2.5 MiB, then ended marked changed: it grew meanwhile.
-    const first = randomBytes(3 * MiB);
-    const cut = 2 * MiB + MiB / 2;
-    await r.sendFile(rid, "/log.bin", first, { chunkSize: 256 * 1024, end: cut, headers: identityHeaders(first.length, 1_700_000_000_000, "77"), ending: "none" });
-    await waitFor(async () => (await stat(partialOf(inbox, "log.bin")).catch(() => undefined))?.size === cut, "the partial file", SOON, 5);
-    await r.chunk(rid, { filename: "/log.bin", offset: cut, eof: 1, headers: { "X-FMQ-Status": "changed" } });
+    const first = await endedChanged(r, rid, inbox, "/log.bin", "77");
     // The next version: the same bytes and 2 MiB more, resumed at the last whole block held.
     const grown = Buffer.concat([first, randomBytes(2 * MiB)]);
     const headers = { ...identityHeaders(grown.length, 1_700_000_000_500, "77"), "X-FMQ-Prefix": await treeHash(grown.subarray(0, 2 * MiB)) };
@@ -2344,10 +2354,7 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
 
     // Again, but the file was rewritten, not grown: the bytes held are not the next version's.
     const n = h.errors.length;
-    const third = randomBytes(3 * MiB);
-    await r.sendFile(rid, "/other.bin", third, { chunkSize: 256 * 1024, end: cut, headers: identityHeaders(third.length, 1_700_000_000_000, "78"), ending: "none" });
-    await waitFor(async () => (await stat(partialOf(inbox, "other.bin")).catch(() => undefined))?.size === cut, "the second partial file", SOON, 5);
-    await r.chunk(rid, { filename: "/other.bin", offset: cut, eof: 1, headers: { "X-FMQ-Status": "changed" } });
+    await endedChanged(r, rid, inbox, "/other.bin", "78");
     const rewritten = randomBytes(4 * MiB);
     const rewrittenHeaders = { ...identityHeaders(rewritten.length, 1_700_000_000_900, "78"), "X-FMQ-Prefix": await treeHash(rewritten.subarray(0, 2 * MiB)) };
     await r.sendFile(rid, "/other.bin", rewritten, { chunkSize: 256 * 1024, start: 2 * MiB, headers: rewrittenHeaders, eofHeaders: { "X-FMQ-XXH64T": await treeHash(rewritten) } });
@@ -2386,11 +2393,7 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
 
   it("client - a resume of an earlier version's partial that ends without the file's hash is not delivered: asked for whole, said", async () => {
     const { r, inbox, h, rid } = await subscribedToRoot();
-    const first = randomBytes(3 * MiB);
-    const cut = 2 * MiB + MiB / 2;
-    await r.sendFile(rid, "/nohash.bin", first, { chunkSize: 256 * 1024, end: cut, headers: identityHeaders(first.length, 1_700_000_000_000, "77"), ending: "none" });
-    await waitFor(async () => (await stat(partialOf(inbox, "nohash.bin")).catch(() => undefined))?.size === cut, "the partial file", SOON, 5);
-    await r.chunk(rid, { filename: "/nohash.bin", offset: cut, eof: 1, headers: { "X-FMQ-Status": "changed" } });
+    const first = await endedChanged(r, rid, inbox, "/nohash.bin", "77");
     // The grown version resumed with no prefix and no hash at its end (no server of ours sends one so).
     const grown = Buffer.concat([first, randomBytes(MiB)]);
     const n = h.errors.length;
@@ -2403,11 +2406,7 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
 
   it("client - a partial of another file (another tag) is not resumed by a version of a different tag: refused, and asked for whole", async () => {
     const { r, inbox, h, rid } = await subscribedToRoot();
-    const first = randomBytes(3 * MiB);
-    const cut = 2 * MiB + MiB / 2;
-    await r.sendFile(rid, "/x.bin", first, { chunkSize: 256 * 1024, end: cut, headers: identityHeaders(first.length, 1_700_000_000_000, "77"), ending: "none" });
-    await waitFor(async () => (await stat(partialOf(inbox, "x.bin")).catch(() => undefined))?.size === cut, "the partial file", SOON, 5);
-    await r.chunk(rid, { filename: "/x.bin", offset: cut, eof: 1, headers: { "X-FMQ-Status": "changed" } });
+    const first = await endedChanged(r, rid, inbox, "/x.bin", "77");
     const other = Buffer.concat([first, randomBytes(MiB)]);
     const n = h.errors.length;
     await r.sendFile(rid, "/x.bin", other, { chunkSize: 256 * 1024, start: 2 * MiB, headers: identityHeaders(other.length, 1_700_000_000_500, "99"), eofHeaders: { "X-FMQ-XXH64T": await treeHash(other) } });

@@ -1483,6 +1483,16 @@ describe("server with a scripted raw peer", () => {
     });
   }
 
+  /** Write random bytes over whole 1 MiB `blocks` of `file` in place, and wait for the server to publish that version. */
+  async function rewriteBlocks(server: Server, file: string, vpath: string, blocks: number[]): Promise<void> {
+    const MiB = 1024 * 1024;
+    const handle = await open(file, "r+");
+    for (const block of blocks) await handle.write(randomBytes(MiB), 0, MiB, block * MiB);
+    await handle.close();
+    const { mtimeMs } = await stat(file);
+    await nextEvent<[PublishedFile]>(server, "published", (f) => f.vpath === vpath && f.mtimeMs === mtimeMs);
+  }
+
   /** Read one transfer of `vpath` to its eof chunk: its chunks, in order. */
   async function transferOf(p: RawPeer, vpath: string): Promise<Cheezburger[]> {
     const chunks: Cheezburger[] = [];
@@ -1580,13 +1590,7 @@ describe("server with a scripted raw peer", () => {
     const whole = await transferOf(p, "/big.bin");
     const base = whole.at(-1)!.headers.get("X-FMQ-XXH64T");
     expect(base).toBe(await treeHash(content));
-    const rewrite = async (blocks: number[]): Promise<void> => {
-      const handle = await open(file, "r+");
-      for (const block of blocks) await handle.write(randomBytes(MiB), 0, MiB, block * MiB);
-      await handle.close();
-      const { mtimeMs } = await stat(file);
-      await nextEvent<[PublishedFile]>(server, "published", (f) => f.vpath === "/big.bin" && f.mtimeMs === mtimeMs);
-    };
+    const rewrite = (blocks: number[]) => rewriteBlocks(server, file, "/big.bin", blocks);
     // Blocks 0 and 6 written: a delta of them, of which block 0 comes, then block 3 written.
     await rewrite([0, 6]);
     await p.nom(MiB);
@@ -1609,13 +1613,7 @@ describe("server with a scripted raw peer", () => {
     const { server, file, p } = await subscribedToBigFile(content);
     await p.nom(content.length);
     const base = (await transferOf(p, "/big.bin")).at(-1)!.headers.get("X-FMQ-XXH64T");
-    const rewrite = async (blocks: number[]): Promise<void> => {
-      const handle = await open(file, "r+");
-      for (const block of blocks) await handle.write(randomBytes(MiB), 0, MiB, block * MiB);
-      await handle.close();
-      const { mtimeMs } = await stat(file);
-      await nextEvent<[PublishedFile]>(server, "published", (f) => f.vpath === "/big.bin" && f.mtimeMs === mtimeMs);
-    };
+    const rewrite = (blocks: number[]) => rewriteBlocks(server, file, "/big.bin", blocks);
     // Two deltas, each cut after its first block by a newer version.
     for (const [i, blocks] of [[0, 6], [3]].entries()) {
       await rewrite(blocks);
