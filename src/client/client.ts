@@ -22,6 +22,7 @@ import { endpointProblem } from "../endpoint.js";
 import { Heartbeat } from "./heartbeat.js";
 import { copyOutOfBatches, setReceiveBatch } from "./receive-batch.js";
 import { buildCache } from "./cache.js";
+import { addNewest, setNewest } from "../newest.js";
 import { AlreadyHeldError, Inbox, InboxError, NoPartialError, NotDurableError, OutdatedPartialError, RESUME_MIN_SIZE, RefetchError, SMALL_FILE, diskFull, inTheWay, type IncomingFile } from "./inbox.js";
 import { isTreeHash, type PartialFile } from "./manifest.js";
 import { clientMachine, type ClientAction, type ClientEvent, type ClientState } from "./machine.js";
@@ -1150,11 +1151,7 @@ export class Client extends EventEmitter<ClientEvents> {
     // Its partial file is gone: so is the manifest's note of it (else it stayed there for good).
     current.inbox.manifest.partialDropped(file.relative);
     // (A server of ours may offer to resume it, not knowing: see #droppedPartials.)
-    if (file.identity && file.identity.size >= RESUME_MIN_SIZE) {
-      this.#droppedPartials.delete(current.vpath);
-      this.#droppedPartials.add(current.vpath);
-      if (this.#droppedPartials.size > MAX_DELTAS_LEFT) this.#droppedPartials.delete(this.#droppedPartials.values().next().value!);
-    }
+    if (file.identity && file.identity.size >= RESUME_MIN_SIZE) addNewest(this.#droppedPartials, current.vpath, MAX_DELTAS_LEFT);
     return false;
   }
   /**
@@ -1174,11 +1171,8 @@ export class Client extends EventEmitter<ClientEvents> {
    * again while its delta came, begins a delta again, and 60 MiB changed in 300 came whole (a review).
    */
   #leftUnfinished(vpath: string): void {
-    const times = (this.#deltasLeft.get(vpath) ?? 0) + 1;
-    this.#deltasLeft.delete(vpath);
-    this.#deltasLeft.set(vpath, times);
     // (Bounded: the oldest is forgotten first.)
-    if (this.#deltasLeft.size > MAX_DELTAS_LEFT) this.#deltasLeft.delete(this.#deltasLeft.keys().next().value!);
+    setNewest(this.#deltasLeft, vpath, (this.#deltasLeft.get(vpath) ?? 0) + 1, MAX_DELTAS_LEFT);
   }
   /** Files whose deltas were left unfinished, and how many times (see #leftUnfinished). */
   readonly #deltasLeft = new Map<string, number>();

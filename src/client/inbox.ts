@@ -16,6 +16,7 @@ import { PARTIAL_SUFFIX, UNPRINTABLE, unsafeRelativeReason } from "../paths.js";
 import { hasStrayBytes, nameBytes, showStrayBytes } from "../raw-names.js";
 import { BLOCK_SIZE, BlockHasher, fingerprintFile, hashPrefix, xxh, type Fingerprint } from "../digest/blocks.js";
 import { RESUME_MIN_SIZE } from "../protocol/extensions.js";
+import { setNewest } from "../newest.js";
 import { openRegular } from "../digest/open-regular.js";
 import type { XXHashAPI } from "xxhash-wasm";
 import { Manifest, STATE_DIR, type Delivered, type PartialFile } from "./manifest.js";
@@ -551,10 +552,8 @@ export class Inbox {
   async suspend(file: IncomingFile): Promise<void> {
     const state = await file.suspend();
     if (!state) return;
-    this.#suspended.delete(file.relative);
-    this.#suspended.set(file.relative, state);
     // (Bounded: the oldest is forgotten first; forgotten, its resume reads the file as before.)
-    if (this.#suspended.size > MAX_SUSPENDED) this.#suspended.delete(this.#suspended.keys().next().value!);
+    setNewest(this.#suspended, file.relative, state, MAX_SUSPENDED);
   }
   /** Partial files suspended by this process, and their block hashes (8 bytes per MiB), by name. */
   readonly #suspended = new Map<string, SuspendedPartial>();

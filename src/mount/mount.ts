@@ -14,6 +14,7 @@ import { StabilityTracker, type Sighting } from "./stability.js";
 import { findUnpublishable, notUtf8, type Findings } from "./unpublishable.js";
 import { UnreadableDirectories } from "./unreadable.js";
 import { UnwatchedPaths } from "./unwatched.js";
+import { setNewest } from "../newest.js";
 
 /**
  * chokidar's "readdir" throttle (handler.js, chokidar 5.0.0): a read of a directory asked for while one is
@@ -1145,10 +1146,8 @@ export class Mount extends EventEmitter<MountEvents> {
     const file = this.files.get(vpath);
     if (file && file.absolute !== path.join(this.root, relative)) this.#unlink(file.absolute, relative);
     if (file && this.files.delete(vpath)) {
-      this.#withdrawnNewest.delete(vpath);
-      this.#withdrawnNewest.set(vpath, this.#setBackNewest.get(vpath) ?? file.mtimeMs);
+      setNewest(this.#withdrawnNewest, vpath, this.#setBackNewest.get(vpath) ?? file.mtimeMs, RECENTLY_WITHDRAWN);
       this.#setBackNewest.delete(vpath);
-      if (this.#withdrawnNewest.size > RECENTLY_WITHDRAWN) this.#withdrawnNewest.delete(this.#withdrawnNewest.keys().next().value!);
       this.#countUnder(relative, -1);
       this.emit("deleted", vpath, file);
     }

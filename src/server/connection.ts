@@ -17,6 +17,7 @@ import { FileChangedError, FileCursor, readsWhole, sameIdentity, type ChunkFrame
 import { sameVersion, type Fingerprints, type Version } from "./fingerprints.js";
 import { serverMachine, type ServerAction, type ServerEvent, type ServerState } from "./machine.js";
 import { monotonic } from "../clock.js";
+import { setNewest } from "../newest.js";
 
 /** What a connection needs from the server around it (a narrow interface, so tests can fake it). */
 export interface ConnectionHost {
@@ -118,7 +119,10 @@ const MiB = 1024 * 1024;
  */
 export const MAX_QUEUED_CHANGES = 65_536;
 
-/** Partial files remembered per client (see Connection.#keptPartials), at most: as the client's inbox remembers their block hashes. */
+/**
+ * Partial files remembered per client (see Connection.#keptPartials), at most: as the client's inbox
+ * remembers their block hashes. Past it the oldest is forgotten, and its next version goes whole.
+ */
 const MAX_KEPT_PARTIALS = 64;
 
 /** The name of `vpath` under `path` as a cache lists it (joinVirtual(path, name) === vpath), if any. */
@@ -693,7 +697,7 @@ export class Connection {
     // (Remembered as kept, too: a newer version of the file published before this resume opens replaces
     // it in the queue, and takes the partial up in its place. A soak test: a growing file, the publisher
     // restarted, went from byte 0 again.)
-    if (partial.tag !== undefined) this.#rememberKept(file.vpath, partial.length, partial.tag);
+    if (partial.tag !== undefined) setNewest(this.#keptPartials, file.vpath, { length: partial.length, tag: partial.tag }, MAX_KEPT_PARTIALS);
     if (sameFile && partial.size === file.size && partial.mtime === file.mtimeMs) return { op: "create", file, resumeAt: partial.length };
     // A partial of an earlier version of this very inode (a file growing, or written in place, while it
     // came) is resumed too, if it is no longer than the file, unless changed blocks on the version the
@@ -762,22 +766,12 @@ export class Connection {
     const length = cursor.heldPrefix;
     // (One the client saw some of: it counts those.)
     if (cursor.isDelta && cursor.extensions && cursor !== this.#refused && length > 0) {
-      const cut = (this.#deltasCut.get(cursor.vpath) ?? 0) + 1;
-      this.#deltasCut.delete(cursor.vpath);
-      this.#deltasCut.set(cursor.vpath, cut);
-      if (this.#deltasCut.size > MAX_KEPT_PARTIALS) this.#deltasCut.delete(this.#deltasCut.keys().next().value!);
+      setNewest(this.#deltasCut, cursor.vpath, (this.#deltasCut.get(cursor.vpath) ?? 0) + 1, MAX_KEPT_PARTIALS);
     }
     const version = cursor.version;
     // (Not one the client refused, asking for the file whole: it dropped its partial.)
     if (cursor === this.#refused || !cursor.extensions || version === undefined || cursor.identity.size < RESUME_MIN_SIZE || length < BLOCK_SIZE) return;
-    this.#rememberKept(cursor.vpath, length, versionTag(version));
-  }
-
-  #rememberKept(vpath: string, length: number, tag: string): void {
-    this.#keptPartials.delete(vpath);
-    this.#keptPartials.set(vpath, { length, tag });
-    // (Bounded: the oldest is forgotten first, and its next version goes whole.)
-    if (this.#keptPartials.size > MAX_KEPT_PARTIALS) this.#keptPartials.delete(this.#keptPartials.keys().next().value!);
+    setNewest(this.#keptPartials, cursor.vpath, { length, tag: versionTag(version) }, MAX_KEPT_PARTIALS);
   }
 
   #checkForClientData(): void {

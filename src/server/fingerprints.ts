@@ -18,6 +18,7 @@ import type { Fingerprint } from "../digest/blocks.js";
 import { FingerprintThread } from "../digest/fingerprint-thread.js";
 import { sha1FileSync } from "../digest/sha1.js";
 import { isRacy, sameVersion, versionOfStats, type Version } from "../digest/version.js";
+import { addNewest, setNewest } from "../newest.js";
 
 export { sameVersion, versionOfStats, type Version };
 
@@ -117,10 +118,8 @@ export class Fingerprints {
     // (a review: for a huge file, never done). The next pass starts a new worker.
     const passing = this.#passing;
     if (passing?.absolute === absolute && (version === undefined || !sameVersion(version, passing.version))) void this.#background.restart();
-    this.#backlog.delete(absolute);
-    this.#backlog.add(absolute);
     // Bounded like the entries: a flood of big files keeps only the newest waiting.
-    if (this.#backlog.size > this.max) this.#backlog.delete(this.#backlog.values().next().value!);
+    addNewest(this.#backlog, absolute, this.max);
     void this.#work();
   }
 
@@ -261,9 +260,7 @@ export class Fingerprints {
     if (!current && entry && !sameVersion(entry.version, version) && entry.version.ctimeMs > version.ctimeMs) return { version };
     if (!entry || !sameVersion(entry.version, version)) {
       entry = { version };
-      this.#entries.delete(absolute);
-      this.#entries.set(absolute, entry);
-      if (this.#entries.size > this.max) this.#entries.delete(this.#entries.keys().next().value!);
+      setNewest(this.#entries, absolute, entry, this.max);
     }
     return entry;
   }

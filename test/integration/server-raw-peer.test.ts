@@ -1493,6 +1493,16 @@ describe("server with a scripted raw peer", () => {
     await nextEvent<[PublishedFile]>(server, "published", (f) => f.vpath === vpath && f.mtimeMs === mtimeMs);
   }
 
+  /** A new peer subscribed to "/" saying `caps` and listing `cache`: the first chunk it is sent. */
+  async function firstChunkFor(endpoint: string, caps: string, cache: Map<string, string>): Promise<Cheezburger> {
+    const p = peer(endpoint);
+    await p.open();
+    await p.send({ id: "ICANHAZ", path: "/", options: new Map([["X-FMQ-Caps", caps]]), cache });
+    await p.expect("ICANHAZ_OK");
+    await p.nom(64 * 1024);
+    return p.expect("CHEEZBURGER");
+  }
+
   /** Read one transfer of `vpath` to its eof chunk: its chunks, in order. */
   async function transferOf(p: RawPeer, vpath: string): Promise<Cheezburger[]> {
     const chunks: Cheezburger[] = [];
@@ -1667,12 +1677,7 @@ describe("server with a scripted raw peer", () => {
       [{ length: 2 * MiB, ...earlier }, 0n],
       [{ length: 5 * MiB, ...earlier, tag: String(x.ino) }, 0n],
     ] as const) {
-      const p = peer(endpoint);
-      await p.open();
-      await p.send({ id: "ICANHAZ", path: "/", options: new Map([["X-FMQ-Caps", "verify,delta,single"]]), cache: new Map([["x", formatCacheEntry({ partial })]]) });
-      await p.expect("ICANHAZ_OK");
-      await p.nom(64 * 1024);
-      const first = await p.expect("CHEEZBURGER");
+      const first = await firstChunkFor(endpoint, "verify,delta,single", new Map([["x", formatCacheEntry({ partial })]]));
       expect([partial, first.filename, first.offset]).toEqual([partial, "/x", offset]);
     }
   });
@@ -1686,12 +1691,7 @@ describe("server with a scripted raw peer", () => {
     const x = await stat(path.join(dir, "x"));
     const cache = new Map([["x", formatCacheEntry({ partial: { length: 2 * MiB, size: x.size, mtime: x.mtimeMs } })]]);
     for (const [caps, offset] of [["delta,single,batch", 0n], ["verify", BigInt(2 * MiB)]] as const) {
-      const p = peer(endpoint);
-      await p.open();
-      await p.send({ id: "ICANHAZ", path: "/", options: new Map([["X-FMQ-Caps", caps]]), cache });
-      await p.expect("ICANHAZ_OK");
-      await p.nom(64 * 1024);
-      const first = await p.expect("CHEEZBURGER");
+      const first = await firstChunkFor(endpoint, caps, cache);
       expect([caps, first.filename, first.offset]).toEqual([caps, "/x", offset]);
     }
   });
