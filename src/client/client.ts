@@ -23,7 +23,7 @@ import { Heartbeat } from "./heartbeat.js";
 import { copyOutOfBatches, setReceiveBatch } from "./receive-batch.js";
 import { buildCache } from "./cache.js";
 import { addNewest, setNewest } from "../newest.js";
-import { AlreadyHeldError, Inbox, InboxError, NoPartialError, NotDurableError, OutdatedPartialError, RESUME_MIN_SIZE, RefetchError, SMALL_FILE, diskFull, inTheWay, type IncomingFile } from "./inbox.js";
+import { AlreadyHeldError, Inbox, InboxError, NoPartialError, NotDurableError, OutdatedPartialError, PrefixMismatchError, RESUME_MIN_SIZE, RefetchError, SMALL_FILE, diskFull, inTheWay, type IncomingFile } from "./inbox.js";
 import { isTreeHash, type PartialFile } from "./manifest.js";
 import { clientMachine, type ClientAction, type ClientEvent, type ClientState } from "./machine.js";
 import { HandshakeWatcher, dealerSecurityOptions, type ClientSecurity } from "../security/client-socket.js";
@@ -614,7 +614,13 @@ export class Client extends EventEmitter<ClientEvents> {
       }
     }
     let cache: Dictionary = new Map();
-    if (!refetch && this.#subscriptions.has(path)) {
+    if (refetch) {
+      // A partial of it kept after a refused resume: its blocks' hashes, for the server to resume after
+      // those that still match (pblocks). Listed under the file's own name, as a subscription to it would.
+      const route = this.#route(path);
+      const blocks = typeof route === "string" ? undefined : await route.sub.inbox.listBlocks(route.relative);
+      if (blocks !== undefined) cache = buildCache(new Map([[path.slice(path.lastIndexOf("/") + 1), { pblocks: blocks }]])).cache;
+    } else if (this.#subscriptions.has(path)) {
       const entries = new Map<string, CacheEntry>();
       // What this client holds under the path, in whichever inbox each name lands now: a narrower
       // subscription's files are in its own inbox (listed from the subscription's inbox alone, they were
@@ -906,8 +912,15 @@ export class Client extends EventEmitter<ClientEvents> {
       // (Or it was complete, and could not be put in place: it may have been kept, see IncomingFile.finish.)
       const finishing = this.#finishing?.vpath === vpath ? this.#finishing.file : undefined;
       this.#finishing = undefined;
-      const held = this.#current?.vpath === vpath ? this.#current.file.length : (finishing?.length ?? 0);
-      const kept = this.#current?.vpath === vpath ? await this.#dropCurrent(full) : (finishing?.kept ?? false);
+      const inHand = this.#current?.vpath === vpath ? this.#current : undefined;
+      const held = inHand ? inHand.file.length : (finishing?.length ?? 0);
+      // (And a resume's partial whose bytes before the offset changed: kept to that offset, its blocks
+      // listed when the file is asked for again, see PrefixMismatchError. Its bytes are of no version, so
+      // the manifest forgets it: only this process, which knows their hashes, may take it up; a restart
+      // sweeps it. Recorded as the version resumed, the next session offered its resume in vain.)
+      const mismatch = error instanceof PrefixMismatchError;
+      const kept = inHand ? await this.#dropCurrent(full || mismatch) : (finishing?.kept ?? false);
+      if (inHand && kept && mismatch) inHand.inbox.manifest.partialDropped(inHand.file.relative);
       // The rest of this transfer is ignored: one error per failed file, not one per chunk. (Not after its
       // last chunk: nothing of it is left to come, and the next chunk of this name is a new transfer, maybe
       // no more than the end of the file we kept whole, taken up at its last block. A review: ignored, the
@@ -917,13 +930,15 @@ export class Client extends EventEmitter<ClientEvents> {
       let failure = error instanceof InboxError ? error : new InboxError(`${relative}: ${code ?? String(error)}`, relative);
       // (Not one in place already, whose directory could not be synced: its own words say that.)
       if (full && !(error instanceof NotDurableError)) failure = new InboxError(`${relative}: disk full (${code}); ${held} bytes received${kept ? ", kept to resume" : ""}`, relative);
-      else if (kept) failure = new InboxError(`${failure.message}; received whole, kept until it can be put in place`, relative, failure.code);
+      else if (kept && !inHand) failure = new InboxError(`${failure.message}; received whole, kept until it can be put in place`, relative, failure.code);
       // (Quiet: a try at an earlier version's partial that did not match, or a resume offered of a partial
       // we dropped while the server counted on it, our refusal and its offer crossing: the file comes
       // whole, as asked, and nothing is wrong.)
       // (The mark silences one such offer: a second is not a crossing.)
       const crossed = error instanceof NoPartialError && this.#droppedPartials.delete(vpath);
       const quiet = error instanceof OutdatedPartialError || crossed;
+      // (A partial whose blocks we listed, taken up by a resume, is of no version we recorded: its
+      // mismatch, a resume offered before the server read our list, is an OutdatedPartialError, quiet.)
       if (!quiet && (!full || this.#firstTimeFull(relative))) this.#report(failure);
       if (error instanceof RefetchError) await this.#sendIcanhaz(vpath, "refetch");
       // (ENOENT: the inbox's .fmq, or the whole inbox, removed under us and the file with it; asked for again

@@ -47,11 +47,20 @@ export class RefetchError extends InboxError {
 }
 
 /**
- * A partial of an earlier version, taken up by a resume of a newer one, whose bytes turn out not to be the
- * newer one's (the file was rewritten, not grown): the file is asked for whole, as any refused resume is,
- * but this is how such a try ends, not a fault to report.
+ * A resume whose partial holds other bytes before the offset than the server's file (X-FMQ-Prefix): the
+ * partial is kept, cut at the offset, and the file asked for again with its blocks' hashes listed
+ * (pblocks), for the server to resume after the blocks that still match.
  */
-export class OutdatedPartialError extends RefetchError {
+export class PrefixMismatchError extends RefetchError {
+  override name = "PrefixMismatchError";
+}
+
+/**
+ * A partial of an earlier version, taken up by a resume of a newer one, whose bytes turn out not to be the
+ * newer one's (the file was rewritten, not grown): asked for again as any refused resume is, but this is
+ * how such a try ends, not a fault to report.
+ */
+export class OutdatedPartialError extends PrefixMismatchError {
   override name = "OutdatedPartialError";
 }
 
@@ -72,6 +81,8 @@ export interface SuspendedPartial {
   readonly mtimeMs: number;
   readonly ctimeMs: number;
   readonly blocks: Buffer;
+  /** Its blocks' hashes were listed to the server (pblocks), which may resume it after those that match. */
+  readonly listed?: boolean;
 }
 
 /** Partial files whose block hashes an inbox remembers (see Inbox.suspend), at most. */
@@ -122,10 +133,10 @@ export class IncomingFile {
     const held = this.#heldPrefix;
     this.#heldPrefix = undefined;
     if (held !== undefined && held !== prefix && this.ofEarlierVersion) {
-      throw new OutdatedPartialError(`${this.relative}: the part held, of an earlier version, no longer matches; fetching it whole`, this.relative);
+      throw new OutdatedPartialError(`${this.relative}: the part held, of an earlier version, no longer matches; asking for it again from the blocks that match`, this.relative);
     }
     if (held !== undefined && held !== prefix) {
-      throw new RefetchError(`${this.relative}: cannot resume at ${this.#resumedAt}: the partial file holds other bytes than the server's file (changed in place, or damaged); fetching it whole`, this.relative);
+      throw new PrefixMismatchError(`${this.relative}: cannot resume at ${this.#resumedAt}: the partial file holds other bytes than the server's file (changed in place, or damaged); asking for it again from the blocks that match`, this.relative);
     }
   }
 
@@ -558,6 +569,19 @@ export class Inbox {
   /** Partial files suspended by this process, and their block hashes (8 bytes per MiB), by name. */
   readonly #suspended = new Map<string, SuspendedPartial>();
 
+  /**
+   * The block hashes of `relative`'s partial file, to list (pblocks), if this process suspended it and it
+   * is as it was left; a resume of it after any of them is then taken (see #create).
+   */
+  async listBlocks(relative: string): Promise<Buffer | undefined> {
+    const remembered = this.#suspended.get(relative);
+    if (!remembered || remembered.blocks.length === 0) return undefined;
+    const stats = await lstat(this.dirs.partial.join(partialName(relative))).catch(() => undefined);
+    if (!stats?.isFile() || !unchanged(remembered, stats) || this.#suspended.get(relative) !== remembered) return undefined;
+    this.#suspended.set(relative, { ...remembered, listed: true });
+    return remembered.blocks;
+  }
+
   /** The partial files' directory, for the kernel. */
   private get partialDir(): string {
     return this.dirs.partial.path;
@@ -679,10 +703,20 @@ export class Inbox {
       // written in place while it came: the bytes held are checked against the server's X-FMQ-Prefix as
       // any resume's are, and the whole file against its hash at the end.
       const earlierVersion = known && identity && known.vpath === vpath && known.tag !== undefined && known.tag === identity.tag;
-      const same = sameVersion || earlierVersion;
       // (The path is taken afresh at each use: it names the state directory through its descriptor,
       // and that directory may have been made again, under another descriptor, while we awaited.)
       const existing = await lstat(partial.path).catch(() => undefined);
+      // Or one whose blocks' hashes we listed (see PrefixMismatchError), left as it was: the server resumed
+      // it after the blocks of its file they match, whatever version they were of; X-FMQ-Prefix checks that.
+      const remembered = this.#suspended.get(relative);
+      const byBlocks =
+        existing !== undefined &&
+        remembered?.listed === true &&
+        unchanged(remembered, existing) &&
+        identity !== undefined &&
+        offset % BLOCK_SIZE === 0 &&
+        (offset / BLOCK_SIZE) * 8 <= remembered.blocks.length;
+      const same = sameVersion || earlierVersion || byBlocks;
       if (!same || !existing?.isFile() || existing.size < offset) {
         // This very version delivered already (a resync sent while it came listed its partial, and the
         // server queued a resume of it behind the transfer under way): nothing to do. Asked for again, it
@@ -693,7 +727,6 @@ export class Inbox {
         }
         throw new NoPartialError(`${relative}: cannot resume at ${offset}: no matching partial file; fetching it whole`, relative);
       }
-      const remembered = this.#suspended.get(relative);
       const handle = await open(partial.path, constants.O_RDWR | constants.O_NOFOLLOW);
       try {
         // Suspended by this process and not touched since (the same inode, size and times): its block
@@ -702,20 +735,13 @@ export class Inbox {
         // mid-file, the same.) Else it is read and hashed up to `offset`.
         const opened = await handle.stat();
         const blocks = offset % BLOCK_SIZE === 0 ? (offset / BLOCK_SIZE) * 8 : -1;
-        const hashesKnown =
-          remembered !== undefined &&
-          remembered.ino === opened.ino &&
-          remembered.size === opened.size &&
-          remembered.mtimeMs === opened.mtimeMs &&
-          remembered.ctimeMs === opened.ctimeMs &&
-          blocks >= 0 &&
-          blocks <= remembered.blocks.length;
+        const hashesKnown = remembered !== undefined && unchanged(remembered, opened) && blocks >= 0 && blocks <= remembered.blocks.length;
         await handle.truncate(offset);
         const hasher = hashesKnown ? BlockHasher.resumed(xx, remembered.blocks.subarray(0, blocks)) : new BlockHasher(xx);
         if (!hashesKnown) await hashPrefix(handle, hasher, offset);
         // A partial begun without a tag (an older server) takes the one it is resumed with: checked next
         // time. One of an earlier version is now one of this version.
-        if ((known.tag === undefined && identity.tag !== undefined) || !sameVersion) this.manifest.partialStarted(relative, identity);
+        if (!known || (known.tag === undefined && identity.tag !== undefined) || !sameVersion) this.manifest.partialStarted(relative, identity);
         const file = new IncomingFile(relative, vpath, target, partial, handle, "sequential", hasher, offset, identity, fsync);
         file.ofEarlierVersion = !sameVersion;
         return file;
@@ -1155,6 +1181,11 @@ function writeWhole(partial: PartialName, pieces: readonly Uint8Array[], length:
     removeQuietly(partial.path);
     throw deliveryError(error, relative);
   }
+}
+
+/** A suspended partial file is as it was left: the same inode, size and times. */
+function unchanged(remembered: SuspendedPartial, stats: { ino: number; size: number; mtimeMs: number; ctimeMs: number }): boolean {
+  return remembered.ino === stats.ino && remembered.size === stats.size && remembered.mtimeMs === stats.mtimeMs && remembered.ctimeMs === stats.ctimeMs;
 }
 
 /** What the manifest records of a small file received whole. */

@@ -83,7 +83,8 @@ export const Header = {
  * A cache entry (ICANHAZ cache value) from our client, keyed by the file's name relative to the
  * subscription path. RFC 35 puts a SHA-1 there (40 uppercase hex); ours starts with "fmq1;" and carries
  * fields separated by ";": size, mtime, hash (tree hash), blocks (hex block hashes, for delta), and for a
- * partial file of a newer version: partial (bytes held), psize, pmtime, ptag (that version's identity).
+ * partial file of a newer version: partial (bytes held), psize, pmtime, ptag (that version's identity); or
+ * for a partial whose resume was refused: pblocks (its blocks' hashes).
  */
 export const CACHE_PREFIX = "fmq1;";
 
@@ -105,6 +106,12 @@ export interface CacheEntry {
   readonly partial?: { readonly length: number; readonly size: number; readonly mtime: number; readonly tag?: string };
   /** The file's name, when it is too long to be the entry's key (under LONG_NAME_KEY). */
   readonly name?: string;
+  /**
+   * A partial file's whole blocks' hashes (8 bytes each), its bytes known by them and by nothing else:
+   * listed when a resume of it was refused because the bytes before the offset had changed (a file written
+   * in place behind the point it had come to). The server resumes after the blocks that still match.
+   */
+  readonly pblocks?: Buffer;
 }
 
 export function formatCacheEntry(entry: CacheEntry): string {
@@ -116,6 +123,7 @@ export function formatCacheEntry(entry: CacheEntry): string {
   if (entry.partial) fields.push(`partial=${entry.partial.length}`, `psize=${entry.partial.size}`, `pmtime=${wireDecimal(entry.partial.mtime)}`);
   if (entry.partial?.tag !== undefined) fields.push(`ptag=${entry.partial.tag}`);
   if (entry.name !== undefined) fields.push(`name=${nameBytes(entry.name).toString("hex")}`);
+  if (entry.pblocks !== undefined && entry.pblocks.length > 0) fields.push(`pblocks=${entry.pblocks.toString("hex")}`);
   return CACHE_PREFIX + fields.join(";");
 }
 
@@ -169,6 +177,7 @@ export function parseCacheEntry(value: string): CacheEntry | undefined {
   const pmtime = wireNumber(fields.get("pmtime"), true);
   const ptag = fields.get("ptag");
   const name = decodeHexName(fields.get("name"));
+  const pblocksHex = fields.get("pblocks");
   return {
     ...(size !== undefined ? { size } : {}),
     ...(mtime !== undefined ? { mtime } : {}),
@@ -178,6 +187,7 @@ export function parseCacheEntry(value: string): CacheEntry | undefined {
       ? { partial: { length: partialLength, size: psize, mtime: pmtime, ...(isVersionTag(ptag) ? { tag: copied(ptag) } : {}) } }
       : {}),
     ...(name !== undefined ? { name } : {}),
+    ...(pblocksHex !== undefined && /^([0-9a-f]{16})+$/.test(pblocksHex) ? { pblocks: Buffer.from(pblocksHex, "hex") } : {}),
   };
 }
 

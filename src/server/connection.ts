@@ -686,6 +686,10 @@ export class Connection {
         () => ({ op: "create", file }),
       );
     }
+    // A partial whose resume the client refused (what it held before the offset was not this file's: the
+    // file written in place behind where it had come to), listed with its blocks' hashes: resumed after the
+    // blocks that still match. Sent from byte 0, it came whole again at each such write (a soak test).
+    if (entry.pblocks !== undefined && this.#caps.has(Capability.VERIFY)) return this.#resumeAfterMatching(file, entry.pblocks);
     const partial = entry.partial;
     // (Of another file by its tag, one renamed over it: not resumed, and a delta on the version held may
     // still be. No need to look again when the file is opened: it is sent only if it is still the inode
@@ -705,6 +709,27 @@ export class Connection {
     // above). The client checks the bytes it holds against X-FMQ-Prefix, and refuses a prefix that
     // changed (the file comes whole then).
     return { op: "create", file };
+  }
+
+  /**
+   * `file` resumed after the first `pblocks` (a partial's blocks' hashes) that match its own, or whole. The
+   * client asks so for a file whose resume it refused: that transfer, if it is still under way, stops.
+   */
+  async #resumeAfterMatching(file: PublishedFile, pblocks: Buffer): Promise<Patch> {
+    const cursor = this.#inHand();
+    if (cursor?.vpath === file.vpath && cursor.sendsPart && this.#versionOf.get(cursor) === file) this.#refused = cursor;
+    const now = await this.host.fingerprints.fingerprint(file.absolute).catch(() => undefined);
+    if (!now || !sameIdentity(now.version, file)) return { op: "create", file };
+    // (Whole blocks of the file only: a resume starts at a block, and no later than the file's end.)
+    const limit = Math.min(pblocks.length / 8, Math.floor(file.size / BLOCK_SIZE));
+    const ours = now.fingerprint.blocks;
+    let matching = 0;
+    while (matching < limit && ours.length >= matching * 8 + 8 && pblocks.compare(ours, matching * 8, matching * 8 + 8, matching * 8, matching * 8 + 8) === 0) matching++;
+    if (matching === 0) return { op: "create", file };
+    const resumeAt = matching * BLOCK_SIZE;
+    // (Remembered as kept, as any listed partial: a newer version queued before this opens takes it up.)
+    if (file.ino !== undefined) setNewest(this.#keptPartials, file.vpath, { length: resumeAt, tag: versionTag({ ino: file.ino }) }, MAX_KEPT_PARTIALS);
+    return { op: "create", file, resumeAt };
   }
 
   /**

@@ -433,6 +433,13 @@ async function treeHash(data: Uint8Array): Promise<string> {
   return hasher.finish().hash;
 }
 
+/** The cache entry our client lists for a partial of `data` whose resume it refused: its whole blocks' hashes. */
+async function pblocksEntry(data: Uint8Array): Promise<string> {
+  const hasher = new BlockHasher(await xxh());
+  hasher.update(data);
+  return `fmq1;pblocks=${hasher.wholeBlocks().toString("hex")}`;
+}
+
 /** Every ICANHAZ for exactly `vpath` the client sent so far (a file's path: a refetch), taken or not. */
 function icanhazFor(r: RawRouter, vpath: string): MessageOf<"ICANHAZ">[] {
   return r.log.filter((e) => e.message?.id === "ICANHAZ" && e.message.path === vpath).map((e) => e.message as MessageOf<"ICANHAZ">);
@@ -2338,7 +2345,7 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(h.errors).toEqual([]);
   });
 
-  it("client - a big file that grew while it came (ended marked changed) is resumed by its next version, of the same tag: only the rest is received, checked by X-FMQ-Prefix; a partial whose bytes the new version no longer has is asked for whole, with no error said", async () => {
+  it("client - a big file that grew while it came (ended marked changed) is resumed by its next version, of the same tag: only the rest is received, checked by X-FMQ-Prefix; a partial whose bytes the new version no longer has is kept and asked for again with its blocks listed, with no error said", async () => {
     const { r, inbox, h, rid } = await subscribedToRoot();
     // The first version, 3 MiB, sent up to 2.5 MiB, then ended marked changed: it grew meanwhile.
     const first = await endedChanged(r, rid, inbox, "/log.bin", "77");
@@ -2352,16 +2359,18 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(await sha256File(path.join(inbox, "log.bin"))).toBe(sha256(grown));
     expect(icanhazFor(r, "/log.bin")).toEqual([]);
 
-    // Again, but the file was rewritten, not grown: the bytes held are not the next version's.
+    // Again, but the file was rewritten, not grown: the bytes held are not the next version's. The partial
+    // is kept to the offset, and the file asked for again with its blocks' hashes listed.
     const n = h.errors.length;
-    await endedChanged(r, rid, inbox, "/other.bin", "78");
+    const before = await endedChanged(r, rid, inbox, "/other.bin", "78");
     const rewritten = randomBytes(4 * MiB);
     const rewrittenHeaders = { ...identityHeaders(rewritten.length, 1_700_000_000_900, "78"), "X-FMQ-Prefix": await treeHash(rewritten.subarray(0, 2 * MiB)) };
     await r.sendFile(rid, "/other.bin", rewritten, { chunkSize: 256 * 1024, start: 2 * MiB, headers: rewrittenHeaders, eofHeaders: { "X-FMQ-XXH64T": await treeHash(rewritten) } });
-    await waitFor(() => icanhazFor(r, "/other.bin").length === 1, "the file asked for whole", SOON, 5);
-    expect(icanhazFor(r, "/other.bin")[0]!.cache.size).toBe(0);
-    // A resume of the partial just dropped, offered before the server had the refusal (the two crossing):
-    // nothing to resume, and nothing wrong either.
+    await waitFor(() => icanhazFor(r, "/other.bin").length === 1, "the file asked for again", SOON, 5);
+    expect(icanhazFor(r, "/other.bin")[0]!.cache).toEqual(new Map([["other.bin", await pblocksEntry(before.subarray(0, 2 * MiB))]]));
+    expect((await stat(partialOf(inbox, "other.bin"))).size).toBe(2 * MiB);
+    // A resume of that partial as before, offered before the server had the refusal (the two crossing):
+    // refused again, and nothing wrong either.
     await r.sendFile(rid, "/other.bin", rewritten, { chunkSize: 256 * 1024, start: 2 * MiB, headers: rewrittenHeaders, eofHeaders: { "X-FMQ-XXH64T": await treeHash(rewritten) } });
     await r.sendFile(rid, "/other.bin", rewritten, { chunkSize: 256 * 1024, headers: identityHeaders(rewritten.length, 1_700_000_000_900, "78"), eofHeaders: { "X-FMQ-XXH64T": await treeHash(rewritten) } });
     await nextDelivery(h, "/other.bin");
@@ -2616,20 +2625,22 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
       const [error] = await errorsAfter(h, n);
       expect(error!.message).toMatch(other === "prefix" ? /cannot resume at 2097152: the partial file holds other bytes/ : /resume/);
       if (other === "prefix") {
-        // Its bytes are of no version the server has: dropped, not offered again next session.
-        await manifestWhere(inbox, (m) => Object.keys(m.partials).length === 0, "the partial dropped");
-        expect(await exists(partialOf(inbox, "r/big.bin"))).toBe(false);
+        // Its bytes are of no version the server has: forgotten by the manifest (not offered again next
+        // session), kept to the offset for this process to list by its blocks.
+        await manifestWhere(inbox, (m) => Object.keys(m.partials).length === 0, "the partial forgotten");
+        expect((await stat(partialOf(inbox, "r/big.bin"))).size).toBe(2 * MiB);
       }
       await r.sendFile(rid, "/sub/marker.txt", Buffer.from("m"));
       await nextDelivery(h, "/sub/marker.txt");
       expect(h.delivered.map((d) => d.vpath)).toEqual(["/sub/marker.txt"]);
       expect(await exists(path.join(inbox, "r", "big.bin"))).toBe(false);
 
-      // The client asks for the file again, whole, for that file alone, claiming nothing.
+      // The client asks for the file again, for that file alone, claiming nothing; or, its prefix refused,
+      // listing the blocks it still holds.
       const [, refetch] = await r.next("ICANHAZ", { from: rid });
       expect(refetch.path).toBe("/sub/r/big.bin");
       expect(refetch.options).toEqual(ICANHAZ_OPTIONS);
-      expect(refetch.cache).toEqual(new Map());
+      expect(refetch.cache).toEqual(other === "prefix" ? new Map([["big.bin", await pblocksEntry(data.subarray(0, 2 * MiB))]]) : new Map());
       await r.send(rid, { id: "ICANHAZ_OK" });
       await r.sendFile(rid, "/sub/r/big.bin", newer, { chunkSize: 256 * 1024, headers: identityHeaders(newer.length, newerMtime, newerTag), eofHeaders: { "X-FMQ-XXH64T": await treeHash(newer) } });
       await nextDelivery(h, "/sub/r/big.bin");
@@ -2646,7 +2657,7 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     });
   }
 
-  it("client - a resume's prefix hash said on a later chunk (the server's fingerprint came late): the right one changes nothing; another stops the transfer there, drops the partial, one refetch", async () => {
+  it("client - a resume's prefix hash said on a later chunk (the server's fingerprint came late): the right one changes nothing; another stops the transfer there, keeps the partial to the offset, one refetch listing its blocks", async () => {
     // The right prefix, late: resumed and delivered as without it.
     {
       const { r, h, inbox, data, mtime, rid } = await clientWithPartial("12");
@@ -2666,11 +2677,12 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     await r.sendFile(rid, "/sub/r/big.bin", newer, { chunkSize: 256 * 1024, start: 2 * MiB, headers: identityHeaders(newer.length, mtime, "12"), secondHeaders, eofHeaders: { "X-FMQ-XXH64T": await treeHash(newer) } });
     const [error] = await errorsAfter(h, n);
     expect(error!.message).toMatch(/cannot resume at 2097152: the partial file holds other bytes/);
-    await manifestWhere(inbox, (m) => Object.keys(m.partials).length === 0, "the partial dropped");
-    expect(await exists(partialOf(inbox, "r/big.bin"))).toBe(false);
+    await manifestWhere(inbox, (m) => Object.keys(m.partials).length === 0, "the partial forgotten");
+    // (Its first chunk was written before the prefix came: kept too, and not listed, a block begun.)
+    expect((await stat(partialOf(inbox, "r/big.bin"))).size).toBe(2 * MiB + 256 * 1024);
     const [, refetch] = await r.next("ICANHAZ", { from: rid });
     expect(refetch.path).toBe("/sub/r/big.bin");
-    expect(refetch.cache).toEqual(new Map());
+    expect(refetch.cache).toEqual(new Map([["big.bin", await pblocksEntry(data.subarray(0, 2 * MiB))]]));
     await r.send(rid, { id: "ICANHAZ_OK" });
     await r.sendFile(rid, "/sub/r/big.bin", newer, { chunkSize: 256 * 1024, headers: identityHeaders(newer.length, mtime, "12"), eofHeaders: { "X-FMQ-XXH64T": await treeHash(newer) } });
     await nextDelivery(h, "/sub/r/big.bin");
@@ -2679,6 +2691,28 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(h.delivered.map((d) => d.vpath)).toEqual(["/sub/r/big.bin"]);
     expect(h.errors.length).toBe(n + 1);
     expect(icanhazFor(r, "/sub/r/big.bin")).toHaveLength(1);
+  });
+
+  it("client - a partial refused for its prefix (the file written in place behind it) is resumed after the blocks that still match: only the rest received, checked by X-FMQ-Prefix and the file's hash", async () => {
+    const { r, inbox, h, rid } = await subscribedToRoot();
+    const first = await endedChanged(r, rid, inbox, "/vm.img", "90");
+    // The next version: its second MiB written over, the rest as it was.
+    const next = Buffer.concat([first.subarray(0, MiB), randomBytes(MiB), first.subarray(2 * MiB)]);
+    const headers = identityHeaders(next.length, 1_700_000_000_800, "90");
+    await r.sendFile(rid, "/vm.img", next, { chunkSize: 256 * 1024, start: 2 * MiB, headers: { ...headers, "X-FMQ-Prefix": await treeHash(next.subarray(0, 2 * MiB)) }, eofHeaders: { "X-FMQ-XXH64T": await treeHash(next) } });
+    await waitFor(() => icanhazFor(r, "/vm.img").length === 1, "the file asked for again", SOON, 5);
+    expect(icanhazFor(r, "/vm.img")[0]!.cache).toEqual(new Map([["vm.img", await pblocksEntry(first.subarray(0, 2 * MiB))]]));
+    // Its first block matches: resumed there, as our server does.
+    await r.send(rid, { id: "ICANHAZ_OK" });
+    await r.sendFile(rid, "/vm.img", next, { chunkSize: 256 * 1024, start: MiB, headers: { ...headers, "X-FMQ-Prefix": await treeHash(next.subarray(0, MiB)) }, eofHeaders: { "X-FMQ-XXH64T": await treeHash(next) } });
+    const done = await nextDelivery(h, "/vm.img");
+    expect(done.received).toBe(2 * MiB);
+    expect(await sha256File(path.join(inbox, "vm.img"))).toBe(sha256(next));
+    const m = await manifestWhere(inbox, (m) => "vm.img" in m.files, "vm.img delivered");
+    expect(m.partials).toEqual({});
+    await expectCleanState(inbox);
+    expect(h.errors).toEqual([]);
+    expect(icanhazFor(r, "/vm.img")).toHaveLength(1);
   });
 
   it("client - a delta against a version the client does not hold is refused: an error, nothing delivered, one refetch", async () => {

@@ -3,7 +3,7 @@
 
 import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { chmod, link, mkdir, open, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { chmod, link, mkdir, open, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
@@ -1587,6 +1587,50 @@ describe("server with a scripted raw peer", () => {
     await writeFile(file, randomBytes(MiB), { flag: "a" });
     const next = await transferOf(p, "/big.bin");
     expect([next[0]!.offset, next[0]!.headers.get("X-FMQ-Base")]).toEqual([BigInt(5 * MiB), whole.at(-1)!.headers.get("X-FMQ-XXH64T")]);
+  });
+
+  it("server - a file asked for again with its partial's blocks listed (pblocks: the client refused a resume, the file written in place behind it) resumes after the blocks that still match, and the refused transfer stops; with none matching, from byte 0", async () => {
+    // (A soak test: a 600 MiB file written at random offsets while it came, the publisher killed twice:
+    // 1.1-6x its size received, each such refusal sending it from byte 0.)
+    const MiB = 1024 * 1024;
+    const { server, file, p, held } = await twoMiBOfFour();
+    // Its second block written over: the client's 2 MiB are no longer the file's first 2 MiB.
+    await rewriteBlocks(server, file, "/big.bin", [1]);
+    await p.nom(MiB);
+    expect((await transferOf(p, "/big.bin")).map((m) => m.headers.get("X-FMQ-Status"))).toEqual(["changed"]);
+    const offered = await p.expect("CHEEZBURGER");
+    expect(offered.offset).toBe(BigInt(2 * MiB));
+    // As our client does when the prefix does not match: the file asked for by its path, its blocks listed.
+    const blocksOf = async (data: Buffer) => {
+      const hasher = new BlockHasher(await xxh());
+      hasher.update(data);
+      return hasher.wholeBlocks().toString("hex");
+    };
+    const ask = async (pblocks: string) => {
+      await p.send({ id: "ICANHAZ", path: "/big.bin", options: new Map([["X-FMQ-Caps", "verify,delta,single"]]), cache: new Map([["big.bin", `fmq1;pblocks=${pblocks}`]]) });
+      const before: Cheezburger[] = [];
+      for (let m = await p.next(DEADLINE); m?.id !== "ICANHAZ_OK"; m = await p.next(DEADLINE)) {
+        if (m?.id !== "CHEEZBURGER") throw new Error(`expected ICANHAZ_OK, got ${m?.id}`);
+        before.push(m);
+      }
+      await p.nom(64 * MiB);
+      return before;
+    };
+    const ends = await ask(await blocksOf(held));
+    // (The refused resume's end, cut where it was, may come before the answer or after it.)
+    if (ends.length === 0) ends.push(await p.expect("CHEEZBURGER"));
+    expect(ends.map((m) => [m.offset, m.eof, m.headers.get("X-FMQ-Status")])).toEqual([[BigInt(3 * MiB), 1, "changed"]]);
+    const now = await readFile(file);
+    const resumed = await transferOf(p, "/big.bin");
+    expect(resumed[0]!.offset).toBe(BigInt(MiB));
+    expect(resumed[0]!.headers.get("X-FMQ-Prefix")).toBe(await treeHash(now.subarray(0, MiB)));
+    expect(sha256(Buffer.concat([held.subarray(0, MiB), ...resumed.map((m) => Buffer.from(m.chunk))]))).toBe(sha256(now));
+    expect(resumed.at(-1)!.headers.get("X-FMQ-XXH64T")).toBe(await treeHash(now));
+    // No block that matches: the file from byte 0.
+    await ask(await blocksOf(randomBytes(2 * MiB)));
+    const whole = await transferOf(p, "/big.bin");
+    expect(whole[0]!.offset).toBe(0n);
+    expect(sha256(Buffer.concat(whole.map((m) => Buffer.from(m.chunk))))).toBe(sha256(now));
   });
 
   it("server - a delta cut short by a newer version: the newer one goes as changed blocks on the version the client holds whole when that sends less than resuming the delta's copy would", async () => {

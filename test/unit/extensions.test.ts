@@ -30,6 +30,13 @@ describe("cache entries", () => {
     expect(parseCacheEntry(`fmq1;partial=3;psize=9;pmtime=2;ptag=${"x".repeat(64)}`)?.partial?.tag).toBe("x".repeat(64));
   });
 
+  it("extensions - a refused partial's block hashes (pblocks) come back as they went; anything but whole 8-byte hashes in hex is dropped", () => {
+    const pblocks = Buffer.from("0123456789abcdeffedcba9876543210", "hex");
+    expect(formatCacheEntry({ pblocks })).toBe("fmq1;pblocks=0123456789abcdeffedcba9876543210");
+    expect(parseCacheEntry(formatCacheEntry({ pblocks }))).toEqual({ pblocks });
+    for (const hostile of ["", "0123", "0123456789abcdeg", "0123456789ABCDEF", "0123456789abcdef0"]) expect(parseCacheEntry(`fmq1;pblocks=${hostile}`)).toEqual({});
+  });
+
   it("extensions - numbers from the wire are taken only as we write them", () => {
     expect(wireNumber("4096")).toBe(4096);
     expect(wireNumber("1700000000123.456", true)).toBe(1700000000123.456);
