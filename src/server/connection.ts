@@ -208,9 +208,10 @@ export class Connection {
    * place changes every few hundred milliseconds, and sent from byte 0 at each change, a big one never
    * got to its end (a soak test: 3.86 GB sent for a 180 MB file; 14.7 GB for a 1.3 GiB one growing 8 MiB
    * every 0.6 s, delivered only once it stopped). Bytes that no longer match are refused by the client
-   * at the prefix, and the file comes whole.
+   * at the prefix, and the file is asked for again with the partial's block hashes (`blocks`, the
+   * cache's pblocks): it resumes after those that match the file as it is when its turn comes.
    */
-  readonly #keptPartials = new Map<string, { readonly length: number; readonly tag: string }>();
+  readonly #keptPartials = new Map<string, { readonly length: number; readonly tag?: string; readonly blocks?: Buffer }>();
   /**
    * Deltas cut short this session, by virtual path, until the file goes out whole: our client takes no
    * more than MAX_UNFINISHED_DELTAS of a file it has not had since (each costs it a copy of the version
@@ -689,7 +690,16 @@ export class Connection {
     // A partial whose resume the client refused (what it held before the offset was not this file's: the
     // file written in place behind where it had come to), listed with its blocks' hashes: resumed after the
     // blocks that still match. Sent from byte 0, it came whole again at each such write (a soak test).
-    if (entry.pblocks !== undefined && this.#caps.has(Capability.VERIFY)) return this.#resumeAfterMatching(file, entry.pblocks);
+    // (Remembered as a kept partial, and taken up when the file's turn comes, with the file as it is then:
+    // a file written again and again changes between now and then.) The refused transfer, if it is still
+    // under way, stops.
+    if (entry.pblocks !== undefined && this.#caps.has(Capability.VERIFY)) {
+      const cursor = this.#inHand();
+      if (cursor?.vpath === file.vpath && cursor.sendsPart && this.#versionOf.get(cursor) === file) this.#refused = cursor;
+      const blocks = blocksUpTo(entry.pblocks, file.size);
+      setNewest(this.#keptPartials, file.vpath, { length: (blocks.length / 8) * BLOCK_SIZE, blocks }, MAX_KEPT_PARTIALS);
+      return { op: "create", file };
+    }
     const partial = entry.partial;
     // (Of another file by its tag, one renamed over it: not resumed, and a delta on the version held may
     // still be. No need to look again when the file is opened: it is sent only if it is still the inode
@@ -712,24 +722,18 @@ export class Connection {
   }
 
   /**
-   * `file` resumed after the first `pblocks` (a partial's blocks' hashes) that match its own, or whole. The
-   * client asks so for a file whose resume it refused: that transfer, if it is still under way, stops.
+   * A partial known by its blocks' hashes (`blocks`: the cache's pblocks) resumed after those that match
+   * `file`'s own (its fingerprint), or the whole file.
    */
-  async #resumeAfterMatching(file: PublishedFile, pblocks: Buffer): Promise<Patch> {
-    const cursor = this.#inHand();
-    if (cursor?.vpath === file.vpath && cursor.sendsPart && this.#versionOf.get(cursor) === file) this.#refused = cursor;
+  async #resumeAfterMatching(file: PublishedFile, blocks: Buffer): Promise<TransferPlan> {
     const now = await this.host.fingerprints.fingerprint(file.absolute).catch(() => undefined);
-    if (!now || !sameIdentity(now.version, file)) return { op: "create", file };
+    if (!now || !sameIdentity(now.version, file)) return {};
     // (Whole blocks of the file only: a resume starts at a block, and no later than the file's end.)
-    const limit = Math.min(pblocks.length / 8, Math.floor(file.size / BLOCK_SIZE));
+    const limit = Math.min(blocks.length / 8, Math.floor(file.size / BLOCK_SIZE));
     const ours = now.fingerprint.blocks;
     let matching = 0;
-    while (matching < limit && ours.length >= matching * 8 + 8 && pblocks.compare(ours, matching * 8, matching * 8 + 8, matching * 8, matching * 8 + 8) === 0) matching++;
-    if (matching === 0) return { op: "create", file };
-    const resumeAt = matching * BLOCK_SIZE;
-    // (Remembered as kept, as any listed partial: a newer version queued before this opens takes it up.)
-    if (file.ino !== undefined) setNewest(this.#keptPartials, file.vpath, { length: resumeAt, tag: versionTag({ ino: file.ino }) }, MAX_KEPT_PARTIALS);
-    return { op: "create", file, resumeAt };
+    while (matching < limit && ours.length >= matching * 8 + 8 && blocks.compare(ours, matching * 8, matching * 8 + 8, matching * 8, matching * 8 + 8) === 0) matching++;
+    return matching > 0 ? { start: matching * BLOCK_SIZE } : {};
   }
 
   /**
@@ -749,6 +753,7 @@ export class Connection {
     // (The client's partial of this file from earlier in the session, if this is still its inode. Kept
     // until another transfer of the file stops or ends: this one may not open, the file changed again.)
     const kept = this.#keptPartials.get(patch.file.vpath);
+    if (kept?.blocks !== undefined) return this.#resumeAfterMatching(patch.file, kept.blocks);
     const resume = kept && this.#resumableElsewhere(patch.file, kept.length, kept.tag) ? { start: kept.length } : undefined;
     const held = this.#holdings.get(patch.file.vpath);
     // (And "verify": a delta's X-FMQ-Base, which says what the blocks apply to, is among the headers only
