@@ -14,7 +14,7 @@ import { readdir, realpath } from "node:fs/promises";
 import path from "node:path";
 import { PARTIAL_SUFFIX, UNPRINTABLE, unsafeRelativeReason } from "../paths.js";
 import { hasStrayBytes, nameBytes, showStrayBytes } from "../raw-names.js";
-import { BLOCK_SIZE, BlockHasher, fingerprintFile, hashPrefix, xxh, type Fingerprint } from "../digest/blocks.js";
+import { BLOCK_SIZE, BlockHasher, fingerprintFile, hashPrefix, treeHashOfBlocks, xxh, type Fingerprint } from "../digest/blocks.js";
 import { RESUME_MIN_SIZE } from "../protocol/extensions.js";
 import { setNewest } from "../newest.js";
 import { openRegular } from "../digest/open-regular.js";
@@ -115,6 +115,12 @@ export class IncomingFile {
 
   /** Resumed from a partial of an earlier version of the file (see Inbox.create): its bytes may not match. */
   ofEarlierVersion = false;
+
+  /**
+   * A delta on top of a partial we listed by its blocks, written in place: no copy of a version held was
+   * made for it, so, cut short, it does not count among the deltas left unfinished.
+   */
+  ontoPartial = false;
 
   /** Resumed from an earlier version's partial, and the server never said the prefix to check it by. */
   get earlierPrefixUnchecked(): boolean {
@@ -570,6 +576,38 @@ export class Inbox {
   readonly #suspended = new Map<string, SuspendedPartial>();
 
   /**
+   * Is `base` (a delta's X-FMQ-Base) the tree hash of the blocks we listed of `relative`'s partial file
+   * (as they were listed: whether the file is still as it was is looked at when the delta opens)?
+   */
+  listedBase(relative: string, base: string): boolean {
+    const remembered = this.#suspended.get(relative);
+    return remembered?.listed === true && treeHashOfBlocks(this.xx, remembered.blocks) === base;
+  }
+
+  /**
+   * `relative`'s partial file, opened to take a delta in place, if we listed its blocks, their tree hash
+   * is `base`, and it is as it was left: cut to those blocks (what lies beyond is not known by them).
+   */
+  async #listedPartial(relative: string, partial: PartialName, base: string): Promise<{ handle: FileHandle; size: number } | undefined> {
+    const remembered = this.#suspended.get(relative);
+    if (!this.listedBase(relative, base) || !remembered) return undefined;
+    const handle = await open(partial.path, constants.O_RDWR | constants.O_NOFOLLOW).catch(() => undefined);
+    if (!handle) return undefined;
+    try {
+      const stats = await handle.stat();
+      if (!stats.isFile() || !unchanged(remembered, stats)) throw new Error("changed");
+      const size = (remembered.blocks.length / 8) * BLOCK_SIZE;
+      if (stats.size < size) throw new Error("short");
+      await handle.truncate(size);
+      return { handle, size };
+    } catch (error) {
+      await handle.close();
+      if (diskFull((error as NodeJS.ErrnoException).code)) throw error;
+      return undefined;
+    }
+  }
+
+  /**
    * The block hashes of `relative`'s partial file, to list (pblocks), if this process suspended it and it
    * is as it was left; a resume of it after any of them is then taken (see #create).
    */
@@ -677,9 +715,17 @@ export class Inbox {
     const partial = knownSmall ? this.#heldPartial() : new PartialName(partialName(relative), this.dirs);
 
     if (base !== undefined) {
-      // Delta: start from the version we delivered, if it is the one the server has in mind.
+      // Delta: start from the version we delivered, if it is the one the server has in mind; or from a
+      // partial whose blocks we listed, in place (see ontoPartial).
       const held = this.manifest.files.get(relative);
-      if (!held || held.hash !== base) throw new RefetchError(`${relative}: delta against a version we do not hold; fetching it whole`, relative);
+      if (held?.hash !== base) {
+        const onto = await this.#listedPartial(relative, partial, base);
+        if (!onto) throw new RefetchError(`${relative}: delta against a version we do not hold; fetching it whole`, relative);
+        if (this.manifest.partials.has(relative)) this.manifest.partialDropped(relative);
+        const file = new IncomingFile(relative, vpath, target, partial, onto.handle, "delta", undefined, 0, identity, fsync, onto.size);
+        file.ontoPartial = true;
+        return file;
+      }
       // A partial of another version under this name is about to be overwritten by the copy: forgotten
       // first. (Listed over the copy's bytes, a kill then had the next start offer a resume of that
       // version from another's, refused by its checks: a resume wasted; a review.)

@@ -214,6 +214,11 @@ export async function hashPrefix(handle: FileHandle, hasher: BlockHasher, length
   }
 }
 
+/** The tree hash of a file whose blocks' hashes are `blocks` (8 bytes each): a partial known by its blocks, as a delta's base. */
+export function treeHashOfBlocks(xx: XXHashAPI, blocks: Buffer): string {
+  return fingerprintOf(xx, blocks).hash;
+}
+
 /** The tree hash of a file's first `count` blocks, from its fingerprint (X-FMQ-Prefix). */
 export function prefixTreeHash(xx: XXHashAPI, fingerprint: Fingerprint, count: number): string {
   return fingerprintOf(xx, fingerprint.blocks.subarray(0, count * 8)).hash;

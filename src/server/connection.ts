@@ -10,7 +10,7 @@ import type { DecodeError } from "../protocol/errors.js";
 import { covers, joinVirtual, normaliseVirtualPath, relativeTo, unsafeRelativeReason } from "../paths.js";
 import type { PublishedFile } from "../mount/mount.js";
 import type { XXHashAPI } from "xxhash-wasm";
-import { BLOCK_SIZE, changedBlocks, xxh } from "../digest/blocks.js";
+import { BLOCK_SIZE, changedBlocks, treeHashOfBlocks, xxh } from "../digest/blocks.js";
 import { versionTag } from "../digest/version.js";
 import { OutsideMountError } from "./opened-inside.js";
 import { FileChangedError, FileCursor, readsWhole, sameIdentity, type ChunkFrame, type CursorOptions, type TransferPlan } from "./file-cursor.js";
@@ -696,7 +696,9 @@ export class Connection {
     if (entry.pblocks !== undefined && this.#caps.has(Capability.VERIFY)) {
       const cursor = this.#inHand();
       if (cursor?.vpath === file.vpath && cursor.sendsPart && this.#versionOf.get(cursor) === file) this.#refused = cursor;
-      const blocks = blocksUpTo(entry.pblocks, file.size);
+      // (All it listed, as it listed them: a delta onto it names it by their tree hash. Its own memory, from
+      // the hex; at most what one cache value holds.)
+      const blocks = entry.pblocks;
       setNewest(this.#keptPartials, file.vpath, { length: (blocks.length / 8) * BLOCK_SIZE, blocks }, MAX_KEPT_PARTIALS);
       return { op: "create", file };
     }
@@ -722,8 +724,10 @@ export class Connection {
   }
 
   /**
-   * A partial known by its blocks' hashes (`blocks`: the cache's pblocks) resumed after those that match
-   * `file`'s own (its fingerprint), or the whole file.
+   * A partial known by its blocks' hashes (`blocks`: the cache's pblocks) taken up: resumed after those
+   * that match `file`'s own (its fingerprint), or, to a client that takes deltas, as the blocks that differ
+   * and those beyond it, on top of it, when that sends less (a file written in place at scattered places,
+   * a disk image); else the whole file.
    */
   async #resumeAfterMatching(file: PublishedFile, blocks: Buffer): Promise<TransferPlan> {
     const now = await this.host.fingerprints.fingerprint(file.absolute).catch(() => undefined);
@@ -733,7 +737,11 @@ export class Connection {
     const ours = now.fingerprint.blocks;
     let matching = 0;
     while (matching < limit && ours.length >= matching * 8 + 8 && blocks.compare(ours, matching * 8, matching * 8 + 8, matching * 8, matching * 8 + 8) === 0) matching++;
-    return matching > 0 ? { start: matching * BLOCK_SIZE } : {};
+    const resume: TransferPlan = matching > 0 ? { start: matching * BLOCK_SIZE } : {};
+    if (!this.#caps.has(Capability.DELTA)) return resume;
+    const changed = changedBlocks(ours, blocks);
+    if (changed.length >= ours.length / 8 - matching) return resume;
+    return { delta: { blocks: changed, base: treeHashOfBlocks(await xxh(), blocks), fingerprint: now.fingerprint, version: now.version } };
   }
 
   /**

@@ -13,7 +13,7 @@ import { context, Router } from "zeromq";
 import { Client, SubscriptionRefused, type ClientOptions, type DeletedEvent, type DeliveredEvent } from "../../src/client/client.js";
 import { Inbox, partialName } from "../../src/client/inbox.js";
 import { Manifest } from "../../src/client/manifest.js";
-import { BLOCK_SIZE, BlockHasher, xxh } from "../../src/digest/blocks.js";
+import { BLOCK_SIZE, BlockHasher, treeHashOfBlocks, xxh } from "../../src/digest/blocks.js";
 import { CREDIT_HEDGE } from "../../src/flow/credit.js";
 import { decodeFrames, encode } from "../../src/protocol/codec.js";
 import type { DecodeError } from "../../src/protocol/errors.js";
@@ -2713,6 +2713,30 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     await expectCleanState(inbox);
     expect(h.errors).toEqual([]);
     expect(icanhazFor(r, "/vm.img")).toHaveLength(1);
+  });
+
+  it("client - a partial refused for its prefix takes changed blocks on top of it, in place, when the server sends them so (X-FMQ-Base: the tree hash of the blocks listed): only those and the rest received", async () => {
+    const { r, inbox, h, rid } = await subscribedToRoot();
+    const first = await endedChanged(r, rid, inbox, "/disk.img", "91");
+    // The next version: its first MiB written over. No block of a prefix matches; its other blocks do.
+    const next = Buffer.concat([randomBytes(MiB), first.subarray(MiB)]);
+    const headers = identityHeaders(next.length, 1_700_000_000_800, "91");
+    await r.sendFile(rid, "/disk.img", next, { chunkSize: 256 * 1024, start: 2 * MiB, headers: { ...headers, "X-FMQ-Prefix": await treeHash(next.subarray(0, 2 * MiB)) }, eofHeaders: { "X-FMQ-XXH64T": await treeHash(next) } });
+    await waitFor(() => icanhazFor(r, "/disk.img").length === 1, "the file asked for again", SOON, 5);
+    const listed = icanhazFor(r, "/disk.img")[0]!.cache.get("disk.img")!;
+    expect(listed).toBe(await pblocksEntry(first.subarray(0, 2 * MiB)));
+    await r.send(rid, { id: "ICANHAZ_OK" });
+    // As our server sends it: block 0, then everything past the blocks listed, on top of them.
+    const base = treeHashOfBlocks(await xxh(), Buffer.from(listed.split("pblocks=")[1]!, "hex"));
+    await r.chunk(rid, { filename: "/disk.img", offset: 0, data: next.subarray(0, MiB), headers: { ...headers, "X-FMQ-Base": base } });
+    await r.chunk(rid, { filename: "/disk.img", offset: 2 * MiB, data: next.subarray(2 * MiB) });
+    await r.chunk(rid, { filename: "/disk.img", offset: next.length, eof: 1, headers: { "X-FMQ-XXH64T": await treeHash(next) } });
+    const done = await nextDelivery(h, "/disk.img");
+    expect(done.received).toBe(2 * MiB);
+    expect(await sha256File(path.join(inbox, "disk.img"))).toBe(sha256(next));
+    await expectCleanState(inbox);
+    expect(h.errors).toEqual([]);
+    expect(icanhazFor(r, "/disk.img")).toHaveLength(1);
   });
 
   it("client - a delta against a version the client does not hold is refused: an error, nothing delivered, one refetch", async () => {

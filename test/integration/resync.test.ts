@@ -745,7 +745,7 @@ describe("resync", () => {
     expect(back.delivered).toEqual([{ path: "big.bin", size: 48 * MiB, received: 48 * MiB }]);
   }, 60_000);
 
-  it("resync - a partial whose file was rewritten in place meanwhile with its size and mtime put back (cp -p: same inode) is refused at its first chunk: the rest is not sent for nothing, and the file comes once more whole", async () => {
+  it("resync - a partial whose file was rewritten in place meanwhile with its size and mtime put back (cp -p: same inode) is refused at its first chunk: the rest is not sent for nothing, and the file comes once more whole (but for blocks of it that came before the refusal)", async () => {
     const { src, inbox, file, mtime, pub, partial } = await leftWithPartial();
     // (Resumed from its last whole block: a MiB or so more may have come while the client closed.)
     const resumeAt = Math.floor((await stat(partial)).size / MiB) * MiB;
@@ -766,7 +766,12 @@ describe("resync", () => {
     // Refused at the first chunk, said once; not resumed to the end to fail the final check.
     expect(back.errors).toHaveLength(1);
     expect(back.errors[0]).toMatch(new RegExp(`cannot resume at ${resumeAt}: the partial file holds other bytes`));
-    expect(back.delivered).toEqual([{ path: "big.bin", size: 48 * MiB, received: 48 * MiB }]);
+    // (Whole, but for blocks of the new content that came before the refusal: when the publisher's
+    // fingerprint of the rewrite was late, the prefix came after a chunk or two, and the client listed
+    // those blocks with the old ones, pblocks: the publisher sends the rest on top of them.)
+    expect(back.delivered).toMatchObject([{ path: "big.bin", size: 48 * MiB }]);
+    expect(back.delivered[0]!.received).toBeGreaterThanOrEqual(48 * MiB - 4 * MiB);
+    expect(back.delivered[0]!.received).toBeLessThanOrEqual(48 * MiB);
     // The whole file, and at most what the client's window let go of the refused resume (before: its
     // 40 MiB, then the whole file).
     expect(pub.bytes() - before).toBeLessThanOrEqual(48 * MiB + 8 * MiB);

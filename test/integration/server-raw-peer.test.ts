@@ -10,7 +10,7 @@ import { runInNewContext } from "node:vm";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { Dealer, Router } from "zeromq";
 
-import { BlockHasher, fingerprintFile, xxh } from "../../src/digest/blocks.js";
+import { BlockHasher, fingerprintFile, treeHashOfBlocks, xxh } from "../../src/digest/blocks.js";
 import { LONG_NAME_KEY, formatCacheEntry } from "../../src/protocol/extensions.js";
 import { ReceiveWindow } from "../../src/flow/credit.js";
 import { decodeBatch, decodeFrames, encode } from "../../src/protocol/codec.js";
@@ -1589,7 +1589,7 @@ describe("server with a scripted raw peer", () => {
     expect([next[0]!.offset, next[0]!.headers.get("X-FMQ-Base")]).toEqual([BigInt(5 * MiB), whole.at(-1)!.headers.get("X-FMQ-XXH64T")]);
   });
 
-  it("server - a file asked for again with its partial's blocks listed (pblocks: the client refused a resume, the file written in place behind it) resumes after the blocks that still match, and the refused transfer stops; with none matching, from byte 0", async () => {
+  it("server - a file asked for again with its partial's blocks listed (pblocks: the client refused a resume, the file written in place behind it) resumes after the blocks that still match, or sends those that differ and the rest on top of them if that is less, and the refused transfer stops; with none matching, from byte 0", async () => {
     // (A soak test: a 600 MiB file written at random offsets while it came, the publisher killed twice:
     // 1.1-6x its size received, each such refusal sending it from byte 0.)
     const MiB = 1024 * 1024;
@@ -1626,6 +1626,16 @@ describe("server with a scripted raw peer", () => {
     expect(resumed[0]!.headers.get("X-FMQ-Prefix")).toBe(await treeHash(now.subarray(0, MiB)));
     expect(sha256(Buffer.concat([held.subarray(0, MiB), ...resumed.map((m) => Buffer.from(m.chunk))]))).toBe(sha256(now));
     expect(resumed.at(-1)!.headers.get("X-FMQ-XXH64T")).toBe(await treeHash(now));
+    // Its first block other, its second the file's: the blocks that differ and the rest, on top of it.
+    const listed = (await blocksOf(randomBytes(MiB))) + (await blocksOf(now.subarray(MiB, 2 * MiB)));
+    await ask(listed);
+    const delta = await transferOf(p, "/big.bin");
+    expect(delta[0]!.headers.get("X-FMQ-Base")).toBe(treeHashOfBlocks(await xxh(), Buffer.from(listed, "hex")));
+    const patched = Buffer.from(now);
+    for (const m of delta) Buffer.from(m.chunk).copy(patched, Number(m.offset));
+    expect(delta.filter((m) => m.chunk.length > 0 && Number(m.offset) >= MiB && Number(m.offset) < 2 * MiB)).toEqual([]);
+    expect(delta.reduce((n, m) => n + m.chunk.length, 0)).toBe(3 * MiB);
+    expect(sha256(patched)).toBe(sha256(now));
     // No block that matches: the file from byte 0.
     await ask(await blocksOf(randomBytes(2 * MiB)));
     const whole = await transferOf(p, "/big.bin");
