@@ -23,7 +23,7 @@ import { Heartbeat } from "./heartbeat.js";
 import { copyOutOfBatches, setReceiveBatch } from "./receive-batch.js";
 import { buildCache } from "./cache.js";
 import { addNewest, setNewest } from "../newest.js";
-import { AlreadyHeldError, Inbox, InboxError, NoPartialError, NotDurableError, OutdatedPartialError, PrefixMismatchError, RESUME_MIN_SIZE, RefetchError, SMALL_FILE, diskFull, inTheWay, type IncomingFile } from "./inbox.js";
+import { AlreadyHeldError, Inbox, InboxError, NoPartialError, NotDurableError, OutdatedPartialError, PrefixMismatchError, RESUME_MIN_SIZE, UNVERSIONED_MTIME, RefetchError, SMALL_FILE, diskFull, inTheWay, type IncomingFile } from "./inbox.js";
 import { isTreeHash, type PartialFile } from "./manifest.js";
 import { clientMachine, type ClientAction, type ClientEvent, type ClientState } from "./machine.js";
 import { HandshakeWatcher, dealerSecurityOptions, type ClientSecurity } from "../security/client-socket.js";
@@ -592,7 +592,7 @@ export class Client extends EventEmitter<ClientEvents> {
    * partial files, and tells us of deletes we missed. "refetch": ask again for one file, from scratch;
    * "resync": a subscription sent again (after a failure), with no "subscribed" event.
    */
-  async #sendIcanhaz(path: string, kind: IcanhazKind = "subscribe"): Promise<void> {
+  async #sendIcanhaz(path: string, kind: IcanhazKind = "subscribe", listPartial = false): Promise<void> {
     const refetch = kind === "refetch";
     // (Its cache is built with awaits: if a new session begins meanwhile, this request is not for it. Sent
     // on the new socket, the server's answer to it was taken for the answer to that session's first
@@ -614,13 +614,15 @@ export class Client extends EventEmitter<ClientEvents> {
       }
     }
     let cache: Dictionary = new Map();
-    if (refetch) {
+    if (refetch && listPartial) {
       // A partial of it kept after a refused resume: its blocks' hashes, for the server to resume after
       // those that still match (pblocks). Listed under the file's own name, as a subscription to it would.
+      // (Only then: a refetch for another cause, say a third delta refused, must not have the server take
+      // a kept partial up by a delta of its own.)
       const route = this.#route(path);
       const blocks = typeof route === "string" ? undefined : await route.sub.inbox.listBlocks(route.relative);
       if (blocks !== undefined) cache = buildCache(new Map([[path.slice(path.lastIndexOf("/") + 1), { pblocks: blocks }]])).cache;
-    } else if (this.#subscriptions.has(path)) {
+    } else if (!refetch && this.#subscriptions.has(path)) {
       const entries = new Map<string, CacheEntry>();
       // What this client holds under the path, in whichever inbox each name lands now: a narrower
       // subscription's files are in its own inbox (listed from the subscription's inbox alone, they were
@@ -646,7 +648,8 @@ export class Client extends EventEmitter<ClientEvents> {
       for (const inbox of inboxes) {
         for (const [relative, partial] of inbox.manifest.partials) {
           const name = relativeTo(path, partial.vpath);
-          if (name === undefined || !landsHere(inbox, relative, partial.vpath)) continue;
+          // (Not one of no version: nothing would resume it.)
+          if (name === undefined || partial.mtime === UNVERSIONED_MTIME || !landsHere(inbox, relative, partial.vpath)) continue;
           const length = await inbox.partialLength(relative);
           if (length < BLOCK_SIZE) continue;
           entries.set(name, { ...entries.get(name), partial: { length, size: partial.size, mtime: partial.mtime, ...(partial.tag !== undefined ? { tag: partial.tag } : {}) } });
@@ -884,7 +887,7 @@ export class Client extends EventEmitter<ClientEvents> {
       }
       if (!current) {
         // (Not one onto a partial we listed: it copies nothing.)
-        if (base !== undefined && (this.#deltasLeft.get(vpath) ?? 0) >= MAX_UNFINISHED_DELTAS && !sub.inbox.listedBase(relative, base)) {
+        if (base !== undefined && (this.#deltasLeft.get(vpath) ?? 0) >= MAX_UNFINISHED_DELTAS && sub.inbox.listedBase(relative, base, identity?.size) === 0) {
           throw new RefetchError(`${relative}: a delta of it was begun and left unfinished before; fetching it whole`, relative);
         }
         // (Said to progress while it opens: a delta's copy of the version held, or a resume's prefix read
@@ -915,13 +918,12 @@ export class Client extends EventEmitter<ClientEvents> {
       this.#finishing = undefined;
       const inHand = this.#current?.vpath === vpath ? this.#current : undefined;
       const held = inHand ? inHand.file.length : (finishing?.length ?? 0);
-      // (And a resume's partial whose bytes before the offset changed: kept to that offset, its blocks
-      // listed when the file is asked for again, see PrefixMismatchError. Its bytes are of no version, so
-      // the manifest forgets it: only this process, which knows their hashes, may take it up; a restart
-      // sweeps it. Recorded as the version resumed, the next session offered its resume in vain.)
+      // (And a resume's partial whose bytes before the offset changed: kept, its blocks listed when the
+      // file is asked for again, see PrefixMismatchError. Its bytes are of no version: recorded so (see
+      // UNVERSIONED_MTIME), else the next session offered its resume in vain.)
       const mismatch = error instanceof PrefixMismatchError;
       const kept = inHand ? await this.#dropCurrent(full || mismatch) : (finishing?.kept ?? false);
-      if (inHand && kept && mismatch) inHand.inbox.manifest.partialDropped(inHand.file.relative);
+      if (inHand && kept && mismatch) inHand.inbox.manifest.partialStarted(inHand.file.relative, { vpath, size: inHand.file.identity!.size, mtime: UNVERSIONED_MTIME });
       // The rest of this transfer is ignored: one error per failed file, not one per chunk. (Not after its
       // last chunk: nothing of it is left to come, and the next chunk of this name is a new transfer, maybe
       // no more than the end of the file we kept whole, taken up at its last block. A review: ignored, the
@@ -941,7 +943,7 @@ export class Client extends EventEmitter<ClientEvents> {
       // (A partial whose blocks we listed, taken up by a resume, is of no version we recorded: its
       // mismatch, a resume offered before the server read our list, is an OutdatedPartialError, quiet.)
       if (!quiet && (!full || this.#firstTimeFull(relative))) this.#report(failure);
-      if (error instanceof RefetchError) await this.#sendIcanhaz(vpath, "refetch");
+      if (error instanceof RefetchError) await this.#sendIcanhaz(vpath, "refetch", mismatch && kept);
       // (ENOENT: the inbox's .fmq, or the whole inbox, removed under us and the file with it; asked for again
       // as after a full disk. The next file makes them again, but this one never came until a restart: a
       // review, 3 runs of 3.)

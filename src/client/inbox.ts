@@ -48,8 +48,9 @@ export class RefetchError extends InboxError {
 
 /**
  * A resume whose partial holds other bytes before the offset than the server's file (X-FMQ-Prefix): the
- * partial is kept, cut at the offset, and the file asked for again with its blocks' hashes listed
- * (pblocks), for the server to resume after the blocks that still match.
+ * partial is kept (cut at the offset, and what came before the prefix was said), and the file asked for
+ * again with its whole blocks' hashes listed (pblocks), for the server to resume after the blocks that
+ * still match, or to send those that differ and the rest on top of it.
  */
 export class PrefixMismatchError extends RefetchError {
   override name = "PrefixMismatchError";
@@ -81,9 +82,26 @@ export interface SuspendedPartial {
   readonly mtimeMs: number;
   readonly ctimeMs: number;
   readonly blocks: Buffer;
-  /** Its blocks' hashes were listed to the server (pblocks), which may resume it after those that match. */
-  readonly listed?: boolean;
+  /**
+   * The block hashes listed to the server (pblocks: the first of `blocks`, at most MAX_LISTED_BLOCKS),
+   * which may resume it after those that match, or send changed blocks on top of them.
+   */
+  readonly listed?: Buffer;
 }
+
+/**
+ * Most block hashes listed of a partial (pblocks): 16 hex digits each, they must fit in one cache value
+ * (a longstr, 64 KiB). A partial of more is listed by its first 4,000 MiB.
+ */
+const MAX_LISTED_BLOCKS = 4000;
+
+/**
+ * The mtime the manifest records for a partial whose bytes are of no version the server has (a resume of
+ * it refused by X-FMQ-Prefix): no file has it, so no resume of it is offered by its identity, and it is
+ * not listed; recorded, it is removed as any partial is (a delete, a small version, a new transfer). Only
+ * this process, which knows its blocks, takes it up.
+ */
+export const UNVERSIONED_MTIME = Number.MIN_SAFE_INTEGER;
 
 /** Partial files whose block hashes an inbox remembers (see Inbox.suspend), at most. */
 const MAX_SUSPENDED = 64;
@@ -116,6 +134,9 @@ export class IncomingFile {
   /** Resumed from a partial of an earlier version of the file (see Inbox.create): its bytes may not match. */
   ofEarlierVersion = false;
 
+  /** Resumed from a partial we listed by its blocks (and by nothing else): see Inbox.create. */
+  byBlocks = false;
+
   /**
    * A delta on top of a partial we listed by its blocks, written in place: no copy of a version held was
    * made for it, so, cut short, it does not count among the deltas left unfinished.
@@ -133,7 +154,7 @@ export class IncomingFile {
   /**
    * The server said the resumed prefix's tree hash (X-FMQ-Prefix): throws if the bytes held are others
    * (the file rewritten in place with its size and mtime put back, so its tag too; or the partial
-   * damaged). Checked once; the refused partial is then dropped as any failed transfer's is.
+   * damaged). Checked once; the refused partial is then kept, and listed by its blocks (PrefixMismatchError).
    */
   checkPrefix(prefix: string): void {
     const held = this.#heldPrefix;
@@ -567,8 +588,12 @@ export class Inbox {
    * hashes, while the file stays as it was left): a resume then need not read the partial again.
    */
   async suspend(file: IncomingFile): Promise<void> {
-    const state = await file.suspend();
+    let state = await file.suspend();
     if (!state) return;
+    // (Listed, and still beginning with the blocks listed: still listed. A resume of it refused again
+    // before the server read our listing, the one the server will act on.)
+    const listed = this.#suspended.get(file.relative)?.listed;
+    if (listed && startsWith(state.blocks, listed)) state = { ...state, listed };
     // (Bounded: the oldest is forgotten first; forgotten, its resume reads the file as before.)
     setNewest(this.#suspended, file.relative, state, MAX_SUSPENDED);
   }
@@ -576,27 +601,34 @@ export class Inbox {
   readonly #suspended = new Map<string, SuspendedPartial>();
 
   /**
-   * Is `base` (a delta's X-FMQ-Base) the tree hash of the blocks we listed of `relative`'s partial file
-   * (as they were listed: whether the file is still as it was is looked at when the delta opens)?
+   * How many of the blocks we listed of `relative`'s partial file a delta's X-FMQ-Base `base` is the tree
+   * hash of, if it is: all of them, or as many as a file of `size` bytes has (the server keeps no more of
+   * a listing than the file has blocks); 0 if neither. (As they were listed: whether the file is still as
+   * it was is looked at when the delta opens.)
    */
-  listedBase(relative: string, base: string): boolean {
-    const remembered = this.#suspended.get(relative);
-    return remembered?.listed === true && treeHashOfBlocks(this.xx, remembered.blocks) === base;
+  listedBase(relative: string, base: string, size: number | undefined): number {
+    const listed = this.#suspended.get(relative)?.listed;
+    if (!listed) return 0;
+    if (treeHashOfBlocks(this.xx, listed) === base) return listed.length / 8;
+    const upTo = size === undefined ? 0 : Math.min(listed.length / 8, Math.ceil(size / BLOCK_SIZE));
+    return upTo > 0 && treeHashOfBlocks(this.xx, listed.subarray(0, upTo * 8)) === base ? upTo : 0;
   }
 
   /**
-   * `relative`'s partial file, opened to take a delta in place, if we listed its blocks, their tree hash
-   * is `base`, and it is as it was left: cut to those blocks (what lies beyond is not known by them).
+   * `relative`'s partial file, opened to take a delta in place, if we listed its blocks, `base` is the tree
+   * hash of them (see listedBase), and it is as it was left: cut to those blocks (what lies beyond is not
+   * known by them).
    */
-  async #listedPartial(relative: string, partial: PartialName, base: string): Promise<{ handle: FileHandle; size: number } | undefined> {
+  async #listedPartial(relative: string, partial: PartialName, base: string, size: number | undefined): Promise<{ handle: FileHandle; size: number } | undefined> {
     const remembered = this.#suspended.get(relative);
-    if (!this.listedBase(relative, base) || !remembered) return undefined;
+    const count = this.listedBase(relative, base, size);
+    if (count === 0 || !remembered || !startsWith(remembered.blocks, remembered.listed!)) return undefined;
     const handle = await open(partial.path, constants.O_RDWR | constants.O_NOFOLLOW).catch(() => undefined);
     if (!handle) return undefined;
     try {
       const stats = await handle.stat();
       if (!stats.isFile() || !unchanged(remembered, stats)) throw new Error("changed");
-      const size = (remembered.blocks.length / 8) * BLOCK_SIZE;
+      const size = count * BLOCK_SIZE;
       if (stats.size < size) throw new Error("short");
       await handle.truncate(size);
       return { handle, size };
@@ -616,8 +648,9 @@ export class Inbox {
     if (!remembered || remembered.blocks.length === 0) return undefined;
     const stats = await lstat(this.dirs.partial.join(partialName(relative))).catch(() => undefined);
     if (!stats?.isFile() || !unchanged(remembered, stats) || this.#suspended.get(relative) !== remembered) return undefined;
-    this.#suspended.set(relative, { ...remembered, listed: true });
-    return remembered.blocks;
+    const listed = remembered.blocks.subarray(0, MAX_LISTED_BLOCKS * 8);
+    this.#suspended.set(relative, { ...remembered, listed });
+    return listed;
   }
 
   /** The partial files' directory, for the kernel. */
@@ -692,13 +725,19 @@ export class Inbox {
     if (this.dirs.root.removed) this.dirs.restore();
     const target = this.#resolve(relative);
     try {
-      return await this.#create(target, relative, vpath, offset, identity, base);
+      const file = await this.#create(target, relative, vpath, offset, identity, base);
+      // (Taken up, or its partial begun afresh: what was remembered of it is of no more use. Unless taken
+      // up by its listed blocks: refused again, a resume the server offered before it read our listing,
+      // what was listed still holds, see suspend. Every use of it looks at the file first.)
+      if (!file.byBlocks) this.#suspended.delete(relative);
+      return file;
     } catch (error) {
       target.release();
+      // (Not a transfer refused before it touched the partial, a resume it cannot take say: what is
+      // remembered of it, its listing above all, still holds for the next. Every use of it looks again
+      // at the file first, so a partial changed meanwhile is never taken for what was remembered.)
+      if (!(error instanceof RefetchError || error instanceof AlreadyHeldError)) this.#suspended.delete(relative);
       throw error;
-    } finally {
-      // (Taken up, or its partial begun afresh: what was remembered of it is of no more use.)
-      this.#suspended.delete(relative);
     }
   }
 
@@ -719,7 +758,7 @@ export class Inbox {
       // partial whose blocks we listed, in place (see ontoPartial).
       const held = this.manifest.files.get(relative);
       if (held?.hash !== base) {
-        const onto = await this.#listedPartial(relative, partial, base);
+        const onto = await this.#listedPartial(relative, partial, base, identity?.size);
         if (!onto) throw new RefetchError(`${relative}: delta against a version we do not hold; fetching it whole`, relative);
         if (this.manifest.partials.has(relative)) this.manifest.partialDropped(relative);
         const file = new IncomingFile(relative, vpath, target, partial, onto.handle, "delta", undefined, 0, identity, fsync, onto.size);
@@ -757,11 +796,11 @@ export class Inbox {
       const remembered = this.#suspended.get(relative);
       const byBlocks =
         existing !== undefined &&
-        remembered?.listed === true &&
+        remembered?.listed !== undefined &&
         unchanged(remembered, existing) &&
         identity !== undefined &&
         offset % BLOCK_SIZE === 0 &&
-        (offset / BLOCK_SIZE) * 8 <= remembered.blocks.length;
+        (offset / BLOCK_SIZE) * 8 <= remembered.listed.length;
       const same = sameVersion || earlierVersion || byBlocks;
       if (!same || !existing?.isFile() || existing.size < offset) {
         // This very version delivered already (a resync sent while it came listed its partial, and the
@@ -790,6 +829,7 @@ export class Inbox {
         if (!known || (known.tag === undefined && identity.tag !== undefined) || !sameVersion) this.manifest.partialStarted(relative, identity);
         const file = new IncomingFile(relative, vpath, target, partial, handle, "sequential", hasher, offset, identity, fsync);
         file.ofEarlierVersion = !sameVersion;
+        file.byBlocks = byBlocks && !sameVersion && !earlierVersion;
         return file;
       } catch (error) {
         await handle.close();
@@ -1227,6 +1267,11 @@ function writeWhole(partial: PartialName, pieces: readonly Uint8Array[], length:
     removeQuietly(partial.path);
     throw deliveryError(error, relative);
   }
+}
+
+/** `blocks` begins with `prefix` (block hashes). */
+function startsWith(blocks: Buffer, prefix: Buffer): boolean {
+  return blocks.length >= prefix.length && blocks.compare(prefix, 0, prefix.length, 0, prefix.length) === 0;
 }
 
 /** A suspended partial file is as it was left: the same inode, size and times. */

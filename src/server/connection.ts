@@ -696,9 +696,10 @@ export class Connection {
     if (entry.pblocks !== undefined && this.#caps.has(Capability.VERIFY)) {
       const cursor = this.#inHand();
       if (cursor?.vpath === file.vpath && cursor.sendsPart && this.#versionOf.get(cursor) === file) this.#refused = cursor;
-      // (All it listed, as it listed them: a delta onto it names it by their tree hash. Its own memory, from
-      // the hex; at most what one cache value holds.)
-      const blocks = entry.pblocks;
+      // (As many as the file has blocks, in memory of their own: a client may list 4,000 for any file. A
+      // delta onto them names them by their tree hash; our client knows how many we kept, see
+      // Inbox.listedBase.)
+      const blocks = blocksUpTo(entry.pblocks, file.size);
       setNewest(this.#keptPartials, file.vpath, { length: (blocks.length / 8) * BLOCK_SIZE, blocks }, MAX_KEPT_PARTIALS);
       return { op: "create", file };
     }
@@ -807,8 +808,11 @@ export class Connection {
       setNewest(this.#deltasCut, cursor.vpath, (this.#deltasCut.get(cursor.vpath) ?? 0) + 1, MAX_KEPT_PARTIALS);
     }
     const version = cursor.version;
-    // (Not one the client refused, asking for the file whole: it dropped its partial.)
+    // (Not one the client refused, asking for the file whole or listing its partial by its blocks; nor over
+    // such a listing, which says what it holds now: a transfer cut short opened before it, and one opened
+    // after it took it up.)
     if (cursor === this.#refused || !cursor.extensions || version === undefined || cursor.identity.size < RESUME_MIN_SIZE || length < BLOCK_SIZE) return;
+    if (this.#keptPartials.get(cursor.vpath)?.blocks !== undefined) return;
     setNewest(this.#keptPartials, cursor.vpath, { length, tag: versionTag(version) }, MAX_KEPT_PARTIALS);
   }
 
@@ -1011,7 +1015,7 @@ export class Connection {
     }
   }
 
-  /** A resume or delta being sent that the client has since asked for whole (see #queueExisting). */
+  /** A resume or delta being sent that the client has since asked for again, whole or by its partial's blocks (see #queueExisting, #planFor). */
   #refused: FileCursor | undefined;
 
   /** The published version each cursor sends (to tell a newer one queued for its name from itself queued again). */
@@ -1030,7 +1034,7 @@ export class Connection {
   /** Stop sending `cursor`'s file before its end (see FileCursor.abandon); what is queued for its name goes next. */
   async #abandon(cursor: FileCursor): Promise<void> {
     this.#cutShort(cursor, this.#queue.get(cursor.vpath)?.op === "delete");
-    const why = cursor === this.#refused ? "the client asked for it whole" : "a newer version or its delete is queued";
+    const why = cursor === this.#refused ? "the client asked for it again" : "a newer version or its delete is queued";
     this.host.trace?.(`${this.key} ${cursor.vpath}: stopped at ${cursor.sent} bytes, ${why}`);
     await this.#closeCursor();
   }
@@ -1230,7 +1234,9 @@ function retainedEntry(value: string, sizeSeen: number): string | CacheEntry {
   if (isSha1Digest(value)) return Buffer.from(value, "latin1").toString("latin1");
   const entry = parseCacheEntry(value);
   if (!entry) return "";
-  const { blocks, ...rest } = entry;
+  // (Nor a partial's block hashes: listed only when a file is asked for again, which a file not yet
+  // published is not.)
+  const { blocks, pblocks: _, ...rest } = entry;
   // (Block hashes only as many as the file has as we saw it, not as many as the client says: else one
   // client listing every waiting file with 4 GiB of blocks (32 KiB each) made us keep 32 KiB per file
   // for it, 320 MB for 10,000 small files waiting at a start: a review.)
