@@ -1736,6 +1736,37 @@ describe("server with a scripted raw peer", () => {
     }
   });
 
+  it("server - a partial listed of an earlier version whose file is still being hashed (a publisher just started) is resumed once the hash is known: X-FMQ-Prefix on its first chunk, not after the rest went", async () => {
+    // (A soak test: a publisher restarted under a file written in place streamed hundreds of MB of such a
+    // resume before its prefix came and the client refused it.)
+    const MiB = 1024 * 1024;
+    const content = randomBytes(4 * MiB);
+    const { server, endpoint, dir } = await startServer({}, { files: { x: content } });
+    await published(server, 1);
+    const x = await stat(path.join(dir, "x"));
+    // The background pass, slow: its result comes 3 s after it is looked up, unless asked for outright.
+    let asked = false;
+    const fingerprint = Fingerprints.prototype.fingerprint;
+    const lookup = Fingerprints.prototype.lookup;
+    const spies = [
+      vi.spyOn(Fingerprints.prototype, "fingerprint").mockImplementation(function (this: Fingerprints, ...args: Parameters<Fingerprints["fingerprint"]>) {
+        asked = true;
+        return fingerprint.apply(this, args);
+      }),
+      vi.spyOn(Fingerprints.prototype, "lookup").mockImplementation(function (this: Fingerprints, ...args: Parameters<Fingerprints["lookup"]>) {
+        const known = lookup.apply(this, args);
+        return asked ? known : new Promise((resolve) => setTimeout(() => resolve(known), 3000));
+      }),
+    ];
+    try {
+      const partial = { length: 2 * MiB, size: x.size - MiB, mtime: x.mtimeMs - 5000, tag: String(x.ino) };
+      const first = await firstChunkFor(endpoint, "verify,delta,single", new Map([["x", formatCacheEntry({ partial })]]));
+      expect([first.offset, first.headers.get("X-FMQ-Prefix")]).toEqual([BigInt(2 * MiB), await treeHash(content.subarray(0, 2 * MiB))]);
+    } finally {
+      for (const spy of spies) spy.mockRestore();
+    }
+  });
+
   it("server - a partial listed by a client that did not say \"verify\" is not resumed: the file comes whole, from byte 0", async () => {
     // (A review: a resume went to any client whose cache listed a partial, without the headers that say
     // what it is, which only a "verify" client gets.)
