@@ -641,7 +641,9 @@ export class Client extends EventEmitter<ClientEvents> {
             size: held.size,
             ...(held.mtime !== undefined ? { mtime: held.mtime } : {}),
             ...(held.hash !== undefined ? { hash: held.hash } : {}),
-            ...(held.blocks !== undefined ? { blocks: Buffer.from(held.blocks, "hex") } : {}),
+            // (Not the block hashes of a file whose deltas we now refuse, see #leftUnfinished: a server
+            // knows only the deltas it cut itself, and one restarted offered a third, refused and said.)
+            ...(held.blocks !== undefined && (this.#deltasLeft.get(held.vpath) ?? 0) < MAX_UNFINISHED_DELTAS ? { blocks: Buffer.from(held.blocks, "hex") } : {}),
           });
         }
       }

@@ -15,6 +15,7 @@ import { Inbox, UNVERSIONED_MTIME, partialName } from "../../src/client/inbox.js
 import { Manifest } from "../../src/client/manifest.js";
 import { BLOCK_SIZE, BlockHasher, treeHashOfBlocks, xxh } from "../../src/digest/blocks.js";
 import { CREDIT_HEDGE } from "../../src/flow/credit.js";
+import { parseCacheEntry } from "../../src/protocol/extensions.js";
 import { decodeFrames, encode } from "../../src/protocol/codec.js";
 import type { DecodeError } from "../../src/protocol/errors.js";
 import { Operation, type Message, type ServerMessage } from "../../src/protocol/messages.js";
@@ -2846,14 +2847,23 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     await quietFor(200);
     expect(icanhazFor(r, "/big.bin")).toHaveLength(1);
     expect(h.errors.length).toBe(n + 2);
+    // A new session (a publisher restarted, which knows nothing of those deltas): the version held is
+    // listed without its block hashes, so that no delta of it is offered to be refused.
+    await r.send(rid, { id: "ICANHAZ_OK" });
+    await r.send(rid, { id: "RTFM", reason: "restarting" });
+    const [again] = await r.next("OHAI");
+    await r.send(again, { id: "OHAI_OK" });
+    const [, resync] = await r.next("ICANHAZ", { from: again });
+    expect(parseCacheEntry(resync.cache.get("big.bin")!)).toEqual({ size: data.length, mtime: 1_700_000_000_000, hash: base });
+    await r.send(again, { id: "ICANHAZ_OK" });
     // Whole, it is taken as usual, and then a delta of it is welcome again.
     const next = Buffer.concat([data.subarray(0, MiB), randomBytes(2 * MiB)]);
-    await r.sendFile(rid, "/big.bin", next, { chunkSize: MiB, ending: "eof=1 on last data chunk", headers: identityHeaders(next.length, 1_700_000_000_002), eofHeaders: { "X-FMQ-XXH64T": await treeHash(next) } });
+    await r.sendFile(again, "/big.bin", next, { chunkSize: MiB, ending: "eof=1 on last data chunk", headers: identityHeaders(next.length, 1_700_000_000_002), eofHeaders: { "X-FMQ-XXH64T": await treeHash(next) } });
     await waitFor(() => h.delivered.filter((d) => d.vpath === "/big.bin").length === 2, "big.bin delivered again", SOON, 5);
     const last = Buffer.from(next);
     last[5] = last[5]! ^ 0xff;
-    await r.chunk(rid, { filename: "/big.bin", offset: 0, data: last.subarray(0, BLOCK_SIZE), headers: { ...identityHeaders(last.length, 1_700_000_000_003), "X-FMQ-Base": await treeHash(next) } });
-    await r.chunk(rid, { filename: "/big.bin", offset: last.length, eof: 1, headers: { "X-FMQ-XXH64T": await treeHash(last) } });
+    await r.chunk(again, { filename: "/big.bin", offset: 0, data: last.subarray(0, BLOCK_SIZE), headers: { ...identityHeaders(last.length, 1_700_000_000_003), "X-FMQ-Base": await treeHash(next) } });
+    await r.chunk(again, { filename: "/big.bin", offset: last.length, eof: 1, headers: { "X-FMQ-XXH64T": await treeHash(last) } });
     await waitFor(() => h.delivered.filter((d) => d.vpath === "/big.bin").length === 3, "big.bin delivered as a delta", SOON, 5);
     expect(createHash("sha256").update(await readFile(path.join(inbox, "big.bin"))).digest("hex")).toBe(createHash("sha256").update(last).digest("hex"));
   });
