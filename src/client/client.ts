@@ -989,13 +989,13 @@ export class Client extends EventEmitter<ClientEvents> {
       inbox.manifest.partialDropped(file.relative);
       // A delta that ends without a hash, or short, cost a copy of the whole version held: as one left
       // unfinished does (a review: ending each delta so, a server had us copy it again and again).
-      if (file.mode === "delta" && !file.ontoPartial) this.#leftUnfinished(current.vpath);
+      if (file.copiedHeldVersion) this.#leftUnfinished(current.vpath);
       throw error;
     }
     if (expected !== undefined && fingerprint?.hash !== expected) {
       await file.abandon();
       inbox.manifest.partialDropped(file.relative);
-      if (file.mode === "delta" && !file.ontoPartial) this.#leftUnfinished(current.vpath);
+      if (file.copiedHeldVersion) this.#leftUnfinished(current.vpath);
       // (Not said of a resume from an earlier version's partial that no prefix checked: its bytes being
       // another version's is how such a try ends, see OutdatedPartialError.)
       if (!file.earlierPrefixUnchecked) this.#report(new InboxError(`${file.relative}: content does not match the server's hash; fetching it again`, file.relative));
@@ -1153,7 +1153,7 @@ export class Client extends EventEmitter<ClientEvents> {
   async #keepOrDrop(current: { vpath: string; file: IncomingFile; inbox: Inbox }, keep = true): Promise<boolean> {
     const { file } = current;
     // A delta left unfinished counts so (see #leftUnfinished) even when what it reached is kept.
-    if (file.mode === "delta" && !file.ontoPartial) this.#leftUnfinished(current.vpath);
+    if (file.copiedHeldVersion) this.#leftUnfinished(current.vpath);
     // (In the inbox it was begun in, whatever its name routes to now.)
     if (keep && file.identity && file.identity.size >= RESUME_MIN_SIZE && file.prefixHeld >= BLOCK_SIZE) {
       try {

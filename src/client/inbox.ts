@@ -131,17 +131,25 @@ export class IncomingFile {
   #held: Uint8Array[] | undefined;
   #heldBytes = 0;
 
-  /** Resumed from a partial of an earlier version of the file (see Inbox.create): its bytes may not match. */
-  ofEarlierVersion = false;
+  /**
+   * What it was begun on (see Inbox.create): nothing; a resumed partial of this very version, of an
+   * earlier version of the file (its bytes may not match), or one we listed by its blocks (and by nothing
+   * else); for a delta, a copy of the version held, or a partial we listed, written in place.
+   */
+  origin: "nothing" | "same version" | "earlier version" | "listed blocks" | "held version" | "listed partial" = "nothing";
 
-  /** Resumed from a partial we listed by its blocks (and by nothing else): see Inbox.create. */
-  byBlocks = false;
+  /** Resumed from a partial of another version than this one: its bytes may not match. */
+  get ofEarlierVersion(): boolean {
+    return this.origin === "earlier version" || this.origin === "listed blocks";
+  }
 
   /**
-   * A delta on top of a partial we listed by its blocks, written in place: no copy of a version held was
-   * made for it, so, cut short, it does not count among the deltas left unfinished.
+   * A delta begun with a copy of the whole version held: cut short, it counts among the deltas left
+   * unfinished (one onto a partial we listed copied nothing).
    */
-  ontoPartial = false;
+  get copiedHeldVersion(): boolean {
+    return this.origin === "held version";
+  }
 
   /** Resumed from an earlier version's partial, and the server never said the prefix to check it by. */
   get earlierPrefixUnchecked(): boolean {
@@ -729,7 +737,7 @@ export class Inbox {
       // (Taken up, or its partial begun afresh: what was remembered of it is of no more use. Unless taken
       // up by its listed blocks: refused again, a resume the server offered before it read our listing,
       // what was listed still holds, see suspend. Every use of it looks at the file first.)
-      if (!file.byBlocks) this.#suspended.delete(relative);
+      if (file.origin !== "listed blocks") this.#suspended.delete(relative);
       return file;
     } catch (error) {
       target.release();
@@ -755,14 +763,14 @@ export class Inbox {
 
     if (base !== undefined) {
       // Delta: start from the version we delivered, if it is the one the server has in mind; or from a
-      // partial whose blocks we listed, in place (see ontoPartial).
+      // partial whose blocks we listed, in place (see IncomingFile.copiedHeldVersion).
       const held = this.manifest.files.get(relative);
       if (held?.hash !== base) {
         const onto = await this.#listedPartial(relative, partial, base, identity?.size);
         if (!onto) throw new RefetchError(`${relative}: delta against a version we do not hold; fetching it whole`, relative);
         if (this.manifest.partials.has(relative)) this.manifest.partialDropped(relative);
         const file = new IncomingFile(relative, vpath, target, partial, onto.handle, "delta", undefined, 0, identity, fsync, onto.size);
-        file.ontoPartial = true;
+        file.origin = "listed partial";
         return file;
       }
       // A partial of another version under this name is about to be overwritten by the copy: forgotten
@@ -775,7 +783,9 @@ export class Inbox {
         return undefined;
       });
       if (copied === undefined) throw new RefetchError(`${relative}: delta against a version we do not hold; fetching it whole`, relative);
-      return new IncomingFile(relative, vpath, target, partial, copied.handle, "delta", undefined, 0, identity, fsync, copied.size);
+      const file = new IncomingFile(relative, vpath, target, partial, copied.handle, "delta", undefined, 0, identity, fsync, copied.size);
+      file.origin = "held version";
+      return file;
     }
 
     if (offset > 0) {
@@ -828,8 +838,7 @@ export class Inbox {
         // time. One of an earlier version is now one of this version.
         if (!known || (known.tag === undefined && identity.tag !== undefined) || !sameVersion) this.manifest.partialStarted(relative, identity);
         const file = new IncomingFile(relative, vpath, target, partial, handle, "sequential", hasher, offset, identity, fsync);
-        file.ofEarlierVersion = !sameVersion;
-        file.byBlocks = byBlocks && !sameVersion && !earlierVersion;
+        file.origin = sameVersion ? "same version" : earlierVersion ? "earlier version" : "listed blocks";
         return file;
       } catch (error) {
         await handle.close();

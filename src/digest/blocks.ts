@@ -221,7 +221,7 @@ export function treeHashOfBlocks(xx: XXHashAPI, blocks: Buffer): string {
 
 /** The tree hash of a file's first `count` blocks, from its fingerprint (X-FMQ-Prefix). */
 export function prefixTreeHash(xx: XXHashAPI, fingerprint: Fingerprint, count: number): string {
-  return fingerprintOf(xx, fingerprint.blocks.subarray(0, count * 8)).hash;
+  return treeHashOfBlocks(xx, fingerprint.blocks.subarray(0, count * 8));
 }
 
 /** Indexes of blocks that differ between two block lists (blocks beyond the shorter list differ). */

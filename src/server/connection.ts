@@ -125,6 +125,13 @@ export const MAX_QUEUED_CHANGES = 65_536;
  */
 const MAX_KEPT_PARTIALS = 64;
 
+/**
+ * What the client keeps of a file (see Connection.#keptPartials): its first `length` bytes, of the inode
+ * `tag`, from a transfer of ours cut short this session or listed in its cache; or a partial it listed by
+ * its blocks' hashes (pblocks), whatever version they are of.
+ */
+type KeptPartial = { readonly source: "cut" | "cache"; readonly length: number; readonly tag: string } | { readonly source: "blocks"; readonly blocks: Buffer };
+
 /** The name of `vpath` under `path` as a cache lists it (joinVirtual(path, name) === vpath), if any. */
 function nameBelow(path: string, vpath: string): string | undefined {
   if (path === "/") return vpath.startsWith("/") ? vpath.slice(1) : undefined;
@@ -211,7 +218,7 @@ export class Connection {
    * at the prefix, and the file is asked for again with the partial's block hashes (`blocks`, the
    * cache's pblocks): it resumes after those that match the file as it is when its turn comes.
    */
-  readonly #keptPartials = new Map<string, { readonly length: number; readonly tag?: string; readonly blocks?: Buffer; readonly listed?: boolean }>();
+  readonly #keptPartials = new Map<string, KeptPartial>();
   /**
    * Deltas cut short this session, by virtual path, until the file goes out whole: our client takes no
    * more than MAX_UNFINISHED_DELTAS of a file it has not had since (each costs it a copy of the version
@@ -592,8 +599,7 @@ export class Connection {
       // client asks again for the file alone, with nothing listed), and ignores the rest of it. It stops
       // at the next step, rather than send up to the whole file for nothing before the file goes again.
       // (Also one that has sent every byte and waits for its fingerprint: it stops when the wait ends.)
-      const cursor = this.#inHand();
-      if (cursor?.vpath === file.vpath && cursor.sendsPart && this.#versionOf.get(cursor) === file) this.#refused = cursor;
+      this.#refuseInHand(file);
       this.#toBacklog(file, backlogged);
     }
     for (const { vpath, planned, patch } of plans) {
@@ -694,13 +700,11 @@ export class Connection {
     // a file written again and again changes between now and then.) The refused transfer, if it is still
     // under way, stops.
     if (entry.pblocks !== undefined && this.#caps.has(Capability.VERIFY)) {
-      const cursor = this.#inHand();
-      if (cursor?.vpath === file.vpath && cursor.sendsPart && this.#versionOf.get(cursor) === file) this.#refused = cursor;
+      this.#refuseInHand(file);
       // (As many as the file has blocks, in memory of their own: a client may list 4,000 for any file. A
       // delta onto them names them by their tree hash; our client knows how many we kept, see
       // Inbox.listedBase.)
-      const blocks = blocksUpTo(entry.pblocks, file.size);
-      setNewest(this.#keptPartials, file.vpath, { length: (blocks.length / 8) * BLOCK_SIZE, blocks }, MAX_KEPT_PARTIALS);
+      setNewest(this.#keptPartials, file.vpath, { source: "blocks", blocks: blocksUpTo(entry.pblocks, file.size) }, MAX_KEPT_PARTIALS);
       return { op: "create", file };
     }
     const partial = entry.partial;
@@ -714,7 +718,7 @@ export class Connection {
     // (Remembered as kept, too: a newer version of the file published before this resume opens replaces
     // it in the queue, and takes the partial up in its place. A soak test: a growing file, the publisher
     // restarted, went from byte 0 again.)
-    if (partial.tag !== undefined) setNewest(this.#keptPartials, file.vpath, { length: partial.length, tag: partial.tag, listed: true }, MAX_KEPT_PARTIALS);
+    if (partial.tag !== undefined) setNewest(this.#keptPartials, file.vpath, { source: "cache", length: partial.length, tag: partial.tag }, MAX_KEPT_PARTIALS);
     if (sameFile && partial.size === file.size && partial.mtime === file.mtimeMs) return { op: "create", file, resumeAt: partial.length };
     // A partial of an earlier version of this very inode (a file growing, or written in place, while it
     // came) is resumed too, if it is no longer than the file, unless changed blocks on the version the
@@ -762,12 +766,12 @@ export class Connection {
     // (The client's partial of this file from earlier in the session, if this is still its inode. Kept
     // until another transfer of the file stops or ends: this one may not open, the file changed again.)
     const kept = this.#keptPartials.get(patch.file.vpath);
-    if (kept?.blocks !== undefined) return this.#resumeAfterMatching(patch.file, kept.blocks);
+    if (kept?.source === "blocks") return this.#resumeAfterMatching(patch.file, kept.blocks);
     const resume = kept && this.#resumableElsewhere(patch.file, kept.length, kept.tag) ? { start: kept.length } : undefined;
     // (One listed in a cache, of a session begun after a restart most likely, waits for the file's hash:
     // see #afterFingerprint. One kept this session does not: the file's hash was begun when it was
     // published, and a file that grows, the usual case, would wait for it at every change.)
-    const waited = (plan: TransferPlan) => (kept?.listed === true ? this.#afterFingerprint(patch.file, plan) : plan);
+    const waited = (plan: TransferPlan) => (kept?.source === "cache" ? this.#afterFingerprint(patch.file, plan) : plan);
     const held = this.#holdings.get(patch.file.vpath);
     // (And "verify": a delta's X-FMQ-Base, which says what the blocks apply to, is among the headers only
     // such a client gets.)
@@ -829,8 +833,8 @@ export class Connection {
     // such a listing, which says what it holds now: a transfer cut short opened before it, and one opened
     // after it took it up.)
     if (cursor === this.#refused || !cursor.extensions || version === undefined || cursor.identity.size < RESUME_MIN_SIZE || length < BLOCK_SIZE) return;
-    if (this.#keptPartials.get(cursor.vpath)?.blocks !== undefined) return;
-    setNewest(this.#keptPartials, cursor.vpath, { length, tag: versionTag(version) }, MAX_KEPT_PARTIALS);
+    if (this.#keptPartials.get(cursor.vpath)?.source === "blocks") return;
+    setNewest(this.#keptPartials, cursor.vpath, { source: "cut", length, tag: versionTag(version) }, MAX_KEPT_PARTIALS);
   }
 
   #checkForClientData(): void {
@@ -1030,6 +1034,12 @@ export class Connection {
       this.#cannotOpen(patch, error);
       return undefined;
     }
+  }
+
+  /** The resume or delta of `file` in hand, if any, is refused: the client asked for that file again. */
+  #refuseInHand(file: PublishedFile): void {
+    const cursor = this.#inHand();
+    if (cursor?.vpath === file.vpath && cursor.sendsPart && this.#versionOf.get(cursor) === file) this.#refused = cursor;
   }
 
   /** A resume or delta being sent that the client has since asked for again, whole or by its partial's blocks (see #queueExisting, #planFor). */
