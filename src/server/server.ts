@@ -129,6 +129,15 @@ const STALLED_MS = 5000;
 const DROPPED_FORGET_FACTOR = 3;
 const DROPPED_FORGET_MS = 10_000;
 
+/**
+ * A dropped client's empty message is answered by an RTFM that asks whether it is still there (see
+ * Server.#hungUp), and asked once more this much later. libzmq hands us its notice of a close before it
+ * takes the peer's pipe away (that comes a few commands between its threads later): an RTFM sent in
+ * between goes into the closing pipe, fails nothing, and the peer stayed counted until it was forgotten
+ * (16 s in a test that waited 5 for it, which failed once in CI under load).
+ */
+const ASK_AGAIN_MS = 1000;
+
 /** ROUTER_NOTIFY's value for "tell us of disconnects" (not of connects). */
 const ZMQ_NOTIFY_DISCONNECT = 2;
 
@@ -188,6 +197,8 @@ export class Server extends EventEmitter<ServerEvents> {
    * DROPPED_FORGET_MS after the drop (a peer reading again keeps its connection: it may start again then).
    */
   readonly #dropped = new Map<string, number>();
+  /** Dropped clients to ask again whether they are still there, and when (see ASK_AGAIN_MS); at most one each. */
+  readonly #askAgain = new Map<string, { readonly routingId: Buffer; readonly at: number }>();
 
   constructor(options: ServerOptions = {}) {
     super();
@@ -618,10 +629,11 @@ export class Server extends EventEmitter<ServerEvents> {
     // A client dropped for not reading: its connection, and what libzmq held for it, is gone now; or it
     // sent an empty message itself, to be counted no more while libzmq still holds its full pipe (a
     // review). Asked: the RTFM fails at once (EHOSTUNREACH) if the connection is gone, and the outbox
-    // then forgets it (#unreachable); a peer still there stays counted until it expires.
+    // then forgets it (#unreachable); asked once more a moment later (see ASK_AGAIN_MS); a peer still
+    // there stays counted until it expires.
     if (this.#dropped.has(key)) {
-      // (One at a time: a peer sending empty message after empty message does not fill our queue.)
-      if (this.#outbox.queued(key) === 0) this.#outbox.send(key, routingId, encode({ id: "RTFM", reason: "empty message" }));
+      this.#askIfThere(key, routingId);
+      if (!this.#askAgain.has(key)) this.#askAgain.set(key, { routingId, at: monotonic() + ASK_AGAIN_MS });
       return;
     }
     const connection = this.#connections.get(key);
@@ -630,9 +642,16 @@ export class Server extends EventEmitter<ServerEvents> {
     else if (!this.#strangerHeardOf(key)) this.#send(key, routingId, encode({ id: "RTFM", reason: "empty message" }));
   }
 
+  /** Ask a dropped client whether it is still there: an RTFM, which fails EHOSTUNREACH if it is not (#unreachable). */
+  #askIfThere(key: string, routingId: Buffer): void {
+    // (One at a time: a peer sending empty message after empty message does not fill our queue.)
+    if (this.#outbox.queued(key) === 0) this.#outbox.send(key, routingId, encode({ id: "RTFM", reason: "empty message" }));
+  }
+
   /** libzmq has no connection for this peer any more (a send failed EHOSTUNREACH). */
   #unreachable(key: string): void {
     this.#dropped.delete(key);
+    this.#askAgain.delete(key);
     this.#connections.get(key)?.engine.post("expired", undefined, { urgent: true });
   }
 
@@ -669,8 +688,18 @@ export class Server extends EventEmitter<ServerEvents> {
     for (const [key, since] of this.#dropped) {
       if (now - since <= DROPPED_FORGET_FACTOR * this.options.peerTimeoutMs + DROPPED_FORGET_MS) continue;
       this.#dropped.delete(key);
+      this.#askAgain.delete(key);
       // (With the RTFM that asked whether it was still there, if it could never be sent.)
       if (!this.#connections.has(key)) this.#outbox.forget(key);
+    }
+    for (const [key, { routingId, at }] of this.#askAgain) {
+      if (at > now) continue;
+      // (The first question still waiting, behind what its full pipe holds: asked again after it.)
+      if (this.#dropped.has(key) && this.#outbox.queued(key) > 0) this.#askAgain.set(key, { routingId, at: now + ASK_AGAIN_MS });
+      else {
+        this.#askAgain.delete(key);
+        if (this.#dropped.has(key)) this.#askIfThere(key, routingId);
+      }
     }
     const deadline = now - this.options.expiryMs;
     // Its pipe full for as long as a frozen peer is given (peer-timeout-ms): it has stopped reading, and
