@@ -650,8 +650,14 @@ export class Client extends EventEmitter<ClientEvents> {
       for (const inbox of inboxes) {
         for (const [relative, partial] of inbox.manifest.partials) {
           const name = relativeTo(path, partial.vpath);
-          // (Not one of no version: nothing would resume it.)
-          if (name === undefined || partial.mtime === UNVERSIONED_MTIME || !landsHere(inbox, relative, partial.vpath)) continue;
+          if (name === undefined || !landsHere(inbox, relative, partial.vpath)) continue;
+          // (One of no version, a resume of it refused in an earlier run, by its blocks: nothing resumes it
+          // by its length. Hashed now, which takes a moment per GiB of it before this request goes.)
+          if (partial.mtime === UNVERSIONED_MTIME) {
+            const pblocks = await inbox.unversionedBlocks(relative);
+            if (pblocks !== undefined) entries.set(name, { ...entries.get(name), pblocks });
+            continue;
+          }
           const length = await inbox.partialLength(relative);
           if (length < BLOCK_SIZE) continue;
           entries.set(name, { ...entries.get(name), partial: { length, size: partial.size, mtime: partial.mtime, ...(partial.tag !== undefined ? { tag: partial.tag } : {}) } });

@@ -661,6 +661,39 @@ export class Inbox {
     return listed;
   }
 
+  /**
+   * The block hashes of `relative`'s partial file to list (pblocks) in a subscription, if it is one of no
+   * version (a resume of it refused in an earlier run, see UNVERSIONED_MTIME): its whole blocks read and
+   * hashed now, up to those that can be listed, and remembered as listBlocks's are, so that a resume of it
+   * after any of them, or changed blocks on top of them, is taken up. Else it was of no use to anyone
+   * after a restart: nothing resumes a partial of no version, and the file came whole again (a soak test:
+   * a big file written in place, the subscriber killed twice, twice its size received).
+   */
+  async unversionedBlocks(relative: string): Promise<Buffer | undefined> {
+    if (this.manifest.partials.get(relative)?.mtime !== UNVERSIONED_MTIME) return undefined;
+    const listed = await this.listBlocks(relative);
+    if (listed !== undefined) return listed;
+    const handle = await open(this.dirs.partial.join(partialName(relative)), constants.O_RDONLY | constants.O_NOFOLLOW).catch(() => undefined);
+    if (!handle) return undefined;
+    try {
+      const before = await handle.stat();
+      const blocks = Math.min(Math.floor(before.size / BLOCK_SIZE), MAX_LISTED_BLOCKS);
+      if (!before.isFile() || blocks === 0) return undefined;
+      const hasher = new BlockHasher(this.xx);
+      await hashPrefix(handle, hasher, blocks * BLOCK_SIZE);
+      const after = await handle.stat();
+      const state: SuspendedPartial = { ino: after.ino, size: after.size, mtimeMs: after.mtimeMs, ctimeMs: after.ctimeMs, blocks: hasher.wholeBlocks() };
+      // (Written to while it was read, by someone else: not what was hashed.)
+      if (!unchanged(state, before) || this.manifest.partials.get(relative)?.mtime !== UNVERSIONED_MTIME) return undefined;
+      setNewest(this.#suspended, relative, { ...state, listed: state.blocks }, MAX_SUSPENDED);
+      return state.blocks;
+    } catch {
+      return undefined;
+    } finally {
+      await handle.close().catch(() => undefined);
+    }
+  }
+
   /** The partial files' directory, for the kernel. */
   private get partialDir(): string {
     return this.dirs.partial.path;

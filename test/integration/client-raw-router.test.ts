@@ -2719,6 +2719,30 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(icanhazFor(r, "/vm.img")).toHaveLength(1);
   });
 
+  it("client - a partial refused for its prefix, kept over a restart, is listed by its blocks (read again) in the next run's subscription, and resumed after the block that still matches: only the rest received", async () => {
+    const { r, inbox, h, rid } = await subscribedToRoot();
+    const first = await endedChanged(r, rid, inbox, "/vm.img", "92");
+    const next = Buffer.concat([first.subarray(0, MiB), randomBytes(MiB), first.subarray(2 * MiB)]);
+    const headers = identityHeaders(next.length, 1_700_000_000_800, "92");
+    await r.sendFile(rid, "/vm.img", next, { chunkSize: 256 * 1024, start: 2 * MiB, headers: { ...headers, "X-FMQ-Prefix": await treeHash(next.subarray(0, 2 * MiB)) }, eofHeaders: { "X-FMQ-XXH64T": await treeHash(next) } });
+    await manifestWhere(inbox, (m) => m.partials["vm.img"]?.mtime === UNVERSIONED_MTIME, "the partial of no version");
+    await h.client.close();
+    // The next run, on the same inbox.
+    const r2 = await router();
+    const h2 = makeClient({ endpoint: r2.endpoint, inbox, heartbeatMs: 100, timeoutMs: 10_000 });
+    await h2.client.subscribe("/");
+    const rid2 = await openSession(r2, h2, 1);
+    expect(icanhazFor(r2, "/")[0]!.cache).toEqual(new Map([["vm.img", await pblocksEntry(first.subarray(0, 2 * MiB))]]));
+    await r2.sendFile(rid2, "/vm.img", next, { chunkSize: 256 * 1024, start: MiB, headers: { ...headers, "X-FMQ-Prefix": await treeHash(next.subarray(0, MiB)) }, eofHeaders: { "X-FMQ-XXH64T": await treeHash(next) } });
+    const done = await nextDelivery(h2, "/vm.img");
+    expect(done.received).toBe(2 * MiB);
+    expect(await sha256File(path.join(inbox, "vm.img"))).toBe(sha256(next));
+    const m = await manifestWhere(inbox, (m) => "vm.img" in m.files, "vm.img delivered");
+    expect(m.partials).toEqual({});
+    await expectCleanState(inbox);
+    expect(h2.errors).toEqual([]);
+  });
+
   it("client - a partial refused for its prefix takes changed blocks on top of it, in place, when the server sends them so (X-FMQ-Base: the tree hash of the blocks listed): only those and the rest received", async () => {
     const { r, inbox, h, rid } = await subscribedToRoot();
     const first = await endedChanged(r, rid, inbox, "/disk.img", "91");
