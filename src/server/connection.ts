@@ -1254,20 +1254,25 @@ function blocksUpTo(blocks: Buffer, size: number): Buffer {
 /**
  * A cache value kept until its file is published (#retained), as small as what it says: a SHA-1 as a
  * string of its own, one of ours parsed (block hashes only as many as the version it describes has, and
- * only with the hash a delta needs), anything else as "" (listed, and not understood: the file goes).
- * The raw value may be 64 KiB of anything (a review).
+ * only with the hash a delta needs; a partial's, pblocks, as many as the file has as we saw it),
+ * anything else as "" (listed, and not understood: the file goes). The raw value may be 64 KiB of
+ * anything (a review).
  */
 function retainedEntry(value: string, sizeSeen: number): string | CacheEntry {
   if (isSha1Digest(value)) return Buffer.from(value, "latin1").toString("latin1");
   const entry = parseCacheEntry(value);
   if (!entry) return "";
-  // (Nor a partial's block hashes: listed only when a file is asked for again, which a file not yet
-  // published is not.)
-  const { blocks, pblocks: _, ...rest } = entry;
+  const { blocks, pblocks, ...rest } = entry;
   // (Block hashes only as many as the file has as we saw it, not as many as the client says: else one
   // client listing every waiting file with 4 GiB of blocks (32 KiB each) made us keep 32 KiB per file
-  // for it, 320 MB for 10,000 small files waiting at a start: a review.)
-  return blocks !== undefined && entry.hash !== undefined && entry.size !== undefined ? { ...rest, blocks: blocksUpTo(blocks, Math.min(entry.size, sizeSeen)) } : rest;
+  // for it, 320 MB for 10,000 small files waiting at a start: a review. A partial's blocks likewise: a
+  // client lists them in a subscription after it restarts, and a publisher restarted meanwhile has not
+  // yet published the file it resumes.)
+  return {
+    ...rest,
+    ...(blocks !== undefined && entry.hash !== undefined && entry.size !== undefined ? { blocks: blocksUpTo(blocks, Math.min(entry.size, sizeSeen)) } : {}),
+    ...(pblocks !== undefined && sizeSeen > 0 ? { pblocks: blocksUpTo(pblocks, sizeSeen) } : {}),
+  };
 }
 
 /** A reason for SRSLY/RTFM: a 1-octet-length string on the wire, so at most 255 bytes. */

@@ -2236,6 +2236,32 @@ describe("server with a scripted raw peer", () => {
     await p.expectSilence(300);
   });
 
+  it("server - a partial listed by its blocks (pblocks) to a publisher that has just started, its file not yet stable, is resumed after the blocks that still match once the file is published: not sent whole", async () => {
+    // (A subscriber restarted lists so a partial whose resume it refused; a publisher restarted meanwhile
+    // sees the file and waits for it to be stable. The listing was dropped then, and the file came whole.)
+    const big = randomBytes(3 * 1024 * 1024);
+    const { server, endpoint } = await startServer({ stableMs: 5000 }, { files: { "disk.img": big } });
+    // What the client holds: the file's first block, then a block of other bytes (written over since).
+    const held = Buffer.concat([big.subarray(0, 1024 * 1024), randomBytes(1024 * 1024)]);
+    const hasher = new BlockHasher(await xxh());
+    hasher.update(held);
+    const p = peer(endpoint);
+    await p.open();
+    expect(server.mounts[0]!.files.size).toBe(0);
+    await p.send({ id: "ICANHAZ", path: "/", options: new Map([["X-FMQ-Caps", "verify,single"]]), cache: new Map([["disk.img", formatCacheEntry({ pblocks: hasher.wholeBlocks() })]]) });
+    await p.expect("ICANHAZ_OK");
+    await p.nom(64 * 1024 * 1024);
+    await published(server, 1);
+    const first = await p.expect("CHEEZBURGER");
+    expect([first.filename, first.offset, first.headers.get("X-FMQ-Prefix")]).toEqual(["/disk.img", BigInt(1024 * 1024), await treeHash(big.subarray(0, 1024 * 1024))]);
+    let received = first.chunk.length;
+    for (let last = first; last.eof === 0; ) {
+      last = await p.expect("CHEEZBURGER");
+      received += last.chunk.length;
+    }
+    expect(received).toBe(2 * 1024 * 1024);
+  });
+
   it("server - peers that say OHAI while the server closes get no session: none is said connected once close() is called, none is left after it", async () => {
     // (A review: close() waits for the connections and the mounts to close before the socket does, and the
     // read loop went on meanwhile: an OHAI then made a connection nothing closed, with its file open.)
@@ -2257,7 +2283,7 @@ describe("server with a scripted raw peer", () => {
     expect(server.clients).toBe(0);
   });
 
-  it("server - block hashes a client lists for files not yet published are kept only as many as the file has: not 32 KiB each for what it claims is a 4 GiB file", async () => {
+  it("server - block hashes a client lists for files not yet published (of a version held, or of a partial) are kept only as many as the file has: not 32 KiB each for what it claims is a 4 GiB file", async () => {
     // (A review: kept up to the size the client claimed; 200 small files waiting at a start, each listed
     // with 4,000 block hashes, were 6.4 MB kept for one client until they were published.)
     const files = Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`f${i}.txt`, "small"]));
@@ -2265,6 +2291,8 @@ describe("server with a scripted raw peer", () => {
     await waitFor(() => server.mounts[0]!.waiting("/f199.txt"), "the files seen, waiting", DEADLINE);
     const blocks = "0123456789abcdef".repeat(4000);
     const entry = formatCacheEntry({ size: 4 * 1024 ** 3, mtime: 1, hash: "0123456789abcdef", blocks: Buffer.from(blocks, "hex") });
+    // (And a partial's, for half of them: see the test above.)
+    const partialEntry = formatCacheEntry({ pblocks: Buffer.from(blocks, "hex") });
     const heldNow = () => {
       gc();
       gc();
@@ -2274,7 +2302,7 @@ describe("server with a scripted raw peer", () => {
     const p = peer(endpoint);
     await p.open();
     const base = heldNow();
-    await p.send({ id: "ICANHAZ", path: "/", options: new Map(), cache: new Map(Object.keys(files).map((name) => [name, entry])) });
+    await p.send({ id: "ICANHAZ", path: "/", options: new Map(), cache: new Map(Object.keys(files).map((name, i) => [name, i % 2 === 0 ? entry : partialEntry])) });
     await p.expect("ICANHAZ_OK");
     // The message itself (13 MB) is let go once handled: what stays is what the session keeps.
     await p.send({ id: "HUGZ" });
