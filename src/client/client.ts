@@ -651,10 +651,10 @@ export class Client extends EventEmitter<ClientEvents> {
         for (const [relative, partial] of inbox.manifest.partials) {
           const name = relativeTo(path, partial.vpath);
           if (name === undefined || !landsHere(inbox, relative, partial.vpath)) continue;
-          // (One of no version, a resume of it refused in an earlier run, by its blocks: nothing resumes it
-          // by its length. Hashed now, which takes a moment per GiB of it before this request goes.)
+          // (One of no version, its resume refused for its prefix, by its blocks, as a refetch lists it:
+          // nothing resumes it by its length. Of an earlier run: hashed as the inbox opened.)
           if (partial.mtime === UNVERSIONED_MTIME) {
-            const pblocks = await inbox.unversionedBlocks(relative);
+            const pblocks = await inbox.listBlocks(relative);
             if (pblocks !== undefined) entries.set(name, { ...entries.get(name), pblocks });
             continue;
           }

@@ -648,8 +648,9 @@ export class Inbox {
   }
 
   /**
-   * The block hashes of `relative`'s partial file, to list (pblocks), if this process suspended it and it
-   * is as it was left; a resume of it after any of them is then taken (see #create).
+   * The block hashes of `relative`'s partial file, to list (pblocks), if this process suspended it (or
+   * found it of no version as the inbox opened, see #rememberUnversioned) and it is as it was left; a
+   * resume of it after any of them is then taken (see #create).
    */
   async listBlocks(relative: string): Promise<Buffer | undefined> {
     const remembered = this.#suspended.get(relative);
@@ -662,31 +663,40 @@ export class Inbox {
   }
 
   /**
-   * The block hashes of `relative`'s partial file to list (pblocks) in a subscription, if it is one of no
-   * version (a resume of it refused in an earlier run, see UNVERSIONED_MTIME): its whole blocks read and
-   * hashed now, up to those that can be listed, and remembered as listBlocks's are, so that a resume of it
-   * after any of them, or changed blocks on top of them, is taken up. Else it was of no use to anyone
-   * after a restart: nothing resumes a partial of no version, and the file came whole again (a soak test:
-   * a big file written in place, the subscriber killed twice, twice its size received).
+   * Partial files of no version (a resume of them refused for its prefix in an earlier run, see
+   * UNVERSIONED_MTIME): read and hashed by their whole blocks (up to as many as can be listed), and
+   * remembered as a suspension by this process is, so that a subscription lists them (pblocks, see
+   * listBlocks) and a resume after any of those blocks, or changed blocks on top of them, is taken up.
+   * Else nothing took such a partial up after a restart, and the file came whole again. Done as the
+   * inbox opens, before any subscription goes (a moment per GiB of them): hashed while a subscription was
+   * being sent, a session's heartbeats waited, and a server could drop it (a review). At most
+   * MAX_SUSPENDED of them; any others are replaced by their file sent whole, as before.
    */
-  async unversionedBlocks(relative: string): Promise<Buffer | undefined> {
-    if (this.manifest.partials.get(relative)?.mtime !== UNVERSIONED_MTIME) return undefined;
-    const listed = await this.listBlocks(relative);
-    if (listed !== undefined) return listed;
-    const handle = await open(this.dirs.partial.join(partialName(relative)), constants.O_RDONLY | constants.O_NOFOLLOW).catch(() => undefined);
+  async #rememberUnversioned(): Promise<void> {
+    let count = 0;
+    for (const [relative, partial] of this.manifest.partials) {
+      if (partial.mtime !== UNVERSIONED_MTIME) continue;
+      if (count++ >= MAX_SUSPENDED) break;
+      const state = await this.#hashBlocksOf(relative);
+      if (state) setNewest(this.#suspended, relative, state, MAX_SUSPENDED);
+    }
+  }
+
+  /** `relative`'s partial file, its whole blocks hashed (as many as can be listed), if it is a regular file not changed while read. */
+  async #hashBlocksOf(relative: string): Promise<SuspendedPartial | undefined> {
+    const partialPath = this.dirs.partial.join(partialName(relative));
+    const found = await lstat(partialPath).catch(() => undefined);
+    if (!found?.isFile() || found.size < BLOCK_SIZE) return undefined;
+    // (O_NONBLOCK: a FIFO put there since the look above does not hold the open up.)
+    const handle = await open(partialPath, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch(() => undefined);
     if (!handle) return undefined;
     try {
       const before = await handle.stat();
-      const blocks = Math.min(Math.floor(before.size / BLOCK_SIZE), MAX_LISTED_BLOCKS);
-      if (!before.isFile() || blocks === 0) return undefined;
+      if (!before.isFile()) return undefined;
       const hasher = new BlockHasher(this.xx);
-      await hashPrefix(handle, hasher, blocks * BLOCK_SIZE);
-      const after = await handle.stat();
-      const state: SuspendedPartial = { ino: after.ino, size: after.size, mtimeMs: after.mtimeMs, ctimeMs: after.ctimeMs, blocks: hasher.wholeBlocks() };
-      // (Written to while it was read, by someone else: not what was hashed.)
-      if (!unchanged(state, before) || this.manifest.partials.get(relative)?.mtime !== UNVERSIONED_MTIME) return undefined;
-      setNewest(this.#suspended, relative, { ...state, listed: state.blocks }, MAX_SUSPENDED);
-      return state.blocks;
+      await hashPrefix(handle, hasher, Math.min(Math.floor(before.size / BLOCK_SIZE), MAX_LISTED_BLOCKS) * BLOCK_SIZE);
+      const state: SuspendedPartial = { ino: before.ino, size: before.size, mtimeMs: before.mtimeMs, ctimeMs: before.ctimeMs, blocks: hasher.wholeBlocks() };
+      return unchanged(state, await handle.stat()) ? state : undefined;
     } catch {
       return undefined;
     } finally {
@@ -741,6 +751,7 @@ export class Inbox {
       dirs.onRestore = () => inbox.#endTurn();
       await inbox.#sweepPartials();
       await inbox.#settlePlacements();
+      await inbox.#rememberUnversioned();
       return inbox;
     } catch (error) {
       // (Its journal closed too: left open, each try leaked a descriptor and the manifest's maps.)

@@ -633,7 +633,8 @@ export class Server extends EventEmitter<ServerEvents> {
     // there stays counted until it expires.
     if (this.#dropped.has(key)) {
       this.#askIfThere(key, routingId);
-      if (!this.#askAgain.has(key)) this.#askAgain.set(key, { routingId, at: monotonic() + ASK_AGAIN_MS });
+      // (From the last empty message: the notice of a real close may follow one the peer sent itself.)
+      this.#askAgain.set(key, { routingId, at: monotonic() + ASK_AGAIN_MS });
       return;
     }
     const connection = this.#connections.get(key);
