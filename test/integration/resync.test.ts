@@ -777,6 +777,38 @@ describe("resync", () => {
     expect(pub.bytes() - before).toBeLessThanOrEqual(48 * MiB + 8 * MiB);
   }, 60_000);
 
+  it("resync - a partial refused for its prefix (a block behind it written over in place), its subscriber then closed (killed, say), is taken up by the next run by its blocks: the changed block and the rest come, not the whole file", async () => {
+    const { src, inbox, file, mtime, pub, partial } = await leftWithPartial();
+    const resumeAt = Math.floor((await stat(partial)).size / MiB) * MiB;
+    const published = [...pub.server.mounts[0]!.files.values()][0]!;
+    // Its third MiB written over in place, the mtime put back (a disk image, a database): the same version
+    // by size, mtime and inode, so the resume is offered, and refused at its first chunk (X-FMQ-Prefix).
+    const handle = await open(file, "r+");
+    await handle.write(randomBytes(MiB), 0, MiB, 2 * MiB);
+    await handle.close();
+    await utimes(file, mtime, mtime);
+    await waitFor(() => [...pub.server.mounts[0]!.files.values()][0]?.ctimeMs !== published.ctimeMs, "the write published", 15_000);
+    await waitFor(() => !pub.server.mounts[0]!.unstable, "the mount settled", 15_000);
+    const refusing = await startClient(pub.endpoint, inbox, { window: 4 * MiB });
+    // Closed as it says so, before it asks for the file again (the server shares this thread).
+    refusing.client.on("error", () => void refusing.close());
+    await waitFor(() => refusing.errors.length > 0, "the resume refused", 15_000);
+    expect(refusing.errors[0]).toMatch(new RegExp(`cannot resume at ${resumeAt}: the partial file holds other bytes`));
+    await refusing.close();
+    expect(refusing.delivered).toEqual([]);
+    // (And what came of the resume before its prefix did, when the publisher's hash of the file came late:
+    // of the file's content, kept and listed with the rest.)
+    const kept = Math.floor((await stat(partial)).size / MiB) * MiB;
+    expect(kept).toBeGreaterThanOrEqual(resumeAt);
+    const back = await startClient(pub.endpoint, inbox);
+    await mirrored(inbox, src);
+    expect(back.errors).toEqual([]);
+    // The block that changed and all past those the partial held (listed by their hashes, pblocks, read as
+    // the inbox opened): before, the next run found a partial of no version, and the file came whole.
+    expect(back.delivered).toMatchObject([{ path: "big.bin", size: 48 * MiB }]);
+    expect(back.delivered[0]!.received).toBe(48 * MiB - kept + MiB);
+  }, 60_000);
+
   it("resync - writing to a file while it is published never delivers a mixture", async () => {
     const src = await tempDir();
     const inbox = await tempDir();
