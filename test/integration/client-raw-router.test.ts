@@ -427,6 +427,39 @@ async function endedChanged(r: RawRouter, rid: Buffer, inbox: string, vpath: str
   return data;
 }
 
+/**
+ * A client on a fresh inbox, subscribed to "/", whose partial of /vm.img (see endedChanged, tag `tag`) has
+ * just been offered a resume at 2 MiB of the next version, whose second MiB was written over: refused for
+ * its prefix. `offerResume` offers it again.
+ */
+async function refusedForItsPrefix(tag: string) {
+  const session = await subscribedToRoot();
+  const { r, rid, inbox } = session;
+  const first = await endedChanged(r, rid, inbox, "/vm.img", tag);
+  const next = Buffer.concat([first.subarray(0, MiB), randomBytes(MiB), first.subarray(2 * MiB)]);
+  const headers = identityHeaders(next.length, 1_700_000_000_800, tag);
+  const offerResume = async () =>
+    r.sendFile(rid, "/vm.img", next, { chunkSize: 256 * 1024, start: 2 * MiB, headers: { ...headers, "X-FMQ-Prefix": await treeHash(next.subarray(0, 2 * MiB)) }, eofHeaders: { "X-FMQ-XXH64T": await treeHash(next) } });
+  await offerResume();
+  return { ...session, first, next, headers, offerResume };
+}
+
+/**
+ * Send `data` as `vpath` resumed after its first block (X-FMQ-Prefix of it), as our server resumes a
+ * listed partial whose first block still matches; then it must be delivered with only the rest received,
+ * byte for byte, the inbox left clean and no error said.
+ */
+async function resumedAfterFirstBlock(r: RawRouter, rid: Buffer, h: Harness, inbox: string, vpath: string, data: Buffer, headers: Record<string, string>): Promise<void> {
+  await r.sendFile(rid, vpath, data, { chunkSize: 256 * 1024, start: MiB, headers: { ...headers, "X-FMQ-Prefix": await treeHash(data.subarray(0, MiB)) }, eofHeaders: { "X-FMQ-XXH64T": await treeHash(data) } });
+  const done = await nextDelivery(h, vpath);
+  expect(done.received).toBe(data.length - MiB);
+  expect(await sha256File(path.join(inbox, vpath.slice(1)))).toBe(sha256(data));
+  const m = await manifestWhere(inbox, (m) => vpath.slice(1) in m.files, `${vpath} delivered`);
+  expect(m.partials).toEqual({});
+  await expectCleanState(inbox);
+  expect(h.errors).toEqual([]);
+}
+
 /** The tree hash our server puts in X-FMQ-XXH64T: XXH64 of the 1 MiB blocks' XXH64s (8 bytes big-endian each). */
 async function treeHash(data: Uint8Array): Promise<string> {
   const hasher = new BlockHasher(await xxh());
@@ -2695,36 +2728,20 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
   });
 
   it("client - a partial refused for its prefix (the file written in place behind it) is resumed after the blocks that still match: only the rest received, checked by X-FMQ-Prefix and the file's hash", async () => {
-    const { r, inbox, h, rid } = await subscribedToRoot();
-    const first = await endedChanged(r, rid, inbox, "/vm.img", "90");
-    // The next version: its second MiB written over, the rest as it was.
-    const next = Buffer.concat([first.subarray(0, MiB), randomBytes(MiB), first.subarray(2 * MiB)]);
-    const headers = identityHeaders(next.length, 1_700_000_000_800, "90");
-    await r.sendFile(rid, "/vm.img", next, { chunkSize: 256 * 1024, start: 2 * MiB, headers: { ...headers, "X-FMQ-Prefix": await treeHash(next.subarray(0, 2 * MiB)) }, eofHeaders: { "X-FMQ-XXH64T": await treeHash(next) } });
+    const { r, inbox, h, rid, first, next, headers, offerResume } = await refusedForItsPrefix("90");
     await waitFor(() => icanhazFor(r, "/vm.img").length === 1, "the file asked for again", SOON, 5);
     expect(icanhazFor(r, "/vm.img")[0]!.cache).toEqual(new Map([["vm.img", await pblocksEntry(first.subarray(0, 2 * MiB))]]));
     // The same resume offered again before the server read that (the two crossing): refused again, quietly,
     // and what was listed still holds.
-    await r.sendFile(rid, "/vm.img", next, { chunkSize: 256 * 1024, start: 2 * MiB, headers: { ...headers, "X-FMQ-Prefix": await treeHash(next.subarray(0, 2 * MiB)) }, eofHeaders: { "X-FMQ-XXH64T": await treeHash(next) } });
+    await offerResume();
     // Its first block matches: resumed there, as our server does.
     await r.send(rid, { id: "ICANHAZ_OK" });
-    await r.sendFile(rid, "/vm.img", next, { chunkSize: 256 * 1024, start: MiB, headers: { ...headers, "X-FMQ-Prefix": await treeHash(next.subarray(0, MiB)) }, eofHeaders: { "X-FMQ-XXH64T": await treeHash(next) } });
-    const done = await nextDelivery(h, "/vm.img");
-    expect(done.received).toBe(2 * MiB);
-    expect(await sha256File(path.join(inbox, "vm.img"))).toBe(sha256(next));
-    const m = await manifestWhere(inbox, (m) => "vm.img" in m.files, "vm.img delivered");
-    expect(m.partials).toEqual({});
-    await expectCleanState(inbox);
-    expect(h.errors).toEqual([]);
+    await resumedAfterFirstBlock(r, rid, h, inbox, "/vm.img", next, headers);
     expect(icanhazFor(r, "/vm.img")).toHaveLength(1);
   });
 
   it("client - a partial refused for its prefix, kept over a restart, is listed by its blocks (read again) in the next run's subscription, and resumed after the block that still matches: only the rest received", async () => {
-    const { r, inbox, h, rid } = await subscribedToRoot();
-    const first = await endedChanged(r, rid, inbox, "/vm.img", "92");
-    const next = Buffer.concat([first.subarray(0, MiB), randomBytes(MiB), first.subarray(2 * MiB)]);
-    const headers = identityHeaders(next.length, 1_700_000_000_800, "92");
-    await r.sendFile(rid, "/vm.img", next, { chunkSize: 256 * 1024, start: 2 * MiB, headers: { ...headers, "X-FMQ-Prefix": await treeHash(next.subarray(0, 2 * MiB)) }, eofHeaders: { "X-FMQ-XXH64T": await treeHash(next) } });
+    const { inbox, h, first, next, headers } = await refusedForItsPrefix("92");
     await manifestWhere(inbox, (m) => m.partials["vm.img"]?.mtime === UNVERSIONED_MTIME, "the partial of no version");
     await h.client.close();
     // The next run, on the same inbox.
@@ -2733,14 +2750,7 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     await h2.client.subscribe("/");
     const rid2 = await openSession(r2, h2, 1);
     expect(icanhazFor(r2, "/")[0]!.cache).toEqual(new Map([["vm.img", await pblocksEntry(first.subarray(0, 2 * MiB))]]));
-    await r2.sendFile(rid2, "/vm.img", next, { chunkSize: 256 * 1024, start: MiB, headers: { ...headers, "X-FMQ-Prefix": await treeHash(next.subarray(0, MiB)) }, eofHeaders: { "X-FMQ-XXH64T": await treeHash(next) } });
-    const done = await nextDelivery(h2, "/vm.img");
-    expect(done.received).toBe(2 * MiB);
-    expect(await sha256File(path.join(inbox, "vm.img"))).toBe(sha256(next));
-    const m = await manifestWhere(inbox, (m) => "vm.img" in m.files, "vm.img delivered");
-    expect(m.partials).toEqual({});
-    await expectCleanState(inbox);
-    expect(h2.errors).toEqual([]);
+    await resumedAfterFirstBlock(r2, rid2, h2, inbox, "/vm.img", next, headers);
   });
 
   it("client - a partial refused for its prefix takes changed blocks on top of it, in place, when the server sends them so (X-FMQ-Base: the tree hash of the blocks listed): only those and the rest received", async () => {
