@@ -611,15 +611,20 @@ export class Inbox {
   /**
    * How many of the blocks we listed of `relative`'s partial file a delta's X-FMQ-Base `base` is the tree
    * hash of, if it is: all of them, or as many as a file of `size` bytes has (the server keeps no more of
-   * a listing than the file has blocks); 0 if neither. (As they were listed: whether the file is still as
-   * it was is looked at when the delta opens.)
+   * a listing than the file has blocks), or fewer (a listing made before the server published the file is
+   * kept only as long as the file was when it saw it, and the file may have grown since: a review); 0 if
+   * none. (As they were listed: whether the file is still as it was is looked at when the delta opens.)
    */
   listedBase(relative: string, base: string, size: number | undefined): number {
     const listed = this.#suspended.get(relative)?.listed;
     if (!listed) return 0;
-    if (treeHashOfBlocks(this.xx, listed) === base) return listed.length / 8;
-    const upTo = size === undefined ? 0 : Math.min(listed.length / 8, Math.ceil(size / BLOCK_SIZE));
-    return upTo > 0 && treeHashOfBlocks(this.xx, listed.subarray(0, upTo * 8)) === base ? upTo : 0;
+    const count = listed.length / 8;
+    if (treeHashOfBlocks(this.xx, listed) === base) return count;
+    const upTo = size === undefined ? count : Math.min(count, Math.ceil(size / BLOCK_SIZE));
+    // (The likeliest first. At most 4,000 tries of at most 32 KB each, and only for a delta not on the
+    // version held, at its first chunk.)
+    for (let blocks = upTo; blocks > 0; blocks--) if (treeHashOfBlocks(this.xx, listed.subarray(0, blocks * 8)) === base) return blocks;
+    return 0;
   }
 
   /**

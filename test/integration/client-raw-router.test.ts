@@ -467,11 +467,16 @@ async function treeHash(data: Uint8Array): Promise<string> {
   return hasher.finish().hash;
 }
 
-/** The cache entry our client lists for a partial of `data` whose resume it refused: its whole blocks' hashes. */
-async function pblocksEntry(data: Uint8Array): Promise<string> {
+/** The hashes of `data`'s whole 1 MiB blocks, as a pblocks listing has them. */
+async function blocksOf(data: Uint8Array): Promise<Buffer> {
   const hasher = new BlockHasher(await xxh());
   hasher.update(data);
-  return `fmq1;pblocks=${hasher.wholeBlocks().toString("hex")}`;
+  return hasher.wholeBlocks();
+}
+
+/** The cache entry our client lists for a partial of `data` whose resume it refused: its whole blocks' hashes. */
+async function pblocksEntry(data: Uint8Array): Promise<string> {
+  return `fmq1;pblocks=${(await blocksOf(data)).toString("hex")}`;
 }
 
 /** Every ICANHAZ for exactly `vpath` the client sent so far (a file's path: a refetch), taken or not. */
@@ -2751,6 +2756,23 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     const rid2 = await openSession(r2, h2, 1);
     expect(icanhazFor(r2, "/")[0]!.cache).toEqual(new Map([["vm.img", await pblocksEntry(first.subarray(0, 2 * MiB))]]));
     await resumedAfterFirstBlock(r2, rid2, h2, inbox, "/vm.img", next, headers);
+  });
+
+  it("client - changed blocks on top of fewer of a partial's listed blocks than it listed (a publisher that kept the listing only as long as the file was when it saw it, the file grown since) are taken, in place", async () => {
+    const { r, inbox, h, rid, first, next, headers } = await refusedForItsPrefix("93");
+    await waitFor(() => icanhazFor(r, "/vm.img").length === 1, "the file asked for again", SOON, 5);
+    expect(icanhazFor(r, "/vm.img")[0]!.cache).toEqual(new Map([["vm.img", await pblocksEntry(first.subarray(0, 2 * MiB))]]));
+    await r.send(rid, { id: "ICANHAZ_OK" });
+    // On top of the first listed block only: the rest of the file, from its second MiB.
+    const base = treeHashOfBlocks(await xxh(), await blocksOf(first.subarray(0, MiB)));
+    await r.chunk(rid, { filename: "/vm.img", offset: MiB, data: next.subarray(MiB), headers: { ...headers, "X-FMQ-Base": base } });
+    await r.chunk(rid, { filename: "/vm.img", offset: next.length, eof: 1, headers: { "X-FMQ-XXH64T": await treeHash(next) } });
+    const done = await nextDelivery(h, "/vm.img");
+    expect(done.received).toBe(2 * MiB);
+    expect(await sha256File(path.join(inbox, "vm.img"))).toBe(sha256(next));
+    await expectCleanState(inbox);
+    expect(h.errors).toEqual([]);
+    expect(icanhazFor(r, "/vm.img")).toHaveLength(1);
   });
 
   it("client - a partial refused for its prefix takes changed blocks on top of it, in place, when the server sends them so (X-FMQ-Base: the tree hash of the blocks listed): only those and the rest received", async () => {
