@@ -895,7 +895,7 @@ export class Client extends EventEmitter<ClientEvents> {
       }
       if (!current) {
         // (Not one onto a partial we listed: it copies nothing.)
-        if (base !== undefined && (this.#deltasLeft.get(vpath) ?? 0) >= MAX_UNFINISHED_DELTAS && sub.inbox.listedBase(relative, base, identity?.size) === 0) {
+        if (base !== undefined && (this.#deltasLeft.get(vpath) ?? 0) >= MAX_UNFINISHED_DELTAS && sub.inbox.listedBase(relative, base) === 0) {
           throw new RefetchError(`${relative}: a delta of it was begun and left unfinished before; fetching it whole`, relative);
         }
         // (Said to progress while it opens: a delta's copy of the version held, or a resume's prefix read

@@ -14,7 +14,7 @@ import { readdir, realpath } from "node:fs/promises";
 import path from "node:path";
 import { PARTIAL_SUFFIX, UNPRINTABLE, unsafeRelativeReason } from "../paths.js";
 import { hasStrayBytes, nameBytes, showStrayBytes } from "../raw-names.js";
-import { BLOCK_SIZE, BlockHasher, fingerprintFile, hashPrefix, treeHashOfBlocks, xxh, type Fingerprint } from "../digest/blocks.js";
+import { BLOCK_SIZE, BlockHasher, blocksWithTreeHash, fingerprintFile, hashPrefix, xxh, type Fingerprint } from "../digest/blocks.js";
 import { RESUME_MIN_SIZE } from "../protocol/extensions.js";
 import { setNewest } from "../newest.js";
 import { openRegular } from "../digest/open-regular.js";
@@ -610,21 +610,14 @@ export class Inbox {
 
   /**
    * How many of the blocks we listed of `relative`'s partial file a delta's X-FMQ-Base `base` is the tree
-   * hash of, if it is: all of them, or as many as a file of `size` bytes has (the server keeps no more of
-   * a listing than the file has blocks), or fewer (a listing made before the server published the file is
-   * kept only as long as the file was when it saw it, and the file may have grown since: a review); 0 if
-   * none. (As they were listed: whether the file is still as it was is looked at when the delta opens.)
+   * hash of, if it is; 0 if none. All of them, as many as the file has (the server keeps no more of a
+   * listing than that), or fewer: a listing made before the server published the file is kept only as
+   * long as the file was when it saw it, and the file may have grown since (a review). (As they were
+   * listed: whether the file is still as it was is looked at when the delta opens.)
    */
-  listedBase(relative: string, base: string, size: number | undefined): number {
+  listedBase(relative: string, base: string): number {
     const listed = this.#suspended.get(relative)?.listed;
-    if (!listed) return 0;
-    const count = listed.length / 8;
-    if (treeHashOfBlocks(this.xx, listed) === base) return count;
-    const upTo = size === undefined ? count : Math.min(count, Math.ceil(size / BLOCK_SIZE));
-    // (The likeliest first. At most 4,000 tries of at most 32 KB each, and only for a delta not on the
-    // version held, at its first chunk.)
-    for (let blocks = upTo; blocks > 0; blocks--) if (treeHashOfBlocks(this.xx, listed.subarray(0, blocks * 8)) === base) return blocks;
-    return 0;
+    return listed ? blocksWithTreeHash(this.xx, listed, base) : 0;
   }
 
   /**
@@ -632,9 +625,9 @@ export class Inbox {
    * hash of them (see listedBase), and it is as it was left: cut to those blocks (what lies beyond is not
    * known by them).
    */
-  async #listedPartial(relative: string, partial: PartialName, base: string, size: number | undefined): Promise<{ handle: FileHandle; size: number } | undefined> {
+  async #listedPartial(relative: string, partial: PartialName, base: string): Promise<{ handle: FileHandle; size: number } | undefined> {
     const remembered = this.#suspended.get(relative);
-    const count = this.listedBase(relative, base, size);
+    const count = this.listedBase(relative, base);
     if (count === 0 || !remembered || !startsWith(remembered.blocks, remembered.listed!)) return undefined;
     const handle = await open(partial.path, constants.O_RDWR | constants.O_NOFOLLOW).catch(() => undefined);
     if (!handle) return undefined;
@@ -815,7 +808,7 @@ export class Inbox {
       // partial whose blocks we listed, in place (see IncomingFile.copiedHeldVersion).
       const held = this.manifest.files.get(relative);
       if (held?.hash !== base) {
-        const onto = await this.#listedPartial(relative, partial, base, identity?.size);
+        const onto = await this.#listedPartial(relative, partial, base);
         if (!onto) throw new RefetchError(`${relative}: delta against a version we do not hold; fetching it whole`, relative);
         if (this.manifest.partials.has(relative)) this.manifest.partialDropped(relative);
         const file = new IncomingFile(relative, vpath, target, partial, onto.handle, "delta", undefined, 0, identity, fsync, onto.size);

@@ -767,10 +767,12 @@ describe("resync", () => {
     expect(back.errors).toHaveLength(1);
     expect(back.errors[0]).toMatch(new RegExp(`cannot resume at ${resumeAt}: the partial file holds other bytes`));
     // (Whole, but for blocks of the new content that came before the refusal: when the publisher's
-    // fingerprint of the rewrite was late, the prefix came after a chunk or two, and the client listed
-    // those blocks with the old ones, pblocks: the publisher sends the rest on top of them.)
+    // fingerprint of the rewrite was late, the prefix came after a chunk or more, and the client listed
+    // those blocks with the old ones, pblocks: the publisher sends the rest on top of them. How many came
+    // so depends on how late: 2 MiB or so, 6 under two busy loops once. All that the partial held before
+    // the offset is of the old content, and comes again.)
     expect(back.delivered).toMatchObject([{ path: "big.bin", size: 48 * MiB }]);
-    expect(back.delivered[0]!.received).toBeGreaterThanOrEqual(48 * MiB - 4 * MiB);
+    expect(back.delivered[0]!.received).toBeGreaterThanOrEqual(resumeAt);
     expect(back.delivered[0]!.received).toBeLessThanOrEqual(48 * MiB);
     // The whole file, and at most what the client's window let go of the refused resume (before: its
     // 40 MiB, then the whole file).

@@ -7,7 +7,7 @@ import { open, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { BLOCK_SIZE, BlockHasher, fingerprintFile, fingerprintFileSync, hashPrefix, prefixTreeHash, xxh } from "../../src/digest/blocks.js";
+import { BLOCK_SIZE, BlockHasher, blocksWithTreeHash, fingerprintFile, fingerprintFileSync, hashPrefix, prefixTreeHash, treeHashOfBlocks, xxh } from "../../src/digest/blocks.js";
 import { tempDir } from "../helpers/tmp.js";
 
 async function inMemory(data: Buffer, pieces: number[], kept = false): Promise<string> {
@@ -63,6 +63,20 @@ describe("fingerprints", () => {
       const fromHasher = hasher.finish().blocks;
       expect(fromHasher.buffer.byteLength).toBe(fromHasher.length);
     }
+  });
+
+  it("blocks - the number of leading block hashes a tree hash is of (an X-FMQ-Base on a listed partial), found in one streamed pass, is that of the one-shot tree hash of that many; 0 for any other hash", async () => {
+    const xx = await xxh();
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 40 }), fc.nat(), async (count, pick) => {
+        const blocks = randomBytes(count * 8);
+        const k = (pick % count) + 1;
+        expect(blocksWithTreeHash(xx, blocks, treeHashOfBlocks(xx, blocks.subarray(0, k * 8)))).toBe(k);
+        expect(blocksWithTreeHash(xx, blocks, treeHashOfBlocks(xx, randomBytes(8)))).toBe(0);
+      }),
+      { numRuns: 50 },
+    );
+    expect(blocksWithTreeHash(xx, Buffer.alloc(0), treeHashOfBlocks(xx, Buffer.alloc(0)))).toBe(0);
   });
 
   it("blocks - a symlink at the name is refused, not followed (only a regular file is opened: open-regular.test.ts)", async () => {
