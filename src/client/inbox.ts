@@ -83,8 +83,9 @@ export interface SuspendedPartial {
   readonly ctimeMs: number;
   readonly blocks: Buffer;
   /**
-   * The block hashes listed to the server (pblocks: the first of `blocks`, at most MAX_LISTED_BLOCKS),
-   * which may resume it after those that match, or send changed blocks on top of them.
+   * The block hashes listed to the server (pblocks: the first of `blocks`, at most MAX_LISTED_BLOCKS;
+   * always a prefix of them, see listBlocks and suspend), which may resume it after those that match, or
+   * send changed blocks on top of them.
    */
   readonly listed?: Buffer;
 }
@@ -97,9 +98,9 @@ const MAX_LISTED_BLOCKS = 4000;
 
 /**
  * The mtime the manifest records for a partial whose bytes are of no version the server has (a resume of
- * it refused by X-FMQ-Prefix): no file has it, so no resume of it is offered by its identity, and it is
- * not listed; recorded, it is removed as any partial is (a delete, a small version, a new transfer). Only
- * this process, which knows its blocks, takes it up.
+ * it refused by X-FMQ-Prefix): no file has it, so no resume of it is offered by its identity; it is listed
+ * by its blocks' hashes instead (pblocks: this process knows them, a later one reads them as the inbox
+ * opens). Recorded, it is removed as any partial is (a delete, a small version, a new transfer).
  */
 export const UNVERSIONED_MTIME = Number.MIN_SAFE_INTEGER;
 
@@ -628,7 +629,7 @@ export class Inbox {
   async #listedPartial(relative: string, partial: PartialName, base: string): Promise<{ handle: FileHandle; size: number } | undefined> {
     const remembered = this.#suspended.get(relative);
     const count = this.listedBase(relative, base);
-    if (count === 0 || !remembered || !startsWith(remembered.blocks, remembered.listed!)) return undefined;
+    if (count === 0 || !remembered) return undefined;
     const handle = await open(partial.path, constants.O_RDWR | constants.O_NOFOLLOW).catch(() => undefined);
     if (!handle) return undefined;
     try {
