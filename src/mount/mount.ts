@@ -10,6 +10,7 @@ import { watch, type FSWatcher } from "chokidar";
 import { isUnpublished, joinVirtual, normaliseVirtualPath, overlaps, relativeTo, unsafeRelativeReason } from "../paths.js";
 import { economiseDirectoryReads, type DirectoryReads } from "./directory-reads.js";
 import { onWatchBegun } from "./watch-begun.js";
+import { trackWatcherWork, type WatcherBusy } from "./watcher-busy.js";
 import { StabilityTracker, type Sighting } from "./stability.js";
 import { findUnpublishable, notUtf8, type Findings } from "./unpublishable.js";
 import { UnreadableDirectories } from "./unreadable.js";
@@ -24,6 +25,8 @@ import { setNewest } from "../newest.js";
 const CHOKIDAR_READDIR_THROTTLE_MS = 1000;
 /** A watch we ask for afresh begins well within this (a directory's read; 10,000 files take about 0.1 s). */
 const REWATCH_BEGINS_WITHIN_MS = 30_000;
+/** How long the check of what the watcher missed waits for the watcher's own reading and adding in a directory. */
+const MAX_WAIT_FOR_WATCHER_MS = 60_000;
 /** chokidar's "change" throttle (index.js, chokidar 5.0.0): a file's change this soon after the last one reported is dropped. */
 const CHOKIDAR_CHANGE_THROTTLE_MS = 50;
 
@@ -162,6 +165,8 @@ export class Mount extends EventEmitter<MountEvents> {
     this.#watcher = watcher;
     // (A write to a file does not make chokidar read its whole directory again; see directory-reads.ts.)
     this.#directoryReads = economiseDirectoryReads(watcher, (absolute) => this.#directories.has(absolute));
+    // (Before onWatchBegun's wrapper, which checks the internal's own parameters.)
+    this.#watcherBusy = trackWatcherWork(watcher);
     // (What is made in a directory between the watcher's read of it and the start of its watch is
     // reported by neither: looked for once the watch has begun, see watch-begun.ts; not after a rewatch
     // of our own from that check, which goes on with its own count of tries.)
@@ -320,13 +325,18 @@ export class Mount extends EventEmitter<MountEvents> {
    * is not re-read for ever). Also for every directory whose watch has begun (see watch-begun.ts: what
    * was made between the watcher's read of it and its watch).
    */
-  #readAgainSoon(dir: string, tries = 3): void {
+  #readAgainSoon(dir: string, tries = 3, waitingSince = Date.now()): void {
     if (this.#closed || this.#readAgainTimers.has(dir)) return;
     const timer = setTimeout(() => {
       this.#readAgainTimers.delete(dir);
       // (Not while the published directory is gone: it is started afresh once it is back. Nor while the
       // watcher has a read of it under way or due: that read finds what it does not know yet.)
-      if (this.#closed || this.#lookingForRoot || this.#directoryReads?.pending(dir) || !this.#watcherMissed(dir)) return;
+      if (this.#closed || this.#lookingForRoot || this.#directoryReads?.pending(dir)) return;
+      // Nor while the watcher is still reading it or adding what it read (see watcher-busy.ts): what it
+      // has not added yet is not missed. Looked at once that is over, or after a minute (a failed read
+      // never ends).
+      if (this.#watcherBusy?.busyIn(dir) && Date.now() - waitingSince < MAX_WAIT_FOR_WATCHER_MS) return this.#readAgainSoon(dir, tries, waitingSince);
+      if (!this.#watcherMissed(dir)) return;
       this.#rewatchedByCheck.set(dir, Date.now() + REWATCH_BEGINS_WITHIN_MS);
       this.#watchAfresh(dir, false);
       if (tries > 1) this.#readAgainSoon(dir, tries - 1);
@@ -335,6 +345,8 @@ export class Mount extends EventEmitter<MountEvents> {
   }
   /** The watcher's directory reads (see directory-reads.ts), for whether one is pending. */
   #directoryReads: DirectoryReads | undefined;
+  /** What the watcher is still reading and adding (see watcher-busy.ts). */
+  #watcherBusy: WatcherBusy | undefined;
   /**
    * Directories handed to the watcher afresh by #readAgainSoon: the start of their watch is its doing,
    * not a new directory to check (which would begin its tries again, for ever, in a directory that never
