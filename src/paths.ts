@@ -2,6 +2,7 @@
 // inside a mount on the server and inside the inbox on the client. Every name from the wire is hostile
 // until one of these functions has said otherwise.
 
+import path from "node:path";
 import { nameByteLength } from "./raw-names.js";
 
 /** Suffix of the client's partial files. The server never publishes them; the client never accepts such a name. */
@@ -100,7 +101,27 @@ export function unsafeRelativeReason(relative: string): string | undefined {
 
 /** Hidden files and directories (".x") and our partial files are never published. */
 export function isUnpublished(relative: string): boolean {
-  return relative.split("/").some((segment) => segment.startsWith(".")) || relative.endsWith(PARTIAL_SUFFIX);
+  // (A segment that begins with "." begins the name or follows a "/": asked several times of every name a
+  // scan finds, so without splitting it.)
+  return relative.startsWith(".") || relative.includes("/.") || relative.endsWith(PARTIAL_SUFFIX);
+}
+
+/** A relative name that path.relative would write otherwise: empty, "." or ".." segments, a leading or trailing "/". */
+const NOT_NORMAL = /^\/|\/\/|\/$|(^|\/)\.\.?(\/|$)/;
+
+/**
+ * `absolute` relative to the directory `root`, with "/" between names: what path.relative(root, absolute)
+ * gives on POSIX. A watcher's name under the root (normal already) is cut from it: path.relative resolves
+ * both against the working directory first, and a scan asks several times for each name it finds (a
+ * sixth of what a 50,000-file mount's scan allocated, measured: 1.49 GB, 1.24 without). Anything else goes to path.relative.
+ */
+export function relativeInside(root: string, absolute: string): string {
+  const prefix = root.endsWith("/") ? root : root + "/";
+  if (absolute.startsWith(prefix) && path.isAbsolute(root)) {
+    const rest = absolute.slice(prefix.length);
+    if (rest !== "" && !NOT_NORMAL.test(rest)) return rest;
+  }
+  return path.relative(root, absolute).split(path.sep).join("/");
 }
 
 /**

@@ -7,7 +7,7 @@ import { lstat, realpath, stat } from "node:fs/promises";
 import { lstatSync, readFileSync, readdirSync, readlinkSync, realpathSync, statSync, type Stats } from "node:fs";
 import path from "node:path";
 import { watch, type FSWatcher } from "chokidar";
-import { isUnpublished, joinVirtual, normaliseVirtualPath, overlaps, relativeTo, unsafeRelativeReason } from "../paths.js";
+import { isUnpublished, joinVirtual, relativeInside, normaliseVirtualPath, overlaps, relativeTo, unsafeRelativeReason } from "../paths.js";
 import { economiseDirectoryReads, type DirectoryReads } from "./directory-reads.js";
 import { onWatchBegun } from "./watch-begun.js";
 import { trackWatcherWork, type WatcherBusy } from "./watcher-busy.js";
@@ -1127,7 +1127,7 @@ export class Mount extends EventEmitter<MountEvents> {
   }
 
   #relative(absolute: string): string {
-    return path.relative(this.root, absolute).split(path.sep).join("/");
+    return relativeInside(this.root, absolute);
   }
 
   #gone(relative: string): void {

@@ -1,5 +1,6 @@
 import { describe, it, expect } from "vitest";
 import fc from "fast-check";
+import path from "node:path";
 
 import {
   PARTIAL_SUFFIX,
@@ -8,6 +9,7 @@ import {
   joinVirtual,
   normaliseVirtualPath,
   overlaps,
+  relativeInside,
   relativeTo,
   unsafeRelativeReason,
 } from "../../src/paths.js";
@@ -166,5 +168,32 @@ describe("paths", () => {
     expect(isUnpublished("dir/a.b.c")).toBe(false);
     expect(isUnpublished("a..b/c")).toBe(false);
     expect(isUnpublished("x.fmq-partial")).toBe(false);
+  });
+
+  it("paths - isUnpublished without splitting says what a segment-by-segment look says (property)", () => {
+    const segment = fc.constantFrom("a", ".a", "..", ".", "", "b.c", "x.fmq-part", "c.");
+    fc.assert(
+      fc.property(fc.array(segment, { minLength: 1, maxLength: 5 }), (segments) => {
+        const relative = segments.join("/");
+        const bySegment = segments.some((s) => s.startsWith(".")) || relative.endsWith(PARTIAL_SUFFIX);
+        expect(isUnpublished(relative)).toBe(bySegment);
+      }),
+    );
+  });
+
+  it("paths - relativeInside gives what path.relative gives, for names under the root and anything else (property)", () => {
+    const segment = fc.constantFrom("a", "b", ".h", "..", ".", "", "c d", "é");
+    const name = fc.array(segment, { minLength: 0, maxLength: 5 }).map((segments) => segments.join("/"));
+    const root = fc.constantFrom("/", "/tmp/m", "/tmp/m/", "/tmp/./m", "tmp/m", "/tmp/m/..");
+    fc.assert(
+      fc.property(root, name, fc.constantFrom("", "/", "//"), (root, rest, join) => {
+        const absolute = root + join + rest;
+        expect(relativeInside(root, absolute)).toBe(path.relative(root, absolute).split(path.sep).join("/"));
+      }),
+      { numRuns: 2000 },
+    );
+    expect(relativeInside("/tmp/m", "/tmp/m/d/f")).toBe("d/f");
+    expect(relativeInside("/tmp/m", "/tmp/m")).toBe("");
+    expect(relativeInside("/tmp/m", "/tmp/mm/f")).toBe("../mm/f");
   });
 });
