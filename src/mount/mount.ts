@@ -165,7 +165,6 @@ export class Mount extends EventEmitter<MountEvents> {
     this.#watcher = watcher;
     // (A write to a file does not make chokidar read its whole directory again; see directory-reads.ts.)
     this.#directoryReads = economiseDirectoryReads(watcher, (absolute) => this.#directories.has(absolute));
-    // (Before onWatchBegun's wrapper, which checks the internal's own parameters.)
     this.#watcherBusy = trackWatcherWork(watcher);
     // (What is made in a directory between the watcher's read of it and the start of its watch is
     // reported by neither: looked for once the watch has begun, see watch-begun.ts; not after a rewatch

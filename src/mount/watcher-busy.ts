@@ -1,70 +1,117 @@
 // What the watcher is still adding. chokidar (5.0.0) adds a directory by reading it (readdirp, an lstat
-// of every entry) and then hands each entry to its add (another lstat, then a watch of each file),
-// without waiting for those adds: its read has ended, and the directory's watch begun, while some of
-// what it read is not yet in its record of the directory (`_watched`). In a big tree read at once,
-// behind tens of thousands of lstats in libuv's four threads, that lasts seconds. The mount's check of
-// what the watcher missed (mount.ts, #readAgainSoon) took those names for missed and had the directory
-// read afresh: 171 directories read again for 100 directories of 500 files under load (measured), each
-// re-read dropping and adding back every name in it, work and garbage that ran the publisher's heap up.
-// This counts, per directory, the reads and adds under way in it, so the check waits for them to end.
-// Reaches into chokidar's handler (pinned at 5.0.0, as the mount's other uses of its internals): without
-// those internals, nothing is counted (the check then does as before).
+// of every entry) and hands each entry to its add (another lstat, then a watch of each file) without
+// waiting for those adds: its read has ended, and the directory's watch begun, while some of what it
+// read is not yet in its record of the directory (`_watched`). In a big tree read at once, behind tens of
+// thousands of lstats in libuv's four threads, that lasts seconds. The mount's check of what the watcher
+// missed (mount.ts, #readAgainSoon) took those names for missed and had the directory read afresh: 171
+// directories read again for 100 directories of 500 files under load (measured), each re-read dropping
+// and adding back every name in it, work and garbage that ran the publisher's heap up.
+//
+// So this says, per directory, whether the watcher has work under way there, each piece ending as soon
+// as what it would put in the record is there:
+// - a read of the directory (its readdirp stream), until it ends or closes (a failed read closes
+//   without ending: chokidar's own promise for it never settles, so that cannot be waited for);
+// - an add of a name in it, until chokidar's record of the directory has the name (a subdirectory's
+//   name goes in as its own read begins: its read is its own work, not its parent's), or the add ends;
+// - an add of the directory itself, until its read begins or the add ends.
+// Reaches into chokidar's internals (pinned at 5.0.0, as the mount's other uses of them): without
+// them, nothing is said to be under way (the check then does as before).
 
 import path from "node:path";
 import type { FSWatcher } from "chokidar";
 
-interface NodeFsHandler {
-  _handleDir(dir: string, ...rest: unknown[]): Promise<unknown>;
-  _addToNodeFs(path: string, ...rest: unknown[]): Promise<unknown>;
+interface Internals {
+  _readdirp(root: string, options: unknown): NodeJS.EventEmitter | undefined;
+  _watched?: Map<string, { has(name: string): boolean }>;
+  _nodeFsHandler?: { _addToNodeFs(path: string, ...rest: unknown[]): Promise<unknown> };
 }
 
+/** A piece of the watcher's work in a directory: over once `over()` says so, or once taken away. */
+interface Work {
+  over(): boolean;
+}
+const NEVER_OVER_BY_ITSELF: () => boolean = () => false;
+
 export interface WatcherBusy {
-  /** The watcher is reading `dir`, or adding something it read in it. */
+  /** The watcher is reading `dir`, or adding it or something it read in it. */
   busyIn(dir: string): boolean;
 }
 
-/** Count `watcher`'s reads and adds under way. Call right after watch(). Undefined if chokidar's internals differ. */
+/** Follow `watcher`'s reads and adds. Call right after watch(). Undefined if chokidar's internals differ. */
 export function trackWatcherWork(watcher: FSWatcher): WatcherBusy | undefined {
-  const handler = (watcher as unknown as { _nodeFsHandler?: NodeFsHandler })._nodeFsHandler;
-  const handleDir = handler?._handleDir;
+  const internals = watcher as unknown as Internals;
+  const handler = internals._nodeFsHandler;
+  const readdirp = internals._readdirp;
   const addToNodeFs = handler?._addToNodeFs;
-  if (!handler || typeof handleDir !== "function" || handleDir.length !== 7 || typeof addToNodeFs !== "function" || addToNodeFs.length !== 5) return undefined;
+  if (!handler || typeof readdirp !== "function" || readdirp.length !== 2 || typeof addToNodeFs !== "function" || addToNodeFs.length !== 5) return undefined;
 
-  // (Only directories with work under way: the map empties as the work ends.)
-  const underWay = new Map<string, number>();
-  const begin = (dir: string) => underWay.set(dir, (underWay.get(dir) ?? 0) + 1);
-  const end = (dir: string) => {
-    const left = (underWay.get(dir) ?? 1) - 1;
-    if (left > 0) underWay.set(dir, left);
-    else underWay.delete(dir);
+  // (Only directories with work under way: emptied as it ends, or as it is found over.)
+  const underWay = new Map<string, Set<Work>>();
+  const begin = (dir: string, work: Work) => {
+    let pieces = underWay.get(dir);
+    if (!pieces) underWay.set(dir, (pieces = new Set()));
+    pieces.add(work);
   };
-  /** Call `work`, counting it against `dir` until what it returns settles. */
-  const counted = <T>(dir: string, work: () => Promise<T>): Promise<T> => {
-    begin(dir);
-    let result: Promise<T>;
+  const end = (dir: string, work: Work) => {
+    const pieces = underWay.get(dir);
+    if (pieces?.delete(work) && pieces.size === 0) underWay.delete(dir);
+  };
+  /** The adds of directories by their own path, until their read begins. */
+  const addsOf = new Map<string, Set<Work>>();
+  const knows = (dir: string, name: string) => internals._watched instanceof Map && internals._watched.get(dir)?.has(name) === true;
+
+  internals._readdirp = function (this: Internals, root: string, options: unknown) {
+    const stream = readdirp.call(this, root, options);
+    if (!stream) return stream;
+    const dir = path.resolve(root);
+    // (Adds of the directory itself: its read is under way now. One that never ends, its read having
+    // failed, is forgotten here, not kept for ever.)
+    for (const add of addsOf.get(dir) ?? []) end(dir, add);
+    addsOf.delete(dir);
+    const reading: Work = { over: NEVER_OVER_BY_ITSELF };
+    begin(dir, reading);
+    const ended = () => end(dir, reading);
+    stream.once("end", ended);
+    stream.once("close", ended);
+    return stream;
+  };
+  // (Its parameters spelt out: the other wrappers of chokidar's internals check them by their count.)
+  handler._addToNodeFs = function (this: unknown, added: string, initialAdd: unknown, priorWh: unknown, depth: unknown, target: unknown) {
+    const absolute = path.resolve(added);
+    const dir = path.dirname(absolute);
+    const name = path.basename(absolute);
+    const inParent: Work = { over: () => knows(dir, name) };
+    const itself: Work = { over: NEVER_OVER_BY_ITSELF };
+    begin(dir, inParent);
+    begin(absolute, itself);
+    let adds = addsOf.get(absolute);
+    if (!adds) addsOf.set(absolute, (adds = new Set()));
+    adds.add(itself);
+    const ended = () => {
+      end(dir, inParent);
+      end(absolute, itself);
+      if (adds.delete(itself) && adds.size === 0 && addsOf.get(absolute) === adds) addsOf.delete(absolute);
+    };
+    let adding: Promise<unknown>;
     try {
-      result = work();
+      adding = addToNodeFs.call(this, added, initialAdd, priorWh, depth, target);
     } catch (error) {
-      end(dir);
+      ended();
       throw error;
     }
-    // (A failed read never settles: readdirp drops it without its "end". Its directory then stays busy;
-    // the mount waits for it a bounded time.)
-    Promise.resolve(result).then(
-      () => end(dir),
-      () => end(dir),
-    );
-    return result;
+    Promise.resolve(adding).then(ended, ended);
+    return adding;
   };
 
-  // (Their parameters spelt out: the other wrappers of these internals check chokidar's by their count.)
-  handler._handleDir = function (this: NodeFsHandler, dir: string, stats: unknown, initialAdd: unknown, depth: unknown, target: unknown, wh: unknown, realpath: unknown) {
-    const read = () => handleDir.call(this, dir, stats, initialAdd, depth, target, wh, realpath);
-    // (With a target, chokidar is adding a symlink in the directory, not reading it.)
-    return target === undefined ? counted(path.resolve(dir), read) : read();
+  return {
+    busyIn(dir) {
+      const key = path.resolve(dir);
+      const pieces = underWay.get(key);
+      if (!pieces) return false;
+      for (const work of pieces) if (work.over()) pieces.delete(work);
+      if (pieces.size > 0) return true;
+      underWay.delete(key);
+      return false;
+    },
   };
-  handler._addToNodeFs = function (this: NodeFsHandler, added: string, initialAdd: unknown, priorWh: unknown, depth: unknown, target: unknown) {
-    return counted(path.dirname(path.resolve(added)), () => addToNodeFs.call(this, added, initialAdd, priorWh, depth, target));
-  };
-  return { busyIn: (dir) => underWay.has(path.resolve(dir)) };
 }

@@ -196,9 +196,10 @@ describe("mount", () => {
   });
 
   it("mount - a directory whose files the watcher is still adding after its read is not read afresh for them (a big tree read at once)", async () => {
-    // (50,000 files in 100 directories under load: 171 directories were read afresh, each dropping and
-    // adding back all it held, as chokidar's adds of what it had read took seconds: the publisher took
-    // 21 s and 10 CPU-s to publish them, its peak RSS 700 MB; 12 s, 6 CPU-s and 500 MB without that.)
+    // (50,000 files in 100 directories, two busy loops beside: 132-156 directories were read afresh,
+    // each dropping and adding back all it held, as chokidar's adds of what it had read took seconds:
+    // 15-17 s and 11 CPU-s to publish them, peak RSS 700-760 MB; 8.3-8.7 s, 6.1-6.4 CPU-s and 540-550
+    // MB without that.)
     const dir = await tempDir("fmq-mount-");
     const sub = path.join(dir, "sub");
     mkdirSync(sub);
