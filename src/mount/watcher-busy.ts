@@ -56,17 +56,27 @@ export function trackWatcherWork(watcher: FSWatcher): WatcherBusy | undefined {
     const pieces = underWay.get(dir);
     if (pieces?.delete(work) && pieces.size === 0) underWay.delete(dir);
   };
-  /** The adds of directories by their own path, until their read begins. */
-  const addsOf = new Map<string, Set<Work>>();
+  /** The adds under way by the path added, until its read begins (for a directory) or the add ends. */
+  const addsOf = new Map<string, Set<Add>>();
+  interface Add {
+    readonly itself: Work;
+    readonly inParent: Work;
+  }
   const knows = (dir: string, name: string) => internals._watched instanceof Map && internals._watched.get(dir)?.has(name) === true;
 
   internals._readdirp = function (this: Internals, root: string, options: unknown) {
     const stream = readdirp.call(this, root, options);
     if (!stream) return stream;
     const dir = path.resolve(root);
-    // (Adds of the directory itself: its read is under way now. One that never ends, its read having
-    // failed, is forgotten here, not kept for ever.)
-    for (const add of addsOf.get(dir) ?? []) end(dir, add);
+    // Adds of the directory itself: its read is under way now, and its name is in its parent's record
+    // (chokidar puts it there first). Both their pieces end here: an add whose read fails never ends,
+    // and its name may leave the parent's record before the parent is looked at again, which kept the
+    // parent busy for good (a review, run: a file made in a directory made again at that name was
+    // published after 57 s instead of about 1).
+    for (const add of addsOf.get(dir) ?? []) {
+      end(dir, add.itself);
+      end(path.dirname(dir), add.inParent);
+    }
     addsOf.delete(dir);
     const reading: Work = { over: NEVER_OVER_BY_ITSELF };
     begin(dir, reading);
@@ -84,13 +94,14 @@ export function trackWatcherWork(watcher: FSWatcher): WatcherBusy | undefined {
     const itself: Work = { over: NEVER_OVER_BY_ITSELF };
     begin(dir, inParent);
     begin(absolute, itself);
+    const add: Add = { itself, inParent };
     let adds = addsOf.get(absolute);
     if (!adds) addsOf.set(absolute, (adds = new Set()));
-    adds.add(itself);
+    adds.add(add);
     const ended = () => {
       end(dir, inParent);
       end(absolute, itself);
-      if (adds.delete(itself) && adds.size === 0 && addsOf.get(absolute) === adds) addsOf.delete(absolute);
+      if (adds.delete(add) && adds.size === 0 && addsOf.get(absolute) === adds) addsOf.delete(absolute);
     };
     let adding: Promise<unknown>;
     try {

@@ -34,7 +34,8 @@ function standIn() {
     if (!_watched.has(dir)) _watched.set(dir, new Set());
     _watched.get(dir)!.add(name);
   };
-  return { busyIn: (dir: string) => busy!.busyIn(dir), read, add, adds, record };
+  const unrecord = (dir: string, name: string) => _watched.get(dir)?.delete(name);
+  return { busyIn: (dir: string) => busy!.busyIn(dir), read, add, adds, record, unrecord };
 }
 
 const settled = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -76,6 +77,16 @@ describe("watcher busy", () => {
     const reading = read("/m/sub");
     expect(busyIn("/m/sub")).toBe(true);
     reading?.emit("close"); // the read failed: the add that is waiting for it never ends
+    expect(busyIn("/m/sub")).toBe(false);
+  });
+
+  it("watcher busy - a subdirectory whose read failed, and whose name left its parent's record before the parent was looked at, does not keep the parent busy", async () => {
+    const { busyIn, add, read, record, unrecord } = standIn();
+    add("/m/sub");
+    record("/m", "sub"); // (chokidar records the name as it begins the directory's read)
+    read("/m/sub")?.emit("close"); // the read failed: the add never ends
+    unrecord("/m", "sub"); // (the parent's next read found it gone)
+    expect(busyIn("/m")).toBe(false);
     expect(busyIn("/m/sub")).toBe(false);
   });
 });
