@@ -9,16 +9,13 @@ import { trackWatcherWork } from "../../src/mount/watcher-busy.js";
 
 /** A watcher whose reads are streams the test ends, and whose adds the test settles. */
 function standIn() {
-  const streams: { root: string; stream: EventEmitter }[] = [];
   const adds: { added: string; settle: () => void }[] = [];
   const _watched = new Map<string, Set<string>>();
   const watcher = {
     _watched,
     // (Their parameters counted as chokidar 5.0.0's: the tracker checks it has the functions it knows.)
-    _readdirp(root: string, _options: unknown) {
-      const stream = new EventEmitter();
-      streams.push({ root, stream });
-      return stream;
+    _readdirp(_root: string, _options: unknown) {
+      return new EventEmitter();
     },
     _nodeFsHandler: {
       _addToNodeFs(added: string, _initialAdd: unknown, _priorWh: unknown, _depth: unknown, _target: unknown) {
