@@ -11,6 +11,7 @@ import { isUnpublished, joinVirtual, relativeInside, normaliseVirtualPath, overl
 import { economiseDirectoryReads, type DirectoryReads } from "./directory-reads.js";
 import { onWatchBegun } from "./watch-begun.js";
 import { trackWatcherWork, type WatcherBusy } from "./watcher-busy.js";
+import { keepLessOfEachFile, type SeenStats } from "./watched-stats.js";
 import { StabilityTracker, type Sighting } from "./stability.js";
 import { findUnpublishable, notUtf8, type Findings } from "./unpublishable.js";
 import { UnreadableDirectories } from "./unreadable.js";
@@ -166,6 +167,8 @@ export class Mount extends EventEmitter<MountEvents> {
     // (A write to a file does not make chokidar read its whole directory again; see directory-reads.ts.)
     this.#directoryReads = economiseDirectoryReads(watcher, (absolute) => this.#directories.has(absolute));
     this.#watcherBusy = trackWatcherWork(watcher);
+    // (chokidar keeps less of each file it watches than its whole Stats; see watched-stats.ts.)
+    keepLessOfEachFile(watcher);
     // (What is made in a directory between the watcher's read of it and the start of its watch is
     // reported by neither: looked for once the watch has begun, see watch-begun.ts; not after a rewatch
     // of our own from that check, which goes on with its own count of tries.)
@@ -261,7 +264,7 @@ export class Mount extends EventEmitter<MountEvents> {
    * A file found or changed (by the watcher, or by looking at what it could not watch). `changeEvent`:
    * the watcher said it changed (see #publish: what chokidar drops after a change).
    */
-  #seen(absolute: string, stats?: Stats, changeEvent = false): void {
+  #seen(absolute: string, stats?: SeenStats, changeEvent = false): void {
     const relative = this.#relative(absolute);
     if (stats && !stats.isFile() && !stats.isSymbolicLink()) {
       // (Links to it do not lead to a file either now.)
