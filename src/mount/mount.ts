@@ -177,6 +177,8 @@ export class Mount extends EventEmitter<MountEvents> {
       this.#rewatchedByCheck.delete(dir);
       if (until === undefined || until < Date.now()) this.#readAgainSoon(dir);
     });
+    // (An add's stats, and a change's where chokidar turns an unlink and an add into one, are a
+    // SeenStats: see watched-stats.ts. chokidar's own types say Stats.)
     watcher.on("add", (absolute, stats) => this.#seen(absolute, stats));
     watcher.on("change", (absolute, stats) => this.#changed(absolute, stats));
     watcher.on("unlink", (absolute) => this.#unlinked(absolute));
@@ -306,7 +308,7 @@ export class Mount extends EventEmitter<MountEvents> {
     for (const link of waiting) this.#lookAtLink(path.join(this.root, link), link);
   }
 
-  #changed(absolute: string, stats?: Stats): void {
+  #changed(absolute: string, stats?: SeenStats): void {
     // A file replaced by a directory of its name reaches us as a "change" of the file, and the watcher
     // never looks inside: the file is gone, and the directory is handed to the watcher afresh.
     if (!stats?.isDirectory()) return this.#seen(absolute, stats, true);
