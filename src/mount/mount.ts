@@ -337,8 +337,8 @@ export class Mount extends EventEmitter<MountEvents> {
       // watcher has a read of it under way or due: that read finds what it does not know yet.)
       if (this.#closed || this.#lookingForRoot || this.#directoryReads?.pending(dir)) return;
       // Nor while the watcher is still reading it or adding what it read (see watcher-busy.ts): what it
-      // has not added yet is not missed. Looked at once that is over, or after a minute (a failed read
-      // never ends).
+      // has not added yet is not missed. Looked at once that is over, or after a minute (a read or an
+      // lstat that hangs, on a dead NFS server, would hold it up for ever).
       if (this.#watcherBusy?.busyIn(dir) && Date.now() - waitingSince < MAX_WAIT_FOR_WATCHER_MS) return this.#readAgainSoon(dir, tries, waitingSince);
       if (!this.#watcherMissed(dir)) return;
       this.#rewatchedByCheck.set(dir, Date.now() + REWATCH_BEGINS_WITHIN_MS);
