@@ -130,8 +130,18 @@ function blocksBuffer(hashes: readonly bigint[]): Buffer {
   return out;
 }
 
+/** A tree hash as it is written (X-FMQ-Hash, X-FMQ-Base...): 16 lowercase hex digits. */
+function hex64(hash: bigint): string {
+  return hash.toString(16).padStart(16, "0");
+}
+
+/** A tree hash as written, as a number; undefined if it is not written so (from the wire: anything). */
+function parseHex64(hash: string): bigint | undefined {
+  return /^[0-9a-f]{16}$/.test(hash) ? BigInt(`0x${hash}`) : undefined;
+}
+
 export function fingerprintOf(xx: XXHashAPI, blocks: Buffer): Fingerprint {
-  return { blocks, hash: xx.h64Raw(blocks).toString(16).padStart(16, "0") };
+  return { blocks, hash: hex64(xx.h64Raw(blocks)) };
 }
 
 /**
@@ -226,11 +236,14 @@ export function treeHashOfBlocks(xx: XXHashAPI, blocks: Buffer): string {
  * 7 ms here (4,000 tree hashes of the prefixes, 64 MB hashed: 17 ms).
  */
 export function blocksWithTreeHash(xx: XXHashAPI, blocks: Buffer, hash: string): number {
+  // (Compared as numbers: no string made per block. A hash not written as ours are matches none.)
+  const wanted = parseHex64(hash);
+  if (wanted === undefined) return 0;
   const running = xx.create64();
   let found = 0;
   for (let count = 1; count * 8 <= blocks.length; count++) {
     running.update(blocks.subarray((count - 1) * 8, count * 8));
-    if (running.digest().toString(16).padStart(16, "0") === hash) found = count;
+    if (running.digest() === wanted) found = count;
   }
   return found;
 }
