@@ -236,6 +236,10 @@ export class Client extends EventEmitter<ClientEvents> {
   #confirmedAt: number | undefined;
   /** This session's first NOM (with the hedge) has gone. */
   #hedged = false;
+  /** The sequence of the last CHEEZBURGER handled this session: every NOM carries it (see "say how far it has read"). */
+  #readUpTo = 0n;
+  /** When the last NOM went. */
+  #nomSentAt = 0;
   readonly #inboxes = new Map<string, Promise<Inbox>>();
   #closed = false;
 
@@ -313,13 +317,22 @@ export class Client extends EventEmitter<ClientEvents> {
         // reference then rests on ZeroMQ's queues (our receive high-water mark).
         const hedge = this.#hedged ? 0n : CREDIT_HEDGE;
         this.#hedged = true;
-        this.#send({ id: "NOM", credit: BigInt(grant) + hedge, sequence: 0n });
+        this.#sendNom(BigInt(grant) + hedge);
+      },
+      // Deletes earn no credit, so a long run of them (a tree removed on the server) sends no NOM: while
+      // the machine worked through what was read ahead, the server found its pipe to us full and heard
+      // nothing of it, and took us for stalled. A NOM of no credit once a heartbeat interval says how far
+      // we are; our server counts that as reading. (Not to a server known to be the reference: it ignores
+      // the sequence.)
+      "say how far it has read": () => {
+        if (this.#ourServer !== false && monotonic() - this.#nomSentAt >= this.options.heartbeatMs) this.#sendNom(0n);
       },
       // (Never throws: the row's "grant credit" must follow whatever became of the chunk, whose credit was
       // counted as spent when its processing began. A chunk that failed, and took the server's last credit,
       // left the session waiting for good: a listener of ours that threw, an EIO while a file was dropped; a
       // review. Synchronous when the chunk's processing is: a batch of small files is handled in one turn.)
       "process the chunk": (arg) => {
+        this.#readUpTo = (arg as Cheezburger).sequence;
         const failed = (error: unknown) => this.#report(new ClientError(`"process the chunk" failed on CHEEZBURGER: ${String(error)}`));
         try {
           return this.#processChunkOfBatch(arg as Cheezburger)?.catch(failed);
@@ -574,6 +587,7 @@ export class Client extends EventEmitter<ClientEvents> {
     for (const timer of this.#resyncs.values()) clearTimeout(timer);
     this.#resyncs.clear();
     this.#hedged = false;
+    this.#readUpTo = 0n;
     // (What was refused of the last session's transfers is not coming: this session's begin afresh.)
     this.#refused = undefined;
     this.#forgetRequests();
@@ -1228,6 +1242,12 @@ export class Client extends EventEmitter<ClientEvents> {
     if (this.listenerCount("error") > 0) this.emit("error", error);
   }
 
+  /** NOM: `credit` more, and the sequence of the last chunk handled (as the reference client sends it). */
+  #sendNom(credit: bigint): void {
+    this.#send({ id: "NOM", credit, sequence: this.#readUpTo });
+    this.#nomSentAt = monotonic();
+  }
+
   #send(message: ClientMessage): void {
     this.#sendFrame(encode(message));
   }
@@ -1277,8 +1297,11 @@ export class Client extends EventEmitter<ClientEvents> {
           if (spent > 0) this.#engine.post("unreadable chunk", spent);
         }
         if (this.#engine.pendingWeight >= READ_AHEAD_BYTES || this.#engine.pending >= READ_AHEAD_MESSAGES) {
-          // The machine is that far behind: let it catch up before reading more.
-          await this.#engine.idle();
+          // The machine is that far behind: let it catch up by a quarter before reading more. (Not all the
+          // way: the socket went unread for as long as 4,096 messages took, deletes at a few ms each under
+          // load, 15 s and more, and the server's kernel closed the connection, our receive window shut for
+          // twice its peer timeout; or the server dropped us for not reading, its pipe full all that time.)
+          await this.#engine.below((READ_AHEAD_MESSAGES * 3) / 4, (READ_AHEAD_BYTES * 3) / 4);
           this.#heartbeat.heard();
         }
       }

@@ -38,6 +38,7 @@ export type ClientAction =
   | "confirm subscription"
   | "refuse subscription"
   | "grant credit"
+  | "say how far it has read"
   | "process the chunk"
   | "send HUGZ"
   | "report disconnection"
@@ -67,7 +68,8 @@ export const clientMachine: Table<ClientState, ClientEvent, ClientAction> = {
       subscribe: { do: ["store subscription", "send ICANHAZ"] },
       ICANHAZ_OK: { do: ["confirm subscription", "grant credit"] },
       SRSLY: { do: ["refuse subscription"] },
-      CHEEZBURGER: { do: ["process the chunk", "grant credit"] },
+      // (With no credit to grant, a NOM of none now and then: the server sees we are reading.)
+      CHEEZBURGER: { do: ["process the chunk", "grant credit", "say how far it has read"] },
       // A chunk we could not read (a name that is not UTF-8, from a server that sends names as bytes)
       // still spent our credit: counted, or enough of them would close the window for good.
       "unreadable chunk": { do: ["count what it spent", "grant credit"] },

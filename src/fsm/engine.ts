@@ -69,6 +69,8 @@ export class Engine<S extends string, E extends string, A extends string, Arg = 
   /** Posted with `urgent` (the dialogue is over): handled at the next step, before anything else. */
   #urgent: Queued<E, Arg> | undefined;
   #idle: (() => void)[] = [];
+  /** Waiting for the queue to shrink below a mark (see below()). */
+  #below: { readonly messages: number; readonly weight: number; readonly resolve: () => void }[] = [];
 
   constructor(
     readonly table: Table<S, E, A>,
@@ -198,6 +200,26 @@ export class Engine<S extends string, E extends string, A extends string, Arg = 
     return new Promise((resolve) => this.#idle.push(resolve));
   }
 
+  /**
+   * Resolves once fewer than `messages` events wait and they weigh less than `weight`, or nothing is
+   * running: a reader that stopped at its bound reads again at a lower mark, not only once all is handled.
+   */
+  below(messages: number, weight: number): Promise<void> {
+    if (!this.#running || this.#isBelow(messages, weight)) return Promise.resolve();
+    return new Promise((resolve) => this.#below.push({ messages, weight, resolve }));
+  }
+
+  #isBelow(messages: number, weight: number): boolean {
+    return this.#queue.length < messages && this.#queueWeight < weight;
+  }
+
+  #wakeBelow(): void {
+    const woken = this.#below.filter((waiter) => this.#isBelow(waiter.messages, waiter.weight));
+    if (woken.length === 0) return;
+    this.#below = this.#below.filter((waiter) => !woken.includes(waiter));
+    for (const waiter of woken) waiter.resolve();
+  }
+
   async #run(): Promise<void> {
     this.#running = true;
     // (A long run of events lets the event loop turn now and then: see Turns.)
@@ -225,12 +247,16 @@ export class Engine<S extends string, E extends string, A extends string, Arg = 
         await this.#handle(item);
         // (A stop meanwhile took everything off, this included.)
         if (item.weight && !this.stopped) this.#weigh(-item.weight);
+        if (this.#below.length > 0) this.#wakeBelow();
       }
     } finally {
       this.#running = false;
       const waiters = this.#idle;
       this.#idle = [];
       for (const resolve of waiters) resolve();
+      const below = this.#below;
+      this.#below = [];
+      for (const { resolve } of below) resolve();
     }
   }
 

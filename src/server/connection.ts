@@ -182,6 +182,25 @@ export class Connection {
     this.expiryPosted = false;
   }
 
+  /** Last time the client said it had read further than before (see readUpTo); 0: never this session. */
+  lastRead = 0;
+  /** The furthest CHEEZBURGER the client has said it read this session. */
+  #readUpTo = 0n;
+
+  /**
+   * The client says it has read up to this CHEEZBURGER (a NOM's sequence: the reference client gives the
+   * last it received; ours the last it handled, and sends a NOM of no credit now and then while it works
+   * through messages that earn none, such as deletes). A client whose pipe stays full while it says so
+   * is slow, not stalled (see Server#expire). Taken as the NOM arrives, not in the machine's turn: there
+   * it waits behind the step that waits for this client's pipe. Only further than before, and not past
+   * what we have sent: a client cannot claim what it was never given.
+   */
+  readUpTo(sequence: bigint): void {
+    if (sequence <= this.#readUpTo || sequence >= this.#sequence) return;
+    this.#readUpTo = sequence;
+    this.lastRead = monotonic();
+  }
+
   readonly #subscriptions = new Set<string>();
   readonly #credit = new SendCredit();
   /** Files waiting to go, in order, one entry per virtual path (a newer change replaces a queued one). */
@@ -390,6 +409,8 @@ export class Connection {
     this.#sentAgain = new WeakSet();
     this.#credit.reset();
     this.#sequence = 0n;
+    this.#readUpTo = 0n;
+    this.lastRead = 0;
     this.#setCaps(new Set());
     this.#holdings.clear();
     this.#keptPartials.clear();

@@ -568,6 +568,7 @@ export class Server extends EventEmitter<ServerEvents> {
     // into one still waiting, taking no place in the queue; not across an OHAI or KTHXBAI (a new session
     // starts with no credit; after KTHXBAI there is none).
     const message = result.message;
+    if (message.id === "NOM") connection.readUpTo(message.sequence);
     if (message.id === "NOM" && engine.fold("NOM", (waiting) => ({ ...message, credit: mergedNomCredit((waiting as Nom).credit, message.credit) }), opensOrEndsSession)) return;
     // HUGZ is answered at once in a session: its reply needs nothing of the dialogue's state, and behind a
     // long step (a subscription's plan waiting for the SHA-1s of big files its cache lists, a file sent
@@ -703,8 +704,12 @@ export class Server extends EventEmitter<ServerEvents> {
       }
     }
     const deadline = now - this.options.expiryMs;
-    // Its pipe full for as long as a frozen peer is given (peer-timeout-ms): it has stopped reading, and
-    // what waits for it stays in our memory. Messages from it (a NOM now and then) do not keep it.
+    // Its pipe full for as long as a frozen peer is given (peer-timeout-ms), and not a word from it meanwhile
+    // that it read further (a NOM's sequence): it has stopped reading, and what waits for it stays in our
+    // memory. Other messages (a HUGZ, a NOM that says no more than before) do not keep it. (Seen with
+    // chunks: a pipe of small messages, deletes, gets room at each of libzmq's heartbeats, a third of
+    // peer-timeout-ms apart, as its engine takes a batch in; such a peer that reads nothing is closed by
+    // the kernel, TCP_MAXRT, at twice peer-timeout-ms.)
     const full = this.#pipesFull();
     for (const { connection, since } of full) {
       if (now - since <= this.options.peerTimeoutMs) continue;
@@ -747,12 +752,17 @@ export class Server extends EventEmitter<ServerEvents> {
     }
   }
 
-  /** Clients whose pipe is full, and since when (nothing sent to them meanwhile). */
+  /**
+   * Clients whose pipe is full, and since when they have not read: since it filled (nothing sent to them
+   * meanwhile), or since they last said they had read further, whichever is later. (A client busy with
+   * what it read ahead, such as a long run of deletes at a few ms each, leaves its pipe full while it
+   * works; it was dropped at peer-timeout-ms, though it was getting on.)
+   */
   #pipesFull(): { connection: Connection; since: number }[] {
     const full: { connection: Connection; since: number }[] = [];
     for (const connection of this.#connections.values()) {
       const since = this.#outbox.fullSince(connection.key);
-      if (since > 0) full.push({ connection, since });
+      if (since > 0) full.push({ connection, since: Math.max(since, connection.lastRead) });
     }
     return full;
   }

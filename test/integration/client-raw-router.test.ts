@@ -854,6 +854,47 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(h.errors).toEqual([]);
   });
 
+  it("client - busy with a long run of deletes (which earn no credit, so no NOM grants any), it says how far it is once a heartbeat: a NOM of no credit and the last sequence handled; not to a server known to be the reference's", async () => {
+    const remove = Inbox.prototype.remove;
+    const spy = vi.spyOn(Inbox.prototype, "remove").mockImplementation(async function (this: Inbox, ...args: Parameters<Inbox["remove"]>) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      return remove.apply(this, args);
+    });
+    try {
+      for (const server of ["ours", "the reference's"] as const) {
+        const { r, h, rid } = await subscribedToRoot();
+        // (The reference's is known by a file's first chunk without our headers: its sequence is 0.)
+        if (server === "the reference's") {
+          await r.sendFile(rid, "/plain.txt", Buffer.from("plain"));
+          await nextDelivery(h, "/plain.txt");
+        }
+        const first = server === "ours" ? 0 : 2;
+        const from = r.log.length;
+        // 200 deletes of names it does not hold, at 10 ms each: 2 s of work, heartbeat 100 ms.
+        for (let i = 0; i < 200; i++) await r.chunk(rid, { filename: `/gone-${i}`, operation: Operation.DELETE });
+        await waitFor(() => spy.mock.calls.length >= (server === "ours" ? 200 : 400), "the deletes handled", SOON);
+        const said = r.log.slice(from).flatMap((entry) => (entry.message?.id === "NOM" ? [{ ...entry.message, at: entry.at }] : []));
+        if (server === "the reference's") {
+          expect(said).toEqual([]);
+          continue;
+        }
+        expect(said.every((nom) => nom.credit === 0n)).toBe(true);
+        const sequences = said.map((nom) => Number(nom.sequence));
+        expect(sequences.length).toBeGreaterThanOrEqual(5);
+        // Each further than the one before, none past what was sent.
+        expect(sequences.every((n, i) => i === 0 || n > sequences[i - 1]!)).toBe(true);
+        expect(sequences[0]).toBeGreaterThanOrEqual(first);
+        expect(sequences.at(-1)).toBeLessThanOrEqual(first + 199);
+        // Not held back until the work is done: spread over it.
+        const gaps = said.slice(1).map((nom, i) => nom.at - said[i]!.at);
+        expect(Math.max(...gaps)).toBeLessThan(1000);
+        expect(h.disconnected).toEqual([]);
+      }
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
   it("client - a delete spares a delivered file someone has changed in the inbox since (other content of the same size, or another size): kept, reported, forgotten", async () => {
     const { r, inbox, h, rid } = await subscribedToRoot();
     // With our tree hash (content known), and from a plain server (size only).

@@ -1139,6 +1139,75 @@ describe("server with a scripted raw peer", () => {
     }
   });
 
+  /**
+   * A server of a sparse 128 MiB file (chunks of 1 MiB), and a bare socket that subscribes, grants a lot of
+   * credit (more than it reads at once: the server fills its pipe), then reads chunks in runs of `run`
+   * and handles each run's over `pauseMs` before reading more, as a client busy with what it read does
+   * (our client reads ahead of its machine), and every 100 ms sends a NOM of no credit with
+   * `sequence(the last chunk handled)`. Resolves with the chunks read before the file's end, or before
+   * the connection went quiet for 3 s (dropped).
+   */
+  async function busyReader(run: number, pauseMs: number, sequence: (last: bigint) => bigint) {
+    const setup = await startServer({ expiryMs: 60_000, peerTimeoutMs: 1000 }, {
+      prepare: async (root) => {
+        const handle = await open(path.join(root, "big.bin"), "w");
+        await handle.truncate(128 * 1024 * 1024);
+        await handle.close();
+      },
+    });
+    await published(setup.server, 1);
+    const socket = await hungClient(setup.endpoint, 2n ** 40n);
+    socket.receiveTimeout = 3000;
+    let handled = 0n;
+    const talking = setInterval(() => void socket.send(encode({ id: "NOM", credit: 0n, sequence: sequence(handled) })).catch(() => undefined), 100);
+    let chunks = 0;
+    const read: bigint[] = [];
+    try {
+      for (;;) {
+        const result = decodeFrames(await socket.receive());
+        if (!result.ok || result.message.id !== "CHEEZBURGER") throw new Error(`not a chunk: ${describeMessage(result.ok ? result.message : ({ id: "RTFM", reason: result.error.message } as Message))}`);
+        if (result.message.eof === 1) break;
+        chunks++;
+        read.push(result.message.sequence);
+        if (read.length < run) continue;
+        for (const sequence of read.splice(0)) {
+          await new Promise((resolve) => setTimeout(resolve, pauseMs / run));
+          handled = sequence;
+        }
+      }
+    } catch {
+      // (Dropped: nothing more came.)
+    } finally {
+      clearInterval(talking);
+    }
+    return { ...setup, chunks };
+  }
+
+  it("server - a client whose pipe stays full for longer than peer-timeout-ms while it is busy with what it read, saying how far it has read (NOM sequence), is not dropped", async () => {
+    // Its pipe full of chunks for each pause of 1.5 s, against a peer timeout of 1 s: dropped before (a
+    // pause, on its own, was a stall as long as a frozen peer is given). Runs of 32 MiB reopen its receive
+    // window each time, so the kernel's TCP_MAXRT (2 s of a shut window) does not close it either.
+    const { server, warnings, chunks } = await busyReader(32, 1500, (last) => last);
+    expect(warnings.filter((w) => /dropped/.test(w))).toEqual([]);
+    expect(chunks).toBe(128);
+    expect(server.clients).toBe(1);
+  }, 30_000);
+
+  it("server - a client whose pipe stays full, saying it read further than it was sent, or no further than before, is dropped at peer-timeout-ms all the same", async () => {
+    let claimed = 2n ** 40n;
+    for (const [what, sequence] of [
+      // (Further each time: each would be news, were it not past what was sent.)
+      ["beyond what it was sent", () => ++claimed],
+      ["no further", () => 1n],
+    ] as const) {
+      // (One pause of 5 s, longer than the drop takes.)
+      const { server, warnings, chunks } = await busyReader(32, 5000, sequence);
+      expect(chunks, what).toBeLessThan(128);
+      expect(warnings.filter((w) => /has not read for \d+ s; dropped$/.test(w)), what).toHaveLength(1);
+      expect(server.clients, what).toBe(0);
+    }
+  }, 30_000);
+
   it("server - clients that stop reading may hold only max-stalled-bytes between them: beyond it, the one stalled longest is dropped at once, the rest stay, and a reading client is served", async () => {
     // Each stalled client counts as (64 in libzmq + 16 queued + 1 + read-ahead 2) chunks of 256 KiB:
     // 20.75 MiB. A 45 MiB budget lets two sit stalled; peer-timeout-ms (60 s) drops nobody meanwhile.

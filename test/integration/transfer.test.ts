@@ -5,14 +5,14 @@ import { createHash } from "node:crypto";
 import { chmod, mkdir, readFile, readdir, realpath, rename, rm, symlink, unlink, writeFile } from "node:fs/promises";
 import { networkInterfaces } from "node:os";
 import path from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { context, Dealer } from "zeromq";
 import { Client, Server, encode, type ClientOptions, type ServerOptions } from "../../src/index.js";
 import { tempDir } from "../helpers/tmp.js";
 import { treeHashes, writeRandomFile, writeTree } from "../helpers/files.js";
 import { waitFor } from "../helpers/wait.js";
 import { tcpEndpoint } from "../helpers/net.js";
-import { partialName } from "../../src/client/inbox.js";
+import { Inbox, partialName } from "../../src/client/inbox.js";
 
 context.blocky = false;
 
@@ -335,6 +335,62 @@ describe("transfer", () => {
     await expectMirror(inbox, new Map([["a.txt", sha256("a")], ["b.txt", sha256("b")]]));
     expect(sub.deleted).toEqual([]);
   });
+
+  it("transfer - a subscriber behind with a long run of deletes (5,000 files removed on the server) reads on while it works through them, and keeps its session", async () => {
+    // Its deletes held until it has read as far ahead as it may (4,096 messages). Before, it then read
+    // nothing more until it had handled them all: with deletes at a few ms each (a loaded machine) the
+    // socket went unread for seconds, its receive window shut all that time, and the server's kernel
+    // closed the connection at twice the peer timeout (TCP_MAXRT; seen with 8,000 deletes at 1 ms each
+    // against a publisher in another process, peer timeout 2 s), and both started a new session. Now it
+    // reads again once a quarter of them is handled: the rest come before it is half way through.
+    const src = await tempDir();
+    const files: Record<string, string> = {};
+    for (let d = 0; d < 20; d++) for (let i = 0; i < 250; i++) files[`d${d}/f${i}`] = "x";
+    await writeTree(src, files);
+    const { server, endpoint } = await startServer(src, { peerTimeoutMs: 1200 });
+    const serverSaid: string[] = [];
+    server.on("warning", (w) => serverSaid.push(w));
+    server.on("disconnected", (key) => serverSaid.push(`${key} disconnected`));
+    const inbox = await tempDir();
+    const { client, errors, delivered, deleted } = await startClient(endpoint, inbox);
+    const clientSaid: string[] = [];
+    client.on("disconnected", (why) => clientSaid.push(why));
+    // (Counted by events: 5,000 files hashed at every look took seconds.)
+    await waitFor(() => delivered.length >= 5000, "the files delivered", 30_000);
+    expect((await treeHashes(inbox)).size).toBe(5000);
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const remove = Inbox.prototype.remove;
+    let removes = 0;
+    const spy = vi.spyOn(Inbox.prototype, "remove").mockImplementation(async function (this: Inbox, ...args: Parameters<Inbox["remove"]>) {
+      removes++;
+      await held;
+      return remove.apply(this, args);
+    });
+    // What it has read and not yet handled, every 10 ms from the release on.
+    const backlog: number[] = [];
+    const watch = setInterval(() => backlog.push(client.backlog.messages), 10);
+    try {
+      for (let d = 0; d < 20; d++) await rm(path.join(src, `d${d}`), { recursive: true });
+      await waitFor(() => client.backlog.messages >= 4096, "the client as far ahead as it reads", 30_000);
+      backlog.length = 0;
+      release();
+      await waitFor(() => deleted.length >= 5000, "the files deleted", 60_000);
+      expect(await treeHashes(inbox)).toEqual(new Map());
+    } finally {
+      clearInterval(watch);
+      release();
+      spy.mockRestore();
+    }
+    expect(removes).toBeGreaterThanOrEqual(5000);
+    // It read more (the rest, about 900) before it was half way through: its backlog went up again.
+    const rose = backlog.findIndex((n, i) => i > 0 && n > backlog[i - 1]!);
+    expect(rose).toBeGreaterThan(0);
+    expect(Math.min(...backlog.slice(0, rose + 1))).toBeGreaterThan(2048);
+    expect(clientSaid).toEqual([]);
+    expect(serverSaid).toEqual([]);
+    expect(errors).toEqual([]);
+  }, 90_000);
 
   it("transfer - the published directory removed: a warning, its files deleted at subscribers; made again at that path, it is published again", async () => {
     const src = path.join(await tempDir(), "pub");

@@ -557,6 +557,36 @@ describe("engine", () => {
     expect(stopped).toEqual([5, 7, -12]);
   });
 
+  it("engine - below(): resolves once fewer events than its mark wait and they weigh less than its other, not only once all are handled; at once when nothing runs; on stop", async () => {
+    const h = harness();
+    await expect(h.engine.below(1, 1)).resolves.toBeUndefined();
+    h.engine.post("SLOW", "s", { weight: 1 });
+    for (const p of ["p1", "p2", "p3", "p4"]) h.engine.post("PING", p, { weight: 10 });
+    await waitFor(() => h.log.includes("slow start(s)"), "the slow action under way", 5000);
+    // Four wait (40): fewer than 3 once two are handled; lighter than 25 once two are too. (Resolved when
+    // the second is handled; the callbacks run a step later.)
+    void h.engine.below(3, 1000).then(() => h.log.push("below 3 messages"));
+    void h.engine.below(100, 25).then(() => h.log.push("below 25"));
+    void h.engine.below(1, 1).then(() => h.log.push("below 1"));
+    h.release();
+    await h.engine.idle();
+    const at = (line: string) => h.log.indexOf(line);
+    for (const line of ["below 3 messages", "below 25"]) {
+      expect(at(line)).toBeGreaterThan(at("state pong(p2)"));
+      expect(at(line)).toBeLessThan(at("state pong(p4)"));
+    }
+    expect(h.log.at(-1)).toBe("below 1");
+
+    const g = harness();
+    g.engine.post("SLOW", "s");
+    g.engine.post("PING", "p");
+    await waitFor(() => g.log.includes("slow start(s)"), "the slow action under way", 5000);
+    const waiting = g.engine.below(1, 1);
+    g.engine.stop();
+    g.release();
+    await expect(waiting).resolves.toBeUndefined();
+  });
+
   it("engine - an event's weight is held until its actions finish, not only while it waits (a subscription's plan keeps its message across awaits)", async () => {
     const deltas: number[] = [];
     const h = harness({ onWeight: (delta) => deltas.push(delta) });
