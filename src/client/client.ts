@@ -236,7 +236,10 @@ export class Client extends EventEmitter<ClientEvents> {
   #confirmedAt: number | undefined;
   /** This session's first NOM (with the hedge) has gone. */
   #hedged = false;
-  /** The sequence of the last CHEEZBURGER handled this session: every NOM carries it (see "say how far it has read"). */
+  /**
+   * The sequence of the last CHEEZBURGER handled this session: every NOM carries it (see "say how far it
+   * has read"). (Our server numbers a session's from 0, so the first handled says nothing new: no matter.)
+   */
   #readUpTo = 0n;
   /** When the last NOM went. */
   #nomSentAt = 0;

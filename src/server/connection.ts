@@ -188,12 +188,14 @@ export class Connection {
   #readUpTo = 0n;
 
   /**
-   * The client says it has read up to this CHEEZBURGER (a NOM's sequence: the reference client gives the
+   * The client says it has got up to this CHEEZBURGER (a NOM's sequence: the reference client gives the
    * last it received; ours the last it handled, and sends a NOM of no credit now and then while it works
    * through messages that earn none, such as deletes). A client whose pipe stays full while it says so
-   * is slow, not stalled (see Server#expire). Taken as the NOM arrives, not in the machine's turn: there
-   * it waits behind the step that waits for this client's pipe. Only further than before, and not past
-   * what we have sent: a client cannot claim what it was never given.
+   * is slow, not stalled: not dropped after peer-timeout-ms (see Server#expire). A word, not proof: it
+   * is taken only further than before and not past what we have queued for it, and it spares the client
+   * nothing else (max-stalled-bytes counts its pipe all the same; the kernel closes a connection that
+   * takes none of our data for twice peer-timeout-ms). Taken as the NOM arrives, not in the machine's
+   * turn: there it waits behind the step that waits for this client's pipe.
    */
   readUpTo(sequence: bigint): void {
     if (sequence <= this.#readUpTo || sequence >= this.#sequence) return;

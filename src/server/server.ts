@@ -705,17 +705,22 @@ export class Server extends EventEmitter<ServerEvents> {
     }
     const deadline = now - this.options.expiryMs;
     // Its pipe full for as long as a frozen peer is given (peer-timeout-ms), and not a word from it meanwhile
-    // that it read further (a NOM's sequence): it has stopped reading, and what waits for it stays in our
-    // memory. Other messages (a HUGZ, a NOM that says no more than before) do not keep it. (Seen with
-    // chunks: a pipe of small messages, deletes, gets room at each of libzmq's heartbeats, a third of
-    // peer-timeout-ms apart, as its engine takes a batch in; such a peer that reads nothing is closed by
-    // the kernel, TCP_MAXRT, at twice peer-timeout-ms.)
+    // that it got further (a NOM's sequence, see Connection.readUpTo): it has stopped reading, and what
+    // waits for it stays in our memory. Other messages (a HUGZ, a NOM that says no more than before) do
+    // not keep it. (Seen with chunks: a pipe of small messages, deletes, gets room at each of libzmq's
+    // heartbeats, a third of peer-timeout-ms apart, as its engine takes a batch in; such a peer that reads
+    // nothing is closed by the kernel, TCP_MAXRT, at twice peer-timeout-ms.)
     const full = this.#pipesFull();
     for (const { connection, since } of full) {
-      if (now - since <= this.options.peerTimeoutMs) continue;
-      this.emit("warning", `client ${connection.key}: has not read for ${Math.round((now - since) / 1000)} s; dropped`);
+      // (A client busy with what it read ahead, such as a long run of deletes at a few ms each, leaves its
+      // pipe full while it works; it was dropped though it was getting on.)
+      const quiet = Math.max(since, connection.lastRead);
+      if (now - quiet <= this.options.peerTimeoutMs) continue;
+      this.emit("warning", `client ${connection.key}: has not read for ${Math.round((now - quiet) / 1000)} s; dropped`);
       this.#drop(connection);
     }
+    // (By the pipe alone, whatever the client says: what it holds is held all the same. A review: clients
+    // that read nothing and counted up their NOMs' sequence escaped the budget.)
     this.#dropStalledBeyondBudget(full.filter(({ connection, since }) => now - since >= STALLED_MS && this.#connections.has(connection.key)), now);
     for (const connection of [...this.#connections.values()]) {
       if (connection.lastHeard >= deadline) continue;
@@ -752,17 +757,12 @@ export class Server extends EventEmitter<ServerEvents> {
     }
   }
 
-  /**
-   * Clients whose pipe is full, and since when they have not read: since it filled (nothing sent to them
-   * meanwhile), or since they last said they had read further, whichever is later. (A client busy with
-   * what it read ahead, such as a long run of deletes at a few ms each, leaves its pipe full while it
-   * works; it was dropped at peer-timeout-ms, though it was getting on.)
-   */
+  /** Clients whose pipe is full, and since when (nothing sent to them meanwhile). */
   #pipesFull(): { connection: Connection; since: number }[] {
     const full: { connection: Connection; since: number }[] = [];
     for (const connection of this.#connections.values()) {
       const since = this.#outbox.fullSince(connection.key);
-      if (since > 0) full.push({ connection, since: Math.max(since, connection.lastRead) });
+      if (since > 0) full.push({ connection, since });
     }
     return full;
   }

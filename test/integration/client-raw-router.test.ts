@@ -873,12 +873,12 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
         // 200 deletes of names it does not hold, at 10 ms each: 2 s of work, heartbeat 100 ms.
         for (let i = 0; i < 200; i++) await r.chunk(rid, { filename: `/gone-${i}`, operation: Operation.DELETE });
         await waitFor(() => spy.mock.calls.length >= (server === "ours" ? 200 : 400), "the deletes handled", SOON);
-        const said = r.log.slice(from).flatMap((entry) => (entry.message?.id === "NOM" ? [{ ...entry.message, at: entry.at }] : []));
+        // (Of no credit: the grant for /plain.txt may come after `from` was taken.)
+        const said = r.log.slice(from).flatMap((entry) => (entry.message?.id === "NOM" && entry.message.credit === 0n ? [{ ...entry.message, at: entry.at }] : []));
         if (server === "the reference's") {
           expect(said).toEqual([]);
           continue;
         }
-        expect(said.every((nom) => nom.credit === 0n)).toBe(true);
         const sequences = said.map((nom) => Number(nom.sequence));
         expect(sequences.length).toBeGreaterThanOrEqual(5);
         // Each further than the one before, none past what was sent.

@@ -585,6 +585,21 @@ describe("engine", () => {
     g.engine.stop();
     g.release();
     await expect(waiting).resolves.toBeUndefined();
+
+    // Stopped by an urgent event's row, events still queued: woken as the engine ends (no event is
+    // handled after it to wake it otherwise).
+    let release = () => {};
+    const u: Engine<"on", "WORK" | "END", "work" | "end"> = new Engine(
+      { initial: "on", states: { on: { WORK: { do: ["work"] }, END: { do: ["end"] } } }, defaults: {} },
+      { work: () => new Promise<void>((resolve) => (release = resolve)), end: () => u.stop() },
+    );
+    u.post("WORK", undefined);
+    u.post("WORK", undefined);
+    const ended = u.below(1, 1);
+    u.post("END", undefined, { urgent: true });
+    release();
+    await expect(ended).resolves.toBeUndefined();
+    expect(u.stopped).toBe(true);
   });
 
   it("engine - an event's weight is held until its actions finish, not only while it waits (a subscription's plan keeps its message across awaits)", async () => {
