@@ -25,6 +25,8 @@ context.blocky = false;
 
 /** What to do when stdout cannot be written: until a command says how it stops, exit. */
 let outputLost: (status: number) => void = (status) => process.exit(status);
+/** The status a stop under way exits with (see onStop), once one is (see fail). */
+let stopStatus: number | undefined;
 
 // Whoever read our output has gone (`fmq subscribe / --json | head -3`): stop quietly, as on a signal,
 // instead of dying of an unhandled EPIPE with a stack trace. Any other failure to write stdout (a full
@@ -530,6 +532,7 @@ function onStop(close: () => Promise<void>, opts: { signalFails?: boolean } = {}
   const stop = (status: number) => {
     if (phase !== "running") return;
     phase = "stopping";
+    stopStatus = status;
     setTimeout(() => process.exit(status), 900).unref();
     void close().finally(() => exitAfterSignals(status));
   };
@@ -554,6 +557,7 @@ function onStop(close: () => Promise<void>, opts: { signalFails?: boolean } = {}
   return (status: number) => {
     if (phase !== "running") return;
     phase = "finishing";
+    stopStatus = status;
     void close().finally(() => exitAfterSignals(status));
   };
 }
@@ -633,6 +637,9 @@ function writeOutOrFail(text: string): void {
 
 /** One line on stderr, exit status 1; with --json, the same as an {"event":"error"} line on stdout too. */
 function fail(error: unknown): never {
+  // A stop under way (told to stop while it started): what fails now fails for it (its client closed
+  // under the subscription), and its status stands, at once, as when its exit came first.
+  if (stopStatus !== undefined) process.exit(stopStatus);
   // One line, whatever it quotes (a path given with a newline or an escape sequence in it is shown escaped).
   const message = printable(error instanceof Error ? error.message : String(error));
   const out = Output.current;
