@@ -14,6 +14,7 @@ import type { Client, DeliveredEvent, PublishedFile, Server } from "../src/index
 import type { PublishFlags, ServerSettings } from "../src/config/server-config.js";
 import { Output, jsonLine, printable } from "./output.js";
 import { dieOf, takeSignals } from "./signals.js";
+import { boundHeapGrowth } from "./heap.js";
 import prettyBytes from "pretty-bytes";
 
 // Each command loads only what it uses (`await import` in its action): a subscriber does not load the
@@ -75,6 +76,7 @@ program
       ...(opts.curveSecret !== undefined ? { curveSecret: opts.curveSecret } : {}),
       ...(opts.allow !== undefined ? { allow: opts.allow } : {}),
     };
+    boundHeapGrowth();
     // Everything is checked (config file, key files, directories) before anything binds.
     const [{ Server }, { loadServerConfig, resolveServerSettings }] = await Promise.all([import("../src/server/server.js"), import("../src/config/server-config.js")]);
     let server: Server;
@@ -230,6 +232,7 @@ program
     const out = new Output(opts.json === true);
     const loop = await copiesItself(src, dst);
     if (loop) fail(loop);
+    boundHeapGrowth();
     const [{ Server }, { Client }, { InboxError }] = await Promise.all([import("../src/server/server.js"), import("../src/client/client.js"), import("../src/client/inbox.js")]);
     const server = new Server({ stableMs: opts.stableMs, ...traceOption(opts.trace) });
     const client = new Client({ endpoint: `inproc://fmq-track-${process.pid}`, inbox: dst, ...traceOption(opts.trace) });
