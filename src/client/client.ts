@@ -25,6 +25,7 @@ import { buildCache } from "./cache.js";
 import { addNewest, setNewest } from "../newest.js";
 import { AlreadyHeldError, Inbox, InboxError, NoPartialError, NotDurableError, OutdatedPartialError, PrefixMismatchError, RESUME_MIN_SIZE, UNVERSIONED_MTIME, RefetchError, SMALL_FILE, diskFull, inTheWay, type IncomingFile } from "./inbox.js";
 import { isTreeHash, type PartialFile } from "./manifest.js";
+import { placer } from "./placer-thread.js";
 import { clientMachine, type ClientAction, type ClientEvent, type ClientState } from "./machine.js";
 import { HandshakeWatcher, dealerSecurityOptions, type ClientSecurity } from "../security/client-socket.js";
 import { monotonic } from "../clock.js";
@@ -515,6 +516,8 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#stopWaiting?.();
     await this.#engine.idle();
     await this.#dropCurrent();
+    // (Files on their way into place land, and are recorded, before the manifests close.)
+    await this.#placedAll();
     for (const inbox of this.#inboxes.values()) (await inbox.catch(() => undefined))?.close();
   }
 
@@ -640,6 +643,9 @@ export class Client extends EventEmitter<ClientEvents> {
       const blocks = typeof route === "string" ? undefined : await route.sub.inbox.listBlocks(route.relative);
       if (blocks !== undefined) cache = buildCache(new Map([[path.slice(path.lastIndexOf("/") + 1), { pblocks: blocks }]])).cache;
     } else if (!refetch && this.#subscriptions.has(path)) {
+      // (Files on their way into place are held once they land: listed as held, not sent again.)
+      await this.#placedAll();
+      if (session !== this.#requestsSession) return;
       const entries = new Map<string, CacheEntry>();
       // What this client holds under the path, in whichever inbox each name lands now: a narrower
       // subscription's files are in its own inbox (listed from the subscription's inbox alone, they were
@@ -785,30 +791,62 @@ export class Client extends EventEmitter<ClientEvents> {
   #receiveWhole(message: Cheezburger, { sub, relative }: { sub: Subscription; relative: string }): false | undefined | Promise<void> {
     const identity = wholeFile(message, sub.inbox);
     if (identity === undefined) return false;
+    // (Another version of this very name still on its way into place: that one lands first.)
+    const earlier = sub.inbox.isPlacing(relative) ? sub.inbox.placed() : undefined;
+    if (earlier) return earlier.then(() => this.#placeWhole(message, sub, relative, identity));
+    return this.#placeWhole(message, sub, relative, identity);
+  }
+
+  /** #receiveWhole's file handed over to be put in place; said delivered (or failed) once it is. */
+  #placeWhole(message: Cheezburger, sub: Subscription, relative: string, identity: PartialFile): undefined | Promise<void> {
     const vpath = message.filename;
-    let finalPath: string | undefined;
+    let accepted: boolean;
     try {
-      finalPath = sub.inbox.receiveWhole(relative, vpath, message.chunk, identity, message.headers.get(Header.HASH));
+      accepted = sub.inbox.receiveWhole(relative, vpath, message.chunk, identity, message.headers.get(Header.HASH), (where) => {
+        // (Later, outside the machine's step: what fails here, a listener of the application's, is said
+        // as the step would say it, not thrown at the event loop.)
+        try {
+          if (where instanceof Error) this.#wholeFailed(where, sub, relative);
+          else this.#delivered({ path: relative, vpath, file: where, size: identity.size, received: identity.size });
+        } catch (error) {
+          this.#report(new ClientError(`"process the chunk" failed on CHEEZBURGER: ${String(error)}`));
+        }
+      });
     } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (diskFull(code)) {
-        if (this.#firstTimeFull(relative)) this.#report(new InboxError(`${relative}: disk full (${code}); it comes again once there is room`, relative, code));
-        this.#resyncLater(sub.path);
-      } else {
-        this.#report(error instanceof InboxError ? error : new InboxError(`${relative}: ${code ?? String(error)}`, relative));
-        // (A directory on its way removed meanwhile: tried again later, as on the other path; it was lost
-        // for the session; a review.)
-        if (code === "ENOENT") this.#resyncLater(sub.path);
-        else if (inTheWay(error)) this.#resyncLater(sub.path, "blocked", relative);
-      }
+      this.#wholeFailed(error, sub, relative);
       return undefined;
     }
-    if (finalPath === undefined) {
+    if (!accepted) {
       this.#report(new InboxError(`${relative}: content does not match the server's hash; fetching it again`, relative));
       return this.#sendIcanhaz(vpath, "refetch");
     }
-    this.#delivered({ path: relative, vpath, file: finalPath, size: identity.size, received: identity.size });
-    return undefined;
+    // (Bounded: with too much on its way into place, the next message waits for room.)
+    return sub.inbox.placingRoom();
+  }
+
+  /** A whole small file could not be put in place. */
+  #wholeFailed(error: unknown, sub: Subscription, relative: string): void {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (diskFull(code)) {
+      if (this.#firstTimeFull(relative)) this.#report(new InboxError(`${relative}: disk full (${code}); it comes again once there is room`, relative, code));
+      this.#resyncLater(sub.path);
+    } else {
+      this.#report(error instanceof InboxError ? error : new InboxError(`${relative}: ${code ?? String(error)}`, relative));
+      // (A directory on its way removed meanwhile: tried again later, as on the other path; it was lost
+      // for the session; a review.)
+      if (code === "ENOENT") this.#resyncLater(sub.path);
+      else if (inTheWay(error)) this.#resyncLater(sub.path, "blocked", relative);
+    }
+  }
+
+  /**
+   * Whole small files still on their way into place (#receiveWhole), in any inbox: undefined if none,
+   * else a promise that they have landed. A delete, a bigger file, a listing of what is held must find
+   * them where they go.
+   */
+  #placedAll(): Promise<void> | undefined {
+    const thread = placer();
+    return thread.pending === 0 ? undefined : thread.idle();
   }
 
   /**
@@ -877,6 +915,10 @@ export class Client extends EventEmitter<ClientEvents> {
   /** Any chunk: begin, continue or finish the current transfer, or apply a delete. */
   async #applyChunk(message: Cheezburger, { sub, relative }: { sub: Subscription; relative: string }): Promise<void> {
     const vpath = message.filename;
+    // (Whole small files still on their way into place land first: a delete, or a bigger file, of the same
+    // name or in the same directory, must find them there.)
+    const placing = this.#placedAll();
+    if (placing) await placing;
     // The transfer's end: an empty chunk (the reference's) or eof=1 (the spec's).
     const last = message.chunk.length === 0 || message.eof === 1;
     try {

@@ -23,7 +23,11 @@ export interface Place {
 }
 
 export class HeldDirectory {
+  /** The descriptor, for us; -1 once closed. */
   #fd: number;
+  /** The descriptor itself: kept open past close() while a path through it is lent out (lend). */
+  #open: number;
+  #lent = 0;
 
   private constructor(
     /** Its real path when it was opened (for people, and to make it again). */
@@ -31,6 +35,7 @@ export class HeldDirectory {
     fd: number,
   ) {
     this.#fd = fd;
+    this.#open = fd;
   }
 
   /** The same directory as `other` (device and inode), whatever name each was opened by. */
@@ -98,9 +103,31 @@ export class HeldDirectory {
     }
   }
 
+  /**
+   * Keep the descriptor open until the function returned is called, whatever close() says meanwhile: for
+   * a path through it handed to another thread (placer-thread.ts), used after this turn. Closed, a path
+   * built from it could lead into whatever directory got its number next. (For us it is closed at close()
+   * all the same: `path` leads nowhere from then on.)
+   */
+  lend(): () => void {
+    this.#lent++;
+    let returned = false;
+    return () => {
+      if (returned) return;
+      returned = true;
+      if (--this.#lent === 0 && this.#fd < 0) this.#closeDescriptor();
+    };
+  }
+
   close(): void {
     if (this.#fd < 0) return;
-    closeSync(this.#fd);
     this.#fd = -1;
+    if (this.#lent === 0) this.#closeDescriptor();
+  }
+
+  #closeDescriptor(): void {
+    if (this.#open < 0) return;
+    closeSync(this.#open);
+    this.#open = -1;
   }
 }

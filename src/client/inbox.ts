@@ -21,6 +21,7 @@ import { openRegular } from "../digest/open-regular.js";
 import type { XXHashAPI } from "xxhash-wasm";
 import { Manifest, STATE_DIR, type Delivered, type PartialFile } from "./manifest.js";
 import { HeldDirectory, type Place } from "./held-directory.js";
+import { placer } from "./placer-thread.js";
 import { lockInbox, lockKey, writeLockKey } from "./inbox-lock.js";
 
 export class InboxError extends Error {
@@ -473,6 +474,8 @@ export interface Target {
   readonly madeIn: readonly string[];
   /** Done with it: its directory is closed (unless it is the inbox itself). Idempotent. */
   release(): void;
+  /** Keep its directory's descriptor open, released or not, until the function returned is called (HeldDirectory.lend). */
+  lend(): () => void;
   /**
    * Released for a file that is not coming (given up, deleted, moved away while it came): the
    * directories made on its way go too, if nothing else is in them.
@@ -908,18 +911,92 @@ export class Inbox {
   }
 
   /**
-   * A whole small file in one message (capability "single"): checked, written, renamed into place and
-   * recorded in one synchronous call. A flood of small files then costs its system calls and little
-   * else: no IncomingFile, no promise, no thread-pool round trip per file. Returns where the file is,
-   * or undefined, having written nothing, if its content does not match `expectedHash`. Not with fsync
-   * (see `fsyncs`): those files take the asynchronous path, which does not hold up the event loop.
+   * A whole small file in one message (capability "single"): checked, and put in place and recorded
+   * without an IncomingFile or a promise. A flood of small files then costs its system calls and little
+   * else, and those run in the placing thread (placer-thread.ts) beside the main thread's work on the
+   * next files. Returns false, having done nothing, if its content does not match `expectedHash`; else
+   * `placed` is called once, later (or at once, where there is no placing thread), with where the file is
+   * now, or why it is not there. Throws if it cannot even be handed over. Not with fsync (see `fsyncs`):
+   * those files take the asynchronous path.
+   *
+   * Until `placed` is called the file is on its way: another version of the same name must wait for it
+   * (`isPlacing`), and so must anything that needs the inbox as it is, a delete or a listing (`placed`).
    */
-  receiveWhole(relative: string, vpath: string, data: Uint8Array, identity: PartialFile, expectedHash: string | undefined): string | undefined {
+  receiveWhole(relative: string, vpath: string, data: Uint8Array, identity: PartialFile, expectedHash: string | undefined, placed: (where: string | Error) => void): boolean {
     const hasher = new BlockHasher(this.xx);
     hasher.update(data, true);
     const { hash } = hasher.finish();
-    if (expectedHash !== undefined && hash !== expectedHash) return undefined;
+    if (expectedHash !== undefined && hash !== expectedHash) return false;
     const entry = wholeEntry(vpath, identity, hash);
+    const thread = placer();
+    if (!thread.available()) {
+      placed(this.#placeNow(relative, data, entry));
+      return true;
+    }
+    let target: Target;
+    try {
+      target = this.#resolve(relative, { thisTurn: true });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+      // (The inbox removed under us (rm -rf): made again, as the partial file's write makes it on the
+      // main thread's way, and the way to the file opened afresh.)
+      this.#endTurn();
+      this.dirs.restore();
+      target = this.#resolve(relative, { thisTurn: true });
+    }
+    this.manifest.aboutToPlace(relative, entry);
+    // Both directories stay open until the answer comes, whatever happens to them meanwhile (the turn ends,
+    // the state directory is made again): the worker's paths lead through their descriptors.
+    const returns = [target.lend(), this.dirs.partial.lend()];
+    const partial = this.#heldPartial().path;
+    this.#placing.set(relative, (this.#placing.get(relative) ?? 0) + 1);
+    thread.place({
+      partial,
+      target: target.path,
+      bytes: data,
+      done: (failure) => {
+        for (const giveBack of returns) giveBack();
+        const left = this.#placing.get(relative)! - 1;
+        if (left > 0) this.#placing.set(relative, left);
+        else this.#placing.delete(relative);
+        if (failure === null) return placed(this.#placed(relative, entry, target.shown));
+        // Not in place: done again the main thread's way, which makes removed state directories again,
+        // clears empty directories in the way and says why it cannot (the worker removed its partial).
+        // The way to it opened afresh: the directory may be what went.
+        this.#endTurn();
+        let where: string;
+        try {
+          where = this.#placeNow(relative, data, entry);
+        } catch (error) {
+          this.manifest.unplaced(relative);
+          return placed(error instanceof Error ? error : new Error(String(error)));
+        }
+        placed(where);
+      },
+    });
+    return true;
+  }
+
+  /** Files of this inbox on their way into place (receiveWhole), by name. */
+  readonly #placing = new Map<string, number>();
+
+  /** A version of `relative` is on its way into place. */
+  isPlacing(relative: string): boolean {
+    return this.#placing.has(relative);
+  }
+
+  /** Every file handed over to be placed has been (or has failed): undefined if none is on its way. */
+  placed(): Promise<void> | undefined {
+    return this.#placing.size === 0 ? undefined : placer().idle();
+  }
+
+  /** Too much is on its way into place: a promise of room again; else undefined. */
+  placingRoom(): Promise<void> | undefined {
+    return this.#placing.size === 0 ? undefined : placer().room();
+  }
+
+  /** A whole small file written and put in place on this thread (no placing thread, or it failed there). */
+  #placeNow(relative: string, data: Uint8Array, entry: Delivered): string {
     // The partial first: writing it makes the inbox and its state directories again if they were removed
     // (rm -rf) while we ran, before the way to the file is opened from the inbox.
     const partial = this.#heldPartial();
@@ -949,12 +1026,17 @@ export class Inbox {
     } finally {
       target.release();
     }
+    return this.#placed(relative, entry, target.shown);
+  }
+
+  /** A whole small file is in place at `shown`: recorded. */
+  #placed(relative: string, entry: Delivered, shown: string): string {
     // Recording it delivered also forgets any resumable partial of an older, bigger version; its file
     // goes too (it stayed in .fmq/partial, unrecorded, until the next start swept it: a review).
     const olderPartial = this.manifest.partials.has(relative);
     this.manifest.delivered(relative, entry);
     if (olderPartial) removeQuietly(this.dirs.partial.join(partialName(relative)));
-    return target.shown;
+    return shown;
   }
 
   /**
@@ -1127,6 +1209,7 @@ export class Inbox {
         if (!released && !opts.thisTurn) this.#release(dir);
         released = true;
       },
+      lend: () => dir.lend(),
       // (A file's directories are made when its first chunk comes: left there, a transfer given up kept
       // them for good, and a file that later took one of their names never came, "a directory has that
       // name". Two reviews.)

@@ -155,7 +155,10 @@ describe("directory fsync failure", () => {
       expect(problems).toEqual([expect.stringMatching(/^cannot sync .+ to disk \(EIO\): the inbox's records may not survive a power loss$/)]);
       expect(problems[0]).toContain(inbox);
       // Still an inbox: it takes a file.
-      expect(opened.receiveWhole("x.txt", "/x.txt", Buffer.from("x"), { vpath: "/x.txt", size: 1, mtime: 1 }, undefined)).toBe(path.join(inbox, "x.txt"));
+      const placed = await new Promise<string | Error>((resolve) => {
+        expect(opened.receiveWhole("x.txt", "/x.txt", Buffer.from("x"), { vpath: "/x.txt", size: 1, mtime: 1 }, undefined, resolve)).toBe(true);
+      });
+      expect(placed).toBe(path.join(inbox, "x.txt"));
     } finally {
       opened.close();
     }

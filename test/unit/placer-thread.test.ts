@@ -1,0 +1,149 @@
+// The placing thread: whole small files written and renamed into place by a worker, answered in order, a
+// failure reported with its partial file removed, never through a symlink, a bound on what waits, and a
+// thread that stops answering what it had as failed (its caller then places those files itself).
+
+import { existsSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { HeldDirectory } from "../../src/client/held-directory.js";
+import { PLACING_MAX_FILES, PlacerThread, type Placement } from "../../src/client/placer-thread.js";
+import { tempDir } from "../helpers/tmp.js";
+import { waitFor } from "../helpers/wait.js";
+
+/** A placement whose answer is recorded in `answers`, by name. */
+function placement(dir: string, name: string, bytes: Uint8Array, answers: [string, string | null][]): Placement {
+  return { partial: path.join(dir, "partial", `${name}.part`), target: path.join(dir, name), bytes, done: (failure) => answers.push([name, failure]) };
+}
+
+describe("placing thread", () => {
+  it("placing thread - puts files in place with their bytes, answers each in place (null), in order, never at once", async () => {
+    const dir = await tempDir("fmq-placer-");
+    await mkdir(path.join(dir, "partial"));
+    const thread = new PlacerThread();
+    try {
+      expect(thread.available()).toBe(true);
+      const answers: [string, string | null][] = [];
+      const contents = new Map<string, Buffer>();
+      // (Two turns of the event loop: two batches, answered in the order handed over.)
+      for (const turn of [0, 1]) {
+        for (let i = 0; i < 150; i++) {
+          const name = `f${turn}-${i}.bin`;
+          const bytes = randomBytes(1 + ((i * 997) % 9000));
+          contents.set(name, bytes);
+          // (A view into a bigger buffer, as a file of a batch is: only its own bytes go.)
+          const framed = Buffer.concat([Buffer.from("head"), bytes, Buffer.from("tail")]).subarray(4, 4 + bytes.length);
+          thread.place(placement(dir, name, framed, answers));
+        }
+        expect(answers).toEqual([]);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      expect(thread.pending).toBe(300);
+      await thread.idle();
+      expect(thread.pending).toBe(0);
+      expect(answers.map(([name]) => name)).toEqual([...contents.keys()]);
+      expect(answers.filter(([, failure]) => failure !== null)).toEqual([]);
+      for (const [name, bytes] of contents) expect(readFileSync(path.join(dir, name)).equals(bytes)).toBe(true);
+      expect(readdirSync(path.join(dir, "partial"))).toEqual([]);
+    } finally {
+      await thread.close();
+    }
+  });
+
+  it("placing thread - a failure is said with its step and code, its partial file removed; the next file goes in all the same", async () => {
+    const dir = await tempDir("fmq-placer-");
+    await mkdir(path.join(dir, "partial"));
+    const thread = new PlacerThread();
+    try {
+      expect(thread.available()).toBe(true);
+      const answers: [string, string | null][] = [];
+      // Its directory is missing: the rename fails.
+      thread.place({ ...placement(dir, "x", Buffer.from("x"), answers), target: path.join(dir, "missing", "x") });
+      // A symlink planted at the partial name is never written through (O_NOFOLLOW).
+      const outside = path.join(dir, "outside.txt");
+      writeFileSync(outside, "mine");
+      symlinkSync(outside, path.join(dir, "partial", "y.part"));
+      thread.place(placement(dir, "y", Buffer.from("yyyy"), answers));
+      thread.place(placement(dir, "z", Buffer.from("zz"), answers));
+      await thread.idle();
+      expect(answers).toEqual([
+        ["x", "rename: ENOENT"],
+        ["y", "open: ELOOP"],
+        ["z", null],
+      ]);
+      expect(readFileSync(outside, "utf8")).toBe("mine");
+      expect(existsSync(path.join(dir, "y"))).toBe(false);
+      expect(readFileSync(path.join(dir, "z"), "utf8")).toBe("zz");
+      expect(readdirSync(path.join(dir, "partial"))).toEqual(["y.part"]); // (the planted link, untouched)
+    } finally {
+      await thread.close();
+    }
+  });
+
+  it("placing thread - past its bound, room() waits until half of what waits has landed", async () => {
+    const dir = await tempDir("fmq-placer-");
+    await mkdir(path.join(dir, "partial"));
+    const thread = new PlacerThread();
+    try {
+      expect(thread.available()).toBe(true);
+      const answers: [string, string | null][] = [];
+      for (let i = 0; i < PLACING_MAX_FILES - 1; i++) thread.place(placement(dir, `f${i}`, Buffer.from([i & 0xff]), answers));
+      expect(thread.room()).toBeUndefined();
+      thread.place(placement(dir, "last", Buffer.from("last"), answers));
+      const room = thread.room();
+      expect(room).toBeInstanceOf(Promise);
+      await room;
+      expect(thread.pending).toBeLessThan(PLACING_MAX_FILES / 2);
+      await thread.idle();
+      expect(answers.length).toBe(PLACING_MAX_FILES);
+      expect(answers.every(([, failure]) => failure === null)).toBe(true);
+    } finally {
+      await thread.close();
+    }
+  });
+
+  it("placing thread - stopped, it answers what it had as failed, in order, and takes nothing more", async () => {
+    const dir = await tempDir("fmq-placer-");
+    await mkdir(path.join(dir, "partial"));
+    const thread = new PlacerThread();
+    expect(thread.available()).toBe(true);
+    const answers: [string, string | null][] = [];
+    for (const name of ["a", "b", "c"]) thread.place(placement(dir, name, Buffer.from(name), answers));
+    await thread.close();
+    expect(answers).toEqual([
+      ["a", "the placing thread stopped"],
+      ["b", "the placing thread stopped"],
+      ["c", "the placing thread stopped"],
+    ]);
+    expect(thread.pending).toBe(0);
+    expect(thread.available()).toBe(false);
+  });
+
+  it("placing thread - one whose worker cannot run is not available (its caller places files itself)", async () => {
+    const thread = new PlacerThread(new URL("file:///nonexistent/placer-worker.js"));
+    // (Node reports a missing worker file either at once or as the worker's error: not available either way.)
+    const now = thread.available();
+    if (now) await waitFor(() => !thread.available(), "the worker's failure seen", 5000);
+    expect(thread.available()).toBe(false);
+    await thread.close();
+  });
+});
+
+describe("held directory lent to another thread", () => {
+  it("held directory - stays open past close() until given back; closed for us at once", async () => {
+    const dir = await tempDir("fmq-held-");
+    writeFileSync(path.join(dir, "inside.txt"), "in");
+    const held = HeldDirectory.make(dir);
+    const lentPath = held.join("inside.txt");
+    const giveBack = held.lend();
+    held.close();
+    // For us it is closed: a path built now leads nowhere.
+    expect(held.path).toBe("/proc/self/fd/-1");
+    // The path lent still leads into it.
+    expect(readFileSync(lentPath, "utf8")).toBe("in");
+    giveBack();
+    giveBack(); // (twice is once)
+    expect(existsSync(lentPath)).toBe(false);
+  });
+});
