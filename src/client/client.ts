@@ -834,7 +834,8 @@ export class Client extends EventEmitter<ClientEvents> {
       this.#report(error instanceof InboxError ? error : new InboxError(`${relative}: ${code ?? String(error)}`, relative));
       // (A directory on its way removed meanwhile: tried again later, as on the other path; it was lost
       // for the session; a review.)
-      if (code === "ENOENT") this.#resyncLater(sub.path);
+      // (EAGAIN: lost on its way into place, when the placing thread stopped.)
+      if (code === "ENOENT" || code === "EAGAIN") this.#resyncLater(sub.path);
       else if (inTheWay(error)) this.#resyncLater(sub.path, "blocked", relative);
     }
   }

@@ -104,19 +104,19 @@ export class HeldDirectory {
   }
 
   /**
-   * Keep the descriptor open until the function returned is called, whatever close() says meanwhile: for
-   * a path through it handed to another thread (placer-thread.ts), used after this turn. Closed, a path
-   * built from it could lead into whatever directory got its number next. (For us it is closed at close()
-   * all the same: `path` leads nowhere from then on.)
+   * Keep the descriptor open until giveBack(), whatever close() says meanwhile: for a path through it
+   * handed to another thread (placer-thread.ts), used after this turn. Closed, a path built from it could
+   * lead into whatever directory got its number next. (For us it is closed at close() all the same: `path`
+   * leads nowhere from then on.) Each lend() is given back once.
    */
-  lend(): () => void {
+  lend(): this {
     this.#lent++;
-    let returned = false;
-    return () => {
-      if (returned) return;
-      returned = true;
-      if (--this.#lent === 0 && this.#fd < 0) this.#closeDescriptor();
-    };
+    return this;
+  }
+
+  giveBack(): void {
+    if (this.#lent === 0) throw new Error(`${this.realPath}: given back more often than lent`);
+    if (--this.#lent === 0 && this.#fd < 0) this.#closeDescriptor();
   }
 
   close(): void {

@@ -474,8 +474,8 @@ export interface Target {
   readonly madeIn: readonly string[];
   /** Done with it: its directory is closed (unless it is the inbox itself). Idempotent. */
   release(): void;
-  /** Keep its directory's descriptor open, released or not, until the function returned is called (HeldDirectory.lend). */
-  lend(): () => void;
+  /** Keep its directory's descriptor open, released or not, until given back (HeldDirectory.lend). */
+  lend(): HeldDirectory;
   /**
    * Released for a file that is not coming (given up, deleted, moved away while it came): the
    * directories made on its way go too, if nothing else is in them.
@@ -947,32 +947,39 @@ export class Inbox {
     this.manifest.aboutToPlace(relative, entry);
     // Both directories stay open until the answer comes, whatever happens to them meanwhile (the turn ends,
     // the state directory is made again): the worker's paths lead through their descriptors.
-    const returns = [target.lend(), this.dirs.partial.lend()];
-    const partial = this.#heldPartial().path;
+    const targetDir = target.lend();
+    const partialDir = this.dirs.partial.lend();
     this.#placing.set(relative, (this.#placing.get(relative) ?? 0) + 1);
-    thread.place({
-      partial,
-      target: target.path,
-      bytes: data,
-      done: (failure) => {
-        for (const giveBack of returns) giveBack();
-        const left = this.#placing.get(relative)! - 1;
-        if (left > 0) this.#placing.set(relative, left);
-        else this.#placing.delete(relative);
-        if (failure === null) return placed(this.#placed(relative, entry, target.shown));
+    thread.place(this.#heldPartial().path, target.path, data, (failure, bytes) => {
+      targetDir.giveBack();
+      partialDir.giveBack();
+      const left = this.#placing.get(relative)! - 1;
+      if (left > 0) this.#placing.set(relative, left);
+      else this.#placing.delete(relative);
+      let where: string | Error;
+      if (failure === null) {
+        try {
+          where = this.#placed(relative, entry, target.shown);
+        } catch (error) {
+          where = asError(error);
+        }
+      } else if (bytes === undefined) {
+        // (Its bytes went with a worker that stopped: asked for again.)
+        this.manifest.unplaced(relative);
+        where = new InboxError(`${relative}: lost when the placing thread stopped (${failure}); it comes again`, relative, "EAGAIN");
+      } else {
         // Not in place: done again the main thread's way, which makes removed state directories again,
         // clears empty directories in the way and says why it cannot (the worker removed its partial).
         // The way to it opened afresh: the directory may be what went.
         this.#endTurn();
-        let where: string;
         try {
-          where = this.#placeNow(relative, data, entry);
+          where = this.#placeNow(relative, bytes, entry);
         } catch (error) {
           this.manifest.unplaced(relative);
-          return placed(error instanceof Error ? error : new Error(String(error)));
+          where = asError(error);
         }
-        placed(where);
-      },
+      }
+      placed(where);
     });
     return true;
   }
@@ -1402,6 +1409,10 @@ function writeWhole(partial: PartialName, pieces: readonly Uint8Array[], length:
     removeQuietly(partial.path);
     throw deliveryError(error, relative);
   }
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
 }
 
 /** `blocks` begins with `prefix` (block hashes). */

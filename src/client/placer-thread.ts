@@ -8,7 +8,8 @@
 // against 0.90-1.05 s with every call on the main thread.
 
 import { Worker } from "node:worker_threads";
-import type { PlacementBatch, PlacementJob, PlacementReply } from "./placer-worker.js";
+import { fsPath } from "../raw-names.js";
+import { JOB_HEADER_BYTES, type PlacementBatch, type PlacementReply } from "./placer-worker.js";
 
 /**
  * The compiled worker. Tests run the TypeScript sources (vitest) but Node 20 runs a worker only from
@@ -19,34 +20,54 @@ function workerUrl(): URL {
   return here.pathname.endsWith(".ts") ? new URL("../../dist/src/client/placer-worker.js", here) : new URL("./placer-worker.js", here);
 }
 
-/** A whole file to put in place: its partial file's name and its final one (both for the kernel), its bytes, and what to do once it is in place (null) or is not (why). */
-export interface Placement {
-  readonly partial: string;
-  readonly target: string;
-  readonly bytes: Uint8Array;
-  readonly done: (failure: string | null) => void;
-}
+/**
+ * What to do once a file handed over is in place (`failure` null) or is not (why). A file not in place
+ * comes with its bytes (`data`, good until `done` returns), unless the worker stopped with them.
+ */
+export type Placed = (failure: string | null, data?: Uint8Array) => void;
 
 /**
  * What may be handed over and not yet in place: past either, the subscriber takes no more files until
- * half have landed (placingRoom). Bytes held twice meanwhile (the message's and the copy's), so a bound
- * on memory as much as a queue; 8 MiB is eight of the server's batches of small files.
+ * half have landed (placingRoom). 2 MiB is two of the server's batches of small files, one being placed
+ * while the next is made ready.
  */
-export const PLACING_MAX_BYTES = 8 * 1024 * 1024;
-export const PLACING_MAX_FILES = 4096;
+export const PLACING_MAX_BYTES = 2 * 1024 * 1024;
+export const PLACING_MAX_FILES = 1024;
+
+/** The batches' buffers: each at least this big to start with, and this many kept for the next batches. */
+const BUFFER_BYTES = 1024 * 1024;
+const SPARE_BUFFERS = 2;
+
+/**
+ * The worker's own heap: it keeps nothing but its code, and makes little garbage, so a small one; V8's
+ * default young generation alone would let it grow by tens of MiB. Past these it stops
+ * (ERR_WORKER_OUT_OF_MEMORY), and the main thread places the files itself.
+ */
+const WORKER_LIMITS = { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 };
+
+/** A batch being filled or on its way: its buffer (see PlacementBatch), and each file's `placed`, and where its data is in the buffer. */
+interface Batch {
+  bytes: Buffer;
+  used: number;
+  readonly placed: Placed[];
+  readonly dataAt: number[];
+  readonly sizes: number[];
+}
 
 export class PlacerThread {
   #worker: Worker | undefined;
   /** The worker could not start, or stopped: every file is placed by the main thread from then on. */
   #broken = false;
-  #queue: Placement[] = [];
-  readonly #inFlight = new Map<number, Placement[]>();
+  /** The batch this turn of the event loop fills; sent at the next. */
+  #filling: Batch | undefined;
+  readonly #inFlight = new Map<number, Batch>();
   #batches = 0;
-  #flushScheduled = false;
   #files = 0;
   #bytes = 0;
   #roomWaiters: (() => void)[] = [];
   #idleWaiters: (() => void)[] = [];
+  /** Buffers the worker gave back, to be filled again (at most SPARE_BUFFERS). */
+  readonly #spare: ArrayBuffer[] = [];
 
   constructor(private readonly url: URL = workerUrl()) {}
 
@@ -60,7 +81,7 @@ export class PlacerThread {
     if (this.#broken) return false;
     if (this.#worker) return true;
     try {
-      const worker = new Worker(this.url);
+      const worker = new Worker(this.url, { resourceLimits: WORKER_LIMITS });
       worker.unref();
       worker.on("message", (reply: PlacementReply) => this.#answered(reply));
       // (A worker that fails, or exits, leaves its files to the main thread: done again there, in order.)
@@ -75,17 +96,42 @@ export class PlacerThread {
   }
 
   /**
-   * Hand `placement` over (after available() said yes). Its `done` is called once, from a later turn of
-   * the event loop; if the worker has stopped meanwhile, with a failure, and the caller places it itself.
+   * Hand over a file (after available() said yes): `data` written to `partial`, which is then renamed to
+   * `target` (paths for the kernel). Its bytes are copied now. `placed` is called once, from a later turn
+   * of the event loop; if the worker has stopped meanwhile, with a failure, and the caller places the
+   * file itself.
    */
-  place(placement: Placement): void {
-    this.#queue.push(placement);
-    this.#files++;
-    this.#bytes += placement.bytes.length;
-    if (!this.#flushScheduled) {
-      this.#flushScheduled = true;
+  place(partial: string, target: string, data: Uint8Array, placed: Placed): void {
+    const from = fsPath(partial);
+    const to = fsPath(target);
+    // (At most 3 bytes of UTF-8 per UTF-16 unit.)
+    const most = JOB_HEADER_BYTES + 3 * (from.length + to.length) + data.length;
+    let batch = this.#filling;
+    if (!batch) {
+      batch = this.#filling = { bytes: this.#buffer(most), used: 0, placed: [], dataAt: [], sizes: [] };
       setImmediate(() => this.#flush());
+    } else if (batch.used + most > batch.bytes.length) {
+      const bigger = this.#buffer(Math.max(2 * batch.bytes.length, batch.used + most));
+      batch.bytes.copy(bigger, 0, 0, batch.used);
+      batch.bytes = bigger;
     }
+    const buffer = batch.bytes;
+    const start = batch.used;
+    let at = start + JOB_HEADER_BYTES;
+    const fromLength = typeof from === "string" ? buffer.write(from, at) : from.copy(buffer, at);
+    at += fromLength;
+    const toLength = typeof to === "string" ? buffer.write(to, at) : to.copy(buffer, at);
+    at += toLength;
+    buffer.set(data, at);
+    buffer.writeUInt32LE(fromLength, start);
+    buffer.writeUInt32LE(toLength, start + 4);
+    buffer.writeUInt32LE(data.length, start + 8);
+    batch.used = at + data.length;
+    batch.placed.push(placed);
+    batch.dataAt.push(at);
+    batch.sizes.push(data.length);
+    this.#files++;
+    this.#bytes += data.length;
   }
 
   /** Past PLACING_MAX_BYTES or PLACING_MAX_FILES: a promise of room again (half of either); else undefined. */
@@ -107,50 +153,53 @@ export class PlacerThread {
     await worker?.terminate();
   }
 
-  #flush(): void {
-    this.#flushScheduled = false;
-    const placements = this.#queue;
-    if (placements.length === 0) return;
-    this.#queue = [];
-    if (!this.#worker) return this.#fail(placements, "the placing thread stopped");
-    let total = 0;
-    for (const placement of placements) total += placement.bytes.length;
-    const bytes = new Uint8Array(total);
-    let offset = 0;
-    const jobs: PlacementJob[] = placements.map(({ partial, target, bytes: data }) => {
-      bytes.set(data, offset);
-      const job = { partial, target, offset, length: data.length };
-      offset += data.length;
-      return job;
-    });
-    const batch = ++this.#batches;
-    this.#inFlight.set(batch, placements);
-    // (Referenced while files are on their way: an exit meanwhile would leave them unrecorded.)
-    this.#worker.ref();
-    const message: PlacementBatch = { batch, jobs, bytes: bytes.buffer };
-    this.#worker.postMessage(message, [bytes.buffer]);
+  /** A buffer of at least `size` bytes: one the worker gave back, or a new one. */
+  #buffer(size: number): Buffer {
+    const index = this.#spare.findIndex((buffer) => buffer.byteLength >= size);
+    if (index >= 0) return Buffer.from(this.#spare.splice(index, 1)[0]!);
+    return Buffer.from(new ArrayBuffer(Math.max(size, BUFFER_BYTES)));
   }
 
-  #answered({ batch, failures }: PlacementReply): void {
-    const placements = this.#inFlight.get(batch);
-    if (!placements) return;
-    this.#inFlight.delete(batch);
+  #flush(): void {
+    const batch = this.#filling;
+    this.#filling = undefined;
+    if (!batch) return;
+    if (!this.#worker) return this.#answer(batch, () => "the placing thread stopped", true);
+    const number = ++this.#batches;
+    this.#inFlight.set(number, batch);
+    // (Referenced while files are on their way: an exit meanwhile would leave them unrecorded.)
+    this.#worker.ref();
+    const message: PlacementBatch = { batch: number, files: batch.placed.length, bytes: batch.bytes.buffer as ArrayBuffer };
+    this.#worker.postMessage(message, [message.bytes]);
+  }
+
+  #answered({ batch: number, failed, bytes }: PlacementReply): void {
+    const batch = this.#inFlight.get(number);
+    if (!batch) return;
+    this.#inFlight.delete(number);
     if (this.#inFlight.size === 0) this.#worker?.unref();
-    // (null is "in place": only a missing answer is a failure.)
-    this.#doneAll(placements, (i) => (i < failures.length ? failures[i]! : "no answer"));
+    batch.bytes = Buffer.from(bytes);
+    const why = new Map(failed);
+    this.#answer(batch, (i) => why.get(i) ?? null, true);
+    if (this.#spare.length < SPARE_BUFFERS) this.#spare.push(bytes);
   }
 
   /**
-   * Each placement's `done`, in order; all of them even if one throws (a listener of the caller's), which
+   * Each file's `placed`, in order, with the answer `failure` gives (its bytes, from `batch`'s buffer, for
+   * one not in place, if `withData`); all of them even if one throws (a listener of the caller's), which
    * is thrown again after.
    */
-  #doneAll(placements: readonly Placement[], failure: (i: number) => string | null): void {
+  #answer(batch: Batch, failure: (i: number) => string | null, withData: boolean): void {
     let thrown: { error: unknown } | undefined;
-    placements.forEach((placement, i) => {
+    batch.placed.forEach((placed, i) => {
+      const size = batch.sizes[i]!;
+      const dataAt = batch.dataAt[i]!;
       this.#files--;
-      this.#bytes -= placement.bytes.length;
+      this.#bytes -= size;
       try {
-        placement.done(failure(i));
+        const why = failure(i);
+        if (why === null) placed(null);
+        else placed(why, withData ? batch.bytes.subarray(dataAt, dataAt + size) : undefined);
       } catch (error) {
         thrown ??= { error };
       }
@@ -160,20 +209,27 @@ export class PlacerThread {
     if (thrown) throw thrown.error;
   }
 
-  #fail(placements: readonly Placement[], why: string): void {
-    this.#doneAll(placements, () => why);
-  }
-
-  /** The worker is gone: what it had, then what waits to go, answered as failed, in order. */
+  /** The worker is gone: what it had (whose bytes went with it), then what waits to go, answered as failed, in order. */
   #stop(): void {
     if (this.#broken && !this.#worker) return;
     this.#broken = true;
     this.#worker = undefined;
     const inFlight = [...this.#inFlight.entries()].sort((a, b) => a[0] - b[0]);
     this.#inFlight.clear();
-    const queued = this.#queue;
-    this.#queue = [];
-    this.#fail([...inFlight.flatMap(([, placements]) => placements), ...queued], "the placing thread stopped");
+    const filling = this.#filling;
+    this.#filling = undefined;
+    let thrown: { error: unknown } | undefined;
+    const answer = (batch: Batch, withData: boolean) => {
+      try {
+        this.#answer(batch, () => "the placing thread stopped", withData);
+      } catch (error) {
+        thrown ??= { error };
+      }
+    };
+    // (A batch on its way: its buffer was moved to the worker. Its files are answered without their bytes.)
+    for (const [, batch] of inFlight) answer(batch, false);
+    if (filling) answer(filling, true);
+    if (thrown) throw thrown.error;
   }
 }
 

@@ -650,6 +650,32 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(h.errors.some((e) => /the application's own bug/.test(e.message))).toBe(true);
   });
 
+  it("client - whole small files, put in place by the placing thread, land in the server's order: two versions of a name sent back to back leave the second, a delete sent right after a file removes it, a big file after them finds them there", async () => {
+    const { r, inbox, h, rid } = await subscribedToRoot();
+    const [first, second, gone] = [randomBytes(3000), randomBytes(2000), randomBytes(100)];
+    const big = randomBytes(300 * 1024); // (over SMALL_FILE: the general path)
+    // All sent back to back, without waiting for a delivery: the client reads them in one go.
+    await r.sendFile(rid, "/x.bin", first, await asOneMessage(first));
+    await r.sendFile(rid, "/x.bin", second, await asOneMessage(second));
+    await r.sendFile(rid, "/d/gone.bin", gone, await asOneMessage(gone));
+    await r.chunk(rid, { filename: "/d/gone.bin", operation: Operation.DELETE });
+    await r.sendFile(rid, "/d/big.bin", big, { chunkSize: 64 * 1024, ending: "eof=1 on last data chunk", headers: identityHeaders(big.length, 1_700_000_000_000), eofHeaders: { "X-FMQ-XXH64T": await treeHash(big) } });
+    await nextDelivery(h, "/d/big.bin");
+    expect(h.errors).toEqual([]);
+    expect(h.delivered.map((d) => [d.vpath, d.size])).toEqual([
+      ["/x.bin", first.length],
+      ["/x.bin", second.length],
+      ["/d/gone.bin", gone.length],
+      ["/d/big.bin", big.length],
+    ]);
+    expect(h.deleted.map((d) => d.vpath)).toEqual(["/d/gone.bin"]);
+    expect(await sha256File(path.join(inbox, "x.bin"))).toBe(sha256(second));
+    expect(h.client.holds("/x.bin")?.size).toBe(second.length);
+    expect(await exists(path.join(inbox, "d", "gone.bin"))).toBe(false);
+    expect(h.client.holds("/d/gone.bin")).toBeUndefined();
+    expect(await sha256File(path.join(inbox, "d", "big.bin"))).toBe(sha256(big));
+  });
+
   it("client - keeps 2 MiB granted while small files arrive (whole or in pieces), the whole window once a piece of a big file comes (1 MiB or 128 KiB chunks)", async () => {
     const { r, inbox, h, rid } = await subscribedToRoot();
     expect(r.granted(rid)).toBe(2 * MiB);

@@ -8,13 +8,16 @@ import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { HeldDirectory } from "../../src/client/held-directory.js";
-import { PLACING_MAX_FILES, PlacerThread, type Placement } from "../../src/client/placer-thread.js";
+import { PLACING_MAX_FILES, PlacerThread } from "../../src/client/placer-thread.js";
 import { tempDir } from "../helpers/tmp.js";
 import { waitFor } from "../helpers/wait.js";
 
-/** A placement whose answer is recorded in `answers`, by name. */
-function placement(dir: string, name: string, bytes: Uint8Array, answers: [string, string | null][]): Placement {
-  return { partial: path.join(dir, "partial", `${name}.part`), target: path.join(dir, name), bytes, done: (failure) => answers.push([name, failure]) };
+/** Hand over `name` (in `dir`, its partial in dir/partial), its answer recorded in `answers`, and the bytes that come with a failure in `returned`. */
+function place(thread: PlacerThread, dir: string, name: string, bytes: Uint8Array, answers: [string, string | null][], opts: { target?: string; returned?: Map<string, Buffer> } = {}): void {
+  thread.place(path.join(dir, "partial", `${name}.part`), opts.target ?? path.join(dir, name), bytes, (failure, data) => {
+    answers.push([name, failure]);
+    if (data) opts.returned?.set(name, Buffer.from(data));
+  });
 }
 
 describe("placing thread", () => {
@@ -34,7 +37,7 @@ describe("placing thread", () => {
           contents.set(name, bytes);
           // (A view into a bigger buffer, as a file of a batch is: only its own bytes go.)
           const framed = Buffer.concat([Buffer.from("head"), bytes, Buffer.from("tail")]).subarray(4, 4 + bytes.length);
-          thread.place(placement(dir, name, framed, answers));
+          place(thread, dir, name, framed, answers);
         }
         expect(answers).toEqual([]);
         await new Promise((resolve) => setImmediate(resolve));
@@ -59,13 +62,14 @@ describe("placing thread", () => {
       expect(thread.available()).toBe(true);
       const answers: [string, string | null][] = [];
       // Its directory is missing: the rename fails.
-      thread.place({ ...placement(dir, "x", Buffer.from("x"), answers), target: path.join(dir, "missing", "x") });
+      const returned = new Map<string, Buffer>();
+      place(thread, dir, "x", Buffer.from("xxx"), answers, { target: path.join(dir, "missing", "x"), returned });
       // A symlink planted at the partial name is never written through (O_NOFOLLOW).
       const outside = path.join(dir, "outside.txt");
       writeFileSync(outside, "mine");
       symlinkSync(outside, path.join(dir, "partial", "y.part"));
-      thread.place(placement(dir, "y", Buffer.from("yyyy"), answers));
-      thread.place(placement(dir, "z", Buffer.from("zz"), answers));
+      place(thread, dir, "y", Buffer.from("yyyy"), answers, { returned });
+      place(thread, dir, "z", Buffer.from("zz"), answers, { returned });
       await thread.idle();
       expect(answers).toEqual([
         ["x", "rename: ENOENT"],
@@ -76,6 +80,11 @@ describe("placing thread", () => {
       expect(existsSync(path.join(dir, "y"))).toBe(false);
       expect(readFileSync(path.join(dir, "z"), "utf8")).toBe("zz");
       expect(readdirSync(path.join(dir, "partial"))).toEqual(["y.part"]); // (the planted link, untouched)
+      // A file not in place comes back with its bytes, for its caller to place it its own way.
+      expect([...returned]).toEqual([
+        ["x", Buffer.from("xxx")],
+        ["y", Buffer.from("yyyy")],
+      ]);
     } finally {
       await thread.close();
     }
@@ -88,9 +97,9 @@ describe("placing thread", () => {
     try {
       expect(thread.available()).toBe(true);
       const answers: [string, string | null][] = [];
-      for (let i = 0; i < PLACING_MAX_FILES - 1; i++) thread.place(placement(dir, `f${i}`, Buffer.from([i & 0xff]), answers));
+      for (let i = 0; i < PLACING_MAX_FILES - 1; i++) place(thread, dir, `f${i}`, Buffer.from([i & 0xff]), answers);
       expect(thread.room()).toBeUndefined();
-      thread.place(placement(dir, "last", Buffer.from("last"), answers));
+      place(thread, dir, "last", Buffer.from("last"), answers);
       const room = thread.room();
       expect(room).toBeInstanceOf(Promise);
       await room;
@@ -109,7 +118,8 @@ describe("placing thread", () => {
     const thread = new PlacerThread();
     expect(thread.available()).toBe(true);
     const answers: [string, string | null][] = [];
-    for (const name of ["a", "b", "c"]) thread.place(placement(dir, name, Buffer.from(name), answers));
+    const returned = new Map<string, Buffer>();
+    for (const name of ["a", "b", "c"]) place(thread, dir, name, Buffer.from(name), answers, { returned });
     await thread.close();
     expect(answers).toEqual([
       ["a", "the placing thread stopped"],
@@ -118,6 +128,9 @@ describe("placing thread", () => {
     ]);
     expect(thread.pending).toBe(0);
     expect(thread.available()).toBe(false);
+    // (Not sent yet: their bytes are still here, and come back with the answer.)
+    expect([...returned.keys()]).toEqual(["a", "b", "c"]);
+    expect(returned.get("b")).toEqual(Buffer.from("b"));
   });
 
   it("placing thread - one whose worker cannot run is not available (its caller places files itself)", async () => {
@@ -136,14 +149,17 @@ describe("held directory lent to another thread", () => {
     writeFileSync(path.join(dir, "inside.txt"), "in");
     const held = HeldDirectory.make(dir);
     const lentPath = held.join("inside.txt");
-    const giveBack = held.lend();
+    held.lend();
+    held.lend();
     held.close();
     // For us it is closed: a path built now leads nowhere.
     expect(held.path).toBe("/proc/self/fd/-1");
     // The path lent still leads into it.
     expect(readFileSync(lentPath, "utf8")).toBe("in");
-    giveBack();
-    giveBack(); // (twice is once)
+    held.giveBack();
+    expect(readFileSync(lentPath, "utf8")).toBe("in"); // (lent twice: still open)
+    held.giveBack();
     expect(existsSync(lentPath)).toBe(false);
+    expect(() => held.giveBack()).toThrow(/given back more often than lent/);
   });
 });
