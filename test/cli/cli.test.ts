@@ -278,7 +278,10 @@ describe("cli", () => {
       // Each line of the bar (drawn from column 1, then the rest of the line cleared) fits the 80 columns,
       // totals included: line wrapping is off while it shows, and a fixed 24-column bar lost the totals at
       // 80 columns, a long name the rate and ETA too (a review).
-      const drawn = [...shown.screen.matchAll(/\x1b\[1G([^\x1b]*big\.bin[^\x1b]*)\x1b\[0K/g)].map((m) => m[1]!);
+      // (Waited for: the end of the line drawn may come in a later read of the terminal than the bar; a
+      // full run of the suite saw none yet once.)
+      const linesDrawn = () => [...shown.screen.matchAll(/\x1b\[1G([^\x1b]*big\.bin[^\x1b]*)\x1b\[0K/g)].map((m) => m[1]!);
+      const drawn = await waitFor(() => (linesDrawn().length > 0 ? linesDrawn() : undefined), "a whole line of the bar drawn", 10_000);
       expect(drawn.length).toBeGreaterThan(0);
       for (const line of drawn) expect(stringWidth(line), line).toBeLessThanOrEqual(79);
       expect(drawn.at(-1)).toMatch(/\| \d+ files?, [\d.]+ [kMG]?B$/);
