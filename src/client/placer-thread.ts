@@ -61,8 +61,10 @@ interface Batch {
 
 export class PlacerThread {
   #worker: Worker | undefined;
-  /** The worker could not start, or stopped: every file is placed by the main thread from then on. */
+  /** The worker could not start, or failed, or is stopping: every file is placed by the main thread from then on. */
   #broken = false;
+  /** The worker has exited, and what it had was answered. */
+  #stopped = false;
   /** The batch this turn of the event loop fills; sent at the next. */
   #filling: Batch | undefined;
   readonly #inFlight = new Map<number, Batch>();
@@ -89,8 +91,9 @@ export class PlacerThread {
       const worker = new Worker(this.url, { resourceLimits: WORKER_LIMITS });
       worker.unref();
       worker.on("message", (reply: PlacementReply) => this.#answered(reply));
-      // (A worker that fails, or exits, leaves its files to the main thread: done again there, in order.)
-      worker.on("error", () => this.#stop());
+      // (A worker that fails takes no more files; once it has exited, and only then (until it has, it may
+      // still be using the directories lent for its files), what it had is answered as not placed.)
+      worker.on("error", () => (this.#broken = true));
       worker.on("exit", () => this.#stop());
       this.#worker = worker;
       return true;
@@ -151,11 +154,14 @@ export class PlacerThread {
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
-  /** Stop the worker (tests); what is on its way is answered as failed. */
+  /** Stop the worker (tests); once it has exited, what was on its way is answered as failed. */
   async close(): Promise<void> {
+    this.#broken = true;
+    // (A batch not sent yet is answered, with its bytes, at its turn: it never reached the worker.)
     const worker = this.#worker;
-    this.#stop();
+    this.#worker = undefined;
     await worker?.terminate();
+    this.#stop();
   }
 
   /** A buffer of at least `size` bytes: one the worker gave back, or a new one. */
@@ -216,7 +222,8 @@ export class PlacerThread {
 
   /** The worker is gone: what it had (whose bytes went with it), then what waits to go, answered as failed, in order. */
   #stop(): void {
-    if (this.#broken && !this.#worker) return;
+    if (this.#stopped) return;
+    this.#stopped = true;
     this.#broken = true;
     this.#worker = undefined;
     const inFlight = [...this.#inFlight.entries()].sort((a, b) => a[0] - b[0]);
