@@ -800,6 +800,7 @@ export class Client extends EventEmitter<ClientEvents> {
   /** #receiveWhole's file handed over to be put in place; said delivered (or failed) once it is. */
   #placeWhole(message: Cheezburger, sub: Subscription, relative: string, identity: PartialFile): undefined | Promise<void> {
     const vpath = message.filename;
+    const session = this.#requestsSession;
     let accepted: boolean;
     try {
       accepted = sub.inbox.receiveWhole(relative, vpath, message.chunk, identity, message.headers.get(Header.HASH), (where) => {
@@ -807,7 +808,7 @@ export class Client extends EventEmitter<ClientEvents> {
         // as the step would say it, not thrown at the event loop.)
         try {
           if (where instanceof Error) this.#wholeFailed(where, sub, relative);
-          else this.#delivered({ path: relative, vpath, file: where, size: identity.size, received: identity.size });
+          else this.#delivered({ path: relative, vpath, file: where, size: identity.size, received: identity.size }, session === this.#requestsSession);
         } catch (error) {
           this.#report(new ClientError(`"process the chunk" failed on CHEEZBURGER: ${String(error)}`));
         }
@@ -905,6 +906,10 @@ export class Client extends EventEmitter<ClientEvents> {
       // what a reload would take for a garbled manifest.)
       const hash = message.headers.get(Header.HASH);
       if (identity === undefined || !isTreeHash(hash)) continue;
+      // (Not a name whose earlier version is still on its way into place: its placing line would stand,
+      // in the journal, for that version's, and a kill before that version's record was written would
+      // leave it in place unknown (a review). It writes its own line once that version has landed.)
+      if (target.sub.inbox.isPlacing(target.relative)) continue;
       let files = byInbox.get(target.sub.inbox);
       if (!files) byInbox.set(target.sub.inbox, (files = []));
       files.push({ relative: target.relative, vpath: message.filename, identity, hash });
@@ -1122,10 +1127,11 @@ export class Client extends EventEmitter<ClientEvents> {
   readonly #fullSaid = new Set<string>();
 
   /** A file is in place and recorded (either way in): counted, kept for progress, and said. */
-  #delivered(event: DeliveredEvent): void {
+  #delivered(event: DeliveredEvent, thisSession = true): void {
     this.#totals.delivered++;
     this.#lastDelivered = event;
-    this.#confirmedAt = -Infinity;
+    // (A file of an earlier session landing now, from the placing thread, says nothing of this one.)
+    if (thisSession) this.#confirmedAt = -Infinity;
     this.#fullFailures = 0;
     this.#fullSaid.clear();
     this.emit("delivered", event);

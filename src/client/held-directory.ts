@@ -127,7 +127,8 @@ export class HeldDirectory {
 
   #closeDescriptor(): void {
     if (this.#open < 0) return;
-    closeSync(this.#open);
+    const fd = this.#open;
     this.#open = -1;
+    closeSync(fd);
   }
 }

@@ -17,7 +17,8 @@ import { hasStrayBytes, nameBytes, showStrayBytes } from "../raw-names.js";
 import { BLOCK_SIZE, BlockHasher, blocksWithTreeHash, fingerprintFile, hashPrefix, xxh, type Fingerprint } from "../digest/blocks.js";
 import { RESUME_MIN_SIZE } from "../protocol/extensions.js";
 import { setNewest } from "../newest.js";
-import { openRegular } from "../digest/open-regular.js";
+import { openRegular, openRegularSync } from "../digest/open-regular.js";
+import { readSync } from "node:fs";
 import type { XXHashAPI } from "xxhash-wasm";
 import { Manifest, STATE_DIR, type Delivered, type PartialFile } from "./manifest.js";
 import { HeldDirectory, type Place } from "./held-directory.js";
@@ -949,39 +950,84 @@ export class Inbox {
     // the state directory is made again): the worker's paths lead through their descriptors.
     const targetDir = target.lend();
     const partialDir = this.dirs.partial.lend();
-    this.#placing.set(relative, (this.#placing.get(relative) ?? 0) + 1);
-    thread.place(this.#heldPartial().path, target.path, data, (failure, bytes) => {
+    const handedOver = () => {
       targetDir.giveBack();
       partialDir.giveBack();
       const left = this.#placing.get(relative)! - 1;
       if (left > 0) this.#placing.set(relative, left);
       else this.#placing.delete(relative);
-      let where: string | Error;
-      if (failure === null) {
-        try {
-          where = this.#placed(relative, entry, target.shown);
-        } catch (error) {
-          where = asError(error);
-        }
-      } else if (bytes === undefined) {
-        // (Its bytes went with a worker that stopped: asked for again.)
-        this.manifest.unplaced(relative);
-        where = new InboxError(`${relative}: lost when the placing thread stopped (${failure}); it comes again`, relative, "EAGAIN");
-      } else {
-        // Not in place: done again the main thread's way, which makes removed state directories again,
-        // clears empty directories in the way and says why it cannot (the worker removed its partial).
-        // The way to it opened afresh: the directory may be what went.
-        this.#endTurn();
-        try {
-          where = this.#placeNow(relative, bytes, entry);
-        } catch (error) {
-          this.manifest.unplaced(relative);
-          where = asError(error);
-        }
+    };
+    this.#placing.set(relative, (this.#placing.get(relative) ?? 0) + 1);
+    // (Taken now: a path through the lent descriptor, good until it is given back, whatever closes the
+    // directory for us meanwhile.)
+    const targetPath = target.path;
+    /** Where the file is now, or why it is not there, once the worker answered. */
+    const outcome = (failure: string | null, bytes: Uint8Array | undefined): string | Error => {
+      if (failure === null) return this.#placed(relative, entry, target.shown);
+      if (bytes === undefined) {
+        // Its bytes went with a worker that stopped, which may have put it in place first: if its content
+        // is there it is delivered, else it is asked for again. (Recorded unplaced while in place, a delete
+        // of it would have been refused as not ours; a review.)
+        return this.#inPlace(targetPath, entry) ? this.#placed(relative, entry, target.shown) : this.#lost(relative, failure);
       }
-      placed(where);
-    });
+      // Not in place: done again the main thread's way, which makes removed state directories again,
+      // clears empty directories in the way and says why it cannot (the worker removed its partial).
+      // The way to it opened afresh: the directory may be what went.
+      this.#endTurn();
+      try {
+        return this.#placeNow(relative, bytes, entry);
+      } catch (error) {
+        this.manifest.unplaced(relative);
+        return asError(error);
+      }
+    };
+    try {
+      thread.place(this.#heldPartial().path, targetPath, data, (failure, bytes) => {
+        let where: string | Error;
+        try {
+          where = outcome(failure, bytes);
+        } catch (error) {
+          where = asError(error);
+        } finally {
+          // (The worker is done with both directories' paths, and so are we: they may close.)
+          handedOver();
+        }
+        placed(where);
+      });
+    } catch (error) {
+      handedOver();
+      throw error;
+    }
     return true;
+  }
+
+  /** Whether the file at `file` (for the kernel) is a regular file with the content `entry` says. */
+  #inPlace(file: string, entry: Delivered): boolean {
+    let opened: { fd: number; stats: { size: number } } | undefined;
+    try {
+      opened = openRegularSync(file);
+      if (opened.stats.size !== entry.size || entry.size > SMALL_FILE) return false;
+      const data = Buffer.allocUnsafe(entry.size);
+      let read = 0;
+      while (read < data.length) {
+        const n = readSync(opened.fd, data, read, data.length - read, read);
+        if (n === 0) return false;
+        read += n;
+      }
+      const hasher = new BlockHasher(this.xx);
+      hasher.update(data, true);
+      return hasher.finish().hash === entry.hash;
+    } catch {
+      return false;
+    } finally {
+      if (opened) closeSync(opened.fd);
+    }
+  }
+
+  /** A file lost with the placing thread: forgotten, and said so (EAGAIN: the client asks for it again). */
+  #lost(relative: string, failure: string): InboxError {
+    this.manifest.unplaced(relative);
+    return new InboxError(`${relative}: lost when the placing thread stopped (${failure}); it comes again`, relative, "EAGAIN");
   }
 
   /** Files of this inbox on their way into place (receiveWhole), by name. */

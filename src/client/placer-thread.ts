@@ -39,14 +39,21 @@ export type Placed = (failure: string | null, data?: Uint8Array) => void;
 export const PLACING_MAX_BYTES = 2 * 1024 * 1024;
 export const PLACING_MAX_FILES = 1024;
 
-/** The batches' buffers: each at least this big to start with, and this many kept for the next batches. */
-const BUFFER_BYTES = 1024 * 1024;
+/**
+ * Batches handed over and not yet answered, at most (then room() waits, as past the bounds above): each
+ * has a buffer, and a turn may hand over a single file (a server that sends one per message).
+ */
+export const PLACING_MAX_BATCHES = 16;
+
+/** The batches' buffers: each at least this big to start with (doubled as a batch needs), and this many kept for the next batches. */
+const BUFFER_BYTES = 64 * 1024;
 const SPARE_BUFFERS = 2;
 
 /**
  * The worker's own heap: it keeps nothing but its code, and makes little garbage, so a small one; V8's
  * default young generation alone would let it grow by tens of MiB. Past these it stops
- * (ERR_WORKER_OUT_OF_MEMORY), and the main thread places the files itself.
+ * (ERR_WORKER_OUT_OF_MEMORY): the files not sent to it yet come back with their bytes (their caller
+ * places them), those it had without (their caller looks whether they landed).
  */
 const WORKER_LIMITS = { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 };
 
@@ -71,8 +78,11 @@ export class PlacerThread {
   #batches = 0;
   #files = 0;
   #bytes = 0;
+  /** Files handed over, and answered, since the start: answers come in the order files were handed over. */
+  #handedOver = 0;
+  #answered = 0;
   #roomWaiters: (() => void)[] = [];
-  #idleWaiters: (() => void)[] = [];
+  #idleWaiters: { readonly upTo: number; readonly resolve: () => void }[] = [];
   /** Buffers the worker gave back, to be filled again (at most SPARE_BUFFERS). */
   readonly #spare: ArrayBuffer[] = [];
 
@@ -90,11 +100,11 @@ export class PlacerThread {
     try {
       const worker = new Worker(this.url, { resourceLimits: WORKER_LIMITS });
       worker.unref();
-      worker.on("message", (reply: PlacementReply) => this.#answered(reply));
       // (A worker that fails takes no more files; once it has exited, and only then (until it has, it may
       // still be using the directories lent for its files), what it had is answered as not placed.)
       worker.on("error", () => (this.#broken = true));
       worker.on("exit", () => this.#stop());
+      worker.on("message", (reply: PlacementReply) => this.#reply(reply));
       this.#worker = worker;
       return true;
     } catch {
@@ -106,8 +116,8 @@ export class PlacerThread {
   /**
    * Hand over a file (after available() said yes): `data` written to `partial`, which is then renamed to
    * `target` (paths for the kernel). Its bytes are copied now. `placed` is called once, from a later turn
-   * of the event loop; if the worker has stopped meanwhile, with a failure, and the caller places the
-   * file itself.
+   * of the event loop, in the order files were handed over; if the worker has stopped meanwhile, with a
+   * failure (and the bytes, unless the worker had them).
    */
   place(partial: string, target: string, data: Uint8Array, placed: Placed): void {
     const from = fsPath(partial);
@@ -140,27 +150,30 @@ export class PlacerThread {
     batch.sizes.push(data.length);
     this.#files++;
     this.#bytes += data.length;
+    this.#handedOver++;
   }
 
   /** Past PLACING_MAX_BYTES or PLACING_MAX_FILES: a promise of room again (half of either); else undefined. */
   room(): Promise<void> | undefined {
-    if (this.#bytes < PLACING_MAX_BYTES && this.#files < PLACING_MAX_FILES) return undefined;
+    if (this.#bytes < PLACING_MAX_BYTES && this.#files < PLACING_MAX_FILES && this.#inFlight.size < PLACING_MAX_BATCHES) return undefined;
     return new Promise((resolve) => this.#roomWaiters.push(resolve));
   }
 
-  /** Every file handed over so far answered (in place, or done by its caller after a failure). */
+  /**
+   * Every file handed over before this call answered (in place, or done by its caller after a failure).
+   * Not those handed over later: a flood of them, by another client of the process or by this one, does
+   * not hold up whoever waits (a review).
+   */
   idle(): Promise<void> {
-    if (this.#files === 0) return Promise.resolve();
-    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+    const upTo = this.#handedOver;
+    if (this.#answered >= upTo) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push({ upTo, resolve }));
   }
 
-  /** Stop the worker (tests); once it has exited, what was on its way is answered as failed. */
+  /** Stop the worker (tests); once it has exited, what was on its way is answered as failed, then what was not sent yet, with its bytes. */
   async close(): Promise<void> {
     this.#broken = true;
-    // (A batch not sent yet is answered, with its bytes, at its turn: it never reached the worker.)
-    const worker = this.#worker;
-    this.#worker = undefined;
-    await worker?.terminate();
+    await this.#worker?.terminate();
     this.#stop();
   }
 
@@ -172,6 +185,9 @@ export class PlacerThread {
   }
 
   #flush(): void {
+    // (A worker that failed, or is being stopped, takes nothing more: the batch waits for its exit, and is
+    // answered then, after those it had, with its bytes.)
+    if (this.#broken && !this.#stopped) return;
     const batch = this.#filling;
     this.#filling = undefined;
     if (!batch) return;
@@ -184,7 +200,7 @@ export class PlacerThread {
     this.#worker.postMessage(message, [message.bytes]);
   }
 
-  #answered({ batch: number, failed, bytes }: PlacementReply): void {
+  #reply({ batch: number, failed, bytes }: PlacementReply): void {
     const batch = this.#inFlight.get(number);
     if (!batch) return;
     this.#inFlight.delete(number);
@@ -207,6 +223,7 @@ export class PlacerThread {
       const dataAt = batch.dataAt[i]!;
       this.#files--;
       this.#bytes -= size;
+      this.#answered++;
       try {
         const why = failure(i);
         if (why === null) placed(null);
@@ -215,8 +232,12 @@ export class PlacerThread {
         thrown ??= { error };
       }
     });
-    if (this.#bytes < PLACING_MAX_BYTES / 2 && this.#files < PLACING_MAX_FILES / 2) for (const resolve of this.#roomWaiters.splice(0)) resolve();
-    if (this.#files === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve();
+    if (this.#bytes < PLACING_MAX_BYTES / 2 && this.#files < PLACING_MAX_FILES / 2 && this.#inFlight.size <= PLACING_MAX_BATCHES / 2) {
+      for (const resolve of this.#roomWaiters.splice(0)) resolve();
+    }
+    const waiting = this.#idleWaiters;
+    this.#idleWaiters = waiting.filter((waiter) => waiter.upTo > this.#answered);
+    for (const waiter of waiting) if (waiter.upTo <= this.#answered) waiter.resolve();
     if (thrown) throw thrown.error;
   }
 

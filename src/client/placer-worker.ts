@@ -53,10 +53,17 @@ export function place(partial: Buffer, target: Buffer, data: Buffer): string | n
   try {
     try {
       for (let written = 0; written < data.length; ) written += writeSync(fd, data, written, data.length - written);
-    } finally {
-      step = "close";
-      closeSync(fd);
+    } catch (error) {
+      // (The write's error is the one said: the descriptor goes all the same.)
+      try {
+        closeSync(fd);
+      } catch {
+        // (Closed anyway: Linux frees the number whatever close() says.)
+      }
+      throw error;
     }
+    step = "close";
+    closeSync(fd);
     step = "rename";
     renameSync(partial, target);
     return null;

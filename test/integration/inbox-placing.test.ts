@@ -3,6 +3,7 @@
 // in place by the main thread, in order; after that every file is placed on the main thread, at once.
 // (Each test file has its own modules: the process's placing thread here is this file's.)
 
+import { existsSync } from "node:fs";
 import { readFile, readdir } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import path from "node:path";
@@ -14,10 +15,29 @@ import { tempDir } from "../helpers/tmp.js";
 const identity = (data: Uint8Array, vpath: string) => ({ vpath, size: data.length, mtime: 1_700_000_000_000 });
 
 describe("inbox and its placing thread", () => {
-  it("inbox placing - files are said placed once on disk and recorded; a thread stopped with files waiting leaves them to the main thread, in order; then each file is placed at once", async () => {
+  it("inbox placing - files placed by the thread are said placed once on disk, then recorded; a thread stopped with files waiting leaves them to the main thread, in order; then each file is placed at once", async () => {
     const root = path.join(await tempDir(), "in");
     const inbox = await Inbox.open(root);
     try {
+      // Through the thread: said once on disk (looked at from the callback itself), recorded then.
+      const early = [0, 1].map((i) => ({ relative: `e/g${i}.bin`, data: randomBytes(500 + i) }));
+      const seen: { relative: string; onDisk: boolean; recorded: boolean }[] = [];
+      const early$ = early.map(
+        ({ relative, data }) =>
+          new Promise<string | Error>((resolve) => {
+            const accepted = inbox.receiveWhole(relative, `/${relative}`, data, identity(data, `/${relative}`), undefined, (where) => {
+              seen.push({ relative, onDisk: existsSync(path.join(root, relative)), recorded: inbox.manifest.files.has(relative) });
+              resolve(where);
+            });
+            expect(accepted).toBe(true);
+          }),
+      );
+      expect(seen).toEqual([]);
+      expect(await Promise.all(early$)).toEqual(early.map((file) => path.join(root, file.relative)));
+      expect(seen).toEqual(early.map(({ relative }) => ({ relative, onDisk: true, recorded: true })));
+      for (const { relative, data } of early) expect((await readFile(path.join(root, relative))).equals(data)).toBe(true);
+      expect(inbox.placed()).toBeUndefined();
+
       const files = [0, 1, 2].map((i) => ({ relative: `d/f${i}.bin`, data: randomBytes(1000 + i) }));
       const said: string[] = [];
       const placedAll = files.map(
