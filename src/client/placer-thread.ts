@@ -4,11 +4,11 @@
 // that is moved, not copied again. Replies come in the order the files were handed over.
 //
 // Measured (10,000 files of 4 KiB, 100 to a directory, from one publisher with the bench's flags; a fresh
-// subscriber each time, `--window 16M`; alternating with the build before, on the 2-core VM, 2026-12-06):
-// faster in 9 of 10 pairs, by 16 % (paired median; 1.22 s against 1.46, file creation somewhat slow
-// then, 38 µs), and in 7 of 10 of an earlier series of this design's first form (5 %); CPU the same
-// (1.98 against 2.09 CPU-s, the subscriber with its measuring parent), peak RSS 124-131 MiB against
-// 100-112 (the worker's heap, the batches' buffers). The main thread's profile: a quarter of it idle,
+// subscriber each time, `--window 16M`; 10 pairs alternating with the build before, on the 2-core VM,
+// 2026-12-06): this form faster in 9 of 10 pairs, by 21 % (paired median; 1.05 s against 1.39; one pair
+// 2.9 times slower, not seen again in 6 more runs), CPU 1.71 against 1.92 CPU-s (the subscriber with its
+// measuring parent); two earlier forms 5 % (7 of 10) and 16 % (9 of 10). Peak RSS 124-132 MiB against
+// 98-112 (the worker's heap, the batches' buffers). The main thread's profile: a quarter of it idle,
 // where it was busy throughout. An attempt of 2026-12-02, also a batch per turn, was measured slower and
 // not kept; its code is gone, and what made the difference is not on record (README, "What limits").
 
