@@ -153,7 +153,7 @@ export class PlacerThread {
     this.#handedOver++;
   }
 
-  /** Past PLACING_MAX_BYTES or PLACING_MAX_FILES: a promise of room again (half of either); else undefined. */
+  /** Past PLACING_MAX_BYTES, PLACING_MAX_FILES or PLACING_MAX_BATCHES: a promise of room again (below half of each); else undefined. */
   room(): Promise<void> | undefined {
     if (this.#bytes < PLACING_MAX_BYTES && this.#files < PLACING_MAX_FILES && this.#inFlight.size < PLACING_MAX_BATCHES) return undefined;
     return new Promise((resolve) => this.#roomWaiters.push(resolve));
