@@ -7,8 +7,8 @@
 // subscriber each time, `--window 16M`; 10 pairs alternating with the build before, on the 2-core VM,
 // 2026-12-06): this form faster in 9 of 10 pairs, by 21 % (paired median; 1.05 s against 1.39; one pair
 // 2.9 times slower, not seen again in 6 more runs), CPU 1.71 against 1.92 CPU-s (the subscriber with its
-// measuring parent); two earlier forms 5 % (7 of 10) and 16 % (9 of 10). Peak RSS 124-132 MiB against
-// 98-112 (the worker's heap, the batches' buffers). The main thread's profile: a quarter of it idle,
+// measuring parent); two earlier forms 5 % (7 of 10) and 16 % (9 of 10). Peak RSS 125-133 MiB against
+// 99-111 (the worker's heap, the batches' buffers). The main thread's profile: a quarter of it idle,
 // where it was busy throughout. An attempt of 2026-12-02, also a batch per turn, was measured slower and
 // not kept; its code is gone, and what made the difference is not on record (README, "What limits").
 
