@@ -23,18 +23,21 @@ export interface Place {
 }
 
 export class HeldDirectory {
-  /** The descriptor, for us; -1 once closed. */
-  #fd: number;
   /** The descriptor itself: kept open past close() while a path through it is lent out (lend). */
   #open: number;
+  #closed = false;
   #lent = 0;
+
+  /** The descriptor, for us: -1 once closed, lent out or not. */
+  get #fd(): number {
+    return this.#closed ? -1 : this.#open;
+  }
 
   private constructor(
     /** Its real path when it was opened (for people, and to make it again). */
     readonly realPath: string,
     fd: number,
   ) {
-    this.#fd = fd;
     this.#open = fd;
   }
 
@@ -116,12 +119,12 @@ export class HeldDirectory {
 
   giveBack(): void {
     if (this.#lent === 0) throw new Error(`${this.realPath}: given back more often than lent`);
-    if (--this.#lent === 0 && this.#fd < 0) this.#closeDescriptor();
+    if (--this.#lent === 0 && this.#closed) this.#closeDescriptor();
   }
 
   close(): void {
-    if (this.#fd < 0) return;
-    this.#fd = -1;
+    if (this.#closed) return;
+    this.#closed = true;
     if (this.#lent === 0) this.#closeDescriptor();
   }
 

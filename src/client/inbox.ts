@@ -14,11 +14,10 @@ import { readdir, realpath } from "node:fs/promises";
 import path from "node:path";
 import { PARTIAL_SUFFIX, UNPRINTABLE, unsafeRelativeReason } from "../paths.js";
 import { hasStrayBytes, nameBytes, showStrayBytes } from "../raw-names.js";
-import { BLOCK_SIZE, BlockHasher, blocksWithTreeHash, fingerprintFile, hashPrefix, xxh, type Fingerprint } from "../digest/blocks.js";
+import { BLOCK_SIZE, BlockHasher, blocksWithTreeHash, fingerprintFile, fingerprintFileSync, hashPrefix, xxh, type Fingerprint } from "../digest/blocks.js";
 import { RESUME_MIN_SIZE } from "../protocol/extensions.js";
 import { setNewest } from "../newest.js";
-import { openRegular, openRegularSync } from "../digest/open-regular.js";
-import { readSync } from "node:fs";
+import { openRegular } from "../digest/open-regular.js";
 import type { XXHashAPI } from "xxhash-wasm";
 import { Manifest, STATE_DIR, type Delivered, type PartialFile } from "./manifest.js";
 import { HeldDirectory, type Place } from "./held-directory.js";
@@ -1001,26 +1000,13 @@ export class Inbox {
     return true;
   }
 
-  /** Whether the file at `file` (for the kernel) is a regular file with the content `entry` says. */
+  /** Whether the file at `file` (for the kernel) is a regular file with the content `entry` says (as #settlePlacements looks). */
   #inPlace(file: string, entry: Delivered): boolean {
-    let opened: { fd: number; stats: { size: number } } | undefined;
     try {
-      opened = openRegularSync(file);
-      if (opened.stats.size !== entry.size || entry.size > SMALL_FILE) return false;
-      const data = Buffer.allocUnsafe(entry.size);
-      let read = 0;
-      while (read < data.length) {
-        const n = readSync(opened.fd, data, read, data.length - read, read);
-        if (n === 0) return false;
-        read += n;
-      }
-      const hasher = new BlockHasher(this.xx);
-      hasher.update(data, true);
-      return hasher.finish().hash === entry.hash;
+      const { fingerprint, version } = fingerprintFileSync(this.xx, file);
+      return version.size === entry.size && fingerprint.hash === entry.hash;
     } catch {
       return false;
-    } finally {
-      if (opened) closeSync(opened.fd);
     }
   }
 

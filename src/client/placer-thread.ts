@@ -13,17 +13,9 @@
 // not kept; its code is gone, and what made the difference is not on record (README, "What limits").
 
 import { Worker } from "node:worker_threads";
+import { workerUrl } from "../worker-url.js";
 import { fsPath } from "../raw-names.js";
 import { JOB_HEADER_BYTES, type PlacementBatch, type PlacementReply } from "./placer-worker.js";
-
-/**
- * The compiled worker. Tests run the TypeScript sources (vitest) but Node 20 runs a worker only from
- * JavaScript, so from src/ we use the build's copy (the test command builds first).
- */
-function workerUrl(): URL {
-  const here = new URL(import.meta.url);
-  return here.pathname.endsWith(".ts") ? new URL("../../dist/src/client/placer-worker.js", here) : new URL("./placer-worker.js", here);
-}
 
 /**
  * What to do once a file handed over is in place (`failure` null) or is not (why). A file not in place
@@ -86,7 +78,7 @@ export class PlacerThread {
   /** Buffers the worker gave back, to be filled again (at most SPARE_BUFFERS). */
   readonly #spare: ArrayBuffer[] = [];
 
-  constructor(private readonly url: URL = workerUrl()) {}
+  constructor(private readonly url: URL = workerUrl(import.meta.url, "placer-worker")) {}
 
   /** Files handed over and not yet answered. */
   get pending(): number {

@@ -3,19 +3,11 @@
 // file is missing), requests fail and the caller falls back to hashing on its own thread.
 
 import { Worker } from "node:worker_threads";
+import { workerUrl } from "../worker-url.js";
 import type { Fingerprint } from "./blocks.js";
 import type { Sha1Digest } from "./sha1.js";
 import type { Version } from "./version.js";
 import type { WorkerReply, WorkerRequest } from "./fingerprint-worker.js";
-
-/**
- * The compiled worker. Tests run the TypeScript sources (vitest) but Node 20 runs a worker only from
- * JavaScript, so from src/ we use the build's copy (the test command builds first).
- */
-function workerUrl(): URL {
-  const here = new URL(import.meta.url);
-  return here.pathname.endsWith(".ts") ? new URL("../../dist/src/digest/fingerprint-worker.js", here) : new URL("./fingerprint-worker.js", here);
-}
 
 interface Waiting {
   readonly resolve: (reply: WorkerReply) => void;
@@ -76,7 +68,7 @@ export class FingerprintThread {
 
   #start(): Worker {
     if (this.#worker) return this.#worker;
-    const worker = new Worker(workerUrl());
+    const worker = new Worker(workerUrl(import.meta.url, "fingerprint-worker"));
     worker.unref();
     worker.on("message", (reply: WorkerReply) => {
       const waiting = this.#waiting.get(reply.id);
