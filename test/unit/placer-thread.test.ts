@@ -108,6 +108,23 @@ describe("placing thread", () => {
     });
   });
 
+  it("placing thread - idle() waits for the files handed over before it, not for those handed over after", async () => {
+    await withThread(async (thread, dir) => {
+      const answers: [string, string | null][] = [];
+      place(thread, dir, "before", Buffer.from("before"), answers);
+      const idle = thread.idle();
+      // (The next turn: a batch of its own, behind the first, far slower to place.)
+      await new Promise((resolve) => setImmediate(resolve));
+      for (let i = 0; i < 300; i++) place(thread, dir, `after${i}`, randomBytes(4096), answers);
+      await idle;
+      // Answered: the file before; not yet: any of the 300 after (they are answered in a later message).
+      expect(answers).toEqual([["before", null]]);
+      expect(thread.pending).toBe(300);
+      await thread.idle();
+      expect(answers.length).toBe(301);
+    });
+  });
+
   it("placing thread - stopped, it answers what it had as failed, in order, and takes nothing more", async () => {
     const dir = await tempDir("fmq-placer-");
     await mkdir(path.join(dir, "partial"));
