@@ -5,6 +5,7 @@
 import { existsSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
+import { execFileSync } from "node:child_process";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { HeldDirectory } from "../../src/client/held-directory.js";
@@ -90,6 +91,37 @@ describe("placing thread", () => {
         ["y", Buffer.from("yyyy")],
       ]);
     });
+  });
+
+  it("placing thread - a write that fails (a full disk) is said as the write's failure, its partial removed, its bytes given back", async (ctx) => {
+    const disk = path.join(await tempDir("fmq-placer-"), "disk");
+    await mkdir(disk);
+    try {
+      execFileSync("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", disk], { stdio: "pipe" });
+    } catch (error) {
+      // (Mounting needs root, which CI has here.)
+      ctx.skip(`cannot mount a tmpfs here: ${String((error as Error).message).split("\n")[0]}`);
+    }
+    try {
+      await mkdir(path.join(disk, "partial"));
+      const thread = new PlacerThread();
+      try {
+        expect(thread.available()).toBe(true);
+        const answers: [string, string | null][] = [];
+        const returned = new Map<string, Buffer>();
+        const big = randomBytes(256 * 1024);
+        place(thread, disk, "big", big, answers, { returned });
+        await thread.idle();
+        expect(answers).toEqual([["big", "write: ENOSPC"]]);
+        expect(readdirSync(disk).sort()).toEqual(["partial"]);
+        expect(readdirSync(path.join(disk, "partial"))).toEqual([]);
+        expect(returned.get("big")?.equals(big)).toBe(true);
+      } finally {
+        await thread.close();
+      }
+    } finally {
+      execFileSync("umount", ["-l", disk]);
+    }
   });
 
   it("placing thread - past its bound, room() waits until half of what waits has landed", async () => {
