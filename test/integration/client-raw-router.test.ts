@@ -505,7 +505,6 @@ function identityHeaders(size: number, mtime: number, tag?: string): Record<stri
   return { "X-FMQ-Size": String(size), "X-FMQ-Mtime": String(mtime), ...(tag !== undefined ? { "X-FMQ-Version": tag } : {}) };
 }
 
-/** sendFile options for a file sent whole as our server sends a small file: one CHEEZBURGER, identity headers, tree hash, eof=1. */
 /** A whole small file as one CHEEZBURGER frame, as our server sends it in a batch (`hash` for another than its own). */
 async function wholeFrame(name: string, data: Uint8Array, sequence: bigint, hash?: string): Promise<Buffer> {
   return encode({
@@ -520,6 +519,7 @@ async function wholeFrame(name: string, data: Uint8Array, sequence: bigint, hash
   });
 }
 
+/** sendFile options for a file sent whole as our server sends a small file: one CHEEZBURGER, identity headers, tree hash, eof=1. */
 async function asOneMessage(data: Uint8Array): Promise<{ chunkSize: number; ending: Ending; headers: Record<string, string>; eofHeaders: Record<string, string> }> {
   return { chunkSize: Math.max(1, data.length), ending: "eof=1 on last data chunk", headers: identityHeaders(data.length, 1_700_000_000_000), eofHeaders: { "X-FMQ-XXH64T": await treeHash(data) } };
 }
