@@ -16,9 +16,6 @@ export { sleep };
  */
 export const FMQ_MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456";
 
-/** What cli/fmq takes out of the environment before it starts Node (see that script). A test checks it does. */
-export const FMQ_UNSET_ENV = ["NODE_EXTRA_CA_CERTS"] as const;
-
 /** Milliseconds on the bench's clock. */
 export const now = (): number => performance.now();
 
@@ -271,14 +268,12 @@ export class Proc {
   }
 
   /**
-   * node <script> args..., with the environment the `fmq` command (cli/fmq) gives Node: fmq as users run
-   * it, and the raw pipe on the same footing (the ceiling of our stack, allocator and start-up included).
+   * node <script> args..., with the allocator settings the `fmq` command (cli/fmq) runs with: fmq as
+   * users run it, and the raw pipe on the same footing (the ceiling of our stack, allocator included).
    */
   static node(name: string, script: string, args: readonly string[]): Proc {
     const tunables = [FMQ_MALLOC_TUNABLES, process.env.GLIBC_TUNABLES].filter(Boolean).join(":");
-    const env: NodeJS.ProcessEnv = { ...process.env, GLIBC_TUNABLES: tunables };
-    for (const name of FMQ_UNSET_ENV) delete env[name];
-    return new Proc(name, process.execPath, [script, ...args], env);
+    return new Proc(name, process.execPath, [script, ...args], { ...process.env, GLIBC_TUNABLES: tunables });
   }
 
   get pid(): number | undefined {
