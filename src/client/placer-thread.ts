@@ -68,7 +68,6 @@ export class PlacerThread {
   #filling: Batch | undefined;
   readonly #inFlight = new Map<number, Batch>();
   #batches = 0;
-  #files = 0;
   #bytes = 0;
   /** Files handed over, and answered, since the start: answers come in the order files were handed over. */
   #handedOver = 0;
@@ -82,7 +81,7 @@ export class PlacerThread {
 
   /** Files handed over and not yet answered. */
   get pending(): number {
-    return this.#files;
+    return this.#handedOver - this.#answered;
   }
 
   /** Can files be handed over? Starts the worker at the first ask; false if it cannot run. */
@@ -140,14 +139,13 @@ export class PlacerThread {
     batch.placed.push(placed);
     batch.dataAt.push(at);
     batch.sizes.push(data.length);
-    this.#files++;
     this.#bytes += data.length;
     this.#handedOver++;
   }
 
   /** Past PLACING_MAX_BYTES, PLACING_MAX_FILES or PLACING_MAX_BATCHES: a promise of room again (below half of each); else undefined. */
   room(): Promise<void> | undefined {
-    if (this.#bytes < PLACING_MAX_BYTES && this.#files < PLACING_MAX_FILES && this.#inFlight.size < PLACING_MAX_BATCHES) return undefined;
+    if (this.#bytes < PLACING_MAX_BYTES && this.pending < PLACING_MAX_FILES && this.#inFlight.size < PLACING_MAX_BATCHES) return undefined;
     return new Promise((resolve) => this.#roomWaiters.push(resolve));
   }
 
@@ -213,7 +211,6 @@ export class PlacerThread {
     batch.placed.forEach((placed, i) => {
       const size = batch.sizes[i]!;
       const dataAt = batch.dataAt[i]!;
-      this.#files--;
       this.#bytes -= size;
       this.#answered++;
       try {
@@ -224,7 +221,7 @@ export class PlacerThread {
         thrown ??= { error };
       }
     });
-    if (this.#bytes < PLACING_MAX_BYTES / 2 && this.#files < PLACING_MAX_FILES / 2 && this.#inFlight.size <= PLACING_MAX_BATCHES / 2) {
+    if (this.#bytes < PLACING_MAX_BYTES / 2 && this.pending < PLACING_MAX_FILES / 2 && this.#inFlight.size <= PLACING_MAX_BATCHES / 2) {
       for (const resolve of this.#roomWaiters.splice(0)) resolve();
     }
     const waiting = this.#idleWaiters;
