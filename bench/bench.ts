@@ -16,6 +16,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { spawnSync } from "node:child_process";
 import { FMQ_CLI, RAW_PIPE, RsyncDaemon } from "./contenders.js";
+import { Profiler } from "./cpu-split.js";
 import { CpuMeter, backgroundLoad, installed, now, onExit } from "./measure.js";
 import { holdFreePageReporting } from "./page-reporting.js";
 import { watchOver } from "./watchdog.js";
@@ -54,6 +55,7 @@ const program = new Command()
   .addOption(new Option("--stable-ms <ms>", "fmq publish --stable-ms for the throughput workloads").default("150"))
   .addOption(new Option("--fmq <cli.js>", "the fmq CLI to measure (e.g. another checkout's build)").default(FMQ_CLI))
   .addOption(new Option("--tmp <dir>", "where test data goes (removed at the end)").default(os.tmpdir()))
+  .addOption(new Option("--perf <dir>", "record each timed run of workloads 1, 2 and 4 with perf (files in <dir>) and report where the CPU went: who, which thread, doing what (bench/cpu-split.ts)"))
   .option("--leave-page-reporting", "do not hold back the VM's free page reporting during the run (see bench/page-reporting.ts; --smoke never touches it)")
   .addOption(new Option("--wait-healthy <s>", "when the probe finds file creation slow (ext4's window after mass deletes), probe again every 30 s for up to this long before starting").default("330"));
 
@@ -116,6 +118,8 @@ async function main(): Promise<number> {
 
   const tmp = await mkdtemp(path.join(String(opts.tmp), "fmq-bench-"));
   onExit(() => rmSync(tmp, { recursive: true, force: true }));
+  const profiler = opts.perf === undefined ? undefined : Profiler.create(path.resolve(String(opts.perf)), tmp);
+  if (typeof profiler === "string") throw new InvalidArgumentError(`--perf: ${profiler}`);
   const config: BenchConfig = {
     size: size("size"),
     files: count("files"),
@@ -147,7 +151,7 @@ async function main(): Promise<number> {
   // If we are killed outright, what we start, our temporary directory and the setting still go.
   watchOver({ tmp, ...(reporting.putBack ? { setting: reporting.putBack } : {}) });
   const rsync = rsyncVersion ? await RsyncDaemon.start(path.join(tmp, "rsync")) : undefined;
-  const ctx: Context = { config, rsync, log };
+  const ctx: Context = { config, rsync, log, ...(profiler ? { profiler } : {}) };
   const probe = await probeUntilHealthy(path.join(tmp, "probe"), count("waitHealthy", 0), log);
   const slowMachine = probeWarning(probe);
   if (slowMachine) log(`warning: ${slowMachine}`);
@@ -211,6 +215,7 @@ async function main(): Promise<number> {
     notes: [
       ...(slowMachine ? [slowMachine] : []),
       ...(busy ? [busy] : []),
+      ...(profiler ? [`Profiled (--perf): every timed run of workloads 1, 2 and 4 was recorded with perf record -a at ${profiler.hz} Hz, and Node processes ran with --perf-basic-prof; that costs a few per cent, so take this run's times as the split's context, not as the table's figures.`] : []),
       ...(reporting.state === "absent" ? [] : [`This VM hands memory it frees back to its host (free page reporting), and writing into such memory again is slow: ${reporting.text}.`]),
       "Every delivered file was checked by sha256 against its source; a run that failed the check counts as failed, not in the figures.",
       "Sources are written fresh with random bytes and read once before timing (warm page cache for everyone); the disk is synced before each run; destinations are new each run (no fsync by anyone). Right before each run of workloads 1, 2 and 4 the bench writes as many bytes as the run will write into a scratch file and deletes it, so that every contender writes into memory freed a moment ago (see bench/README.md: on these VMs older free memory may have gone back to the host and is slow to write).",

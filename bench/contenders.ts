@@ -11,6 +11,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Proc, CpuMeter, freePort, now, reapedChildrenCpuSeconds, timeCommands, waitForPort, type ProcSample } from "./measure.js";
 import { waitForPartial } from "./data.js";
+import type { Profiler, Recording } from "./cpu-split.js";
 import type { ProcessCost, Run } from "./types.js";
 
 export const FMQ_CLI = fileURLToPath(new URL("../cli/fmq.js", import.meta.url));
@@ -26,6 +27,8 @@ export interface Transfer {
   /** Bytes each receiver must get. */
   readonly bytes: number;
   readonly timeoutMs: number;
+  /** With --perf: the run is recorded, and its CPU split between who did what (cpu-split.ts). */
+  readonly profiler?: Profiler;
 }
 
 // --- the same memory for everyone ------------------------------------------------------------------------
@@ -90,6 +93,7 @@ async function runPipeline(p: Pipeline): Promise<Run> {
     await Promise.all(untimed.map((proc) => proc.resume().stop()));
   };
   const steal = CpuMeter.start();
+  let recording: Recording | undefined;
   try {
     for (const dst of transfer.dsts) {
       await rm(dst, { recursive: true, force: true });
@@ -103,6 +107,7 @@ async function runPipeline(p: Pipeline): Promise<Run> {
     // into (removed after the timed run instead, it freed 1 GiB more just before whichever row came next).
     await Promise.all(left.map(discard));
     freeMemoryNow(transfer);
+    recording = await transfer.profiler?.start(`${p.contender} rep ${p.rep}`);
     let serverAtStart: ProcSample | undefined;
     const clients: {
       proc: Proc;
@@ -149,6 +154,8 @@ async function runPipeline(p: Pipeline): Promise<Run> {
       clearTimeout(timer);
     }
     const serverAtEnd = server.sample();
+    await recording?.stop();
+    const roles = new Map<number, string>(procs.map((proc, i) => [proc.pid ?? -1, i === 0 ? "server" : "client"]));
     const stopped = await Promise.all(procs.map((proc) => proc.stop()));
     await stopUntimed();
     const errors = procs.flatMap((proc) => proc.errors().map((e) => `${proc.name}: ${e}`));
@@ -162,6 +169,7 @@ async function runPipeline(p: Pipeline): Promise<Run> {
     const serverCost: ProcessCost = { peakRssMiB: stopped[0]?.peakRssMiB ?? NaN, cpuSeconds: cpu(serverAtStart, serverAtEnd) };
     const clientCosts: ProcessCost[] = clients.map((c, k) => ({ peakRssMiB: stopped[k + 1]?.peakRssMiB ?? NaN, cpuSeconds: cpu(c.atStart, c.atEnd) }));
     const share = steal.stop();
+    const cpuSplit = await recording?.split(t0, t1, { pids: roles });
     const run: Run = {
       contender: p.contender,
       rep: p.rep,
@@ -175,6 +183,7 @@ async function runPipeline(p: Pipeline): Promise<Run> {
       disturbance: share.disturbance,
       server: serverCost,
       clients: clientCosts,
+      ...(cpuSplit ? { cpuSplit } : {}),
       extra: {
         ...extra,
         /** When each receiver's clock started and ended, seconds after the first start. */
@@ -186,6 +195,7 @@ async function runPipeline(p: Pipeline): Promise<Run> {
     };
     return run;
   } catch (error) {
+    await recording?.stop().catch(() => undefined);
     await Promise.all(procs.map((proc) => proc.stop()));
     await stopUntimed();
     return failedRun(p.contender, p.rep, error, steal.stop().stealPct);
@@ -253,7 +263,7 @@ export function runFmq(contender: string, rep: number, transfer: Transfer, s: Fm
         await writeFile(config, "[limits]\npeer-timeout-ms = 120000\n");
         args.push("--config", config);
       }
-      const server = spawned(Proc.node("fmq publish", s.cli, args));
+      const server = spawned(Proc.node("fmq publish", s.cli, args, transfer.profiler?.nodeFlags));
       const ready = await server.waitFor((d) => d.event === "ready", 120_000, '"ready"');
       // The initial files must be stable (in the publisher's catalogue) before the clock starts, or the
       // timing would include their quiet period: wait for a "published" line per file.
@@ -290,7 +300,7 @@ export function runFmq(contender: string, rep: number, transfer: Transfer, s: Fm
       return { server, others, leftovers, ...(s.discardWarmUp ? { discard: s.discardWarmUp } : {}), extra: { publisherStartupS: (ready.t - server.spawnedAt) / 1000, publisherSettledS: (settled.t - server.spawnedAt) / 1000, ...extraStalled } };
     },
     startClient: (k) =>
-      Proc.node(`fmq subscribe #${k}`, s.cli, ["subscribe", "/", "--connect", endpoint, "--inbox", transfer.dsts[k]!, "--json", "--window", String(s.window)]),
+      Proc.node(`fmq subscribe #${k}`, s.cli, ["subscribe", "/", "--connect", endpoint, "--inbox", transfer.dsts[k]!, "--json", "--window", String(s.window)], transfer.profiler?.nodeFlags),
   });
 }
 
@@ -305,7 +315,7 @@ export function runRawPipe(contender: string, rep: number, transfer: Transfer, c
     doneEvent: "done",
     startServer: async (spawned) => {
       endpoint = `tcp://127.0.0.1:${await freePort()}`;
-      const server = spawned(Proc.node("raw-pipe server", RAW_PIPE, ["server", "--file", transfer.src, "--bind", endpoint, "--chunk", String(chunkSize), "--read-ahead", "2"]));
+      const server = spawned(Proc.node("raw-pipe server", RAW_PIPE, ["server", "--file", transfer.src, "--bind", endpoint, "--chunk", String(chunkSize), "--read-ahead", "2"], transfer.profiler?.nodeFlags));
       await server.waitFor((d) => d.event === "ready", 30_000, '"ready"');
       return { server, extra: {} };
     },
@@ -318,7 +328,7 @@ export function runRawPipe(contender: string, rep: number, transfer: Transfer, c
         path.join(transfer.dsts[k]!, path.basename(transfer.src)),
         "--window",
         String(window),
-      ]),
+      ], transfer.profiler?.nodeFlags),
   });
 }
 
@@ -331,16 +341,20 @@ export function runRawPipe(contender: string, rep: number, transfer: Transfer, c
  */
 async function runCommands(contender: string, rep: number, transfer: Transfer, createDst: boolean, command: (dst: string) => string[], serverPid?: number): Promise<Run> {
   const steal = CpuMeter.start();
+  let recording: Recording | undefined;
   try {
     for (const dst of transfer.dsts) {
       await rm(dst, { recursive: true, force: true });
       await mkdir(createDst ? dst : path.dirname(dst), { recursive: true });
     }
     freeMemoryNow(transfer);
+    recording = await transfer.profiler?.start(`${contender} rep ${rep}`);
     const ownBefore = reapedChildrenCpuSeconds(process.pid);
     const serverBefore = serverPid === undefined ? 0 : reapedChildrenCpuSeconds(serverPid);
+    const startedAt = now();
     const each = await timeCommands(transfer.dsts.map(command), transfer.timeoutMs);
     const seconds = Math.max(...each);
+    await recording?.stop();
     const clientCpu = reapedChildrenCpuSeconds(process.pid) - ownBefore;
     let serverCpu = 0;
     if (serverPid !== undefined) {
@@ -358,6 +372,10 @@ async function runCommands(contender: string, rep: number, transfer: Transfer, c
       } while (now() < deadline);
     }
     const share = steal.stop();
+    // (The commands are ours to name, not to number: a daemon's connection processes are its children,
+    // found through perf's fork records; the rest of the processes so named are the commands.)
+    const names = new Map(transfer.dsts.map((dst) => [command(dst)[0]!, "client"]));
+    const cpuSplit = await recording?.split(startedAt, startedAt + seconds * 1000, { pids: new Map(serverPid === undefined ? [] : [[serverPid, "server"]]), comms: names });
     return {
       contender,
       rep,
@@ -370,9 +388,11 @@ async function runCommands(contender: string, rep: number, transfer: Transfer, c
       disturbance: share.disturbance,
       server: { peakRssMiB: NaN, cpuSeconds: serverCpu },
       clients: [{ peakRssMiB: NaN, cpuSeconds: clientCpu }],
+      ...(cpuSplit ? { cpuSplit } : {}),
       extra: { endedAfterS: each, ownSeconds: each },
     };
   } catch (error) {
+    await recording?.stop().catch(() => undefined);
     return failedRun(contender, rep, error, steal.stop().stealPct);
   }
 }

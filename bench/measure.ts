@@ -271,9 +271,9 @@ export class Proc {
    * node <script> args..., with the allocator settings the `fmq` command (cli/fmq) runs with: fmq as
    * users run it, and the raw pipe on the same footing (the ceiling of our stack, allocator included).
    */
-  static node(name: string, script: string, args: readonly string[]): Proc {
+  static node(name: string, script: string, args: readonly string[], nodeFlags: readonly string[] = []): Proc {
     const tunables = [FMQ_MALLOC_TUNABLES, process.env.GLIBC_TUNABLES].filter(Boolean).join(":");
-    return new Proc(name, process.execPath, [script, ...args], { ...process.env, GLIBC_TUNABLES: tunables });
+    return new Proc(name, process.execPath, [...nodeFlags, script, ...args], { ...process.env, GLIBC_TUNABLES: tunables });
   }
 
   get pid(): number | undefined {

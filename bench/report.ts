@@ -305,6 +305,7 @@ export function markdown(input: ReportInput, rsyncMissing: string | undefined): 
   }
 
   for (const w of input.workloads.filter((w) => w.resync)) out.push(...resyncMarkdown(w));
+  for (const w of input.workloads) out.push(...cpuSplitMarkdown(w));
 
   const notes = [...input.notes, ...input.workloads.flatMap((w) => (w.skipped ? [`Workload ${w.id} (${w.title}): skipped, ${w.skipped}.`] : w.notes.map((n) => `Workload ${w.id}: ${n}`)))];
   const disturbed = input.workloads.flatMap((w) => w.runs.filter((r) => r.ok && disturbance(r)).map((r) => `${w.id} rep ${r.rep} ${r.contender}${disturbance(r)}`));
@@ -317,6 +318,47 @@ export function markdown(input: ReportInput, rsyncMissing: string | undefined): 
   if (notes.length) out.push("## Notes", "", ...notes.map((n) => `- ${n}`), "");
   if (input.failures.length) out.push("## FAILURES", "", ...input.failures.map((n) => `- ${n}`), "");
   return out.join("\n");
+}
+
+/** Rows of the CPU split table: the largest this many (by the largest cell), the rest summed. */
+const SPLIT_ROWS = 24;
+
+/**
+ * With --perf: where the machine's CPU went during each contender's timed part, CPU-seconds, mean over
+ * its repetitions: by role (server, clients, anyone else, idle), then by thread and activity.
+ */
+export function cpuSplitMarkdown(w: WorkloadResult): string[] {
+  const runs = w.runs.filter((r) => r.ok && r.cpuSplit);
+  if (runs.length === 0) return [];
+  const contenders = [...new Set(runs.map((r) => r.contender))].sort((a, b) => rank(a) - rank(b));
+  const mean = (name: string, value: (r: Run) => number) => {
+    const mine = runs.filter((r) => r.contender === name);
+    return mine.reduce((sum, r) => sum + value(r), 0) / mine.length;
+  };
+  const keys = new Map<string, { role: string; thread: string; activity: string }>();
+  for (const r of runs) for (const row of r.cpuSplit!.rows) keys.set(`${row.role} · ${row.thread} · ${row.activity}`, row);
+  const cell = (name: string, key: string) =>
+    mean(name, (r) => r.cpuSplit!.rows.filter((row) => `${row.role} · ${row.thread} · ${row.activity}` === key).reduce((sum, row) => sum + row.seconds, 0));
+  const largest = [...keys.keys()]
+    .map((key) => ({ key, top: Math.max(...contenders.map((name) => cell(name, key))) }))
+    .sort((a, b) => b.top - a.top);
+  const shown = largest.slice(0, SPLIT_ROWS);
+  const rest = largest.slice(SPLIT_ROWS).map((x) => x.key);
+  const roles = [...new Set(runs.flatMap((r) => Object.keys(r.cpuSplit!.byRole)))].sort();
+  const out = [`## ${w.id} ${w.title}: where the CPU went (perf)`, ""];
+  out.push(
+    `\`perf record -a\` over each timed part (${runs.length} runs; files: ${runs.map((r) => r.cpuSplit!.file).join(", ")}), CPU-seconds on all cores, mean over repetitions. ` +
+      "Role: server (publisher, pipe server, rsync daemon), client (subscribers, pipe clients, the commands), others, idle. " +
+      "Profiled processes run with --perf-basic-prof: times of a --perf run are a little slower than the table's.",
+    "",
+  );
+  out.push(`| | ${contenders.join(" | ")} |`, `|---|${contenders.map(() => "---").join("|")}|`);
+  out.push(`| timed part, s | ${contenders.map((name) => f(mean(name, (r) => r.cpuSplit!.windowS), 3)).join(" | ")} |`);
+  for (const role of roles) out.push(`| **${role}** | ${contenders.map((name) => f(mean(name, (r) => r.cpuSplit!.byRole[role] ?? 0), 3)).join(" | ")} |`);
+  for (const { key } of shown) out.push(`| ${key} | ${contenders.map((name) => f(cell(name, key), 3)).join(" | ")} |`);
+  if (rest.length) out.push(`| (${rest.length} more rows) | ${contenders.map((name) => f(rest.reduce((sum, key) => sum + cell(name, key), 0), 3)).join(" | ")} |`);
+  out.push("");
+  return out;
 }
 
 function resyncMarkdown(w: WorkloadResult): string[] {

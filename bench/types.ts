@@ -1,6 +1,7 @@
 // The shapes every workload produces and the report consumes.
 
 import type { Disturbance } from "./measure.js";
+import type { CpuSplit } from "./cpu-split.js";
 
 /** What one process cost: peak RSS over its life, CPU seconds during the timed part. */
 export interface ProcessCost {
@@ -35,6 +36,8 @@ export interface Run {
   readonly extra?: Record<string, unknown>;
   /** This repetition was run again: the first attempt took this long (seconds), over OUTLIER_FACTOR × the contender's fastest. */
   rerunOf?: number;
+  /** With --perf: where the machine's CPU went during the timed part (cpu-split.ts). */
+  readonly cpuSplit?: CpuSplit;
 }
 
 export interface LatencySummary {

@@ -6,6 +6,7 @@ import { mkdir, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import { DISK_READ_NOTE_MIB, RECLAIM_NOTE_MIB, cacheDrops, mbps, settle } from "../measure.js";
 import type { RsyncDaemon } from "../contenders.js";
+import type { Profiler } from "../cpu-split.js";
 import type { BenchConfig, Run } from "../types.js";
 
 export interface Contender {
@@ -25,6 +26,8 @@ export interface Context {
   /** undefined when rsync is not installed. */
   readonly rsync: RsyncDaemon | undefined;
   readonly log: (line: string) => void;
+  /** With --perf: timed runs of workloads 1, 2 and 4 are recorded with perf (cpu-split.ts). */
+  readonly profiler?: Profiler;
 }
 
 /**

@@ -19,7 +19,7 @@ export async function manyFiles(ctx: Context): Promise<WorkloadResult> {
   const wrongSource = await verifyTree(src, expected);
   if (wrongSource) throw new Error(`source tree: ${wrongSource}`);
 
-  const transfer = (to: string): Transfer => ({ src, dsts: [to], files, bytes: files * fileSize, timeoutMs: timeoutFor(files * fileSize, files) });
+  const transfer = (to: string): Transfer => ({ src, dsts: [to], files, bytes: files * fileSize, timeoutMs: timeoutFor(files * fileSize, files), ...(ctx.profiler ? { profiler: ctx.profiler } : {}) });
   const out = path.join(dir, "out");
   await mkdir(out, { recursive: true });
   const contenders: Contender[] = [];

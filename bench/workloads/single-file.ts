@@ -22,7 +22,7 @@ export async function singleFile(id: string, title: string, size: number, receiv
   const expected: TreeHashes = new Map([[NAME, hash]]);
 
   const dsts = (who: string, root = path.join(dir, "out")) => Array.from({ length: receivers }, (_, k) => path.join(root, who, `r${k}`));
-  const transfer = (src: string, to: string[]): Transfer => ({ src, dsts: to, files: 1, bytes: size, timeoutMs: timeoutFor(size * receivers, receivers) });
+  const transfer = (src: string, to: string[]): Transfer => ({ src, dsts: to, files: 1, bytes: size, timeoutMs: timeoutFor(size * receivers, receivers), ...(ctx.profiler ? { profiler: ctx.profiler } : {}) });
   const verifyAll = (to: string[], skip?: Skip) => async () => {
     for (const dst of to) {
       const wrong = await verifyTree(dst, expected, skip);
