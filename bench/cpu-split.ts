@@ -192,6 +192,13 @@ export class Profiler {
    */
   static create(dir: string, benchTmp: string, hz = PERF_HZ): Profiler | string {
     if (!installed("perf")) return "perf is not installed (Debian/Ubuntu: apt-get install linux-perf, or linux-tools-$(uname -r))";
+    // (Installed is not allowed: recording the whole machine takes root or kernel.perf_event_paranoid <= 0.)
+    const tried = spawnSync("perf", ["record", "-a", "-o", "/dev/null", "--", "true"], { encoding: "utf8", timeout: 30_000 });
+    if (tried.status !== 0) {
+      // (perf says "Error:" on a line of its own, then why.)
+      const said = (tried.stderr ?? "").split("\n").map((line) => line.trim()).filter((line) => line && line !== "Error:");
+      return `perf cannot record the whole machine here (run as root, or sysctl kernel.perf_event_paranoid=0): ${said[0] ?? String(tried.error ?? tried.signal ?? tried.status)}`;
+    }
     mkdirSync(dir, { recursive: true });
     return new Profiler(dir, benchTmp, hz);
   }
