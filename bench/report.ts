@@ -4,6 +4,7 @@
 import { mbps, median, type Disturbance } from "./measure.js";
 import { OUTLIER_FACTOR, disturbance } from "./workloads/common.js";
 import { CP, FMQ, FMQ_NO_AHEAD, FMQ_STALLED, FMQ_WARM, RAW, RSYNC, type ResyncSample, type Run, type WorkloadResult } from "./types.js";
+import type { CpuSplit } from "./cpu-split.js";
 
 const BASELINES = [RAW, CP, RSYNC] as const;
 const ORDER = [RAW, FMQ, FMQ_WARM, FMQ_NO_AHEAD, FMQ_STALLED, CP, RSYNC];
@@ -335,11 +336,10 @@ export function cpuSplitMarkdown(w: WorkloadResult): string[] {
     const mine = runs.filter((r) => r.contender === name);
     return mine.reduce((sum, r) => sum + value(r), 0) / mine.length;
   };
-  const keys = new Map<string, { role: string; thread: string; activity: string }>();
-  for (const r of runs) for (const row of r.cpuSplit!.rows) keys.set(`${row.role} · ${row.thread} · ${row.activity}`, row);
-  const cell = (name: string, key: string) =>
-    mean(name, (r) => r.cpuSplit!.rows.filter((row) => `${row.role} · ${row.thread} · ${row.activity}` === key).reduce((sum, row) => sum + row.seconds, 0));
-  const largest = [...keys.keys()]
+  const keyOf = (row: CpuSplit["rows"][number]) => `${row.role} · ${row.thread} · ${row.activity}`;
+  const keys = new Set(runs.flatMap((r) => r.cpuSplit!.rows.map(keyOf)));
+  const cell = (name: string, key: string) => mean(name, (r) => r.cpuSplit!.rows.filter((row) => keyOf(row) === key).reduce((sum, row) => sum + row.seconds, 0));
+  const largest = [...keys]
     .map((key) => ({ key, top: Math.max(...contenders.map((name) => cell(name, key))) }))
     .sort((a, b) => b.top - a.top);
   const shown = largest.slice(0, SPLIT_ROWS);
