@@ -1003,6 +1003,9 @@ export class Inbox {
   /** Whether the file at `file` (for the kernel) is a regular file with the content `entry` says (as #settlePlacements looks). */
   #inPlace(file: string, entry: Delivered): boolean {
     try {
+      // (Another size is another content: not read. This runs on the event loop, and whatever is at the
+      // name now, a big file of the user's included, would otherwise be hashed whole there.)
+      if (lstatSync(file, { throwIfNoEntry: false })?.size !== entry.size) return false;
       const { fingerprint, version } = fingerprintFileSync(this.xx, file);
       return version.size === entry.size && fingerprint.hash === entry.hash;
     } catch {
