@@ -149,7 +149,7 @@ async function main(): Promise<number> {
   const reporting = holdFreePageReporting(opts.leavePageReporting === true || opts.smoke === true);
   log(reporting.text);
   // If we are killed outright, what we start, our temporary directory and the setting still go.
-  watchOver({ tmp, ...(reporting.putBack ? { setting: reporting.putBack } : {}) });
+  watchOver({ tmp, settings: reporting.putBack });
   const rsync = rsyncVersion ? await RsyncDaemon.start(path.join(tmp, "rsync")) : undefined;
   const ctx: Context = { config, rsync, log, ...(profiler ? { profiler } : {}) };
   const probe = await probeUntilHealthy(path.join(tmp, "probe"), count("waitHealthy", 0), log);

@@ -1,12 +1,12 @@
 // What the bench leaves behind if it is killed outright.
 //
 // Exit hooks and signal handlers (measure.ts) stop the bench's child processes, remove its temporary
-// directory and put back the kernel setting it changed (page-reporting.ts), however it ends, except by
+// directory and put back the kernel settings it changed (page-reporting.ts), however it ends, except by
 // SIGKILL (kill -9, the OOM killer), which nothing in the process survives. Then an `fmq publish` would
 // run on for ever, an rsync daemon would keep its port, gigabytes of test data would stay in the
 // temporary directory, and free page reporting would stay held back. So the bench starts a small shell
-// process of its own that waits for it to be gone and then does the same: it puts the setting back if it
-// still holds what the bench wrote, stops every process whose command line names the bench's temporary
+// process of its own that waits for it to be gone and then does the same: it puts each setting back if
+// it still holds what the bench wrote, stops every process whose command line names the bench's temporary
 // directory (the contenders all do: sources, inboxes, the daemon's config; a few short-lived helpers,
 // such as sync and the memory probe, do not and end by themselves), and removes the directory.
 //
@@ -18,19 +18,25 @@
 
 import { spawn } from "node:child_process";
 import path from "node:path";
+import type { HeldSetting } from "./page-reporting.js";
 
 export interface Leftovers {
   /** The bench's own temporary directory (a fresh mkdtemp: its path names nothing else). */
   readonly tmp: string;
-  /** A setting to put back: `before` is written to `file` if it still reads `held`. */
-  readonly setting?: { readonly file: string; readonly held: string; readonly before: string };
+  /**
+   * Settings to put back, in the order they were set (put back last first): `before` is written to
+   * `file` if it still reads `held`.
+   */
+  readonly settings?: readonly HeldSetting[];
 }
 
 const SCRIPT = `
 cat > /dev/null
-if [ -n "$FMQ_BENCH_SETTING" ] && [ "$(cat "$FMQ_BENCH_SETTING" 2>/dev/null)" = "$FMQ_BENCH_HELD" ]; then
-  printf %s "$FMQ_BENCH_BEFORE" > "$FMQ_BENCH_SETTING"
-fi
+printf '%s\\n' "$FMQ_BENCH_SETTINGS" | while IFS='\t' read -r file held before; do
+  if [ -n "$file" ] && [ "$(cat "$file" 2>/dev/null)" = "$held" ]; then
+    printf %s "$before" > "$file"
+  fi
+done
 [ -n "$FMQ_BENCH_TMP" ] || exit 0
 if pkill -TERM -f -- "$FMQ_BENCH_PATTERN"; then
   sleep 1
@@ -51,9 +57,8 @@ export function watchOver(leftovers: Leftovers): void {
       FMQ_BENCH_TMP: leftovers.tmp,
       // pkill takes a regular expression: the path as written, and then nothing or a path below it.
       FMQ_BENCH_PATTERN: `${leftovers.tmp.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}(/| |$)`,
-      FMQ_BENCH_SETTING: leftovers.setting?.file ?? "",
-      FMQ_BENCH_HELD: leftovers.setting?.held ?? "",
-      FMQ_BENCH_BEFORE: leftovers.setting?.before ?? "",
+      // One setting a line, its file, held and before values separated by tabs (sysfs paths have none).
+      FMQ_BENCH_SETTINGS: [...(leftovers.settings ?? [])].reverse().map((s) => `${s.file}\t${s.held}\t${s.before}`).join("\n"),
     },
   });
   // (No sh, or it failed to start: the bench runs as before, without this safety net.)

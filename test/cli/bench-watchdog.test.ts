@@ -1,7 +1,7 @@
-// The bench starts processes, fills a temporary directory and changes a kernel setting for its run
+// The bench starts processes, fills a temporary directory and changes two kernel settings for its run
 // (free page reporting held back). Killed outright with SIGKILL, which no exit hook survives, its
-// watchdog must still stop what it started, remove the directory and put the setting back (a file here
-// stands in for the sysfs one). A real process sets it all up and is killed.
+// watchdog must still stop what it started, remove the directory and put the settings back (files in a
+// temporary directory stand in for the sysfs ones). A real process sets it all up and is killed.
 
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
@@ -46,17 +46,18 @@ function watchdogs(tmp: string): number[] {
 }
 
 /**
- * A bench in miniature: holds the setting in `file`, starts its watchdog over `tmp`, and starts a child
- * whose command line names `tmp` (as every child of the bench does). Then exits at once, or stays.
+ * A bench in miniature: holds the settings in `parameters` (a directory), starts its watchdog over `tmp`,
+ * and starts a child whose command line names `tmp` (as every child of the bench does). Then exits at
+ * once, or stays.
  */
-async function miniBench(tmp: string, file: string, then: "exit" | "stay"): Promise<{ bench: ChildProcess; state: string; child: number }> {
+async function miniBench(tmp: string, parameters: string, then: "exit" | "stay"): Promise<{ bench: ChildProcess; state: string; child: number }> {
   const script = `
     const { holdFreePageReporting } = await import(${JSON.stringify(dist("page-reporting.js"))});
     const { watchOver } = await import(${JSON.stringify(dist("watchdog.js"))});
     const { spawn } = await import("node:child_process");
     const tmp = ${JSON.stringify(tmp)};
-    const reporting = holdFreePageReporting(false, ${JSON.stringify(file)});
-    watchOver({ tmp, ...(reporting.putBack ? { setting: reporting.putBack } : {}) });
+    const reporting = holdFreePageReporting(false, ${JSON.stringify(parameters)});
+    watchOver({ tmp, settings: reporting.putBack });
     const child = spawn(process.execPath, ["-e", "setInterval(() => undefined, 1000)", tmp + "/source"], { stdio: "ignore" });
     process.stdout.write(reporting.state + " " + child.pid + "\\n");
     if (${JSON.stringify(then)} === "exit") process.exit(0);
@@ -73,54 +74,88 @@ async function miniBench(tmp: string, file: string, then: "exit" | "stay"): Prom
 
 const read = (file: string) => readFileSync(file, "utf8").trim();
 
+/** A stand-in for /sys/module/page_reporting/parameters with these values (a missing one: no file). */
+async function parameters(values: { min_free_ms?: string; max_waiting_mib?: string }): Promise<{ dir: string; minFree: string; waiting: string }> {
+  const dir = path.join(await tempDir(), "parameters");
+  await mkdir(dir);
+  for (const [name, value] of Object.entries(values)) writeFileSync(path.join(dir, name), value + "\n");
+  return { dir, minFree: path.join(dir, "min_free_ms"), waiting: path.join(dir, "max_waiting_mib") };
+}
+
 describe("bench watchdog", () => {
-  it("after a SIGKILL of the bench: its children are stopped, its temporary directory removed, the setting put back", async () => {
+  it("after a SIGKILL of the bench: its children are stopped, its temporary directory removed, the settings put back", async () => {
     const dir = await tempDir();
     const tmp = path.join(dir, "fmq-bench-x");
     await mkdir(tmp);
     writeFileSync(path.join(tmp, "data.bin"), "x");
-    const file = path.join(dir, "min_free_ms");
-    writeFileSync(file, "0\n");
-    const { bench, state, child } = await miniBench(tmp, file, "stay");
+    const settings = await parameters({ min_free_ms: "0", max_waiting_mib: "1024" });
+    const { bench, state, child } = await miniBench(tmp, settings.dir, "stay");
     expect(state).toBe("held");
-    expect(read(file)).toBe("60000");
+    expect(read(settings.minFree)).toBe("60000");
+    expect(read(settings.waiting)).toBe("8192");
     expect(alive(child)).toBe(true);
     await waitFor(() => watchdogs(tmp).length === 1, "the watchdog");
 
     bench.kill("SIGKILL");
     // The watchdog learns it at once (its stdin's end); it ends when done, about a second later.
     await waitFor(() => watchdogs(tmp).length === 0, "the watchdog to finish", 10_000, 50);
-    expect(read(file)).toBe("0");
+    expect(read(settings.minFree)).toBe("0");
+    expect(read(settings.waiting)).toBe("1024");
     expect(alive(child)).toBe(false);
     expect(existsSync(tmp)).toBe(false);
   });
 
   it("after a normal end it ends too, leaving nothing running; after a SIGKILL, a setting someone else changed meanwhile is left alone", async () => {
     const dir = await tempDir();
-    const file = path.join(dir, "min_free_ms");
-    writeFileSync(file, "0\n");
+    const settings = await parameters({ min_free_ms: "0", max_waiting_mib: "1024" });
     const tmp = path.join(dir, "fmq-bench-y");
     await mkdir(tmp);
-    const first = await miniBench(tmp, file, "exit");
+    const first = await miniBench(tmp, settings.dir, "exit");
     expect(first.state).toBe("held");
     await waitFor(() => first.bench.exitCode !== null, "the mini bench's exit");
-    // Its exit hook put the setting back; the child it left running (no exit hook of its own stops it
+    // Its exit hook put the settings back; the child it left running (no exit hook of its own stops it
     // here) is stopped by the watchdog, which then ends.
-    expect(read(file)).toBe("0");
+    expect([read(settings.minFree), read(settings.waiting)]).toEqual(["0", "1024"]);
     await waitFor(() => watchdogs(tmp).length === 0, "the watchdog to end", 10_000, 50);
-    expect(read(file)).toBe("0");
+    expect([read(settings.minFree), read(settings.waiting)]).toEqual(["0", "1024"]);
     expect(alive(first.child)).toBe(false);
     expect(existsSync(tmp)).toBe(false);
 
-    const other = path.join(dir, "other");
-    writeFileSync(other, "0\n");
+    const other = await parameters({ min_free_ms: "0", max_waiting_mib: "1024" });
     const tmp2 = path.join(dir, "fmq-bench-z");
     await mkdir(tmp2);
-    const second = await miniBench(tmp2, other, "stay");
-    writeFileSync(other, "5000\n");
+    const second = await miniBench(tmp2, other.dir, "stay");
+    writeFileSync(other.minFree, "5000\n");
     second.bench.kill("SIGKILL");
     await waitFor(() => watchdogs(tmp2).length === 0, "the second watchdog to finish", 10_000, 50);
-    expect(read(other)).toBe("5000");
+    expect(read(other.minFree)).toBe("5000");
+    expect(read(other.waiting)).toBe("1024");
     expect(alive(second.child)).toBe(false);
+  });
+
+  it("holds only what there is to hold: a kernel without the cap, a cap already high enough", async () => {
+    const dir = await tempDir();
+    // (No max_waiting_mib: min_free_ms alone is held and put back.)
+    const old = await parameters({ min_free_ms: "0" });
+    const tmp = path.join(dir, "fmq-bench-old");
+    await mkdir(tmp);
+    const first = await miniBench(tmp, old.dir, "stay");
+    expect(first.state).toBe("held");
+    expect(read(old.minFree)).toBe("60000");
+    expect(existsSync(old.waiting)).toBe(false);
+    first.bench.kill("SIGKILL");
+    await waitFor(() => watchdogs(tmp).length === 0, "the watchdog to finish", 10_000, 50);
+    expect(read(old.minFree)).toBe("0");
+    expect(existsSync(old.waiting)).toBe(false);
+
+    // (A cap someone set higher than ours stays as it is, during the run and after.)
+    const high = await parameters({ min_free_ms: "0", max_waiting_mib: "16000" });
+    const tmp2 = path.join(dir, "fmq-bench-high");
+    await mkdir(tmp2);
+    const second = await miniBench(tmp2, high.dir, "stay");
+    expect([read(high.minFree), read(high.waiting)]).toEqual(["60000", "16000"]);
+    second.bench.kill("SIGKILL");
+    await waitFor(() => watchdogs(tmp2).length === 0, "the second watchdog to finish", 10_000, 50);
+    expect([read(high.minFree), read(high.waiting)]).toEqual(["0", "16000"]);
   });
 });
