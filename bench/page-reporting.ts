@@ -92,7 +92,7 @@ export function holdFreePageReporting(leave: boolean, parameters = PARAMETERS): 
     try {
       writeFileSync(setting.file, setting.held);
     } catch (error) {
-      for (const done of putBack) writeFileSync(done.file, done.before);
+      putBackAll(putBack);
       const code = (error as NodeJS.ErrnoException).code ?? String(error);
       return {
         state: "unchanged",
@@ -104,15 +104,17 @@ export function holdFreePageReporting(leave: boolean, parameters = PARAMETERS): 
     changes.push(`${path.basename(setting.file)} ${setting.before} -> ${setting.held}`);
   }
   if (putBack.length === 0) return { state: "held", text: `free page reporting already held back (${now})`, putBack };
-  // (Put back in the reverse order: the cap before the delay, as they were set.)
-  onExit(() => {
-    for (const setting of [...putBack].reverse()) {
-      try {
-        writeFileSync(setting.file, setting.before);
-      } catch {
-        // (Gone or no longer ours to write: the other one still goes back.)
-      }
-    }
-  });
+  onExit(() => putBackAll(putBack));
   return { state: "held", text: `free page reporting held back during the run (${changes.join(", ")}, put back at the end)`, putBack };
+}
+
+/** Put `settings` back as they were, the last one set first. */
+function putBackAll(settings: readonly HeldSetting[]): void {
+  for (const setting of [...settings].reverse()) {
+    try {
+      writeFileSync(setting.file, setting.before);
+    } catch {
+      // (Gone, or no longer ours to write: the others still go back.)
+    }
+  }
 }
