@@ -807,6 +807,7 @@ export class Client extends EventEmitter<ClientEvents> {
         // (Later, outside the machine's step: what fails here, a listener of the application's, is said
         // as the step would say it, not thrown at the event loop.)
         try {
+          if (where instanceof AlreadyHeldError) return;
           if (where instanceof Error) this.#wholeFailed(where, sub, relative);
           else this.#delivered({ path: relative, vpath, file: where, size: identity.size, received: identity.size }, session === this.#requestsSession);
         } catch (error) {

@@ -691,6 +691,37 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(await sha256File(path.join(inbox, "d", "big.bin"))).toBe(sha256(big));
   });
 
+  it("client - a small file sent again whole as the very version held (a resync listed it while it was on its way) is not placed or said delivered again; other content of the same size and mtime is, and so is the same one once removed from the inbox", async () => {
+    const { r, inbox, h, rid } = await subscribedToRoot();
+    const data = randomBytes(3000);
+    const other = randomBytes(3000);
+    const [marker1, marker2, marker3] = [randomBytes(10), randomBytes(20), randomBytes(30)];
+    await r.sendFile(rid, "/same.bin", data, await asOneMessage(data));
+    await nextDelivery(h, "/same.bin");
+    const placedFirst = await lstat(path.join(inbox, "same.bin"));
+    // The same version again, then another file to mark the point: only the marker is delivered, and the
+    // file in the inbox is the one placed first (a placing writes a new file and renames it over).
+    await r.sendFile(rid, "/same.bin", data, await asOneMessage(data));
+    await r.sendFile(rid, "/m1.bin", marker1, await asOneMessage(marker1));
+    await nextDelivery(h, "/m1.bin");
+    expect(h.delivered.map((d) => d.vpath)).toEqual(["/same.bin", "/m1.bin"]);
+    expect((await lstat(path.join(inbox, "same.bin"))).ino).toBe(placedFirst.ino);
+    // Other content of the same size and mtime is another version: placed and delivered.
+    await r.sendFile(rid, "/same.bin", other, await asOneMessage(other));
+    await r.sendFile(rid, "/m2.bin", marker2, await asOneMessage(marker2));
+    await nextDelivery(h, "/m2.bin");
+    expect(h.delivered.map((d) => d.vpath)).toEqual(["/same.bin", "/m1.bin", "/same.bin", "/m2.bin"]);
+    expect(await sha256File(path.join(inbox, "same.bin"))).toBe(sha256(other));
+    // Removed from the inbox by someone, the version held is no longer there: it comes again.
+    await rm(path.join(inbox, "same.bin"));
+    await r.sendFile(rid, "/same.bin", other, await asOneMessage(other));
+    await r.sendFile(rid, "/m3.bin", marker3, await asOneMessage(marker3));
+    await nextDelivery(h, "/m3.bin");
+    expect(h.delivered.map((d) => d.vpath)).toEqual(["/same.bin", "/m1.bin", "/same.bin", "/m2.bin", "/same.bin", "/m3.bin"]);
+    expect(await sha256File(path.join(inbox, "same.bin"))).toBe(sha256(other));
+    expect(h.errors).toEqual([]);
+  });
+
   it("client - keeps 2 MiB granted while small files arrive (whole or in pieces), the whole window once a piece of a big file comes (1 MiB or 128 KiB chunks)", async () => {
     const { r, inbox, h, rid } = await subscribedToRoot();
     expect(r.granted(rid)).toBe(2 * MiB);
