@@ -1076,6 +1076,13 @@ export class Client extends EventEmitter<ClientEvents> {
     }
     const size = file.mode === "delta" ? file.identity!.size : file.length;
     const mtime = file.identity?.mtime;
+    // This very version is here already (see Inbox.holds; the same as #placeWhole's small files): its copy
+    // goes, and nothing is placed or said.
+    if (file.mode !== "delta" && fingerprint && mtime !== undefined && inbox.holds(file.relative, current.vpath, { size, mtime }, fingerprint.hash)) {
+      await file.abandon();
+      inbox.manifest.partialDropped(file.relative);
+      return;
+    }
     const blocks = fingerprint && fingerprint.blocks.length > 8 && fingerprint.blocks.length <= 8 * 4096 ? fingerprint.blocks.toString("hex") : undefined;
     const entry = {
       vpath: current.vpath,

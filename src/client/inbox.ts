@@ -928,10 +928,9 @@ export class Inbox {
     hasher.update(data, true);
     const { hash } = hasher.finish();
     if (expectedHash !== undefined && hash !== expectedHash) return false;
-    // This very version is here already (its name, size, mtime and content, and the file still there at
-    // its size): a resync sent while it was on its way listed it as missing, so the server sent it again
-    // (up to a window of small files: 402 of 3,000 in one test run). Nothing to place, nothing to say.
-    if (this.#holds(relative, vpath, identity, hash)) {
+    // This very version is here already: a resync sent while it was on its way listed it as missing, so
+    // the server sent it again (up to a window of small files: 402 of 3,000 in one test run).
+    if (this.holds(relative, vpath, identity, hash)) {
       placed(new AlreadyHeldError(`${relative}: this version is held already`, relative));
       return true;
     }
@@ -1173,8 +1172,12 @@ export class Inbox {
   }
 
   /** Does the file we delivered still look as we left it (size)? Only then is it claimed in a cache. */
-  /** `relative` is held as this very version of `vpath` (the content of `hash`), and is still there. */
-  #holds(relative: string, vpath: string, identity: PartialFile, hash: string): boolean {
+  /**
+   * `relative` is held as this very version of `vpath` (its size, mtime and the content of `hash`), and is
+   * still there at its size (what a resync's listing checks). A version sent again so (a resync made while
+   * files were on their way lists them as missing) is not placed or said again.
+   */
+  holds(relative: string, vpath: string, identity: { readonly size: number; readonly mtime: number }, hash: string): boolean {
     const held = this.manifest.files.get(relative);
     return held !== undefined && held.vpath === vpath && held.hash === hash && held.size === identity.size && held.mtime === identity.mtime && this.stillHeld(relative, held.size);
   }

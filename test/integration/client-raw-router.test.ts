@@ -722,6 +722,28 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     expect(h.errors).toEqual([]);
   });
 
+  it("client - a file sent again in chunks as the very version held is not placed or said delivered again, and leaves no partial file; a bigger file likewise", async () => {
+    const { r, inbox, h, rid } = await subscribedToRoot();
+    const small = randomBytes(5000);
+    const big = randomBytes(300 * 1024); // (over SMALL_FILE: never whole)
+    const inChunks = async (data: Buffer) => ({ chunkSize: 2000, ending: "empty eof=1" as const, headers: identityHeaders(data.length, 1_700_000_000_000), eofHeaders: { "X-FMQ-XXH64T": await treeHash(data) } });
+    await r.sendFile(rid, "/small.bin", small, await inChunks(small));
+    await r.sendFile(rid, "/big.bin", big, await inChunks(big));
+    await nextDelivery(h, "/big.bin");
+    const [smallFirst, bigFirst] = await Promise.all([lstat(path.join(inbox, "small.bin")), lstat(path.join(inbox, "big.bin"))]);
+    const marker = randomBytes(10);
+    await r.sendFile(rid, "/small.bin", small, await inChunks(small));
+    await r.sendFile(rid, "/big.bin", big, await inChunks(big));
+    await r.sendFile(rid, "/m.bin", marker, await asOneMessage(marker));
+    await nextDelivery(h, "/m.bin");
+    expect(h.delivered.map((d) => d.vpath)).toEqual(["/small.bin", "/big.bin", "/m.bin"]);
+    expect((await lstat(path.join(inbox, "small.bin"))).ino).toBe(smallFirst.ino);
+    expect((await lstat(path.join(inbox, "big.bin"))).ino).toBe(bigFirst.ino);
+    expect(await sha256File(path.join(inbox, "big.bin"))).toBe(sha256(big));
+    expect(await readdir(path.join(inbox, ".fmq", "partial"))).toEqual([]);
+    expect(h.errors).toEqual([]);
+  });
+
   it("client - keeps 2 MiB granted while small files arrive (whole or in pieces), the whole window once a piece of a big file comes (1 MiB or 128 KiB chunks)", async () => {
     const { r, inbox, h, rid } = await subscribedToRoot();
     expect(r.granted(rid)).toBe(2 * MiB);
