@@ -1171,7 +1171,6 @@ export class Inbox {
     return "deleted";
   }
 
-  /** Does the file we delivered still look as we left it (size)? Only then is it claimed in a cache. */
   /**
    * `relative` is held as this very version of `vpath` (its size, mtime and the content of `hash`), and is
    * still there at its size (what a resync's listing checks). A version sent again so (a resync made while
@@ -1182,6 +1181,7 @@ export class Inbox {
     return held !== undefined && held.vpath === vpath && held.hash === hash && held.size === identity.size && held.mtime === identity.mtime && this.stillHeld(relative, held.size);
   }
 
+  /** Does the file we delivered still look as we left it (size)? Only then is it claimed in a cache. */
   stillHeld(relative: string, size: number): boolean {
     const reason = unsafeRelativeReason(relative);
     if (reason) return false;
