@@ -20,18 +20,11 @@
 // cannot be written (not root), the report says so.
 //
 // That alone held back less than it seemed: this kernel also caps how much freed memory may wait
-// unreported (`max_waiting_mib`, 1024), and past the cap it reports whatever the minute says. Fan-out
-// 16 writes 4 GiB, and the scratch step before it frees 4 GiB: 16 processes writing 256 MiB each,
-// started 1.5 s after that step, spent 0.65-0.78 s of system time per GiB written, and 1.25-1.50 s when
-// started 4 s after it (0.26-0.30 s at once), while the host took back 768-1,664 MiB (`reported_kib`);
-// with the cap raised to 8192, 0.41-0.47 and 0.89-1.06 s per GiB, 250-960 MiB taken back
-// (/tmp/p58/fan.mjs in issue 5's closing note, stop 58). Which memory a run got then depended on how
-// long after the scratch step its processes started and how long they ran, so the slower contender was
-// slowed further: three pairs of fan-out 16 runs (`--only 4 --fanout 16 --reps 2`, minutes apart),
-// the cap at 1024 then at 8192: the bare pipe 614, 585, 516 MB/s against 679, 703, 711; fmq 431, 562,
-// 471 against 586, 688, 568; rsync 999, 1013, 1028 against 1255, 1377, 848. So the cap is raised too,
-// to 8192 MiB, for the run, and put back the same way. It narrows, not removes: the host still took
-// back up to about 1 GiB in the seconds after a 4 GiB free with both settings held.
+// unreported (`max_waiting_mib`, 1024), and past the cap it reports whatever the minute says. Fan-out 16
+// frees and writes 4 GiB, so which memory its contenders got depended on how late they started: the
+// slower one was slowed further (fmq and the bare pipe by 11-38 % in three pairs of runs; the figures are
+// in bench/README.md). So the cap is raised too, to 8192 MiB, for the run, and put back the same way. It
+// narrows, not removes: up to about 1 GiB still goes back after a 4 GiB free with both settings held.
 
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
