@@ -489,6 +489,52 @@ export interface Target {
 }
 
 /**
+ * The target of a file put in place at once (receiveWhole), in the directory held for this turn of the
+ * event loop (Inbox.#dirThisTurn): the turn releases that directory, not the target, and nothing was
+ * made on its way that an abandon would remove (its directories are made for the turn, not for it). A
+ * class, not the object of closures the other targets are: one of those per small file cost the
+ * subscriber about a tenth of its CPU (10,000 files of 4 KiB: 1.30 CPU-s against 1.45, 5 of 6
+ * alternating pairs faster, 2026-12-06).
+ */
+class TurnTarget implements Target {
+  readonly madeIn: readonly string[] = NOTHING_MADE;
+
+  constructor(
+    private readonly dir: HeldDirectory,
+    private readonly name: string,
+  ) {}
+
+  // (Paths built when used, from the directory object, as the other targets' are: see Inbox.#resolve.)
+  get path(): string {
+    return this.dir.join(this.name);
+  }
+
+  get shown(): string {
+    return path.join(this.dir.realPath, this.name);
+  }
+
+  get directory(): string {
+    return this.dir.path;
+  }
+
+  release(): void {}
+
+  lend(): HeldDirectory {
+    return this.dir.lend();
+  }
+
+  abandon(): void {}
+
+  clearEmptyDirectories(): boolean {
+    if (!onlyEmptyDirectories(this.dir, this.name)) return false;
+    removeEmptyDirectories(this.dir, this.name);
+    return true;
+  }
+}
+
+const NOTHING_MADE: readonly string[] = Object.freeze([]);
+
+/**
  * The inbox, its state directory and the partial files' directory, held open. Removed while we run (an
  * rm -rf of the inbox or of its .fmq), they are made again at their real paths when next needed.
  */
@@ -1243,8 +1289,9 @@ export class Inbox {
     if (reason) throw new InboxError(`refused "${printable(relative)}": ${reason}`, relative);
     const segments = relative.split("/");
     const name = segments.pop()!;
+    if (opts.thisTurn) return new TurnTarget(this.#dirThisTurn(segments, relative), name);
     const made: { from?: number; parents: string[] } = { parents: [] };
-    const dir = opts.thisTurn ? this.#dirThisTurn(segments, relative) : this.#walk(segments, opts.create !== false, relative, made);
+    const dir = this.#walk(segments, opts.create !== false, relative, made);
     if (!dir) return undefined;
     let released = false;
     // Only the directories this target made (not a user's own, say one prepared with its own mode).
@@ -1265,7 +1312,7 @@ export class Inbox {
         return dir.path;
       },
       release: () => {
-        if (!released && !opts.thisTurn) this.#release(dir);
+        if (!released) this.#release(dir);
         released = true;
       },
       lend: () => dir.lend(),
