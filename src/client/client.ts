@@ -470,6 +470,17 @@ export class Client extends EventEmitter<ClientEvents> {
     return held && held.vpath === vpath && target.sub.inbox.stillHeld(target.relative, held.size) ? held : undefined;
   }
 
+  /**
+   * Is a version of the file the server calls `vpath` on its way into place now (handed to the placing
+   * thread, its answer not back yet)? Meanwhile the file on disk may already be the new version while
+   * the manifest still has the record of the one it replaces: what holds() says then is not yet this
+   * delivery's.
+   */
+  placing(vpath: string): boolean {
+    const target = this.#route(vpath);
+    return typeof target !== "string" && target.sub.inbox.isPlacing(target.relative);
+  }
+
   /** What has been read from the server and waits to be handled: bounded (see READ_AHEAD_BYTES). */
   get backlog(): { readonly messages: number; readonly bytes: number } {
     return { messages: this.#engine.pending, bytes: this.#engine.pendingWeight };
