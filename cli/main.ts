@@ -285,7 +285,8 @@ program
           // (Not while a version of it is on its way into place: a file changed in <dst> and sent again was
           // counted held, the run ending "0 files, 3 held already" before its delivery was said, when
           // the placing thread had renamed it into place and its answer had not come back: the manifest
-          // still had the record of the version it replaced, of the same size. A test caught it once.)
+          // still had the record of the version it replaced, of the same size. By my reading of a test that
+          // failed once so; test/integration/client-placing-window.test.ts holds that window open.)
           if (client.placing(vpath)) return false;
           const mine = client.holds(vpath);
           const same = mine !== undefined && mine.size === file.size && mine.mtime === file.mtimeMs;

@@ -50,8 +50,9 @@ describe("subscriber whose placing thread stops", () => {
     // Stopped as its third batch is handed to it, just before the batch is posted: a worker failing with
     // batches on their way. That batch never reaches it, so none of its files can land and each is lost
     // with the thread; of the batches before, whatever the worker put in place before it stopped is
-    // delivered. (Stopped just after the post instead, a worker that placed the whole third batch
-    // before it stopped left nothing lost: this test failed so once in a full suite run, 2026-12-06.)
+    // delivered. (Stopped just after the post instead, the worker could place the whole third batch
+    // before it stopped and leave nothing lost: by my reading, how this test failed once in a full suite
+    // run, 2026-12-06, "expected 0 to be greater than 0"; not reproduced alone or under load since.)
     let batches = 0;
     const post = Worker.prototype.postMessage;
     const spy = vi.spyOn(Worker.prototype, "postMessage").mockImplementation(function (this: Worker, message: unknown, transfer?: readonly Transferable[]) {
