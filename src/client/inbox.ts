@@ -528,9 +528,7 @@ class TurnTarget implements Target {
   abandon(): void {}
 
   clearEmptyDirectories(): boolean {
-    if (!onlyEmptyDirectories(this.dir, this.name)) return false;
-    removeEmptyDirectories(this.dir, this.name);
-    return true;
+    return clearEmptyDirectories(this.dir, this.name);
   }
 }
 
@@ -1325,11 +1323,7 @@ export class Inbox {
         this.release();
         prune();
       },
-      clearEmptyDirectories: () => {
-        if (!onlyEmptyDirectories(dir, name)) return false;
-        removeEmptyDirectories(dir, name);
-        return true;
-      },
+      clearEmptyDirectories: () => clearEmptyDirectories(dir, name),
     };
   }
 
@@ -1650,6 +1644,13 @@ const EMPTY_TREE_LIMITS = { entries: 1000, depth: 32 };
  * within EMPTY_TREE_LIMITS. Each opened through its parent's descriptor, never through a symlink (one
  * there, or swapped in meanwhile, is something else).
  */
+/** Target.clearEmptyDirectories: `name` in `parent`, if it holds only empty directories, removed. */
+function clearEmptyDirectories(parent: HeldDirectory, name: string): boolean {
+  if (!onlyEmptyDirectories(parent, name)) return false;
+  removeEmptyDirectories(parent, name);
+  return true;
+}
+
 function onlyEmptyDirectories(parent: HeldDirectory, name: string): boolean {
   let entries = EMPTY_TREE_LIMITS.entries;
   const only = (above: HeldDirectory, at: string, depth: number): boolean => {
