@@ -275,7 +275,13 @@ program
         server.on("caught-up", () => (caughtUp = true));
         const deletes = new Set<string>();
         server.on("sent", (e) => {
-          if (e.operation === "delete") deletes.add(e.path);
+          // (A name sent again after its delete (the file made again in <src>) is a file again, waited for
+          // as the others: kept here, it held the run for ever once the new file had arrived, holds() then
+          // true for good. And the delivery of the file it was before counts no more: the new one must come.)
+          if (e.operation === "delete") {
+            deletes.add(e.path);
+            delivered.delete(e.path);
+          } else deletes.delete(e.path);
         });
         // A file <dst> holds already as it is in <src> (an earlier run) is not sent again: it counts as done.
         // (Found once per published version: the check below runs every 20 ms, and holds() looks at the disk.)

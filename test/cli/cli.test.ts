@@ -524,6 +524,34 @@ describe("cli", () => {
     }
   }, 40_000);
 
+  it("cli - track --once where a file is deleted from <src> and made again while it runs: exits 0 with the new file in <dst> (it waited for ever: the delete's name stayed held)", async () => {
+    const src = await tempDir();
+    const dst = path.join(await tempDir(), "dst");
+    await writeTree(src, { "again.txt": "first", "log.txt": "" });
+    // (A file that keeps changing holds the run open while again.txt goes and comes back.)
+    const log = await open(path.join(src, "log.txt"), "a");
+    let lines = 0;
+    const writer = setInterval(() => void log.appendFile(`line ${++lines}\n`), 50);
+    try {
+      const track = start(["track", src, dst, "--once", "--json", "--stable-ms", "200"]);
+      const deliveries = () => track.events.filter((e) => e.event === "delivered" && e.path === "again.txt").length;
+      await waitFor(() => deliveries() >= 1 || undefined, "again.txt delivered", 20_000);
+      await unlink(path.join(src, "again.txt"));
+      await waitFor(() => track.events.find((e) => e.event === "deleted" && e.path === "again.txt"), "again.txt deleted in <dst>", 20_000);
+      await writeFile(path.join(src, "again.txt"), "second");
+      await waitFor(() => deliveries() >= 2 || undefined, "again.txt delivered again", 20_000);
+      clearInterval(writer);
+      let exit: { code: number | null } | undefined;
+      void track.exited.then((e) => (exit = e));
+      expect((await waitFor(() => exit, "track --once to exit once log.txt is still", 15_000)).code).toBe(0);
+      expect(await readFile(path.join(dst, "again.txt"), "utf8")).toBe("second");
+      expect(await readFile(path.join(dst, "log.txt"), "utf8")).toBe(await readFile(path.join(src, "log.txt"), "utf8"));
+    } finally {
+      clearInterval(writer);
+      await log.close();
+    }
+  }, 90_000);
+
   it("cli - track --once with a file the subscriber refuses: exits 1 once all else has arrived, saying how many could not be", async () => {
     const src = await tempDir();
     const dst = path.join(await tempDir(), "dst");
