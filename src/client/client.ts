@@ -447,7 +447,12 @@ export class Client extends EventEmitter<ClientEvents> {
     for (const sub of this.#subscriptions.values()) if (covers(sub.path, refused) && (!wider || sub.path.length > wider.path.length)) wider = sub;
     if (!wider || this.#engine.state !== "connected") return;
     const came = (held: { readonly vpath: string }) => covers(refused, held.vpath);
-    if (![...inbox.manifest.files.values()].some(came) && ![...inbox.manifest.partials.values()].some(came)) return;
+    // (Those on their way count too: a whole file the placing thread has not answered for yet has only its
+    // placing record, and a file coming in chunks, too small to be recorded as a partial, none; both land
+    // in this inbox. Missed, they were not sent again to the wider one: a review.)
+    const current = this.#current;
+    const coming = [...inbox.manifest.placing.values()].some(came) || (current?.inbox === inbox && covers(refused, current.vpath));
+    if (!coming && ![...inbox.manifest.files.values()].some(came) && ![...inbox.manifest.partials.values()].some(came)) return;
     const path = wider.path;
     this.#sendIcanhaz(path, "resync").catch((error: unknown) => this.#report(new ClientError(`${path}: cannot subscribe again: ${String(error)}`)));
   }
