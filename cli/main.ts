@@ -315,7 +315,8 @@ program
             );
           }
           if (mount.unstable > 0 || client.state !== "connected" || !caughtUp) return;
-          for (const vpath of deletes) if (client.holds(vpath) || client.placing(vpath)) return;
+          // (A delete the subscriber could not apply (EPERM...) was said as an error: not waited for for ever.)
+          for (const vpath of deletes) if (!failed.has(vpath) && (client.holds(vpath) || client.placing(vpath))) return;
           for (const [vpath, file] of mount.files) if (!delivered.has(vpath) && !failed.has(vpath) && !held(vpath, file)) return;
           clearInterval(timer);
           const seconds = (Date.now() - started) / 1000;
@@ -324,6 +325,11 @@ program
           // A directory of <src> we could not read: what is in it was not synced, so not a success (a
           // review: "synced 0 files", status 0, for a <src> of mode 000, and `track --once && rm -rf src`).
           const unreadable = mount.unreadableDirectories;
+          // Names of <src> the publisher could not publish (said above as warnings): not in <dst> either, so
+          // not a success (a review: "synced", status 0, for a <src> with a name holding a backslash).
+          const unpublished = mount.unpublishedNames;
+          // Deletes of <dst>'s files gone from <src> that could not be applied (said as errors).
+          const undeleted = [...deletes].filter((vpath) => failed.has(vpath) && client.holds(vpath)).length;
           out.event(
             {
               event: "synced",
@@ -333,13 +339,17 @@ program
               ...(unchanged > 0 ? { unchanged } : {}),
               ...(missing > 0 ? { failed: missing } : {}),
               ...(unreadable > 0 ? { unreadable } : {}),
+              ...(unpublished > 0 ? { unpublished } : {}),
+              ...(undeleted > 0 ? { undeleted } : {}),
             },
             `synced ${delivered.size} ${delivered.size === 1 ? "file" : "files"}, ${bytes} bytes in ${seconds.toFixed(2)} s` +
               (unchanged > 0 ? `; ${unchanged} held already` : "") +
               (missing > 0 ? `; ${missing} could not be delivered` : "") +
-              (unreadable > 0 ? `; ${unreadable} ${unreadable === 1 ? "directory" : "directories"} could not be read` : ""),
+              (unreadable > 0 ? `; ${unreadable} ${unreadable === 1 ? "directory" : "directories"} could not be read` : "") +
+              (unpublished > 0 ? `; ${unpublished > 100 ? "over 100" : unpublished} ${unpublished === 1 ? "name" : "names"} not published (said above)` : "") +
+              (undeleted > 0 ? `; ${undeleted} ${undeleted === 1 ? "file" : "files"} gone from the source could not be deleted` : ""),
           );
-          finish(missing > 0 || unreadable > 0 ? 1 : 0);
+          finish(missing > 0 || unreadable > 0 || unpublished > 0 || undeleted > 0 ? 1 : 0);
         }, 20);
       }
     } catch (error) {

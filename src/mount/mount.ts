@@ -756,6 +756,15 @@ export class Mount extends EventEmitter<MountEvents> {
   }
 
   /**
+   * Names found that are not published (a name subscribers refuse, one not valid UTF-8, a link that leads
+   * outside or to a directory, ...), each said once as a warning: at most 101 (the 101st stands for "more").
+   * Unreadable directories are not counted here (unreadableDirectories).
+   */
+  get unpublishedNames(): number {
+    return this.#unpublishableSaid.size - this.#unreadableSaid;
+  }
+
+  /**
    * Is the file at `vpath` seen but not published yet (waiting for its quiet period)? From the moment a
    * file is seen until it is in `files` (or gone), this or `files` says it exists: the server takes a file
    * a client holds that is in neither for deleted on this side. (The tracker hands a stable file to
@@ -914,13 +923,15 @@ export class Mount extends EventEmitter<MountEvents> {
    * Why a name is not published, said once (the watcher and the walks may meet it again), and at most 100
    * such lines in all, then one line more: a tree of a million bad names must not flood the log.
    */
-  #sayUnpublishable(message: string): void {
+  #sayUnpublishable(message: string, unreadable = false): void {
     if (this.#closed || this.#unpublishableSaid.has(message) || this.#unpublishableSaid.size > 100) return;
     this.#unpublishableSaid.add(message);
+    if (unreadable) this.#unreadableSaid++;
     this.emit("warning", new MountError(this.#unpublishableSaid.size <= 100 ? message : "more names could not be published (first 100 above; the rest are not said)"));
   }
-  /** What has been said (101 at most: the last says there is more). */
+  /** What has been said (101 at most: the last says there is more), and how much of it of unreadable directories. */
   readonly #unpublishableSaid = new Set<string>();
+  #unreadableSaid = 0;
 
 
   /** Directories we may not look into (their files stay published), looked at until we may. */
@@ -965,7 +976,7 @@ export class Mount extends EventEmitter<MountEvents> {
     const relative = this.#relative(dir);
     const published = this.#publishesUnder(relative);
     if (published) this.emit("warning", new MountError(`cannot look into ${this.#shown(dir)} any more (${code}): what is in it is not taken for deleted`));
-    else this.#sayUnpublishable(`not published: "${relative || "."}/" and what is in it: cannot read it (${code})`);
+    else this.#sayUnpublishable(`not published: "${relative || "."}/" and what is in it: cannot read it (${code})`, true);
     this.#unreadable.add(dir);
   }
 
