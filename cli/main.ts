@@ -253,11 +253,14 @@ program
       if (opts.once) {
         const started = Date.now();
         let bytes = 0;
-        const delivered = new Set<string>();
+        // The version each file came in last (its size and the server's mtime): one that changed since in
+        // <src> is waited for again (a file published while it was still being written, then finished,
+        // had the run end with the first, short version in <dst>: a review).
+        const delivered = new Map<string, { readonly size: number; readonly mtime?: number }>();
         // Files the subscriber refused or could not write (reported as errors): they will not arrive.
         const failed = new Set<string>();
         client.on("delivered", (e: DeliveredEvent) => {
-          delivered.add(e.vpath);
+          delivered.set(e.vpath, { size: e.size, ...(e.mtime !== undefined ? { mtime: e.mtime } : {}) });
           failed.delete(e.vpath);
           bytes += e.size;
         });
@@ -299,6 +302,11 @@ program
           if (same) heldVersions.add(file);
           return same;
         };
+        /** The file came in this run, as it is published now. */
+        const arrived = (vpath: string, file: PublishedFile) => {
+          const version = delivered.get(vpath);
+          return version !== undefined && version.size === file.size && (version.mtime === undefined || version.mtime === file.mtimeMs);
+        };
         // A file that never stops changing (a log written to every 100 ms) holds --once up for as long:
         // said every 10 s, naming some of them, so that a script's author knows what it waits for (a
         // review: it waited silently for ever).
@@ -317,7 +325,7 @@ program
           if (mount.unstable > 0 || client.state !== "connected" || !caughtUp) return;
           // (A delete the subscriber could not apply (EPERM...) was said as an error: not waited for for ever.)
           for (const vpath of deletes) if (!failed.has(vpath) && (client.holds(vpath) || client.placing(vpath))) return;
-          for (const [vpath, file] of mount.files) if (!delivered.has(vpath) && !failed.has(vpath) && !held(vpath, file)) return;
+          for (const [vpath, file] of mount.files) if (!arrived(vpath, file) && !failed.has(vpath) && !held(vpath, file)) return;
           clearInterval(timer);
           const seconds = (Date.now() - started) / 1000;
           const missing = [...mount.files.keys()].filter((vpath) => failed.has(vpath) && !delivered.has(vpath)).length;

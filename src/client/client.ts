@@ -70,6 +70,8 @@ export interface DeliveredEvent {
   /** Absolute path of the delivered file. */
   readonly file: string;
   readonly size: number;
+  /** The server's mtime of the version delivered (ms), when the server said it (our extension). */
+  readonly mtime?: number;
   /** File bytes received over the network for it (less than size when resumed or sent as changed blocks). */
   readonly received: number;
 }
@@ -825,7 +827,7 @@ export class Client extends EventEmitter<ClientEvents> {
         try {
           if (where instanceof AlreadyHeldError) return;
           if (where instanceof Error) this.#wholeFailed(where, sub, relative);
-          else this.#delivered({ path: relative, vpath, file: where, size: identity.size, received: identity.size }, session === this.#requestsSession);
+          else this.#delivered({ path: relative, vpath, file: where, size: identity.size, mtime: identity.mtime, received: identity.size }, session === this.#requestsSession);
         } catch (error) {
           this.#report(new ClientError(`"process the chunk" failed on CHEEZBURGER: ${String(error)}`));
         }
@@ -1132,7 +1134,7 @@ export class Client extends EventEmitter<ClientEvents> {
     inbox.manifest.delivered(file.relative, entry);
     this.#deltasLeft.delete(current.vpath);
     this.#droppedPartials.delete(current.vpath);
-    this.#delivered({ path: file.relative, vpath: current.vpath, file: file.finalPath, size, received: file.received });
+    this.#delivered({ path: file.relative, vpath: current.vpath, file: file.finalPath, size, ...(mtime !== undefined ? { mtime } : {}), received: file.received });
   }
 
   /** The file whose finish is under way (or just failed). */
@@ -1305,7 +1307,7 @@ export class Client extends EventEmitter<ClientEvents> {
       });
       inbox.then(
         (opened) => {
-          for (const found of opened.takeRecovered()) this.#delivered({ path: found.relative, vpath: found.vpath, file: found.file, size: found.size, received: 0 });
+          for (const found of opened.takeRecovered()) this.#delivered({ path: found.relative, vpath: found.vpath, file: found.file, size: found.size, ...(found.mtime !== undefined ? { mtime: found.mtime } : {}), received: 0 });
         },
         () => this.#inboxes.delete(key),
       );

@@ -428,6 +428,7 @@ export interface Recovered {
   /** Its path, for people. */
   readonly file: string;
   readonly size: number;
+  readonly mtime?: number;
 }
 
 /** Why an inbox directory could not be made, in words. */
@@ -1450,7 +1451,7 @@ export class Inbox {
           (entry.hash === undefined || (await heldFingerprint(target.path))?.hash === entry.hash);
         if (placed) {
           this.manifest.delivered(name, entry);
-          this.#recovered.push({ relative: name, vpath: entry.vpath, file: target!.shown, size: entry.size });
+          this.#recovered.push({ relative: name, vpath: entry.vpath, file: target!.shown, size: entry.size, ...(entry.mtime !== undefined ? { mtime: entry.mtime } : {}) });
         } else this.manifest.unplaced(name);
       } finally {
         target?.release();

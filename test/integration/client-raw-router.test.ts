@@ -2163,7 +2163,7 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     await r.sendFile(rid1, "/sub/small.bin", small, { headers: identityHeaders(small.length, smallMtime), eofHeaders: { "X-FMQ-XXH64T": smallHash } });
     const bigDone = await nextDelivery(h, "/sub/v/big.bin");
     await nextDelivery(h, "/sub/small.bin");
-    expect(bigDone).toEqual({ path: "v/big.bin", vpath: "/sub/v/big.bin", file: await realpath(path.join(inbox, "v", "big.bin")), size: big.length, received: big.length });
+    expect(bigDone).toEqual({ path: "v/big.bin", vpath: "/sub/v/big.bin", file: await realpath(path.join(inbox, "v", "big.bin")), size: big.length, mtime: bigMtime, received: big.length });
     expect(await sha256File(path.join(inbox, "v", "big.bin"))).toBe(sha256(big));
     expect(await sha256File(path.join(inbox, "small.bin"))).toBe(sha256(small));
 
