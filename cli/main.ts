@@ -274,6 +274,10 @@ program
         // had for the subscription once it reports caught-up after taking it, and a delete has been
         // applied once the subscriber no longer holds the file.
         let caughtUp = false;
+        // (What the publisher could not publish or read is counted by a look through <src> that ends after
+        // the scan: a small run could be said done before it reached an unreadable directory, status 0.)
+        let walked = false;
+        void mount.walked().then(() => (walked = true));
         server.on("subscribed", () => (caughtUp = false));
         server.on("caught-up", () => (caughtUp = true));
         const deletes = new Set<string>();
@@ -322,7 +326,7 @@ program
               `waiting for ${mount.unstable} ${mount.unstable === 1 ? "file" : "files"} to stop changing: ${names.join(", ")}${mount.unstable > names.length ? ", ..." : ""}`,
             );
           }
-          if (mount.unstable > 0 || client.state !== "connected" || !caughtUp) return;
+          if (mount.unstable > 0 || client.state !== "connected" || !caughtUp || !walked) return;
           // (A delete the subscriber could not apply (EPERM...) was said as an error: not waited for for ever.)
           for (const vpath of deletes) if (!failed.has(vpath) && (client.holds(vpath) || client.placing(vpath))) return;
           for (const [vpath, file] of mount.files) if (!arrived(vpath, file) && !failed.has(vpath) && !held(vpath, file)) return;

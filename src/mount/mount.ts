@@ -239,7 +239,7 @@ export class Mount extends EventEmitter<MountEvents> {
         resolve();
         // What the watcher skips without a word, said (at most 100 lines); and the symlinks that lead
         // nowhere, which the watcher says nothing of (see #dangling).
-        void findUnpublishable(this.root, "", true, this.#findings);
+        this.#firstWalk = findUnpublishable(this.root, "", true, this.#findings).catch(() => undefined);
       }),
     );
   }
@@ -749,6 +749,16 @@ export class Mount extends EventEmitter<MountEvents> {
   unstableNames(count = 3): string[] {
     return this.#tracker.first(count);
   }
+
+  /**
+   * Resolves once the first look through the whole tree for what the watcher skips (started by start(),
+   * after the scan) has ended: until then unpublishedNames and unreadableDirectories may not count all
+   * that was there at the start (track --once waits for it before it may say "synced").
+   */
+  walked(): Promise<void> {
+    return this.#firstWalk;
+  }
+  #firstWalk: Promise<void> = Promise.resolve();
 
   /** Directories of the mount we may not look into now (their files are not all published). */
   get unreadableDirectories(): number {
