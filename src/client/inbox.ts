@@ -798,8 +798,10 @@ export class Inbox {
       }
       const inbox = new Inbox(root, manifest, dirs, options, await xxh(), lock);
       dirs.onRestore = () => inbox.#endTurn();
-      await inbox.#sweepPartials();
+      // (Placements first: one found made drops the record of its name's partial file, of an older version,
+      // which the sweep then removes. The other way round, that file stayed until the next start.)
       await inbox.#settlePlacements();
+      await inbox.#sweepPartials();
       await inbox.#rememberUnversioned();
       return inbox;
     } catch (error) {
