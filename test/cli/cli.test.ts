@@ -22,6 +22,33 @@ import { partialName } from "../../src/client/inbox.js";
 
 const start = (args: string[]): Running => startFmq(args);
 
+/** `fmq track <src> <dst> --once --stable-ms 200` of a new <src> of `tree` and a log.txt written to every 50 ms until `writer.stop()`. */
+async function trackOnceWhileLogChanges(tree: Record<string, string>): Promise<{ src: string; dst: string; writer: { stop: () => Promise<void> }; track: Running }> {
+  const src = await tempDir();
+  const dst = path.join(await tempDir(), "dst");
+  await writeTree(src, { ...tree, "log.txt": "" });
+  const writer = await keepWriting(path.join(src, "log.txt"));
+  return { src, dst, writer, track: start(["track", src, dst, "--once", "--json", "--stable-ms", "200"]) };
+}
+
+/** Appends a line to `file` every 50 ms until stopped (a file that keeps changing holds `track --once` open). */
+async function keepWriting(file: string): Promise<{ stop: () => Promise<void> }> {
+  const log = await open(file, "a");
+  let lines = 0;
+  let writing = Promise.resolve();
+  const timer = setInterval(() => (writing = log.appendFile(`line ${++lines}\n`)), 50);
+  let stopped: Promise<void> | undefined;
+  return {
+    stop: () =>
+      (stopped ??= (async () => {
+        clearInterval(timer);
+        await writing;
+        await log.close();
+      })()),
+  };
+}
+
+
 const has = (r: Running, event: string, test: (e: Record<string, unknown>) => boolean = () => true) =>
   r.events.find((e) => e.event === event && test(e));
 
@@ -505,74 +532,53 @@ describe("cli", () => {
   }, 60_000);
 
   it("cli - track --once while a file keeps changing: says every 10 s which it waits for, and exits 0 once it is still", async () => {
-    const src = await tempDir();
-    const dst = path.join(await tempDir(), "dst");
-    await writeTree(src, { "ok.txt": "ok", "log.txt": "" });
-    const log = await open(path.join(src, "log.txt"), "a");
-    let lines = 0;
-    const writer = setInterval(() => void log.appendFile(`line ${++lines}\n`), 50);
+    const { src, dst, writer, track } = await trackOnceWhileLogChanges({ "ok.txt": "ok" });
     try {
-      const track = start(["track", src, dst, "--once", "--json", "--stable-ms", "200"]);
       const waiting = await waitFor(() => track.events.find((e) => e.event === "waiting"), "a waiting event", 20_000);
       expect(waiting).toMatchObject({ unstable: 1, names: ["log.txt"] });
-      clearInterval(writer);
+      await writer.stop();
       expect((await track.exited).code).toBe(0);
       expect(await readFile(path.join(dst, "log.txt"), "utf8")).toBe(await readFile(path.join(src, "log.txt"), "utf8"));
     } finally {
-      clearInterval(writer);
-      await log.close();
+      await writer.stop();
     }
   }, 40_000);
 
   it("cli - track --once where a file is deleted from <src> and made again while it runs: exits 0 with the new file in <dst> (it waited for ever: the delete's name stayed held)", async () => {
-    const src = await tempDir();
-    const dst = path.join(await tempDir(), "dst");
-    await writeTree(src, { "again.txt": "first", "log.txt": "" });
     // (A file that keeps changing holds the run open while again.txt goes and comes back.)
-    const log = await open(path.join(src, "log.txt"), "a");
-    let lines = 0;
-    const writer = setInterval(() => void log.appendFile(`line ${++lines}\n`), 50);
+    const { src, dst, writer, track } = await trackOnceWhileLogChanges({ "again.txt": "first" });
     try {
-      const track = start(["track", src, dst, "--once", "--json", "--stable-ms", "200"]);
       const deliveries = () => track.events.filter((e) => e.event === "delivered" && e.path === "again.txt").length;
       await waitFor(() => deliveries() >= 1 || undefined, "again.txt delivered", 20_000);
       await unlink(path.join(src, "again.txt"));
       await waitFor(() => track.events.find((e) => e.event === "deleted" && e.path === "again.txt"), "again.txt deleted in <dst>", 20_000);
       await writeFile(path.join(src, "again.txt"), "second");
       await waitFor(() => deliveries() >= 2 || undefined, "again.txt delivered again", 20_000);
-      clearInterval(writer);
+      await writer.stop();
       let exit: { code: number | null } | undefined;
       void track.exited.then((e) => (exit = e));
       expect((await waitFor(() => exit, "track --once to exit once log.txt is still", 15_000)).code).toBe(0);
       expect(await readFile(path.join(dst, "again.txt"), "utf8")).toBe("second");
       expect(await readFile(path.join(dst, "log.txt"), "utf8")).toBe(await readFile(path.join(src, "log.txt"), "utf8"));
     } finally {
-      clearInterval(writer);
-      await log.close();
+      await writer.stop();
     }
   }, 90_000);
 
   it("cli - track --once where a file already delivered changes in <src> while the run is open: waits for the new version (it ended with the first one in <dst>)", async () => {
     // (A review: a file published while still being written (a pause longer than --stable-ms), then
     // finished, counted as arrived by its name once its first, short version had come.)
-    const src = await tempDir();
-    const dst = path.join(await tempDir(), "dst");
-    await writeTree(src, { "grows.bin": "short", "log.txt": "" });
-    const log = await open(path.join(src, "log.txt"), "a");
-    let lines = 0;
-    const writer = setInterval(() => void log.appendFile(`line ${++lines}\n`), 50);
+    const { src, dst, writer, track } = await trackOnceWhileLogChanges({ "grows.bin": "short" });
     try {
-      const track = start(["track", src, dst, "--once", "--json", "--stable-ms", "200"]);
       await waitFor(() => track.events.find((e) => e.event === "delivered" && e.path === "grows.bin"), "the short version delivered", 20_000);
       // log.txt still from now on; then the rest of grows.bin, big enough to be still on its way when it is
       // found still (log.txt long before).
-      clearInterval(writer);
+      await writer.stop();
       await writeRandomFile(path.join(src, "grows.bin"), 200 * 1024 * 1024);
       expect((await track.exited).code).toBe(0);
       expect(await sha256File(path.join(dst, "grows.bin"))).toBe(await sha256File(path.join(src, "grows.bin")));
     } finally {
-      clearInterval(writer);
-      await log.close();
+      await writer.stop();
     }
   }, 90_000);
 

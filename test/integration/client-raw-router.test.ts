@@ -313,6 +313,18 @@ async function nestedSubscriptions() {
   return { r, a, b, h };
 }
 
+/** nestedSubscriptions' client connected: "/" accepted, "/sub" asked for and not answered yet, credit granted. */
+async function widerAcceptedNarrowerAsked(r: RawRouter, h: Harness): Promise<Buffer> {
+  h.client.connect();
+  const [rid] = await r.receive();
+  await r.send(rid, { id: "OHAI_OK" });
+  await r.next("ICANHAZ", { from: rid });
+  await r.send(rid, { id: "ICANHAZ_OK" });
+  await r.next("ICANHAZ", { from: rid });
+  await r.next("NOM", { from: rid });
+  return rid;
+}
+
 /** Waits until `count` more errors than `before` were reported. */
 async function errorsAfter(h: Harness, before: number, count = 1): Promise<Error[]> {
   await waitFor(() => h.errors.length >= before + count, `${count} error(s) from the client`, SOON, 5);
@@ -2426,13 +2438,7 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
     // (A review: they stayed in the refused subscription's inbox, never updated or deleted, and were
     // missing from the wider one's for the rest of the session.)
     const { r, a, h } = await nestedSubscriptions();
-    h.client.connect();
-    const [rid] = await r.receive();
-    await r.send(rid, { id: "OHAI_OK" });
-    await r.next("ICANHAZ", { from: rid });
-    await r.send(rid, { id: "ICANHAZ_OK" });
-    await r.next("ICANHAZ", { from: rid });
-    await r.next("NOM", { from: rid });
+    const rid = await widerAcceptedNarrowerAsked(r, h);
     const early = randomBytes(100);
     await r.sendFile(rid, "/sub/early.txt", early, await asOneMessage(early));
     await nextDelivery(h, "/sub/early.txt");
@@ -2457,13 +2463,7 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
       place.call(this, partial, target, data, (failure, bytes) => kept.push(() => placed(failure, bytes)));
     });
     try {
-      h.client.connect();
-      const [rid] = await r.receive();
-      await r.send(rid, { id: "OHAI_OK" });
-      await r.next("ICANHAZ", { from: rid });
-      await r.send(rid, { id: "ICANHAZ_OK" });
-      await r.next("ICANHAZ", { from: rid });
-      await r.next("NOM", { from: rid });
+      const rid = await widerAcceptedNarrowerAsked(r, h);
       const early = randomBytes(100);
       await r.sendFile(rid, "/sub/early.txt", early, await asOneMessage(early));
       await waitFor(() => kept.length > 0, "the placing thread's answer (kept back)", SOON);
@@ -2485,13 +2485,7 @@ describe("client against a raw ROUTER", { timeout: 15_000 }, () => {
 
   it("client - a subscription refused while a file under it comes in chunks (too small to be recorded as a partial) has the wider one sent again all the same", async () => {
     const { r, a, b, h } = await nestedSubscriptions();
-    h.client.connect();
-    const [rid] = await r.receive();
-    await r.send(rid, { id: "OHAI_OK" });
-    await r.next("ICANHAZ", { from: rid });
-    await r.send(rid, { id: "ICANHAZ_OK" });
-    await r.next("ICANHAZ", { from: rid });
-    await r.next("NOM", { from: rid });
+    const rid = await widerAcceptedNarrowerAsked(r, h);
     const coming = randomBytes(5000);
     await r.sendFile(rid, "/sub/coming.bin", coming, { end: 2000 });
     await waitFor(() => h.client.progress.current?.bytes === 2000, "the first 2,000 bytes in hand", SOON);
