@@ -1016,13 +1016,16 @@ export class Inbox {
     // (Taken now: a path through the lent descriptor, good until it is given back, whatever closes the
     // directory for us meanwhile.)
     const targetPath = target.path;
+    const partialPath = this.#heldPartial().path;
     /** Where the file is now, or why it is not there, once the worker answered. */
     const outcome = (failure: string | null, bytes: Uint8Array | undefined): string | Error => {
       if (failure === null) return this.#placed(relative, entry, target.shown);
       if (bytes === undefined) {
         // Its bytes went with a worker that stopped, which may have put it in place first: if its content
         // is there it is delivered, else it is asked for again. (Recorded unplaced while in place, a delete
-        // of it would have been refused as not ours; a review.)
+        // of it would have been refused as not ours; a review.) A worker stopped between its open and its
+        // rename left the partial file: removed now, not at the next start (a review).
+        removeQuietly(partialPath);
         return this.#inPlace(targetPath, entry) ? this.#placed(relative, entry, target.shown) : this.#lost(relative, failure);
       }
       // Not in place: done again the main thread's way, which makes removed state directories again,
@@ -1037,7 +1040,7 @@ export class Inbox {
       }
     };
     try {
-      thread.place(this.#heldPartial().path, targetPath, data, (failure, bytes) => {
+      thread.place(partialPath, targetPath, data, (failure, bytes) => {
         let where: string | Error;
         try {
           where = outcome(failure, bytes);

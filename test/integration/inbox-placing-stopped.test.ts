@@ -3,7 +3,7 @@
 // for it again). Never a file in place that the manifest does not know, nor one recorded that is not there.
 // (A file of its own: the process's placing thread is stopped for good here.)
 
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import path from "node:path";
@@ -51,6 +51,8 @@ describe("inbox whose placing thread stops", () => {
       }
       // (Which of the two each was is up to the race; that each was one or the other is the point.)
       expect(inbox.isPlacing("s/f0.bin")).toBe(false);
+      // Nor a partial file left by the worker stopped between its open and its rename (a review).
+      expect(readdirSync(path.join(root, ".fmq", "partial"))).toEqual([]);
     } finally {
       inbox.close();
     }
