@@ -1645,11 +1645,6 @@ function refusedName(relative: string): string | undefined {
 /** How much of a tree of empty directories is looked at before it counts as something in the way. */
 const EMPTY_TREE_LIMITS = { entries: 1000, depth: 32 };
 
-/**
- * The directory `name` in `parent` holds nothing but directories that hold nothing but directories,
- * within EMPTY_TREE_LIMITS. Each opened through its parent's descriptor, never through a symlink (one
- * there, or swapped in meanwhile, is something else).
- */
 /** Target.clearEmptyDirectories: `name` in `parent`, if it holds only empty directories, removed. */
 function clearEmptyDirectories(parent: HeldDirectory, name: string): boolean {
   if (!onlyEmptyDirectories(parent, name)) return false;
@@ -1657,6 +1652,11 @@ function clearEmptyDirectories(parent: HeldDirectory, name: string): boolean {
   return true;
 }
 
+/**
+ * The directory `name` in `parent` holds nothing but directories that hold nothing but directories,
+ * within EMPTY_TREE_LIMITS. Each opened through its parent's descriptor, never through a symlink (one
+ * there, or swapped in meanwhile, is something else).
+ */
 function onlyEmptyDirectories(parent: HeldDirectory, name: string): boolean {
   let entries = EMPTY_TREE_LIMITS.entries;
   const only = (above: HeldDirectory, at: string, depth: number): boolean => {
